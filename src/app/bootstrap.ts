@@ -1,0 +1,84 @@
+import { systemClock, type Clock, ConflictError, errorMessage } from '../core/index.ts';
+import {
+  loadConfig,
+  readEnv,
+  type GameopsEnv,
+  type LoadedConfig,
+  type GameopsConfig,
+} from '../config/index.ts';
+import { openStore, type Store } from '../store/index.ts';
+import { createLogger, type Logger } from './log.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { VERSION } from './version.ts';
+
+/**
+ * The resources bag every engine and entry point receives. Wired here, once; no module-level
+ * singletons, so tests build their own with a fake clock or a private store.
+ */
+export interface Resources {
+  config: GameopsConfig;
+  loaded: LoadedConfig;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+  /** Undefined when the store could not be opened and the caller allowed running without it. */
+  store: Store | undefined;
+  /** Why there is no store, when there is none. */
+  storeProblem: string | undefined;
+}
+
+export interface BootstrapOptions {
+  configPath?: string;
+  env?: GameopsEnv;
+  clock?: Clock;
+  logLevel?: string;
+  /**
+   * `required`: fail when the store cannot be opened (the server). `optional`: carry on without it and
+   * say why (a one-off CLI check while `gameops serve` holds the data directory). `none`: do not open.
+   */
+  store: 'required' | 'optional' | 'none';
+  cwd?: string;
+}
+
+export async function bootstrap(options: BootstrapOptions): Promise<Resources> {
+  const env = options.env ?? readEnv();
+  const loaded = loadConfig({
+    ...(options.configPath ? { path: options.configPath } : {}),
+    env,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  });
+  const log = createLogger(options.logLevel ?? env.GAMEOPS_LOG_LEVEL ?? 'info');
+  for (const warning of loaded.warnings) log.warn(warning);
+  const clock = options.clock ?? systemClock;
+  const { config } = loaded;
+  let store: Store | undefined;
+  let storeProblem: string | undefined;
+  if (options.store !== 'none') {
+    try {
+      store = await openStore({
+        ...(config.database.url
+          ? { url: config.database.url.reveal() }
+          : { dataDir: config.database.dataDir }),
+        clock,
+      });
+    } catch (err) {
+      if (options.store === 'required' || !(err instanceof ConflictError)) throw err;
+      storeProblem = errorMessage(err);
+    }
+  }
+  const metrics = createMetrics({
+    version: VERSION,
+    service: config.service.name,
+    environment: config.service.environment,
+    store: store?.backend ?? 'none',
+  });
+  return { config, loaded, clock, log, metrics, store, storeProblem };
+}
+
+/** Releases what bootstrap opened. Safe to call twice. */
+export async function shutdown(resources: Resources): Promise<void> {
+  const store = resources.store;
+  resources.store = undefined;
+  await store?.close();
+  resources.log.flush();
+}

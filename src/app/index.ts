@@ -1,0 +1,8 @@
+export { bootstrap, shutdown } from './bootstrap.ts';
+export type { Resources, BootstrapOptions } from './bootstrap.ts';
+export { runAndRecordDailyCheck } from './daily.ts';
+export { createLogger } from './log.ts';
+export type { Logger } from './log.ts';
+export { createMetrics } from './metrics.ts';
+export type { Metrics } from './metrics.ts';
+export { VERSION } from './version.ts';

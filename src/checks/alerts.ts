@@ -1,0 +1,117 @@
+import { alertmanagerTarget, createAlertmanagerClient, type AlertmanagerAlert } from '../connectors/index.ts';
+import { CheckStatus, worstOf } from './statuses.ts';
+import type { Check, Finding } from './types.ts';
+
+/** How many alerts are listed in `values` (all are counted). */
+const MAX_LISTED = 200;
+
+/** An alert as the daily check reports it. */
+export interface ActiveAlert {
+  alertname: string;
+  severity: string;
+  summary: string | null;
+  runbookUrl: string | null;
+  startsAt: string;
+  fingerprint: string;
+  status: CheckStatus;
+}
+
+/**
+ * Runbook §1.1 step 6: alerts firing in Alertmanager (API v2; neither silenced nor inhibited), counted by
+ * severity. `failSeverities` fail the check, `warnSeverities` warn. An alert without a `runbook_url`
+ * annotation is a warning of its own: whoever is paged has nothing to follow.
+ */
+export const alertsCheck: Check = {
+  name: 'alerts',
+  configured: (config) => config.alertmanager !== undefined,
+  target: (config) =>
+    config.alertmanager ? `Alertmanager at ${alertmanagerTarget(config.alertmanager)}` : 'Alertmanager',
+  async run(ctx) {
+    const am = ctx.config.alertmanager;
+    if (!am) return { status: CheckStatus.skipped, summary: 'not configured', values: {}, findings: [] };
+    const t = ctx.config.checks.thresholds.alerts;
+    const client = createAlertmanagerClient(am);
+    const request = { signal: ctx.signal, timeoutMs: ctx.config.checks.timeout };
+    const [raw, status] = await Promise.all([
+      client.alerts({}, request),
+      // The version is nice to show, not worth failing the check over.
+      client.status(request).catch(() => undefined),
+    ]);
+    const alerts = raw
+      .map((a) => toActiveAlert(a, t.failSeverities, t.warnSeverities))
+      .sort(
+        (a, b) => severityRank(b.status) - severityRank(a.status) || a.startsAt.localeCompare(b.startsAt),
+      );
+
+    const bySeverity: Record<string, number> = {};
+    for (const a of alerts) bySeverity[a.severity] = (bySeverity[a.severity] ?? 0) + 1;
+    const findings: Finding[] = alerts
+      .filter((a) => a.status !== CheckStatus.ok)
+      .map((a) => ({
+        status: a.status,
+        subject: a.alertname,
+        message: `${a.severity}: ${a.summary ?? '(no summary)'}${a.runbookUrl ? ` — runbook ${a.runbookUrl}` : ''}`,
+        value: a.severity,
+      }));
+    const missing = alerts.filter((a) => a.runbookUrl === null);
+    if (missing.length > 0) {
+      const names = [...new Set(missing.map((a) => a.alertname))];
+      findings.push({
+        status: CheckStatus.warn,
+        subject: 'runbook_url',
+        message: `${missing.length} firing ${missing.length === 1 ? 'alert has' : 'alerts have'} no runbook_url annotation: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}`,
+        value: missing.length,
+      });
+    }
+
+    const version = status?.version;
+    const counts = Object.entries(bySeverity)
+      .sort(([, a], [, b]) => b - a)
+      .map(([severity, n]) => `${n} ${severity}`)
+      .join(', ');
+    const summary =
+      alerts.length === 0
+        ? 'no active alerts'
+        : `${alerts.length} active alert${alerts.length === 1 ? '' : 's'} (${counts})${missing.length > 0 ? `, ${missing.length} without runbook_url` : ''}`;
+    return {
+      status: worstOf([CheckStatus.ok, ...findings.map((f) => f.status)]),
+      summary: `${summary}${version ? ` (Alertmanager ${version})` : ''}`,
+      values: {
+        target: client.target,
+        version: version ?? null,
+        total: alerts.length,
+        bySeverity,
+        withoutRunbook: missing.length,
+        alerts: alerts.slice(0, MAX_LISTED),
+        listedTruncated: alerts.length > MAX_LISTED,
+      },
+      findings,
+    };
+  },
+};
+
+function toActiveAlert(
+  alert: AlertmanagerAlert,
+  failSeverities: readonly string[],
+  warnSeverities: readonly string[],
+): ActiveAlert {
+  const severity = alert.labels['severity'] ?? 'none';
+  const runbook = alert.annotations['runbook_url'] ?? alert.annotations['runbook'];
+  return {
+    alertname: alert.labels['alertname'] ?? '(unnamed)',
+    severity,
+    summary: alert.annotations['summary'] ?? alert.annotations['description'] ?? null,
+    runbookUrl: runbook?.trim() ? runbook.trim() : null,
+    startsAt: alert.startsAt,
+    fingerprint: alert.fingerprint,
+    status: failSeverities.includes(severity)
+      ? CheckStatus.fail
+      : warnSeverities.includes(severity)
+        ? CheckStatus.warn
+        : CheckStatus.ok,
+  };
+}
+
+function severityRank(status: CheckStatus): number {
+  return status === CheckStatus.fail ? 2 : status === CheckStatus.warn ? 1 : 0;
+}

@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { GameopsConfig } from '../config/index.ts';
+import { maskSecrets, toGameopsError, withTimeout, type Clock, type Secret } from '../core/index.ts';
+import { alertsCheck } from './alerts.ts';
+import { databaseCheck } from './database.ts';
+import { diskCheck } from './disk.ts';
+import { redisCheck } from './redis.ts';
+import { CheckStatus, worstOf } from './statuses.ts';
+import type { Check, CheckResult, CheckRun } from './types.ts';
+
+/** The checks of runbook §1.1, in report order. */
+export const dailyChecks: readonly Check[] = [databaseCheck, redisCheck, diskCheck, alertsCheck];
+
+const DEFAULT_TIMEOUT_MS = 5000;
+
+export interface DailyCheckOptions {
+  config: GameopsConfig;
+  clock: Clock;
+  /** The last recorded run: deltas (slow queries) and restart detection compare against it. */
+  previous?: CheckRun | undefined;
+  trigger: CheckRun['trigger'];
+  /**
+   * Deadline of each check; a dependency that is down or never answers gives `error` within it.
+   * @default config.checks.timeout (5 s)
+   */
+  timeoutMs?: number;
+  /** @default dailyChecks */
+  checks?: readonly Check[];
+  /**
+   * How many checks run at the same time; 1 runs them one after the other.
+   * @default all at once
+   */
+  concurrency?: number;
+  /** Aborts every check still running (each then reports `error`). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs the daily health check of runbook §1.1: every check concurrently, each under its own deadline, so one
+ * dependency that hangs never delays or hides the others. Never throws for a failing dependency: that is a
+ * result with status `error`. Checks that are not configured report `skipped` ("not configured").
+ */
+export async function runDailyCheck(options: DailyCheckOptions): Promise<CheckRun> {
+  const timeoutMs = options.timeoutMs ?? options.config.checks.timeout ?? DEFAULT_TIMEOUT_MS;
+  // Checks size their own budgets (PING sample, connect timeout) from the effective deadline.
+  const config: GameopsConfig =
+    timeoutMs === options.config.checks.timeout
+      ? options.config
+      : { ...options.config, checks: { ...options.config.checks, timeout: timeoutMs } };
+  const checks = options.checks ?? dailyChecks;
+  const previousAt = options.previous ? new Date(options.previous.startedAt) : undefined;
+  const secrets = configSecrets(config);
+  const startedAt = options.clock.now();
+  const started = performance.now();
+
+  const results = await mapLimit(checks, options.concurrency ?? checks.length, (check) =>
+    runOne(check, {
+      config,
+      clock: options.clock,
+      timeoutMs,
+      previous: options.previous?.results.find((r) => r.name === check.name),
+      previousAt: previousAt && Number.isFinite(previousAt.getTime()) ? previousAt : undefined,
+      secrets,
+      signal: options.signal,
+    }),
+  );
+
+  const finishedAt = options.clock.now();
+  return {
+    id: randomUUID(),
+    kind: 'daily',
+    service: config.service.name,
+    environment: config.service.environment,
+    trigger: options.trigger,
+    status: worstOf(results.map((r) => r.status)),
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs: Math.round(performance.now() - started),
+    results,
+  };
+}
+
+/** The same run with one check at a time: the baseline a benchmark compares the concurrent run against. */
+export function runChecksSequentially(options: Omit<DailyCheckOptions, 'concurrency'>): Promise<CheckRun> {
+  return runDailyCheck({ ...options, concurrency: 1 });
+}
+
+interface RunOneContext {
+  config: GameopsConfig;
+  clock: Clock;
+  timeoutMs: number;
+  previous: CheckResult | undefined;
+  previousAt: Date | undefined;
+  secrets: Secret[];
+  signal: AbortSignal | undefined;
+}
+
+async function runOne(check: Check, ctx: RunOneContext): Promise<CheckResult> {
+  const started = performance.now();
+  const durationMs = (): number => Math.round(performance.now() - started);
+  if (!check.configured(ctx.config))
+    return {
+      name: check.name,
+      status: CheckStatus.skipped,
+      summary: 'not configured',
+      durationMs: 0,
+      values: {},
+      findings: [],
+    };
+  const what = check.target?.(ctx.config) ?? `${check.name} check`;
+  try {
+    const outcome = await withTimeout(
+      what,
+      ctx.timeoutMs,
+      (signal) =>
+        check.run({
+          config: ctx.config,
+          clock: ctx.clock,
+          signal,
+          previous: ctx.previous,
+          previousAt: ctx.previousAt,
+        }),
+      ctx.signal,
+    );
+    return sanitize({ name: check.name, durationMs: durationMs(), ...outcome }, ctx.secrets);
+  } catch (err) {
+    const error = toGameopsError(err);
+    const message = oneLine(maskSecrets(error.message, ctx.secrets));
+    return {
+      name: check.name,
+      status: CheckStatus.error,
+      summary: message,
+      durationMs: durationMs(),
+      values: {},
+      findings: [],
+      error: { code: error.code, message },
+    };
+  }
+}
+
+/** Every secret in the config, so that no result can carry one even if a driver echoes it. */
+function configSecrets(config: GameopsConfig): Secret[] {
+  const found = [config.mysql?.password, config.redis?.password, config.alertmanager?.bearerToken];
+  return found.filter((s): s is Secret => s !== undefined);
+}
+
+/** A result that survives JSON and shows no secret: strings masked, non-JSON values dropped, one-line summary. */
+function sanitize(result: CheckResult, secrets: Secret[]): CheckResult {
+  const mask = (text: string): string => (secrets.length > 0 ? maskSecrets(text, secrets) : text);
+  const json = JSON.stringify(
+    { values: result.values, findings: result.findings, error: result.error },
+    (_key, value: unknown) => {
+      if (typeof value === 'string') return mask(value);
+      if (typeof value === 'bigint') return Number(value);
+      return value;
+    },
+  );
+  const parsed = JSON.parse(json) as Pick<CheckResult, 'values' | 'findings' | 'error'>;
+  return {
+    name: result.name,
+    status: result.status,
+    summary: oneLine(mask(result.summary)),
+    durationMs: result.durationMs,
+    values: parsed.values,
+    findings: parsed.findings,
+    ...(parsed.error ? { error: parsed.error } : {}),
+  };
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+/** Maps `items` with at most `limit` calls in flight; results keep the order of `items`. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index] as T);
+    }
+  };
+  const workers = Math.max(1, Math.min(Math.floor(limit) || 1, items.length));
+  await Promise.all(Array.from({ length: workers }, worker));
+  return results;
+}

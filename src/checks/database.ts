@@ -1,0 +1,200 @@
+import { connectMysql, mysqlTarget, type MysqlClient, type MysqlProcess } from '../connectors/index.ts';
+import { formatDuration, GameopsError } from '../core/index.ts';
+import { previousNumber } from './previous.ts';
+import { CheckStatus, worstOf } from './statuses.ts';
+import { counterDelta, levelFor, percentOf, shortStatement } from './thresholds.ts';
+import type { Check, CheckContext, CheckResult, Finding } from './types.ts';
+
+type Outcome = Omit<CheckResult, 'name' | 'durationMs'>;
+
+/** Statements that are client work; replication and scheduler threads (`Connect`, `Slave_SQL`...) run forever. */
+const QUERY_COMMANDS = new Set(['Query', 'Execute']);
+
+/**
+ * Runbook §1.1 step 2: the game database is reachable; connections against max_connections; slow queries since
+ * the last check (counters reset on restart); statements running longer than `longQuerySeconds`.
+ */
+export const databaseCheck: Check = {
+  name: 'database',
+  configured: (config) => config.mysql !== undefined,
+  target: (config) => (config.mysql ? `MySQL/MariaDB at ${mysqlTarget(config.mysql)}` : 'MySQL/MariaDB'),
+  async run(ctx) {
+    const mysql = ctx.config.mysql;
+    if (!mysql) return { status: CheckStatus.skipped, summary: 'not configured', values: {}, findings: [] };
+    let client: MysqlClient;
+    try {
+      client = await connectMysql(mysql, {
+        signal: ctx.signal,
+        connectTimeoutMs: Math.min(mysql.connectTimeout, ctx.config.checks.timeout),
+      });
+    } catch (err) {
+      // "Too many connections" is the very condition this check looks for: report it as a failure, not as
+      // "could not measure".
+      if (err instanceof GameopsError && err.details?.['driverCode'] === 'ER_CON_COUNT_ERROR')
+        return tooManyConnections(mysqlTarget(mysql), err.message);
+      throw err;
+    }
+    try {
+      return await measure(client, ctx);
+    } finally {
+      await client.close();
+    }
+  },
+};
+
+async function measure(client: MysqlClient, ctx: CheckContext): Promise<Outcome> {
+  const t = ctx.config.checks.thresholds.database;
+  const options = { signal: ctx.signal, timeoutMs: ctx.config.checks.timeout };
+  const version = await client.serverVersion(options);
+  const variables = await client.globalVariables(['max_connections'], options);
+  const status = await client.globalStatus(options);
+  const processes = await client.processlist(options);
+  const findings: Finding[] = [];
+
+  const maxConnections = Number(variables['max_connections']);
+  const connected = status.threadsConnected;
+  const connectionsPercent =
+    connected === undefined || !(maxConnections > 0) ? undefined : percentOf(connected, maxConnections);
+  if (connectionsPercent !== undefined) {
+    const level = levelFor(connectionsPercent, t.connectionsWarnPercent, t.connectionsFailPercent);
+    if (level !== CheckStatus.ok)
+      findings.push({
+        status: level,
+        subject: 'connections',
+        message: `${connected}/${maxConnections} connections in use (${connectionsPercent} %)`,
+        value: connectionsPercent,
+        threshold: level === CheckStatus.fail ? t.connectionsFailPercent : t.connectionsWarnPercent,
+      });
+  }
+
+  const slow =
+    status.slowQueries === undefined
+      ? undefined
+      : counterDelta({
+          current: status.slowQueries,
+          uptime: status.uptimeSeconds,
+          previous: previousNumber(ctx.previous, 'slowQueries'),
+          previousUptime: previousNumber(ctx.previous, 'uptimeSeconds'),
+        });
+  if (slow?.restarted)
+    findings.push({
+      status: CheckStatus.warn,
+      subject: 'server',
+      message: `restarted since last check (up ${formatDuration((status.uptimeSeconds ?? 0) * 1000)})`,
+      ...(status.uptimeSeconds === undefined ? {} : { value: status.uptimeSeconds }),
+    });
+  if (slow?.delta !== undefined) {
+    const level = levelFor(slow.delta, t.slowQueriesWarn, t.slowQueriesFail);
+    if (level !== CheckStatus.ok)
+      findings.push({
+        status: level,
+        subject: 'slow queries',
+        message: `${slow.delta} slow ${slow.delta === 1 ? 'query' : 'queries'} since last check`,
+        value: slow.delta,
+        threshold: level === CheckStatus.fail ? t.slowQueriesFail : t.slowQueriesWarn,
+      });
+  }
+
+  const long = processes
+    .filter((p) => QUERY_COMMANDS.has(p.command) && p.time >= t.longQuerySeconds)
+    .sort((a, b) => b.time - a.time);
+  const worst = long[0];
+  if (long.length > 0) {
+    const level = levelFor(long.length, t.longQueriesWarn, t.longQueriesFail);
+    if (level !== CheckStatus.ok)
+      findings.push({
+        status: level,
+        subject: 'long queries',
+        message: `${long.length} ${long.length === 1 ? 'query' : 'queries'} running over ${t.longQuerySeconds} s`,
+        value: long.length,
+        threshold: level === CheckStatus.fail ? t.longQueriesFail : t.longQueriesWarn,
+      });
+    if (worst)
+      findings.push({
+        status: level,
+        subject: `query ${worst.id}`,
+        message: `longest: ${worst.user}@${worst.db ?? '-'} running ${worst.time} s: ${shortStatement(worst.info ?? '(no statement)')}`,
+        value: worst.time,
+        threshold: t.longQuerySeconds,
+      });
+  }
+
+  const values = {
+    target: client.target,
+    flavour: version.flavour,
+    version: version.version,
+    maxConnections: Number.isFinite(maxConnections) ? maxConnections : null,
+    threadsConnected: connected ?? null,
+    threadsRunning: status.threadsRunning ?? null,
+    maxUsedConnections: status.maxUsedConnections ?? null,
+    connectionsPercent: connectionsPercent ?? null,
+    activeSessions: processes.length,
+    uptimeSeconds: status.uptimeSeconds ?? null,
+    slowQueries: status.slowQueries ?? null,
+    slowQueriesSinceLastCheck: slow?.delta ?? null,
+    slowQueriesBaseline: slow?.baseline ?? true,
+    restartedSinceLastCheck: slow?.restarted ?? false,
+    longQuerySeconds: t.longQuerySeconds,
+    longQueries: long.length,
+    longestQuery: worst ? describeQuery(worst) : null,
+  };
+  return {
+    status: worstOf([CheckStatus.ok, ...findings.map((f) => f.status)]),
+    summary: summarize(values, version.flavour, shortVersion(version.version)),
+    values,
+    findings,
+  };
+}
+
+function describeQuery(p: MysqlProcess): Record<string, unknown> {
+  return {
+    id: p.id,
+    user: p.user,
+    db: p.db,
+    timeSeconds: p.time,
+    state: p.state,
+    statement: shortStatement(p.info ?? ''),
+  };
+}
+
+function summarize(
+  v: {
+    threadsConnected: number | null;
+    maxConnections: number | null;
+    connectionsPercent: number | null;
+    threadsRunning: number | null;
+    slowQueries: number | null;
+    slowQueriesSinceLastCheck: number | null;
+    longQueries: number;
+    longQuerySeconds: number;
+    longestQuery: Record<string, unknown> | null;
+  },
+  flavour: string,
+  version: string,
+): string {
+  const parts = [
+    `${v.threadsConnected ?? '?'}/${v.maxConnections ?? '?'} connections${v.connectionsPercent === null ? '' : ` (${v.connectionsPercent} %)`}`,
+    `${v.threadsRunning ?? '?'} running`,
+    v.slowQueriesSinceLastCheck === null
+      ? `Slow_queries ${v.slowQueries ?? '?'} (baseline)`
+      : `${v.slowQueriesSinceLastCheck} slow since last check`,
+    v.longQueries === 0
+      ? `no query over ${v.longQuerySeconds} s`
+      : `${v.longQueries} over ${v.longQuerySeconds} s (longest ${String(v.longestQuery?.['timeSeconds'])} s, id ${String(v.longestQuery?.['id'])})`,
+  ];
+  return `${flavour} ${version}: ${parts.join(', ')}`;
+}
+
+/** `10.11.19-MariaDB-0+deb12u1` → `10.11.19`. */
+function shortVersion(version: string): string {
+  return /^\d+(\.\d+)*/.exec(version)?.[0] ?? version;
+}
+
+function tooManyConnections(target: string, message: string): Outcome {
+  return {
+    status: CheckStatus.fail,
+    summary: `MySQL/MariaDB at ${target} refused the check's connection: too many connections (max_connections reached)`,
+    values: { target, maxConnectionsReached: true },
+    findings: [{ status: CheckStatus.fail, subject: 'connections', message }],
+  };
+}

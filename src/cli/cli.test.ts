@@ -1,0 +1,186 @@
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { writeTestConfig } from '../../test/support/config.ts';
+import { configJsonSchema } from './commands/config.ts';
+
+const MAIN = join(import.meta.dirname, 'main.ts');
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs the real CLI as a separate process (cold start, like a person would). */
+function gameops(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<Result> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      cwd: options.cwd ?? process.cwd(),
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - started }));
+  });
+}
+
+describe('gameops check daily (real servers, real process)', () => {
+  it('--json prints every check with real values and exits by status', async () => {
+    const { path } = writeTestConfig();
+    const res = await gameops(['check', 'daily', '--json', '--config', path]);
+    const run = JSON.parse(res.stdout) as {
+      status: string;
+      results: Array<{ name: string; status: string; values: Record<string, unknown> }>;
+    };
+    expect(run.results.map((r) => r.name).sort()).toEqual(['alerts', 'database', 'disk', 'redis']);
+    const byName = Object.fromEntries(run.results.map((r) => [r.name, r]));
+    expect(String(byName.database?.values.version)).toMatch(/\d+\.\d+/);
+    expect(String(byName.redis?.values.version)).toMatch(/\d+\.\d+/);
+    expect(res.code).toBe({ ok: 0, skipped: 0, warn: 1, fail: 2, error: 2 }[run.status]);
+  });
+
+  it('records runs so the second run computes deltas against the first', async () => {
+    const { path } = writeTestConfig();
+    await gameops(['check', 'daily', '--json', '--config', path]);
+    const second = JSON.parse((await gameops(['check', 'daily', '--json', '--config', path])).stdout) as {
+      results: Array<{ name: string; values: Record<string, unknown> }>;
+    };
+    const db = second.results.find((r) => r.name === 'database');
+    expect(db?.values).toHaveProperty('slowQueriesSinceLastCheck');
+  });
+
+  it('reports a dead database as an error naming it, exit 2, without hanging', async () => {
+    const { path } = writeTestConfig('');
+    const text = readFileSync(path, 'utf8').replace(
+      /mysql: \{ host: [^,]+, port: \d+/,
+      'mysql: { host: 127.0.0.1, port: 1',
+    );
+    writeFileSync(path, text.replace('timeout: 5s', 'timeout: 2s'));
+    const res = await gameops(['check', 'daily', '--json', '--config', path]);
+    expect(res.code).toBe(2);
+    const run = JSON.parse(res.stdout) as {
+      results: Array<{ name: string; status: string; summary: string }>;
+    };
+    const db = run.results.find((r) => r.name === 'database');
+    expect(db?.status).toBe('error');
+    expect(db?.summary).toContain('127.0.0.1:1');
+  });
+
+  it('--markdown prints a table to paste into a ticket', async () => {
+    const { path } = writeTestConfig();
+    const res = await gameops(['check', 'daily', '--markdown', '--no-record', '--config', path]);
+    expect(res.stdout).toContain('| Check | Status | Summary |');
+    expect(res.stdout).toMatch(/\| database \|/);
+  });
+
+  it('prints a human table by default with no colour when not a terminal', async () => {
+    const { path } = writeTestConfig();
+    const res = await gameops(['check', 'daily', '--no-record', '--config', path]);
+    expect(res.stdout).toMatch(/^CHECK\s+STATUS\s+TIME\s+SUMMARY$/m);
+    expect(res.stdout).toMatch(/Overall: (OK|WARN|FAIL|ERROR)/);
+    expect(res.stdout).not.toContain('\u001b[');
+  });
+});
+
+describe('gameops CLI: bad input and could-not-run (exit 3)', () => {
+  it('names file, line and field of a bad config', async () => {
+    const { path } = writeTestConfig('', { withServices: false });
+    writeFileSync(path, 'service:\n  name: g\nredis:\n  port: seventy\n');
+    const res = await gameops(['check', 'daily', '--config', path]);
+    expect(res.code).toBe(3);
+    expect(res.stderr).toContain(`${path}:4:`);
+    expect(res.stderr).toContain('redis.port');
+    expect(res.stdout).toBe('');
+  });
+
+  it.each([
+    [['check', 'daily', '--bogus'], /unknown option '--bogus'/],
+    [['check', 'weekly'], /unknown command 'weekly'/],
+    [['check', 'daily', '--timeout', 'soon'], /--timeout: "soon" is not a duration/],
+    [['check', 'daily', '--json', '--markdown'], /cannot be used with/],
+    [['serve', '--port', '99999'], /--port: "99999" is not a port/],
+    [['--config', '/nonexistent.yaml', 'check', 'daily'], /nonexistent\.yaml: file not found/],
+  ])('%j → exit 3 with a clear message', async (args, message) => {
+    const res = await gameops(args);
+    expect(res.code).toBe(3);
+    expect(res.stderr).toMatch(message);
+  });
+
+  it('documents exit codes in --help', async () => {
+    const res = await gameops(['check', 'daily', '--help']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toContain('Exit codes:');
+    expect(res.stdout).toMatch(/3\s+could not run/);
+  });
+});
+
+describe('gameops config', () => {
+  it('check prints the resolved config with secrets masked', async () => {
+    const { path } = writeTestConfig();
+    const res = await gameops(['config', 'check', '--config', path]);
+    expect(res.code).toBe(0);
+    expect(res.stderr).toContain('is valid');
+    expect(res.stdout).toContain('password: "********"');
+    const pw = readFileSync(join(path, '..', 'mysql-password'), 'utf8');
+    expect(res.stdout).not.toContain(pw);
+  });
+
+  it('schema prints the JSON Schema, and docs/gameops.schema.json is up to date', async () => {
+    const res = await gameops(['config', 'schema']);
+    const schema = JSON.parse(res.stdout) as { properties: Record<string, unknown> };
+    expect(Object.keys(schema.properties)).toEqual(
+      expect.arrayContaining(['service', 'mysql', 'redis', 'checks']),
+    );
+    const committed = readFileSync(join(import.meta.dirname, '../../docs/gameops.schema.json'), 'utf8');
+    expect(JSON.parse(committed), 'run: ./bin/gameops config schema > docs/gameops.schema.json').toEqual(
+      configJsonSchema(),
+    );
+  });
+});
+
+describe('gameops serve (real process)', () => {
+  it('listens, answers, refuses a second process on the same data dir, and stops on SIGTERM', async () => {
+    const { path, dir } = writeTestConfig();
+    const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--config', path], {
+      cwd: dir,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    const address = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /listening on (http:\/\/\S+)/.exec(stderr);
+        if (m?.[1]) resolve(m[1]);
+      });
+      child.on('exit', () => reject(new Error(`serve exited early: ${stderr}`)));
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      expect(address).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(await (await fetch(`${address}/healthz`)).json()).toEqual({ status: 'ok' });
+      const run = (await (await fetch(`${address}/api/checks/daily`, { method: 'POST' })).json()) as {
+        id: string;
+      };
+      expect(run.id).toMatch(/[0-9a-f-]{36}/);
+
+      const second = await gameops(['serve', '--port', '0', '--config', path], { cwd: dir });
+      expect(second.code).toBe(3);
+      expect(second.stderr).toMatch(/in use by another gameops process/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(stderr).toContain('gameops: stopped');
+  });
+});

@@ -1,0 +1,43 @@
+import { Command } from 'commander';
+import { stringify } from 'yaml';
+import { z } from 'zod';
+import { configSchema, loadConfig, readEnv } from '../../config/index.ts';
+import { globalOptions } from '../context.ts';
+
+/** The JSON Schema of gameops.yaml, for editor completion (yaml-language-server, VS Code). */
+export function configJsonSchema(): Record<string, unknown> {
+  return {
+    title: 'gameops.yaml',
+    ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }),
+  };
+}
+
+export function configCommand(): Command {
+  const config = new Command('config').description('Validate and inspect gameops.yaml.');
+  config
+    .command('check')
+    .description('Validate the config and print it resolved, with defaults filled in and secrets masked.')
+    .option('--json', 'print as JSON instead of YAML')
+    .action((options: { json?: boolean }, command: Command) => {
+      const opts = globalOptions(command);
+      const loaded = loadConfig({ ...(opts.config ? { path: opts.config } : {}), env: readEnv() });
+      for (const w of loaded.warnings) process.stderr.write(`gameops: warning: ${w}\n`);
+      if (!loaded.configured) {
+        process.stderr.write(
+          'gameops: no config file (use --config, GAMEOPS_CONFIG or ./gameops.yaml); showing defaults\n',
+        );
+      } else {
+        process.stderr.write(`gameops: ${loaded.file} is valid\n`);
+      }
+      // Secret values serialise as a mask (Secret.toJSON), so this output is safe to paste.
+      const plain = JSON.parse(JSON.stringify(loaded.config)) as unknown;
+      process.stdout.write(options.json ? `${JSON.stringify(plain, null, 2)}\n` : stringify(plain));
+    });
+  config
+    .command('schema')
+    .description('Print the JSON Schema of gameops.yaml (for editor completion).')
+    .action(() => {
+      process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+    });
+  return config;
+}

@@ -1,0 +1,73 @@
+import { Command } from 'commander';
+import { InputError } from '../../core/index.ts';
+import { bootstrap, shutdown } from '../../app/index.ts';
+import { buildServer, UNCONFIGURED_HINT } from '../../server/index.ts';
+import { globalOptions } from '../context.ts';
+
+interface ServeOptions {
+  host?: string;
+  port?: string;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description(
+      'Run the gameops server: the HTTP API, /metrics and (later) schedules. `npm start` runs this.',
+    )
+    .option('--host <address>', 'address to listen on (default: server.host, 127.0.0.1)')
+    .option('--port <port>', 'port to listen on (default: server.port, 8787; 0 picks a free one)')
+    .action(async (options: ServeOptions, command: Command) => {
+      const opts = globalOptions(command);
+      const port = options.port === undefined ? undefined : parsePort(options.port);
+      const resources = await bootstrap({
+        store: 'required',
+        ...(opts.config ? { configPath: opts.config } : {}),
+        ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
+      });
+      const { config, log, store, loaded } = resources;
+      const server = await buildServer(resources);
+      const host = options.host ?? config.server.host;
+      let address: string;
+      try {
+        address = await server.app.listen({ host, port: port ?? config.server.port });
+      } catch (err) {
+        await shutdown(resources);
+        throw err;
+      }
+      process.stderr.write(
+        `gameops listening on ${address} (service ${config.service.name}/${config.service.environment}; ` +
+          `store: ${store?.backend} at ${store?.location})\n`,
+      );
+      if (!loaded.configured) process.stderr.write(`gameops: ${UNCONFIGURED_HINT}\n`);
+      if (!isLoopback(host))
+        log.warn(
+          { host },
+          'listening beyond loopback: the API has no authentication yet; put it behind a proxy that has',
+        );
+
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          process.stderr.write(`gameops: ${signal} received, finishing in-flight work\n`);
+          resolve();
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+      await server.close();
+      await shutdown(resources);
+      process.stderr.write('gameops: stopped\n');
+    });
+}
+
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535)
+    throw new InputError(`--port: "${text}" is not a port number (0-65535)`);
+  return port;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}

@@ -1,0 +1,3 @@
+export { buildProgram, main } from './main.ts';
+export { ExitCode } from './exit.ts';
+export { renderRunText, renderRunMarkdown } from './render.ts';

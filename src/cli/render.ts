@@ -1,0 +1,106 @@
+import { styleText } from 'node:util';
+import { formatDuration } from '../core/index.ts';
+import type { CheckRun, CheckStatus } from '../checks/index.ts';
+
+type Style = Parameters<typeof styleText>[0];
+const STATUS_STYLE: Record<CheckStatus, Style> = {
+  ok: 'green',
+  warn: 'yellow',
+  fail: 'red',
+  error: ['red', 'bold'],
+  skipped: 'gray',
+};
+
+/** Colour only when writing to a terminal that wants it (NO_COLOR / FORCE_COLOR respected by Node). */
+export function painter(stream: NodeJS.WriteStream): (style: Style, text: string) => string {
+  return (style, text) => styleText(style, text, { stream, validateStream: true });
+}
+
+/** Lays out rows in columns; the last column is not padded. */
+export function table(
+  header: string[],
+  rows: string[][],
+  paint?: (col: number, cell: string) => string,
+): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[], styled: boolean): string =>
+    cells
+      .map((c, i) => {
+        const padded = i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0);
+        return styled && paint ? paint(i, padded) : padded;
+      })
+      .join('  ')
+      .trimEnd();
+  return [line(header, false), ...rows.map((r) => line(r, true))].join('\n');
+}
+
+/** The human report of a daily-check run. */
+export function renderRunText(
+  run: CheckRun,
+  paint: (style: Style, text: string) => string = (_s, t) => t,
+): string {
+  const status = (s: CheckStatus, text: string = s): string => paint(STATUS_STYLE[s], text);
+  const out: string[] = [];
+  out.push(
+    `${paint('bold', 'gameops daily check')} · ${run.service} (${run.environment}) · ${run.startedAt} · ${formatDuration(run.durationMs)}`,
+    '',
+  );
+  out.push(
+    table(
+      ['CHECK', 'STATUS', 'TIME', 'SUMMARY'],
+      run.results.map((r) => [r.name, r.status, formatDuration(r.durationMs), r.summary]),
+      (col, cell) => (col === 1 ? status(cell.trim() as CheckStatus, cell) : cell),
+    ),
+  );
+  const findings = run.results.flatMap((r) =>
+    r.findings.filter((f) => f.status !== 'ok').map((f) => ({ check: r.name, ...f })),
+  );
+  if (findings.length > 0) {
+    out.push('', paint('bold', 'Findings'));
+    out.push(
+      table(
+        ['CHECK', 'STATUS', 'SUBJECT', 'DETAIL'],
+        findings.map((f) => [f.check, f.status, f.subject, f.message]),
+        (col, cell) => (col === 1 ? status(cell.trim() as CheckStatus, cell) : cell),
+      ),
+    );
+  }
+  out.push('', `Overall: ${status(run.status, run.status.toUpperCase())}  (run ${run.id})`);
+  return out.join('\n');
+}
+
+const MD_ICON: Record<CheckStatus, string> = {
+  ok: '✅ ok',
+  warn: '⚠️ warn',
+  fail: '❌ fail',
+  error: '🛑 error',
+  skipped: '⏭️ skipped',
+};
+
+function mdCell(text: string): string {
+  return text.replaceAll('\\', '\\\\').replaceAll('|', '\\|').replaceAll('\n', ' ');
+}
+
+/** Markdown for pasting into a ticket or a chat. */
+export function renderRunMarkdown(run: CheckRun): string {
+  const out: string[] = [];
+  out.push(
+    `### Daily check: ${mdCell(run.service)} (${mdCell(run.environment)}): ${MD_ICON[run.status]}`,
+    '',
+  );
+  out.push(
+    `Run \`${run.id}\` at ${run.startedAt}, ${formatDuration(run.durationMs)}, triggered by ${run.trigger}.`,
+    '',
+  );
+  out.push('| Check | Status | Summary |', '| --- | --- | --- |');
+  for (const r of run.results) out.push(`| ${r.name} | ${MD_ICON[r.status]} | ${mdCell(r.summary)} |`);
+  const findings = run.results.flatMap((r) =>
+    r.findings.filter((f) => f.status !== 'ok').map((f) => ({ check: r.name, ...f })),
+  );
+  if (findings.length > 0) {
+    out.push('', '#### Findings', '');
+    for (const f of findings)
+      out.push(`- **${f.check}** ${MD_ICON[f.status]} \`${mdCell(f.subject)}\`: ${mdCell(f.message)}`);
+  }
+  return out.join('\n');
+}

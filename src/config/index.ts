@@ -1,0 +1,15 @@
+export { configSchema, thresholdsSchema } from './schema.ts';
+export type { ConfigInput, ParsedConfig } from './schema.ts';
+export { loadConfig, parseConfigText, resolveSecretRef, ConfigError } from './load.ts';
+export type {
+  GameopsConfig,
+  LoadedConfig,
+  ConfigProblem,
+  MysqlConfig,
+  RedisConfig,
+  AlertmanagerConfig,
+  PrometheusConfig,
+  Thresholds,
+} from './load.ts';
+export { readEnv } from './env.ts';
+export type { GameopsEnv } from './env.ts';

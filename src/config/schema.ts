@@ -1,0 +1,232 @@
+import { z } from 'zod';
+import { durationSchema } from '../core/index.ts';
+
+/**
+ * The schema of `gameops.yaml`: the game service being operated. Public fields are forgiving (`'10s'`,
+ * optional blocks with documented defaults); parsing yields the strict resolved shape. Secret fields
+ * take a reference (`env:NAME`, `file:/path`); an inline value is accepted with a warning.
+ */
+
+/** A secret reference as written in the file; resolved to a Secret by load.ts. */
+export const secretRefSchema = z
+  .string()
+  .min(1)
+  .describe(
+    'A secret: "env:NAME" reads an environment variable, "file:/path" reads a file. Inline values are discouraged.',
+  );
+
+const percent = z.number().min(0).max(100);
+const hostSchema = z.string().min(1).max(253);
+const portSchema = z.number().int().min(1).max(65535);
+const httpUrlSchema = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+
+export const mysqlSchema = z
+  .strictObject({
+    host: hostSchema.default('127.0.0.1'),
+    port: portSchema.default(3306),
+    socketPath: z.string().optional().describe('Unix socket path; when set, host and port are ignored.'),
+    user: z
+      .string()
+      .min(1)
+      .describe('A monitoring user: needs PROCESS and SELECT on mysql.slow_log; not root.'),
+    password: secretRefSchema.optional(),
+    database: z.string().min(1).default('gamedb').describe('The game schema.'),
+    tls: z.boolean().default(false),
+    connectTimeout: durationSchema.default(5000),
+  })
+  .describe('MySQL or MariaDB holding the game data.');
+
+export const redisSchema = z
+  .strictObject({
+    host: hostSchema.default('127.0.0.1'),
+    port: portSchema.default(6379),
+    username: z.string().optional(),
+    password: secretRefSchema.optional(),
+    db: z.number().int().min(0).max(15).default(0),
+    tls: z.boolean().default(false),
+  })
+  .describe('Redis used by the game (sessions, presence, caches).');
+
+export const alertmanagerSchema = z.strictObject({
+  url: httpUrlSchema.describe('Base URL, e.g. http://alertmanager:9093 (API v2 is used).'),
+  bearerToken: secretRefSchema.optional(),
+});
+
+export const prometheusSchema = z.strictObject({
+  url: httpUrlSchema,
+  bearerToken: secretRefSchema.optional(),
+});
+
+export const storageSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('filesystem'), path: z.string().min(1) }),
+  z.strictObject({
+    kind: z.literal('s3'),
+    bucket: z.string().min(3),
+    prefix: z.string().default(''),
+    endpoint: httpUrlSchema.optional(),
+    region: z.string().default('us-east-1'),
+    accessKeyId: secretRefSchema.optional(),
+    secretAccessKey: secretRefSchema.optional(),
+  }),
+]);
+
+export const channelSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    name: z.string().min(1),
+    kind: z.literal('webhook'),
+    url: httpUrlSchema,
+    token: secretRefSchema.optional(),
+  }),
+  z.strictObject({ name: z.string().min(1), kind: z.literal('slack'), webhookUrl: secretRefSchema }),
+  z.strictObject({
+    name: z.string().min(1),
+    kind: z.literal('email'),
+    smtpUrl: secretRefSchema,
+    from: z.email(),
+    to: z.array(z.email()).min(1),
+  }),
+]);
+
+export const personSchema = z.strictObject({
+  id: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+  name: z.string().min(1),
+  email: z.email().optional(),
+  timezone: z.string().default('UTC'),
+});
+
+export const teamSchema = z.strictObject({
+  id: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+  name: z.string().min(1),
+  members: z.array(z.string()).default([]),
+});
+
+/** Daily-check thresholds; every field has a default taken from runbook §1.1. */
+export const thresholdsSchema = z
+  .strictObject({
+    disk: z
+      .strictObject({
+        paths: z
+          .array(z.string().min(1))
+          .default([])
+          .describe('Paths to check; empty means every real mounted filesystem.'),
+        warnPercent: percent.default(80),
+        failPercent: percent.default(90),
+        inodeWarnPercent: percent.default(80),
+        inodeFailPercent: percent.default(90),
+      })
+      .prefault({}),
+    database: z
+      .strictObject({
+        connectionsWarnPercent: percent.default(80),
+        connectionsFailPercent: percent.default(95),
+        longQuerySeconds: z.number().positive().default(10),
+        longQueriesWarn: z
+          .number()
+          .int()
+          .min(1)
+          .default(1)
+          .describe('Warn at this many queries over longQuerySeconds.'),
+        longQueriesFail: z.number().int().min(1).default(5),
+        slowQueriesWarn: z
+          .number()
+          .int()
+          .min(1)
+          .default(1)
+          .describe('Warn when Slow_queries grew by this much since the last check.'),
+        slowQueriesFail: z.number().int().min(1).default(1000),
+      })
+      .prefault({}),
+    redis: z
+      .strictObject({
+        memoryWarnPercent: percent.default(80),
+        memoryFailPercent: percent.default(95),
+        fragmentationWarn: z.number().positive().default(1.5),
+        pings: z.number().int().min(1).max(1000).default(20),
+        latencyWarnMs: z.number().positive().default(5),
+        latencyFailMs: z.number().positive().default(50),
+      })
+      .prefault({}),
+    alerts: z
+      .strictObject({
+        failSeverities: z.array(z.string()).default(['critical', 'page']),
+        warnSeverities: z.array(z.string()).default(['warning']),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export const configSchema = z
+  .strictObject({
+    service: z
+      .strictObject({
+        name: z.string().min(1).max(100),
+        environment: z.string().min(1).max(50).default('production'),
+      })
+      .describe('The game service operated by this gameops instance.'),
+    server: z
+      .strictObject({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8787),
+      })
+      .prefault({}),
+    database: z
+      .strictObject({
+        dataDir: z.string().optional().describe('Embedded store directory (default: ./.gameops).'),
+        url: secretRefSchema
+          .optional()
+          .describe('PostgreSQL URL (or env:DATABASE_URL); when set, PostgreSQL is the store.'),
+      })
+      .prefault({})
+      .describe("gameops's own store, not the game's database."),
+    mysql: mysqlSchema.optional(),
+    redis: redisSchema.optional(),
+    alertmanager: alertmanagerSchema.optional(),
+    prometheus: prometheusSchema.optional(),
+    storage: storageSchema.optional(),
+    notifications: z.strictObject({ channels: z.array(channelSchema).default([]) }).prefault({}),
+    people: z.array(personSchema).default([]),
+    teams: z.array(teamSchema).default([]),
+    checks: z
+      .strictObject({
+        timeout: durationSchema.default(5000).describe('Per-check deadline.'),
+        thresholds: thresholdsSchema,
+      })
+      .prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    const people = new Set(cfg.people.map((p) => p.id));
+    cfg.teams.forEach((team, t) =>
+      team.members.forEach((m, i) => {
+        if (!people.has(m))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['teams', t, 'members', i],
+            message: `unknown person "${m}"`,
+          });
+      }),
+    );
+    const { disk, database, redis } = cfg.checks.thresholds;
+    const pairs: Array<[string[], number, number]> = [
+      [['checks', 'thresholds', 'disk', 'failPercent'], disk.warnPercent, disk.failPercent],
+      [['checks', 'thresholds', 'disk', 'inodeFailPercent'], disk.inodeWarnPercent, disk.inodeFailPercent],
+      [
+        ['checks', 'thresholds', 'database', 'connectionsFailPercent'],
+        database.connectionsWarnPercent,
+        database.connectionsFailPercent,
+      ],
+      [
+        ['checks', 'thresholds', 'redis', 'memoryFailPercent'],
+        redis.memoryWarnPercent,
+        redis.memoryFailPercent,
+      ],
+      [['checks', 'thresholds', 'redis', 'latencyFailMs'], redis.latencyWarnMs, redis.latencyFailMs],
+    ];
+    for (const [path, warn, fail] of pairs)
+      if (fail < warn)
+        ctx.addIssue({ code: 'custom', path, message: `must be at least the warning threshold (${warn})` });
+  });
+
+/** The config as written (input side). */
+export type ConfigInput = z.input<typeof configSchema>;
+/** The config after defaults, before secret references are resolved. */
+export type ParsedConfig = z.output<typeof configSchema>;

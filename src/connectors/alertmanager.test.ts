@@ -1,0 +1,143 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  closedPort,
+  createSilence,
+  postAlerts,
+  services,
+  startSilentServer,
+  type SilentServerHandle,
+} from '../../test/harness/index.ts';
+import { testConfig } from '../checks/test-support.ts';
+import { UnavailableError } from '../core/index.ts';
+import { createAlertmanagerClient } from './alertmanager.ts';
+
+describe('Alertmanager connector (shared Alertmanager, API v2)', () => {
+  const client = () =>
+    createAlertmanagerClient(
+      testConfig({ alertmanager: { url: services().alertmanager.url } }).alertmanager!,
+    );
+
+  it('returns active alerts with the fields gameops uses, not silenced ones', async () => {
+    const { url } = services().alertmanager;
+    const run = randomUUID();
+    await postAlerts(url, [
+      {
+        labels: { alertname: 'GameopsConnectorTest', run, instance: 'a', severity: 'warning' },
+        annotations: { summary: 'visible', runbook_url: 'https://runbooks.example/a' },
+        generatorURL: 'http://prometheus.example/graph',
+      },
+      { labels: { alertname: 'GameopsConnectorTest', run, instance: 'b', severity: 'critical' } },
+    ]);
+    await createSilence(url, [
+      { name: 'run', value: run },
+      { name: 'instance', value: 'b' },
+    ]);
+    // Alertmanager applies silences asynchronously; poll briefly until the silenced alert drops out.
+    let mine: Awaited<ReturnType<ReturnType<typeof client>['alerts']>> = [];
+    for (let i = 0; i < 50; i++) {
+      mine = (await client().alerts()).filter((a) => a.labels['run'] === run);
+      if (mine.length === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({
+      labels: { alertname: 'GameopsConnectorTest', instance: 'a', severity: 'warning' },
+      annotations: { summary: 'visible', runbook_url: 'https://runbooks.example/a' },
+      generatorURL: 'http://prometheus.example/graph',
+      status: { state: 'active' },
+    });
+    expect(mine[0]?.fingerprint).toMatch(/^[0-9a-f]+$/);
+    const all = (await client().alerts({ silenced: true })).filter((a) => a.labels['run'] === run);
+    expect(all).toHaveLength(2);
+  });
+
+  it('reads the version from /api/v2/status', async () => {
+    const status = await client().status();
+    expect(status.version).toMatch(/^\d+\.\d+/);
+  });
+
+  it('a non-2xx answer is an UnavailableError with the status and the start of the body', async () => {
+    const bad = createAlertmanagerClient(
+      testConfig({ alertmanager: { url: `${services().alertmanager.url}/no-such-prefix` } }).alertmanager!,
+    );
+    const err = await bad.alerts().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toMatch(/GET \/no-such-prefix\/api\/v2\/alerts answered 404/);
+  });
+});
+
+describe('Alertmanager connector against a stub HTTP server (Alertmanager has no bearer auth of its own)', () => {
+  let server: Server;
+  let url: string;
+  let seen: IncomingHttpHeaders | undefined;
+  let body = '[]';
+  let status = 200;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      seen = req.headers;
+      res.writeHead(status, { 'content-type': 'application/json' }).end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('sends the bearer token and never shows it in errors', async () => {
+    const token = `tok-${randomUUID()}`;
+    const am = createAlertmanagerClient(
+      testConfig({ alertmanager: { url, bearerToken: token } }).alertmanager!,
+    );
+    body = '[]';
+    status = 200;
+    expect(await am.alerts()).toEqual([]);
+    expect(seen?.authorization).toBe(`Bearer ${token}`);
+    status = 401;
+    body = `invalid token ${token} ${'x'.repeat(400)}`;
+    const err = await am.alerts().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    const message = (err as Error).message;
+    expect(message).toContain('answered 401');
+    expect(message).not.toContain(token);
+    expect(message.length).toBeLessThan(400);
+  });
+
+  it('rejects an answer of the wrong shape', async () => {
+    const am = createAlertmanagerClient(testConfig({ alertmanager: { url } }).alertmanager!);
+    status = 200;
+    body = JSON.stringify({ status: 'success', data: [] }); // what API v1 answered
+    await expect(am.alerts()).rejects.toThrow(/unexpected shape/);
+  });
+});
+
+describe('Alertmanager connector with a dependency that is down or hangs', () => {
+  let silent: SilentServerHandle;
+  beforeAll(async () => {
+    silent = await startSilentServer();
+  });
+  afterAll(async () => {
+    await silent.stop();
+  });
+
+  it('a closed port is an UnavailableError naming the URL', async () => {
+    const port = await closedPort();
+    const am = createAlertmanagerClient(
+      testConfig({ alertmanager: { url: `http://127.0.0.1:${port}` } }).alertmanager!,
+    );
+    await expect(am.alerts()).rejects.toThrow(
+      `Alertmanager at http://127.0.0.1:${port}: GET /api/v2/alerts failed: connection refused (ECONNREFUSED)`,
+    );
+  });
+
+  it('a server that never answers times out', async () => {
+    const am = createAlertmanagerClient(
+      testConfig({ alertmanager: { url: `http://${silent.host}:${silent.port}` } }).alertmanager!,
+    );
+    await expect(am.alerts({}, { timeoutMs: 300 })).rejects.toThrow('did not answer within 300 ms');
+  });
+});

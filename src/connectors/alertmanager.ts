@@ -1,0 +1,150 @@
+import { z } from 'zod';
+import type { AlertmanagerConfig } from '../config/index.ts';
+import { maskSecrets, UnavailableError } from '../core/index.ts';
+import { describeError } from './failures.ts';
+
+/** The fields of an Alertmanager API v2 alert that gameops uses; unknown fields are dropped. */
+const alertSchema = z.object({
+  labels: z.record(z.string(), z.string()),
+  annotations: z.record(z.string(), z.string()).default({}),
+  startsAt: z.string(),
+  endsAt: z.string().optional(),
+  fingerprint: z.string(),
+  generatorURL: z.string().optional(),
+  status: z.object({ state: z.string() }),
+});
+const alertsSchema = z.array(alertSchema);
+
+const statusSchema = z.object({
+  versionInfo: z.object({ version: z.string() }).partial().optional(),
+  uptime: z.string().optional(),
+  cluster: z.object({ status: z.string() }).partial().optional(),
+});
+
+export type AlertmanagerAlert = z.infer<typeof alertSchema>;
+
+export interface AlertmanagerStatus {
+  version: string | undefined;
+  uptime: string | undefined;
+  clusterStatus: string | undefined;
+}
+
+export interface AlertQuery {
+  /** @default true */
+  active?: boolean;
+  /** @default false */
+  silenced?: boolean;
+  /** @default false */
+  inhibited?: boolean;
+  /** @default false */
+  unprocessed?: boolean;
+}
+
+export interface AlertmanagerRequestOptions {
+  signal?: AbortSignal;
+  /** @default 5000 */
+  timeoutMs?: number;
+}
+
+export interface AlertmanagerClient {
+  /** The base URL without credentials, for messages. */
+  readonly target: string;
+  /** `GET /api/v2/alerts`: by default the alerts that are firing and neither silenced nor inhibited. */
+  alerts(query?: AlertQuery, options?: AlertmanagerRequestOptions): Promise<AlertmanagerAlert[]>;
+  /** `GET /api/v2/status`. */
+  status(options?: AlertmanagerRequestOptions): Promise<AlertmanagerStatus>;
+}
+
+/** The base URL as shown in messages: credentials removed, no trailing slash. */
+export function alertmanagerTarget(config: Pick<AlertmanagerConfig, 'url'>): string {
+  try {
+    const url = new URL(config.url);
+    url.username = '';
+    url.password = '';
+    return url.href.replace(/\/$/, '');
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+/** Alertmanager API v2 over global fetch (API v1 was removed in Alertmanager 0.27). */
+export function createAlertmanagerClient(config: AlertmanagerConfig): AlertmanagerClient {
+  const base = new URL(config.url.endsWith('/') ? config.url : `${config.url}/`);
+  const headers: Record<string, string> = { accept: 'application/json' };
+  // fetch refuses URLs with credentials: move them into a Basic header and keep them out of messages.
+  if (base.username || base.password) {
+    const pair = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
+    headers['authorization'] = `Basic ${Buffer.from(pair).toString('base64')}`;
+    base.username = '';
+    base.password = '';
+  }
+  if (config.bearerToken) headers['authorization'] = `Bearer ${config.bearerToken.reveal()}`;
+  const target = alertmanagerTarget(config);
+  const secrets = [config.bearerToken];
+
+  async function getJson(path: string, options: AlertmanagerRequestOptions): Promise<unknown> {
+    const url = new URL(path, base);
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    const fail = (message: string, details: Record<string, unknown> = {}): UnavailableError =>
+      new UnavailableError(maskSecrets(`Alertmanager at ${target}: ${message}`, secrets), {
+        details: { target, ...details },
+      });
+    let response: Response;
+    let body: string;
+    try {
+      response = await fetch(url, { headers, signal, redirect: 'error' });
+      body = await response.text();
+    } catch (err) {
+      if (options.signal?.aborted && err === options.signal.reason) throw err;
+      if (deadline.aborted)
+        throw fail(`GET ${url.pathname} did not answer within ${timeoutMs} ms`, { timeoutMs });
+      throw fail(`GET ${url.pathname} failed: ${describeError(err)}`);
+    }
+    if (!response.ok)
+      throw fail(
+        `GET ${url.pathname} answered ${response.status} ${response.statusText}: ${body.slice(0, 200)}`,
+        {
+          httpStatus: response.status,
+        },
+      );
+    try {
+      return JSON.parse(body) as unknown;
+    } catch {
+      throw fail(`GET ${url.pathname} answered with invalid JSON: ${body.slice(0, 200)}`);
+    }
+  }
+
+  function validate<T>(schema: z.ZodType<T>, value: unknown, path: string): T {
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return parsed.data;
+    const issue = parsed.error.issues[0];
+    throw new UnavailableError(
+      `Alertmanager at ${target}: GET ${path} answered an unexpected shape (${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'})`,
+      { details: { target } },
+    );
+  }
+
+  return {
+    target,
+    async alerts(query = {}, options = {}) {
+      const params = new URLSearchParams({
+        active: String(query.active ?? true),
+        silenced: String(query.silenced ?? false),
+        inhibited: String(query.inhibited ?? false),
+        unprocessed: String(query.unprocessed ?? false),
+      });
+      const path = `api/v2/alerts?${params.toString()}`;
+      return validate(alertsSchema, await getJson(path, options), '/api/v2/alerts');
+    },
+    async status(options = {}) {
+      const body = validate(statusSchema, await getJson('api/v2/status', options), '/api/v2/status');
+      return {
+        version: body.versionInfo?.version,
+        uptime: body.uptime,
+        clusterStatus: body.cluster?.status,
+      };
+    },
+  };
+}

@@ -1,0 +1,324 @@
+import type { Duplex } from 'node:stream';
+import { createConnection, type Connection as CoreConnection, type RowDataPacket } from 'mysql2';
+import type { Connection as PromiseConnection } from 'mysql2/promise';
+import type { MysqlConfig } from '../config/index.ts';
+import { InputError, maskSecrets, UnavailableError, type GameopsError } from '../core/index.ts';
+import { abortable, describeError, errorCode } from './failures.ts';
+
+/** Driver error codes that mean the configuration is wrong, not that the server is down. */
+const INPUT_CODES = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_BAD_DB_ERROR']);
+
+/** Threads that are not client work: idle sessions, server daemons, replication senders. */
+const IDLE_COMMANDS = ['Sleep', 'Daemon', 'Binlog Dump', 'Binlog Dump GTID'] as const;
+
+export type MysqlFlavour = 'MariaDB' | 'MySQL';
+
+export interface MysqlServerVersion {
+  /** As the server reports it, e.g. `10.11.19-MariaDB-0+deb12u1`. */
+  version: string;
+  flavour: MysqlFlavour;
+  /** `@@version_comment`, e.g. `Debian 12` or `MySQL Community Server - GPL`. */
+  comment: string;
+}
+
+/** Counters and gauges from `SHOW GLOBAL STATUS`; a value the server does not report is undefined. */
+export interface MysqlGlobalStatus {
+  threadsConnected: number | undefined;
+  threadsRunning: number | undefined;
+  slowQueries: number | undefined;
+  uptimeSeconds: number | undefined;
+  maxUsedConnections: number | undefined;
+}
+
+/** One row of `information_schema.PROCESSLIST`. */
+export interface MysqlProcess {
+  id: number;
+  user: string;
+  host: string;
+  db: string | null;
+  command: string;
+  /** Seconds in the current state. */
+  time: number;
+  state: string | null;
+  /** The statement, or null. May hold literals from the application: show it truncated, never log it whole. */
+  info: string | null;
+}
+
+export interface MysqlQueryOptions {
+  signal?: AbortSignal;
+  /**
+   * Per-query deadline; on expiry the connection is destroyed (the server may still finish the statement).
+   * @default 10000
+   */
+  timeoutMs?: number;
+}
+
+export interface MysqlClient {
+  /** `host:port` or the socket path, for messages. */
+  readonly target: string;
+  /** The server's id for this connection (what `CONNECTION_ID()` returns). */
+  readonly threadId: number;
+  query<T extends RowDataPacket = RowDataPacket>(
+    sql: string,
+    params?: unknown[],
+    options?: MysqlQueryOptions,
+  ): Promise<T[]>;
+  serverVersion(options?: MysqlQueryOptions): Promise<MysqlServerVersion>;
+  /** `SHOW GLOBAL VARIABLES` for the given names; unknown names are absent from the result. */
+  globalVariables(names: readonly string[], options?: MysqlQueryOptions): Promise<Record<string, string>>;
+  globalStatus(options?: MysqlQueryOptions): Promise<MysqlGlobalStatus>;
+  /** Client threads doing work: our own connection and Sleep/Daemon/Binlog Dump threads are left out. */
+  processlist(options?: MysqlQueryOptions): Promise<MysqlProcess[]>;
+  /** Quits politely (bounded to one second), then destroys the socket. Never throws. */
+  close(): Promise<void>;
+  /** Drops the socket at once. */
+  destroy(): void;
+}
+
+export interface MysqlConnectOptions {
+  signal?: AbortSignal;
+  /** Overrides `config.connectTimeout` (milliseconds). */
+  connectTimeoutMs?: number;
+  /** @default 10000 */
+  queryTimeoutMs?: number;
+}
+
+/** How a MySQL config is named in messages: the socket path or `host:port`. */
+export function mysqlTarget(config: Pick<MysqlConfig, 'host' | 'port' | 'socketPath'>): string {
+  return config.socketPath ?? `${config.host}:${config.port}`;
+}
+
+/**
+ * Converts a driver error into the gameops taxonomy: access denied / unknown database are InputError
+ * (fix the config), everything else UnavailableError. The message names the server and never holds the password.
+ */
+export function mysqlError(err: unknown, config: MysqlConfig, doing: string): GameopsError {
+  const code = errorCode(err);
+  const target = `MySQL/MariaDB at ${mysqlTarget(config)}`;
+  const message = maskSecrets(`${target}: ${doing} failed: ${describeError(err)}`, [config.password]);
+  const details = { target: mysqlTarget(config), ...(code ? { driverCode: code } : {}) };
+  if (code && INPUT_CODES.has(code)) return new InputError(message, { details });
+  return new UnavailableError(message, { details });
+}
+
+/**
+ * Opens one connection. The core (callback) driver is used for the handshake so that an abort can destroy a
+ * socket whose server accepted TCP but never answers; queries then go through mysql2's promise wrapper.
+ * @throws InputError for bad credentials or an unknown database, UnavailableError otherwise.
+ */
+export async function connectMysql(
+  config: MysqlConfig,
+  options: MysqlConnectOptions = {},
+): Promise<MysqlClient> {
+  const target = mysqlTarget(config);
+  const core = createConnection({
+    ...(config.socketPath ? { socketPath: config.socketPath } : { host: config.host, port: config.port }),
+    user: config.user,
+    password: config.password?.reveal() ?? '',
+    database: config.database,
+    connectTimeout: options.connectTimeoutMs ?? config.connectTimeout,
+    ...(config.tls ? { ssl: {} } : {}),
+    // Numbers stay numbers; DECIMAL/BIGINT as strings would break arithmetic on counters.
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+    dateStrings: true,
+  });
+  // An 'error' event without a listener would crash the process (e.g. the server goes away while idle).
+  core.on('error', () => undefined);
+  const destroy = (): void => destroyCore(core);
+  const connected = new Promise<void>((resolve, reject) => {
+    core.once('connect', () => resolve());
+    core.once('error', reject);
+  });
+  try {
+    await abortable(`MySQL/MariaDB at ${target}`, connected, options.signal, destroy);
+  } catch (err) {
+    destroy();
+    if (options.signal?.aborted && err === options.signal.reason) throw err;
+    throw mysqlError(err, config, 'connect');
+  }
+  return new Client(config, core, core.promise(), options.queryTimeoutMs ?? 10_000);
+}
+
+/** Runs `work` with a fresh connection and always closes it, even when `work` throws or the signal aborts. */
+export async function withMysql<T>(
+  config: MysqlConfig,
+  signal: AbortSignal | undefined,
+  work: (client: MysqlClient) => Promise<T>,
+): Promise<T> {
+  const client = await connectMysql(config, signal ? { signal } : {});
+  try {
+    return await work(client);
+  } finally {
+    await client.close();
+  }
+}
+
+function destroyCore(core: CoreConnection): void {
+  core.destroy();
+  // destroy() only half-closes (stream.end()); a server that never answers would keep the socket, and the
+  // Node process, alive. Destroy the stream itself.
+  const stream = (core as unknown as { stream?: Duplex }).stream;
+  stream?.destroy();
+}
+
+class Client implements MysqlClient {
+  readonly target: string;
+  readonly threadId: number;
+  readonly #config: MysqlConfig;
+  readonly #core: CoreConnection;
+  readonly #conn: PromiseConnection;
+  readonly #timeoutMs: number;
+  /** Aborted when the connection is closed or destroyed, so that no query promise is left pending. */
+  readonly #lifetime = new AbortController();
+  #closed = false;
+
+  constructor(config: MysqlConfig, core: CoreConnection, conn: PromiseConnection, timeoutMs: number) {
+    this.target = mysqlTarget(config);
+    this.threadId = core.threadId;
+    this.#config = config;
+    this.#core = core;
+    this.#conn = conn;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  async query<T extends RowDataPacket = RowDataPacket>(
+    sql: string,
+    params?: unknown[],
+    options: MysqlQueryOptions = {},
+  ): Promise<T[]> {
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signals = [deadline, this.#lifetime.signal, ...(options.signal ? [options.signal] : [])];
+    const what = `MySQL/MariaDB at ${this.target}`;
+    try {
+      const [rows] = await abortable(what, this.#conn.query<T[]>(sql, params), AbortSignal.any(signals), () =>
+        this.destroy(),
+      );
+      return rows;
+    } catch (err) {
+      if (options.signal?.aborted && err === options.signal.reason) throw err;
+      if (deadline.aborted)
+        throw new UnavailableError(`${what}: query did not answer within ${timeoutMs} ms`, {
+          details: { target: this.target, timeoutMs },
+        });
+      if (this.#lifetime.signal.aborted)
+        throw new UnavailableError(`${what}: connection closed while the query ran`, {
+          details: { target: this.target },
+        });
+      throw mysqlError(err, this.#config, 'query');
+    }
+  }
+
+  async serverVersion(options?: MysqlQueryOptions): Promise<MysqlServerVersion> {
+    const rows = await this.query('SELECT VERSION() AS version, @@version_comment AS comment', [], options);
+    const version = String(rows[0]?.['version'] ?? 'unknown');
+    const comment = String(rows[0]?.['comment'] ?? '');
+    return { version, comment, flavour: mysqlFlavour(version, comment) };
+  }
+
+  async globalVariables(
+    names: readonly string[],
+    options?: MysqlQueryOptions,
+  ): Promise<Record<string, string>> {
+    if (names.length === 0) return {};
+    const rows = await this.query(
+      `SHOW GLOBAL VARIABLES WHERE Variable_name IN (${names.map(() => '?').join(', ')})`,
+      [...names],
+      options,
+    );
+    return variableRows(rows);
+  }
+
+  async globalStatus(options?: MysqlQueryOptions): Promise<MysqlGlobalStatus> {
+    const names = ['Threads_connected', 'Threads_running', 'Slow_queries', 'Uptime', 'Max_used_connections'];
+    const rows = await this.query(
+      `SHOW GLOBAL STATUS WHERE Variable_name IN (${names.map(() => '?').join(', ')})`,
+      names,
+      options,
+    );
+    const status = variableRows(rows);
+    const num = (name: string): number | undefined => toNumber(status[name]);
+    return {
+      threadsConnected: num('Threads_connected'),
+      threadsRunning: num('Threads_running'),
+      slowQueries: num('Slow_queries'),
+      uptimeSeconds: num('Uptime'),
+      maxUsedConnections: num('Max_used_connections'),
+    };
+  }
+
+  async processlist(options?: MysqlQueryOptions): Promise<MysqlProcess[]> {
+    const rows = await this.query(
+      `SELECT ID AS id, USER AS user, HOST AS host, DB AS db, COMMAND AS command, TIME AS time,
+              STATE AS state, INFO AS info
+         FROM information_schema.PROCESSLIST
+        WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN (${IDLE_COMMANDS.map(() => '?').join(', ')})
+        ORDER BY TIME DESC`,
+      [...IDLE_COMMANDS],
+      options,
+    );
+    return rows.map((row) => ({
+      id: toNumber(row['id']) ?? 0,
+      user: String(row['user'] ?? ''),
+      host: String(row['host'] ?? ''),
+      db: nullableString(row['db']),
+      command: String(row['command'] ?? ''),
+      time: toNumber(row['time']) ?? 0,
+      state: nullableString(row['state']),
+      info: nullableString(row['info']),
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.#conn.end(),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, 1000);
+        }),
+      ]);
+    } catch {
+      // Already closed or broken: destroying below is all that is left to do.
+    } finally {
+      clearTimeout(timer);
+      this.destroy();
+    }
+  }
+
+  destroy(): void {
+    this.#closed = true;
+    destroyCore(this.#core);
+    this.#lifetime.abort();
+  }
+}
+
+/** MariaDB says so in its version string (`10.11.6-MariaDB-log`) or comment; everything else is MySQL. */
+export function mysqlFlavour(version: string, comment = ''): MysqlFlavour {
+  return /mariadb/i.test(version) || /mariadb/i.test(comment) ? 'MariaDB' : 'MySQL';
+}
+
+function variableRows(rows: RowDataPacket[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const row of rows) {
+    const name = row['Variable_name'] as unknown;
+    if (typeof name === 'string') out[name] = String(row['Value'] ?? '');
+  }
+  return out;
+}
+
+function toNumber(value: unknown): number | undefined {
+  if (value === null || value === undefined || value === '') return undefined;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function nullableString(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  return null;
+}

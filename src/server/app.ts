@@ -1,0 +1,80 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { VERSION, type Resources } from '../app/index.ts';
+import { createServerContext, type ServerContext } from './context.ts';
+import { errorHandler } from './errors.ts';
+import { checkRoutes } from './routes/checks.ts';
+import { healthRoutes } from './routes/health.ts';
+import { infoRoutes } from './routes/info.ts';
+
+export interface GameopsServer {
+  app: FastifyInstance;
+  context: ServerContext;
+  /** Stops taking requests, waits for in-flight work (bounded by `graceMs`), then closes. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Builds the HTTP API over a resources bag. Does not listen; the caller decides where. */
+export async function buildServer(resources: Resources): Promise<GameopsServer> {
+  const context = createServerContext(resources);
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    requestTimeout: 120_000,
+    return503OnClosing: true,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler(resources.log));
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .send({
+        error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+      }),
+  );
+  app.addHook('onResponse', (request, reply, done) => {
+    resources.metrics.observeHttp(
+      request.method,
+      request.routeOptions.url ?? 'unmatched',
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
+    done();
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'gameops API', version: VERSION, description: 'Operations for online game services.' },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(healthRoutes(context));
+  await app.register(infoRoutes(context));
+  await app.register(checkRoutes(context));
+  app.get('/api/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  await app.ready();
+
+  return {
+    app,
+    context,
+    async close(graceMs = 30_000) {
+      context.beginShutdown();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([app.close(), context.drain()]),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    },
+  };
+}

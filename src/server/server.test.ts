@@ -1,0 +1,137 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bootstrap, shutdown, type Resources } from '../app/index.ts';
+import { writeTestConfig } from '../../test/support/config.ts';
+import { buildServer, type GameopsServer } from './index.ts';
+
+describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
+  let resources: Resources;
+  let server: GameopsServer;
+
+  beforeAll(async () => {
+    const { path } = writeTestConfig();
+    resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    server = await buildServer(resources);
+  });
+  afterAll(async () => {
+    await server.close();
+    await shutdown(resources);
+  });
+
+  const call = (method: 'GET' | 'POST', url: string) => server.app.inject({ method, url });
+
+  it('answers liveness and readiness', async () => {
+    expect((await call('GET', '/healthz')).json()).toEqual({ status: 'ok' });
+    const ready = await call('GET', '/readyz');
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json()).toEqual({ status: 'ready' });
+  });
+
+  it('runs the daily check, records it, and serves it back', async () => {
+    const posted = await call('POST', '/api/checks/daily');
+    expect(posted.statusCode).toBe(200);
+    const run = posted.json<{
+      id: string;
+      trigger: string;
+      results: Array<{ name: string; status: string }>;
+    }>();
+    expect(run.trigger).toBe('api');
+    expect(run.results.map((r) => r.name).sort()).toEqual(['alerts', 'database', 'disk', 'redis']);
+    for (const r of run.results) expect(['ok', 'warn', 'fail']).toContain(r.status);
+
+    const latest = await call('GET', '/api/checks/latest');
+    expect(latest.json<{ id: string }>().id).toBe(run.id);
+    const one = await call('GET', `/api/checks/${run.id}`);
+    expect(one.json<{ id: string }>().id).toBe(run.id);
+    const list = await call('GET', `/api/checks?since=${encodeURIComponent('2000-01-01T00:00:00Z')}&limit=5`);
+    expect(list.json<{ runs: Array<{ id: string }> }>().runs[0]?.id).toBe(run.id);
+    const future = await call('GET', `/api/checks?since=${encodeURIComponent('2999-01-01T00:00:00Z')}`);
+    expect(future.json<{ runs: unknown[] }>().runs).toEqual([]);
+  });
+
+  it('shares one run between concurrent POSTs', async () => {
+    const [a, b] = await Promise.all([call('POST', '/api/checks/daily'), call('POST', '/api/checks/daily')]);
+    expect(a.json<{ id: string }>().id).toBe(b.json<{ id: string }>().id);
+  });
+
+  it('exposes its own metrics after a run', async () => {
+    await call('POST', '/api/checks/daily');
+    const res = await call('GET', '/metrics');
+    expect(res.headers['content-type']).toContain('text/plain');
+    expect(res.body).toMatch(/gameops_check_status\{check="database"\} [0-3]/);
+    expect(res.body).toMatch(/gameops_check_runs_total\{status="\w+"\} \d+/);
+    expect(res.body).toContain('gameops_build_info{');
+    expect(res.body).toContain('gameops_process_resident_memory_bytes');
+  });
+
+  it.each([
+    ['/api/checks?since=yesterday', 400, 'querystring.since'],
+    ['/api/checks?limit=0', 400, 'querystring.limit'],
+    ['/api/checks?limit=100000', 400, 'querystring.limit'],
+    ['/api/checks?bogus=1', 400, 'querystring'],
+    ['/api/checks/not-a-uuid', 400, 'params.id'],
+    ['/api/checks/00000000-0000-4000-8000-000000000000', 404, 'no check run'],
+    ['/api/nope', 404, 'no route GET /api/nope'],
+  ])('rejects %s with %i and a message naming it', async (url, status, mentions) => {
+    const res = await call('GET', url);
+    expect(res.statusCode).toBe(status);
+    const body = res.json<{ error: { code: string; message: string } }>();
+    expect(body.error.code).toBe(status === 400 ? 'input' : 'not_found');
+    expect(JSON.stringify(body)).toContain(mentions);
+  });
+
+  it('serves an OpenAPI document describing the routes', async () => {
+    const doc = (await call('GET', '/api/openapi.json')).json<{
+      openapi: string;
+      paths: Record<string, unknown>;
+    }>();
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/healthz',
+        '/readyz',
+        '/metrics',
+        '/api/checks/daily',
+        '/api/checks/latest',
+        '/api/checks',
+      ]),
+    );
+  });
+
+  it('never returns a secret', async () => {
+    const bodies = await Promise.all(['/api', '/api/checks/latest', '/metrics'].map((u) => call('GET', u)));
+    const text = bodies.map((b) => b.body).join('\n');
+    const pw = resources.config.mysql?.password?.reveal();
+    expect(pw).toBeTruthy();
+    expect(text).not.toContain(pw);
+  });
+});
+
+describe('HTTP API with no config at all', () => {
+  it('comes up, explains how to configure, and reports checks as not configured', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gameops-unconfigured-'));
+    const resources = await bootstrap({ store: 'required', logLevel: 'silent', cwd: dir, env: { all: {} } });
+    const server = await buildServer(resources);
+    try {
+      const info = (await server.app.inject({ method: 'GET', url: '/api' })).json<{
+        configured: boolean;
+        hint: string;
+      }>();
+      expect(info.configured).toBe(false);
+      expect(info.hint).toContain('gameops.yaml');
+      const run = (await server.app.inject({ method: 'POST', url: '/api/checks/daily' })).json<{
+        status: string;
+        results: Array<{ name: string; status: string; summary: string }>;
+      }>();
+      const skipped = run.results.filter((r) => r.status === 'skipped');
+      expect(skipped.length).toBeGreaterThanOrEqual(3);
+      expect(skipped.map((r) => r.name).sort()).toEqual(['alerts', 'database', 'redis']);
+      for (const r of skipped) expect(r.summary).toContain('not configured');
+    } finally {
+      await server.close();
+      await shutdown(resources);
+    }
+  });
+});
