@@ -24,9 +24,14 @@ else
   fi
 fi
 echo "setup: using Node $("$node_bin" --version) at $node_bin" >&2
+mkdir -p .tools
+node_bin_dir="$(cd "$(dirname "$node_bin")" && pwd)"
+echo "$node_bin_dir" > .tools/node-bin-dir
 
 # Native addons (none today) would need headers of the Node they run on.
 node_root="$(cd "$(dirname "$node_bin")/.." && pwd)"
 export npm_config_nodedir="$node_root"
-PATH="$(cd "$(dirname "$node_bin")" && pwd):$PATH" npm ci --no-audit --no-fund --loglevel=error >&2
+PATH="$node_bin_dir:$PATH" npm ci --no-audit --no-fund --loglevel=error >&2
 echo "setup: dependencies installed" >&2
+"$node_bin" scripts/build.ts
+echo "setup: done. Run gameops with: npm start   (or ./bin/gameops --help)" >&2

@@ -1,4 +1,4 @@
-import { systemClock, type Clock, ConflictError, errorMessage } from '../core/index.ts';
+import { VERSION, systemClock, type Clock, ConflictError, errorMessage } from '../core/index.ts';
 import {
   loadConfig,
   readEnv,
@@ -8,8 +8,7 @@ import {
 } from '../config/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { createLogger, type Logger } from './log.ts';
-import { createMetrics, type Metrics } from './metrics.ts';
-import { VERSION } from './version.ts';
+import type { Metrics } from './metrics.ts';
 
 /**
  * The resources bag every engine and entry point receives. Wired here, once; no module-level
@@ -20,7 +19,8 @@ export interface Resources {
   loaded: LoadedConfig;
   clock: Clock;
   log: Logger;
-  metrics: Metrics;
+  /** gameops's own Prometheus metrics; only the server keeps them (loaded on demand). */
+  metrics: Metrics | undefined;
   /** Undefined when the store could not be opened and the caller allowed running without it. */
   store: Store | undefined;
   /** Why there is no store, when there is none. */
@@ -37,6 +37,8 @@ export interface BootstrapOptions {
    * say why (a one-off CLI check while `gameops serve` holds the data directory). `none`: do not open.
    */
   store: 'required' | 'optional' | 'none';
+  /** Keep Prometheus metrics (the server does; a one-off CLI command does not). @default false */
+  metrics?: boolean;
   cwd?: string;
 }
 
@@ -66,12 +68,14 @@ export async function bootstrap(options: BootstrapOptions): Promise<Resources> {
       storeProblem = errorMessage(err);
     }
   }
-  const metrics = createMetrics({
-    version: VERSION,
-    service: config.service.name,
-    environment: config.service.environment,
-    store: store?.backend ?? 'none',
-  });
+  const metrics = options.metrics
+    ? (await import('./metrics.ts')).createMetrics({
+        version: VERSION,
+        service: config.service.name,
+        environment: config.service.environment,
+        store: store?.backend ?? 'none',
+      })
+    : undefined;
   return { config, loaded, clock, log, metrics, store, storeProblem };
 }
 

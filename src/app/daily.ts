@@ -31,7 +31,7 @@ export async function runAndRecordDailyCheck(
     ...(previous ? { previous } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
   });
-  resources.metrics.observeCheckRun(run);
+  resources.metrics?.observeCheckRun(run);
   let recorded = false;
   if (store) {
     try {

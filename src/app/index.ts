@@ -3,6 +3,4 @@ export type { Resources, BootstrapOptions } from './bootstrap.ts';
 export { runAndRecordDailyCheck } from './daily.ts';
 export { createLogger } from './log.ts';
 export type { Logger } from './log.ts';
-export { createMetrics } from './metrics.ts';
 export type { Metrics } from './metrics.ts';
-export { VERSION } from './version.ts';

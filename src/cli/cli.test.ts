@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeTestConfig } from '../../test/support/config.ts';
@@ -17,11 +17,11 @@ interface Result {
 /** Runs the real CLI as a separate process (cold start, like a person would). */
 function gameops(
   args: string[],
-  options: { cwd?: string; env?: Record<string, string> } = {},
+  options: { cwd?: string; env?: Record<string, string>; entry?: string } = {},
 ): Promise<Result> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
+    const child = spawn(process.execPath, [options.entry ?? MAIN, ...args], {
       cwd: options.cwd ?? process.cwd(),
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -90,6 +90,18 @@ describe('gameops check daily (real servers, real process)', () => {
     expect(res.stdout).toMatch(/^CHECK\s+STATUS\s+TIME\s+SUMMARY$/m);
     expect(res.stdout).toMatch(/Overall: (OK|WARN|FAIL|ERROR)/);
     expect(res.stdout).not.toContain('\u001b[');
+  });
+});
+
+describe('the bundled CLI (dist/, what bin/gameops runs after setup)', () => {
+  it('runs the daily check the same way as the sources', async () => {
+    const bundle = join(import.meta.dirname, '../../dist/gameops.mjs');
+    expect(existsSync(bundle), 'dist/gameops.mjs is built by `npm run setup` and `npm test`').toBe(true);
+    const { path } = writeTestConfig();
+    const res = await gameops(['check', 'daily', '--json', '--config', path], { entry: bundle });
+    const run = JSON.parse(res.stdout) as { results: Array<{ name: string; status: string }> };
+    expect(run.results.map((r) => r.name).sort()).toEqual(['alerts', 'database', 'disk', 'redis']);
+    expect(run.results.find((r) => r.name === 'database')?.status).not.toBe('error');
   });
 });
 

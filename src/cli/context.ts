@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { bootstrap, shutdown, type BootstrapOptions, type Resources } from '../app/index.ts';
+import type { BootstrapOptions, Resources } from '../app/index.ts';
 
 /** Options every command inherits from the root program. */
 export interface GlobalOptions {
@@ -18,6 +18,8 @@ export async function withResources<T>(
   work: (resources: Resources) => Promise<T>,
 ): Promise<T> {
   const opts = globalOptions(command);
+  // Loaded on demand so `--help` and light commands start fast.
+  const { bootstrap, shutdown } = await import('../app/index.ts');
   const resources = await bootstrap({
     store,
     ...(opts.config ? { configPath: opts.config } : {}),

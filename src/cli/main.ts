@@ -1,6 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { errorMessage, GameopsError } from '../core/index.ts';
-import { VERSION } from '../app/index.ts';
+import { errorMessage, GameopsError, VERSION } from '../core/index.ts';
 import { checkCommand } from './commands/check.ts';
 import { configCommand } from './commands/config.ts';
 import { serveCommand } from './commands/serve.ts';

@@ -16,3 +16,4 @@ export { parseDuration, formatDuration, durationSchema } from './duration.ts';
 export { withTimeout } from './timeout.ts';
 export type { Secret } from './secret.ts';
 export { secret, isSecret, maskSecrets } from './secret.ts';
+export { VERSION } from './version.ts';

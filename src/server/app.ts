@@ -6,7 +6,8 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import { VERSION, type Resources } from '../app/index.ts';
+import { VERSION } from '../core/index.ts';
+import type { Resources } from '../app/index.ts';
 import { createServerContext, type ServerContext } from './context.ts';
 import { errorHandler } from './errors.ts';
 import { checkRoutes } from './routes/checks.ts';
@@ -33,14 +34,12 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler(resources.log));
   app.setNotFoundHandler((request, reply) =>
-    reply
-      .code(404)
-      .send({
-        error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-      }),
+    reply.code(404).send({
+      error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+    }),
   );
   app.addHook('onResponse', (request, reply, done) => {
-    resources.metrics.observeHttp(
+    resources.metrics?.observeHttp(
       request.method,
       request.routeOptions.url ?? 'unmatched',
       reply.statusCode,

@@ -12,7 +12,7 @@ describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
 
   beforeAll(async () => {
     const { path } = writeTestConfig();
-    resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    resources = await bootstrap({ configPath: path, store: 'required', metrics: true, logLevel: 'silent' });
     server = await buildServer(resources);
   });
   afterAll(async () => {

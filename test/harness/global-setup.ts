@@ -11,7 +11,7 @@ import type { TestProject } from 'vitest/node';
 import { ensurePackages } from './packages.ts';
 import { startAlertmanager, startMariaDB, startPostgres, startPrometheus, startRedis } from './servers.ts';
 import type { ServerHandle } from './servers.ts';
-import { randomSecret } from './proc.ts';
+import { randomSecret, sweepStaleTempDirs } from './proc.ts';
 
 /** Connection details of the shared servers (plain data: it crosses into the test workers). */
 export interface ProvidedServices {
@@ -70,6 +70,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     return async () => {};
   }
   const began = performance.now();
+  const stale = await sweepStaleTempDirs();
+  if (stale.length > 0)
+    process.stderr.write(`[harness] removed ${stale.length} temp dirs left by killed runs\n`);
   await ensurePackages();
 
   const started = await Promise.allSettled([

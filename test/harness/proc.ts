@@ -1,7 +1,7 @@
 /**
  * Process plumbing shared by the server starters: free ports, spawning a server with its output going to
  * a log file, bounded readiness polling, stopping by pid, and the last-resort clean-up that runs when the
- * Node process exits. Internal to the harness (index.ts re-exports only `freePort`).
+ * Node process exits. Internal to the harness (index.ts re-exports `freePort` and `randomSecret`).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -72,7 +72,8 @@ export async function withPortRetry<T>(
       return await attempt(await freePort());
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      if (tries >= 3 || !/address already in use|EADDRINUSE|bind/i.test(message)) throw error;
+      // Every server here reports a lost port race with this phrase in its log.
+      if (tries >= 3 || !/address already in use|EADDRINUSE/i.test(message)) throw error;
     }
   }
 }
@@ -125,6 +126,7 @@ export async function sweepStaleTempDirs(): Promise<string[]> {
       const owner = await fsp.readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => undefined);
       if (owner === undefined) continue; // Not ours, or still being created.
       const [pid, startTime] = owner.trim().split(' ');
+      if (startTime === undefined || startTime === '?') continue; // Cannot tell: keep it.
       if (processStartTime(Number(pid)) === startTime) continue; // Owner still running.
       for (const line of mounts.split('\n')) {
         const mountPoint = line.split(' ')[1];
@@ -386,7 +388,15 @@ export async function run(
   args: string[],
   options: { uid?: number; gid?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunResult> {
-  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Wrapped like servers (see parentDeathWrapper), so e.g. an initdb dies with us too.
+  const wrapper = parentDeathWrapper();
+  const child =
+    wrapper === null
+      ? spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(wrapper, ['--pdeathsig', 'SIGKILL', '--', command, ...args], {
+          ...options,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
   const chunks: Buffer[] = [];
   child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
   child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk));

@@ -188,7 +188,7 @@ async function writeSecretFile(file: string, secret: string): Promise<void> {
 
 /** Options for {@link startMariaDB}. */
 export interface MariaDBOptions extends CommonServerOptions {
-  /** `--max-connections` (MariaDB's default is 151). */
+  /** `--max-connections` (MariaDB's default is 151; values below its minimum of 10 become 10). */
   maxConnections?: number;
   /** More mariadbd options, appended last so they override ours, e.g. `['--wait-timeout=5']`. */
   extraArgs?: string[];

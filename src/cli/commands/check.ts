@@ -1,7 +1,5 @@
 import { Command, Option } from 'commander';
 import { InputError, parseDuration } from '../../core/index.ts';
-import { runAndRecordDailyCheck } from '../../app/index.ts';
-import { exitCodeFor } from '../../checks/index.ts';
 import { withResources } from '../context.ts';
 import { EXIT_CODES_HELP } from '../exit.ts';
 import { painter, renderRunMarkdown, renderRunText } from '../render.ts';
@@ -29,6 +27,8 @@ export function checkCommand(): Command {
     .action(async (options: DailyOptions, command: Command) => {
       const timeoutMs = options.timeout === undefined ? undefined : parseTimeout(options.timeout);
       await withResources(command, options.record ? 'optional' : 'none', async (resources) => {
+        const { runAndRecordDailyCheck } = await import('../../app/index.ts');
+        const { exitCodeFor } = await import('../../checks/index.ts');
         const { run, warning } = await runAndRecordDailyCheck(
           resources,
           'cli',

@@ -1,7 +1,5 @@
 import { Command } from 'commander';
 import { InputError } from '../../core/index.ts';
-import { bootstrap, shutdown } from '../../app/index.ts';
-import { buildServer, UNCONFIGURED_HINT } from '../../server/index.ts';
 import { globalOptions } from '../context.ts';
 
 interface ServeOptions {
@@ -19,8 +17,11 @@ export function serveCommand(): Command {
     .action(async (options: ServeOptions, command: Command) => {
       const opts = globalOptions(command);
       const port = options.port === undefined ? undefined : parsePort(options.port);
+      const { bootstrap, shutdown } = await import('../../app/index.ts');
+      const { buildServer, UNCONFIGURED_HINT } = await import('../../server/index.ts');
       const resources = await bootstrap({
         store: 'required',
+        metrics: true,
         ...(opts.config ? { configPath: opts.config } : {}),
         ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
       });

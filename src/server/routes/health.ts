@@ -43,8 +43,9 @@ export function healthRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       '/metrics',
       { schema: { summary: "gameops's own metrics (Prometheus text format).", hide: false } },
       async (_request, reply) => {
-        const { registry } = ctx.resources.metrics;
-        return reply.type(registry.contentType).send(await registry.metrics());
+        const metrics = ctx.resources.metrics;
+        if (!metrics) return reply.code(404).send('metrics are not enabled\n');
+        return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
       },
     );
   };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { VERSION } from '../../app/index.ts';
+import { VERSION } from '../../core/index.ts';
 import type { ServerContext } from '../context.ts';
 
 /** What this gameops instance operates, and how to configure it when it operates nothing yet. */
