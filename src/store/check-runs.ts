@@ -1,8 +1,10 @@
 import type { Kysely, Selectable } from 'kysely';
 import { z } from 'zod';
 import { ConflictError, ErrorCode, GameopsError, InputError } from '../core/index.ts';
+import type { CheckResult, CheckRun } from '../checks/index.ts';
+// The leaf module, not checks/index.ts: that one loads every check and its driver (~250 ms at start-up)
+// into anything that opens the store.
 import { CheckStatus } from '../checks/statuses.ts';
-import type { CheckResult, CheckRun } from '../checks/types.ts';
 import type { CheckRunsTable, StoreDatabase } from './schema.ts';
 
 /**
@@ -37,6 +39,8 @@ export interface ListCheckRunsOptions {
 
 const LIST_LIMIT_DEFAULT = 50;
 const LIST_LIMIT_MAX = 500;
+const MIN_STORED_MS = Date.parse('0000-01-01T00:00:00.000Z');
+const MAX_STORED_MS = Date.parse('9999-12-31T23:59:59.999Z');
 
 /** Runs a store operation, turning driver failures into GameopsErrors naming the store. */
 export type StoreCall = <T>(doing: string, work: () => Promise<T>) => Promise<T>;
@@ -199,9 +203,10 @@ function listLimit(limit: number | undefined): number {
   return Math.min(limit, LIST_LIMIT_MAX);
 }
 
+/** Stored timestamps are four-digit-year ISO text; a bound outside that range is clamped so text order holds. */
 function isoInstant(date: Date, field: string): string {
   if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
     throw new InputError(`${field} must be a valid date`, { details: { field } });
   }
-  return date.toISOString();
+  return new Date(Math.min(Math.max(date.getTime(), MIN_STORED_MS), MAX_STORED_MS)).toISOString();
 }

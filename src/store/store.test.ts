@@ -10,7 +10,7 @@ import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { closedPort, services, startSilentServer } from '../../test/harness/index.ts';
 import { ManualClock, type GameopsError } from '../core/index.ts';
-import type { CheckRun } from '../checks/types.ts';
+import type { CheckRun } from '../checks/index.ts';
 import { openStore, type Store, type StoreOptions } from './index.ts';
 
 type Row = Record<string, unknown>;
@@ -143,6 +143,15 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     const p = await place();
     const store = await open(p.options);
     expect(store.backend).toBe(backend);
+    if (backend === 'postgres') {
+      const { user, password, port } = services().postgres;
+      expect(store.location).toMatch(
+        new RegExp(`^postgres://${user}:\\*\\*\\*@127\\.0\\.0\\.1:${port}/gameops_[0-9a-f]+$`),
+      );
+      expect(store.location).not.toContain(password);
+    } else {
+      expect(store.location).toBe(join(p.options.dataDir!, 'gameops.db'));
+    }
     await store.checkRuns.record(makeRun('kept', '2026-03-01T00:00:00Z'));
     await store.close();
     const migrations = async () =>
@@ -227,6 +236,11 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     expect(await ids({ since, until })).toEqual(['r004', 'r003', 'r002']);
     expect(await ids({ since, until, limit: 2 })).toEqual(['r004', 'r003']);
     expect(await ids({ since: until, until: since })).toEqual([]);
+    // Bounds beyond the four-digit years of stored timestamps still compare as time.
+    expect(await ids({ since: new Date(-8.64e15), until: new Date(8.64e15), limit: 2 })).toEqual([
+      'r009',
+      'r008',
+    ]);
   });
 
   it('lists 50 by default and at most 500, and refuses a bad limit or date', async () => {
