@@ -125,6 +125,9 @@ try {
         concurrency: 1,
       });
       sequential.push(performance.now() - t0);
+      t0 = performance.now();
+      await (await fetch(alertsUrl)).text();
+      alertmanagerAlone.push(performance.now() - t0);
     }
   } finally {
     await shutdown(resources);
