@@ -122,4 +122,29 @@ describe('alerts check', () => {
     expect(relaxed.findings.some((f) => f.subject === 'LoginLatencyHigh')).toBe(false);
     expect(relaxed.status).toBe('warn');
   });
+
+  it('groups a fleet-wide alert into one finding with a count, and caps the list', async () => {
+    const run = randomUUID();
+    const names = Array.from({ length: 60 }, (_, i) => `ShardDown${String(i).padStart(2, '0')}`);
+    await postAlerts(
+      am.url,
+      names.flatMap((alertname) =>
+        Array.from({ length: 5 }, (_, instance) => ({
+          labels: { alertname, severity: 'critical', instance: `game-${instance}`, run },
+          annotations: { summary: `${alertname} on a shard`, runbook_url: 'https://runbooks.example/shard' },
+        })),
+      ),
+    );
+    const result = await checkUntil(304);
+    const shard = result.findings.find((f) => f.subject.startsWith('ShardDown'));
+    expect(shard?.message).toMatch(
+      /^critical ×5: ShardDown\d+ on a shard — runbook https:\/\/runbooks\.example\/shard$/,
+    );
+    const more = result.findings.find((f) => f.subject === 'more alerts');
+    expect(more?.status).toBe('fail');
+    expect(more?.message).toMatch(/^\d+ more alert groups \(\d+ alerts\) not listed$/);
+    // 50 groups, the "more" line, and the runbook_url finding: readable, whatever the alert count.
+    expect(result.findings).toHaveLength(52);
+    expect(result.values['bySeverity']).toMatchObject({ critical: 301 });
+  });
 });

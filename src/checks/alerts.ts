@@ -4,6 +4,8 @@ import type { Check, Finding } from './types.ts';
 
 /** How many alerts are listed in `values` (all are counted). */
 const MAX_LISTED = 200;
+/** How many alert groups (alertname + severity) get a finding of their own; the rest share one. */
+const MAX_GROUPS = 50;
 
 /** An alert as the daily check reports it. */
 export interface ActiveAlert {
@@ -45,14 +47,7 @@ export const alertsCheck: Check = {
 
     const bySeverity: Record<string, number> = {};
     for (const a of alerts) bySeverity[a.severity] = (bySeverity[a.severity] ?? 0) + 1;
-    const findings: Finding[] = alerts
-      .filter((a) => a.status !== CheckStatus.ok)
-      .map((a) => ({
-        status: a.status,
-        subject: a.alertname,
-        message: `${a.severity}: ${a.summary ?? '(no summary)'}${a.runbookUrl ? ` — runbook ${a.runbookUrl}` : ''}`,
-        value: a.severity,
-      }));
+    const findings = groupFindings(alerts);
     const missing = alerts.filter((a) => a.runbookUrl === null);
     if (missing.length > 0) {
       const names = [...new Set(missing.map((a) => a.alertname))];
@@ -114,4 +109,36 @@ function toActiveAlert(
 
 function severityRank(status: CheckStatus): number {
   return status === CheckStatus.fail ? 2 : status === CheckStatus.warn ? 1 : 0;
+}
+
+/**
+ * One finding per alertname and severity (a fleet-wide outage fires the same alert on hundreds of
+ * instances; a person needs one line for it, with the count), worst first, at most MAX_GROUPS.
+ */
+function groupFindings(alerts: readonly ActiveAlert[]): Finding[] {
+  const groups = new Map<string, { first: ActiveAlert; count: number }>();
+  for (const a of alerts) {
+    if (a.status === CheckStatus.ok) continue;
+    const key = `${a.alertname}\u0000${a.severity}`;
+    const group = groups.get(key);
+    if (group) group.count++;
+    else groups.set(key, { first: a, count: 1 });
+  }
+  const ordered = [...groups.values()];
+  const findings: Finding[] = ordered.slice(0, MAX_GROUPS).map(({ first: a, count }) => ({
+    status: a.status,
+    subject: a.alertname,
+    message: `${a.severity}${count > 1 ? ` ×${count}` : ''}: ${a.summary ?? '(no summary)'}${a.runbookUrl ? ` — runbook ${a.runbookUrl}` : ''}`,
+    value: a.severity,
+  }));
+  const rest = ordered.slice(MAX_GROUPS);
+  if (rest.length > 0) {
+    findings.push({
+      status: worstOf(rest.map((g) => g.first.status)),
+      subject: 'more alerts',
+      message: `${rest.length} more alert groups (${rest.reduce((n, g) => n + g.count, 0)} alerts) not listed`,
+      value: rest.length,
+    });
+  }
+  return findings;
 }

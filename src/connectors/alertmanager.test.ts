@@ -141,3 +141,51 @@ describe('Alertmanager connector with a dependency that is down or hangs', () =>
     await expect(am.alerts({}, { timeoutMs: 300 })).rejects.toThrow('did not answer within 300 ms');
   });
 });
+
+describe('Alertmanager connector against a misbehaving stub (no real Alertmanager can be made to do this)', () => {
+  let server: Server;
+  let url: string;
+  let behaviour: 'huge' | 'drip' = 'huge';
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (behaviour === 'drip') {
+        // Headers and the start of a body, then nothing: the deadline must still hold.
+        res.write('[{"labels":');
+        return;
+      }
+      // An endless array: the connector must stop reading, not buffer it all.
+      const chunk = Buffer.from(
+        `${'{"labels":{},"startsAt":"x","fingerprint":"f","status":{"state":"active"}},'.repeat(2000)}`,
+      );
+      res.write('[');
+      const pump = (): void => {
+        while (res.write(chunk)) if (res.destroyed) return;
+        res.once('drain', pump);
+      };
+      pump();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('refuses a response larger than 64 MiB instead of exhausting memory', async () => {
+    behaviour = 'huge';
+    const am = createAlertmanagerClient(testConfig({ alertmanager: { url } }).alertmanager!);
+    await expect(am.alerts({}, { timeoutMs: 20_000 })).rejects.toThrow(
+      /more than 64 MiB; refusing to read it/,
+    );
+  });
+
+  it('a body that starts and never finishes times out', async () => {
+    behaviour = 'drip';
+    const am = createAlertmanagerClient(testConfig({ alertmanager: { url } }).alertmanager!);
+    const started = Date.now();
+    await expect(am.alerts({}, { timeoutMs: 800 })).rejects.toThrow(/did not answer within 800 ms/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});

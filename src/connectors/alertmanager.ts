@@ -67,6 +67,32 @@ export function alertmanagerTarget(config: Pick<AlertmanagerConfig, 'url'>): str
   }
 }
 
+/**
+ * The most a response may hold. 1,000 alerts are about 350 KB; 64 MiB is far beyond any real
+ * Alertmanager and keeps a broken or hostile one from exhausting memory.
+ */
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+class BodyTooLargeError extends Error {}
+
+/** Reads a response body as UTF-8, giving up (and cancelling the stream) past `maxBytes`. */
+async function readCapped(response: Response, maxBytes: number): Promise<string> {
+  if (!response.body) return '';
+  const decoder = new TextDecoder();
+  const parts: string[] = [];
+  let size = 0;
+  for await (const chunk of response.body) {
+    size += chunk.byteLength;
+    if (size > maxBytes) {
+      await response.body.cancel().catch(() => undefined);
+      throw new BodyTooLargeError();
+    }
+    parts.push(decoder.decode(chunk, { stream: true }));
+  }
+  parts.push(decoder.decode());
+  return parts.join('');
+}
+
 /** Alertmanager API v2 over global fetch (API v1 was removed in Alertmanager 0.27). */
 export function createAlertmanagerClient(config: AlertmanagerConfig): AlertmanagerClient {
   const base = new URL(config.url.endsWith('/') ? config.url : `${config.url}/`);
@@ -95,8 +121,12 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
     let body: string;
     try {
       response = await fetch(url, { headers, signal, redirect: 'error' });
-      body = await response.text();
+      body = await readCapped(response, MAX_BODY_BYTES);
     } catch (err) {
+      if (err instanceof BodyTooLargeError)
+        throw fail(
+          `GET ${url.pathname} answered more than ${MAX_BODY_BYTES / 1024 / 1024} MiB; refusing to read it`,
+        );
       if (options.signal?.aborted && err === options.signal.reason) throw err;
       if (deadline.aborted)
         throw fail(`GET ${url.pathname} did not answer within ${timeoutMs} ms`, { timeoutMs });
