@@ -14,7 +14,8 @@ export async function runAndRecordDailyCheck(
   const { store, log } = resources;
   let previous: CheckRun | undefined;
   let warning: string | undefined = resources.storeProblem
-    ? `results not recorded and no deltas: ${resources.storeProblem}`
+    ? `results not recorded and no deltas: ${resources.storeProblem}; ` +
+      'a running `gameops serve` records runs itself (POST /api/checks/daily)'
     : undefined;
   if (store) {
     try {
@@ -30,6 +31,7 @@ export async function runAndRecordDailyCheck(
     trigger,
     ...(previous ? { previous } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
   });
   resources.metrics?.observeCheckRun(run);
   let recorded = false;

@@ -2,7 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { startSilentServer } from '../../test/harness/index.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
+import { openStore } from '../store/index.ts';
 import { configJsonSchema } from './commands/config.ts';
 
 const MAIN = join(import.meta.dirname, 'main.ts');
@@ -194,5 +196,53 @@ describe('gameops serve (real process)', () => {
     }
     expect(await exited).toBe(0);
     expect(stderr).toContain('gameops: stopped');
+  });
+
+  it('on SIGTERM lets a running check finish, answers it, and records it before exiting', async () => {
+    const silent = await startSilentServer();
+    try {
+      const { path, dir } = writeTestConfig();
+      // MySQL that accepts and never answers: the check takes the whole 3 s deadline.
+      const text = readFileSync(path, 'utf8').replace(
+        /mysql: \{ host: [^,]+, port: \d+/,
+        `mysql: { host: 127.0.0.1, port: ${silent.port}`,
+      );
+      writeFileSync(path, text.replace('timeout: 5s', 'timeout: 3s'));
+      const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--config', path], {
+        cwd: dir,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const address = await new Promise<string>((resolve, reject) => {
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          const m = /listening on (http:\/\/\S+)/.exec(stderr);
+          if (m?.[1]) resolve(m[1]);
+        });
+        child.on('exit', () => reject(new Error(`serve exited early: ${stderr}`)));
+      });
+      const pending = fetch(`${address}/api/checks/daily`, { method: 'POST' });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      child.kill('SIGTERM');
+      const response = await pending;
+      expect(response.status).toBe(200);
+      const run = (await response.json()) as {
+        id: string;
+        results: Array<{ name: string; status: string; summary: string }>;
+      };
+      const db = run.results.find((r) => r.name === 'database');
+      expect(db?.status).toBe('error');
+      expect(db?.summary).toContain('did not answer within 3000 ms');
+      expect(await exited).toBe(0);
+      const store = await openStore({ dataDir: join(dir, 'data') });
+      try {
+        expect((await store.checkRuns.get(run.id))?.id).toBe(run.id);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await silent.stop();
+    }
   });
 });

@@ -38,6 +38,11 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
       error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
     }),
   );
+  // While shutting down, every response closes its connection, so keep-alive clients do not hold the
+  // server open after their last in-flight request is answered.
+  app.addHook('onSend', async (_request, reply) => {
+    if (context.shuttingDown()) void reply.header('connection', 'close');
+  });
   app.addHook('onResponse', (request, reply, done) => {
     resources.metrics?.observeHttp(
       request.method,
@@ -67,13 +72,20 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
     async close(graceMs = 30_000) {
       context.beginShutdown();
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all([app.close(), context.drain()]),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, graceMs);
-        }),
-      ]);
+      const graceOver = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      });
+      // Stop accepting; in-flight requests and background work finish within the grace period.
+      const closed = app.close();
+      await Promise.race([Promise.all([context.drain(), closed]), graceOver]);
       clearTimeout(timer);
+      // Past the grace period: interrupt what still runs; checks end as `error` ("interrupted") and
+      // the run is still recorded, so nothing is lost silently.
+      context.interrupt();
+      await context.drain();
+      // Whatever is still open now is idle keep-alive or past the grace period.
+      app.server.closeAllConnections();
+      await closed;
     },
   };
 }

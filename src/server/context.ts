@@ -8,16 +8,23 @@ export interface ServerContext {
   shuttingDown(): boolean;
   /** Registers in-flight background work so a graceful shutdown waits for it. */
   track<T>(work: Promise<T>): Promise<T>;
+  /** Aborts when the shutdown grace period is over: long work stops, records what it has, and ends. */
+  readonly shutdownSignal: AbortSignal;
   /** The store, or an UnavailableError when the server runs without one. */
   store(): Store;
 }
 
 export function createServerContext(
   resources: Resources,
-): ServerContext & { drain(): Promise<void>; beginShutdown(): void } {
+): ServerContext & { drain(): Promise<void>; beginShutdown(): void; interrupt(): void } {
   const inFlight = new Set<Promise<unknown>>();
+  const shutdown = new AbortController();
   let closing = false;
   return {
+    shutdownSignal: shutdown.signal,
+    interrupt() {
+      shutdown.abort(new UnavailableError('interrupted: gameops is shutting down'));
+    },
     resources,
     shuttingDown: () => closing,
     track(work) {

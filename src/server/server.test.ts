@@ -1,8 +1,9 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap, shutdown, type Resources } from '../app/index.ts';
+import { startSilentServer } from '../../test/harness/index.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
 import { buildServer, type GameopsServer } from './index.ts';
 
@@ -132,6 +133,37 @@ describe('HTTP API with no config at all', () => {
     } finally {
       await server.close();
       await shutdown(resources);
+    }
+  });
+});
+
+describe('HTTP API graceful shutdown', () => {
+  it('past the grace period interrupts a running check, still answers it and records it', async () => {
+    const silent = await startSilentServer();
+    const { path } = writeTestConfig();
+    const text = readFileSync(path, 'utf8')
+      .replace(/mysql: \{ host: [^,]+, port: \d+/, `mysql: { host: 127.0.0.1, port: ${silent.port}`)
+      .replace('timeout: 5s', 'timeout: 60s');
+    writeFileSync(path, text);
+    const resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    const server = await buildServer(resources);
+    try {
+      const pending = server.app.inject({ method: 'POST', url: '/api/checks/daily' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      await server.close(200);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const run = (await pending).json<{
+        id: string;
+        results: Array<{ name: string; status: string; summary: string }>;
+      }>();
+      const db = run.results.find((r) => r.name === 'database');
+      expect(db?.status).toBe('error');
+      expect(db?.summary).toContain('interrupted: gameops is shutting down');
+      expect((await resources.store!.checkRuns.get(run.id))?.id).toBe(run.id);
+    } finally {
+      await shutdown(resources);
+      await silent.stop();
     }
   });
 });

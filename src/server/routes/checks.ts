@@ -12,7 +12,7 @@ export function checkRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
   let inFlight: Promise<CheckRun> | undefined;
   const runNow = (): Promise<CheckRun> => {
     inFlight ??= ctx
-      .track(runAndRecordDailyCheck(ctx.resources, 'api'))
+      .track(runAndRecordDailyCheck(ctx.resources, 'api', { signal: ctx.shutdownSignal }))
       .then((r) => r.run)
       .finally(() => {
         inFlight = undefined;
