@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { startSilentServer } from '../../test/harness/index.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
 import { openStore } from '../store/index.ts';
@@ -60,6 +60,27 @@ describe('gameops check daily (real servers, real process)', () => {
     };
     const db = second.results.find((r) => r.name === 'database');
     expect(db?.values).toHaveProperty('slowQueriesSinceLastCheck');
+  });
+
+  it('records in PostgreSQL when DATABASE_URL is set (two runs: the second has deltas)', async () => {
+    const { path } = writeTestConfig();
+    const env = { DATABASE_URL: inject('services').postgres.url };
+    const first = await gameops(['check', 'daily', '--json', '--config', path], { env });
+    expect(first.stderr).not.toContain('warning');
+    const second = JSON.parse(
+      (await gameops(['check', 'daily', '--json', '--config', path], { env })).stdout,
+    ) as {
+      id: string;
+      results: Array<{ name: string; values: Record<string, unknown> }>;
+    };
+    expect(second.results.find((r) => r.name === 'database')?.values['slowQueriesBaseline']).toBe(false);
+    const store = await openStore({ url: env.DATABASE_URL });
+    try {
+      expect(store.backend).toBe('postgres');
+      expect((await store.checkRuns.get(second.id))?.id).toBe(second.id);
+    } finally {
+      await store.close();
+    }
   });
 
   it('reports a dead database as an error naming it, exit 2, without hanging', async () => {
