@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
@@ -35,6 +35,28 @@ function gameops(
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - started }));
   });
+}
+
+/** Starts `gameops serve` as a real process and resolves once it says where it listens. */
+async function startServe(
+  path: string,
+  cwd: string,
+): Promise<{ address: string; child: ChildProcess; exited: Promise<number | null>; stderr: () => string }> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--config', path], {
+    cwd,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const address = await new Promise<string>((resolve, reject) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(stderr);
+      if (m?.[1]) resolve(m[1]);
+    });
+    child.on('exit', () => reject(new Error(`serve exited early: ${stderr}`)));
+  });
+  return { address, child, exited, stderr: () => stderr };
 }
 
 describe('gameops check daily (real servers, real process)', () => {
@@ -187,20 +209,7 @@ describe('gameops config', () => {
 describe('gameops serve (real process)', () => {
   it('listens, answers, refuses a second process on the same data dir, and stops on SIGTERM', async () => {
     const { path, dir } = writeTestConfig();
-    const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--config', path], {
-      cwd: dir,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    const address = await new Promise<string>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        const m = /listening on (http:\/\/\S+)/.exec(stderr);
-        if (m?.[1]) resolve(m[1]);
-      });
-      child.on('exit', () => reject(new Error(`serve exited early: ${stderr}`)));
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { address, child, exited, stderr } = await startServe(path, dir);
     try {
       expect(address).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(await (await fetch(`${address}/healthz`)).json()).toEqual({ status: 'ok' });
@@ -216,7 +225,7 @@ describe('gameops serve (real process)', () => {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
-    expect(stderr).toContain('gameops: stopped');
+    expect(stderr()).toContain('gameops: stopped');
   });
 
   it('on SIGTERM lets a running check finish, answers it, and records it before exiting', async () => {
@@ -229,20 +238,7 @@ describe('gameops serve (real process)', () => {
         `mysql: { host: 127.0.0.1, port: ${silent.port}`,
       );
       writeFileSync(path, text.replace('timeout: 5s', 'timeout: 3s'));
-      const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--config', path], {
-        cwd: dir,
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let stderr = '';
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      const address = await new Promise<string>((resolve, reject) => {
-        child.stderr.on('data', (d: Buffer) => {
-          stderr += d.toString();
-          const m = /listening on (http:\/\/\S+)/.exec(stderr);
-          if (m?.[1]) resolve(m[1]);
-        });
-        child.on('exit', () => reject(new Error(`serve exited early: ${stderr}`)));
-      });
+      const { address, child, exited } = await startServe(path, dir);
       const pending = fetch(`${address}/api/checks/daily`, { method: 'POST' });
       await new Promise((resolve) => setTimeout(resolve, 500));
       child.kill('SIGTERM');

@@ -672,25 +672,37 @@ receivers:
  * `--cluster.listen-address`; otherwise it binds a gossip port on all interfaces and waits for peers).
  */
 export async function startAlertmanager(options: AlertmanagerOptions = {}): Promise<AlertmanagerHandle> {
+  return startPrometheusComponent('alertmanager', options, {
+    configYaml: NULL_ALERTMANAGER_CONFIG,
+    args: (dataDir) => [`--storage.path=${dataDir}`, '--cluster.listen-address='],
+  });
+}
+
+/**
+ * Alertmanager and Prometheus start the same way: a YAML config file, a data directory, an HTTP listen
+ * address, and `/-/ready` once they serve.
+ */
+async function startPrometheusComponent(
+  name: 'alertmanager' | 'prometheus',
+  options: CommonServerOptions & { configYaml?: string; extraArgs?: string[] },
+  defaults: { configYaml: string; args: (dataDir: string) => string[] },
+): Promise<{ url: string; port: number } & ServerHandle> {
   const bins = serverBinaries();
-  const space = await workspace('alertmanager', options.dir);
+  const space = await workspace(name, options.dir);
   const cleanups: Array<() => Promise<void>> = [];
   return orCleanUp(space, cleanups, async () => {
-    const configFile = path.join(space.dir, 'alertmanager.yml');
-    const logFile = path.join(space.dir, 'alertmanager.log');
-    await fsp.writeFile(configFile, options.configYaml ?? NULL_ALERTMANAGER_CONFIG);
-    const { server, port } = await withPortRetry(options.port, 'alertmanager', async (port) => {
+    const configFile = path.join(space.dir, `${name}.yml`);
+    const logFile = path.join(space.dir, `${name}.log`);
+    await fsp.writeFile(configFile, options.configYaml ?? defaults.configYaml);
+    const { server, port } = await withPortRetry(options.port, name, async (port) => {
       const args = [
         `--config.file=${configFile}`,
-        `--storage.path=${path.join(space.dir, 'data')}`,
+        ...defaults.args(path.join(space.dir, 'data')),
         `--web.listen-address=127.0.0.1:${port}`,
-        '--cluster.listen-address=',
         ...(options.extraArgs ?? []),
       ];
-      const server = await launch(
-        space,
-        { name: 'alertmanager', command: bins.alertmanager, args, logFile },
-        () => httpOk(`http://127.0.0.1:${port}/-/ready`),
+      const server = await launch(space, { name, command: bins[name], args, logFile, cwd: space.dir }, () =>
+        httpOk(`http://127.0.0.1:${port}/-/ready`),
       );
       return { server, port };
     });
@@ -837,36 +849,9 @@ scrape_configs: []
 
 /** Starts Prometheus with its TSDB in the server's directory. */
 export async function startPrometheus(options: PrometheusOptions = {}): Promise<PrometheusHandle> {
-  const bins = serverBinaries();
-  const space = await workspace('prometheus', options.dir);
-  const cleanups: Array<() => Promise<void>> = [];
-  return orCleanUp(space, cleanups, async () => {
-    const configFile = path.join(space.dir, 'prometheus.yml');
-    const logFile = path.join(space.dir, 'prometheus.log');
-    await fsp.writeFile(configFile, options.configYaml ?? EMPTY_PROMETHEUS_CONFIG);
-    const { server, port } = await withPortRetry(options.port, 'prometheus', async (port) => {
-      const args = [
-        `--config.file=${configFile}`,
-        `--storage.tsdb.path=${path.join(space.dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        ...(options.extraArgs ?? []),
-      ];
-      const server = await launch(
-        space,
-        { name: 'prometheus', command: bins.prometheus, args, logFile, cwd: space.dir },
-        () => httpOk(`http://127.0.0.1:${port}/-/ready`),
-      );
-      return { server, port };
-    });
-    return {
-      url: `http://127.0.0.1:${port}`,
-      port,
-      pid: server.pid,
-      exited: server.exit,
-      dir: space.dir,
-      logFile,
-      stop: stopper(server, space, cleanups),
-    };
+  return startPrometheusComponent('prometheus', options, {
+    configYaml: EMPTY_PROMETHEUS_CONFIG,
+    args: (dataDir) => [`--storage.tsdb.path=${dataDir}`],
   });
 }
 
