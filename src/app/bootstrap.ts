@@ -1,4 +1,4 @@
-import { VERSION, systemClock, type Clock, ConflictError, errorMessage } from '../core/index.ts';
+import { VERSION, systemClock, type Clock, errorMessage } from '../core/index.ts';
 import {
   loadConfig,
   readEnv,
@@ -33,8 +33,9 @@ export interface BootstrapOptions {
   clock?: Clock;
   logLevel?: string;
   /**
-   * `required`: fail when the store cannot be opened (the server). `optional`: carry on without it and
-   * say why (a one-off CLI check while `gameops serve` holds the data directory). `none`: do not open.
+   * `required`: fail when the store cannot be opened (the server). `optional`: open it when a config file
+   * was found, and carry on without it if it cannot be opened (locked by `gameops serve`, not writable,
+   * PostgreSQL down), saying why. `none`: do not open.
    */
   store: 'required' | 'optional' | 'none';
   /** Keep Prometheus metrics (the server does; a one-off CLI command does not). @default false */
@@ -55,7 +56,9 @@ export async function bootstrap(options: BootstrapOptions): Promise<Resources> {
   const { config } = loaded;
   let store: Store | undefined;
   let storeProblem: string | undefined;
-  if (options.store !== 'none') {
+  // A one-off command with no config file at all records nothing (and leaves no ./.gameops behind).
+  const wantStore = options.store === 'required' || (options.store === 'optional' && loaded.configured);
+  if (wantStore) {
     try {
       store = await openStore({
         ...(config.database.url
@@ -64,7 +67,8 @@ export async function bootstrap(options: BootstrapOptions): Promise<Resources> {
         clock,
       });
     } catch (err) {
-      if (options.store === 'required' || !(err instanceof ConflictError)) throw err;
+      // The server needs its store; a one-off check still measures and reports without one.
+      if (options.store === 'required') throw err;
       storeProblem = errorMessage(err);
     }
   }

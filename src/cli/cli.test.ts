@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { startSilentServer } from '../../test/harness/index.ts';
@@ -122,6 +123,47 @@ describe('gameops check daily (real servers, real process)', () => {
     expect(db?.summary).toContain('127.0.0.1:1');
   });
 
+  it('still checks and reports when the store cannot be opened, saying why', async () => {
+    const { path, dir } = writeTestConfig();
+    writeFileSync(join(dir, 'not-a-dir'), 'x');
+    writeFileSync(
+      path,
+      readFileSync(path, 'utf8').replace(/dataDir: [^ }]+/, `dataDir: ${join(dir, 'not-a-dir', 'data')}`),
+    );
+    const res = await gameops(['check', 'daily', '--json', '--config', path]);
+    expect([0, 1, 2]).toContain(res.code);
+    expect(res.stderr).toMatch(/warning: results not recorded/);
+    expect((JSON.parse(res.stdout) as { results: unknown[] }).results).toHaveLength(4);
+  });
+
+  it('with no config file at all checks what it can and leaves nothing behind', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'gameops-empty-'));
+    const res = await gameops(['check', 'daily', '--json'], { cwd: empty });
+    expect([0, 1, 2]).toContain(res.code);
+    expect(res.stderr).toContain('no config file found');
+    expect(readdirSync(empty)).toEqual([]);
+  });
+
+  it('stops quietly when its reader goes away (| head)', async () => {
+    const { path } = writeTestConfig();
+    const res = await new Promise<Result>((resolve, reject) => {
+      const started = performance.now();
+      const child = spawn(
+        process.execPath,
+        [MAIN, 'check', 'daily', '--no-record', '--json', '--config', path],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let stderr = '';
+      child.stdout.once('data', () => child.stdout.destroy());
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout: '', stderr, ms: performance.now() - started }));
+    });
+    expect(res.stderr).not.toMatch(/EPIPE|Unhandled|at /);
+  });
+
   it('--markdown prints a table to paste into a ticket', async () => {
     const { path } = writeTestConfig();
     const res = await gameops(['check', 'daily', '--markdown', '--no-record', '--config', path]);
@@ -168,6 +210,8 @@ describe('gameops CLI: bad input and could-not-run (exit 3)', () => {
     [['check', 'daily', '--json', '--markdown'], /cannot be used with/],
     [['serve', '--port', '99999'], /--port: "99999" is not a port/],
     [['--config', '/nonexistent.yaml', 'check', 'daily'], /nonexistent\.yaml: file not found/],
+    [['--config', '', 'check', 'daily'], /--config: the file name is empty/],
+    [['--log-level', 'loud', 'check', 'daily'], /argument 'loud' is invalid/],
   ])('%j → exit 3 with a clear message', async (args, message) => {
     const res = await gameops(args);
     expect(res.code).toBe(3);
@@ -226,6 +270,21 @@ describe('gameops serve (real process)', () => {
     }
     expect(await exited).toBe(0);
     expect(stderr()).toContain('gameops: stopped');
+  });
+
+  it('says clearly when its port is taken', async () => {
+    const { path, dir } = writeTestConfig();
+    const first = await startServe(path, dir);
+    try {
+      const port = new URL(first.address).port;
+      const other = writeTestConfig();
+      const res = await gameops(['serve', '--port', port, '--config', other.path], { cwd: other.dir });
+      expect(res.code).toBe(3);
+      expect(res.stderr).toContain(`cannot listen on 127.0.0.1:${port}: the port is already in use`);
+    } finally {
+      first.child.kill('SIGTERM');
+      await first.exited;
+    }
   });
 
   it('on SIGTERM lets a running check finish, answers it, and records it before exiting', async () => {

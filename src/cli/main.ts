@@ -1,5 +1,5 @@
-import { Command, CommanderError } from 'commander';
-import { errorMessage, GameopsError, VERSION } from '../core/index.ts';
+import { Command, CommanderError, Option } from 'commander';
+import { errorMessage, GameopsError, InputError, VERSION } from '../core/index.ts';
 import { checkCommand } from './commands/check.ts';
 import { configCommand } from './commands/config.ts';
 import { serveCommand } from './commands/serve.ts';
@@ -13,7 +13,22 @@ export function buildProgram(): Command {
     )
     .version(VERSION, '-V, --version')
     .option('-c, --config <file>', 'config file (default: $GAMEOPS_CONFIG, else ./gameops.yaml if present)')
-    .option('--log-level <level>', 'log level for stderr logs: error, warn, info, debug')
+    .addOption(
+      new Option('--log-level <level>', 'log level for stderr logs').choices([
+        'fatal',
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+        'silent',
+      ]),
+    )
+    .hook('preAction', (_program, action) => {
+      const { config } = action.optsWithGlobals<{ config?: string }>();
+      if (config !== undefined && config.trim() === '')
+        throw new InputError('--config: the file name is empty');
+    })
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
@@ -42,6 +57,15 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // A reader that goes away (`gameops check daily | head -2`) is not an error of ours.
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
   const code = await main(process.argv.slice(2));
-  process.exitCode = code;
+  // Exit now rather than when the event loop drains: a DNS lookup that cannot be cancelled (an
+  // unreachable resolver) would otherwise keep a finished command alive for minutes. Writes to
+  // stdout/stderr are synchronous for files, pipes and terminals on Linux, so nothing is lost.
+  process.exit(code);
 }

@@ -16,12 +16,26 @@ export function painter(stream: NodeJS.WriteStream): (style: Style, text: string
   return (style, text) => styleText(style, text, { stream, validateStream: true });
 }
 
-/** Lays out rows in columns; the last column is not padded. */
+/**
+ * Shows control characters as escapes. Text in a report comes from outside (alert annotations anyone
+ * who can post to Alertmanager controls, SQL statements from the processlist): raw, it could erase
+ * lines, forge rows or write the clipboard (OSC 52) on the reader's terminal.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
+/** Lays out rows in columns (cells made printable); the last column is not padded. */
 export function table(
   header: string[],
-  rows: string[][],
+  cells: string[][],
   paint?: (col: number, cell: string) => string,
 ): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[], styled: boolean): string =>
     cells
@@ -42,7 +56,7 @@ export function renderRunText(
   const status = (s: CheckStatus, text: string = s): string => paint(STATUS_STYLE[s], text);
   const out: string[] = [];
   out.push(
-    `${paint('bold', 'gameops daily check')} · ${run.service} (${run.environment}) · ${run.startedAt} · ${formatDuration(run.durationMs)}`,
+    `${paint('bold', 'gameops daily check')} · ${printable(run.service)} (${printable(run.environment)}) · ${run.startedAt} · ${formatDuration(run.durationMs)}`,
     '',
   );
   out.push(
@@ -78,7 +92,7 @@ const MD_ICON: Record<CheckStatus, string> = {
 };
 
 function mdCell(text: string): string {
-  return text.replaceAll('\\', '\\\\').replaceAll('|', '\\|').replaceAll('\n', ' ');
+  return printable(text.replaceAll('\n', ' ')).replaceAll('|', '\\|').replaceAll('`', "'");
 }
 
 /** Markdown for pasting into a ticket or a chat. */

@@ -10,6 +10,7 @@ import { VERSION } from '../core/index.ts';
 import type { Resources } from '../app/index.ts';
 import { createServerContext, type ServerContext } from './context.ts';
 import { errorHandler } from './errors.ts';
+import { guardOrigin } from './origin.ts';
 import { checkRoutes } from './routes/checks.ts';
 import { healthRoutes } from './routes/health.ts';
 import { infoRoutes } from './routes/info.ts';
@@ -38,6 +39,7 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
       error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
     }),
   );
+  app.addHook('onRequest', async (request) => guardOrigin(request, resources.config.server.host));
   // While shutting down, every response closes its connection, so keep-alive clients do not hold the
   // server open after their last in-flight request is answered.
   app.addHook('onSend', async (_request, reply) => {

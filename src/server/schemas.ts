@@ -55,3 +55,13 @@ export const checksQuerySchema = z.strictObject({
   until: z.iso.datetime({ offset: true, error: 'must be an ISO-8601 date-time' }).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
 });
+
+/** What POST /api/checks/daily returns: the run, and whether it reached the store. */
+export const checkRunOutcomeSchema = checkRunSchema
+  .extend({
+    recorded: z
+      .boolean()
+      .describe('false when the run could not be stored (see warning); its figures are still valid'),
+    warning: z.string().optional(),
+  })
+  .meta({ id: 'CheckRunOutcome' });

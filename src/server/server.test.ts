@@ -83,6 +83,29 @@ describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
     expect(JSON.stringify(body)).toContain(mentions);
   });
 
+  it('says whether a run reached the store', async () => {
+    const res = await call('POST', '/api/checks/daily');
+    expect(res.json<{ recorded: boolean; warning?: string }>()).toMatchObject({ recorded: true });
+    expect(res.json<{ warning?: string }>().warning).toBeUndefined();
+  });
+
+  it.each([
+    ['a non-loopback Host (DNS rebinding)', 'GET', { host: 'attacker.example:8787' }, 403],
+    ['a cross-site POST (Origin elsewhere)', 'POST', { origin: 'http://evil.example' }, 403],
+    ['a cross-site POST (Sec-Fetch-Site)', 'POST', { 'sec-fetch-site': 'cross-site' }, 403],
+    ['a malformed Origin', 'POST', { origin: 'not a url' }, 403],
+    ['a same-origin POST', 'POST', { host: '127.0.0.1:8787', origin: 'http://127.0.0.1:8787' }, 200],
+    ['a tool without Origin', 'POST', { host: 'localhost:8787' }, 200],
+  ] as const)('answers %s with %i', async (_what, method, headers, status) => {
+    const res = await server.app.inject({
+      method,
+      url: method === 'GET' ? '/api/checks/latest' : '/api/checks/daily',
+      headers,
+    });
+    expect(res.statusCode).toBe(status);
+    if (status === 403) expect(res.json<{ error: { code: string } }>().error.code).toBe('not_allowed');
+  });
+
   it('serves an OpenAPI document describing the routes', async () => {
     const doc = (await call('GET', '/api/openapi.json')).json<{
       openapi: string;

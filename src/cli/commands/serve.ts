@@ -33,7 +33,7 @@ export function serveCommand(): Command {
         address = await server.app.listen({ host, port: port ?? config.server.port });
       } catch (err) {
         await shutdown(resources);
-        throw err;
+        throw listenError(err, host, port ?? config.server.port);
       }
       process.stderr.write(
         `gameops listening on ${address} (service ${config.service.name}/${config.service.environment}; ` +
@@ -71,4 +71,17 @@ function parsePort(text: string): number {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** Turns a listen failure into a message a person can act on. */
+function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `${host}:${port}`;
+  if (code === 'EADDRINUSE')
+    return new InputError(`cannot listen on ${where}: the port is already in use (--port)`);
+  if (code === 'EACCES')
+    return new InputError(`cannot listen on ${where}: permission denied (ports below 1024 need root)`);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
+    return new InputError(`cannot listen on ${where}: that address is not on this machine (--host)`);
+  return err;
 }

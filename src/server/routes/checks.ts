@@ -2,18 +2,19 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { NotFoundError } from '../../core/index.ts';
 import { runAndRecordDailyCheck } from '../../app/index.ts';
-import type { CheckRun } from '../../checks/index.ts';
-import { checkRunSchema, checksQuerySchema, errorSchema } from '../schemas.ts';
+import { checkRunOutcomeSchema, checkRunSchema, checksQuerySchema, errorSchema } from '../schemas.ts';
+
+type CheckRunOutcome = z.output<typeof checkRunOutcomeSchema>;
 import type { ServerContext } from '../context.ts';
 
 /** The daily check over HTTP: run now, latest, history. */
 export function checkRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
   // Single flight: concurrent POSTs share one run instead of stampeding the game's databases.
-  let inFlight: Promise<CheckRun> | undefined;
-  const runNow = (): Promise<CheckRun> => {
+  let inFlight: Promise<CheckRunOutcome> | undefined;
+  const runNow = (): Promise<CheckRunOutcome> => {
     inFlight ??= ctx
       .track(runAndRecordDailyCheck(ctx.resources, 'api', { signal: ctx.shutdownSignal }))
-      .then((r) => r.run)
+      .then(({ run, recorded, warning }) => ({ ...run, recorded, ...(warning ? { warning } : {}) }))
       .finally(() => {
         inFlight = undefined;
       });
@@ -26,7 +27,7 @@ export function checkRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       {
         schema: {
           summary: 'Run the daily health check now and return its result (recorded in the store).',
-          response: { 200: checkRunSchema, 503: errorSchema },
+          response: { 200: checkRunOutcomeSchema, 403: errorSchema, 503: errorSchema },
         },
       },
       () => runNow(),
