@@ -58,8 +58,9 @@ async function secret(file: string): Promise<string> {
 
 /**
  * Creates (or re-syncs) the monitoring user `gameops` with the password from the secrets file and the
- * privileges a monitor needs: PROCESS (processlist, InnoDB status), SELECT everywhere (schema sizes,
- * gamedb), and explicitly SELECT on mysql.slow_log. No write privileges.
+ * privileges a monitor needs and no more: PROCESS (every session's queries in the processlist), SELECT
+ * on the game schema and on mysql.slow_log. Not SELECT on *.*: that would let it read password hashes
+ * in mysql.global_priv. No write privileges.
  */
 async function ensureMonitoringUser(db: MariaDBHandle, password: string): Promise<void> {
   const connection = await mysql.createConnection({
@@ -71,7 +72,10 @@ async function ensureMonitoringUser(db: MariaDBHandle, password: string): Promis
     for (const host of ['127.0.0.1', 'localhost']) {
       await connection.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', ['gameops', host, password]);
       await connection.query('ALTER USER ?@? IDENTIFIED BY ?', ['gameops', host, password]);
-      await connection.query('GRANT PROCESS, SELECT ON *.* TO ?@?', ['gameops', host]);
+      // Stacks created before this change granted SELECT on *.*; take it back.
+      await connection.query('REVOKE SELECT ON *.* FROM ?@?', ['gameops', host]).catch(() => undefined);
+      await connection.query('GRANT PROCESS ON *.* TO ?@?', ['gameops', host]);
+      await connection.query('GRANT SELECT ON gamedb.* TO ?@?', ['gameops', host]);
       await connection.query('GRANT SELECT ON mysql.slow_log TO ?@?', ['gameops', host]);
     }
   } finally {
