@@ -37,12 +37,12 @@ export function checkRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       '/api/checks/latest',
       {
         schema: {
-          summary: 'The most recent daily-check run.',
+          summary: 'The most recent daily-check run of this service and environment.',
           response: { 200: checkRunSchema, 404: errorSchema },
         },
       },
       async () => {
-        const run = await ctx.store().checkRuns.latest('daily');
+        const run = await ctx.store().checkRuns.latest('daily', scopeOf(ctx));
         if (!run)
           throw new NotFoundError('no daily check has been recorded yet; POST /api/checks/daily runs one');
         return run;
@@ -53,7 +53,7 @@ export function checkRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       '/api/checks',
       {
         schema: {
-          summary: 'Daily-check runs, newest first.',
+          summary: 'Daily-check runs of this service and environment, newest first.',
           querystring: checksQuerySchema,
           response: { 200: z.object({ runs: z.array(checkRunSchema) }), 400: errorSchema },
         },
@@ -61,6 +61,7 @@ export function checkRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       async (request) => {
         const { since, until, limit } = request.query;
         const runs = await ctx.store().checkRuns.list({
+          ...scopeOf(ctx),
           limit,
           ...(since ? { since: new Date(since) } : {}),
           ...(until ? { until: new Date(until) } : {}),
@@ -85,4 +86,10 @@ export function checkRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       },
     );
   };
+}
+
+/** This instance's service and environment: instances sharing a PostgreSQL store see their own runs. */
+function scopeOf(ctx: ServerContext): { service: string; environment: string } {
+  const { service } = ctx.resources.config;
+  return { service: service.name, environment: service.environment };
 }

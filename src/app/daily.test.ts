@@ -1,0 +1,54 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../core/index.ts';
+import { bootstrap, runAndRecordDailyCheck, shutdown } from './index.ts';
+
+/** A config with no game services (only the disk check measures), on a shared data directory. */
+function config(dir: string, service: string, extra = ''): string {
+  const path = join(dir, `${service}.yaml`);
+  writeFileSync(
+    path,
+    `service: { name: ${service}, environment: test }\ndatabase: { dataDir: ${join(dir, 'data')} }\n` +
+      `checks: { retention: 30d, thresholds: { disk: { paths: ["${dir}"] } } }\n${extra}`,
+  );
+  return path;
+}
+
+async function runOnce(path: string, clock: ManualClock) {
+  const resources = await bootstrap({ configPath: path, store: 'required', clock, logLevel: 'silent' });
+  try {
+    const result = await runAndRecordDailyCheck(resources, 'cli');
+    const history = await resources.store!.checkRuns.list({ limit: 100 });
+    return { ...result, history };
+  } finally {
+    await shutdown(resources);
+  }
+}
+
+describe('recording daily checks', () => {
+  it('prunes runs older than checks.retention, using the injected clock', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gameops-app-'));
+    const path = config(dir, 'retention-game');
+    const clock = new ManualClock('2026-01-01T09:00:00Z');
+    const first = await runOnce(path, clock);
+    expect(first.recorded).toBe(true);
+    clock.advance(29 * 86_400_000);
+    expect((await runOnce(path, clock)).history.map((r) => r.id)).toContain(first.run.id);
+    clock.advance(2 * 86_400_000);
+    const third = await runOnce(path, clock);
+    expect(third.history.map((r) => r.id)).not.toContain(first.run.id);
+    expect(third.history).toHaveLength(2);
+  });
+
+  it('keeps services apart: pruning and history of one never touch another', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gameops-app-'));
+    const clock = new ManualClock('2026-01-01T09:00:00Z');
+    const a = await runOnce(config(dir, 'game-a'), clock);
+    clock.advance(40 * 86_400_000);
+    const b = await runOnce(config(dir, 'game-b'), clock);
+    // game-b's run pruned only game-b's old runs: game-a's 40-day-old run is still there.
+    expect(b.history.map((r) => r.id)).toEqual(expect.arrayContaining([a.run.id, b.run.id]));
+  });
+});
