@@ -1,6 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  openSync,
+  readSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import { resolve } from 'node:path';
-import { isMap, isScalar, LineCounter, parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { InputError, secret, type Secret } from '../core/index.ts';
 import type { GameopsEnv } from './env.ts';
@@ -19,8 +28,16 @@ type ResolvedStorage =
 
 export type MysqlConfig = WithSecret<NonNullable<ParsedConfig['mysql']>, 'password'>;
 export type RedisConfig = WithSecret<NonNullable<ParsedConfig['redis']>, 'password'>;
-export type AlertmanagerConfig = WithSecret<NonNullable<ParsedConfig['alertmanager']>, 'bearerToken'>;
-export type PrometheusConfig = WithSecret<NonNullable<ParsedConfig['prometheus']>, 'bearerToken'>;
+/** Basic auth (`username` + `password`) or `bearerToken`, never both (the schema enforces it). */
+export type AlertmanagerConfig = WithSecret<
+  NonNullable<ParsedConfig['alertmanager']>,
+  'bearerToken' | 'password'
+>;
+/** Basic auth (`username` + `password`) or `bearerToken`, never both (the schema enforces it). */
+export type PrometheusConfig = WithSecret<
+  NonNullable<ParsedConfig['prometheus']>,
+  'bearerToken' | 'password'
+>;
 export type Thresholds = ParsedConfig['checks']['thresholds'];
 
 /** The validated config with every secret reference resolved to a masked Secret. */
@@ -34,7 +51,10 @@ export interface GameopsConfig extends Omit<
   prometheus?: PrometheusConfig;
   storage?: ResolvedStorage;
   notifications: { channels: ResolvedChannel[] };
-  /** gameops's own store: PostgreSQL when `url` is set, otherwise embedded SQLite in `dataDir`. */
+  /**
+   * gameops's own store: PostgreSQL when `url` is set (always a postgres:// or postgresql:// URL),
+   * otherwise embedded SQLite in `dataDir`.
+   */
   database: { dataDir: string; url?: Secret };
 }
 
@@ -63,11 +83,30 @@ export interface ConfigProblem {
 }
 
 const DEFAULT_FILE = 'gameops.yaml';
+/** A config file larger than this is refused before it is read. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+/** A `file:` secret larger than this is refused before it is read. */
+const MAX_SECRET_FILE_BYTES = 64 * 1024;
+/**
+ * More keys than this in one mapping is refused. No config needs that many, and it bounds the work on a
+ * hostile file (yaml's own duplicate-key check is quadratic: ~150 s for the 100k keys 1 MiB holds).
+ */
+const MAX_KEYS_PER_MAP = 10_000;
+/** Alias expansions allowed when converting the document (an alias bomb is refused). */
+const MAX_ALIAS_COUNT = 50;
+/** Problems listed (and located) in one error; the rest are counted. */
+const MAX_LISTED_PROBLEMS = 20;
+/** Unknown keys named in one problem; the rest are counted. */
+const MAX_LISTED_KEYS = 10;
+
+type Path = Array<string | number>;
+type Position = { line?: number; column?: number };
 
 /**
  * Finds and loads the config: `--config`, else `GAMEOPS_CONFIG`, else `./gameops.yaml` if present.
  * With none of them, returns an unconfigured default so that `gameops serve` still comes up.
- * @throws ConfigError for an explicit file that is missing, unreadable, not YAML or not valid.
+ * @throws ConfigError for an explicit file that is missing, unreadable, not a regular file, larger than
+ *   1 MiB, not YAML or not valid, and for a secret that cannot be resolved.
  */
 export function loadConfig(options: { path?: string; env: GameopsEnv; cwd?: string }): LoadedConfig {
   const cwd = options.cwd ?? process.cwd();
@@ -80,7 +119,7 @@ export function loadConfig(options: { path?: string; env: GameopsEnv; cwd?: stri
   if (!file) {
     const parsed = configSchema.parse({ service: { name: 'unconfigured', environment: 'none' } });
     return {
-      config: resolveSecrets(parsed, '(defaults)', options.env, [], cwd),
+      config: resolveSecrets(parsed, '(defaults)', options.env, [], cwd, () => ({})),
       file: undefined,
       configured: false,
       warnings: [],
@@ -88,10 +127,9 @@ export function loadConfig(options: { path?: string; env: GameopsEnv; cwd?: stri
   }
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularFile(file, MAX_CONFIG_BYTES, 'a config file');
   } catch (err) {
-    const reason =
-      (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message;
+    const reason = err instanceof FileProblem ? err.message : String(err);
     throw new ConfigError(`${file}: ${reason}`, { file, problems: [{ field: '(file)', message: reason }] });
   }
   return parseConfigText(text, file, options.env, cwd);
@@ -104,67 +142,181 @@ export function parseConfigText(
   env: GameopsEnv,
   cwd = process.cwd(),
 ): LoadedConfig {
+  function fail(problems: ConfigProblem[], total = problems.length): never {
+    throw configError(file, problems, total);
+  }
+  if (Buffer.byteLength(text, 'utf8') > MAX_CONFIG_BYTES) {
+    fail([
+      {
+        field: '(file)',
+        message: `larger than ${formatBytes(MAX_CONFIG_BYTES)}, the limit for a config file`,
+      },
+    ]);
+  }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const fail = (problems: ConfigProblem[]): never => {
-    const lines = problems.map(
-      (p) => `${file}${p.line ? `:${p.line}:${p.column ?? 1}` : ''}: ${p.field}: ${p.message}`,
-    );
-    throw new ConfigError(
-      problems.length === 1
-        ? `invalid config ${lines[0]}`
-        : `invalid config (${problems.length} problems):\n  ${lines.join('\n  ')}`,
-      { file, problems },
-    );
+  const position = (offset: number | undefined): Position => {
+    if (offset === undefined) return {};
+    const pos = lineCounter.linePos(offset);
+    return { line: pos.line, column: pos.col };
   };
+  // Duplicate keys are found by checkMappings, in linear time; yaml's uniqueKeys check is quadratic.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
   if (doc.errors.length > 0) {
     fail(
-      doc.errors.map((e) => {
-        const pos = lineCounter.linePos(e.pos[0]);
-        return {
-          field: '(yaml)',
-          line: pos.line,
-          column: pos.col,
-          message: e.message.split('\n')[0] ?? e.message,
-        };
-      }),
+      doc.errors.slice(0, MAX_LISTED_PROBLEMS).map((e) => ({
+        field: '(yaml)',
+        ...position(e.pos[0]),
+        message: e.message.split('\n')[0] ?? e.message,
+      })),
+      doc.errors.length,
     );
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 50 }) ?? {};
+  const structural = checkMappings(doc, position);
+  if (structural.length > 0) fail(structural.slice(0, MAX_LISTED_PROBLEMS), structural.length);
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (err) {
+    const aliases = err instanceof ReferenceError && /alias/i.test(err.message);
+    fail([
+      {
+        field: '(yaml)',
+        message: aliases
+          ? `aliases expand too far (more than ${MAX_ALIAS_COUNT} expansions; an alias bomb?)`
+          : `cannot be read: ${(err as Error).message}`,
+      },
+    ]);
+  }
   const result = configSchema.safeParse(raw);
   if (!result.success) {
+    const { issues } = result.error;
     fail(
-      result.error.issues.map((issue) => {
+      issues.slice(0, MAX_LISTED_PROBLEMS).map((issue) => {
         const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
         // An unknown key is reported on its parent; point at the key itself.
         const at =
           issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined ? [...path, issue.keys[0]] : path;
         const pos = locate(doc, at, lineCounter);
-        return { field: fieldName(path, issue), ...pos, message: issue.message };
+        const message = issue.code === 'unrecognized_keys' ? unknownKeysMessage(issue.keys) : issue.message;
+        return { field: fieldName(path, issue), ...pos, message };
       }),
+      issues.length,
     );
   }
   const warnings: string[] = [];
-  const config = resolveSecrets(result.data!, file, env, warnings, cwd);
+  const config = resolveSecrets(result.data, file, env, warnings, cwd, (path) =>
+    locate(doc, path, lineCounter),
+  );
   return { config, file, configured: true, warnings };
 }
 
-function fieldName(path: Array<string | number>, issue: z.core.$ZodIssue): string {
+function configError(file: string, problems: ConfigProblem[], total = problems.length): ConfigError {
+  const lines = problems.map(
+    (p) => `${file}${p.line ? `:${p.line}:${p.column ?? 1}` : ''}: ${p.field}: ${p.message}`,
+  );
+  if (total > problems.length) lines.push(`and ${total - problems.length} more`);
+  return new ConfigError(
+    total === 1
+      ? `invalid config ${lines[0]}`
+      : `invalid config (${total} problems):\n  ${lines.join('\n  ')}`,
+    { file, problems },
+  );
+}
+
+/**
+ * Refuses what the schema cannot see once the YAML is turned into objects: duplicate keys (the later one
+ * would silently win), keys that are lists, maps or aliases, and mappings too large to be a config.
+ * Iterative, so nesting depth costs no stack.
+ */
+function checkMappings(
+  doc: Document.Parsed,
+  position: (offset: number | undefined) => Position,
+): ConfigProblem[] {
+  interface Entry {
+    node: unknown;
+    parent: Entry | undefined;
+    segment: string | number | undefined;
+  }
+  const pathOf = (entry: Entry | undefined): Path => {
+    const path: Path = [];
+    for (let e = entry; e?.segment !== undefined; e = e.parent) path.unshift(e.segment);
+    return path;
+  };
+  const problems: ConfigProblem[] = [];
+  const stack: Entry[] = [{ node: doc.contents, parent: undefined, segment: undefined }];
+  for (let entry = stack.pop(); entry; entry = stack.pop()) {
+    const { node } = entry;
+    if (isSeq(node)) {
+      node.items.forEach((item, i) => stack.push({ node: item, parent: entry, segment: i }));
+    } else if (isMap(node)) {
+      if (node.items.length > MAX_KEYS_PER_MAP) {
+        problems.push({
+          field: pathName(pathOf(entry)),
+          ...position(node.range?.[0]),
+          message: `a mapping with ${node.items.length} keys; at most ${MAX_KEYS_PER_MAP} are accepted`,
+        });
+        continue;
+      }
+      const seen = new Map<string, number | undefined>();
+      for (const pair of node.items) {
+        const key: unknown = pair.key;
+        if (!isScalar(key)) {
+          problems.push({
+            field: pathName(pathOf(entry)),
+            ...position((key as { range?: [number] } | null)?.range?.[0] ?? node.range?.[0]),
+            message: 'keys must be plain text or numbers (not empty, a list, a mapping or an alias)',
+          });
+          continue;
+        }
+        const name = String(key.value);
+        const child: Entry = { node: pair.value, parent: entry, segment: name };
+        if (seen.has(name)) {
+          const first = position(seen.get(name));
+          problems.push({
+            field: pathName(pathOf(child)),
+            ...position(key.range?.[0]),
+            message: `duplicate key${first.line ? ` (first at line ${first.line})` : ''}`,
+          });
+        } else {
+          seen.set(name, key.range?.[0]);
+        }
+        stack.push(child);
+      }
+    }
+  }
+  // In the order of the file, not of the walk.
+  return problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
+
+function unknownKeysMessage(keys: string[]): string {
+  const named = keys
+    .slice(0, MAX_LISTED_KEYS)
+    .map((key) => JSON.stringify(key))
+    .join(', ');
+  const more = keys.length > MAX_LISTED_KEYS ? ` and ${keys.length - MAX_LISTED_KEYS} more` : '';
+  return `unknown key${keys.length === 1 ? '' : 's'} ${named}${more}`;
+}
+
+function pathName(path: Path): string {
+  return (
+    path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`))
+      .join('')
+      .replace(/^\./, '') || '(root)'
+  );
+}
+
+function fieldName(path: Path, issue: z.core.$ZodIssue): string {
   const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
-  const base = path
-    .map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`))
-    .join('')
-    .replace(/^\./, '');
-  if (keys.length > 0) return base ? `${base}.${keys.join(',')}` : keys.join(',');
-  return base || '(root)';
+  const base = pathName(path);
+  if (keys.length === 0) return base;
+  const named = keys.slice(0, MAX_LISTED_KEYS).join(',');
+  const more = keys.length > MAX_LISTED_KEYS ? ` and ${keys.length - MAX_LISTED_KEYS} more` : '';
+  return `${base === '(root)' ? '' : `${base}.`}${named}${more}`;
 }
 
 /** Line and column of the deepest YAML node that exists along `path`. */
-function locate(
-  doc: ReturnType<typeof parseDocument>,
-  path: Array<string | number>,
-  lineCounter: LineCounter,
-): { line?: number; column?: number } {
+function locate(doc: Document.Parsed, path: Path, lineCounter: LineCounter): Position {
   for (let depth = path.length; depth >= 0; depth--) {
     const node: unknown = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth), true);
     if (node && typeof node === 'object' && 'range' in node && Array.isArray(node.range)) {
@@ -178,11 +330,7 @@ function locate(
   return {};
 }
 
-function keyOffset(
-  doc: ReturnType<typeof parseDocument>,
-  path: Array<string | number>,
-  fallback: number,
-): number {
+function keyOffset(doc: Document.Parsed, path: Path, fallback: number): number {
   const parent: unknown = path.length <= 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
   if (isMap(parent)) {
     const pair = parent.items.find((item) => isScalar(item.key) && item.key.value === path[path.length - 1]);
@@ -191,38 +339,102 @@ function keyOffset(
   return fallback;
 }
 
-/** Resolves `env:` / `file:` references; an inline value is kept but warned about. */
-export function resolveSecretRef(
+/** Why a file could not be read, as a phrase to follow its name. */
+class FileProblem extends Error {}
+
+/**
+ * Reads a file that must be a regular file of at most `maxBytes`, refusing anything else (a directory,
+ * FIFO, device such as /dev/zero, socket) before reading a byte. The size is checked again while reading,
+ * in case the file grew or was swapped in between.
+ * @throws FileProblem
+ */
+function readRegularFile(path: string, maxBytes: number, what: string): string {
+  let fd: number;
+  try {
+    refuseIrregular(statSync(path), maxBytes, what);
+    // O_NONBLOCK: if a FIFO was swapped in after the stat, opening it must not hang.
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    throw fileProblem(err);
+  }
+  try {
+    refuseIrregular(fstatSync(fd), maxBytes, what);
+    // One byte more than allowed: reading it means the file is too large.
+    const buffer = Buffer.alloc(maxBytes + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    if (length > maxBytes)
+      throw new FileProblem(`larger than ${formatBytes(maxBytes)}, the limit for ${what}`);
+    return buffer.toString('utf8', 0, length);
+  } catch (err) {
+    throw fileProblem(err);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function refuseIrregular(stats: Stats, maxBytes: number, what: string): void {
+  if (!stats.isFile()) throw new FileProblem(`not a regular file (it is ${fileKind(stats)})`);
+  if (stats.size > maxBytes) {
+    throw new FileProblem(
+      `too large (${stats.size} bytes; the limit for ${what} is ${formatBytes(maxBytes)})`,
+    );
+  }
+}
+
+function fileProblem(err: unknown): FileProblem {
+  if (err instanceof FileProblem) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new FileProblem('file not found');
+  if (code === 'EACCES') return new FileProblem('permission denied');
+  return new FileProblem((err as Error).message);
+}
+
+function fileKind(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  return 'not a file';
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${+(bytes / 1024).toFixed(1)} KiB`;
+  return `${+(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/**
+ * Resolves an `env:` / `file:` reference; an inline value is kept but warned about. A `file:` secret
+ * must be a regular file of at most 64 KiB.
+ * @returns the secret, or the problem (a phrase) when it cannot be resolved.
+ */
+function resolveRef(
   ref: string,
   field: string,
   file: string,
   env: GameopsEnv,
   warnings: string[],
   cwd: string,
-): Secret {
+): Secret | { problem: string } {
   if (ref.startsWith('env:')) {
     const name = ref.slice(4);
     const value = env.all[name];
-    if (value === undefined || value === '')
-      throw new ConfigError(`${file}: ${field}: environment variable ${name} is not set`, {
-        file,
-        problems: [{ field, message: `environment variable ${name} is not set` }],
-      });
+    if (value === undefined || value === '') return { problem: `environment variable ${name} is not set` };
     return secret(value, ref);
   }
   if (ref.startsWith('file:')) {
     const path = resolve(cwd, ref.slice(5));
     try {
-      return secret(readFileSync(path, 'utf8').replace(/\r?\n$/, ''), ref);
+      return secret(readRegularFile(path, MAX_SECRET_FILE_BYTES, 'a secret file').replace(/\r?\n$/, ''), ref);
     } catch (err) {
-      const reason =
-        (err as NodeJS.ErrnoException).code === 'ENOENT'
-          ? `${path} does not exist`
-          : `${path}: ${(err as Error).message}`;
-      throw new ConfigError(`${file}: ${field}: cannot read secret file ${reason}`, {
-        file,
-        problems: [{ field, message: reason }],
-      });
+      const reason = err instanceof FileProblem ? err.message : String(err);
+      return { problem: `cannot read secret file ${path}: ${reason}` };
     }
   }
   warnings.push(
@@ -231,35 +443,74 @@ export function resolveSecretRef(
   return secret(ref, 'inline');
 }
 
+/**
+ * Resolves `env:` / `file:` references; an inline value is kept but warned about.
+ * @throws ConfigError naming the file, the field and (when given) its position.
+ */
+export function resolveSecretRef(
+  ref: string,
+  field: string,
+  file: string,
+  env: GameopsEnv,
+  warnings: string[],
+  cwd: string,
+  at: Position = {},
+): Secret {
+  const resolved = resolveRef(ref, field, file, env, warnings, cwd);
+  if ('problem' in resolved) throw configError(file, [{ field, ...at, message: resolved.problem }]);
+  return resolved;
+}
+
+const POSTGRES_URL = /^postgres(ql)?:\/\//i;
+
 function resolveSecrets(
   parsed: ParsedConfig,
   file: string,
   env: GameopsEnv,
   warnings: string[],
   cwd: string,
+  at: (path: Path) => Position,
 ): GameopsConfig {
-  const ref = (value: string | undefined, field: string): Secret | undefined =>
-    value === undefined ? undefined : resolveSecretRef(value, field, file, env, warnings, cwd);
+  const problems: ConfigProblem[] = [];
+  const ref = (value: string | undefined, path: Path): Secret | undefined => {
+    if (value === undefined) return undefined;
+    const field = pathName(path);
+    const resolved = resolveRef(value, field, file, env, warnings, cwd);
+    if (!('problem' in resolved)) return resolved;
+    problems.push({ field, ...at(path), message: resolved.problem });
+    return undefined;
+  };
   const { mysql, redis, alertmanager, prometheus, storage, database, notifications, ...rest } = parsed;
-  const dbUrl = database.url ?? (env.DATABASE_URL ? 'env:DATABASE_URL' : undefined);
-  return {
+  const config: GameopsConfig = {
     ...rest,
     database: {
       dataDir: resolve(cwd, database.dataDir ?? env.GAMEOPS_DATA_DIR ?? '.gameops'),
-      ...(dbUrl ? { url: ref(dbUrl, 'database.url') } : {}),
+      ...databaseUrl(
+        database.url,
+        env,
+        (value) => ref(value, ['database', 'url']),
+        (message) => problems.push({ field: 'database.url', ...at(['database', 'url']), message }),
+      ),
     },
-    ...(mysql ? { mysql: { ...mysql, password: ref(mysql.password, 'mysql.password') } } : {}),
-    ...(redis ? { redis: { ...redis, password: ref(redis.password, 'redis.password') } } : {}),
+    ...(mysql ? { mysql: { ...mysql, password: ref(mysql.password, ['mysql', 'password']) } } : {}),
+    ...(redis ? { redis: { ...redis, password: ref(redis.password, ['redis', 'password']) } } : {}),
     ...(alertmanager
       ? {
           alertmanager: {
             ...alertmanager,
-            bearerToken: ref(alertmanager.bearerToken, 'alertmanager.bearerToken'),
+            password: ref(alertmanager.password, ['alertmanager', 'password']),
+            bearerToken: ref(alertmanager.bearerToken, ['alertmanager', 'bearerToken']),
           },
         }
       : {}),
     ...(prometheus
-      ? { prometheus: { ...prometheus, bearerToken: ref(prometheus.bearerToken, 'prometheus.bearerToken') } }
+      ? {
+          prometheus: {
+            ...prometheus,
+            password: ref(prometheus.password, ['prometheus', 'password']),
+            bearerToken: ref(prometheus.bearerToken, ['prometheus', 'bearerToken']),
+          },
+        }
       : {}),
     ...(storage
       ? {
@@ -267,24 +518,63 @@ function resolveSecrets(
             storage.kind === 's3'
               ? {
                   ...storage,
-                  accessKeyId: ref(storage.accessKeyId, 'storage.accessKeyId'),
-                  secretAccessKey: ref(storage.secretAccessKey, 'storage.secretAccessKey'),
+                  accessKeyId: ref(storage.accessKeyId, ['storage', 'accessKeyId']),
+                  secretAccessKey: ref(storage.secretAccessKey, ['storage', 'secretAccessKey']),
                 }
               : storage,
         }
       : {}),
     notifications: {
       channels: notifications.channels.map((c, i): ResolvedChannel => {
-        const field = `notifications.channels[${i}]`;
+        const path = ['notifications', 'channels', i];
         switch (c.kind) {
           case 'webhook':
-            return { ...c, token: ref(c.token, `${field}.token`) };
+            return { ...c, token: ref(c.token, [...path, 'token']) };
           case 'slack':
-            return { ...c, webhookUrl: ref(c.webhookUrl, `${field}.webhookUrl`)! };
+            return { ...c, webhookUrl: ref(c.webhookUrl, [...path, 'webhookUrl'])! };
           case 'email':
-            return { ...c, smtpUrl: ref(c.smtpUrl, `${field}.smtpUrl`)! };
+            return { ...c, smtpUrl: ref(c.smtpUrl, [...path, 'smtpUrl'])! };
         }
       }),
     },
   };
+  if (problems.length > 0) throw configError(file, problems);
+  return config;
+}
+
+/**
+ * The store URL: `database.url` from the file, else `DATABASE_URL`. Only PostgreSQL is supported, so
+ * anything but a postgres:// or postgresql:// URL is refused, without repeating the URL (it may hold a
+ * password).
+ */
+function databaseUrl(
+  fromFile: string | undefined,
+  env: GameopsEnv,
+  resolveUrl: (value: string) => Secret | undefined,
+  problem: (message: string) => void,
+): { url?: Secret } {
+  const notPostgres = 'only PostgreSQL is supported: the URL must start with postgres:// or postgresql://';
+  const notAUrl = 'is not a valid URL (expected postgres://user:password@host:port/db)';
+  if (fromFile !== undefined) {
+    const url = resolveUrl(fromFile);
+    if (!url) return {};
+    const text = url.reveal();
+    if (!POSTGRES_URL.test(text)) problem(`${notPostgres}; remove it to use the embedded store`);
+    else if (!URL.canParse(text)) problem(notAUrl);
+    return { url };
+  }
+  const text = env.DATABASE_URL;
+  if (text === undefined) return {};
+  const envProblem = !POSTGRES_URL.test(text)
+    ? `${notPostgres}; unset it to use the embedded store`
+    : !URL.canParse(text)
+      ? notAUrl
+      : undefined;
+  if (envProblem) {
+    throw new ConfigError(`environment variable DATABASE_URL: ${envProblem}`, {
+      file: '(environment)',
+      problems: [{ field: 'DATABASE_URL', message: envProblem }],
+    });
+  }
+  return { url: secret(text, 'env:DATABASE_URL') };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationSchema } from '../core/index.ts';
+import { durationSchema, formatDuration } from '../core/index.ts';
 
 /**
  * The schema of `gameops.yaml`: the game service being operated. Public fields are forgiving (`'10s'`,
@@ -18,7 +18,66 @@ export const secretRefSchema = z
 const percent = z.number().min(0).max(100);
 const hostSchema = z.string().min(1).max(253);
 const portSchema = z.number().int().min(1).max(65535);
-const httpUrlSchema = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
+
+/**
+ * An http(s) URL without `user:password@`: a URL is printed (`gameops config check`, logs, errors), so
+ * credentials go in a secret field instead; `instead` says which.
+ */
+function httpUrl(instead: string) {
+  return z
+    .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
+    .refine((value) => !hasUserinfo(value), {
+      error: `credentials in the URL are not allowed; use ${instead}`,
+    });
+}
+
+function hasUserinfo(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.username !== '' || url.password !== '';
+  } catch {
+    // Not a URL at all: the URL check reports that.
+    return false;
+  }
+}
+
+/** A duration (`'10s'` or milliseconds) between `min` and `max`, inclusive. */
+function boundedDuration(min: number, max: number, range: string) {
+  return durationSchema.pipe(
+    z.number().refine((ms) => ms >= min && ms <= max, {
+      error: (issue) => `must be between ${range} (got ${formatDuration(Number(issue.input))})`,
+    }),
+  );
+}
+
+const timeoutSchema = boundedDuration(100, 10 * MINUTE_MS, '100ms and 10m');
+const BASIC_AUTH_HINT = 'username + password: env:NAME, or bearerToken: env:NAME';
+
+/** Basic auth (`username` + `password`) or `bearerToken`, not both; each half of Basic auth needs the other. */
+function checkHttpAuth(
+  auth: { username?: string | undefined; password?: string | undefined; bearerToken?: string | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  if (auth.bearerToken !== undefined && (auth.username !== undefined || auth.password !== undefined)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['bearerToken'],
+      message: 'cannot be combined with username/password: use one or the other',
+    });
+  }
+  if (auth.username !== undefined && auth.password === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['username'],
+      message: 'needs a password (e.g. password: env:NAME)',
+    });
+  }
+  if (auth.password !== undefined && auth.username === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['password'], message: 'needs a username' });
+  }
+}
 
 export const mysqlSchema = z
   .strictObject({
@@ -32,7 +91,7 @@ export const mysqlSchema = z
     password: secretRefSchema.optional(),
     database: z.string().min(1).default('gamedb').describe('The game schema.'),
     tls: z.boolean().default(false),
-    connectTimeout: durationSchema.default(5000),
+    connectTimeout: timeoutSchema.default(5000).describe('From 100ms to 10m.'),
   })
   .describe('MySQL or MariaDB holding the game data.');
 
@@ -47,15 +106,29 @@ export const redisSchema = z
   })
   .describe('Redis used by the game (sessions, presence, caches).');
 
-export const alertmanagerSchema = z.strictObject({
-  url: httpUrlSchema.describe('Base URL, e.g. http://alertmanager:9093 (API v2 is used).'),
-  bearerToken: secretRefSchema.optional(),
-});
+export const alertmanagerSchema = z
+  .strictObject({
+    url: httpUrl(BASIC_AUTH_HINT).describe(
+      'Base URL, e.g. http://alertmanager:9093 (API v2 is used); no credentials in it.',
+    ),
+    username: z.string().min(1).optional().describe('Basic auth user; needs password.'),
+    password: secretRefSchema.optional(),
+    bearerToken: secretRefSchema
+      .optional()
+      .describe('A secret (env:NAME or file:/path): a bearer token, instead of username and password.'),
+  })
+  .superRefine(checkHttpAuth);
 
-export const prometheusSchema = z.strictObject({
-  url: httpUrlSchema,
-  bearerToken: secretRefSchema.optional(),
-});
+export const prometheusSchema = z
+  .strictObject({
+    url: httpUrl(BASIC_AUTH_HINT).describe('Base URL, e.g. http://prometheus:9090; no credentials in it.'),
+    username: z.string().min(1).optional().describe('Basic auth user; needs password.'),
+    password: secretRefSchema.optional(),
+    bearerToken: secretRefSchema
+      .optional()
+      .describe('A secret (env:NAME or file:/path): a bearer token, instead of username and password.'),
+  })
+  .superRefine(checkHttpAuth);
 
 export const storageSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('filesystem'), path: z.string().min(1) }),
@@ -63,7 +136,7 @@ export const storageSchema = z.discriminatedUnion('kind', [
     kind: z.literal('s3'),
     bucket: z.string().min(3),
     prefix: z.string().default(''),
-    endpoint: httpUrlSchema.optional(),
+    endpoint: httpUrl('accessKeyId and secretAccessKey (env:NAME)').optional(),
     region: z.string().default('us-east-1'),
     accessKeyId: secretRefSchema.optional(),
     secretAccessKey: secretRefSchema.optional(),
@@ -74,7 +147,7 @@ export const channelSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     name: z.string().min(1),
     kind: z.literal('webhook'),
-    url: httpUrlSchema,
+    url: httpUrl('token: env:NAME'),
     token: secretRefSchema.optional(),
   }),
   z.strictObject({ name: z.string().min(1), kind: z.literal('slack'), webhookUrl: secretRefSchema }),
@@ -174,7 +247,9 @@ export const configSchema = z
         dataDir: z.string().optional().describe('Embedded store directory (default: ./.gameops).'),
         url: secretRefSchema
           .optional()
-          .describe('PostgreSQL URL (or env:DATABASE_URL); when set, PostgreSQL is the store.'),
+          .describe(
+            'PostgreSQL URL, postgres:// or postgresql:// (or env:DATABASE_URL); when set, PostgreSQL is the store.',
+          ),
       })
       .prefault({})
       .describe("gameops's own store, not the game's database."),
@@ -188,7 +263,10 @@ export const configSchema = z
     teams: z.array(teamSchema).default([]),
     checks: z
       .strictObject({
-        timeout: durationSchema.default(5000).describe('Per-check deadline.'),
+        timeout: timeoutSchema.default(5000).describe('Per-check deadline, from 100ms to 10m.'),
+        retention: boundedDuration(DAY_MS, 3650 * DAY_MS, '1d and 3650d (10 years)')
+          .prefault('90d')
+          .describe('How long recorded check runs are kept, from 1d to 3650d (10 years).'),
         thresholds: thresholdsSchema,
       })
       .prefault({}),

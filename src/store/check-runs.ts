@@ -20,15 +20,31 @@ export interface CheckRunRepo {
    */
   record(run: CheckRun): Promise<void>;
   get(id: string): Promise<CheckRun | undefined>;
-  /** The most recently started run, of `kind` when given. */
-  latest(kind?: CheckRun['kind']): Promise<CheckRun | undefined>;
-  /** Runs started in `[since, until)`, newest first. */
+  /**
+   * The most recently started run, of `kind` when given, and of one service and environment when
+   * `scope` is given (gameops instances sharing a database each pass their own).
+   */
+  latest(kind?: CheckRun['kind'], scope?: RunScope): Promise<CheckRun | undefined>;
+  /** Runs started in `[since, until)`, newest first, of `service` / `environment` when given. */
   list(options?: ListCheckRunsOptions): Promise<CheckRun[]>;
-  /** Deletes runs started before `olderThan`; returns how many were deleted. */
-  prune(olderThan: Date): Promise<number>;
+  /**
+   * Deletes runs started before `olderThan`, only those of one service and environment when `scope` is
+   * given; returns how many were deleted.
+   */
+  prune(olderThan: Date, scope?: RunScope): Promise<number>;
+}
+
+/** The service and environment a run was recorded for (`CheckRun.service`, `CheckRun.environment`). */
+export interface RunScope {
+  service: string;
+  environment: string;
 }
 
 export interface ListCheckRunsOptions {
+  /** Only runs of this service. */
+  service?: string;
+  /** Only runs of this environment. */
+  environment?: string;
   /** Only runs started at or after this instant. */
   since?: Date;
   /** Only runs started before this instant. */
@@ -91,9 +107,12 @@ export function createCheckRunRepo(db: Kysely<StoreDatabase>, call: StoreCall): 
       return row && fromRow(row);
     },
 
-    async latest(kind) {
+    async latest(kind, scope) {
+      const { service, environment } = scopeOf(scope);
       const row = await call('reading the latest check run', () => {
         let query = selectRuns();
+        if (service !== undefined) query = query.where('service', '=', service);
+        if (environment !== undefined) query = query.where('environment', '=', environment);
         if (kind) query = query.where('kind', '=', kind);
         return query.orderBy('started_at', 'desc').orderBy('id', 'desc').limit(1).executeTakeFirst();
       });
@@ -104,8 +123,11 @@ export function createCheckRunRepo(db: Kysely<StoreDatabase>, call: StoreCall): 
       const limit = listLimit(options.limit);
       const since = options.since && isoInstant(options.since, 'since');
       const until = options.until && isoInstant(options.until, 'until');
+      const { service, environment } = scopeOf(options);
       const rows = await call('listing check runs', () => {
         let query = selectRuns();
+        if (service !== undefined) query = query.where('service', '=', service);
+        if (environment !== undefined) query = query.where('environment', '=', environment);
         if (since) query = query.where('started_at', '>=', since);
         if (until) query = query.where('started_at', '<', until);
         return query.orderBy('started_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
@@ -113,11 +135,15 @@ export function createCheckRunRepo(db: Kysely<StoreDatabase>, call: StoreCall): 
       return rows.map(fromRow);
     },
 
-    async prune(olderThan) {
+    async prune(olderThan, scope) {
       const before = isoInstant(olderThan, 'olderThan');
-      const result = await call('pruning check runs', () =>
-        db.deleteFrom('check_runs').where('started_at', '<', before).executeTakeFirst(),
-      );
+      const { service, environment } = scopeOf(scope);
+      const result = await call('pruning check runs', () => {
+        let query = db.deleteFrom('check_runs').where('started_at', '<', before);
+        if (service !== undefined) query = query.where('service', '=', service);
+        if (environment !== undefined) query = query.where('environment', '=', environment);
+        return query.executeTakeFirst();
+      });
       return Number(result.numDeletedRows);
     },
   };
@@ -191,6 +217,20 @@ function corruptRow(id: string, problem: string): GameopsError {
 
 function sameRow(a: Row, b: Row): boolean {
   return (Object.keys(b) as (keyof Row)[]).every((key) => String(a[key]) === String(b[key]));
+}
+
+/** The filters of a scope, checked: a scope given with a non-string part is a bug of the caller. */
+function scopeOf(scope: Partial<RunScope> | undefined): Partial<RunScope> {
+  const out: Partial<RunScope> = {};
+  for (const field of ['service', 'environment'] as const) {
+    const value = scope?.[field];
+    if (value === undefined) continue;
+    if (typeof value !== 'string') {
+      throw new InputError(`${field} must be a string (got ${typeof value})`, { details: { field } });
+    }
+    out[field] = value;
+  }
+  return out;
 }
 
 function listLimit(limit: number | undefined): number {

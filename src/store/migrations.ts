@@ -30,6 +30,16 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Runs are read per gameops instance (service and environment) when several share one database.
+  '002_check_runs_scope': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createIndex('check_runs_scope_kind_started_at_idx')
+        .on('check_runs')
+        .columns(['service', 'environment', 'kind', 'started_at'])
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

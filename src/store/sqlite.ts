@@ -15,6 +15,12 @@ const LOCK_WAIT_MS = 250;
 const BUSY_TIMEOUT_MS = 5_000;
 const SQLITE_BUSY = 5;
 
+/**
+ * Data directories this process has open. The recorded pid cannot tell: after a restart (a container's
+ * pid 1, say) a stale `gameops.pid` may name this very pid.
+ */
+const openHere = new Set<string>();
+
 interface Holder {
   pid: number;
   startedAt: string;
@@ -64,12 +70,16 @@ export function openSqlite(dataDir: string, clock: Clock): BackendConnection {
       details: { dataDir: dir },
     });
   }
+  openHere.add(dir);
   return {
     backend: 'sqlite',
     target,
     dialect: new SqliteDialect({ database: kyselySqliteDatabase(db) }),
     // While the lock is still held, so the info file of a process that opens next is never removed.
-    beforeClose: () => rmSync(pidFile, { force: true }),
+    beforeClose: () => {
+      openHere.delete(dir);
+      rmSync(pidFile, { force: true });
+    },
   };
 }
 
@@ -100,7 +110,9 @@ function readHolder(pidFile: string): Holder | undefined {
   try {
     const value: unknown = JSON.parse(readFileSync(pidFile, 'utf8'));
     const { pid, startedAt, hostname: host } = (value ?? {}) as Partial<Holder>;
-    if (typeof pid !== 'number' || typeof startedAt !== 'string') return undefined;
+    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid < 1 || typeof startedAt !== 'string') {
+      return undefined;
+    }
     return { pid, startedAt, hostname: typeof host === 'string' ? host : '' };
   } catch {
     // Missing (the holder has not written it yet) or unreadable: the message says "pid unknown".
@@ -108,16 +120,46 @@ function readHolder(pidFile: string): Holder | undefined {
   }
 }
 
+/**
+ * Why the directory is locked. `gameops.pid` is only a hint: after a gameops was killed (SIGKILL leaves
+ * it behind) another program, such as an sqlite3 shell or a backup tool, may hold the lock, so a
+ * recorded pid that is no longer running is not named as the holder.
+ */
 function inUse(dir: string): ConflictError {
   const holder = readHolder(join(dir, PID_FILE));
+  const here = hostname();
   let message: string;
-  if (!holder) {
-    message = `data directory ${dir} is in use by another gameops process (pid unknown)`;
-  } else if (holder.pid === process.pid && holder.hostname === hostname()) {
-    message = `data directory ${dir} is already open in this process (opened at ${holder.startedAt})`;
+  let running: boolean | undefined;
+  if (openHere.has(dir)) {
+    message = `data directory ${dir} is already open in this process${holder ? ` (opened at ${holder.startedAt})` : ''}`;
+  } else if (!holder) {
+    message = `data directory ${dir} is locked by another process (pid unknown: no gameops pid is recorded)`;
+  } else if (holder.hostname && holder.hostname !== here) {
+    // Another machine's pid cannot be checked.
+    message = `data directory ${dir} is in use by another gameops process (pid ${holder.pid} on ${holder.hostname}, started at ${holder.startedAt})`;
+  } else if ((running = holder.pid !== process.pid && isRunning(holder.pid))) {
+    message = `data directory ${dir} is in use by another gameops process (pid ${holder.pid}, started at ${holder.startedAt})`;
   } else {
-    const where = holder.hostname && holder.hostname !== hostname() ? ` on ${holder.hostname}` : '';
-    message = `data directory ${dir} is in use by another gameops process (pid ${holder.pid}${where}, started at ${holder.startedAt})`;
+    message = `data directory ${dir} is locked by another process (not gameops pid ${holder.pid}, which is no longer running)`;
   }
-  return new ConflictError(message, { details: { dataDir: dir, ...holder } });
+  return new ConflictError(message, {
+    details: { dataDir: dir, ...holder, ...(running === undefined ? {} : { running }) },
+  });
+}
+
+/** Whether a process with this pid exists on this machine (a zombie counts as gone). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // EPERM: it exists but belongs to another user.
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+  try {
+    // Linux: field 3 of /proc/<pid>/stat is the state; Z is a zombie, dead but not yet reaped.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
 }

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket, connect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
@@ -156,17 +156,101 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     await store.close();
     const migrations = async () =>
       (await p.query('SELECT name FROM kysely_migration ORDER BY name')).map((row) => row.name);
-    expect(await migrations()).toEqual(['001_check_runs']);
+    expect(await migrations()).toEqual(['001_check_runs', '002_check_runs_scope']);
 
     const reopened = await open(p.options);
     expect(await reopened.checkRuns.get('kept')).toEqual(makeRun('kept', '2026-03-01T00:00:00Z'));
     await reopened.close();
-    expect(await migrations()).toEqual(['001_check_runs']);
+    expect(await migrations()).toEqual(['001_check_runs', '002_check_runs_scope']);
     const indexes =
       backend === 'sqlite'
         ? await p.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'check_runs'")
         : await p.query("SELECT indexname AS name FROM pg_indexes WHERE tablename = 'check_runs'");
     expect(indexes.map((row) => row.name)).toContain('check_runs_kind_started_at_idx');
+    expect(indexes.map((row) => row.name)).toContain('check_runs_scope_kind_started_at_idx');
+  });
+
+  it('upgrades a database that has only migration 001, keeping its runs', async () => {
+    const p = await place();
+    await (await open(p.options)).close();
+    // Back to the schema gameops had before 002 shipped, with a run recorded then.
+    await p.query('DROP INDEX check_runs_scope_kind_started_at_idx');
+    await p.query("DELETE FROM kysely_migration WHERE name = '002_check_runs_scope'");
+    const store = await open(p.options);
+    await store.checkRuns.record(makeRun('old', '2026-03-01T00:00:00Z'));
+    await store.close();
+    await p.query('DROP INDEX check_runs_scope_kind_started_at_idx');
+    await p.query("DELETE FROM kysely_migration WHERE name = '002_check_runs_scope'");
+
+    const upgraded = await open(p.options);
+    expect(
+      (await upgraded.checkRuns.latest('daily', { service: 'dragon-realm', environment: 'prod' }))?.id,
+    ).toBe('old');
+    await upgraded.close();
+    expect((await p.query('SELECT name FROM kysely_migration ORDER BY name')).map((row) => row.name)).toEqual(
+      ['001_check_runs', '002_check_runs_scope'],
+    );
+  });
+
+  it('keeps gameops instances sharing a database apart: latest, list and prune by service and environment', async () => {
+    const store = await open((await place()).options);
+    const scopes = [
+      { service: 'dragon-realm', environment: 'prod' },
+      { service: 'dragon-realm', environment: 'staging' },
+      { service: 'space-race', environment: 'prod' },
+    ];
+    // Interleaved: each scope's runs start an hour apart, the scopes a minute apart.
+    const runs = hourly(4).flatMap((run, hour) =>
+      scopes.map((scope, s) =>
+        makeRun(`${scope.service}/${scope.environment}/${hour}`, run.startedAt, {
+          ...scope,
+          startedAt: new Date(Date.parse(run.startedAt) + s * 60_000).toISOString(),
+        }),
+      ),
+    );
+    await Promise.all(runs.map((run) => store.checkRuns.record(run)));
+
+    expect((await store.checkRuns.latest('daily'))?.id).toBe('space-race/prod/3');
+    for (const scope of scopes) {
+      expect((await store.checkRuns.latest('daily', scope))?.id).toBe(
+        `${scope.service}/${scope.environment}/3`,
+      );
+      expect((await store.checkRuns.latest(undefined, scope))?.id).toBe(
+        `${scope.service}/${scope.environment}/3`,
+      );
+    }
+    expect(
+      await store.checkRuns.latest('daily', { service: 'dragon-realm', environment: 'nowhere' }),
+    ).toBeUndefined();
+
+    const ids = async (options: Parameters<Store['checkRuns']['list']>[0]) =>
+      (await store.checkRuns.list(options)).map((run) => run.id);
+    expect(await ids({ service: 'dragon-realm', environment: 'staging' })).toEqual([
+      'dragon-realm/staging/3',
+      'dragon-realm/staging/2',
+      'dragon-realm/staging/1',
+      'dragon-realm/staging/0',
+    ]);
+    expect(await ids({ service: 'dragon-realm', limit: 3 })).toEqual([
+      'dragon-realm/staging/3',
+      'dragon-realm/prod/3',
+      'dragon-realm/staging/2',
+    ]);
+    expect(await ids({ environment: 'prod', since: new Date(runs[6]!.startedAt), limit: 10 })).toEqual([
+      'space-race/prod/3',
+      'dragon-realm/prod/3',
+      'space-race/prod/2',
+      'dragon-realm/prod/2',
+    ]);
+    expect(await ids({ service: 'nobody' })).toEqual([]);
+
+    // Pruning one instance's old runs leaves the other instances' alone.
+    const cutoff = new Date(Date.UTC(2026, 2, 1, 2));
+    expect(await store.checkRuns.prune(cutoff, scopes[2])).toBe(2);
+    expect(await ids({ service: 'space-race' })).toEqual(['space-race/prod/3', 'space-race/prod/2']);
+    expect(await ids({ service: 'dragon-realm', limit: 100 })).toHaveLength(8);
+    expect(await store.checkRuns.prune(cutoff)).toBe(4);
+    expect(await ids({ limit: 100 })).toHaveLength(6);
   });
 
   it('records a run and reads it back unchanged, with timestamps in UTC', async () => {
@@ -395,7 +479,72 @@ describe('store on sqlite: the data directory', () => {
     rmSync(join(dataDir, 'gameops.pid'));
     const err = await rejection(openStore({ dataDir }));
     expect(err.code).toBe('conflict');
-    expect(err.message).toBe(`data directory ${dataDir} is in use by another gameops process (pid unknown)`);
+    expect(err.message).toBe(
+      `data directory ${dataDir} is locked by another process (pid unknown: no gameops pid is recorded)`,
+    );
+  });
+
+  /** Another program (an sqlite3 shell, a backup tool) holding the database's lock; it writes no pid file. */
+  async function foreignLock(dataDir: string): Promise<ChildProcess> {
+    const script = [
+      "const { DatabaseSync } = require('node:sqlite');",
+      `const db = new DatabaseSync(${JSON.stringify(join(dataDir, 'gameops.db'))});`,
+      "db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN IMMEDIATE; COMMIT');",
+      "process.stdout.write('ready\\n');",
+      'setInterval(() => undefined, 60_000);',
+    ].join('\n');
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let output = '';
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('ready')) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`lock holder exited with ${code}: ${output}`)));
+    });
+    return child;
+  }
+
+  it('after gameops was killed, names another program holding the lock, not the dead gameops pid', async () => {
+    const dataDir = join(tempDir(), 'data');
+    const gameops = await holder(dataDir, 'before-the-kill');
+    gameops.kill('SIGKILL');
+    await once(gameops, 'exit');
+    // kill -9 leaves gameops.pid behind, naming the dead process.
+    expect(JSON.parse(readFileSync(join(dataDir, 'gameops.pid'), 'utf8'))).toMatchObject({
+      pid: gameops.pid,
+    });
+    const other = await foreignLock(dataDir);
+
+    const err = await rejection(openStore({ dataDir }));
+    expect(err.code).toBe('conflict');
+    expect(err.message).toBe(
+      `data directory ${dataDir} is locked by another process (not gameops pid ${gameops.pid}, which is no longer running)`,
+    );
+    expect(err.details).toMatchObject({ dataDir, pid: gameops.pid, running: false });
+
+    other.kill('SIGKILL');
+    await once(other, 'exit');
+    const store = await open({ dataDir });
+    expect((await store.checkRuns.get('before-the-kill'))?.service).toBe('fixture');
+  });
+
+  it('does not take a stale pid file naming this very pid for its own open store', async () => {
+    const dataDir = join(tempDir(), 'data');
+    await (await open({ dataDir })).close();
+    // As left by an earlier gameops with the same pid (a container's pid 1), killed with SIGKILL.
+    writeFileSync(
+      join(dataDir, 'gameops.pid'),
+      JSON.stringify({ pid: process.pid, startedAt: '2026-01-01T00:00:00.000Z', hostname: hostname() }),
+    );
+    await foreignLock(dataDir);
+    const err = await rejection(openStore({ dataDir }));
+    expect(err.code).toBe('conflict');
+    expect(err.message).toBe(
+      `data directory ${dataDir} is locked by another process (not gameops pid ${process.pid}, which is no longer running)`,
+    );
   });
 
   it('needs a data directory or a URL', async () => {
