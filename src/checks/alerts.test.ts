@@ -148,3 +148,67 @@ describe('alerts check', () => {
     expect(result.values['bySeverity']).toMatchObject({ critical: 301 });
   });
 });
+
+describe('alerts check severity matching', () => {
+  // An Alertmanager of its own: the counts of the tests above must not mix with these.
+  let own: AlertmanagerHandle;
+  beforeAll(async () => {
+    own = await startAlertmanager();
+  });
+  afterAll(async () => {
+    await own?.stop();
+  });
+
+  async function checkOwn(total: number, thresholds: Record<string, unknown> = {}): Promise<CheckResult> {
+    const once = async (): Promise<CheckResult> =>
+      (
+        await runDailyCheck({
+          config: testConfig({ alertmanager: { url: own.url }, thresholds: { alerts: thresholds } }),
+          clock: systemClock,
+          trigger: 'cli',
+          checks: [alertsCheck],
+        })
+      ).results[0]!;
+    let result = await once();
+    for (let i = 0; i < 50 && result.values['total'] !== total; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      result = await once();
+    }
+    expect(result.values['total']).toBe(total);
+    return result;
+  }
+
+  it('ignores case in labels and in the configured lists, and shows the label as written', async () => {
+    const runbook = { runbook_url: 'https://runbooks.example/x' };
+    await postAlerts(own.url, [
+      { labels: { alertname: 'ShardDown', severity: 'Critical' }, annotations: { summary: 's', ...runbook } },
+      { labels: { alertname: 'QueueLong', severity: 'WARNING' }, annotations: { summary: 'q', ...runbook } },
+      { labels: { alertname: 'Paged', severity: 'page' }, annotations: { summary: 'p', ...runbook } },
+    ]);
+    const result = await checkOwn(3);
+    expect(result.status).toBe('fail');
+    const alerts = result.values['alerts'] as ActiveAlert[];
+    expect(alerts.find((a) => a.alertname === 'ShardDown')).toMatchObject({
+      severity: 'Critical',
+      status: 'fail',
+    });
+    expect(alerts.find((a) => a.alertname === 'QueueLong')).toMatchObject({
+      severity: 'WARNING',
+      status: 'warn',
+    });
+    expect(result.values['bySeverity']).toEqual({ Critical: 1, WARNING: 1, page: 1 });
+    expect(result.findings).toContainEqual(
+      expect.objectContaining({
+        status: 'fail',
+        subject: 'ShardDown',
+        message: 'Critical: s — runbook https://runbooks.example/x',
+      }),
+    );
+
+    // Lists written in another case match too.
+    const upper = await checkOwn(3, { failSeverities: ['PAGE'], warnSeverities: ['Critical'] });
+    expect(upper.findings.find((f) => f.subject === 'Paged')?.status).toBe('fail');
+    expect(upper.findings.find((f) => f.subject === 'ShardDown')?.status).toBe('warn');
+    expect(upper.findings.some((f) => f.subject === 'QueueLong')).toBe(false);
+  });
+});

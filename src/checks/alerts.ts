@@ -20,7 +20,8 @@ export interface ActiveAlert {
 
 /**
  * Runbook §1.1 step 6: alerts firing in Alertmanager (API v2; neither silenced nor inhibited), counted by
- * severity. `failSeverities` fail the check, `warnSeverities` warn. An alert without a `runbook_url`
+ * severity. `failSeverities` fail the check, `warnSeverities` warn (compared without case: a `Critical`
+ * label is `critical`; the label is shown as written). An alert without a `runbook_url`
  * annotation is a warning of its own: whoever is paged has nothing to follow.
  */
 export const alertsCheck: Check = {
@@ -39,8 +40,10 @@ export const alertsCheck: Check = {
       // The version is nice to show, not worth failing the check over.
       client.status(request).catch(() => undefined),
     ]);
+    const failSeverities = new Set(t.failSeverities.map(foldSeverity));
+    const warnSeverities = new Set(t.warnSeverities.map(foldSeverity));
     const alerts = raw
-      .map((a) => toActiveAlert(a, t.failSeverities, t.warnSeverities))
+      .map((a) => toActiveAlert(a, failSeverities, warnSeverities))
       .sort(
         (a, b) => severityRank(b.status) - severityRank(a.status) || a.startsAt.localeCompare(b.startsAt),
       );
@@ -85,12 +88,21 @@ export const alertsCheck: Check = {
   },
 };
 
+/**
+ * Severities compare without case (and surrounding blanks): `Critical`, `CRITICAL` and `critical` are the
+ * same severity, in labels as in the configured lists. The label is still shown as written.
+ */
+function foldSeverity(severity: string): string {
+  return severity.trim().toLowerCase();
+}
+
 function toActiveAlert(
   alert: AlertmanagerAlert,
-  failSeverities: readonly string[],
-  warnSeverities: readonly string[],
+  failSeverities: ReadonlySet<string>,
+  warnSeverities: ReadonlySet<string>,
 ): ActiveAlert {
   const severity = alert.labels['severity'] ?? 'none';
+  const folded = foldSeverity(severity);
   const runbook = alert.annotations['runbook_url'] ?? alert.annotations['runbook'];
   return {
     alertname: alert.labels['alertname'] ?? '(unnamed)',
@@ -99,9 +111,9 @@ function toActiveAlert(
     runbookUrl: runbook?.trim() ? runbook.trim() : null,
     startsAt: alert.startsAt,
     fingerprint: alert.fingerprint,
-    status: failSeverities.includes(severity)
+    status: failSeverities.has(folded)
       ? CheckStatus.fail
-      : warnSeverities.includes(severity)
+      : warnSeverities.has(folded)
         ? CheckStatus.warn
         : CheckStatus.ok,
   };
@@ -119,7 +131,7 @@ function groupFindings(alerts: readonly ActiveAlert[]): Finding[] {
   const groups = new Map<string, { first: ActiveAlert; count: number }>();
   for (const a of alerts) {
     if (a.status === CheckStatus.ok) continue;
-    const key = `${a.alertname}\u0000${a.severity}`;
+    const key = `${a.alertname}\u0000${foldSeverity(a.severity)}`;
     const group = groups.get(key);
     if (group) group.count++;
     else groups.set(key, { first: a, count: 1 });

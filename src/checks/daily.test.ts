@@ -5,14 +5,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   closedPort,
   services,
+  startRedis,
   startSilentServer,
   type SilentServerHandle,
 } from '../../test/harness/index.ts';
+import { withMysql } from '../connectors/index.ts';
 import { ManualClock, systemClock } from '../core/index.ts';
 import { dailyChecks, runChecksSequentially, runDailyCheck } from './daily.ts';
+import { databaseCheck } from './database.ts';
 import { diskCheck } from './disk.ts';
+import { redisCheck } from './redis.ts';
+import { CheckStatus } from './statuses.ts';
 import { testConfig, type TestConfigParts } from './test-support.ts';
-import { CHECK_NAMES, type Check, type CheckRun } from './types.ts';
+import { CHECK_NAMES, type Check, type CheckContext, type CheckResult, type CheckRun } from './types.ts';
 
 const TIMEOUT_MS = 1_500;
 
@@ -93,6 +98,124 @@ describe('runDailyCheck', () => {
     expect(redis?.values['restartedSinceLastCheck']).toBe(false);
   });
 
+  it('compares each check with the newest run in which that check measured (error and skipped are passed over)', async () => {
+    const seen = new Map<string, Pick<CheckContext, 'previous' | 'previousAt'>>();
+    const recording = (name: 'database' | 'redis'): Check => ({
+      name,
+      configured: () => true,
+      run: (ctx) => {
+        seen.set(name, { previous: ctx.previous, previousAt: ctx.previousAt });
+        return Promise.resolve({ status: CheckStatus.ok, summary: 'ok', values: {}, findings: [] });
+      },
+    });
+    const result = (name: 'database' | 'redis', status: CheckStatus, marker: string): CheckResult => ({
+      name,
+      status,
+      summary: marker,
+      durationMs: 1,
+      values: { marker },
+      findings: [],
+    });
+    const run = (startedAt: string, results: CheckResult[]): CheckRun => ({
+      id: randomUUID(),
+      kind: 'daily',
+      service: 'test-game',
+      environment: 'test',
+      trigger: 'schedule',
+      status: CheckStatus.ok,
+      startedAt,
+      finishedAt: startedAt,
+      durationMs: 1,
+      results,
+    });
+    const oldest = run('2026-11-24T09:00:00.000Z', [
+      result('database', CheckStatus.warn, 'db-24'),
+      result('redis', CheckStatus.ok, 'redis-24'),
+    ]);
+    const middle = run('2026-11-25T09:00:00.000Z', [
+      result('database', CheckStatus.error, 'db-25'),
+      result('redis', CheckStatus.ok, 'redis-25'),
+    ]);
+    const newest = run('2026-11-26T09:00:00.000Z', [
+      result('database', CheckStatus.skipped, 'db-26'),
+      result('redis', CheckStatus.error, 'redis-26'),
+    ]);
+    const checks = [recording('database'), recording('redis')];
+    const options = { config: testConfig(), clock: systemClock, trigger: 'cli' as const, checks };
+
+    await runDailyCheck({ ...options, previous: [newest, middle, oldest] });
+    expect(seen.get('database')?.previous?.summary).toBe('db-24');
+    expect(seen.get('database')?.previousAt?.toISOString()).toBe('2026-11-24T09:00:00.000Z');
+    expect(seen.get('redis')?.previous?.summary).toBe('redis-25');
+    expect(seen.get('redis')?.previousAt?.toISOString()).toBe('2026-11-25T09:00:00.000Z');
+
+    // The single-run form: a check whose result there is an error has nothing to compare with.
+    seen.clear();
+    await runDailyCheck({ ...options, previous: middle });
+    expect(seen.get('database')).toEqual({ previous: undefined, previousAt: undefined });
+    expect(seen.get('redis')?.previous?.summary).toBe('redis-25');
+    expect(seen.get('redis')?.previousAt?.toISOString()).toBe('2026-11-25T09:00:00.000Z');
+
+    // Nothing usable at all: a baseline.
+    seen.clear();
+    await runDailyCheck({ ...options, previous: [newest] });
+    expect(seen.get('database')).toEqual({ previous: undefined, previousAt: undefined });
+    expect(seen.get('redis')).toEqual({ previous: undefined, previousAt: undefined });
+  });
+
+  it('ok, then down (error), then ok: the third run compares with the first, so slow queries and a Redis restart in between are seen', async () => {
+    const redis = await startRedis();
+    let replacement: Awaited<ReturnType<typeof startRedis>> | undefined;
+    try {
+      const parts = sharedParts();
+      const up = testConfig({ ...parts, redis: { host: redis.host, port: redis.port } });
+      const checks = [databaseCheck, redisCheck];
+      const first = await runDailyCheck({ config: up, clock: systemClock, trigger: 'schedule', checks });
+      expect(first.results.map((r) => r.status)).not.toContain('error');
+
+      // Both dependencies down for the next run: MariaDB unreachable, Redis stopped.
+      await redis.stop();
+      const down = testConfig({
+        ...parts,
+        mysql: { ...parts.mysql!, port: await closedPort() },
+        redis: { host: redis.host, port: redis.port },
+      });
+      const second = await runDailyCheck({
+        config: down,
+        clock: systemClock,
+        trigger: 'schedule',
+        checks,
+        previous: [first],
+      });
+      expect(second.results.map((r) => r.status)).toEqual(['error', 'error']);
+
+      // Meanwhile: a slow query (long_query_time is 1 s on the harness MariaDB), and Redis comes back as a
+      // new process on the same port.
+      await withMysql(up.mysql!, undefined, (c) => c.query('SELECT SLEEP(1.1)'));
+      replacement = await startRedis({ port: redis.port });
+      const third = await runDailyCheck({
+        config: up,
+        clock: systemClock,
+        trigger: 'schedule',
+        checks,
+        previous: [second, first],
+      });
+      const [database, redisResult] = third.results;
+      expect(database?.values['slowQueriesBaseline']).toBe(false);
+      expect(database?.values['slowQueriesSinceLastCheck']).toBeGreaterThanOrEqual(1);
+      expect(redisResult?.values['restartedSinceLastCheck']).toBe(true);
+      expect(redisResult?.findings).toContainEqual(
+        expect.objectContaining({
+          subject: 'server',
+          message: 'restarted since last check (run_id changed)',
+        }),
+      );
+    } finally {
+      await replacement?.stop();
+      await redis.stop();
+    }
+  });
+
   it('runs one check at a time with runChecksSequentially, with the same results', async () => {
     const run = await runChecksSequentially({
       config: testConfig(sharedParts()),
@@ -118,6 +241,53 @@ describe('runDailyCheck', () => {
     expect(JSON.stringify(run)).not.toContain(password);
     expect(run.status).toBe('error');
     expect(run.results.find((r) => r.name === 'redis')?.status).not.toBe('error');
+  });
+
+  it('masks the HTTP credentials of Alertmanager and Prometheus, raw and as the Authorization header, in every result', async () => {
+    const amPassword = `am-pw-${randomUUID()}`;
+    const promPassword = `prom-pw-${randomUUID()}`;
+    const promToken = `prom-tok-${randomUUID()}`;
+    const amBasic = Buffer.from(`am-user:${amPassword}`).toString('base64');
+    const promBasic = Buffer.from(`prom-user:${promPassword}`).toString('base64');
+    const url = 'http://127.0.0.1:9';
+    const alertmanager = { url, username: 'am-user', password: amPassword };
+    const leaky = `echo: ${amPassword} Basic ${amBasic} ${promPassword} Basic ${promBasic} Bearer ${promToken}`;
+    const throwing: Check = {
+      name: 'disk',
+      configured: () => true,
+      run: () => Promise.reject(new Error(leaky)),
+    };
+    const reporting: Check = {
+      name: 'alerts',
+      configured: () => true,
+      run: () =>
+        Promise.resolve({
+          status: CheckStatus.ok,
+          summary: leaky,
+          values: { echoed: leaky },
+          findings: [{ status: CheckStatus.ok, subject: 'x', message: leaky }],
+        }),
+    };
+    // Prometheus with Basic auth, then with a bearer token (the config takes one or the other).
+    const cases: Array<[TestConfigParts['prometheus'], string[]]> = [
+      [
+        { url, username: 'prom-user', password: promPassword },
+        [amPassword, amBasic, promPassword, promBasic],
+      ],
+      [{ url, bearerToken: promToken }, [amPassword, amBasic, promToken]],
+    ];
+    for (const [prometheus, secrets] of cases) {
+      const run = await runDailyCheck({
+        config: testConfig({ alertmanager, ...(prometheus ? { prometheus } : {}) }),
+        clock: systemClock,
+        trigger: 'cli',
+        checks: [throwing, reporting],
+      });
+      const text = JSON.stringify(run);
+      for (const leaked of secrets) expect(text).not.toContain(leaked);
+      expect(run.results[0]?.summary).toMatch(/^echo: /);
+      expect(run.results[1]?.summary).toMatch(/^echo: /);
+    }
   });
 
   it('a check that throws unexpectedly becomes an error result, not a failed run', async () => {

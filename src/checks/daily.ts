@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { GameopsConfig } from '../config/index.ts';
+import { httpAuth } from '../connectors/index.ts';
 import { maskSecrets, toGameopsError, withTimeout, type Clock, type Secret } from '../core/index.ts';
 import { alertsCheck } from './alerts.ts';
 import { databaseCheck } from './database.ts';
@@ -17,8 +18,13 @@ const DEFAULT_TIMEOUT_MS = 5000;
 export interface DailyCheckOptions {
   config: GameopsConfig;
   clock: Clock;
-  /** The last recorded run: deltas (slow queries) and restart detection compare against it. */
-  previous?: CheckRun | undefined;
+  /**
+   * Recent recorded runs of the same service and environment, newest first (or just the last one). Deltas
+   * (slow queries) and restart detection of each check compare against the newest run in which THAT check
+   * measured: a run where it was `error` or `skipped` holds no figures, and comparing with it would lose
+   * what happened while the dependency was down. The app passes the last ~20 runs.
+   */
+  previous?: CheckRun | readonly CheckRun[] | undefined;
   trigger: CheckRun['trigger'];
   /**
    * Deadline of each check; a dependency that is down or never answers gives `error` within it.
@@ -49,7 +55,7 @@ export async function runDailyCheck(options: DailyCheckOptions): Promise<CheckRu
       ? options.config
       : { ...options.config, checks: { ...options.config.checks, timeout: timeoutMs } };
   const checks = options.checks ?? dailyChecks;
-  const previousAt = options.previous ? new Date(options.previous.startedAt) : undefined;
+  const history = newestFirst(options.previous);
   const secrets = configSecrets(config);
   const startedAt = options.clock.now();
   const started = performance.now();
@@ -59,8 +65,7 @@ export async function runDailyCheck(options: DailyCheckOptions): Promise<CheckRu
       config,
       clock: options.clock,
       timeoutMs,
-      previous: options.previous?.results.find((r) => r.name === check.name),
-      previousAt: previousAt && Number.isFinite(previousAt.getTime()) ? previousAt : undefined,
+      ...lastMeasured(history, check.name),
       secrets,
       signal: options.signal,
     }),
@@ -84,6 +89,39 @@ export async function runDailyCheck(options: DailyCheckOptions): Promise<CheckRu
 /** The same run with one check at a time: the baseline a benchmark compares the concurrent run against. */
 export function runChecksSequentially(options: Omit<DailyCheckOptions, 'concurrency'>): Promise<CheckRun> {
   return runDailyCheck({ ...options, concurrency: 1 });
+}
+
+/** The runs given as `previous`, newest first whatever order they came in (a run without a valid time last). */
+function newestFirst(previous: CheckRun | readonly CheckRun[] | undefined): CheckRun[] {
+  if (previous === undefined) return [];
+  const runs: readonly CheckRun[] = isRunList(previous) ? previous : [previous];
+  const time = (run: CheckRun): number => {
+    const t = Date.parse(run.startedAt);
+    return Number.isFinite(t) ? t : Number.NEGATIVE_INFINITY;
+  };
+  // Array.prototype.sort is stable: runs with the same time keep the caller's order.
+  return [...runs].sort((a, b) => time(b) - time(a));
+}
+
+function isRunList(previous: CheckRun | readonly CheckRun[]): previous is readonly CheckRun[] {
+  return Array.isArray(previous);
+}
+
+/**
+ * The result of `name` in the newest run where that check measured (status other than `error` and
+ * `skipped`), with when that run started: each check gets its own previous run.
+ */
+function lastMeasured(
+  history: readonly CheckRun[],
+  name: Check['name'],
+): { previous: CheckResult | undefined; previousAt: Date | undefined } {
+  for (const run of history) {
+    const result = run.results.find((r) => r.name === name);
+    if (!result || result.status === CheckStatus.error || result.status === CheckStatus.skipped) continue;
+    const at = new Date(run.startedAt);
+    return { previous: result, previousAt: Number.isFinite(at.getTime()) ? at : undefined };
+  }
+  return { previous: undefined, previousAt: undefined };
 }
 
 interface RunOneContext {
@@ -139,10 +177,19 @@ async function runOne(check: Check, ctx: RunOneContext): Promise<CheckResult> {
   }
 }
 
-/** Every secret in the config, so that no result can carry one even if a driver echoes it. */
+/**
+ * Every secret in the config, so that no result can carry one even if a driver or a server echoes it: the
+ * passwords and tokens, and for the HTTP APIs the exact Authorization header and its base64 credentials.
+ */
 function configSecrets(config: GameopsConfig): Secret[] {
-  const found = [config.mysql?.password, config.redis?.password, config.alertmanager?.bearerToken];
-  return found.filter((s): s is Secret => s !== undefined);
+  const found = [
+    config.mysql?.password,
+    config.redis?.password,
+    ...httpAuth(config.alertmanager).secrets,
+    ...httpAuth(config.prometheus).secrets,
+  ].filter((s): s is Secret => s !== undefined);
+  // Longest first, so that a header is masked whole before a secret inside it.
+  return found.sort((a, b) => b.reveal().length - a.reveal().length);
 }
 
 /** A result that survives JSON and shows no secret: strings masked, non-JSON values dropped, one-line summary. */

@@ -111,6 +111,36 @@ describe('database check', () => {
     expect(second.findings).toContainEqual(expect.objectContaining({ subject: 'server', status: 'warn' }));
   });
 
+  it('a restart is seen from the elapsed time even when uptime and counter went up', async () => {
+    const first = await runDailyCheck({
+      config: config(),
+      clock: systemClock,
+      trigger: 'cli',
+      checks: [databaseCheck],
+    });
+    const result = first.results[0]!;
+    const slowQueries = result.values['slowQueries'] as number;
+    const uptime = result.values['uptimeSeconds'] as number;
+    const recorded = (ago: number): CheckRun => ({
+      ...first,
+      startedAt: new Date(Date.now() - ago * 1000).toISOString(),
+      // Up 10 s less and one slow query fewer than now.
+      results: [
+        { ...result, values: { ...result.values, slowQueries: slowQueries - 1, uptimeSeconds: uptime - 10 } },
+      ],
+    });
+    // Recorded a day ago: the server would be up a day longer by now, so it started again in between and
+    // every slow query it counted is new.
+    const dayLater = await check(config(), recorded(86_400));
+    expect(dayLater.values['restartedSinceLastCheck']).toBe(true);
+    expect(dayLater.values['slowQueriesSinceLastCheck']).toBe(slowQueries);
+    expect(dayLater.findings).toContainEqual(expect.objectContaining({ subject: 'server', status: 'warn' }));
+    // Recorded 10 s ago: the same server.
+    const tenSecondsLater = await check(config(), recorded(10));
+    expect(tenSecondsLater.values['restartedSinceLastCheck']).toBe(false);
+    expect(tenSecondsLater.values['slowQueriesSinceLastCheck']).toBe(1);
+  });
+
   it('finds a query running longer than longQuerySeconds, with the worst one', async () => {
     const marker = `gameops_${randomUUID().replaceAll('-', '')}`;
     const sleeper = await connectMysql(config().mysql!);
@@ -159,6 +189,64 @@ describe('database check', () => {
     expect(result.findings).toContainEqual(
       expect.objectContaining({ subject: 'connections', status: 'fail', value: 100, threshold: 95 }),
     );
+  });
+
+  it("warns when the user lacks PROCESS: other users' long queries would be invisible", async () => {
+    const suffix = randomUUID().slice(0, 8);
+    const readOnly = `ro_${suffix}`;
+    const viaRole = `role_${suffix}`;
+    const role = `monitor_${suffix}`;
+    const password = `pw-${randomUUID()}`;
+    const root = await connectMysql(config().mysql!);
+    opened.push(root);
+    for (const sql of [
+      `CREATE USER '${readOnly}'@'%' IDENTIFIED BY '${password}'`,
+      `GRANT SELECT ON gamedb.* TO '${readOnly}'@'%'`,
+      `CREATE ROLE ${role}`,
+      `GRANT PROCESS ON *.* TO ${role}`,
+      `CREATE USER '${viaRole}'@'%' IDENTIFIED BY '${password}'`,
+      `GRANT SELECT ON gamedb.* TO '${viaRole}'@'%'`,
+      `GRANT ${role} TO '${viaRole}'@'%'`,
+      `SET DEFAULT ROLE ${role} FOR '${viaRole}'@'%'`,
+    ])
+      await root.query(sql);
+    const as = (user: string) =>
+      testConfig({
+        mysql: { host: db.host, port: db.port, user, password, database: db.database },
+        timeout: 5_000,
+        thresholds: { database: { longQuerySeconds: 1 } },
+      });
+    // A long query of another user (root): the restricted user cannot see it.
+    const sleeper = await connectMysql(config().mysql!);
+    const sleeping = sleeper.query('SELECT SLEEP(30)').catch((err: unknown) => err);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const restricted = await check(as(readOnly));
+      expect(restricted.values['processPrivilege']).toBe(false);
+      expect(restricted.values['longQueries']).toBe(0);
+      expect(restricted.status).toBe('warn');
+      expect(restricted.findings).toContainEqual({
+        status: 'warn',
+        subject: 'privileges',
+        message: `user ${readOnly} lacks the PROCESS privilege: only its own queries are visible, long queries of others cannot be seen`,
+      });
+      expect(restricted.summary).toContain('no PROCESS privilege');
+
+      // PROCESS through a default role counts.
+      const withRole = await check(as(viaRole));
+      expect(withRole.values['processPrivilege']).toBe(true);
+      expect(withRole.findings.some((f) => f.subject === 'privileges')).toBe(false);
+      expect(withRole.values['longQueries']).toBe(1);
+
+      // ALL PRIVILEGES (root) counts.
+      const full = await check(config({ longQuerySeconds: 1 }));
+      expect(full.values['processPrivilege']).toBe(true);
+      expect(full.findings.some((f) => f.subject === 'privileges')).toBe(false);
+    } finally {
+      await root.query('KILL ?', [sleeper.threadId]);
+      await sleeping;
+      sleeper.destroy();
+    }
   });
 
   it('idle connections are not long queries', async () => {

@@ -12,7 +12,9 @@ const QUERY_COMMANDS = new Set(['Query', 'Execute']);
 
 /**
  * Runbook §1.1 step 2: the game database is reachable; connections against max_connections; slow queries since
- * the last check (counters reset on restart); statements running longer than `longQuerySeconds`.
+ * the last check (counters reset on restart); statements running longer than `longQuerySeconds`. Other users'
+ * statements are visible only with the PROCESS privilege: without it the check warns instead of claiming that
+ * nothing runs long.
  */
 export const databaseCheck: Check = {
   name: 'database',
@@ -35,21 +37,30 @@ export const databaseCheck: Check = {
       throw err;
     }
     try {
-      return await measure(client, ctx);
+      return await measure(client, ctx, mysql.user);
     } finally {
       await client.close();
     }
   },
 };
 
-async function measure(client: MysqlClient, ctx: CheckContext): Promise<Outcome> {
+async function measure(client: MysqlClient, ctx: CheckContext, user: string): Promise<Outcome> {
   const t = ctx.config.checks.thresholds.database;
   const options = { signal: ctx.signal, timeoutMs: ctx.config.checks.timeout };
   const version = await client.serverVersion(options);
   const variables = await client.globalVariables(['max_connections'], options);
   const status = await client.globalStatus(options);
   const processes = await client.processlist(options);
+  const processPrivilege = await client.hasProcessPrivilege(options);
   const findings: Finding[] = [];
+
+  // Without PROCESS the process list holds the user's own threads only: "no long query" would be a guess.
+  if (processPrivilege === false)
+    findings.push({
+      status: CheckStatus.warn,
+      subject: 'privileges',
+      message: `user ${user} lacks the PROCESS privilege: only its own queries are visible, long queries of others cannot be seen`,
+    });
 
   const maxConnections = Number(variables['max_connections']);
   const connected = status.threadsConnected;
@@ -75,6 +86,9 @@ async function measure(client: MysqlClient, ctx: CheckContext): Promise<Outcome>
           uptime: status.uptimeSeconds,
           previous: previousNumber(ctx.previous, 'slowQueries'),
           previousUptime: previousNumber(ctx.previous, 'uptimeSeconds'),
+          elapsedSeconds: ctx.previousAt
+            ? (ctx.clock.now().getTime() - ctx.previousAt.getTime()) / 1000
+            : undefined,
         });
   if (slow?.restarted)
     findings.push({
@@ -129,6 +143,8 @@ async function measure(client: MysqlClient, ctx: CheckContext): Promise<Outcome>
     maxUsedConnections: status.maxUsedConnections ?? null,
     connectionsPercent: connectionsPercent ?? null,
     activeSessions: processes.length,
+    // False: activeSessions and longQueries count this user's own threads only. Null: could not be told.
+    processPrivilege: processPrivilege ?? null,
     uptimeSeconds: status.uptimeSeconds ?? null,
     slowQueries: status.slowQueries ?? null,
     slowQueriesSinceLastCheck: slow?.delta ?? null,
@@ -168,6 +184,7 @@ function summarize(
     longQueries: number;
     longQuerySeconds: number;
     longestQuery: Record<string, unknown> | null;
+    processPrivilege: boolean | null;
   },
   flavour: string,
   version: string,
@@ -182,6 +199,7 @@ function summarize(
       ? `no query over ${v.longQuerySeconds} s`
       : `${v.longQueries} over ${v.longQuerySeconds} s (longest ${String(v.longestQuery?.['timeSeconds'])} s, id ${String(v.longestQuery?.['id'])})`,
   ];
+  if (v.processPrivilege === false) parts[parts.length - 1] += ' (own queries only: no PROCESS privilege)';
   return `${flavour} ${version}: ${parts.join(', ')}`;
 }
 

@@ -151,6 +151,44 @@ describe('redis check', () => {
     );
   });
 
+  it('an unchanged run_id is the same server, whatever the uptime arithmetic says', async () => {
+    const clock = new ManualClock(Date.now());
+    const cfg = config(services().redis);
+    const base = only(await runRedis(cfg, undefined, clock));
+    // Recorded "an hour ago" with the uptime of now: the arithmetic alone would call that a restart.
+    const previous: CheckRun = {
+      id: 'previous',
+      kind: 'daily',
+      service: 'test-game',
+      environment: 'test',
+      trigger: 'schedule',
+      status: base.status,
+      startedAt: new Date(clock.now().getTime() - 3_600_000).toISOString(),
+      finishedAt: new Date(clock.now().getTime() - 3_600_000).toISOString(),
+      durationMs: 1,
+      results: [base],
+    };
+    const result = only(await runRedis(cfg, previous, clock));
+    expect(result.values['runId']).toBe(base.values['runId']);
+    expect(result.values['restartedSinceLastCheck']).toBe(false);
+    expect(result.findings.some((f) => f.subject === 'server')).toBe(false);
+  });
+
+  it('judges PING latency on the median and reports p99 and max', async () => {
+    const result = only(
+      await runRedis(config(services().redis, { latencyWarnMs: 0.000_001, latencyFailMs: 1_000 })),
+    );
+    expect(result.status).toBe('warn');
+    const latency = result.values['latency'] as { p50Ms: number; p99Ms: number; maxMs: number };
+    expect(result.findings).toContainEqual({
+      status: 'warn',
+      subject: 'latency',
+      message: `PING p50 ${latency.p50Ms} ms (p99 ${latency.p99Ms} ms, max ${latency.maxMs} ms, 20 PINGs)`,
+      value: latency.p50Ms,
+      threshold: 0.000_001,
+    });
+  });
+
   it('fails when the last RDB background save failed', async () => {
     const redis = await privateRedis({ extraConfig: ['enable-protected-configs yes'] });
     const client = await writer(redis);

@@ -4,6 +4,14 @@
  */
 import { parseConfigText, readEnv, type GameopsConfig } from '../config/index.ts';
 
+/** An HTTP API's part of the config: Basic auth (username + password) or a bearer token. */
+export interface HttpApiParts {
+  url: string;
+  username?: string;
+  password?: string;
+  bearerToken?: string;
+}
+
 export interface TestConfigParts {
   mysql?: {
     host: string;
@@ -14,7 +22,8 @@ export interface TestConfigParts {
     socketPath?: string;
   };
   redis?: { host: string; port: number; password?: string };
-  alertmanager?: { url: string; bearerToken?: string };
+  alertmanager?: HttpApiParts;
+  prometheus?: HttpApiParts;
   /** Per-check deadline in ms. */
   timeout?: number;
   thresholds?: Record<string, unknown>;
@@ -34,12 +43,19 @@ export function testConfig(parts: TestConfigParts = {}): GameopsConfig {
     if (password !== undefined) env['TEST_REDIS_PASSWORD'] = password;
     doc['redis'] = { ...rest, ...(password !== undefined ? { password: 'env:TEST_REDIS_PASSWORD' } : {}) };
   }
-  if (parts.alertmanager) {
-    const { bearerToken, ...rest } = parts.alertmanager;
-    if (bearerToken !== undefined) env['TEST_AM_TOKEN'] = bearerToken;
-    doc['alertmanager'] = {
+  for (const [key, prefix] of [
+    ['alertmanager', 'TEST_AM'],
+    ['prometheus', 'TEST_PROM'],
+  ] as const) {
+    const api = parts[key];
+    if (!api) continue;
+    const { bearerToken, password, ...rest } = api;
+    if (bearerToken !== undefined) env[`${prefix}_TOKEN`] = bearerToken;
+    if (password !== undefined) env[`${prefix}_PASSWORD`] = password;
+    doc[key] = {
       ...rest,
-      ...(bearerToken !== undefined ? { bearerToken: 'env:TEST_AM_TOKEN' } : {}),
+      ...(bearerToken !== undefined ? { bearerToken: `env:${prefix}_TOKEN` } : {}),
+      ...(password !== undefined ? { password: `env:${prefix}_PASSWORD` } : {}),
     };
   }
   doc['checks'] = {

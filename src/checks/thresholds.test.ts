@@ -5,6 +5,7 @@ import {
   counterDelta,
   formatBytes,
   fragmentationLevel,
+  latencyLevel,
   latencySummary,
   levelFor,
   percentOf,
@@ -122,6 +123,49 @@ describe('counterDelta (Slow_queries since the last check)', () => {
     expect(counterDelta(input)).toEqual(expected);
   });
 
+  // With the time between the readings: up 2 h at the last check, a day has passed, so about 26 h (93,600 s)
+  // are expected. Anything clearly less means the server started again in between, even if its uptime (and
+  // its counter) are higher than at the last check.
+  it.each([
+    {
+      name: 'up 2.5 h now, a day after a reading at 2 h up: restarted',
+      input: { current: 50, uptime: 9_000, previous: 40, previousUptime: 7_200, elapsedSeconds: 86_400 },
+      expected: { delta: 50, restarted: true, baseline: false },
+    },
+    {
+      name: 'uptime grew by exactly the elapsed time: not restarted',
+      input: { current: 50, uptime: 93_600, previous: 40, previousUptime: 7_200, elapsedSeconds: 86_400 },
+      expected: { delta: 10, restarted: false, baseline: false },
+    },
+    {
+      name: 'a few seconds short of the elapsed time (whole-second uptime, clock skew): not restarted',
+      input: { current: 50, uptime: 14_396, previous: 40, previousUptime: 7_200, elapsedSeconds: 7_200 },
+      expected: { delta: 10, restarted: false, baseline: false },
+    },
+    {
+      name: 'five minutes short of two hours elapsed (tolerance 1 % = 72 s): restarted',
+      input: { current: 50, uptime: 14_100, previous: 40, previousUptime: 7_200, elapsedSeconds: 7_200 },
+      expected: { delta: 50, restarted: true, baseline: false },
+    },
+    {
+      name: 'uptime grew more than the elapsed time (the checking host’s clock is slow): not restarted',
+      input: { current: 50, uptime: 82_800, previous: 40, previousUptime: 7_200, elapsedSeconds: 7_200 },
+      expected: { delta: 10, restarted: false, baseline: false },
+    },
+    {
+      name: 'clock went backwards: elapsed treated as 0, only a decrease counts',
+      input: { current: 50, uptime: 7_300, previous: 40, previousUptime: 7_200, elapsedSeconds: -600 },
+      expected: { delta: 10, restarted: false, baseline: false },
+    },
+    {
+      name: 'elapsed unknown: only a decrease counts',
+      input: { current: 50, uptime: 9_000, previous: 40, previousUptime: 7_200, elapsedSeconds: undefined },
+      expected: { delta: 10, restarted: false, baseline: false },
+    },
+  ])('with the elapsed time: $name', ({ input, expected }) => {
+    expect(counterDelta(input)).toEqual(expected);
+  });
+
   it('never reports a negative delta', () => {
     fc.assert(
       fc.property(
@@ -129,8 +173,9 @@ describe('counterDelta (Slow_queries since the last check)', () => {
         fc.option(fc.nat(), { nil: undefined }),
         fc.option(fc.nat(), { nil: undefined }),
         fc.option(fc.nat(), { nil: undefined }),
-        (current, uptime, previous, previousUptime) => {
-          const { delta } = counterDelta({ current, uptime, previous, previousUptime });
+        fc.option(fc.integer({ min: -86_400, max: 10_000_000 }), { nil: undefined }),
+        (current, uptime, previous, previousUptime, elapsedSeconds) => {
+          const { delta } = counterDelta({ current, uptime, previous, previousUptime, elapsedSeconds });
           if (delta !== undefined) expect(delta).toBeGreaterThanOrEqual(0);
         },
       ),
@@ -139,7 +184,8 @@ describe('counterDelta (Slow_queries since the last check)', () => {
 });
 
 describe('restartedSince (Redis)', () => {
-  const base = { runId: 'a', previousRunId: 'a' };
+  // An older gameops recorded no run_id: only then does uptime arithmetic decide.
+  const base = { runId: 'a', previousRunId: undefined };
   it.each([
     {
       name: 'no previous reading',
@@ -201,6 +247,55 @@ describe('restartedSince (Redis)', () => {
   ])('$name', ({ input, restarted }) => {
     expect(restartedSince(input).restarted).toBe(restarted);
   });
+
+  it.each([
+    {
+      name: 'same run_id, uptime a little short of the elapsed time (slow INFO, skew)',
+      input: {
+        uptimeSeconds: 100,
+        runId: 'same',
+        previousUptimeSeconds: 98,
+        previousRunId: 'same',
+        elapsedSeconds: 10,
+      },
+      restarted: false,
+    },
+    {
+      name: 'same run_id, uptime went down (impossible arithmetic, run_id is authoritative)',
+      input: {
+        uptimeSeconds: 5,
+        runId: 'same',
+        previousUptimeSeconds: 100,
+        previousRunId: 'same',
+        elapsedSeconds: 3_600,
+      },
+      restarted: false,
+    },
+    {
+      name: 'different run_id, uptime as expected',
+      input: {
+        uptimeSeconds: 3_700,
+        runId: 'b',
+        previousUptimeSeconds: 100,
+        previousRunId: 'a',
+        elapsedSeconds: 3_600,
+      },
+      restarted: true,
+    },
+    {
+      name: 'run_id missing now, uptime far short',
+      input: {
+        uptimeSeconds: 60,
+        runId: undefined,
+        previousUptimeSeconds: 100,
+        previousRunId: 'a',
+        elapsedSeconds: 3_600,
+      },
+      restarted: true,
+    },
+  ])('when both run_ids are known they decide: $name', ({ input, restarted }) => {
+    expect(restartedSince(input).restarted).toBe(restarted);
+  });
 });
 
 describe('percentile (nearest rank)', () => {
@@ -249,6 +344,24 @@ describe('latencySummary', () => {
   });
 });
 
+describe('latencyLevel (judged on the median of the PING sample)', () => {
+  const sample = (fast: number, fastMs: number, slow: number, slowMs: number): number[] => [
+    ...Array.from({ length: fast }, () => fastMs),
+    ...Array.from({ length: slow }, () => slowMs),
+  ];
+  it.each([
+    // One PING delayed by our own event loop (3,000 alerts being parsed): p99 and max are 7 ms, p50 is not.
+    { name: 'one PING delayed by the checker', samples: sample(19, 0.2, 1, 7), expected: 'ok' },
+    { name: 'a few PINGs delayed', samples: sample(15, 0.2, 5, 60), expected: 'ok' },
+    { name: 'most PINGs slow', samples: sample(5, 0.2, 15, 6), expected: 'warn' },
+    { name: 'Redis itself slow', samples: sample(0, 0, 20, 60), expected: 'fail' },
+    { name: 'exactly at the warning threshold', samples: sample(0, 0, 20, 5), expected: 'warn' },
+  ])('$name → $expected', ({ samples, expected }) => {
+    const summary = latencySummary(samples)!;
+    expect(latencyLevel(summary, 5, 50)).toBe(expected);
+  });
+});
+
 describe('fragmentationLevel', () => {
   const MiB = 1024 * 1024;
   it.each([
@@ -285,15 +398,83 @@ describe('formatBytes', () => {
 describe('shortStatement', () => {
   it.each([
     ['SELECT  SLEEP(30)\n  FROM dual', 'SELECT SLEEP(30) FROM dual'],
-    ["CREATE USER 'a'@'%' IDENTIFIED BY 's3cret'", "CREATE USER 'a'@'%' IDENTIFIED BY '***'"],
     [
       "ALTER USER x IDENTIFIED WITH mysql_native_password BY 'pw'",
       "ALTER USER x IDENTIFIED WITH mysql_native_password BY '***'",
     ],
     ["SET PASSWORD FOR x = PASSWORD('pw')", "SET PASSWORD FOR x = PASSWORD('***')"],
     ["SET PASSWORD = 'pw'", "SET PASSWORD = '***'"],
+    ['SELECT \'plain\', "text" FROM `t`', 'SELECT \'plain\', "text" FROM `t`'],
   ])('%j → %j', (sql, expected) => {
     expect(shortStatement(sql)).toBe(expected);
+  });
+
+  // Once a statement mentions PASSWORD or IDENTIFIED, every quoted literal goes, whatever its quoting.
+  it.each([
+    ["CREATE USER 'a'@'%' IDENTIFIED BY 's3cret'", "CREATE USER '***'@'***' IDENTIFIED BY '***'"],
+    ["CREATE USER 'a'@'%' IDENTIFIED BY 'it''s-S3cret'", "CREATE USER '***'@'***' IDENTIFIED BY '***'"],
+    ["ALTER USER a IDENTIFIED BY 'ab\\'cS3cret' ACCOUNT LOCK", "ALTER USER a IDENTIFIED BY '***'"],
+    [
+      "ALTER USER a IDENTIFIED BY 'a\\\\b\\nS3cret' ACCOUNT LOCK",
+      "ALTER USER a IDENTIFIED BY '***' ACCOUNT LOCK",
+    ],
+    ["ALTER USER a IDENTIFIED BY 'S3cret\\\\' ACCOUNT LOCK", "ALTER USER a IDENTIFIED BY '***' ACCOUNT LOCK"],
+    [
+      "GRANT ALL ON *.* TO a IDENTIFIED BY PASSWORD '*S3cretHASH'",
+      "GRANT ALL ON *.* TO a IDENTIFIED BY PASSWORD '***'",
+    ],
+    [
+      "CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER 'u', PASSWORD 'S3cret')",
+      "CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER '***', PASSWORD '***')",
+    ],
+    ['ALTER USER a IDENTIFIED BY "S3cret"', "ALTER USER a IDENTIFIED BY '***'"],
+    ['ALTER USER a IDENTIFIED BY "say \\"S3cret\\""', "ALTER USER a IDENTIFIED BY '***'"],
+    ['ALTER USER a IDENTIFIED BY `S3cret`', "ALTER USER a IDENTIFIED BY '***'"],
+    ['alter user a identified by `S3``cret`', "alter user a identified by '***'"],
+    [
+      "CHANGE MASTER TO MASTER_PASSWORD='S3cret', MASTER_HOST='h'",
+      "CHANGE MASTER TO MASTER_PASSWORD='***', MASTER_HOST='***'",
+    ],
+    // A user name ending in a backslash: under NO_BACKSLASH_ESCAPES the literal ends there, by default it
+    // does not. Either reading could leave the password outside quotes, so the rest is redacted.
+    ["CREATE USER 'a\\' IDENTIFIED BY 'S3cret' ACCOUNT LOCK", "CREATE USER '***'"],
+    // INFO cut by the server mid-literal: the rest is redacted.
+    ["ALTER USER a IDENTIFIED BY 'S3cret and the rest", "ALTER USER a IDENTIFIED BY '***'"],
+    ['SET PASSWORD = "S3cret', "SET PASSWORD = '***'"],
+  ])('redacts %j', (sql, expected) => {
+    const text = shortStatement(sql);
+    expect(text).toBe(expected);
+    expect(text).not.toContain('S3cret');
+  });
+
+  it('never shows a password, however it and the user name before it are quoted or escaped', () => {
+    // How a client may write a literal: backslash escapes (the default), or doubling only (the one way under
+    // NO_BACKSLASH_ESCAPES, and for backtick identifiers).
+    const quote = (text: string, q: string, style: 'backslash' | 'doubling'): string =>
+      q === '`' || style === 'doubling'
+        ? `${q}${text.replaceAll(q, q + q)}${q}`
+        : `${q}${text.replaceAll('\\', '\\\\').replaceAll(q, `\\${q}`)}${q}`;
+    const quoting = fc.tuple(
+      fc.constantFrom("'", '"', '`'),
+      fc.constantFrom<'backslash' | 'doubling'>('backslash', 'doubling'),
+    );
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 12 }).filter((u) => !/Zq9|9qZ/.test(u)),
+        quoting,
+        fc.string({ minLength: 1, maxLength: 30 }),
+        quoting,
+        fc.constantFrom('IDENTIFIED BY ', 'identified by password ', 'OPTIONS (PASSWORD ', 'PASSWORD = '),
+        (user, [uq, us], core, [q, style], before) => {
+          const secret = `Zq9${core}9qZ`;
+          const sql = `ALTER USER ${quote(user, uq, us)}@'%' ${before}${quote(secret, q, style)} ACCOUNT LOCK;`;
+          const text = shortStatement(sql, 10_000);
+          expect(text).not.toContain('Zq9');
+          expect(text).not.toContain('9qZ');
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   it('keeps the first 100 characters', () => {

@@ -29,27 +29,58 @@ export interface CounterDelta {
 
 /**
  * Growth of a monotonic server counter (e.g. MySQL `Slow_queries`) since the previous reading. Counters reset
- * when the server restarts, which shows as uptime going down (or the counter going down): then everything
- * counted since the restart, i.e. the current value, is new.
+ * when the server restarts; then everything counted since the restart, i.e. the current value, is new. A
+ * restart shows as the uptime being clearly less than the previous uptime plus the time that passed (see
+ * {@link uptimeRestarted}; the same rule as for Redis), or as the counter going down (FLUSH STATUS).
  */
 export function counterDelta(reading: {
   current: number;
   uptime: number | undefined;
   previous: number | undefined;
   previousUptime: number | undefined;
+  /** Seconds between the previous reading and this one; without it only a decrease in uptime counts. */
+  elapsedSeconds?: number | undefined;
 }): CounterDelta {
-  const { current, uptime, previous, previousUptime } = reading;
+  const { current, uptime, previous, previousUptime, elapsedSeconds } = reading;
   if (previous === undefined || !Number.isFinite(previous))
     return { delta: undefined, restarted: false, baseline: true };
-  const restarted =
-    (uptime !== undefined && previousUptime !== undefined && uptime < previousUptime) || current < previous;
+  const restarted = uptimeRestarted(uptime, previousUptime, elapsedSeconds).restarted || current < previous;
   return { delta: restarted ? current : current - previous, restarted, baseline: false };
 }
 
 /**
- * Whether a server restarted between two readings: its run id changed, or its uptime is smaller than the
- * previous uptime plus the time that passed (minus a tolerance for clock skew and whole-second uptimes).
- * Without `elapsedSeconds` only a decrease in uptime counts.
+ * Whether a server's uptime says it started again between two readings: the uptime is smaller than the
+ * previous uptime plus the time that passed, minus a tolerance for whole-second uptimes and clock skew between
+ * the checking host and the server (5 s, or 1 % of the elapsed time over long gaps). A negative or unknown
+ * elapsed time (the clock went backwards) counts as 0, so only a decrease in uptime counts then. Unknown
+ * uptimes decide nothing.
+ */
+export function uptimeRestarted(
+  uptimeSeconds: number | undefined,
+  previousUptimeSeconds: number | undefined,
+  elapsedSeconds: number | undefined,
+): { restarted: boolean; expected: number | undefined } {
+  if (
+    uptimeSeconds === undefined ||
+    previousUptimeSeconds === undefined ||
+    !Number.isFinite(uptimeSeconds) ||
+    !Number.isFinite(previousUptimeSeconds)
+  )
+    return { restarted: false, expected: undefined };
+  const elapsed =
+    elapsedSeconds !== undefined && Number.isFinite(elapsedSeconds) && elapsedSeconds > 0
+      ? elapsedSeconds
+      : 0;
+  const tolerance = Math.max(5, elapsed * 0.01);
+  const expected = previousUptimeSeconds + elapsed;
+  return { restarted: uptimeSeconds < expected - tolerance, expected };
+}
+
+/**
+ * Whether a Redis server restarted between two readings. When both readings carry a `run_id` it decides
+ * alone: Redis draws a new one on every start, so an unchanged run_id is the same process whatever the uptime
+ * arithmetic says (a slow INFO, clock skew). Only when a run_id is missing (a result recorded by an older
+ * gameops) does the uptime decide, as in {@link uptimeRestarted}.
  */
 export function restartedSince(reading: {
   uptimeSeconds: number | undefined;
@@ -59,17 +90,15 @@ export function restartedSince(reading: {
   elapsedSeconds: number | undefined;
 }): { restarted: boolean; reason: string | undefined } {
   const { uptimeSeconds, runId, previousUptimeSeconds, previousRunId, elapsedSeconds } = reading;
-  if (runId !== undefined && previousRunId !== undefined && runId !== previousRunId)
-    return { restarted: true, reason: 'run_id changed' };
-  if (uptimeSeconds === undefined || previousUptimeSeconds === undefined)
-    return { restarted: false, reason: undefined };
-  const elapsed = elapsedSeconds !== undefined && elapsedSeconds > 0 ? elapsedSeconds : 0;
-  const tolerance = Math.max(5, elapsed * 0.01);
-  const expected = previousUptimeSeconds + elapsed;
-  if (uptimeSeconds < expected - tolerance)
+  if (runId !== undefined && previousRunId !== undefined)
+    return runId === previousRunId
+      ? { restarted: false, reason: undefined }
+      : { restarted: true, reason: 'run_id changed' };
+  const { restarted, expected } = uptimeRestarted(uptimeSeconds, previousUptimeSeconds, elapsedSeconds);
+  if (restarted)
     return {
       restarted: true,
-      reason: `uptime ${uptimeSeconds} s, expected about ${Math.round(expected)} s`,
+      reason: `uptime ${uptimeSeconds} s, expected about ${Math.round(expected ?? 0)} s`,
     };
   return { restarted: false, reason: undefined };
 }
@@ -106,6 +135,21 @@ export function latencySummary(samplesMs: readonly number[]): LatencySummary | u
 }
 
 /**
+ * The level of a PING sample: its median (p50) against the limits; p99 and max are reported, not judged.
+ *
+ * The sample is a few dozen PINGs timed on the checker's own event loop, which the other checks share: while
+ * the alerts check parses the JSON of thousands of alerts (or the garbage collector runs), a PING answered in
+ * 0.2 ms is read several milliseconds later. Those delays hit a few samples, and the p99 of 20 samples is
+ * simply their maximum, so judging p99 warns about gameops, not about Redis. The median shrugs off up to half
+ * the samples being delayed by the checker, yet moves as soon as Redis itself is slow for most of the sample.
+ * (Discarding samples taken while the loop was blocked, e.g. with `monitorEventLoopDelay`, cannot be done per
+ * PING: that histogram samples at a 10 ms resolution by default and is not attributable to one round trip.)
+ */
+export function latencyLevel(summary: LatencySummary, warnMs: number, failMs: number): CheckStatus {
+  return levelFor(summary.p50Ms, warnMs, failMs);
+}
+
+/**
  * Redis memory fragmentation worth a warning: the ratio crosses `warnRatio` AND the wasted bytes (RSS minus
  * data) are at least `minWastedBytes`, by default 100 MiB, Redis's own `active-defrag-ignore-bytes`. A small
  * Redis always shows a high ratio (the process's own ~10 MiB of RSS over a few MiB of data) with nothing to
@@ -139,13 +183,60 @@ export function formatBytes(bytes: number): string {
   return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
 }
 
-/** A statement shortened for display: whitespace collapsed, credentials redacted, the first `max` characters (then `…`). */
+/** Words that put credentials in a statement's literals: IDENTIFIED BY, PASSWORD(), MASTER_PASSWORD=, OPTIONS (PASSWORD …). */
+const CREDENTIAL_WORDS = /PASSWORD|IDENTIFIED/i;
+
+/**
+ * A statement shortened for display: credentials redacted, whitespace collapsed, the first `max` characters
+ * (then `…`).
+ *
+ * A statement that mentions PASSWORD or IDENTIFIED anywhere has every quoted literal replaced by `'***'`,
+ * user names and hosts included: `'…'` and `"…"` with doubled quotes and backslash escapes, and `` `…` ``
+ * with doubled backticks. Matching the quoting rules is what keeps `'it''s-secret'` from ending early and
+ * leaking the end of the password. A literal that never ends (the server cuts `INFO` at a length), or holds
+ * a backslash-quote (whose meaning depends on the SQL mode), takes the rest of the statement with it.
+ */
 export function shortStatement(sql: string, max = 100): string {
-  const flat = sql
-    .replace(/\s+/g, ' ')
-    .trim()
-    .replace(/(IDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+)('[^']*'|"[^"]*")/gi, "$1'***'")
-    .replace(/(PASSWORD\s*\(\s*)('[^']*'|"[^"]*")/gi, "$1'***'")
-    .replace(/(PASSWORD\s*=\s*)('[^']*'|"[^"]*")/gi, "$1'***'");
+  const redacted = CREDENTIAL_WORDS.test(sql) ? redactLiterals(sql) : sql;
+  const flat = redacted.replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+}
+
+/**
+ * Every quoted literal or identifier in `sql` replaced by `'***'`. A literal that does not end, or whose end
+ * depends on the server's SQL mode, takes the rest of the text with it: `\'` inside quotes is an escaped quote
+ * by default but ends the literal under NO_BACKSLASH_ESCAPES (and in ANSI_QUOTES identifiers), so reading it
+ * either way could put a later literal, the password, outside the quotes.
+ */
+function redactLiterals(sql: string): string {
+  const parts: string[] = [];
+  let from = 0;
+  for (let i = 0; i < sql.length; i++) {
+    const quote = sql[i];
+    if (quote !== "'" && quote !== '"' && quote !== '`') continue;
+    parts.push(sql.slice(from, i), "'***'");
+    const end = literalEnd(sql, i);
+    if (end === undefined) return parts.join('');
+    i = end;
+    from = end + 1;
+  }
+  parts.push(sql.slice(from));
+  return parts.join('');
+}
+
+/** The index of the quote closing the literal opened at `start`; undefined when it does not end for sure. */
+function literalEnd(sql: string, start: number): number | undefined {
+  const quote = sql[start];
+  for (let j = start + 1; j < sql.length; j++) {
+    const c = sql[j];
+    if (c === '\\' && quote !== '`') {
+      if (sql[j + 1] === quote) return undefined;
+      j++; // \\, \n, ...: two characters of the literal whatever the mode.
+      continue;
+    }
+    if (c !== quote) continue;
+    if (sql[j + 1] !== quote) return j;
+    j++; // A doubled quote is one quote character of the literal.
+  }
+  return undefined;
 }

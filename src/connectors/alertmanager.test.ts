@@ -11,8 +11,10 @@ import {
   type SilentServerHandle,
 } from '../../test/harness/index.ts';
 import { testConfig } from '../checks/test-support.ts';
-import { UnavailableError } from '../core/index.ts';
+import type { AlertmanagerConfig } from '../config/index.ts';
+import { secret, UnavailableError } from '../core/index.ts';
 import { createAlertmanagerClient } from './alertmanager.ts';
+import type { HttpCredentials } from './http-auth.ts';
 
 describe('Alertmanager connector (shared Alertmanager, API v2)', () => {
   const client = () =>
@@ -73,12 +75,14 @@ describe('Alertmanager connector against a stub HTTP server (Alertmanager has no
   let server: Server;
   let url: string;
   let seen: IncomingHttpHeaders | undefined;
-  let body = '[]';
+  let body: string | ((headers: IncomingHttpHeaders) => string) = '[]';
   let status = 200;
   beforeAll(async () => {
     server = createServer((req, res) => {
       seen = req.headers;
-      res.writeHead(status, { 'content-type': 'application/json' }).end(body);
+      res
+        .writeHead(status, { 'content-type': 'application/json' })
+        .end(typeof body === 'function' ? body(req.headers) : body);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -105,6 +109,77 @@ describe('Alertmanager connector against a stub HTTP server (Alertmanager has no
     expect(message).toContain('answered 401');
     expect(message).not.toContain(token);
     expect(message.length).toBeLessThan(400);
+  });
+
+  /** A config the config file cannot express (the schema refuses it), built by hand to test the defences. */
+  function withCredentials(credentials: HttpCredentials, base = url): AlertmanagerConfig {
+    return { ...testConfig({ alertmanager: { url } }).alertmanager!, url: base, ...credentials };
+  }
+
+  it('sends Basic credentials and never shows the password nor its base64 form, even when echoed back', async () => {
+    const password = `pw-${randomUUID()}`;
+    const encoded = Buffer.from(`ops:${password}`).toString('base64');
+    const am = createAlertmanagerClient(
+      testConfig({ alertmanager: { url, username: 'ops', password } }).alertmanager!,
+    );
+    body = '[]';
+    status = 200;
+    expect(await am.alerts()).toEqual([]);
+    expect(seen?.authorization).toBe(`Basic ${encoded}`);
+
+    // A hostile or careless proxy echoing the request back.
+    status = 401;
+    body = (headers) => `denied: authorization=${headers.authorization ?? ''} password=${password}`;
+    const err = await am.alerts().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    const message = (err as Error).message;
+    expect(message).toContain('answered 401');
+    expect(message).toContain('authorization=');
+    expect(message).not.toContain(password);
+    expect(message).not.toContain(encoded);
+    expect(JSON.stringify((err as UnavailableError).details)).not.toContain(encoded);
+  });
+
+  it('prefers the bearer token should both be configured (the config refuses it), and still masks the password', async () => {
+    const token = `tok-${randomUUID()}`;
+    const password = `pw-${randomUUID()}`;
+    const am = createAlertmanagerClient(
+      withCredentials({
+        username: 'ops',
+        password: secret(password, 'test'),
+        bearerToken: secret(token, 'test'),
+      }),
+    );
+    body = '[]';
+    status = 200;
+    await am.alerts();
+    expect(seen?.authorization).toBe(`Bearer ${token}`);
+    status = 500;
+    body = `${token} ${password}`;
+    const message = await am.alerts().then(
+      () => '',
+      (e: unknown) => (e as Error).message,
+    );
+    expect(message).toContain('answered 500');
+    expect(message).not.toContain(token);
+    expect(message).not.toContain(password);
+  });
+
+  it('never takes credentials from the URL (the config refuses them): nothing sent, nothing shown', async () => {
+    const address = new URL(url);
+    const am = createAlertmanagerClient(withCredentials({}, `http://ops:S3cretInUrl@${address.host}`));
+    body = '[]';
+    status = 200;
+    await am.alerts();
+    expect(seen?.authorization).toBeUndefined();
+    expect(am.target).toBe(`http://${address.host}`);
+    status = 404;
+    body = 'nope';
+    const message = await am.alerts().then(
+      () => '',
+      (e: unknown) => (e as Error).message,
+    );
+    expect(message).not.toContain('S3cretInUrl');
   });
 
   it('rejects an answer of the wrong shape', async () => {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { AlertmanagerConfig } from '../config/index.ts';
 import { maskSecrets, UnavailableError } from '../core/index.ts';
 import { describeError } from './failures.ts';
+import { httpAuth } from './http-auth.ts';
 
 /** The fields of an Alertmanager API v2 alert that gameops uses; unknown fields are dropped. */
 const alertSchema = z.object({
@@ -78,35 +79,44 @@ class BodyTooLargeError extends Error {}
 /** Reads a response body as UTF-8, giving up (and cancelling the stream) past `maxBytes`. */
 async function readCapped(response: Response, maxBytes: number): Promise<string> {
   if (!response.body) return '';
+  // fetch bodies are byte streams; the DOM typings leave the chunk type open.
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   const decoder = new TextDecoder();
   const parts: string[] = [];
   let size = 0;
-  for await (const chunk of response.body) {
-    size += chunk.byteLength;
-    if (size > maxBytes) {
-      await response.body.cancel().catch(() => undefined);
-      throw new BodyTooLargeError();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) {
+        await reader.cancel().catch(() => undefined);
+        throw new BodyTooLargeError();
+      }
+      parts.push(decoder.decode(value, { stream: true }));
     }
-    parts.push(decoder.decode(chunk, { stream: true }));
+  } finally {
+    reader.releaseLock();
   }
   parts.push(decoder.decode());
   return parts.join('');
 }
 
-/** Alertmanager API v2 over global fetch (API v1 was removed in Alertmanager 0.27). */
+/**
+ * Alertmanager API v2 over global fetch (API v1 was removed in Alertmanager 0.27). Authenticates with the
+ * configured bearer token, or Basic auth from `username`/`password`; the credentials never show in an error.
+ */
 export function createAlertmanagerClient(config: AlertmanagerConfig): AlertmanagerClient {
   const base = new URL(config.url.endsWith('/') ? config.url : `${config.url}/`);
+  // The config refuses URLs with credentials. Should one get here anyway, it is neither sent (fetch would
+  // refuse it, quoting the URL) nor shown.
+  base.username = '';
+  base.password = '';
   const headers: Record<string, string> = { accept: 'application/json' };
-  // fetch refuses URLs with credentials: move them into a Basic header and keep them out of messages.
-  if (base.username || base.password) {
-    const pair = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
-    headers['authorization'] = `Basic ${Buffer.from(pair).toString('base64')}`;
-    base.username = '';
-    base.password = '';
-  }
-  if (config.bearerToken) headers['authorization'] = `Bearer ${config.bearerToken.reveal()}`;
+  const auth = httpAuth(config);
+  if (auth.header) headers['authorization'] = auth.header;
   const target = alertmanagerTarget(config);
-  const secrets = [config.bearerToken];
+  const secrets = auth.secrets;
 
   async function getJson(path: string, options: AlertmanagerRequestOptions): Promise<unknown> {
     const url = new URL(path, base);

@@ -1,4 +1,11 @@
-export { connectMysql, withMysql, mysqlTarget, mysqlError, mysqlFlavour } from './mysql.ts';
+export {
+  connectMysql,
+  withMysql,
+  mysqlTarget,
+  mysqlError,
+  mysqlFlavour,
+  grantsIncludeProcess,
+} from './mysql.ts';
 export type {
   MysqlClient,
   MysqlConnectOptions,
@@ -44,3 +51,5 @@ export {
 } from './filesystems.ts';
 export type { Mount, FilesystemUsage } from './filesystems.ts';
 export { describeError, errorCode } from './failures.ts';
+export { httpAuth } from './http-auth.ts';
+export type { HttpAuth, HttpCredentials } from './http-auth.ts';

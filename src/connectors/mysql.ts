@@ -69,6 +69,11 @@ export interface MysqlClient {
   globalStatus(options?: MysqlQueryOptions): Promise<MysqlGlobalStatus>;
   /** Client threads doing work: our own connection and Sleep/Daemon/Binlog Dump threads are left out. */
   processlist(options?: MysqlQueryOptions): Promise<MysqlProcess[]>;
+  /**
+   * Whether the connected user holds the global PROCESS privilege, without which the process list shows
+   * only its own threads. Undefined when it cannot be told (SHOW GRANTS failed).
+   */
+  hasProcessPrivilege(options?: MysqlQueryOptions): Promise<boolean | undefined>;
   /** Quits politely (bounded to one second), then destroys the socket. Never throws. */
   close(): Promise<void>;
   /** Drops the socket at once. */
@@ -270,6 +275,27 @@ class Client implements MysqlClient {
     }));
   }
 
+  async hasProcessPrivilege(options?: MysqlQueryOptions): Promise<boolean | undefined> {
+    let grants: string[];
+    try {
+      const rows = await this.query('SHOW GRANTS', [], options);
+      grants = rows.flatMap((row) => Object.values(row).filter((v): v is string => typeof v === 'string'));
+    } catch (err) {
+      if (options?.signal?.aborted && err === options.signal.reason) throw err;
+      return undefined;
+    }
+    if (grantsIncludeProcess(grants)) return true;
+    // SHOW GRANTS does not expand roles on MySQL 8 (MariaDB lists the enabled role's grants). Ask the server
+    // what it actually allows: SHOW ENGINE ... STATUS requires PROCESS on both, and is refused without it.
+    try {
+      await this.query('SHOW ENGINE INNODB STATUS', [], options);
+      return true;
+    } catch (err) {
+      if (options?.signal?.aborted && err === options.signal.reason) throw err;
+      return false;
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -294,6 +320,22 @@ class Client implements MysqlClient {
     destroyCore(this.#core);
     this.#lifetime.abort();
   }
+}
+
+/**
+ * Whether `SHOW GRANTS` lines grant PROCESS globally: a `GRANT … ON *.* TO …` whose privilege list holds
+ * PROCESS, ALL or ALL PRIVILEGES (MariaDB and MySQL 5.7 print ALL PRIVILEGES; MySQL 8 lists every global
+ * privilege). Role assignments (`GRANT role TO user`) and grants on one schema do not count. Pure.
+ */
+export function grantsIncludeProcess(grants: readonly string[]): boolean {
+  return grants.some((line) => {
+    const match = /^\s*GRANT\s+(.+?)\s+ON\s+\*\.\*\s+TO\s/i.exec(line);
+    if (!match?.[1]) return false;
+    return match[1]
+      .split(',')
+      .map((privilege) => privilege.trim().replace(/\s+/g, ' ').toUpperCase())
+      .some((privilege) => privilege === 'PROCESS' || privilege === 'ALL' || privilege === 'ALL PRIVILEGES');
+  });
 }
 
 /** MariaDB says so in its version string (`10.11.6-MariaDB-log`) or comment; everything else is MySQL. */

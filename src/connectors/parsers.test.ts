@@ -8,7 +8,7 @@ import {
   usageFromStatfs,
 } from './filesystems.ts';
 import { describeError } from './failures.ts';
-import { mysqlFlavour } from './mysql.ts';
+import { grantsIncludeProcess, mysqlFlavour } from './mysql.ts';
 import { parseRedisInfo, parseRedisInfoSections } from './redis.ts';
 
 // Pure parsers of the connectors, fed with text captured from real servers and kernels.
@@ -229,6 +229,74 @@ describe('mysqlFlavour', () => {
     ['8.4.0-percona', 'Percona Server (GPL)', 'MySQL'],
   ])('%s / %s is %s', (version, comment, flavour) => {
     expect(mysqlFlavour(version, comment)).toBe(flavour);
+  });
+});
+
+describe('grantsIncludeProcess (SHOW GRANTS of the current user)', () => {
+  it.each([
+    {
+      name: 'MariaDB, SELECT on the game schema only',
+      grants: [
+        "GRANT USAGE ON *.* TO `ro`@`%` IDENTIFIED BY PASSWORD '*D82'",
+        'GRANT SELECT ON `gamedb`.* TO `ro`@`%`',
+      ],
+      expected: false,
+    },
+    {
+      name: 'MariaDB, ALL PRIVILEGES',
+      grants: [
+        "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED BY PASSWORD '*DD' WITH GRANT OPTION",
+      ],
+      expected: true,
+    },
+    { name: 'old style, ALL', grants: ["GRANT ALL ON *.* TO 'root'@'localhost'"], expected: true },
+    {
+      name: 'MariaDB, PROCESS in a list',
+      grants: ['GRANT SELECT, PROCESS ON *.* TO `monitor`@`%`'],
+      expected: true,
+    },
+    {
+      name: 'MySQL 8 lists global privileges one by one',
+      grants: [
+        'GRANT SELECT, RELOAD, PROCESS, REPLICATION CLIENT ON *.* TO `exporter`@`%`',
+        'GRANT BACKUP_ADMIN,CONNECTION_ADMIN ON *.* TO `exporter`@`%`',
+      ],
+      expected: true,
+    },
+    {
+      name: 'MariaDB, through the enabled role',
+      grants: [
+        'GRANT `monitor` TO `u`@`%`',
+        'GRANT USAGE ON *.* TO `u`@`%`',
+        'GRANT PROCESS ON *.* TO `monitor`',
+        'SET DEFAULT ROLE `monitor` FOR `u`@`%`',
+      ],
+      expected: true,
+    },
+    {
+      name: 'MySQL 8, role granted but not expanded',
+      grants: ['GRANT USAGE ON *.* TO `u`@`%`', 'GRANT `monitor`@`%` TO `u`@`%`'],
+      expected: false,
+    },
+    {
+      name: 'PROCESS on one schema is not global (and is refused by servers anyway)',
+      grants: ['GRANT SELECT, PROCESS ON `gamedb`.* TO `u`@`%`'],
+      expected: false,
+    },
+    {
+      name: 'ALL PRIVILEGES on one schema is not global',
+      grants: ['GRANT ALL PRIVILEGES ON `gamedb`.* TO `u`@`%`'],
+      expected: false,
+    },
+    {
+      name: 'a privilege whose name contains PROCESS is not PROCESS',
+      grants: ['GRANT PROCESS_ADMIN ON *.* TO `u`@`%`'],
+      expected: false,
+    },
+    { name: 'lower case', grants: ['grant select, process on *.* to u@localhost'], expected: true },
+    { name: 'nothing', grants: [], expected: false },
+  ])('$name → $expected', ({ grants, expected }) => {
+    expect(grantsIncludeProcess(grants)).toBe(expected);
   });
 });
 
