@@ -22,12 +22,11 @@ export function painter(stream: NodeJS.WriteStream): (style: Style, text: string
  * lines, forge rows or write the clipboard (OSC 52) on the reader's terminal.
  */
 export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(
-    /[\u0000-\u001f\u007f-\u009f]/g,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  return text.replace(CONTROL_CHARS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
+
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/g;
 
 /** Lays out rows in columns (cells made printable); the last column is not padded. */
 export function table(
