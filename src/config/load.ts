@@ -480,6 +480,14 @@ function resolveSecrets(
     problems.push({ field, ...at(path), message: resolved.problem });
     return undefined;
   };
+  const httpAuth = <T extends { password?: string | undefined; bearerToken?: string | undefined }>(
+    section: T,
+    name: 'alertmanager' | 'prometheus',
+  ) => ({
+    ...section,
+    password: ref(section.password, [name, 'password']),
+    bearerToken: ref(section.bearerToken, [name, 'bearerToken']),
+  });
   const { mysql, redis, alertmanager, prometheus, storage, database, notifications, ...rest } = parsed;
   const config: GameopsConfig = {
     ...rest,
@@ -494,24 +502,8 @@ function resolveSecrets(
     },
     ...(mysql ? { mysql: { ...mysql, password: ref(mysql.password, ['mysql', 'password']) } } : {}),
     ...(redis ? { redis: { ...redis, password: ref(redis.password, ['redis', 'password']) } } : {}),
-    ...(alertmanager
-      ? {
-          alertmanager: {
-            ...alertmanager,
-            password: ref(alertmanager.password, ['alertmanager', 'password']),
-            bearerToken: ref(alertmanager.bearerToken, ['alertmanager', 'bearerToken']),
-          },
-        }
-      : {}),
-    ...(prometheus
-      ? {
-          prometheus: {
-            ...prometheus,
-            password: ref(prometheus.password, ['prometheus', 'password']),
-            bearerToken: ref(prometheus.bearerToken, ['prometheus', 'bearerToken']),
-          },
-        }
-      : {}),
+    ...(alertmanager ? { alertmanager: httpAuth(alertmanager, 'alertmanager') } : {}),
+    ...(prometheus ? { prometheus: httpAuth(prometheus, 'prometheus') } : {}),
     ...(storage
       ? {
           storage:

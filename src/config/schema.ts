@@ -106,29 +106,27 @@ export const redisSchema = z
   })
   .describe('Redis used by the game (sessions, presence, caches).');
 
-export const alertmanagerSchema = z
-  .strictObject({
-    url: httpUrl(BASIC_AUTH_HINT).describe(
-      'Base URL, e.g. http://alertmanager:9093 (API v2 is used); no credentials in it.',
-    ),
-    username: z.string().min(1).optional().describe('Basic auth user; needs password.'),
-    password: secretRefSchema.optional(),
-    bearerToken: secretRefSchema
-      .optional()
-      .describe('A secret (env:NAME or file:/path): a bearer token, instead of username and password.'),
-  })
-  .superRefine(checkHttpAuth);
+/** An HTTP service gameops reads (Alertmanager, Prometheus): a URL and optional Basic or bearer auth. */
+function httpServiceSchema(urlDescription: string) {
+  return z
+    .strictObject({
+      url: httpUrl(BASIC_AUTH_HINT).describe(urlDescription),
+      username: z.string().min(1).optional().describe('Basic auth user; needs password.'),
+      password: secretRefSchema.optional(),
+      bearerToken: secretRefSchema
+        .optional()
+        .describe('A secret (env:NAME or file:/path): a bearer token, instead of username and password.'),
+    })
+    .superRefine(checkHttpAuth);
+}
 
-export const prometheusSchema = z
-  .strictObject({
-    url: httpUrl(BASIC_AUTH_HINT).describe('Base URL, e.g. http://prometheus:9090; no credentials in it.'),
-    username: z.string().min(1).optional().describe('Basic auth user; needs password.'),
-    password: secretRefSchema.optional(),
-    bearerToken: secretRefSchema
-      .optional()
-      .describe('A secret (env:NAME or file:/path): a bearer token, instead of username and password.'),
-  })
-  .superRefine(checkHttpAuth);
+export const alertmanagerSchema = httpServiceSchema(
+  'Base URL, e.g. http://alertmanager:9093 (API v2 is used); no credentials in it.',
+);
+
+export const prometheusSchema = httpServiceSchema(
+  'Base URL, e.g. http://prometheus:9090; no credentials in it.',
+);
 
 export const storageSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('filesystem'), path: z.string().min(1) }),
