@@ -1,8 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../core/index.ts';
+import { writeTestConfig } from '../../test/support/config.ts';
 import { bootstrap, runAndRecordDailyCheck, shutdown } from './index.ts';
 
 /** A config with no game services (only the disk check measures), on a shared data directory. */
@@ -50,5 +51,22 @@ describe('recording daily checks', () => {
     const b = await runOnce(config(dir, 'game-b'), clock);
     // game-b's run pruned only game-b's old runs: game-a's 40-day-old run is still there.
     expect(b.history.map((r) => r.id)).toEqual(expect.arrayContaining([a.run.id, b.run.id]));
+  });
+
+  it('when the last run could not measure the database, deltas come from the run before it', async () => {
+    const { path } = writeTestConfig();
+    const clock = new ManualClock(new Date());
+    const text = readFileSync(path, 'utf8');
+    const first = await runOnce(path, clock);
+    expect(first.run.results.find((r) => r.name === 'database')?.values['slowQueriesBaseline']).toBe(true);
+    writeFileSync(
+      path,
+      text.replace(/mysql: \{ host: [^,]+, port: \d+/, 'mysql: { host: 127.0.0.1, port: 1'),
+    );
+    const down = await runOnce(path, clock);
+    expect(down.run.results.find((r) => r.name === 'database')?.status).toBe('error');
+    writeFileSync(path, text);
+    const third = await runOnce(path, clock);
+    expect(third.run.results.find((r) => r.name === 'database')?.values['slowQueriesBaseline']).toBe(false);
   });
 });

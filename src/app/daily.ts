@@ -24,8 +24,11 @@ export async function runAndRecordDailyCheck(
     : undefined;
   if (store) {
     try {
-      // Each check compares with the newest of these in which it measured (not merely the last run).
-      history = await store.checkRuns.list({ ...scope, limit: HISTORY });
+      // Each check compares with the newest earlier run in which it measured (not merely the last run).
+      // Usually that is the last run for every check; look further back only when it is not.
+      history = await store.checkRuns.list({ ...scope, limit: 1 });
+      if (history[0]?.results.some((r) => r.status === 'error'))
+        history = await store.checkRuns.list({ ...scope, limit: HISTORY });
     } catch (err) {
       warning = `could not read earlier runs, deltas start afresh: ${errorMessage(err)}`;
       log.warn({ err: errorMessage(err) }, 'store read failed');
