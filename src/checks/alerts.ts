@@ -3,7 +3,7 @@ import { CheckStatus, worstOf } from './statuses.ts';
 import type { Check, Finding } from './types.ts';
 
 /** How many alerts are listed in `values` (all are counted). */
-const MAX_LISTED = 200;
+const MAX_LISTED = 50;
 /** How many alert groups (alertname + severity) get a finding of their own; the rest share one. */
 const MAX_GROUPS = 50;
 
