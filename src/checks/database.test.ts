@@ -31,6 +31,11 @@ function config(thresholds: Record<string, unknown> = {}) {
   });
 }
 
+/** A first run of the database check alone, as the baseline a later run compares with. */
+function baselineRun(): Promise<CheckRun> {
+  return runDailyCheck({ config: config(), clock: systemClock, trigger: 'cli', checks: [databaseCheck] });
+}
+
 async function check(cfg = config(), previous?: CheckRun): Promise<CheckResult> {
   const run = await runDailyCheck({
     config: cfg,
@@ -66,12 +71,7 @@ describe('database check', () => {
   });
 
   it('counts slow queries since the last recorded check', async () => {
-    const first = await runDailyCheck({
-      config: config(),
-      clock: systemClock,
-      trigger: 'cli',
-      checks: [databaseCheck],
-    });
+    const first = await baselineRun();
     // long_query_time is 1 s on the harness's MariaDB.
     await withMysql(config().mysql!, undefined, (c) => c.query('SELECT SLEEP(1.1)'));
     const second = await check(config({ slowQueriesWarn: 1 }), first);
@@ -90,12 +90,7 @@ describe('database check', () => {
   });
 
   it('after a restart (uptime went down) the delta is the current counter', async () => {
-    const first = await runDailyCheck({
-      config: config(),
-      clock: systemClock,
-      trigger: 'cli',
-      checks: [databaseCheck],
-    });
+    const first = await baselineRun();
     const result = first.results[0]!;
     const current = result.values['slowQueries'] as number;
     // The previous run as the store would hold it, from a server that had been up far longer.
@@ -112,12 +107,7 @@ describe('database check', () => {
   });
 
   it('a restart is seen from the elapsed time even when uptime and counter went up', async () => {
-    const first = await runDailyCheck({
-      config: config(),
-      clock: systemClock,
-      trigger: 'cli',
-      checks: [databaseCheck],
-    });
+    const first = await baselineRun();
     const result = first.results[0]!;
     const slowQueries = result.values['slowQueries'] as number;
     const uptime = result.values['uptimeSeconds'] as number;
