@@ -50,6 +50,7 @@ export function openSqlite(dataDir: string, clock: Clock): BackendConnection {
     // EXCLUSIVE before WAL: the WAL index then lives in this process's memory (no -shm file that
     // other processes would map), and the write transaction takes the lock now rather than on the
     // first write, so a second process is refused at open instead of failing mid-run.
+    // (DatabaseSync.exec runs SQL in-process; nothing here starts a shell.)
     db.exec('PRAGMA locking_mode = EXCLUSIVE');
     db.exec('PRAGMA journal_mode = WAL');
     db.exec('BEGIN IMMEDIATE; COMMIT');
