@@ -10,6 +10,10 @@ export type {
   AlertmanagerConfig,
   PrometheusConfig,
   Thresholds,
+  PlatformConfig,
+  LocalPlatformConfig,
+  KubernetesPlatformConfig,
+  GameConfigSection,
 } from './load.ts';
 export { readEnv } from './env.ts';
 export type { GameopsEnv } from './env.ts';

@@ -39,12 +39,30 @@ export type PrometheusConfig = WithSecret<
   'bearerToken' | 'password'
 >;
 export type Thresholds = ParsedConfig['checks']['thresholds'];
+type Platform = NonNullable<ParsedConfig['platform']>;
+/** The local platform with `secretEnv` resolved and every `cwd` made absolute. */
+export type LocalPlatformConfig = Omit<Extract<Platform, { kind: 'local' }>, 'secretEnv'> & {
+  secretEnv: Record<string, Secret>;
+};
+export type KubernetesPlatformConfig = Extract<Platform, { kind: 'kubernetes' }>;
+export type PlatformConfig = LocalPlatformConfig | KubernetesPlatformConfig;
+export type GameConfigSection = WithSecret<ParsedConfig['game'], 'opsToken'>;
 
 /** The validated config with every secret reference resolved to a masked Secret. */
 export interface GameopsConfig extends Omit<
   ParsedConfig,
-  'mysql' | 'redis' | 'alertmanager' | 'prometheus' | 'database' | 'storage' | 'notifications'
+  | 'mysql'
+  | 'redis'
+  | 'alertmanager'
+  | 'prometheus'
+  | 'database'
+  | 'storage'
+  | 'notifications'
+  | 'platform'
+  | 'game'
 > {
+  platform?: PlatformConfig;
+  game: GameConfigSection;
   mysql?: MysqlConfig;
   redis?: RedisConfig;
   alertmanager?: AlertmanagerConfig;
@@ -488,7 +506,18 @@ function resolveSecrets(
     password: ref(section.password, [name, 'password']),
     bearerToken: ref(section.bearerToken, [name, 'bearerToken']),
   });
-  const { mysql, redis, alertmanager, prometheus, storage, database, notifications, ...rest } = parsed;
+  const {
+    mysql,
+    redis,
+    alertmanager,
+    prometheus,
+    storage,
+    database,
+    notifications,
+    platform,
+    game,
+    ...rest
+  } = parsed;
   const config: GameopsConfig = {
     ...rest,
     database: {
@@ -516,6 +545,8 @@ function resolveSecrets(
               : storage,
         }
       : {}),
+    ...(platform ? { platform: resolvePlatform(platform, cwd, ref) } : {}),
+    game: { ...game, opsToken: ref(game.opsToken, ['game', 'opsToken']) },
     notifications: {
       channels: notifications.channels.map((c, i): ResolvedChannel => {
         const path = ['notifications', 'channels', i];
@@ -532,6 +563,25 @@ function resolveSecrets(
   };
   if (problems.length > 0) throw configError(file, problems);
   return config;
+}
+
+/** Resolves the local platform's secret environment and makes its working directories absolute. */
+function resolvePlatform(
+  platform: Platform,
+  cwd: string,
+  ref: (value: string | undefined, path: Path) => Secret | undefined,
+): PlatformConfig {
+  if (platform.kind === 'kubernetes')
+    return platform.kubeconfig ? { ...platform, kubeconfig: resolve(cwd, platform.kubeconfig) } : platform;
+  const secretEnv: Record<string, Secret> = {};
+  for (const [name, value] of Object.entries(platform.secretEnv)) {
+    const resolved = ref(value, ['platform', 'secretEnv', name]);
+    if (resolved) secretEnv[name] = resolved;
+  }
+  const versions = Object.fromEntries(
+    Object.entries(platform.versions).map(([name, v]) => [name, { ...v, cwd: resolve(cwd, v.cwd ?? '.') }]),
+  );
+  return { ...platform, versions, secretEnv };
 }
 
 /**

@@ -171,6 +171,105 @@ export const teamSchema = z.strictObject({
   members: z.array(z.string()).default([]),
 });
 
+const versionName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/, 'letters, digits, ".", "_", "+" and "-", at most 128');
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
+const labelMap = z.record(z.string().min(1).max(317), z.string().max(63));
+
+/** One version of the game server the local adapter can run: its command, as an argument array. */
+export const localVersionSchema = z.strictObject({
+  command: z
+    .array(z.string().min(1))
+    .min(1)
+    .describe('Program and arguments, e.g. ["node", "examples/game-server/main.ts"]; no shell is used.'),
+  cwd: z.string().optional().describe('Working directory, relative to where gameops runs (default: there).'),
+  env: z.record(envName, z.string()).default({}).describe('Extra environment for this version.'),
+});
+
+export const localPlatformSchema = z
+  .strictObject({
+    kind: z.literal('local'),
+    replicas: z.number().int().min(0).max(1000).default(1).describe('Instances to run at first start.'),
+    basePort: portSchema
+      .default(7700)
+      .describe('Instance i listens on basePort + i (players and the /ops endpoints).'),
+    host: z.string().default('127.0.0.1').describe('Address the game servers bind to.'),
+    version: versionName.describe('The version to run at first start; a key of `versions`.'),
+    versions: z.record(versionName, localVersionSchema).refine((v) => Object.keys(v).length > 0, {
+      error: 'list at least one version',
+    }),
+    env: z.record(envName, z.string()).default({}).describe('Environment for every instance.'),
+    secretEnv: z
+      .record(envName, secretRefSchema)
+      .default({})
+      .describe('Environment from secrets (env:NAME or file:/path), e.g. the game DB password.'),
+    readinessTimeout: boundedDuration(1000, 30 * MINUTE_MS, '1s and 30m')
+      .default(30_000)
+      .describe('How long a started instance may take to answer GET /ops/status.'),
+    rolloutTimeout: boundedDuration(1000, 6 * 60 * MINUTE_MS, '1s and 6h').default(10 * MINUTE_MS),
+    logs: z
+      .strictObject({
+        maxBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .default(10 * 1024 * 1024)
+          .describe('Rotate an instance log at this size.'),
+        keep: z.number().int().min(1).max(100).default(5).describe('Rotated files kept per instance.'),
+      })
+      .prefault({}),
+  })
+  .describe('Game servers as processes on this machine, supervised by gameops.');
+
+export const kubernetesPlatformSchema = z
+  .strictObject({
+    kind: z.literal('kubernetes'),
+    kubeconfig: z
+      .string()
+      .optional()
+      .describe('Path to a kubeconfig; default: KUBECONFIG, ~/.kube/config, then the in-cluster account.'),
+    context: z.string().optional().describe('kubeconfig context (default: its current context).'),
+    namespace: z.string().min(1).max(63).default('default'),
+    deployment: z.string().min(1).max(253).describe('The Deployment running the game servers.'),
+    container: z
+      .string()
+      .optional()
+      .describe('The game-server container in the pod (default: the first container).'),
+    selector: labelMap
+      .optional()
+      .describe("Labels of the game-server pods (default: the Deployment's matchLabels)."),
+    configMap: z.string().optional().describe('ConfigMap holding the game config (maintenance_mode, …).'),
+    hpa: z.string().optional().describe('HorizontalPodAutoscaler of the Deployment, if any.'),
+    opsPort: z
+      .union([portSchema, z.string().min(1).max(15)])
+      .default('ops')
+      .describe('Container port (number or name) serving /ops and /metrics.'),
+    rolloutTimeout: boundedDuration(1000, 6 * 60 * MINUTE_MS, '1s and 6h').default(10 * MINUTE_MS),
+  })
+  .describe('Game servers as pods of a Deployment.');
+
+export const platformSchema = z.discriminatedUnion('kind', [localPlatformSchema, kubernetesPlatformSchema]);
+
+/** How gameops talks to game servers (docs/game-server-contract.md). */
+export const gameSchema = z
+  .strictObject({
+    opsToken: secretRefSchema
+      .optional()
+      .describe("Bearer token for the game servers' /ops endpoints (env:NAME or file:/path)."),
+    requestTimeout: timeoutSchema.default(5000).describe('Per request to a game server, 100ms to 10m.'),
+    tickBudgetMs: z
+      .number()
+      .positive()
+      .default(50)
+      .describe('Latency budget of one server tick (runbook §7.2); tick lag p99 is judged against it.'),
+    artefactDir: z
+      .string()
+      .optional()
+      .describe('Where diagnostics (profiles, heap snapshots) are stored (default: <dataDir>/artefacts).'),
+  })
+  .prefault({});
+
 /** Daily-check thresholds; every field has a default taken from runbook §1.1. */
 export const thresholdsSchema = z
   .strictObject({
@@ -217,6 +316,25 @@ export const thresholdsSchema = z
         latencyFailMs: z.number().positive().default(50),
       })
       .prefault({}),
+    fleet: z
+      .strictObject({
+        restartsWarn: z
+          .number()
+          .int()
+          .min(1)
+          .default(1)
+          .describe('Warn when an instance restarted this many times since the last check.'),
+        restartsFail: z.number().int().min(1).default(5),
+        cpuWarnPercent: percent.default(80).describe('Of a node, or of one core for an instance.'),
+        memoryWarnPercent: percent.default(85).describe("Of a node's memory."),
+        errorLinesWindow: boundedDuration(MINUTE_MS, 30 * DAY_MS, '1m and 30d')
+          .prefault('24h')
+          .describe('Window for counting ERROR lines.'),
+        errorPattern: z.string().min(1).default('ERROR').describe('Substring that marks an error line.'),
+        errorLinesWarn: z.number().int().min(1).default(100).describe('Per instance, over the window.'),
+        errorLinesFail: z.number().int().min(1).default(1000),
+      })
+      .prefault({}),
     alerts: z
       .strictObject({
         failSeverities: z.array(z.string()).default(['critical', 'page']),
@@ -256,6 +374,8 @@ export const configSchema = z
     alertmanager: alertmanagerSchema.optional(),
     prometheus: prometheusSchema.optional(),
     storage: storageSchema.optional(),
+    platform: platformSchema.optional().describe('Where the game servers run.'),
+    game: gameSchema,
     notifications: z.strictObject({ channels: z.array(channelSchema).default([]) }).prefault({}),
     people: z.array(personSchema).default([]),
     teams: z.array(teamSchema).default([]),
@@ -281,7 +401,22 @@ export const configSchema = z
           });
       }),
     );
-    const { disk, database, redis } = cfg.checks.thresholds;
+    const { disk, database, redis, fleet } = cfg.checks.thresholds;
+    if (cfg.platform?.kind === 'local') {
+      const local = cfg.platform;
+      if (!(local.version in local.versions))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['platform', 'version'],
+          message: `"${local.version}" is not one of versions (${Object.keys(local.versions).join(', ')})`,
+        });
+      if (local.basePort + local.replicas > 65536)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['platform', 'basePort'],
+          message: `basePort ${local.basePort} leaves no port for ${local.replicas} instances`,
+        });
+    }
     const pairs: Array<[string[], number, number]> = [
       [['checks', 'thresholds', 'disk', 'failPercent'], disk.warnPercent, disk.failPercent],
       [['checks', 'thresholds', 'disk', 'inodeFailPercent'], disk.inodeWarnPercent, disk.inodeFailPercent],
@@ -296,6 +431,8 @@ export const configSchema = z
         redis.memoryFailPercent,
       ],
       [['checks', 'thresholds', 'redis', 'latencyFailMs'], redis.latencyWarnMs, redis.latencyFailMs],
+      [['checks', 'thresholds', 'fleet', 'restartsFail'], fleet.restartsWarn, fleet.restartsFail],
+      [['checks', 'thresholds', 'fleet', 'errorLinesFail'], fleet.errorLinesWarn, fleet.errorLinesFail],
     ];
     for (const [path, warn, fail] of pairs)
       if (fail < warn)
