@@ -2,16 +2,35 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { GameopsConfig } from '../config/index.ts';
 import { httpAuth } from '../connectors/index.ts';
-import { maskSecrets, toGameopsError, withTimeout, type Clock, type Secret } from '../core/index.ts';
+import {
+  mapLimit,
+  maskSecrets,
+  toGameopsError,
+  withTimeout,
+  type Clock,
+  type Secret,
+} from '../core/index.ts';
+import type { Platform } from '../platform/port.ts';
 import { alertsCheck } from './alerts.ts';
 import { databaseCheck } from './database.ts';
 import { diskCheck } from './disk.ts';
+import { fleetCheck } from './fleet.ts';
+import { gameCheck } from './game.ts';
+import { logsCheck } from './logs.ts';
 import { redisCheck } from './redis.ts';
 import { CheckStatus, worstOf } from './statuses.ts';
-import type { Check, CheckResult, CheckRun } from './types.ts';
+import type { Check, CheckResult, CheckRun, GameStatusReader } from './types.ts';
 
 /** The checks of runbook §1.1, in report order. */
-export const dailyChecks: readonly Check[] = [databaseCheck, redisCheck, diskCheck, alertsCheck];
+export const dailyChecks: readonly Check[] = [
+  databaseCheck,
+  redisCheck,
+  diskCheck,
+  alertsCheck,
+  fleetCheck,
+  logsCheck,
+  gameCheck,
+];
 
 const DEFAULT_TIMEOUT_MS = 5000;
 
@@ -40,6 +59,10 @@ export interface DailyCheckOptions {
   concurrency?: number;
   /** Aborts every check still running (each then reports `error`). */
   signal?: AbortSignal;
+  /** The game-server platform; the fleet, logs and game checks report `error` without it. */
+  platform?: Platform | undefined;
+  /** Reads game servers' `/ops/status` for the game check. */
+  gameStatus?: GameStatusReader | undefined;
 }
 
 /**
@@ -68,6 +91,8 @@ export async function runDailyCheck(options: DailyCheckOptions): Promise<CheckRu
       ...lastMeasured(history, check.name),
       secrets,
       signal: options.signal,
+      platform: options.platform,
+      gameStatus: options.gameStatus,
     }),
   );
 
@@ -132,6 +157,8 @@ interface RunOneContext {
   previousAt: Date | undefined;
   secrets: Secret[];
   signal: AbortSignal | undefined;
+  platform: Platform | undefined;
+  gameStatus: GameStatusReader | undefined;
 }
 
 async function runOne(check: Check, ctx: RunOneContext): Promise<CheckResult> {
@@ -158,6 +185,8 @@ async function runOne(check: Check, ctx: RunOneContext): Promise<CheckResult> {
           signal,
           previous: ctx.previous,
           previousAt: ctx.previousAt,
+          platform: ctx.platform,
+          gameStatus: ctx.gameStatus,
         }),
       ctx.signal,
     );
@@ -187,6 +216,8 @@ function configSecrets(config: GameopsConfig): Secret[] {
     config.redis?.password,
     ...httpAuth(config.alertmanager).secrets,
     ...httpAuth(config.prometheus).secrets,
+    config.game.opsToken,
+    ...(config.platform?.kind === 'local' ? Object.values(config.platform.secretEnv) : []),
   ].filter((s): s is Secret => s !== undefined);
   // Longest first, so that a header is masked whole before a secret inside it.
   return found.sort((a, b) => b.reveal().length - a.reveal().length);
@@ -217,19 +248,4 @@ function sanitize(result: CheckResult, secrets: Secret[]): CheckResult {
 
 function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
-}
-
-/** Maps `items` with at most `limit` calls in flight; results keep the order of `items`. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T);
-    }
-  };
-  const workers = Math.max(1, Math.min(Math.floor(limit) || 1, items.length));
-  await Promise.all(Array.from({ length: workers }, worker));
-  return results;
 }

@@ -1,12 +1,25 @@
 export { CheckStatus, worst, worstOf, exitCodeFor } from './statuses.ts';
 export { CHECK_NAMES } from './types.ts';
-export type { Check, CheckContext, CheckName, CheckResult, CheckRun, Finding } from './types.ts';
+export type {
+  Check,
+  CheckContext,
+  CheckName,
+  CheckResult,
+  CheckRun,
+  Finding,
+  GameStatusReader,
+  GameServerStatus,
+} from './types.ts';
 export { runDailyCheck, runChecksSequentially, dailyChecks } from './daily.ts';
 export type { DailyCheckOptions } from './daily.ts';
 export { databaseCheck } from './database.ts';
 export { redisCheck } from './redis.ts';
 export { diskCheck } from './disk.ts';
 export { alertsCheck } from './alerts.ts';
+export { fleetCheck, restartDeltas } from './fleet.ts';
+export type { RestartDelta } from './fleet.ts';
+export { logsCheck } from './logs.ts';
+export { gameCheck } from './game.ts';
 export type { ActiveAlert } from './alerts.ts';
 export {
   levelFor,

@@ -1,5 +1,6 @@
 import type { Clock } from '../core/index.ts';
 import type { GameopsConfig } from '../config/index.ts';
+import type { Platform } from '../platform/port.ts';
 import type { CheckStatus } from './statuses.ts';
 
 /** One thing a check found worth reporting: a threshold crossed, a restart, a long query. */
@@ -25,7 +26,7 @@ export interface CheckResult {
   error?: { code: string; message: string };
 }
 
-export const CHECK_NAMES = ['database', 'redis', 'disk', 'alerts'] as const;
+export const CHECK_NAMES = ['database', 'redis', 'disk', 'alerts', 'fleet', 'logs', 'game'] as const;
 export type CheckName = (typeof CHECK_NAMES)[number];
 
 /** What a check receives. `previous` is the same check's last recorded result, for deltas. */
@@ -36,6 +37,26 @@ export interface CheckContext {
   previous: CheckResult | undefined;
   /** When the previous result was recorded. */
   previousAt: Date | undefined;
+  /** The game-server platform, when `platform` is configured (the fleet, logs and game checks use it). */
+  platform: Platform | undefined;
+  /** Reads a game server's `GET /ops/status` (docs/game-server-contract.md). */
+  gameStatus: GameStatusReader | undefined;
+}
+
+/** What the game check needs from a game server. */
+export interface GameStatusReader {
+  status(opsUrl: string, options?: { signal?: AbortSignal }): Promise<GameServerStatus>;
+}
+
+/** The parts of `GET /ops/status` the daily check reads. */
+export interface GameServerStatus {
+  version: string;
+  playersOnline: number;
+  acceptingLogins: boolean;
+  draining: boolean;
+  maintenance: { enabled: boolean; message?: string | null | undefined };
+  tickRate: number;
+  tickLagMs: { p50: number; p99: number; max: number };
 }
 
 export interface Check {

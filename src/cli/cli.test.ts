@@ -68,7 +68,15 @@ describe('gameops check daily (real servers, real process)', () => {
       status: string;
       results: Array<{ name: string; status: string; values: Record<string, unknown> }>;
     };
-    expect(run.results.map((r) => r.name).sort()).toEqual(['alerts', 'database', 'disk', 'redis']);
+    expect(run.results.map((r) => r.name).sort()).toEqual([
+      'alerts',
+      'database',
+      'disk',
+      'fleet',
+      'game',
+      'logs',
+      'redis',
+    ]);
     const byName = Object.fromEntries(run.results.map((r) => [r.name, r]));
     expect(String(byName.database?.values.version)).toMatch(/\d+\.\d+/);
     expect(String(byName.redis?.values.version)).toMatch(/\d+\.\d+/);
@@ -133,7 +141,7 @@ describe('gameops check daily (real servers, real process)', () => {
     const res = await gameops(['check', 'daily', '--json', '--config', path]);
     expect([0, 1, 2]).toContain(res.code);
     expect(res.stderr).toMatch(/warning: results not recorded/);
-    expect((JSON.parse(res.stdout) as { results: unknown[] }).results).toHaveLength(4);
+    expect((JSON.parse(res.stdout) as { results: unknown[] }).results).toHaveLength(7);
   });
 
   it('with no config file at all checks what it can and leaves nothing behind', async () => {
@@ -187,7 +195,15 @@ describe('the bundled CLI (dist/, what bin/gameops runs after setup)', () => {
     const { path } = writeTestConfig();
     const res = await gameops(['check', 'daily', '--json', '--config', path], { entry: bundle });
     const run = JSON.parse(res.stdout) as { results: Array<{ name: string; status: string }> };
-    expect(run.results.map((r) => r.name).sort()).toEqual(['alerts', 'database', 'disk', 'redis']);
+    expect(run.results.map((r) => r.name).sort()).toEqual([
+      'alerts',
+      'database',
+      'disk',
+      'fleet',
+      'game',
+      'logs',
+      'redis',
+    ]);
     expect(run.results.find((r) => r.name === 'database')?.status).not.toBe('error');
   });
 });

@@ -17,3 +17,4 @@ export { withTimeout } from './timeout.ts';
 export type { Secret } from './secret.ts';
 export { secret, isSecret, maskSecrets } from './secret.ts';
 export { VERSION } from './version.ts';
+export { mapLimit } from './concurrency.ts';

@@ -39,8 +39,20 @@ describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
       results: Array<{ name: string; status: string }>;
     }>();
     expect(run.trigger).toBe('api');
-    expect(run.results.map((r) => r.name).sort()).toEqual(['alerts', 'database', 'disk', 'redis']);
-    for (const r of run.results) expect(['ok', 'warn', 'fail']).toContain(r.status);
+    expect(run.results.map((r) => r.name).sort()).toEqual([
+      'alerts',
+      'database',
+      'disk',
+      'fleet',
+      'game',
+      'logs',
+      'redis',
+    ]);
+    // No platform configured here: the game-server checks are skipped.
+    for (const r of run.results)
+      expect(['fleet', 'logs', 'game'].includes(r.name) ? ['skipped'] : ['ok', 'warn', 'fail']).toContain(
+        r.status,
+      );
 
     const latest = await call('GET', '/api/checks/latest');
     expect(latest.json<{ id: string }>().id).toBe(run.id);
@@ -151,7 +163,14 @@ describe('HTTP API with no config at all', () => {
       }>();
       const skipped = run.results.filter((r) => r.status === 'skipped');
       expect(skipped.length).toBeGreaterThanOrEqual(3);
-      expect(skipped.map((r) => r.name).sort()).toEqual(['alerts', 'database', 'redis']);
+      expect(skipped.map((r) => r.name).sort()).toEqual([
+        'alerts',
+        'database',
+        'fleet',
+        'game',
+        'logs',
+        'redis',
+      ]);
       for (const r of skipped) expect(r.summary).toContain('not configured');
     } finally {
       await server.close();

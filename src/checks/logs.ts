@@ -1,0 +1,49 @@
+import { formatDuration } from '../core/index.ts';
+import { CheckStatus, worstOf } from './statuses.ts';
+import { formatBytes, levelFor } from './thresholds.ts';
+import type { Check, Finding } from './types.ts';
+
+/**
+ * Runbook §1.1 step 5 (`kubectl logs --since=24h | grep -c ERROR`): error lines per game-server instance
+ * over the window, counted as the logs stream past (never loaded whole), against per-instance thresholds.
+ */
+export const logsCheck: Check = {
+  name: 'logs',
+  configured: (config) => config.platform !== undefined,
+  target: (config) => (config.platform ? `logs on the ${config.platform.kind} platform` : 'logs'),
+  async run(ctx) {
+    if (!ctx.platform) throw new Error('the platform is configured but was not opened');
+    const t = ctx.config.checks.thresholds.fleet;
+    const counted = await ctx.platform.countLines({
+      pattern: t.errorPattern,
+      sinceMs: t.errorLinesWindow,
+      signal: ctx.signal,
+    });
+    const findings: Finding[] = Object.entries(counted.perInstance)
+      .filter(([, n]) => n >= t.errorLinesWarn)
+      .sort(([, a], [, b]) => b - a)
+      .slice(0, 20)
+      .map(([name, n]) => ({
+        status: levelFor(n, t.errorLinesWarn, t.errorLinesFail),
+        subject: name,
+        message: `${n} "${t.errorPattern}" lines in the last ${formatDuration(t.errorLinesWindow)}`,
+        value: n,
+        threshold: t.errorLinesWarn,
+      }));
+    const instances = Object.keys(counted.perInstance).length;
+    return {
+      status: worstOf([CheckStatus.ok, ...findings.map((f) => f.status)]),
+      summary:
+        `${counted.total} "${t.errorPattern}" lines in the last ${formatDuration(t.errorLinesWindow)} ` +
+        `across ${instances} instance${instances === 1 ? '' : 's'} (${formatBytes(counted.bytesScanned)} read)`,
+      values: {
+        pattern: t.errorPattern,
+        windowMs: t.errorLinesWindow,
+        total: counted.total,
+        perInstance: counted.perInstance,
+        bytesScanned: counted.bytesScanned,
+      },
+      findings,
+    };
+  },
+};
