@@ -8,6 +8,8 @@
  * them as `file:` secrets:
  *   secrets/mysql-password  the `gameops` MariaDB user (a monitoring user, not root)
  *   secrets/redis-password  Redis `requirepass`
+ *   secrets/game-mysql-password  the `game` MariaDB user of the reference game server
+ *   secrets/game-ops-token  the bearer token of the game servers' /ops endpoints
  *
  * Usage: npm run stack -- [--mysql-port 13306] [--redis-port 16379] [--alertmanager-port 19093]
  *                         [--prometheus-port 19090] [--dir .gameops/stack]
@@ -77,6 +79,31 @@ async function ensureMonitoringUser(db: MariaDBHandle, password: string): Promis
       await connection.query('GRANT PROCESS ON *.* TO ?@?', ['gameops', host]);
       await connection.query('GRANT SELECT ON gamedb.* TO ?@?', ['gameops', host]);
       await connection.query('GRANT SELECT ON mysql.slow_log TO ?@?', ['gameops', host]);
+    }
+  } finally {
+    await connection.end();
+  }
+}
+
+/**
+ * The reference game server's own MariaDB user `game`: it writes `player_sessions` in the game schema and
+ * nothing else (it creates that table at start, hence CREATE).
+ */
+async function ensureGameUser(db: MariaDBHandle, password: string): Promise<void> {
+  const connection = await mysql.createConnection({
+    socketPath: db.socketPath,
+    user: 'root',
+    password: db.password,
+  });
+  try {
+    await connection.query('CREATE DATABASE IF NOT EXISTS gamedb');
+    for (const host of ['127.0.0.1', 'localhost']) {
+      await connection.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', ['game', host, password]);
+      await connection.query('ALTER USER ?@? IDENTIFIED BY ?', ['game', host, password]);
+      await connection.query('GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON gamedb.* TO ?@?', [
+        'game',
+        host,
+      ]);
     }
   } finally {
     await connection.end();
@@ -159,8 +186,12 @@ async function main(): Promise<void> {
   await fsp.mkdir(secretsDir, { recursive: true, mode: 0o700 });
   const mysqlPasswordFile = path.join(secretsDir, 'mysql-password');
   const redisPasswordFile = path.join(secretsDir, 'redis-password');
+  const gameMysqlPasswordFile = path.join(secretsDir, 'game-mysql-password');
+  const gameOpsTokenFile = path.join(secretsDir, 'game-ops-token');
   const mysqlPassword = await secret(mysqlPasswordFile);
   const redisPassword = await secret(redisPasswordFile);
+  const gameMysqlPassword = await secret(gameMysqlPasswordFile);
+  await secret(gameOpsTokenFile);
 
   await ensurePackages();
   const began = performance.now();
@@ -221,6 +252,7 @@ async function main(): Promise<void> {
 
   try {
     await ensureMonitoringUser(mariadb.value, mysqlPassword);
+    await ensureGameUser(mariadb.value, gameMysqlPassword);
     const startedAt = new Date();
     await postAlerts(alertmanager.value.url, demoAlerts(startedAt));
     reseed = setInterval(() => {
@@ -246,7 +278,8 @@ async function main(): Promise<void> {
       `  redis         127.0.0.1:${ports.redis}  password file:${rel(redisPasswordFile)}`,
       `  alertmanager  ${alertmanager.value.url}  (2 demo alerts: GameServerDown critical, HighLoginLatency warning)`,
       `  prometheus    ${prometheus.value.url}`,
-      `  example config: examples/gameops.yaml`,
+      `  game servers  user game, password file:${rel(gameMysqlPasswordFile)}; ops token file:${rel(gameOpsTokenFile)}`,
+      `  example config: examples/gameops.yaml (its local platform runs examples/game-server on ports 17700+)`,
       'Press Ctrl-C to stop.',
       '',
     ].join('\n'),

@@ -9,6 +9,8 @@ import {
 import { openStore, type Store } from '../store/index.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import type { Fleet } from '../platform/index.ts';
+import type { CheckRun } from '../checks/index.ts';
 
 /**
  * The resources bag every engine and entry point receives. Wired here, once; no module-level
@@ -25,6 +27,13 @@ export interface Resources {
   store: Store | undefined;
   /** Why there is no store, when there is none. */
   storeProblem: string | undefined;
+  /**
+   * Recent daily-check runs recorded by this process in its embedded store (newest first) and when it
+   * last pruned: the store is this process's alone, so they need not be read back every cycle.
+   */
+  dailyHistory?: { runs: CheckRun[]; prunedAt: number | undefined } | undefined;
+  /** The game-server fleet, once opened by `openFleet` (never at bootstrap: most commands do not need it). */
+  fleet?: Fleet | undefined;
 }
 
 export interface BootstrapOptions {
@@ -86,7 +95,10 @@ export async function bootstrap(options: BootstrapOptions): Promise<Resources> {
 /** Releases what bootstrap opened. Safe to call twice. */
 export async function shutdown(resources: Resources): Promise<void> {
   const store = resources.store;
+  const fleet = resources.fleet;
   resources.store = undefined;
+  resources.fleet = undefined;
+  await fleet?.platform.close();
   await store?.close();
   resources.log.flush();
 }

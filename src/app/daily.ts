@@ -1,9 +1,12 @@
 import { errorMessage } from '../core/index.ts';
 import { runDailyCheck, type CheckRun } from '../checks/index.ts';
 import type { Resources } from './bootstrap.ts';
+import { openFleet } from './fleet.ts';
 
 /** How many recent runs deltas may look back through to find one in which a check measured. */
 const HISTORY = 20;
+/** How often a long-running process prunes runs past retention. */
+const PRUNE_EVERY_MS = 3_600_000;
 
 /**
  * Runs the daily check with deltas against earlier runs of the same service and environment, records
@@ -17,12 +20,16 @@ export async function runAndRecordDailyCheck(
 ): Promise<{ run: CheckRun; recorded: boolean; warning?: string }> {
   const { store, log, config, clock } = resources;
   const scope = { service: config.service.name, environment: config.service.environment };
-  let history: CheckRun[] = [];
   let warning: string | undefined = resources.storeProblem
     ? `results not recorded and no deltas: ${resources.storeProblem}; ` +
       'a running `gameops serve` records runs itself (POST /api/checks/daily)'
     : undefined;
-  if (store) {
+  // The embedded store belongs to this process alone (an exclusive lock), so after the first read the
+  // runs it records are all there is: keep them in memory instead of reading them back every cycle.
+  // A shared PostgreSQL store may have other writers for the same service, so it is always read.
+  const memo = store?.backend === 'sqlite' ? resources.dailyHistory : undefined;
+  let history: CheckRun[] = memo?.runs ?? [];
+  if (store && !memo) {
     try {
       // Each check compares with the newest earlier run in which it measured (not merely the last run).
       // Usually that is the last run for every check; look further back only when it is not.
@@ -34,11 +41,23 @@ export async function runAndRecordDailyCheck(
       log.warn({ err: errorMessage(err) }, 'store read failed');
     }
   }
+  // The game-server checks need the fleet; when it cannot be opened they report why, the rest still run.
+  let fleet: Awaited<ReturnType<typeof openFleet>> | undefined;
+  let platformProblem: string | undefined;
+  if (config.platform) {
+    try {
+      fleet = await openFleet(resources);
+    } catch (err) {
+      platformProblem = errorMessage(err);
+    }
+  }
   const run = await runDailyCheck({
     config,
     clock,
     trigger,
     previous: history,
+    ...(fleet ? { platform: fleet.platform, gameStatus: fleet.game } : {}),
+    ...(platformProblem ? { platformProblem } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });
@@ -48,11 +67,16 @@ export async function runAndRecordDailyCheck(
     try {
       await store.checkRuns.record(run);
       recorded = true;
-      const pruned = await store.checkRuns.prune(
-        new Date(clock.now().getTime() - config.checks.retention),
-        scope,
-      );
-      if (pruned > 0) log.info({ pruned, retentionMs: config.checks.retention }, 'pruned old check runs');
+      if (store.backend === 'sqlite')
+        resources.dailyHistory = { runs: [run, ...history].slice(0, HISTORY), prunedAt: memo?.prunedAt };
+      const now = clock.now().getTime();
+      // Retention is in days: pruning once an hour is as good as every cycle, and cheaper.
+      const prunedAt = resources.dailyHistory?.prunedAt;
+      if (prunedAt === undefined || now - prunedAt >= PRUNE_EVERY_MS || now < prunedAt) {
+        const pruned = await store.checkRuns.prune(new Date(now - config.checks.retention), scope);
+        if (resources.dailyHistory) resources.dailyHistory.prunedAt = now;
+        if (pruned > 0) log.info({ pruned, retentionMs: config.checks.retention }, 'pruned old check runs');
+      }
     } catch (err) {
       warning = `${recorded ? 'pruning old runs failed' : 'results not recorded'}: ${errorMessage(err)}`;
       log.error({ err: errorMessage(err), runId: run.id }, 'recording the daily check failed');

@@ -63,6 +63,8 @@ export interface DailyCheckOptions {
   platform?: Platform | undefined;
   /** Reads game servers' `/ops/status` for the game check. */
   gameStatus?: GameStatusReader | undefined;
+  /** Why there is no platform although one is configured; the game-server checks report it. */
+  platformProblem?: string | undefined;
 }
 
 /**
@@ -93,6 +95,7 @@ export async function runDailyCheck(options: DailyCheckOptions): Promise<CheckRu
       signal: options.signal,
       platform: options.platform,
       gameStatus: options.gameStatus,
+      platformProblem: options.platformProblem,
     }),
   );
 
@@ -159,6 +162,7 @@ interface RunOneContext {
   signal: AbortSignal | undefined;
   platform: Platform | undefined;
   gameStatus: GameStatusReader | undefined;
+  platformProblem: string | undefined;
 }
 
 async function runOne(check: Check, ctx: RunOneContext): Promise<CheckResult> {
@@ -187,6 +191,7 @@ async function runOne(check: Check, ctx: RunOneContext): Promise<CheckResult> {
           previousAt: ctx.previousAt,
           platform: ctx.platform,
           gameStatus: ctx.gameStatus,
+          platformProblem: ctx.platformProblem,
         }),
       ctx.signal,
     );

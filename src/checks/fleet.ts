@@ -1,4 +1,5 @@
-import type { Instance, UsageReport } from '../platform/port.ts';
+import { UnavailableError } from '../core/index.ts';
+import type { Instance, Platform, UsageReport } from '../platform/port.ts';
 import { CheckStatus, worstOf } from './statuses.ts';
 import { formatBytes, levelFor, percentOf } from './thresholds.ts';
 import type { Check, CheckContext, Finding } from './types.ts';
@@ -105,8 +106,10 @@ export const fleetCheck: Check = {
   },
 };
 
-function requirePlatform(ctx: CheckContext) {
-  if (!ctx.platform) throw new Error('the platform is configured but was not opened');
+/** The platform, or an error saying why it could not be opened. */
+export function requirePlatform(ctx: CheckContext): Platform {
+  if (!ctx.platform)
+    throw new UnavailableError(`the platform could not be opened: ${ctx.platformProblem ?? 'unknown reason'}`);
   return ctx.platform;
 }
 

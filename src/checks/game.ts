@@ -1,4 +1,5 @@
-import { errorMessage, mapLimit } from '../core/index.ts';
+import { errorMessage, mapLimit, UnavailableError } from '../core/index.ts';
+import { requirePlatform } from './fleet.ts';
 import { CheckStatus, worstOf } from './statuses.ts';
 import type { Check, Finding, GameServerStatus } from './types.ts';
 
@@ -16,10 +17,11 @@ export const gameCheck: Check = {
   configured: (config) => config.platform !== undefined,
   target: (config) => (config.platform ? `game servers on the ${config.platform.kind} platform` : 'game'),
   async run(ctx) {
-    if (!ctx.platform || !ctx.gameStatus) throw new Error('the platform is configured but was not opened');
+    const platform = requirePlatform(ctx);
     const reader = ctx.gameStatus;
+    if (!reader) throw new UnavailableError('no game-server client was given to the game check');
     const budget = ctx.config.game.tickBudgetMs;
-    const instances = (await ctx.platform.instances()).filter((i) => i.ready && i.opsUrl !== undefined);
+    const instances = (await platform.instances()).filter((i) => i.ready && i.opsUrl !== undefined);
     const answers = await mapLimit(instances, CONCURRENCY, async (i) => {
       try {
         return { name: i.name, status: await reader.status(i.opsUrl!, { signal: ctx.signal }) };

@@ -1,4 +1,5 @@
 import { formatDuration } from '../core/index.ts';
+import { requirePlatform } from './fleet.ts';
 import { CheckStatus, worstOf } from './statuses.ts';
 import { formatBytes, levelFor } from './thresholds.ts';
 import type { Check, Finding } from './types.ts';
@@ -12,9 +13,9 @@ export const logsCheck: Check = {
   configured: (config) => config.platform !== undefined,
   target: (config) => (config.platform ? `logs on the ${config.platform.kind} platform` : 'logs'),
   async run(ctx) {
-    if (!ctx.platform) throw new Error('the platform is configured but was not opened');
+    const platform = requirePlatform(ctx);
     const t = ctx.config.checks.thresholds.fleet;
-    const counted = await ctx.platform.countLines({
+    const counted = await platform.countLines({
       pattern: t.errorPattern,
       sinceMs: t.errorLinesWindow,
       signal: ctx.signal,

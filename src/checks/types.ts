@@ -41,6 +41,8 @@ export interface CheckContext {
   platform: Platform | undefined;
   /** Reads a game server's `GET /ops/status` (docs/game-server-contract.md). */
   gameStatus: GameStatusReader | undefined;
+  /** Why `platform` is missing although one is configured (it could not be opened). */
+  platformProblem?: string | undefined;
 }
 
 /** What the game check needs from a game server. */

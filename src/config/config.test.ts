@@ -187,12 +187,16 @@ describe('config parsing', () => {
     mkdirSync(secrets, { recursive: true });
     writeFileSync(join(secrets, 'mysql-password'), 'x');
     writeFileSync(join(secrets, 'redis-password'), 'y');
+    writeFileSync(join(secrets, 'game-mysql-password'), 'z');
+    writeFileSync(join(secrets, 'game-ops-token'), 'a-token-of-32-characters-or-so!!');
     const loaded = loadConfig({
       path: join(import.meta.dirname, '../../examples/gameops.yaml'),
       env: readEnv({}),
       cwd: dir,
     });
     expect(loaded.config.mysql?.port).toBe(13306);
+    expect(loaded.config.platform?.kind).toBe('local');
+    expect(loaded.config.game.opsToken?.reveal()).toBe('a-token-of-32-characters-or-so!!');
     expect(loaded.warnings).toEqual([]);
   });
 });
@@ -561,5 +565,43 @@ describe('config: environment variables', () => {
     expect((caught as InputError).code).toBe('input');
     expect((caught as InputError).message).toBe(message);
     expect((caught as InputError).details).toEqual({ variable });
+  });
+});
+
+describe('config: the platform section', () => {
+  const local = (extra: string) =>
+    'service: { name: g }\nplatform:\n  kind: local\n  version: "1.0"\n' +
+    '  versions: { "1.0": { command: [node, server.ts] } }\n' +
+    extra;
+
+  it('resolves secretEnv to masked secrets and makes working directories absolute', () => {
+    const { config } = parse(local('  secretEnv: { GAME_MYSQL_PASSWORD: env:DB_PASS }\n'));
+    expect(config.platform?.kind).toBe('local');
+    if (config.platform?.kind !== 'local') throw new Error('not local');
+    expect(config.platform.secretEnv['GAME_MYSQL_PASSWORD']?.reveal()).toBe('s3cret-from-env');
+    expect(config.platform.versions['1.0']?.cwd).toBe('/srv');
+    expect(JSON.stringify(config)).not.toContain('s3cret-from-env');
+    expect(config.platform.basePort).toBe(7700);
+  });
+
+  it.each([
+    [
+      local('').replace('version: "1.0"', 'version: "2.0"'),
+      'platform.version',
+      'is not one of versions (1.0)',
+    ],
+    [local('  replicas: -1\n'), 'platform.replicas', ''],
+    [local('  replicas: 2.5\n'), 'platform.replicas', ''],
+    [local('  replicas: 5\n  basePort: 65534\n'), 'platform.basePort', 'leaves no port for 5 instances'],
+    [local('  env: { "BAD-NAME": x }\n'), 'platform.env', 'environment variable name'],
+    [local('').replace('[node, server.ts]', '[]'), 'platform.versions.1.0.command', ''],
+    [local('').replace('version: "1.0"', 'version: "../x"'), 'platform.version', ''],
+    ['service: { name: g }\nplatform: { kind: kubernetes }\n', 'platform.deployment', ''],
+    ['service: { name: g }\nplatform: { kind: docker }\n', 'platform.kind', ''],
+  ])('refuses a bad platform section, naming the field (%#)', (text, field, message) => {
+    const failure = problemOf(text);
+    const problem = failure.problems.find((p) => p.field.startsWith(field));
+    expect(problem, JSON.stringify(failure.problems)).toBeDefined();
+    expect(problem?.message).toContain(message);
   });
 });

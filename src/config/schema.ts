@@ -174,7 +174,20 @@ export const teamSchema = z.strictObject({
 const versionName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/, 'letters, digits, ".", "_", "+" and "-", at most 128');
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+
+/** Environment variables by name; a bad name is reported on its own key, quoting it. */
+function envMap<T extends z.ZodType>(value: T) {
+  return z.record(z.string(), value).superRefine((map, ctx) => {
+    for (const key of Object.keys(map))
+      if (!ENV_NAME.test(key))
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `"${key}" is not an environment variable name (letters, digits and _, not starting with a digit)`,
+        });
+  });
+}
 const labelMap = z.record(z.string().min(1).max(317), z.string().max(63));
 
 /** One version of the game server the local adapter can run: its command, as an argument array. */
@@ -184,7 +197,7 @@ export const localVersionSchema = z.strictObject({
     .min(1)
     .describe('Program and arguments, e.g. ["node", "examples/game-server/main.ts"]; no shell is used.'),
   cwd: z.string().optional().describe('Working directory, relative to where gameops runs (default: there).'),
-  env: z.record(envName, z.string()).default({}).describe('Extra environment for this version.'),
+  env: envMap(z.string()).default({}).describe('Extra environment for this version.'),
 });
 
 export const localPlatformSchema = z
@@ -199,9 +212,8 @@ export const localPlatformSchema = z
     versions: z.record(versionName, localVersionSchema).refine((v) => Object.keys(v).length > 0, {
       error: 'list at least one version',
     }),
-    env: z.record(envName, z.string()).default({}).describe('Environment for every instance.'),
-    secretEnv: z
-      .record(envName, secretRefSchema)
+    env: envMap(z.string()).default({}).describe('Environment for every instance.'),
+    secretEnv: envMap(secretRefSchema)
       .default({})
       .describe('Environment from secrets (env:NAME or file:/path), e.g. the game DB password.'),
     readinessTimeout: boundedDuration(1000, 30 * MINUTE_MS, '1s and 30m')

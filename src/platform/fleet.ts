@@ -1,0 +1,336 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  type Clock,
+  errorMessage,
+  InputError,
+  mapLimit,
+  NotFoundError,
+  UnavailableError,
+} from '../core/index.ts';
+import type { DiagnosticKind, GameServerClient, GameStatus } from './game-client.ts';
+import type { AutoscalerStatus, Instance, InstanceFilter, Platform } from './port.ts';
+
+/** Game servers asked at once: a fleet of hundreds is read in a few rounds, never hundreds of sockets. */
+const CONCURRENCY = 32;
+/** Game-config keys that hold the traffic gate (ADR 0006). */
+export const MAINTENANCE_KEY = 'maintenance_mode';
+export const MAINTENANCE_MESSAGE_KEY = 'maintenance_message';
+export const MAINTENANCE_STARTS_KEY = 'maintenance_starts_at';
+
+export interface FleetInstance extends Instance {
+  /** What the game server said on `GET /ops/status`, when it is ready and answered. */
+  game?: GameStatus;
+  /** Why there is no `game`, when the instance is ready but did not answer. */
+  gameProblem?: string;
+}
+
+export interface FleetStatus {
+  platform: string;
+  target: string;
+  instances: FleetInstance[];
+  totals: { instances: number; ready: number; playersOnline: number; notAnswering: number };
+  versions: string[];
+  /** The traffic gate as recorded in the game config. */
+  gate: GateState;
+  autoscaler?: AutoscalerStatus;
+  autoscalerProblem?: string;
+}
+
+export interface GateState {
+  closed: boolean;
+  message: string | undefined;
+  startsAt: string | undefined;
+}
+
+export interface PerInstanceOutcome {
+  instance: string;
+  ok: boolean;
+  error?: string;
+}
+
+export interface GateResult {
+  gate: GateState;
+  /** `ok`: every ready instance confirmed; `partial`: some did not (named in `instances`). */
+  status: 'ok' | 'partial';
+  instances: PerInstanceOutcome[];
+}
+
+export interface DrainResult {
+  status: 'empty' | 'timeout';
+  playersRemaining: number;
+  instances: Array<PerInstanceOutcome & { playersRemaining?: number }>;
+  waitedMs: number;
+}
+
+export interface Artefact {
+  instance: string;
+  kind: DiagnosticKind;
+  path: string;
+  bytes: number;
+  sha256: string;
+  createdAt: string;
+}
+
+export interface FleetDeps {
+  platform: Platform;
+  game: GameServerClient;
+  clock: Clock;
+  /** Where diagnostics are written. */
+  artefactDir: string;
+  /** Waits between polls; injectable so tests need not sleep. @default setTimeout */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+/**
+ * The fleet as operators use it: the platform's instances joined with what each game server says, the
+ * traffic gate (ADR 0006), drain, and diagnostics stored as artefacts. Scaling and rollouts go straight to
+ * the platform; after each, {@link Fleet.reapplyGate} tells new instances about a closed gate.
+ */
+export interface Fleet {
+  readonly platform: Platform;
+  /** The game-server contract client the fleet uses. */
+  readonly game: GameServerClient;
+  status(filter?: InstanceFilter & { signal?: AbortSignal }): Promise<FleetStatus>;
+  gate(): Promise<GateState>;
+  setGate(
+    input: { closed: boolean; message?: string; startsAt?: string },
+    signal?: AbortSignal,
+  ): Promise<GateResult>;
+  /** Sends the recorded gate to every ready instance (after a scale or rollout). */
+  reapplyGate(signal?: AbortSignal): Promise<GateResult>;
+  drain(input: {
+    message?: string;
+    deadlineSeconds?: number;
+    /** Keep polling until every instance is empty or this long has passed. @default deadline + 30 s */
+    waitMs?: number;
+    filter?: InstanceFilter;
+    signal?: AbortSignal;
+    onProgress?: (playersRemaining: number) => void;
+  }): Promise<DrainResult>;
+  diagnostics(
+    instance: string,
+    kind: DiagnosticKind,
+    options?: { seconds?: number; signal?: AbortSignal },
+  ): Promise<Artefact>;
+}
+
+export function createFleet(deps: FleetDeps): Fleet {
+  const { platform, game, clock } = deps;
+  const sleep = deps.sleep ?? defaultSleep;
+
+  async function gate(): Promise<GateState> {
+    return gateFromConfig(await platform.readConfig());
+  }
+
+  async function tellInstances(state: GateState, signal?: AbortSignal): Promise<GateResult> {
+    const ready = (await platform.instances()).filter((i) => i.ready && i.opsUrl !== undefined);
+    const instances = await mapLimit(ready, CONCURRENCY, async (i): Promise<PerInstanceOutcome> => {
+      try {
+        await game.setMaintenance(
+          i.opsUrl!,
+          {
+            enabled: state.closed,
+            ...(state.message ? { message: state.message } : {}),
+            ...(state.startsAt ? { startsAt: state.startsAt } : {}),
+          },
+          signal ? { signal } : {},
+        );
+        return { instance: i.name, ok: true };
+      } catch (err) {
+        return { instance: i.name, ok: false, error: errorMessage(err) };
+      }
+    });
+    return { gate: state, status: instances.every((i) => i.ok) ? 'ok' : 'partial', instances };
+  }
+
+  return {
+    platform,
+    game,
+
+    async status(filter = {}) {
+      const { signal, ...selector } = filter;
+      const [instances, config, autoscaler] = await Promise.all([
+        platform.instances(selector),
+        platform.readConfig(),
+        platform.autoscaler().then(
+          (a) => ({ ok: a }) as const,
+          (err: unknown) => ({ problem: errorMessage(err) }) as const,
+        ),
+      ]);
+      const joined = await mapLimit(instances, CONCURRENCY, async (i): Promise<FleetInstance> => {
+        if (!i.ready || i.opsUrl === undefined) return i;
+        try {
+          return { ...i, game: await game.status(i.opsUrl, signal ? { signal } : {}) };
+        } catch (err) {
+          return { ...i, gameProblem: errorMessage(err) };
+        }
+      });
+      return {
+        platform: platform.kind,
+        target: platform.describe(),
+        instances: joined,
+        totals: {
+          instances: joined.length,
+          ready: joined.filter((i) => i.ready).length,
+          playersOnline: joined.reduce((n, i) => n + (i.game?.playersOnline ?? 0), 0),
+          notAnswering: joined.filter((i) => i.gameProblem !== undefined).length,
+        },
+        versions: [...new Set(joined.map((i) => i.version))].sort(),
+        gate: gateFromConfig(config),
+        ...('ok' in autoscaler ? { autoscaler: autoscaler.ok } : { autoscalerProblem: autoscaler.problem }),
+      };
+    },
+
+    gate,
+
+    async setGate(input, signal) {
+      if (input.message !== undefined && (input.message.length === 0 || input.message.length > 500))
+        throw new InputError('message: 1 to 500 characters');
+      if (input.startsAt !== undefined && !Number.isFinite(Date.parse(input.startsAt)))
+        throw new InputError(`startsAt: "${input.startsAt}" is not an ISO 8601 time`);
+      const startsAt = input.startsAt ? new Date(input.startsAt).toISOString() : undefined;
+      // The record first: an instance that starts while we are telling the others reads it.
+      await platform.patchConfig({
+        [MAINTENANCE_KEY]: input.closed ? 'true' : null,
+        [MAINTENANCE_MESSAGE_KEY]: input.closed ? (input.message ?? null) : null,
+        [MAINTENANCE_STARTS_KEY]: input.closed ? (startsAt ?? null) : null,
+      });
+      return tellInstances({ closed: input.closed, message: input.message, startsAt }, signal);
+    },
+
+    async reapplyGate(signal) {
+      return tellInstances(await gate(), signal);
+    },
+
+    async drain(input) {
+      const started = clock.now().getTime();
+      const deadlineSeconds = input.deadlineSeconds ?? 30;
+      if (!Number.isInteger(deadlineSeconds) || deadlineSeconds < 1 || deadlineSeconds > 3600)
+        throw new InputError(`deadlineSeconds: an integer from 1 to 3600 (got ${deadlineSeconds})`);
+      const waitMs = input.waitMs ?? (deadlineSeconds + 30) * 1000;
+      const targets = (await platform.instances(input.filter)).filter(
+        (i) => i.ready && i.opsUrl !== undefined,
+      );
+      const opts = input.signal ? { signal: input.signal } : {};
+      const asked = await mapLimit(targets, CONCURRENCY, async (i) => {
+        try {
+          await game.drain(
+            i.opsUrl!,
+            { ...(input.message ? { message: input.message } : {}), deadlineSeconds },
+            opts,
+          );
+          return { instance: i.name, ok: true, opsUrl: i.opsUrl! };
+        } catch (err) {
+          return { instance: i.name, ok: false, error: errorMessage(err), opsUrl: i.opsUrl! };
+        }
+      });
+      let remaining = new Map<string, number>();
+      for (;;) {
+        remaining = new Map();
+        await mapLimit(asked, CONCURRENCY, async (a) => {
+          if (!a.ok) return;
+          try {
+            remaining.set(a.instance, (await game.status(a.opsUrl, opts)).playersOnline);
+          } catch {
+            // A server that stopped answering mid-drain has no players we can reach; report it as not ok.
+            remaining.set(a.instance, 0);
+          }
+        });
+        const total = [...remaining.values()].reduce((n, x) => n + x, 0);
+        input.onProgress?.(total);
+        const waited = clock.now().getTime() - started;
+        if (total === 0 || waited >= waitMs || input.signal?.aborted)
+          return {
+            status: total === 0 ? 'empty' : 'timeout',
+            playersRemaining: total,
+            waitedMs: waited,
+            instances: asked.map(({ opsUrl: _opsUrl, ...a }) => ({
+              ...a,
+              ...(remaining.has(a.instance) ? { playersRemaining: remaining.get(a.instance)! } : {}),
+            })),
+          };
+        await sleep(1000, input.signal);
+      }
+    },
+
+    async diagnostics(name, kind, options = {}) {
+      const [instance] = await platform.instances({ names: [name] });
+      if (!instance) throw new NotFoundError(`no instance named "${name}" on ${platform.describe()}`);
+      if (!instance.ready || instance.opsUrl === undefined)
+        throw new UnavailableError(
+          `instance ${name} is not ready (${instance.phase}); it cannot be profiled`,
+        );
+      const file = await game.diagnostics(instance.opsUrl, kind, options);
+      return storeArtefact(deps.artefactDir, name, kind, file.stream, clock);
+    },
+  };
+}
+
+function gateFromConfig(config: Record<string, string>): GateState {
+  const flag = (config[MAINTENANCE_KEY] ?? '').trim().toLowerCase();
+  return {
+    closed: flag === 'true' || flag === '1' || flag === 'yes' || flag === 'on',
+    message: config[MAINTENANCE_MESSAGE_KEY] || undefined,
+    startsAt: config[MAINTENANCE_STARTS_KEY] || undefined,
+  };
+}
+
+const EXTENSIONS: Record<DiagnosticKind, string> = {
+  'cpu-profile': 'cpuprofile',
+  'heap-snapshot': 'heapsnapshot',
+  'stack-dump': 'report.json',
+};
+
+/**
+ * Writes a diagnostic to `<dir>/<instance>-<time>.<ext>` through a temporary file, hashing as it goes;
+ * on any failure (a cut stream, a full disk) the partial file is removed and nothing is left behind.
+ */
+export async function storeArtefact(
+  dir: string,
+  instance: string,
+  kind: DiagnosticKind,
+  source: Readable,
+  clock: Clock,
+): Promise<Artefact> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const createdAt = clock.now().toISOString();
+  const safeName = instance.replace(/[^A-Za-z0-9._-]/g, '_');
+  const path = join(dir, `${safeName}-${createdAt.replace(/[:.]/g, '-')}.${EXTENSIONS[kind]}`);
+  const temp = join(dir, `.${randomUUID()}.partial`);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  try {
+    await pipeline(source, meter, createWriteStream(temp, { mode: 0o600, flags: 'wx' }));
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw new UnavailableError(`storing the ${kind} of ${instance} failed: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+  return { instance, kind, path, bytes, sha256: hash.digest('hex'), createdAt };
+}
+
+function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

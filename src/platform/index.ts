@@ -1,0 +1,35 @@
+export { InstancePhase } from './port.ts';
+export type {
+  Platform,
+  Instance,
+  InstanceFilter,
+  ResourceUsage,
+  NodeUsage,
+  UsageReport,
+  LogQuery,
+  LogLine,
+  LineCount,
+  RolloutProgress,
+  WaitOptions,
+  RestartOptions,
+  RolloutResult,
+  GameConfig,
+  AutoscalerStatus,
+} from './port.ts';
+export { createPlatform } from './factory.ts';
+export type { PlatformOptions } from './factory.ts';
+export { createFleet, storeArtefact, MAINTENANCE_KEY, MAINTENANCE_MESSAGE_KEY } from './fleet.ts';
+export type {
+  Fleet,
+  FleetDeps,
+  FleetInstance,
+  FleetStatus,
+  GateState,
+  GateResult,
+  DrainResult,
+  Artefact,
+  PerInstanceOutcome,
+} from './fleet.ts';
+export { createGameServerClient } from './game-client.ts';
+export type { GameServerClient, GameStatus, DiagnosticKind } from './game-client.ts';
+export { countLinesMatching } from './lines.ts';
