@@ -1,0 +1,151 @@
+/**
+ * The reference game server's configuration: environment variables only, validated at start
+ * (docs/game-server-contract.md, "Environment of the reference server").
+ */
+import { z } from 'zod';
+
+const SECRET_VARIABLES = ['GAME_OPS_TOKEN', 'GAME_MYSQL_PASSWORD', 'GAME_REDIS_PASSWORD'] as const;
+
+const port = z.coerce.number().int().min(1).max(65535);
+const intIn = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" and "-", at most 63');
+
+const envSchema = z
+  .object({
+    GAME_PORT: port,
+    GAME_HOST: z.string().min(1).default('127.0.0.1'),
+    GAME_INSTANCE: name,
+    GAME_VERSION: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/, 'letters, digits, ".", "_", "+" and "-", at most 128'),
+    GAME_OPS_TOKEN: z.string().min(16, 'at least 16 characters').max(4096),
+    GAME_MYSQL_HOST: z.string().min(1).optional(),
+    GAME_MYSQL_PORT: port.default(3306),
+    GAME_MYSQL_SOCKET: z.string().min(1).optional(),
+    GAME_MYSQL_USER: z.string().min(1),
+    GAME_MYSQL_PASSWORD: z.string().default(''),
+    GAME_MYSQL_DATABASE: z
+      .string()
+      .regex(/^[A-Za-z0-9_$]{1,64}$/, 'a database name (letters, digits, _ or $)'),
+    GAME_REDIS_HOST: z.string().min(1),
+    GAME_REDIS_PORT: port.default(6379),
+    GAME_REDIS_PASSWORD: z.string().min(1).optional(),
+    GAME_REDIS_KEY_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9:_.-]{0,64}$/, 'letters, digits, ":", "_", "." and "-", at most 64')
+      .default(''),
+    GAME_TICK_RATE: intIn(1, 120).default(30),
+    GAME_SNAPSHOT_RATE: intIn(1, 120).default(5),
+    GAME_MAX_PLAYERS: intIn(1, 100_000).default(2000),
+    GAME_MAX_INPUTS_PER_SECOND: intIn(1, 1000).default(20),
+    GAME_INPUT_BUDGET_MS: intIn(1, 10_000).default(50),
+    GAME_INPUT_BATCH_SIZE: intIn(1, 100_000).default(100),
+    GAME_SHUTDOWN_DRAIN_SECONDS: z.coerce.number().min(0).max(600).default(5),
+    GAME_STATS_WINDOW_SECONDS: intIn(1, 3600).default(60),
+    GAME_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.GAME_MYSQL_HOST === undefined && env.GAME_MYSQL_SOCKET === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['GAME_MYSQL_HOST'],
+        message: 'set GAME_MYSQL_HOST (with GAME_MYSQL_PORT) or GAME_MYSQL_SOCKET',
+      });
+    if (env.GAME_SNAPSHOT_RATE > env.GAME_TICK_RATE)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['GAME_SNAPSHOT_RATE'],
+        message: `at most GAME_TICK_RATE (${env.GAME_TICK_RATE})`,
+      });
+  });
+
+export interface GameServerConfig {
+  port: number;
+  host: string;
+  instance: string;
+  version: string;
+  opsToken: string;
+  mysql: {
+    host: string | undefined;
+    port: number;
+    socketPath: string | undefined;
+    user: string;
+    password: string;
+    database: string;
+  };
+  redis: { host: string; port: number; password: string | undefined; keyPrefix: string };
+  tickRate: number;
+  snapshotRate: number;
+  maxPlayers: number;
+  maxInputsPerSecond: number;
+  inputBudgetMs: number;
+  inputBatchSize: number;
+  shutdownDrainSeconds: number;
+  statsWindowSeconds: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** Invalid environment: the message names each bad variable (never a secret's value). */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Empty strings count as unset, as shells and container specs often leave them. */
+function presentOnly(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (key.startsWith('GAME_') && value !== undefined && value !== '') out[key] = value;
+  }
+  return out;
+}
+
+/** Reads and validates the GAME_* variables. @throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv): GameServerConfig {
+  const parsed = envSchema.safeParse(presentOnly(env));
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const variable = issue.path.join('.') || '(environment)';
+      const message = issue.code === 'invalid_type' && issue.input === undefined ? 'required' : issue.message;
+      return `${variable}: ${message}`;
+    });
+    throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.GAME_PORT,
+    host: e.GAME_HOST,
+    instance: e.GAME_INSTANCE,
+    version: e.GAME_VERSION,
+    opsToken: e.GAME_OPS_TOKEN,
+    mysql: {
+      host: e.GAME_MYSQL_HOST,
+      port: e.GAME_MYSQL_PORT,
+      socketPath: e.GAME_MYSQL_SOCKET,
+      user: e.GAME_MYSQL_USER,
+      password: e.GAME_MYSQL_PASSWORD,
+      database: e.GAME_MYSQL_DATABASE,
+    },
+    redis: {
+      host: e.GAME_REDIS_HOST,
+      port: e.GAME_REDIS_PORT,
+      password: e.GAME_REDIS_PASSWORD,
+      keyPrefix: e.GAME_REDIS_KEY_PREFIX,
+    },
+    tickRate: e.GAME_TICK_RATE,
+    snapshotRate: e.GAME_SNAPSHOT_RATE,
+    maxPlayers: e.GAME_MAX_PLAYERS,
+    maxInputsPerSecond: e.GAME_MAX_INPUTS_PER_SECOND,
+    inputBudgetMs: e.GAME_INPUT_BUDGET_MS,
+    inputBatchSize: e.GAME_INPUT_BATCH_SIZE,
+    shutdownDrainSeconds: e.GAME_SHUTDOWN_DRAIN_SECONDS,
+    statsWindowSeconds: e.GAME_STATS_WINDOW_SECONDS,
+    logLevel: e.GAME_LOG_LEVEL,
+  };
+}
+
+/** Removes the secrets from the environment once read: reports and child processes never see them. */
+export function scrubSecrets(env: NodeJS.ProcessEnv): void {
+  for (const variable of SECRET_VARIABLES) delete env[variable];
+}

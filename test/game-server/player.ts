@@ -1,0 +1,87 @@
+/**
+ * A scripted player for protocol-level tests: a raw WebSocket whose incoming messages are queued, so a
+ * test can await "the next message of type X" and the close code.
+ */
+import { WebSocket } from 'ws';
+import { rawText, serverMessageSchema, type ServerMessage } from '../../examples/game-server/protocol.ts';
+
+type Of<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
+
+export interface TestPlayer {
+  readonly ws: WebSocket;
+  /** Every message received so far. */
+  readonly received: ServerMessage[];
+  send(message: unknown): void;
+  sendRaw(data: string | Buffer): void;
+  /** The next message of `type` not yet taken (past or future). */
+  next<T extends ServerMessage['type']>(type: T, timeoutMs?: number): Promise<Of<T>>;
+  /** Resolves with the close code and reason. */
+  readonly closed: Promise<{ code: number; reason: string }>;
+  close(): void;
+}
+
+export async function connectPlayer(url: string): Promise<TestPlayer> {
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  const received: ServerMessage[] = [];
+  const taken = new Set<ServerMessage>();
+  const waiters = new Set<() => void>();
+  ws.on('message', (data) => {
+    received.push(serverMessageSchema.parse(JSON.parse(rawText(data))));
+    for (const wake of [...waiters]) wake();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    ws.once('close', (code, reason) => {
+      resolve({ code, reason: reason.toString() });
+      for (const wake of [...waiters]) wake();
+    });
+  });
+  ws.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return {
+    ws,
+    received,
+    send: (message) => ws.send(JSON.stringify(message)),
+    sendRaw: (data) => ws.send(data),
+    next: <T extends ServerMessage['type']>(type: T, timeoutMs = 10_000) =>
+      new Promise<Of<T>>((resolve, reject) => {
+        const check = (): boolean => {
+          const found = received.find((m) => m.type === type && !taken.has(m));
+          if (!found) return false;
+          taken.add(found);
+          resolve(found as Of<T>);
+          return true;
+        };
+        if (check()) return;
+        const timer = setTimeout(() => {
+          waiters.delete(wake);
+          reject(
+            new Error(
+              `no ${type} message within ${timeoutMs} ms; got ${received.map((m) => m.type).join(', ')}`,
+            ),
+          );
+        }, timeoutMs);
+        const wake = (): void => {
+          if (check()) {
+            clearTimeout(timer);
+            waiters.delete(wake);
+          }
+        };
+        waiters.add(wake);
+      }),
+    closed,
+    close: () => ws.close(1000),
+  };
+}
+
+/** Connects and logs in; resolves with the player and its welcome. */
+export async function loginPlayer(
+  url: string,
+  name: string,
+): Promise<{ player: TestPlayer; welcome: Of<'welcome'> }> {
+  const player = await connectPlayer(url);
+  player.send({ type: 'login', name });
+  return { player, welcome: await player.next('welcome') };
+}
