@@ -1,0 +1,1310 @@
+/**
+ * The local platform: game servers as processes on this machine (docs/adr/0004-local-platform.md).
+ *
+ * - Instance `game-<i>` listens on `basePort + i`; it is spawned detached, its output appended to
+ *   `<dataDir>/fleet/logs/game-<i>.log` by file descriptor, so it outlives any gameops process.
+ * - `<dataDir>/fleet/state.json` records each instance's pid and process start time; every gameops
+ *   process adopts the live ones (same pid AND same start time) instead of restarting them.
+ * - State-changing operations hold the fleet lock (an SQLite `BEGIN EXCLUSIVE`, released by the kernel
+ *   when the holder dies); a second one gets a ConflictError naming the holder. Short read-modify-writes
+ *   of the state file hold a second lock, shared with the supervisor.
+ * - The supervisor (`supervise`) restarts crashed instances with exponential backoff, watches adopted
+ *   processes through /proc, rotates logs, and leaves alone the instances an operation owns.
+ */
+import { createServer } from 'node:net';
+import { availableParallelism, hostname } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import type { LocalPlatformConfig } from '../../config/index.ts';
+import {
+  type Clock,
+  type Secret,
+  InputError,
+  NotFoundError,
+  UnavailableError,
+  errorMessage,
+} from '../../core/index.ts';
+import { linePattern, splitLines } from '../lines.ts';
+import type {
+  AutoscalerStatus,
+  GameConfig,
+  Instance,
+  InstanceFilter,
+  LineCount,
+  LogLine,
+  LogQuery,
+  Platform,
+  ResourceUsage,
+  RestartOptions,
+  RolloutProgress,
+  RolloutResult,
+  UsageReport,
+  WaitOptions,
+} from '../port.ts';
+import { FileProblem, ensurePrivateDir, readBoundedFile, writeFileAtomic } from './files.ts';
+import { FileLock, type HeldLock, ownStartTime } from './lock.ts';
+import {
+  countRanges,
+  followChunks,
+  listLogFiles,
+  logFileOf,
+  merge,
+  rangeLines,
+  rotateIfNeeded,
+  selectRanges,
+} from './logs.ts';
+import { childExits, describeExit, exitOf, spawnDetached, stopProcess } from './process.ts';
+import { mapLimit, probeReady } from './probe.ts';
+import {
+  CLK_TCK,
+  isSameProcess,
+  machineCpuTicks,
+  machineMemory,
+  procStat,
+  residentBytes,
+  startTimeToIso,
+  type ProcStat,
+} from './proc.ts';
+import {
+  type FleetState,
+  type InstanceState,
+  MAX_REPLICAS,
+  initialState,
+  readState,
+  writeState,
+} from './state.ts';
+
+/** The subset of a pino logger the adapter uses. */
+export interface LocalLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+const silent: LocalLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+export interface SupervisorOptions {
+  /** Between two rounds when nothing happens. @default 1000 */
+  intervalMs?: number;
+  /** First backoff after a crash; doubles with each consecutive crash. @default 1000 */
+  backoffBaseMs?: number;
+  /** @default 60 000 */
+  backoffMaxMs?: number;
+  /** An instance up this long (by the clock) has its crash count reset. @default 60 000 */
+  stableAfterMs?: number;
+}
+
+export interface LocalPlatformOptions {
+  config: LocalPlatformConfig;
+  /** gameops's data directory; the fleet lives in `<dataDir>/fleet`. */
+  dataDir: string;
+  /** Given to every instance as GAME_OPS_TOKEN and sent by the readiness probe. */
+  opsToken?: Secret;
+  /** Backoff, ages and timestamps. Waits (readiness, rollouts) use a monotonic timer. */
+  clock: Clock;
+  log?: LocalLogger;
+  /** One readiness probe (`GET /ops/status`). @default min(2000, readinessTimeout) */
+  probeTimeoutMs?: number;
+  /** Between SIGTERM and SIGKILL when stopping an instance. @default 10 000 */
+  stopGraceMs?: number;
+  /** How long an operation waits for the fleet lock before the ConflictError. @default 250 */
+  lockWaitMs?: number;
+  /** Probes and stops run at most this many at once. @default 64 */
+  concurrency?: number;
+  /** CPU sampling window of `usage`. @default 200 */
+  usageWindowMs?: number;
+  supervisor?: SupervisorOptions;
+}
+
+/** What one supervisor round did (instance names). */
+export interface SupervisorRound {
+  started: string[];
+  backingOff: string[];
+  stopped: string[];
+  rotated: string[];
+  /** Left alone: an operation owns them. */
+  skipped: string[];
+}
+
+export interface LocalPlatform extends Platform {
+  readonly fleetDir: string;
+  /** Runs supervisor rounds until `signal` aborts (or `close`); never throws for a failed round. */
+  supervise(options: { signal: AbortSignal }): Promise<void>;
+  /** One supervisor round, now. */
+  superviseOnce(): Promise<SupervisorRound>;
+}
+
+export function createLocalPlatform(options: LocalPlatformOptions): LocalPlatform {
+  return new LocalFleet(options);
+}
+
+const NAME = /^game-(0|[1-9]\d{0,3})$/;
+const STATE_LOCK_WAIT_MS = 15_000;
+const POLL_MS = 150;
+const CONFIG_FILE = 'game-config.json';
+const MAX_CONFIG_BYTES = 1024 * 1024;
+const MAX_CONFIG_KEYS = 1000;
+const MAX_VALUE_BYTES = 64 * 1024;
+/** From the parent's environment, only these reach a game server (no gameops secret leaks into it). */
+const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR'];
+
+const gameConfigSchema = z.record(z.string(), z.string());
+
+interface View {
+  index: number;
+  name: string;
+  entry: InstanceState | undefined;
+  stat: ProcStat | undefined;
+  alive: boolean;
+}
+
+/** One running operation: its deadline, signal and progress reporting. */
+interface Op {
+  name: string;
+  started: number;
+  deadline: number;
+  signal: AbortSignal | undefined;
+  emit(progress: Omit<RolloutProgress, 'operation'>): RolloutProgress;
+  last: RolloutProgress;
+}
+
+class LocalFleet implements LocalPlatform {
+  readonly kind = 'local';
+  readonly fleetDir: string;
+  readonly #logDir: string;
+  readonly #config: LocalPlatformConfig;
+  readonly #token: Secret | undefined;
+  readonly #clock: Clock;
+  readonly #log: LocalLogger;
+  readonly #probeTimeoutMs: number;
+  readonly #stopGraceMs: number;
+  readonly #lockWaitMs: number;
+  readonly #concurrency: number;
+  readonly #usageWindowMs: number;
+  readonly #supervisor: Required<SupervisorOptions>;
+  readonly #opLock: FileLock;
+  readonly #stateLock: FileLock;
+  readonly #rotateLock: FileLock;
+  readonly #node = hostname();
+  readonly #closed = new AbortController();
+  #dirs: Promise<void> | undefined;
+
+  constructor(options: LocalPlatformOptions) {
+    this.fleetDir = join(options.dataDir, 'fleet');
+    this.#logDir = join(this.fleetDir, 'logs');
+    this.#config = options.config;
+    this.#token = options.opsToken;
+    this.#clock = options.clock;
+    this.#log = options.log ?? silent;
+    this.#probeTimeoutMs = options.probeTimeoutMs ?? Math.min(2000, options.config.readinessTimeout);
+    this.#stopGraceMs = options.stopGraceMs ?? 10_000;
+    this.#lockWaitMs = options.lockWaitMs ?? 250;
+    this.#concurrency = options.concurrency ?? 64;
+    this.#usageWindowMs = options.usageWindowMs ?? 200;
+    this.#supervisor = {
+      intervalMs: options.supervisor?.intervalMs ?? 1000,
+      backoffBaseMs: options.supervisor?.backoffBaseMs ?? 1000,
+      backoffMaxMs: options.supervisor?.backoffMaxMs ?? 60_000,
+      stableAfterMs: options.supervisor?.stableAfterMs ?? 60_000,
+    };
+    const what = `the local fleet in ${this.fleetDir}`;
+    this.#opLock = new FileLock(join(this.fleetDir, 'operation.lock'), what, this.#clock);
+    this.#stateLock = new FileLock(
+      join(this.fleetDir, 'state.lock'),
+      `the state of ${what}`,
+      this.#clock,
+      false,
+    );
+    this.#rotateLock = new FileLock(
+      join(this.fleetDir, 'rotate.lock'),
+      `log rotation of ${what}`,
+      this.#clock,
+      false,
+    );
+  }
+
+  describe(): string {
+    return `local fleet in ${this.fleetDir}`;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Reading
+
+  async instances(filter?: InstanceFilter): Promise<Instance[]> {
+    const state = await this.#state();
+    const views = await this.#select(state, filter);
+    const probes = await mapLimit(views, this.#concurrency, async (v) =>
+      v.alive ? probeReady(this.#opsUrl(v.index), this.#token, this.#probeTimeoutMs) : undefined,
+    );
+    const now = this.#clock.now().getTime();
+    return views.map((v, i) => this.#instance(state, v, probes[i], now));
+  }
+
+  #instance(
+    state: FleetState,
+    v: View,
+    probe: { ready: boolean; reason?: string } | undefined,
+    now: number,
+  ): Instance {
+    const entry = v.entry;
+    const version = entry?.version ?? state.version;
+    const base = {
+      name: v.name,
+      restarts: entry?.restarts ?? 0,
+      version,
+      node: this.#node,
+      opsUrl: this.#opsUrl(v.index),
+      labels: this.#labels(v.name, version),
+    };
+    if (v.alive) {
+      const ready = probe?.ready === true;
+      const age = entry?.spawnedAt ? now - Date.parse(entry.spawnedAt) : Number.POSITIVE_INFINITY;
+      const starting = !ready && age < this.#config.readinessTimeout;
+      return {
+        ...base,
+        phase: starting ? 'pending' : 'running',
+        ready,
+        startedAt: startTimeToIso(v.stat!.startTime),
+        ...(ready ? {} : { reason: probe?.reason ?? 'not answering GET /ops/status' }),
+      };
+    }
+    const next = entry?.nextAttemptAt ? Date.parse(entry.nextAttemptAt) : undefined;
+    const exit = entry?.pid !== undefined ? describeExit(exitOf(entry.pid)) : entry?.lastExit?.reason;
+    if (next !== undefined && next > now) {
+      const why = entry?.problem ?? exit ?? 'crashed';
+      return {
+        ...base,
+        phase: 'crashloop',
+        ready: false,
+        startedAt: undefined,
+        reason: `${why}; restarting in ${Math.ceil((next - now) / 1000)} s`,
+      };
+    }
+    if (entry?.pid !== undefined || entry?.lastExit || entry?.problem) {
+      return { ...base, phase: 'failed', ready: false, startedAt: undefined, reason: entry?.problem ?? exit };
+    }
+    return {
+      ...base,
+      phase: 'stopped',
+      ready: false,
+      startedAt: undefined,
+      reason: 'not started yet (the supervisor of `gameops serve` or a scale starts it)',
+    };
+  }
+
+  async usage(filter?: InstanceFilter): Promise<UsageReport> {
+    const state = await this.#state();
+    const views = (await this.#select(state, filter)).filter((v) => v.alive);
+    const at = this.#clock.now().toISOString();
+    const began = performance.now();
+    const cpuBefore = await Promise.all(views.map(async (v) => (await procStat(v.entry!.pid!))?.cpuTicks));
+    const nodeBefore = await machineCpuTicks();
+    await sleep(this.#usageWindowMs);
+    const cpuAfter = await Promise.all(views.map(async (v) => (await procStat(v.entry!.pid!))?.cpuTicks));
+    const nodeAfter = await machineCpuTicks();
+    const seconds = (performance.now() - began) / 1000;
+    const memory = await Promise.all(views.map((v) => residentBytes(v.entry!.pid!)));
+    const instances: ResourceUsage[] = [];
+    views.forEach((v, i) => {
+      const before = cpuBefore[i];
+      const after = cpuAfter[i];
+      const rss = memory[i];
+      if (before === undefined || after === undefined || rss === undefined) return; // exited meanwhile
+      instances.push({
+        name: v.name,
+        cpuMillicores: Math.round(((after - before) / CLK_TCK / seconds) * 1000),
+        memoryBytes: rss,
+      });
+    });
+    const cpus = availableParallelism();
+    const total = nodeAfter.total - nodeBefore.total;
+    const busy = total > 0 ? (nodeAfter.busy - nodeBefore.busy) / total : 0;
+    const mem = await machineMemory();
+    return {
+      at,
+      windowMs: Math.round(seconds * 1000),
+      instances,
+      nodes: [
+        {
+          name: this.#node,
+          cpuMillicores: Math.round(busy * cpus * 1000),
+          memoryBytes: mem.total - mem.available,
+          cpuCapacityMillicores: cpus * 1000,
+          memoryCapacityBytes: mem.total,
+        },
+      ],
+    };
+  }
+
+  async *logs(query: LogQuery): AsyncGenerator<LogLine> {
+    const { cutMs, tail } = this.#logWindow(query);
+    const state = await this.#state();
+    const views = await this.#select(state, query);
+    const signal = query.signal;
+    if (!query.follow) {
+      for (const v of views) {
+        const files = await listLogFiles(logFileOf(this.#logDir, v.name));
+        const ranges = await selectRanges(files, { cutMs, tail });
+        for await (const line of rangeLines(ranges, { ...(signal ? { signal } : {}) })) {
+          yield { instance: v.name, line };
+        }
+      }
+      return;
+    }
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) return;
+    try {
+      yield* merge(views.map((v) => this.#follow(v.name, cutMs, tail, stop.signal)));
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      stop.abort();
+    }
+  }
+
+  async *#follow(name: string, cutMs: number | undefined, tail: number | undefined, signal: AbortSignal) {
+    const live = logFileOf(this.#logDir, name);
+    const files = await listLogFiles(live);
+    const ranges = await selectRanges(files, { cutMs, tail });
+    const backlog = ranges.filter((r) => r.file.path !== live);
+    const liveFile = files.find((f) => f.path === live);
+    const liveStart = ranges.find((r) => r.file.path === live)?.start ?? liveFile?.size ?? 0;
+    for await (const line of rangeLines(backlog, { signal })) yield { instance: name, line };
+    for await (const line of splitLines(followChunks(live, liveStart, signal))) {
+      if (signal.aborted) return;
+      yield { instance: name, line };
+    }
+  }
+
+  async countLines(query: Omit<LogQuery, 'follow' | 'tail'> & { pattern: string }): Promise<LineCount> {
+    if (typeof query.pattern !== 'string') throw new InputError('pattern: a string');
+    linePattern(query.pattern);
+    const { cutMs } = this.#logWindow(query);
+    const state = await this.#state();
+    const views = await this.#select(state, query);
+    const counts = await Promise.all(
+      views.map(async (v) => {
+        const files = await listLogFiles(logFileOf(this.#logDir, v.name));
+        const ranges = await selectRanges(files, { cutMs });
+        return countRanges(ranges, query.pattern, query.signal);
+      }),
+    );
+    const perInstance: Record<string, number> = {};
+    let total = 0;
+    let bytesScanned = 0;
+    views.forEach((v, i) => {
+      perInstance[v.name] = counts[i]!.count;
+      total += counts[i]!.count;
+      bytesScanned += counts[i]!.bytes;
+    });
+    return { perInstance, total, bytesScanned };
+  }
+
+  #logWindow(query: { sinceMs?: number; tail?: number }): { cutMs?: number; tail?: number } {
+    const { sinceMs, tail } = query;
+    if (sinceMs !== undefined && !(typeof sinceMs === 'number' && Number.isFinite(sinceMs) && sinceMs > 0))
+      throw new InputError(`sinceMs must be a positive number of milliseconds (got ${String(sinceMs)})`);
+    if (tail !== undefined && !(Number.isSafeInteger(tail) && tail >= 0))
+      throw new InputError(`tail must be a non-negative integer (got ${String(tail)})`);
+    return {
+      ...(sinceMs !== undefined ? { cutMs: this.#clock.now().getTime() - sinceMs } : {}),
+      ...(tail !== undefined ? { tail } : {}),
+    };
+  }
+
+  async readConfig(): Promise<GameConfig> {
+    await this.#ensureDirs();
+    const file = join(this.fleetDir, CONFIG_FILE);
+    let text: string | undefined;
+    try {
+      text = await readBoundedFile(file, MAX_CONFIG_BYTES);
+    } catch (err) {
+      throw new InputError(
+        `the game config ${file} ${err instanceof FileProblem ? err.message : errorMessage(err)}`,
+        {
+          details: { file },
+        },
+      );
+    }
+    if (text === undefined) return {};
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new InputError(`the game config ${file} is not JSON`, { details: { file } });
+    }
+    const parsed = gameConfigSchema.safeParse(value);
+    if (!parsed.success) {
+      throw new InputError(`the game config ${file} must be a JSON object of string values`, {
+        details: { file },
+      });
+    }
+    return parsed.data;
+  }
+
+  async patchConfig(patch: Record<string, string | null>): Promise<GameConfig> {
+    validatePatch(patch);
+    return this.#withLock('patch-config', undefined, async () => {
+      const config = await this.readConfig();
+      for (const [key, value] of Object.entries(patch)) {
+        if (value === null) delete config[key];
+        else config[key] = value;
+      }
+      if (Object.keys(config).length > MAX_CONFIG_KEYS)
+        throw new InputError(`the game config would hold more than ${MAX_CONFIG_KEYS} keys`);
+      await writeFileAtomic(join(this.fleetDir, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
+      return config;
+    });
+  }
+
+  async autoscaler(): Promise<AutoscalerStatus> {
+    const state = await this.#state();
+    const views = await this.#views(state);
+    return {
+      enabled: false,
+      currentReplicas: views.filter((v) => v.alive).length,
+      desiredReplicas: state.replicas,
+      metrics: [],
+      conditions: [],
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Operations
+
+  async scale(replicas: number, options: WaitOptions = {}): Promise<RolloutResult> {
+    if (
+      typeof replicas !== 'number' ||
+      !Number.isSafeInteger(replicas) ||
+      replicas < 0 ||
+      replicas > MAX_REPLICAS
+    )
+      throw new InputError(`replicas must be an integer from 0 to ${MAX_REPLICAS} (got ${String(replicas)})`);
+    return this.#operation('scale', options, async (op) => {
+      const state = await this.#state();
+      this.#versionSpec(state.version);
+      const views = await this.#views(state, Math.max(replicas, state.replicas));
+      const toStart = views.filter((v) => v.index < replicas && !v.alive).map((v) => v.index);
+      const toStop = state.instances.filter((e) => e.index >= replicas).map((e) => e.index);
+      await this.#checkPorts(toStart);
+      await this.#mutate((s) => {
+        s.replicas = replicas;
+        for (const index of [...toStart, ...toStop]) this.#own(s, index, op.name);
+      });
+      const all = range(replicas);
+      op.emit({
+        desired: replicas,
+        updated: replicas - toStart.length,
+        ready: 0,
+        available: 0,
+        message: `scaling to ${replicas}`,
+      });
+      await this.#stopMany(toStop, true);
+      await this.#startMany(toStart, (e) => e?.version ?? state.version, op.name);
+      await this.#waitReady(op, all, {
+        desired: replicas,
+        updated: () => replicas,
+        what: `scale to ${replicas}`,
+      });
+      return this.#result(op);
+    });
+  }
+
+  async restart(options: RestartOptions = {}): Promise<RolloutResult> {
+    const maxUnavailable = options.maxUnavailable ?? 1;
+    if (!Number.isSafeInteger(maxUnavailable) || maxUnavailable < 1)
+      throw new InputError(`maxUnavailable must be a positive integer (got ${String(maxUnavailable)})`);
+    // Unknown names are refused before anything else.
+    await this.#select(await this.#state(), options.filter);
+    return this.#operation('restart', options, async (op) => {
+      const state = await this.#state();
+      const targets = (await this.#select(state, options.filter)).map((v) => v.index);
+      const ready = await this.#readiness(range(state.replicas));
+      let updated = 0;
+      const progress = (message: string): void => {
+        op.emit({
+          desired: targets.length,
+          updated,
+          ready: countTrue(ready),
+          available: countTrue(ready),
+          message,
+        });
+      };
+      progress(`restarting ${targets.length} instance(s), ${maxUnavailable} at a time`);
+      for (let i = 0; i < targets.length; i += maxUnavailable) {
+        const batch = targets.slice(i, i + maxUnavailable);
+        const names = batch.map((b) => instanceName(b)).join(', ');
+        await this.#mutate((s) => batch.forEach((b) => this.#own(s, b, op.name)));
+        for (const b of batch) ready.set(b, false);
+        await this.#stopMany(batch, false);
+        progress(`${updated}/${targets.length} restarted; stopped ${names}`);
+        const current = await this.#state();
+        await this.#startMany(batch, (e) => e?.version ?? current.version, op.name);
+        await this.#waitReady(op, batch, {
+          desired: targets.length,
+          updated: () => updated,
+          readyOthers: () => countTrue(ready),
+          what: `restart of ${names}`,
+        });
+        for (const b of batch) ready.set(b, true);
+        updated += batch.length;
+        // The others may have changed meanwhile: the count reported must be what is true now.
+        const others = range(state.replicas).filter((x) => !batch.includes(x));
+        for (const [index, isReady] of await this.#readiness(others)) ready.set(index, isReady);
+        progress(`${updated}/${targets.length} restarted`);
+      }
+      return this.#result(op);
+    });
+  }
+
+  async setVersion(version: string, options: WaitOptions = {}): Promise<RolloutResult> {
+    this.#versionSpec(version, true);
+    return this.#operation('set-version', options, (op) => this.#rollTo(version, op));
+  }
+
+  async rollback(options: WaitOptions = {}): Promise<RolloutResult> {
+    const state = await this.#state();
+    if (state.previousVersion === undefined)
+      throw new InputError('nothing to roll back to: no earlier version of this fleet is recorded');
+    this.#versionSpec(state.previousVersion, true);
+    return this.#operation('rollback', options, async (op) => {
+      const current = await this.#state();
+      if (current.previousVersion === undefined) throw new InputError('nothing to roll back to');
+      return this.#rollTo(current.previousVersion, op);
+    });
+  }
+
+  /**
+   * Replaces the instances one by one with `target`, each waiting for readiness. An instance that does
+   * not become ready in time is put back on the version it ran, the rollout stops, and the fleet's
+   * version goes back to the one it had (so later starts use a version known to work); the error carries
+   * the progress and what each instance runs.
+   */
+  async #rollTo(target: string, op: Op): Promise<RolloutResult> {
+    const state = await this.#state();
+    const from = state.version;
+    const replicas = state.replicas;
+    await this.#mutate((s) => {
+      if (s.version !== target) s.previousVersion = s.version;
+      s.version = target;
+    });
+    const all = range(replicas);
+    const ready = await this.#readiness(all);
+    const views = await this.#views(state);
+    const onTarget = new Set(views.filter((v) => v.alive && v.entry?.version === target).map((v) => v.index));
+    const progress = (message: string): void => {
+      op.emit({
+        desired: replicas,
+        updated: onTarget.size,
+        ready: countTrue(ready),
+        available: countTrue(ready),
+        message,
+      });
+    };
+    progress(`rolling ${replicas} instance(s) to ${target}`);
+    for (const index of all) {
+      if (onTarget.has(index) && ready.get(index)) continue;
+      const name = instanceName(index);
+      const before = (await this.#state()).instances.find((e) => e.index === index);
+      const old = before?.version ?? from;
+      await this.#mutate((s) => this.#own(s, index, op.name));
+      ready.set(index, false);
+      await this.#stopMany([index], false);
+      progress(`${onTarget.size}/${replicas} updated; replacing ${name}`);
+      try {
+        await this.#startMany([index], () => target, op.name);
+        await this.#waitReady(op, [index], {
+          desired: replicas,
+          updated: () => onTarget.size,
+          readyOthers: () => countTrue(ready),
+          what: `${name} on ${target}`,
+        });
+      } catch (err) {
+        throw await this.#putBack(
+          op,
+          index,
+          old,
+          from,
+          target,
+          err,
+          () => {
+            progress(`${onTarget.size}/${replicas} updated; ${name} failed on ${target}, back on ${old}`);
+            return op.last;
+          },
+          ready,
+        );
+      }
+      onTarget.add(index);
+      ready.set(index, true);
+      progress(`${onTarget.size}/${replicas} updated`);
+    }
+    return this.#result(op);
+  }
+
+  /** After a failed replacement: the instance goes back to `old`, the fleet's version to `from`. */
+  async #putBack(
+    op: Op,
+    index: number,
+    old: string,
+    from: string,
+    target: string,
+    cause: unknown,
+    report: () => RolloutProgress,
+    ready: Map<number, boolean>,
+  ): Promise<Error> {
+    const name = instanceName(index);
+    await this.#stopMany([index], false);
+    let back: string;
+    try {
+      await this.#startMany([index], () => old, op.name);
+      if (op.signal?.aborted) back = `restarted on ${old}`;
+      else {
+        const readyAgain = await this.#waitUntil(
+          [index],
+          performance.now() + this.#config.readinessTimeout,
+          undefined,
+        );
+        ready.set(index, readyAgain.size === 0);
+        back = readyAgain.size === 0 ? `ready again on ${old}` : `restarted on ${old}, not ready yet`;
+      }
+    } catch (err) {
+      back = `could not be restarted on ${old}: ${errorMessage(err)}`;
+    }
+    await this.#mutate((s) => {
+      s.version = from;
+    });
+    const progress = report();
+    const fleet = (await this.#state()).instances
+      .filter((e) => e.index < progress.desired)
+      .map((e) => ({ name: instanceName(e.index), version: e.version }));
+    const why = errorMessage(cause);
+    return new UnavailableError(
+      `rollout to ${target} stopped at ${name}: ${why}. ${name} is ${back}; ` +
+        `${progress.updated}/${progress.desired} instance(s) run ${target}, the fleet's version is ${from} again`,
+      {
+        cause,
+        details: { progress, failedInstance: name, version: target, fleetVersion: from, instances: fleet },
+      },
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Supervisor
+
+  async supervise(options: { signal: AbortSignal }): Promise<void> {
+    const { signal } = options;
+    let wake: (() => void) | undefined;
+    const poke = (): void => wake?.();
+    childExits.on('exit', poke);
+    signal.addEventListener('abort', poke, { once: true });
+    this.#closed.signal.addEventListener('abort', poke, { once: true });
+    try {
+      while (!signal.aborted && !this.#closed.signal.aborted) {
+        try {
+          await this.superviseOnce();
+        } catch (err) {
+          this.#log.error({ err: errorMessage(err), fleet: this.fleetDir }, 'supervisor round failed');
+        }
+        if (signal.aborted || this.#closed.signal.aborted) break;
+        await Promise.race([
+          new Promise<void>((resolve) => (wake = resolve)),
+          sleep(this.#supervisor.intervalMs),
+        ]);
+        wake = undefined;
+      }
+    } finally {
+      childExits.off('exit', poke);
+      signal.removeEventListener('abort', poke);
+      this.#closed.signal.removeEventListener('abort', poke);
+    }
+  }
+
+  async superviseOnce(): Promise<SupervisorRound> {
+    const round: SupervisorRound = { started: [], backingOff: [], stopped: [], rotated: [], skipped: [] };
+    await this.#ensureDirs();
+    const strays: number[] = [];
+    await this.#mutate(async (state) => {
+      const now = this.#clock.now();
+      for (const index of range(state.replicas)) {
+        if (!state.instances.some((e) => e.index === index)) {
+          state.instances.push({ index, version: state.version, restarts: 0, failures: 0 });
+        }
+      }
+      const toStart: InstanceState[] = [];
+      for (const entry of state.instances) {
+        const name = instanceName(entry.index);
+        if (entry.owner && (await ownerAlive(entry.owner))) {
+          round.skipped.push(name);
+          continue;
+        }
+        delete entry.owner;
+        if (entry.index >= state.replicas) {
+          strays.push(entry.index);
+          continue;
+        }
+        const alive =
+          entry.pid !== undefined &&
+          entry.startTime !== undefined &&
+          isSameProcess(await procStat(entry.pid), entry.startTime);
+        if (alive) {
+          const up = entry.spawnedAt ? now.getTime() - Date.parse(entry.spawnedAt) : 0;
+          if (entry.failures > 0 && up >= this.#supervisor.stableAfterMs) {
+            entry.failures = 0;
+            delete entry.nextAttemptAt;
+          }
+          continue;
+        }
+        if (entry.pid !== undefined) {
+          const exit = exitOf(entry.pid);
+          const mine = exit && (!entry.spawnedAt || exit.at.getTime() >= Date.parse(entry.spawnedAt) - 1000);
+          entry.lastExit = {
+            pid: entry.pid,
+            at: (mine ? exit.at : now).toISOString(),
+            code: mine ? exit.code : null,
+            signal: mine ? exit.signal : null,
+            reason: describeExit(mine ? exit : undefined),
+          };
+          delete entry.pid;
+          delete entry.startTime;
+          this.#backoff(entry, now);
+          this.#log.warn(
+            {
+              instance: name,
+              reason: entry.lastExit.reason,
+              retryAt: entry.nextAttemptAt,
+              failures: entry.failures,
+            },
+            'game server exited; restarting after backoff',
+          );
+        }
+        if (entry.nextAttemptAt && Date.parse(entry.nextAttemptAt) > now.getTime()) {
+          round.backingOff.push(name);
+          continue;
+        }
+        toStart.push(entry);
+      }
+      for (const entry of toStart) {
+        const name = instanceName(entry.index);
+        try {
+          this.#versionSpec(entry.version);
+          if (await this.#portInUse(this.#port(entry.index))) throw this.#portError(entry.index);
+          await this.#spawnInto(state, entry.index, entry.version, undefined);
+          if (entry.lastExit) entry.restarts++;
+          round.started.push(name);
+          this.#log.info({ instance: name, version: entry.version, pid: entry.pid }, 'game server started');
+        } catch (err) {
+          entry.problem = errorMessage(err).slice(0, 500);
+          this.#backoff(entry, now);
+          round.backingOff.push(name);
+          this.#log.error(
+            { instance: name, problem: entry.problem, retryAt: entry.nextAttemptAt },
+            'cannot start game server',
+          );
+        }
+      }
+    });
+    if (strays.length > 0) {
+      await this.#stopMany(strays, true);
+      round.stopped.push(...strays.map(instanceName));
+    }
+    round.rotated.push(...(await this.#rotateLogs()));
+    return round;
+  }
+
+  #backoff(entry: InstanceState, now: Date): void {
+    entry.failures++;
+    const { backoffBaseMs, backoffMaxMs } = this.#supervisor;
+    const delay = Math.min(backoffBaseMs * 2 ** Math.min(entry.failures - 1, 30), backoffMaxMs);
+    entry.nextAttemptAt = new Date(now.getTime() + delay).toISOString();
+  }
+
+  async #rotateLogs(): Promise<string[]> {
+    let lock: HeldLock;
+    try {
+      lock = await this.#rotateLock.acquire('rotate', 0);
+    } catch {
+      return [];
+    }
+    try {
+      const state = await this.#state();
+      const rotated: string[] = [];
+      for (const index of range(Math.max(state.replicas, ...state.instances.map((e) => e.index + 1)))) {
+        const name = instanceName(index);
+        const { maxBytes, keep } = this.#config.logs;
+        if (await rotateIfNeeded(logFileOf(this.#logDir, name), maxBytes, keep)) rotated.push(name);
+      }
+      return rotated;
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed.abort();
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Internals
+
+  async #ensureDirs(): Promise<void> {
+    this.#dirs ??= (async () => {
+      await ensurePrivateDir(this.fleetDir);
+      await ensurePrivateDir(this.#logDir);
+    })();
+    try {
+      await this.#dirs;
+    } catch (err) {
+      this.#dirs = undefined;
+      throw new UnavailableError(`cannot create the fleet directory ${this.fleetDir}: ${errorMessage(err)}`);
+    }
+  }
+
+  async #state(): Promise<FleetState> {
+    await this.#ensureDirs();
+    return (
+      (await readState(this.fleetDir)) ??
+      initialState(this.#config.version, this.#config.replicas, this.#clock.now())
+    );
+  }
+
+  /** Read-modify-write of the state file under the state lock. */
+  async #mutate<T>(fn: (state: FleetState) => T | Promise<T>): Promise<T> {
+    await this.#ensureDirs();
+    const lock = await this.#stateLock.acquire('state', STATE_LOCK_WAIT_MS);
+    try {
+      const state = await this.#state();
+      const out = await fn(state);
+      state.updatedAt = this.#clock.now().toISOString();
+      await writeState(this.fleetDir, state);
+      return out;
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #withLock<T>(operation: string, signal: AbortSignal | undefined, body: () => Promise<T>): Promise<T> {
+    await this.#ensureDirs();
+    const lock = await this.#opLock.acquire(operation, this.#lockWaitMs, signal);
+    try {
+      return await body();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #operation(
+    name: string,
+    options: WaitOptions,
+    body: (op: Op) => Promise<RolloutResult>,
+  ): Promise<RolloutResult> {
+    const timeoutMs = options.timeoutMs ?? this.#config.rolloutTimeout;
+    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0)
+      throw new InputError(
+        `timeoutMs must be a positive number of milliseconds (got ${String(options.timeoutMs)})`,
+      );
+    options.signal?.throwIfAborted();
+    return this.#withLock(name, options.signal, async () => {
+      const started = performance.now();
+      const op: Op = {
+        name,
+        started,
+        deadline: started + timeoutMs,
+        signal: options.signal,
+        last: { operation: name, desired: 0, updated: 0, ready: 0, available: 0, message: 'starting' },
+        emit: (progress) => {
+          const full = { operation: name, ...progress };
+          op.last = full;
+          try {
+            options.onProgress?.(full);
+          } catch (err) {
+            this.#log.warn({ err: errorMessage(err) }, 'onProgress callback threw');
+          }
+          return full;
+        },
+      };
+      try {
+        return await body(op);
+      } finally {
+        await this.#mutate((s) => {
+          const me = process.pid;
+          for (const e of s.instances) if (e.owner?.pid === me && e.owner.operation === name) delete e.owner;
+        }).catch((err: unknown) =>
+          this.#log.error({ err: errorMessage(err) }, 'cannot clear operation marks'),
+        );
+      }
+    });
+  }
+
+  async #result(op: Op): Promise<RolloutResult> {
+    const state = await this.#state();
+    return {
+      operation: op.name,
+      version: state.version,
+      previousVersion: state.previousVersion,
+      replicas: op.last.desired,
+      durationMs: Math.round(performance.now() - op.started),
+      progress: op.last,
+    };
+  }
+
+  #own(state: FleetState, index: number, operation: string): void {
+    let entry = state.instances.find((e) => e.index === index);
+    if (!entry) {
+      entry = { index, version: state.version, restarts: 0, failures: 0 };
+      state.instances.push(entry);
+    }
+    entry.owner = { pid: process.pid, startTime: ownStartTime(), operation };
+  }
+
+  /** Starts instances (that have no live process) in one state update. */
+  async #startMany(
+    indexes: number[],
+    versionOf: (entry: InstanceState | undefined) => string,
+    operation: string,
+  ): Promise<void> {
+    if (indexes.length === 0) return;
+    const problems: string[] = [];
+    await this.#mutate(async (state) => {
+      for (const index of indexes) {
+        const entry = state.instances.find((e) => e.index === index);
+        try {
+          await this.#spawnInto(state, index, versionOf(entry), operation);
+        } catch (err) {
+          problems.push(`${instanceName(index)}: ${errorMessage(err)}`);
+        }
+      }
+    });
+    if (problems.length > 0) throw new UnavailableError(`cannot start ${problems.join('; ')}`);
+  }
+
+  async #spawnInto(
+    state: FleetState,
+    index: number,
+    version: string,
+    operation: string | undefined,
+  ): Promise<void> {
+    let entry = state.instances.find((e) => e.index === index);
+    if (!entry) {
+      entry = { index, version, restarts: 0, failures: 0 };
+      state.instances.push(entry);
+    }
+    const spec = this.#versionSpec(version);
+    const name = instanceName(index);
+    const started = await spawnDetached({
+      command: spec.command,
+      cwd: spec.cwd ?? process.cwd(),
+      env: this.#env(index, version, spec.env),
+      logFile: logFileOf(this.#logDir, name),
+    });
+    entry.version = version;
+    entry.pid = started.pid;
+    entry.startTime = started.startTime;
+    entry.spawnedAt = this.#clock.now().toISOString();
+    delete entry.nextAttemptAt;
+    delete entry.problem;
+    if (operation !== undefined) {
+      // A deliberate start is a fresh instance: no crash history to back off from.
+      entry.failures = 0;
+      entry.owner = { pid: process.pid, startTime: ownStartTime(), operation };
+    }
+  }
+
+  /** Stops instances (their process groups), at most `concurrency` at once; `remove` drops them from the state. */
+  async #stopMany(indexes: number[], remove: boolean): Promise<void> {
+    if (indexes.length === 0) return;
+    const state = await this.#state();
+    await mapLimit(indexes, this.#concurrency, async (index) => {
+      const entry = state.instances.find((e) => e.index === index);
+      if (entry?.pid !== undefined && entry.startTime !== undefined)
+        await stopProcess(entry.pid, entry.startTime, this.#stopGraceMs);
+    });
+    await this.#mutate((s) => {
+      if (remove) {
+        s.instances = s.instances.filter((e) => !indexes.includes(e.index));
+        return;
+      }
+      for (const e of s.instances) {
+        if (!indexes.includes(e.index)) continue;
+        delete e.pid;
+        delete e.startTime;
+      }
+    });
+  }
+
+  /** Waits until `indexes` answer their readiness probe, reporting progress; throws UnavailableError otherwise. */
+  async #waitReady(
+    op: Op,
+    indexes: number[],
+    how: { desired: number; updated: () => number; readyOthers?: () => number; what: string },
+  ): Promise<void> {
+    const deadline = Math.min(op.deadline, performance.now() + this.#config.readinessTimeout);
+    const report = (pending: Set<number>, reason?: string): void => {
+      const readyHere = indexes.length - pending.size;
+      const ready = how.readyOthers ? how.readyOthers() + readyHere : readyHere;
+      const waiting = [...pending].map(instanceName);
+      op.emit({
+        desired: how.desired,
+        updated: how.updated(),
+        ready,
+        available: ready,
+        message:
+          pending.size === 0
+            ? `${how.what}: ready`
+            : `${how.updated()}/${how.desired} updated, ${ready} ready; waiting for ${waiting.slice(0, 5).join(', ')}${waiting.length > 5 ? ` and ${waiting.length - 5} more` : ''}${reason ? ` (${reason})` : ''}`,
+      });
+    };
+    const pending = await this.#waitUntil(indexes, deadline, op.signal, report);
+    if (pending.size === 0) return;
+    const timedOut =
+      performance.now() >= op.deadline
+        ? 'the operation timed out'
+        : `not ready within ${this.#config.readinessTimeout} ms`;
+    const first = [...pending][0]!;
+    const reason = this.#lastReasons.get(first);
+    throw new UnavailableError(
+      `${how.what}: ${instanceName(first)} ${timedOut}${reason ? ` (${reason})` : ''}`,
+      { details: { progress: op.last } },
+    );
+  }
+
+  /** Last readiness failure per instance, for messages. */
+  readonly #lastReasons = new Map<number, string>();
+
+  /**
+   * Polls until every instance of `indexes` is ready, one dies, the deadline passes or the signal aborts
+   * (which throws its reason). Returns the ones still not ready.
+   */
+  async #waitUntil(
+    indexes: number[],
+    deadline: number,
+    signal: AbortSignal | undefined,
+    report?: (pending: Set<number>, reason?: string) => void,
+  ): Promise<Set<number>> {
+    const pending = new Set(indexes);
+    for (;;) {
+      signal?.throwIfAborted();
+      const state = await this.#state();
+      const list = [...pending];
+      const results = await mapLimit(list, this.#concurrency, async (index) => {
+        const entry = state.instances.find((e) => e.index === index);
+        const alive =
+          entry?.pid !== undefined &&
+          entry.startTime !== undefined &&
+          isSameProcess(await procStat(entry.pid), entry.startTime);
+        if (!alive) {
+          return {
+            ready: false,
+            dead: true,
+            reason: entry?.pid !== undefined ? describeExit(exitOf(entry.pid)) : 'not running',
+          };
+        }
+        const probe = await probeReady(this.#opsUrl(index), this.#token, this.#probeTimeoutMs);
+        return { ...probe, dead: false };
+      });
+      let reason: string | undefined;
+      let dead = false;
+      list.forEach((index, i) => {
+        const r = results[i]!;
+        if (r.ready) {
+          pending.delete(index);
+          this.#lastReasons.delete(index);
+        } else {
+          reason ??= r.reason;
+          if (r.reason) this.#lastReasons.set(index, r.reason);
+          dead ||= r.dead;
+        }
+      });
+      report?.(pending, reason);
+      if (pending.size === 0 || dead || performance.now() >= deadline) return pending;
+      await sleep(
+        Math.min(POLL_MS, Math.max(1, deadline - performance.now())),
+        undefined,
+        signal ? { signal } : {},
+      );
+    }
+  }
+
+  /** Readiness of instances now (one probe each; a dead one is not ready). */
+  async #readiness(indexes: number[]): Promise<Map<number, boolean>> {
+    const state = await this.#state();
+    const views = await this.#views(state, state.replicas);
+    const byIndex = new Map(views.map((v) => [v.index, v]));
+    const results = await mapLimit(indexes, this.#concurrency, async (index) =>
+      byIndex.get(index)?.alive
+        ? (await probeReady(this.#opsUrl(index), this.#token, this.#probeTimeoutMs)).ready
+        : false,
+    );
+    return new Map(indexes.map((index, i) => [index, results[i]!]));
+  }
+
+  /** Instances 0 … count-1 with their state entry and whether their process is alive. */
+  async #views(state: FleetState, count = state.replicas): Promise<View[]> {
+    return Promise.all(
+      range(count).map(async (index) => {
+        const entry = state.instances.find((e) => e.index === index);
+        const stat = entry?.pid !== undefined ? await procStat(entry.pid) : undefined;
+        const alive = entry?.startTime !== undefined && isSameProcess(stat, entry.startTime);
+        return { index, name: instanceName(index), entry, stat, alive };
+      }),
+    );
+  }
+
+  /** The fleet's instances matching `filter`; an unknown name is a NotFoundError. */
+  async #select(state: FleetState, filter: InstanceFilter | undefined): Promise<View[]> {
+    const names = filter?.names;
+    const labels = filter?.labels;
+    if (names !== undefined && !(Array.isArray(names) && names.every((n) => typeof n === 'string')))
+      throw new InputError('names: a list of instance names');
+    if (labels !== undefined && (typeof labels !== 'object' || labels === null || Array.isArray(labels)))
+      throw new InputError('labels: an object of key=value pairs');
+    let indexes = range(state.replicas);
+    if (names !== undefined) {
+      const unknown = names.filter((n) => {
+        const index = indexOfName(n);
+        return index === undefined || index >= state.replicas;
+      });
+      if (unknown.length > 0) {
+        const have = state.replicas === 0 ? 'none' : `game-0 … game-${state.replicas - 1}`;
+        throw new NotFoundError(
+          `no instance named ${unknown.map((n) => JSON.stringify(n).slice(0, 80)).join(', ')} in the local fleet (instances: ${have})`,
+          { details: { names: unknown.slice(0, 20) } },
+        );
+      }
+      const wanted = new Set(names.map((n) => indexOfName(n)!));
+      indexes = indexes.filter((i) => wanted.has(i));
+    }
+    const views = await this.#views(state);
+    const chosen = new Set(indexes);
+    return views.filter((v) => {
+      if (!chosen.has(v.index)) return false;
+      if (!labels) return true;
+      const own = this.#labels(v.name, v.entry?.version ?? state.version);
+      return Object.entries(labels).every(([k, value]) => own[k] === value);
+    });
+  }
+
+  #labels(name: string, version: string): Record<string, string> {
+    return { app: 'game-server', instance: name, version };
+  }
+
+  /**
+   * The config of `version`.
+   * @param input whether `version` comes from the caller (InputError) or from the state (UnavailableError)
+   */
+  #versionSpec(version: string, input = false): LocalPlatformConfig['versions'][string] {
+    const spec =
+      typeof version === 'string'
+        ? Object.hasOwn(this.#config.versions, version)
+          ? this.#config.versions[version]
+          : undefined
+        : undefined;
+    if (spec) return spec;
+    const known = Object.keys(this.#config.versions).join(', ');
+    const message = `unknown version ${JSON.stringify(String(version)).slice(0, 140)}: platform.versions lists ${known}`;
+    throw input ? new InputError(message) : new UnavailableError(`${message} (the fleet state names it)`);
+  }
+
+  #port(index: number): number {
+    return this.#config.basePort + index;
+  }
+
+  #opsUrl(index: number): string {
+    const host = this.#config.host;
+    const reach = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '::1' : host;
+    return `http://${reach.includes(':') ? `[${reach}]` : reach}:${this.#port(index)}`;
+  }
+
+  #env(index: number, version: string, versionEnv: Record<string, string>): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const name of INHERITED_ENV) {
+      const value = process.env[name];
+      if (value !== undefined) env[name] = value;
+    }
+    Object.assign(env, this.#config.env, versionEnv);
+    for (const [name, value] of Object.entries(this.#config.secretEnv)) env[name] = value.reveal();
+    env.GAME_PORT = String(this.#port(index));
+    env.GAME_HOST = this.#config.host;
+    env.GAME_INSTANCE = instanceName(index);
+    env.GAME_VERSION = version;
+    env.GAME_CONFIG_FILE = join(this.fleetDir, CONFIG_FILE);
+    if (this.#token) env.GAME_OPS_TOKEN = this.#token.reveal();
+    return env;
+  }
+
+  /** Refuses to start anything when one of the ports is taken by a process that is not ours. */
+  async #checkPorts(indexes: number[]): Promise<void> {
+    for (const index of indexes) {
+      if (await this.#portInUse(this.#port(index))) throw this.#portError(index);
+    }
+  }
+
+  #portError(index: number): UnavailableError {
+    const port = this.#port(index);
+    return new UnavailableError(
+      `port ${this.#config.host}:${port} (for ${instanceName(index)}) is already in use by another process; ` +
+        'free it or change platform.basePort. Nothing was started.',
+      { details: { port, instance: instanceName(index) } },
+    );
+  }
+
+  async #portInUse(port: number): Promise<boolean> {
+    const server = createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ port, host: this.#config.host, exclusive: true }, resolve);
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') return true;
+      throw new UnavailableError(`cannot check port ${this.#config.host}:${port}: ${errorMessage(err)}`, {
+        details: { port },
+      });
+    }
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return false;
+  }
+}
+
+async function ownerAlive(owner: { pid: number; startTime: string }): Promise<boolean> {
+  return isSameProcess(await procStat(owner.pid), owner.startTime);
+}
+
+function validatePatch(patch: unknown): asserts patch is Record<string, string | null> {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch))
+    throw new InputError('a config patch is an object of key: string or null');
+  const entries = Object.entries(patch);
+  if (entries.length > MAX_CONFIG_KEYS)
+    throw new InputError(`a config patch holds at most ${MAX_CONFIG_KEYS} keys`);
+  for (const [key, value] of entries) {
+    // eslint-disable-next-line no-control-regex
+    if (key.length === 0 || key.length > 256 || /[\u0000-\u001f\u007f]/.test(key))
+      throw new InputError(
+        `config key ${JSON.stringify(key.slice(0, 80))}: 1 to 256 characters, no control characters`,
+      );
+    if (value !== null && typeof value !== 'string')
+      throw new InputError(`config key ${key}: the value must be a string, or null to remove it`);
+    if (typeof value === 'string' && Buffer.byteLength(value) > MAX_VALUE_BYTES)
+      throw new InputError(`config key ${key}: the value is larger than ${MAX_VALUE_BYTES} bytes`);
+  }
+}
+
+function instanceName(index: number): string {
+  return `game-${index}`;
+}
+
+function indexOfName(name: string): number | undefined {
+  const match = NAME.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+function countTrue(map: Map<number, boolean>): number {
+  let n = 0;
+  for (const v of map.values()) if (v) n++;
+  return n;
+}
