@@ -9,8 +9,11 @@
  * `"time":<epoch ms>`), else a timestamp at the start of the line (`2026-11-26T09:00:00Z …`, optionally in
  * `[…]`; without a zone it is local time). Files are appended in time order, so the cut is the first line
  * whose own time is at or after the start of the window: everything after it is in the window (undated
- * lines such as stack traces go with the dated line before them) and everything before it is not. A file
- * with no dated line at all is taken whole when it was modified within the window, skipped otherwise.
+ * lines such as stack traces go with the dated line before them; at the start of a file, with the first
+ * dated line after them) and everything before it is not. A file with no dated line at all is taken whole
+ * when it was modified within the window, skipped otherwise. The cut is exact when the times in a file
+ * do not go backwards (true of a log written as it goes); with clock jumps it may land off by the lines
+ * written out of order.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { copyFile, open, readdir, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';

@@ -24,6 +24,8 @@ export function miniServerCommand(): string[] {
 export interface LocalConfigInput {
   basePort: number;
   replicas?: number;
+  /** The version at first start. @default 'v1' */
+  version?: string;
   readinessTimeout?: string | number;
   rolloutTimeout?: string | number;
   /** Extra versions (name → environment of the mini server). */
@@ -44,7 +46,7 @@ export function localConfig(input: LocalConfigInput): LocalPlatformConfig {
     kind: 'local',
     basePort: input.basePort,
     replicas: input.replicas ?? 2,
-    version: 'v1',
+    version: input.version ?? 'v1',
     versions,
     readinessTimeout: input.readinessTimeout ?? '5s',
     rolloutTimeout: input.rolloutTimeout ?? '60s',

@@ -1,0 +1,34 @@
+/**
+ * Test fixture, run as a separate process by local-specific.test.ts: a second gameops process.
+ *
+ * - `scale <dataDir> <basePort> <replicas>`: scales the local fleet (the ops token comes from
+ *   FIXTURE_OPS_TOKEN), prints `ready <pid>`, then waits to be killed.
+ * - `hold-lock <dataDir>`: takes the fleet's operation lock, prints `ready <pid>`, then waits to be killed.
+ */
+import { join } from 'node:path';
+import { secret, systemClock } from '../../core/index.ts';
+import { createLocalPlatform } from './index.ts';
+import { FileLock } from './lock.ts';
+import { localConfig } from './test-support.ts';
+
+const [mode, dataDir, basePort, replicas] = process.argv.slice(2);
+if (mode === 'scale' && dataDir && basePort && replicas) {
+  const token = process.env.FIXTURE_OPS_TOKEN;
+  const platform = createLocalPlatform({
+    config: localConfig({ basePort: Number(basePort), replicas: Number(replicas) }),
+    dataDir,
+    ...(token ? { opsToken: secret(token, 'env:FIXTURE_OPS_TOKEN') } : {}),
+    clock: systemClock,
+  });
+  await platform.scale(Number(replicas), { timeoutMs: 30_000 });
+} else if (mode === 'hold-lock' && dataDir) {
+  const lock = new FileLock(join(dataDir, 'fleet', 'operation.lock'), 'the fleet', systemClock);
+  await lock.acquire('fixture-hold', 0);
+} else {
+  process.stderr.write(
+    'usage: fleet.fixture.ts scale <dataDir> <basePort> <replicas> | hold-lock <dataDir>\n',
+  );
+  process.exit(2);
+}
+process.stdout.write(`ready ${process.pid}\n`);
+setInterval(() => undefined, 60_000);
