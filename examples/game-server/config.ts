@@ -2,6 +2,8 @@
  * The reference game server's configuration: environment variables only, validated at start
  * (docs/game-server-contract.md, "Environment of the reference server").
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { z } from 'zod';
 
 const SECRET_VARIABLES = ['GAME_OPS_TOKEN', 'GAME_MYSQL_PASSWORD', 'GAME_REDIS_PASSWORD'] as const;
@@ -45,14 +47,9 @@ const envSchema = z
     GAME_SHUTDOWN_DRAIN_SECONDS: z.coerce.number().min(0).max(600).default(5),
     GAME_STATS_WINDOW_SECONDS: intIn(1, 3600).default(60),
     GAME_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    GAME_CONFIG_FILE: z.string().min(1).optional(),
   })
   .superRefine((env, ctx) => {
-    if (env.GAME_MYSQL_HOST === undefined && env.GAME_MYSQL_SOCKET === undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['GAME_MYSQL_HOST'],
-        message: 'set GAME_MYSQL_HOST (with GAME_MYSQL_PORT) or GAME_MYSQL_SOCKET',
-      });
     if (env.GAME_SNAPSHOT_RATE > env.GAME_TICK_RATE)
       ctx.addIssue({
         code: 'custom',
@@ -85,6 +82,8 @@ export interface GameServerConfig {
   shutdownDrainSeconds: number;
   statsWindowSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** The game config (JSON file, or a directory with one file per key), read at start. */
+  configFile: string | undefined;
 }
 
 /** Invalid environment: the message names each bad variable (never a secret's value). */
@@ -103,15 +102,18 @@ function presentOnly(env: NodeJS.ProcessEnv): Record<string, string> {
 
 /** Reads and validates the GAME_* variables. @throws ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv): GameServerConfig {
-  const parsed = envSchema.safeParse(presentOnly(env));
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const variable = issue.path.join('.') || '(environment)';
-      const message = issue.code === 'invalid_type' && issue.input === undefined ? 'required' : issue.message;
-      return `${variable}: ${message}`;
-    });
+  const present = presentOnly(env);
+  const parsed = envSchema.safeParse(present);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => {
+        const variable = issue.path.join('.') || '(environment)';
+        return `${variable}: ${present[variable] === undefined ? 'required' : issue.message}`;
+      });
+  if (present['GAME_MYSQL_HOST'] === undefined && present['GAME_MYSQL_SOCKET'] === undefined)
+    problems.push('GAME_MYSQL_HOST: set GAME_MYSQL_HOST (with GAME_MYSQL_PORT) or GAME_MYSQL_SOCKET');
+  if (!parsed.success || problems.length > 0)
     throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
-  }
   const e = parsed.data;
   return {
     port: e.GAME_PORT,
@@ -142,10 +144,74 @@ export function loadConfig(env: NodeJS.ProcessEnv): GameServerConfig {
     shutdownDrainSeconds: e.GAME_SHUTDOWN_DRAIN_SECONDS,
     statsWindowSeconds: e.GAME_STATS_WINDOW_SECONDS,
     logLevel: e.GAME_LOG_LEVEL,
+    configFile: e.GAME_CONFIG_FILE,
   };
 }
 
 /** Removes the secrets from the environment once read: reports and child processes never see them. */
 export function scrubSecrets(env: NodeJS.ProcessEnv): void {
   for (const variable of SECRET_VARIABLES) delete env[variable];
+}
+
+const MAX_GAME_CONFIG_BYTES = 1024 * 1024;
+const gameConfigSchema = z.record(z.string(), z.string());
+
+/** The maintenance state recorded in the game config (ADR 0006), applied at start. */
+export interface StartupMaintenance {
+  enabled: boolean;
+  message: string | undefined;
+  startsAt: string | undefined;
+}
+
+/**
+ * Reads the game config that gameops writes (`GAME_CONFIG_FILE`): a JSON object of string values (the
+ * local platform's `game-config.json`), or a directory holding one file per key (a Kubernetes ConfigMap
+ * mounted as a volume). Returns undefined when the path does not exist.
+ * @throws ConfigError when it exists but cannot be read as either.
+ */
+export function readGameConfig(file: string): Record<string, string> | undefined {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    return undefined;
+  }
+  if (stat.isDirectory()) {
+    const config: Record<string, string> = {};
+    for (const entry of fs.readdirSync(file, { withFileTypes: true })) {
+      // ConfigMap volumes hold `..data` links and dot files; keys are plain names.
+      if (entry.name.startsWith('.') || !/^[A-Za-z0-9_.-]{1,256}$/.test(entry.name)) continue;
+      const keyFile = path.join(file, entry.name);
+      if (fs.statSync(keyFile).size > MAX_GAME_CONFIG_BYTES) continue;
+      config[entry.name] = fs.readFileSync(keyFile, 'utf8').trim();
+    }
+    return config;
+  }
+  if (stat.size > MAX_GAME_CONFIG_BYTES)
+    throw new ConfigError(`GAME_CONFIG_FILE ${file}: larger than ${MAX_GAME_CONFIG_BYTES} bytes`);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(
+      `GAME_CONFIG_FILE ${file}: not JSON (${err instanceof Error ? err.message : String(err)})`,
+    );
+  }
+  const parsed = gameConfigSchema.safeParse(json);
+  if (!parsed.success)
+    throw new ConfigError(`GAME_CONFIG_FILE ${file}: must be a JSON object of string values`);
+  return parsed.data;
+}
+
+/** `maintenance_mode` (true/1/yes/on), `maintenance_message` and `maintenance_starts_at` from the game config. */
+export function maintenanceFromGameConfig(config: Record<string, string>): StartupMaintenance {
+  const flag = (config['maintenance_mode'] ?? '').trim().toLowerCase();
+  const message = config['maintenance_message']?.trim();
+  const startsAt = config['maintenance_starts_at']?.trim();
+  return {
+    enabled: flag === 'true' || flag === '1' || flag === 'yes' || flag === 'on',
+    message: message ? message.slice(0, 500) : undefined,
+    startsAt:
+      startsAt && Number.isFinite(Date.parse(startsAt)) ? new Date(startsAt).toISOString() : undefined,
+  };
 }

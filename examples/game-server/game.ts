@@ -68,7 +68,8 @@ interface Connection {
 interface QueuedInput {
   conn: Connection;
   at: number;
-  input: MoveInput | ChatInput;
+  /** `leave` is queued too, so it comes after the player's earlier inputs (and is never dropped). */
+  input: MoveInput | ChatInput | { type: 'leave' };
 }
 
 export interface DrainState {
@@ -478,7 +479,8 @@ export class Game {
         this.#queue.push({ conn, at: now, input: message });
         return;
       case 'leave':
-        this.#leave(conn);
+        if (conn.state === 'playing') this.#queue.push({ conn, at: now, input: message });
+        else this.#leave(conn);
         return;
     }
   }
@@ -613,6 +615,10 @@ export class Game {
         for (; i < end; i++) {
           const item = queue[i]!;
           if (item.conn.state !== 'playing') continue;
+          if (item.input.type === 'leave') {
+            this.#leave(item.conn);
+            continue;
+          }
           if (batchStart - item.at > budget) {
             late += 1;
             continue;

@@ -10,7 +10,14 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Pool } from 'mysql2/promise';
 import type { Redis } from 'ioredis';
-import { ConfigError, loadConfig, scrubSecrets, type GameServerConfig } from './config.ts';
+import {
+  ConfigError,
+  loadConfig,
+  maintenanceFromGameConfig,
+  readGameConfig,
+  scrubSecrets,
+  type GameServerConfig,
+} from './config.ts';
 import { Diagnostics } from './diagnostics.ts';
 import { Game } from './game.ts';
 import { createRequestHandler } from './http.ts';
@@ -90,6 +97,18 @@ async function main(): Promise<void> {
   });
   const game: Game = new Game({ config, log, metrics, store: persistence });
   const diagnostics = new Diagnostics(config.instance);
+  if (config.configFile !== undefined) {
+    // An instance that starts while the gate is closed comes up closed (ADR 0006).
+    try {
+      const gameConfig = readGameConfig(config.configFile);
+      if (gameConfig) {
+        const maintenance = maintenanceFromGameConfig(gameConfig);
+        if (maintenance.enabled) game.setMaintenance(maintenance);
+      }
+    } catch (err) {
+      log.warn(`game config ignored: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   persistence.start();
   game.start();
 

@@ -225,12 +225,23 @@ const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+
 const LABEL = /\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?/y;
 
 function parseValue(text: string): number {
-  if (text === '+Inf' || text === 'Inf') return Infinity;
-  if (text === '-Inf') return -Infinity;
-  if (text === 'NaN') return NaN;
+  const lower = text.toLowerCase();
+  if (lower === '+inf' || lower === 'inf') return Infinity;
+  if (lower === '-inf') return -Infinity;
+  if (lower === 'nan') return NaN;
   const value = Number(text);
   if (text === '' || Number.isNaN(value)) throw new Error(`"${excerpt(text, 40)}" is not a number`);
   return value;
+}
+
+/** A histogram bucket's `le` label as a number (NaN when missing or not a number). */
+function bound(le: string | undefined): number {
+  if (le === undefined) return NaN;
+  try {
+    return parseValue(le);
+  } catch {
+    return NaN;
+  }
 }
 
 /** Parses the Prometheus text exposition format (version 0.0.4). @throws Error naming the bad line */
@@ -641,7 +652,7 @@ export function createGameServerClient(options: GameServerClientOptions): GameSe
         return found.reduce((total, s) => total + s.value, 0);
       };
       const buckets = named('game_tick_duration_seconds_bucket').map((s) => ({
-        le: s.labels['le'] === undefined ? NaN : parseValue(s.labels['le']),
+        le: bound(s.labels['le']),
         count: s.value,
       }));
       if (buckets.length === 0 || buckets.some((b) => Number.isNaN(b.le)))

@@ -85,3 +85,30 @@ export async function loginPlayer(
   player.send({ type: 'login', name });
   return { player, welcome: await player.next('welcome') };
 }
+
+/**
+ * Polls `check` until it returns a value other than undefined/false (for state with no event to await,
+ * such as rows a server writes in batches). Rejects with `what` after `timeoutMs`.
+ */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+  everyMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `${what}: not reached within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}

@@ -68,8 +68,14 @@ export interface GameServerProcess {
   logs(): LogLine[];
   /** stderr so far. */
   stderr(): string;
-  /** Resolves with the first log line (past or future) matching `predicate`. */
-  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /**
+   * Resolves with the first log line matching `predicate`, among lines from index `since` on (default 0:
+   * past lines count too; pass `logs().length` for new lines only).
+   */
+  waitForLog(
+    predicate: (line: LogLine) => boolean,
+    options?: { timeoutMs?: number; since?: number },
+  ): Promise<LogLine>;
   /** `fetch` against the server with the bearer token (unless `headers.authorization` is given). */
   ops(pathname: string, init?: RequestInit): Promise<Response>;
   /** Resolves when the process has exited. */
@@ -206,7 +212,10 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
   });
   const rawLines: string[] = [];
   const parsed: LogLine[] = [];
-  const waiters = new Set<{ predicate: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
+  const waiters = new Set<{
+    predicate: (line: LogLine) => boolean;
+    resolve: (line: LogLine) => void;
+  }>();
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;
@@ -234,8 +243,11 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
     });
   });
 
-  function waitForLog(predicate: (line: LogLine) => boolean, timeoutMs = 15_000): Promise<LogLine> {
-    const found = parsed.find(predicate);
+  function waitForLog(
+    predicate: (line: LogLine) => boolean,
+    { timeoutMs = 15_000, since = 0 }: { timeoutMs?: number; since?: number } = {},
+  ): Promise<LogLine> {
+    const found = parsed.slice(since).find(predicate);
     if (found) return Promise.resolve(found);
     return new Promise<LogLine>((resolve, reject) => {
       const waiter = {
