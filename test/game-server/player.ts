@@ -107,7 +107,7 @@ export async function eventually<T>(
     }
     if (Date.now() > deadline)
       throw new Error(
-        `${what}: not reached within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`,
+        `${what}: not reached within ${timeoutMs} ms${last ? ` (last error: ${last instanceof Error ? last.message : 'unknown'})` : ''}`,
       );
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }

@@ -286,10 +286,9 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
   };
 
   try {
-    await waitForLog(
-      (line) => line.msg?.startsWith('listening on') === true,
-      options.readyTimeoutMs ?? 30_000,
-    );
+    await waitForLog((line) => line.msg?.startsWith('listening on') === true, {
+      timeoutMs: options.readyTimeoutMs ?? 30_000,
+    });
   } catch (err) {
     child.kill('SIGKILL');
     await exited;
