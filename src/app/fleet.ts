@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { InputError } from '../core/index.ts';
+import { errorMessage, InputError } from '../core/index.ts';
 import type { Fleet } from '../platform/index.ts';
 import type { Resources } from './bootstrap.ts';
 
@@ -23,6 +23,7 @@ export async function openFleet(resources: Resources): Promise<Fleet> {
     dataDir: config.database.dataDir,
     opsToken: config.game.opsToken,
     clock,
+    log: resources.log,
   });
   const game = createGameServerClient({
     ...(config.game.opsToken ? { token: config.game.opsToken } : {}),
@@ -35,4 +36,21 @@ export async function openFleet(resources: Resources): Promise<Fleet> {
     artefactDir: config.game.artefactDir ?? join(config.database.dataDir, 'artefacts'),
   });
   return resources.fleet;
+}
+
+/**
+ * Runs the platform's supervisor (local platform: restart crashed game servers, rotate logs) until
+ * `signal` aborts. Resolves at once for platforms that supervise themselves (Kubernetes) or when no
+ * platform is configured. Never throws: a platform that cannot be opened is logged.
+ */
+export async function superviseFleet(resources: Resources, signal: AbortSignal): Promise<void> {
+  if (!resources.config.platform) return;
+  try {
+    const fleet = await openFleet(resources);
+    if (!fleet.platform.supervise) return;
+    resources.log.info({ platform: fleet.platform.describe() }, 'supervising the game servers');
+    await fleet.platform.supervise({ signal });
+  } catch (err) {
+    resources.log.error({ err: errorMessage(err) }, 'cannot supervise the game servers');
+  }
 }

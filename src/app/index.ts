@@ -4,4 +4,4 @@ export { runAndRecordDailyCheck } from './daily.ts';
 export { createLogger } from './log.ts';
 export type { Logger } from './log.ts';
 export type { Metrics } from './metrics.ts';
-export { openFleet } from './fleet.ts';
+export { openFleet, superviseFleet } from './fleet.ts';

@@ -9,6 +9,15 @@ export interface PlatformOptions {
   /** The game servers' ops token (the local adapter hands it to the processes it starts). */
   opsToken: Secret | undefined;
   clock: Clock;
+  /** Where adapters report what they do on their own (supervisor restarts, rotations). */
+  log?: PlatformLogger;
+}
+
+/** The part of a pino logger adapters use. */
+export interface PlatformLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
 }
 
 /**
@@ -25,6 +34,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
         dataDir: options.dataDir,
         ...(options.opsToken ? { opsToken: options.opsToken } : {}),
         clock: options.clock,
+        ...(options.log ? { log: options.log } : {}),
       });
     }
     case 'kubernetes': {

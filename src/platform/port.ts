@@ -186,6 +186,12 @@ export interface Platform {
 
   autoscaler(): Promise<AutoscalerStatus>;
 
+  /**
+   * Keeps the fleet running until `signal` aborts: restarts crashed instances with backoff, rotates logs.
+   * Only platforms that run the game servers themselves have it (local); Kubernetes has its own controllers.
+   */
+  supervise?(options: { signal: AbortSignal }): Promise<void>;
+
   /** Releases clients, watchers and timers. Never stops the game servers. */
   close(): Promise<void>;
 }

@@ -10,14 +10,14 @@ interface ServeOptions {
 export function serveCommand(): Command {
   return new Command('serve')
     .description(
-      'Run the gameops server: the HTTP API, /metrics and (later) schedules. `npm start` runs this.',
+      "Run the gameops server: the HTTP API, /metrics and the local platform's supervisor (restarts crashed game servers; they keep running when gameops stops). `npm start` runs this.",
     )
     .option('--host <address>', 'address to listen on (default: server.host, 127.0.0.1)')
     .option('--port <port>', 'port to listen on (default: server.port, 8787; 0 picks a free one)')
     .action(async (options: ServeOptions, command: Command) => {
       const opts = globalOptions(command);
       const port = options.port === undefined ? undefined : parsePort(options.port);
-      const { bootstrap, shutdown } = await import('../../app/index.ts');
+      const { bootstrap, shutdown, superviseFleet } = await import('../../app/index.ts');
       const { buildServer, UNCONFIGURED_HINT } = await import('../../server/index.ts');
       const resources = await bootstrap({
         store: 'required',
@@ -46,6 +46,11 @@ export function serveCommand(): Command {
           'listening beyond loopback: the API has no authentication yet; put it behind a proxy that has',
         );
 
+      // The local platform's game servers are supervised while the server runs (they keep running
+      // when it stops; the next start adopts them: docs/adr/0004-local-platform.md).
+      const supervision = new AbortController();
+      const supervising = superviseFleet(resources, supervision.signal);
+
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
           process.off('SIGINT', stop);
@@ -56,6 +61,8 @@ export function serveCommand(): Command {
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
       });
+      supervision.abort();
+      await supervising;
       await server.close();
       await shutdown(resources);
       process.stderr.write('gameops: stopped\n');
