@@ -60,10 +60,13 @@ export function randomToken(): Secret {
   return secret(randomBytes(16).toString('hex'), 'inline');
 }
 
-/** A base port with `count` consecutive ports free on 127.0.0.1 right now. */
+/**
+ * A base port with `count` consecutive ports free on 127.0.0.1 right now, below Linux's ephemeral range
+ * (32768 and up), so outgoing connections do not take one of them in the meantime.
+ */
 export async function freePortBlock(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * (40_000 - count));
+    const base = 10_000 + Math.floor(Math.random() * (22_000 - count));
     let free = true;
     for (let port = base; port < base + count && free; port++) free = await isFree(port);
     if (free) return base;
