@@ -100,7 +100,8 @@ export async function connectMysql(config: GameServerConfig['mysql']): Promise<P
     enableKeepAlive: true,
   });
   try {
-    await within(CONNECT_TIMEOUT_MS, `MySQL at ${where}`, pool.query(CREATE_TABLE));
+    // The driver's own connect timeout normally answers first; this is the backstop for a stuck query.
+    await within(CONNECT_TIMEOUT_MS + 1000, `MySQL at ${where}`, pool.query(CREATE_TABLE));
     return pool;
   } catch (err) {
     await pool.end().catch(() => undefined);

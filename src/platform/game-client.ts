@@ -651,6 +651,8 @@ export function createGameServerClient(options: GameServerClientOptions): GameSe
         if (found.length === 0) throw failure(call, `does not export ${name}`);
         return found.reduce((total, s) => total + s.value, 0);
       };
+      const playersConnected = sum('game_players_connected');
+      const errorsTotal = sum('game_errors_total');
       const buckets = named('game_tick_duration_seconds_bucket').map((s) => ({
         le: bound(s.labels['le']),
         count: s.value,
@@ -659,8 +661,8 @@ export function createGameServerClient(options: GameServerClientOptions): GameSe
         throw failure(call, 'does not export the game_tick_duration_seconds histogram');
       const p99 = histogramQuantile(0.99, buckets);
       return {
-        playersConnected: sum('game_players_connected'),
-        errorsTotal: sum('game_errors_total'),
+        playersConnected,
+        errorsTotal,
         tickP99Ms: p99 === null ? null : Math.round(p99 * 1e6) / 1e3,
         ticks: sum('game_tick_duration_seconds_count'),
       };
