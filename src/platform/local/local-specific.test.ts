@@ -251,6 +251,51 @@ describe('local platform: supervision', () => {
   }, 30_000);
 });
 
+describe('local platform: operations', () => {
+  it('reports a cancelled rollout as an UnavailableError with its progress, and puts the instance back', async () => {
+    const { platform } = await setup({
+      replicas: 2,
+      version: 'v1',
+      versions: { slow: { MINI_START_DELAY_MS: '2000' } },
+    });
+    await platform.scale(2);
+    const controller = new AbortController();
+    const err = await platform
+      .setVersion('slow', {
+        signal: controller.signal,
+        onProgress: (p) => {
+          if (p.message.includes('replacing'))
+            setTimeout(() => controller.abort(new Error('operator cancelled')), 200);
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as UnavailableError).details?.progress).toMatchObject({
+      operation: 'set-version',
+      updated: 0,
+    });
+    const list = await waitFor('game-0 back on v1', async () => {
+      const all = await platform.instances();
+      return all.every((i) => i.ready && i.version === 'v1') ? all : undefined;
+    });
+    expect(list).toHaveLength(2);
+    // The fleet's version is the old one again, so a scale-up starts v1.
+    expect((await platform.scale(3)).version).toBe('v1');
+    await platform.scale(0);
+  }, 30_000);
+
+  it('scales to zero and back up on the same ports', async () => {
+    const { platform } = await setup({ replicas: 2 });
+    await platform.scale(2);
+    expect((await platform.scale(0)).replicas).toBe(0);
+    expect(await platform.instances()).toEqual([]);
+    expect((await platform.autoscaler()).currentReplicas).toBe(0);
+    const again = await platform.scale(2);
+    expect(again.progress.ready).toBe(2);
+    await platform.scale(0);
+  }, 30_000);
+});
+
 describe('local platform: adoption', () => {
   it('keeps game servers running when the gameops process that started them dies, and adopts them', async () => {
     const { dataDir, basePort, token, platform } = await setup({ replicas: 2 });

@@ -20,6 +20,8 @@ import type { LocalPlatformConfig } from '../../config/index.ts';
 import {
   type Clock,
   type Secret,
+  ConflictError,
+  GameopsError,
   InputError,
   NotFoundError,
   UnavailableError,
@@ -928,6 +930,8 @@ class LocalFleet implements LocalPlatform {
       };
       try {
         return await body(op);
+      } catch (err) {
+        throw withProgress(err, op);
       } finally {
         await this.#mutate((s) => {
           const me = process.pid;
@@ -1267,6 +1271,22 @@ class LocalFleet implements LocalPlatform {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     return false;
   }
+}
+
+/**
+ * An operation's failure as the port wants it: bad input and conflicts as they are; anything else that
+ * stopped a wait (a timeout, a cancellation, a start that failed) as an UnavailableError carrying the
+ * last progress, so what was learnt is not lost.
+ */
+function withProgress(err: unknown, op: Op): unknown {
+  if (err instanceof InputError || err instanceof NotFoundError || err instanceof ConflictError) return err;
+  if (err instanceof GameopsError && err.details?.progress !== undefined) return err;
+  const cancelled = op.signal?.aborted === true;
+  const message = cancelled
+    ? `${op.name} cancelled: ${op.last.message}`
+    : `${op.name} stopped: ${errorMessage(err)}`;
+  const details = err instanceof GameopsError ? err.details : undefined;
+  return new UnavailableError(message, { cause: err, details: { ...details, progress: op.last } });
 }
 
 async function ownerAlive(owner: { pid: number; startTime: string }): Promise<boolean> {
