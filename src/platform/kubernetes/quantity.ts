@@ -40,7 +40,7 @@ export function parseQuantity(text: string): number | undefined {
   const suffix = m[3] ?? '';
   let factor: number;
   if (suffix in BINARY) factor = BINARY[suffix]!;
-  else if (/^[eE]/.test(suffix)) factor = 10 ** Number(suffix.slice(1));
+  else if (/^[eE][+-]?[0-9]+$/.test(suffix)) factor = 10 ** Number(suffix.slice(1));
   else factor = DECIMAL[suffix]!;
   const value = sign * number * factor;
   return Number.isFinite(value) ? value : undefined;

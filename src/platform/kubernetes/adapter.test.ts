@@ -1,0 +1,642 @@
+/**
+ * The Kubernetes adapter's own behaviour, against the Kubernetes API **stand-in** (test/k8s-standin):
+ * failures of the API and of the way to it, optimistic concurrency, rollouts that stall, log streams
+ * that are cut, kubeconfig handling. A stand-in, not Kubernetes: see docs/adr/0005.
+ */
+import { inspect } from 'node:util';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  ConflictError,
+  type GameopsError,
+  InputError,
+  NotAllowedError,
+  NotFoundError,
+  UnavailableError,
+  systemClock,
+} from '../../core/index.ts';
+import type { InstanceFilter, RolloutProgress } from '../port.ts';
+import type { ConfigMap } from '../../../test/k8s-standin/index.ts';
+import { startFleet, type Fleet } from '../../../test/k8s-standin/fleet.ts';
+import { writeKubeconfig } from '../../../test/k8s-standin/kubeconfig.ts';
+import { createKubernetesPlatform } from './index.ts';
+
+const fleets: Fleet[] = [];
+async function fleet(options: Parameters<typeof startFleet>[0] = {}): Promise<Fleet> {
+  const f = await startFleet(options);
+  fleets.push(f);
+  return f;
+}
+afterEach(async () => {
+  await Promise.all(fleets.splice(0).map((f) => f.close()));
+});
+
+async function rejection(promise: Promise<unknown>): Promise<GameopsError> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as GameopsError;
+  }
+  throw new Error('expected the operation to fail, and it succeeded');
+}
+
+async function drain<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of iterable) out.push(item);
+  return out;
+}
+
+/** A raw request to the stand-in, as kubectl or another tool would make it. */
+async function api(
+  f: Fleet,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+): Promise<Response> {
+  return fetch(`${f.standIn.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${f.standIn.token}`, 'content-type': contentType },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}
+
+const DEPLOYMENT_PATH = '/apis/apps/v1/namespaces/game/deployments/game-server';
+
+describe('kubeconfig and context (API stand-in)', () => {
+  it('uses the context named in the config, not the current one', async () => {
+    const f = await fleet();
+    // The file's current-context points at a closed port: only the named context reaches the stand-in.
+    const list = await f.platform.instances();
+    expect(list).toHaveLength(2);
+    const noContext = f.newPlatform({}, { context: undefined });
+    const err = await rejection(noContext.instances());
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err.message).toContain('http://127.0.0.1:9');
+  });
+
+  it('names a missing context, a missing file and a broken file without quoting it', async () => {
+    const f = await fleet();
+    const missingContext = () =>
+      createKubernetesPlatform({ config: { ...f.config, context: 'prod' }, clock: systemClock });
+    expect(missingContext).toThrow(InputError);
+    expect(missingContext).toThrow(/no context "prod" \(it has: standin, elsewhere\)/);
+
+    const path = join(f.kubeconfig.dir, 'absent');
+    expect(() =>
+      createKubernetesPlatform({ config: { ...f.config, kubeconfig: path }, clock: systemClock }),
+    ).toThrow(new RegExp(`cannot read the kubeconfig ${path}: ENOENT`));
+
+    const broken = join(f.kubeconfig.dir, 'broken');
+    const secret = 'sk-very-secret-token-4242';
+    await writeFile(broken, `users:\n- name: x\n  user:\n    token: ${secret}\n  bad: [indent\n`);
+    let thrown: unknown;
+    try {
+      createKubernetesPlatform({ config: { ...f.config, kubeconfig: broken }, clock: systemClock });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(InputError);
+    expect((thrown as Error).message).toMatch(/not valid YAML at line \d+/);
+    expect(inspect(thrown)).not.toContain(secret);
+  });
+
+  it('refuses a plain-http server unless the kubeconfig says insecure-skip-tls-verify', async () => {
+    const f = await fleet();
+    const file = join(f.kubeconfig.dir, 'plain-http');
+    await writeFile(
+      file,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters: [{ name: c, cluster: { server: "' + f.standIn.url + '" } }]',
+        'users: [{ name: u, user: { token: "' + f.standIn.token + '" } }]',
+        'contexts: [{ name: x, context: { cluster: c, user: u } }]',
+        'current-context: x',
+      ].join('\n'),
+    );
+    const p = f.newPlatform({}, { kubeconfig: file, context: undefined });
+    const err = await rejection(p.instances());
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.message).toContain('plain-http');
+  });
+
+  it('refuses a bad token with a clear 401 error that never shows a token', async () => {
+    const f = await fleet();
+    const badToken = 'definitely-wrong-token-0123456789';
+    const kc = await writeKubeconfig(f.standIn, { token: badToken });
+    try {
+      const p = f.newPlatform({}, { kubeconfig: kc.path });
+      const err = await rejection(p.instances());
+      expect(err).toBeInstanceOf(NotAllowedError);
+      expect(err.message).toContain('401 Unauthorized');
+      expect(err.message).toContain('user "gameops"');
+      expect(err.message).toContain('context "standin"');
+      for (const text of [err.message, inspect(err, { depth: 5 }), JSON.stringify(err), String(err.stack)]) {
+        expect(text).not.toContain(badToken);
+        expect(text).not.toContain(f.standIn.token);
+      }
+    } finally {
+      await kc.remove();
+    }
+  });
+});
+
+describe('API failures (API stand-in)', () => {
+  it('names the deployment, the ConfigMap and the HPA that do not exist', async () => {
+    // Without RBAC: deploy/rbac.yaml names the objects it grants, so RBAC would answer 403 first.
+    const f = await fleet({ configMap: false, rbac: false });
+    const p = f.platform;
+    const missing = f.newPlatform({}, { deployment: 'no-such-deployment' });
+    for (const call of [() => missing.instances(), () => missing.scale(3), () => missing.setVersion('v2')]) {
+      const err = await rejection(call());
+      expect(err).toBeInstanceOf(NotFoundError);
+      expect(err.message).toContain('deployment game/no-such-deployment not found');
+    }
+    const cm = await rejection(p.readConfig());
+    expect(cm).toBeInstanceOf(NotFoundError);
+    expect(cm.message).toContain('configmap game/game-config not found');
+    const hpa = await rejection(f.newPlatform({}, { hpa: 'game-server' }).autoscaler());
+    expect(hpa).toBeInstanceOf(NotFoundError);
+    expect(hpa.message).toContain('horizontalpodautoscaler game/game-server not found');
+  });
+
+  it('gives up on an API that accepts the request and never answers, in bounded time', async () => {
+    const f = await fleet();
+    const p = f.newPlatform({ requestTimeoutMs: 300 });
+    await p.instances(); // the selector is read and cached while the API still answers
+    f.standIn.injectFault({ action: 'hang' });
+    for (const call of [() => p.instances(), () => p.countLines({ pattern: 'x' }), () => p.readConfig()]) {
+      const began = performance.now();
+      const err = await rejection(call());
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect(err.message).toMatch(/did not answer .* within 300 ms/);
+      expect(performance.now() - began).toBeLessThan(2000);
+    }
+  });
+
+  it('reports a dropped connection, a 500 and a missing metrics API as unavailable', async () => {
+    const f = await fleet();
+    const p = f.platform;
+    await p.instances();
+    const stop = f.standIn.injectFault({ resource: 'pods', verb: 'list', action: 'drop' });
+    const dropped = await rejection(p.instances());
+    expect(dropped).toBeInstanceOf(UnavailableError);
+    expect(dropped.message).toContain(`Kubernetes API at ${f.standIn.url}`);
+    stop();
+    f.standIn.injectFault({ resource: 'deployments', action: 'error500', times: 1 });
+    const failed = await rejection(p.autoscaler());
+    expect(failed).toBeInstanceOf(UnavailableError);
+    expect(failed.message).toContain('HTTP 500');
+    f.standIn.injectFault({
+      resource: 'metrics.k8s.io/pods',
+      action: {
+        status: 404,
+        reason: 'NotFound',
+        message: 'the server could not find the requested resource',
+      },
+    });
+    const metrics = await rejection(p.usage());
+    expect(metrics).toBeInstanceOf(UnavailableError);
+    expect(metrics.message).toContain('metrics-server');
+  });
+
+  it('keeps waiting through a brief API outage during a rollout', async () => {
+    const f = await fleet();
+    f.standIn.injectFault({ resource: 'pods', verb: 'list', action: 'error500', times: 3 });
+    const result = await f.platform.scale(3, { timeoutMs: 10_000 });
+    expect(result.progress.ready).toBe(3);
+  });
+});
+
+describe('optimistic concurrency (API stand-in)', () => {
+  it('re-reads and retries a ConfigMap patch that met a concurrent write, keeping the other write', async () => {
+    const f = await fleet();
+    f.standIn.interfere('configmaps', 'game-config', 2);
+    const config = await f.platform.patchConfig({ maintenance_mode: 'true' });
+    expect(config).toMatchObject({ motd: 'hello', maintenance_mode: 'true', 'concurrent-writer': '1' });
+    const patches = f.standIn.requests.filter((r) => r.resource === 'configmaps' && r.verb === 'patch');
+    expect(patches.map((r) => r.code)).toEqual([409, 409, 200]);
+  });
+
+  it('gives up with a ConflictError when every retry meets a newer version', async () => {
+    const f = await fleet();
+    f.standIn.interfere('configmaps', 'game-config', 50);
+    const err = await rejection(f.platform.patchConfig({ maintenance_mode: 'true' }));
+    expect(err).toBeInstanceOf(ConflictError);
+    expect(err.message).toContain('configmap game/game-config kept changing');
+    expect(err.message).toContain('409 Conflict');
+    const data = f.standIn.store.get<ConfigMap>('configmaps', 'game', 'game-config')!.data;
+    expect(data?.['maintenance_mode']).toBeUndefined();
+  });
+
+  it('retries a version change that met a concurrent write of the Deployment, then gives up', async () => {
+    const f = await fleet();
+    f.standIn.interfere('deployments', 'game-server', 1);
+    const result = await f.platform.setVersion('v2', { timeoutMs: 10_000 });
+    expect(result.version).toBe('v2');
+    f.standIn.interfere('deployments', 'game-server', 10);
+    const err = await rejection(f.platform.setVersion('v4', { timeoutMs: 10_000 }));
+    expect(err).toBeInstanceOf(ConflictError);
+    expect(err.message).toContain('kept changing');
+    expect(f.standIn.deployment('game-server').spec.template.spec.containers[0]!.image).toBe(f.image('v2'));
+  });
+
+  it('refuses to pile a change on a rollout started elsewhere, but joins one to the same version', async () => {
+    const f = await fleet();
+    f.standIn.controller.frozen = true;
+    const patched = await api(
+      f,
+      'PATCH',
+      DEPLOYMENT_PATH,
+      { spec: { template: { spec: { containers: [{ name: 'game', image: f.image('v2') }] } } } },
+      'application/strategic-merge-patch+json',
+    );
+    expect(patched.status).toBe(200);
+    const other = await rejection(f.platform.setVersion('v4'));
+    expect(other).toBeInstanceOf(ConflictError);
+    expect(other.message).toContain('is in progress');
+    expect(await rejection(f.platform.scale(3))).toBeInstanceOf(ConflictError);
+    expect(await rejection(f.platform.restart())).toBeInstanceOf(ConflictError);
+    const joining = f.platform.setVersion('v2', { timeoutMs: 10_000 });
+    setTimeout(() => (f.standIn.controller.frozen = false), 100);
+    const result = await joining;
+    expect(result.version).toBe('v2');
+    expect((await f.platform.instances()).map((i) => i.version)).toEqual(['v2', 'v2']);
+  });
+
+  it('gives a second adapter a ConflictError while the first one rolls out', async () => {
+    const f = await fleet();
+    const other = f.newPlatform();
+    let started!: () => void;
+    const first = new Promise<void>((r) => (started = r));
+    const rollout = f.platform.setVersion('v2', { timeoutMs: 10_000, onProgress: () => started() });
+    await first;
+    const err = await rejection(other.scale(3));
+    expect(err).toBeInstanceOf(ConflictError);
+    await rollout;
+    expect((await other.scale(3, { timeoutMs: 10_000 })).replicas).toBe(3);
+  });
+});
+
+describe('rollouts (API stand-in)', () => {
+  it('stops a rollout whose progress deadline passed, leaves it in place, and rolls back by reusing the old ReplicaSet', async () => {
+    const f = await fleet({ replicas: 3, controller: { progressDeadlineMs: 300 } });
+    const before = f.standIn.replicaSets('game-server');
+    const progress: RolloutProgress[] = [];
+    const err = await rejection(
+      f.platform.setVersion('v3-broken', { timeoutMs: 10_000, onProgress: (p) => progress.push(p) }),
+    );
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err.details?.['reason']).toBe('ProgressDeadlineExceeded');
+    expect(err.message).toContain('exceeded its progress deadline');
+    expect(err.message).toContain('left in place');
+    const last = err.details?.['progress'] as RolloutProgress;
+    expect(last).toEqual(progress.at(-1));
+    expect(last.updated).toBeLessThan(3);
+    // Left in place: not paused, the template still asks for the broken version, old pods serve.
+    const d = f.standIn.deployment('game-server');
+    expect(d.spec.paused).toBeUndefined();
+    expect(d.spec.template.spec.containers[0]!.image).toBe(f.image('v3-broken'));
+    const fleetNow = await f.platform.instances();
+    expect(fleetNow.filter((i) => i.ready).every((i) => i.version === 'v1')).toBe(true);
+    const crashing = fleetNow.filter((i) => i.version === 'v3-broken');
+    expect(crashing.length).toBeGreaterThan(0);
+    expect(crashing[0]).toMatchObject({ phase: 'crashloop', ready: false });
+    expect(crashing[0]!.reason).toMatch(/^CrashLoopBackOff: exited with code 1/);
+    expect(crashing[0]!.restarts).toBeGreaterThan(0);
+
+    const back = await f.platform.rollback({ timeoutMs: 10_000 });
+    expect(back).toMatchObject({
+      operation: 'rollback',
+      version: 'v1',
+      previousVersion: 'v3-broken',
+      replicas: 3,
+    });
+    const after = f.standIn.replicaSets('game-server');
+    const v1 = before[0]!.metadata.name;
+    expect(after.map((rs) => rs.metadata.name)).toContain(v1);
+    expect(after).toHaveLength(2); // v1 reused under a new revision, no third ReplicaSet
+    expect(
+      after.find((rs) => rs.metadata.name === v1)!.metadata.annotations!['deployment.kubernetes.io/revision'],
+    ).toBe('3');
+    expect((await f.platform.instances()).map((i) => [i.version, i.ready])).toEqual([
+      ['v1', true],
+      ['v1', true],
+      ['v1', true],
+    ]);
+  });
+
+  it('stops at its own timeout, with the last progress, when the deadline is further away', async () => {
+    const f = await fleet();
+    const began = performance.now();
+    const err = await rejection(f.platform.setVersion('v3-broken', { timeoutMs: 400 }));
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err.message).toContain('did not finish within 400 ms');
+    expect(err.details).toMatchObject({ timeoutMs: 400, progress: { operation: 'set-version' } });
+    expect(performance.now() - began).toBeLessThan(3000);
+    // Superseding a stalled rollout is refused until the Deployment itself says it is stuck.
+    expect(await rejection(f.platform.setVersion('v2', { timeoutMs: 1000 }))).toBeInstanceOf(ConflictError);
+    const back = await f.platform.rollback({ timeoutMs: 10_000 });
+    expect(back.version).toBe('v1');
+  });
+
+  it('refuses a version the registry does not have before changing anything, and rollback without history', async () => {
+    const f = await fleet();
+    const rv = f.standIn.deployment('game-server').metadata.resourceVersion;
+    const err = await rejection(f.platform.setVersion('v9'));
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.message).toContain(
+      `unknown version v9: the registry ${f.registry.host} has no image game/server:v9`,
+    );
+    expect(f.standIn.deployment('game-server').metadata.resourceVersion).toBe(rv);
+    const none = await rejection(f.platform.rollback());
+    expect(none).toBeInstanceOf(NotFoundError);
+    expect(none.message).toContain('no earlier revision');
+  });
+
+  it('rolls back to the last other version, past restarts of the current one', async () => {
+    const f = await fleet();
+    await f.platform.setVersion('v2', { timeoutMs: 10_000 });
+    await f.platform.restart({ timeoutMs: 10_000 });
+    const back = await f.platform.rollback({ timeoutMs: 10_000 });
+    expect(back).toMatchObject({ version: 'v1', previousVersion: 'v2' });
+  });
+
+  it('restarts with the restartedAt annotation, honouring a stricter maxUnavailable for this rollout only', async () => {
+    const f = await fleet({ replicas: 4, deployment: { maxUnavailable: '50%', maxSurge: 0 } });
+    const before = await f.platform.instances();
+    const seen: RolloutProgress[] = [];
+    const strategies = new Set<string>();
+    const result = await f.platform.restart({
+      maxUnavailable: 1,
+      timeoutMs: 10_000,
+      onProgress: (p) => {
+        seen.push(p);
+        strategies.add(JSON.stringify(f.standIn.deployment('game-server').spec.strategy.rollingUpdate));
+      },
+    });
+    expect(result.operation).toBe('restart');
+    expect(Math.min(...seen.map((p) => p.available))).toBeGreaterThanOrEqual(3);
+    expect(strategies).toContain(JSON.stringify({ maxSurge: 0, maxUnavailable: 1 }));
+    const d = f.standIn.deployment('game-server');
+    expect(d.spec.template.metadata?.annotations?.['kubectl.kubernetes.io/restartedAt']).toMatch(
+      /^\d{4}-\d\d-\d\dT/,
+    );
+    expect(d.spec.strategy.rollingUpdate).toEqual({ maxSurge: 0, maxUnavailable: '50%' });
+    const after = await f.platform.instances();
+    expect(after.map((i) => i.name).filter((n) => before.some((b) => b.name === n))).toEqual([]);
+  });
+
+  it('restarts only the selected instances, a batch at a time', async () => {
+    const f = await fleet({ replicas: 3 });
+    const before = await f.platform.instances();
+    const [a, b, c] = before;
+    const seen: RolloutProgress[] = [];
+    const result = await f.platform.restart({
+      filter: { names: [a!.name, c!.name] },
+      maxUnavailable: 1,
+      timeoutMs: 10_000,
+      onProgress: (p) => seen.push(p),
+    });
+    expect(result.progress).toMatchObject({ operation: 'restart', desired: 2, updated: 2 });
+    expect(Math.min(...seen.map((p) => p.ready))).toBeGreaterThanOrEqual(2);
+    const after = await f.platform.instances();
+    const names = after.map((i) => i.name);
+    expect(names).toHaveLength(3);
+    expect(names).toContain(b!.name);
+    expect(names).not.toContain(a!.name);
+    expect(names).not.toContain(c!.name);
+    expect(after.find((i) => i.name === b!.name)!.startedAt).toBe(b!.startedAt);
+    expect(f.standIn.requests.filter((r) => r.verb === 'delete').map((r) => r.name)).toEqual([
+      a!.name,
+      c!.name,
+    ]);
+  });
+
+  it('refuses to scale against an HPA, and reports the HPA', async () => {
+    const f = await fleet();
+    f.standIn.createHpa('game-server', 'game-server', {
+      min: 2,
+      max: 10,
+      cpuTarget: 70,
+      cpuCurrent: 72,
+      scalingLimited: true,
+    });
+    const p = f.newPlatform({}, { hpa: 'game-server' });
+    const err = await rejection(p.scale(5));
+    expect(err).toBeInstanceOf(ConflictError);
+    expect(err.message).toContain('HorizontalPodAutoscaler game-server (2-10 replicas)');
+    await f.standIn.waitFor('hpa status', () => f.standIn.store.list('horizontalpodautoscalers').length > 0);
+    const status = await p.autoscaler();
+    expect(status).toMatchObject({
+      enabled: true,
+      name: 'game-server',
+      minReplicas: 2,
+      maxReplicas: 10,
+      metrics: [{ name: 'cpu', current: '72%', target: '70%' }],
+    });
+    expect(status.conditions).toContainEqual({
+      type: 'ScalingLimited',
+      status: 'True',
+      message: 'the desired replica count is more than the maximum replica count',
+    });
+    expect(await f.platform.autoscaler()).toMatchObject({
+      enabled: false,
+      currentReplicas: 2,
+      desiredReplicas: 2,
+    });
+  });
+
+  it('cancels a wait when the signal aborts, keeping the progress', async () => {
+    const f = await fleet();
+    f.standIn.controller.frozen = true;
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('operator pressed ctrl-c')), 200);
+    const err = await rejection(f.platform.scale(3, { signal: controller.signal, timeoutMs: 10_000 }));
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err.message).toContain('cancelled');
+    expect(err.details?.['progress']).toMatchObject({ operation: 'scale', desired: 3 });
+  });
+});
+
+describe('instances and usage (API stand-in)', () => {
+  it('maps pod states: crash loop, image pull failure, restarts, terminating, ops URL', async () => {
+    const f = await fleet({ replicas: 2 });
+    const [a] = await f.platform.instances();
+    expect(a!.opsUrl).toMatch(/^http:\/\/10\.244\.\d+\.\d+:7001$/);
+    expect(a!.node).toMatch(/^standin-node-\d$/);
+    expect(a!.labels).toMatchObject({ app: 'game-server', tier: 'game' });
+    f.standIn.crashContainer(a!.name);
+    f.standIn.crashContainer(a!.name);
+    const crashed = (await f.platform.instances({ names: [a!.name] }))[0]!;
+    expect(crashed.restarts).toBe(2);
+    expect(crashed.ready).toBe(false);
+    expect(Date.parse(crashed.startedAt!)).toBeGreaterThanOrEqual(Date.parse(a!.startedAt!));
+
+    const numeric = f.newPlatform({}, { opsPort: 7001 });
+    expect((await numeric.instances({ names: [a!.name] }))[0]!.opsUrl).toBe(a!.opsUrl);
+    const unnamed = f.newPlatform({}, { opsPort: 'nope' });
+    expect((await unnamed.instances({ names: [a!.name] }))[0]!.opsUrl).toBeUndefined();
+
+    f.standIn.controller.deletePod(f.standIn.pod(a!.name));
+    const terminating = (await f.platform.instances({ names: [a!.name] }))[0]!;
+    expect(terminating).toMatchObject({ phase: 'stopped', reason: 'Terminating', ready: false });
+
+    const pulling = f.newPlatform({ imageCheck: false });
+    const err = await rejection(pulling.setVersion('v5-missing', { timeoutMs: 300 }));
+    expect(err).toBeInstanceOf(UnavailableError);
+    const pending = (await pulling.instances()).find((i) => i.version === 'v5-missing');
+    expect(pending).toMatchObject({ phase: 'pending', reason: 'ImagePullBackOff', ready: false });
+    // A pod whose container never started has no log yet: it counts 0, it is not an error.
+    const count = await pulling.countLines({ pattern: 'ERROR', names: [pending!.name] });
+    expect(count.perInstance).toEqual({ [pending!.name]: 0 });
+  });
+
+  it('reports usage from metrics.k8s.io with node capacity, parsing the quantities', async () => {
+    const f = await fleet({ replicas: 2 });
+    const [a, b] = await f.platform.instances();
+    f.standIn.setPodUsage(a!.name, { cpu: '250m', memory: '64Mi' });
+    f.standIn.setPodUsage(b!.name, { cpu: '1500000000n', memory: '131072Ki' });
+    const report = await f.platform.usage();
+    expect(report.windowMs).toBe(15_024);
+    expect(report.instances).toEqual([
+      { name: a!.name, cpuMillicores: 250, memoryBytes: 64 * 1024 * 1024 },
+      { name: b!.name, cpuMillicores: 1500, memoryBytes: 128 * 1024 * 1024 },
+    ]);
+    const nodes = new Set([a!.node, b!.node]);
+    expect(report.nodes.map((n) => n.name).sort()).toEqual([...nodes].sort());
+    for (const node of report.nodes) {
+      expect(node).toMatchObject({ cpuCapacityMillicores: 3920, memoryCapacityBytes: 15242892 * 1024 });
+      expect(node.cpuMillicores).toBeGreaterThan(150);
+    }
+    expect(Date.parse(report.at)).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('reports pod usage without node figures when RBAC gives no access to nodes', async () => {
+    const f = await fleet();
+    f.standIn.injectFault({
+      resource: 'nodes',
+      action: { status: 403, reason: 'Forbidden', message: 'nodes is forbidden' },
+    });
+    f.standIn.injectFault({
+      resource: 'metrics.k8s.io/nodes',
+      action: { status: 403, reason: 'Forbidden', message: 'nodes.metrics.k8s.io is forbidden' },
+    });
+    const report = await f.platform.usage();
+    expect(report.instances).toHaveLength(2);
+    expect(report.nodes).toEqual([]);
+  });
+
+  it('refuses invalid filters before asking the API', async () => {
+    const f = await fleet();
+    const requests = f.standIn.requests.length;
+    const filters: InstanceFilter[] = [
+      { labels: { 'bad key!': 'x' } },
+      { labels: { app: 'a,b' } },
+      { names: [''] },
+    ];
+    for (const filter of filters) {
+      expect(await rejection(f.platform.instances(filter))).toBeInstanceOf(InputError);
+    }
+    expect(f.standIn.requests.length).toBe(requests);
+  });
+});
+
+describe('logs (API stand-in)', () => {
+  it('counts a large log as it streams, across many chunks', async () => {
+    const f = await fleet();
+    const [a, b] = await f.platform.instances();
+    const lines = 200_000;
+    f.standIn.appendGeneratedLines(a!.name, lines, (i) =>
+      JSON.stringify({ level: i % 10 === 0 ? 'ERROR' : 'INFO', msg: `tick ${i}`, pad: 'x'.repeat(40) }),
+    );
+    const result = await f.platform.countLines({ pattern: '"level":"ERROR"' });
+    expect(result.perInstance).toEqual({ [a!.name]: lines / 10, [b!.name]: 0 });
+    expect(result.bytesScanned).toBeGreaterThan(lines * 60);
+  });
+
+  it('fails a count whose stream is cut mid-way, naming the pod and how far it got', async () => {
+    const f = await fleet();
+    const [a] = await f.platform.instances();
+    f.standIn.appendGeneratedLines(a!.name, 50_000, (i) => `{"level":"ERROR","n":${i}}`);
+    f.standIn.cutLogStream({ pod: a!.name, afterBytes: 100_000, times: 2 });
+    const err = await rejection(f.platform.countLines({ pattern: 'ERROR' }));
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err.message).toContain(`the log stream of pod game/${a!.name} was cut after`);
+    const details = err.details as { pod: string; bytes: number; lines: number };
+    expect(details.pod).toBe(a!.name);
+    expect(details.bytes).toBeGreaterThan(0);
+    expect(details.bytes).toBeLessThanOrEqual(100_000);
+    expect(details.lines).toBeGreaterThan(0);
+    expect(err.message).toContain(`${details.bytes} bytes (${details.lines} lines)`);
+
+    const seen: string[] = [];
+    const streamed = await rejection(
+      (async () => {
+        for await (const line of f.platform.logs({ names: [a!.name] })) seen.push(line.line);
+      })(),
+    );
+    expect(streamed).toBeInstanceOf(UnavailableError);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.length).toBeLessThan(50_000);
+  });
+
+  it('merges several pods, counts per instance with since, and reads the game container of a multi-container pod', async () => {
+    const f = await fleet({
+      replicas: 2,
+      deployment: { sidecars: [{ name: 'proxy', image: 'envoyproxy/envoy:v1.31.0' }] },
+    });
+    const [a, b] = await f.platform.instances();
+    expect(a!.version).toBe('v1');
+    f.standIn.appendLogs(a!.name, ['{"level":"ERROR","msg":"old"}'], { at: new Date(Date.now() - 60_000) });
+    f.standIn.appendErrorLines(a!.name, 3);
+    f.standIn.appendErrorLines(b!.name, 1);
+    f.standIn.appendErrorLines(b!.name, 7, { container: 'proxy' });
+    const all = await drain(f.platform.logs({}));
+    expect(new Set(all.map((l) => l.instance))).toEqual(new Set([a!.name, b!.name]));
+    const counted = await f.platform.countLines({ pattern: '"level":"ERROR"', sinceMs: 30_000 });
+    expect(counted.perInstance).toEqual({ [a!.name]: 3, [b!.name]: 1 });
+    const everything = await f.platform.countLines({ pattern: '"level":"ERROR"' });
+    expect(everything.perInstance[a!.name]).toBe(4);
+    const sidecar = f.newPlatform({}, { container: 'proxy' });
+    expect((await sidecar.countLines({ pattern: 'ERROR', names: [b!.name] })).perInstance[b!.name]).toBe(7);
+    expect((await sidecar.instances({ names: [b!.name] }))[0]!.version).toBe('v1.31.0');
+    const wrong = f.newPlatform({}, { container: 'nope' });
+    const err = await rejection(wrong.scale(3));
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect(err.message).toContain(
+      'container "nope" is not in deployment game/game-server (it has: game, proxy)',
+    );
+  });
+
+  it('ends a followed log when the platform closes, and rejects a count whose signal aborted', async () => {
+    const f = await fleet();
+    const [a] = await f.platform.instances();
+    const p = f.newPlatform();
+    const seen: string[] = [];
+    const following = (async () => {
+      for await (const line of p.logs({ names: [a!.name], follow: true, tail: 0 })) seen.push(line.line);
+    })();
+    await new Promise((r) => setTimeout(r, 100));
+    f.standIn.appendErrorLines(a!.name, 2);
+    await f.standIn.waitFor('followed lines', () => seen.length === 2);
+    await p.close();
+    await following;
+    const controller = new AbortController();
+    controller.abort(new Error('stop counting'));
+    const err = await rejection(f.platform.countLines({ pattern: 'x', signal: controller.signal }));
+    expect(err.message).toBe('stop counting');
+    expect(await rejection(p.instances())).toBeInstanceOf(UnavailableError);
+  });
+
+  it('refuses bad log queries', async () => {
+    const f = await fleet();
+    for (const q of [{ sinceMs: -1 }, { sinceMs: Number.NaN }, { tail: 1.5 }, { tail: -1 }]) {
+      expect(await rejection(drain(f.platform.logs(q)))).toBeInstanceOf(InputError);
+    }
+    expect(await rejection(f.platform.countLines({ pattern: '' }))).toBeInstanceOf(InputError);
+    expect(await rejection(f.platform.countLines({ pattern: 'a\nb' }))).toBeInstanceOf(InputError);
+  });
+});
