@@ -414,7 +414,12 @@ export async function* followChunks(
         position = size;
         continue;
       }
-      await Promise.race([new Promise<void>((resolve) => (wake = resolve)), sleep(FOLLOW_POLL_MS)]);
+      const pause = new AbortController();
+      await Promise.race([
+        new Promise<void>((resolve) => (wake = resolve)),
+        sleep(FOLLOW_POLL_MS, undefined, { signal: pause.signal }).catch(() => undefined),
+      ]);
+      pause.abort();
       wake = undefined;
     }
   } finally {

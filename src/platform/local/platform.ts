@@ -498,12 +498,13 @@ class LocalFleet implements LocalPlatform {
         for (const index of [...toStart, ...toStop]) this.#own(s, index, op.name);
       });
       const all = range(replicas);
+      const readyNow = countTrue(await this.#readiness(range(Math.min(replicas, state.replicas))));
       op.emit({
         desired: replicas,
         updated: replicas - toStart.length,
-        ready: 0,
-        available: 0,
-        message: `scaling to ${replicas}`,
+        ready: readyNow,
+        available: readyNow,
+        message: `scaling from ${state.replicas} to ${replicas}`,
       });
       await this.#stopMany(toStop, true);
       await this.#startMany(toStart, (e) => e?.version ?? state.version, op.name);
@@ -529,7 +530,7 @@ class LocalFleet implements LocalPlatform {
       let updated = 0;
       const progress = (message: string): void => {
         op.emit({
-          desired: targets.length,
+          desired: state.replicas,
           updated,
           ready: countTrue(ready),
           available: countTrue(ready),
@@ -547,7 +548,7 @@ class LocalFleet implements LocalPlatform {
         const current = await this.#state();
         await this.#startMany(batch, (e) => e?.version ?? current.version, op.name);
         await this.#waitReady(op, batch, {
-          desired: targets.length,
+          desired: state.replicas,
           updated: () => updated,
           readyOthers: () => countTrue(ready),
           what: `restart of ${names}`,
@@ -712,10 +713,12 @@ class LocalFleet implements LocalPlatform {
           this.#log.error({ err: errorMessage(err), fleet: this.fleetDir }, 'supervisor round failed');
         }
         if (signal.aborted || this.#closed.signal.aborted) break;
+        const pause = new AbortController();
         await Promise.race([
           new Promise<void>((resolve) => (wake = resolve)),
-          sleep(this.#supervisor.intervalMs),
+          sleep(this.#supervisor.intervalMs, undefined, { signal: pause.signal }).catch(() => undefined),
         ]);
+        pause.abort();
         wake = undefined;
       }
     } finally {
