@@ -115,6 +115,9 @@ const MAX_BUFFERED_BYTES = 256 * 1024;
 /** Queued inputs beyond this are dropped (reason `overflow`): a second's worth from a full server. */
 const queueCap = (config: GameServerConfig): number => config.maxPlayers * config.maxInputsPerSecond;
 
+/** Broadcast chat messages waiting per snapshot group; older ones are dropped past this. */
+const MAX_OUTBOX = 100;
+
 const round1 = (value: number): number => Math.round(value * 10) / 10;
 
 export class Game {
@@ -130,6 +133,8 @@ export class Game {
   readonly #loop: TickLoop;
   readonly #window: TickWindow;
   readonly #groups: number;
+  /** Chat to everyone waiting for each snapshot group's turn (spreads a broadcast over the ticks). */
+  #outbox: string[][];
   readonly #startedAt: Date;
   readonly #conns = new Map<number, Connection>();
   readonly #byName = new Map<string, Connection>();
@@ -153,6 +158,7 @@ export class Game {
     this.#random = options.random ?? Math.random;
     this.#startedAt = this.#now();
     this.#groups = Math.max(1, Math.round(this.#config.tickRate / this.#config.snapshotRate));
+    this.#outbox = Array.from({ length: this.#groups }, () => []);
     this.#window = new TickWindow(this.#config.tickRate * this.#config.statsWindowSeconds);
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -644,7 +650,15 @@ export class Game {
     }
     const text = JSON.stringify({ type: 'chat', from: avatar.name, text: input.text, scope: input.scope });
     if (input.scope === 'all') {
-      for (const other of this.#playing) if (other.ws.readyState === WebSocket.OPEN) other.ws.send(text);
+      // Sent with each player's next snapshot: one broadcast costs a send per player, spread over the
+      // snapshot period instead of hundreds of sends in one tick.
+      for (const box of this.#outbox) {
+        if (box.length >= MAX_OUTBOX) {
+          box.shift();
+          this.#metrics.inputsDropped.inc({ reason: 'overflow' });
+        }
+        box.push(text);
+      }
       return;
     }
     this.#world.forEachNear(avatar, NEAR_RADIUS, (other) => {
@@ -655,10 +669,14 @@ export class Game {
 
   #sendSnapshots(tick: number): void {
     const group = tick % this.#groups;
+    const chat = this.#outbox[group]!;
+    if (chat.length > 0) this.#outbox[group] = [];
     for (const conn of this.#playing) {
       if (conn.group !== group) continue;
       const avatar = conn.avatar!;
-      if (conn.ws.readyState !== WebSocket.OPEN || conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) continue;
+      if (conn.ws.readyState !== WebSocket.OPEN) continue;
+      for (const text of chat) conn.ws.send(text);
+      if (conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) continue;
       const players: Array<[string, number, number]> = [];
       this.#world.forEachNear(avatar, NEAR_RADIUS, (other) => {
         if (other !== avatar) players.push([other.name, round1(other.x), round1(other.y)]);
