@@ -740,7 +740,8 @@ export class StandIn {
           (s.updatedReplicas ?? 0) === d.spec.replicas &&
           (s.replicas ?? 0) === d.spec.replicas &&
           (s.availableReplicas ?? 0) === d.spec.replicas &&
-          pods.length === d.spec.replicas
+          pods.length === d.spec.replicas &&
+          pods.every((p) => p.metadata.deletionTimestamp === undefined)
         );
       },
       timeoutMs,
@@ -1491,6 +1492,8 @@ export class StandIn {
       'transfer-encoding': 'chunked',
       'cache-control': 'no-cache, private',
     });
+    // The API server sends the head at once, before any log line (a followed log may be quiet).
+    res.flushHeaders();
     let sent = 0;
     let closed = false;
     res.on('close', () => (closed = true));

@@ -631,6 +631,29 @@ describe('logs (API stand-in)', () => {
     expect(await rejection(p.instances())).toBeInstanceOf(UnavailableError);
   });
 
+  it('follows a quiet log for longer than the request timeout', async () => {
+    const f = await fleet();
+    const [a] = await f.platform.instances();
+    const p = f.newPlatform({ requestTimeoutMs: 200 });
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const following = (async () => {
+      for await (const line of p.logs({
+        names: [a!.name],
+        follow: true,
+        tail: 0,
+        signal: controller.signal,
+      })) {
+        seen.push(line.line);
+        controller.abort();
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 600));
+    f.standIn.appendLogs(a!.name, ['{"level":"INFO","msg":"after a quiet while"}']);
+    await following;
+    expect(seen).toEqual(['{"level":"INFO","msg":"after a quiet while"}']);
+  });
+
   it('refuses bad log queries', async () => {
     const f = await fleet();
     for (const q of [{ sinceMs: -1 }, { sinceMs: Number.NaN }, { tail: 1.5 }, { tail: -1 }]) {

@@ -1,0 +1,505 @@
+/**
+ * The Kubernetes API **stand-in** itself: the REST conventions and controller behaviour it claims to
+ * follow (README.md), checked over plain HTTP as any client would see them.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { jsonPatch, mergePatch } from './patch.ts';
+import { matches, parseSelector } from './selector.ts';
+import { startStandIn, type StandIn, type StandInOptions } from './server.ts';
+import type { Deployment, Pod } from './objects.ts';
+
+const started: StandIn[] = [];
+async function standIn(options: StandInOptions = {}): Promise<StandIn> {
+  const s = await startStandIn(options);
+  started.push(s);
+  return s;
+}
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((s) => s.close()));
+});
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+  text: string;
+}
+
+async function call(
+  s: StandIn,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+  token = s.token,
+): Promise<Answer> {
+  const res = await fetch(`${s.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': contentType },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  let parsed: Record<string, unknown> = {};
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // plain text (logs)
+  }
+  return { status: res.status, body: parsed, text };
+}
+
+const D = '/apis/apps/v1/namespaces/game/deployments/game';
+
+async function withDeployment(options: StandInOptions = {}, replicas = 2): Promise<StandIn> {
+  const s = await standIn(options);
+  s.createDeployment({ name: 'game', replicas, image: 'example.com/game:v1' });
+  await s.waitForRollout('game');
+  return s;
+}
+
+describe('API stand-in: REST conventions', () => {
+  it('answers 401 with a Status without a valid bearer token', async () => {
+    const s = await standIn();
+    const res = await call(s, 'GET', '/api/v1/namespaces/game/pods', undefined, 'application/json', 'wrong');
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'Unauthorized',
+      reason: 'Unauthorized',
+      code: 401,
+    });
+  });
+
+  it('lists with kind …List, a resourceVersion, items without kind, filtered by label selector', async () => {
+    const s = await withDeployment();
+    const res = await call(s, 'GET', '/api/v1/namespaces/game/pods?labelSelector=app%3Dgame');
+    expect(res.body).toMatchObject({ kind: 'PodList', apiVersion: 'v1' });
+    expect(typeof (res.body['metadata'] as { resourceVersion?: unknown }).resourceVersion).toBe('string');
+    const items = res.body['items'] as Array<Record<string, unknown>>;
+    expect(items).toHaveLength(2);
+    expect(items[0]!['kind']).toBeUndefined();
+    expect(
+      (await call(s, 'GET', '/api/v1/namespaces/game/pods?labelSelector=app%20notin%20(game)')).body['items'],
+    ).toEqual([]);
+    const bad = await call(s, 'GET', '/api/v1/namespaces/game/pods?labelSelector=a%3D%3D%3Db');
+    expect(bad.status).toBe(400);
+    expect(bad.body['reason']).toBe('BadRequest');
+  });
+
+  it('answers 404 Status objects naming the resource, and for unknown paths', async () => {
+    const s = await standIn();
+    const res = await call(s, 'GET', '/apis/apps/v1/namespaces/game/deployments/nope');
+    expect(res.status).toBe(404);
+    expect(res.body).toMatchObject({
+      kind: 'Status',
+      reason: 'NotFound',
+      message: 'deployments.apps "nope" not found',
+      details: { name: 'nope', group: 'apps', kind: 'deployments' },
+      code: 404,
+    });
+    expect((await call(s, 'GET', '/apis/apps/v1/namespaces/game/statefulsets')).status).toBe(404);
+    expect((await call(s, 'POST', '/api/v1/namespaces/game/pods', {})).status).toBe(405);
+  });
+
+  it('bumps resourceVersion on every write, generation only on spec changes, and refuses stale writes with 409', async () => {
+    const s = await withDeployment();
+    const first = (await call(s, 'GET', D)).body as unknown as Deployment;
+    const annotated = await call(
+      s,
+      'PATCH',
+      D,
+      { metadata: { annotations: { team: 'ops' } } },
+      'application/merge-patch+json',
+    );
+    const a = annotated.body as unknown as Deployment;
+    expect(Number(a.metadata.resourceVersion)).toBeGreaterThan(Number(first.metadata.resourceVersion));
+    expect(a.metadata.generation).toBe(first.metadata.generation);
+    const scaled = (await call(s, 'PATCH', D, { spec: { replicas: 3 } }, 'application/merge-patch+json'))
+      .body as unknown as Deployment;
+    expect(scaled.metadata.generation).toBe(first.metadata.generation! + 1);
+
+    const stale = { ...first, spec: { ...first.spec, replicas: 4 } };
+    const conflict = await call(s, 'PUT', D, stale);
+    expect(conflict.status).toBe(409);
+    expect(conflict.body).toMatchObject({
+      reason: 'Conflict',
+      message:
+        'Operation cannot be fulfilled on deployments.apps "game": the object has been modified; please apply your changes to the latest version and try again',
+    });
+    const stalePatch = await call(
+      s,
+      'PATCH',
+      D,
+      { metadata: { resourceVersion: first.metadata.resourceVersion }, spec: { replicas: 5 } },
+      'application/merge-patch+json',
+    );
+    expect(stalePatch.status).toBe(409);
+    const unconditional = await call(s, 'PUT', D, {
+      ...stale,
+      metadata: { ...stale.metadata, resourceVersion: '' },
+    });
+    expect(unconditional.status).toBe(200);
+    await s.waitFor('observedGeneration', () => {
+      const d = s.deployment('game');
+      return d.status.observedGeneration === d.metadata.generation;
+    });
+  });
+
+  it('applies the three patch types as the API server does, and refuses others with 415', async () => {
+    const s = await withDeployment();
+    const strategic = await call(
+      s,
+      'PATCH',
+      D,
+      { spec: { template: { spec: { containers: [{ name: 'game', image: 'example.com/game:v2' }] } } } },
+      'application/strategic-merge-patch+json',
+    );
+    const container = (strategic.body as unknown as Deployment).spec.template.spec.containers[0]!;
+    // Merged by name: the ports the patch did not mention are kept.
+    expect(container).toMatchObject({
+      name: 'game',
+      image: 'example.com/game:v2',
+      ports: [{ name: 'game' }, { name: 'ops' }],
+    });
+    const merge = await call(
+      s,
+      'PATCH',
+      D,
+      { spec: { template: { spec: { containers: [{ name: 'game', image: 'example.com/game:v3' }] } } } },
+      'application/merge-patch+json',
+    );
+    // Merge patch replaces lists whole: the ports are gone.
+    expect((merge.body as unknown as Deployment).spec.template.spec.containers[0]!.ports).toBeUndefined();
+    const failedTest = await call(
+      s,
+      'PATCH',
+      D,
+      [{ op: 'test', path: '/spec/replicas', value: 99 }],
+      'application/json-patch+json',
+    );
+    expect(failedTest.status).toBe(422);
+    const replaced = await call(
+      s,
+      'PATCH',
+      D,
+      [{ op: 'replace', path: '/spec/replicas', value: 1 }],
+      'application/json-patch+json',
+    );
+    expect((replaced.body as unknown as Deployment).spec.replicas).toBe(1);
+    const unknown = await call(s, 'PATCH', D, { spec: {} }, 'application/json');
+    expect(unknown.status).toBe(415);
+    expect(unknown.body['reason']).toBe('UnsupportedMediaType');
+  });
+
+  it('validates Deployments with 422 Invalid and field causes', async () => {
+    const s = await withDeployment();
+    const negative = await call(s, 'PATCH', D, { spec: { replicas: -1 } }, 'application/merge-patch+json');
+    expect(negative.status).toBe(422);
+    expect(negative.body).toMatchObject({
+      reason: 'Invalid',
+      details: { kind: 'Deployment', causes: [{ field: 'spec.replicas' }] },
+    });
+    const selector = await call(
+      s,
+      'PATCH',
+      D,
+      { spec: { selector: { matchLabels: { app: 'other' } } } },
+      'application/merge-patch+json',
+    );
+    expect(selector.status).toBe(422);
+    expect(selector.body['message']).toContain('field is immutable');
+  });
+
+  it('serves the scale subresource (get, update, patch) with the Deployment resourceVersion as precondition', async () => {
+    const s = await withDeployment();
+    const scale = await call(s, 'GET', `${D}/scale`);
+    expect(scale.body).toMatchObject({
+      kind: 'Scale',
+      apiVersion: 'autoscaling/v1',
+      spec: { replicas: 2 },
+      status: { replicas: 2, selector: 'app=game' },
+    });
+    const meta = scale.body['metadata'] as { resourceVersion: string };
+    expect((await call(s, 'PUT', `${D}/scale`, { ...scale.body, spec: { replicas: 3 } })).status).toBe(200);
+    expect(
+      (await call(s, 'PUT', `${D}/scale`, { ...scale.body, metadata: meta, spec: { replicas: 4 } })).status,
+    ).toBe(409);
+    expect(
+      (await call(s, 'PATCH', `${D}/scale`, { spec: { replicas: 1 } }, 'application/merge-patch+json')).body,
+    ).toMatchObject({ spec: { replicas: 1 } });
+    expect(
+      (await call(s, 'PATCH', `${D}/scale`, { spec: { replicas: -2 } }, 'application/merge-patch+json'))
+        .status,
+    ).toBe(422);
+  });
+
+  it('enforces RBAC with the API server’s 403 Status', async () => {
+    const s = await standIn({
+      rbac: [
+        'kind: Role',
+        'apiVersion: rbac.authorization.k8s.io/v1',
+        'metadata: { name: r, namespace: game }',
+        "rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['list'] }]",
+        '---',
+        'kind: RoleBinding',
+        'apiVersion: rbac.authorization.k8s.io/v1',
+        'metadata: { name: r, namespace: game }',
+        'roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: r }',
+        'subjects: [{ kind: ServiceAccount, name: gameops, namespace: game }]',
+      ].join('\n'),
+    });
+    expect((await call(s, 'GET', '/api/v1/namespaces/game/pods')).status).toBe(200);
+    expect((await call(s, 'GET', '/api/v1/namespaces/other/pods')).status).toBe(403);
+    const denied = await call(s, 'DELETE', '/api/v1/namespaces/game/pods/x');
+    expect(denied.body).toMatchObject({
+      reason: 'Forbidden',
+      code: 403,
+      message:
+        'pods "x" is forbidden: User "system:serviceaccount:game:gameops" cannot delete resource "pods" in API group "" in the namespace "game"',
+    });
+  });
+
+  it('injects faults: 500, a dropped connection, a request that never answers', async () => {
+    const s = await standIn();
+    s.injectFault({ resource: 'pods', action: 'error500', times: 1 });
+    expect((await call(s, 'GET', '/api/v1/namespaces/game/pods')).status).toBe(500);
+    expect((await call(s, 'GET', '/api/v1/namespaces/game/pods')).status).toBe(200);
+    s.injectFault({ resource: 'pods', action: 'drop', times: 1 });
+    await expect(call(s, 'GET', '/api/v1/namespaces/game/pods')).rejects.toThrow();
+    s.injectFault({ resource: 'pods', action: 'hang', times: 1 });
+    await expect(
+      fetch(`${s.url}/api/v1/namespaces/game/pods`, {
+        headers: { authorization: `Bearer ${s.token}` },
+        signal: AbortSignal.timeout(200),
+      }),
+    ).rejects.toThrow();
+  });
+});
+
+describe('API stand-in: controllers and kubelet', () => {
+  it('rolls within maxSurge and maxUnavailable, with a new ReplicaSet and revision per template', async () => {
+    const s = await standIn();
+    s.createDeployment({
+      name: 'game',
+      replicas: 4,
+      image: 'example.com/game:v1',
+      maxSurge: 1,
+      maxUnavailable: 1,
+    });
+    await s.waitForRollout('game');
+    await call(
+      s,
+      'PATCH',
+      D,
+      { spec: { template: { spec: { containers: [{ name: 'game', image: 'example.com/game:v2' }] } } } },
+      'application/strategic-merge-patch+json',
+    );
+    let maxPods = 0;
+    let minAvailable = 4;
+    await s.waitFor('rollout', () => {
+      const pods = s.pods().filter((p) => p.metadata.deletionTimestamp === undefined);
+      maxPods = Math.max(maxPods, pods.length);
+      minAvailable = Math.min(
+        minAvailable,
+        pods.filter((p) => p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+          .length,
+      );
+      const d = s.deployment('game');
+      return (
+        d.status.observedGeneration === d.metadata.generation &&
+        d.status.updatedReplicas === 4 &&
+        d.status.availableReplicas === 4 &&
+        d.status.replicas === 4
+      );
+    });
+    expect(maxPods).toBeLessThanOrEqual(5);
+    expect(minAvailable).toBeGreaterThanOrEqual(3);
+    const sets = s.replicaSets('game');
+    expect(
+      sets
+        .map((rs) => [rs.metadata.annotations!['deployment.kubernetes.io/revision'], rs.spec.replicas])
+        .sort(),
+    ).toEqual([
+      ['1', 0],
+      ['2', 4],
+    ]);
+    const d = s.deployment('game');
+    expect(d.metadata.annotations!['deployment.kubernetes.io/revision']).toBe('2');
+    expect(d.status.conditions?.find((c) => c.type === 'Progressing')).toMatchObject({
+      status: 'True',
+      reason: 'NewReplicaSetAvailable',
+    });
+    const rsList = await call(s, 'GET', '/apis/apps/v1/namespaces/game/replicasets?labelSelector=app%3Dgame');
+    const owners = (
+      rsList.body['items'] as Array<{ metadata: { ownerReferences: Array<{ kind: string; uid: string }> } }>
+    ).map((rs) => rs.metadata.ownerReferences[0]);
+    expect(owners.every((o) => o?.kind === 'Deployment' && o.uid === d.metadata.uid)).toBe(true);
+  });
+
+  it('crash-loops a broken image and reports ProgressDeadlineExceeded', async () => {
+    const s = await standIn({ controller: { progressDeadlineMs: 150 } });
+    s.createDeployment({ name: 'game', replicas: 2, image: 'example.com/game:v1' });
+    await s.waitForRollout('game');
+    await call(
+      s,
+      'PATCH',
+      D,
+      {
+        spec: { template: { spec: { containers: [{ name: 'game', image: 'example.com/game:v2-broken' }] } } },
+      },
+      'application/strategic-merge-patch+json',
+    );
+    await s.waitFor(
+      'deadline',
+      () =>
+        s.deployment('game').status.conditions?.some((c) => c.reason === 'ProgressDeadlineExceeded') ?? false,
+    );
+    const broken = s.pods().find((p) => p.spec.containers[0]!.image.endsWith('v2-broken'))!;
+    const status = broken.status.containerStatuses![0]!;
+    expect(status.state.waiting?.reason).toBe('CrashLoopBackOff');
+    expect(status.lastState.terminated).toMatchObject({ exitCode: 1 });
+    expect(status.restartCount).toBeGreaterThan(0);
+    expect(broken.status.phase).toBe('Running');
+    expect(s.deployment('game').status.availableReplicas).toBe(2);
+  });
+
+  it('replaces a deleted pod after a graceful termination, and restarts on a new restartedAt', async () => {
+    const s = await withDeployment();
+    const [victim] = s.pods();
+    const deleted = await call(s, 'DELETE', `/api/v1/namespaces/game/pods/${victim!.metadata.name}`);
+    expect((deleted.body as unknown as Pod).metadata.deletionTimestamp).toBeDefined();
+    expect(s.pod(victim!.metadata.name).status.conditions?.find((c) => c.type === 'Ready')?.status).toBe(
+      'False',
+    );
+    await s.waitFor(
+      'the victim gone',
+      () => !s.pods().some((p) => p.metadata.name === victim!.metadata.name),
+    );
+    await s.waitForRollout('game');
+    expect(s.pods().map((p) => p.metadata.name)).not.toContain(victim!.metadata.name);
+    const names = s.pods().map((p) => p.metadata.name);
+    await call(
+      s,
+      'PATCH',
+      D,
+      {
+        spec: {
+          template: {
+            metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } },
+          },
+        },
+      },
+      'application/strategic-merge-patch+json',
+    );
+    await s.waitFor(
+      'restart',
+      () =>
+        s.deployment('game').status.updatedReplicas === 2 &&
+        s.pods().every((p) => !names.includes(p.metadata.name)) &&
+        s.pods().length === 2,
+    );
+  });
+
+  it('streams logs with tailLines, sinceSeconds, timestamps, container and follow', async () => {
+    const s = await standIn();
+    s.createDeployment({
+      name: 'game',
+      replicas: 1,
+      image: 'example.com/game:v1',
+      sidecars: [{ name: 'proxy', image: 'envoy:1' }],
+    });
+    await s.waitForRollout('game');
+    const pod = s.pods()[0]!.metadata.name;
+    const log = `/api/v1/namespaces/game/pods/${pod}/log`;
+    s.appendLogs(pod, ['old'], { at: new Date(Date.now() - 120_000) });
+    s.appendErrorLines(pod, 3);
+    const noContainer = await call(s, 'GET', log);
+    expect(noContainer.status).toBe(400);
+    expect(noContainer.body['message']).toBe(
+      `a container name must be specified for pod ${pod}, choose one of: [game proxy]`,
+    );
+    expect((await call(s, 'GET', `${log}?container=game&tailLines=2`)).text.trim().split('\n')).toHaveLength(
+      2,
+    );
+    const recent = (await call(s, 'GET', `${log}?container=game&sinceSeconds=60`)).text;
+    expect(recent).not.toContain('old');
+    expect(recent).toContain('"level":"ERROR"');
+    expect((await call(s, 'GET', `${log}?container=game&tailLines=1&timestamps=true`)).text).toMatch(
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z \{/,
+    );
+    expect((await call(s, 'GET', `${log}?container=game&sinceSeconds=0`)).status).toBe(422);
+
+    const controller = new AbortController();
+    const res = await fetch(`${s.url}${log}?container=game&follow=true&tailLines=0`, {
+      headers: { authorization: `Bearer ${s.token}` },
+      signal: controller.signal,
+    });
+    const reader = res.body!.getReader();
+    setTimeout(() => s.appendLogs(pod, ['later line']), 50);
+    const chunk: { value?: unknown } = await reader.read();
+    expect(Buffer.from(chunk.value as Uint8Array).toString()).toBe('later line\n');
+    controller.abort();
+  });
+
+  it('serves pod and node metrics and the HPA', async () => {
+    const s = await withDeployment();
+    const pod = s.pods()[0]!.metadata.name;
+    s.setPodUsage(pod, { cpu: '250m', memory: '64Mi' });
+    const pods = await call(
+      s,
+      'GET',
+      '/apis/metrics.k8s.io/v1beta1/namespaces/game/pods?labelSelector=app%3Dgame',
+    );
+    expect(pods.body).toMatchObject({ kind: 'PodMetricsList', apiVersion: 'metrics.k8s.io/v1beta1' });
+    const items = pods.body['items'] as Array<{
+      metadata: { name: string };
+      window: string;
+      containers: unknown[];
+    }>;
+    expect(items.find((i) => i.metadata.name === pod)).toMatchObject({
+      window: '15.024s',
+      containers: [{ name: 'game', usage: { cpu: '250m', memory: '64Mi' } }],
+    });
+    const nodes = await call(s, 'GET', '/apis/metrics.k8s.io/v1beta1/nodes');
+    expect((nodes.body['items'] as unknown[]).length).toBe(3);
+    s.createHpa('game', 'game', { min: 1, max: 5, cpuCurrent: 40 });
+    await s.waitFor(
+      'hpa status',
+      () =>
+        (s.store.list('horizontalpodautoscalers')[0] as unknown as { status: { currentReplicas?: number } })
+          .status.currentReplicas === 2,
+    );
+    const hpa = await call(s, 'GET', '/apis/autoscaling/v2/namespaces/game/horizontalpodautoscalers/game');
+    expect(hpa.body).toMatchObject({
+      kind: 'HorizontalPodAutoscaler',
+      status: { currentReplicas: 2, desiredReplicas: 2 },
+    });
+  });
+});
+
+describe('API stand-in: building blocks', () => {
+  it('parses label selectors', () => {
+    const req = parseSelector('app=game,tier!=db,env in (prod, staging),!canary,zone');
+    expect(matches(req, { app: 'game', env: 'prod', zone: 'a' })).toBe(true);
+    expect(matches(req, { app: 'game', env: 'dev', zone: 'a' })).toBe(false);
+    expect(matches(req, { app: 'game', env: 'prod', zone: 'a', canary: 'x' })).toBe(false);
+  });
+
+  it('applies merge patches (RFC 7386) and JSON patches (RFC 6902)', () => {
+    expect(mergePatch({ a: 1, b: { c: 2, d: 3 } }, { b: { c: null, e: 4 }, f: [1] })).toEqual({
+      a: 1,
+      b: { d: 3, e: 4 },
+      f: [1],
+    });
+    expect(
+      jsonPatch({ a: [1, 2], b: { 'x/y': 1 } }, [
+        { op: 'add', path: '/a/-', value: 3 },
+        { op: 'remove', path: '/b/x~1y' },
+        { op: 'copy', from: '/a/0', path: '/c' },
+        { op: 'move', from: '/c', path: '/d' },
+      ]),
+    ).toEqual({ a: [1, 2, 3], b: {}, d: 1 });
+  });
+});
