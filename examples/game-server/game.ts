@@ -677,13 +677,22 @@ export class Game {
       if (conn.ws.readyState !== WebSocket.OPEN) continue;
       for (const text of chat) conn.ws.send(text);
       if (conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) continue;
-      const players: Array<[string, number, number]> = [];
+      // Built as text: snapshots are most of the traffic, and each other player's part is the same for
+      // everyone who sees it this tick (names are [A-Za-z0-9_-], so they need no escaping).
+      let players = '';
+      let count = 0;
       this.#world.forEachNear(avatar, NEAR_RADIUS, (other) => {
-        if (other !== avatar) players.push([other.name, round1(other.x), round1(other.y)]);
-        return players.length < SNAPSHOT_MAX_PLAYERS;
+        if (other === avatar) return true;
+        if (other.fragmentTick !== tick) {
+          other.fragment = `["${other.name}",${round1(other.x)},${round1(other.y)}]`;
+          other.fragmentTick = tick;
+        }
+        players += count === 0 ? other.fragment : `,${other.fragment}`;
+        count += 1;
+        return count < SNAPSHOT_MAX_PLAYERS;
       });
       conn.ws.send(
-        JSON.stringify({ type: 'snapshot', tick, x: round1(avatar.x), y: round1(avatar.y), players }),
+        `{"type":"snapshot","tick":${tick},"x":${round1(avatar.x)},"y":${round1(avatar.y)},"players":[${players}]}`,
       );
     }
   }

@@ -11,6 +11,9 @@ export interface Avatar {
   y: number;
   /** Index of the grid cell holding the avatar. */
   cell: number;
+  /** `["name",x,y]` as sent in snapshots, cached for the tick in `fragmentTick`. */
+  fragment: string;
+  fragmentTick: number;
 }
 
 const clamp = (value: number): number => Math.min(MAP_SIZE, Math.max(0, value));
@@ -39,7 +42,15 @@ export class World {
   add(id: number, name: string, x: number, y: number): Avatar {
     const cx = clamp(x);
     const cy = clamp(y);
-    const avatar: Avatar = { id, name, x: cx, y: cy, cell: this.#cellOf(cx, cy) };
+    const avatar: Avatar = {
+      id,
+      name,
+      x: cx,
+      y: cy,
+      cell: this.#cellOf(cx, cy),
+      fragment: '',
+      fragmentTick: -1,
+    };
     this.#avatars.set(id, avatar);
     this.#cells[avatar.cell]?.add(avatar);
     return avatar;
