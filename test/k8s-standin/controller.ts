@@ -200,13 +200,13 @@ export class Controller {
   }
 
   #isAvailable(pod: Pod): boolean {
-    return pod.metadata.deletionTimestamp === undefined && podReady(pod);
+    return isActive(pod) && podReady(pod);
   }
 
   #rsCounts(rs: ReplicaSet): { active: number; available: number } {
     const pods = this.#store
       .list<Pod>('pods', rs.metadata.namespace)
-      .filter((p) => isOwnedBy(p, rs.metadata.uid) && p.metadata.deletionTimestamp === undefined);
+      .filter((p) => isOwnedBy(p, rs.metadata.uid) && isActive(p));
     return { active: pods.length, available: pods.filter((p) => this.#isAvailable(p)).length };
   }
 
@@ -363,7 +363,7 @@ export class Controller {
   }
 
   #reconcileReplicaSet(rs: ReplicaSet, pods: Pod[], now: number): void {
-    const active = pods.filter((p) => p.metadata.deletionTimestamp === undefined);
+    const active = pods.filter(isActive);
     const diff = active.length - rs.spec.replicas;
     if (diff < 0) for (let i = 0; i < -diff; i++) this.#createPod(rs, now);
     if (diff > 0) {
@@ -489,6 +489,23 @@ export class Controller {
     );
   }
 
+  /**
+   * The kubelet evicts the pod (node pressure): it fails with reason Evicted and stays listed, terminal,
+   * until someone deletes it; its ReplicaSet no longer counts it and makes a replacement.
+   */
+  evict(pod: Pod, now: number): void {
+    pod.status.phase = 'Failed';
+    pod.status.reason = 'Evicted';
+    pod.status.message = 'The node was low on resource: memory.';
+    for (const s of pod.status.containerStatuses ?? []) {
+      s.state = { terminated: { exitCode: 137, reason: 'ContainerStatusUnknown', finishedAt: iso(now) } };
+      s.ready = false;
+      s.started = false;
+    }
+    this.#setReady(pod, false, now);
+    this.#store.update('pods', pod);
+  }
+
   /** A container restart (crash, or a test's `crashContainer`): restartCount grows, Ready drops. */
   crash(pod: Pod, containerName: string, now: number, reason = 'Error'): void {
     const rt = this.#pods.get(pod.metadata.uid);
@@ -539,7 +556,7 @@ export class Controller {
       }
       return;
     }
-    if (!pod.spec.nodeName) return;
+    if (!pod.spec.nodeName || !isActive(pod)) return;
     let changed = false;
     const statuses = pod.status.containerStatuses ?? [];
     if (rt.startedAt === undefined && now >= rt.createdAt + this.#options.startDelayMs) {
@@ -596,7 +613,7 @@ export class Controller {
   }
 
   #replicaSetStatus(rs: ReplicaSet, pods: Pod[]): void {
-    const active = pods.filter((p) => p.metadata.deletionTimestamp === undefined);
+    const active = pods.filter(isActive);
     const next = {
       replicas: active.length,
       fullyLabeledReplicas: active.length,
@@ -783,6 +800,15 @@ function conditionsChanged(a: Condition[], b: Condition[]): boolean {
         .sort((x, y) => x.type.localeCompare(y.type)),
     );
   return strip(a) !== strip(b);
+}
+
+/** Counted by its ReplicaSet: not being deleted, not terminal (Succeeded/Failed, e.g. evicted). */
+export function isActive(pod: Pod): boolean {
+  return (
+    pod.metadata.deletionTimestamp === undefined &&
+    pod.status.phase !== 'Succeeded' &&
+    pod.status.phase !== 'Failed'
+  );
 }
 
 export function podReady(pod: Pod): boolean {

@@ -740,7 +740,8 @@ export class StandIn {
           (s.updatedReplicas ?? 0) === d.spec.replicas &&
           (s.replicas ?? 0) === d.spec.replicas &&
           (s.availableReplicas ?? 0) === d.spec.replicas &&
-          pods.length === d.spec.replicas &&
+          pods.filter((p) => p.status.phase !== 'Failed' && p.status.phase !== 'Succeeded').length ===
+            d.spec.replicas &&
           pods.every((p) => p.metadata.deletionTimestamp === undefined)
         );
       },
@@ -823,6 +824,11 @@ export class StandIn {
   crashContainer(podName: string, container?: string): void {
     const pod = this.pod(podName);
     this.controller.crash(pod, this.#containerOf(pod, container), Date.now());
+  }
+
+  /** The kubelet evicts the pod: phase Failed, reason Evicted, kept in the list; a replacement starts. */
+  evictPod(podName: string): void {
+    this.controller.evict(this.pod(podName), Date.now());
   }
 
   setPodUsage(podName: string, usage: PodMetricsSample): void {

@@ -449,6 +449,29 @@ describe('rollouts (API stand-in)', () => {
     });
   });
 
+  it('finishes waits while an evicted pod (terminal, still listed) stays behind', async () => {
+    const f = await fleet({ replicas: 2 });
+    const [a] = await f.platform.instances();
+    f.standIn.evictPod(a!.name);
+    const result = await f.platform.scale(3, { timeoutMs: 10_000 });
+    expect(result.progress.ready).toBe(3);
+    const evicted = (await f.platform.instances()).find((i) => i.name === a!.name);
+    expect(evicted).toMatchObject({ phase: 'failed', reason: 'Evicted', ready: false });
+    expect((await f.platform.instances()).filter((i) => i.ready)).toHaveLength(3);
+  });
+
+  it('stops a running wait when the platform closes', async () => {
+    const f = await fleet();
+    const p = f.newPlatform();
+    f.standIn.controller.frozen = true;
+    const waiting = rejection(p.scale(3, { timeoutMs: 10_000 }));
+    await new Promise((r) => setTimeout(r, 100));
+    await p.close();
+    const err = await waiting;
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err.message).toContain('cancelled');
+  });
+
   it('cancels a wait when the signal aborts, keeping the progress', async () => {
     const f = await fleet();
     f.standIn.controller.frozen = true;

@@ -59,6 +59,7 @@ import { cpuMillicores, memoryBytes, parseGoDuration } from './quantity.ts';
 import { createRegistryCheck, type ImageCheck } from './registry.ts';
 import {
   checkWaitOptions,
+  fleetCounts,
   rolloutInProgress,
   rolloutStatus,
   waitForRollout,
@@ -152,10 +153,6 @@ function resolveIntOrPercent(value: number | string | undefined, total: number, 
   return m ? Math.floor((Number(m[1]) * total) / 100) : Number(v);
 }
 
-function isDeleting(pod: V1Pod): boolean {
-  return pod.metadata?.deletionTimestamp !== undefined && pod.metadata.deletionTimestamp !== null;
-}
-
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
@@ -235,6 +232,8 @@ export class KubernetesPlatform implements Platform {
   readonly #ns: string;
   readonly #name: string;
   readonly #streams = new Set<AbortController>();
+  /** Aborted by close(): running waits stop (the rollouts themselves go on in the cluster). */
+  readonly #closing = new AbortController();
   #selector: string | undefined;
   #running: { operation: string; since: Date } | undefined;
   #closed = false;
@@ -693,15 +692,20 @@ export class KubernetesPlatform implements Platform {
 
   async #fleetCheck(operation: string, signal?: AbortSignal): Promise<RolloutCheck> {
     const [d, pods] = await Promise.all([this.#deployment(signal), this.#listPods(signal)]);
-    return rolloutStatus(operation, d, { pods: pods.length, terminating: pods.filter(isDeleting).length });
+    return rolloutStatus(operation, d, fleetCounts(pods));
+  }
+
+  /** The caller's signal, also aborted when the platform closes. */
+  #waitSignal(signal: AbortSignal | undefined): AbortSignal {
+    return signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
   }
 
   async #wait(operation: string, what: string, options: WaitOptions | undefined): Promise<RolloutProgress> {
-    const signal = options?.signal;
+    const signal = this.#waitSignal(options?.signal);
     return waitForRollout(
       what,
       () => this.#fleetCheck(operation, signal),
-      { ...options, timeoutMs: this.#timeout(options) },
+      { ...options, signal, timeoutMs: this.#timeout(options) },
       this.#waitSettings(),
     );
   }
@@ -922,10 +926,7 @@ export class KubernetesPlatform implements Platform {
         `restart of ${group.map((p) => p.metadata!.name).join(', ')} in ${this.describe()}`,
         async () => {
           const [dep, pods] = await Promise.all([this.#deployment(signal), this.#listPods(signal)]);
-          const check = rolloutStatus('restart', dep, {
-            pods: pods.length,
-            terminating: pods.filter(isDeleting).length,
-          });
+          const check = rolloutStatus('restart', dep, fleetCounts(pods));
           const waiting = pods.filter((p) => uids.has(p.metadata!.uid)).length;
           const updated = done + group.length - waiting;
           return {
@@ -939,7 +940,7 @@ export class KubernetesPlatform implements Platform {
             },
           };
         },
-        { ...options, timeoutMs: Math.max(1, left) },
+        { ...options, signal: this.#waitSignal(signal), timeoutMs: Math.max(1, left) },
         this.#waitSettings(),
       );
       restarted += group.length;
@@ -1217,6 +1218,7 @@ export class KubernetesPlatform implements Platform {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#closing.abort(new Error(`the Kubernetes platform for ${this.describe()} was closed`));
     for (const abort of this.#streams) abort.abort(new Error('platform closed'));
     this.#streams.clear();
   }

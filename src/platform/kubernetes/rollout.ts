@@ -4,7 +4,7 @@
  * backoff (reset whenever something moved), report progress, stop on ProgressDeadlineExceeded or the
  * timeout, and always hand back the last progress.
  */
-import type { V1Deployment } from '@kubernetes/client-node';
+import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { type Clock, GameopsError, InputError, UnavailableError } from '../../core/index.ts';
 import type { RolloutProgress, WaitOptions } from '../port.ts';
 
@@ -17,9 +17,20 @@ export interface RolloutCheck {
 }
 
 export interface FleetCounts {
-  /** Pods matching the fleet selector, terminating ones included. */
+  /** Pods matching the fleet selector that are not terminal (Succeeded/Failed, e.g. evicted), terminating ones included. */
   pods: number;
   terminating: number;
+}
+
+/** Pods that count for a rollout: a terminal pod (evicted, completed) is kept by the API until garbage-collected, but runs nothing. */
+export function fleetCounts(pods: readonly V1Pod[]): FleetCounts {
+  const live = pods.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+  return {
+    pods: live.length,
+    terminating: live.filter(
+      (p) => p.metadata?.deletionTimestamp !== undefined && p.metadata.deletionTimestamp !== null,
+    ).length,
+  };
 }
 
 function count(n: number | undefined): number {
@@ -106,10 +117,6 @@ export function rolloutInProgress(d: V1Deployment): boolean {
   if ((s.observedGeneration ?? 0) < (d.metadata?.generation ?? 0)) return true;
   if (progressingCondition(d)?.reason === 'ProgressDeadlineExceeded') return false;
   return count(s.updatedReplicas) < desired || count(s.replicas) > count(s.updatedReplicas);
-}
-
-export function stalled(d: V1Deployment): boolean {
-  return progressingCondition(d)?.reason === 'ProgressDeadlineExceeded';
 }
 
 const MAX_TIMEOUT_MS = 6 * 60 * 60 * 1000;
