@@ -165,6 +165,8 @@ export class Persistence {
   #sessions = new Map<string, SessionRow>();
   #redisOps: RedisOp[] = [];
   #flushing: Promise<void> | undefined;
+  /** Writes in the batch being written now. */
+  #inFlight = 0;
   #flushTimer: NodeJS.Timeout | undefined;
   #refreshTimer: NodeJS.Timeout | undefined;
   #lastErrorLog = new Map<string, number>();
@@ -228,6 +230,7 @@ export class Persistence {
 
   /** Writes what is pending now (one flush at a time; a call during a flush waits for it and flushes again). */
   async flush(): Promise<void> {
+    this.#updateGauge();
     if (this.#flushing) {
       await this.#flushing;
       return;
@@ -245,7 +248,12 @@ export class Persistence {
     this.#sessions = new Map();
     const ops = this.#redisOps;
     this.#redisOps = [];
-    await Promise.all([this.#writeSessions(rows), this.#writeRedis(ops)]);
+    this.#inFlight = rows.length + ops.length;
+    try {
+      await Promise.all([this.#writeSessions(rows), this.#writeRedis(ops)]);
+    } finally {
+      this.#inFlight = 0;
+    }
   }
 
   async #writeSessions(rows: SessionRow[]): Promise<void> {
@@ -334,8 +342,9 @@ export class Persistence {
     this.#error('overflow', `persistence queue full: dropped ${over} writes`, over);
   }
 
+  /** Waiting writes, the batch being written included. */
   #updateGauge(): void {
-    this.#o.metrics.persistenceQueue.set(this.pending);
+    this.#o.metrics.persistenceQueue.set(this.pending + this.#inFlight);
   }
 
   /** Logs at ERROR and counts, at most one line per kind every 10 s (with how many were suppressed). */
@@ -358,17 +367,19 @@ export class Persistence {
     clearInterval(this.#flushTimer);
     clearInterval(this.#refreshTimer);
     const deadline = Date.now() + timeoutMs;
+    const unwritten = (): number => this.pending + this.#inFlight;
     // A failed flush keeps its writes; try again until the deadline.
-    while (this.pending > 0 && Date.now() < deadline) {
+    while (unwritten() > 0 && Date.now() < deadline) {
       await within(Math.max(1, deadline - Date.now()), 'final flush', this.flush()).catch(() => undefined);
-      if (this.pending > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      if (unwritten() > 0) await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    if (this.pending > 0)
+    if (unwritten() > 0)
       this.#o.log.error(
-        { pending: this.pending },
-        `exiting with ${this.pending} session/presence writes not flushed`,
+        { pending: unwritten() },
+        `exiting with ${unwritten()} session/presence writes not flushed`,
       );
-    await this.#o.pool.end().catch(() => undefined);
+    // A database that stopped answering must not hold the exit.
+    await within(1000, 'closing MySQL', this.#o.pool.end()).catch(() => undefined);
     this.#o.redis.disconnect();
   }
 }

@@ -1,0 +1,107 @@
+/**
+ * Writes to MySQL and Redis are off the tick path: with both frozen (SIGSTOP), the game keeps ticking and
+ * players keep playing; the writes wait and land once the servers are back. Private servers, since
+ * freezing the shared ones would stall every other test.
+ */
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { parsePrometheusText } from '../../src/platform/game-client.ts';
+import {
+  randomSecret,
+  startMariaDB,
+  startRedis,
+  type MariaDBHandle,
+  type RedisHandle,
+} from '../harness/index.ts';
+import { eventually, loginPlayer } from './player.ts';
+import { startGameServer, type GameServerProcess } from './server-process.ts';
+
+let db: MariaDBHandle;
+let redis: RedisHandle;
+let server: GameServerProcess;
+let frozen = false;
+
+const freeze = (signal: 'SIGSTOP' | 'SIGCONT'): void => {
+  process.kill(db.pid, signal);
+  process.kill(redis.pid, signal);
+  frozen = signal === 'SIGSTOP';
+};
+
+beforeAll(async () => {
+  [db, redis] = await Promise.all([startMariaDB(), startRedis({ password: randomSecret() })]);
+  server = await startGameServer({ mariadb: db, redis });
+});
+
+afterAll(async () => {
+  if (frozen) freeze('SIGCONT');
+  await server?.stop();
+  await Promise.allSettled([db?.stop(), redis?.stop()]);
+});
+
+async function queued(): Promise<number> {
+  const samples = parsePrometheusText(await (await fetch(`${server.opsUrl}/metrics`)).text());
+  return samples.find((s) => s.name === 'game_persistence_queue')?.value ?? NaN;
+}
+
+type Row = { player: string; ended_at: Date | null; end_reason: string | null };
+async function rows(): Promise<Row[]> {
+  const sql = await server.sql();
+  try {
+    return (
+      await sql.query('SELECT player, ended_at, end_reason FROM player_sessions ORDER BY player')
+    )[0] as Row[];
+  } finally {
+    await sql.end();
+  }
+}
+
+test('MySQL and Redis frozen: the game keeps ticking, and the writes land when they are back', async () => {
+  const first = await loginPlayer(server.wsUrl, 'before-freeze');
+  await eventually('the first session row', async () => ((await rows()).length === 1 ? true : undefined));
+
+  freeze('SIGSTOP');
+  const since = server.logs().length;
+  // Playing goes on: a move shows in the next snapshots.
+  first.player.send({ type: 'move', dx: first.welcome.x > 500 ? -5 : 5, dy: 0 });
+  await eventually('the move applied', async () => {
+    const snapshot = await first.player.next('snapshot');
+    return snapshot.x !== first.welcome.x ? true : undefined;
+  });
+  // A login still works: the saved position cannot be read (Redis times out), so the player spawns anew.
+  const second = await loginPlayer(server.wsUrl, 'during-freeze');
+  expect(second.welcome.name).toBe('during-freeze');
+  // Leaving is answered at once; the session's end waits in memory.
+  first.player.send({ type: 'leave' });
+  expect(await first.player.next('bye')).toMatchObject({ reason: 'leave', saved: true });
+  await eventually('writes queued', async () => ((await queued()) > 0 ? true : undefined));
+  const status = (await (await server.ops('/ops/status')).json()) as {
+    playersOnline: number;
+    ticksPerSecond: number;
+  };
+  expect(status.playersOnline).toBe(1);
+  expect(status.ticksPerSecond).toBeGreaterThan(25);
+  // The failures are logged as errors (the Redis writes time out; the MySQL batch just waits).
+  await server.waitForLog((l) => l.level === 'ERROR' && /Redis/.test(l.msg ?? ''), { since });
+
+  freeze('SIGCONT');
+  const landed = await eventually(
+    'both sessions written',
+    async () => {
+      const found = await rows();
+      return found.length === 2 && found[0]!.ended_at !== null ? found : undefined;
+    },
+    20_000,
+  );
+  expect(landed.map((r) => [r.player, r.end_reason])).toEqual([
+    ['before-freeze', 'leave'],
+    ['during-freeze', null],
+  ]);
+  await eventually('the queue drained', async () => ((await queued()) === 0 ? true : undefined), 20_000);
+  const presence = server.redis();
+  try {
+    expect(await presence.get('presence:during-freeze')).toBe(server.instance);
+    expect(await presence.exists('presence:before-freeze')).toBe(0);
+  } finally {
+    presence.disconnect();
+  }
+  second.player.close();
+});
