@@ -235,6 +235,26 @@ describe('API stand-in: REST conventions', () => {
     ).toBe(422);
   });
 
+  it('serves Services (get, patch)', async () => {
+    const s = await standIn();
+    s.createService('game', { app: 'game' });
+    const svc = '/api/v1/namespaces/game/services/game';
+    expect((await call(s, 'GET', svc)).body).toMatchObject({
+      kind: 'Service',
+      spec: { selector: { app: 'game' } },
+    });
+    const patched = await call(
+      s,
+      'PATCH',
+      svc,
+      { spec: { selector: { app: 'game', track: 'blue' } } },
+      'application/merge-patch+json',
+    );
+    expect(patched.body).toMatchObject({
+      spec: { selector: { app: 'game', track: 'blue' }, clusterIP: '10.96.0.42' },
+    });
+  });
+
   it('enforces RBAC with the API server’s 403 Status', async () => {
     const s = await standIn({
       rbac: [
@@ -268,6 +288,10 @@ describe('API stand-in: REST conventions', () => {
     expect((await call(s, 'GET', '/api/v1/namespaces/game/pods')).status).toBe(200);
     s.injectFault({ resource: 'pods', action: 'drop', times: 1 });
     await expect(call(s, 'GET', '/api/v1/namespaces/game/pods')).rejects.toThrow();
+    s.injectFault({ resource: 'pods', action: { delayMs: 150 }, times: 1 });
+    const began = performance.now();
+    expect((await call(s, 'GET', '/api/v1/namespaces/game/pods')).status).toBe(200);
+    expect(performance.now() - began).toBeGreaterThanOrEqual(140);
     s.injectFault({ resource: 'pods', action: 'hang', times: 1 });
     await expect(
       fetch(`${s.url}/api/v1/namespaces/game/pods`, {

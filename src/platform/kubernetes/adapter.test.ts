@@ -282,7 +282,7 @@ describe('optimistic concurrency (API stand-in)', () => {
 
 describe('rollouts (API stand-in)', () => {
   it('stops a rollout whose progress deadline passed, leaves it in place, and rolls back by reusing the old ReplicaSet', async () => {
-    const f = await fleet({ replicas: 3, controller: { progressDeadlineMs: 300 } });
+    const f = await fleet({ replicas: 3, controller: { progressDeadlineMs: 500 } });
     const before = f.standIn.replicaSets('game-server');
     const progress: RolloutProgress[] = [];
     const err = await rejection(

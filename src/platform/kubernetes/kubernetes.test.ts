@@ -20,7 +20,8 @@ const usedByContract = new Set<string>();
 describePlatformContract(
   'kubernetes (API stand-in)',
   async () => {
-    const fleet = await startFleet({ replicas: 2, controller: { progressDeadlineMs: 400 } });
+    // A short progress deadline, so the broken rollout stops on ProgressDeadlineExceeded, not the timeout.
+    const fleet = await startFleet({ replicas: 2, controller: { progressDeadlineMs: 1000 } });
     return {
       platform: fleet.platform,
       versions: { current: 'v1', next: 'v2', broken: 'v3-broken' },
