@@ -284,6 +284,17 @@ describe('local platform: operations', () => {
     await platform.scale(0);
   }, 30_000);
 
+  it('is not ready for a probe with the wrong token, and says why', async () => {
+    const { platform, open } = await setup({ replicas: 1 });
+    await platform.scale(1);
+    const stranger = open(systemClock, { opsToken: randomToken() });
+    const [instance] = await stranger.instances();
+    expect(instance?.ready).toBe(false);
+    expect(instance?.reason).toBe('GET /ops/status answered 401');
+    expect((await platform.instances())[0]?.ready).toBe(true);
+    await platform.scale(0);
+  }, 30_000);
+
   it('scales to zero and back up on the same ports', async () => {
     const { platform } = await setup({ replicas: 2 });
     await platform.scale(2);
