@@ -258,6 +258,13 @@ export const kubernetesPlatformSchema = z
       .default('ops')
       .describe('Container port (number or name) serving /ops and /metrics.'),
     rolloutTimeout: boundedDuration(1000, 6 * 60 * MINUTE_MS, '1s and 6h').default(10 * MINUTE_MS),
+    requestTimeout: timeoutSchema.default(15_000).describe('Deadline of one API request, 100ms to 10m.'),
+    verifyImageTag: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Before set-version, ask the image's registry (anonymously) whether the tag exists; a registry that cannot be asked only warns.",
+      ),
   })
   .describe('Game servers as pods of a Deployment.');
 

@@ -15,6 +15,7 @@ export interface PlatformOptions {
 
 /** The part of a pino logger adapters use. */
 export interface PlatformLogger {
+  debug(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
@@ -39,7 +40,13 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
     }
     case 'kubernetes': {
       const { createKubernetesPlatform } = await import('./kubernetes/index.ts');
-      return createKubernetesPlatform({ config, clock: options.clock });
+      return createKubernetesPlatform({
+        config,
+        clock: options.clock,
+        requestTimeoutMs: config.requestTimeout,
+        ...(config.verifyImageTag ? {} : { imageCheck: false as const }),
+        ...(options.log ? { log: options.log } : {}),
+      });
     }
   }
 }

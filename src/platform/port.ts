@@ -122,7 +122,7 @@ export interface WaitOptions {
 }
 
 export interface RestartOptions extends WaitOptions {
-  /** How many instances may be down at once. @default 1 */
+  /** How many instances may be down at once. @default the platform's own (local: 1; Kubernetes: the Deployment's) */
   maxUnavailable?: number;
   filter?: InstanceFilter;
 }
@@ -175,7 +175,7 @@ export interface Platform {
   scale(replicas: number, options?: WaitOptions): Promise<RolloutResult>;
   /** Restarts instances a few at a time (`maxUnavailable`), each batch waiting for readiness. */
   restart(options?: RestartOptions): Promise<RolloutResult>;
-  /** Rolls the fleet to `version` and waits; on timeout the rollout is left paused and reported. */
+  /** Rolls the fleet to `version` and waits; on timeout the rollout is left where it stopped, and reported. */
   setVersion(version: string, options?: WaitOptions): Promise<RolloutResult>;
   /** Rolls back to the version before the last `setVersion`. */
   rollback(options?: WaitOptions): Promise<RolloutResult>;
