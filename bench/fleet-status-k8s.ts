@@ -84,6 +84,8 @@ if (process.argv[2] === '--serve') {
         deployment: 'game-server',
         opsPort: 'ops',
         rolloutTimeout: 60_000,
+        requestTimeout: 15_000,
+        verifyImageTag: false,
       },
       clock: systemClock,
     });

@@ -81,6 +81,8 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     configMap: 'game-config',
     opsPort: 'ops',
     rolloutTimeout: 20_000,
+    requestTimeout: 15_000,
+    verifyImageTag: true,
     ...options.config,
   };
   const platforms: KubernetesPlatform[] = [];
