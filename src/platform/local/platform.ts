@@ -274,7 +274,8 @@ class LocalFleet implements LocalPlatform {
       };
     }
     const next = entry?.nextAttemptAt ? Date.parse(entry.nextAttemptAt) : undefined;
-    const exit = entry?.pid !== undefined ? describeExit(exitOf(entry.pid)) : entry?.lastExit?.reason;
+    const exit =
+      entry?.pid !== undefined ? describeExit(exitOf(entry.pid, entry.startTime)) : entry?.lastExit?.reason;
     if (next !== undefined && next > now) {
       const why = entry?.problem ?? exit ?? 'crashed';
       return {
@@ -764,14 +765,13 @@ class LocalFleet implements LocalPlatform {
           continue;
         }
         if (entry.pid !== undefined) {
-          const exit = exitOf(entry.pid);
-          const mine = exit && (!entry.spawnedAt || exit.at.getTime() >= Date.parse(entry.spawnedAt) - 1000);
+          const exit = exitOf(entry.pid, entry.startTime);
           entry.lastExit = {
             pid: entry.pid,
-            at: (mine ? exit.at : now).toISOString(),
-            code: mine ? exit.code : null,
-            signal: mine ? exit.signal : null,
-            reason: describeExit(mine ? exit : undefined),
+            at: (exit?.at ?? now).toISOString(),
+            code: exit ? exit.code : null,
+            signal: exit ? exit.signal : null,
+            reason: describeExit(exit),
           };
           delete entry.pid;
           delete entry.startTime;
@@ -1106,7 +1106,8 @@ class LocalFleet implements LocalPlatform {
           return {
             ready: false,
             dead: true,
-            reason: entry?.pid !== undefined ? describeExit(exitOf(entry.pid)) : 'not running',
+            reason:
+              entry?.pid !== undefined ? describeExit(exitOf(entry.pid, entry.startTime)) : 'not running',
           };
         }
         const probe = await probeReady(this.#opsUrl(index), this.#token, this.#probeTimeoutMs);

@@ -15,6 +15,8 @@ export interface ExitInfo {
   code: number | null;
   signal: string | null;
   at: Date;
+  /** The process's start time: with the pid, which process this was. */
+  startTime: string;
 }
 
 /**
@@ -26,9 +28,10 @@ export const childExits = new EventEmitter<{ exit: [pid: number, info: ExitInfo]
 childExits.setMaxListeners(100);
 const MAX_REMEMBERED_EXITS = 10_000;
 
-/** How a process this gameops started ended, if it did. */
-export function exitOf(pid: number): ExitInfo | undefined {
-  return exits.get(pid);
+/** How a process this gameops started (pid and start time) ended, if it did. */
+export function exitOf(pid: number, startTime: string | undefined): ExitInfo | undefined {
+  const exit = exits.get(pid);
+  return exit && exit.startTime === startTime ? exit : undefined;
 }
 
 /** "exited with code 1", "killed by SIGKILL"; for a process we did not start, the status is unknown. */
@@ -82,21 +85,20 @@ export async function spawnDetached(spec: SpawnSpec): Promise<Started> {
       details: { program, cwd: spec.cwd },
     });
   }
+  // Read now: the child cannot have been reaped yet (that happens on a later turn of the event loop).
+  const stat = procStatSync(pid);
+  const startTime = stat?.startTime ?? '';
   child.on('error', () => undefined);
   child.once('exit', (code, signal) => {
-    const info = { code, signal, at: new Date() };
+    const info = { code, signal, at: new Date(), startTime };
     if (exits.size >= MAX_REMEMBERED_EXITS) exits.delete(exits.keys().next().value!);
     exits.set(pid, info);
     childExits.emit('exit', pid, info);
   });
   // Neither the handle nor its exit keeps gameops running.
   child.unref();
-  const stat = procStatSync(pid);
-  if (!stat) {
-    // Exited and reaped already (cannot happen before this tick's exit event, but be safe).
-    throw new UnavailableError(`${program} exited at once`, { details: { program } });
-  }
-  return { pid, startTime: stat.startTime };
+  if (!stat) throw new UnavailableError(`${program} exited at once`, { details: { program } });
+  return { pid, startTime };
 }
 
 /**
