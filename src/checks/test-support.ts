@@ -27,6 +27,8 @@ export interface TestConfigParts {
   /** Per-check deadline in ms. */
   timeout?: number;
   thresholds?: Record<string, unknown>;
+  /** The `platform` section as written in the file. */
+  platform?: Record<string, unknown>;
 }
 
 /** Builds a config from parts (JSON is YAML, so the text goes through parseConfigText unchanged). */
@@ -58,6 +60,7 @@ export function testConfig(parts: TestConfigParts = {}): GameopsConfig {
       ...(password !== undefined ? { password: `env:${prefix}_PASSWORD` } : {}),
     };
   }
+  if (parts.platform) doc['platform'] = parts.platform;
   doc['checks'] = {
     ...(parts.timeout !== undefined ? { timeout: parts.timeout } : {}),
     thresholds: parts.thresholds ?? {},
