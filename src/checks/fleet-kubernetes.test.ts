@@ -40,10 +40,11 @@ describe('daily check: fleet and logs on Kubernetes (API stand-in)', () => {
         trigger: 'cli',
         checks: [fleetCheck, logsCheck],
         platform: f.platform,
-        previous: first,
+        previous,
       });
-    let first: CheckRun | undefined;
-    first = await check();
+    let previous: CheckRun | undefined;
+    const first = await check();
+    previous = first;
     const [fleet, logs] = first.results;
     expect(fleet?.status, fleet?.summary).toBe('ok');
     expect(fleet?.values).toMatchObject({ total: 3, ready: 3, versions: ['v1'], platform: 'kubernetes' });
