@@ -396,7 +396,13 @@ export function describePlatformContract(
           ['restart(maxUnavailable 1.5)', () => p.restart({ maxUnavailable: 1.5 })],
           ['scale(timeoutMs -1)', () => p.scale(fx.initialReplicas, { timeoutMs: -1 })],
         ];
-        for (const [what, call] of calls) {
+        const logCalls: Array<[string, () => Promise<unknown>]> = [
+          ["countLines('')", () => p.countLines({ pattern: '' })],
+          ['logs(tail -1)', () => drain(p.logs({ tail: -1 }))],
+          ['logs(sinceMs -5)', () => drain(p.logs({ sinceMs: -5 }))],
+          ['countLines(sinceMs NaN)', () => p.countLines({ pattern: 'x', sinceMs: Number.NaN })],
+        ];
+        for (const [what, call] of [...calls, ...logCalls]) {
           const err = await rejection(call());
           expect(err, what).toBeInstanceOf(InputError);
         }
@@ -455,6 +461,37 @@ export function describePlatformContract(
           const restarted = !old.has(instance.name) || old.get(instance.name) !== instance.startedAt;
           expect(restarted, `${instance.name} was not restarted`).toBe(true);
         }
+      },
+      testMs,
+    );
+
+    it(
+      'restarts only the selected instances',
+      async () => {
+        const n = fx.initialReplicas;
+        const [first, ...others] = await expectSettled(n, fx.versions.current);
+        const result = await p.restart({ filter: { names: [first!.name] }, timeoutMs: rolloutMs() });
+        expect(result.operation).toBe('restart');
+        const after = await expectSettled(n, fx.versions.current);
+        const untouched = after.filter((i) => others.some((o) => o.name === i.name));
+        expect(untouched.map((i) => [i.name, i.startedAt])).toEqual(others.map((o) => [o.name, o.startedAt]));
+        const replaced = after.filter((i) => !others.some((o) => o.name === i.name));
+        expect(replaced).toHaveLength(1);
+        expect(replaced[0]!.name !== first!.name || replaced[0]!.startedAt !== first!.startedAt).toBe(true);
+      },
+      testMs,
+    );
+
+    it(
+      'setting the version the fleet already runs changes nothing',
+      async () => {
+        const n = fx.initialReplicas;
+        const before = await expectSettled(n, fx.versions.current);
+        const result = await p.setVersion(fx.versions.current, { timeoutMs: rolloutMs() });
+        expect(result.version).toBe(fx.versions.current);
+        expect(result.replicas).toBe(n);
+        const after = await expectSettled(n, fx.versions.current);
+        expect(after.map((i) => [i.name, i.startedAt])).toEqual(before.map((i) => [i.name, i.startedAt]));
       },
       testMs,
     );
