@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { errorMessage, GameopsError, InputError, VERSION } from '../core/index.ts';
 import { checkCommand } from './commands/check.ts';
 import { configCommand } from './commands/config.ts';
+import { fleetCommand } from './commands/fleet.ts';
 import { serveCommand } from './commands/serve.ts';
 import { EXIT_CODES_HELP, ExitCode } from './exit.ts';
 
@@ -35,7 +36,8 @@ export function buildProgram(): Command {
       `${EXIT_CODES_HELP}\n\nEnvironment: GAMEOPS_CONFIG, DATABASE_URL (PostgreSQL store), GAMEOPS_DATA_DIR, NO_COLOR.`,
     )
     .exitOverride();
-  for (const sub of [checkCommand(), configCommand(), serveCommand()]) program.addCommand(sub.exitOverride());
+  for (const sub of [checkCommand(), configCommand(), fleetCommand(), serveCommand()])
+    program.addCommand(sub.exitOverride());
   for (const sub of program.commands) for (const leaf of sub.commands) leaf.exitOverride();
   return program;
 }

@@ -12,6 +12,7 @@ import { createServerContext, type ServerContext } from './context.ts';
 import { errorHandler } from './errors.ts';
 import { guardOrigin } from './origin.ts';
 import { checkRoutes } from './routes/checks.ts';
+import { fleetRoutes } from './routes/fleet.ts';
 import { healthRoutes } from './routes/health.ts';
 import { infoRoutes } from './routes/info.ts';
 
@@ -65,6 +66,7 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
   await app.register(healthRoutes(context));
   await app.register(infoRoutes(context));
   await app.register(checkRoutes(context));
+  await app.register(fleetRoutes(context));
   app.get('/api/openapi.json', { schema: { hide: true } }, () => app.swagger());
   await app.ready();
 
