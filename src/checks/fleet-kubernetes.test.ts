@@ -40,11 +40,11 @@ describe('daily check: fleet and logs on Kubernetes (API stand-in)', () => {
         trigger: 'cli',
         checks: [fleetCheck, logsCheck],
         platform: f.platform,
-        previous,
+        previous: history,
       });
-    let previous: CheckRun | undefined;
+    const history: CheckRun[] = [];
     const first = await check();
-    previous = first;
+    history.unshift(first);
     const [fleet, logs] = first.results;
     expect(fleet?.status, fleet?.summary).toBe('ok');
     expect(fleet?.values).toMatchObject({ total: 3, ready: 3, versions: ['v1'], platform: 'kubernetes' });
