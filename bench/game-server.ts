@@ -131,6 +131,7 @@ try {
         ticksPerSecond: number;
         tickLagMs: { p50: number; p99: number; max: number };
         tickDurationMs: { p50: number; p99: number; max: number };
+        tickCpuMs: { p50: number; p99: number; max: number };
       };
     const startStatus = await statusAt();
     const a = await scrape(server.opsUrl);
@@ -162,6 +163,7 @@ try {
     const histP99 = histogramQuantile(0.99, bucketDelta(a, b, 'game_tick_duration_seconds'));
     const d = endStatus.tickDurationMs;
     const lag = endStatus.tickLagMs;
+    const tickCpu = endStatus.tickCpuMs;
     const skipped = value(b, 'game_ticks_skipped_total') - value(a, 'game_ticks_skipped_total');
 
     const lines = [
@@ -171,6 +173,7 @@ try {
       `  tick rate                 ${tickRate.toFixed(2)} ticks/s (${ticks} ticks, ${skipped} skipped)   target ${TARGET_TICK_RATE}: ${mark(tickRate >= TARGET_TICK_RATE * 0.99)}`,
       `  tick duration             p50 ${ms(d.p50)}  p99 ${ms(d.p99)}  max ${ms(d.max)}   target p99 < ${TARGET_P99_MS} ms: ${mark(d.p99 < TARGET_P99_MS)}`,
       `    from the histogram      p99 ${histP99 === null ? 'n/a' : ms(histP99 * 1000)} (bucket interpolation)`,
+      `  tick CPU time             p50 ${ms(tickCpu.p50)}  p99 ${ms(tickCpu.p99)}  max ${ms(tickCpu.max)}   (duration minus this = waiting for a CPU)`,
       `  tick lag (start vs plan)  p50 ${ms(lag.p50)}  p99 ${ms(lag.p99)}  max ${ms(lag.max)}`,
       `  inputs                    ${processed} processed (${(processed / seconds).toFixed(0)}/s); dropped: late ${dropped('late')}, rate ${dropped('rate')}, overflow ${dropped('overflow')}`,
       `  server CPU                ${(cpu * 100).toFixed(1)} % of one core`,

@@ -95,6 +95,7 @@ export interface GameStatus {
   ticksPerSecond: number;
   tickLagMs: Percentiles;
   tickDurationMs: Percentiles;
+  tickCpuMs: Percentiles;
   windowSeconds: number;
 }
 
@@ -169,8 +170,8 @@ export class Game {
       rate: this.#config.tickRate,
       now: this.#monotonic,
       onTick: (info) => this.#tick(info),
-      onTickDone: (info, durationMs) => {
-        this.#window.record(info.startedAt, info.lagMs, durationMs);
+      onTickDone: (info, durationMs, cpuMs) => {
+        this.#window.record(info.startedAt, info.lagMs, durationMs, cpuMs);
         this.#metrics.ticks.inc();
         this.#metrics.tickLag.observe(info.lagMs / 1000);
         this.#metrics.tickDuration.observe(durationMs / 1000);
@@ -227,6 +228,7 @@ export class Game {
       ticksPerSecond: Math.round(this.#window.ticksPerSecond() * 100) / 100,
       tickLagMs: this.#window.lag(),
       tickDurationMs: this.#window.duration(),
+      tickCpuMs: this.#window.cpu(),
       windowSeconds: this.#config.statsWindowSeconds,
     };
   }

@@ -32,8 +32,12 @@ export interface TickLoopOptions {
   rate: number;
   /** The tick's work; it returns when done (the loop measures it). */
   onTick: (info: TickInfo) => void;
-  /** Called after each tick with its duration in ms. */
-  onTickDone?: (info: TickInfo, durationMs: number) => void;
+  /**
+   * Called after each tick with its wall-clock duration and the CPU time the process used meanwhile, in
+   * ms. The difference is time the tick waited for a CPU (another process had it): a busy machine, not
+   * a slow tick.
+   */
+  onTickDone?: (info: TickInfo, durationMs: number, cpuMs: number) => void;
   /** Called with the number of ticks skipped when the loop fell behind. */
   onSkip?: (skipped: number) => void;
   /** Monotonic milliseconds. @default performance.now */
@@ -41,7 +45,14 @@ export interface TickLoopOptions {
   timers?: TimerApi;
   /** @default 1000 */
   maxBehindMs?: number;
+  /** CPU time used by this process so far, in ms. @default process.cpuUsage() */
+  cpuNow?: () => number;
 }
+
+const processCpuMs = (): number => {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+};
 
 export class TickLoop {
   readonly periodMs: number;
@@ -49,6 +60,7 @@ export class TickLoop {
   readonly #now: () => number;
   readonly #timers: TimerApi;
   readonly #maxBehindMs: number;
+  readonly #cpuNow: () => number;
   #startAt = 0;
   #next = 0;
   #handle: unknown;
@@ -60,6 +72,7 @@ export class TickLoop {
     this.#now = options.now ?? (() => performance.now());
     this.#timers = options.timers ?? nodeTimers;
     this.#maxBehindMs = options.maxBehindMs ?? 1000;
+    this.#cpuNow = options.cpuNow ?? processCpuMs;
   }
 
   get running(): boolean {
@@ -85,6 +98,7 @@ export class TickLoop {
     this.#handle = undefined;
     if (!this.#running) return;
     const startedAt = this.#now();
+    const cpuAtStart = this.#cpuNow();
     let scheduledAt = this.#startAt + this.#next * this.periodMs;
     if (startedAt - scheduledAt > this.#maxBehindMs) {
       const skipped = Math.floor((startedAt - scheduledAt) / this.periodMs);
@@ -101,7 +115,7 @@ export class TickLoop {
     try {
       this.#options.onTick(info);
     } finally {
-      this.#options.onTickDone?.(info, this.#now() - startedAt);
+      this.#options.onTickDone?.(info, this.#now() - startedAt, this.#cpuNow() - cpuAtStart);
       this.#next += 1;
       if (this.#running) {
         const delay = this.#startAt + this.#next * this.periodMs - this.#now();
@@ -123,6 +137,7 @@ export class TickWindow {
   readonly #capacity: number;
   readonly #lag: Float64Array;
   readonly #duration: Float64Array;
+  readonly #cpu: Float64Array;
   readonly #startedAt: Float64Array;
   #size = 0;
   #head = 0;
@@ -131,12 +146,14 @@ export class TickWindow {
     this.#capacity = Math.max(2, capacity);
     this.#lag = new Float64Array(this.#capacity);
     this.#duration = new Float64Array(this.#capacity);
+    this.#cpu = new Float64Array(this.#capacity);
     this.#startedAt = new Float64Array(this.#capacity);
   }
 
-  record(startedAt: number, lagMs: number, durationMs: number): void {
+  record(startedAt: number, lagMs: number, durationMs: number, cpuMs = durationMs): void {
     this.#lag[this.#head] = lagMs;
     this.#duration[this.#head] = durationMs;
+    this.#cpu[this.#head] = cpuMs;
     this.#startedAt[this.#head] = startedAt;
     this.#head = (this.#head + 1) % this.#capacity;
     if (this.#size < this.#capacity) this.#size += 1;
@@ -152,6 +169,10 @@ export class TickWindow {
 
   duration(): Percentiles {
     return percentiles(this.#duration.subarray(0, this.#size));
+  }
+
+  cpu(): Percentiles {
+    return percentiles(this.#cpu.subarray(0, this.#size));
   }
 
   /** Ticks per second achieved over the window (0 with fewer than two ticks). */

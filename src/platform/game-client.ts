@@ -81,6 +81,7 @@ const statusSchema = z.object({
   ticksPerSecond: z.number().nonnegative().optional(),
   tickLagMs: percentilesSchema,
   tickDurationMs: percentilesSchema.optional(),
+  tickCpuMs: percentilesSchema.optional(),
   windowSeconds: z.number().positive().optional(),
 });
 export type GameStatus = z.infer<typeof statusSchema>;

@@ -54,7 +54,7 @@ describe('ops API', () => {
     expect(typeof status.playersOnline).toBe('number');
     expect(typeof status.sessions).toBe('number');
     expect(status.uptimeSeconds).toBeGreaterThanOrEqual(0);
-    for (const key of ['tickLagMs', 'tickDurationMs']) {
+    for (const key of ['tickLagMs', 'tickDurationMs', 'tickCpuMs']) {
       const figures = status[key] as Record<string, unknown>;
       expect(Object.keys(figures)).toEqual(['p50', 'p99', 'max']);
       expect(Object.values(figures).every((v) => typeof v === 'number')).toBe(true);
