@@ -34,6 +34,8 @@ export interface Resources {
   dailyHistory?: { runs: CheckRun[]; prunedAt: number | undefined } | undefined;
   /** The game-server fleet, once opened by `openFleet` (never at bootstrap: most commands do not need it). */
   fleet?: Fleet | undefined;
+  /** The fleet being opened (shared by callers that arrive together). */
+  fleetOpening?: Promise<Fleet> | undefined;
 }
 
 export interface BootstrapOptions {
@@ -95,9 +97,12 @@ export async function bootstrap(options: BootstrapOptions): Promise<Resources> {
 /** Releases what bootstrap opened. Safe to call twice. */
 export async function shutdown(resources: Resources): Promise<void> {
   const store = resources.store;
-  const fleet = resources.fleet;
+  // A fleet still being opened is waited for, so its platform is closed too.
+  const opening = resources.fleetOpening;
+  const fleet = resources.fleet ?? (opening ? await opening.catch(() => undefined) : undefined);
   resources.store = undefined;
   resources.fleet = undefined;
+  resources.fleetOpening = undefined;
   await fleet?.platform.close();
   await store?.close();
   resources.log.flush();

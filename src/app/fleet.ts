@@ -9,7 +9,16 @@ import type { Resources } from './bootstrap.ts';
  * @throws InputError when the config has no `platform` section.
  */
 export async function openFleet(resources: Resources): Promise<Fleet> {
-  if (resources.fleet) return resources.fleet;
+  // One fleet per resources bag, even when the first callers arrive together (the server's supervisor
+  // and its first API request): they share the opening instead of each creating a platform.
+  resources.fleetOpening ??= createFleetFor(resources).catch((err: unknown) => {
+    resources.fleetOpening = undefined;
+    throw err;
+  });
+  return resources.fleetOpening;
+}
+
+async function createFleetFor(resources: Resources): Promise<Fleet> {
   const { config, clock } = resources;
   if (!config.platform)
     throw new InputError(

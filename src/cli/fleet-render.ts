@@ -206,7 +206,10 @@ export function renderDrain(result: DrainResult): string {
   const out = [
     result.status === 'empty'
       ? `Drained: no players left (after ${formatDuration(result.waitedMs)}).`
-      : `Timed out after ${formatDuration(result.waitedMs)}: ${result.playersRemaining} players still online.`,
+      : result.status === 'partial'
+        ? `Not sure it is empty after ${formatDuration(result.waitedMs)}: ${result.playersRemaining} players on the ` +
+          'instances that answered, and some could not be asked or stopped answering (below).'
+        : `Timed out after ${formatDuration(result.waitedMs)}: ${result.playersRemaining} players still online.`,
   ];
   if (result.instances.length > 0)
     out.push(

@@ -61,7 +61,11 @@ export interface GateResult {
 }
 
 export interface DrainResult {
-  status: 'empty' | 'timeout';
+  /**
+   * `empty`: every instance asked said 0 players. `timeout`: players remain after `waitMs`. `partial`: some
+   * instance could not be asked or stopped answering, so nobody can say it is empty (named in `instances`).
+   */
+  status: 'empty' | 'timeout' | 'partial';
   playersRemaining: number;
   instances: Array<PerInstanceOutcome & { playersRemaining?: number }>;
   waitedMs: number;
@@ -101,8 +105,13 @@ export interface Fleet {
     input: { closed: boolean; message?: string; startsAt?: string },
     signal?: AbortSignal,
   ): Promise<GateResult>;
-  /** Sends the recorded gate to every ready instance (after a scale or rollout). */
+  /** Sends the recorded gate to every ready instance. */
   reapplyGate(signal?: AbortSignal): Promise<GateResult>;
+  /**
+   * What every caller does after a scale, restart or rollout (ADR 0006): when the gate is closed, tell the
+   * instances (new ones come up not knowing). Never throws: a problem is returned, to be reported.
+   */
+  gateAfterRollout(signal?: AbortSignal): Promise<{ gate?: GateResult; gateProblem?: string }>;
   drain(input: {
     message?: string;
     deadlineSeconds?: number;
@@ -207,6 +216,15 @@ export function createFleet(deps: FleetDeps): Fleet {
       return tellInstances(await gate(), signal);
     },
 
+    async gateAfterRollout(signal) {
+      try {
+        const state = await gate();
+        return state.closed ? { gate: await tellInstances(state, signal) } : {};
+      } catch (err) {
+        return { gateProblem: errorMessage(err) };
+      }
+    },
+
     async drain(input) {
       const started = clock.now().getTime();
       const deadlineSeconds = input.deadlineSeconds ?? 30;
@@ -229,30 +247,37 @@ export function createFleet(deps: FleetDeps): Fleet {
           return { instance: i.name, ok: false, error: errorMessage(err), opsUrl: i.opsUrl! };
         }
       });
-      let remaining = new Map<string, number>();
+      const lost = new Map<string, string>();
       for (;;) {
-        remaining = new Map();
+        const remaining = new Map<string, number>();
         await mapLimit(asked, CONCURRENCY, async (a) => {
           if (!a.ok) return;
           try {
             remaining.set(a.instance, (await game.status(a.opsUrl, opts)).playersOnline);
-          } catch {
-            // A server that stopped answering mid-drain has no players we can reach; report it as not ok.
-            remaining.set(a.instance, 0);
+            lost.delete(a.instance);
+          } catch (err) {
+            // Gone quiet mid-drain (it may have exited once empty): its players are unknown, not zero.
+            lost.set(a.instance, errorMessage(err));
           }
         });
         const total = [...remaining.values()].reduce((n, x) => n + x, 0);
         input.onProgress?.(total);
         const waited = clock.now().getTime() - started;
+        const unsure = lost.size > 0 || asked.some((a) => !a.ok);
         if (total === 0 || waited >= waitMs || input.signal?.aborted)
           return {
-            status: total === 0 ? 'empty' : 'timeout',
+            status: unsure ? 'partial' : total === 0 ? 'empty' : 'timeout',
             playersRemaining: total,
             waitedMs: waited,
-            instances: asked.map(({ opsUrl: _opsUrl, ...a }) => ({
-              ...a,
-              ...(remaining.has(a.instance) ? { playersRemaining: remaining.get(a.instance)! } : {}),
-            })),
+            instances: asked.map(({ opsUrl: _opsUrl, ...a }) => {
+              const problem = a.error ?? lost.get(a.instance);
+              return {
+                ...a,
+                ok: problem === undefined,
+                ...(problem !== undefined ? { error: problem } : {}),
+                ...(remaining.has(a.instance) ? { playersRemaining: remaining.get(a.instance)! } : {}),
+              };
+            }),
           };
         await sleep(1000, input.signal);
       }

@@ -288,13 +288,7 @@ async function runRollout(command: Command, json: boolean, spec: RolloutSpec): P
         process.exitCode = interrupted ? INTERRUPTED : ExitCode.fail;
         return;
       }
-      const outcome: RolloutOutcome = { rollout };
-      try {
-        const gate = await fleet.gate();
-        if (gate.closed) outcome.gate = await fleet.reapplyGate(interrupt.signal);
-      } catch (err) {
-        outcome.gateProblem = err instanceof Error ? err.message : String(err);
-      }
+      const outcome: RolloutOutcome = { rollout, ...(await fleet.gateAfterRollout(interrupt.signal)) };
       const { renderRolloutOutcome } = await import('../fleet-render.ts');
       if (json) writeJson(outcome);
       else process.stdout.write(`${renderRolloutOutcome(outcome)}\n`);

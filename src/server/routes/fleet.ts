@@ -180,7 +180,7 @@ export const rolloutOutcomeSchema = z
 
 export const drainResultSchema = z
   .object({
-    status: z.enum(['empty', 'timeout']),
+    status: z.enum(['empty', 'timeout', 'partial']),
     playersRemaining: z.number(),
     instances: z.array(outcomeSchema.extend({ playersRemaining: z.number().optional() })),
     waitedMs: z.number(),
@@ -351,13 +351,7 @@ export function fleetRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
           onProgress: (p) => control.progress(p),
           ...(timeout !== undefined ? { timeoutMs: timeout * 1000 } : {}),
         });
-        const outcome: RolloutOutcome = { rollout: result };
-        try {
-          if ((await f.gate()).closed) outcome.gate = await f.reapplyGate(control.signal);
-        } catch (err) {
-          outcome.gateProblem = errorMessage(err);
-        }
-        return outcome;
+        return { rollout: result, ...(await f.gateAfterRollout(control.signal)) };
       };
     }
 
