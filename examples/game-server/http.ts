@@ -19,7 +19,8 @@ const isoDate = z.iso.datetime({ offset: true, message: 'an ISO 8601 date-time, 
 const maintenanceBody = z.strictObject({
   enabled: z.boolean(),
   message: z.string().min(1).max(500, 'at most 500 characters').optional(),
-  startsAt: isoDate.optional(),
+  // Kept in UTC, so the same instant in another zone is the same state (idempotency).
+  startsAt: isoDate.transform((v) => new Date(v).toISOString()).optional(),
 });
 
 const drainBody = z.strictObject({

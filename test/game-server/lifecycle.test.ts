@@ -127,7 +127,7 @@ test('maintenance: every player sees the notice, new logins are refused, players
   expect(on.status).toBe(200);
   expect(await on.json()).toMatchObject({
     acceptingLogins: false,
-    maintenance: { enabled: true, message: 'Back at 10:00', startsAt: '2026-11-26T10:00:00Z' },
+    maintenance: { enabled: true, message: 'Back at 10:00', startsAt: '2026-11-26T10:00:00.000Z' },
     playersOnline: 8,
   });
   expect((await noticed).map((e) => (e.type === 'notice' ? e.message : ''))).toEqual(
@@ -150,13 +150,14 @@ test('maintenance: every player sees the notice, new logins are refused, players
   expect(await metric(s, 'game_logins_refused_total', { reason: 'maintenance' })).toBe(1);
   expect(await metric(s, 'game_maintenance_enabled')).toBe(1);
 
-  // Idempotent: the same state again sends nothing; switching off sends one more notice each.
+  // Idempotent: the same state again (the same instant, written in another zone) sends nothing;
+  // switching off sends one more notice each.
   expect(
     (
       await post(s, '/ops/maintenance', {
         enabled: true,
         message: 'Back at 10:00',
-        startsAt: '2026-11-26T10:00:00Z',
+        startsAt: '2026-11-26T19:00:00+09:00',
       })
     ).status,
   ).toBe(200);
