@@ -3,6 +3,7 @@ import type { AlertmanagerConfig } from '../config/index.ts';
 import { maskSecrets, UnavailableError } from '../core/index.ts';
 import { describeError } from './failures.ts';
 import { httpAuth } from './http-auth.ts';
+import { BodyTooLargeError, readCapped } from './http-body.ts';
 
 /** The fields of an Alertmanager API v2 alert that gameops uses; unknown fields are dropped. */
 const alertSchema = z.object({
@@ -73,34 +74,6 @@ export function alertmanagerTarget(config: Pick<AlertmanagerConfig, 'url'>): str
  * Alertmanager and keeps a broken or hostile one from exhausting memory.
  */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
-
-class BodyTooLargeError extends Error {}
-
-/** Reads a response body as UTF-8, giving up (and cancelling the stream) past `maxBytes`. */
-async function readCapped(response: Response, maxBytes: number): Promise<string> {
-  if (!response.body) return '';
-  // fetch bodies are byte streams; the DOM typings leave the chunk type open.
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  const parts: string[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) {
-        await reader.cancel().catch(() => undefined);
-        throw new BodyTooLargeError();
-      }
-      parts.push(decoder.decode(value, { stream: true }));
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  parts.push(decoder.decode());
-  return parts.join('');
-}
 
 /**
  * Alertmanager API v2 over global fetch (API v1 was removed in Alertmanager 0.27). Authenticates with the

@@ -53,3 +53,4 @@ export type { Mount, FilesystemUsage } from './filesystems.ts';
 export { describeError, errorCode } from './failures.ts';
 export { httpAuth } from './http-auth.ts';
 export type { HttpAuth, HttpCredentials } from './http-auth.ts';
+export { readCapped, BodyTooLargeError } from './http-body.ts';

@@ -18,3 +18,4 @@ export type { Secret } from './secret.ts';
 export { secret, isSecret, maskSecrets } from './secret.ts';
 export { VERSION } from './version.ts';
 export { mapLimit } from './concurrency.ts';
+export { sleep } from './sleep.ts';

@@ -9,6 +9,7 @@ import {
   errorMessage,
   InputError,
   mapLimit,
+  sleep as sleepFor,
   NotFoundError,
   UnavailableError,
 } from '../core/index.ts';
@@ -130,7 +131,7 @@ export interface Fleet {
 
 export function createFleet(deps: FleetDeps): Fleet {
   const { platform, game, clock } = deps;
-  const sleep = deps.sleep ?? defaultSleep;
+  const sleep = deps.sleep ?? sleepFor;
 
   async function gate(): Promise<GateState> {
     return gateFromConfig(await platform.readConfig());
@@ -346,16 +347,4 @@ export async function storeArtefact(
     });
   }
   return { instance, kind, path, bytes, sha256: hash.digest('hex'), createdAt };
-}
-
-function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

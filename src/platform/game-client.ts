@@ -13,6 +13,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { z } from 'zod';
 import { describeError } from '../connectors/failures.ts';
+import { BodyTooLargeError, readCapped } from '../connectors/http-body.ts';
 import {
   ConflictError,
   GameopsError,
@@ -153,33 +154,6 @@ export interface GameServerClientOptions {
   timeoutMs: number;
   /** @default globalThis.fetch */
   fetch?: typeof fetch;
-}
-
-class BodyTooLargeError extends Error {}
-
-/** Reads a response body as UTF-8, cancelling it past `maxBytes`. */
-async function readCapped(response: Response, maxBytes: number): Promise<string> {
-  if (!response.body) return '';
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  const parts: string[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) {
-        await reader.cancel().catch(() => undefined);
-        throw new BodyTooLargeError();
-      }
-      parts.push(decoder.decode(value, { stream: true }));
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  parts.push(decoder.decode());
-  return parts.join('');
 }
 
 /** Text from a server, made safe for a one-line message: control characters escaped, length capped. */

@@ -5,7 +5,7 @@
  * timeout, and always hand back the last progress.
  */
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
-import { type Clock, GameopsError, InputError, UnavailableError } from '../../core/index.ts';
+import { type Clock, GameopsError, InputError, sleep, UnavailableError } from '../../core/index.ts';
 import type { RolloutProgress, WaitOptions } from '../port.ts';
 
 /** What one look at the fleet says. */
@@ -142,22 +142,6 @@ export interface WaitSettings {
   /** First and longest pause between two looks. */
   pollMs: { initial: number; max: number };
   log?: { warn(obj: object, msg: string): void } | undefined;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) {
-      resolve();
-      return;
-    }
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 function sameProgress(a: RolloutProgress | undefined, b: RolloutProgress): boolean {
