@@ -109,7 +109,9 @@ export const fleetCheck: Check = {
 /** The platform, or an error saying why it could not be opened. */
 export function requirePlatform(ctx: CheckContext): Platform {
   if (!ctx.platform)
-    throw new UnavailableError(`the platform could not be opened: ${ctx.platformProblem ?? 'unknown reason'}`);
+    throw new UnavailableError(
+      `the platform could not be opened: ${ctx.platformProblem ?? 'unknown reason'}`,
+    );
   return ctx.platform;
 }
 
