@@ -53,3 +53,15 @@ describe('rendering reports from untrusted text', () => {
     expect(row?.split(/(?<!\\)\|/).length).toBe(5);
   });
 });
+
+describe('printable', () => {
+  it.each([
+    ['bidi override (Trojan Source)', 'user\u202Egnp.exe', 'user\\u202egnp.exe'],
+    ['bidi isolate', 'a\u2066b\u2069c', 'a\\u2066b\\u2069c'],
+    ['line separator', 'one\u2028two', 'one\\u2028two'],
+    ['C1 control', 'x\u009by', 'x\\x9by'],
+    ['plain text and emoji untouched', 'héllo 🎮 게임', 'héllo 🎮 게임'],
+  ])('%s', (_what, input, shown) => {
+    expect(printable(input)).toBe(shown);
+  });
+});

@@ -22,11 +22,21 @@ export function painter(stream: NodeJS.WriteStream): (style: Style, text: string
  * lines, forge rows or write the clipboard (OSC 52) on the reader's terminal.
  */
 export function printable(text: string): string {
-  return text.replace(CONTROL_CHARS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.replace(CONTROL_CHARS, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
 
+/**
+ * C0 and C1 controls, and the invisible characters that rearrange or break what a terminal shows: bidi
+ * embeddings, overrides and isolates (a log line could display reversed text, "Trojan Source"), and the
+ * Unicode line and paragraph separators.
+ */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/g;
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
 /** Lays out rows in columns (cells made printable); the last column is not padded. */
 export function table(

@@ -1,10 +1,16 @@
+import { isIPv4 } from 'node:net';
 import type { FastifyRequest } from 'fastify';
 import { NotAllowedError } from '../core/index.ts';
 
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
+/**
+ * A name that can only mean this machine: `localhost` and `*.localhost` (browsers never ask DNS for them),
+ * and loopback address literals. `127.0.0.1.evil.example` starts like one but is a DNS name an attacker
+ * controls, so `127.` counts only on a real IPv4 literal.
+ */
 function isLoopbackHost(host: string): boolean {
-  return LOOPBACK_NAMES.has(host) || host.startsWith('127.') || host.endsWith('.localhost');
+  return LOOPBACK_NAMES.has(host) || (isIPv4(host) && host.startsWith('127.')) || host.endsWith('.localhost');
 }
 
 /** `host:port` or `[v6]:port` → host, lower-cased. */

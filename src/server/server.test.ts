@@ -103,6 +103,13 @@ describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
 
   it.each([
     ['a non-loopback Host (DNS rebinding)', 'GET', { host: 'attacker.example:8787' }, 403],
+    [
+      'a DNS name that starts like a loopback address',
+      'POST',
+      { host: '127.0.0.1.evil.example:8787', origin: 'http://127.0.0.1.evil.example:8787' },
+      403,
+    ],
+    ['a loopback address literal', 'GET', { host: '127.0.0.2:8787' }, 200],
     ['a cross-site POST (Origin elsewhere)', 'POST', { origin: 'http://evil.example' }, 403],
     ['a cross-site POST (Sec-Fetch-Site)', 'POST', { 'sec-fetch-site': 'cross-site' }, 403],
     ['a malformed Origin', 'POST', { origin: 'not a url' }, 403],
