@@ -181,8 +181,8 @@ export function renderGateResult(result: GateResult): string {
   const told = result.instances.length - failed.length;
   out.push(
     result.instances.length === 0
-      ? 'No ready instance to tell (instances that start later read the gate from the game config).'
-      : `Told ${told}/${result.instances.length} ready instances` +
+      ? 'No running instance to tell (instances that start later read the gate from the game config).'
+      : `Told ${told}/${result.instances.length} running instances` +
           (result.status === 'partial' ? ' (PARTIAL: the others did not confirm)' : ''),
   );
   for (const f of failed) out.push(`  ${printable(f.instance)}: ${printable(f.error ?? 'failed')}`);
@@ -223,7 +223,7 @@ export function renderDrain(result: DrainResult): string {
         ]),
       ),
     );
-  else out.push('No ready instance to drain.');
+  else out.push('No running instance to drain.');
   return out.join('\n');
 }
 

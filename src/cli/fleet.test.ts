@@ -421,7 +421,7 @@ describe('gameops fleet with reference game servers: gate, drain, diagnostics', 
       '2030-01-01T09:00:00Z',
     );
     expect(closed.stdout).toContain('Gate: CLOSED');
-    expect(closed.stdout).toContain('Told 2/2 ready instances');
+    expect(closed.stdout).toContain('Told 2/2 running instances');
     expect(closed.code).toBe(0);
     const s = await status();
     expect(s.gate).toMatchObject({ closed: true, message: 'Back at 10:00' });

@@ -138,11 +138,15 @@ export function createFleet(deps: FleetDeps): Fleet {
   }
 
   async function tellInstances(state: GateState, signal?: AbortSignal): Promise<GateResult> {
-    const ready = (await platform.instances()).filter((i) => i.ready && i.opsUrl !== undefined);
-    const instances = await mapLimit(ready, CONCURRENCY, async (i): Promise<PerInstanceOutcome> => {
+    // Every instance with a live process, ready or not: one that is slow to answer its readiness probe
+    // still has players, and must never be counted as closed without having said so (ADR 0006).
+    const live = (await platform.instances()).filter(isLive);
+    const instances = await mapLimit(live, CONCURRENCY, async (i): Promise<PerInstanceOutcome> => {
+      if (i.opsUrl === undefined)
+        return { instance: i.name, ok: false, error: `no address yet (${i.phase})` };
       try {
         await game.setMaintenance(
-          i.opsUrl!,
+          i.opsUrl,
           {
             enabled: state.closed,
             ...(state.message ? { message: state.message } : {}),
@@ -232,20 +236,22 @@ export function createFleet(deps: FleetDeps): Fleet {
       if (!Number.isInteger(deadlineSeconds) || deadlineSeconds < 1 || deadlineSeconds > 3600)
         throw new InputError(`deadlineSeconds: an integer from 1 to 3600 (got ${deadlineSeconds})`);
       const waitMs = input.waitMs ?? (deadlineSeconds + 30) * 1000;
-      const targets = (await platform.instances(input.filter)).filter(
-        (i) => i.ready && i.opsUrl !== undefined,
-      );
+      // Every live instance, ready or not (a slow one still has players); one without an address yet is
+      // reported, never taken for empty.
+      const targets = (await platform.instances(input.filter)).filter(isLive);
       const opts = input.signal ? { signal: input.signal } : {};
       const asked = await mapLimit(targets, CONCURRENCY, async (i) => {
+        if (i.opsUrl === undefined)
+          return { instance: i.name, ok: false, error: `no address yet (${i.phase})`, opsUrl: '' };
         try {
           await game.drain(
-            i.opsUrl!,
+            i.opsUrl,
             { ...(input.message ? { message: input.message } : {}), deadlineSeconds },
             opts,
           );
-          return { instance: i.name, ok: true, opsUrl: i.opsUrl! };
+          return { instance: i.name, ok: true, opsUrl: i.opsUrl };
         } catch (err) {
-          return { instance: i.name, ok: false, error: errorMessage(err), opsUrl: i.opsUrl! };
+          return { instance: i.name, ok: false, error: errorMessage(err), opsUrl: i.opsUrl };
         }
       });
       const lost = new Map<string, string>();
@@ -295,6 +301,11 @@ export function createFleet(deps: FleetDeps): Fleet {
       return storeArtefact(deps.artefactDir, name, kind, file.stream, clock);
     },
   };
+}
+
+/** An instance whose process runs (ready or not yet): it may have players and must be told. */
+function isLive(instance: Instance): boolean {
+  return instance.phase === 'running' || instance.phase === 'pending';
 }
 
 function gateFromConfig(config: Record<string, string>): GateState {
