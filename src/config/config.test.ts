@@ -590,6 +590,11 @@ describe('config: the platform section', () => {
       'platform.version',
       'is not one of versions (1.0)',
     ],
+    [
+      local('').replace('version: "1.0"', 'version: "constructor"'),
+      'platform.version',
+      'is not one of versions',
+    ],
     [local('  replicas: -1\n'), 'platform.replicas', ''],
     [local('  replicas: 2.5\n'), 'platform.replicas', ''],
     [local('  replicas: 5\n  basePort: 65534\n'), 'platform.basePort', 'leaves no port for 5 instances'],

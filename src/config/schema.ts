@@ -423,7 +423,7 @@ export const configSchema = z
     const { disk, database, redis, fleet } = cfg.checks.thresholds;
     if (cfg.platform?.kind === 'local') {
       const local = cfg.platform;
-      if (!(local.version in local.versions))
+      if (!Object.hasOwn(local.versions, local.version))
         ctx.addIssue({
           code: 'custom',
           path: ['platform', 'version'],

@@ -123,8 +123,8 @@ export function createOperationRegistry(options: RegistryOptions): OperationRegi
       const operation: Operation = {
         id: randomUUID(),
         kind: start.kind,
-        description: start.description,
-        request: start.request,
+        description: clip(start.description, MAX_DESCRIPTION),
+        request: boundedRequest(start.request),
         status: 'running',
         startedAt: options.clock.now().toISOString(),
       };
@@ -168,4 +168,18 @@ export function createOperationRegistry(options: RegistryOptions): OperationRegi
       return [...entries.values()].map((e) => snapshot(e.operation)).reverse();
     },
   };
+}
+
+/** What an operation keeps of its description and request: the registry lives in memory, unauthenticated. */
+const MAX_DESCRIPTION = 300;
+const MAX_REQUEST_BYTES = 2048;
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** The request as sent, or a note of its size when it is too large to keep for every operation. */
+function boundedRequest(request: Record<string, unknown>): Record<string, unknown> {
+  const bytes = Buffer.byteLength(JSON.stringify(request));
+  return bytes <= MAX_REQUEST_BYTES ? request : { truncated: true, bytes };
 }
