@@ -3,10 +3,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import mysql from 'mysql2/promise';
-import WebSocket from 'ws';
-import { services } from '../../test/harness/index.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
+import {
+  connectPlayer,
+  writeReferenceFleetConfig,
+  type ReferenceFleetConfig,
+} from '../../test/support/fleet.ts';
 import { destroyFleet, freePortBlock, MINI_SERVER, REPO } from '../platform/local/test-support.ts';
 
 const MAIN = join(import.meta.dirname, 'main.ts');
@@ -321,78 +323,8 @@ describe('gameops fleet (local platform, real game-server processes)', () => {
   });
 });
 
-/**
- * A gameops.yaml whose local platform runs the reference game server (examples/game-server) against the
- * shared MariaDB (its own database) and Redis (its own key prefix): the full contract, with players.
- */
-async function writeReferenceFleetConfig(): Promise<{ path: string; dataDir: string; token: string }> {
-  const { mariadb, redis } = services();
-  const database = `fleetcli_${randomBytes(4).toString('hex')}`;
-  const root = await mysql.createConnection({
-    socketPath: mariadb.socketPath,
-    user: 'root',
-    password: mariadb.password,
-  });
-  await root.query(`CREATE DATABASE ${database}`);
-  await root.end();
-  const basePort = await freePortBlock(6);
-  const { dir, path } = writeTestConfig('', { withServices: false });
-  const token = randomBytes(16).toString('hex');
-  writeFileSync(join(dir, 'ops-token'), token, { mode: 0o600 });
-  writeFileSync(join(dir, 'game-mysql-password'), mariadb.password, { mode: 0o600 });
-  writeFileSync(join(dir, 'game-redis-password'), redis.password, { mode: 0o600 });
-  const server = JSON.stringify([process.execPath, join(REPO, 'examples/game-server/main.ts')]);
-  appendFileSync(
-    path,
-    [
-      'platform:',
-      '  kind: local',
-      `  basePort: ${basePort}`,
-      '  replicas: 0',
-      '  version: "1.0.0"',
-      '  readinessTimeout: 30s',
-      '  rolloutTimeout: 2m',
-      '  versions:',
-      `    "1.0.0": { command: ${server}, cwd: ${JSON.stringify(REPO)} }`,
-      '  env:',
-      `    GAME_MYSQL_HOST: "${mariadb.host}"`,
-      `    GAME_MYSQL_PORT: "${mariadb.port}"`,
-      '    GAME_MYSQL_USER: root',
-      `    GAME_MYSQL_DATABASE: ${database}`,
-      `    GAME_REDIS_HOST: "${redis.host}"`,
-      `    GAME_REDIS_PORT: "${redis.port}"`,
-      `    GAME_REDIS_KEY_PREFIX: "${database}:"`,
-      '    GAME_SHUTDOWN_DRAIN_SECONDS: "1"',
-      '  secretEnv:',
-      `    GAME_MYSQL_PASSWORD: "file:${join(dir, 'game-mysql-password')}"`,
-      `    GAME_REDIS_PASSWORD: "file:${join(dir, 'game-redis-password')}"`,
-      `game: { opsToken: "file:${join(dir, 'ops-token')}", requestTimeout: 5s }`,
-      '',
-    ].join('\n'),
-  );
-  return { path, dataDir: join(dir, 'data'), token };
-}
-
-/** A player on a reference game server who, asked to drain, saves and leaves after `leaveAfterMs`. */
-async function connectPlayer(wsUrl: string, name: string, leaveAfterMs: number): Promise<WebSocket> {
-  const socket = new WebSocket(wsUrl);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.once('open', () => {
-      socket.send(JSON.stringify({ type: 'login', name }));
-    });
-    socket.on('message', (data: Buffer) => {
-      const message = JSON.parse(data.toString()) as { type: string };
-      if (message.type === 'welcome') resolve();
-      if (message.type === 'drain')
-        setTimeout(() => socket.send(JSON.stringify({ type: 'leave' })), leaveAfterMs);
-    });
-  });
-  return socket;
-}
-
 describe('gameops fleet with reference game servers: gate, drain, diagnostics', () => {
-  let config: { path: string; dataDir: string; token: string };
+  let config: ReferenceFleetConfig;
   const fleet = (...args: string[]) => gameops(['fleet', ...args, '--config', config.path]);
   const status = async (): Promise<StatusJson> =>
     JSON.parse((await fleet('status', '--json')).stdout) as StatusJson;
@@ -402,7 +334,7 @@ describe('gameops fleet with reference game servers: gate, drain, diagnostics', 
     ).json()) as { maintenance: { enabled: boolean; message: string | null }; playersOnline: number };
 
   beforeAll(async () => {
-    config = await writeReferenceFleetConfig();
+    config = await writeReferenceFleetConfig({ prefix: 'fleetcli' });
     const up = await fleet('scale', '2');
     expect(up.code, up.stderr).toBe(0);
   });

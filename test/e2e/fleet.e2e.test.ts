@@ -5,14 +5,10 @@
  * back, and `gameops check daily` shows the fleet with players online.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { services } from '../harness/index.ts';
-import { writeTestConfig } from '../support/config.ts';
-import { destroyFleet, freePortBlock } from '../../src/platform/local/test-support.ts';
+import { writeReferenceFleetConfig } from '../support/fleet.ts';
+import { destroyFleet } from '../../src/platform/local/test-support.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const MAIN = join(REPO, 'src/cli/main.ts');
@@ -57,53 +53,15 @@ describe('end to end: a local fleet of reference game servers with bot players',
   };
 
   beforeAll(async () => {
-    const { mariadb, redis } = services();
-    const database = `e2e_${randomBytes(4).toString('hex')}`;
-    const root = await mysql.createConnection({
-      socketPath: mariadb.socketPath,
-      user: 'root',
-      password: mariadb.password,
+    const written = await writeReferenceFleetConfig({
+      prefix: 'e2e',
+      versions: ['1.0.0', '1.1.0'],
+      withServices: true,
+      rolloutTimeout: '3m',
     });
-    await root.query(`CREATE DATABASE ${database}`);
-    await root.end();
-    basePort = await freePortBlock(6);
-    const written = writeTestConfig();
     dir = written.dir;
     configPath = written.path;
-    writeFileSync(join(dir, 'ops-token'), randomBytes(24).toString('hex'), { mode: 0o600 });
-    writeFileSync(join(dir, 'game-mysql-password'), mariadb.password, { mode: 0o600 });
-    writeFileSync(join(dir, 'game-redis-password'), redis.password, { mode: 0o600 });
-    const server = `[${JSON.stringify(process.execPath)}, ${JSON.stringify(join(REPO, 'examples/game-server/main.ts'))}]`;
-    writeFileSync(
-      configPath,
-      [
-        `game: { opsToken: "file:${join(dir, 'ops-token')}", requestTimeout: 3s }`,
-        'platform:',
-        '  kind: local',
-        '  replicas: 0',
-        `  basePort: ${basePort}`,
-        '  version: "1.0.0"',
-        '  versions:',
-        `    "1.0.0": { command: ${server} }`,
-        `    "1.1.0": { command: ${server} }`,
-        '  readinessTimeout: 30s',
-        '  rolloutTimeout: 3m',
-        '  env:',
-        `    GAME_MYSQL_HOST: "${mariadb.host}"`,
-        `    GAME_MYSQL_PORT: "${mariadb.port}"`,
-        '    GAME_MYSQL_USER: root',
-        `    GAME_MYSQL_DATABASE: ${database}`,
-        `    GAME_REDIS_HOST: "${redis.host}"`,
-        `    GAME_REDIS_PORT: "${redis.port}"`,
-        `    GAME_REDIS_KEY_PREFIX: "${database}:"`,
-        '    GAME_SHUTDOWN_DRAIN_SECONDS: "1"',
-        '  secretEnv:',
-        `    GAME_MYSQL_PASSWORD: "file:${join(dir, 'game-mysql-password')}"`,
-        `    GAME_REDIS_PASSWORD: "file:${join(dir, 'game-redis-password')}"`,
-        '',
-      ].join('\n'),
-      { flag: 'a' },
-    );
+    basePort = written.basePort;
   });
 
   afterAll(async () => {
