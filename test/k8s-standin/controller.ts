@@ -56,6 +56,9 @@ interface DeploymentRuntime {
 
 const iso = (ms: number): string => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
+/** Grace periods this long or longer are honoured in real time (shorter ones take terminationDelayMs). */
+export const LONG_GRACE_SECONDS = 600;
+
 /** `25%` of `total`, rounded up (surge) or down (unavailable), as intstr.GetScaledValueFromIntOrPercent. */
 export function scaled(
   value: IntOrString | undefined,
@@ -145,6 +148,11 @@ export class Controller {
   frozen = false;
   /** Pods held not-ready whatever their containers do (a failing readiness probe). */
   readonly notReady = new Set<string>();
+  /**
+   * Nodes whose kubelet is unreachable (a lost node): nothing on them changes any more, so a pod
+   * deleted there stays Terminating for ever, and the scheduler places no new pod on them.
+   */
+  readonly lostNodes = new Set<string>();
   /** Per pod usage overrides (`{ cpu: '250m', memory: '64Mi' }` per container). */
   readonly usage = new Map<string, PodMetricsSample>();
 
@@ -165,6 +173,12 @@ export class Controller {
 
   runtime(podUid: string): PodRuntime | undefined {
     return this.#pods.get(podUid);
+  }
+
+  /** Ends the grace period of a terminating pod now (its process exited). */
+  endGrace(pod: Pod, now = Date.now()): void {
+    const rt = this.#pods.get(pod.metadata.uid);
+    if (rt?.deleteAt !== undefined && rt.deleteAt > now) rt.deleteAt = now;
   }
 
   tick(now = Date.now()): void {
@@ -379,7 +393,7 @@ export class Controller {
   }
 
   #pickNode(): NodeObject | undefined {
-    const nodes = this.#store.list<NodeObject>('nodes');
+    const nodes = this.#store.list<NodeObject>('nodes').filter((n) => !this.lostNodes.has(n.metadata.name));
     if (nodes.length === 0) return undefined;
     const load = new Map<string, number>(nodes.map((n) => [n.metadata.name, 0]));
     for (const pod of this.#store.list<Pod>('pods')) {
@@ -447,14 +461,22 @@ export class Controller {
     this.#pods.set(pod.metadata.uid, { createdAt: now });
   }
 
-  /** Graceful deletion: the pod is Terminating (not ready) until terminationDelayMs has passed. */
+  /**
+   * Graceful deletion: the pod is Terminating (not ready) until terminationDelayMs has passed, or, when
+   * its `terminationGracePeriodSeconds` is {@link LONG_GRACE_SECONDS} or more (a game server finishing
+   * its matches), for that grace period in real time, its containers running meanwhile.
+   */
   deletePod(pod: Pod, now = Date.now()): void {
     if (pod.metadata.deletionTimestamp !== undefined) return;
     const rt = this.#pods.get(pod.metadata.uid) ?? { createdAt: now };
-    rt.deleteAt = now + this.#options.terminationDelayMs;
+    const grace = pod.spec.terminationGracePeriodSeconds;
+    const long = grace !== undefined && grace >= LONG_GRACE_SECONDS;
+    rt.deleteAt = now + (long ? grace * 1000 : this.#options.terminationDelayMs);
     this.#pods.set(pod.metadata.uid, rt);
-    pod.metadata.deletionTimestamp = iso(now);
-    pod.metadata.deletionGracePeriodSeconds = Math.ceil(this.#options.terminationDelayMs / 1000);
+    pod.metadata.deletionTimestamp = iso(now + (long ? grace * 1000 : 0));
+    pod.metadata.deletionGracePeriodSeconds = long
+      ? grace
+      : Math.ceil(this.#options.terminationDelayMs / 1000);
     this.#setReady(pod, false, now);
     this.#store.update('pods', pod);
   }
@@ -487,6 +509,58 @@ export class Controller {
       ],
       at,
     );
+  }
+
+  /**
+   * The grace period of a deleted pod is over: its containers are killed and the pod reaches a terminal
+   * phase (kubelet ≥ 1.27), while finalizers keep the object listed, Terminating, until they are removed.
+   */
+  #stopContainers(pod: Pod, now: number): void {
+    if (pod.status.phase === 'Succeeded' || pod.status.phase === 'Failed') return;
+    for (const s of pod.status.containerStatuses ?? []) {
+      if (s.state.running === undefined) continue;
+      s.state = {
+        terminated: {
+          exitCode: 0,
+          reason: 'Completed',
+          startedAt: s.state.running.startedAt,
+          finishedAt: iso(now),
+        },
+      };
+      s.ready = false;
+      s.started = false;
+    }
+    pod.status.phase = 'Succeeded';
+    this.#setReady(pod, false, now);
+    this.#store.update('pods', pod);
+    for (const c of pod.spec.containers) this.#logs.end(logKey(pod.metadata.uid, c.name));
+  }
+
+  /**
+   * The node's kubelet becomes unreachable: the node turns Ready=Unknown and the node lifecycle
+   * controller marks its pods not ready; from then on nothing on it changes (see {@link lostNodes}).
+   */
+  loseNode(name: string, now: number): void {
+    this.lostNodes.add(name);
+    const node = this.#store.get<NodeObject>('nodes', undefined, name);
+    if (node) {
+      node.status.conditions = setCondition(
+        node.status.conditions,
+        {
+          type: 'Ready',
+          status: 'Unknown',
+          reason: 'NodeStatusUnknown',
+          message: 'Kubelet stopped posting node status.',
+        },
+        now,
+      );
+      this.#store.update('nodes', node);
+    }
+    for (const pod of this.#store.list<Pod>('pods')) {
+      if (pod.spec.nodeName !== name || !podReady(pod)) continue;
+      this.#setReady(pod, false, now);
+      this.#store.update('pods', pod);
+    }
   }
 
   /**
@@ -548,8 +622,14 @@ export class Controller {
   #kubelet(pod: Pod, now: number): void {
     const rt = this.#pods.get(pod.metadata.uid);
     if (!rt) return;
+    if (pod.spec.nodeName !== undefined && this.lostNodes.has(pod.spec.nodeName)) return;
     if (rt.deleteAt !== undefined) {
       if (now >= rt.deleteAt) {
+        if ((pod.metadata.finalizers ?? []).length > 0) {
+          // The containers are stopped, but the API keeps the object until its finalizers are gone.
+          this.#stopContainers(pod, now);
+          return;
+        }
         this.#store.delete('pods', pod.metadata.namespace, pod.metadata.name);
         for (const c of pod.spec.containers) this.#logs.end(logKey(pod.metadata.uid, c.name));
         this.#pods.delete(pod.metadata.uid);

@@ -24,6 +24,7 @@ export interface ObjectMeta {
   ownerReferences?: OwnerReference[];
   deletionTimestamp?: string;
   deletionGracePeriodSeconds?: number;
+  finalizers?: string[];
   generateName?: string;
 }
 

@@ -727,14 +727,23 @@ export class StandIn {
     }
   }
 
-  /** Waits until the Deployment's rollout is complete (what `kubectl rollout status` waits for). */
-  async waitForRollout(name: string, timeoutMs = 5000): Promise<void> {
+  /**
+   * Waits until the Deployment's rollout is complete (what `kubectl rollout status` waits for) and, unless
+   * `terminating: 'ignore'`, until no pod of it is terminating any more (stricter than kubectl).
+   */
+  async waitForRollout(
+    name: string,
+    timeoutMs = 5000,
+    options: { terminating?: 'wait' | 'ignore' } = {},
+  ): Promise<void> {
     await this.waitFor(
       `rollout of ${name}`,
       () => {
         const d = this.deployment(name);
         const s = d.status;
-        const pods = this.pods(matchLabelsToString(d.spec.selector.matchLabels));
+        const pods = this.pods(matchLabelsToString(d.spec.selector.matchLabels)).filter(
+          (p) => options.terminating !== 'ignore' || p.metadata.deletionTimestamp === undefined,
+        );
         return (
           (s.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) &&
           (s.updatedReplicas ?? 0) === d.spec.replicas &&
@@ -829,6 +838,40 @@ export class StandIn {
   /** The kubelet evicts the pod: phase Failed, reason Evicted, kept in the list; a replacement starts. */
   evictPod(podName: string): void {
     this.controller.evict(this.pod(podName), Date.now());
+  }
+
+  /**
+   * Makes the pod stay Terminating once deleted, until {@link releasePod}:
+   * - `finalizer` (default): a finalizer (as a storage or service-mesh controller adds); after the grace
+   *   period its containers are stopped and its phase is terminal, but the object stays listed;
+   * - `grace`: a one-hour terminationGracePeriodSeconds (a game server finishing its matches); its
+   *   containers keep running, phase Running, for the whole grace period.
+   */
+  holdPod(podName: string, how: 'finalizer' | 'grace' = 'finalizer'): void {
+    const pod = this.pod(podName);
+    if (how === 'finalizer') {
+      pod.metadata.finalizers = [...new Set([...(pod.metadata.finalizers ?? []), 'standin.example/hold'])];
+    } else {
+      pod.spec.terminationGracePeriodSeconds = 3600;
+    }
+    this.store.update('pods', pod);
+  }
+
+  /** Removes the pod's finalizers and ends its grace period: a deleted pod is gone at the kubelet's next look. */
+  releasePod(podName: string): void {
+    const pod = this.pod(podName);
+    delete pod.metadata.finalizers;
+    this.controller.endGrace(pod);
+    this.store.update('pods', pod);
+  }
+
+  /**
+   * The kubelet of `nodeName` becomes unreachable (a lost node): its pods turn not ready and never
+   * change again (a deleted one stays Terminating), no pod is scheduled there, and their logs cannot be
+   * read (500, as the API server's dial to the kubelet fails).
+   */
+  loseNode(nodeName: string): void {
+    this.controller.loseNode(nodeName, Date.now());
   }
 
   setPodUsage(podName: string, usage: PodMetricsSample): void {

@@ -426,6 +426,81 @@ describe('API stand-in: controllers and kubelet', () => {
     );
   });
 
+  it('keeps a deleted pod Terminating while a finalizer holds it, counting only its replacement', async () => {
+    const s = await withDeployment();
+    const [held] = s.pods();
+    const name = held!.metadata.name;
+    s.holdPod(name);
+    expect((await call(s, 'DELETE', `/api/v1/namespaces/game/pods/${name}`)).status).toBe(200);
+    // The grace period passes: containers stopped, terminal phase, still listed with its deletionTimestamp.
+    await s.waitFor('containers stopped', () => s.pod(name).status.phase === 'Succeeded');
+    await s.waitForRollout('game', 5000, { terminating: 'ignore' });
+    await new Promise((r) => setTimeout(r, 100));
+    const listed = (await call(s, 'GET', '/api/v1/namespaces/game/pods')).body['items'] as Pod[];
+    const stuck = listed.find((p) => p.metadata.name === name)!;
+    expect(stuck.metadata.deletionTimestamp).toBeDefined();
+    expect(stuck.metadata.finalizers).toEqual(['standin.example/hold']);
+    expect(stuck.status.containerStatuses![0]!.state.terminated).toMatchObject({ exitCode: 0 });
+    expect(listed).toHaveLength(3);
+    // The Deployment counts non-terminated pods only: the rollout is complete (kubectl would say so).
+    const d = s.deployment('game');
+    expect(d.status).toMatchObject({ replicas: 2, updatedReplicas: 2, availableReplicas: 2 });
+    s.releasePod(name);
+    await s.waitFor('the held pod gone', () => !s.pods().some((p) => p.metadata.name === name));
+  });
+
+  it('keeps a pod with a long grace period Terminating and running through it', async () => {
+    const s = await withDeployment();
+    const [draining] = s.pods();
+    const name = draining!.metadata.name;
+    s.holdPod(name, 'grace');
+    const deleted = (await call(s, 'DELETE', `/api/v1/namespaces/game/pods/${name}`)).body as unknown as Pod;
+    expect(deleted.metadata.deletionGracePeriodSeconds).toBe(3600);
+    expect(Date.parse(deleted.metadata.deletionTimestamp!)).toBeGreaterThan(Date.now() + 3_500_000);
+    await s.waitForRollout('game', 5000, { terminating: 'ignore' });
+    await new Promise((r) => setTimeout(r, 100));
+    const pod = s.pod(name);
+    expect(pod.status.phase).toBe('Running');
+    expect(pod.status.containerStatuses![0]!.state.running).toBeDefined();
+    expect(s.deployment('game').status).toMatchObject({
+      replicas: 2,
+      updatedReplicas: 2,
+      availableReplicas: 2,
+    });
+    s.releasePod(name);
+    await s.waitFor('the draining pod gone', () => !s.pods().some((p) => p.metadata.name === name));
+  });
+
+  it('loses a node: its pods turn not ready, a deleted one stays Terminating, nothing new lands there', async () => {
+    const s = await withDeployment({}, 3);
+    const victim = s.pods()[0]!;
+    const node = victim.spec.nodeName!;
+    s.loseNode(node);
+    expect(s.pod(victim.metadata.name).status.conditions?.find((c) => c.type === 'Ready')?.status).toBe(
+      'False',
+    );
+    const nodeObject = (await call(s, 'GET', '/api/v1/nodes')).body['items'] as Array<{
+      metadata: { name: string };
+      status: { conditions: Array<{ type: string; status: string }> };
+    }>;
+    expect(nodeObject.find((n) => n.metadata.name === node)!.status.conditions[0]).toMatchObject({
+      type: 'Ready',
+      status: 'Unknown',
+    });
+    const before = new Set(s.pods().map((p) => p.metadata.name));
+    await call(s, 'DELETE', `/api/v1/namespaces/game/pods/${victim.metadata.name}`);
+    await s.waitForRollout('game', 5000, { terminating: 'ignore' });
+    await new Promise((r) => setTimeout(r, 100));
+    const stuck = s.pod(victim.metadata.name);
+    expect(stuck.metadata.deletionTimestamp).toBeDefined();
+    expect(stuck.status.phase).toBe('Running');
+    const live = s.pods().filter((p) => p.metadata.deletionTimestamp === undefined);
+    expect(live).toHaveLength(3);
+    const newcomers = live.filter((p) => !before.has(p.metadata.name));
+    expect(newcomers).toHaveLength(1);
+    expect(newcomers[0]!.spec.nodeName).not.toBe(node);
+  });
+
   it('streams logs with tailLines, sinceSeconds, timestamps, container and follow', async () => {
     const s = await standIn();
     s.createDeployment({
