@@ -3,6 +3,7 @@
  * (docs/game-server-contract.md, "Environment of the reference server").
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -48,6 +49,13 @@ const envSchema = z
     GAME_STATS_WINDOW_SECONDS: intIn(1, 3600).default(60),
     GAME_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     GAME_CONFIG_FILE: z.string().min(1).optional(),
+    GAME_MYSQL_QUERY_TIMEOUT_MS: intIn(100, 600_000).default(5000),
+    GAME_PING_INTERVAL_MS: intIn(100, 600_000).default(10_000),
+    GAME_DIAGNOSTICS_DIR: z
+      .string()
+      .refine((dir) => path.isAbsolute(dir), 'an absolute path')
+      .optional(),
+    GAME_DIAGNOSTICS_IDLE_TIMEOUT_MS: intIn(100, 3_600_000).default(30_000),
   })
   .superRefine((env, ctx) => {
     if (env.GAME_SNAPSHOT_RATE > env.GAME_TICK_RATE)
@@ -84,6 +92,14 @@ export interface GameServerConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** The game config (JSON file, or a directory with one file per key), read at start. */
   configFile: string | undefined;
+  /** A MySQL query (or a Redis batch) not answered within this long is abandoned and retried. */
+  persistenceTimeoutMs: number;
+  /** WebSocket ping period; a player that misses two pongs in a row is disconnected. */
+  pingIntervalMs: number;
+  /** Where heap snapshots are written while they are taken (then streamed and removed). */
+  diagnosticsDir: string;
+  /** A diagnostic download whose client reads nothing for this long is cut off. */
+  diagnosticsIdleTimeoutMs: number;
 }
 
 /** Invalid environment: the message names each bad variable (never a secret's value). */
@@ -145,6 +161,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): GameServerConfig {
     statsWindowSeconds: e.GAME_STATS_WINDOW_SECONDS,
     logLevel: e.GAME_LOG_LEVEL,
     configFile: e.GAME_CONFIG_FILE,
+    persistenceTimeoutMs: e.GAME_MYSQL_QUERY_TIMEOUT_MS,
+    pingIntervalMs: e.GAME_PING_INTERVAL_MS,
+    diagnosticsDir: e.GAME_DIAGNOSTICS_DIR ?? os.tmpdir(),
+    diagnosticsIdleTimeoutMs: e.GAME_DIAGNOSTICS_IDLE_TIMEOUT_MS,
   };
 }
 

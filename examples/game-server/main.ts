@@ -92,6 +92,7 @@ async function main(): Promise<void> {
     version: config.version,
     log,
     metrics,
+    timeoutMs: config.persistenceTimeoutMs,
     // Called from a timer, after `game` exists.
     onlinePlayers: (): Iterable<string> => game.onlinePlayers(),
   });

@@ -1,13 +1,17 @@
 /**
  * Sessions in MySQL and presence in Redis, written in batches off the tick loop.
  *
- * The game calls the record methods (synchronous, O(1)); a flush every 250 ms turns what accumulated into
- * one multi-row upsert and one Redis pipeline. A slow or down database therefore never stalls a tick:
- * writes wait in memory (bounded) and are retried at the next flush.
+ * The game calls the record methods (synchronous, O(1)); every 250 ms what accumulated is written: the
+ * session rows as multi-row upserts to MySQL, the presence and saved positions as one Redis pipeline. The
+ * two are independent (a hung MySQL does not stop presence, and the other way round), every query and
+ * pipeline has a deadline (a MySQL connection that stops answering is destroyed and a new one is made),
+ * and a slow or down database never stalls a tick: writes wait in memory, bounded per queue (the oldest
+ * are dropped and counted past the bound), and are retried at the next flush. Failures and flushes that
+ * run too long are logged at ERROR and counted in `game_errors_total{kind="persistence"}`.
  */
 import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
-import type { Pool, ResultSetHeader } from 'mysql2/promise';
+import type { Pool, PoolConnection } from 'mysql2/promise';
 import type { GameServerConfig } from './config.ts';
 import type { Logger } from './log.ts';
 import type { GameMetrics } from './metrics.ts';
@@ -19,8 +23,11 @@ export const PRESENCE_TTL_SECONDS = 60;
 /** Presence of every online player is refreshed this often. */
 export const PRESENCE_REFRESH_MS = 20_000;
 export const FLUSH_INTERVAL_MS = 250;
-/** Writes kept while the database is unreachable; older ones are dropped beyond this (and counted). */
-const MAX_PENDING = 100_000;
+/** Writes kept per queue (session rows; Redis changes) while a database is unreachable; older ones are
+ * dropped beyond this (and counted). */
+export const MAX_PENDING = 100_000;
+/** Default deadline of one MySQL query or Redis pipeline (`GAME_MYSQL_QUERY_TIMEOUT_MS`). */
+export const DEFAULT_PERSISTENCE_TIMEOUT_MS = 5000;
 /** Rows per INSERT statement. */
 const ROWS_PER_STATEMENT = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
@@ -62,11 +69,17 @@ export function describeDriverError(err: unknown): string {
     ENOTFOUND: 'host not found',
     ENOENT: 'socket file not found',
     ECONNRESET: 'connection reset',
+    PROTOCOL_CONNECTION_LOST: 'connection lost',
   };
   if (typeof code === 'string' && words[code]) return `${words[code]} (${code})`;
   if (err instanceof AggregateError && err.errors[0] !== undefined) return describeDriverError(err.errors[0]);
   const message = err instanceof Error ? err.message : String(err);
   return message || (typeof code === 'string' ? code : 'unknown error');
+}
+
+/** A query or pipeline that got no answer within its deadline. */
+export class PersistenceTimeoutError extends Error {
+  override readonly name = 'PersistenceTimeoutError';
 }
 
 /** A dependency could not be reached at start. */
@@ -155,18 +168,52 @@ export interface PersistenceOptions {
   metrics: GameMetrics;
   /** Players online now, for presence refreshes. */
   onlinePlayers: () => Iterable<string>;
+  /** Deadline of one MySQL query or Redis pipeline; a flush running longer is reported. @default 5000 */
+  timeoutMs?: number;
+  /** Writes kept per queue. @default {@link MAX_PENDING} */
+  maxPending?: number;
   now?: () => Date;
 }
+
+/** One independent writer (MySQL or Redis): at most one flush at a time. */
+interface Lane {
+  readonly name: 'MySQL' | 'Redis';
+  running: Promise<void> | undefined;
+  /** `Date.now()` when the running flush started. */
+  startedAt: number;
+  /** Writes in the batch being written now. */
+  inFlight: number;
+  /** The running flush has already been reported as slow. */
+  slowReported: boolean;
+}
+
+const INSERT_SESSIONS = `INSERT INTO player_sessions (id, player, instance, version, started_at, ended_at, end_reason)
+  VALUES ? ON DUPLICATE KEY UPDATE
+    ended_at = COALESCE(VALUES(ended_at), ended_at),
+    end_reason = COALESCE(VALUES(end_reason), end_reason)`;
 
 export class Persistence {
   readonly #o: PersistenceOptions;
   readonly #now: () => Date;
+  readonly #timeoutMs: number;
+  readonly #maxPending: number;
   /** Pending session writes by id: a start and an end in the same window become one row. */
   #sessions = new Map<string, SessionRow>();
   #redisOps: RedisOp[] = [];
-  #flushing: Promise<void> | undefined;
-  /** Writes in the batch being written now. */
-  #inFlight = 0;
+  readonly #mysql: Lane = {
+    name: 'MySQL',
+    running: undefined,
+    startedAt: 0,
+    inFlight: 0,
+    slowReported: false,
+  };
+  readonly #redis: Lane = {
+    name: 'Redis',
+    running: undefined,
+    startedAt: 0,
+    inFlight: 0,
+    slowReported: false,
+  };
   #flushTimer: NodeJS.Timeout | undefined;
   #refreshTimer: NodeJS.Timeout | undefined;
   #lastErrorLog = new Map<string, number>();
@@ -175,16 +222,25 @@ export class Persistence {
   constructor(options: PersistenceOptions) {
     this.#o = options;
     this.#now = options.now ?? (() => new Date());
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_PERSISTENCE_TIMEOUT_MS;
+    this.#maxPending = options.maxPending ?? MAX_PENDING;
   }
 
   start(): void {
-    this.#flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
+    this.#flushTimer = setInterval(() => {
+      void this.#flushMysql();
+      void this.#flushRedis();
+      this.#watch(this.#mysql);
+      this.#watch(this.#redis);
+    }, FLUSH_INTERVAL_MS);
     this.#refreshTimer = setInterval(() => {
       for (const player of this.#o.onlinePlayers()) this.#redisOps.push({ kind: 'present', player });
+      this.#trimRedis();
       this.#updateGauge();
     }, PRESENCE_REFRESH_MS);
   }
 
+  /** Writes waiting for their flush (not counting the batches being written now). */
   get pending(): number {
     return this.#sessions.size + this.#redisOps.length;
   }
@@ -192,7 +248,8 @@ export class Persistence {
   sessionStarted(id: string, player: string, startedAt: Date): void {
     this.#sessions.set(id, { id, player, startedAt, endedAt: null, endReason: null });
     this.#redisOps.push({ kind: 'present', player });
-    this.#trim();
+    this.#trimSessions();
+    this.#trimRedis();
   }
 
   sessionEnded(session: { id: string; player: string; startedAt: Date }, reason: EndReason, at: Date): void {
@@ -204,13 +261,14 @@ export class Persistence {
       this.#sessions.set(session.id, { ...session, endedAt: at, endReason: reason });
     }
     this.#redisOps.push({ kind: 'absent', player: session.player });
-    this.#trim();
+    this.#trimSessions();
+    this.#trimRedis();
   }
 
   /** Saves a player's position (restored at the next login). */
   savePlayer(player: string, x: number, y: number): void {
     this.#redisOps.push({ kind: 'save', player, x, y, at: this.#now() });
-    this.#trim();
+    this.#trimRedis();
   }
 
   /** The saved position, or undefined (none saved, or Redis did not answer: the player spawns anew). */
@@ -228,36 +286,55 @@ export class Persistence {
     }
   }
 
-  /** Writes what is pending now (one flush at a time; a call during a flush waits for it and flushes again). */
+  /** Writes what is pending now to both stores (a store already flushing is waited for, not started again). */
   async flush(): Promise<void> {
-    this.#updateGauge();
-    if (this.#flushing) {
-      await this.#flushing;
-      return;
-    }
-    if (this.pending === 0) return;
-    this.#flushing = this.#flushOnce().finally(() => {
-      this.#flushing = undefined;
-      this.#updateGauge();
-    });
-    await this.#flushing;
+    await Promise.all([this.#flushMysql(), this.#flushRedis()]);
   }
 
-  async #flushOnce(): Promise<void> {
+  #flushMysql(): Promise<void> {
+    this.#updateGauge();
+    if (this.#mysql.running) return this.#mysql.running;
+    if (this.#sessions.size === 0) return Promise.resolve();
     const rows = [...this.#sessions.values()];
     this.#sessions = new Map();
+    return this.#run(this.#mysql, rows.length, () => this.#writeSessions(rows));
+  }
+
+  #flushRedis(): Promise<void> {
+    this.#updateGauge();
+    if (this.#redis.running) return this.#redis.running;
+    if (this.#redisOps.length === 0) return Promise.resolve();
     const ops = this.#redisOps;
     this.#redisOps = [];
-    this.#inFlight = rows.length + ops.length;
-    try {
-      await Promise.all([this.#writeSessions(rows), this.#writeRedis(ops)]);
-    } finally {
-      this.#inFlight = 0;
-    }
+    return this.#run(this.#redis, ops.length, () => this.#writeRedis(ops));
+  }
+
+  #run(lane: Lane, writes: number, work: () => Promise<void>): Promise<void> {
+    lane.inFlight = writes;
+    lane.startedAt = Date.now();
+    lane.slowReported = false;
+    lane.running = work().finally(() => {
+      lane.running = undefined;
+      lane.inFlight = 0;
+      this.#updateGauge();
+    });
+    this.#updateGauge();
+    return lane.running;
+  }
+
+  /** Reports (once per flush) a flush that has run longer than the deadline of one query. */
+  #watch(lane: Lane): void {
+    if (!lane.running || lane.slowReported) return;
+    const runningMs = Date.now() - lane.startedAt;
+    if (runningMs <= this.#timeoutMs) return;
+    lane.slowReported = true;
+    this.#error(
+      `${lane.name}-slow`,
+      `${lane.name} flush of ${lane.inFlight} writes still running after ${runningMs} ms`,
+    );
   }
 
   async #writeSessions(rows: SessionRow[]): Promise<void> {
-    if (rows.length === 0) return;
     for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
       const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
       try {
@@ -270,32 +347,67 @@ export class Persistence {
           r.endedAt,
           r.endReason,
         ]);
-        await this.#o.pool.query<ResultSetHeader>(
-          `INSERT INTO player_sessions (id, player, instance, version, started_at, ended_at, end_reason)
-           VALUES ? ON DUPLICATE KEY UPDATE
-             ended_at = COALESCE(VALUES(ended_at), ended_at),
-             end_reason = COALESCE(VALUES(end_reason), end_reason)`,
-          [values],
-        );
+        await this.#query(INSERT_SESSIONS, [values]);
       } catch (err) {
         this.#error(
           'mysql',
-          `could not write ${chunk.length} session rows to MySQL (kept for retry): ${describeDriverError(err)}`,
+          `could not write ${rows.length - i} session rows to MySQL (kept for retry): ${describeDriverError(err)}`,
         );
         // Put them back unless a newer write for the same session arrived meanwhile (it has the end).
+        // They are older than anything that arrived meanwhile, so they go first (dropped first when full).
+        const kept = new Map<string, SessionRow>();
         for (const row of rows.slice(i)) {
           const newer = this.#sessions.get(row.id);
-          if (!newer) this.#sessions.set(row.id, row);
-          else if (newer.endedAt === null && row.endedAt !== null) this.#sessions.set(row.id, row);
+          kept.set(row.id, newer && !(newer.endedAt === null && row.endedAt !== null) ? newer : row);
         }
-        this.#trim();
+        for (const [id, row] of this.#sessions) if (!kept.has(id)) kept.set(id, row);
+        this.#sessions = kept;
+        this.#trimSessions();
         return;
       }
     }
   }
 
+  /**
+   * One query on a connection of its own, abandoned after the deadline: the connection is destroyed (a
+   * hung server would otherwise keep it, and every later query queued behind it), so the pool makes a new
+   * one for the next attempt. The upsert is idempotent, so a query that did land is safe to repeat.
+   */
+  async #query(sql: string, values: unknown[]): Promise<void> {
+    const ms = this.#timeoutMs;
+    let abandoned = false;
+    let connection: PoolConnection | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const work = (async () => {
+      const got = await this.#o.pool.getConnection();
+      if (abandoned) {
+        // Connected after the deadline: healthy as far as anyone knows; back to the pool.
+        got.release();
+        return;
+      }
+      connection = got;
+      try {
+        await got.query(sql, values);
+      } finally {
+        if (!abandoned) got.release();
+      }
+    })();
+    work.catch(() => undefined); // settles after the deadline, if ever: nobody waits for it then
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abandoned = true;
+        connection?.destroy();
+        reject(new PersistenceTimeoutError(`no answer within ${ms} ms (connection dropped)`));
+      }, ms);
+    });
+    try {
+      await Promise.race([work, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async #writeRedis(ops: RedisOp[]): Promise<void> {
-    if (ops.length === 0) return;
     const redis = this.#o.redis;
     const pipeline = redis.pipeline();
     for (const op of ops) {
@@ -315,7 +427,12 @@ export class Persistence {
       }
     }
     try {
-      const results = await pipeline.exec();
+      // ioredis times each command out itself (commandTimeout); this is the backstop for the batch.
+      const results = await within(this.#timeoutMs + 1000, 'Redis pipeline', pipeline.exec()).catch(
+        (err: unknown) => {
+          throw err instanceof DependencyError ? new PersistenceTimeoutError(err.message) : err;
+        },
+      );
       const failed = (results ?? []).find(([err]) => err !== null);
       if (failed?.[0]) throw failed[0];
     } catch (err) {
@@ -324,27 +441,37 @@ export class Persistence {
         `could not write ${ops.length} presence/state changes to Redis (kept for retry): ${describeDriverError(err)}`,
       );
       this.#redisOps = [...ops, ...this.#redisOps];
-      this.#trim();
+      this.#trimRedis();
     }
   }
 
-  /** Drops the oldest writes past MAX_PENDING (each counted as a persistence error). */
-  #trim(): void {
-    const over = this.pending - MAX_PENDING;
+  /** Drops the oldest session rows past the bound (counted as persistence errors). */
+  #trimSessions(): void {
+    const over = this.#sessions.size - this.#maxPending;
     if (over <= 0) return;
-    const fromRedis = Math.min(over, this.#redisOps.length);
-    this.#redisOps.splice(0, fromRedis);
-    let left = over - fromRedis;
+    let left = over;
     for (const id of this.#sessions.keys()) {
       if (left-- <= 0) break;
       this.#sessions.delete(id);
     }
-    this.#error('overflow', `persistence queue full: dropped ${over} writes`, over);
+    this.#error('overflow-mysql', `session queue full: dropped the ${over} oldest session rows`, over);
   }
 
-  /** Waiting writes, the batch being written included. */
+  /** Drops the oldest Redis changes past the bound (counted as persistence errors). */
+  #trimRedis(): void {
+    const over = this.#redisOps.length - this.#maxPending;
+    if (over <= 0) return;
+    this.#redisOps.splice(0, over);
+    this.#error(
+      'overflow-redis',
+      `Redis queue full: dropped the ${over} oldest presence/state changes`,
+      over,
+    );
+  }
+
+  /** Waiting writes, the batches being written included. */
   #updateGauge(): void {
-    this.#o.metrics.persistenceQueue.set(this.pending + this.#inFlight);
+    this.#o.metrics.persistenceQueue.set(this.pending + this.#mysql.inFlight + this.#redis.inFlight);
   }
 
   /** Logs at ERROR and counts, at most one line per kind every 10 s (with how many were suppressed). */
@@ -367,7 +494,7 @@ export class Persistence {
     clearInterval(this.#flushTimer);
     clearInterval(this.#refreshTimer);
     const deadline = Date.now() + timeoutMs;
-    const unwritten = (): number => this.pending + this.#inFlight;
+    const unwritten = (): number => this.pending + this.#mysql.inFlight + this.#redis.inFlight;
     // A failed flush keeps its writes; try again until the deadline.
     while (unwritten() > 0 && Date.now() < deadline) {
       await within(Math.max(1, deadline - Date.now()), 'final flush', this.flush()).catch(() => undefined);

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import {
   loadConfig,
@@ -9,7 +10,10 @@ import {
   readGameConfig,
   scrubSecrets,
 } from '../../examples/game-server/config.ts';
+import { createLogger } from '../../examples/game-server/log.ts';
 import { percentiles, TickLoop, TickWindow, type TickInfo } from '../../examples/game-server/loop.ts';
+import { createMetrics } from '../../examples/game-server/metrics.ts';
+import { Persistence } from '../../examples/game-server/persistence.ts';
 import { clientMessageSchema, describeIssue } from '../../examples/game-server/protocol.ts';
 import { World } from '../../examples/game-server/world.ts';
 
@@ -206,5 +210,95 @@ describe('config', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('Persistence', () => {
+  /** A logger whose lines are kept as parsed objects. */
+  function memoryLog(): { log: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
+    const lines: Array<Record<string, unknown>> = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        for (const line of chunk.toString().split('\n'))
+          if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+        callback();
+      },
+    });
+    return { log: createLogger({ level: 'debug', destination }), lines };
+  }
+
+  test('a hung MySQL: the query is abandoned and its connection destroyed, Redis goes on, queues stay bounded', async () => {
+    const { log, lines } = memoryLog();
+    const metrics = createMetrics();
+    let destroyed = 0;
+    let queries = 0;
+    // Every query hangs for ever, as behind a frozen network.
+    const pool = {
+      getConnection: async () => ({
+        query: () => {
+          queries += 1;
+          return new Promise(() => undefined);
+        },
+        release: () => undefined,
+        destroy: () => {
+          destroyed += 1;
+        },
+      }),
+      end: async () => undefined,
+    };
+    const written: string[] = [];
+    const redis = {
+      pipeline: () => {
+        const ops: string[] = [];
+        const p = {
+          set: (key: string) => ops.push(`set ${key}`),
+          delIfOurs: (key: string) => ops.push(`del ${key}`),
+          hset: (key: string) => ops.push(`hset ${key}`),
+          exec: async () => {
+            written.push(...ops);
+            return ops.map(() => [null, 'OK']);
+          },
+        };
+        return p;
+      },
+      disconnect: () => undefined,
+    };
+    const persistence = new Persistence({
+      pool: pool as never,
+      redis: redis as never,
+      instance: 'game-0',
+      version: '1',
+      log,
+      metrics,
+      onlinePlayers: () => [],
+      timeoutMs: 200,
+      maxPending: 3,
+    });
+    const at = new Date();
+    persistence.sessionStarted('s1', 'a', at);
+    const flushing = persistence.flush();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // While the MySQL write hangs, later writes still reach Redis.
+    persistence.sessionStarted('s2', 'b', at);
+    await persistence.flush();
+    await flushing;
+    expect(written).toEqual(['set presence:a', 'set presence:b']);
+    expect(queries).toBe(1);
+    expect(destroyed).toBe(1);
+    const failure = lines.find((l) => l.level === 'ERROR' && l.kind === 'mysql');
+    expect(failure?.msg).toMatch(
+      /could not write 1 session rows to MySQL \(kept for retry\): no answer within 200 ms/,
+    );
+    // Rows are kept, to the bound of each queue: the oldest are dropped and counted.
+    for (let i = 3; i <= 6; i++) persistence.sessionStarted(`s${i}`, `p${i}`, at);
+    expect(persistence.pending).toBe(3 + 3);
+    expect(lines.find((l) => l.kind === 'overflow-mysql')?.msg).toBe(
+      'session queue full: dropped the 1 oldest session rows',
+    );
+    expect(lines.find((l) => l.kind === 'overflow-redis')?.msg).toBe(
+      'Redis queue full: dropped the 1 oldest presence/state changes',
+    );
+    const errors = (await metrics.registry.getSingleMetric('game_errors_total')!.get()).values;
+    expect(errors.find((v) => v.labels.kind === 'persistence')!.value).toBeGreaterThanOrEqual(4);
   });
 });
