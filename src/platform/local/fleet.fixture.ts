@@ -4,6 +4,8 @@
  * - `scale <dataDir> <basePort> <replicas>`: scales the local fleet (the ops token comes from
  *   FIXTURE_OPS_TOKEN), prints `ready <pid>`, then waits to be killed.
  * - `hold-lock <dataDir>`: takes the fleet's operation lock, prints `ready <pid>`, then waits to be killed.
+ * - `try-lock <dataDir> <lock file name>`: tries once to take `<dataDir>/fleet/<name>`, prints `acquired`
+ *   or `refused: <message>`, and exits.
  */
 import { join } from 'node:path';
 import { secret, systemClock } from '../../core/index.ts';
@@ -24,9 +26,19 @@ if (mode === 'scale' && dataDir && basePort && replicas) {
 } else if (mode === 'hold-lock' && dataDir) {
   const lock = new FileLock(join(dataDir, 'fleet', 'operation.lock'), 'the fleet', systemClock);
   await lock.acquire('fixture-hold', 0);
+} else if (mode === 'try-lock' && dataDir && basePort) {
+  const lock = new FileLock(join(dataDir, 'fleet', basePort), 'the lock', systemClock, false);
+  try {
+    const held = await lock.acquire('fixture-try', 0);
+    await held.release();
+    process.stdout.write('acquired\n');
+  } catch (err) {
+    process.stdout.write(`refused: ${(err as Error).message}\n`);
+  }
+  process.exit(0);
 } else {
   process.stderr.write(
-    'usage: fleet.fixture.ts scale <dataDir> <basePort> <replicas> | hold-lock <dataDir>\n',
+    'usage: fleet.fixture.ts scale <dataDir> <basePort> <replicas> | hold-lock <dataDir> | try-lock <dataDir> <name>\n',
   );
   process.exit(2);
 }

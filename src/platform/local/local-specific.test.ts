@@ -3,12 +3,10 @@
  * adoption by another gameops process, the pid-reuse guard, log rotation, the fleet lock across
  * processes, ports taken by others, a corrupted state file, and secrets kept off command lines.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   ConflictError,
@@ -17,12 +15,20 @@ import {
   UnavailableError,
   secret,
   systemClock,
-  type Clock,
 } from '../../core/index.ts';
-import type { LocalPlatformConfig } from '../../config/index.ts';
-import { createLocalPlatform, type LocalPlatform, type LocalPlatformOptions } from './index.ts';
-import { isSameProcess, procStat } from './proc.ts';
-import { stateSchema, type FleetState } from './state.ts';
+import {
+  alive,
+  cleanups,
+  kill9,
+  readStateFile,
+  setup,
+  startFixture,
+  useCleanups,
+  waitFor,
+} from './fleet-test-kit.ts';
+import { createLocalPlatform } from './index.ts';
+import { procStat } from './proc.ts';
+import type { FleetState } from './state.ts';
 import {
   REPO,
   destroyFleet,
@@ -31,94 +37,9 @@ import {
   randomToken,
   tempDataDir,
   writeErrorLines,
-  type LocalConfigInput,
 } from './test-support.ts';
 
-const FIXTURE = join(REPO, 'src/platform/local/fleet.fixture.ts');
-
-interface Setup {
-  dataDir: string;
-  basePort: number;
-  token: ReturnType<typeof randomToken>;
-  config: LocalPlatformConfig;
-  platform: LocalPlatform;
-  open: (clock?: Clock, extra?: Partial<LocalPlatformOptions>) => LocalPlatform;
-}
-
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-});
-
-async function setup(
-  input: Partial<LocalConfigInput> = {},
-  clock: Clock = systemClock,
-  extra: Partial<LocalPlatformOptions> = {},
-): Promise<Setup> {
-  const dataDir = await tempDataDir();
-  const basePort = await freePortBlock(4);
-  const token = randomToken();
-  const config = localConfig({ basePort, replicas: 1, readinessTimeout: '5s', ...input });
-  const open = (c: Clock = clock, more: Partial<LocalPlatformOptions> = {}): LocalPlatform => {
-    const platform = createLocalPlatform({
-      config,
-      dataDir,
-      opsToken: token,
-      clock: c,
-      stopGraceMs: 2000,
-      ...extra,
-      ...more,
-    });
-    cleanups.push(() => platform.close());
-    return platform;
-  };
-  cleanups.push(() => destroyFleet(dataDir));
-  return { dataDir, basePort, token, config, platform: open(), open };
-}
-
-async function readStateFile(dataDir: string): Promise<FleetState> {
-  return stateSchema.parse(JSON.parse(await readFile(join(dataDir, 'fleet', 'state.json'), 'utf8')));
-}
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-async function alive(pid: number, startTime: string): Promise<boolean> {
-  return isSameProcess(await procStat(pid), startTime);
-}
-
-/** Starts fleet.fixture.ts as another gameops process; resolves once it printed `ready`. */
-async function startFixture(args: string[], env: Record<string, string> = {}): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [FIXTURE, ...args], {
-    cwd: REPO,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const lines = createInterface({ input: child.stdout });
-  await new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`fixture exited with ${code}`)));
-    lines.on('line', (line) => {
-      if (line.startsWith('ready ')) resolve();
-    });
-  });
-  return child;
-}
-
-async function kill9(child: ChildProcess): Promise<void> {
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
-}
+useCleanups();
 
 describe('local platform: supervision', () => {
   it('restarts a crashed instance with exponential backoff by the clock, and resets it after a stable run', async () => {

@@ -5,11 +5,21 @@
  * one process exclude each other too (SQLite tracks its locks per file, not per connection), so two
  * adapters in one process behave like two processes.
  *
+ * Two rules keep the fcntl lock honest:
+ * - **Nothing but SQLite ever opens the lock file.** POSIX drops all of a process's fcntl locks on a file
+ *   when the process closes *any* descriptor of it, so a stray `open`+`close` (say, to create the file
+ *   with mode 0600) by a second adapter in the process would silently release the first one's lock, and
+ *   another process could take it. SQLite creates the file; its mode is then set by path (`chmod`).
+ * - **One holder per process and file, queued in memory.** Acquisitions of the same lock within the
+ *   process wait in a FIFO queue before touching SQLite, so they are served in order without polling,
+ *   and a refusal inside the process names the holder without reading anything.
+ *
  * Who holds a lock is written next to it (`<name>.holder.json`) once it is taken, and removed before it
  * is released; it is only read to word the ConflictError, never trusted as the lock itself.
  */
 import { rm } from 'node:fs/promises';
-import { closeSync, openSync } from 'node:fs';
+import { chmodSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
@@ -39,6 +49,67 @@ export function ownStartTime(): string {
   return procStatSync(process.pid)?.startTime ?? '0';
 }
 
+/** The holders and waiters of one lock file within this process. */
+class ProcessQueue {
+  holder: LockHolder | undefined;
+  busy = false;
+  readonly waiters: Array<() => void> = [];
+
+  /** Waits (FIFO) until the lock is free in this process; false when `deadline` passed first. */
+  async enter(deadline: number, signal: AbortSignal | undefined): Promise<boolean> {
+    if (!this.busy) {
+      this.busy = true;
+      return true;
+    }
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) return false;
+    return new Promise<boolean>((done, fail) => {
+      const onAbort = (): void => {
+        settle();
+        const reason: unknown = signal!.reason;
+        fail(reason instanceof Error ? reason : new Error(String(reason)));
+      };
+      const timer = setTimeout(() => {
+        settle();
+        done(false);
+      }, remaining);
+      const turn = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        done(true);
+      };
+      const settle = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        const at = this.waiters.indexOf(turn);
+        if (at >= 0) this.waiters.splice(at, 1);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(turn);
+    });
+  }
+
+  /** Hands the lock to the next waiter, if any. */
+  leave(): void {
+    this.holder = undefined;
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.busy = false;
+  }
+}
+
+/** By absolute path of the lock file; shared by every FileLock of the process. */
+const queues = new Map<string, ProcessQueue>();
+
+function queueOf(file: string): ProcessQueue {
+  let queue = queues.get(file);
+  if (!queue) {
+    queue = new ProcessQueue();
+    queues.set(file, queue);
+  }
+  return queue;
+}
+
 export class FileLock {
   readonly #file: string;
   readonly #holderFile: string;
@@ -52,8 +123,8 @@ export class FileLock {
    * @param recordHolder write the holder file (for locks held long enough for people to ask who)
    */
   constructor(file: string, what: string, clock: Clock, recordHolder = true) {
-    this.#file = file;
-    this.#holderFile = `${file}.holder.json`;
+    this.#file = resolve(file);
+    this.#holderFile = `${this.#file}.holder.json`;
     this.#what = what;
     this.#clock = clock;
     this.#recordHolder = recordHolder;
@@ -64,53 +135,75 @@ export class FileLock {
    * @throws ConflictError naming the holder (pid, operation, since) when it is still held after that.
    */
   async acquire(operation: string, waitMs: number, signal?: AbortSignal): Promise<HeldLock> {
-    // Created 0600 before SQLite opens it (SQLite would create it with the umask's mode).
-    closeSync(openSync(this.#file, 'a', 0o600));
+    signal?.throwIfAborted();
     const deadline = performance.now() + waitMs;
-    for (;;) {
-      signal?.throwIfAborted();
-      const db = new DatabaseSync(this.#file, { timeout: 0 });
-      try {
-        db.exec('BEGIN EXCLUSIVE');
-      } catch (err) {
-        db.close();
-        if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) {
-          throw new UnavailableError(`cannot take the lock ${this.#file}: ${errorMessage(err)}`);
+    const queue = queueOf(this.#file);
+    if (!(await queue.enter(deadline, signal))) throw await this.#conflict(queue.holder);
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        // SQLite creates the file when it is missing (never open it any other way: see the module comment).
+        const db = new DatabaseSync(this.#file, { timeout: 0 });
+        try {
+          this.#privateMode();
+          db.exec('BEGIN EXCLUSIVE');
+        } catch (err) {
+          db.close();
+          if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) {
+            throw new UnavailableError(`cannot take the lock ${this.#file}: ${errorMessage(err)}`);
+          }
+          if (performance.now() >= deadline) throw await this.#conflict(undefined);
+          await sleep(RETRY_MS);
+          continue;
         }
-        if (performance.now() >= deadline) throw await this.#conflict();
-        await sleep(RETRY_MS);
-        continue;
+        return await this.#held(db, operation, queue);
       }
-      return this.#held(db, operation);
+    } catch (err) {
+      queue.leave();
+      throw err;
     }
   }
 
-  async #held(db: DatabaseSync, operation: string): Promise<HeldLock> {
+  /** The lock file is made 0600 by path (chmod opens no descriptor). */
+  #privateMode(): void {
+    if ((statSync(this.#file).mode & 0o777) !== 0o600) chmodSync(this.#file, 0o600);
+  }
+
+  async #held(db: DatabaseSync, operation: string, queue: ProcessQueue): Promise<HeldLock> {
     const holder: LockHolder = {
       pid: process.pid,
       startTime: ownStartTime(),
       operation,
       since: this.#clock.now().toISOString(),
     };
-    let released = false;
-    const release = async (): Promise<void> => {
-      if (released) return;
-      released = true;
-      // Removed while still held, so the holder file of whoever takes the lock next is never removed.
-      if (this.#recordHolder) await rm(this.#holderFile, { force: true }).catch(() => undefined);
+    const unlock = (): void => {
       try {
         db.exec('COMMIT');
       } finally {
         db.close();
       }
     };
-    if (!this.#recordHolder) return { holder, release };
-    try {
-      await writeFileAtomic(this.#holderFile, `${JSON.stringify(holder)}\n`);
-    } catch (err) {
-      await release();
-      throw new UnavailableError(`cannot record the holder of ${this.#file}: ${errorMessage(err)}`);
+    queue.holder = holder;
+    if (this.#recordHolder) {
+      try {
+        await writeFileAtomic(this.#holderFile, `${JSON.stringify(holder)}\n`);
+      } catch (err) {
+        unlock(); // the caller leaves the queue
+        throw new UnavailableError(`cannot record the holder of ${this.#file}: ${errorMessage(err)}`);
+      }
     }
+    let released = false;
+    const release = async (): Promise<void> => {
+      if (released) return;
+      released = true;
+      try {
+        // Removed while still held, so the holder file of whoever takes the lock next is never removed.
+        if (this.#recordHolder) await rm(this.#holderFile, { force: true }).catch(() => undefined);
+        unlock();
+      } finally {
+        queue.leave();
+      }
+    };
     return { holder, release };
   }
 
@@ -128,8 +221,9 @@ export class FileLock {
     }
   }
 
-  async #conflict(): Promise<ConflictError> {
-    const holder = await this.holder();
+  /** @param here the holder within this process, when it is one */
+  async #conflict(here: LockHolder | undefined): Promise<ConflictError> {
+    const holder = here ?? (await this.holder());
     if (!holder) {
       return new ConflictError(`${this.#what} is busy: another process holds its lock (${this.#file})`, {
         details: { lock: this.#file },
