@@ -460,6 +460,49 @@ describe('rollouts (API stand-in)', () => {
     expect((await f.platform.instances()).filter((i) => i.ready)).toHaveLength(3);
   });
 
+  it('finishes scale, restart, setVersion and rollback while a pod stays Terminating (long grace, finalizer), and says so', async () => {
+    const f = await fleet({ replicas: 2, platform: { terminatingSettleMs: 300 } });
+    const p = f.platform;
+    const [a] = await p.instances();
+    f.standIn.holdPod(a!.name, 'grace');
+    const seen: RolloutProgress[] = [];
+    const onProgress = (progress: RolloutProgress): void => void seen.push(progress);
+    // a is deleted by the rollout restart and stays listed, Terminating, for its hour of grace.
+    const began = performance.now();
+    const restarted = await p.restart({ timeoutMs: 10_000, onProgress });
+    expect(performance.now() - began).toBeLessThan(5000);
+    expect(f.standIn.pod(a!.name).metadata.deletionTimestamp).toBeDefined();
+    expect(restarted.progress.message).toMatch(
+      /; rolled out; 1 pod still terminating: game-server-\S+ \(not waited for\)$/,
+    );
+    expect(restarted.progress.message).toContain(a!.name);
+    expect(seen.at(-1)).toEqual(restarted.progress);
+    expect((await p.scale(3, { timeoutMs: 10_000, onProgress })).progress.ready).toBe(3);
+    expect((await p.setVersion('v2', { timeoutMs: 10_000, onProgress })).version).toBe('v2');
+    expect((await p.rollback({ timeoutMs: 10_000, onProgress })).version).toBe('v1');
+    const [b] = (await p.instances()).filter((i) => i.phase === 'running');
+    f.standIn.holdPod(b!.name);
+    await p.restart({ filter: { names: [b!.name] }, timeoutMs: 10_000 });
+    expect(f.standIn.pod(b!.name).metadata.deletionTimestamp).toBeDefined();
+    const ready = (await f.platform.instances()).filter((i) => i.ready);
+    expect(ready).toHaveLength(3);
+    expect(ready.map((i) => i.name)).not.toContain(b!.name);
+    f.standIn.releasePod(a!.name);
+    f.standIn.releasePod(b!.name);
+  });
+
+  it('restarts an instance on a lost node: its pod stays Terminating, the replacement is waited for', async () => {
+    const f = await fleet({ replicas: 3, platform: { terminatingSettleMs: 300 } });
+    const [a] = await f.platform.instances();
+    f.standIn.loseNode(a!.node!);
+    const result = await f.platform.restart({ filter: { names: [a!.name] }, timeoutMs: 10_000 });
+    expect(result.progress).toMatchObject({ desired: 1, updated: 1 });
+    const after = await f.platform.instances();
+    expect(after.find((i) => i.name === a!.name)).toMatchObject({ phase: 'stopped', reason: 'Terminating' });
+    expect(after.filter((i) => i.ready)).toHaveLength(3);
+    expect((await f.platform.scale(2, { timeoutMs: 10_000 })).progress.available).toBe(2);
+  });
+
   it('stops a running wait when the platform closes', async () => {
     const f = await fleet();
     const p = f.newPlatform();

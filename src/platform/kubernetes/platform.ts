@@ -60,6 +60,8 @@ import { createRegistryCheck, type ImageCheck } from './registry.ts';
 import {
   checkWaitOptions,
   fleetCounts,
+  isTerminal,
+  isTerminating,
   rolloutInProgress,
   rolloutStatus,
   waitForRollout,
@@ -85,6 +87,12 @@ export interface KubernetesPlatformOptions {
   pollMs?: { initial: number; max: number };
   /** Checks that an image tag exists before rolling to it; `false` skips the check. @default the registry check */
   imageCheck?: ImageCheck | false;
+  /**
+   * Once a rollout is done, how long pods still terminating are given to go before the operation ends
+   * anyway, naming them in its progress (a pod can stay Terminating for hours: a long grace period, a
+   * finalizer, a lost node). Never beyond the operation's timeout. @default 5 000
+   */
+  terminatingSettleMs?: number;
 }
 
 const MAX_REPLICAS = 10_000;
@@ -138,6 +146,10 @@ function rawReplicaSets(body: unknown, what: string): RawReplicaSet[] {
       containers.every((c) => isRecord(c) && typeof c['name'] === 'string' && typeof c['image'] === 'string')
     );
   });
+}
+
+function podIsReady(pod: V1Pod): boolean {
+  return (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
 function revisionOf(annotations: Record<string, string> | undefined): number {
@@ -228,6 +240,7 @@ export class KubernetesPlatform implements Platform {
   readonly #clock: Clock;
   readonly #log: PlatformLog;
   readonly #pollMs: { initial: number; max: number };
+  readonly #settleMs: number;
   readonly #imageCheck: ImageCheck | false;
   readonly #ns: string;
   readonly #name: string;
@@ -245,6 +258,7 @@ export class KubernetesPlatform implements Platform {
     const requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
     this.#kube = new Kube(loadKubeConfig(options.config, options.kubeConfig), requestTimeoutMs);
     this.#pollMs = options.pollMs ?? { initial: 200, max: 2000 };
+    this.#settleMs = options.terminatingSettleMs ?? 5000;
     this.#imageCheck =
       options.imageCheck ?? createRegistryCheck({ timeoutMs: Math.min(requestTimeoutMs, 10_000) });
     this.#ns = options.config.namespace;
@@ -674,7 +688,7 @@ export class KubernetesPlatform implements Platform {
       );
     }
     if (rolloutInProgress(d)) {
-      const check = rolloutStatus(operation, d, { pods: d.spec?.replicas ?? 0, terminating: 0 });
+      const check = rolloutStatus(operation, d);
       throw new ConflictError(
         `a rollout of ${this.describe()} to ${imageVersion(this.#gameContainer(d).image!)} is in progress (${check.progress.message}); wait for it to finish or roll back before ${operation}`,
         { details: { progress: check.progress } },
@@ -687,7 +701,7 @@ export class KubernetesPlatform implements Platform {
   }
 
   #waitSettings() {
-    return { clock: this.#clock, pollMs: this.#pollMs, log: this.#log };
+    return { clock: this.#clock, pollMs: this.#pollMs, settleMs: this.#settleMs, log: this.#log };
   }
 
   async #fleetCheck(operation: string, signal?: AbortSignal): Promise<RolloutCheck> {
@@ -927,16 +941,27 @@ export class KubernetesPlatform implements Platform {
         async () => {
           const [dep, pods] = await Promise.all([this.#deployment(signal), this.#listPods(signal)]);
           const check = rolloutStatus('restart', dep, fleetCounts(pods));
-          const waiting = pods.filter((p) => uids.has(p.metadata!.uid)).length;
+          // A deleted pod counts as restarted once marked for deletion: it may stay Terminating for long
+          // (a long grace period, a finalizer, a lost node). What is waited for is its replacement: as many
+          // ready pods outside the batch as the Deployment wants, read from the pods themselves, since the
+          // Deployment's counts may not have seen the deletion yet.
+          const live = pods.filter((p) => !isTerminal(p) && !isTerminating(p));
+          const waiting = live.filter((p) => uids.has(p.metadata!.uid)).length;
+          const others = live.filter((p) => !uids.has(p.metadata!.uid) && podIsReady(p)).length;
+          const wanted = dep.spec?.replicas ?? 1;
           const updated = done + group.length - waiting;
+          const short =
+            check.done && others < wanted ? `; waiting for ${wanted - others} replacements to be ready` : '';
           return {
             ...check,
-            done: check.done && waiting === 0,
+            // Only the last batch gives terminating pods their moment; earlier ones go on at once.
+            terminating: i + batch >= targets.length ? (check.terminating ?? []) : [],
+            done: check.done && waiting === 0 && others >= wanted,
             progress: {
               ...check.progress,
               desired: targets.length,
               updated,
-              message: `${updated}/${targets.length} restarted; ${check.progress.message}`,
+              message: `${updated}/${targets.length} restarted; ${check.progress.message}${short}`,
             },
           };
         },

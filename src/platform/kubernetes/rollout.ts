@@ -1,8 +1,11 @@
 /**
- * Rollout status as `kubectl rollout status` judges it, plus one stricter rule (no pod of the fleet is
- * still terminating), and the wait loop shared by scale, restart, setVersion and rollback: poll with
- * backoff (reset whenever something moved), report progress, stop on ProgressDeadlineExceeded or the
- * timeout, and always hand back the last progress.
+ * Rollout status as `kubectl rollout status` judges it, and the wait loop shared by scale, restart,
+ * setVersion and rollback: poll with backoff (reset whenever something moved), report progress, stop on
+ * ProgressDeadlineExceeded or the timeout, and always hand back the last progress.
+ *
+ * Pods still terminating are reported, never waited for: a pod can stay Terminating for a long time (a
+ * game server draining its matches through a long grace period, a finalizer, a lost node) while the
+ * Deployment is complete; the API already leaves them out of the Deployment's counts.
  */
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { type Clock, GameopsError, InputError, sleep, UnavailableError } from '../../core/index.ts';
@@ -14,23 +17,43 @@ export interface RolloutCheck {
   done: boolean;
   /** Set when the rollout cannot finish on its own (ProgressDeadlineExceeded). */
   failed?: string;
+  /** Pods still terminating: once done, waited for a short while ({@link WaitSettings.settleMs}), never longer. */
+  terminating?: string[];
 }
 
 export interface FleetCounts {
-  /** Pods matching the fleet selector that are not terminal (Succeeded/Failed, e.g. evicted), terminating ones included. */
-  pods: number;
-  terminating: number;
+  /** Names of the fleet's pods marked for deletion and still listed (draining, held by a finalizer, on a lost node). */
+  terminating: string[];
 }
 
-/** Pods that count for a rollout: a terminal pod (evicted, completed) is kept by the API until garbage-collected, but runs nothing. */
+/** A pod marked for deletion (Terminating), whatever its phase. */
+export function isTerminating(pod: V1Pod): boolean {
+  return pod.metadata?.deletionTimestamp !== undefined && pod.metadata.deletionTimestamp !== null;
+}
+
+/** A terminal pod (evicted, completed) is kept by the API until garbage-collected, but runs nothing. */
+export function isTerminal(pod: V1Pod): boolean {
+  return pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
+}
+
+/** What the pods add to a rollout's progress: only the terminating ones, to report them. */
 export function fleetCounts(pods: readonly V1Pod[]): FleetCounts {
-  const live = pods.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
   return {
-    pods: live.length,
-    terminating: live.filter(
-      (p) => p.metadata?.deletionTimestamp !== undefined && p.metadata.deletionTimestamp !== null,
-    ).length,
+    terminating: pods
+      .filter(isTerminating)
+      .map((p) => p.metadata?.name ?? '')
+      .sort(),
   };
+}
+
+const NAMES_SHOWN = 3;
+
+function terminatingNote(fleet: FleetCounts | undefined): string {
+  const names = fleet?.terminating ?? [];
+  if (names.length === 0) return '';
+  const shown = names.slice(0, NAMES_SHOWN).join(', ');
+  const more = names.length > NAMES_SHOWN ? ` and ${names.length - NAMES_SHOWN} more` : '';
+  return `; ${names.length} ${names.length === 1 ? 'pod' : 'pods'} still terminating: ${shown}${more}`;
 }
 
 function count(n: number | undefined): number {
@@ -51,11 +74,12 @@ export function progressingCondition(
 }
 
 /**
- * `kubectl rollout status` for a Deployment (observed generation, updated = desired, no old replicas,
- * available = updated; ProgressDeadlineExceeded fails), and every pod of the fleet present and not
- * terminating.
+ * `kubectl rollout status` for a Deployment: the change observed (observedGeneration), no
+ * ProgressDeadlineExceeded, updated = desired, no old replicas, available = updated; and, for a scale
+ * down, no replica beyond the desired count (the Deployment's counts leave terminating pods out, so
+ * this never waits for one). Terminating pods of `fleet` are only named in the message.
  */
-export function rolloutStatus(operation: string, d: V1Deployment, fleet: FleetCounts): RolloutCheck {
+export function rolloutStatus(operation: string, d: V1Deployment, fleet?: FleetCounts): RolloutCheck {
   const desired = count(d.spec?.replicas ?? 1);
   const s = d.status ?? {};
   const updated = count(s.updatedReplicas);
@@ -66,48 +90,43 @@ export function rolloutStatus(operation: string, d: V1Deployment, fleet: FleetCo
   const observed = s.observedGeneration ?? 0;
   const name = d.metadata?.name ?? 'deployment';
   const base = `${updated}/${desired} updated, ${ready} ready, ${available} available`;
+  const note = terminatingNote(fleet);
   const progress = (message: string): RolloutProgress => ({
     operation,
     desired,
     updated,
     ready,
     available,
-    message,
+    message: `${base}; ${message}${note}`,
   });
+  const terminating = fleet?.terminating ?? [];
 
   if (observed < generation)
-    return { progress: progress(`${base}; waiting for the change to be observed`), done: false };
+    return { progress: progress('waiting for the change to be observed'), done: false };
   const cond = progressingCondition(d);
   if (cond?.reason === 'ProgressDeadlineExceeded') {
     const why = `deployment ${name} exceeded its progress deadline (${cond.message ?? 'ProgressDeadlineExceeded'})`;
-    return { progress: progress(`${base}; ${why}`), done: false, failed: why };
+    return { progress: progress(why), done: false, failed: why };
   }
   if (updated < desired) {
-    return {
-      progress: progress(`${base}; waiting for ${desired - updated} more to be updated`),
-      done: false,
-    };
+    return { progress: progress(`waiting for ${desired - updated} more to be updated`), done: false };
   }
   if (replicas > updated) {
-    return {
-      progress: progress(`${base}; ${replicas - updated} old replicas pending termination`),
-      done: false,
-    };
+    return { progress: progress(`${replicas - updated} old replicas pending termination`), done: false };
   }
   if (available < updated) {
     return {
-      progress: progress(`${base}; waiting for ${updated - available} to become available`),
+      progress: progress(`waiting for ${updated - available} to become available`),
       done: false,
     };
   }
-  if (fleet.terminating > 0 || fleet.pods !== desired) {
-    const extra =
-      fleet.terminating > 0
-        ? `${fleet.terminating} pods still terminating`
-        : `${fleet.pods} pods for ${desired} replicas`;
-    return { progress: progress(`${base}; ${extra}`), done: false };
+  if (replicas > desired) {
+    return {
+      progress: progress(`${replicas - desired} replicas beyond ${desired} to be removed`),
+      done: false,
+    };
   }
-  return { progress: progress(`${base}; rolled out`), done: true };
+  return { progress: progress('rolled out'), done: true, terminating };
 }
 
 /** A rollout of another change is under way (not merely some pods unavailable). */
@@ -141,6 +160,11 @@ export interface WaitSettings {
   clock: Clock;
   /** First and longest pause between two looks. */
   pollMs: { initial: number; max: number };
+  /**
+   * Once the rollout is done, how long pods still terminating are given to go (most exit within
+   * moments of SIGTERM) before the wait ends anyway, naming them. Never beyond the wait's deadline. @default 0
+   */
+  settleMs?: number;
   log?: { warn(obj: object, msg: string): void } | undefined;
 }
 
@@ -171,6 +195,8 @@ export async function waitForRollout(
   let delay = settings.pollMs.initial;
   let last: RolloutProgress | undefined;
   let lastProblem: string | undefined;
+  /** Set while the rollout is done and only terminating pods are given their moment to go. */
+  let settle: { until: number; progress: RolloutProgress } | undefined;
   const report = (progress: RolloutProgress): void => {
     if (sameProgress(last, progress)) return;
     last = progress;
@@ -179,6 +205,11 @@ export async function waitForRollout(
     } catch (err) {
       settings.log?.warn({ err }, `${what}: the progress callback failed`);
     }
+  };
+  const notWaitedFor = (progress: RolloutProgress): RolloutProgress => {
+    const final = { ...progress, message: `${progress.message} (not waited for)` };
+    report(final);
+    return final;
   };
   const stopped = (message: string, extra: Record<string, unknown> = {}, cause?: unknown): UnavailableError =>
     new UnavailableError(message, {
@@ -202,7 +233,15 @@ export async function waitForRollout(
       moved = !sameProgress(last, result.progress);
       report(result.progress);
       lastProblem = undefined;
-      if (result.done) return result.progress;
+      if (result.done) {
+        const now = clock.now().getTime();
+        if ((result.terminating ?? []).length === 0) return result.progress;
+        settle ??= { until: Math.min(now + (settings.settleMs ?? 0), deadline), progress: result.progress };
+        settle.progress = result.progress;
+        if (now >= settle.until) return notWaitedFor(result.progress);
+      } else {
+        settle = undefined;
+      }
       if (result.failed !== undefined) {
         throw stopped(
           `${what} stopped: ${result.failed}; ${result.progress.message}. The rollout is left in place: pods of the previous version keep serving within the Deployment's maxUnavailable; roll back to undo it`,
@@ -216,7 +255,10 @@ export async function waitForRollout(
       if (!(err instanceof GameopsError) || err.code !== 'unavailable') throw err;
       lastProblem = err.message;
     }
-    const left = deadline - clock.now().getTime();
+    const now = clock.now().getTime();
+    // Done but for terminating pods: they had their moment; the rollout itself succeeded.
+    if (settle !== undefined && now >= settle.until) return notWaitedFor(settle.progress);
+    const left = (settle?.until ?? deadline) - now;
     if (left <= 0) {
       const latest = last?.message ?? 'no progress seen';
       throw stopped(
