@@ -3,16 +3,27 @@
  * docs/game-server-contract.md. Players' WebSocket upgrades are handed to the game.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
-import { BusyError, DIAGNOSTIC_FILES, type DiagnosticKind, type Diagnostics } from './diagnostics.ts';
+import {
+  BusyError,
+  DIAGNOSTIC_FILES,
+  DiagnosticUnavailableError,
+  type DiagnosticKind,
+  type Diagnostics,
+} from './diagnostics.ts';
 import type { Game } from './game.ts';
 import type { Logger } from './log.ts';
 import type { GameMetrics } from './metrics.ts';
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/** A diagnostic download may always take this long… */
+const MIN_SEND_DEADLINE_MS = 10 * 60_000;
+/** …and longer only at this average rate (bytes per second). */
+const MIN_SEND_RATE = 1024 * 1024;
+/** Default of `idleTimeoutMs`. */
+export const DEFAULT_DIAGNOSTICS_IDLE_TIMEOUT_MS = 30_000;
 
 const isoDate = z.iso.datetime({ offset: true, message: 'an ISO 8601 date-time, e.g. 2026-11-26T10:00:00Z' });
 
@@ -53,6 +64,19 @@ const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   internal: 500,
 };
 
+/** The client went away, or stopped reading, during a diagnostic: an abort, not a server error. */
+class ClientGoneError extends Error {
+  override readonly name = 'ClientGoneError';
+}
+
+/** Errors a response stream fails with when its client disconnects. */
+const CLIENT_GONE_CODES = new Set([
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ECONNRESET',
+  'EPIPE',
+  'ERR_STREAM_DESTROYED',
+]);
+
 class HttpError extends Error {
   readonly code: ErrorCode;
   readonly headers: Record<string, string>;
@@ -69,6 +93,11 @@ export interface OpsHandlerOptions {
   metrics: GameMetrics;
   log: Logger;
   token: string;
+  /**
+   * A diagnostic download whose client reads nothing for this long is cut off (and the slot freed).
+   * @default 30 s
+   */
+  idleTimeoutMs?: number;
 }
 
 /** Routes: path → allowed method. */
@@ -90,6 +119,7 @@ export function createRequestHandler(
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const { game, diagnostics, metrics, log } = options;
   const expected = digest(options.token);
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_DIAGNOSTICS_IDLE_TIMEOUT_MS;
 
   /** Constant time: both sides are hashed to the same length before comparing. */
   function authorised(req: IncomingMessage): boolean {
@@ -140,7 +170,7 @@ export function createRequestHandler(
         return withSlot('cpu-profile', async () => {
           const aborted = new AbortController();
           const onClose = (): void => {
-            if (!res.writableFinished) aborted.abort(new Error('the client went away'));
+            if (!res.writableFinished) aborted.abort(new ClientGoneError('the client went away'));
           };
           res.once('close', onClose);
           try {
@@ -156,10 +186,21 @@ export function createRequestHandler(
         return withSlot('heap-snapshot', async () => {
           const snapshot = await diagnostics.heapSnapshot();
           try {
+            // Gone while V8 walked the heap: nobody to send it to.
+            if (res.destroyed) throw new ClientGoneError('the client went away');
             res.writeHead(200, fileHeaders('heap-snapshot', snapshot.bytes));
-            await pipeline(fs.createReadStream(snapshot.file), res);
+            const guard = guardSend(res, snapshot.bytes);
+            try {
+              await pipeline(snapshot.stream, res);
+            } catch (err) {
+              const code = (err as { code?: unknown }).code;
+              if (guard.reason() !== undefined || (typeof code === 'string' && CLIENT_GONE_CODES.has(code)))
+                throw new ClientGoneError(guard.reason() ?? 'the client went away');
+              throw err;
+            }
           } finally {
-            await snapshot.cleanup();
+            // Closes the (already unlinked) file: its data is gone with it.
+            snapshot.stream.destroy();
           }
         });
       }
@@ -188,9 +229,46 @@ export function createRequestHandler(
     try {
       await work();
       log.info({ diagnostic: kind }, `diagnostic ${kind} sent`);
+    } catch (err) {
+      if (isAbort(err)) {
+        const reason = err instanceof Error ? err.message : 'aborted';
+        log.warn({ diagnostic: kind, reason }, `diagnostic ${kind} abandoned: ${reason}`);
+        throw err;
+      }
+      if (err instanceof DiagnosticUnavailableError) {
+        // Disk trouble is the server's (ERROR); a refusal up front only tells the caller (WARN).
+        if (err.failed) log.error({ diagnostic: kind }, `diagnostic ${kind} failed: ${err.message}`);
+        else log.warn({ diagnostic: kind }, `diagnostic ${kind} refused: ${err.message}`);
+        throw new HttpError('unavailable', err.message);
+      }
+      throw err;
     } finally {
       slot.release();
     }
+  }
+
+  /**
+   * Bounds the sending of a diagnostic: the client must keep reading (nothing read for `idleTimeoutMs`
+   * cuts it off) and finish within 10 minutes or at 1 MiB/s on average, whichever is longer. A client
+   * that stops reading would otherwise hold the socket, its buffers and (for a heap snapshot) the slot
+   * for ever. Returns why the response was cut, once it has been.
+   */
+  function guardSend(res: ServerResponse, bytes: number): { reason: () => string | undefined } {
+    let reason: string | undefined;
+    res.setTimeout(idleTimeoutMs, () => {
+      reason ??= `the client read nothing for ${idleTimeoutMs} ms`;
+      res.destroy();
+    });
+    const deadlineMs = Math.max(MIN_SEND_DEADLINE_MS, (bytes / MIN_SEND_RATE) * 1000);
+    const timer = setTimeout(() => {
+      reason ??= `the download took longer than ${Math.round(deadlineMs / 1000)} s`;
+      res.destroy();
+    }, deadlineMs);
+    res.once('close', () => {
+      clearTimeout(timer);
+      if (reason !== undefined) log.warn({ reason }, `diagnostic download cut off: ${reason}`);
+    });
+    return { reason: () => reason };
   }
 
   function fileHeaders(kind: DiagnosticKind, bytes: number): Record<string, string | number> {
@@ -205,6 +283,7 @@ export function createRequestHandler(
   function sendFile(res: ServerResponse, kind: DiagnosticKind, text: string): void {
     const body = Buffer.from(text, 'utf8');
     res.writeHead(200, fileHeaders(kind, body.length));
+    guardSend(res, body.length);
     res.end(body);
   }
 
@@ -227,7 +306,7 @@ export function createRequestHandler(
 }
 
 function isAbort(err: unknown): boolean {
-  return err instanceof Error && (err.message === 'the client went away' || err.name === 'AbortError');
+  return err instanceof ClientGoneError || (err instanceof Error && err.name === 'AbortError');
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

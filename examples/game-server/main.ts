@@ -97,7 +97,11 @@ async function main(): Promise<void> {
     onlinePlayers: (): Iterable<string> => game.onlinePlayers(),
   });
   const game: Game = new Game({ config, log, metrics, store: persistence });
-  const diagnostics = new Diagnostics(config.instance);
+  const diagnostics = new Diagnostics({ instance: config.instance, dir: config.diagnosticsDir });
+  // Snapshot directories an earlier process left behind (killed mid-snapshot) hold secrets: remove them.
+  const swept = await diagnostics.sweepStale();
+  if (swept > 0)
+    log.warn({ dir: diagnostics.dir, removed: swept }, `removed ${swept} stale heap snapshot directories`);
   if (config.configFile !== undefined) {
     // An instance that starts while the gate is closed comes up closed (ADR 0006).
     try {
@@ -114,7 +118,14 @@ async function main(): Promise<void> {
   game.start();
 
   const server = http.createServer(
-    createRequestHandler({ game, diagnostics, metrics, log, token: config.opsToken }),
+    createRequestHandler({
+      game,
+      diagnostics,
+      metrics,
+      log,
+      token: config.opsToken,
+      idleTimeoutMs: config.diagnosticsIdleTimeoutMs,
+    }),
   );
   server.headersTimeout = 10_000;
   server.requestTimeout = 120_000;
