@@ -207,7 +207,8 @@ class HttpStatus extends Error {
       metadata: {},
       status: 'Failure',
       message,
-      reason,
+      // StatusReasonUnknown is "" and omitted, as for any error the API server has no reason for.
+      ...(reason !== '' ? { reason } : {}),
       ...(details ? { details } : {}),
       code,
     };
@@ -1509,6 +1510,21 @@ export class StandIn {
     }
     if (!names.includes(container))
       throw new HttpStatus(400, 'BadRequest', `container ${container} is not valid for pod ${name}`);
+    // The API server asks the pod's kubelet for the log: a lost node cannot be dialled (the error has
+    // no Status reason: 500, reason omitted), and the kubelet of an evicted pod no longer has its
+    // containers (it answers as kubelet's validateContainerLogStatus does).
+    const node = pod.spec.nodeName;
+    if (node !== undefined && this.controller.lostNodes.has(node)) {
+      const host = this.store.get<NodeObject>('nodes', undefined, node)?.status.addresses[0]?.address ?? node;
+      throw new HttpStatus(
+        500,
+        '',
+        `Get "https://${host}:10250/containerLogs/${pod.metadata.namespace ?? ''}/${name}/${container}": dial tcp ${host}:10250: connect: no route to host`,
+      );
+    }
+    if (pod.status.phase === 'Failed' && pod.status.reason === 'Evicted') {
+      throw new HttpStatus(400, 'BadRequest', `container "${container}" in pod "${name}" is not available`);
+    }
     const status = pod.status.containerStatuses?.find((s) => s.name === container);
     if (previous && (status?.restartCount ?? 0) === 0) {
       throw new HttpStatus(

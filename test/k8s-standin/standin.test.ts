@@ -542,6 +542,31 @@ describe('API stand-in: controllers and kubelet', () => {
     controller.abort();
   });
 
+  it('answers the log of an evicted pod and of a pod on a lost node as the API server does', async () => {
+    const s = await withDeployment({}, 2);
+    const [evicted, lost] = s.pods();
+    s.appendErrorLines(evicted!.metadata.name, 2);
+    s.evictPod(evicted!.metadata.name);
+    const log = (pod: Pod): string => `/api/v1/namespaces/game/pods/${pod.metadata.name}/log?container=game`;
+    const gone = await call(s, 'GET', log(evicted!));
+    expect(gone.status).toBe(400);
+    expect(gone.body).toMatchObject({
+      kind: 'Status',
+      reason: 'BadRequest',
+      code: 400,
+      message: `container "game" in pod "${evicted!.metadata.name}" is not available`,
+    });
+    s.loseNode(lost!.spec.nodeName!);
+    const unreachable = await call(s, 'GET', log(lost!));
+    expect(unreachable.status).toBe(500);
+    expect(unreachable.body['reason']).toBeUndefined();
+    expect(unreachable.body['message']).toMatch(
+      new RegExp(
+        `^Get "https://[\\d.]+:10250/containerLogs/game/${lost!.metadata.name}/game": dial tcp .*no route to host$`,
+      ),
+    );
+  });
+
   it('serves pod and node metrics and the HPA', async () => {
     const s = await withDeployment();
     const pod = s.pods()[0]!.metadata.name;
