@@ -62,6 +62,13 @@ async function api(
   });
 }
 
+/** `unreadable` names exactly `pod`, with a reason that says `why`. */
+function expectUnreadable(unreadable: unknown, pod: string, why: string): void {
+  const map = unreadable as Record<string, string>;
+  expect(Object.keys(map)).toEqual([pod]);
+  expect(map[pod]).toContain(why);
+}
+
 const DEPLOYMENT_PATH = '/apis/apps/v1/namespaces/game/deployments/game-server';
 
 describe('kubeconfig and context (API stand-in)', () => {
@@ -628,9 +635,10 @@ describe('logs (API stand-in)', () => {
     const [a] = await f.platform.instances();
     f.standIn.appendGeneratedLines(a!.name, 50_000, (i) => `{"level":"ERROR","n":${i}}`);
     f.standIn.cutLogStream({ pod: a!.name, afterBytes: 100_000, times: 2 });
-    const err = await rejection(f.platform.countLines({ pattern: 'ERROR' }));
+    const err = await rejection(f.platform.countLines({ pattern: 'ERROR', names: [a!.name] }));
     expect(err).toBeInstanceOf(UnavailableError);
     expect(err.message).toContain(`the log stream of pod game/${a!.name} was cut after`);
+    expectUnreadable(err.details?.['unreadable'], a!.name, 'was cut after');
     const details = err.details as { pod: string; bytes: number; lines: number };
     expect(details.pod).toBe(a!.name);
     expect(details.bytes).toBeGreaterThan(0);
@@ -647,6 +655,56 @@ describe('logs (API stand-in)', () => {
     expect(streamed).toBeInstanceOf(UnavailableError);
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.length).toBeLessThan(50_000);
+  });
+
+  it('counts and streams what it can read when a pod was evicted or its node is lost, naming the rest', async () => {
+    const warnings: Array<{ obj: Record<string, unknown>; msg: string }> = [];
+    const log = {
+      debug: () => {},
+      info: () => {},
+      warn: (obj: object, msg: string) => void warnings.push({ obj: obj as Record<string, unknown>, msg }),
+    };
+    const f = await fleet({ replicas: 3 });
+    const p = f.newPlatform({ log });
+    const pods = await p.instances();
+    const [evicted, lost] = pods;
+    const readable = pods.find((i) => i.node !== lost!.node && i.name !== evicted!.name)!;
+    f.standIn.appendErrorLines(evicted!.name, 2);
+    f.standIn.appendErrorLines(lost!.name, 3);
+    f.standIn.appendErrorLines(readable.name, 4);
+    f.standIn.evictPod(evicted!.name);
+    f.standIn.loseNode(lost!.node!);
+    await f.standIn.waitFor('a replacement', () => f.standIn.pods().length === 4);
+
+    const counted = await p.countLines({ pattern: '"level":"ERROR"' });
+    expect(counted.perInstance[readable.name]).toBe(4);
+    expect(Object.keys(counted.perInstance)).not.toContain(evicted!.name);
+    expect(Object.keys(counted.perInstance)).not.toContain(lost!.name);
+    expect(counted.total).toBe(4);
+    const warned = warnings.find((w) => w.msg.includes('could not be read'));
+    expectUnreadable(warned?.obj['unreadable'], lost!.name, 'no route to host');
+    expect(warned?.msg).toContain(lost!.name);
+
+    warnings.length = 0;
+    const lines = await drain(p.logs({}));
+    expect(lines.some((l) => l.instance === readable.name && l.line.includes('"level":"ERROR"'))).toBe(true);
+    expect(lines.some((l) => l.instance === lost!.name || l.instance === evicted!.name)).toBe(false);
+    expect(warnings.some((w) => w.msg.includes(lost!.name))).toBe(true);
+
+    // Nothing readable at all: unavailable, naming why per pod.
+    const none = await rejection(p.countLines({ pattern: 'ERROR', names: [lost!.name] }));
+    expect(none).toBeInstanceOf(UnavailableError);
+    expect(none.message).toContain(lost!.name);
+    expectUnreadable(none.details?.['unreadable'], lost!.name, 'no route to host');
+    const noLines = await rejection(drain(p.logs({ names: [lost!.name] })));
+    expect(noLines).toBeInstanceOf(UnavailableError);
+    expect(noLines.message).toContain(lost!.name);
+    // An evicted pod runs nothing and keeps no log: it is left out, not an error.
+    expect(await p.countLines({ pattern: 'ERROR', names: [evicted!.name] })).toEqual({
+      perInstance: {},
+      total: 0,
+      bytesScanned: 0,
+    });
   });
 
   it('merges several pods, counts per instance with since, and reads the game container of a multi-container pod', async () => {

@@ -33,7 +33,7 @@ import {
   UnavailableError,
 } from '../../core/index.ts';
 import type { KubernetesPlatformConfig } from '../../config/index.ts';
-import { countLinesMatching, linePattern } from '../lines.ts';
+import { countLinesMatching, linePattern, splitLines } from '../lines.ts';
 import type {
   AutoscalerStatus,
   GameConfig,
@@ -53,7 +53,7 @@ import type {
 } from '../port.ts';
 import { Kube, loadKubeConfig } from './client.ts';
 import { checkVersion, imageVersion, parseImage, withTag } from './image.ts';
-import { mergeSources, openPodLog, podLines } from './logs.ts';
+import { mergeSources, openPodLog, type PodLogOptions, type PodLogStream } from './logs.ts';
 import { byName, checkFilter, selectorText, toInstance } from './pods.ts';
 import { cpuMillicores, memoryBytes, parseGoDuration } from './quantity.ts';
 import { createRegistryCheck, type ImageCheck } from './registry.ts';
@@ -569,26 +569,63 @@ export class KubernetesPlatform implements Platform {
     return sinceMs === undefined ? undefined : Math.max(1, Math.ceil(sinceMs / 1000));
   }
 
+  /**
+   * The pods whose logs are read: a terminal pod (evicted, completed) runs nothing and its kubelet no
+   * longer keeps its containers (the API answers 400 "container … is not available"), so it is left out.
+   */
+  async #logPods(query: InstanceFilter, signal: AbortSignal | undefined): Promise<V1Pod[]> {
+    const selected = await this.#select(query, signal);
+    const pods = selected.filter((p) => !isTerminal(p));
+    if (pods.length < selected.length) {
+      this.#log.debug(
+        { pods: selected.filter(isTerminal).map((p) => p.metadata!.name) },
+        'terminal pods (evicted, completed) left out of the log read',
+      );
+    }
+    return pods;
+  }
+
+  /**
+   * A pod whose log cannot be read (evicted meanwhile, its node unreachable, its stream cut) is left out
+   * of the answer rather than failing the whole fleet's; only when no pod could be read is it an error.
+   */
+  #unreadable(err: unknown, signal: AbortSignal | undefined): err is InputError | UnavailableError {
+    if (signal?.aborted || this.#closed) return false;
+    return err instanceof InputError || err instanceof UnavailableError;
+  }
+
+  #noneReadable(unreadable: Record<string, string>, extra?: Record<string, unknown>): UnavailableError {
+    const names = Object.keys(unreadable);
+    return new UnavailableError(
+      `could not read the log of ${names.length === 1 ? 'the selected pod' : `any of the ${names.length} selected pods`} of ${this.describe()}: ${names.map((n) => `${n}: ${unreadable[n]}`).join('; ')}`,
+      { details: { ...extra, unreadable } },
+    );
+  }
+
   async *logs(query: LogQuery): AsyncIterable<LogLine> {
     this.#open();
     const sinceSeconds = this.#checkLogQuery(query);
     const signal = query.signal;
     signal?.throwIfAborted();
-    const pods = await this.#select(query, signal);
+    const pods = await this.#logPods(query, signal);
     const abort = new AbortController();
     this.#streams.add(abort);
     const combined = signal ? AbortSignal.any([signal, abort.signal]) : abort.signal;
+    const unreadable: Record<string, string> = {};
     const sources = pods.map((pod) => () => {
       const name = pod.metadata!.name!;
-      const lines = this.#podLinesOrNothing({
-        namespace: this.#ns,
-        pod: name,
-        container: this.#containerOf(pod),
-        follow: query.follow === true,
-        ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
-        ...(query.tail !== undefined ? { tailLines: query.tail } : {}),
-        signal: combined,
-      });
+      const lines = this.#podLinesOrSkip(
+        {
+          namespace: this.#ns,
+          pod: name,
+          container: this.#containerOf(pod),
+          follow: query.follow === true,
+          ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
+          ...(query.tail !== undefined ? { tailLines: query.tail } : {}),
+          signal: combined,
+        },
+        unreadable,
+      );
       return lines[Symbol.asyncIterator]();
     });
     try {
@@ -599,19 +636,36 @@ export class KubernetesPlatform implements Platform {
     } finally {
       this.#streams.delete(abort);
     }
+    if (pods.length > 0 && Object.keys(unreadable).length === pods.length)
+      throw this.#noneReadable(unreadable);
   }
 
-  /** A pod that disappeared between listing and reading has no lines (it is not an error of the query). */
-  async *#podLinesOrNothing(options: Parameters<typeof podLines>[1]): AsyncGenerator<LogLine> {
+  /**
+   * The lines of one pod. A pod gone between listing and reading has none; one whose log cannot be
+   * opened is recorded in `unreadable` and warned about. A stream cut once lines have flowed still
+   * fails the read: the lines already given cannot be taken back, and a silently short log would lie.
+   */
+  async *#podLinesOrSkip(
+    options: PodLogOptions,
+    unreadable: Record<string, string>,
+  ): AsyncGenerator<LogLine> {
+    let stream: PodLogStream;
     try {
-      yield* podLines(this.#kube, options);
+      stream = await openPodLog(this.#kube, options);
     } catch (err) {
       if (err instanceof NotFoundError) {
         this.#log.debug({ pod: options.pod }, 'pod gone before its log was read');
         return;
       }
-      throw err;
+      if (!this.#unreadable(err, options.signal)) throw err;
+      unreadable[options.pod] = err.message;
+      this.#log.warn(
+        { pod: options.pod, err: err.message },
+        `the log of pod ${options.pod} could not be read; the other pods' logs go on`,
+      );
+      return;
     }
+    for await (const line of splitLines(stream.chunks)) yield { instance: options.pod, line };
   }
 
   async countLines(query: Omit<LogQuery, 'follow' | 'tail'> & { pattern: string }): Promise<LineCount> {
@@ -620,37 +674,57 @@ export class KubernetesPlatform implements Platform {
     linePattern(query.pattern);
     const signal = query.signal;
     signal?.throwIfAborted();
-    const pods = await this.#select(query, signal);
+    const pods = await this.#logPods(query, signal);
     const abort = new AbortController();
     this.#streams.add(abort);
     const combined = signal ? AbortSignal.any([signal, abort.signal]) : abort.signal;
+    const unreadable: Record<string, string> = {};
+    const failures: Record<string, Record<string, unknown> | undefined> = {};
     try {
       const counts = await mapLimit(pods, COUNT_CONCURRENCY, async (pod) => {
         const name = pod.metadata!.name!;
-        let stream;
         try {
-          stream = await openPodLog(this.#kube, {
-            namespace: this.#ns,
-            pod: name,
-            container: this.#containerOf(pod),
-            ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
-            signal: combined,
-            idleTimeoutMs: this.#kube.api.requestTimeoutMs,
-          });
+          let stream: PodLogStream;
+          try {
+            stream = await openPodLog(this.#kube, {
+              namespace: this.#ns,
+              pod: name,
+              container: this.#containerOf(pod),
+              ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
+              signal: combined,
+              idleTimeoutMs: this.#kube.api.requestTimeoutMs,
+            });
+          } catch (err) {
+            if (err instanceof NotFoundError) return { name, count: 0, bytes: 0 };
+            throw err;
+          }
+          const { count, bytes } = await countLinesMatching(stream.chunks, query.pattern, combined);
+          return { name, count, bytes };
         } catch (err) {
-          if (err instanceof NotFoundError) return { name, count: 0, bytes: 0 };
-          throw err;
+          if (!this.#unreadable(err, signal)) throw err;
+          unreadable[name] = err.message;
+          failures[name] = err.details;
+          return undefined;
         }
-        const { count, bytes } = await countLinesMatching(stream.chunks, query.pattern, combined);
-        return { name, count, bytes };
       }).catch((err: unknown) => {
         abort.abort(new Error('count stopped'));
         throw signal?.aborted ? signal.reason : err;
       });
+      const names = Object.keys(unreadable);
+      if (pods.length > 0 && names.length === pods.length) {
+        throw this.#noneReadable(unreadable, names.length === 1 ? failures[names[0]!] : undefined);
+      }
+      if (names.length > 0) {
+        this.#log.warn(
+          { unreadable },
+          `the logs of ${names.join(', ')} could not be read: counted the other ${pods.length - names.length} pods only`,
+        );
+      }
       const perInstance: Record<string, number> = {};
       let total = 0;
       let bytesScanned = 0;
       for (const c of counts) {
+        if (c === undefined) continue;
         perInstance[c.name] = c.count;
         total += c.count;
         bytesScanned += c.bytes;
