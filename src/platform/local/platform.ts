@@ -59,6 +59,7 @@ import {
 } from './logs.ts';
 import { childExits, describeExit, exitOf, spawnDetached, stopProcess } from './process.ts';
 import { probeReady } from './probe.ts';
+import { listenerOwnership } from './sockets.ts';
 import {
   CLK_TCK,
   isSameProcess,
@@ -146,6 +147,8 @@ export function createLocalPlatform(options: LocalPlatformOptions): LocalPlatfor
 const NAME = /^game-(0|[1-9]\d{0,3})$/;
 const STATE_LOCK_WAIT_MS = 15_000;
 const POLL_MS = 150;
+/** After a failed replacement, how long past the operation's deadline the put-back waits for readiness. */
+const PUT_BACK_GRACE_MS = 5000;
 const CONFIG_FILE = 'game-config.json';
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_CONFIG_KEYS = 1000;
@@ -169,6 +172,8 @@ interface Op {
   started: number;
   deadline: number;
   signal: AbortSignal | undefined;
+  /** Aborts with `signal` or at the deadline: a stop in progress then goes straight to SIGKILL. */
+  stopSignal: AbortSignal;
   emit(progress: Omit<RolloutProgress, 'operation'>): RolloutProgress;
   last: RolloutProgress;
 }
@@ -507,7 +512,7 @@ class LocalFleet implements LocalPlatform {
         available: readyNow,
         message: `scaling from ${state.replicas} to ${replicas}`,
       });
-      await this.#stopMany(toStop, true);
+      await this.#stopMany(toStop, true, op.stopSignal);
       await this.#startMany(toStart, (e) => e?.version ?? state.version, op.name);
       await this.#waitReady(op, all, {
         desired: replicas,
@@ -542,9 +547,10 @@ class LocalFleet implements LocalPlatform {
       for (let i = 0; i < targets.length; i += maxUnavailable) {
         const batch = targets.slice(i, i + maxUnavailable);
         const names = batch.map((b) => instanceName(b)).join(', ');
+        this.#checkpoint(op, `stopping ${names}`);
         await this.#mutate((s) => batch.forEach((b) => this.#own(s, b, op.name)));
         for (const b of batch) ready.set(b, false);
-        await this.#stopMany(batch, false);
+        await this.#stopMany(batch, false, op.stopSignal);
         progress(`${updated}/${targets.length} restarted; stopped ${names}`);
         const current = await this.#state();
         await this.#startMany(batch, (e) => e?.version ?? current.version, op.name);
@@ -615,9 +621,10 @@ class LocalFleet implements LocalPlatform {
       const name = instanceName(index);
       const before = (await this.#state()).instances.find((e) => e.index === index);
       const old = before?.version ?? from;
+      this.#checkpoint(op, `stopping ${name}`);
       await this.#mutate((s) => this.#own(s, index, op.name));
       ready.set(index, false);
-      await this.#stopMany([index], false);
+      await this.#stopMany([index], false, op.stopSignal);
       progress(`${onTarget.size}/${replicas} updated; replacing ${name}`);
       try {
         await this.#startMany([index], () => target, op.name);
@@ -661,17 +668,17 @@ class LocalFleet implements LocalPlatform {
     ready: Map<number, boolean>,
   ): Promise<Error> {
     const name = instanceName(index);
-    await this.#stopMany([index], false);
     let back: string;
     try {
+      // The failed instance serves nobody: past the deadline (or cancelled) it is killed at once.
+      await this.#stopMany([index], false, op.stopSignal);
       await this.#startMany([index], () => old, op.name);
       if (op.signal?.aborted) back = `restarted on ${old}`;
       else {
-        const readyAgain = await this.#waitUntil(
-          [index],
-          performance.now() + this.#config.readinessTimeout,
-          undefined,
-        );
+        // Up to the deadline, or a short grace past it: never a whole readinessTimeout after it.
+        const now = performance.now();
+        const wait = Math.min(this.#config.readinessTimeout, Math.max(op.deadline - now, PUT_BACK_GRACE_MS));
+        const readyAgain = (await this.#waitUntil([index], now + wait, undefined)).pending;
         ready.set(index, readyAgain.size === 0);
         back = readyAgain.size === 0 ? `ready again on ${old}` : `restarted on ${old}, not ready yet`;
       }
@@ -813,7 +820,7 @@ class LocalFleet implements LocalPlatform {
       }
     });
     if (strays.length > 0) {
-      await this.#stopMany(strays, true);
+      await this.#stopMany(strays, true, undefined);
       round.stopped.push(...strays.map(instanceName));
     }
     round.rotated.push(...(await this.#rotateLogs()));
@@ -914,11 +921,13 @@ class LocalFleet implements LocalPlatform {
     options.signal?.throwIfAborted();
     return this.#withLock(name, options.signal, async () => {
       const started = performance.now();
+      const deadlineSignal = AbortSignal.timeout(Math.ceil(Math.min(timeoutMs, 2 ** 31 - 1)));
       const op: Op = {
         name,
         started,
         deadline: started + timeoutMs,
         signal: options.signal,
+        stopSignal: options.signal ? AbortSignal.any([options.signal, deadlineSignal]) : deadlineSignal,
         last: { operation: name, desired: 0, updated: 0, ready: 0, available: 0, message: 'starting' },
         emit: (progress) => {
           const full = { operation: name, ...progress };
@@ -944,6 +953,15 @@ class LocalFleet implements LocalPlatform {
         );
       }
     });
+  }
+
+  /** Before stopping anything more: a cancelled or timed-out operation stops here. */
+  #checkpoint(op: Op, what: string): void {
+    op.signal?.throwIfAborted();
+    if (performance.now() >= op.deadline)
+      throw new UnavailableError(`${op.name}: the operation timed out before ${what}`, {
+        details: { progress: op.last },
+      });
   }
 
   async #result(op: Op): Promise<RolloutResult> {
@@ -1020,14 +1038,17 @@ class LocalFleet implements LocalPlatform {
     }
   }
 
-  /** Stops instances (their process groups), at most `concurrency` at once; `remove` drops them from the state. */
-  async #stopMany(indexes: number[], remove: boolean): Promise<void> {
+  /**
+   * Stops instances (their whole process groups), at most `concurrency` at once; `remove` drops them from
+   * the state. When `signal` aborts (an operation cancelled or past its deadline) the grace ends: SIGKILL.
+   */
+  async #stopMany(indexes: number[], remove: boolean, signal: AbortSignal | undefined): Promise<void> {
     if (indexes.length === 0) return;
     const state = await this.#state();
     await mapLimit(indexes, this.#concurrency, async (index) => {
       const entry = state.instances.find((e) => e.index === index);
       if (entry?.pid !== undefined && entry.startTime !== undefined)
-        await stopProcess(entry.pid, entry.startTime, this.#stopGraceMs);
+        await stopProcess(entry.pid, entry.startTime, { graceMs: this.#stopGraceMs, signal });
     });
     await this.#mutate((s) => {
       if (remove) {
@@ -1064,34 +1085,41 @@ class LocalFleet implements LocalPlatform {
             : `${how.updated()}/${how.desired} updated, ${ready} ready; waiting for ${waiting.slice(0, 5).join(', ')}${waiting.length > 5 ? ` and ${waiting.length - 5} more` : ''}${reason ? ` (${reason})` : ''}`,
       });
     };
-    const pending = await this.#waitUntil(indexes, deadline, op.signal, report);
+    const { pending, dead } = await this.#waitUntil(indexes, deadline, op.signal, report);
     if (pending.size === 0) return;
-    const timedOut =
-      performance.now() >= op.deadline
-        ? 'the operation timed out'
-        : `not ready within ${this.#config.readinessTimeout} ms`;
-    const first = [...pending][0]!;
+    const first = [...dead, ...pending][0]!;
     const reason = this.#lastReasons.get(first);
-    throw new UnavailableError(
-      `${how.what}: ${instanceName(first)} ${timedOut}${reason ? ` (${reason})` : ''}`,
-      { details: { progress: op.last } },
-    );
+    const probe = this.#probeReasons.get(first);
+    const what = dead.has(first)
+      ? `died${reason ? ` (${reason})` : ''}${probe ? `; its last readiness probe: ${probe}` : ''}`
+      : `${
+          performance.now() >= op.deadline
+            ? 'the operation timed out'
+            : `not ready within ${this.#config.readinessTimeout} ms`
+        }${reason ? ` (${reason})` : ''}`;
+    throw new UnavailableError(`${how.what}: ${instanceName(first)} ${what}`, {
+      details: { progress: op.last },
+    });
   }
 
   /** Last readiness failure per instance, for messages. */
   readonly #lastReasons = new Map<number, string>();
+  /** Last failed probe of a live process per instance (kept when it then dies). */
+  readonly #probeReasons = new Map<number, string>();
 
   /**
    * Polls until every instance of `indexes` is ready, one dies, the deadline passes or the signal aborts
-   * (which throws its reason). Returns the ones still not ready.
+   * (which throws its reason). Returns the ones still not ready, and those seen dead.
    */
   async #waitUntil(
     indexes: number[],
     deadline: number,
     signal: AbortSignal | undefined,
     report?: (pending: Set<number>, reason?: string) => void,
-  ): Promise<Set<number>> {
+  ): Promise<{ pending: Set<number>; dead: Set<number> }> {
     const pending = new Set(indexes);
+    const dead = new Set<number>();
+    for (const index of indexes) this.#probeReasons.delete(index);
     for (;;) {
       signal?.throwIfAborted();
       const state = await this.#state();
@@ -1111,10 +1139,14 @@ class LocalFleet implements LocalPlatform {
           };
         }
         const probe = await probeReady(this.#opsUrl(index), this.#token, this.#probeTimeoutMs);
+        if (!probe.ready) return { ...probe, dead: false };
+        // Only the new instance's own answer counts: not a previous process still draining on the port,
+        // nor another program that took it.
+        const owner = await listenerOwnership(entry.pid!, entry.startTime!, this.#port(index));
+        if (owner.owned === false) return { ready: false, reason: owner.reason, dead: false };
         return { ...probe, dead: false };
       });
       let reason: string | undefined;
-      let dead = false;
       list.forEach((index, i) => {
         const r = results[i]!;
         if (r.ready) {
@@ -1123,11 +1155,12 @@ class LocalFleet implements LocalPlatform {
         } else {
           reason ??= r.reason;
           if (r.reason) this.#lastReasons.set(index, r.reason);
-          dead ||= r.dead;
+          if (r.dead) dead.add(index);
+          else if (r.reason) this.#probeReasons.set(index, r.reason);
         }
       });
       report?.(pending, reason);
-      if (pending.size === 0 || dead || performance.now() >= deadline) return pending;
+      if (pending.size === 0 || dead.size > 0 || performance.now() >= deadline) return { pending, dead };
       await sleep(
         Math.min(POLL_MS, Math.max(1, deadline - performance.now())),
         undefined,

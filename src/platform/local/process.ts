@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnavailableError, errorMessage } from '../../core/index.ts';
 import { isSameProcess, procStat, procStatSync } from './proc.ts';
@@ -101,22 +102,47 @@ export async function spawnDetached(spec: SpawnSpec): Promise<Started> {
   return { pid, startTime };
 }
 
+export interface StopOptions {
+  /** Between SIGTERM and SIGKILL. */
+  graceMs: number;
+  /** Aborting it ends the grace at once: SIGKILL to the group. */
+  signal?: AbortSignal | undefined;
+  /** How long the group may take to vanish after SIGKILL. @default 5000 */
+  killWaitMs?: number;
+}
+
 /**
- * Stops a process started by {@link spawnDetached}: SIGTERM to its process group, up to `graceMs` for it
- * to exit, then SIGKILL. Does nothing when `pid` is no longer the process started at `startTime` (the
- * pid was reused by another program, which must not be signalled).
+ * Stops a process started by {@link spawnDetached} **and its whole process group**: SIGTERM to the group,
+ * up to `graceMs` (cut short when `signal` aborts) for every process of it to exit, then SIGKILL to the
+ * group. Waiting for the leader alone is not enough: behind a wrapper (`sh -c 'node server.js'`,
+ * `npm start`) the leader dies at once while the real server still drains and holds the port.
+ *
+ * The group is the one the leader created (`setsid`): its id is the leader's pid. A leader that is gone
+ * already may have left members behind (a wrapper killed on its own); they are stopped too, but only
+ * those started at or after the leader (a process older than it cannot be of its group). Nothing is
+ * signalled when the pid is a different process now (reused: the start time differs) and no such member
+ * is left.
  * @returns whether a signal was sent.
+ * @throws UnavailableError when a process of the group is still there after SIGKILL (stuck in the kernel).
  */
-export async function stopProcess(pid: number, startTime: string, graceMs: number): Promise<boolean> {
+export async function stopProcess(pid: number, startTime: string, options: StopOptions): Promise<boolean> {
   const stat = await procStat(pid);
-  if (!isSameProcess(stat, startTime)) return false;
-  // Detached: the process leads its own group, so the group goes too (workers it forked).
-  const target = stat.pgrp === pid ? -pid : pid;
+  const leaderAlive = isSameProcess(stat, startTime);
+  // The leader left its group (setpgid): only the process itself can be told apart as ours.
+  const group = !leaderAlive || stat.pgrp === pid ? pid : undefined;
+  if (!leaderAlive && !(await groupAlive(pid, startTime))) return false;
+  const target = group !== undefined ? -group : pid;
+  const gone = (): Promise<boolean> =>
+    group !== undefined ? groupGone(group, pid, startTime) : isGone(pid, startTime);
   signal(target, 'SIGTERM');
-  if (await waitGone(pid, startTime, graceMs)) return true;
+  if (await waitFor(gone, options.graceMs, options.signal)) return true;
   signal(target, 'SIGKILL');
-  await waitGone(pid, startTime, 5000);
-  return true;
+  const killWaitMs = options.killWaitMs ?? 5000;
+  if (await waitFor(gone, killWaitMs, undefined)) return true;
+  throw new UnavailableError(
+    `process group ${group ?? pid} is still running ${killWaitMs} ms after SIGKILL (stuck in the kernel?)`,
+    { details: { pid } },
+  );
 }
 
 function signal(target: number, name: NodeJS.Signals): void {
@@ -127,11 +153,64 @@ function signal(target: number, name: NodeJS.Signals): void {
   }
 }
 
-async function waitGone(pid: number, startTime: string, ms: number): Promise<boolean> {
+async function isGone(pid: number, startTime: string): Promise<boolean> {
+  return !isSameProcess(await procStat(pid), startTime);
+}
+
+/** Whether the group led by `pid` (started at `startTime`) is gone: no live (non-zombie) member left. */
+async function groupGone(pgid: number, pid: number, startTime: string): Promise<boolean> {
+  if (!(await isGone(pid, startTime))) return false;
+  return !(await groupAlive(pgid, startTime));
+}
+
+/**
+ * Whether process group `pgid` has a live member started at or after `startTime`. `kill(-pgid, 0)`
+ * answers first (ESRCH: no member at all); zombies count there, so members are then looked up in /proc.
+ */
+export async function groupAlive(pgid: number, startTime: string): Promise<boolean> {
+  try {
+    process.kill(-pgid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+  }
+  return (await groupMembers(pgid, startTime)).length > 0;
+}
+
+/** Live (non-zombie) processes of group `pgid` started at or after `startTime`, from /proc. */
+export async function groupMembers(pgid: number, startTime: string): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await readdir('/proc');
+  } catch {
+    return [];
+  }
+  const since = Number(startTime);
+  const members: number[] = [];
+  await Promise.all(
+    names.map(async (name) => {
+      const pid = Number(name);
+      if (!Number.isSafeInteger(pid) || pid <= 0) return;
+      const stat = await procStat(pid);
+      if (!stat || stat.pgrp !== pgid || stat.state === 'Z' || stat.state === 'X') return;
+      if (Number(stat.startTime) < since) return;
+      members.push(pid);
+    }),
+  );
+  return members.sort((a, b) => a - b);
+}
+
+/** Polls `done` until it is true (true), `ms` pass or `signal` aborts (false). */
+async function waitFor(
+  done: () => Promise<boolean>,
+  ms: number,
+  abort: AbortSignal | undefined,
+): Promise<boolean> {
   const deadline = performance.now() + ms;
   for (let wait = 5; ; wait = Math.min(wait * 2, 50)) {
-    if (!isSameProcess(await procStat(pid), startTime)) return true;
-    if (performance.now() >= deadline) return false;
-    await sleep(wait);
+    if (await done()) return true;
+    if (abort?.aborted || performance.now() >= deadline) return false;
+    await sleep(Math.min(wait, Math.max(1, deadline - performance.now())), undefined, {
+      ...(abort ? { signal: abort } : {}),
+    }).catch(() => undefined);
   }
 }

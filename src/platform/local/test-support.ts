@@ -97,7 +97,8 @@ export async function destroyFleet(dataDir: string): Promise<void> {
     };
     await Promise.all(
       (state.instances ?? []).map(async (i) => {
-        if (i.pid !== undefined && i.startTime !== undefined) await stopProcess(i.pid, i.startTime, 2000);
+        if (i.pid !== undefined && i.startTime !== undefined)
+          await stopProcess(i.pid, i.startTime, { graceMs: 2000 }).catch(() => undefined);
       }),
     );
   } catch {
