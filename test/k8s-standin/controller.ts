@@ -142,6 +142,8 @@ export class Controller {
   readonly #options: ControllerOptions;
   readonly #pods = new Map<string, PodRuntime>();
   readonly #deployments = new Map<string, DeploymentRuntime>();
+  /** ReplicaSets created by the Deployment controller and not yet reported in a Deployment's status. */
+  readonly #created = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #ipCounter = 10;
   /** While frozen nothing reconciles: generation is not observed, pods do not change. */
@@ -183,7 +185,22 @@ export class Controller {
 
   tick(now = Date.now()): void {
     if (this.frozen) return;
-    for (const d of this.#store.list<Deployment>('deployments')) this.#reconcileDeployment(d);
+    this.step(now);
+  }
+
+  /**
+   * One pass of every controller, frozen or not (tests use it to stop between two passes). A Deployment
+   * whose new generation is observed in this pass gets its status from the ReplicaSets' statuses as they
+   * were before the ReplicaSet controller acted, as the real Deployment controller (reading its informer
+   * cache) writes observedGeneration with counts that lag one sync behind; the next pass catches up.
+   */
+  step(now = Date.now()): void {
+    const observing = new Set<Deployment>();
+    for (const d of this.#store.list<Deployment>('deployments')) {
+      this.#reconcileDeployment(d);
+      if ((d.status.observedGeneration ?? 0) < (d.metadata.generation ?? 1)) observing.add(d);
+    }
+    for (const d of observing) this.#deploymentStatus(d, now);
     const byOwner = this.#podsByOwner();
     for (const rs of this.#store.list<ReplicaSet>('replicasets'))
       this.#reconcileReplicaSet(rs, byOwner.get(rs.metadata.uid) ?? [], now);
@@ -191,7 +208,8 @@ export class Controller {
     const after = this.#podsByOwner();
     for (const rs of this.#store.list<ReplicaSet>('replicasets'))
       this.#replicaSetStatus(rs, after.get(rs.metadata.uid) ?? []);
-    for (const d of this.#store.list<Deployment>('deployments')) this.#deploymentStatus(d, now);
+    for (const d of this.#store.list<Deployment>('deployments'))
+      if (!observing.has(d)) this.#deploymentStatus(d, now);
     for (const hpa of this.#store.list<Hpa>('horizontalpodautoscalers')) this.#hpaStatus(hpa);
   }
 
@@ -238,7 +256,7 @@ export class Controller {
       labels: { ...(template.metadata?.labels ?? {}), [TEMPLATE_HASH]: hash },
     };
     const { maxSurge } = rollingParams(d);
-    return this.#store.create<ReplicaSet>('replicasets', {
+    const created = this.#store.create<ReplicaSet>('replicasets', {
       apiVersion: 'apps/v1',
       kind: 'ReplicaSet',
       metadata: {
@@ -278,6 +296,8 @@ export class Controller {
         observedGeneration: 0,
       },
     });
+    this.#created.add(created.metadata.uid);
+    return created;
   }
 
   #setReplicas(rs: ReplicaSet, replicas: number): void {
@@ -747,18 +767,24 @@ export class Controller {
     if (!rt || rt.newRs !== rsName) {
       rt = { lastProgressAt: now, newRs: rsName, last: counts };
       this.#deployments.set(key, rt);
+      const created = newRs !== undefined && this.#created.delete(newRs.metadata.uid);
+      const hasProgressing = conditions.some((c) => c.type === 'Progressing');
       if (newRs && revisionOf(newRs) > 0 && !(updated === desired && available === desired && old === 0)) {
-        conditions = setCondition(
-          conditions,
-          {
-            type: 'Progressing',
-            status: 'True',
-            reason: 'NewReplicaSetCreated',
-            message: `Created new replica set "${rsName}"`,
-            lastUpdateTime: iso(now),
-          },
-          now,
-        );
+        // As getNewReplicaSet: a created ReplicaSet resets the condition; an existing one (a rollback)
+        // only sets one when there is none, so a ProgressDeadlineExceeded stays until progress is seen.
+        if (created || !hasProgressing) {
+          conditions = setCondition(
+            conditions,
+            {
+              type: 'Progressing',
+              status: 'True',
+              reason: created ? 'NewReplicaSetCreated' : 'FoundNewReplicaSet',
+              message: created ? `Created new replica set "${rsName}"` : `Found new replica set "${rsName}"`,
+              lastUpdateTime: iso(now),
+            },
+            now,
+          );
+        }
       }
     }
     const progressed =

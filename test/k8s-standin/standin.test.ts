@@ -389,6 +389,50 @@ describe('API stand-in: controllers and kubelet', () => {
     expect(s.deployment('game').status.availableReplicas).toBe(2);
   });
 
+  it('keeps a ProgressDeadlineExceeded through a rollback to an existing ReplicaSet, as the Deployment controller does', async () => {
+    const s = await standIn({ controller: { progressDeadlineMs: 150 } });
+    s.createDeployment({ name: 'game', replicas: 2, image: 'example.com/game:v1' });
+    await s.waitForRollout('game');
+    const image = (tag: string) => ({
+      spec: { template: { spec: { containers: [{ name: 'game', image: `example.com/game:${tag}` }] } } },
+    });
+    const progressing = (d: Deployment) => d.status.conditions?.find((c) => c.type === 'Progressing');
+    await call(s, 'PATCH', D, image('v2-broken'), 'application/strategic-merge-patch+json');
+    await s.waitFor(
+      'deadline',
+      () => progressing(s.deployment('game'))?.reason === 'ProgressDeadlineExceeded',
+    );
+    const exceeded = { ...progressing(s.deployment('game'))! };
+
+    // Back to v1, whose ReplicaSet exists: the pass that observes the change keeps the old condition,
+    // and its counts are those the ReplicaSets had before this pass (one sync behind).
+    s.controller.frozen = true;
+    await call(s, 'PATCH', D, image('v1'), 'application/strategic-merge-patch+json');
+    s.controller.step();
+    const observed = (await call(s, 'GET', D)).body as unknown as Deployment;
+    expect(observed.status.observedGeneration).toBe(observed.metadata.generation);
+    expect(progressing(observed)).toEqual(exceeded);
+    expect(observed.status.replicas).toBe(3);
+    expect(s.pods().filter((p) => p.metadata.deletionTimestamp === undefined)).toHaveLength(2);
+    s.controller.frozen = false;
+    await s.waitFor('progress', () => progressing(s.deployment('game'))?.reason === 'NewReplicaSetAvailable');
+
+    // A template never seen before gets a new ReplicaSet, and the condition is reset at once.
+    await call(s, 'PATCH', D, image('v3-broken'), 'application/strategic-merge-patch+json');
+    await s.waitFor(
+      'deadline',
+      () => progressing(s.deployment('game'))?.reason === 'ProgressDeadlineExceeded',
+    );
+    s.controller.frozen = true;
+    await call(s, 'PATCH', D, image('v4'), 'application/strategic-merge-patch+json');
+    s.controller.step();
+    expect(progressing(s.deployment('game'))).toMatchObject({
+      status: 'True',
+      reason: 'NewReplicaSetCreated',
+    });
+    s.controller.frozen = false;
+  });
+
   it('replaces a deleted pod after a graceful termination, and restarts on a new restartedAt', async () => {
     const s = await withDeployment();
     const [victim] = s.pods();
