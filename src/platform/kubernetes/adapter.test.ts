@@ -335,6 +335,38 @@ describe('rollouts (API stand-in)', () => {
     ]);
   });
 
+  it('rolls back after a progress deadline without mistaking the deadline it leaves behind for its own', async () => {
+    const f = await fleet({ replicas: 2, controller: { progressDeadlineMs: 300 } });
+    const failed = await rejection(f.platform.setVersion('v3-broken', { timeoutMs: 10_000 }));
+    expect(failed.details?.['reason']).toBe('ProgressDeadlineExceeded');
+    const generation = f.standIn.deployment('game-server').metadata.generation!;
+    // The controller observes the rollback once and stops: the Deployment shows the new generation
+    // observed and still the old ProgressDeadlineExceeded, as a real one does until it sees progress.
+    f.standIn.controller.frozen = true;
+    const seen: RolloutProgress[] = [];
+    const back = f.platform.rollback({ timeoutMs: 10_000, onProgress: (p) => seen.push(p) });
+    const outcome = back.then(
+      (result) => ({ result }),
+      (error: unknown) => ({ error }),
+    );
+    await f.standIn.waitFor(
+      'the rollback patch',
+      () => f.standIn.deployment('game-server').metadata.generation! > generation,
+    );
+    f.standIn.controller.step();
+    const d = f.standIn.deployment('game-server');
+    expect(d.status.observedGeneration).toBe(d.metadata.generation);
+    expect(d.status.conditions?.find((c) => c.type === 'Progressing')?.reason).toBe(
+      'ProgressDeadlineExceeded',
+    );
+    await new Promise((r) => setTimeout(r, 400));
+    f.standIn.controller.frozen = false;
+    const done = await outcome;
+    expect('error' in done ? done.error : undefined).toBeUndefined();
+    expect('result' in done && done.result.version).toBe('v1');
+    expect(seen.some((p) => p.message.includes('progress deadline'))).toBe(false);
+  });
+
   it('stops at its own timeout, with the last progress, when the deadline is further away', async () => {
     const f = await fleet();
     const began = performance.now();

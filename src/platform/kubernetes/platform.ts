@@ -59,13 +59,16 @@ import { cpuMillicores, memoryBytes, parseGoDuration } from './quantity.ts';
 import { createRegistryCheck, type ImageCheck } from './registry.ts';
 import {
   checkWaitOptions,
+  deadlineExceeded,
   fleetCounts,
   isTerminal,
   isTerminating,
   rolloutInProgress,
   rolloutStatus,
   waitForRollout,
+  type ProgressingCondition,
   type RolloutCheck,
+  type StatusOptions,
 } from './rollout.ts';
 
 /** What the adapter logs through (a pino Logger fits). */
@@ -778,9 +781,9 @@ export class KubernetesPlatform implements Platform {
     return { clock: this.#clock, pollMs: this.#pollMs, settleMs: this.#settleMs, log: this.#log };
   }
 
-  async #fleetCheck(operation: string, signal?: AbortSignal): Promise<RolloutCheck> {
+  async #fleetCheck(operation: string, signal: AbortSignal, options: StatusOptions): Promise<RolloutCheck> {
     const [d, pods] = await Promise.all([this.#deployment(signal), this.#listPods(signal)]);
-    return rolloutStatus(operation, d, fleetCounts(pods));
+    return rolloutStatus(operation, d, fleetCounts(pods), options);
   }
 
   /** The caller's signal, also aborted when the platform closes. */
@@ -788,11 +791,16 @@ export class KubernetesPlatform implements Platform {
     return signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
   }
 
-  async #wait(operation: string, what: string, options: WaitOptions | undefined): Promise<RolloutProgress> {
+  async #wait(
+    operation: string,
+    what: string,
+    options: WaitOptions | undefined,
+    status: StatusOptions = {},
+  ): Promise<RolloutProgress> {
     const signal = this.#waitSignal(options?.signal);
     return waitForRollout(
       what,
-      () => this.#fleetCheck(operation, signal),
+      () => this.#fleetCheck(operation, signal, status),
       { ...options, signal, timeoutMs: this.#timeout(options) },
       this.#waitSettings(),
     );
@@ -1058,6 +1066,9 @@ export class KubernetesPlatform implements Platform {
       const signal = options?.signal;
       const checked = new Set<string>();
       let previousVersion: string | undefined;
+      // Set when this call changed the template: a deadline passed before it is not about it. Joining a
+      // rollout already under way (same image) keeps its deadline: that one is about this version.
+      let staleDeadline: ProgressingCondition | undefined;
       for (let attempt = 1; ; attempt++) {
         const d = await this.#deployment(signal);
         const container = this.#gameContainer(d);
@@ -1096,6 +1107,7 @@ export class KubernetesPlatform implements Platform {
             { signal, contentType: STRATEGIC_PATCH },
           );
           previousVersion = imageVersion(image);
+          staleDeadline = deadlineExceeded(d);
           this.#log.info({ deployment: this.#name, from: image, to: target }, 'set version');
           break;
         } catch (err) {
@@ -1113,6 +1125,7 @@ export class KubernetesPlatform implements Platform {
         'set-version',
         `rollout of ${this.describe()} to ${version}`,
         options,
+        { staleDeadline },
       );
       const after = await this.#deployment(signal);
       return this.#result('set-version', after, previousVersion, started, progress);
@@ -1144,6 +1157,7 @@ export class KubernetesPlatform implements Platform {
       const started = this.#clock.now();
       const signal = options?.signal;
       let previousVersion: string | undefined;
+      let staleDeadline: ProgressingCondition | undefined;
       for (let attempt = 1; ; attempt++) {
         const d = await this.#deployment(signal);
         if (d.spec?.paused === true) this.#refuseIfBusy(d, 'rolling back');
@@ -1211,6 +1225,7 @@ export class KubernetesPlatform implements Platform {
             { signal, contentType: JSON_PATCH },
           );
           previousVersion = imageVersion(image);
+          staleDeadline = deadlineExceeded(d);
           this.#log.info(
             {
               deployment: this.#name,
@@ -1226,7 +1241,9 @@ export class KubernetesPlatform implements Platform {
           throw err;
         }
       }
-      const progress = await this.#wait('rollback', `rollback of ${this.describe()}`, options);
+      const progress = await this.#wait('rollback', `rollback of ${this.describe()}`, options, {
+        staleDeadline,
+      });
       const after = await this.#deployment(signal);
       return this.#result('rollback', after, previousVersion, started, progress);
     } finally {

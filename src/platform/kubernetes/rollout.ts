@@ -60,26 +60,73 @@ function count(n: number | undefined): number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
-export function progressingCondition(
-  d: V1Deployment,
-): { status: string; reason?: string; message?: string } | undefined {
+export interface ProgressingCondition {
+  status: string;
+  reason?: string;
+  message?: string;
+  /** ISO 8601, as the API sent them. */
+  lastUpdateTime?: string;
+  lastTransitionTime?: string;
+}
+
+function timeText(t: Date | string | undefined | null): string | undefined {
+  if (t === undefined || t === null) return undefined;
+  const d = t instanceof Date ? t : new Date(t);
+  return Number.isNaN(d.getTime()) ? String(t) : d.toISOString();
+}
+
+export function progressingCondition(d: V1Deployment): ProgressingCondition | undefined {
   const c = (d.status?.conditions ?? []).find((x) => x.type === 'Progressing');
-  return c
-    ? {
-        status: c.status,
-        ...(c.reason ? { reason: c.reason } : {}),
-        ...(c.message ? { message: c.message } : {}),
-      }
-    : undefined;
+  if (!c) return undefined;
+  const updated = timeText(c.lastUpdateTime);
+  const transition = timeText(c.lastTransitionTime);
+  return {
+    status: c.status,
+    ...(c.reason ? { reason: c.reason } : {}),
+    ...(c.message ? { message: c.message } : {}),
+    ...(updated !== undefined ? { lastUpdateTime: updated } : {}),
+    ...(transition !== undefined ? { lastTransitionTime: transition } : {}),
+  };
+}
+
+/**
+ * The ProgressDeadlineExceeded condition `d` shows, if any: taken from the Deployment a change was
+ * decided on, it tells that condition apart from one about the change. The Deployment controller keeps
+ * a timed-out condition, timestamps and all, when the template goes back to an existing ReplicaSet (a
+ * rollback) until it sees progress, so right after the change it still says the deadline passed.
+ */
+export function deadlineExceeded(d: V1Deployment): ProgressingCondition | undefined {
+  const c = progressingCondition(d);
+  return c?.reason === 'ProgressDeadlineExceeded' ? c : undefined;
+}
+
+function sameCondition(a: ProgressingCondition, b: ProgressingCondition | undefined): boolean {
+  return (
+    b !== undefined &&
+    a.reason === b.reason &&
+    a.lastUpdateTime === b.lastUpdateTime &&
+    a.lastTransitionTime === b.lastTransitionTime &&
+    (a.lastUpdateTime !== undefined || a.lastTransitionTime !== undefined)
+  );
+}
+
+export interface StatusOptions {
+  /** A ProgressDeadlineExceeded from before the change waited for ({@link deadlineExceeded}): not about it. */
+  staleDeadline?: ProgressingCondition | undefined;
 }
 
 /**
  * `kubectl rollout status` for a Deployment: the change observed (observedGeneration), no
- * ProgressDeadlineExceeded, updated = desired, no old replicas, available = updated; and, for a scale
+ * ProgressDeadlineExceeded (other than `options.staleDeadline`), updated = desired, no old replicas, available = updated; and, for a scale
  * down, no replica beyond the desired count (the Deployment's counts leave terminating pods out, so
  * this never waits for one). Terminating pods of `fleet` are only named in the message.
  */
-export function rolloutStatus(operation: string, d: V1Deployment, fleet?: FleetCounts): RolloutCheck {
+export function rolloutStatus(
+  operation: string,
+  d: V1Deployment,
+  fleet?: FleetCounts,
+  options: StatusOptions = {},
+): RolloutCheck {
   const desired = count(d.spec?.replicas ?? 1);
   const s = d.status ?? {};
   const updated = count(s.updatedReplicas);
@@ -103,8 +150,8 @@ export function rolloutStatus(operation: string, d: V1Deployment, fleet?: FleetC
 
   if (observed < generation)
     return { progress: progress('waiting for the change to be observed'), done: false };
-  const cond = progressingCondition(d);
-  if (cond?.reason === 'ProgressDeadlineExceeded') {
+  const cond = deadlineExceeded(d);
+  if (cond !== undefined && !sameCondition(cond, options.staleDeadline)) {
     const why = `deployment ${name} exceeded its progress deadline (${cond.message ?? 'ProgressDeadlineExceeded'})`;
     return { progress: progress(why), done: false, failed: why };
   }
