@@ -61,6 +61,8 @@ export async function setup(
       opsToken: token,
       clock: c,
       stopGraceMs: 2000,
+      // No stability window unless a test asks for one: most tests are not about it.
+      minReadyMs: 0,
       ...extra,
       ...more,
     });

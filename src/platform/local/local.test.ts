@@ -22,6 +22,7 @@ describePlatformContract(
       opsToken: token,
       clock: systemClock,
       stopGraceMs: 3000,
+      minReadyMs: 300,
     });
     await platform.scale(2, { timeoutMs: 30_000 });
     return {

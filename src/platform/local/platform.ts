@@ -115,6 +115,12 @@ export interface LocalPlatformOptions {
   stopGraceMs?: number;
   /** How long an operation waits for the fleet lock before the ConflictError. @default 250 */
   lockWaitMs?: number;
+  /**
+   * Stability window of `restart` and `setVersion`/`rollback` (like Kubernetes' minReadySeconds): a new
+   * instance must stay alive and ready this long after its first good probe before the next one is
+   * replaced; dying within it fails the rollout. 0 turns it off. @default 3000
+   */
+  minReadyMs?: number;
   /** Probes and stops run at most this many at once. @default 64 */
   concurrency?: number;
   /** CPU sampling window of `usage`. @default 200 */
@@ -188,6 +194,7 @@ class LocalFleet implements LocalPlatform {
   readonly #log: LocalLogger;
   readonly #probeTimeoutMs: number;
   readonly #stopGraceMs: number;
+  readonly #minReadyMs: number;
   readonly #lockWaitMs: number;
   readonly #concurrency: number;
   readonly #usageWindowMs: number;
@@ -208,6 +215,8 @@ class LocalFleet implements LocalPlatform {
     this.#log = options.log ?? silent;
     this.#probeTimeoutMs = options.probeTimeoutMs ?? Math.min(2000, options.config.readinessTimeout);
     this.#stopGraceMs = options.stopGraceMs ?? 10_000;
+    const minReadyMs = options.minReadyMs ?? 3000;
+    this.#minReadyMs = Number.isFinite(minReadyMs) && minReadyMs > 0 ? minReadyMs : 0;
     this.#lockWaitMs = options.lockWaitMs ?? 250;
     this.#concurrency = options.concurrency ?? 64;
     this.#usageWindowMs = options.usageWindowMs ?? 200;
@@ -559,6 +568,7 @@ class LocalFleet implements LocalPlatform {
           updated: () => updated,
           readyOthers: () => countTrue(ready),
           what: `restart of ${names}`,
+          stable: true,
         });
         for (const b of batch) ready.set(b, true);
         updated += batch.length;
@@ -633,6 +643,7 @@ class LocalFleet implements LocalPlatform {
           updated: () => onTarget.size,
           readyOthers: () => countTrue(ready),
           what: `${name} on ${target}`,
+          stable: true,
         });
       } catch (err) {
         throw await this.#putBack(
@@ -1067,11 +1078,19 @@ class LocalFleet implements LocalPlatform {
   async #waitReady(
     op: Op,
     indexes: number[],
-    how: { desired: number; updated: () => number; readyOthers?: () => number; what: string },
+    how: {
+      desired: number;
+      updated: () => number;
+      readyOthers?: () => number;
+      what: string;
+      /** Hold each instance for the stability window once it is ready (rollouts and restarts). */
+      stable?: boolean;
+    },
   ): Promise<void> {
-    const deadline = Math.min(op.deadline, performance.now() + this.#config.readinessTimeout);
-    const report = (pending: Set<number>, reason?: string): void => {
-      const readyHere = indexes.length - pending.size;
+    const holdMs = how.stable ? this.#minReadyMs : 0;
+    const deadline = Math.min(op.deadline, performance.now() + this.#config.readinessTimeout + holdMs);
+    const report = (pending: Set<number>, reason: string | undefined, holding: number): void => {
+      const readyHere = indexes.length - pending.size + holding;
       const ready = how.readyOthers ? how.readyOthers() + readyHere : readyHere;
       const waiting = [...pending].map(instanceName);
       op.emit({
@@ -1085,7 +1104,7 @@ class LocalFleet implements LocalPlatform {
             : `${how.updated()}/${how.desired} updated, ${ready} ready; waiting for ${waiting.slice(0, 5).join(', ')}${waiting.length > 5 ? ` and ${waiting.length - 5} more` : ''}${reason ? ` (${reason})` : ''}`,
       });
     };
-    const { pending, dead } = await this.#waitUntil(indexes, deadline, op.signal, report);
+    const { pending, dead } = await this.#waitUntil(indexes, deadline, op.signal, report, holdMs);
     if (pending.size === 0) return;
     const first = [...dead, ...pending][0]!;
     const reason = this.#lastReasons.get(first);
@@ -1108,17 +1127,21 @@ class LocalFleet implements LocalPlatform {
   readonly #probeReasons = new Map<number, string>();
 
   /**
-   * Polls until every instance of `indexes` is ready, one dies, the deadline passes or the signal aborts
-   * (which throws its reason). Returns the ones still not ready, and those seen dead.
+   * Polls until every instance of `indexes` is ready (and, with `holdMs`, has stayed alive and ready
+   * that long since its first good probe; a failed probe starts the window again), one dies, the deadline
+   * passes or the signal aborts (which throws its reason). Returns the ones still not ready, and those
+   * seen dead.
    */
   async #waitUntil(
     indexes: number[],
     deadline: number,
     signal: AbortSignal | undefined,
-    report?: (pending: Set<number>, reason?: string) => void,
+    report?: (pending: Set<number>, reason: string | undefined, holding: number) => void,
+    holdMs = 0,
   ): Promise<{ pending: Set<number>; dead: Set<number> }> {
     const pending = new Set(indexes);
     const dead = new Set<number>();
+    const readySince = new Map<number, number>();
     for (const index of indexes) this.#probeReasons.delete(index);
     for (;;) {
       signal?.throwIfAborted();
@@ -1147,22 +1170,34 @@ class LocalFleet implements LocalPlatform {
         return { ...probe, dead: false };
       });
       let reason: string | undefined;
+      const now = performance.now();
       list.forEach((index, i) => {
         const r = results[i]!;
         if (r.ready) {
-          pending.delete(index);
           this.#lastReasons.delete(index);
+          const since = readySince.get(index) ?? now;
+          readySince.set(index, since);
+          if (now - since >= holdMs) {
+            pending.delete(index);
+            readySince.delete(index);
+          } else {
+            reason ??= `ready, staying up ${Math.ceil((holdMs - (now - since)) / 1000)} s more before going on`;
+          }
         } else {
+          readySince.delete(index);
           reason ??= r.reason;
           if (r.reason) this.#lastReasons.set(index, r.reason);
           if (r.dead) dead.add(index);
           else if (r.reason) this.#probeReasons.set(index, r.reason);
         }
       });
-      report?.(pending, reason);
+      report?.(pending, reason, readySince.size);
       if (pending.size === 0 || dead.size > 0 || performance.now() >= deadline) return { pending, dead };
+      const nextHold = Math.min(
+        ...[...readySince.values()].map((since) => since + holdMs - performance.now()),
+      );
       await sleep(
-        Math.min(POLL_MS, Math.max(1, deadline - performance.now())),
+        Math.min(POLL_MS, Math.max(1, nextHold), Math.max(1, deadline - performance.now())),
         undefined,
         signal ? { signal } : {},
       );
