@@ -367,6 +367,40 @@ describe('rollouts (API stand-in)', () => {
     expect(seen.some((p) => p.message.includes('progress deadline'))).toBe(false);
   });
 
+  it('stops waiting with a ConflictError when someone else changes the version meanwhile', async () => {
+    const f = await fleet({ replicas: 2 });
+    const image = () => f.standIn.deployment('game-server').spec.template.spec.containers[0]!.image;
+    const overrule = async (tag: string) => {
+      const res = await api(
+        f,
+        'PATCH',
+        DEPLOYMENT_PATH,
+        { spec: { template: { spec: { containers: [{ name: 'game', image: f.image(tag) }] } } } },
+        'application/strategic-merge-patch+json',
+      );
+      expect(res.status).toBe(200);
+    };
+    f.standIn.controller.frozen = true;
+    const rolling = rejection(f.platform.setVersion('v4', { timeoutMs: 10_000 }));
+    await f.standIn.waitFor('the v4 patch', () => image() === f.image('v4'));
+    await overrule('v2'); // e.g. a CI job, or an operator's kubectl rollout undo
+    f.standIn.controller.frozen = false;
+    const err = await rolling;
+    expect(err).toBeInstanceOf(ConflictError);
+    expect(err.message).toContain('rollout of deployment game/game-server to v4 was superseded by v2');
+    expect(err.details).toMatchObject({ image: f.image('v2'), expected: f.image('v4') });
+    await f.standIn.waitForRollout('game-server');
+
+    f.standIn.controller.frozen = true;
+    const back = rejection(f.platform.rollback({ timeoutMs: 10_000 }));
+    await f.standIn.waitFor('the rollback patch', () => image() === f.image('v1'));
+    await overrule('v4');
+    f.standIn.controller.frozen = false;
+    const undone = await back;
+    expect(undone).toBeInstanceOf(ConflictError);
+    expect(undone.message).toContain('rollback of deployment game/game-server was superseded by v4');
+  });
+
   it('stops at its own timeout, with the last progress, when the deadline is further away', async () => {
     const f = await fleet();
     const began = performance.now();

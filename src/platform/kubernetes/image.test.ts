@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../../core/index.ts';
-import { checkVersion, imageVersion, parseImage, withTag } from './image.ts';
+import { checkVersion, imageVersion, parseImage, sameImage, withTag } from './image.ts';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
@@ -64,6 +64,18 @@ describe('image references', () => {
     expect(imageVersion('nginx')).toBe('latest');
     expect(imageVersion('game/server:v1.2.3')).toBe('v1.2.3');
     expect(imageVersion(`ghcr.io/org/app@${DIGEST}`)).toBe(DIGEST);
+  });
+
+  it('tells whether a template still asks for the same image, a pinned digest or not', () => {
+    expect(sameImage('r.example/game:v4', 'r.example/game:v4')).toBe(true);
+    expect(sameImage(`r.example/game:v4@${DIGEST}`, 'r.example/game:v4')).toBe(true);
+    expect(sameImage('r.example/game', 'r.example/game:latest')).toBe(true);
+    expect(sameImage('r.example/game:v2', 'r.example/game:v4')).toBe(false);
+    expect(sameImage('r.example/other:v4', 'r.example/game:v4')).toBe(false);
+    expect(sameImage(`r.example/game:v4@${DIGEST}`, `r.example/game:v4@sha256:${'b'.repeat(64)}`)).toBe(
+      false,
+    );
+    expect(sameImage('not an image', 'r.example/game:v4')).toBe(false);
   });
 
   it.each(['v1', 'v1.2.3', '1.0.0-rc.1', 'build_42', '_x', 'a'.repeat(128)])(

@@ -76,3 +76,19 @@ export function withTag(image: string, version: string): string {
   if (!ref) throw new InputError(`the current image ${JSON.stringify(image)} is not a valid image reference`);
   return `${ref.name}:${checkVersion(version)}`;
 }
+
+/**
+ * The same image, as far as a rollout goes: same repository and tag; a digest counts only when both
+ * carry one (an admission webhook may pin `repo:v4` to `repo:v4@sha256:…`).
+ */
+export function sameImage(a: string, b: string): boolean {
+  if (a === b) return true;
+  const x = parseImage(a);
+  const y = parseImage(b);
+  if (!x || !y) return false;
+  return (
+    x.name === y.name &&
+    (x.tag ?? 'latest') === (y.tag ?? 'latest') &&
+    (x.digest === undefined || y.digest === undefined || x.digest === y.digest)
+  );
+}

@@ -52,7 +52,7 @@ import type {
   WaitOptions,
 } from '../port.ts';
 import { Kube, loadKubeConfig } from './client.ts';
-import { checkVersion, imageVersion, parseImage, withTag } from './image.ts';
+import { checkVersion, imageVersion, parseImage, sameImage, withTag } from './image.ts';
 import { mergeSources, openPodLog, type PodLogOptions, type PodLogStream } from './logs.ts';
 import { byName, checkFilter, selectorText, toInstance } from './pods.ts';
 import { cpuMillicores, memoryBytes, parseGoDuration } from './quantity.ts';
@@ -111,6 +111,12 @@ const TEMPLATE_HASH = 'pod-template-hash';
 const MERGE_PATCH = 'application/merge-patch+json';
 const STRATEGIC_PATCH = 'application/strategic-merge-patch+json';
 const JSON_PATCH = 'application/json-patch+json';
+
+/** What a wait is for: a deadline that is not about it, and the game image the template must keep. */
+interface WaitTarget extends StatusOptions {
+  /** The game container's image this operation rolls to; another one in the template is a ConflictError. */
+  image?: string;
+}
 
 const noLog: PlatformLog = { debug: () => {}, info: () => {}, warn: () => {} };
 
@@ -781,9 +787,26 @@ export class KubernetesPlatform implements Platform {
     return { clock: this.#clock, pollMs: this.#pollMs, settleMs: this.#settleMs, log: this.#log };
   }
 
-  async #fleetCheck(operation: string, signal: AbortSignal, options: StatusOptions): Promise<RolloutCheck> {
+  async #fleetCheck(
+    operation: string,
+    what: string,
+    signal: AbortSignal,
+    options: WaitTarget,
+    seen: { deployment?: V1Deployment },
+  ): Promise<RolloutCheck> {
     const [d, pods] = await Promise.all([this.#deployment(signal), this.#listPods(signal)]);
-    return rolloutStatus(operation, d, fleetCounts(pods), options);
+    const check = rolloutStatus(operation, d, fleetCounts(pods), options);
+    const image = this.#gameContainer(d).image!;
+    if (options.image !== undefined && !sameImage(image, options.image)) {
+      // Someone else (kubectl, CI, another gameops) changed the template meanwhile: the rollout now
+      // under way is theirs; finishing it is not what this operation was asked for.
+      throw new ConflictError(
+        `${what} was superseded by ${imageVersion(image)}: the Deployment's template now asks for ${image}; gameops stopped waiting, and the rollout to ${imageVersion(image)} goes on in the cluster`,
+        { details: { progress: check.progress, image, expected: options.image } },
+      );
+    }
+    seen.deployment = d;
+    return check;
   }
 
   /** The caller's signal, also aborted when the platform closes. */
@@ -795,15 +818,27 @@ export class KubernetesPlatform implements Platform {
     operation: string,
     what: string,
     options: WaitOptions | undefined,
-    status: StatusOptions = {},
+    target: WaitTarget = {},
   ): Promise<RolloutProgress> {
+    return (await this.#waitFor(operation, what, options, target)).progress;
+  }
+
+  /** Waits for the rollout; also hands back the Deployment as the look that found it done saw it. */
+  async #waitFor(
+    operation: string,
+    what: string,
+    options: WaitOptions | undefined,
+    target: WaitTarget,
+  ): Promise<{ progress: RolloutProgress; deployment: V1Deployment }> {
     const signal = this.#waitSignal(options?.signal);
-    return waitForRollout(
+    const seen: { deployment?: V1Deployment } = {};
+    const progress = await waitForRollout(
       what,
-      () => this.#fleetCheck(operation, signal, status),
+      () => this.#fleetCheck(operation, what, signal, target, seen),
       { ...options, signal, timeoutMs: this.#timeout(options) },
       this.#waitSettings(),
     );
+    return { progress, deployment: seen.deployment ?? (await this.#deployment(options?.signal)) };
   }
 
   #result(
@@ -1069,11 +1104,12 @@ export class KubernetesPlatform implements Platform {
       // Set when this call changed the template: a deadline passed before it is not about it. Joining a
       // rollout already under way (same image) keeps its deadline: that one is about this version.
       let staleDeadline: ProgressingCondition | undefined;
+      let target = '';
       for (let attempt = 1; ; attempt++) {
         const d = await this.#deployment(signal);
         const container = this.#gameContainer(d);
         const image = container.image!;
-        const target = withTag(image, version);
+        target = withTag(image, version);
         if (d.spec?.paused === true) this.#refuseIfBusy(d, 'setting a version');
         if (image === target) {
           // Already the template's image: a rollout to it is done or under way; join it.
@@ -1121,14 +1157,13 @@ export class KubernetesPlatform implements Platform {
           throw err;
         }
       }
-      const progress = await this.#wait(
+      const { progress, deployment } = await this.#waitFor(
         'set-version',
         `rollout of ${this.describe()} to ${version}`,
         options,
-        { staleDeadline },
+        { staleDeadline, image: target },
       );
-      const after = await this.#deployment(signal);
-      return this.#result('set-version', after, previousVersion, started, progress);
+      return this.#result('set-version', deployment, previousVersion, started, progress);
     } finally {
       release();
     }
@@ -1158,6 +1193,7 @@ export class KubernetesPlatform implements Platform {
       const signal = options?.signal;
       let previousVersion: string | undefined;
       let staleDeadline: ProgressingCondition | undefined;
+      let rolledTo: string | undefined;
       for (let attempt = 1; ; attempt++) {
         const d = await this.#deployment(signal);
         if (d.spec?.paused === true) this.#refuseIfBusy(d, 'rolling back');
@@ -1226,6 +1262,7 @@ export class KubernetesPlatform implements Platform {
           );
           previousVersion = imageVersion(image);
           staleDeadline = deadlineExceeded(d);
+          rolledTo = gameImage(target);
           this.#log.info(
             {
               deployment: this.#name,
@@ -1241,11 +1278,13 @@ export class KubernetesPlatform implements Platform {
           throw err;
         }
       }
-      const progress = await this.#wait('rollback', `rollback of ${this.describe()}`, options, {
-        staleDeadline,
-      });
-      const after = await this.#deployment(signal);
-      return this.#result('rollback', after, previousVersion, started, progress);
+      const { progress, deployment } = await this.#waitFor(
+        'rollback',
+        `rollback of ${this.describe()}`,
+        options,
+        { staleDeadline, ...(rolledTo !== undefined ? { image: rolledTo } : {}) },
+      );
+      return this.#result('rollback', deployment, previousVersion, started, progress);
     } finally {
       release();
     }
