@@ -542,10 +542,19 @@ export function describePlatformContract(
         // What the fleet looks like after the failed rollout, for the test log.
         console.info(`[contract:${name}] after the failed rollout: ${picture(fleet)}; ${progress.message}`);
 
+        // Rollback ends on a version that works, never the broken one: the version the failed rollout
+        // started from when the adapter leaves a failed rollout in place for the rollback to undo
+        // (Kubernetes), or the one before it when the adapter has put the fleet back by itself and kept
+        // the rollback target of the last successful rollout (local).
         const back = await p.rollback({ timeoutMs: rolloutMs() });
         expect(back.operation).toBe('rollback');
-        expect(back.version).toBe(fx.versions.next);
-        await expectSettled(n, fx.versions.next);
+        expect([fx.versions.next, fx.versions.current]).toContain(back.version);
+        await expectSettled(n, back.version);
+        // The next tests start from `next`, as if the rollback had undone the failed rollout.
+        if (back.version !== fx.versions.next) {
+          await p.setVersion(fx.versions.next, { timeoutMs: rolloutMs() });
+          await expectSettled(n, fx.versions.next);
+        }
       },
       testMs,
     );

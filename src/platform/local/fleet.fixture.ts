@@ -3,6 +3,9 @@
  *
  * - `scale <dataDir> <basePort> <replicas>`: scales the local fleet (the ops token comes from
  *   FIXTURE_OPS_TOKEN), prints `ready <pid>`, then waits to be killed.
+ * - `set-version <dataDir> <basePort> <version>`: rolls the fleet to `version` (the test versions plus
+ *   `slow`, which starts listening after 60 s), prints `ready <pid>` once the rollout has begun, then waits
+ *   to be killed.
  * - `hold-lock <dataDir>`: takes the fleet's operation lock, prints `ready <pid>`, then waits to be killed.
  * - `try-lock <dataDir> <lock file name>`: tries once to take `<dataDir>/fleet/<name>`, prints `acquired`
  *   or `refused: <message>`, and exits.
@@ -13,16 +16,28 @@ import { createLocalPlatform } from './index.ts';
 import { FileLock } from './lock.ts';
 import { localConfig } from './test-support.ts';
 
-const [mode, dataDir, basePort, replicas] = process.argv.slice(2);
-if (mode === 'scale' && dataDir && basePort && replicas) {
+const [mode, dataDir, basePort, arg] = process.argv.slice(2);
+if (mode === 'scale' && dataDir && basePort && arg) {
   const token = process.env.FIXTURE_OPS_TOKEN;
   const platform = createLocalPlatform({
-    config: localConfig({ basePort: Number(basePort), replicas: Number(replicas) }),
+    config: localConfig({ basePort: Number(basePort), replicas: Number(arg) }),
     dataDir,
     ...(token ? { opsToken: secret(token, 'env:FIXTURE_OPS_TOKEN') } : {}),
     clock: systemClock,
   });
-  await platform.scale(Number(replicas), { timeoutMs: 30_000 });
+  await platform.scale(Number(arg), { timeoutMs: 30_000 });
+} else if (mode === 'set-version' && dataDir && basePort && arg) {
+  const token = process.env.FIXTURE_OPS_TOKEN;
+  const platform = createLocalPlatform({
+    config: localConfig({
+      basePort: Number(basePort),
+      versions: { slow: { MINI_START_DELAY_MS: '60000' } },
+    }),
+    dataDir,
+    ...(token ? { opsToken: secret(token, 'env:FIXTURE_OPS_TOKEN') } : {}),
+    clock: systemClock,
+  });
+  platform.setVersion(arg, { timeoutMs: 120_000 }).catch(() => undefined);
 } else if (mode === 'hold-lock' && dataDir) {
   const lock = new FileLock(join(dataDir, 'fleet', 'operation.lock'), 'the fleet', systemClock);
   await lock.acquire('fixture-hold', 0);
@@ -38,7 +53,7 @@ if (mode === 'scale' && dataDir && basePort && replicas) {
   process.exit(0);
 } else {
   process.stderr.write(
-    'usage: fleet.fixture.ts scale <dataDir> <basePort> <replicas> | hold-lock <dataDir> | try-lock <dataDir> <name>\n',
+    'usage: fleet.fixture.ts scale <dataDir> <basePort> <replicas> | set-version <dataDir> <basePort> <version> | hold-lock <dataDir> | try-lock <dataDir> <name>\n',
   );
   process.exit(2);
 }

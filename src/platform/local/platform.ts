@@ -607,6 +607,9 @@ class LocalFleet implements LocalPlatform {
   async #rollTo(target: string, op: Op): Promise<RolloutResult> {
     const state = await this.#state();
     const from = state.version;
+    // Restored with `from` when the rollout fails: a failed rollout is undone, and so is its mark on the
+    // rollback target (else a failed v2 → broken would leave `previousVersion: v2` and lose v1).
+    const fromPrevious = state.previousVersion;
     const replicas = state.replicas;
     await this.#mutate((s) => {
       if (s.version !== target) s.previousVersion = s.version;
@@ -650,7 +653,7 @@ class LocalFleet implements LocalPlatform {
           op,
           index,
           old,
-          from,
+          { version: from, previousVersion: fromPrevious },
           target,
           err,
           () => {
@@ -667,12 +670,15 @@ class LocalFleet implements LocalPlatform {
     return this.#result(op);
   }
 
-  /** After a failed replacement: the instance goes back to `old`, the fleet's version to `from`. */
+  /**
+   * After a failed replacement: the instance goes back to `old`, the fleet's version and previous version
+   * to what they were before the rollout.
+   */
   async #putBack(
     op: Op,
     index: number,
     old: string,
-    from: string,
+    before: { version: string; previousVersion: string | undefined },
     target: string,
     cause: unknown,
     report: () => RolloutProgress,
@@ -696,8 +702,11 @@ class LocalFleet implements LocalPlatform {
     } catch (err) {
       back = `could not be restarted on ${old}: ${errorMessage(err)}`;
     }
+    const from = before.version;
     await this.#mutate((s) => {
       s.version = from;
+      if (before.previousVersion === undefined) delete s.previousVersion;
+      else s.previousVersion = before.previousVersion;
     });
     const progress = report();
     const fleet = (await this.#state()).instances

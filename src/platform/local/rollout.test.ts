@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { UnavailableError } from '../../core/index.ts';
-import { readStateFile, setup, useCleanups } from './fleet-test-kit.ts';
+import { readStateFile, setup, startFixture, kill9, useCleanups, waitFor } from './fleet-test-kit.ts';
 
 useCleanups();
 
@@ -41,6 +41,47 @@ describe('local platform: the stability window', () => {
     expect(performance.now() - began).toBeGreaterThanOrEqual(2000);
     expect(result.progress.updated).toBe(2);
     expect(messages.some((m) => m.includes('staying up'))).toBe(true);
+    await platform.scale(0);
+  }, 30_000);
+});
+
+describe('local platform: what a failed rollout leaves to roll back to', () => {
+  it('keeps the rollback target: v1 → v2, a failed v2 → broken, then rollback goes to v1', async () => {
+    const { platform, dataDir } = await setup({ replicas: 2, readinessTimeout: '2s' });
+    await platform.scale(2);
+    await platform.setVersion('v2');
+    const err = await platform.setVersion('broken').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    const state = await readStateFile(dataDir);
+    expect([state.version, state.previousVersion]).toEqual(['v2', 'v1']);
+    const back = await platform.rollback();
+    expect(back).toMatchObject({ version: 'v1', previousVersion: 'v2' });
+    expect((await platform.instances()).map((i) => [i.version, i.ready])).toEqual([
+      ['v1', true],
+      ['v1', true],
+    ]);
+    await platform.scale(0);
+  }, 30_000);
+
+  it('a rollout interrupted by the death of its gameops process leaves the version it came from to roll back to', async () => {
+    const { platform, dataDir, basePort, token } = await setup({
+      replicas: 1,
+      versions: { slow: { MINI_START_DELAY_MS: '60000' } },
+    });
+    await platform.scale(1);
+    const gameops = await startFixture(['set-version', dataDir, String(basePort), 'slow'], {
+      FIXTURE_OPS_TOKEN: token.reveal(),
+    });
+    await waitFor('the rollout to start game-0 on slow', async () => {
+      const entry = (await readStateFile(dataDir)).instances[0];
+      return entry?.version === 'slow' && entry.pid !== undefined ? true : undefined;
+    });
+    await kill9(gameops);
+    const state = await readStateFile(dataDir);
+    expect([state.version, state.previousVersion]).toEqual(['slow', 'v1']);
+    const back = await platform.rollback();
+    expect(back).toMatchObject({ version: 'v1' });
+    expect((await platform.instances()).map((i) => [i.version, i.ready])).toEqual([['v1', true]]);
     await platform.scale(0);
   }, 30_000);
 });
