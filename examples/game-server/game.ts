@@ -7,6 +7,12 @@
  * used so the loop keeps its rate under a flood (what is left waits for the next tick, or ages out).
  * Each tick also sends snapshots to a slice of the players, so every player gets `snapshotRate` per
  * second and the work is spread evenly over ticks. Nothing on the tick path waits for MySQL or Redis.
+ *
+ * Connections are watched: every `pingIntervalMs` each gets a WebSocket ping, and one that misses two
+ * pongs in a row is cut (a vanished player does not stay online, nor block their own reconnection); a
+ * client that does not read what it is sent gets no more snapshots or chat past MAX_BUFFERED_BYTES and is
+ * closed (4007) when it stays there SLOW_CLIENT_MS. Bad input from players is their problem, not the
+ * server's: it is logged at WARN (rate-limited) and counted in `game_bad_messages_total`.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -63,6 +69,14 @@ interface Connection {
   refilledAt: number;
   malformed: number;
   loginTimer: NodeJS.Timeout | undefined;
+  /** Pings sent since the last pong. */
+  missedPongs: number;
+  /** Called on the next pong (or when the socket closes), for liveness probes. */
+  readonly onPong: Set<() => void>;
+  /** Since when (monotonic ms) the socket's unsent data has been over MAX_BUFFERED_BYTES. */
+  slowSince: number | undefined;
+  /** Cuts the socket if its close handshake does not finish in time. */
+  killTimer: NodeJS.Timeout | undefined;
 }
 
 interface QueuedInput {
@@ -111,8 +125,19 @@ export interface GameOptions {
   random?: () => number;
 }
 
-/** Back-pressure: a player whose socket has this much unsent data gets no snapshot this time. */
-const MAX_BUFFERED_BYTES = 256 * 1024;
+/** Back-pressure: a player whose socket has this much unsent data gets no snapshot, chat or error reply. */
+export const MAX_BUFFERED_BYTES = 256 * 1024;
+/** Nothing at all is queued past this (notices, drain and bye included): memory per client is bounded. */
+export const HARD_BUFFERED_BYTES = 1024 * 1024;
+/** A client over MAX_BUFFERED_BYTES for this long is not reading: it is closed with 4007. */
+export const SLOW_CLIENT_MS = 5000;
+/** A duplicate login waits this long for the online session to answer a ping before taking it over. */
+export const DUPLICATE_PROBE_MS = 2000;
+/** A socket closed by the server is cut if its close handshake has not finished after this long. */
+const CLOSE_GRACE_MS = 1000;
+/** At most this many WARN lines about bad input per BAD_INPUT_LOG_WINDOW_MS (the rest are counted). */
+const BAD_INPUT_LOG_LINES = 20;
+const BAD_INPUT_LOG_WINDOW_MS = 10_000;
 /** Queued inputs beyond this are dropped (reason `overflow`): a second's worth from a full server. */
 const queueCap = (config: GameServerConfig): number => config.maxPlayers * config.maxInputsPerSecond;
 
@@ -148,6 +173,8 @@ export class Game {
   #drainTimer: NodeJS.Timeout | undefined;
   #shuttingDown: Promise<void> | undefined;
   readonly #emptyWaiters = new Set<() => void>();
+  #heartbeat: NodeJS.Timeout | undefined;
+  #badInputWindow = { startedAt: -Infinity, lines: 0, suppressed: 0 };
 
   constructor(options: GameOptions) {
     this.#config = options.config;
@@ -183,9 +210,10 @@ export class Game {
     });
   }
 
-  /** Starts the tick loop. */
+  /** Starts the tick loop and the connection heartbeat. */
   start(): void {
     this.#loop.start();
+    this.#heartbeat = setInterval(() => this.#ping(), this.#config.pingIntervalMs);
   }
 
   get running(): boolean {
@@ -345,6 +373,7 @@ export class Game {
       }
       this.#kickAll('shutdown', CloseCode.goingAway);
       this.#loop.stop();
+      clearInterval(this.#heartbeat);
     })();
     return this.#shuttingDown;
   }
@@ -368,6 +397,7 @@ export class Game {
       }),
     ]);
     clearTimeout(timer);
+    clearInterval(this.#heartbeat);
     for (const ws of this.#wss.clients) ws.terminate();
     this.#wss.close();
   }
@@ -398,6 +428,10 @@ export class Game {
       refilledAt: this.#monotonic(),
       malformed: 0,
       loginTimer: undefined,
+      missedPongs: 0,
+      onPong: new Set(),
+      slowSince: undefined,
+      killTimer: undefined,
     };
     this.#conns.set(id, conn);
     this.#metrics.sessionsOpen.set(this.#conns.size);
@@ -411,11 +445,15 @@ export class Game {
     });
     ws.on('error', (err: Error & { code?: string }) => {
       // ws reports protocol violations (oversized frame, bad opcode) here and closes the socket itself.
-      this.#metrics.errors.inc({ kind: 'bad_message' });
-      this.#log.error(
+      this.#metrics.badMessages.inc();
+      this.#badInput(
         { conn: conn.id, player: conn.name, problem: err.message, code: err.code },
-        'malformed frame from a player',
+        'malformed frame from a player; connection closed',
       );
+    });
+    ws.on('pong', () => {
+      conn.missedPongs = 0;
+      for (const wake of [...conn.onPong]) wake();
     });
     ws.on('close', () => this.#onClose(conn));
     if (this.#conns.size > this.#config.maxPlayers) {
@@ -429,6 +467,13 @@ export class Game {
 
   #onClose(conn: Connection): void {
     clearTimeout(conn.loginTimer);
+    clearTimeout(conn.killTimer);
+    for (const wake of [...conn.onPong]) wake();
+    if (conn.malformed > 1)
+      this.#badInput(
+        { conn: conn.id, player: conn.name, malformed: conn.malformed },
+        `${conn.malformed} malformed messages from a player in all; connection closed`,
+      );
     if (conn.state === 'playing')
       this.#endSession(conn, this.#shuttingDown !== undefined ? 'shutdown' : 'disconnect');
     if (conn.name !== undefined && this.#byName.get(conn.name) === conn) this.#byName.delete(conn.name);
@@ -493,24 +538,74 @@ export class Game {
     }
   }
 
+  /**
+   * Bad input is answered (`error`) and counted. Before login the first one closes the connection (a
+   * client that cannot log in properly has nothing to say); after login only the first per connection is
+   * logged, and the 20th closes it. Never ERROR: the client is at fault, not the server.
+   */
   #malformed(conn: Connection, problem: string): void {
     conn.malformed += 1;
-    this.#metrics.errors.inc({ kind: 'bad_message' });
-    this.#log.error({ conn: conn.id, player: conn.name, problem }, 'malformed message from a player');
-    this.#send(conn, { type: 'error', message: problem });
+    this.#metrics.badMessages.inc();
+    this.#send(conn, { type: 'error', message: problem }, true);
+    if (conn.state === 'new') {
+      this.#badInput({ conn: conn.id, problem }, 'malformed message before login; connection closed');
+      this.#close(conn, CloseCode.policy, 'malformed message before login');
+      return;
+    }
+    if (conn.malformed === 1)
+      this.#badInput(
+        { conn: conn.id, player: conn.name, problem },
+        'malformed message from a player (later ones on this connection are counted, not logged)',
+      );
     if (conn.malformed >= MAX_MALFORMED) this.#close(conn, CloseCode.policy, 'too many malformed messages');
+  }
+
+  /** A WARN line about bad client input, at most BAD_INPUT_LOG_LINES per window (the rest are counted). */
+  #badInput(fields: Record<string, unknown>, message: string): void {
+    const now = this.#monotonic();
+    const window = this.#badInputWindow;
+    if (now - window.startedAt >= BAD_INPUT_LOG_WINDOW_MS) {
+      const suppressed = window.suppressed;
+      this.#badInputWindow = { startedAt: now, lines: 0, suppressed: 0 };
+      if (suppressed > 0)
+        this.#log.warn(
+          { suppressed },
+          `${suppressed} more lines about malformed input were not logged (see game_bad_messages_total)`,
+        );
+    }
+    const current = this.#badInputWindow;
+    if (current.lines >= BAD_INPUT_LOG_LINES) {
+      current.suppressed += 1;
+      return;
+    }
+    current.lines += 1;
+    this.#log.warn(fields, message);
   }
 
   async #login(conn: Connection, name: string): Promise<void> {
     clearTimeout(conn.loginTimer);
     const refusal = this.#refusal();
     if (refusal) return this.#refuse(conn, refusal, this.#refusalMessage(refusal));
-    if (this.#byName.has(name))
-      return this.#refuse(conn, 'duplicate', `${name} is already playing on this server`);
     conn.state = 'joining';
     conn.name = name;
+    // The same name online here: refused while that session answers a ping; taken over when it does not
+    // (the player lost their connection and is back before the heartbeat noticed).
+    let replaced: { x: number; y: number } | undefined;
+    const existing = this.#byName.get(name);
+    if (existing) {
+      const alive = existing.state !== 'playing' || (await this.#answers(existing, DUPLICATE_PROBE_MS));
+      if (conn.state !== 'joining') return; // closed while probing
+      const now = this.#byName.get(name);
+      if (alive || (now !== undefined && now !== existing))
+        return this.#refuse(conn, 'duplicate', `${name} is already playing on this server`);
+      if (now === existing && existing.avatar) {
+        replaced = { x: existing.avatar.x, y: existing.avatar.y };
+        this.#replace(existing);
+      }
+    }
     this.#byName.set(name, conn);
-    const saved = await this.#store.loadPlayer(name);
+    // Taking over: the position is the old session's, not the save still on its way to Redis.
+    const saved = replaced ?? (await this.#store.loadPlayer(name));
     if (conn.state !== 'joining') return; // closed while loading
     const late = this.#refusal();
     if (late) {
@@ -553,6 +648,48 @@ export class Game {
     }
   }
 
+  /** Whether `conn` answers a ping within `ms`. */
+  #answers(conn: Connection, ms: number): Promise<boolean> {
+    if (conn.ws.readyState !== WebSocket.OPEN) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const done = (alive: boolean): void => {
+        clearTimeout(timer);
+        conn.onPong.delete(wake);
+        resolve(alive);
+      };
+      const wake = (): void => done(conn.ws.readyState === WebSocket.OPEN);
+      const timer = setTimeout(() => done(false), ms);
+      conn.onPong.add(wake);
+      conn.ws.ping();
+    });
+  }
+
+  /** Ends a session that a newer login with the same name takes over (its connection stopped answering). */
+  #replace(old: Connection): void {
+    this.#log.info({ conn: old.id }, 'a session that stopped answering was taken over by a new login');
+    this.#log.debug({ conn: old.id, player: old.name }, 'session replaced');
+    this.#endSession(old, 'replaced');
+    this.#send(old, { type: 'bye', reason: 'replaced', saved: true });
+    this.#close(old, CloseCode.replaced, 'replaced by a newer login');
+  }
+
+  /** Pings every connection; cuts those that missed two pongs in a row. */
+  #ping(): void {
+    for (const conn of this.#conns.values()) {
+      if (conn.ws.readyState !== WebSocket.OPEN) continue;
+      if (conn.missedPongs >= 2) {
+        this.#log.info(
+          { conn: conn.id, missedPongs: conn.missedPongs },
+          'a connection stopped answering pings; cut',
+        );
+        conn.ws.terminate();
+        continue;
+      }
+      conn.missedPongs += 1;
+      conn.ws.ping();
+    }
+  }
+
   #refuse(conn: Connection, reason: RefusalReason, message: string): void {
     this.#metrics.loginsRefused.inc({ reason });
     this.#log.debug({ conn: conn.id, reason }, 'login refused');
@@ -587,21 +724,58 @@ export class Game {
     }
   }
 
+  /** Starts the close handshake, and cuts the socket if the client does not finish it in time. */
   #close(conn: Connection, code: CloseCode, reason: string): void {
     clearTimeout(conn.loginTimer);
     if (conn.state !== 'playing') conn.state = 'closed';
-    if (conn.ws.readyState === WebSocket.OPEN || conn.ws.readyState === WebSocket.CONNECTING)
+    if (conn.ws.readyState === WebSocket.OPEN || conn.ws.readyState === WebSocket.CONNECTING) {
       conn.ws.close(code, reason);
+      clearTimeout(conn.killTimer);
+      conn.killTimer = setTimeout(() => conn.ws.terminate(), CLOSE_GRACE_MS);
+    }
   }
 
-  #send(conn: Connection, message: ServerMessage): void {
-    if (conn.ws.readyState === WebSocket.OPEN) conn.ws.send(JSON.stringify(message));
+  #send(conn: Connection, message: ServerMessage, droppable = false): void {
+    if (conn.ws.readyState === WebSocket.OPEN) this.#sendText(conn, JSON.stringify(message), droppable);
+  }
+
+  /**
+   * Every send goes through here. A client with more than MAX_BUFFERED_BYTES unsent gets nothing
+   * `droppable` (snapshots, chat, error replies) and nothing at all past HARD_BUFFERED_BYTES; one that
+   * stays over MAX_BUFFERED_BYTES for SLOW_CLIENT_MS is not reading and is closed (4007).
+   */
+  #sendText(conn: Connection, text: string, droppable: boolean): void {
+    const ws = conn.ws;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (!this.#keepsUp(conn)) {
+      if (droppable || ws.bufferedAmount > HARD_BUFFERED_BYTES) return;
+    }
+    ws.send(text);
+  }
+
+  /** False when the client is behind (over MAX_BUFFERED_BYTES); closes it when it has been for too long. */
+  #keepsUp(conn: Connection): boolean {
+    const buffered = conn.ws.bufferedAmount;
+    if (buffered <= MAX_BUFFERED_BYTES) {
+      conn.slowSince = undefined;
+      return true;
+    }
+    const now = this.#monotonic();
+    conn.slowSince ??= now;
+    if (now - conn.slowSince >= SLOW_CLIENT_MS && conn.ws.readyState === WebSocket.OPEN) {
+      this.#log.warn(
+        { conn: conn.id, bufferedBytes: buffered, seconds: Math.round((now - conn.slowSince) / 1000) },
+        'a player is not reading what is sent; closed (4007)',
+      );
+      this.#close(conn, CloseCode.tooSlow, 'not reading');
+    }
+    return false;
   }
 
   /** Sends one message to every logged-in player (serialised once). */
   #broadcast(message: ServerMessage): void {
     const text = JSON.stringify(message);
-    for (const conn of this.#playing) if (conn.ws.readyState === WebSocket.OPEN) conn.ws.send(text);
+    for (const conn of this.#playing) this.#sendText(conn, text, false);
   }
 
   // ----------------------------------------------------------------------------------------------------
@@ -665,7 +839,7 @@ export class Game {
     }
     this.#world.forEachNear(avatar, NEAR_RADIUS, (other) => {
       const target = this.#conns.get(other.id);
-      if (target?.ws.readyState === WebSocket.OPEN) target.ws.send(text);
+      if (target) this.#sendText(target, text, true);
     });
   }
 
@@ -677,8 +851,8 @@ export class Game {
       if (conn.group !== group) continue;
       const avatar = conn.avatar!;
       if (conn.ws.readyState !== WebSocket.OPEN) continue;
-      for (const text of chat) conn.ws.send(text);
-      if (conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) continue;
+      for (const text of chat) this.#sendText(conn, text, true);
+      if (!this.#keepsUp(conn)) continue;
       // Built as text: snapshots are most of the traffic, and each other player's part is the same for
       // everyone who sees it this tick (names are [A-Za-z0-9_-], so they need no escaping).
       let players = '';
@@ -693,8 +867,10 @@ export class Game {
         count += 1;
         return count < SNAPSHOT_MAX_PLAYERS;
       });
-      conn.ws.send(
+      this.#sendText(
+        conn,
         `{"type":"snapshot","tick":${tick},"x":${round1(avatar.x)},"y":${round1(avatar.y)},"players":[${players}]}`,
+        true,
       );
     }
   }

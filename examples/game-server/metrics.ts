@@ -10,7 +10,8 @@ export const TICK_BUCKETS = [
   0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1,
 ];
 
-export type ErrorKind = 'bad_message' | 'persistence' | 'internal';
+/** Server-side errors only: bad input from players is counted apart (`game_bad_messages_total`). */
+export type ErrorKind = 'persistence' | 'internal';
 export type DropReason = 'late' | 'rate' | 'overflow';
 
 export interface GameMetrics {
@@ -18,6 +19,7 @@ export interface GameMetrics {
   readonly playersConnected: Gauge;
   readonly sessionsOpen: Gauge;
   readonly errors: Counter<'kind'>;
+  readonly badMessages: Counter;
   readonly tickDuration: Histogram;
   readonly tickLag: Histogram;
   readonly ticks: Counter;
@@ -37,12 +39,11 @@ export function createMetrics(): GameMetrics {
   const registers = [registry];
   const errors = new Counter({
     name: 'game_errors_total',
-    help: 'Errors: bad_message (malformed player input), persistence, internal.',
+    help: 'Server-side errors: persistence (a MySQL or Redis write failed or hung), internal (a bug).',
     labelNames: ['kind'] as const,
     registers,
   });
-  for (const kind of ['bad_message', 'persistence', 'internal'] satisfies ErrorKind[])
-    errors.inc({ kind }, 0);
+  for (const kind of ['persistence', 'internal'] satisfies ErrorKind[]) errors.inc({ kind }, 0);
   const inputsDropped = new Counter({
     name: 'game_inputs_dropped_total',
     help: 'Player inputs dropped: late (older than the latency budget), rate (over the per-player cap), overflow (queue full).',
@@ -62,6 +63,11 @@ export function createMetrics(): GameMetrics {
     playersConnected: new Gauge({ name: 'game_players_connected', help: 'Logged-in players.', registers }),
     sessionsOpen: new Gauge({ name: 'game_sessions_open', help: 'Open WebSocket connections.', registers }),
     errors,
+    badMessages: new Counter({
+      name: 'game_bad_messages_total',
+      help: 'Malformed messages and frames from players (bad client input, not a server error).',
+      registers,
+    }),
     tickDuration: new Histogram({
       name: 'game_tick_duration_seconds',
       help: 'Work done per tick.',

@@ -16,7 +16,7 @@ import type { GameServerConfig } from './config.ts';
 import type { Logger } from './log.ts';
 import type { GameMetrics } from './metrics.ts';
 
-export type EndReason = 'leave' | 'disconnect' | 'drain' | 'kicked' | 'shutdown';
+export type EndReason = 'leave' | 'disconnect' | 'drain' | 'kicked' | 'shutdown' | 'replaced';
 
 /** Presence keys live this long unless refreshed. */
 export const PRESENCE_TTL_SECONDS = 60;

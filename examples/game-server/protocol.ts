@@ -17,7 +17,8 @@ export const SNAPSHOT_MAX_PLAYERS = 32;
 export const MAX_CHAT_CHARS = 200;
 /** A connection must log in within this long. */
 export const LOGIN_TIMEOUT_MS = 10_000;
-/** Malformed messages tolerated on one connection before it is closed with 1008. */
+/** Malformed messages tolerated on one logged-in connection before it is closed with 1008 (before login,
+ * the first one closes it). */
 export const MAX_MALFORMED = 20;
 
 export const CloseCode = {
@@ -31,6 +32,10 @@ export const CloseCode = {
   kicked: 4003,
   duplicate: 4004,
   full: 4005,
+  /** A newer login with the same name took over this session (this connection had stopped answering). */
+  replaced: 4006,
+  /** The client did not read what the server sent (over the buffer cap for several seconds). */
+  tooSlow: 4007,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 

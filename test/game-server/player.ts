@@ -2,7 +2,7 @@
  * A scripted player for protocol-level tests: a raw WebSocket whose incoming messages are queued, so a
  * test can await "the next message of type X" and the close code.
  */
-import { WebSocket } from 'ws';
+import { WebSocket, type ClientOptions } from 'ws';
 import { rawText, serverMessageSchema, type ServerMessage } from '../../examples/game-server/protocol.ts';
 
 type Of<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
@@ -20,8 +20,9 @@ export interface TestPlayer {
   close(): void;
 }
 
-export async function connectPlayer(url: string): Promise<TestPlayer> {
-  const ws = new WebSocket(url, { perMessageDeflate: false });
+/** `options` go to the ws client, e.g. `{ autoPong: false }` for a player whose network has vanished. */
+export async function connectPlayer(url: string, options: ClientOptions = {}): Promise<TestPlayer> {
+  const ws = new WebSocket(url, { perMessageDeflate: false, ...options });
   const received: ServerMessage[] = [];
   const taken = new Set<ServerMessage>();
   const waiters = new Set<() => void>();
@@ -80,8 +81,9 @@ export async function connectPlayer(url: string): Promise<TestPlayer> {
 export async function loginPlayer(
   url: string,
   name: string,
+  options: ClientOptions = {},
 ): Promise<{ player: TestPlayer; welcome: Of<'welcome'> }> {
-  const player = await connectPlayer(url);
+  const player = await connectPlayer(url, options);
   player.send({ type: 'login', name });
   return { player, welcome: await player.next('welcome') };
 }
