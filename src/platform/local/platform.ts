@@ -126,6 +126,11 @@ export interface LocalPlatformOptions {
   /** CPU sampling window of `usage`. @default 200 */
   usageWindowMs?: number;
   supervisor?: SupervisorOptions;
+  /**
+   * Writes the state file (default: atomically, {@link writeState}). A seam for fault injection in
+   * tests (a full disk, an I/O error); production code leaves it alone.
+   */
+  stateWriter?: (fleetDir: string, state: FleetState) => Promise<void>;
 }
 
 /** What one supervisor round did (instance names). */
@@ -199,6 +204,7 @@ class LocalFleet implements LocalPlatform {
   readonly #concurrency: number;
   readonly #usageWindowMs: number;
   readonly #supervisor: Required<SupervisorOptions>;
+  readonly #writeState: (fleetDir: string, state: FleetState) => Promise<void>;
   readonly #opLock: FileLock;
   readonly #stateLock: FileLock;
   readonly #rotateLock: FileLock;
@@ -215,6 +221,7 @@ class LocalFleet implements LocalPlatform {
     this.#log = options.log ?? silent;
     this.#probeTimeoutMs = options.probeTimeoutMs ?? Math.min(2000, options.config.readinessTimeout);
     this.#stopGraceMs = options.stopGraceMs ?? 10_000;
+    this.#writeState = options.stateWriter ?? writeState;
     const minReadyMs = options.minReadyMs ?? 3000;
     this.#minReadyMs = Number.isFinite(minReadyMs) && minReadyMs > 0 ? minReadyMs : 0;
     this.#lockWaitMs = options.lockWaitMs ?? 250;
@@ -911,7 +918,7 @@ class LocalFleet implements LocalPlatform {
       const state = await this.#state();
       const out = await fn(state);
       state.updatedAt = this.#clock.now().toISOString();
-      await writeState(this.fleetDir, state);
+      await this.#writeState(this.fleetDir, state);
       return out;
     } finally {
       await lock.release();
