@@ -462,6 +462,43 @@ describe('rollouts (API stand-in)', () => {
     expect(after.map((i) => i.name).filter((n) => before.some((b) => b.name === n))).toEqual([]);
   });
 
+  it('keeps the stricter maxUnavailable, and says so, when a restart stops before the rollout is done', async () => {
+    const f = await fleet({ replicas: 4, deployment: { maxUnavailable: '50%', maxSurge: 0 } });
+    f.standIn.controller.frozen = true;
+    const err = await rejection(f.platform.restart({ maxUnavailable: 1, timeoutMs: 400 }));
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err.message).toContain('did not finish within 400 ms');
+    expect(err.message).toContain(
+      'maxUnavailable of deployment game/game-server stays 1 while the rollout goes on (it was 50%)',
+    );
+    expect(err.details).toMatchObject({
+      timeoutMs: 400,
+      maxUnavailable: { kept: 1, original: '50%' },
+      progress: { operation: 'restart' },
+    });
+    // The rollout goes on in the cluster with at most one pod down, as asked.
+    expect(f.standIn.deployment('game-server').spec.strategy.rollingUpdate).toEqual({
+      maxSurge: 0,
+      maxUnavailable: 1,
+    });
+    f.standIn.controller.frozen = false;
+    await f.standIn.waitForRollout('game-server', 10_000);
+    expect(f.standIn.deployment('game-server').spec.strategy.rollingUpdate?.maxUnavailable).toBe(1);
+  });
+
+  it('re-reads and retries a restart that met a concurrent write of the Deployment, then gives up', async () => {
+    const f = await fleet();
+    f.standIn.interfere('deployments', 'game-server', 1);
+    const result = await f.platform.restart({ timeoutMs: 10_000 });
+    expect(result.operation).toBe('restart');
+    const patches = f.standIn.requests.filter((r) => r.resource === 'deployments' && r.verb === 'patch');
+    expect(patches.map((r) => r.code)).toEqual([409, 200]);
+    f.standIn.interfere('deployments', 'game-server', 10);
+    const err = await rejection(f.platform.restart({ timeoutMs: 10_000 }));
+    expect(err).toBeInstanceOf(ConflictError);
+    expect(err.message).toContain('kept changing while gameops restarted it (3 attempts met 409 Conflict)');
+  });
+
   it('restarts only the selected instances, a batch at a time', async () => {
     const f = await fleet({ replicas: 3 });
     const before = await f.platform.instances();

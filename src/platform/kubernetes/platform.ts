@@ -27,6 +27,7 @@ import type {
 import {
   type Clock,
   ConflictError,
+  GameopsError,
   InputError,
   NotAllowedError,
   NotFoundError,
@@ -155,6 +156,21 @@ function rawReplicaSets(body: unknown, what: string): RawReplicaSet[] {
       containers.every((c) => isRecord(c) && typeof c['name'] === 'string' && typeof c['image'] === 'string')
     );
   });
+}
+
+/** `err` with a sentence added to its message and fields to its details, of the same kind. */
+function withNote(err: unknown, note: string, extra: Record<string, unknown>): GameopsError {
+  const message = `${err instanceof Error ? err.message : String(err)}. ${note}`;
+  const options = {
+    details: { ...(err instanceof GameopsError ? err.details : {}), ...extra },
+    cause: err,
+  };
+  const code = err instanceof GameopsError ? err.code : undefined;
+  if (code === 'input') return new InputError(message, options);
+  if (code === 'not_found') return new NotFoundError(message, options);
+  if (code === 'conflict') return new ConflictError(message, options);
+  if (code === 'not_allowed') return new NotAllowedError(message, options);
+  return new UnavailableError(message, options);
 }
 
 function podIsReady(pod: V1Pod): boolean {
@@ -940,49 +956,93 @@ export class KubernetesPlatform implements Platform {
     }
   }
 
-  /** `kubectl rollout restart`: a new restartedAt annotation in the template rolls every pod. */
+  /**
+   * `kubectl rollout restart`: a new restartedAt annotation in the template rolls every pod. The patch
+   * carries the resourceVersion it was decided on; a 409 is re-read and retried (3 attempts).
+   */
   async #rolloutRestart(
-    d: V1Deployment,
+    first: V1Deployment,
     options: RestartOptions | undefined,
     started: Date,
   ): Promise<RolloutResult> {
     const signal = options?.signal;
-    const replicas = d.spec?.replicas ?? 1;
-    const rolling = d.spec?.strategy?.rollingUpdate;
-    const own = resolveIntOrPercent(rolling?.maxUnavailable, replicas, '25%');
-    const surge = resolveIntOrPercent(rolling?.maxSurge, replicas, '25%');
-    const effective = own === 0 && surge === 0 ? 1 : own;
-    const wanted = options?.maxUnavailable;
-    // The Deployment's own maxUnavailable governs; a stricter one asked for is set for this rollout only.
-    const tighten = wanted !== undefined && wanted < effective ? wanted : undefined;
-    const previous = d.spec?.template?.metadata?.annotations?.[RESTARTED_AT];
-    let stamp = this.#clock.now().toISOString();
-    if (stamp === previous) stamp = new Date(this.#clock.now().getTime() + 1).toISOString();
-    const patch: Record<string, unknown> = {
-      metadata: { resourceVersion: d.metadata?.resourceVersion },
-      spec: {
-        template: { metadata: { annotations: { [RESTARTED_AT]: stamp } } },
-        ...(tighten !== undefined ? { strategy: { rollingUpdate: { maxUnavailable: tighten } } } : {}),
-      },
-    };
-    await this.#kube.call(
-      { action: 'restarting', kind: 'deployment', namespace: this.#ns, name: this.#name },
-      (o) =>
-        this.#kube.apps.patchNamespacedDeployment({ name: this.#name, namespace: this.#ns, body: patch }, o),
-      { signal, contentType: STRATEGIC_PATCH },
-    );
-    this.#log.info(
-      { deployment: this.#name, restartedAt: stamp, maxUnavailable: tighten },
-      'rollout restart',
-    );
-    try {
-      const progress = await this.#wait('restart', `restart of ${this.describe()}`, options);
-      const after = await this.#deployment(signal);
-      const version = imageVersion(this.#gameContainer(after).image!);
-      return this.#result('restart', after, version, started, progress);
-    } finally {
-      if (tighten !== undefined) await this.#restoreMaxUnavailable(tighten, rolling?.maxUnavailable ?? '25%');
+    let tighten: number | undefined;
+    let original: number | string;
+    for (let attempt = 1; ; attempt++) {
+      const d = attempt === 1 ? first : await this.#deployment(signal);
+      if (attempt > 1) this.#refuseIfBusy(d, 'restarting');
+      const replicas = d.spec?.replicas ?? 1;
+      const rolling = d.spec?.strategy?.rollingUpdate;
+      const own = resolveIntOrPercent(rolling?.maxUnavailable, replicas, '25%');
+      const surge = resolveIntOrPercent(rolling?.maxSurge, replicas, '25%');
+      const effective = own === 0 && surge === 0 ? 1 : own;
+      const wanted = options?.maxUnavailable;
+      // The Deployment's own maxUnavailable governs; a stricter one asked for is set for this rollout only.
+      tighten = wanted !== undefined && wanted < effective ? wanted : undefined;
+      original = rolling?.maxUnavailable ?? '25%';
+      const previous = d.spec?.template?.metadata?.annotations?.[RESTARTED_AT];
+      let stamp = this.#clock.now().toISOString();
+      if (stamp === previous) stamp = new Date(this.#clock.now().getTime() + 1).toISOString();
+      const patch: Record<string, unknown> = {
+        metadata: { resourceVersion: d.metadata?.resourceVersion },
+        spec: {
+          template: { metadata: { annotations: { [RESTARTED_AT]: stamp } } },
+          ...(tighten !== undefined ? { strategy: { rollingUpdate: { maxUnavailable: tighten } } } : {}),
+        },
+      };
+      try {
+        await this.#kube.call(
+          { action: 'restarting', kind: 'deployment', namespace: this.#ns, name: this.#name },
+          (o) =>
+            this.#kube.apps.patchNamespacedDeployment(
+              { name: this.#name, namespace: this.#ns, body: patch },
+              o,
+            ),
+          { signal, contentType: STRATEGIC_PATCH },
+        );
+      } catch (err) {
+        if (err instanceof ConflictError && attempt < WRITE_ATTEMPTS) {
+          this.#log.debug(
+            { deployment: this.#name, attempt },
+            'deployment changed meanwhile; reading it again',
+          );
+          continue;
+        }
+        if (err instanceof ConflictError) {
+          throw new ConflictError(
+            `${this.describe()} kept changing while gameops restarted it (${WRITE_ATTEMPTS} attempts met 409 Conflict); try again`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
+      this.#log.info(
+        { deployment: this.#name, restartedAt: stamp, maxUnavailable: tighten },
+        'rollout restart',
+      );
+      break;
     }
+    let progress: RolloutProgress;
+    try {
+      progress = await this.#wait('restart', `restart of ${this.describe()}`, options);
+    } catch (err) {
+      // The rollout goes on in the cluster: putting the Deployment's looser maxUnavailable back now
+      // would let it take more pods down at once than asked. It stays tighter until someone changes it.
+      if (tighten === undefined) throw err;
+      this.#log.warn(
+        { deployment: this.#name, maxUnavailable: tighten, original },
+        `restart did not finish; maxUnavailable of ${this.describe()} stays ${tighten} (was ${String(original)})`,
+      );
+      throw withNote(
+        err,
+        `maxUnavailable of ${this.describe()} stays ${tighten} while the rollout goes on (it was ${String(original)}); put it back once the rollout is done: kubectl -n ${this.#ns} patch deployment ${this.#name} -p '{"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":${JSON.stringify(original)}}}}}'`,
+        { maxUnavailable: { kept: tighten, original } },
+      );
+    }
+    if (tighten !== undefined) await this.#restoreMaxUnavailable(tighten, original);
+    const after = await this.#deployment(signal);
+    const version = imageVersion(this.#gameContainer(after).image!);
+    return this.#result('restart', after, version, started, progress);
   }
 
   /** Puts back the Deployment's maxUnavailable, unless someone changed it since (the test op fails then). */
