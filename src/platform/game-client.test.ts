@@ -326,6 +326,35 @@ describe('misbehaving servers', () => {
         `game server ${url}: POST /ops/diagnostics/stack-dump: the file is larger than 10000 bytes; stopped reading it`,
       );
     });
+
+    test('a diagnostic that trickles (never stalling) is cut off at its overall deadline', async () => {
+      const trickle = (res: http.ServerResponse): void => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        // A byte every 100 ms: never the 2 s the stall timer waits for, and never the end.
+        const timer = setInterval(() => res.write(' '), 100);
+        res.on('close', () => clearInterval(timer));
+      };
+      answers.set('POST /ops/diagnostics/cpu-profile?seconds=1', trickle);
+      answers.set('POST /ops/diagnostics/heap-snapshot', trickle);
+      const quick = createGameServerClient({ token: secret('stub-token-value', 'inline'), timeoutMs: 500 });
+      // Default for a CPU profile: its start allowance (500 ms + 1 s) plus the client timeout again.
+      let began = performance.now();
+      const profile = await quick.diagnostics(url, 'cpu-profile', { seconds: 1 });
+      const cut = await failure(collect(profile.stream));
+      expect(performance.now() - began).toBeLessThan(4000);
+      expect(cut).toBeInstanceOf(UnavailableError);
+      expect(cut.message).toBe(
+        `game server ${url}: POST /ops/diagnostics/cpu-profile?seconds=1: the file did not arrive within 2000 ms; stopped reading it`,
+      );
+      // Or as asked.
+      began = performance.now();
+      const heap = await quick.diagnostics(url, 'heap-snapshot', { deadlineMs: 800 });
+      const heapCut = await failure(collect(heap.stream));
+      expect(performance.now() - began).toBeLessThan(2500);
+      expect(heapCut.message).toMatch(
+        /heap-snapshot: the file did not arrive within 800 ms; stopped reading it$/,
+      );
+    });
   });
 
   test('bad arguments are InputErrors raised before any request', async () => {

@@ -5,7 +5,8 @@
  * Every answer is size-capped and validated. Failures are errors of the gameops taxonomy naming the
  * server's URL (never the token) and what happened:
  * - UnavailableError: no answer in time, connection refused or reset, HTTP 401 (token rejected or
- *   missing), 404, 5xx, a body that is not what the contract says, a stream that stalls or exceeds its cap;
+ *   missing), 404, 5xx, a body that is not what the contract says, a stream that stalls, exceeds its cap
+ *   or misses its overall deadline;
  * - InputError: the server refused the request as invalid (HTTP 400), or the call's own arguments are bad;
  * - ConflictError: the server is busy with another diagnostic (HTTP 409).
  */
@@ -48,6 +49,8 @@ const MAX_JSON_BYTES = 1 * MIB;
 const MAX_METRICS_BYTES = 16 * MIB;
 /** Extra time a heap snapshot may take before its first byte (V8 walks the whole heap first). */
 const HEAP_SNAPSHOT_EXTRA_MS = 60_000;
+/** Extra time a heap snapshot's transfer may take (it can be gigabytes). */
+const HEAP_SNAPSHOT_TRANSFER_MS = 10 * 60_000;
 
 const percentilesSchema = z.object({ p50: z.number(), p99: z.number(), max: z.number() });
 
@@ -115,12 +118,19 @@ export interface DiagnosticOptions extends RequestOptions {
   seconds?: number;
   /** Time allowed until the response starts. @default the client timeout, plus `seconds` for a CPU profile, plus 60 s for a heap snapshot */
   timeoutMs?: number;
+  /**
+   * Time allowed for the whole download, from the request to the last byte: a server that trickles data
+   * (never stalling long enough to trip the stall timer) is cut off here.
+   * @default the time allowed until the response starts, plus the client timeout, plus 10 minutes for a heap snapshot
+   */
+  deadlineMs?: number;
   /** The stream fails past this many bytes. @default {@link DIAGNOSTIC_MAX_BYTES} of the kind */
   maxBytes?: number;
 }
 
 export interface DiagnosticFile {
-  /** The file's bytes, streamed from the server. Fails with an UnavailableError on a cap, a stall or a cut. */
+  /** The file's bytes, streamed from the server. Fails with an UnavailableError on a cap, a stall, the
+   * deadline or a cut. */
   stream: Readable;
   /** From `Content-Disposition`, reduced to `[A-Za-z0-9._-]` (safe as a file name), or a default. */
   filename: string;
@@ -275,19 +285,33 @@ export function histogramQuantile(q: number, buckets: Array<{ le: number; count:
 
 // ---------------------------------------------------------------------------------------------------------
 
-/** Counts bytes, fails past a cap, and fails when no data has come for `stallMs`. */
+/**
+ * Counts bytes, fails past a cap, fails when no data has come for `stallMs`, and fails when the whole has
+ * not arrived `deadlineMs` after the request began (`remainingMs` from now).
+ */
 class GuardedStream extends Transform {
   #bytes = 0;
   #timer: NodeJS.Timeout | undefined;
+  readonly #deadline: NodeJS.Timeout;
   readonly #max: number;
   readonly #stallMs: number;
   readonly #fail: (message: string) => UnavailableError;
 
-  constructor(max: number, stallMs: number, fail: (message: string) => UnavailableError) {
+  constructor(
+    limits: { max: number; stallMs: number; deadlineMs: number; remainingMs: number },
+    fail: (message: string) => UnavailableError,
+  ) {
     super();
-    this.#max = max;
-    this.#stallMs = stallMs;
+    this.#max = limits.max;
+    this.#stallMs = limits.stallMs;
     this.#fail = fail;
+    this.#deadline = setTimeout(
+      () =>
+        this.destroy(
+          this.#fail(`the file did not arrive within ${limits.deadlineMs} ms; stopped reading it`),
+        ),
+      Math.max(0, limits.remainingMs),
+    );
     this.#arm();
   }
 
@@ -318,11 +342,13 @@ class GuardedStream extends Transform {
 
   override _flush(callback: TransformCallback): void {
     clearTimeout(this.#timer);
+    clearTimeout(this.#deadline);
     callback();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     clearTimeout(this.#timer);
+    clearTimeout(this.#deadline);
     callback(error);
   }
 }
@@ -521,6 +547,10 @@ export function createGameServerClient(options: GameServerClientOptions): GameSe
         options.timeoutMs +
           (kind === 'cpu-profile' ? seconds * 1000 : 0) +
           (kind === 'heap-snapshot' ? HEAP_SNAPSHOT_EXTRA_MS : 0);
+      const deadlineMs =
+        diagnosticOptions.deadlineMs ??
+        startMs + options.timeoutMs + (kind === 'heap-snapshot' ? HEAP_SNAPSHOT_TRANSFER_MS : 0);
+      const began = performance.now();
       const parent = diagnosticOptions.signal;
       // Lives as long as the body: the caller's signal, or the consumer destroying the stream, cancels it.
       const bodyController = new AbortController();
@@ -563,7 +593,15 @@ export function createGameServerClient(options: GameServerClientOptions): GameSe
         throw failure(call, 'answered without a body');
       }
       const source = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
-      const guarded = new GuardedStream(maxBytes, options.timeoutMs, (message) => failure(call, message));
+      const guarded = new GuardedStream(
+        {
+          max: maxBytes,
+          stallMs: options.timeoutMs,
+          deadlineMs,
+          remainingMs: deadlineMs - (performance.now() - began),
+        },
+        (message) => failure(call, message),
+      );
       source.on('error', (err) => {
         guarded.destroy(
           parent?.aborted && parent.reason instanceof Error
