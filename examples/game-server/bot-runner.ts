@@ -2,7 +2,10 @@
  * Simulated players for the reference game server (and any server speaking the same protocol). Each bot
  * logs in, walks about and chats at a human rate, shows a maintenance notice once, answers a drain by
  * saving and leaving, and reconnects elsewhere (with bounded, jittered backoff) when a server closes or
- * refuses it. `bots.ts` is the command line over this; tests use it directly.
+ * refuses it, or goes silent: bots ping, and a server that has said nothing (no message, no pong) for two
+ * ping intervals is taken for dead. The default number of reconnection attempts spans about a minute, so
+ * a run against a single server that restarts carries on. `bots.ts` is the command line over this; tests
+ * use it directly.
  */
 import { EventEmitter } from 'node:events';
 import { WebSocket, type RawData } from 'ws';
@@ -22,10 +25,15 @@ export interface BotOptions {
   chatIntervalMs?: number;
   /** Bot names are `<prefix>-<i>`. @default `bot-<pid>` */
   namePrefix?: string;
-  /** Reconnection attempts per bot in a row before it gives up. @default 5 */
+  /** Reconnection attempts per bot in a row before it gives up. @default 20 (about 40 to 80 s of backoff) */
   maxReconnects?: number;
   /** How long the first reconnection waits; doubles each time, up to 5 s, with jitter. @default 250 */
   backoffMs?: number;
+  /**
+   * Each bot pings its server this often; a server that has sent nothing (no message, no pong) for two
+   * intervals is taken for dead: the connection is dropped and the bot reconnects. @default 5000
+   */
+  pingIntervalMs?: number;
   /** Human log lines (a notice's text, once; a bot giving up). */
   log?: (line: string) => void;
   random?: () => number;
@@ -49,6 +57,8 @@ export interface BotSummary {
   gaveUp: number;
   /** Connections that could not be opened (refused, reset, timed out). */
   connectFailures: number;
+  /** Connections dropped because the server went silent (no message or pong for two ping intervals). */
+  timeouts: number;
   /** Protocol errors: `error` messages from the server and messages that did not validate. */
   errors: number;
   /** Bots logged in when the run ended. */
@@ -67,6 +77,7 @@ export type BotEvent =
   | { type: 'refused'; bot: number; reason: string }
   | { type: 'closed'; bot: number; code: number; url: string }
   | { type: 'error'; bot: number; message: string }
+  | { type: 'timeout'; bot: number; url: string; silentMs: number }
   | { type: 'gave-up'; bot: number };
 
 interface Bot {
@@ -84,6 +95,8 @@ interface Bot {
   nextChatAt: number;
   heading: number;
   retryTimer: NodeJS.Timeout | undefined;
+  /** When (performance.now()) the server last said anything on the current connection. */
+  lastHeard: number;
 }
 
 export interface BotRun {
@@ -98,6 +111,9 @@ export interface BotRun {
 }
 
 const MAX_BACKOFF_MS = 5000;
+/** Default reconnection attempts in a row: with the backoff capped at 5 s, about 40 to 80 s of trying. */
+export const DEFAULT_MAX_RECONNECTS = 20;
+export const DEFAULT_PING_INTERVAL_MS = 5000;
 const ACTIVITY_INTERVAL_MS = 50;
 const CLOSE_WAIT_MS = 5000;
 
@@ -107,7 +123,8 @@ export function startBots(options: BotOptions): BotRun {
   const moveEveryMs = 1000 / (options.moveRate ?? 4);
   const chatEveryMs = options.chatIntervalMs ?? 30_000;
   const prefix = options.namePrefix ?? `bot-${process.pid}`;
-  const maxReconnects = options.maxReconnects ?? 5;
+  const maxReconnects = options.maxReconnects ?? DEFAULT_MAX_RECONNECTS;
+  const pingIntervalMs = options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
   const backoffMs = options.backoffMs ?? 250;
   const rampMs = options.rampMs ?? 0;
   const log = options.log ?? (() => undefined);
@@ -123,6 +140,7 @@ export function startBots(options: BotOptions): BotRun {
     reconnects: 0,
     gaveUp: 0,
     connectFailures: 0,
+    timeouts: 0,
     errors: 0,
     sent: 0,
     received: 0,
@@ -147,6 +165,7 @@ export function startBots(options: BotOptions): BotRun {
     nextChatAt: 0,
     heading: random() * 2 * Math.PI,
     retryTimer: undefined,
+    lastHeard: 0,
   }));
 
   const emit = (event: BotEvent): void => {
@@ -164,8 +183,17 @@ export function startBots(options: BotOptions): BotRun {
     const ws = new WebSocket(bot.url, { handshakeTimeout: 5000, perMessageDeflate: false });
     bot.ws = ws;
     bot.leaving = false;
-    ws.on('open', () => send(bot, { type: 'login', name: bot.name }));
-    ws.on('message', (data: RawData, isBinary) => onMessage(bot, data, isBinary));
+    ws.on('open', () => {
+      bot.lastHeard = performance.now();
+      send(bot, { type: 'login', name: bot.name });
+    });
+    ws.on('pong', () => {
+      bot.lastHeard = performance.now();
+    });
+    ws.on('message', (data: RawData, isBinary) => {
+      bot.lastHeard = performance.now();
+      onMessage(bot, data, isBinary);
+    });
     ws.on('error', () => {
       // The 'close' that follows decides what to do; a handshake that failed is a connect failure.
       if (!bot.online && ws.readyState !== WebSocket.OPEN) counts.connectFailures += 1;
@@ -268,6 +296,23 @@ export function startBots(options: BotOptions): BotRun {
     bot.retryTimer = setTimeout(() => connect(bot), delay);
   }
 
+  // One timer pings every open connection and drops those whose server has gone silent.
+  const heartbeat = setInterval(() => {
+    const now = performance.now();
+    for (const bot of bots) {
+      const ws = bot.ws;
+      if (ws?.readyState !== WebSocket.OPEN) continue;
+      const silentMs = now - bot.lastHeard;
+      if (silentMs >= 2 * pingIntervalMs) {
+        counts.timeouts += 1;
+        emit({ type: 'timeout', bot: bot.index, url: bot.url, silentMs: Math.round(silentMs) });
+        ws.terminate(); // its 'close' reconnects
+        continue;
+      }
+      ws.ping();
+    }
+  }, pingIntervalMs);
+
   // One timer drives every bot's activity (cheaper than a timer per bot).
   const activity = setInterval(() => {
     const now = performance.now();
@@ -318,6 +363,7 @@ export function startBots(options: BotOptions): BotRun {
       reconnects: counts.reconnects,
       gaveUp: counts.gaveUp,
       connectFailures: counts.connectFailures,
+      timeouts: counts.timeouts,
       errors: counts.errors,
       onlineAtEnd: bots.filter((b) => b.online).length,
       messagesSent: counts.sent,
@@ -333,6 +379,7 @@ export function startBots(options: BotOptions): BotRun {
     stopped ??= (async () => {
       clearTimeout(durationTimer);
       clearInterval(activity);
+      clearInterval(heartbeat);
       for (const timer of rampTimers) clearTimeout(timer);
       const final = { ...summary(), onlineAtEnd: bots.filter((b) => b.online).length };
       stopping = true;

@@ -8,7 +8,12 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
-import { startBots, type BotSummary } from './bot-runner.ts';
+import {
+  DEFAULT_MAX_RECONNECTS,
+  DEFAULT_PING_INTERVAL_MS,
+  startBots,
+  type BotSummary,
+} from './bot-runner.ts';
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 
@@ -49,7 +54,7 @@ function render(summary: BotSummary): string {
     `  notices     ${summary.noticesSeen} seen`,
     `  drained     ${summary.drained}`,
     `  gave up     ${summary.gaveUp}`,
-    `  errors      ${summary.errors} (connect failures ${summary.connectFailures})`,
+    `  errors      ${summary.errors} (connect failures ${summary.connectFailures}, silent servers dropped ${summary.timeouts})`,
     `  messages    ${summary.messagesSent} sent, ${summary.messagesReceived} received, ${summary.messagesPerSecond}/s` +
       ` (snapshots ${summary.snapshotsReceived}, chat ${summary.chatReceived})`,
   ].join('\n');
@@ -73,9 +78,22 @@ async function main(argv: string[]): Promise<number> {
         .default(30_000, '30s'),
     )
     .addOption(
-      new Option('--max-reconnects <n>', 'reconnection attempts before a bot gives up')
-        .argParser(intIn(0, 100))
-        .default(5),
+      new Option(
+        '--max-reconnects <n>',
+        'reconnection attempts in a row before a bot gives up; waits start at 250 ms and double up to 5 s, ' +
+          'jittered, so the default keeps trying for about 40 to 80 s (a server restart)',
+      )
+        .argParser(intIn(0, 1000))
+        .default(DEFAULT_MAX_RECONNECTS),
+    )
+    .addOption(
+      new Option(
+        '--ping-interval <d>',
+        'each bot pings its server this often; a server silent (no message, no pong) for two intervals ' +
+          'is taken for dead and the bot reconnects',
+      )
+        .argParser(duration)
+        .default(DEFAULT_PING_INTERVAL_MS, `${DEFAULT_PING_INTERVAL_MS / 1000}s`),
     )
     .addOption(
       new Option('--name-prefix <prefix>', 'bot names are <prefix>-<i>').argParser((text: string) => {
@@ -101,9 +119,14 @@ async function main(argv: string[]): Promise<number> {
     moveRate: number;
     chatEvery: number;
     maxReconnects: number;
+    pingInterval: number;
     namePrefix?: string;
     json?: boolean;
   }>();
+  if (opts.pingInterval < 100) {
+    process.stderr.write('gameops-bots: --ping-interval must be at least 100ms\n');
+    return 2;
+  }
   if (opts.ramp > opts.duration) {
     process.stderr.write('gameops-bots: --ramp cannot be longer than --duration\n');
     return 2;
@@ -117,6 +140,7 @@ async function main(argv: string[]): Promise<number> {
     moveRate: opts.moveRate,
     chatIntervalMs: opts.chatEvery,
     maxReconnects: opts.maxReconnects,
+    pingIntervalMs: opts.pingInterval,
     ...(opts.namePrefix ? { namePrefix: opts.namePrefix } : {}),
     log: (line) => process.stderr.write(`gameops-bots: ${line}\n`),
   });

@@ -1,10 +1,12 @@
 /** `bin/gameops-bots` and the bot runner against real reference servers. */
 import { spawn } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startBots, type BotSummary } from '../../examples/game-server/bot-runner.ts';
+import { WebSocketServer } from 'ws';
+import { startBots, type BotEvent, type BotSummary } from '../../examples/game-server/bot-runner.ts';
 import { parsePrometheusText } from '../../src/platform/game-client.ts';
-import { services } from '../harness/index.ts';
+import { freePort, services } from '../harness/index.ts';
 import { REPO_ROOT, startGameServer, type GameServerProcess } from './server-process.ts';
 
 const BOTS = path.join(REPO_ROOT, 'bin/gameops-bots');
@@ -97,10 +99,117 @@ test('gameops-bots prints a readable summary by default and refuses bad usage wi
     ['--url', 'http://127.0.0.1:1/play'],
     ['--url', 'ws://user:secret@127.0.0.1:1/play'],
     ['--duration', '1s', '--ramp', '2s'],
+    ['--ping-interval', '0ms'],
   ]) {
     const bad = await runBots(args);
     expect(bad.code, args.join(' ')).toBe(2);
     expect(bad.stderr).not.toBe('');
+  }
+  const help = await runBots(['--help']);
+  expect(help.code).toBe(0);
+  expect(help.stdout).toMatch(/--max-reconnects <n>[\s\S]*about 40 to 80 s[\s\S]*\(default: 20\)/);
+  expect(help.stdout).toMatch(/--ping-interval <d>[\s\S]*silent[\s\S]*\(default: 5s\)/);
+});
+
+/**
+ * A stand-in server speaking just enough of the protocol: welcomes each login, then says nothing, and
+ * (`frozen`) does not answer pings either, like a server process that hangs. Listens on `port` (0: any).
+ */
+async function standIn(options: {
+  frozen: boolean;
+  port?: number;
+}): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
+  const wss = new WebSocketServer({
+    host: '127.0.0.1',
+    port: options.port ?? 0,
+    autoPong: !options.frozen,
+    perMessageDeflate: false,
+  });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  let connections = 0;
+  wss.on('connection', (ws) => {
+    connections += 1;
+    ws.once('message', (data) => {
+      const { name } = JSON.parse(String(data)) as { name: string };
+      const welcome = { type: 'welcome', name, instance: 'stand-in', version: '0', x: 1, y: 1, tickRate: 30 };
+      ws.send(JSON.stringify({ ...welcome, maintenance: { enabled: false, message: null, startsAt: null } }));
+    });
+  });
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/play`,
+    connections: () => connections,
+    close: async () => {
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise((resolve) => wss.close(resolve));
+    },
+  };
+}
+
+function nextEvent(
+  run: ReturnType<typeof startBots>,
+  type: BotEvent['type'],
+  timeoutMs: number,
+): Promise<BotEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${type} event within ${timeoutMs} ms`)), timeoutMs);
+    const listener = (event: BotEvent): void => {
+      if (event.type !== type) return;
+      clearTimeout(timer);
+      run.events.off('event', listener);
+      resolve(event);
+    };
+    run.events.on('event', listener);
+  });
+}
+
+test('a bot drops a server that went silent (no pong) and reconnects', async () => {
+  const frozen = await standIn({ frozen: true });
+  const run = startBots({
+    players: 1,
+    durationMs: 30_000,
+    urls: [frozen.url],
+    namePrefix: 'frozen',
+    pingIntervalMs: 200,
+    backoffMs: 50,
+  });
+  try {
+    await nextEvent(run, 'login', 5000);
+    const began = performance.now();
+    const timeout = await nextEvent(run, 'timeout', 5000);
+    expect(performance.now() - began).toBeLessThan(1500);
+    expect(timeout).toMatchObject({ bot: 0, url: frozen.url });
+    expect((timeout as { silentMs: number }).silentMs).toBeGreaterThanOrEqual(400);
+    // …and is back (on the only server there is).
+    await nextEvent(run, 'login', 5000);
+    expect(frozen.connections()).toBeGreaterThanOrEqual(2);
+    expect(run.summary().timeouts).toBeGreaterThanOrEqual(1);
+  } finally {
+    await run.stop();
+    await frozen.close();
+  }
+});
+
+test('by default, bots keep trying long enough for a single server to restart', async () => {
+  const port = await freePort();
+  const run = startBots({
+    players: 2,
+    durationMs: 30_000,
+    urls: [`ws://127.0.0.1:${port}/play`],
+    namePrefix: 'restart',
+    backoffMs: 50, // the default attempts, with a short first wait: 5 attempts used to span under 1.6 s
+  });
+  let server: Awaited<ReturnType<typeof standIn>> | undefined;
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(run.summary().gaveUp).toBe(0);
+    server = await standIn({ frozen: false, port });
+    await nextEvent(run, 'login', 10_000);
+    const summary = await run.stop();
+    expect(summary.gaveUp).toBe(0);
+    expect(summary.connectFailures).toBeGreaterThan(0);
+  } finally {
+    await run.stop();
+    await server?.close();
   }
 });
 
