@@ -3,8 +3,9 @@ import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type RawData } from 'ws';
 import { startBots, type BotEvent, type BotSummary } from '../../examples/game-server/bot-runner.ts';
+import { rawText } from '../../examples/game-server/protocol.ts';
 import { parsePrometheusText } from '../../src/platform/game-client.ts';
 import { freePort, services } from '../harness/index.ts';
 import { REPO_ROOT, startGameServer, type GameServerProcess } from './server-process.ts';
@@ -129,8 +130,8 @@ async function standIn(options: {
   let connections = 0;
   wss.on('connection', (ws) => {
     connections += 1;
-    ws.once('message', (data) => {
-      const { name } = JSON.parse(String(data)) as { name: string };
+    ws.once('message', (data: RawData) => {
+      const { name } = JSON.parse(rawText(data)) as { name: string };
       const welcome = { type: 'welcome', name, instance: 'stand-in', version: '0', x: 1, y: 1, tickRate: 30 };
       ws.send(JSON.stringify({ ...welcome, maintenance: { enabled: false, message: null, startsAt: null } }));
     });
