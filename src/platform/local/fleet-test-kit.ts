@@ -116,9 +116,10 @@ export async function startFixture(
 }
 
 /** Runs fleet.fixture.ts to its end; resolves with what it printed on stdout. */
-export async function runFixture(args: string[]): Promise<string> {
+export async function runFixture(args: string[], env: Record<string, string> = {}): Promise<string> {
   const child = spawn(process.execPath, [FIXTURE, ...args], {
     cwd: REPO,
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

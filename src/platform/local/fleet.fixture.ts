@@ -6,6 +6,8 @@
  * - `set-version <dataDir> <basePort> <version>`: rolls the fleet to `version` (the test versions plus
  *   `slow`, which starts listening after 60 s), prints `ready <pid>` once the rollout has begun, then waits
  *   to be killed.
+ * - `scale-and-die <dataDir> <basePort> <replicas>`: scales, and SIGKILLs itself right after spawning,
+ *   before the state naming the new processes is written (an interrupted start).
  * - `hold-lock <dataDir>`: takes the fleet's operation lock, prints `ready <pid>`, then waits to be killed.
  * - `try-lock <dataDir> <lock file name>`: tries once to take `<dataDir>/fleet/<name>`, prints `acquired`
  *   or `refused: <message>`, and exits.
@@ -14,6 +16,7 @@ import { join } from 'node:path';
 import { secret, systemClock } from '../../core/index.ts';
 import { createLocalPlatform } from './index.ts';
 import { FileLock } from './lock.ts';
+import { writeState } from './state.ts';
 import { localConfig } from './test-support.ts';
 
 const [mode, dataDir, basePort, arg] = process.argv.slice(2);
@@ -24,6 +27,19 @@ if (mode === 'scale' && dataDir && basePort && arg) {
     dataDir,
     ...(token ? { opsToken: secret(token, 'env:FIXTURE_OPS_TOKEN') } : {}),
     clock: systemClock,
+  });
+  await platform.scale(Number(arg), { timeoutMs: 30_000 });
+} else if (mode === 'scale-and-die' && dataDir && basePort && arg) {
+  const token = process.env.FIXTURE_OPS_TOKEN;
+  const platform = createLocalPlatform({
+    config: localConfig({ basePort: Number(basePort), replicas: Number(arg) }),
+    dataDir,
+    ...(token ? { opsToken: secret(token, 'env:FIXTURE_OPS_TOKEN') } : {}),
+    clock: systemClock,
+    stateWriter: async (dir, state) => {
+      if (state.instances.some((e) => e.pid !== undefined)) process.kill(process.pid, 'SIGKILL');
+      await writeState(dir, state);
+    },
   });
   await platform.scale(Number(arg), { timeoutMs: 30_000 });
 } else if (mode === 'set-version' && dataDir && basePort && arg) {

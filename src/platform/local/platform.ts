@@ -57,7 +57,15 @@ import {
   rotateIfNeeded,
   selectRanges,
 } from './logs.ts';
-import { childExits, describeExit, exitOf, spawnDetached, stopProcess } from './process.ts';
+import {
+  type Started,
+  childExits,
+  describeExit,
+  exitOf,
+  findLeadersByEnv,
+  spawnDetached,
+  stopProcess,
+} from './process.ts';
 import { probeReady } from './probe.ts';
 import { listenerOwnership } from './sockets.ts';
 import {
@@ -75,6 +83,7 @@ import {
   type FleetState,
   type InstanceState,
   MAX_REPLICAS,
+  STATE_FILE,
   initialState,
   readState,
   writeState,
@@ -292,6 +301,17 @@ class LocalFleet implements LocalPlatform {
         ready,
         startedAt: startTimeToIso(v.stat!.startTime),
         ...(ready ? {} : { reason: probe?.reason ?? 'not answering GET /ops/status' }),
+      };
+    }
+    if (entry?.starting) {
+      return {
+        ...base,
+        phase: 'pending',
+        ready: false,
+        startedAt: undefined,
+        reason:
+          `a start by gameops pid ${entry.starting.by.pid} at ${entry.starting.at} was interrupted; ` +
+          'the supervisor or the next operation adopts the process it left, if any, or starts it',
       };
     }
     const next = entry?.nextAttemptAt ? Date.parse(entry.nextAttemptAt) : undefined;
@@ -767,7 +787,7 @@ class LocalFleet implements LocalPlatform {
     const round: SupervisorRound = { started: [], backingOff: [], stopped: [], rotated: [], skipped: [] };
     await this.#ensureDirs();
     const strays: number[] = [];
-    await this.#mutate(async (state) => {
+    await this.#mutate(async (state, spawned) => {
       const now = this.#clock.now();
       for (const index of range(state.replicas)) {
         if (!state.instances.some((e) => e.index === index)) {
@@ -826,16 +846,27 @@ class LocalFleet implements LocalPlatform {
         }
         toStart.push(entry);
       }
-      for (const entry of toStart) {
+      const adopted = await this.#recoverInterrupted(
+        state,
+        toStart.map((e) => ({ index: e.index, version: e.version })),
+      );
+      for (const index of adopted) round.started.push(instanceName(index));
+      const spawning = toStart.filter((e) => !adopted.has(e.index));
+      await this.#recordStarts(
+        state,
+        spawning.map((e) => e.index),
+      );
+      for (const entry of spawning) {
         const name = instanceName(entry.index);
         try {
           this.#versionSpec(entry.version);
           if (await this.#portInUse(this.#port(entry.index))) throw this.#portError(entry.index);
-          await this.#spawnInto(state, entry.index, entry.version, undefined);
+          await this.#spawnInto(state, entry.index, entry.version, undefined, spawned);
           if (entry.lastExit) entry.restarts++;
           round.started.push(name);
           this.#log.info({ instance: name, version: entry.version, pid: entry.pid }, 'game server started');
         } catch (err) {
+          delete entry.starting;
           entry.problem = errorMessage(err).slice(0, 500);
           this.#backoff(entry, now);
           round.backingOff.push(name);
@@ -910,19 +941,127 @@ class LocalFleet implements LocalPlatform {
     );
   }
 
-  /** Read-modify-write of the state file under the state lock. */
-  async #mutate<T>(fn: (state: FleetState) => T | Promise<T>): Promise<T> {
+  /**
+   * Read-modify-write of the state file under the state lock. What `fn` spawns goes into `spawned`: when
+   * the state naming those processes cannot be written (a full disk), they are stopped again, so that no
+   * game server runs that the state does not name.
+   */
+  async #mutate<T>(fn: (state: FleetState, spawned: Started[]) => T | Promise<T>): Promise<T> {
     await this.#ensureDirs();
     const lock = await this.#stateLock.acquire('state', STATE_LOCK_WAIT_MS);
+    const spawned: Started[] = [];
     try {
       const state = await this.#state();
-      const out = await fn(state);
+      const out = await fn(state, spawned);
       state.updatedAt = this.#clock.now().toISOString();
-      await this.#writeState(this.fleetDir, state);
+      await this.#write(state);
       return out;
+    } catch (err) {
+      if (spawned.length === 0) throw err;
+      await mapLimit(spawned, this.#concurrency, (p) =>
+        stopProcess(p.pid, p.startTime, { graceMs: 1000 }).catch(() => false),
+      );
+      this.#log.error(
+        { err: errorMessage(err), pids: spawned.map((p) => p.pid) },
+        'game servers just started were stopped again: their state could not be recorded',
+      );
+      throw new UnavailableError(
+        `${errorMessage(err)}; the ${spawned.length} game server(s) just started were stopped again`,
+        { cause: err, details: err instanceof GameopsError ? err.details : undefined },
+      );
     } finally {
       await lock.release();
     }
+  }
+
+  /** Writes the state file (the state lock is held); a failure names the file. */
+  async #write(state: FleetState): Promise<void> {
+    const file = join(this.fleetDir, STATE_FILE);
+    try {
+      await this.#writeState(this.fleetDir, state);
+    } catch (err) {
+      throw new UnavailableError(`cannot write the fleet state file ${file}: ${errorMessage(err)}`, {
+        cause: err,
+        details: { file },
+      });
+    }
+  }
+
+  /**
+   * Records (written at once) that `indexes` are about to be started: if this process dies between the
+   * spawn and the state write that names the process, whoever takes the state lock next knows to look
+   * for it ({@link #recoverInterrupted}).
+   */
+  async #recordStarts(state: FleetState, indexes: number[]): Promise<void> {
+    if (indexes.length === 0) return;
+    const at = this.#clock.now().toISOString();
+    const by = { pid: process.pid, startTime: ownStartTime() };
+    for (const index of indexes) this.#entry(state, index, state.version).starting = { at, by };
+    state.updatedAt = at;
+    await this.#write(state);
+  }
+
+  /**
+   * Instances with a start on record that was interrupted (seen under the state lock, an intent is never
+   * one in progress): a game server it left running (found by its environment: this fleet's config file
+   * and the instance name) is adopted when it runs the wanted version, else stopped. Returns the
+   * instances adopted.
+   */
+  async #recoverInterrupted(
+    state: FleetState,
+    wants: Array<{ index: number; version: string }>,
+  ): Promise<Set<number>> {
+    const adopted = new Set<number>();
+    for (const { index, version } of wants) {
+      const entry = state.instances.find((e) => e.index === index);
+      if (!entry?.starting) continue;
+      const interrupted = entry.starting;
+      delete entry.starting;
+      if (
+        entry.pid !== undefined &&
+        entry.startTime !== undefined &&
+        isSameProcess(procStatSync(entry.pid), entry.startTime)
+      )
+        continue;
+      const name = instanceName(index);
+      const found = await findLeadersByEnv({
+        GAME_CONFIG_FILE: join(this.fleetDir, CONFIG_FILE),
+        GAME_INSTANCE: name,
+      });
+      const keep = [...found].reverse().find((f) => f.environ.includes(`GAME_VERSION=${version}`));
+      for (const f of found) {
+        if (f === keep) continue;
+        await stopProcess(f.pid, f.startTime, { graceMs: 2000 }).catch(() => false);
+      }
+      this.#log.warn(
+        {
+          instance: name,
+          by: interrupted.by.pid,
+          at: interrupted.at,
+          found: found.map((f) => f.pid),
+          adopted: keep?.pid,
+        },
+        'a start of this game server was interrupted before its pid was recorded',
+      );
+      if (!keep) continue;
+      entry.version = version;
+      entry.pid = keep.pid;
+      entry.startTime = keep.startTime;
+      entry.spawnedAt = this.#clock.now().toISOString();
+      delete entry.nextAttemptAt;
+      delete entry.problem;
+      adopted.add(index);
+    }
+    return adopted;
+  }
+
+  #entry(state: FleetState, index: number, version: string): InstanceState {
+    let entry = state.instances.find((e) => e.index === index);
+    if (!entry) {
+      entry = { index, version, restarts: 0, failures: 0 };
+      state.instances.push(entry);
+    }
+    return entry;
   }
 
   async #withLock<T>(operation: string, signal: AbortSignal | undefined, body: () => Promise<T>): Promise<T> {
@@ -1004,11 +1143,7 @@ class LocalFleet implements LocalPlatform {
   }
 
   #own(state: FleetState, index: number, operation: string): void {
-    let entry = state.instances.find((e) => e.index === index);
-    if (!entry) {
-      entry = { index, version: state.version, restarts: 0, failures: 0 };
-      state.instances.push(entry);
-    }
+    const entry = this.#entry(state, index, state.version);
     entry.owner = { pid: process.pid, startTime: ownStartTime(), operation };
   }
 
@@ -1020,11 +1155,21 @@ class LocalFleet implements LocalPlatform {
   ): Promise<void> {
     if (indexes.length === 0) return;
     const problems: string[] = [];
-    await this.#mutate(async (state) => {
-      for (const index of indexes) {
-        const entry = state.instances.find((e) => e.index === index);
+    await this.#mutate(async (state, spawned) => {
+      const wants = indexes.map((index) => ({
+        index,
+        version: versionOf(state.instances.find((e) => e.index === index)),
+      }));
+      const adopted = await this.#recoverInterrupted(state, wants);
+      const rest = wants.filter((w) => !adopted.has(w.index));
+      await this.#recordStarts(
+        state,
+        rest.map((w) => w.index),
+      );
+      for (const index of adopted) this.#markStarted(state, index, operation);
+      for (const { index, version } of rest) {
         try {
-          await this.#spawnInto(state, index, versionOf(entry), operation);
+          await this.#spawnInto(state, index, version, operation, spawned);
         } catch (err) {
           problems.push(`${instanceName(index)}: ${errorMessage(err)}`);
         }
@@ -1033,36 +1178,43 @@ class LocalFleet implements LocalPlatform {
     if (problems.length > 0) throw new UnavailableError(`cannot start ${problems.join('; ')}`);
   }
 
+  /** Spawns `index` on `version` (its intent recorded before), into the state and into `spawned`. */
   async #spawnInto(
     state: FleetState,
     index: number,
     version: string,
     operation: string | undefined,
+    spawned: Started[],
   ): Promise<void> {
-    let entry = state.instances.find((e) => e.index === index);
-    if (!entry) {
-      entry = { index, version, restarts: 0, failures: 0 };
-      state.instances.push(entry);
+    const entry = this.#entry(state, index, version);
+    try {
+      const spec = this.#versionSpec(version);
+      const name = instanceName(index);
+      const started = await spawnDetached({
+        command: spec.command,
+        cwd: spec.cwd ?? process.cwd(),
+        env: this.#env(index, version, spec.env),
+        logFile: logFileOf(this.#logDir, name),
+      });
+      spawned.push(started);
+      entry.version = version;
+      entry.pid = started.pid;
+      entry.startTime = started.startTime;
+      entry.spawnedAt = this.#clock.now().toISOString();
+      delete entry.nextAttemptAt;
+      delete entry.problem;
+      this.#markStarted(state, index, operation);
+    } finally {
+      delete entry.starting;
     }
-    const spec = this.#versionSpec(version);
-    const name = instanceName(index);
-    const started = await spawnDetached({
-      command: spec.command,
-      cwd: spec.cwd ?? process.cwd(),
-      env: this.#env(index, version, spec.env),
-      logFile: logFileOf(this.#logDir, name),
-    });
-    entry.version = version;
-    entry.pid = started.pid;
-    entry.startTime = started.startTime;
-    entry.spawnedAt = this.#clock.now().toISOString();
-    delete entry.nextAttemptAt;
-    delete entry.problem;
-    if (operation !== undefined) {
-      // A deliberate start is a fresh instance: no crash history to back off from.
-      entry.failures = 0;
-      entry.owner = { pid: process.pid, startTime: ownStartTime(), operation };
-    }
+  }
+
+  /** A deliberate start is a fresh instance (no crash history to back off from), owned by the operation. */
+  #markStarted(state: FleetState, index: number, operation: string | undefined): void {
+    if (operation === undefined) return;
+    const entry = this.#entry(state, index, state.version);
+    entry.failures = 0;
+    entry.owner = { pid: process.pid, startTime: ownStartTime(), operation };
   }
 
   /**

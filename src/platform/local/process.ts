@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnavailableError, errorMessage } from '../../core/index.ts';
 import { isSameProcess, procStat, procStatSync } from './proc.ts';
@@ -213,4 +213,38 @@ async function waitFor(
       ...(abort ? { signal: abort } : {}),
     }).catch(() => undefined);
   }
+}
+
+/**
+ * Live process-group leaders whose environment holds every `NAME=value` of `env`: how a game server
+ * spawned by a start that was interrupted before its pid was recorded is found again (its environment
+ * names the fleet's config file and the instance). Processes this user may not read are skipped.
+ */
+export async function findLeadersByEnv(
+  env: Record<string, string>,
+): Promise<Array<Started & { environ: string[] }>> {
+  let names: string[];
+  try {
+    names = await readdir('/proc');
+  } catch {
+    return [];
+  }
+  const wanted = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const found: Array<Started & { environ: string[] }> = [];
+  await Promise.all(
+    names.map(async (name) => {
+      const pid = Number(name);
+      if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return;
+      const stat = await procStat(pid);
+      if (!stat || stat.pgrp !== pid || stat.state === 'Z' || stat.state === 'X') return;
+      let environ: string[];
+      try {
+        environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+      } catch {
+        return;
+      }
+      if (wanted.every((w) => environ.includes(w))) found.push({ pid, startTime: stat.startTime, environ });
+    }),
+  );
+  return found.sort((a, b) => a.pid - b.pid);
 }

@@ -59,6 +59,12 @@ const instanceSchema = z.strictObject({
   /** Why the last start failed, when it did (program not found, port taken…). */
   problem: z.string().max(500).optional(),
   owner: ownerSchema.optional(),
+  /**
+   * A start about to happen, recorded before the process is spawned and cleared with its pid in the same
+   * state-lock hold. Seen by anyone else, it means that start was interrupted (its gameops died between
+   * the spawn and the write): a process it left is looked for and adopted before starting another.
+   */
+  starting: z.strictObject({ at: isoDate, by: z.strictObject({ pid, startTime }) }).optional(),
 });
 
 export const stateSchema = z.strictObject({
