@@ -1,7 +1,8 @@
 /**
  * An OCI distribution registry **stand-in**: answers `HEAD/GET /v2/<repository>/manifests/<tag>` for a
- * fixed set of tags (200 with a digest, or 404 MANIFEST_UNKNOWN), optionally behind the bearer-token
- * challenge public registries use (401 + `WWW-Authenticate: Bearer realm=…`, anonymous `/token`).
+ * fixed set of tags (200 with a digest, or 404 with MANIFEST_UNKNOWN / NAME_UNKNOWN in a GET's body),
+ * optionally behind the bearer-token challenge public registries use (401 + `WWW-Authenticate: Bearer
+ * realm=…`, anonymous `/token`); the realm can be pointed elsewhere, as a hostile registry would.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -12,6 +13,11 @@ export interface RegistryOptions {
   tags: Record<string, string[]>;
   /** Ask for a bearer token first, as Docker Hub does. @default true */
   tokenAuth?: boolean;
+  /**
+   * The token service the challenge names (`Bearer realm=…`); `{host}` and `{port}` are replaced by the
+   * registry's host:port and port. A hostile registry points it anywhere. @default `http://{host}/token`
+   */
+  realm?: string;
 }
 
 export class RegistryStandIn {
@@ -20,6 +26,7 @@ export class RegistryStandIn {
   readonly #token = randomBytes(16).toString('hex');
   readonly tags: Record<string, string[]>;
   readonly #tokenAuth: boolean;
+  readonly #realm: string;
   /** Requests seen, as `METHOD path`. */
   readonly requests: string[] = [];
   host = '';
@@ -27,6 +34,7 @@ export class RegistryStandIn {
   constructor(options: RegistryOptions) {
     this.tags = options.tags;
     this.#tokenAuth = options.tokenAuth ?? true;
+    this.#realm = options.realm ?? 'http://{host}/token';
     this.#server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://registry');
       this.requests.push(`${req.method ?? 'GET'} ${url.pathname}`);
@@ -46,19 +54,26 @@ export class RegistryStandIn {
       if (this.#tokenAuth && req.headers.authorization !== `Bearer ${this.#token}`) {
         res.writeHead(401, {
           'content-type': 'application/json',
-          'www-authenticate': `Bearer realm="http://${this.host}/token",service="standin-registry",scope="repository:${repository}:pull"`,
+          'www-authenticate': `Bearer realm="${this.#realm.replaceAll('{host}', this.host).replaceAll('{port}', this.host.split(':').pop()!)}",service="standin-registry",scope="repository:${repository}:pull"`,
         });
         res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
         return;
       }
       const tag = decodeURIComponent(m[2]!);
-      if (!(this.tags[repository] ?? []).includes(tag)) {
+      const tags = this.tags[repository];
+      if (!tags?.includes(tag)) {
+        // As the distribution registry: NAME_UNKNOWN for a repository it does not have, MANIFEST_UNKNOWN
+        // for a tag; a HEAD answer carries no body.
+        const error =
+          tags === undefined
+            ? {
+                code: 'NAME_UNKNOWN',
+                message: 'repository name not known to registry',
+                detail: { name: repository },
+              }
+            : { code: 'MANIFEST_UNKNOWN', message: `manifest unknown`, detail: { Tag: tag } };
         res.writeHead(404, { 'content-type': 'application/json' });
-        res.end(
-          req.method === 'HEAD'
-            ? undefined
-            : JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: `manifest unknown: ${tag}` }] }),
-        );
+        res.end(req.method === 'HEAD' ? undefined : JSON.stringify({ errors: [error] }));
         return;
       }
       const manifest = JSON.stringify({

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { jsonPatch, mergePatch } from './patch.ts';
 import { matches, parseSelector } from './selector.ts';
+import { startRegistry } from './registry.ts';
 import { startStandIn, type StandIn, type StandInOptions } from './server.ts';
 import type { Deployment, Pod } from './objects.ts';
 
@@ -644,6 +645,41 @@ describe('API stand-in: controllers and kubelet', () => {
       kind: 'HorizontalPodAutoscaler',
       status: { currentReplicas: 2, desiredReplicas: 2 },
     });
+  });
+});
+
+describe('registry stand-in', () => {
+  it('answers as the distribution registry: NAME_UNKNOWN, MANIFEST_UNKNOWN in a GET body, no body on HEAD, the realm it is told', async () => {
+    const registry = await startRegistry({
+      tags: { 'game/server': ['v1'] },
+      realm: 'https://auth.example:{port}/x',
+    });
+    try {
+      const base = `http://${registry.host}/v2`;
+      const challenge = await fetch(`${base}/game/server/manifests/v1`, { method: 'HEAD' });
+      expect(challenge.status).toBe(401);
+      expect(challenge.headers.get('www-authenticate')).toBe(
+        `Bearer realm="https://auth.example:${registry.host.split(':')[1]}/x",service="standin-registry",scope="repository:game/server:pull"`,
+      );
+      const token = ((await (await fetch(`http://${registry.host}/token`)).json()) as { token: string })
+        .token;
+      const get = (path: string, method = 'GET') =>
+        fetch(`${base}/${path}`, { method, headers: { authorization: `Bearer ${token}` } });
+      expect((await get('game/server/manifests/v1')).status).toBe(200);
+      const head = await get('game/server/manifests/v9', 'HEAD');
+      expect(head.status).toBe(404);
+      expect(await head.text()).toBe('');
+      const tag = await get('game/server/manifests/v9');
+      expect(((await tag.json()) as { errors: Array<{ code: string }> }).errors[0]!.code).toBe(
+        'MANIFEST_UNKNOWN',
+      );
+      const repo = await get('no/such/manifests/v1');
+      expect(((await repo.json()) as { errors: Array<{ code: string }> }).errors[0]!.code).toBe(
+        'NAME_UNKNOWN',
+      );
+    } finally {
+      await registry.close();
+    }
   });
 });
 
