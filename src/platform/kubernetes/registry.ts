@@ -3,11 +3,23 @@
  * (`HEAD /v2/<repository>/manifests/<tag>`), anonymously, following the registry's bearer-token
  * challenge (Docker Hub, GHCR, Quay, Harbor and most others answer public repositories this way).
  *
- * The answer is three-valued: `exists`, `missing` (the registry said 404: a typo or an unpushed tag,
- * which would leave pods in ImagePullBackOff), or `unknown` (private registry, unreachable, odd answer).
- * Only `missing` refuses a version; `unknown` lets the rollout go ahead with a warning, since the
- * cluster may well reach registries gameops cannot. No credentials are ever sent.
+ * The answer is three-valued: `exists`, `missing` (the registry said 404 with the distribution API's
+ * own error, MANIFEST_UNKNOWN or NAME_UNKNOWN: a typo or an unpushed tag, which would leave pods in
+ * ImagePullBackOff), or `unknown` (private registry, unreachable, odd answer, a bare 404 from something
+ * in front of it). Only `missing` refuses a version; `unknown` lets the rollout go ahead with a warning,
+ * since the cluster may well reach registries gameops cannot. No credentials are ever sent.
+ *
+ * The token service is wherever the registry's challenge says (`realm`), so a hostile or compromised
+ * registry could point gameops at anything it can reach. The realm must be https (http only when the
+ * registry itself is on loopback), may only resolve into a loopback, private or link-local range when
+ * the registry itself is in that range, is connected to at exactly the addresses checked (no second DNS
+ * answer), and is never followed through a redirect.
  */
+import type { LookupAddress } from 'node:dns';
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { parseImage } from './image.ts';
 
 export type ImageCheckResult =
@@ -15,6 +27,15 @@ export type ImageCheckResult =
 
 /** Checks that `image` (with its tag) can be pulled. Throws only the signal's reason when it aborts. */
 export type ImageCheck = (image: string, signal?: AbortSignal) => Promise<ImageCheckResult>;
+
+/** Host name → addresses (all of them), as `dns.promises.lookup(host, { all: true })` answers. */
+export type Resolve = (host: string) => Promise<LookupAddress[]>;
+
+export interface RegistryCheckOptions {
+  timeoutMs: number;
+  /** How host names are resolved for the token service. @default the system resolver */
+  resolve?: Resolve;
+}
 
 const ACCEPT = [
   'application/vnd.oci.image.index.v1+json',
@@ -24,10 +45,199 @@ const ACCEPT = [
 ].join(', ');
 
 const MAX_TOKEN_BYTES = 64 * 1024;
+const MAX_ERROR_BYTES = 64 * 1024;
+/** The distribution API's error codes for "no such manifest" and "no such repository". */
+const NOT_THERE = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN']);
+
+function bareHost(host: string): string {
+  return host.replace(/^\[(.*)\](:\d+)?$/, '$1').replace(/^([^:]*):\d+$/, '$1');
+}
 
 function isLoopback(host: string): boolean {
-  const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const h = bareHost(host);
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** Where an address leads. `reserved`: multicast, documentation and other ranges nothing should be asked at. */
+export type AddressRange = 'public' | 'loopback' | 'private' | 'link-local' | 'reserved';
+
+function blockList(v4: Array<[string, number]>, v6: Array<[string, number]>): BlockList {
+  const list = new BlockList();
+  for (const [net, prefix] of v4) list.addSubnet(net, prefix, 'ipv4');
+  for (const [net, prefix] of v6) list.addSubnet(net, prefix, 'ipv6');
+  return list;
+}
+
+const RANGES: Array<[Exclude<AddressRange, 'public'>, BlockList]> = [
+  // 0.0.0.0/8 is "this host": connecting to 0.0.0.0 reaches local services.
+  [
+    'loopback',
+    blockList(
+      [
+        ['127.0.0.0', 8],
+        ['0.0.0.0', 8],
+      ],
+      [
+        ['::1', 128],
+        ['::', 128],
+      ],
+    ),
+  ],
+  [
+    'private',
+    blockList(
+      [
+        ['10.0.0.0', 8],
+        ['172.16.0.0', 12],
+        ['192.168.0.0', 16],
+        ['100.64.0.0', 10],
+      ],
+      [
+        ['fc00::', 7],
+        ['fec0::', 10],
+      ],
+    ),
+  ],
+  ['link-local', blockList([['169.254.0.0', 16]], [['fe80::', 10]])],
+  [
+    'reserved',
+    blockList(
+      [
+        ['224.0.0.0', 4],
+        ['240.0.0.0', 4],
+        ['192.0.0.0', 24],
+        ['192.0.2.0', 24],
+        ['198.18.0.0', 15],
+        ['198.51.100.0', 24],
+        ['203.0.113.0', 24],
+      ],
+      [
+        ['ff00::', 8],
+        ['2001:db8::', 32],
+        ['100::', 64],
+      ],
+    ),
+  ],
+];
+
+/** The range of an IP address (IPv4-mapped and NAT64 IPv6 addresses count as the IPv4 address inside). */
+export function addressRange(address: string): AddressRange {
+  const family = isIP(address);
+  if (family === 0) return 'reserved';
+  if (family === 6) {
+    const nat64 = /^64:ff9b::([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(
+      new URL(`http://[${address}]/`).hostname.slice(1, -1),
+    );
+    if (nat64) {
+      const n = (parseInt(nat64[1]!, 16) << 16) | parseInt(nat64[2]!, 16);
+      return addressRange([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'));
+    }
+  }
+  for (const [range, list] of RANGES) if (list.check(address, family === 4 ? 'ipv4' : 'ipv6')) return range;
+  return 'public';
+}
+
+const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: true });
+
+async function addressesOf(host: string, resolve: Resolve): Promise<LookupAddress[]> {
+  const h = bareHost(host);
+  const family = isIP(h);
+  return family !== 0 ? [{ address: h, family }] : resolve(h);
+}
+
+/**
+ * Whether the token service `realm` announced by `registryHost` (`host[:port]`) may be asked, and at
+ * which addresses. A refusal says why.
+ */
+export async function checkRealm(
+  registryHost: string,
+  realm: URL,
+  resolve: Resolve = systemResolve,
+): Promise<{ ok: true; addresses: LookupAddress[] } | { ok: false; why: string }> {
+  if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && isLoopback(registryHost))) {
+    return {
+      ok: false,
+      why: `${registryHost} points to a token service that is not https (${realm.origin})`,
+    };
+  }
+  if (realm.username !== '' || realm.password !== '') {
+    return { ok: false, why: `${registryHost} points to a token service URL with credentials in it` };
+  }
+  let realmAddresses: LookupAddress[];
+  let registryAddresses: LookupAddress[];
+  try {
+    [realmAddresses, registryAddresses] = await Promise.all([
+      addressesOf(realm.hostname, resolve),
+      addressesOf(registryHost, resolve),
+    ]);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    return {
+      ok: false,
+      why: `cannot resolve the token service ${realm.host} of ${registryHost} (${typeof code === 'string' ? code : String(err)})`,
+    };
+  }
+  if (realmAddresses.length === 0)
+    return { ok: false, why: `the token service ${realm.host} of ${registryHost} has no address` };
+  const registryRanges = new Set(registryAddresses.map((a) => addressRange(a.address)));
+  for (const a of realmAddresses) {
+    const range = addressRange(a.address);
+    if (range === 'public' || (range !== 'reserved' && registryRanges.has(range))) continue;
+    return {
+      ok: false,
+      why: `${registryHost} points to a token service at ${realm.host}, which resolves to ${a.address} (${range}); the registry itself is not in that range, so gameops does not go there`,
+    };
+  }
+  return { ok: true, addresses: realmAddresses };
+}
+
+/** A lookup that answers the addresses already checked, so the connection goes nowhere else. */
+function pinnedLookup(addresses: LookupAddress[]): LookupFunction {
+  return (_hostname, options, callback) => {
+    if (options.all === true) callback(null, addresses);
+    else callback(null, addresses[0]!.address, addresses[0]!.family);
+  };
+}
+
+async function readCappedStream(res: IncomingMessage, max: number): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) {
+      res.destroy();
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** GET the token URL at the checked addresses; no redirect is followed. */
+async function fetchToken(
+  url: URL,
+  addresses: LookupAddress[],
+  signal: AbortSignal,
+): Promise<{ status: number; text: string | undefined }> {
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = send(url, {
+      method: 'GET',
+      headers: { accept: 'application/json' },
+      lookup: pinnedLookup(addresses),
+      agent: false,
+      signal,
+    });
+    req.once('response', resolve);
+    req.once('error', reject);
+    req.end();
+  });
+  const status = res.statusCode ?? 0;
+  if (status !== 200) {
+    res.resume();
+    return { status, text: undefined };
+  }
+  return { status, text: await readCappedStream(res, MAX_TOKEN_BYTES) };
 }
 
 /** `Bearer realm="…",service="…",scope="…"` → its parameters. */
@@ -64,7 +274,21 @@ async function readCapped(response: Response, max: number): Promise<string | und
   return Buffer.concat(chunks).toString('utf8');
 }
 
-export function createRegistryCheck(options: { timeoutMs: number }): ImageCheck {
+/** The distribution API's error codes in a 404 body (`{"errors":[{"code":"MANIFEST_UNKNOWN",…}]}`). */
+function errorCodes(text: string | undefined): string[] {
+  try {
+    const body = JSON.parse(text ?? '') as { errors?: unknown };
+    if (!Array.isArray(body.errors)) return [];
+    return body.errors
+      .map((e) => (typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined))
+      .filter((c): c is string => typeof c === 'string');
+  } catch {
+    return [];
+  }
+}
+
+export function createRegistryCheck(options: RegistryCheckOptions): ImageCheck {
+  const resolve = options.resolve ?? systemResolve;
   return async (image, signal) => {
     const ref = parseImage(image);
     if (!ref?.tag) return { status: 'unknown', why: 'the image has no tag to check' };
@@ -74,12 +298,8 @@ export function createRegistryCheck(options: { timeoutMs: number }): ImageCheck 
     const timeout = AbortSignal.timeout(options.timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     try {
-      let response = await fetch(url, {
-        method: 'HEAD',
-        headers: { accept: ACCEPT },
-        redirect: 'manual',
-        signal: combined,
-      });
+      const headers: Record<string, string> = { accept: ACCEPT };
+      let response = await fetch(url, { method: 'HEAD', headers, redirect: 'manual', signal: combined });
       if (response.status === 401) {
         const challenge = parseChallenge(response.headers.get('www-authenticate') ?? '');
         const realm = challenge?.scheme === 'bearer' ? challenge.params['realm'] : undefined;
@@ -90,24 +310,21 @@ export function createRegistryCheck(options: { timeoutMs: number }): ImageCheck 
         } catch {
           return { status: 'unknown', why: `${host} answered an invalid token realm` };
         }
-        if (tokenUrl.protocol !== 'https:' && !(tokenUrl.protocol === 'http:' && isLoopback(tokenUrl.host))) {
-          return { status: 'unknown', why: `${host} points to a token service that is not https` };
-        }
+        const allowed = await checkRealm(host, tokenUrl, resolve);
+        if (!allowed.ok) return { status: 'unknown', why: allowed.why };
         if (challenge?.params['service'] !== undefined)
           tokenUrl.searchParams.set('service', challenge.params['service']);
         tokenUrl.searchParams.set('scope', challenge?.params['scope'] ?? `repository:${ref.repository}:pull`);
-        const tokenResponse = await fetch(tokenUrl, { redirect: 'manual', signal: combined });
-        if (!tokenResponse.ok) {
-          await tokenResponse.body?.cancel();
+        const tokenResponse = await fetchToken(tokenUrl, allowed.addresses, combined);
+        if (tokenResponse.status !== 200) {
           return {
             status: 'unknown',
             why: `${host} gave no anonymous pull token (HTTP ${tokenResponse.status})`,
           };
         }
-        const text = await readCapped(tokenResponse, MAX_TOKEN_BYTES);
         let token: unknown;
         try {
-          const parsed = JSON.parse(text ?? '') as { token?: unknown; access_token?: unknown };
+          const parsed = JSON.parse(tokenResponse.text ?? '') as { token?: unknown; access_token?: unknown };
           token = parsed.token ?? parsed.access_token;
         } catch {
           token = undefined;
@@ -115,15 +332,27 @@ export function createRegistryCheck(options: { timeoutMs: number }): ImageCheck 
         if (typeof token !== 'string' || token.length === 0 || /[\r\n]/.test(token)) {
           return { status: 'unknown', why: `${host} answered an unreadable token` };
         }
-        response = await fetch(url, {
-          method: 'HEAD',
-          headers: { accept: ACCEPT, authorization: `Bearer ${token}` },
-          redirect: 'manual',
-          signal: combined,
-        });
+        headers['authorization'] = `Bearer ${token}`;
+        response = await fetch(url, { method: 'HEAD', headers, redirect: 'manual', signal: combined });
       }
       if (response.status === 200) return { status: 'exists' };
-      if (response.status === 404) return { status: 'missing' };
+      if (response.status === 404) {
+        // A HEAD answer has no body: ask again with GET to read the registry's own error. Only the
+        // distribution API's "unknown manifest/repository" says the tag is missing; a bare 404 may come
+        // from a proxy or a path the registry does not serve.
+        const again = await fetch(url, { method: 'GET', headers, redirect: 'manual', signal: combined });
+        if (again.status === 200) {
+          await again.body?.cancel();
+          return { status: 'exists' };
+        }
+        const codes = errorCodes(await readCapped(again, MAX_ERROR_BYTES));
+        if (again.status === 404 && codes.some((c) => NOT_THERE.has(c))) return { status: 'missing' };
+        return {
+          status: 'unknown',
+          why: `${host} answered 404 without the registry's MANIFEST_UNKNOWN or NAME_UNKNOWN error${codes.length > 0 ? ` (it said ${codes.join(', ')})` : ''}: cannot tell whether ${ref.repository}:${ref.tag} exists`,
+        };
+      }
+      await response.body?.cancel();
       if (response.status === 401 || response.status === 403) {
         return { status: 'unknown', why: `${host} requires credentials for ${ref.repository}` };
       }
