@@ -430,6 +430,7 @@ export class StandIn {
   readonly requests: RecordedRequest[] = [];
   readonly #faults: Fault[] = [];
   readonly #cuts: LogCut[] = [];
+  readonly #stalls: LogCut[] = [];
   readonly #interference = new Map<string, number>();
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
@@ -806,6 +807,14 @@ export class StandIn {
     this.#cuts.push({ ...cut });
   }
 
+  /**
+   * The next log stream(s) of `pod` stall after `afterBytes` bytes of body: nothing more is sent and the
+   * connection stays open (a hung kubelet, a half-dead connection), until the client gives up.
+   */
+  stallLogStream(stall: LogCut): void {
+    this.#stalls.push({ ...stall });
+  }
+
   /** Makes matching requests hang, drop the connection, fail with 500, wait, or answer a given Status. */
   injectFault(fault: Fault): () => void {
     const f = { ...fault };
@@ -819,6 +828,7 @@ export class StandIn {
   clearFaults(): void {
     this.#faults.length = 0;
     this.#cuts.length = 0;
+    this.#stalls.length = 0;
     this.#interference.clear();
   }
 
@@ -1551,6 +1561,9 @@ export class StandIn {
     const cutIndex = this.#cuts.findIndex((c) => c.pod === name);
     const cut = cutIndex >= 0 ? this.#cuts[cutIndex] : undefined;
     if (cut && (cut.times === undefined || --cut.times <= 0)) this.#cuts.splice(cutIndex, 1);
+    const stallIndex = this.#stalls.findIndex((c) => c.pod === name);
+    const stall = stallIndex >= 0 ? this.#stalls[stallIndex] : undefined;
+    if (stall && (stall.times === undefined || --stall.times <= 0)) this.#stalls.splice(stallIndex, 1);
 
     res.writeHead(200, {
       'content-type': 'text/plain',
@@ -1567,6 +1580,15 @@ export class StandIn {
       let buf = Buffer.from(text, 'utf8');
       if (limitBytes !== undefined && sent + buf.length > limitBytes)
         buf = buf.subarray(0, limitBytes - sent);
+      if (stall && sent + buf.length >= stall.afterBytes) {
+        const part = buf.subarray(0, stall.afterBytes - sent);
+        if (part.length > 0) res.write(part);
+        sent += part.length;
+        // Silence, with the connection open, until the client closes it.
+        await new Promise<void>((resolve) => res.once('close', resolve));
+        closed = true;
+        return false;
+      }
       if (cut && sent + buf.length >= cut.afterBytes) {
         const part = buf.subarray(0, cut.afterBytes - sent);
         if (part.length > 0) res.write(part);

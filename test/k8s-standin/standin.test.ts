@@ -587,6 +587,33 @@ describe('API stand-in: controllers and kubelet', () => {
     controller.abort();
   });
 
+  it('stalls a log stream on request: some bytes, then silence with the connection open', async () => {
+    const s = await withDeployment({}, 1);
+    const pod = s.pods()[0]!.metadata.name;
+    s.appendGeneratedLines(pod, 1000, (i) => `line ${i}`);
+    s.stallLogStream({ pod, afterBytes: 100, times: 1 });
+    const controller = new AbortController();
+    const res = await fetch(`${s.url}/api/v1/namespaces/game/pods/${pod}/log?container=game`, {
+      headers: { authorization: `Bearer ${s.token}` },
+      signal: controller.signal,
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let got = 0;
+    const quiet = new Promise<'quiet'>((r) => setTimeout(() => r('quiet'), 300));
+    for (;;) {
+      const next = await Promise.race([reader.read(), quiet]);
+      if (next === 'quiet') break;
+      expect(next.done).toBe(false);
+      got += (next.value as Uint8Array).length;
+    }
+    expect(got).toBe(100);
+    controller.abort();
+    // The next read of the log is whole again.
+    const whole = await call(s, 'GET', `/api/v1/namespaces/game/pods/${pod}/log?container=game`);
+    expect(whole.text).toContain('line 999');
+  });
+
   it('answers the log of an evicted pod and of a pod on a lost node as the API server does', async () => {
     const s = await withDeployment({}, 2);
     const [evicted, lost] = s.pods();
