@@ -858,6 +858,32 @@ describe('logs (API stand-in)', () => {
     expect(await rejection(p.instances())).toBeInstanceOf(UnavailableError);
   });
 
+  it('gives up on a log stream that stalls, when not following, naming the pod', async () => {
+    const f = await fleet();
+    const [a] = await f.platform.instances();
+    f.standIn.appendGeneratedLines(a!.name, 20_000, (i) => `{"level":"INFO","n":${i}}`);
+    f.standIn.stallLogStream({ pod: a!.name, afterBytes: 50_000 });
+    const p = f.newPlatform({ requestTimeoutMs: 300 });
+    const began = performance.now();
+    const seen: string[] = [];
+    const outcome = await Promise.race([
+      rejection(
+        (async () => {
+          for await (const line of p.logs({ names: [a!.name] })) seen.push(line.line);
+        })(),
+      ),
+      new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000)),
+    ]);
+    expect(outcome).not.toBe('hung');
+    const err = outcome as GameopsError;
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err.message).toContain(`the log stream of pod game/${a!.name} was cut after`);
+    expect(err.message).toContain('nothing arrived for 300 ms');
+    expect(seen.length).toBeGreaterThan(0);
+    expect(performance.now() - began).toBeLessThan(4000);
+    await p.close();
+  });
+
   it('follows a quiet log for longer than the request timeout', async () => {
     const f = await fleet();
     const [a] = await f.platform.instances();

@@ -647,6 +647,9 @@ export class KubernetesPlatform implements Platform {
           follow: query.follow === true,
           ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
           ...(query.tail !== undefined ? { tailLines: query.tail } : {}),
+          // A log read to its end should keep flowing: silence that long is a stuck stream (as in
+          // countLines). A followed log may be quiet for any time, so it has none.
+          ...(query.follow === true ? {} : { idleTimeoutMs: this.#kube.api.requestTimeoutMs }),
           signal: combined,
         },
         unreadable,
