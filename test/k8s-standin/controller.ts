@@ -46,6 +46,8 @@ interface PodRuntime {
   deleteAt?: number;
   /** Ready may become true at this time (start + readyDelay). */
   readyAt?: number;
+  /** When the failing init container last exited. */
+  lastInitCrashAt?: number;
 }
 
 interface DeploymentRuntime {
@@ -473,9 +475,27 @@ export class Controller {
           ready: false,
           started: false,
           restartCount: 0,
-          state: { waiting: { reason: 'ContainerCreating' } },
+          state: {
+            waiting: {
+              reason: template.spec.initContainers?.length ? 'PodInitializing' : 'ContainerCreating',
+            },
+          },
           lastState: {},
         })),
+        ...(template.spec.initContainers?.length
+          ? {
+              initContainerStatuses: template.spec.initContainers.map((c) => ({
+                name: c.name,
+                image: c.image,
+                imageID: '',
+                ready: false,
+                started: false,
+                restartCount: 0,
+                state: { waiting: { reason: 'PodInitializing' } },
+                lastState: {},
+              })),
+            }
+          : {}),
       },
     });
     this.#pods.set(pod.metadata.uid, { createdAt: now });
@@ -529,6 +549,62 @@ export class Controller {
       ],
       at,
     );
+  }
+
+  /**
+   * Runs the pod's init containers one after the other (a sidecar, restartPolicy Always, just starts);
+   * one whose image tag contains `broken` exits with code 1 and is restarted with backoff for ever
+   * (Init:CrashLoopBackOff), the pod staying Pending. True once they have all completed.
+   */
+  #initialized(pod: Pod, rt: PodRuntime, now: number): boolean {
+    const inits = pod.status.initContainerStatuses ?? [];
+    const specs = pod.spec.initContainers ?? [];
+    if (inits.length === 0) return true;
+    const done = (s: ContainerStatus, i: number): boolean =>
+      s.state.terminated?.exitCode === 0 || (specs[i]?.restartPolicy === 'Always' && s.started);
+    if (inits.every(done)) return true;
+    if (now < rt.createdAt + this.#options.startDelayMs) return false;
+    const i = inits.findIndex((s, j) => !done(s, j));
+    const s = inits[i]!;
+    if (isBroken(s.image)) {
+      if (now - (rt.lastInitCrashAt ?? 0) < this.#options.crashIntervalMs) return false;
+      rt.lastInitCrashAt = now;
+      s.lastState = {
+        terminated: { exitCode: 1, reason: 'Error', startedAt: iso(now), finishedAt: iso(now) },
+      };
+      s.restartCount++;
+      s.state = {
+        waiting: {
+          reason: 'CrashLoopBackOff',
+          message: `back-off restarting failed container ${s.name} in pod ${pod.metadata.name}`,
+        },
+      };
+    } else if (specs[i]?.restartPolicy === 'Always') {
+      s.state = { running: { startedAt: iso(now) } };
+      s.started = true;
+      s.ready = true;
+    } else {
+      s.state = {
+        terminated: { exitCode: 0, reason: 'Completed', startedAt: iso(now), finishedAt: iso(now) },
+      };
+    }
+    pod.status.conditions = setCondition(
+      pod.status.conditions ?? [],
+      {
+        type: 'Initialized',
+        status: inits.every(done) ? 'True' : 'False',
+        lastProbeTime: null,
+        ...(inits.every(done)
+          ? {}
+          : {
+              reason: 'ContainersNotInitialized',
+              message: `containers with incomplete status: [${s.name}]`,
+            }),
+      },
+      now,
+    );
+    this.#store.update('pods', pod);
+    return false;
   }
 
   /**
@@ -657,6 +733,7 @@ export class Controller {
       return;
     }
     if (!pod.spec.nodeName || !isActive(pod)) return;
+    if (!this.#initialized(pod, rt, now)) return;
     let changed = false;
     const statuses = pod.status.containerStatuses ?? [];
     if (rt.startedAt === undefined && now >= rt.createdAt + this.#options.startDelayMs) {

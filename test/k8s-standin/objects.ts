@@ -44,6 +44,8 @@ export interface Container {
   name: string;
   image: string;
   ports?: ContainerPort[];
+  /** `Always` on an init container makes it a sidecar (it keeps running). */
+  restartPolicy?: string;
 }
 
 export interface PodTemplate {
@@ -52,7 +54,13 @@ export interface PodTemplate {
     annotations?: Record<string, string>;
     creationTimestamp?: null;
   };
-  spec: { containers: Container[]; terminationGracePeriodSeconds?: number; nodeName?: string };
+  spec: {
+    containers: Container[];
+    /** Run one after the other, each to completion, before the containers start. */
+    initContainers?: Container[];
+    terminationGracePeriodSeconds?: number;
+    nodeName?: string;
+  };
 }
 
 export interface Condition {
@@ -141,6 +149,7 @@ export interface Pod extends KObject {
     podIPs?: Array<{ ip: string }>;
     startTime?: string;
     containerStatuses?: ContainerStatus[];
+    initContainerStatuses?: ContainerStatus[];
     qosClass?: string;
     reason?: string;
     message?: string;

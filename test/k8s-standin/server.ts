@@ -183,6 +183,8 @@ export interface DeploymentSeed {
   container?: string;
   /** More containers in the pod (sidecars). */
   sidecars?: Container[];
+  /** Init containers, run in order before the containers (`broken` in a tag: Init:CrashLoopBackOff). */
+  initContainers?: Container[];
   maxSurge?: number | string;
   maxUnavailable?: number | string;
   strategy?: 'RollingUpdate' | 'Recreate';
@@ -553,6 +555,7 @@ export class StandIn {
           metadata: { creationTimestamp: null, labels },
           spec: {
             containers: [container, ...(seed.sidecars ?? [])] as unknown as Json[],
+            ...(seed.initContainers ? { initContainers: seed.initContainers as unknown as Json[] } : {}),
             terminationGracePeriodSeconds: 30,
           },
         },

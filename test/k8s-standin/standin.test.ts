@@ -471,6 +471,53 @@ describe('API stand-in: controllers and kubelet', () => {
     );
   });
 
+  it('runs init containers in order before the containers; a failing one crash-loops and keeps the pod Pending', async () => {
+    const s = await standIn();
+    s.createDeployment({
+      name: 'game',
+      replicas: 1,
+      image: 'example.com/game:v1',
+      initContainers: [
+        { name: 'mesh', image: 'example.com/mesh:v1', restartPolicy: 'Always' },
+        { name: 'migrate', image: 'example.com/migrate:v1' },
+      ],
+    });
+    await s.waitForRollout('game');
+    const ok = s.pods()[0]!;
+    expect(ok.status.initContainerStatuses!.map((c) => [c.name, c.started, c.state])).toEqual([
+      ['mesh', true, { running: { startedAt: expect.any(String) as string } }],
+      [
+        'migrate',
+        false,
+        { terminated: expect.objectContaining({ exitCode: 0, reason: 'Completed' }) as object },
+      ],
+    ]);
+    s.createDeployment({
+      name: 'broken',
+      replicas: 1,
+      image: 'example.com/game:v1',
+      initContainers: [{ name: 'migrate', image: 'example.com/migrate:v2-broken' }],
+    });
+    await s.waitFor('init crash loop', () => {
+      const p = s.pods('app=broken')[0];
+      return (p?.status.initContainerStatuses?.[0]?.restartCount ?? 0) >= 2;
+    });
+    const pod = (
+      await call(s, 'GET', `/api/v1/namespaces/game/pods/${s.pods('app=broken')[0]!.metadata.name}`)
+    ).body as unknown as Pod;
+    expect(pod.status.phase).toBe('Pending');
+    expect(pod.status.initContainerStatuses![0]!.state.waiting?.reason).toBe('CrashLoopBackOff');
+    expect(pod.status.initContainerStatuses![0]!.lastState.terminated).toMatchObject({
+      exitCode: 1,
+      reason: 'Error',
+    });
+    expect(pod.status.containerStatuses![0]!.state.waiting?.reason).toBe('PodInitializing');
+    expect(pod.status.conditions?.find((c) => c.type === 'Initialized')?.status).toBe('False');
+    const log = await call(s, 'GET', `/api/v1/namespaces/game/pods/${pod.metadata.name}/log?container=game`);
+    expect(log.status).toBe(400);
+    expect(log.body['message']).toContain('is waiting to start: PodInitializing');
+  });
+
   it('keeps a deleted pod Terminating while a finalizer holds it, counting only its replacement', async () => {
     const s = await withDeployment();
     const [held] = s.pods();
