@@ -115,6 +115,19 @@ export async function startFixture(
   return child;
 }
 
+/** Starts fleet.fixture.ts without waiting for anything (killed after the test). */
+export function spawnFixture(args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, [FIXTURE, ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return child;
+}
+
 /** Runs fleet.fixture.ts to its end; resolves with what it printed on stdout. */
 export async function runFixture(args: string[], env: Record<string, string> = {}): Promise<string> {
   const child = spawn(process.execPath, [FIXTURE, ...args], {

@@ -1,41 +1,47 @@
 /**
- * Test fixture, run as a separate process by local-specific.test.ts: a second gameops process.
+ * Test fixture, run as a separate process by the local adapter's tests: a second gameops process.
  *
- * - `scale <dataDir> <basePort> <replicas>`: scales the local fleet (the ops token comes from
- *   FIXTURE_OPS_TOKEN), prints `ready <pid>`, then waits to be killed.
- * - `set-version <dataDir> <basePort> <version>`: rolls the fleet to `version` (the test versions plus
- *   `slow`, which starts listening after 60 s), prints `ready <pid>` once the rollout has begun, then waits
- *   to be killed.
+ * The fleet it opens knows the test versions (v1, v2, broken) plus `slow` (starts listening after 60 s)
+ * and `stubborn` (ignores SIGTERM); the ops token comes from FIXTURE_OPS_TOKEN.
+ *
+ * - `scale <dataDir> <basePort> <replicas>`: scales the local fleet, prints `ready <pid>`, then waits to
+ *   be killed.
  * - `scale-and-die <dataDir> <basePort> <replicas>`: scales, and SIGKILLs itself right after spawning,
  *   before the state naming the new processes is written (an interrupted start).
+ * - `set-version <dataDir> <basePort> <version>`: rolls the fleet to `version`, prints `ready <pid>` once
+ *   the rollout has begun, then waits to be killed.
  * - `hold-lock <dataDir>`: takes the fleet's operation lock, prints `ready <pid>`, then waits to be killed.
  * - `try-lock <dataDir> <lock file name>`: tries once to take `<dataDir>/fleet/<name>`, prints `acquired`
  *   or `refused: <message>`, and exits.
  */
 import { join } from 'node:path';
 import { secret, systemClock } from '../../core/index.ts';
-import { createLocalPlatform } from './index.ts';
+import { createLocalPlatform, type LocalPlatform, type LocalPlatformOptions } from './index.ts';
 import { FileLock } from './lock.ts';
 import { writeState } from './state.ts';
 import { localConfig } from './test-support.ts';
 
 const [mode, dataDir, basePort, arg] = process.argv.slice(2);
-if (mode === 'scale' && dataDir && basePort && arg) {
+
+function open(replicas: number, extra: Partial<LocalPlatformOptions> = {}): LocalPlatform {
   const token = process.env.FIXTURE_OPS_TOKEN;
-  const platform = createLocalPlatform({
-    config: localConfig({ basePort: Number(basePort), replicas: Number(arg) }),
-    dataDir,
+  return createLocalPlatform({
+    config: localConfig({
+      basePort: Number(basePort),
+      replicas,
+      versions: { slow: { MINI_START_DELAY_MS: '60000' }, stubborn: { MINI_IGNORE_SIGTERM: '1' } },
+    }),
+    dataDir: dataDir!,
     ...(token ? { opsToken: secret(token, 'env:FIXTURE_OPS_TOKEN') } : {}),
     clock: systemClock,
+    ...extra,
   });
-  await platform.scale(Number(arg), { timeoutMs: 30_000 });
+}
+
+if (mode === 'scale' && dataDir && basePort && arg) {
+  await open(Number(arg)).scale(Number(arg), { timeoutMs: 30_000 });
 } else if (mode === 'scale-and-die' && dataDir && basePort && arg) {
-  const token = process.env.FIXTURE_OPS_TOKEN;
-  const platform = createLocalPlatform({
-    config: localConfig({ basePort: Number(basePort), replicas: Number(arg) }),
-    dataDir,
-    ...(token ? { opsToken: secret(token, 'env:FIXTURE_OPS_TOKEN') } : {}),
-    clock: systemClock,
+  const platform = open(Number(arg), {
     stateWriter: async (dir, state) => {
       if (state.instances.some((e) => e.pid !== undefined)) process.kill(process.pid, 'SIGKILL');
       await writeState(dir, state);
@@ -43,17 +49,9 @@ if (mode === 'scale' && dataDir && basePort && arg) {
   });
   await platform.scale(Number(arg), { timeoutMs: 30_000 });
 } else if (mode === 'set-version' && dataDir && basePort && arg) {
-  const token = process.env.FIXTURE_OPS_TOKEN;
-  const platform = createLocalPlatform({
-    config: localConfig({
-      basePort: Number(basePort),
-      versions: { slow: { MINI_START_DELAY_MS: '60000' } },
-    }),
-    dataDir,
-    ...(token ? { opsToken: secret(token, 'env:FIXTURE_OPS_TOKEN') } : {}),
-    clock: systemClock,
-  });
-  platform.setVersion(arg, { timeoutMs: 120_000 }).catch(() => undefined);
+  open(1)
+    .setVersion(arg, { timeoutMs: 120_000 })
+    .catch(() => undefined);
 } else if (mode === 'hold-lock' && dataDir) {
   const lock = new FileLock(join(dataDir, 'fleet', 'operation.lock'), 'the fleet', systemClock);
   await lock.acquire('fixture-hold', 0);
@@ -69,7 +67,7 @@ if (mode === 'scale' && dataDir && basePort && arg) {
   process.exit(0);
 } else {
   process.stderr.write(
-    'usage: fleet.fixture.ts scale <dataDir> <basePort> <replicas> | set-version <dataDir> <basePort> <version> | hold-lock <dataDir> | try-lock <dataDir> <name>\n',
+    'usage: fleet.fixture.ts scale|scale-and-die <dataDir> <basePort> <replicas> | set-version <dataDir> <basePort> <version> | hold-lock <dataDir> | try-lock <dataDir> <name>\n',
   );
   process.exit(2);
 }

@@ -291,6 +291,19 @@ class LocalFleet implements LocalPlatform {
       opsUrl: this.#opsUrl(v.index),
       labels: this.#labels(v.name, version),
     };
+    if (v.alive && v.index >= state.replicas) {
+      const owner = entry?.owner;
+      return {
+        ...base,
+        phase: 'pending',
+        ready: probe?.ready === true,
+        startedAt: startTimeToIso(v.stat!.startTime),
+        reason:
+          `left over from an interrupted scale-down (replicas: ${state.replicas}), still running as pid ${entry?.pid}; ` +
+          (owner ? `being stopped by ${owner.operation} of gameops pid ${owner.pid}, or else ` : '') +
+          'the supervisor or the next scale, restart or rollout stops it',
+      };
+    }
     if (v.alive) {
       const ready = probe?.ready === true;
       const age = entry?.spawnedAt ? now - Date.parse(entry.spawnedAt) : Number.POSITIVE_INFINITY;
@@ -507,7 +520,7 @@ class LocalFleet implements LocalPlatform {
 
   async autoscaler(): Promise<AutoscalerStatus> {
     const state = await this.#state();
-    const views = await this.#views(state);
+    const views = await this.#views(state, state.replicas, true);
     return {
       enabled: false,
       currentReplicas: views.filter((v) => v.alive).length,
@@ -566,8 +579,11 @@ class LocalFleet implements LocalPlatform {
     // Unknown names are refused before anything else.
     await this.#select(await this.#state(), options.filter);
     return this.#operation('restart', options, async (op) => {
+      await this.#stopLeftovers(op);
       const state = await this.#state();
-      const targets = (await this.#select(state, options.filter)).map((v) => v.index);
+      const targets = (await this.#select(state, options.filter))
+        .map((v) => v.index)
+        .filter((index) => index < state.replicas);
       const ready = await this.#readiness(range(state.replicas));
       let updated = 0;
       const progress = (message: string): void => {
@@ -632,6 +648,7 @@ class LocalFleet implements LocalPlatform {
    * the progress and what each instance runs.
    */
   async #rollTo(target: string, op: Op): Promise<RolloutResult> {
+    await this.#stopLeftovers(op);
     const state = await this.#state();
     const from = state.version;
     // Restored with `from` when the rollout fails: a failed rollout is undone, and so is its mark on the
@@ -1121,6 +1138,15 @@ class LocalFleet implements LocalPlatform {
     });
   }
 
+  /** Stops what runs above the replicas (an interrupted scale-down left it), before the operation's work. */
+  async #stopLeftovers(op: Op): Promise<void> {
+    const state = await this.#state();
+    const extra = state.instances.filter((e) => e.index >= state.replicas).map((e) => e.index);
+    if (extra.length === 0) return;
+    await this.#mutate((s) => extra.forEach((index) => this.#own(s, index, op.name)));
+    await this.#stopMany(extra, true, op.stopSignal);
+  }
+
   /** Before stopping anything more: a cancelled or timed-out operation stops here. */
   #checkpoint(op: Op, what: string): void {
     op.signal?.throwIfAborted();
@@ -1385,16 +1411,29 @@ class LocalFleet implements LocalPlatform {
     return new Map(indexes.map((index, i) => [index, results[i]!]));
   }
 
-  /** Instances 0 … count-1 with their state entry and whether their process is alive. */
-  async #views(state: FleetState, count = state.replicas): Promise<View[]> {
+  /**
+   * Instances 0 … count-1 with their state entry and whether their process is alive; with `leftovers`,
+   * then the entries at `count` or above whose process is still alive (a scale-down that was interrupted,
+   * or one in progress), so that nothing running is ever invisible.
+   */
+  async #views(state: FleetState, count = state.replicas, leftovers = false): Promise<View[]> {
     const byIndex = new Map(state.instances.map((e) => [e.index, e]));
     // Synchronous reads: a /proc stat file is read in microseconds, far less than a thread-pool round trip.
-    return range(count).map((index) => {
+    const view = (index: number): View => {
       const entry = byIndex.get(index);
       const stat = entry?.pid !== undefined ? procStatSync(entry.pid) : undefined;
       const alive = entry?.startTime !== undefined && isSameProcess(stat, entry.startTime);
       return { index, name: instanceName(index), entry, stat, alive };
-    });
+    };
+    const views = range(count).map(view);
+    if (leftovers) {
+      const above = state.instances.filter((e) => e.index >= count && e.pid !== undefined);
+      for (const e of above.sort((a, b) => a.index - b.index)) {
+        const v = view(e.index);
+        if (v.alive) views.push(v);
+      }
+    }
+    return views;
   }
 
   /** The fleet's instances matching `filter`; an unknown name is a NotFoundError. */
@@ -1405,11 +1444,12 @@ class LocalFleet implements LocalPlatform {
       throw new InputError('names: a list of instance names');
     if (labels !== undefined && (typeof labels !== 'object' || labels === null || Array.isArray(labels)))
       throw new InputError('labels: an object of key=value pairs');
-    let indexes = range(state.replicas);
+    const views = await this.#views(state, state.replicas, true);
+    let indexes = views.map((v) => v.index);
     if (names !== undefined) {
       const unknown = names.filter((n) => {
         const index = indexOfName(n);
-        return index === undefined || index >= state.replicas;
+        return index === undefined || !indexes.includes(index);
       });
       if (unknown.length > 0) {
         const have = state.replicas === 0 ? 'none' : `game-0 … game-${state.replicas - 1}`;
@@ -1421,7 +1461,6 @@ class LocalFleet implements LocalPlatform {
       const wanted = new Set(names.map((n) => indexOfName(n)!));
       indexes = indexes.filter((i) => wanted.has(i));
     }
-    const views = await this.#views(state);
     const chosen = new Set(indexes);
     return views.filter((v) => {
       if (!chosen.has(v.index)) return false;
