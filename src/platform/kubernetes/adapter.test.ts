@@ -670,6 +670,24 @@ describe('instances and usage (API stand-in)', () => {
     expect(count.perInstance).toEqual({ [pending!.name]: 0 });
   });
 
+  it('reports a crash-looping init container as a crash loop, with its restarts', async () => {
+    const f = await fleet({
+      replicas: 1,
+      waitReady: false,
+      deployment: { initContainers: [{ name: 'migrate', image: 'example.com/migrate:v2-broken' }] },
+    });
+    await f.standIn.waitFor(
+      'init restarts',
+      () => (f.standIn.pods()[0]?.status.initContainerStatuses?.[0]?.restartCount ?? 0) >= 2,
+    );
+    const [pod] = await f.platform.instances();
+    expect(pod).toMatchObject({ phase: 'crashloop', ready: false });
+    expect(pod!.reason).toMatch(/^Init:CrashLoopBackOff: exited with code 1 \(Error\)$/);
+    expect(pod!.restarts).toBeGreaterThanOrEqual(2);
+    // Its game container never started: no log yet, not an error.
+    expect((await f.platform.countLines({ pattern: 'ERROR' })).perInstance).toEqual({ [pod!.name]: 0 });
+  });
+
   it('reports usage from metrics.k8s.io with node capacity, parsing the quantities', async () => {
     const f = await fleet({ replicas: 2 });
     const [a, b] = await f.platform.instances();

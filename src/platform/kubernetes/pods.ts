@@ -1,7 +1,9 @@
 /**
- * Pods as gameops instances: phase (CrashLoopBackOff → `crashloop`, Terminating → `stopped`), the Ready
- * condition, restarts (sum of restartCount), the game container's start time and image tag, node,
- * ops URL (pod IP + the named or numbered container port), labels, and why it is not ready.
+ * Pods as gameops instances: phase (CrashLoopBackOff, of a container or an init container → `crashloop`,
+ * Terminating → `stopped`), the Ready condition, restarts (sum of restartCount, init containers
+ * included), the game container's start time and image tag, node, ops URL (pod IP + the named or
+ * numbered container port), labels, and why it is not ready (`Init:1/2`, `Init:ImagePullBackOff`… as
+ * kubectl shows them while init containers hold the pod).
  */
 import type { V1Container, V1ContainerStatus, V1LabelSelector, V1Pod } from '@kubernetes/client-node';
 import { InputError } from '../../core/index.ts';
@@ -122,6 +124,35 @@ function terminatedText(status: V1ContainerStatus | undefined): string | undefin
   return `exited with code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}`;
 }
 
+/**
+ * What holds the pod in initialisation, as `kubectl get pods` shows it: the first init container that
+ * has neither completed nor (a sidecar, restartPolicy Always) started. `crashing` when it crash-loops.
+ */
+function initBlock(pod: V1Pod): { reason: string; crashing?: V1ContainerStatus } | undefined {
+  const specs = pod.spec?.initContainers ?? [];
+  const statuses = pod.status?.initContainerStatuses ?? [];
+  const sidecars = new Set(specs.filter((c) => c.restartPolicy === 'Always').map((c) => c.name));
+  for (const [i, s] of statuses.entries()) {
+    const terminated = s.state?.terminated;
+    if (terminated?.exitCode === 0) continue;
+    if (sidecars.has(s.name) && s.started === true) continue;
+    const waiting = s.state?.waiting?.reason;
+    if (waiting === 'CrashLoopBackOff') return { reason: 'Init:CrashLoopBackOff', crashing: s };
+    if (terminated) {
+      const why = terminated.reason
+        ? terminated.reason
+        : terminated.signal
+          ? `Signal:${terminated.signal}`
+          : `ExitCode:${terminated.exitCode}`;
+      return { reason: `Init:${why}` };
+    }
+    if (waiting !== undefined && waiting !== '' && waiting !== 'PodInitializing')
+      return { reason: `Init:${waiting}` };
+    return { reason: `Init:${i}/${Math.max(specs.length, statuses.length)}` };
+  }
+  return undefined;
+}
+
 /** A pod → an Instance. Pods the API answered without a name are refused by the caller. */
 export function toInstance(pod: V1Pod, ctx: InstanceContext): Instance {
   const name = pod.metadata?.name ?? '';
@@ -129,16 +160,21 @@ export function toInstance(pod: V1Pod, ctx: InstanceContext): Instance {
   const statuses = pod.status?.containerStatuses ?? [];
   const gameStatus = statuses.find((s) => s.name === game?.name);
   const ready = (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
-  const restarts = statuses.reduce(
+  const restarts = [...(pod.status?.initContainerStatuses ?? []), ...statuses].reduce(
     (n, s) => n + (Number.isSafeInteger(s.restartCount) && s.restartCount > 0 ? s.restartCount : 0),
     0,
   );
+  const init = initBlock(pod);
   const crashing = [gameStatus, ...statuses].find((s) => s?.state?.waiting?.reason === 'CrashLoopBackOff');
   let phase: InstancePhase;
   let reason: string | undefined;
   if (pod.metadata?.deletionTimestamp !== undefined && pod.metadata.deletionTimestamp !== null) {
     phase = InstancePhase.stopped;
     reason = 'Terminating';
+  } else if (init?.crashing) {
+    phase = InstancePhase.crashloop;
+    const last = terminatedText(init.crashing);
+    reason = `${init.reason}${last ? `: ${last}` : ''}`;
   } else if (crashing) {
     phase = InstancePhase.crashloop;
     const last = terminatedText(crashing);
@@ -148,6 +184,7 @@ export function toInstance(pod: V1Pod, ctx: InstanceContext): Instance {
       case 'Pending':
         phase = InstancePhase.pending;
         reason =
+          init?.reason ??
           statuses.map((s) => s.state?.waiting?.reason).find((r) => r !== undefined) ??
           (pod.status.conditions ?? []).find((c) => c.type === 'PodScheduled' && c.status === 'False')
             ?.reason ??
@@ -173,7 +210,7 @@ export function toInstance(pod: V1Pod, ctx: InstanceContext): Instance {
   if (!ready && reason === undefined) {
     const waiting = statuses.map((s) => s.state?.waiting?.reason).find((r) => r !== undefined);
     const notReady = (pod.status?.conditions ?? []).find((c) => c.type === 'Ready' && c.status !== 'True');
-    reason = waiting ?? notReady?.message ?? notReady?.reason ?? 'not ready';
+    reason = init?.reason ?? waiting ?? notReady?.message ?? notReady?.reason ?? 'not ready';
   }
   const instance: Instance = {
     name,
