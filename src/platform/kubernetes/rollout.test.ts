@@ -1,7 +1,14 @@
 /** Rollout status as `kubectl rollout status` judges it, on Deployment objects as the API sends them. */
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { deadlineExceeded, fleetCounts, rolloutStatus } from './rollout.ts';
+import { systemClock } from '../../core/index.ts';
+import {
+  deadlineExceeded,
+  fleetCounts,
+  rolloutStatus,
+  waitForRollout,
+  type RolloutCheck,
+} from './rollout.ts';
 
 function deployment(
   status: Partial<NonNullable<V1Deployment['status']>>,
@@ -98,5 +105,57 @@ describe('rolloutStatus', () => {
       'exceeded its progress deadline',
     );
     expect(deadlineExceeded(deployment({}))).toBeUndefined();
+  });
+});
+
+describe('waitForRollout', () => {
+  const done = (terminating: string[]): RolloutCheck => ({
+    done: true,
+    terminating,
+    progress: { operation: 'scale', desired: 2, updated: 2, ready: 2, available: 2, message: 'rolled out' },
+  });
+  const settings = { clock: systemClock, pollMs: { initial: 10, max: 20 }, settleMs: 200 };
+
+  it('gives terminating pods a short settle, then succeeds without them', async () => {
+    let looks = 0;
+    const began = performance.now();
+    const progress = await waitForRollout(
+      'scale',
+      async () => (looks++, done(['a'])),
+      { timeoutMs: 10_000 },
+      settings,
+    );
+    expect(progress.message).toBe('rolled out (not waited for)');
+    expect(looks).toBeGreaterThan(1);
+    expect(performance.now() - began).toBeGreaterThanOrEqual(190);
+    expect(performance.now() - began).toBeLessThan(2000);
+    // Gone within the settle: done at once, nothing to say.
+    let n = 0;
+    const quick = await waitForRollout(
+      'scale',
+      async () => done(n++ < 2 ? ['a'] : []),
+      { timeoutMs: 10_000 },
+      settings,
+    );
+    expect(quick.message).toBe('rolled out');
+  });
+
+  it('never fails on terminating pods, at its deadline or when cancelled during the settle', async () => {
+    const atDeadline = await waitForRollout(
+      'scale',
+      async () => done(['a']),
+      { timeoutMs: 50 },
+      { ...settings, settleMs: 5000 },
+    );
+    expect(atDeadline.message).toBe('rolled out (not waited for)');
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('ctrl-c')), 50);
+    const cancelled = await waitForRollout(
+      'scale',
+      async () => done(['a']),
+      { timeoutMs: 10_000, signal: controller.signal },
+      { ...settings, settleMs: 5000 },
+    );
+    expect(cancelled.message).toBe('rolled out (not waited for)');
   });
 });

@@ -267,6 +267,8 @@ export async function waitForRollout(
       ...(cause !== undefined ? { cause } : {}),
     });
   for (;;) {
+    // Cancelled while only terminating pods were given their moment: the rollout itself is done.
+    if (options.signal?.aborted && settle !== undefined) return notWaitedFor(settle.progress);
     if (options.signal?.aborted) {
       throw stopped(
         `${what} stopped waiting: cancelled (${last?.message ?? 'no progress seen'}); the rollout continues in the cluster`,
