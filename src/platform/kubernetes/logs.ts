@@ -14,8 +14,6 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { UnavailableError } from '../../core/index.ts';
-import type { LogLine } from '../port.ts';
-import { splitLines } from '../lines.ts';
 import type { Kube } from './client.ts';
 import { statusMessage, toPlatformError } from './errors.ts';
 
@@ -179,12 +177,6 @@ export async function openPodLog(kube: Kube, options: PodLogOptions): Promise<Po
     }
   }
   return { chunks: chunks(), progress };
-}
-
-/** The lines of one pod's log, as LogLines. */
-export async function* podLines(kube: Kube, options: PodLogOptions): AsyncGenerator<LogLine> {
-  const stream = await openPodLog(kube, options);
-  for await (const line of splitLines(stream.chunks)) yield { instance: options.pod, line };
 }
 
 /**
