@@ -363,13 +363,17 @@ describe('local platform: refusals', () => {
     await new Promise<void>((resolve) => squatter!.listen(basePort + 1, '127.0.0.1', resolve));
     const err = await platform.scale(2).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UnavailableError);
-    expect((err as Error).message).toContain(`port 127.0.0.1:${basePort + 1} (for game-1) is already in use`);
+    expect((err as Error).message).toMatch(
+      new RegExp(`^port 127\\.0\\.0\\.1:${basePort + 1} \\(for game-1\\) is already in use`),
+    );
+    // A refusal before anything changed, not a failed rollout: no progress to report.
+    expect((err as UnavailableError).details?.progress).toBeUndefined();
     const state = await readStateFile(dataDir).catch(() => undefined);
     expect(state?.instances.filter((i) => i.pid !== undefined) ?? []).toEqual([]);
     expect((await platform.instances()).map((i) => i.phase)).toEqual(['stopped']);
   }, 30_000);
 
-  it('refuses a corrupted state file with a clear error, and kills nothing', async () => {
+  it('refuses a corrupted state file with a clear error (unavailable, not bad input), and kills nothing', async () => {
     const { platform, open, dataDir } = await setup({ replicas: 1 });
     await platform.scale(1);
     const file = join(dataDir, 'fleet', 'state.json');
@@ -390,7 +394,9 @@ describe('local platform: refusals', () => {
         () => other.restart(),
       ]) {
         const err = await call().catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(InputError);
+        // Not the caller's input: gameops's own file is broken (503 through the API, not 400).
+        expect(err).toBeInstanceOf(UnavailableError);
+        expect((err as UnavailableError).details?.progress).toBeUndefined();
         expect((err as Error).message).toContain(file);
         expect((err as Error).message).toMatch(problem);
       }

@@ -194,6 +194,11 @@ interface Op {
   signal: AbortSignal | undefined;
   /** Aborts with `signal` or at the deadline: a stop in progress then goes straight to SIGKILL. */
   stopSignal: AbortSignal;
+  /**
+   * Set once the operation changed something (the state, a process). A failure before that is a refusal
+   * (the port is taken, the state file cannot be written…) and is thrown as it is, without progress.
+   */
+  changed: boolean;
   emit(progress: Omit<RolloutProgress, 'operation'>): RolloutProgress;
   last: RolloutProgress;
 }
@@ -473,6 +478,7 @@ class LocalFleet implements LocalPlatform {
     };
   }
 
+  /** @throws UnavailableError when the file is unreadable or invalid (gameops's own file, not input) */
   async readConfig(): Promise<GameConfig> {
     await this.#ensureDirs();
     const file = join(this.fleetDir, CONFIG_FILE);
@@ -480,7 +486,7 @@ class LocalFleet implements LocalPlatform {
     try {
       text = await readBoundedFile(file, MAX_CONFIG_BYTES);
     } catch (err) {
-      throw new InputError(
+      throw new UnavailableError(
         `the game config ${file} ${err instanceof FileProblem ? err.message : errorMessage(err)}`,
         {
           details: { file },
@@ -492,11 +498,11 @@ class LocalFleet implements LocalPlatform {
     try {
       value = JSON.parse(text);
     } catch {
-      throw new InputError(`the game config ${file} is not JSON`, { details: { file } });
+      throw new UnavailableError(`the game config ${file} is not JSON`, { details: { file } });
     }
     const parsed = gameConfigSchema.safeParse(value);
     if (!parsed.success) {
-      throw new InputError(`the game config ${file} must be a JSON object of string values`, {
+      throw new UnavailableError(`the game config ${file} must be a JSON object of string values`, {
         details: { file },
       });
     }
@@ -552,6 +558,7 @@ class LocalFleet implements LocalPlatform {
         s.replicas = replicas;
         for (const index of [...toStart, ...toStop]) this.#own(s, index, op.name);
       });
+      op.changed = true;
       const all = range(replicas);
       const readyNow = countTrue(await this.#readiness(range(Math.min(replicas, state.replicas))));
       op.emit({
@@ -601,6 +608,7 @@ class LocalFleet implements LocalPlatform {
         const names = batch.map((b) => instanceName(b)).join(', ');
         this.#checkpoint(op, `stopping ${names}`);
         await this.#mutate((s) => batch.forEach((b) => this.#own(s, b, op.name)));
+        op.changed = true;
         for (const b of batch) ready.set(b, false);
         await this.#stopMany(batch, false, op.stopSignal);
         progress(`${updated}/${targets.length} restarted; stopped ${names}`);
@@ -659,6 +667,7 @@ class LocalFleet implements LocalPlatform {
       if (s.version !== target) s.previousVersion = s.version;
       s.version = target;
     });
+    op.changed = true;
     const all = range(replicas);
     const ready = await this.#readiness(all);
     const views = await this.#views(state);
@@ -1111,6 +1120,7 @@ class LocalFleet implements LocalPlatform {
         deadline: started + timeoutMs,
         signal: options.signal,
         stopSignal: options.signal ? AbortSignal.any([options.signal, deadlineSignal]) : deadlineSignal,
+        changed: false,
         last: { operation: name, desired: 0, updated: 0, ready: 0, available: 0, message: 'starting' },
         emit: (progress) => {
           const full = { operation: name, ...progress };
@@ -1144,6 +1154,7 @@ class LocalFleet implements LocalPlatform {
     const extra = state.instances.filter((e) => e.index >= state.replicas).map((e) => e.index);
     if (extra.length === 0) return;
     await this.#mutate((s) => extra.forEach((index) => this.#own(s, index, op.name)));
+    op.changed = true;
     await this.#stopMany(extra, true, op.stopSignal);
   }
 
@@ -1553,14 +1564,21 @@ class LocalFleet implements LocalPlatform {
 }
 
 /**
- * An operation's failure as the port wants it: bad input and conflicts as they are; anything else that
- * stopped a wait (a timeout, a cancellation, a start that failed) as an UnavailableError carrying the
- * last progress, so what was learnt is not lost.
+ * An operation's failure as the port wants it: bad input and conflicts as they are; a refusal before the
+ * operation changed anything (a port taken, a state file that cannot be read or written) as it is too,
+ * without progress (the CLI says "could not run", not "rollout failed"); anything else that stopped a
+ * wait (a timeout, a cancellation, a start that failed) as an UnavailableError carrying the last
+ * progress, so what was learnt is not lost.
  */
 function withProgress(err: unknown, op: Op): unknown {
   if (err instanceof InputError || err instanceof NotFoundError || err instanceof ConflictError) return err;
   if (err instanceof GameopsError && err.details?.progress !== undefined) return err;
   const cancelled = op.signal?.aborted === true;
+  if (!op.changed && !cancelled) {
+    return err instanceof GameopsError
+      ? err
+      : new UnavailableError(`${op.name} could not start: ${errorMessage(err)}`, { cause: err });
+  }
   const message = cancelled
     ? `${op.name} cancelled: ${op.last.message}`
     : `${op.name} stopped: ${errorMessage(err)}`;

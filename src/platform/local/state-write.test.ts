@@ -4,6 +4,7 @@
  * when recording it fails.
  */
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ManualClock, UnavailableError } from '../../core/index.ts';
 import { alive, readStateFile, runFixture, setup, useCleanups, waitFor } from './fleet-test-kit.ts';
@@ -50,6 +51,21 @@ describe('local platform: a state file that cannot be written', () => {
     expect((await platform.scale(2)).progress.ready).toBe(2);
     expect((await readStateFile(dataDir)).instances.every((e) => e.pid !== undefined)).toBe(true);
     await platform.scale(0);
+  }, 30_000);
+
+  it('a disk full before anything changed is a refusal naming the state file, not a failed rollout', async () => {
+    const { platform, dataDir } = await setup({ replicas: 1 }, undefined, {
+      stateWriter: async () => {
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      },
+    });
+    const err = await platform.scale(1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toBe(
+      `cannot write the fleet state file ${join(dataDir, 'fleet', 'state.json')}: ENOSPC: no space left on device, write`,
+    );
+    expect((err as UnavailableError).details?.progress).toBeUndefined();
+    expect(await platform.instances()).toMatchObject([{ name: 'game-0', phase: 'stopped' }]);
   }, 30_000);
 
   it('a supervisor round stops what it spawned when recording it fails', async () => {

@@ -1,12 +1,12 @@
 /**
  * The fleet's state file, `<dataDir>/fleet/state.json`: what every gameops process needs to adopt the
  * game servers another one started. Written atomically (0600); read back through a zod schema, since a
- * file on disk is external input. A corrupted file is an InputError naming the file and the field, and
- * nothing is started or stopped because of it.
+ * file on disk is external input. A corrupted file is an UnavailableError (gameops's own file is broken:
+ * not the caller's input) naming the file and the field, and nothing is started or stopped because of it.
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { InputError } from '../../core/index.ts';
+import { UnavailableError } from '../../core/index.ts';
 import { FileProblem, readBoundedFile, writeFileAtomic } from './files.ts';
 
 export const STATE_FILE = 'state.json';
@@ -90,7 +90,7 @@ export function initialState(version: string, replicas: number, now: Date): Flee
 
 /**
  * Reads the state file; undefined when there is none yet.
- * @throws InputError when it is unreadable or invalid (naming the file and the first bad field).
+ * @throws UnavailableError when it is unreadable or invalid (naming the file and the first bad field).
  */
 export async function readState(fleetDir: string): Promise<FleetState | undefined> {
   const file = join(fleetDir, STATE_FILE);
@@ -123,8 +123,8 @@ export async function writeState(fleetDir: string, state: FleetState): Promise<v
   await writeFileAtomic(join(fleetDir, STATE_FILE), `${JSON.stringify(sorted, null, 1)}\n`);
 }
 
-function corrupted(file: string, problem: string): InputError {
-  return new InputError(
+function corrupted(file: string, problem: string): UnavailableError {
+  return new UnavailableError(
     `the fleet state file ${file} is unusable: ${problem}. Nothing was started or stopped. ` +
       'Fix or remove it (removing it forgets the running game servers: stop them first).',
     { details: { file } },
