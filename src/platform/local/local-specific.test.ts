@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   ConflictError,
-  InputError,
   ManualClock,
   UnavailableError,
   secret,
