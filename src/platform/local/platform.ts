@@ -167,6 +167,8 @@ export function createLocalPlatform(options: LocalPlatformOptions): LocalPlatfor
 const NAME = /^game-(0|[1-9]\d{0,3})$/;
 const STATE_LOCK_WAIT_MS = 15_000;
 const POLL_MS = 150;
+/** Instances whose logs countLines reads at once. */
+const COUNT_CONCURRENCY = 16;
 /** After a failed replacement, how long past the operation's deadline the put-back waits for readiness. */
 const PUT_BACK_GRACE_MS = 5000;
 const CONFIG_FILE = 'game-config.json';
@@ -448,13 +450,12 @@ class LocalFleet implements LocalPlatform {
     const { cutMs } = this.#logWindow(query);
     const state = await this.#state();
     const views = await this.#select(state, query);
-    const counts = await Promise.all(
-      views.map(async (v) => {
-        const files = await listLogFiles(logFileOf(this.#logDir, v.name));
-        const ranges = await selectRanges(files, { cutMs });
-        return countRanges(ranges, query.pattern, query.signal);
-      }),
-    );
+    // Bounded: each reader holds a descriptor and a 1 MiB buffer (1000 instances at once: 1 GiB).
+    const counts = await mapLimit(views, COUNT_CONCURRENCY, async (v) => {
+      const files = await listLogFiles(logFileOf(this.#logDir, v.name));
+      const ranges = await selectRanges(files, { cutMs });
+      return countRanges(ranges, query.pattern, query.signal);
+    });
     const perInstance: Record<string, number> = {};
     let total = 0;
     let bytesScanned = 0;
