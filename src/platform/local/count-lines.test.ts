@@ -6,6 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { systemClock } from '../../core/index.ts';
+import type * as Lines from '../lines.ts';
 import { cleanups, useCleanups } from './fleet-test-kit.ts';
 import { createLocalPlatform } from './index.ts';
 import { writeState } from './state.ts';
@@ -14,7 +15,7 @@ import { destroyFleet, freePortBlock, localConfig, tempDataDir } from './test-su
 const readers = vi.hoisted(() => ({ open: 0, max: 0 }));
 
 vi.mock('../lines.ts', async (importOriginal) => {
-  const lines = await importOriginal<typeof import('../lines.ts')>();
+  const lines = await importOriginal<typeof Lines>();
   return {
     ...lines,
     fileChunks: async function* (...args: Parameters<typeof lines.fileChunks>) {
