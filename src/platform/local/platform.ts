@@ -13,7 +13,7 @@
  */
 import { createServer } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { LocalPlatformConfig } from '../../config/index.ts';
@@ -1228,9 +1228,17 @@ class LocalFleet implements LocalPlatform {
     try {
       const spec = this.#versionSpec(version);
       const name = instanceName(index);
+      const cwd = resolve(spec.cwd ?? process.cwd());
+      const [program, ...args] = spec.command;
+      // A relative program path is the version's cwd joined with it, said in so many words (not left to
+      // how the child resolves it after its chdir), so errors name the file that was looked for.
+      const command =
+        program !== undefined && program.includes('/') && !isAbsolute(program)
+          ? [resolve(cwd, program), ...args]
+          : spec.command;
       const started = await spawnDetached({
-        command: spec.command,
-        cwd: spec.cwd ?? process.cwd(),
+        command,
+        cwd,
         env: this.#env(index, version, spec.env),
         logFile: logFileOf(this.#logDir, name),
       });
