@@ -62,5 +62,16 @@ describe('daily check: fleet and logs on Kubernetes (API stand-in)', () => {
     expect(after.findings.some((x) => x.value === 'crashloop' && /CrashLoopBackOff/.test(x.message))).toBe(
       true,
     );
+
+    // A pod on a lost node: its log cannot be read, which the logs section says instead of counting 0.
+    const lost = pods[1]!;
+    f.standIn.loseNode(lost.node!);
+    const third = await check();
+    const logsNow = third.results[1]!;
+    expect(logsNow.status, logsNow.summary).toMatch(/^(warn|fail)$/); // the crash-looping pods log errors too
+    expect(logsNow.summary).toMatch(/1 not read/);
+    expect(logsNow.findings).toContainEqual(
+      expect.objectContaining({ subject: lost.name, message: expect.stringMatching(/^log not read: /) }),
+    );
   }, 60_000);
 });

@@ -31,18 +31,24 @@ export const logsCheck: Check = {
         value: n,
         threshold: t.errorLinesWarn,
       }));
+    const unreadable = Object.entries(counted.unreadable ?? {});
+    // A log that could not be read is not a log without errors: say so rather than count it as 0.
+    for (const [name, why] of unreadable.slice(0, 20))
+      findings.push({ status: CheckStatus.warn, subject: name, message: `log not read: ${why}` });
     const instances = Object.keys(counted.perInstance).length;
     return {
       status: worstOf([CheckStatus.ok, ...findings.map((f) => f.status)]),
       summary:
         `${counted.total} "${t.errorPattern}" lines in the last ${formatDuration(t.errorLinesWindow)} ` +
-        `across ${instances} instance${instances === 1 ? '' : 's'} (${formatBytes(counted.bytesScanned)} read)`,
+        `across ${instances} instance${instances === 1 ? '' : 's'} (${formatBytes(counted.bytesScanned)} read)` +
+        (unreadable.length > 0 ? `; ${unreadable.length} not read` : ''),
       values: {
         pattern: t.errorPattern,
         windowMs: t.errorLinesWindow,
         total: counted.total,
         perInstance: counted.perInstance,
         bytesScanned: counted.bytesScanned,
+        unreadable: Object.fromEntries(unreadable),
       },
       findings,
     };

@@ -94,8 +94,13 @@ export interface LogLine {
 }
 
 export interface LineCount {
-  /** Lines that matched, per instance name (every selected instance appears, with 0 if none). */
+  /**
+   * Lines that matched, per instance name: every selected instance whose log could be read appears (with 0
+   * if none matched). Instances that ended (evicted, completed) are left out.
+   */
   perInstance: Record<string, number>;
+  /** Instances whose log could not be read, with why (a lost node, a cut stream); not in `perInstance`. */
+  unreadable?: Record<string, string>;
   total: number;
   /** Bytes read to count them. */
   bytesScanned: number;

@@ -801,6 +801,7 @@ describe('logs (API stand-in)', () => {
     expect(counted.perInstance[readable.name]).toBe(4);
     expect(Object.keys(counted.perInstance)).not.toContain(evicted!.name);
     expect(Object.keys(counted.perInstance)).not.toContain(lost!.name);
+    expectUnreadable(counted.unreadable, lost!.name, 'no route to host');
     expect(counted.total).toBe(4);
     const warned = warnings.find((w) => w.msg.includes('could not be read'));
     expectUnreadable(warned?.obj['unreadable'], lost!.name, 'no route to host');

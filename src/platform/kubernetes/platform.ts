@@ -757,7 +757,7 @@ export class KubernetesPlatform implements Platform {
         total += c.count;
         bytesScanned += c.bytes;
       }
-      return { perInstance, total, bytesScanned };
+      return { perInstance, total, bytesScanned, ...(names.length > 0 ? { unreadable } : {}) };
     } finally {
       this.#streams.delete(abort);
     }
