@@ -5,12 +5,28 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
-/** Creates a directory (and parents) private to the user. */
+/**
+ * Creates a directory (and parents) private to the user, or makes an existing one private: mode 0700
+ * when it belongs to this user (a directory created earlier with a loose mode is tightened).
+ * @throws FileProblem when it is not a directory, or belongs to another user (whoever controls it could
+ *   plant symlinks or read the game servers' logs; and files this user wrote there would be unreadable to
+ *   its owner).
+ */
 export async function ensurePrivateDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  const info = await stat(dir);
+  if (!info.isDirectory()) throw new FileProblem(`${dir} is not a directory`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && info.uid !== uid) {
+    throw new FileProblem(
+      `${dir} belongs to uid ${info.uid}, not to this user (uid ${uid}): refusing to use it; ` +
+        `run gameops as uid ${info.uid}, or give the directory to this user`,
+    );
+  }
+  if ((info.mode & 0o777) !== 0o700) await chmod(dir, 0o700);
 }
 
 /** Replaces `path` with `content` atomically: a reader sees the old file or the new one, never a mix. */

@@ -15,8 +15,9 @@
  * do not go backwards (true of a log written as it goes); with clock jumps it may land off by the lines
  * written out of order.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { copyFile, open, readdir, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants, watch, type FSWatcher } from 'node:fs';
+import { lstat, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { countLinesMatching, fileChunks, splitLines } from '../lines.ts';
@@ -55,7 +56,8 @@ export async function listLogFiles(logFile: string): Promise<LogFile[]> {
   const files: LogFile[] = [];
   for (const path of [...rotated, logFile]) {
     try {
-      const s = await stat(path);
+      // lstat: a symlink planted in place of a log is never read through (it could point anywhere).
+      const s = await lstat(path);
       if (s.isFile()) files.push({ path, size: s.size, mtimeMs: s.mtimeMs });
     } catch {
       // Rotated away or never written.
@@ -69,42 +71,70 @@ export async function listLogFiles(logFile: string): Promise<LogFile[]> {
  * … `.log` → `.log.1`, copy-then-truncate, because the game server keeps its O_APPEND descriptor (its
  * next write lands at the new end). Lines written between the last copy and the truncation are lost;
  * the copy is topped up until the size stops moving to keep that window to microseconds.
+ *
+ * Nothing is followed through a symlink: the live file is opened O_NOFOLLOW (a symlink in its place is
+ * not rotated, so not copied nor truncated), and the copy is written to a new temp file that is then
+ * renamed over `.log.1` (a rename replaces a symlink there, a copy would have written through it).
  * @returns whether it rotated.
  */
 export async function rotateIfNeeded(logFile: string, maxBytes: number, keep: number): Promise<boolean> {
-  let size: number;
+  let live: FileHandle;
   try {
-    size = (await stat(logFile)).size;
+    live = await open(logFile, constants.O_RDWR | constants.O_NOFOLLOW);
   } catch {
-    return false;
+    return false; // missing, or not a file we write through
   }
-  if (size < maxBytes) return false;
-  await rm(`${logFile}.${keep}`, { force: true });
-  for (let n = keep - 1; n >= 1; n--) {
-    await rename(`${logFile}.${n}`, `${logFile}.${n + 1}`).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    });
+  try {
+    const info = await live.stat();
+    if (!info.isFile() || info.size < maxBytes) return false;
+    await rm(`${logFile}.${keep}`, { force: true });
+    for (let n = keep - 1; n >= 1; n--) {
+      await rename(`${logFile}.${n}`, `${logFile}.${n + 1}`).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
+    const target = `${logFile}.1`;
+    const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const out = await open(
+      tmp,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
+    try {
+      let copied = 0;
+      for (let round = 0; round < 6; round++) {
+        const size = (await live.stat()).size;
+        if (size <= copied) break;
+        copied = await copyRange(live, out, copied, size);
+      }
+      await out.close();
+      await rename(tmp, target);
+    } catch (err) {
+      await out.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await live.truncate(0);
+    return true;
+  } finally {
+    await live.close();
   }
-  const target = `${logFile}.1`;
-  await copyFile(logFile, target);
-  let copied = (await stat(target)).size;
-  for (let round = 0; round < 5; round++) {
-    const now = (await stat(logFile)).size;
-    if (now <= copied) break;
-    await appendRange(logFile, target, copied, now);
-    copied = now;
-  }
-  await truncate(logFile, 0);
-  return true;
 }
 
-async function appendRange(from: string, to: string, start: number, end: number): Promise<void> {
-  const out = await open(to, 'a', 0o600);
-  try {
-    for await (const chunk of fileChunks(from, { start, end })) await out.write(chunk);
-  } finally {
-    await out.close();
+/** Appends `[start, end)` of `from` to `to`; returns where it stopped (`end`, or earlier at EOF). */
+async function copyRange(from: FileHandle, to: FileHandle, start: number, end: number): Promise<number> {
+  const buffer = Buffer.allocUnsafe(Math.min(BLOCK * 16, Math.max(1, end - start)));
+  let pos = start;
+  while (pos < end) {
+    const { bytesRead } = await from.read(buffer, 0, Math.min(buffer.length, end - pos), pos);
+    if (bytesRead === 0) break;
+    let written = 0;
+    while (written < bytesRead) {
+      written += (await to.write(buffer, written, bytesRead - written)).bytesWritten;
+    }
+    pos += bytesRead;
   }
+  return pos;
 }
 
 // ---------------------------------------------------------------------------------------------------

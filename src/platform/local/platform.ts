@@ -956,7 +956,9 @@ class LocalFleet implements LocalPlatform {
       await this.#dirs;
     } catch (err) {
       this.#dirs = undefined;
-      throw new UnavailableError(`cannot create the fleet directory ${this.fleetDir}: ${errorMessage(err)}`);
+      throw new UnavailableError(`cannot use the fleet directory ${this.fleetDir}: ${errorMessage(err)}`, {
+        details: { dir: this.fleetDir },
+      });
     }
   }
 

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, openSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnavailableError, errorMessage } from '../../core/index.ts';
@@ -65,7 +65,7 @@ export interface Started {
 export async function spawnDetached(spec: SpawnSpec): Promise<Started> {
   const [program, ...args] = spec.command;
   if (program === undefined) throw new UnavailableError('empty command');
-  const fd = openSync(spec.logFile, 'a', 0o600);
+  const fd = openLogFile(spec.logFile);
   let child;
   try {
     child = spawn(program, args, {
@@ -109,6 +109,44 @@ export interface StopOptions {
   signal?: AbortSignal | undefined;
   /** How long the group may take to vanish after SIGKILL. @default 5000 */
   killWaitMs?: number;
+}
+
+/**
+ * Opens an instance log for appending (created 0600), never through a symlink (O_NOFOLLOW), and only a
+ * regular file of this user with one link (a hard link would send game output into another file).
+ * @throws UnavailableError saying what is wrong with it.
+ */
+export function openLogFile(path: string): number {
+  const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = constants;
+  let fd: number;
+  try {
+    fd = openSync(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UnavailableError(
+      code === 'ELOOP'
+        ? `the log file ${path} is a symbolic link: refusing to write game output through it (remove it)`
+        : `cannot open the log file ${path}: ${errorMessage(err)}`,
+      { details: { file: path } },
+    );
+  }
+  try {
+    const info = fstatSync(fd);
+    const uid = process.getuid?.();
+    const problem = !info.isFile()
+      ? 'is not a regular file'
+      : info.nlink > 1
+        ? `has ${info.nlink} hard links (game output would reach another file)`
+        : uid !== undefined && info.uid !== uid
+          ? `belongs to uid ${info.uid}, not to this user`
+          : undefined;
+    if (problem) throw new UnavailableError(`the log file ${path} ${problem}: refusing to write to it`);
+    if ((info.mode & 0o777) !== 0o600) fchmodSync(fd, 0o600);
+    return fd;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
 }
 
 /**
