@@ -58,10 +58,11 @@ import {
   selectRanges,
 } from './logs.ts';
 import {
+  type ExitInfo,
   type Started,
   childExits,
   describeExit,
-  exitOf,
+  exitStatus,
   findLeadersByEnv,
   spawnDetached,
   stopProcess,
@@ -278,14 +279,20 @@ class LocalFleet implements LocalPlatform {
     const probes = await mapLimit(views, this.#concurrency, async (v) =>
       v.alive ? probeReady(this.#opsUrl(v.index), this.#token, this.#probeTimeoutMs) : undefined,
     );
+    const exits = await Promise.all(
+      views.map(async (v) =>
+        !v.alive && v.entry?.pid !== undefined ? exitStatus(v.entry.pid, v.entry.startTime) : undefined,
+      ),
+    );
     const now = this.#clock.now().getTime();
-    return views.map((v, i) => this.#instance(state, v, probes[i], now));
+    return views.map((v, i) => this.#instance(state, v, probes[i], exits[i], now));
   }
 
   #instance(
     state: FleetState,
     v: View,
     probe: { ready: boolean; reason?: string } | undefined,
+    exitInfo: ExitInfo | undefined,
     now: number,
   ): Instance {
     const entry = v.entry;
@@ -335,8 +342,7 @@ class LocalFleet implements LocalPlatform {
       };
     }
     const next = entry?.nextAttemptAt ? Date.parse(entry.nextAttemptAt) : undefined;
-    const exit =
-      entry?.pid !== undefined ? describeExit(exitOf(entry.pid, entry.startTime)) : entry?.lastExit?.reason;
+    const exit = entry?.pid !== undefined ? describeExit(exitInfo) : entry?.lastExit?.reason;
     if (next !== undefined && next > now) {
       const why = entry?.problem ?? exit ?? 'crashed';
       return {
@@ -846,7 +852,8 @@ class LocalFleet implements LocalPlatform {
           continue;
         }
         if (entry.pid !== undefined) {
-          const exit = exitOf(entry.pid, entry.startTime);
+          // A child of this process that just died: its exit event may not have been handled yet.
+          const exit = await exitStatus(entry.pid, entry.startTime);
           entry.lastExit = {
             pid: entry.pid,
             at: (exit?.at ?? now).toISOString(),
@@ -1374,7 +1381,9 @@ class LocalFleet implements LocalPlatform {
             ready: false,
             dead: true,
             reason:
-              entry?.pid !== undefined ? describeExit(exitOf(entry.pid, entry.startTime)) : 'not running',
+              entry?.pid !== undefined
+                ? describeExit(await exitStatus(entry.pid, entry.startTime))
+                : 'not running',
           };
         }
         const probe = await probeReady(this.#opsUrl(index), this.#token, this.#probeTimeoutMs);

@@ -29,10 +29,42 @@ export const childExits = new EventEmitter<{ exit: [pid: number, info: ExitInfo]
 childExits.setMaxListeners(100);
 const MAX_REMEMBERED_EXITS = 10_000;
 
-/** How a process this gameops started (pid and start time) ended, if it did. */
+/** Children of this process whose exit has not been handled yet: pid → start time. */
+const children = new Map<number, string>();
+
+/**
+ * How a process this gameops started (pid and start time) ended, if that is known now. Right after the
+ * process is seen dead in /proc it may not be: Node handles a child's exit on a later turn of the event
+ * loop. Use {@link exitStatus} where the status matters.
+ */
 export function exitOf(pid: number, startTime: string | undefined): ExitInfo | undefined {
   const exit = exits.get(pid);
   return exit && exit.startTime === startTime ? exit : undefined;
+}
+
+/**
+ * How a process that was seen dead ended: for a child of this process whose exit event has not been
+ * handled yet, waits for it (up to `waitMs`) rather than calling the status unknown.
+ */
+export async function exitStatus(
+  pid: number,
+  startTime: string | undefined,
+  waitMs = 2000,
+): Promise<ExitInfo | undefined> {
+  const known = exitOf(pid, startTime);
+  if (known || startTime === undefined || children.get(pid) !== startTime) return known;
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      childExits.off('exit', onExit);
+      resolve(exitOf(pid, startTime));
+    };
+    const onExit = (exited: number, info: ExitInfo): void => {
+      if (exited === pid && info.startTime === startTime) done();
+    };
+    const timer = setTimeout(done, waitMs);
+    childExits.on('exit', onExit);
+  });
 }
 
 /** "exited with code 1", "killed by SIGKILL"; for a process we did not start, the status is unknown. */
@@ -90,10 +122,12 @@ export async function spawnDetached(spec: SpawnSpec): Promise<Started> {
   const stat = procStatSync(pid);
   const startTime = stat?.startTime ?? '';
   child.on('error', () => undefined);
+  if (stat) children.set(pid, startTime);
   child.once('exit', (code, signal) => {
     const info = { code, signal, at: new Date(), startTime };
     if (exits.size >= MAX_REMEMBERED_EXITS) exits.delete(exits.keys().next().value!);
     exits.set(pid, info);
+    if (children.get(pid) === startTime) children.delete(pid);
     childExits.emit('exit', pid, info);
   });
   // Neither the handle nor its exit keeps gameops running.
