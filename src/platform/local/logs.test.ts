@@ -238,6 +238,25 @@ describe('followChunks', () => {
     await reading;
     expect(seen).toEqual(['one', 'two', 'three']);
   });
+
+  it('reads a file that replaced the followed one (deleted and recreated) from its start, even a longer one', async () => {
+    const path = join(dir, 'replaced.log');
+    await writeFile(path, 'old\n');
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const line of splitLines(followChunks(path, 4, controller.signal))) {
+        seen.push(line);
+        if (seen.length === 2) controller.abort();
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await rm(path);
+    // Longer than what was read of the old file: a size check alone would skip its first bytes.
+    await writeFile(path, 'first line of the new file\nsecond\n');
+    await reading;
+    expect(seen).toEqual(['first line of the new file', 'second']);
+  });
 });
 
 describe('merge', () => {

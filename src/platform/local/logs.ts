@@ -121,6 +121,69 @@ export async function rotateIfNeeded(logFile: string, maxBytes: number, keep: nu
   }
 }
 
+/** What {@link recoverDeletedLog} found. */
+export type LogFileCheck =
+  /** The process writes to the file at the path. */
+  | { state: 'same' }
+  /** It wrote to a deleted file: its content was moved to a new file at the path, and it was emptied. */
+  | { state: 'recovered'; bytes: number }
+  /** It writes to another file that still exists (renamed away): left alone. */
+  | { state: 'elsewhere' }
+  /** /proc could not tell (the process is gone, or its descriptors are not readable). */
+  | { state: 'unknown' };
+
+/**
+ * Checks that process `pid` still writes its stdout (fd 1) to `logFile`. When the file was deleted under
+ * it, the process goes on appending to the unlinked file: nothing of it can be read, the disk space is
+ * never freed, and rotation (which looks at the path) never sees it. Then what the deleted file holds is
+ * appended to a new file at the path (created 0600, never through a symlink) and the deleted file is
+ * emptied through `/proc/<pid>/fd/1`; its O_APPEND writer goes on at the new end. Done once per round,
+ * this moves the output over until the process restarts with the new file; the lines written between a
+ * copy and the truncation are lost, as in a rotation.
+ */
+export async function recoverDeletedLog(logFile: string, pid: number): Promise<LogFileCheck> {
+  const fdPath = `/proc/${pid}/fd/1`;
+  let target;
+  try {
+    target = await stat(fdPath);
+  } catch {
+    return { state: 'unknown' };
+  }
+  const atPath = await lstat(logFile).catch(() => undefined);
+  if (atPath && atPath.ino === target.ino && atPath.dev === target.dev) return { state: 'same' };
+  if (!target.isFile() || target.nlink > 0) return { state: 'elsewhere' };
+  let deleted: FileHandle;
+  try {
+    deleted = await open(fdPath, constants.O_RDWR);
+  } catch {
+    return { state: 'unknown' };
+  }
+  try {
+    const out = await open(
+      logFile,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      0o600,
+    );
+    let copied = 0;
+    try {
+      const info = await out.stat();
+      if (!info.isFile() || info.nlink > 1) return { state: 'elsewhere' };
+      if ((info.mode & 0o777) !== 0o600) await out.chmod(0o600);
+      for (let round = 0; round < 6; round++) {
+        const size = (await deleted.stat()).size;
+        if (size <= copied) break;
+        copied = await copyRange(deleted, out, copied, size);
+      }
+    } finally {
+      await out.close();
+    }
+    await deleted.truncate(0);
+    return { state: 'recovered', bytes: copied };
+  } finally {
+    await deleted.close();
+  }
+}
+
 /** Appends `[start, end)` of `from` to `to`; returns where it stopped (`end`, or earlier at EOF). */
 async function copyRange(from: FileHandle, to: FileHandle, start: number, end: number): Promise<number> {
   const buffer = Buffer.allocUnsafe(Math.min(BLOCK * 16, Math.max(1, end - start)));
@@ -419,21 +482,41 @@ export async function* followChunks(
 ): AsyncGenerator<Buffer> {
   let wake: (() => void) | undefined;
   let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(path, () => wake?.());
-    watcher.on('error', () => undefined);
-  } catch {
-    // No watch (the file may not exist yet): polling alone.
-  }
+  const rewatch = (): void => {
+    watcher?.close();
+    watcher = undefined;
+    try {
+      watcher = watch(path, () => wake?.());
+      watcher.on('error', () => undefined);
+    } catch {
+      // No watch (the file may not exist yet): polling alone.
+    }
+  };
+  rewatch();
+  /**
+   * The file being read (inode and birth time: ext4 hands a freed inode number to the next new file): a
+   * different one at the path means it was replaced (deleted and recreated).
+   */
+  let identity: string | undefined;
   const onAbort = (): void => wake?.();
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     while (!signal.aborted) {
       let size = position;
       try {
-        size = (await stat(path)).size;
+        const info = await lstat(path);
+        if (info.isFile()) {
+          size = info.size;
+          const now = `${info.dev}:${info.ino}:${info.birthtimeMs}`;
+          if (identity !== undefined && now !== identity) {
+            // A new file: read it from its start, and watch it rather than the old one.
+            position = 0;
+            rewatch();
+          }
+          identity = now;
+        }
       } catch {
-        // Not there right now (being rotated): try again.
+        // Not there right now (being rotated, or deleted and not recreated yet): try again.
       }
       if (size < position) position = 0;
       if (size > position) {

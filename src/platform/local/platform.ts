@@ -54,6 +54,7 @@ import {
   logFileOf,
   merge,
   rangeLines,
+  recoverDeletedLog,
   rotateIfNeeded,
   selectRanges,
 } from './logs.ts';
@@ -936,14 +937,47 @@ class LocalFleet implements LocalPlatform {
     try {
       const state = await this.#state();
       const rotated: string[] = [];
+      const byIndex = new Map(state.instances.map((e) => [e.index, e]));
       for (const index of range(Math.max(state.replicas, ...state.instances.map((e) => e.index + 1)))) {
         const name = instanceName(index);
+        const file = logFileOf(this.#logDir, name);
+        const entry = byIndex.get(index);
+        if (
+          entry?.pid !== undefined &&
+          entry.startTime !== undefined &&
+          isSameProcess(procStatSync(entry.pid), entry.startTime)
+        )
+          await this.#checkLogFile(name, file, entry.pid);
         const { maxBytes, keep } = this.#config.logs;
-        if (await rotateIfNeeded(logFileOf(this.#logDir, name), maxBytes, keep)) rotated.push(name);
+        if (await rotateIfNeeded(file, maxBytes, keep)) rotated.push(name);
       }
       return rotated;
     } finally {
       await lock.release();
+    }
+  }
+
+  /** Pids already warned about writing to a log file that is not the one at its path (renamed away). */
+  readonly #warnedElsewhere = new Set<number>();
+
+  /** A live instance whose log file was deleted under it gets a new one (see recoverDeletedLog). */
+  async #checkLogFile(name: string, file: string, pid: number): Promise<void> {
+    try {
+      const check = await recoverDeletedLog(file, pid);
+      if (check.state === 'recovered') {
+        this.#log.warn(
+          { instance: name, file, bytes: check.bytes },
+          'the log file was deleted while the game server ran: recreated it with what the server wrote since',
+        );
+      } else if (check.state === 'elsewhere' && !this.#warnedElsewhere.has(pid)) {
+        this.#warnedElsewhere.add(pid);
+        this.#log.warn(
+          { instance: name, file, pid },
+          'the game server writes to another file than its log file (renamed away?); its output reaches the log again after a restart',
+        );
+      }
+    } catch (err) {
+      this.#log.error({ instance: name, file, err: errorMessage(err) }, 'cannot check the log file');
     }
   }
 
