@@ -95,12 +95,15 @@ export async function alive(pid: number, startTime: string): Promise<boolean> {
 export async function startFixture(
   args: string[],
   env: Record<string, string> = {},
-  stdio3?: number,
+  /** A descriptor the fixture inherits at `at` (not close-on-exec there), as from a careless parent. */
+  inherit?: { at: number; fd: number },
 ): Promise<ChildProcess> {
+  const extra: Array<'ignore' | number> = [];
+  if (inherit) for (let i = 3; i <= inherit.at; i++) extra.push(i === inherit.at ? inherit.fd : 'ignore');
   const child = spawn(process.execPath, [FIXTURE, ...args], {
     cwd: REPO,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit', ...(stdio3 !== undefined ? [stdio3] : [])],
+    stdio: ['ignore', 'pipe', 'inherit', ...extra],
   });
   cleanups.push(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, constants, fchmodSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnavailableError, errorMessage } from '../../core/index.ts';
@@ -98,18 +98,28 @@ export async function spawnDetached(spec: SpawnSpec): Promise<Started> {
   const [program, ...args] = spec.command;
   if (program === undefined) throw new UnavailableError('empty command');
   const fd = openLogFile(spec.logFile);
+  const stdio: Array<'ignore' | number> = ['ignore', fd, fd];
+  // Descriptors gameops inherited without close-on-exec would reach the game server (and keep whatever
+  // they hold open for as long as it runs): in the child, each is replaced by /dev/null.
+  const leaks = leakingFds().filter((n) => n <= MAX_MASKED_FD);
+  const devNull = leaks.length > 0 ? openSync('/dev/null', 'r') : undefined;
+  if (devNull !== undefined) {
+    const masked = new Set(leaks);
+    for (let n = 3; n <= leaks.at(-1)!; n++) stdio.push(masked.has(n) ? devNull : 'ignore');
+  }
   let child;
   try {
     child = spawn(program, args, {
       cwd: spec.cwd,
       env: spec.env,
       detached: true,
-      stdio: ['ignore', fd, fd],
+      stdio,
       shell: false,
     });
   } finally {
-    // The child has its own copy of the descriptor.
+    // The child has its own copies of the descriptors.
     closeSync(fd);
+    if (devNull !== undefined) closeSync(devNull);
   }
   const pid = child.pid;
   if (pid === undefined) {
@@ -143,6 +153,49 @@ export interface StopOptions {
   signal?: AbortSignal | undefined;
   /** How long the group may take to vanish after SIGKILL. @default 5000 */
   killWaitMs?: number;
+}
+
+const O_CLOEXEC = 0o2000000;
+/** Inherited descriptors above this number are left as they are (a stdio array that long is absurd). */
+const MAX_MASKED_FD = 4096;
+
+/**
+ * Descriptors of this process above 2 that are not close-on-exec (`flags` of /proc/self/fdinfo), i.e.
+ * that a program it starts would inherit. Node and libuv open their own descriptors close-on-exec; what
+ * is left came from whatever started gameops (a shell, a CI runner, a service manager: with Node 24,
+ * inherited descriptors from about 20 up were seen left as they were) and is none of a game server's
+ * business.
+ */
+export function inheritableFds(): number[] {
+  let names: string[];
+  try {
+    names = readdirSync('/proc/self/fd');
+  } catch {
+    return [];
+  }
+  const found: number[] = [];
+  for (const name of names) {
+    const fd = Number(name);
+    if (!Number.isSafeInteger(fd) || fd <= 2) continue;
+    let info: string;
+    try {
+      info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // closed meanwhile (the directory listing itself)
+    }
+    const flags = /^flags:\s+([0-7]+)/m.exec(info)?.[1];
+    if (flags !== undefined && (parseInt(flags, 8) & O_CLOEXEC) === 0) found.push(fd);
+  }
+  return found.sort((a, b) => a - b);
+}
+
+let leakScan: { at: number; fds: number[] } | undefined;
+
+/** {@link inheritableFds}, read again at most once a second (a scale of 500 spawns in a burst). */
+function leakingFds(): number[] {
+  const now = performance.now();
+  if (!leakScan || now - leakScan.at > 1000) leakScan = { at: now, fds: inheritableFds() };
+  return leakScan.fds;
 }
 
 /**
