@@ -69,7 +69,7 @@ import {
   stopProcess,
 } from './process.ts';
 import { probeReady } from './probe.ts';
-import { listenerOwnership } from './sockets.ts';
+import { type Listeners, listenerOwnership, listeningSockets } from './sockets.ts';
 import {
   CLK_TCK,
   isSameProcess,
@@ -307,7 +307,10 @@ class LocalFleet implements LocalPlatform {
       labels: this.#labels(v.name, version),
     };
     if (v.alive && v.index >= state.replicas) {
-      const owner = entry?.owner;
+      const owner =
+        entry?.owner && isSameProcess(procStatSync(entry.owner.pid), entry.owner.startTime)
+          ? entry.owner
+          : undefined;
       return {
         ...base,
         phase: 'pending',
@@ -1404,6 +1407,8 @@ class LocalFleet implements LocalPlatform {
       signal?.throwIfAborted();
       const state = await this.#state();
       const list = [...pending];
+      // Read once per round, and only when some probe succeeded.
+      let listeners: Promise<Listeners> | undefined;
       const results = await mapLimit(list, this.#concurrency, async (index) => {
         const entry = state.instances.find((e) => e.index === index);
         const alive =
@@ -1424,7 +1429,13 @@ class LocalFleet implements LocalPlatform {
         if (!probe.ready) return { ...probe, dead: false };
         // Only the new instance's own answer counts: not a previous process still draining on the port,
         // nor another program that took it.
-        const owner = await listenerOwnership(entry.pid!, entry.startTime!, this.#port(index));
+        listeners ??= listeningSockets(entry.pid);
+        const owner = await listenerOwnership(
+          entry.pid!,
+          entry.startTime!,
+          this.#port(index),
+          await listeners,
+        );
         if (owner.owned === false) return { ready: false, reason: owner.reason, dead: false };
         return { ...probe, dead: false };
       });

@@ -10,10 +10,15 @@ import { groupMembers } from './process.ts';
 
 const LISTEN = '0A';
 
-/** Inodes of the sockets listening on `port` (IPv4 and IPv6), as seen by process `pid`. */
-export async function listeningInodes(pid: number, port: number): Promise<Set<string>> {
-  const inodes = new Set<string>();
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+/** Listening TCP sockets (IPv4 and IPv6) by port: the inodes of each, as seen by process `pid`. */
+export type Listeners = Map<number, Set<string>>;
+
+/**
+ * The listening TCP sockets of the network namespace of `pid` (`/proc/<pid>/net/tcp` and `tcp6`). One
+ * read serves every instance of a poll round: the tables hold every socket of the namespace.
+ */
+export async function listeningSockets(pid: number | 'self' = 'self'): Promise<Listeners> {
+  const listeners: Listeners = new Map();
   for (const table of ['tcp', 'tcp6']) {
     let text: string;
     try {
@@ -25,11 +30,15 @@ export async function listeningInodes(pid: number, port: number): Promise<Set<st
       const fields = line.trim().split(/\s+/);
       // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
       const local = fields[1];
-      if (fields[3] !== LISTEN || local === undefined || fields[9] === undefined) continue;
-      if (local.slice(local.lastIndexOf(':') + 1) === hexPort && fields[9] !== '0') inodes.add(fields[9]);
+      const inode = fields[9];
+      if (fields[3] !== LISTEN || local === undefined || inode === undefined || inode === '0') continue;
+      const port = parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
+      let inodes = listeners.get(port);
+      if (!inodes) listeners.set(port, (inodes = new Set()));
+      inodes.add(inode);
     }
   }
-  return inodes;
+  return listeners;
 }
 
 /** What a look at the sockets said. */
@@ -40,12 +49,18 @@ export type Ownership =
   | { owned: undefined };
 
 /**
- * Whether the process group led by `pid` (started at `startTime`) holds a socket listening on `port`.
+ * Whether the process group led by `pid` (started at `startTime`) holds a socket listening on `port`
+ * (among `listeners`, read by {@link listeningSockets}).
  * The leader is looked at first (no wrapper: the common case), the rest of the group only then.
  */
-export async function listenerOwnership(pid: number, startTime: string, port: number): Promise<Ownership> {
-  const inodes = await listeningInodes(pid, port);
-  if (inodes.size === 0) return { owned: false, reason: `nothing listens on port ${port}` };
+export async function listenerOwnership(
+  pid: number,
+  startTime: string,
+  port: number,
+  listeners: Listeners,
+): Promise<Ownership> {
+  const inodes = listeners.get(port);
+  if (!inodes || inodes.size === 0) return { owned: false, reason: `nothing listens on port ${port}` };
   let unreadable = false;
   const holds = async (member: number): Promise<boolean> => {
     let fds: string[];
