@@ -8,13 +8,7 @@ import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  ConflictError,
-  ManualClock,
-  UnavailableError,
-  secret,
-  systemClock,
-} from '../../core/index.ts';
+import { ConflictError, ManualClock, UnavailableError, secret, systemClock } from '../../core/index.ts';
 import {
   alive,
   cleanups,
