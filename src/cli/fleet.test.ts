@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTestConfig } from '../../test/support/config.ts';
@@ -62,6 +63,7 @@ async function writeFleetConfig(): Promise<{ path: string; dataDir: string; toke
       '  version: v1',
       '  readinessTimeout: 5s',
       '  rolloutTimeout: 60s',
+      '  minReady: 500ms',
       '  versions:',
       `    v1: ${version('{}')}`,
       `    v2: ${version('{}')}`,
@@ -100,6 +102,20 @@ describe('gameops fleet (local platform, real game-server processes)', () => {
     // Every game server this file started is stopped: through gameops, then by the pids of the state.
     await fleet('scale', '0', '--yes');
     await destroyFleet(config.dataDir);
+  });
+
+  it('a port held by another program refuses the scale before starting anything: exit 3, port named', async () => {
+    const basePort = Number(/basePort: (\d+)/.exec(readFileSync(config.path, 'utf8'))?.[1]);
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(basePort, '127.0.0.1', resolve));
+    try {
+      const res = await fleet('scale', '1');
+      expect(res.code, res.stderr).toBe(3);
+      expect(res.stderr).toContain(String(basePort));
+      expect((await status()).totals.instances).toBe(0);
+    } finally {
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    }
   });
 
   it('status of a fleet with no instance: says so, exit 2', async () => {

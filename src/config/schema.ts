@@ -220,6 +220,11 @@ export const localPlatformSchema = z
       .default(30_000)
       .describe('How long a started instance may take to answer GET /ops/status.'),
     rolloutTimeout: boundedDuration(1000, 6 * 60 * MINUTE_MS, '1s and 6h').default(10 * MINUTE_MS),
+    minReady: boundedDuration(0, 10 * MINUTE_MS, '0s and 10m')
+      .default(3000)
+      .describe(
+        'A started instance must stay up and ready this long before a rollout moves on (like minReadySeconds).',
+      ),
     logs: z
       .strictObject({
         maxBytes: z

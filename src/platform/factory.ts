@@ -35,6 +35,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
         dataDir: options.dataDir,
         ...(options.opsToken ? { opsToken: options.opsToken } : {}),
         clock: options.clock,
+        minReadyMs: config.minReady,
         ...(options.log ? { log: options.log } : {}),
       });
     }

@@ -30,6 +30,7 @@ async function writeFleetConfig(): Promise<{ path: string; dataDir: string; toke
       '  version: v1',
       '  readinessTimeout: 5s',
       '  rolloutTimeout: 60s',
+      '  minReady: 500ms',
       '  versions:',
       `    v1: ${version('{}')}`,
       `    v2: ${version('{}')}`,

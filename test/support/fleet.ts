@@ -69,6 +69,7 @@ export async function writeReferenceFleetConfig(
       `  version: "${versions[0]}"`,
       '  readinessTimeout: 30s',
       `  rolloutTimeout: ${options.rolloutTimeout ?? '2m'}`,
+      '  minReady: 1s',
       '  versions:',
       ...versions.map((v) => `    "${v}": { command: ${server}, cwd: ${JSON.stringify(REPO)} }`),
       '  env:',

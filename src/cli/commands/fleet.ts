@@ -258,7 +258,15 @@ async function runRollout(command: Command, json: boolean, spec: RolloutSpec): P
           ...(spec.timeoutMs !== undefined ? { timeoutMs: spec.timeoutMs } : {}),
         });
       } catch (err) {
-        if (!interrupt.signal.aborted && refusedBeforeStart(err)) throw err;
+        // Refused before anything changed (bad input, a conflict, a port taken, state not writable): the
+        // operation could not run (exit 3), as opposed to a rollout that failed part-way (exit 2).
+        const refused =
+          refusedBeforeStart(err) ||
+          (err instanceof GameopsError &&
+            err.code === ErrorCode.unavailable &&
+            progressFrom(err) === undefined &&
+            progress.last() === undefined);
+        if (!interrupt.signal.aborted && refused) throw err;
         const last = progressFrom(err) ?? progress.last();
         const message = err instanceof Error ? err.message : String(err);
         const picture = await fleetPicture(fleet);
