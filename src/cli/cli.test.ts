@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CHECK_NAMES } from '../checks/index.ts';
 import { describe, expect, inject, it } from 'vitest';
 import { startSilentServer } from '../../test/harness/index.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
@@ -68,15 +69,7 @@ describe('gameops check daily (real servers, real process)', () => {
       status: string;
       results: Array<{ name: string; status: string; values: Record<string, unknown> }>;
     };
-    expect(run.results.map((r) => r.name).sort()).toEqual([
-      'alerts',
-      'database',
-      'disk',
-      'fleet',
-      'game',
-      'logs',
-      'redis',
-    ]);
+    expect(run.results.map((r) => r.name).sort()).toEqual([...CHECK_NAMES].sort());
     const byName = Object.fromEntries(run.results.map((r) => [r.name, r]));
     expect(String(byName.database?.values.version)).toMatch(/\d+\.\d+/);
     expect(String(byName.redis?.values.version)).toMatch(/\d+\.\d+/);
@@ -195,15 +188,7 @@ describe('the bundled CLI (dist/, what bin/gameops runs after setup)', () => {
     const { path } = writeTestConfig();
     const res = await gameops(['check', 'daily', '--json', '--config', path], { entry: bundle });
     const run = JSON.parse(res.stdout) as { results: Array<{ name: string; status: string }> };
-    expect(run.results.map((r) => r.name).sort()).toEqual([
-      'alerts',
-      'database',
-      'disk',
-      'fleet',
-      'game',
-      'logs',
-      'redis',
-    ]);
+    expect(run.results.map((r) => r.name).sort()).toEqual([...CHECK_NAMES].sort());
     expect(run.results.find((r) => r.name === 'database')?.status).not.toBe('error');
   });
 });

@@ -1,16 +1,17 @@
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTestConfig } from '../../test/support/config.ts';
 import {
   connectPlayer,
+  writeMiniFleetConfig,
   writeReferenceFleetConfig,
   type ReferenceFleetConfig,
 } from '../../test/support/fleet.ts';
-import { destroyFleet, freePortBlock, MINI_SERVER, REPO } from '../platform/local/test-support.ts';
+import { destroyFleet } from '../platform/local/test-support.ts';
 
 const MAIN = join(import.meta.dirname, 'main.ts');
 
@@ -42,40 +43,6 @@ function gameops(
   });
 }
 
-/**
- * A gameops.yaml with a local platform running the mini game server: v1 and v2 (fine), `slow` (listens
- * after 4 s) and `broken` (never ready). No fleet is started until a test scales it.
- */
-async function writeFleetConfig(): Promise<{ path: string; dataDir: string; token: string }> {
-  const basePort = await freePortBlock(6);
-  const { dir, path } = writeTestConfig('', { withServices: false });
-  const token = randomBytes(16).toString('hex');
-  writeFileSync(join(dir, 'ops-token'), token, { mode: 0o600 });
-  const command = JSON.stringify([process.execPath, MINI_SERVER]);
-  const version = (env: string) => `{ command: ${command}, cwd: ${JSON.stringify(REPO)}, env: ${env} }`;
-  appendFileSync(
-    path,
-    [
-      'platform:',
-      '  kind: local',
-      `  basePort: ${basePort}`,
-      '  replicas: 0',
-      '  version: v1',
-      '  readinessTimeout: 5s',
-      '  rolloutTimeout: 60s',
-      '  minReady: 500ms',
-      '  versions:',
-      `    v1: ${version('{}')}`,
-      `    v2: ${version('{}')}`,
-      `    slow: ${version('{ MINI_START_DELAY_MS: "4000" }')}`,
-      `    broken: ${version('{ MINI_NEVER_READY: "1" }')}`,
-      `game: { opsToken: "file:${join(dir, 'ops-token')}", requestTimeout: 3s }`,
-      '',
-    ].join('\n'),
-  );
-  return { path, dataDir: join(dir, 'data'), token };
-}
-
 interface StatusJson {
   instances: Array<{
     name: string;
@@ -96,7 +63,7 @@ describe('gameops fleet (local platform, real game-server processes)', () => {
   const status = async (): Promise<StatusJson> =>
     JSON.parse((await fleet('status', '--json')).stdout) as StatusJson;
   beforeAll(async () => {
-    config = await writeFleetConfig();
+    config = await writeMiniFleetConfig();
   });
   afterAll(async () => {
     // Every game server this file started is stopped: through gameops, then by the pids of the state.

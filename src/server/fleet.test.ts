@@ -1,47 +1,16 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap, shutdown, type Resources } from '../app/index.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
 import {
   connectPlayer,
+  writeMiniFleetConfig,
   writeReferenceFleetConfig,
   type ReferenceFleetConfig,
 } from '../../test/support/fleet.ts';
-import { destroyFleet, freePortBlock, MINI_SERVER, REPO } from '../platform/local/test-support.ts';
+import { destroyFleet } from '../platform/local/test-support.ts';
 import { buildServer, type GameopsServer } from './index.ts';
-
-/** A gameops.yaml whose local platform runs the mini game server (v1, v2 fine; `broken` never ready). */
-async function writeFleetConfig(): Promise<{ path: string; dataDir: string; token: string }> {
-  const basePort = await freePortBlock(6);
-  const { dir, path } = writeTestConfig('', { withServices: false });
-  const token = randomBytes(16).toString('hex');
-  writeFileSync(join(dir, 'ops-token'), token, { mode: 0o600 });
-  const command = JSON.stringify([process.execPath, MINI_SERVER]);
-  const version = (env: string) => `{ command: ${command}, cwd: ${JSON.stringify(REPO)}, env: ${env} }`;
-  appendFileSync(
-    path,
-    [
-      'platform:',
-      '  kind: local',
-      `  basePort: ${basePort}`,
-      '  replicas: 0',
-      '  version: v1',
-      '  readinessTimeout: 5s',
-      '  rolloutTimeout: 60s',
-      '  minReady: 500ms',
-      '  versions:',
-      `    v1: ${version('{}')}`,
-      `    v2: ${version('{}')}`,
-      `    broken: ${version('{ MINI_NEVER_READY: "1" }')}`,
-      `    slow: ${version('{ MINI_START_DELAY_MS: "4000" }')}`,
-      `game: { opsToken: "file:${join(dir, 'ops-token')}", requestTimeout: 3s }`,
-      '',
-    ].join('\n'),
-  );
-  return { path, dataDir: join(dir, 'data'), token };
-}
 
 interface Operation {
   id: string;
@@ -93,7 +62,7 @@ describe('fleet API (local platform, real game-server processes)', () => {
     }
   };
   beforeAll(async () => {
-    config = await writeFleetConfig();
+    config = await writeMiniFleetConfig();
     resources = await bootstrap({ configPath: config.path, store: 'none', logLevel: 'silent' });
     server = await buildServer(resources);
   });

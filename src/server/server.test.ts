@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap, shutdown, type Resources } from '../app/index.ts';
+import { CHECK_NAMES } from '../checks/index.ts';
 import { startSilentServer } from '../../test/harness/index.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
 import { buildServer, type GameopsServer } from './index.ts';
@@ -39,15 +40,7 @@ describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
       results: Array<{ name: string; status: string }>;
     }>();
     expect(run.trigger).toBe('api');
-    expect(run.results.map((r) => r.name).sort()).toEqual([
-      'alerts',
-      'database',
-      'disk',
-      'fleet',
-      'game',
-      'logs',
-      'redis',
-    ]);
+    expect(run.results.map((r) => r.name).sort()).toEqual([...CHECK_NAMES].sort());
     // No platform configured here: the game-server checks are skipped.
     for (const r of run.results)
       expect(['fleet', 'logs', 'game'].includes(r.name) ? ['skipped'] : ['ok', 'warn', 'fail']).toContain(

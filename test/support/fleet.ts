@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import mysql from 'mysql2/promise';
 import WebSocket from 'ws';
 import { services } from '../harness/index.ts';
-import { freePortBlock } from '../../src/platform/local/test-support.ts';
+import { freePortBlock, MINI_SERVER } from '../../src/platform/local/test-support.ts';
 import { writeTestConfig } from './config.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
@@ -105,4 +105,38 @@ export async function connectPlayer(wsUrl: string, name: string, leaveAfterMs: n
     });
   });
   return socket;
+}
+
+/**
+ * A gameops.yaml whose local platform runs the mini game server (test/fixtures/mini-game-server.ts): v1
+ * and v2 (fine), `slow` (listens after 4 s) and `broken` (never ready). No fleet runs until a test scales.
+ */
+export async function writeMiniFleetConfig(): Promise<{ path: string; dataDir: string; token: string }> {
+  const basePort = await freePortBlock(6);
+  const { dir, path } = writeTestConfig('', { withServices: false });
+  const token = randomBytes(16).toString('hex');
+  writeFileSync(join(dir, 'ops-token'), token, { mode: 0o600 });
+  const command = JSON.stringify([process.execPath, MINI_SERVER]);
+  const version = (env: string) => `{ command: ${command}, cwd: ${JSON.stringify(REPO)}, env: ${env} }`;
+  appendFileSync(
+    path,
+    [
+      'platform:',
+      '  kind: local',
+      `  basePort: ${basePort}`,
+      '  replicas: 0',
+      '  version: v1',
+      '  readinessTimeout: 5s',
+      '  rolloutTimeout: 60s',
+      '  minReady: 500ms',
+      '  versions:',
+      `    v1: ${version('{}')}`,
+      `    v2: ${version('{}')}`,
+      `    slow: ${version('{ MINI_START_DELAY_MS: "4000" }')}`,
+      `    broken: ${version('{ MINI_NEVER_READY: "1" }')}`,
+      `game: { opsToken: "file:${join(dir, 'ops-token')}", requestTimeout: 3s }`,
+      '',
+    ].join('\n'),
+  );
+  return { path, dataDir: join(dir, 'data'), token };
 }
