@@ -16,19 +16,12 @@ import { bootstrap, runAndRecordDailyCheck, shutdown } from '../src/app/index.ts
 import { runDailyCheck } from '../src/checks/index.ts';
 import { ensurePackages } from '../test/harness/packages.ts';
 import { postAlerts, startAlertmanager, startMariaDB, startRedis } from '../test/harness/servers.ts';
+import { median, stats } from './stats.ts';
 
 const COLD_RUNS = Number(process.env.BENCH_COLD_RUNS ?? 10);
 const WARM_RUNS = Number(process.env.BENCH_WARM_RUNS ?? 50);
 const ALERTS = 1000;
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-const fmt = (ms: number): string => `${ms.toFixed(1)} ms`;
-const stats = (xs: number[]): string =>
-  `median ${fmt(median(xs))}  min ${fmt(Math.min(...xs))}  max ${fmt(Math.max(...xs))}  (n=${xs.length})`;
 // A benchmark's figures are only comparable on a quiet machine: say how busy this one was.
 const loadNote = (): string =>
   `load average ${loadavg()

@@ -18,6 +18,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { systemClock } from '../src/core/index.ts';
 import { createKubernetesPlatform } from '../src/platform/kubernetes/index.ts';
+import { median, stats } from './stats.ts';
 
 const PODS = Number(process.env.BENCH_PODS ?? 500);
 const NODES = 10;
@@ -56,15 +57,6 @@ if (process.argv[2] === '--serve') {
     })();
   });
 } else {
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((a, b) => a - b);
-    const mid = Math.floor(s.length / 2);
-    return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  };
-  const fmt = (ms: number): string => `${ms.toFixed(1)} ms`;
-  const stats = (xs: number[]): string =>
-    `median ${fmt(median(xs))}  min ${fmt(Math.min(...xs))}  max ${fmt(Math.max(...xs))}  (n=${xs.length})`;
-
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve'], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });

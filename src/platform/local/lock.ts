@@ -146,6 +146,7 @@ export class FileLock {
         const db = new DatabaseSync(this.#file, { timeout: 0 });
         try {
           this.#privateMode();
+          // DatabaseSync.exec runs SQL in-process; nothing here starts a shell.
           db.exec('BEGIN EXCLUSIVE');
         } catch (err) {
           db.close();
