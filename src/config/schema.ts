@@ -294,6 +294,90 @@ export const gameSchema = z
   })
   .prefault({});
 
+const roleSchema = z.enum(['viewer', 'responder', 'operator', 'admin']);
+const nameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "_" and "-", at most 63 characters');
+
+/** A cron schedule of a runbook (ADR 0007): fires once per occurrence across restarts and instances. */
+export const scheduleSchema = z.strictObject({
+  name: nameSchema.describe('Unique name of the schedule.'),
+  runbook: z.string().min(1).describe('The runbook to start.'),
+  cron: z
+    .string()
+    .min(1)
+    .max(200)
+    .describe('Five-field cron expression (minute hour day-of-month month day-of-week), e.g. "0 9 * * *".'),
+  timezone: z.string().optional().describe('IANA time zone, e.g. Asia/Seoul (default: runbooks.timezone).'),
+  params: z.record(z.string(), z.unknown()).default({}).describe('Parameters of the runbook.'),
+  grace: boundedDuration(0, 7 * DAY_MS, '0s and 7d')
+    .optional()
+    .describe(
+      'An occurrence missed while gameops was down runs at start if this recent (default: runbooks.grace).',
+    ),
+  enabled: z.boolean().default(true),
+});
+
+/** The runbook engine: user runbooks, schedules, who may run what, troubleshooting defaults. */
+export const runbooksSchema = z
+  .strictObject({
+    dir: z
+      .string()
+      .optional()
+      .describe('Directory of user runbooks (*.yaml); relative paths are relative to the config file.'),
+    timezone: z.string().default('UTC').describe('Default IANA time zone of schedules.'),
+    grace: boundedDuration(0, 7 * DAY_MS, '0s and 7d')
+      .prefault('1h')
+      .describe('Default grace period for occurrences missed while gameops was down.'),
+    defaultSchedules: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Schedule the built-in daily-check at 09:00 (runbooks.timezone) unless a schedule named daily-check exists.',
+      ),
+    schedules: z.array(scheduleSchema).default([]),
+    access: z
+      .record(nameSchema, z.strictObject({ run: z.array(roleSchema).min(1) }))
+      .default({})
+      .describe("Per runbook: the roles that may start and control it (overrides the runbook's own)."),
+    leaseTtl: boundedDuration(1000, 10 * MINUTE_MS, '1s and 10m')
+      .prefault('8s')
+      .describe("How long a worker's claim on a run lasts without renewal (PostgreSQL: failover time)."),
+    retention: boundedDuration(DAY_MS, 3650 * DAY_MS, '1d and 3650d (10 years)')
+      .prefault('365d')
+      .describe('How long finished runs are kept.'),
+    highCpu: z
+      .strictObject({
+        scaleUpTo: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .optional()
+          .describe('Replicas the high-cpu runbook proposes (default: current + 50 %, at least +1).'),
+        profileSeconds: z.number().int().min(1).max(300).default(30),
+        cpuTargetPercent: z
+          .number()
+          .min(1)
+          .max(100)
+          .default(70)
+          .describe('CPU (of one core) the scale-up must bring the hottest instance under.'),
+      })
+      .prefault({}),
+    slowQueries: z
+      .strictObject({
+        minSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(86400)
+          .default(10)
+          .describe('Queries running at least this long are listed.'),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 /** Daily-check thresholds; every field has a default taken from runbook §1.1. */
 export const thresholdsSchema = z
   .strictObject({
@@ -400,6 +484,7 @@ export const configSchema = z
     storage: storageSchema.optional(),
     platform: platformSchema.optional().describe('Where the game servers run.'),
     game: gameSchema,
+    runbooks: runbooksSchema,
     notifications: z.strictObject({ channels: z.array(channelSchema).default([]) }).prefault({}),
     people: z.array(personSchema).default([]),
     teams: z.array(teamSchema).default([]),

@@ -40,6 +40,138 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // The runbook engine (ADR 0007): runs, their steps and attempts, event streams; the audit log; API
+  // tokens; schedule occurrences. Owners: store/runs.ts, store/audit.ts, store/tokens.ts, store/schedules.ts.
+  '003_runbooks': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('runs')
+        .addColumn('id', 'text', (col) => col.primaryKey())
+        .addColumn('service', 'text', (col) => col.notNull())
+        .addColumn('environment', 'text', (col) => col.notNull())
+        .addColumn('runbook', 'text', (col) => col.notNull())
+        .addColumn('version', 'text', (col) => col.notNull())
+        .addColumn('definition_hash', 'text', (col) => col.notNull())
+        // JSON: the compiled definition the run runs (a changed file never changes a run in flight).
+        .addColumn('definition', 'text', (col) => col.notNull())
+        .addColumn('params', 'text', (col) => col.notNull())
+        .addColumn('status', 'text', (col) => col.notNull())
+        .addColumn('trigger', 'text', (col) => col.notNull())
+        .addColumn('requested_by', 'text', (col) => col.notNull())
+        .addColumn('idempotency_key', 'text', (col) => col.unique())
+        .addColumn('parent_run_id', 'text')
+        .addColumn('parent_step_id', 'text')
+        .addColumn('created_at', 'text', (col) => col.notNull())
+        .addColumn('started_at', 'text')
+        .addColumn('finished_at', 'text')
+        .addColumn('deadline_at', 'text')
+        .addColumn('reason', 'text')
+        .addColumn('paused', 'integer', (col) => col.notNull().defaultTo(0))
+        .addColumn('cancel_requested', 'integer', (col) => col.notNull().defaultTo(0))
+        .addColumn('lease_owner', 'text')
+        .addColumn('lease_expires_at', 'text')
+        .addColumn('event_seq', 'integer', (col) => col.notNull().defaultTo(0))
+        .addColumn('updated_at', 'text', (col) => col.notNull())
+        .execute();
+      await db.schema
+        .createIndex('runs_scope_created_idx')
+        .on('runs')
+        .columns(['service', 'environment', 'created_at'])
+        .execute();
+      await db.schema.createIndex('runs_status_idx').on('runs').columns(['status']).execute();
+      await db.schema
+        .createTable('run_steps')
+        .addColumn('run_id', 'text', (col) => col.notNull())
+        .addColumn('step_id', 'text', (col) => col.notNull())
+        .addColumn('kind', 'text', (col) => col.notNull())
+        .addColumn('status', 'text', (col) => col.notNull())
+        .addColumn('attempt', 'integer', (col) => col.notNull().defaultTo(0))
+        .addColumn('fence', 'integer', (col) => col.notNull().defaultTo(0))
+        .addColumn('started_at', 'text')
+        .addColumn('finished_at', 'text')
+        .addColumn('not_before', 'text')
+        .addColumn('output', 'text')
+        .addColumn('error', 'text')
+        .addColumn('approval', 'text')
+        .addColumn('child_run_id', 'text')
+        .addColumn('lease_owner', 'text')
+        .addColumn('lease_expires_at', 'text')
+        .addPrimaryKeyConstraint('run_steps_pk', ['run_id', 'step_id'])
+        .execute();
+      await db.schema
+        .createTable('step_attempts')
+        .addColumn('run_id', 'text', (col) => col.notNull())
+        .addColumn('step_id', 'text', (col) => col.notNull())
+        .addColumn('attempt', 'integer', (col) => col.notNull())
+        .addColumn('fence', 'integer', (col) => col.notNull())
+        .addColumn('worker', 'text', (col) => col.notNull())
+        .addColumn('status', 'text', (col) => col.notNull())
+        .addColumn('started_at', 'text', (col) => col.notNull())
+        .addColumn('finished_at', 'text')
+        .addColumn('error', 'text')
+        .addPrimaryKeyConstraint('step_attempts_pk', ['run_id', 'step_id', 'attempt'])
+        .execute();
+      await db.schema
+        .createTable('run_events')
+        .addColumn('run_id', 'text', (col) => col.notNull())
+        .addColumn('seq', 'integer', (col) => col.notNull())
+        .addColumn('at', 'text', (col) => col.notNull())
+        .addColumn('type', 'text', (col) => col.notNull())
+        .addColumn('step_id', 'text')
+        .addColumn('status', 'text')
+        .addColumn('message', 'text')
+        .addPrimaryKeyConstraint('run_events_pk', ['run_id', 'seq'])
+        .execute();
+      // Monotonic counters (the fencing-token sequence).
+      await db.schema
+        .createTable('counters')
+        .addColumn('name', 'text', (col) => col.primaryKey())
+        .addColumn('value', 'integer', (col) => col.notNull())
+        .execute();
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('seq', 'integer', (col) => col.primaryKey())
+        .addColumn('at', 'text', (col) => col.notNull())
+        .addColumn('actor', 'text', (col) => col.notNull())
+        .addColumn('action', 'text', (col) => col.notNull())
+        .addColumn('target', 'text', (col) => col.notNull())
+        .addColumn('data', 'text', (col) => col.notNull())
+        .addColumn('prev_hash', 'text', (col) => col.notNull())
+        .addColumn('hash', 'text', (col) => col.notNull())
+        .execute();
+      // The chain's head, written in the same transaction as each record: deleting the newest records
+      // leaves a head that no longer matches.
+      await db.schema
+        .createTable('audit_head')
+        .addColumn('id', 'integer', (col) => col.primaryKey())
+        .addColumn('seq', 'integer', (col) => col.notNull())
+        .addColumn('hash', 'text', (col) => col.notNull())
+        .execute();
+      await db.schema
+        .createTable('api_tokens')
+        .addColumn('id', 'text', (col) => col.primaryKey())
+        .addColumn('name', 'text', (col) => col.notNull())
+        .addColumn('role', 'text', (col) => col.notNull())
+        .addColumn('hash', 'text', (col) => col.notNull().unique())
+        .addColumn('created_at', 'text', (col) => col.notNull())
+        .addColumn('created_by', 'text', (col) => col.notNull())
+        .addColumn('expires_at', 'text')
+        .addColumn('revoked_at', 'text')
+        .addColumn('last_used_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('schedule_fires')
+        .addColumn('service', 'text', (col) => col.notNull())
+        .addColumn('environment', 'text', (col) => col.notNull())
+        .addColumn('schedule', 'text', (col) => col.notNull())
+        .addColumn('occurrence', 'text', (col) => col.notNull())
+        .addColumn('outcome', 'text', (col) => col.notNull())
+        .addColumn('run_id', 'text')
+        .addColumn('recorded_at', 'text', (col) => col.notNull())
+        .addPrimaryKeyConstraint('schedule_fires_pk', ['service', 'environment', 'schedule', 'occurrence'])
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };
