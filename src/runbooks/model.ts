@@ -247,6 +247,16 @@ export interface PlannedStep {
   /** True when `when` is known to be false: it would be skipped. */
   skip?: boolean;
   needs: string[];
+  /** Approval steps: who may approve, and what (for dry-run and the approval prompt). */
+  approval?: ApprovalRule;
+}
+
+/** An approval step's rule, as shown to people. */
+export interface ApprovalRule {
+  covers: string[];
+  approvers: Role[];
+  fourEyes: boolean;
+  expiresInMs: number;
 }
 
 export interface Plan {
@@ -385,7 +395,16 @@ export interface RunbookInfo {
   paramsJsonSchema: Record<string, unknown>;
   runBy: Role[];
   tags: string[];
-  steps: Array<{ id: string; kind: StepKind; title: string; action?: string; effect?: Effect }>;
+  steps: Array<
+    {
+      id: string;
+      kind: StepKind;
+      title: string;
+      action?: string;
+      effect?: Effect;
+      needs?: string[];
+    } & Partial<ApprovalRule>
+  >;
 }
 
 export interface RunService {
