@@ -1,3 +1,13 @@
 export { openStore } from './store.ts';
 export type { Store, StoreOptions } from './store.ts';
 export type { CheckRunRepo, ListCheckRunsOptions, RunScope } from './check-runs.ts';
+export type { ScheduleFire, ScheduleFireRepo, ScheduleOutcome } from './schedules.ts';
+export { appendAudit, canonicalJson, AUDIT_GENESIS_HASH } from './audit.ts';
+export type {
+  AuditRepo,
+  AuditEntry,
+  AuditRecord,
+  AuditProblem,
+  AuditVerification,
+  ListAuditOptions,
+} from './audit.ts';

@@ -8,11 +8,13 @@ import {
   isSecret,
   systemClock,
 } from '../core/index.ts';
+import { type AuditRepo, createAuditRepo } from './audit.ts';
 import type { BackendConnection } from './backend.ts';
 import { type CheckRunRepo, type StoreCall, createCheckRunRepo } from './check-runs.ts';
 import { storeError, type StoreTarget } from './errors.ts';
 import { storeMigrator } from './migrations.ts';
 import { openPostgres } from './postgres.ts';
+import { type ScheduleFireRepo, createScheduleFireRepo } from './schedules.ts';
 import type { StoreDatabase } from './schema.ts';
 import { openSqlite } from './sqlite.ts';
 
@@ -35,6 +37,10 @@ export interface Store {
   /** The SQLite database file, or the PostgreSQL URL with its password masked. */
   location: string;
   checkRuns: CheckRunRepo;
+  /** Occurrences of runbook schedules: which fired (and their run), which were missed. */
+  scheduleFires: ScheduleFireRepo;
+  /** The hash-chained audit log (engine transitions, approvals, tokens, config changes). */
+  audit: AuditRepo;
   /** Resolves when the database answers. @throws UnavailableError otherwise. */
   ping(): Promise<void>;
   /** Closes the database and releases the data-directory lock. Safe to call twice. */
@@ -98,6 +104,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     backend: connection.backend,
     location: target.location,
     checkRuns: createCheckRunRepo(db, call),
+    scheduleFires: createScheduleFireRepo(db, call),
+    audit: createAuditRepo(db, call, options.clock ?? systemClock),
     ping: () =>
       call('ping', async () => {
         await sql`select 1`.execute(db);
