@@ -68,7 +68,7 @@ export interface GameopsConfig extends Omit<
   alertmanager?: AlertmanagerConfig;
   prometheus?: PrometheusConfig;
   storage?: ResolvedStorage;
-  notifications: { channels: ResolvedChannel[] };
+  notifications: { channels: ResolvedChannel[]; allowPrivate: string[] };
   /**
    * gameops's own store: PostgreSQL when `url` is set (always a postgres:// or postgresql:// URL),
    * otherwise embedded SQLite in `dataDir`.
@@ -548,6 +548,7 @@ function resolveSecrets(
     ...(platform ? { platform: resolvePlatform(platform, cwd, ref) } : {}),
     game: { ...game, opsToken: ref(game.opsToken, ['game', 'opsToken']) },
     notifications: {
+      allowPrivate: notifications.allowPrivate,
       channels: notifications.channels.map((c, i): ResolvedChannel => {
         const path = ['notifications', 'channels', i];
         switch (c.kind) {

@@ -485,7 +485,17 @@ export const configSchema = z
     platform: platformSchema.optional().describe('Where the game servers run.'),
     game: gameSchema,
     runbooks: runbooksSchema,
-    notifications: z.strictObject({ channels: z.array(channelSchema).default([]) }).prefault({}),
+    notifications: z
+      .strictObject({
+        channels: z.array(channelSchema).default([]),
+        allowPrivate: z
+          .array(hostSchema)
+          .default([])
+          .describe(
+            'Hosts of channel URLs allowed to resolve to loopback, private or link-local addresses (refused otherwise).',
+          ),
+      })
+      .prefault({}),
     people: z.array(personSchema).default([]),
     teams: z.array(teamSchema).default([]),
     checks: z

@@ -16,20 +16,26 @@
  * answer), and is never followed through a redirect.
  */
 import type { LookupAddress } from 'node:dns';
-import { lookup as dnsLookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import {
+  addressesOf,
+  addressRange,
+  isLoopbackHost as isLoopback,
+  pinnedLookup,
+  systemResolve,
+  type Resolve,
+} from '../../connectors/outbound.ts';
 import { parseImage } from './image.ts';
+
+export { addressRange } from '../../connectors/outbound.ts';
+export type { AddressRange, Resolve } from '../../connectors/outbound.ts';
 
 export type ImageCheckResult =
   { status: 'exists' } | { status: 'missing' } | { status: 'unknown'; why: string };
 
 /** Checks that `image` (with its tag) can be pulled. Throws only the signal's reason when it aborts. */
 export type ImageCheck = (image: string, signal?: AbortSignal) => Promise<ImageCheckResult>;
-
-/** Host name → addresses (all of them), as `dns.promises.lookup(host, { all: true })` answers. */
-export type Resolve = (host: string) => Promise<LookupAddress[]>;
 
 export interface RegistryCheckOptions {
   timeoutMs: number;
@@ -48,102 +54,6 @@ const MAX_TOKEN_BYTES = 64 * 1024;
 const MAX_ERROR_BYTES = 64 * 1024;
 /** The distribution API's error codes for "no such manifest" and "no such repository". */
 const NOT_THERE = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN']);
-
-function bareHost(host: string): string {
-  return host.replace(/^\[(.*)\](:\d+)?$/, '$1').replace(/^([^:]*):\d+$/, '$1');
-}
-
-function isLoopback(host: string): boolean {
-  const h = bareHost(host);
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
-
-/** Where an address leads. `reserved`: multicast, documentation and other ranges nothing should be asked at. */
-export type AddressRange = 'public' | 'loopback' | 'private' | 'link-local' | 'reserved';
-
-function blockList(v4: Array<[string, number]>, v6: Array<[string, number]>): BlockList {
-  const list = new BlockList();
-  for (const [net, prefix] of v4) list.addSubnet(net, prefix, 'ipv4');
-  for (const [net, prefix] of v6) list.addSubnet(net, prefix, 'ipv6');
-  return list;
-}
-
-const RANGES: Array<[Exclude<AddressRange, 'public'>, BlockList]> = [
-  // 0.0.0.0/8 is "this host": connecting to 0.0.0.0 reaches local services.
-  [
-    'loopback',
-    blockList(
-      [
-        ['127.0.0.0', 8],
-        ['0.0.0.0', 8],
-      ],
-      [
-        ['::1', 128],
-        ['::', 128],
-      ],
-    ),
-  ],
-  [
-    'private',
-    blockList(
-      [
-        ['10.0.0.0', 8],
-        ['172.16.0.0', 12],
-        ['192.168.0.0', 16],
-        ['100.64.0.0', 10],
-      ],
-      [
-        ['fc00::', 7],
-        ['fec0::', 10],
-      ],
-    ),
-  ],
-  ['link-local', blockList([['169.254.0.0', 16]], [['fe80::', 10]])],
-  [
-    'reserved',
-    blockList(
-      [
-        ['224.0.0.0', 4],
-        ['240.0.0.0', 4],
-        ['192.0.0.0', 24],
-        ['192.0.2.0', 24],
-        ['198.18.0.0', 15],
-        ['198.51.100.0', 24],
-        ['203.0.113.0', 24],
-      ],
-      [
-        ['ff00::', 8],
-        ['2001:db8::', 32],
-        ['100::', 64],
-      ],
-    ),
-  ],
-];
-
-/** The range of an IP address (IPv4-mapped and NAT64 IPv6 addresses count as the IPv4 address inside). */
-export function addressRange(address: string): AddressRange {
-  const family = isIP(address);
-  if (family === 0) return 'reserved';
-  if (family === 6) {
-    const nat64 = /^64:ff9b::([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(
-      new URL(`http://[${address}]/`).hostname.slice(1, -1),
-    );
-    if (nat64) {
-      const n = (parseInt(nat64[1]!, 16) << 16) | parseInt(nat64[2]!, 16);
-      return addressRange([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'));
-    }
-  }
-  for (const [range, list] of RANGES) if (list.check(address, family === 4 ? 'ipv4' : 'ipv6')) return range;
-  return 'public';
-}
-
-const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: true });
-
-async function addressesOf(host: string, resolve: Resolve): Promise<LookupAddress[]> {
-  const h = bareHost(host);
-  const family = isIP(h);
-  return family !== 0 ? [{ address: h, family }] : resolve(h);
-}
 
 /**
  * Whether the token service `realm` announced by `registryHost` (`host[:port]`) may be asked, and at
@@ -189,14 +99,6 @@ export async function checkRealm(
     };
   }
   return { ok: true, addresses: realmAddresses };
-}
-
-/** A lookup that answers the addresses already checked, so the connection goes nowhere else. */
-function pinnedLookup(addresses: LookupAddress[]): LookupFunction {
-  return (_hostname, options, callback) => {
-    if (options.all === true) callback(null, addresses);
-    else callback(null, addresses[0]!.address, addresses[0]!.family);
-  };
 }
 
 async function readCappedStream(res: IncomingMessage, max: number): Promise<string | undefined> {
