@@ -376,6 +376,8 @@ export interface StartRunInput {
   trigger: Trigger;
   /** Repeated starts with the same key return the first run (schedules use `<schedule>@<occurrence>`). */
   idempotencyKey?: string;
+  /** Why it was started, kept with the run (e.g. a schedule's "late by 12m" after gameops was down). */
+  reason?: string;
 }
 
 export interface RunFilter {

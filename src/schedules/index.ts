@@ -1,0 +1,54 @@
+/**
+ * Runbook schedules: cron with IANA time zones, fired exactly once per occurrence (see scheduler.ts).
+ */
+import type { Clock } from '../core/index.ts';
+import type { GameopsConfig } from '../config/index.ts';
+import type { RunbookLibrary, RunService } from '../runbooks/model.ts';
+import type { Store } from '../store/index.ts';
+import { resolveSchedules } from './resolve.ts';
+import { createScheduler, type Scheduler, type SchedulerLog, type SetTimer } from './scheduler.ts';
+
+export { canonicalTimeZone, parseCron } from './cron.ts';
+export type { CronSchedule } from './cron.ts';
+export { checkScheduleRunbooks, DEFAULT_DAILY_CHECK, resolveSchedules } from './resolve.ts';
+export type { ResolvedSchedule } from './resolve.ts';
+export { createScheduler, lateness, occurrenceKey, scheduleActor } from './scheduler.ts';
+export type { Scheduler, SchedulerLog, SchedulerOptions, SetTimer } from './scheduler.ts';
+export { scheduleStatuses } from './status.ts';
+export type { ScheduleStatus, ScheduleStatusReport } from './status.ts';
+
+export interface StartSchedulerDeps {
+  config: Pick<GameopsConfig, 'runbooks' | 'service'>;
+  /** False when gameops runs without a config file: then the default daily-check is not scheduled. */
+  configured: boolean;
+  store: Pick<Store, 'scheduleFires'>;
+  /** The engine: runs start there, and `wake` (when present) lets its worker pick a new run up at once. */
+  runs: Pick<RunService, 'start'> & { wake?: () => void };
+  library: Pick<RunbookLibrary, 'get' | 'list'>;
+  clock: Clock;
+  log: SchedulerLog;
+  setTimer?: SetTimer;
+}
+
+/**
+ * Resolves the config's schedules, checks them against the runbook library, catches up on occurrences
+ * missed while gameops was down, and keeps firing until `stop()`. For `gameops serve`.
+ * @throws InputError naming every bad schedule (cron, time zone, unknown runbook, parameters).
+ */
+export async function startScheduler(deps: StartSchedulerDeps): Promise<Scheduler> {
+  const schedules = resolveSchedules(deps.config.runbooks, { configured: deps.configured });
+  const { runs } = deps;
+  const scheduler = createScheduler({
+    schedules,
+    fires: deps.store.scheduleFires,
+    runs,
+    library: deps.library,
+    scope: { service: deps.config.service.name, environment: deps.config.service.environment },
+    clock: deps.clock,
+    log: deps.log,
+    ...(deps.setTimer ? { setTimer: deps.setTimer } : {}),
+    ...(runs.wake ? { onStarted: () => runs.wake?.() } : {}),
+  });
+  await scheduler.start();
+  return scheduler;
+}
