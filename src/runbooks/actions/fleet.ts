@@ -1,0 +1,687 @@
+/**
+ * Fleet actions (runbook §3.1, §3.2): status, usage ranked by CPU and memory, autoscaler status, scaling,
+ * rolling restarts, diagnostics kept as artefacts, the traffic gate, and memory trends (Prometheus when
+ * configured, otherwise sampled from the platform). And the `fleet.cpu` check the high-cpu runbook waits on.
+ */
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { GameopsConfig } from '../../config/index.ts';
+import { errorMessage, InputError, NotFoundError, sleep, UnavailableError } from '../../core/index.ts';
+import {
+  storeArtefact,
+  type Artefact,
+  type Fleet,
+  type Instance,
+  type RolloutProgress,
+  type UsageReport,
+} from '../../platform/index.ts';
+import type { ActionDefinition, CheckDefinition, CheckOutcome, StepContext } from '../model.ts';
+import { maybeServices, servicesOf, type RunbookServices } from './services.ts';
+
+const MAX_REPLICAS = 1000;
+const instanceName = z.string().min(1).max(253);
+const namesArg = z.array(instanceName).min(1).max(1000).optional();
+const timeoutArg = z
+  .number()
+  .int()
+  .min(1000)
+  .max(6 * 3_600_000)
+  .optional()
+  .describe('How long the rollout may take (ms); default: the platform config rolloutTimeout.');
+
+/** What the fleet actions act on, named from the config: `deployment game/game-server` or the local fleet. */
+export function fleetTarget(config: GameopsConfig | undefined): string {
+  const platform = config?.platform;
+  if (!platform) return 'the fleet (no platform configured)';
+  if (platform.kind === 'kubernetes') return `deployment ${platform.namespace}/${platform.deployment}`;
+  return `local fleet in ${join(config.database.dataDir, 'fleet')}`;
+}
+
+function target(services: unknown): string {
+  return fleetTarget(maybeServices(services)?.config);
+}
+
+function throwIfAborted(ctx: StepContext): void {
+  if (ctx.signal.aborted)
+    throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new UnavailableError('aborted');
+}
+
+function progressLogger(ctx: StepContext): (p: RolloutProgress) => void {
+  return (p) => ctx.log(`${p.operation}: ${p.message}`);
+}
+
+/** CPU in percent of one core, from millicores, rounded to 0.1. */
+export function cpuPercent(millicores: number): number {
+  return Math.round(millicores) / 10;
+}
+
+export interface RankedUsage {
+  name: string;
+  cpuMillicores: number;
+  /** Of one core. */
+  cpuPercent: number;
+  memoryBytes: number;
+}
+
+export interface UsageOutput {
+  at: string;
+  windowMs: number;
+  instances: number;
+  byCpu: RankedUsage[];
+  byMemory: RankedUsage[];
+  /** The instance using the most CPU; absent when none was measured. */
+  hottest?: RankedUsage;
+  /** The instance using the most memory; absent when none was measured. */
+  largest?: RankedUsage;
+  nodes: UsageReport['nodes'];
+}
+
+/** The usage report ranked: by CPU (then name) and by memory (then name), `top` of each. */
+export function rankUsage(report: UsageReport, top: number): UsageOutput {
+  const all = report.instances.map((i): RankedUsage => ({
+    name: i.name,
+    cpuMillicores: i.cpuMillicores,
+    cpuPercent: cpuPercent(i.cpuMillicores),
+    memoryBytes: i.memoryBytes,
+  }));
+  const byCpu = [...all].sort((a, b) => b.cpuMillicores - a.cpuMillicores || a.name.localeCompare(b.name));
+  const byMemory = [...all].sort((a, b) => b.memoryBytes - a.memoryBytes || a.name.localeCompare(b.name));
+  return {
+    at: report.at,
+    windowMs: report.windowMs,
+    instances: all.length,
+    byCpu: byCpu.slice(0, top),
+    byMemory: byMemory.slice(0, top),
+    ...(byCpu[0] ? { hottest: byCpu[0] } : {}),
+    ...(byMemory[0] ? { largest: byMemory[0] } : {}),
+    nodes: report.nodes,
+  };
+}
+
+const statusArgs = z.strictObject({ names: namesArg });
+
+const statusAction: ActionDefinition<z.infer<typeof statusArgs>> = {
+  name: 'fleet.status',
+  description:
+    'The instances with what each game server says (players, version), the gate and the autoscaler.',
+  effect: 'read-only',
+  idempotent: true,
+  args: statusArgs,
+  target: (_args, services) => target(services),
+  async run(args, ctx) {
+    const fleet = await servicesOf(ctx).fleet();
+    return fleet.status({ ...(args.names ? { names: args.names } : {}), signal: ctx.signal });
+  },
+};
+
+const usageArgs = z.strictObject({
+  top: z.number().int().min(1).max(1000).default(10).describe('How many instances each ranking lists.'),
+  atLeast: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_REPLICAS)
+    .default(0)
+    .describe('Fail (not found) when fewer running instances were measured.'),
+  names: namesArg,
+});
+
+const usageAction: ActionDefinition<z.infer<typeof usageArgs>, UsageOutput> = {
+  name: 'fleet.usage',
+  description: 'CPU and memory per instance, ranked by CPU and by memory (kubectl top pods).',
+  effect: 'read-only',
+  idempotent: true,
+  args: usageArgs,
+  target: (_args, services) => target(services),
+  async run(args, ctx) {
+    const fleet = await servicesOf(ctx).fleet();
+    const report = await fleet.platform.usage(args.names ? { names: args.names } : undefined);
+    const ranked = rankUsage(report, args.top);
+    if (ranked.instances < args.atLeast)
+      throw new NotFoundError(
+        `${fleet.platform.describe()}: ${ranked.instances} running instance(s) measured, ${args.atLeast} needed`,
+      );
+    const hot = ranked.hottest;
+    if (hot)
+      ctx.log(`hottest: ${hot.name} at ${hot.cpuPercent} % CPU; ${ranked.instances} instance(s) measured`);
+    return ranked;
+  },
+};
+
+const autoscalerAction: ActionDefinition<Record<string, never>> = {
+  name: 'fleet.autoscaler',
+  description:
+    'Autoscaler status: replicas current and desired, bounds, metrics, conditions (kubectl get hpa).',
+  effect: 'read-only',
+  idempotent: true,
+  args: z.strictObject({}),
+  target: (_args, services) => target(services),
+  async run(_args, ctx) {
+    return (await servicesOf(ctx).fleet()).platform.autoscaler();
+  },
+};
+
+const planScaleArgs = z.strictObject({
+  replicas: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_REPLICAS)
+    .optional()
+    .describe('Replicas asked for; default: runbooks.highCpu.scaleUpTo, else current + 50 % (at least +1).'),
+});
+
+export interface ScalePlan {
+  current: number;
+  replicas: number;
+  /** True when `replicas` is more than the fleet runs now. */
+  scaleUp: boolean;
+  /** Where the number came from: `param`, `config` or `current + 50 %`. */
+  from: string;
+}
+
+/** The replica count a scale-up proposes. Pure. */
+export function proposeReplicas(
+  current: number,
+  asked: number | undefined,
+  configured: number | undefined,
+): ScalePlan {
+  if (asked !== undefined) return { current, replicas: asked, scaleUp: asked > current, from: 'param' };
+  if (configured !== undefined)
+    return {
+      current,
+      replicas: configured,
+      scaleUp: configured > current,
+      from: 'config runbooks.highCpu.scaleUpTo',
+    };
+  const replicas = Math.min(MAX_REPLICAS, Math.max(current + 1, Math.ceil(current * 1.5)));
+  return { current, replicas, scaleUp: replicas > current, from: 'current + 50 %' };
+}
+
+const planScaleAction: ActionDefinition<z.infer<typeof planScaleArgs>, ScalePlan> = {
+  name: 'fleet.plan-scale',
+  description:
+    'Works out the replica count of a scale-up (param, else runbooks.highCpu.scaleUpTo, else current + 50 %), before an approval binds it.',
+  effect: 'read-only',
+  idempotent: true,
+  args: planScaleArgs,
+  target: (_args, services) => target(services),
+  async run(args, ctx) {
+    const services = servicesOf(ctx);
+    const fleet = await services.fleet();
+    const autoscaler = await fleet.platform.autoscaler();
+    const plan = proposeReplicas(
+      autoscaler.desiredReplicas,
+      args.replicas,
+      services.config.runbooks.highCpu.scaleUpTo,
+    );
+    ctx.log(
+      plan.scaleUp
+        ? `proposing ${plan.replicas} replicas (now ${plan.current}; from ${plan.from})`
+        : `the fleet already runs ${plan.current} replicas, not fewer than ${plan.replicas} (from ${plan.from}): no scale-up`,
+    );
+    return plan;
+  },
+};
+
+/** Ready instances and the desired count, for verify. */
+async function replicaState(
+  fleet: Fleet,
+): Promise<{ desired: number; ready: number; instances: Instance[] }> {
+  const [autoscaler, instances] = await Promise.all([
+    fleet.platform.autoscaler(),
+    fleet.platform.instances(),
+  ]);
+  return { desired: autoscaler.desiredReplicas, ready: instances.filter((i) => i.ready).length, instances };
+}
+
+const scaleArgs = z.strictObject({
+  replicas: z.number().int().min(0).max(MAX_REPLICAS),
+  timeoutMs: timeoutArg,
+});
+
+const scaleAction: ActionDefinition<z.infer<typeof scaleArgs>> = {
+  name: 'fleet.scale',
+  description:
+    'Scales the fleet to N instances and waits until N are ready; a closed gate is told to new ones.',
+  effect: 'mutating',
+  idempotent: true,
+  args: scaleArgs,
+  target: (_args, services) => target(services),
+  async run(args, ctx) {
+    const fleet = await servicesOf(ctx).fleet();
+    const result = await fleet.platform.scale(args.replicas, {
+      signal: ctx.signal,
+      onProgress: progressLogger(ctx),
+      ...(args.timeoutMs !== undefined ? { timeoutMs: args.timeoutMs } : {}),
+    });
+    const gate = await fleet.gateAfterRollout(ctx.signal);
+    if (gate.gateProblem) ctx.log(`the gate could not be re-applied: ${gate.gateProblem}`);
+    return { ...result, ...gate };
+  },
+  async verify(args, ctx) {
+    const { desired, ready } = await replicaState(await servicesOf(ctx).fleet());
+    return desired === args.replicas && ready === args.replicas ? 'done' : 'not-done';
+  },
+};
+
+const restartArgs = z.strictObject({
+  names: namesArg.describe('Only these instances (default: all).'),
+  maxUnavailable: z
+    .literal(1)
+    .default(1)
+    .describe('Instances down at once: one, each waiting for readiness before the next.'),
+  timeoutMs: timeoutArg,
+});
+
+const restartAction: ActionDefinition<z.infer<typeof restartArgs>> = {
+  name: 'fleet.restart',
+  description:
+    'Rolling restart: one instance at a time, each back and ready (and stable) before the next goes down.',
+  effect: 'mutating',
+  idempotent: false,
+  args: restartArgs,
+  target: (args, services) =>
+    `${target(services)}${args.names ? ` (instances ${args.names.join(', ')})` : ''}`,
+  async run(args, ctx) {
+    const fleet = await servicesOf(ctx).fleet();
+    const result = await fleet.platform.restart({
+      maxUnavailable: args.maxUnavailable,
+      signal: ctx.signal,
+      onProgress: progressLogger(ctx),
+      ...(args.names ? { filter: { names: args.names } } : {}),
+      ...(args.timeoutMs !== undefined ? { timeoutMs: args.timeoutMs } : {}),
+    });
+    const gate = await fleet.gateAfterRollout(ctx.signal);
+    if (gate.gateProblem) ctx.log(`the gate could not be re-applied: ${gate.gateProblem}`);
+    const instances = (await fleet.platform.instances(args.names ? { names: args.names } : undefined)).map(
+      (i) => ({ name: i.name, ready: i.ready, startedAt: i.startedAt, restarts: i.restarts }),
+    );
+    return { ...result, instances, ...gate };
+  },
+  // No verify: after a crash nothing tells a restart this run made from one made by anyone else, so a
+  // person decides (needs-verification) rather than restarting everything a second time.
+};
+
+const diagnosticsArgs = z.strictObject({
+  instance: instanceName,
+  kind: z.enum(['cpu-profile', 'heap-snapshot', 'stack-dump']),
+  seconds: z.number().int().min(1).max(60).optional().describe('cpu-profile: how long to profile (10).'),
+});
+
+/** Takes a diagnostic of one instance and keeps it under the run's artefact directory. */
+export async function takeDiagnostic(
+  services: RunbookServices,
+  ctx: StepContext,
+  args: z.infer<typeof diagnosticsArgs>,
+): Promise<Artefact> {
+  const fleet = await services.fleet();
+  const [instance] = await fleet.platform.instances({ names: [args.instance] });
+  if (!instance)
+    throw new NotFoundError(`no instance named "${args.instance}" on ${fleet.platform.describe()}`);
+  if (!instance.ready || instance.opsUrl === undefined)
+    throw new UnavailableError(
+      `instance ${args.instance} is not ready (${instance.phase}); it cannot be profiled`,
+    );
+  ctx.log(
+    `taking a ${args.kind} of ${args.instance}${args.kind === 'cpu-profile' ? ` for ${args.seconds ?? 10} s` : ''}`,
+  );
+  const file = await fleet.game.diagnostics(instance.opsUrl, args.kind, {
+    signal: ctx.signal,
+    ...(args.seconds !== undefined ? { seconds: args.seconds } : {}),
+  });
+  const artefact = await storeArtefact(
+    services.artefactDir(ctx.runId),
+    args.instance,
+    args.kind,
+    file.stream,
+    ctx.clock,
+  );
+  ctx.log(`kept ${artefact.path} (${artefact.bytes} bytes, sha256 ${artefact.sha256})`);
+  return artefact;
+}
+
+const diagnosticsAction: ActionDefinition<z.infer<typeof diagnosticsArgs>, Artefact> = {
+  name: 'fleet.diagnostics',
+  description:
+    "A CPU profile, heap snapshot or stack dump of one instance, kept as an artefact of the run (players are not affected beyond the instance's own pause).",
+  effect: 'read-only',
+  idempotent: true,
+  args: diagnosticsArgs,
+  target: (args, services) => `instance ${args.instance} of ${target(services)}`,
+  async run(args, ctx) {
+    return takeDiagnostic(servicesOf(ctx), ctx, args);
+  },
+};
+
+const gateArgs = z.strictObject({
+  closed: z.boolean(),
+  message: z.string().min(1).max(500).optional(),
+  startsAt: z.iso.datetime({ offset: true }).optional(),
+});
+
+const gateAction: ActionDefinition<z.infer<typeof gateArgs>> = {
+  name: 'fleet.gate',
+  description:
+    'Closes or opens the traffic gate (maintenance mode): recorded in the game config, told to every instance.',
+  effect: 'mutating',
+  idempotent: true,
+  args: gateArgs,
+  target: (_args, services) => `traffic gate of ${target(services)}`,
+  async run(args, ctx) {
+    const fleet = await servicesOf(ctx).fleet();
+    const result = await fleet.setGate(
+      {
+        closed: args.closed,
+        ...(args.message !== undefined ? { message: args.message } : {}),
+        ...(args.startsAt !== undefined ? { startsAt: args.startsAt } : {}),
+      },
+      ctx.signal,
+    );
+    if (result.status === 'partial')
+      ctx.log(
+        `not every instance confirmed: ${result.instances
+          .filter((i) => !i.ok)
+          .map((i) => `${i.instance} (${i.error ?? 'no answer'})`)
+          .join(', ')}`,
+      );
+    return result;
+  },
+  async verify(args, ctx) {
+    const gate = await (await servicesOf(ctx).fleet()).gate();
+    return gate.closed === args.closed ? 'done' : 'not-done';
+  },
+};
+
+// -----------------------------------------------------------------------------------------------------
+// Memory trends
+
+export interface MemoryPoint {
+  at: string;
+  bytes: number;
+}
+
+export interface InstanceMemoryTrend {
+  name: string;
+  series: MemoryPoint[];
+  lastBytes: number;
+  /** Least-squares slope over the series, bytes per minute; 0 with fewer than two points. */
+  slopeBytesPerMinute: number;
+}
+
+export interface MemoryTrend {
+  source: 'prometheus' | 'sampled';
+  /** Why not Prometheus, when it was configured but not used. */
+  note?: string;
+  /** Prometheus: the metric and range; sampled: samples and interval. */
+  metric?: string;
+  windowMs?: number;
+  samples?: number;
+  intervalMs?: number;
+  instances: InstanceMemoryTrend[];
+  /** The instance with the most memory at the last point; absent when none was measured. */
+  largest?: { name: string; memoryBytes: number };
+  /** The instance whose memory grows fastest; absent when none was measured. */
+  fastestGrowing?: { name: string; slopeBytesPerMinute: number };
+}
+
+/** Least-squares slope of (ms, bytes) points, in bytes per minute. Pure. */
+export function slopePerMinute(points: ReadonlyArray<{ t: number; v: number }>): number {
+  if (points.length < 2) return 0;
+  const n = points.length;
+  const meanT = points.reduce((s, p) => s + p.t, 0) / n;
+  const meanV = points.reduce((s, p) => s + p.v, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const p of points) {
+    num += (p.t - meanT) * (p.v - meanV);
+    den += (p.t - meanT) ** 2;
+  }
+  return den === 0 ? 0 : Math.round((num / den) * 60_000);
+}
+
+/** The trend of each instance's series, with the largest and the fastest growing. Pure. */
+export function summariseTrend(
+  base: Omit<MemoryTrend, 'instances' | 'largest' | 'fastestGrowing'>,
+  series: Map<string, MemoryPoint[]>,
+): MemoryTrend {
+  const instances = [...series.entries()]
+    .filter(([, points]) => points.length > 0)
+    .map(([name, points]): InstanceMemoryTrend => ({
+      name,
+      series: points,
+      lastBytes: points.at(-1)!.bytes,
+      slopeBytesPerMinute: slopePerMinute(points.map((p) => ({ t: Date.parse(p.at), v: p.bytes }))),
+    }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  const largest = [...instances].sort((a, b) => b.lastBytes - a.lastBytes)[0];
+  const fastest = [...instances].sort((a, b) => b.slopeBytesPerMinute - a.slopeBytesPerMinute)[0];
+  return {
+    ...base,
+    instances,
+    ...(largest ? { largest: { name: largest.name, memoryBytes: largest.lastBytes } } : {}),
+    ...(fastest
+      ? { fastestGrowing: { name: fastest.name, slopeBytesPerMinute: fastest.slopeBytesPerMinute } }
+      : {}),
+  };
+}
+
+const sampleArgs = z.strictObject({
+  samples: z.number().int().min(2).max(120).default(5),
+  intervalMs: z.number().int().min(0).max(600_000).default(10_000).describe('Between samples.'),
+  names: namesArg,
+});
+
+/** Samples memory per instance `samples` times, `intervalMs` apart, from the platform's usage. */
+export async function sampleMemory(
+  fleet: Fleet,
+  ctx: StepContext,
+  args: z.infer<typeof sampleArgs>,
+): Promise<MemoryTrend> {
+  const series = new Map<string, MemoryPoint[]>();
+  for (let i = 0; i < args.samples; i++) {
+    if (i > 0) {
+      await sleep(args.intervalMs, ctx.signal);
+      throwIfAborted(ctx);
+    }
+    const report = await fleet.platform.usage(args.names ? { names: args.names } : undefined);
+    for (const u of report.instances) {
+      const points = series.get(u.name) ?? [];
+      points.push({ at: report.at, bytes: u.memoryBytes });
+      series.set(u.name, points);
+    }
+    ctx.log(`sample ${i + 1}/${args.samples}: ${report.instances.length} instance(s)`);
+  }
+  return summariseTrend({ source: 'sampled', samples: args.samples, intervalMs: args.intervalMs }, series);
+}
+
+const sampleAction: ActionDefinition<z.infer<typeof sampleArgs>, MemoryTrend> = {
+  name: 'fleet.sample-memory',
+  description:
+    "Samples each instance's memory K times over an interval from the platform; series and slope per instance.",
+  effect: 'read-only',
+  idempotent: true,
+  args: sampleArgs,
+  target: (_args, services) => target(services),
+  async run(args, ctx) {
+    return sampleMemory(await servicesOf(ctx).fleet(), ctx, args);
+  },
+};
+
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+const trendArgs = z.strictObject({
+  windowMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .max(7 * 86_400_000)
+    .default(3_600_000)
+    .describe('Prometheus: how far back the trend looks.'),
+  metric: z
+    .string()
+    .regex(METRIC_NAME, 'a Prometheus metric name')
+    .default('process_resident_memory_bytes')
+    .describe(
+      'Prometheus: the memory gauge the game servers export (the reference server: process_resident_memory_bytes).',
+    ),
+  samples: z.number().int().min(2).max(120).default(5).describe('Sampled: how many samples.'),
+  intervalMs: z.number().int().min(0).max(600_000).default(10_000).describe('Sampled: between samples.'),
+});
+
+/**
+ * The Prometheus series that belong to the fleet's instances, by instance name: a series matches an
+ * instance when its `instance` label is the instance's ops address (`host:port`, how Prometheus names a
+ * scrape target) or its `pod` label is the instance's name.
+ */
+export function matchSeries(
+  instances: ReadonlyArray<Pick<Instance, 'name' | 'opsUrl'>>,
+  metric: Record<string, string>,
+): string | undefined {
+  for (const i of instances) {
+    if (metric['pod'] === i.name) return i.name;
+    if (i.opsUrl !== undefined && metric['instance'] !== undefined) {
+      try {
+        if (new URL(i.opsUrl).host === metric['instance']) return i.name;
+      } catch {
+        // An address that is not a URL matches nothing.
+      }
+    }
+  }
+  return undefined;
+}
+
+const trendAction: ActionDefinition<z.infer<typeof trendArgs>, MemoryTrend> = {
+  name: 'fleet.memory-trend',
+  description:
+    "Memory per instance and its trend: from Prometheus when configured (the game servers' process_resident_memory_bytes), otherwise sampled from the platform.",
+  effect: 'read-only',
+  idempotent: true,
+  args: trendArgs,
+  target: (_args, services) => target(services),
+  async run(args, ctx) {
+    const services = servicesOf(ctx);
+    const fleet = await services.fleet();
+    const prometheus = services.prometheus();
+    let note: string | undefined;
+    if (prometheus) {
+      try {
+        const instances = (await fleet.platform.instances()).filter((i) => i.phase === 'running');
+        const end = ctx.clock.now();
+        const start = new Date(end.getTime() - args.windowMs);
+        const stepSeconds = Math.max(15, Math.ceil(args.windowMs / 1000 / 120));
+        const result = await prometheus.range(
+          args.metric,
+          { start, end, stepSeconds },
+          { signal: ctx.signal },
+        );
+        const series = new Map<string, MemoryPoint[]>();
+        for (const s of result.series) {
+          const name = matchSeries(instances, s.metric);
+          if (name === undefined) continue;
+          const points = s.values
+            .filter((v): v is [number, number] => v[1] !== null)
+            .map(([t, v]) => ({ at: new Date(t * 1000).toISOString(), bytes: v }));
+          series.set(
+            name,
+            [...(series.get(name) ?? []), ...points].sort((a, b) => a.at.localeCompare(b.at)),
+          );
+        }
+        if (series.size > 0) {
+          ctx.log(`${args.metric} from ${prometheus.target}: ${series.size} instance(s)`);
+          return summariseTrend(
+            { source: 'prometheus', metric: args.metric, windowMs: args.windowMs },
+            series,
+          );
+        }
+        note = `Prometheus at ${prometheus.target} has no ${args.metric} series for the fleet's instances over the last ${Math.round(args.windowMs / 60_000)} min; sampled instead`;
+      } catch (err) {
+        if (ctx.signal.aborted) throw err;
+        if (err instanceof InputError) throw err;
+        note = `Prometheus could not be asked (${errorMessage(err)}); sampled instead`;
+      }
+      ctx.log(note);
+    }
+    const sampled = await sampleMemory(fleet, ctx, { samples: args.samples, intervalMs: args.intervalMs });
+    return note ? { ...sampled, note } : sampled;
+  },
+};
+
+// -----------------------------------------------------------------------------------------------------
+// Checks
+
+const cpuCheckArgs = z.strictObject({
+  targetPercent: z
+    .number()
+    .min(1)
+    .max(100_000)
+    .optional()
+    .describe('Fail while the hottest instance is at or above this CPU (% of one core).'),
+  names: namesArg,
+});
+
+/** Values of the `fleet.cpu` check. */
+export type CpuValues = {
+  hottest: string | null;
+  /** CPU of the hottest instance, % of one core (0 with no instance). */
+  hottestPercent: number;
+  perInstance: Record<string, number>;
+  instances: number;
+  targetPercent: number | null;
+};
+
+const cpuCheck: CheckDefinition<z.infer<typeof cpuCheckArgs>> = {
+  name: 'fleet.cpu',
+  description:
+    "The hottest instance's CPU (% of one core) and each instance's; fails at or above targetPercent.",
+  args: cpuCheckArgs,
+  async run(args, ctx): Promise<CheckOutcome> {
+    const fleet = await servicesOf(ctx).fleet();
+    const ranked = rankUsage(
+      await fleet.platform.usage(args.names ? { names: args.names } : undefined),
+      1000,
+    );
+    const perInstance = Object.fromEntries(ranked.byCpu.map((u) => [u.name, u.cpuPercent]));
+    const hot = ranked.hottest;
+    const values: CpuValues = {
+      hottest: hot?.name ?? null,
+      hottestPercent: hot?.cpuPercent ?? 0,
+      perInstance,
+      instances: ranked.instances,
+      targetPercent: args.targetPercent ?? null,
+    };
+    if (!hot) return { status: 'fail', summary: 'no running instance was measured', values };
+    const summary = `hottest ${hot.name} at ${hot.cpuPercent} % CPU of ${ranked.instances} instance(s)`;
+    if (args.targetPercent !== undefined && hot.cpuPercent >= args.targetPercent)
+      return {
+        status: 'fail',
+        summary: `${summary}; not under ${args.targetPercent} %`,
+        values,
+        findings: ranked.byCpu
+          .filter((u) => u.cpuPercent >= args.targetPercent!)
+          .map((u) => ({ status: 'fail' as const, subject: u.name, message: `${u.cpuPercent} % CPU` })),
+      };
+    return {
+      status: 'ok',
+      summary: args.targetPercent !== undefined ? `${summary}; under ${args.targetPercent} %` : summary,
+      values,
+    };
+  },
+};
+
+/** The fleet actions. */
+export const fleetActions: ActionDefinition[] = [
+  statusAction,
+  usageAction,
+  autoscalerAction,
+  planScaleAction,
+  scaleAction,
+  restartAction,
+  diagnosticsAction,
+  gateAction,
+  sampleAction,
+  trendAction,
+];
+
+/** The fleet checks. */
+export const fleetChecks: CheckDefinition[] = [cpuCheck];
