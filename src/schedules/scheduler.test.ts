@@ -1,0 +1,654 @@
+/**
+ * The scheduler against the real store, on SQLite and on PostgreSQL (test/harness). The run service is a
+ * test double of a collaborator (the engine had not landed when this was written): an in-test object
+ * implementing only `start()`, honouring idempotency keys as the RunService contract says, and
+ * recording its calls.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { z } from 'zod';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { services } from '../../test/harness/index.ts';
+import { InputError, ManualClock, NotFoundError, UnavailableError } from '../core/index.ts';
+import { runbooksSchema } from '../config/schema.ts';
+import type { Actor, Runbook, RunbookLibrary, RunView, StartRunInput } from '../runbooks/model.ts';
+import { openStore, type Store, type StoreOptions } from '../store/index.ts';
+import { resolveSchedules, type ResolvedSchedule } from './resolve.ts';
+import { createScheduler, type Scheduler, type SchedulerLog } from './scheduler.ts';
+import { scheduleStatuses } from './status.ts';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+const cleanups: Array<() => Promise<void> | void> = [];
+const opened: Store[] = [];
+const schedulers: Scheduler[] = [];
+afterEach(async () => {
+  await Promise.all(schedulers.splice(0).map((s) => s.stop()));
+  await Promise.all(opened.splice(0).map((s) => s.close()));
+});
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function pgQuery(url: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Where a store lives: each call of `open` opens it again (a restart). */
+type Place = () => Promise<StoreOptions>;
+
+const sqlitePlace: Place = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gameops-schedules-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return Promise.resolve({ dataDir: join(dir, 'data') });
+};
+
+let pgDatabase: Promise<StoreOptions> | undefined;
+/** One database for the file; tests stay apart by their service name (the repo's scope). */
+const postgresPlace: Place = () =>
+  (pgDatabase ??= (async () => {
+    const admin = services().postgres.url;
+    const name = `gameops_sched_${randomBytes(6).toString('hex')}`;
+    await pgQuery(admin, `CREATE DATABASE ${name}`);
+    cleanups.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    const url = new URL(admin);
+    url.pathname = `/${name}`;
+    return { url: url.toString() };
+  })());
+
+async function open(options: StoreOptions): Promise<Store> {
+  const store = await openStore(options);
+  opened.push(store);
+  return store;
+}
+
+async function close(store: Store): Promise<void> {
+  opened.splice(opened.indexOf(store), 1);
+  await store.close();
+}
+
+function runbook(name: string, params: z.ZodType<Record<string, unknown>> = z.object({})): Runbook {
+  return {
+    name,
+    version: '1',
+    title: name,
+    description: '',
+    source: { kind: 'builtin' },
+    params,
+    paramsJsonSchema: {},
+    steps: [],
+    runBy: ['operator'],
+    hash: name,
+    tags: [],
+  };
+}
+
+const library: RunbookLibrary = (() => {
+  const runbooks = [
+    runbook('daily-check'),
+    runbook('weekly-report', z.object({ days: z.number().int().min(1).default(7) })),
+  ];
+  return { get: (name) => runbooks.find((r) => r.name === name), list: () => runbooks };
+})();
+
+interface StartCall {
+  input: StartRunInput;
+  actor: Actor;
+}
+
+/** The run service double: `start()` with idempotency keys (shared by every "instance" given it). */
+function recordingRuns(fail?: () => Error | undefined) {
+  const calls: StartCall[] = [];
+  const byKey = new Map<string, string>();
+  return {
+    calls,
+    runIds: () => [...new Set(byKey.values())],
+    start(input: StartRunInput, actor: Actor): Promise<RunView> {
+      calls.push({ input, actor });
+      const error = fail?.();
+      if (error) return Promise.reject(error);
+      const key = input.idempotencyKey ?? randomUUID();
+      const id = byKey.get(key) ?? randomUUID();
+      byKey.set(key, id);
+      return Promise.resolve({
+        id,
+        runbook: input.runbook,
+        version: '1',
+        status: 'queued',
+        trigger: input.trigger,
+        requestedBy: actor,
+        createdAt: new Date(0).toISOString(),
+        params: input.params,
+        definitionHash: input.runbook,
+        steps: [],
+      });
+    },
+  };
+}
+
+function recordingLog() {
+  const lines: Array<{ level: string; msg: string; obj: object }> = [];
+  const at =
+    (level: string) =>
+    (obj: object, msg: string): void => {
+      lines.push({ level, msg, obj });
+    };
+  const log: SchedulerLog = { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
+  return {
+    log,
+    lines,
+    messages: (level: string) => lines.filter((l) => l.level === level).map((l) => l.msg),
+  };
+}
+
+/** Timers that fire only when the test moves the clock past them. */
+function manualTimers(clock: ManualClock) {
+  const pending = new Set<{ due: number; fn: () => void }>();
+  return {
+    pending,
+    setTimer: (ms: number, fn: () => void): (() => void) => {
+      const timer = { due: clock.now().getTime() + ms, fn };
+      pending.add(timer);
+      return () => pending.delete(timer);
+    },
+    /** Moves the clock to `until`, firing each timer at its due time, and waits for the ticks it starts. */
+    async advanceTo(until: Date | string, schedulers: Scheduler[]): Promise<void> {
+      const target = new Date(until).getTime();
+      for (;;) {
+        const next = [...pending].sort((a, b) => a.due - b.due)[0];
+        if (!next || next.due > target) break;
+        pending.delete(next);
+        clock.set(Math.max(clock.now().getTime(), next.due));
+        next.fn();
+        for (const s of schedulers) await s.idle();
+      }
+      clock.set(target);
+    },
+  };
+}
+
+function schedulesOf(input: Record<string, unknown>, configured = true): ResolvedSchedule[] {
+  return resolveSchedules(runbooksSchema.parse(input), { configured });
+}
+
+const seoul = (extra: Record<string, unknown> = {}) =>
+  schedulesOf({
+    defaultSchedules: false,
+    schedules: [
+      { name: 'morning', runbook: 'daily-check', cron: '0 9 * * *', timezone: 'Asia/Seoul', ...extra },
+    ],
+  });
+
+describe.each([
+  ['SQLite', sqlitePlace],
+  ['PostgreSQL', postgresPlace],
+] as const)('scheduler on %s', (_backend, place) => {
+  /** One scheduler "process" over a store, with its own clock and timers. */
+  async function setup(options: {
+    schedules: ResolvedSchedule[];
+    at: string;
+    store?: Store;
+    storeOptions?: StoreOptions;
+    runs?: ReturnType<typeof recordingRuns>;
+    service?: string;
+    maxSleepMs?: number;
+  }) {
+    const storeOptions = options.storeOptions ?? (await place());
+    const store = options.store ?? (await open(storeOptions));
+    const clock = new ManualClock(options.at);
+    const timers = manualTimers(clock);
+    const runs = options.runs ?? recordingRuns();
+    const logged = recordingLog();
+    const scope = {
+      service: options.service ?? `svc-${randomBytes(4).toString('hex')}`,
+      environment: 'prod',
+    };
+    const scheduler = createScheduler({
+      schedules: options.schedules,
+      fires: store.scheduleFires,
+      runs,
+      library,
+      scope,
+      clock,
+      log: logged.log,
+      setTimer: timers.setTimer,
+      maxSleepMs: options.maxSleepMs ?? HOUR,
+    });
+    schedulers.push(scheduler);
+    return { store, storeOptions, clock, timers, runs, scope, scheduler, ...logged };
+  }
+
+  it('fires at 09:00 Asia/Seoul, which is 00:00 UTC, once, as the schedule', async () => {
+    const s = await setup({ schedules: seoul(), at: '2026-01-01T12:00:00Z' });
+    await s.scheduler.start();
+    expect(s.scheduler.nextWake()?.toISOString()).toBe('2026-01-01T13:00:00.000Z'); // capped sleep
+    await s.timers.advanceTo('2026-01-01T23:59:59.999Z', [s.scheduler]);
+    expect(s.runs.calls).toHaveLength(0);
+    expect(s.scheduler.nextWake()?.toISOString()).toBe('2026-01-02T00:00:00.000Z');
+    await s.timers.advanceTo('2026-01-02T00:30:00Z', [s.scheduler]);
+    expect(s.runs.calls).toHaveLength(1);
+    const [call] = s.runs.calls;
+    expect(call?.input).toEqual({
+      runbook: 'daily-check',
+      params: {},
+      trigger: 'schedule',
+      idempotencyKey: 'schedule:morning@2026-01-02T00:00:00.000Z',
+      reason: 'schedule morning (0 9 * * * Asia/Seoul) occurrence 2026-01-02T00:00:00.000Z',
+    });
+    expect(call?.actor).toEqual({
+      id: 'schedule:morning',
+      name: 'scheduler',
+      role: 'admin',
+      kind: 'schedule',
+    });
+    const fired = await s.store.scheduleFires.latest(s.scope, 'morning', 'fired');
+    expect(fired).toMatchObject({ occurrence: '2026-01-02T00:00:00.000Z', runId: s.runs.runIds()[0] });
+    // A day later, the next occurrence fires too, and only it.
+    await s.timers.advanceTo('2026-01-03T00:00:00Z', [s.scheduler]);
+    expect(s.runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:morning@2026-01-02T00:00:00.000Z',
+      'schedule:morning@2026-01-03T00:00:00.000Z',
+    ]);
+  });
+
+  it('a restart right after firing does not fire again', async () => {
+    const first = await setup({ schedules: seoul(), at: '2026-01-01T23:00:00Z' });
+    await first.scheduler.start();
+    await first.timers.advanceTo('2026-01-02T00:00:00Z', [first.scheduler]);
+    expect(first.runs.calls).toHaveLength(1);
+    await first.scheduler.stop();
+    await close(first.store);
+
+    const again = await setup({
+      schedules: seoul(),
+      at: '2026-01-02T00:00:01Z',
+      storeOptions: first.storeOptions,
+      service: first.scope.service,
+      runs: first.runs,
+    });
+    await again.scheduler.start();
+    await again.timers.advanceTo('2026-01-02T23:59:00Z', [again.scheduler]);
+    expect(first.runs.calls).toHaveLength(1);
+    expect(await again.store.scheduleFires.count(again.scope, 'morning', 'missed')).toBe(0);
+  });
+
+  it('a crash between recording and starting: the next start starts it with the same key', async () => {
+    const s = await setup({ schedules: seoul(), at: '2026-01-02T00:03:00Z' });
+    // What a scheduler that died after its insert left behind.
+    await s.store.scheduleFires.claim(
+      s.scope,
+      'morning',
+      new Date('2026-01-01T00:00:00Z'),
+      'seen',
+      new Date('2026-01-01T00:00:00Z'),
+    );
+    const occurrence = new Date('2026-01-02T00:00:00Z');
+    await s.store.scheduleFires.claim(s.scope, 'morning', occurrence, 'fired', occurrence);
+    await s.scheduler.start();
+    expect(s.runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:morning@2026-01-02T00:00:00.000Z',
+    ]);
+    expect(s.runs.calls[0]?.input.reason).toContain('late by 3m');
+    expect(await s.store.scheduleFires.unstarted(s.scope)).toEqual([]);
+    expect((await s.store.scheduleFires.latest(s.scope, 'morning'))?.runId).toBe(s.runs.runIds()[0]);
+  });
+
+  it('a claimed occurrence whose run never started and is now beyond grace is recorded missed', async () => {
+    const s = await setup({ schedules: seoul({ grace: '30m' }), at: '2026-01-02T02:00:00Z' });
+    const occurrence = new Date('2026-01-02T00:00:00Z');
+    await s.store.scheduleFires.claim(s.scope, 'morning', occurrence, 'fired', occurrence);
+    await s.scheduler.start();
+    expect(s.runs.calls).toHaveLength(0);
+    expect(await s.store.scheduleFires.latest(s.scope, 'morning')).toMatchObject({
+      occurrence: '2026-01-02T00:00:00.000Z',
+      outcome: 'missed',
+    });
+    expect(s.messages('warn').join('\n')).toContain('now too late, recorded as missed');
+  });
+
+  it('a missed occurrence within grace runs once at start ("late by 12m")', async () => {
+    const first = await setup({ schedules: seoul(), at: '2026-01-01T12:00:00Z' });
+    await first.scheduler.start();
+    await first.scheduler.stop();
+    // gameops was down from 12:00 until 00:12 UTC (09:12 in Seoul).
+    const again = await setup({
+      schedules: seoul(),
+      at: '2026-01-02T00:12:00Z',
+      store: first.store,
+      service: first.scope.service,
+      runs: first.runs,
+    });
+    await again.scheduler.start();
+    expect(first.runs.calls).toHaveLength(1);
+    expect(first.runs.calls[0]?.input).toMatchObject({
+      idempotencyKey: 'schedule:morning@2026-01-02T00:00:00.000Z',
+      trigger: 'schedule',
+      reason: 'schedule morning (0 9 * * * Asia/Seoul) occurrence 2026-01-02T00:00:00.000Z, late by 12m',
+    });
+    expect(again.messages('info')).toContain(
+      `schedule morning: started run ${first.runs.runIds()[0]} (late by 12m)`,
+    );
+    // A second scheduler start (another restart) does not run it again.
+    const third = await setup({
+      schedules: seoul(),
+      at: '2026-01-02T00:13:00Z',
+      store: first.store,
+      service: first.scope.service,
+      runs: first.runs,
+    });
+    await third.scheduler.start();
+    expect(first.runs.calls).toHaveLength(1);
+  });
+
+  it('a missed occurrence outside grace is recorded missed, and schedules list shows it', async () => {
+    const first = await setup({ schedules: seoul({ grace: '1h' }), at: '2026-01-01T12:00:00Z' });
+    await first.scheduler.start();
+    await first.scheduler.stop();
+    const again = await setup({
+      schedules: seoul({ grace: '1h' }),
+      at: '2026-01-02T02:00:00Z',
+      store: first.store,
+      service: first.scope.service,
+      runs: first.runs,
+    });
+    await again.scheduler.start();
+    expect(first.runs.calls).toHaveLength(0);
+    expect(await again.store.scheduleFires.list(again.scope, 'morning', { outcome: 'missed' })).toEqual([
+      {
+        schedule: 'morning',
+        occurrence: '2026-01-02T00:00:00.000Z',
+        outcome: 'missed',
+        recordedAt: '2026-01-02T02:00:00.000Z',
+      },
+    ]);
+    expect(again.messages('warn')).toContain(
+      'schedule morning: 1 occurrence missed while gameops was not running',
+    );
+    const report = await scheduleStatuses(seoul({ grace: '1h' }), {
+      fires: again.store.scheduleFires,
+      scope: again.scope,
+      now: again.clock.now(),
+    });
+    expect(report).toEqual({
+      schedules: [
+        {
+          name: 'morning',
+          runbook: 'daily-check',
+          cron: '0 9 * * *',
+          timezone: 'Asia/Seoul',
+          enabled: true,
+          origin: 'config',
+          graceMs: HOUR,
+          next: ['2026-01-03T00:00:00.000Z', '2026-01-04T00:00:00.000Z', '2026-01-05T00:00:00.000Z'],
+          lastMissed: { occurrence: '2026-01-02T00:00:00.000Z', recordedAt: '2026-01-02T02:00:00.000Z' },
+          missedSinceLastFired: 1,
+        },
+      ],
+    });
+  });
+
+  it('down for days: the latest occurrence within grace runs, each older one is recorded missed', async () => {
+    const first = await setup({ schedules: seoul(), at: '2026-01-01T12:00:00Z' });
+    await first.scheduler.start();
+    await first.scheduler.stop();
+    const again = await setup({
+      schedules: seoul(),
+      at: '2026-01-04T00:10:00Z',
+      store: first.store,
+      service: first.scope.service,
+      runs: first.runs,
+    });
+    await again.scheduler.start();
+    expect(first.runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:morning@2026-01-04T00:00:00.000Z',
+    ]);
+    const missed = await again.store.scheduleFires.list(again.scope, 'morning', { outcome: 'missed' });
+    expect(missed.map((m) => m.occurrence)).toEqual(['2026-01-03T00:00:00.000Z', '2026-01-02T00:00:00.000Z']);
+    const [status] = (
+      await scheduleStatuses(seoul(), {
+        fires: again.store.scheduleFires,
+        scope: again.scope,
+        now: again.clock.now(),
+      })
+    ).schedules;
+    expect(status?.lastFired).toMatchObject({
+      occurrence: '2026-01-04T00:00:00.000Z',
+      runId: first.runs.runIds()[0],
+    });
+    expect(status?.missedSinceLastFired).toBe(0);
+  });
+
+  it('a gap longer than 1,000 occurrences records the latest 1,000 as missed and says so', async () => {
+    const every = (grace = '0s') =>
+      schedulesOf({
+        defaultSchedules: false,
+        schedules: [{ name: 'often', runbook: 'daily-check', cron: '*/5 * * * *', grace }],
+      });
+    const first = await setup({ schedules: every(), at: '2026-01-01T00:00:00Z' });
+    await first.scheduler.start();
+    await first.scheduler.stop();
+    // Five days of every five minutes: 1,440 occurrences, capped; the look-back is 7 days.
+    const again = await setup({
+      schedules: every(),
+      at: '2026-01-06T00:02:00Z',
+      store: first.store,
+      service: first.scope.service,
+    });
+    await again.scheduler.start();
+    // 00:00 was 2 minutes ago: within the one-minute floor? No: 2m > 1m and grace is 0, so it is missed too.
+    expect(again.runs.calls).toHaveLength(0);
+    expect(await again.store.scheduleFires.count(again.scope, 'often', 'missed')).toBe(1000);
+    expect(again.messages('warn')).toContain(
+      'schedule often: 1000 occurrences missed while gameops was not running (only the latest 1000 recorded)',
+    );
+  });
+
+  it('a schedule seen for the first time does not backfill', async () => {
+    const s = await setup({ schedules: seoul({ grace: '2h' }), at: '2026-01-02T00:30:00Z' });
+    await s.scheduler.start();
+    expect(s.runs.calls).toHaveLength(0);
+    expect(await s.store.scheduleFires.count(s.scope, 'morning', 'missed')).toBe(0);
+    expect(await s.store.scheduleFires.latest(s.scope, 'morning')).toMatchObject({
+      outcome: 'seen',
+      occurrence: '2026-01-02T00:30:00.000Z',
+    });
+  });
+
+  it('a disabled schedule never fires, and enabling it later does not backfill', async () => {
+    const first = await setup({ schedules: seoul({ enabled: false }), at: '2026-01-01T12:00:00Z' });
+    await first.scheduler.start();
+    await first.timers.advanceTo('2026-01-05T12:00:00Z', [first.scheduler]);
+    expect(first.runs.calls).toHaveLength(0);
+    expect(first.scheduler.nextWake()?.toISOString()).toBe('2026-01-05T13:00:00.000Z');
+    await first.scheduler.stop();
+    // Restarted with it still disabled, then with it enabled.
+    const second = await setup({
+      schedules: seoul({ enabled: false }),
+      at: '2026-01-06T12:00:00Z',
+      store: first.store,
+      service: first.scope.service,
+      runs: first.runs,
+    });
+    await second.scheduler.start();
+    await second.scheduler.stop();
+    const third = await setup({
+      schedules: seoul(),
+      at: '2026-01-06T12:30:00Z',
+      store: first.store,
+      service: first.scope.service,
+      runs: first.runs,
+    });
+    await third.scheduler.start();
+    expect(first.runs.calls).toHaveLength(0);
+    expect(await third.store.scheduleFires.count(third.scope, 'morning', 'missed')).toBe(0);
+    await third.timers.advanceTo('2026-01-07T00:00:00Z', [third.scheduler]);
+    expect(first.runs.calls).toHaveLength(1);
+  });
+
+  it('a schedule naming an unknown runbook, or with bad parameters, fails at start naming the schedule', async () => {
+    const schedules = schedulesOf({
+      defaultSchedules: false,
+      schedules: [
+        { name: 'nightly', runbook: 'backup', cron: '0 3 * * *' },
+        { name: 'weekly', runbook: 'weekly-report', cron: '0 6 * * MON', params: { days: 0 } },
+        { name: 'later', runbook: 'not-written-yet', cron: '0 6 * * *', enabled: false },
+      ],
+    });
+    const s = await setup({ schedules, at: '2026-01-01T00:00:00Z' });
+    const err = await s.scheduler.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InputError);
+    const message = (err as InputError).message;
+    expect(message).toContain('2 invalid schedules');
+    expect(message).toContain(
+      'runbooks.schedules[0]: schedule "nightly" names runbook "backup", which does not exist (known: daily-check, weekly-report)',
+    );
+    expect(message).toMatch(
+      /runbooks\.schedules\[1\]\.params\.days: .*>=1.* \(schedule "weekly", runbook weekly-report\)/,
+    );
+    expect(message).not.toContain('later');
+    expect(s.scheduler.nextWake()).toBeUndefined();
+    expect(await s.store.scheduleFires.latest(s.scope, 'nightly')).toBeUndefined();
+  });
+
+  it('the default daily-check names runbooks.defaultSchedules when its runbook is missing', async () => {
+    const s = await setup({ schedules: schedulesOf({}), at: '2026-01-01T00:00:00Z' });
+    const empty: RunbookLibrary = { get: () => undefined, list: () => [] };
+    const scheduler = createScheduler({
+      schedules: schedulesOf({}),
+      fires: s.store.scheduleFires,
+      runs: s.runs,
+      library: empty,
+      scope: s.scope,
+      clock: s.clock,
+      log: s.log,
+      setTimer: s.timers.setTimer,
+    });
+    await expect(scheduler.start()).rejects.toThrow(
+      'invalid schedule: runbooks.defaultSchedules (schedule daily-check): schedule "daily-check" names runbook "daily-check", which does not exist (no runbooks are loaded)',
+    );
+  });
+
+  it('a run that cannot start (engine unavailable) is started later with the same key; a refused one is recorded missed', async () => {
+    let failure: Error | undefined = new UnavailableError('store at x is not answering');
+    const runs = recordingRuns(() => failure);
+    const s = await setup({ schedules: seoul(), at: '2026-01-01T23:00:00Z', runs });
+    await s.scheduler.start();
+    await s.timers.advanceTo('2026-01-02T00:00:00Z', [s.scheduler]);
+    expect(runs.calls).toHaveLength(1);
+    expect(s.messages('error')).toEqual([
+      'schedule morning: could not start runbook daily-check (tried again later while within grace): store at x is not answering',
+    ]);
+    expect((await s.store.scheduleFires.unstarted(s.scope)).map((r) => r.occurrence)).toEqual([
+      '2026-01-02T00:00:00.000Z',
+    ]);
+    failure = undefined;
+    // The next wake-up (the capped sleep) picks up the orphan once it is a minute old.
+    await s.timers.advanceTo('2026-01-02T01:00:00Z', [s.scheduler]);
+    expect(runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:morning@2026-01-02T00:00:00.000Z',
+      'schedule:morning@2026-01-02T00:00:00.000Z',
+    ]);
+    expect(runs.calls[1]?.input.reason).toContain('late by 1h');
+    expect(await s.store.scheduleFires.unstarted(s.scope)).toEqual([]);
+
+    failure = new NotFoundError('runbook daily-check not found');
+    await s.timers.advanceTo('2026-01-03T00:00:00Z', [s.scheduler]);
+    expect(await s.store.scheduleFires.latest(s.scope, 'morning')).toMatchObject({
+      occurrence: '2026-01-03T00:00:00.000Z',
+      outcome: 'missed',
+    });
+    expect(s.messages('error').at(-1)).toBe(
+      'schedule morning: could not start runbook daily-check; occurrence recorded as missed: runbook daily-check not found',
+    );
+  });
+
+  it('the store going away mid-way: the tick logs why and the scheduler keeps its place', async () => {
+    const s = await setup({ schedules: seoul(), at: '2026-01-01T23:00:00Z' });
+    await s.scheduler.start();
+    await close(s.store);
+    await s.timers.advanceTo('2026-01-02T00:00:00Z', [s.scheduler]);
+    expect(s.runs.calls).toHaveLength(0);
+    expect(s.messages('error').at(-1)).toMatch(/^scheduler: .*store .* is closed$/);
+    expect(s.scheduler.nextWake()?.toISOString()).toBe('2026-01-02T01:00:00.000Z');
+  });
+
+  it('a suspend longer than the grace: the wake-up records the missed occurrences instead of firing them late', async () => {
+    const s = await setup({
+      schedules: seoul({ grace: '10m' }),
+      at: '2026-01-01T12:00:00Z',
+      maxSleepMs: MINUTE,
+    });
+    await s.scheduler.start();
+    expect(s.scheduler.nextWake()?.toISOString()).toBe('2026-01-01T12:01:00.000Z');
+    // The machine sleeps: the timer due at 12:01 fires three days later.
+    const [timer] = [...s.timers.pending];
+    s.clock.set('2026-01-04T00:30:00Z');
+    timer?.fn();
+    await s.scheduler.idle();
+    expect(s.runs.calls).toHaveLength(0);
+    expect(
+      (await s.store.scheduleFires.list(s.scope, 'morning', { outcome: 'missed' })).map((m) => m.occurrence),
+    ).toEqual(['2026-01-04T00:00:00.000Z', '2026-01-03T00:00:00.000Z', '2026-01-02T00:00:00.000Z']);
+    expect(s.scheduler.nextWake()?.toISOString()).toBe('2026-01-04T00:31:00.000Z');
+  });
+
+  it('Europe/Berlin DST: 02:30 fires once on spring-forward day (at 03:00 CEST) and once on fall-back day', async () => {
+    const berlin = schedulesOf({
+      defaultSchedules: false,
+      schedules: [{ name: 'night', runbook: 'daily-check', cron: '30 2 * * *', timezone: 'Europe/Berlin' }],
+    });
+    const s = await setup({ schedules: berlin, at: '2026-03-28T12:00:00Z' });
+    await s.scheduler.start();
+    await s.timers.advanceTo('2026-03-30T12:00:00Z', [s.scheduler]);
+    expect(s.runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:night@2026-03-29T01:00:00.000Z',
+      'schedule:night@2026-03-30T00:30:00.000Z',
+    ]);
+    const fall = await setup({ schedules: berlin, at: '2026-10-24T12:00:00Z' });
+    await fall.scheduler.start();
+    await fall.timers.advanceTo('2026-10-26T12:00:00Z', [fall.scheduler]);
+    expect(fall.runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:night@2026-10-25T00:30:00.000Z',
+      'schedule:night@2026-10-26T01:30:00.000Z',
+    ]);
+  });
+
+  if (_backend === 'PostgreSQL')
+    it('two gameops instances on one PostgreSQL fire each occurrence once', async () => {
+      const storeOptions = await place();
+      const service = `svc-${randomBytes(4).toString('hex')}`;
+      const runs = recordingRuns();
+      const a = await setup({ schedules: seoul(), at: '2026-01-01T23:00:00Z', storeOptions, service, runs });
+      const b = await setup({ schedules: seoul(), at: '2026-01-01T23:00:00Z', storeOptions, service, runs });
+      expect(a.store).not.toBe(b.store);
+      await Promise.all([a.scheduler.start(), b.scheduler.start()]);
+      // Both wake at the same instant and race for each occurrence.
+      for (const day of ['2026-01-02', '2026-01-03', '2026-01-04']) {
+        await Promise.all([
+          a.timers.advanceTo(`${day}T00:00:00Z`, [a.scheduler]),
+          b.timers.advanceTo(`${day}T00:00:00Z`, [b.scheduler]),
+        ]);
+      }
+      expect(runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+        'schedule:morning@2026-01-02T00:00:00.000Z',
+        'schedule:morning@2026-01-03T00:00:00.000Z',
+        'schedule:morning@2026-01-04T00:00:00.000Z',
+      ]);
+      const others = [...a.messages('debug'), ...b.messages('debug')];
+      expect(others).toHaveLength(3);
+      expect(others[0]).toBe('schedule morning: occurrence already handled by another gameops');
+    });
+});
