@@ -7,6 +7,8 @@ import {
   type GameopsConfig,
 } from '../config/index.ts';
 import { openStore, type Store } from '../store/index.ts';
+import { recordConfigLoad } from '../audit/config.ts';
+import { localActor } from '../identity/local.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Fleet } from '../platform/index.ts';
@@ -82,6 +84,12 @@ export async function bootstrap(options: BootstrapOptions): Promise<Resources> {
       if (options.store === 'required') throw err;
       storeProblem = errorMessage(err);
     }
+  }
+  // An edited config file is audited once, as the OS user who started gameops on it.
+  if (store && loaded.file) {
+    await recordConfigLoad(store, loaded.file, localActor(), clock).catch((err: unknown) => {
+      log.warn(`could not audit the config file ${loaded.file}: ${errorMessage(err)}`);
+    });
   }
   const metrics = options.metrics
     ? (await import('./metrics.ts')).createMetrics({

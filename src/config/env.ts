@@ -12,6 +12,8 @@ const envSchema = z.object({
   GAMEOPS_CONFIG: z.string().min(1, EMPTY).optional(),
   DATABASE_URL: z.string().min(1, EMPTY).optional(),
   GAMEOPS_DATA_DIR: z.string().min(1, EMPTY).optional(),
+  /** An API token the CLI acts as (instead of the local OS user as admin); see src/identity/local.ts. */
+  GAMEOPS_TOKEN: z.string().min(1, EMPTY).optional(),
   GAMEOPS_LOG_LEVEL: z
     .enum(LOG_LEVELS, {
       error: (issue) =>

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type Kysely, PostgresAdapter, type Selectable, type Transaction, sql } from 'kysely';
 import { z } from 'zod';
 import { type Clock, ConflictError, InputError } from '../core/index.ts';
-import { TOKEN_LIKE_RE } from '../identity/token-format.ts';
+import { TOKEN_LIKE_RE } from '../identity/tokens.ts';
 import { ROLES, type Actor } from '../runbooks/model.ts';
 import type { StoreCall } from './check-runs.ts';
 import type { AuditLogTable, StoreDatabase } from './schema.ts';

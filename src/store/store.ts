@@ -13,6 +13,7 @@ import type { BackendConnection } from './backend.ts';
 import { type CheckRunRepo, type StoreCall, createCheckRunRepo } from './check-runs.ts';
 import { storeError, type StoreTarget } from './errors.ts';
 import { storeMigrator } from './migrations.ts';
+import { createTokenRepo, type TokenRepo } from './tokens.ts';
 import { openPostgres } from './postgres.ts';
 import { type ScheduleFireRepo, createScheduleFireRepo } from './schedules.ts';
 import type { StoreDatabase } from './schema.ts';
@@ -41,6 +42,8 @@ export interface Store {
   scheduleFires: ScheduleFireRepo;
   /** The hash-chained audit log (engine transitions, approvals, tokens, config changes). */
   audit: AuditRepo;
+  /** API tokens (the server's authentication). */
+  tokens: TokenRepo;
   /** Resolves when the database answers. @throws UnavailableError otherwise. */
   ping(): Promise<void>;
   /** Closes the database and releases the data-directory lock. Safe to call twice. */
@@ -106,6 +109,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     checkRuns: createCheckRunRepo(db, call),
     scheduleFires: createScheduleFireRepo(db, call),
     audit: createAuditRepo(db, call, options.clock ?? systemClock),
+    tokens: createTokenRepo(db, call, options.clock ?? systemClock),
     ping: () =>
       call('ping', async () => {
         await sql`select 1`.execute(db);

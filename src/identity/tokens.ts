@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { InputError, errorMessage, parseDuration } from '../core/index.ts';
 
 /**
  * The API token format: `gops_<id>_<secret>`, where `<id>` is 12 lowercase hex characters (the row key,
@@ -33,4 +34,24 @@ export function tokenMatches(token: string, storedHash: string): boolean {
   const presented = Buffer.from(hashToken(token), 'hex');
   const stored = Buffer.from(storedHash, 'hex');
   return stored.length === presented.length && timingSafeEqual(presented, stored);
+}
+
+const MIN_EXPIRY_MS = 60_000;
+const MAX_EXPIRY_MS = 3650 * 86_400_000;
+
+/**
+ * A token lifetime such as `30d` or `12h` in milliseconds, between 1m and 3650d.
+ * @throws InputError naming `field`.
+ */
+export function tokenExpiryMs(text: string, field = 'expiresIn'): number {
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch (err) {
+    throw new InputError(`${field}: ${errorMessage(err)}`, { details: { field } });
+  }
+  if (ms < MIN_EXPIRY_MS || ms > MAX_EXPIRY_MS) {
+    throw new InputError(`${field} must be between 1m and 3650d (got ${text})`, { details: { field } });
+  }
+  return ms;
 }

@@ -1,0 +1,191 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { services } from '../../test/harness/index.ts';
+import { ManualClock, type GameopsError } from '../core/index.ts';
+import { hashToken } from '../identity/index.ts';
+import type { Actor } from '../runbooks/model.ts';
+import { openStore, type Store, type StoreOptions } from './index.ts';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+const stores: Store[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((store) => store.close()));
+});
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const admin: Actor = { id: 'local:root', name: 'root', role: 'admin', kind: 'local' };
+
+async function pgQuery(url: string, text: string): Promise<Record<string, unknown>[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<Record<string, unknown>>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+const backends = [
+  {
+    backend: 'sqlite' as const,
+    place: (): Promise<StoreOptions> => {
+      const dir = mkdtempSync(join(tmpdir(), 'gameops-tokens-'));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      return Promise.resolve({ dataDir: join(dir, 'data') });
+    },
+  },
+  {
+    backend: 'postgres' as const,
+    place: async (): Promise<StoreOptions> => {
+      const adminUrl = services().postgres.url;
+      const name = `gameops_${randomBytes(6).toString('hex')}`;
+      await pgQuery(adminUrl, `CREATE DATABASE ${name}`);
+      cleanups.push(() =>
+        pgQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => undefined),
+      );
+      const url = new URL(adminUrl);
+      url.pathname = `/${name}`;
+      return { url: url.toString() };
+    },
+  },
+];
+
+describe.each(backends)('API tokens on $backend', ({ place }) => {
+  let clock: ManualClock;
+  async function open(): Promise<Store> {
+    clock = new ManualClock('2026-03-01T10:00:00Z');
+    const store = await openStore({ ...(await place()), clock });
+    stores.push(store);
+    return store;
+  }
+
+  it('creates a token shown once, stores only its hash, and resolves it to its actor', async () => {
+    const store = await open();
+    const { token, record } = await store.tokens.create({
+      name: 'alice',
+      role: 'operator',
+      createdBy: admin,
+    });
+    expect(token).toMatch(/^gops_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
+    expect(token.slice(5, 17)).toBe(record.id);
+    expect(record).toEqual({
+      id: record.id,
+      name: 'alice',
+      role: 'operator',
+      createdAt: '2026-03-01T10:00:00.000Z',
+      createdBy: 'local:root',
+    });
+    expect(JSON.stringify(await store.tokens.list())).not.toContain(token.slice(18));
+    expect(await store.tokens.resolve(token)).toEqual({
+      id: `token:${record.id}`,
+      name: 'alice',
+      role: 'operator',
+      kind: 'token',
+    });
+  });
+
+  it('resolves nothing for malformed, unknown, wrong-secret, revoked and expired tokens', async () => {
+    const store = await open();
+    const { token, record } = await store.tokens.create({
+      name: 'ci',
+      role: 'viewer',
+      createdBy: admin,
+      expiresAt: new Date('2026-03-02T10:00:00Z'),
+    });
+    const wrongSecret = `${token.slice(0, 18)}${token[18] === 'A' ? 'B' : 'A'}${token.slice(19)}`;
+    for (const bad of ['', 'gops_', 'Bearer x', token.toUpperCase(), `${token}x`, wrongSecret]) {
+      expect(await store.tokens.resolve(bad), bad).toBeUndefined();
+    }
+    expect(await store.tokens.resolve(`gops_000000000000_${token.slice(18)}`)).toBeUndefined();
+    expect(await store.tokens.resolve(token)).toBeDefined();
+    clock.set('2026-03-02T10:00:00Z');
+    expect(await store.tokens.resolve(token), 'expired at expiresAt').toBeUndefined();
+    clock.set('2026-03-01T12:00:00Z');
+    expect(await store.tokens.resolve(token)).toBeDefined();
+    const revoked = await store.tokens.revoke(record.id, admin);
+    expect(revoked.revokedAt).toBe('2026-03-01T12:00:00.000Z');
+    expect(await store.tokens.resolve(token)).toBeUndefined();
+  });
+
+  it('notes lastUsedAt at most once a minute', async () => {
+    const store = await open();
+    const { token, record } = await store.tokens.create({ name: 'bob', role: 'admin', createdBy: admin });
+    const lastUsed = async () => (await store.tokens.list()).find((r) => r.id === record.id)?.lastUsedAt;
+    expect(await lastUsed()).toBeUndefined();
+    await store.tokens.resolve(token);
+    expect(await lastUsed()).toBe('2026-03-01T10:00:00.000Z');
+    clock.advance(59_000);
+    await store.tokens.resolve(token);
+    expect(await lastUsed()).toBe('2026-03-01T10:00:00.000Z');
+    clock.advance(1_000);
+    await store.tokens.resolve(token);
+    expect(await lastUsed()).toBe('2026-03-01T10:01:00.000Z');
+  });
+
+  it('audits creation and revocation (once), never the token', async () => {
+    const store = await open();
+    const { token, record } = await store.tokens.create({
+      name: 'alice',
+      role: 'responder',
+      createdBy: admin,
+      expiresAt: new Date('2026-04-01T00:00:00Z'),
+    });
+    await store.tokens.revoke(record.id, admin);
+    await store.tokens.revoke(record.id, admin);
+    const records = await store.audit.list();
+    expect(records.map((r) => [r.action, r.target, r.actor.id])).toEqual([
+      ['token.create', `token:${record.id}`, 'local:root'],
+      ['token.revoke', `token:${record.id}`, 'local:root'],
+    ]);
+    expect(records[0]!.data).toEqual({
+      name: 'alice',
+      role: 'responder',
+      expiresAt: '2026-04-01T00:00:00.000Z',
+    });
+    expect(JSON.stringify(records)).not.toContain(token);
+    expect(JSON.stringify(records)).not.toContain(hashToken(token));
+    expect((await store.audit.verify()).ok).toBe(true);
+  });
+
+  it('lists newest first with revocation and expiry', async () => {
+    const store = await open();
+    const a = await store.tokens.create({ name: 'a', role: 'viewer', createdBy: admin });
+    clock.advance(1000);
+    const b = await store.tokens.create({ name: 'b', role: 'admin', createdBy: admin });
+    await store.tokens.revoke(a.record.id, admin);
+    const list = await store.tokens.list();
+    expect(list.map((r) => r.name)).toEqual(['b', 'a']);
+    expect(list[1]!.revokedAt).toBe('2026-03-01T10:00:01.000Z');
+    expect(list[0]).toEqual(b.record);
+  });
+
+  it('refuses bad input naming the field, and an unknown id on revoke', async () => {
+    const store = await open();
+    const fails = async (work: Promise<unknown>) => (await work.catch((e: unknown) => e)) as GameopsError;
+    const name = await fails(store.tokens.create({ name: '', role: 'viewer', createdBy: admin }));
+    expect(name.code).toBe('input');
+    expect(name.message).toMatch(/^token name must be 1-100 letters/);
+    const role = await fails(store.tokens.create({ name: 'x', role: 'root' as never, createdBy: admin }));
+    expect(role.message).toBe('token role must be one of viewer, responder, operator, admin');
+    const past = await fails(
+      store.tokens.create({
+        name: 'x',
+        role: 'viewer',
+        createdBy: admin,
+        expiresAt: new Date('2026-03-01T09:00:00Z'),
+      }),
+    );
+    expect(past.message).toBe('expiresAt must be in the future (got 2026-03-01T09:00:00.000Z)');
+    const unknown = await fails(store.tokens.revoke('0123456789ab', admin));
+    expect(unknown.code).toBe('not_found');
+    expect(unknown.message).toContain('no token with id 0123456789ab');
+    expect(await store.tokens.list()).toEqual([]);
+    expect(await store.audit.list()).toEqual([]);
+  });
+});
