@@ -3,14 +3,14 @@
  */
 import type { Clock } from '../core/index.ts';
 import type { GameopsConfig } from '../config/index.ts';
-import type { RunbookLibrary, RunService } from '../runbooks/model.ts';
+import type { RunService } from '../runbooks/model.ts';
 import type { Store } from '../store/index.ts';
 import { resolveSchedules } from './resolve.ts';
 import { createScheduler, type Scheduler, type SchedulerLog, type SetTimer } from './scheduler.ts';
 
 export { canonicalTimeZone, parseCron } from './cron.ts';
 export type { CronSchedule } from './cron.ts';
-export { checkScheduleRunbooks, DEFAULT_DAILY_CHECK, resolveSchedules } from './resolve.ts';
+export { DEFAULT_DAILY_CHECK, resolveSchedules } from './resolve.ts';
 export type { ResolvedSchedule } from './resolve.ts';
 export { createScheduler, lateness, occurrenceKey, scheduleActor } from './scheduler.ts';
 export type { Scheduler, SchedulerLog, SchedulerOptions, SetTimer } from './scheduler.ts';
@@ -22,9 +22,11 @@ export interface StartSchedulerDeps {
   /** False when gameops runs without a config file: then the default daily-check is not scheduled. */
   configured: boolean;
   store: Pick<Store, 'scheduleFires'>;
-  /** The engine: runs start there, and `wake` (when present) lets its worker pick a new run up at once. */
-  runs: Pick<RunService, 'start'> & { wake?: () => void };
-  library: Pick<RunbookLibrary, 'get' | 'list'>;
+  /**
+   * The engine (`openRunbooks`): runs start there, schedules are checked against it by a dry run, and
+   * `wake` (when present) lets its worker pick a new run up at once.
+   */
+  runs: Pick<RunService, 'start' | 'plan' | 'runbooks'> & { wake?: () => void };
   clock: Clock;
   log: SchedulerLog;
   setTimer?: SetTimer;
@@ -42,7 +44,6 @@ export async function startScheduler(deps: StartSchedulerDeps): Promise<Schedule
     schedules,
     fires: deps.store.scheduleFires,
     runs,
-    library: deps.library,
     scope: { service: deps.config.service.name, environment: deps.config.service.environment },
     clock: deps.clock,
     log: deps.log,

@@ -6,7 +6,6 @@
  */
 import { InputError } from '../core/index.ts';
 import type { GameopsConfig } from '../config/index.ts';
-import type { RunbookLibrary } from '../runbooks/model.ts';
 import { parseCron, type CronSchedule } from './cron.ts';
 
 /** The built-in daily check's schedule (runbook §1.1: daily at 09:00). */
@@ -98,44 +97,8 @@ export function resolveSchedules(
   return out;
 }
 
-/**
- * Checks that each enabled schedule names a runbook the library has and that its parameters pass the
- * runbook's schema (disabled schedules are not checked: they may wait for a runbook not written yet).
- * @throws InputError naming every schedule whose runbook is unknown or whose parameters are wrong.
- */
-export function checkScheduleRunbooks(
-  schedules: ResolvedSchedule[],
-  library: Pick<RunbookLibrary, 'get' | 'list'>,
-): void {
-  const problems: string[] = [];
-  for (const schedule of schedules) {
-    if (!schedule.enabled) continue;
-    const runbook = library.get(schedule.runbook);
-    const where = schedule.origin === 'default' ? `${schedule.field} (schedule daily-check)` : schedule.field;
-    if (!runbook) {
-      const known = library
-        .list()
-        .map((r) => r.name)
-        .sort();
-      problems.push(
-        `${where}: schedule "${schedule.name}" names runbook "${schedule.runbook}", which does not exist` +
-          (known.length > 0 ? ` (known: ${known.join(', ')})` : ' (no runbooks are loaded)'),
-      );
-      continue;
-    }
-    const parsed = runbook.params.safeParse(schedule.params);
-    if (!parsed.success)
-      for (const issue of parsed.error.issues.slice(0, 10)) {
-        const path = ['params', ...issue.path.map(String)].join('.');
-        problems.push(
-          `${schedule.field}.${path}: ${issue.message} (schedule "${schedule.name}", runbook ${runbook.name})`,
-        );
-      }
-  }
-  if (problems.length > 0) throw schedulesError(problems);
-}
-
-function schedulesError(problems: string[]): InputError {
+/** One InputError listing every problem (each names its field). */
+export function schedulesError(problems: string[]): InputError {
   return new InputError(
     problems.length === 1
       ? `invalid schedule: ${problems[0]}`

@@ -1,8 +1,9 @@
 /**
  * The scheduler against the real store, on SQLite and on PostgreSQL (test/harness). The run service is a
  * test double of a collaborator (the engine had not landed when this was written): an in-test object
- * implementing only `start()`, honouring idempotency keys as the RunService contract says, and
- * recording its calls.
+ * implementing only what the scheduler calls (`start()`, honouring idempotency keys as the RunService
+ * contract says, and recording its calls; `plan()` and `runbooks()`, which check a runbook's name and
+ * parameters against a list of runbooks).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +15,15 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { services } from '../../test/harness/index.ts';
 import { InputError, ManualClock, NotFoundError, UnavailableError } from '../core/index.ts';
 import { runbooksSchema } from '../config/schema.ts';
-import type { Actor, Runbook, RunbookLibrary, RunView, StartRunInput } from '../runbooks/model.ts';
+import type {
+  Actor,
+  Plan,
+  Runbook,
+  RunbookInfo,
+  RunbookLibrary,
+  RunView,
+  StartRunInput,
+} from '../runbooks/model.ts';
 import { openStore, type Store, type StoreOptions } from '../store/index.ts';
 import { resolveSchedules, type ResolvedSchedule } from './resolve.ts';
 import { createScheduler, type Scheduler, type SchedulerLog } from './scheduler.ts';
@@ -107,12 +116,29 @@ interface StartCall {
 }
 
 /** The run service double: `start()` with idempotency keys (shared by every "instance" given it). */
-function recordingRuns(fail?: () => Error | undefined) {
+function recordingRuns(fail?: () => Error | undefined, known: RunbookLibrary = library) {
   const calls: StartCall[] = [];
   const byKey = new Map<string, string>();
   return {
     calls,
     runIds: () => [...new Set(byKey.values())],
+    runbooks: (): Promise<RunbookInfo[]> => Promise.resolve(known.list().map((r) => ({ ...r, steps: [] }))),
+    plan(input: { runbook: string; params: Record<string, unknown> }): Promise<Plan> {
+      const found = known.get(input.runbook);
+      if (!found) return Promise.reject(new NotFoundError(`runbook ${input.runbook} not found`));
+      const parsed = found.params.safeParse(input.params);
+      if (!parsed.success) {
+        const [issue] = parsed.error.issues;
+        return Promise.reject(new InputError(`params.${issue?.path.join('.')}: ${issue?.message}`));
+      }
+      return Promise.resolve({
+        runbook: found.name,
+        version: '1',
+        hash: found.hash,
+        params: parsed.data,
+        steps: [],
+      });
+    },
     start(input: StartRunInput, actor: Actor): Promise<RunView> {
       calls.push({ input, actor });
       const error = fail?.();
@@ -217,7 +243,6 @@ describe.each([
       schedules: options.schedules,
       fires: store.scheduleFires,
       runs,
-      library,
       scope,
       clock,
       log: logged.log,
@@ -516,7 +541,7 @@ describe.each([
       'runbooks.schedules[0]: schedule "nightly" names runbook "backup", which does not exist (known: daily-check, weekly-report)',
     );
     expect(message).toMatch(
-      /runbooks\.schedules\[1\]\.params\.days: .*>=1.* \(schedule "weekly", runbook weekly-report\)/,
+      /runbooks\.schedules\[1\]\.params: params\.days: .*>=1.* \(schedule "weekly", runbook weekly-report\)/,
     );
     expect(message).not.toContain('later');
     expect(s.scheduler.nextWake()).toBeUndefined();
@@ -529,8 +554,7 @@ describe.each([
     const scheduler = createScheduler({
       schedules: schedulesOf({}),
       fires: s.store.scheduleFires,
-      runs: s.runs,
-      library: empty,
+      runs: recordingRuns(undefined, empty),
       scope: s.scope,
       clock: s.clock,
       log: s.log,

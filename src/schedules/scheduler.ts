@@ -16,9 +16,9 @@
  * from the clock on waking, so a suspend or a clock step never skips an occurrence silently.
  */
 import { ErrorCode, errorMessage, toGameopsError, type Clock } from '../core/index.ts';
-import type { Actor, RunbookLibrary, RunService } from '../runbooks/model.ts';
+import type { Actor, RunService } from '../runbooks/model.ts';
 import type { RunScope, ScheduleFire, ScheduleFireRepo } from '../store/index.ts';
-import { checkScheduleRunbooks, type ResolvedSchedule } from './resolve.ts';
+import { schedulesError, type ResolvedSchedule } from './resolve.ts';
 
 /** Calls `fn` after `ms` milliseconds; returns a function that cancels it. */
 export type SetTimer = (ms: number, fn: () => void) => () => void;
@@ -34,10 +34,11 @@ export interface SchedulerLog {
 export interface SchedulerOptions {
   schedules: ResolvedSchedule[];
   fires: ScheduleFireRepo;
-  /** Where runs start (the engine). Only `start` is used. */
-  runs: Pick<RunService, 'start'>;
-  /** To check, at start, that every enabled schedule's runbook exists and its parameters are valid. */
-  library: Pick<RunbookLibrary, 'get' | 'list'>;
+  /**
+   * Where runs start (the engine). `plan` (a dry run) checks at start that each enabled schedule's
+   * runbook exists and takes its parameters; `runbooks` names the known ones when one does not.
+   */
+  runs: Pick<RunService, 'start' | 'plan' | 'runbooks'>;
   /** The service and environment whose schedules these are (instances sharing a database each pass theirs). */
   scope: RunScope;
   clock: Clock;
@@ -255,7 +256,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   return {
     async start() {
       if (started) return;
-      checkScheduleRunbooks(options.schedules, options.library);
+      await checkRunbooks(options.schedules, runs);
       started = true;
       const now = clock.now();
       for (const schedule of options.schedules) {
@@ -306,4 +307,39 @@ export function lateness(ms: number): string {
   if (h < 48) return m % 60 === 0 ? `${h}h` : `${h}h${String(m % 60).padStart(2, '0')}m`;
   const d = Math.floor(h / 24);
   return h % 24 === 0 ? `${d}d` : `${d}d${h % 24}h`;
+}
+
+/**
+ * Checks that each enabled schedule names a runbook the engine knows and that its parameters pass the
+ * runbook's schema, by a dry run (disabled schedules are not checked: they may wait for a runbook not
+ * written yet).
+ * @throws InputError naming every schedule whose runbook is unknown or whose parameters are wrong.
+ */
+async function checkRunbooks(
+  schedules: ResolvedSchedule[],
+  runs: Pick<RunService, 'plan' | 'runbooks'>,
+): Promise<void> {
+  const problems: string[] = [];
+  let known: string[] | undefined;
+  for (const s of schedules) {
+    if (!s.enabled) continue;
+    const where = s.origin === 'default' ? `${s.field} (schedule ${s.name})` : s.field;
+    try {
+      await runs.plan({ runbook: s.runbook, params: s.params }, scheduleActor(s.name));
+    } catch (err) {
+      const error = toGameopsError(err);
+      if (error.code === ErrorCode.notFound) {
+        known ??= (await runs.runbooks(scheduleActor(s.name))).map((r) => r.name).sort();
+        problems.push(
+          `${where}: schedule "${s.name}" names runbook "${s.runbook}", which does not exist` +
+            (known.length > 0 ? ` (known: ${known.join(', ')})` : ' (no runbooks are loaded)'),
+        );
+      } else if (error.code === ErrorCode.input) {
+        problems.push(`${where}.params: ${error.message} (schedule "${s.name}", runbook ${s.runbook})`);
+      } else {
+        throw error;
+      }
+    }
+  }
+  if (problems.length > 0) throw schedulesError(problems);
 }
