@@ -319,6 +319,11 @@ export interface StepState {
   approval?: ApprovalView;
   /** Sub-runbook: the child run. */
   childRunId?: string;
+  /** Action steps with a `compensate` action, once the run fails with onFailure compensate. */
+  compensation?: {
+    status: 'running' | 'succeeded' | 'failed' | 'needs-verification';
+    error?: { code: string; message: string };
+  };
 }
 
 export interface ApprovalView {

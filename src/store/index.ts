@@ -13,3 +13,15 @@ export type {
   AuditVerification,
   ListAuditOptions,
 } from './audit.ts';
+export type {
+  ActiveRun,
+  ListRunsFilter,
+  RunPatch,
+  RunRepo,
+  RunTx,
+  StepPatch,
+  StoredAttempt,
+  StoredEvent,
+  StoredRun,
+  StoredStep,
+} from './runs.ts';

@@ -68,9 +68,13 @@ const migrations: Record<string, Migration> = {
         .addColumn('reason', 'text')
         .addColumn('paused', 'integer', (col) => col.notNull().defaultTo(0))
         .addColumn('cancel_requested', 'integer', (col) => col.notNull().defaultTo(0))
+        // 1 while the compensations of a failed run (onFailure compensate) are running.
+        .addColumn('compensating', 'integer', (col) => col.notNull().defaultTo(0))
         .addColumn('lease_owner', 'text')
         .addColumn('lease_expires_at', 'text')
         .addColumn('event_seq', 'integer', (col) => col.notNull().defaultTo(0))
+        // Incremented by every transition: a worker's cached copy of a run is current while it matches.
+        .addColumn('revision', 'integer', (col) => col.notNull().defaultTo(0))
         .addColumn('updated_at', 'text', (col) => col.notNull())
         .execute();
       await db.schema
@@ -79,6 +83,7 @@ const migrations: Record<string, Migration> = {
         .columns(['service', 'environment', 'created_at'])
         .execute();
       await db.schema.createIndex('runs_status_idx').on('runs').columns(['status']).execute();
+      await db.schema.createIndex('runs_parent_idx').on('runs').columns(['parent_run_id']).execute();
       await db.schema
         .createTable('run_steps')
         .addColumn('run_id', 'text', (col) => col.notNull())
@@ -89,11 +94,15 @@ const migrations: Record<string, Migration> = {
         .addColumn('fence', 'integer', (col) => col.notNull().defaultTo(0))
         .addColumn('started_at', 'text')
         .addColumn('finished_at', 'text')
+        // The run's event seq when the step finished: compensation runs in reverse completion order.
+        .addColumn('finished_seq', 'integer')
         .addColumn('not_before', 'text')
         .addColumn('output', 'text')
         .addColumn('error', 'text')
         .addColumn('approval', 'text')
         .addColumn('child_run_id', 'text')
+        // JSON: the state of the step's compensating action.
+        .addColumn('compensation', 'text')
         .addColumn('lease_owner', 'text')
         .addColumn('lease_expires_at', 'text')
         .addPrimaryKeyConstraint('run_steps_pk', ['run_id', 'step_id'])

@@ -40,9 +40,11 @@ export interface RunsTable {
   reason: string | null;
   paused: Generated<number>;
   cancel_requested: Generated<number>;
+  compensating: Generated<number>;
   lease_owner: string | null;
   lease_expires_at: string | null;
   event_seq: Generated<number>;
+  revision: Generated<number>;
   updated_at: string;
 }
 
@@ -55,6 +57,7 @@ export interface RunStepsTable {
   fence: Generated<number>;
   started_at: string | null;
   finished_at: string | null;
+  finished_seq: number | null;
   not_before: string | null;
   /** JSON. */
   output: string | null;
@@ -63,6 +66,8 @@ export interface RunStepsTable {
   /** JSON: ApprovalView. */
   approval: string | null;
   child_run_id: string | null;
+  /** JSON: the state of the step's compensation. */
+  compensation: string | null;
   lease_owner: string | null;
   lease_expires_at: string | null;
 }

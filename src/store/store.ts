@@ -13,6 +13,7 @@ import type { BackendConnection } from './backend.ts';
 import { type CheckRunRepo, type StoreCall, createCheckRunRepo } from './check-runs.ts';
 import { storeError, type StoreTarget } from './errors.ts';
 import { storeMigrator } from './migrations.ts';
+import { type RunRepo, createRunRepo } from './runs.ts';
 import { createTokenRepo, type TokenRepo } from './tokens.ts';
 import { openPostgres } from './postgres.ts';
 import { type ScheduleFireRepo, createScheduleFireRepo } from './schedules.ts';
@@ -42,6 +43,8 @@ export interface Store {
   scheduleFires: ScheduleFireRepo;
   /** The hash-chained audit log (engine transitions, approvals, tokens, config changes). */
   audit: AuditRepo;
+  /** Runbook runs, steps, attempts and events (the engine's durable state). */
+  runs: RunRepo;
   /** API tokens (the server's authentication). */
   tokens: TokenRepo;
   /** Resolves when the database answers. @throws UnavailableError otherwise. */
@@ -109,6 +112,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     checkRuns: createCheckRunRepo(db, call),
     scheduleFires: createScheduleFireRepo(db, call),
     audit: createAuditRepo(db, call, options.clock ?? systemClock),
+    runs: createRunRepo(db, call),
     tokens: createTokenRepo(db, call, options.clock ?? systemClock),
     ping: () =>
       call('ping', async () => {
