@@ -141,12 +141,15 @@ const checkResultSchema = z.object({
   error: z.object({ code: z.string(), message: z.string() }).optional(),
 });
 
-/** A check step's output (`values.result`) or a bare CheckResult → the CheckResult. */
+/**
+ * A check step's output (the check's values: `{ check, status, result }`), a CheckOutcome (`values.result`)
+ * or a bare CheckResult → the CheckResult.
+ */
 function resultOf(output: unknown, index: number): CheckResult {
-  const candidate =
-    typeof output === 'object' && output !== null && 'values' in output
-      ? ((output as { values?: { result?: unknown } }).values?.result ?? output)
-      : output;
+  const o = typeof output === 'object' && output !== null ? (output as Record<string, unknown>) : {};
+  const values =
+    typeof o['values'] === 'object' && o['values'] !== null ? (o['values'] as Record<string, unknown>) : {};
+  const candidate = o['result'] ?? values['result'] ?? output;
   const parsed = checkResultSchema.safeParse(candidate);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -248,9 +251,7 @@ const recordAction: ActionDefinition<z.infer<typeof recordArgs>> = {
 };
 
 /** The daily checks, in report order. */
-export const dailyCheckDefinitions: CheckDefinition[] = CHECK_NAMES.map(
-  dailyCheck,
-);
+export const dailyCheckDefinitions: CheckDefinition[] = CHECK_NAMES.map(dailyCheck);
 
 /** The daily-check actions. */
 export const checkActions: ActionDefinition[] = [recordAction];

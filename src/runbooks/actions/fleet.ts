@@ -167,8 +167,11 @@ const planScaleArgs = z.strictObject({
     .int()
     .min(1)
     .max(MAX_REPLICAS)
+    .nullable()
     .optional()
-    .describe('Replicas asked for; default: runbooks.highCpu.scaleUpTo, else current + 50 % (at least +1).'),
+    .describe(
+      'Replicas asked for; default or null: runbooks.highCpu.scaleUpTo, else current + 50 % (at least +1).',
+    ),
 });
 
 export interface ScalePlan {
@@ -212,7 +215,7 @@ const planScaleAction: ActionDefinition<z.infer<typeof planScaleArgs>, ScalePlan
     const autoscaler = await fleet.platform.autoscaler();
     const plan = proposeReplicas(
       autoscaler.desiredReplicas,
-      args.replicas,
+      args.replicas ?? undefined,
       services.config.runbooks.highCpu.scaleUpTo,
     );
     ctx.log(
@@ -306,7 +309,14 @@ const restartAction: ActionDefinition<z.infer<typeof restartArgs>> = {
 const diagnosticsArgs = z.strictObject({
   instance: instanceName,
   kind: z.enum(['cpu-profile', 'heap-snapshot', 'stack-dump']),
-  seconds: z.number().int().min(1).max(60).optional().describe('cpu-profile: how long to profile (10).'),
+  seconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(60)
+    .nullable()
+    .optional()
+    .describe('cpu-profile: how long to profile (default or null: runbooks.highCpu.profileSeconds).'),
 });
 
 /** Takes a diagnostic of one instance and keeps it under the run's artefact directory. */
@@ -323,13 +333,15 @@ export async function takeDiagnostic(
     throw new UnavailableError(
       `instance ${args.instance} is not ready (${instance.phase}); it cannot be profiled`,
     );
+  const seconds = args.seconds ?? services.config.runbooks.highCpu.profileSeconds;
   ctx.log(
-    `taking a ${args.kind} of ${args.instance}${args.kind === 'cpu-profile' ? ` for ${args.seconds ?? 10} s` : ''}`,
+    `taking a ${args.kind} of ${args.instance}${args.kind === 'cpu-profile' ? ` for ${seconds} s` : ''}`,
   );
   const file = await fleet.game.diagnostics(instance.opsUrl, args.kind, {
     signal: ctx.signal,
-    ...(args.seconds !== undefined ? { seconds: args.seconds } : {}),
+    ...(args.kind === 'cpu-profile' ? { seconds } : {}),
   });
+
   const artefact = await storeArtefact(
     services.artefactDir(ctx.runId),
     args.instance,
@@ -511,13 +523,13 @@ const sampleAction: ActionDefinition<z.infer<typeof sampleArgs>, MemoryTrend> = 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 const trendArgs = z.strictObject({
-  windowMs: z
+  windowMinutes: z
     .number()
     .int()
-    .min(60_000)
-    .max(7 * 86_400_000)
-    .default(3_600_000)
-    .describe('Prometheus: how far back the trend looks.'),
+    .min(1)
+    .max(7 * 1440)
+    .default(60)
+    .describe('Prometheus: how far back the trend looks, in minutes.'),
   metric: z
     .string()
     .regex(METRIC_NAME, 'a Prometheus metric name')
@@ -564,12 +576,13 @@ const trendAction: ActionDefinition<z.infer<typeof trendArgs>, MemoryTrend> = {
     const fleet = await services.fleet();
     const prometheus = services.prometheus();
     let note: string | undefined;
+    const windowMs = args.windowMinutes * 60_000;
     if (prometheus) {
       try {
         const instances = (await fleet.platform.instances()).filter((i) => i.phase === 'running');
         const end = ctx.clock.now();
-        const start = new Date(end.getTime() - args.windowMs);
-        const stepSeconds = Math.max(15, Math.ceil(args.windowMs / 1000 / 120));
+        const start = new Date(end.getTime() - windowMs);
+        const stepSeconds = Math.max(15, Math.ceil(windowMs / 1000 / 120));
         const result = await prometheus.range(
           args.metric,
           { start, end, stepSeconds },
@@ -589,12 +602,9 @@ const trendAction: ActionDefinition<z.infer<typeof trendArgs>, MemoryTrend> = {
         }
         if (series.size > 0) {
           ctx.log(`${args.metric} from ${prometheus.target}: ${series.size} instance(s)`);
-          return summariseTrend(
-            { source: 'prometheus', metric: args.metric, windowMs: args.windowMs },
-            series,
-          );
+          return summariseTrend({ source: 'prometheus', metric: args.metric, windowMs: windowMs }, series);
         }
-        note = `Prometheus at ${prometheus.target} has no ${args.metric} series for the fleet's instances over the last ${Math.round(args.windowMs / 60_000)} min; sampled instead`;
+        note = `Prometheus at ${prometheus.target} has no ${args.metric} series for the fleet's instances over the last ${Math.round(windowMs / 60_000)} min; sampled instead`;
       } catch (err) {
         if (ctx.signal.aborted) throw err;
         if (err instanceof InputError) throw err;
@@ -615,8 +625,11 @@ const cpuCheckArgs = z.strictObject({
     .number()
     .min(1)
     .max(100_000)
+    .nullable()
     .optional()
-    .describe('Fail while the hottest instance is at or above this CPU (% of one core).'),
+    .describe(
+      'Fail while the hottest instance is at or above this CPU, % of one core (default or null: runbooks.highCpu.cpuTargetPercent).',
+    ),
   names: namesArg,
 });
 
@@ -627,16 +640,18 @@ export type CpuValues = {
   hottestPercent: number;
   perInstance: Record<string, number>;
   instances: number;
-  targetPercent: number | null;
+  targetPercent: number;
 };
 
 const cpuCheck: CheckDefinition<z.infer<typeof cpuCheckArgs>> = {
   name: 'fleet.cpu',
   description:
-    "The hottest instance's CPU (% of one core) and each instance's; fails at or above targetPercent.",
+    "The hottest instance's CPU (% of one core) and each instance's; fails at or above targetPercent (runbooks.highCpu.cpuTargetPercent).",
   args: cpuCheckArgs,
   async run(args, ctx): Promise<CheckOutcome> {
-    const fleet = await servicesOf(ctx).fleet();
+    const services = servicesOf(ctx);
+    const targetPercent = args.targetPercent ?? services.config.runbooks.highCpu.cpuTargetPercent;
+    const fleet = await services.fleet();
     const ranked = rankUsage(
       await fleet.platform.usage(args.names ? { names: args.names } : undefined),
       1000,
@@ -648,24 +663,47 @@ const cpuCheck: CheckDefinition<z.infer<typeof cpuCheckArgs>> = {
       hottestPercent: hot?.cpuPercent ?? 0,
       perInstance,
       instances: ranked.instances,
-      targetPercent: args.targetPercent ?? null,
+      targetPercent,
     };
     if (!hot) return { status: 'fail', summary: 'no running instance was measured', values };
     const summary = `hottest ${hot.name} at ${hot.cpuPercent} % CPU of ${ranked.instances} instance(s)`;
-    if (args.targetPercent !== undefined && hot.cpuPercent >= args.targetPercent)
+    if (hot.cpuPercent >= targetPercent)
       return {
         status: 'fail',
-        summary: `${summary}; not under ${args.targetPercent} %`,
+        summary: `${summary}; not under ${targetPercent} %`,
         values,
         findings: ranked.byCpu
-          .filter((u) => u.cpuPercent >= args.targetPercent!)
+          .filter((u) => u.cpuPercent >= targetPercent)
           .map((u) => ({ status: 'fail' as const, subject: u.name, message: `${u.cpuPercent} % CPU` })),
       };
-    return {
-      status: 'ok',
-      summary: args.targetPercent !== undefined ? `${summary}; under ${args.targetPercent} %` : summary,
-      values,
-    };
+    return { status: 'ok', summary: `${summary}; under ${targetPercent} %`, values };
+  },
+};
+
+const readyCheck: CheckDefinition<Record<string, never>> = {
+  name: 'fleet.ready',
+  description: 'Every instance the fleet should run is running and ready.',
+  args: z.strictObject({}),
+  async run(_args, ctx): Promise<CheckOutcome> {
+    const fleet = await servicesOf(ctx).fleet();
+    const { desired, ready, instances } = await replicaState(fleet);
+    const notReady = instances
+      .filter((i) => !i.ready)
+      .map((i) => ({ name: i.name, phase: i.phase, reason: i.reason ?? null }));
+    const values = { desired, ready, instances: instances.length, notReady };
+    const summary = `${ready}/${desired} instance(s) ready on ${fleet.platform.describe()}`;
+    if (ready < desired)
+      return {
+        status: 'fail',
+        summary,
+        values,
+        findings: notReady.map((i) => ({
+          status: 'fail' as const,
+          subject: i.name,
+          message: `${i.phase}${i.reason ? `: ${i.reason}` : ''}`,
+        })),
+      };
+    return { status: 'ok', summary, values };
   },
 };
 
@@ -684,4 +722,4 @@ export const fleetActions: ActionDefinition[] = [
 ];
 
 /** The fleet checks. */
-export const fleetChecks: CheckDefinition[] = [cpuCheck];
+export const fleetChecks: CheckDefinition[] = [cpuCheck, readyCheck];

@@ -41,7 +41,9 @@ const longArgs = z.strictObject({
     .int()
     .min(0)
     .max(86_400)
-    .describe('Running at least this long (runbooks.slowQueries.minSeconds).'),
+    .nullable()
+    .optional()
+    .describe('Running at least this long (default or null: runbooks.slowQueries.minSeconds).'),
 });
 
 const longQueriesAction: ActionDefinition<z.infer<typeof longArgs>> = {
@@ -53,14 +55,16 @@ const longQueriesAction: ActionDefinition<z.infer<typeof longArgs>> = {
   args: longArgs,
   target: (_args, services) => `process list of ${server(services)}`,
   async run(args, ctx) {
-    return servicesOf(ctx).mysql(ctx.signal, async (client) => {
+    const services = servicesOf(ctx);
+    const minSeconds = args.minSeconds ?? services.config.runbooks.slowQueries.minSeconds;
+    return services.mysql(ctx.signal, async (client) => {
       const [queries, processPrivilege] = await Promise.all([
-        longQueries(client, args.minSeconds, { signal: ctx.signal }),
+        longQueries(client, minSeconds, { signal: ctx.signal }),
         client.hasProcessPrivilege({ signal: ctx.signal }),
       ]);
-      ctx.log(`${queries.length} statement(s) running ${args.minSeconds} s or longer`);
+      ctx.log(`${queries.length} statement(s) running ${minSeconds} s or longer`);
       return {
-        minSeconds: args.minSeconds,
+        minSeconds,
         count: queries.length,
         queries,
         ...(processPrivilege === false

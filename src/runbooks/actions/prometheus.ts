@@ -84,7 +84,4 @@ const rangeAction: ActionDefinition<z.infer<typeof rangeArgs>> = {
 };
 
 /** The Prometheus actions. */
-export const prometheusActions: ActionDefinition[] = [
-  queryAction,
-  rangeAction,
-];
+export const prometheusActions: ActionDefinition[] = [queryAction, rangeAction];
