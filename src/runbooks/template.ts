@@ -5,7 +5,8 @@
  * three roots, walked over plain objects and arrays.
  *
  * - `params.<name>[.<path>]`: a parameter of the run.
- * - `steps.<id>.output[.<path>]`: the output of a finished step; `steps.<id>.status`: its status.
+ * - `steps.<id>.output[.<path>]`: the output of a finished step (or of a step in the scope with an output,
+ *   such as the check step whose assertions are judged); `steps.<id>.status`: its status.
  *   Group children are `steps.<group>.<child>.output`.
  * - `run.id`, `run.requestedBy`.
  *
@@ -319,7 +320,9 @@ function lookup(ref: TemplateRef, scope: TemplateScope): unknown {
       if (ref.path[0] === 'status') {
         return state?.status ?? 'pending';
       }
-      if (!state || !FINISHED_STEP_STATUSES.includes(state.status)) {
+      // A step's output is read once it finished; a check's assertions also see the values of the step
+      // being judged (the engine puts them in the scope while it is still running).
+      if (!state || (!FINISHED_STEP_STATUSES.includes(state.status) && state.output === undefined)) {
         throw new InputError(`${ref.expr}: step ${id} has not finished`);
       }
       const rest = ref.path.slice(1);
