@@ -13,6 +13,7 @@ import { createLogger, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Fleet } from '../platform/index.ts';
 import type { CheckRun } from '../checks/index.ts';
+import type { Engine } from '../runbooks/engine.ts';
 
 /**
  * The resources bag every engine and entry point receives. Wired here, once; no module-level
@@ -38,6 +39,10 @@ export interface Resources {
   fleet?: Fleet | undefined;
   /** The fleet being opened (shared by callers that arrive together). */
   fleetOpening?: Promise<Fleet> | undefined;
+  /** The runbook engine, once opened by `openRunbooks` (src/app/runbooks.ts). */
+  engine?: Engine | undefined;
+  /** The engine being opened (shared by callers that arrive together). */
+  engineOpening?: Promise<Engine> | undefined;
 }
 
 export interface BootstrapOptions {
@@ -108,6 +113,9 @@ export async function shutdown(resources: Resources): Promise<void> {
   // A fleet still being opened is waited for, so its platform is closed too.
   const opening = resources.fleetOpening;
   const fleet = resources.fleet ?? (opening ? await opening.catch(() => undefined) : undefined);
+  // The runbook engine (and its services) first: it works on the store.
+  if (resources.engine || resources.engineOpening)
+    await (await import('./runbooks.ts')).closeRunbooks(resources);
   resources.store = undefined;
   resources.fleet = undefined;
   resources.fleetOpening = undefined;

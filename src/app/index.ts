@@ -5,3 +5,12 @@ export { createLogger } from './log.ts';
 export type { Logger } from './log.ts';
 export type { Metrics } from './metrics.ts';
 export { openFleet, superviseFleet } from './fleet.ts';
+export {
+  openRunbooks,
+  closeRunbooks,
+  runbooksDir,
+  secretMasker,
+  validateRunbooks,
+  workRunbooks,
+} from './runbooks.ts';
+export type { RunbookValidation } from './runbooks.ts';

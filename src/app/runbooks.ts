@@ -1,5 +1,12 @@
 import { dirname, resolve } from 'node:path';
-import { InputError, isSecret, maskSecrets, UnavailableError, type Secret } from '../core/index.ts';
+import {
+  errorMessage,
+  InputError,
+  isSecret,
+  maskSecrets,
+  UnavailableError,
+  type Secret,
+} from '../core/index.ts';
 import { httpAuth } from '../connectors/http-auth.ts';
 import type { GameopsConfig, LoadedConfig } from '../config/index.ts';
 import type { Engine } from '../runbooks/engine.ts';
@@ -222,4 +229,25 @@ export async function validateRunbooks(
     })),
     problems,
   };
+}
+
+/**
+ * Runs the engine's worker (queued runs start, interrupted ones resume) until `signal` aborts. Never
+ * throws: an engine that cannot be opened (no store, an invalid runbook file) is logged, and the rest of
+ * the server goes on without it (its run API answers with the same error).
+ */
+export async function workRunbooks(resources: Resources, signal: AbortSignal): Promise<void> {
+  let engine: Engine;
+  try {
+    engine = await openRunbooks(resources);
+  } catch (err) {
+    resources.log.error({ err: errorMessage(err) }, 'runbook engine not started');
+    return;
+  }
+  resources.log.info({ worker: engine.workerId }, 'runbook worker started');
+  try {
+    await engine.work(signal);
+  } catch (err) {
+    if (!signal.aborted) resources.log.error({ err: errorMessage(err) }, 'runbook worker stopped');
+  }
 }

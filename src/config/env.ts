@@ -14,6 +14,8 @@ const envSchema = z.object({
   GAMEOPS_DATA_DIR: z.string().min(1, EMPTY).optional(),
   /** An API token the CLI acts as (instead of the local OS user as admin); see src/identity/local.ts. */
   GAMEOPS_TOKEN: z.string().min(1, EMPTY).optional(),
+  /** A gameops server the CLI's run commands use (with GAMEOPS_TOKEN) instead of the local store. */
+  GAMEOPS_URL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   GAMEOPS_LOG_LEVEL: z
     .enum(LOG_LEVELS, {
       error: (issue) =>
