@@ -3,6 +3,9 @@ import { errorMessage, GameopsError, InputError, VERSION } from '../core/index.t
 import { checkCommand } from './commands/check.ts';
 import { configCommand } from './commands/config.ts';
 import { fleetCommand } from './commands/fleet.ts';
+import { runCommand } from './commands/run.ts';
+import { runbooksCommand } from './commands/runbooks.ts';
+import { runsCommand } from './commands/runs.ts';
 import { serveCommand } from './commands/serve.ts';
 import { EXIT_CODES_HELP, ExitCode } from './exit.ts';
 
@@ -36,7 +39,15 @@ export function buildProgram(): Command {
       `${EXIT_CODES_HELP}\n\nEnvironment: GAMEOPS_CONFIG, DATABASE_URL (PostgreSQL store), GAMEOPS_DATA_DIR, NO_COLOR.`,
     )
     .exitOverride();
-  for (const sub of [checkCommand(), configCommand(), fleetCommand(), serveCommand()])
+  for (const sub of [
+    checkCommand(),
+    configCommand(),
+    fleetCommand(),
+    runbooksCommand(),
+    runCommand(),
+    runsCommand(),
+    serveCommand(),
+  ])
     program.addCommand(sub.exitOverride());
   for (const sub of program.commands) for (const leaf of sub.commands) leaf.exitOverride();
   return program;

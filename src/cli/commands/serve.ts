@@ -17,7 +17,7 @@ export function serveCommand(): Command {
     .action(async (options: ServeOptions, command: Command) => {
       const opts = globalOptions(command);
       const port = options.port === undefined ? undefined : parsePort(options.port);
-      const { bootstrap, shutdown, superviseFleet } = await import('../../app/index.ts');
+      const { bootstrap, shutdown, superviseFleet, workRunbooks } = await import('../../app/index.ts');
       const { buildServer, UNCONFIGURED_HINT } = await import('../../server/index.ts');
       const resources = await bootstrap({
         store: 'required',
@@ -50,6 +50,9 @@ export function serveCommand(): Command {
       // when it stops; the next start adopts them: docs/adr/0004-local-platform.md).
       const supervision = new AbortController();
       const supervising = superviseFleet(resources, supervision.signal);
+      // The runbook engine's worker: queued runs start, runs interrupted by a restart resume.
+      const working = new AbortController();
+      const runbookWork = workRunbooks(resources, working.signal);
 
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
@@ -62,7 +65,8 @@ export function serveCommand(): Command {
         process.on('SIGTERM', stop);
       });
       supervision.abort();
-      await supervising;
+      working.abort();
+      await Promise.all([supervising, runbookWork]);
       await server.close();
       await shutdown(resources);
       process.stderr.write('gameops: stopped\n');
