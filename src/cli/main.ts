@@ -6,6 +6,7 @@ import { fleetCommand } from './commands/fleet.ts';
 import { runCommand } from './commands/run.ts';
 import { runbooksCommand } from './commands/runbooks.ts';
 import { runsCommand } from './commands/runs.ts';
+import { schedulesCommand } from './commands/schedules.ts';
 import { serveCommand } from './commands/serve.ts';
 import { EXIT_CODES_HELP, ExitCode } from './exit.ts';
 
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
     runbooksCommand(),
     runCommand(),
     runsCommand(),
+    schedulesCommand(),
     serveCommand(),
   ])
     program.addCommand(sub.exitOverride());

@@ -15,6 +15,7 @@ import { checkRoutes } from './routes/checks.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { healthRoutes } from './routes/health.ts';
 import { infoRoutes } from './routes/info.ts';
+import { scheduleRoutes } from './routes/schedules.ts';
 import { runbookRoutes } from './routes/runbooks.ts';
 import { runRoutes } from './routes/runs.ts';
 
@@ -69,6 +70,7 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
   await app.register(infoRoutes(context));
   await app.register(checkRoutes(context));
   await app.register(fleetRoutes(context));
+  await app.register(scheduleRoutes(context));
   await app.register(runbookRoutes(context));
   await app.register(runRoutes(context));
   app.get('/api/openapi.json', { schema: { hide: true } }, () => app.swagger());

@@ -18,9 +18,13 @@ export function configCommand(): Command {
     .command('check')
     .description('Validate the config and print it resolved, with defaults filled in and secrets masked.')
     .option('--json', 'print as JSON instead of YAML')
-    .action((options: { json?: boolean }, command: Command) => {
+    .action(async (options: { json?: boolean }, command: Command) => {
       const opts = globalOptions(command);
       const loaded = loadConfig({ ...(opts.config ? { path: opts.config } : {}), env: readEnv() });
+      // Cron expressions and time zones are checked here and when the scheduler starts, not while loading
+      // the config (that would cost every command croner and the time-zone data).
+      const { resolveSchedules } = await import('../../schedules/index.ts');
+      resolveSchedules(loaded.config.runbooks, { configured: loaded.configured });
       for (const w of loaded.warnings) process.stderr.write(`gameops: warning: ${w}\n`);
       if (!loaded.configured) {
         process.stderr.write(
