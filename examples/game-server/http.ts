@@ -1,6 +1,10 @@
 /**
  * The HTTP side of the server: `/ops/*` (bearer token) and `/metrics` (open), as specified in
  * docs/game-server-contract.md. Players' WebSocket upgrades are handed to the game.
+ *
+ * Beyond the contract, this reference server has `POST /ops/debug/burn?ms=N` (same token): it keeps one
+ * core busy for N ms in 20 ms slices (0 stops it), so that troubleshooting runbooks (high-cpu) have a
+ * busy instance to find and profile.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -42,6 +46,13 @@ const drainBody = z.strictObject({
 const cpuProfileQuery = z.object({
   seconds: z.coerce.number().int().min(1).max(60).default(10),
 });
+
+/** `POST /ops/debug/burn?ms=N`: keep one core busy for N ms (0 stops a burn); for troubleshooting drills. */
+const burnQuery = z.object({
+  ms: z.coerce.number().int().min(0).max(600_000),
+});
+/** A burn spins this long at a time, then lets the event loop (ticks, requests) run. */
+const BURN_SLICE_MS = 20;
 
 type ErrorCode =
   | 'input'
@@ -108,6 +119,7 @@ const ROUTES: Readonly<Record<string, 'GET' | 'POST'>> = {
   '/ops/diagnostics/cpu-profile': 'POST',
   '/ops/diagnostics/heap-snapshot': 'POST',
   '/ops/diagnostics/stack-dump': 'POST',
+  '/ops/debug/burn': 'POST',
   '/metrics': 'GET',
 };
 
@@ -120,6 +132,19 @@ export function createRequestHandler(
   const { game, diagnostics, metrics, log } = options;
   const expected = digest(options.token);
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_DIAGNOSTICS_IDLE_TIMEOUT_MS;
+  /** Until when (performance.now()) a burn keeps the CPU busy, and whether one is running. */
+  let burnUntil = 0;
+  let burning = false;
+
+  /** Spins for a slice, yields to the event loop, and goes on until `burnUntil`. */
+  function burnSlice(): void {
+    const sliceEnd = Math.min(burnUntil, performance.now() + BURN_SLICE_MS);
+    while (performance.now() < sliceEnd) {
+      // Busy on purpose: this is the load a CPU profile is meant to find.
+    }
+    if (performance.now() < burnUntil) setImmediate(burnSlice);
+    else burning = false;
+  }
 
   /** Constant time: both sides are hashed to the same length before comparing. */
   function authorised(req: IncomingMessage): boolean {
@@ -207,6 +232,17 @@ export function createRequestHandler(
       case '/ops/diagnostics/stack-dump': {
         await drainRequest(req);
         return withSlot('stack-dump', async () => sendFile(res, 'stack-dump', diagnostics.stackDump()));
+      }
+      case '/ops/debug/burn': {
+        const query = parse(burnQuery, Object.fromEntries(url.searchParams));
+        await drainRequest(req);
+        burnUntil = performance.now() + query.ms;
+        if (query.ms > 0 && !burning) {
+          burning = true;
+          setImmediate(burnSlice);
+        }
+        log.warn({ ms: query.ms }, query.ms > 0 ? `burning CPU for ${query.ms} ms` : 'CPU burn stopped');
+        return sendJson(res, 200, { burning: query.ms > 0, ms: query.ms });
       }
       default:
         throw new HttpError('not_found', `no such endpoint: ${path.slice(0, 100)}`);

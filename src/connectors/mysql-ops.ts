@@ -506,7 +506,10 @@ export function parseSlowLog(content: string): SlowEntry[] {
   let current: (Omit<SlowEntry, 'sql'> & { lines: string[] }) | undefined;
   let at: string | undefined;
   const finish = (): void => {
-    if (current && current.lines.length > 0) entries.push({ ...current, sql: current.lines.join('\n') });
+    if (current && current.lines.length > 0) {
+      const { lines, ...entry } = current;
+      entries.push({ ...entry, sql: lines.join('\n') });
+    }
     current = undefined;
   };
   for (const line of content.split('\n')) {
