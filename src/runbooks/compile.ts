@@ -179,8 +179,8 @@ export function compileRunbook(input: unknown, catalog: Catalog, origin: Runbook
     const first = byId.get(cycle[0]!)!;
     add([...first.path, 'needs'], `steps form a cycle: ${cycle.join(' → ')} → ${cycle[0]}`, first.step.id);
   }
-  const ancestors = cycles.length === 0 ? ancestorSets(byId) : undefined;
-  const upstream = (of: string, other: string) => ancestors?.get(of)?.has(other) ?? true;
+  const ancestors = ancestorSets(byId);
+  const upstream = (of: string, other: string) => ancestors.get(of)?.has(other) ?? false;
 
   // Approvals: who covers what
   const coveredBy = new Map<string, string>();
@@ -620,23 +620,20 @@ function findCycles(flats: Flat[], byId: Map<string, Flat>): string[][] {
   });
 }
 
-/** For every step, every step it transitively needs. The graph must be acyclic. */
+/** For every step, every step it transitively needs (a step in a cycle needs itself). */
 function ancestorSets(byId: Map<string, Flat>): Map<string, Set<string>> {
-  const memo = new Map<string, Set<string>>();
-  const of = (id: string): Set<string> => {
-    const known = memo.get(id);
-    if (known) return known;
+  const sets = new Map<string, Set<string>>();
+  for (const id of byId.keys()) {
     const set = new Set<string>();
-    for (const need of byId.get(id)?.step.needs ?? []) {
-      if (!byId.has(need)) continue;
+    const todo = [...(byId.get(id)?.step.needs ?? [])];
+    for (let need = todo.pop(); need !== undefined; need = todo.pop()) {
+      if (set.has(need) || !byId.has(need)) continue;
       set.add(need);
-      for (const a of of(need)) set.add(a);
+      todo.push(...byId.get(need)!.step.needs);
     }
-    memo.set(id, set);
-    return set;
-  };
-  for (const id of byId.keys()) of(id);
-  return memo;
+    sets.set(id, set);
+  }
+  return sets;
 }
 
 /** Kahn's algorithm, keeping the written order among steps that are ready together. */

@@ -27,7 +27,7 @@ const NAME_RE = /^[a-z0-9][a-z0-9-]*$/;
 const STEP_ID_RE = /^[a-z0-9][a-z0-9_-]*$/;
 const PARAM_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const OPERATION_RE = /^[a-z][a-zA-Z0-9_-]*(\.[a-z][a-zA-Z0-9_-]*)*$/;
-/** Step ids that would make `steps.<id>.output` ambiguous. */
+/** Ids a parallel group and its children cannot have: `steps.<group>.<child>.output` would be ambiguous. */
 const RESERVED_STEP_IDS = new Set(['output', 'status']);
 
 const roleSchema = z.enum(ROLES);
@@ -42,8 +42,7 @@ export const runbookNameSchema = z
 const stepIdSchema = z
   .string()
   .max(64)
-  .regex(STEP_ID_RE, 'step ids are lower-case letters, digits, _ and -, starting with a letter or digit')
-  .refine((id) => !RESERVED_STEP_IDS.has(id), 'output and status are reserved words, not step ids');
+  .regex(STEP_ID_RE, 'step ids are lower-case letters, digits, _ and -, starting with a letter or digit');
 
 const operationSchema = z
   .string()
@@ -374,6 +373,13 @@ function parseStep(raw: unknown, path: Path, top: boolean, problems: InputProble
     return undefined;
   }
   const kind = kinds[0]!;
+  const id = (raw as { id?: unknown }).id;
+  if ((kind === 'parallel' || !top) && typeof id === 'string' && RESERVED_STEP_IDS.has(id)) {
+    problems.push({
+      path: [...path, 'id'],
+      message: `"${id}" cannot name a parallel group or a step in one (steps.<group>.<step>.output would be ambiguous)`,
+    });
+  }
   if (kind !== 'parallel') {
     const result = STEP_SCHEMAS[kind].safeParse(raw);
     if (result.success) return result.data;

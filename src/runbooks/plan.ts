@@ -27,6 +27,11 @@ export interface PlanContext {
   requestedBy?: string;
   /** Applied to arguments shown (secrets); never given when computing an approval hash. */
   mask?: (v: unknown) => unknown;
+  /**
+   * Plan only these steps in full (the steps an approval covers); the others are listed with their id,
+   * kind, title and needs only, so a problem in an unrelated step cannot block an approval.
+   */
+  only?: string[];
 }
 
 /**
@@ -49,6 +54,7 @@ export function planRun(runbook: Runbook, params: Record<string, unknown>, ctx: 
   const show = (v: unknown) => (ctx.mask ? ctx.mask(v) : v);
   const steps = runbook.steps.map((step): PlannedStep => {
     const planned: PlannedStep = { id: step.id, kind: step.kind, title: step.title, needs: [...step.needs] };
+    if (ctx.only && !ctx.only.includes(step.id)) return planned;
     const skip = step.when ? whenKnown(step, scope, ctx) : undefined;
     if (skip !== undefined) planned.skip = !skip;
     const approval = approvedBy.get(step.id);
