@@ -448,6 +448,8 @@ export interface ProgressOptions {
   /** Live-updating status line (a terminal). */
   tty: boolean;
   paint?: Paint;
+  /** Events up to this sequence number were seen before: not shown. @default 0 */
+  afterSeq?: number;
 }
 
 /**
@@ -467,6 +469,7 @@ export class ProgressDisplay {
     this.#write = options.write;
     this.#tty = options.tty;
     this.#paint = options.paint ?? plain;
+    this.#lastSeq = options.afterSeq ?? 0;
   }
 
   /** The highest sequence number shown. */

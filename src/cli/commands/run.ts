@@ -99,6 +99,17 @@ export function paramOptions(command: Command): Command {
     .option('--params-file <file>', 'parameters from a YAML or JSON file (-p values override it)');
 }
 
+/** The sequence number of a run's latest event (0 when it has none). */
+export async function latestSeq(session: RunSession, runId: string): Promise<number> {
+  let seq = 0;
+  for (;;) {
+    const events = await session.service.events(runId, seq, session.actor, { waitMs: 0 });
+    const last = events.at(-1);
+    if (!last || last.seq <= seq) return seq;
+    seq = last.seq;
+  }
+}
+
 export function writeJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
@@ -130,7 +141,12 @@ export function interruptible(): { signal: AbortSignal; dispose(): void } {
  * (stdout: the run as JSON with `--json`, else what happened and, when it waits for a person, the command
  * that continues it) and sets the exit code. Ctrl-C: stops following (exit 130).
  */
-export async function followAndReport(session: RunSession, runId: string, json: boolean): Promise<void> {
+export async function followAndReport(
+  session: RunSession,
+  runId: string,
+  json: boolean,
+  afterSeq = 0,
+): Promise<void> {
   const { ProgressDisplay, renderOutcome, runExitCode, shellArg } = await import('../run-render.ts');
   const { followRun } = await import('../run-session.ts');
   const interrupt = interruptible();
@@ -139,6 +155,7 @@ export async function followAndReport(session: RunSession, runId: string, json: 
     write: (t) => stderr.write(t),
     tty: stderr.isTTY === true,
     paint: painter(stderr),
+    afterSeq,
   });
   let view: RunView;
   try {

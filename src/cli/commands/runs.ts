@@ -5,7 +5,7 @@ import type { RunStatus, RunView, StepState } from '../../runbooks/model.ts';
 import { ExitCode, RUN_EXIT_CODES_HELP } from '../exit.ts';
 import { painter, printable } from '../render.ts';
 import type { RunSession } from '../run-session.ts';
-import { followAndReport, paramOptions, paramsFrom, writeJson } from './run.ts';
+import { followAndReport, latestSeq, paramOptions, paramsFrom, writeJson } from './run.ts';
 
 const RUN_STATUSES: readonly RunStatus[] = [
   'queued',
@@ -64,9 +64,14 @@ function parseLimit(text: string): number {
  * After a change (approve, complete, verify, retry, resume): in-process, move the run on and follow it;
  * remotely, follow what the server's worker does. `--detach`: print the run as it is and return.
  */
-async function afterChange(s: RunSession, view: RunView, options: JsonOption & DetachOption): Promise<void> {
+async function afterChange(
+  s: RunSession,
+  view: RunView,
+  options: JsonOption & DetachOption,
+  afterSeq: number,
+): Promise<void> {
   if (!options.detach) {
-    await followAndReport(s, view.id, options.json === true);
+    await followAndReport(s, view.id, options.json === true, afterSeq);
     return;
   }
   const { renderRun, runExitCode } = await import('../run-render.ts');
@@ -217,6 +222,7 @@ export function runsCommand(): Command {
               return;
             }
           }
+          const mark = await latestSeq(s, runId);
           const view = await s.service.decide(
             {
               runId,
@@ -228,7 +234,7 @@ export function runsCommand(): Command {
             s.actor,
           );
           process.stderr.write(`gameops: approved ${printable(stepId)} of run ${printable(runId)}\n`);
-          await afterChange(s, view, options);
+          await afterChange(s, view, options, mark);
         });
       },
     );
@@ -283,6 +289,7 @@ export function runsCommand(): Command {
         command: Command,
       ) => {
         await session(command, async (s) => {
+          const mark = await latestSeq(s, runId);
           const view = await s.service.complete(
             {
               runId,
@@ -293,7 +300,7 @@ export function runsCommand(): Command {
             s.actor,
           );
           process.stderr.write(`gameops: completed ${printable(stepId)} of run ${printable(runId)}\n`);
-          await afterChange(s, view, options);
+          await afterChange(s, view, options, mark);
         });
       },
     );
@@ -322,6 +329,7 @@ export function runsCommand(): Command {
       ) => {
         if (!options.done && !options.notDone) throw new InputError('say --done or --not-done');
         await session(command, async (s) => {
+          const mark = await latestSeq(s, runId);
           const view = await s.service.verify(
             {
               runId,
@@ -334,7 +342,7 @@ export function runsCommand(): Command {
           process.stderr.write(
             `gameops: ${printable(stepId)} of run ${printable(runId)} verified as ${options.done ? 'done' : 'not done'}\n`,
           );
-          await afterChange(s, view, options);
+          await afterChange(s, view, options, mark);
         });
       },
     );
@@ -374,7 +382,10 @@ export function runsCommand(): Command {
     .option('--json', 'print the run as JSON at the end')
     .addHelpText('after', RUN_EXIT_CODES_HELP)
     .action(async (runId: string, options: JsonOption & DetachOption, command: Command) => {
-      await session(command, async (s) => afterChange(s, await s.service.resume(runId, s.actor), options));
+      await session(command, async (s) => {
+        const mark = await latestSeq(s, runId);
+        await afterChange(s, await s.service.resume(runId, s.actor), options, mark);
+      });
     });
 
   const retry = runs
@@ -398,6 +409,7 @@ export function runsCommand(): Command {
       ) => {
         const params = await paramsFrom(options);
         await session(command, async (s) => {
+          const mark = await latestSeq(s, runId);
           const view = await s.service.retry(
             { runId, from: options.from, ...(Object.keys(params).length > 0 ? { params } : {}) },
             s.actor,
@@ -405,7 +417,7 @@ export function runsCommand(): Command {
           process.stderr.write(
             `gameops: run ${printable(runId)} runs again from ${printable(options.from)}\n`,
           );
-          await afterChange(s, view, options);
+          await afterChange(s, view, options, mark);
         });
       },
     );
