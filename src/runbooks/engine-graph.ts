@@ -45,7 +45,7 @@ export function coveringApprovals(steps: readonly Step[]): Map<string, string> {
   const covered = new Map<string, string>();
   for (const step of steps) {
     if (step.kind !== 'approval') continue;
-    for (const id of (step).covers) covered.set(id, step.id);
+    for (const id of step.covers) covered.set(id, step.id);
   }
   return covered;
 }

@@ -642,7 +642,7 @@ class RunbookEngine implements Engine {
           actor,
           action: 'run.retry',
           message: `retried from ${input.from} by ${actor.name}`,
-          data: { from: input.from, ...(input.params ? { params: this.#o.mask(input.params) } : {}) },
+          data: { fromStep: input.from, ...(input.params ? { params: this.#o.mask(input.params) } : {}) },
         },
       );
     });
@@ -903,12 +903,12 @@ class RunbookEngine implements Engine {
       if (running && !local.has(def.id)) await this.#recover(t, def, state);
     }
     // Failure handling: a failing step stops new starts; compensation runs once nothing else does.
-    const failing = t.cached.def.steps.filter((def) => failsRun(def, t.step(def.id)));
-    if (failing.length > 0) {
-      await this.#handleFailure(t, failing, local);
-    } else if (!t.run.paused && !this.#anyUnverified(t)) {
+    const failingNow = () => t.cached.def.steps.filter((def) => failsRun(def, t.step(def.id)));
+    if (failingNow().length === 0 && !t.run.paused && !this.#anyUnverified(t)) {
       await this.#startReady(t, local);
     }
+    const failing = failingNow();
+    if (failing.length > 0) await this.#handleFailure(t, failing, local);
     this.#deriveStatus(t);
     return t.changed;
   }
@@ -1400,8 +1400,9 @@ class RunbookEngine implements Engine {
     };
     if (!outcome.ok && outcome.error instanceof AbortedError) {
       const kind = outcome.error.kind;
-      if (kind === 'shutdown' || kind === 'lease') {
-        // Not ours to record: the step stays running and whoever drives the run next recovers it.
+      if (kind === 'shutdown' || kind === 'lease' || kind === 'cancel') {
+        // Not ours to record: the step stays running and whoever drives the run next recovers it (a
+        // cancel already recorded the attempt's outcome as unknown).
         forget();
         return false;
       }
@@ -1547,14 +1548,7 @@ class RunbookEngine implements Engine {
     if (def.kind === 'check') {
       const verdict = this.#judgeCheck(t, def, outcome, def.assert);
       if (verdict.status === 'failed') {
-        this.#failOrRetry(
-          t,
-          def,
-          state,
-          new GameopsError(ErrorCode.conflict, verdict.error!.message),
-          guard,
-          verdict.output,
-        );
+        this.#failOrRetry(t, def, state, verdict.error!, guard, verdict.output);
       } else {
         t.patchStep(
           def.id,
@@ -1585,7 +1579,7 @@ class RunbookEngine implements Engine {
     t: Txn,
     def: Step,
     state: StoredStep,
-    error: GameopsError,
+    error: { code: string; message: string },
     guard: { fence: number; status: StepStatus },
     output?: unknown,
   ): void {
@@ -1599,7 +1593,7 @@ class RunbookEngine implements Engine {
       {
         status: 'retrying',
         notBefore: new Date(t.now.getTime() + delay).toISOString(),
-        error: errorOf(error),
+        error: { code: error.code, message: error.message },
         ...(output === undefined ? {} : { output }),
       },
       { guard, message: `attempt ${state.attempt} failed (${error.message}); retrying in ${delay} ms` },
@@ -1609,7 +1603,7 @@ class RunbookEngine implements Engine {
   #failStep(
     t: Txn,
     def: Step,
-    error: GameopsError,
+    error: { code: string; message: string },
     field?: string,
     keepMessage = false,
     guard?: { fence: number; status: StepStatus },
@@ -1862,7 +1856,10 @@ class RunbookEngine implements Engine {
   #compensationReport(t: Txn): string {
     const done: string[] = [];
     const failed: string[] = [];
-    for (const def of t.cached.def.steps) {
+    const newestFirst = [...t.cached.def.steps].sort(
+      (a, b) => (t.step(b.id).finishedSeq ?? 0) - (t.step(a.id).finishedSeq ?? 0),
+    );
+    for (const def of newestFirst) {
       const comp = t.step(def.id).compensation as Compensation | undefined;
       if (comp?.status === 'succeeded') done.push(def.id);
       if (comp?.status === 'failed') failed.push(`${def.id} (${comp.error?.message ?? 'failed'})`);
