@@ -126,6 +126,79 @@ describe('gameops schedules list (real process)', () => {
   });
 });
 
+/** Runs `gameops serve` until it listens (the scheduler has started by then), then stops it. */
+async function serveOnce(path: string): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--config', path], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let stopping = false;
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    const address = /listening on (http:\/\/\S+)/.exec(stderr)?.[1];
+    if (address === undefined || stopping) return;
+    stopping = true;
+    // Once it answers, its signal handlers are in place (they are installed right after it listens).
+    void fetch(`${address}/healthz`)
+      .catch(() => undefined)
+      .finally(() => child.kill('SIGTERM'));
+  });
+  const code = await exited;
+  return { code, stderr };
+}
+
+describe('gameops serve runs the scheduler (real process)', () => {
+  it('an occurrence missed while gameops was down runs at start as a run of the engine; older ones are recorded missed', async () => {
+    const { path, dataDir } = config(`runbooks:
+  schedules:
+    - { name: minutely, runbook: daily-check, cron: "* * * * *" }
+`);
+    const scope = { service: 'test-game', environment: 'test' };
+    let store = await openStore({ dataDir });
+    // gameops last saw the schedule three and a half minutes ago.
+    const seen = new Date(Date.now() - 210_000);
+    await store.scheduleFires.claim(scope, 'minutely', seen, 'seen', seen);
+    await store.close();
+
+    const served = await serveOnce(path);
+    expect(served.stderr).toContain('gameops: stopped');
+    expect(served.code).toBe(0);
+
+    store = await openStore({ dataDir });
+    try {
+      const fired = await store.scheduleFires.latest(scope, 'minutely', 'fired');
+      expect(fired?.runId).toBeDefined();
+      expect(await store.scheduleFires.count(scope, 'minutely', 'missed')).toBeGreaterThanOrEqual(2);
+      const run = await store.runs.getRun(fired?.runId ?? '');
+      expect(run).toMatchObject({
+        runbook: 'daily-check',
+        trigger: 'schedule',
+        requestedBy: { id: 'schedule:minutely', kind: 'schedule' },
+        idempotencyKey: expect.stringContaining(`schedule:minutely@${fired?.occurrence}`) as unknown,
+      });
+      // The default daily check was seen for the first time: recorded, nothing backfilled.
+      expect(await store.scheduleFires.latest(scope, 'daily-check')).toMatchObject({ outcome: 'seen' });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a schedule naming an unknown runbook stops serve before it listens, naming the schedule', async () => {
+    const { path } = config(`runbooks:
+  schedules:
+    - { name: nightly-backup, runbook: backup, cron: "0 3 * * *" }
+`);
+    const served = await serveOnce(path);
+    expect(served.code).toBe(3);
+    expect(served.stderr).not.toContain('listening on');
+    expect(served.stderr).toContain(
+      'gameops: invalid schedule: runbooks.schedules[0]: schedule "nightly-backup" names runbook "backup", which does not exist (known: ',
+    );
+  });
+});
+
 describe('renderSchedules', () => {
   it('says why there is nothing', () => {
     expect(renderSchedules({ schedules: [] }, false)).toContain('no config file was found');

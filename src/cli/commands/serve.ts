@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { InputError } from '../../core/index.ts';
+import { InputError, UnavailableError } from '../../core/index.ts';
 import { globalOptions } from '../context.ts';
 
 interface ServeOptions {
@@ -17,8 +17,10 @@ export function serveCommand(): Command {
     .action(async (options: ServeOptions, command: Command) => {
       const opts = globalOptions(command);
       const port = options.port === undefined ? undefined : parsePort(options.port);
-      const { bootstrap, shutdown, superviseFleet, workRunbooks } = await import('../../app/index.ts');
+      const { bootstrap, openRunbooks, shutdown, superviseFleet, workRunbooks } =
+        await import('../../app/index.ts');
       const { buildServer, UNCONFIGURED_HINT } = await import('../../server/index.ts');
+      const { startScheduler } = await import('../../schedules/index.ts');
       const resources = await bootstrap({
         store: 'required',
         metrics: true,
@@ -27,6 +29,24 @@ export function serveCommand(): Command {
       });
       const { config, log, store, loaded } = resources;
       const server = await buildServer(resources);
+      // Runbook schedules (runbooks.schedules; the daily check at 09:00 by default): occurrences missed
+      // while gameops was down are settled now, and a bad schedule stops serve here, naming it.
+      let scheduler: Awaited<ReturnType<typeof startScheduler>>;
+      try {
+        if (!store) throw new UnavailableError('schedules need the store');
+        scheduler = await startScheduler({
+          config,
+          configured: loaded.configured,
+          store,
+          runs: await openRunbooks(resources),
+          clock: resources.clock,
+          log,
+        });
+      } catch (err) {
+        await server.close();
+        await shutdown(resources);
+        throw err;
+      }
       const host = options.host ?? config.server.host;
       let address: string;
       try {
@@ -64,6 +84,7 @@ export function serveCommand(): Command {
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
       });
+      await scheduler.stop();
       supervision.abort();
       working.abort();
       await Promise.all([supervising, runbookWork]);
