@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { CHECK_NAMES } from '../checks/index.ts';
 import { describe, expect, inject, it } from 'vitest';
 import { startSilentServer } from '../../test/harness/index.ts';
+import { bearer, serveToken } from '../../test/support/auth.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
 import { openStore } from '../store/index.ts';
 import { configJsonSchema } from './commands/config.ts';
@@ -258,9 +259,12 @@ describe('gameops serve (real process)', () => {
     try {
       expect(address).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(await (await fetch(`${address}/healthz`)).json()).toEqual({ status: 'ok' });
-      const run = (await (await fetch(`${address}/api/checks/daily`, { method: 'POST' })).json()) as {
-        id: string;
-      };
+      const run = (await (
+        await fetch(`${address}/api/checks/daily`, {
+          method: 'POST',
+          headers: bearer(serveToken(join(dir, 'data'))),
+        })
+      ).json()) as { id: string };
       expect(run.id).toMatch(/[0-9a-f-]{36}/);
 
       const second = await gameops(['serve', '--port', '0', '--config', path], { cwd: dir });
@@ -299,7 +303,10 @@ describe('gameops serve (real process)', () => {
       );
       writeFileSync(path, text.replace('timeout: 5s', 'timeout: 3s'));
       const { address, child, exited } = await startServe(path, dir);
-      const pending = fetch(`${address}/api/checks/daily`, { method: 'POST' });
+      const pending = fetch(`${address}/api/checks/daily`, {
+        method: 'POST',
+        headers: bearer(serveToken(join(dir, 'data'))),
+      });
       await new Promise((resolve) => setTimeout(resolve, 500));
       child.kill('SIGTERM');
       const response = await pending;

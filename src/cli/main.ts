@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { errorMessage, GameopsError, InputError, VERSION } from '../core/index.ts';
+import { auditCommand } from './commands/audit.ts';
 import { checkCommand } from './commands/check.ts';
 import { configCommand } from './commands/config.ts';
 import { fleetCommand } from './commands/fleet.ts';
@@ -8,6 +9,7 @@ import { runbooksCommand } from './commands/runbooks.ts';
 import { runsCommand } from './commands/runs.ts';
 import { schedulesCommand } from './commands/schedules.ts';
 import { serveCommand } from './commands/serve.ts';
+import { tokensCommand } from './commands/tokens.ts';
 import { EXIT_CODES_HELP, ExitCode } from './exit.ts';
 
 /** Builds the `gameops` command tree. Exported for tests. */
@@ -49,6 +51,8 @@ export function buildProgram(): Command {
     runsCommand(),
     schedulesCommand(),
     serveCommand(),
+    tokensCommand(),
+    auditCommand(),
   ])
     program.addCommand(sub.exitOverride());
   for (const sub of program.commands) for (const leaf of sub.commands) leaf.exitOverride();

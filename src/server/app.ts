@@ -10,11 +10,14 @@ import { VERSION } from '../core/index.ts';
 import type { Resources } from '../app/index.ts';
 import { createServerContext, type ServerContext } from './context.ts';
 import { errorHandler } from './errors.ts';
+import { installAuth } from './auth.ts';
 import { guardOrigin } from './origin.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { checkRoutes } from './routes/checks.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { healthRoutes } from './routes/health.ts';
 import { infoRoutes } from './routes/info.ts';
+import { tokenRoutes } from './routes/tokens.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
 import { runbookRoutes } from './routes/runbooks.ts';
 import { runRoutes } from './routes/runs.ts';
@@ -44,6 +47,8 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
     }),
   );
   app.addHook('onRequest', async (request) => guardOrigin(request, resources.config.server.host));
+  // Every route but probes, /metrics and the API description needs a token (src/server/auth.ts).
+  installAuth(app, context, { clock: resources.clock });
   // While shutting down, every response closes its connection, so keep-alive clients do not hold the
   // server open after their last in-flight request is answered.
   app.addHook('onSend', async (_request, reply) => {
@@ -73,6 +78,8 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
   await app.register(scheduleRoutes(context));
   await app.register(runbookRoutes(context));
   await app.register(runRoutes(context));
+  await app.register(auditRoutes(context));
+  await app.register(tokenRoutes(context));
   app.get('/api/openapi.json', { schema: { hide: true } }, () => app.swagger());
   await app.ready();
 

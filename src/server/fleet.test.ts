@@ -10,6 +10,7 @@ import {
   type ReferenceFleetConfig,
 } from '../../test/support/fleet.ts';
 import { destroyFleet } from '../platform/local/test-support.ts';
+import { authHeaders } from '../../test/support/auth.ts';
 import { buildServer, type GameopsServer } from './index.ts';
 
 interface Operation {
@@ -34,6 +35,7 @@ describe('fleet API (local platform, real game-server processes)', () => {
   let config: { path: string; dataDir: string; token: string };
   let resources: Resources;
   let server: GameopsServer;
+  let auth: { authorization: string };
 
   const call = async (
     method: 'GET' | 'POST',
@@ -45,7 +47,7 @@ describe('fleet API (local platform, real game-server processes)', () => {
       method,
       url,
       ...(body === undefined ? {} : { payload: body as object }),
-      ...(headers ? { headers } : {}),
+      headers: { ...auth, ...headers },
     });
   const status = async (): Promise<Status> => (await call('GET', '/api/fleet')).json<Status>();
   const operationIds = async (): Promise<string[]> =>
@@ -65,6 +67,7 @@ describe('fleet API (local platform, real game-server processes)', () => {
     config = await writeMiniFleetConfig();
     resources = await bootstrap({ configPath: config.path, store: 'none', logLevel: 'silent' });
     server = await buildServer(resources);
+    auth = await authHeaders(resources, 'operator');
   });
   afterAll(async () => {
     // Every game server this file started is stopped: through the API, then by the pids of the state.
@@ -275,8 +278,10 @@ describe('fleet API (local platform, real game-server processes)', () => {
     // A second server over the same fleet, so this one can be closed.
     const other = await bootstrap({ configPath: config.path, store: 'none', logLevel: 'silent' });
     const second = await buildServer(other);
+    const otherAuth = await authHeaders(other, 'operator');
     try {
       const pending = second.app.inject({
+        headers: otherAuth,
         method: 'POST',
         url: '/api/fleet/version?wait=true',
         payload: { version: 'slow' },
@@ -303,6 +308,7 @@ describe('fleet API (local platform, real game-server processes)', () => {
     // A second server over the same fleet, listening for real, so the client can go away.
     const other = await bootstrap({ configPath: config.path, store: 'none', logLevel: 'silent' });
     const second = await buildServer(other);
+    const otherAuth = await authHeaders(other, 'viewer');
     let closed = false;
     try {
       const address = await second.app.listen({ host: '127.0.0.1', port: 0 });
@@ -312,7 +318,10 @@ describe('fleet API (local platform, real game-server processes)', () => {
         stopWhen: (text: string) => boolean,
         controller?: AbortController,
       ): Promise<{ text: string; ended: boolean; reader: ReadableStreamDefaultReader<Uint8Array> }> => {
-        const response = await fetch(url, controller ? { signal: controller.signal } : {});
+        const response = await fetch(url, {
+          headers: otherAuth,
+          ...(controller ? { signal: controller.signal } : {}),
+        });
         expect(response.status).toBe(200);
         const reader: ReadableStreamDefaultReader<Uint8Array> = response.body!.getReader();
         let text = '';
@@ -371,8 +380,14 @@ describe('fleet API with reference game servers: gate, drain, diagnostics', () =
   let resources: Resources;
   let server: GameopsServer;
 
+  let auth: { authorization: string };
   const call = async (method: 'GET' | 'POST', url: string, body?: unknown) =>
-    server.app.inject({ method, url, ...(body === undefined ? {} : { payload: body as object }) });
+    server.app.inject({
+      method,
+      url,
+      headers: auth,
+      ...(body === undefined ? {} : { payload: body as object }),
+    });
   const status = async (): Promise<Status> => (await call('GET', '/api/fleet')).json<Status>();
   const opsStatus = async (opsUrl: string) =>
     (await (
@@ -383,6 +398,7 @@ describe('fleet API with reference game servers: gate, drain, diagnostics', () =
     config = await writeReferenceFleetConfig({ prefix: 'fleetapi' });
     resources = await bootstrap({ configPath: config.path, store: 'none', logLevel: 'silent' });
     server = await buildServer(resources);
+    auth = await authHeaders(resources, 'operator');
     const up = await call('POST', '/api/fleet/scale?wait=true', { replicas: 2 });
     expect(up.statusCode, up.body).toBe(200);
   });
@@ -499,13 +515,14 @@ describe('fleet API without a platform', () => {
     const { path } = writeTestConfig('', { withServices: false });
     const resources = await bootstrap({ configPath: path, store: 'none', logLevel: 'silent' });
     const server = await buildServer(resources);
+    const headers = await authHeaders(resources, 'operator');
     try {
       for (const [method, url, payload] of [
         ['GET', '/api/fleet', undefined],
         ['GET', '/api/fleet/gate', undefined],
         ['POST', '/api/fleet/scale', { replicas: 1 }],
       ] as const) {
-        const res = await server.app.inject({ method, url, ...(payload ? { payload } : {}) });
+        const res = await server.app.inject({ method, url, headers, ...(payload ? { payload } : {}) });
         expect(res.statusCode, url).toBe(400);
         expect(res.json<{ error: { message: string } }>().error.message).toContain(
           'add a `platform:` section',

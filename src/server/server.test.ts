@@ -5,24 +5,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap, shutdown, type Resources } from '../app/index.ts';
 import { CHECK_NAMES } from '../checks/index.ts';
 import { startSilentServer } from '../../test/harness/index.ts';
+import { authHeaders } from '../../test/support/auth.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
 import { buildServer, type GameopsServer } from './index.ts';
 
 describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
   let resources: Resources;
   let server: GameopsServer;
+  let auth: { authorization: string };
 
   beforeAll(async () => {
     const { path } = writeTestConfig();
     resources = await bootstrap({ configPath: path, store: 'required', metrics: true, logLevel: 'silent' });
     server = await buildServer(resources);
+    auth = await authHeaders(resources);
   });
   afterAll(async () => {
     await server.close();
     await shutdown(resources);
   });
 
-  const call = (method: 'GET' | 'POST', url: string) => server.app.inject({ method, url });
+  const call = (method: 'GET' | 'POST', url: string) => server.app.inject({ method, url, headers: auth });
 
   it('answers liveness and readiness', async () => {
     expect((await call('GET', '/healthz')).json()).toEqual({ status: 'ok' });
@@ -112,7 +115,7 @@ describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
     const res = await server.app.inject({
       method,
       url: method === 'GET' ? '/api/checks/latest' : '/api/checks/daily',
-      headers,
+      headers: { ...auth, ...headers },
     });
     expect(res.statusCode).toBe(status);
     if (status === 403) expect(res.json<{ error: { code: string } }>().error.code).toBe('not_allowed');
@@ -150,14 +153,15 @@ describe('HTTP API with no config at all', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gameops-unconfigured-'));
     const resources = await bootstrap({ store: 'required', logLevel: 'silent', cwd: dir, env: { all: {} } });
     const server = await buildServer(resources);
+    const headers = await authHeaders(resources);
     try {
-      const info = (await server.app.inject({ method: 'GET', url: '/api' })).json<{
+      const info = (await server.app.inject({ method: 'GET', url: '/api', headers })).json<{
         configured: boolean;
         hint: string;
       }>();
       expect(info.configured).toBe(false);
       expect(info.hint).toContain('gameops.yaml');
-      const run = (await server.app.inject({ method: 'POST', url: '/api/checks/daily' })).json<{
+      const run = (await server.app.inject({ method: 'POST', url: '/api/checks/daily', headers })).json<{
         status: string;
         results: Array<{ name: string; status: string; summary: string }>;
       }>();
@@ -189,8 +193,9 @@ describe('HTTP API graceful shutdown', () => {
     writeFileSync(path, text);
     const resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
     const server = await buildServer(resources);
+    const headers = await authHeaders(resources);
     try {
-      const pending = server.app.inject({ method: 'POST', url: '/api/checks/daily' });
+      const pending = server.app.inject({ method: 'POST', url: '/api/checks/daily', headers });
       await new Promise((resolve) => setTimeout(resolve, 300));
       const started = Date.now();
       await server.close(200);

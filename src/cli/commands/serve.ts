@@ -55,6 +55,13 @@ export function serveCommand(): Command {
         await shutdown(resources);
         throw listenError(err, host, port ?? config.server.port);
       }
+      // CLI commands on this machine reach the API while serve holds the embedded store: serve.json and
+      // a fresh local admin token in the data directory (src/identity/local.ts).
+      const { publishServe } = await import('../../identity/index.ts');
+      const published =
+        store?.backend === 'sqlite'
+          ? await publishServe(store, config.database.dataDir, address, resources.clock.now())
+          : undefined;
       process.stderr.write(
         `gameops listening on ${address} (service ${config.service.name}/${config.service.environment}; ` +
           `store: ${store?.backend} at ${store?.location})\n`,
@@ -63,7 +70,7 @@ export function serveCommand(): Command {
       if (!isLoopback(host))
         log.warn(
           { host },
-          'listening beyond loopback: the API has no authentication yet; put it behind a proxy that has',
+          'listening beyond loopback over plain HTTP: API tokens cross the network in clear; put it behind a TLS proxy',
         );
 
       // The local platform's game servers are supervised while the server runs (they keep running
@@ -88,6 +95,7 @@ export function serveCommand(): Command {
       supervision.abort();
       working.abort();
       await Promise.all([supervising, runbookWork]);
+      published?.unpublish();
       await server.close();
       await shutdown(resources);
       process.stderr.write('gameops: stopped\n');
