@@ -253,6 +253,41 @@ describe.each([
     return { store, storeOptions, clock, timers, runs, scope, scheduler, ...logged };
   }
 
+  it('the occurrence record: first insert wins, the first run noted stays, bad input is refused', async () => {
+    const store = await open(await place());
+    const fires = store.scheduleFires;
+    const scope = { service: `svc-${randomBytes(4).toString('hex')}`, environment: 'prod' };
+    const other = { ...scope, environment: 'staging' };
+    const at = new Date('2026-01-02T00:00:00Z');
+    expect(await fires.claim(scope, 'x', at, 'fired', at)).toBe(true);
+    expect(await fires.claim(scope, 'x', at, 'fired', at)).toBe(false);
+    expect(await fires.claim(scope, 'x', at, 'missed', at)).toBe(false);
+    // Another environment of the same service is another scope.
+    expect(await fires.claim(other, 'x', at, 'fired', at)).toBe(true);
+    await fires.setRun(scope, 'x', at, 'run-a');
+    await fires.setRun(scope, 'x', at, 'run-b');
+    expect(await fires.latest(scope, 'x')).toEqual({
+      schedule: 'x',
+      occurrence: '2026-01-02T00:00:00.000Z',
+      outcome: 'fired',
+      runId: 'run-a',
+      recordedAt: '2026-01-02T00:00:00.000Z',
+    });
+    expect(await fires.abandon(scope, 'x', at)).toBe(false);
+    expect((await fires.unstarted(other)).map((r) => r.occurrence)).toEqual(['2026-01-02T00:00:00.000Z']);
+    const days = Array.from({ length: 1200 }, (_, i) => new Date(Date.UTC(2020, 0, 1) + i * 86_400_000));
+    expect(await fires.recordMissed(scope, 'y', days, at)).toBe(1200);
+    expect(await fires.recordMissed(scope, 'y', days.slice(0, 10), at)).toBe(0);
+    expect(await fires.count(scope, 'y', 'missed', days[1199 - 5])).toBe(5);
+    expect(await fires.list(scope, 'y', { limit: 5000 })).toHaveLength(1000);
+    await expect(fires.list(scope, 'y', { limit: 0 })).rejects.toThrow(
+      'limit must be a positive whole number (got 0)',
+    );
+    await expect(fires.claim(scope, 'x', new Date(Number.NaN), 'fired', at)).rejects.toThrow(
+      'occurrence is not a valid instant',
+    );
+  });
+
   it('fires at 09:00 Asia/Seoul, which is 00:00 UTC, once, as the schedule', async () => {
     const s = await setup({ schedules: seoul(), at: '2026-01-01T12:00:00Z' });
     await s.scheduler.start();
