@@ -213,6 +213,10 @@ describe('run renderers', () => {
   it('describes parameters from their JSON Schema', () => {
     expect(schemaTypeText({ type: 'integer', minimum: 1, maximum: 1000 })).toBe('integer 1..1000');
     expect(schemaTypeText({ enum: ['a', 'b'] })).toBe('"a"|"b"');
+    expect(schemaTypeText({ type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER })).toBe(
+      'integer 0..',
+    );
+    expect(schemaTypeText({ type: 'integer', maximum: Number.MAX_SAFE_INTEGER })).toBe('integer');
     expect(schemaTypeText({ type: 'array', items: { type: 'string' } })).toBe('string[]');
     expect(schemaTypeText({ anyOf: [{ type: 'number' }, { type: 'null' }] })).toBe('number|null');
     expect(

@@ -175,8 +175,11 @@ export function schemaTypeText(schema: JsonSchemaLike | undefined): string {
   if (type === 'array') return `${schemaTypeText(schema.items)}[]`;
   let text = type ?? 'any';
   if (schema.format) text += ` (${schema.format})`;
-  if (schema.minimum !== undefined || schema.maximum !== undefined)
-    text += ` ${schema.minimum ?? ''}..${schema.maximum ?? ''}`;
+  // zod's integers carry the safe-integer bounds: not worth showing.
+  const bound = (n: number | undefined): number | undefined =>
+    n === undefined || Math.abs(n) >= Number.MAX_SAFE_INTEGER ? undefined : n;
+  const [min, max] = [bound(schema.minimum), bound(schema.maximum)];
+  if (min !== undefined || max !== undefined) text += ` ${min ?? ''}..${max ?? ''}`;
   return text;
 }
 
