@@ -53,7 +53,13 @@ export {
   FINISHED_STEP_STATUSES,
 } from './template.ts';
 export type { TemplateScope, TemplateRef } from './template.ts';
-export { runbookInputSchema, yamlRunbookSchema, runbookJsonSchema, paramsFromSpec } from './input.ts';
+export {
+  runbookInputSchema,
+  yamlRunbookSchema,
+  runbookJsonSchema,
+  paramsFromSpec,
+  parseRunbookInput,
+} from './input.ts';
 export type { RunbookInput, ParamSpec } from './input.ts';
 export { compileRunbook, defineRunbook, formatProblem, RunbookDefinitionError } from './compile.ts';
 export type { RunbookOrigin, RunbookProblem } from './compile.ts';

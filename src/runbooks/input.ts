@@ -63,7 +63,8 @@ const conditionSchema = z
     op: compareOpSchema,
     to: z.unknown().optional().describe('What value is compared with (not for exists, truthy).'),
   })
-  .refine(hasValue, { message: 'value is required', path: ['value'] });
+  .refine(hasValue, { message: 'value is required', path: ['value'] })
+  .meta({ id: 'condition' });
 
 const assertionSchema = z
   .strictObject({
@@ -73,18 +74,21 @@ const assertionSchema = z
     status: z.enum(['warn', 'fail']).optional().describe('What the step is when this does not hold (fail).'),
     message: z.string().min(1).max(500).describe('Shown when the assertion does not hold.'),
   })
-  .refine(hasValue, { message: 'value is required', path: ['value'] });
+  .refine(hasValue, { message: 'value is required', path: ['value'] })
+  .meta({ id: 'assertion' });
 
-const retrySchema = z.strictObject({
-  attempts: z.number().int().min(1).max(100).describe('Total attempts including the first.'),
-  delay: duration.optional().describe('Delay before the second attempt (1s).'),
-  factor: z.number().min(1).max(10).optional().describe('Each delay is the previous times this (2).'),
-  maxDelay: duration.optional().describe('Longest delay between attempts (5m).'),
-  nonRetryable: z
-    .array(z.enum(Object.values(ErrorCode)))
-    .optional()
-    .describe('Error codes never retried (input, not_allowed).'),
-});
+const retrySchema = z
+  .strictObject({
+    attempts: z.number().int().min(1).max(100).describe('Total attempts including the first.'),
+    delay: duration.optional().describe('Delay before the second attempt (1s).'),
+    factor: z.number().min(1).max(10).optional().describe('Each delay is the previous times this (2).'),
+    maxDelay: duration.optional().describe('Longest delay between attempts (5m).'),
+    nonRetryable: z
+      .array(z.enum(Object.values(ErrorCode)))
+      .optional()
+      .describe('Error codes never retried (input, not_allowed).'),
+  })
+  .meta({ id: 'retry' });
 
 const commonFields = {
   id: stepIdSchema,
@@ -102,15 +106,17 @@ const commonFields = {
     .describe('abort (default), continue, compensate'),
 };
 
-const actionStep = z.strictObject({
-  ...commonFields,
-  action: operationSchema.describe('A registered action, e.g. fleet.scale.'),
-  args: argsSchema.optional(),
-  compensate: z
-    .strictObject({ action: operationSchema, args: argsSchema.optional() })
-    .optional()
-    .describe('Puts things back when the run fails with onFailure compensate.'),
-});
+const actionStep = z
+  .strictObject({
+    ...commonFields,
+    action: operationSchema.describe('A registered action, e.g. fleet.scale.'),
+    args: argsSchema.optional(),
+    compensate: z
+      .strictObject({ action: operationSchema, args: argsSchema.optional() })
+      .optional()
+      .describe('Puts things back when the run fails with onFailure compensate.'),
+  })
+  .meta({ id: 'actionStep' });
 
 const checkStep = z
   .strictObject({
@@ -122,29 +128,34 @@ const checkStep = z
   .refine((s) => s.check !== undefined || s.assert !== undefined, {
     message: 'a check step needs check or assert',
     path: ['check'],
-  });
+  })
+  .meta({ id: 'checkStep' });
 
-const approvalStep = z.strictObject({
-  ...commonFields,
-  approval: z.strictObject({
-    covers: z.array(z.string().min(1)).min(1).describe('The action steps this approval allows.'),
-    approvers: z.array(roleSchema).min(1).optional().describe('Roles that may approve (operator).'),
-    fourEyes: z.boolean().optional().describe('The approver must not be the requester (false).'),
-    expiresIn: duration.optional().describe('How long the request and the approval stay valid (30m).'),
-    message: z.string().min(1).max(2000).optional(),
-  }),
-});
-
-const manualStep = z.strictObject({
-  ...commonFields,
-  manual: z.union([
-    z.string().min(1).max(5000),
-    z.strictObject({
-      instructions: z.string().min(1).max(5000),
-      evidence: z.enum(['none', 'optional', 'required']).optional(),
+const approvalStep = z
+  .strictObject({
+    ...commonFields,
+    approval: z.strictObject({
+      covers: z.array(z.string().min(1)).min(1).describe('The action steps this approval allows.'),
+      approvers: z.array(roleSchema).min(1).optional().describe('Roles that may approve (operator).'),
+      fourEyes: z.boolean().optional().describe('The approver must not be the requester (false).'),
+      expiresIn: duration.optional().describe('How long the request and the approval stay valid (30m).'),
+      message: z.string().min(1).max(2000).optional(),
     }),
-  ]),
-});
+  })
+  .meta({ id: 'approvalStep' });
+
+const manualStep = z
+  .strictObject({
+    ...commonFields,
+    manual: z.union([
+      z.string().min(1).max(5000),
+      z.strictObject({
+        instructions: z.string().min(1).max(5000),
+        evidence: z.enum(['none', 'optional', 'required']).optional(),
+      }),
+    ]),
+  })
+  .meta({ id: 'manualStep' });
 
 const untilSchema = z
   .strictObject({
@@ -154,38 +165,44 @@ const untilSchema = z
   })
   .describe('Poll until every assertion holds.');
 
-const waitStep = z.strictObject({
-  ...commonFields,
-  wait: z.union([
-    duration.describe('A fixed delay, e.g. 30s.'),
-    z
-      .strictObject({
-        for: duration.optional().describe('A fixed delay.'),
-        until: untilSchema.optional(),
-        interval: duration.optional().describe('How often until is polled (5s).'),
-      })
-      .refine((w) => (w.for === undefined) !== (w.until === undefined), {
-        message: 'a wait needs exactly one of for and until',
+const waitStep = z
+  .strictObject({
+    ...commonFields,
+    wait: z.union([
+      duration.describe('A fixed delay, e.g. 30s.'),
+      z
+        .strictObject({
+          for: duration.optional().describe('A fixed delay.'),
+          until: untilSchema.optional(),
+          interval: duration.optional().describe('How often until is polled (5s).'),
+        })
+        .refine((w) => (w.for === undefined) !== (w.until === undefined), {
+          message: 'a wait needs exactly one of for and until',
+        }),
+    ]),
+  })
+  .meta({ id: 'waitStep' });
+
+const notifyStep = z
+  .strictObject({
+    ...commonFields,
+    notify: z.union([
+      z.string().min(1).max(5000),
+      z.strictObject({
+        channel: z.string().min(1).optional(),
+        message: z.string().min(1).max(5000),
       }),
-  ]),
-});
+    ]),
+  })
+  .meta({ id: 'notifyStep' });
 
-const notifyStep = z.strictObject({
-  ...commonFields,
-  notify: z.union([
-    z.string().min(1).max(5000),
-    z.strictObject({
-      channel: z.string().min(1).optional(),
-      message: z.string().min(1).max(5000),
-    }),
-  ]),
-});
-
-const runbookStep = z.strictObject({
-  ...commonFields,
-  runbook: runbookNameSchema.describe('Another runbook, run as a child run.'),
-  params: argsSchema.optional(),
-});
+const runbookStep = z
+  .strictObject({
+    ...commonFields,
+    runbook: runbookNameSchema.describe('Another runbook, run as a child run.'),
+    params: argsSchema.optional(),
+  })
+  .meta({ id: 'runbookStep' });
 
 /** Every kind but parallel: what a parallel group may hold. Same order as STEP_KIND_KEYS. */
 const childStepSchema = z.union([
@@ -231,17 +248,19 @@ export const stepInputSchema = z.union([
 
 const PARAM_TYPES = ['string', 'integer', 'number', 'boolean', 'array'] as const;
 
-const itemSpecSchema = z.strictObject({
-  type: z.enum(['string', 'integer', 'number', 'boolean']),
-  enum: z
-    .array(z.union([z.string(), z.number()]))
-    .min(1)
-    .optional(),
-  minimum: z.number().optional(),
-  maximum: z.number().optional(),
-  pattern: z.string().optional(),
-  maxLength: z.number().int().min(0).optional(),
-});
+const itemSpecSchema = z
+  .strictObject({
+    type: z.enum(['string', 'integer', 'number', 'boolean']),
+    enum: z
+      .array(z.union([z.string(), z.number()]))
+      .min(1)
+      .optional(),
+    minimum: z.number().optional(),
+    maximum: z.number().optional(),
+    pattern: z.string().optional(),
+    maxLength: z.number().int().min(0).optional(),
+  })
+  .meta({ id: 'paramItemSpec' });
 
 /** A YAML parameter: a small typed spec, compiled to zod by `paramsFromSpec`. */
 export const paramSpecSchema = z.strictObject({
@@ -308,9 +327,12 @@ export type ChildStepInput = z.output<typeof childStepSchema>;
 /** The JSON Schema of a YAML runbook, for editors (docs/runbook.schema.json). */
 export function runbookJsonSchema(): Record<string, unknown> {
   return {
-    $id: 'https://gameops.dev/schemas/runbook.schema.json',
     title: 'gameops runbook',
-    ...z.toJSONSchema(yamlRunbookSchema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }),
+    ...z.toJSONSchema(yamlRunbookSchema, {
+      io: 'input',
+      unrepresentable: 'any',
+      target: 'draft-2020-12',
+    }),
   };
 }
 

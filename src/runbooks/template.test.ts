@@ -122,6 +122,36 @@ describe('resolveTemplate', () => {
     expect(canResolve({ a: [text] }, scope)).toBe(false);
   });
 
+  it('a parameter not given is undefined when referred to alone (an optional argument), an error in text', () => {
+    expect(resolveTemplate({ names: '${{ params.missing }}', n: 1 }, scope)).toEqual({
+      names: undefined,
+      n: 1,
+    });
+    expect(evaluateCondition({ value: '${{ params.missing }}', op: 'eq', to: 1 }, scope)).toBe(false);
+    expect(() => resolveTemplate('${{ params.missing.x }}', scope)).toThrow(
+      'params.missing.x: parameter missing is not set',
+    );
+  });
+
+  it('a step named status or output can be referred to', () => {
+    const s = {
+      ...scope,
+      steps: {
+        status: { status: 'succeeded' as const, output: { n: 1 } },
+        output: { status: 'failed' as const },
+      },
+    };
+    expect(resolveTemplate(['${{ steps.status.output.n }}', '${{ steps.output.status }}'], s)).toEqual([
+      1,
+      'failed',
+    ]);
+  });
+
+  it('the step being judged: its output is readable while it runs (check assertions)', () => {
+    const s = { ...scope, steps: { judged: { status: 'running' as const, output: { ready: 3 } } } };
+    expect(evaluateCondition({ value: '${{ steps.judged.output.ready }}', op: 'ge', to: 3 }, s)).toBe(true);
+  });
+
   it('a skipped step output is undefined when referred to as a whole', () => {
     expect(resolveTemplate('${{ steps.skipped.output }}', scope)).toBeUndefined();
     expect(canResolve('${{ steps.rank.output.hottest }}', scope)).toBe(true);
@@ -174,9 +204,9 @@ describe('evaluateCondition', () => {
     expect(() =>
       evaluateCondition({ value: '${{ params.name }}', op: 'in', to: 'game-server' }, scope),
     ).toThrow(/"in" needs a list to compare with, got a string/);
-    expect(() => evaluateCondition({ value: '${{ params.missing }}', op: 'eq', to: 1 }, scope)).toThrow(
-      'params.missing: parameter missing is not set',
-    );
+    expect(() =>
+      evaluateCondition({ value: '${{ params.labels.missing }}', op: 'eq', to: 1 }, scope),
+    ).toThrow('params.labels.missing: parameter labels has no field missing');
     // exists is lenient about missing values, not about steps that have not finished.
     expect(() => evaluateCondition({ value: '${{ steps.running.output.x }}', op: 'exists' }, scope)).toThrow(
       'step running has not finished',

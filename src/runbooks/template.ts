@@ -11,8 +11,9 @@
  * - `run.id`, `run.requestedBy`.
  *
  * Array elements are numeric segments (`items.0.name`). A string that is exactly one reference keeps the
- * referenced value's type; any other string containing references is interpolated as text (objects as
- * JSON). Keys of objects are never templated.
+ * referenced value's type (`${{ params.x }}` alone for a parameter not given is undefined); any other
+ * string containing references is interpolated as text (objects as JSON). Keys of objects are never
+ * templated.
  */
 import { InputError } from '../core/index.ts';
 import type { CompareOp, Condition, StepStatus, Template } from './model.ts';
@@ -227,7 +228,14 @@ function resolveString(s: string, scope: TemplateScope): unknown {
   if (!s.includes(OPEN)) return s;
   const parts = parseString(s);
   const only = parts.length === 1 ? parts[0]?.ref : undefined;
-  if (only) return lookup(only, scope);
+  if (only) {
+    // `${{ params.x }}` alone, x declared but not given: undefined, so that an optional argument can be
+    // passed through (an object field holding it is then absent). Inside text it is an error.
+    if (only.root === 'params' && only.path.length === 1 && scope.params[only.path[0]!] === undefined) {
+      return undefined;
+    }
+    return lookup(only, scope);
+  }
   return parts.map((part) => (part.ref ? asText(lookup(part.ref, scope)) : (part.text ?? ''))).join('');
 }
 
