@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { services } from '../../test/harness/index.ts';
 import { ManualClock, type GameopsError } from '../core/index.ts';
-import { generateToken } from '../identity/token-format.ts';
+import { generateToken } from '../identity/tokens.ts';
 import type { Actor } from '../runbooks/model.ts';
 import type { StoreDatabase } from './schema.ts';
 import { kyselySqliteDatabase } from './sqlite-driver.ts';
@@ -350,6 +350,20 @@ describe.each(backends)('audit log on $backend', ({ place: makePlace }) => {
       ).toEqual([2, 4]);
     });
 
+    it('a record inserted past the head is named', async () => {
+      const place = await makePlace();
+      await fiveRecords(place);
+      const [five] = await place.query('SELECT * FROM audit_log WHERE seq = 5');
+      const cols = ['at', 'actor', 'action', 'target', 'data', 'prev_hash', 'hash'];
+      await place.query(
+        `INSERT INTO audit_log (seq, ${cols.join(', ')}) VALUES (6, ${cols.map((c) => `'${String(five![c])}'`).join(', ')})`,
+      );
+      const result = await verifyAfter(place);
+      expect(result.problems).toEqual([
+        { seq: 6, problem: 'record 6 is past the head (seq 5): it was not appended by gameops' },
+      ]);
+    });
+
     it('a replaced newest record is caught by the head', async () => {
       const place = await makePlace();
       await fiveRecords(place);
@@ -376,11 +390,20 @@ describe.each(backends)('audit log on $backend', ({ place: makePlace }) => {
     });
   });
 
-  it('verifies a chain longer than one page', async () => {
+  it('verifies a chain longer than one page, also while appends go on', async () => {
     const store = await open(await makePlace());
     for (let i = 0; i < 1005; i += 1) {
       await store.audit.append({ actor: alice, action: 'step.succeeded', target: `run:r/step:s${i}` });
     }
     expect(await store.audit.verify()).toMatchObject({ ok: true, records: 1005, head: { seq: 1005 } });
+    const appending = (async () => {
+      for (let i = 0; i < 30; i += 1) {
+        await store.audit.append({ actor: bob, action: 'step.failed', target: `run:r/step:t${i}` });
+      }
+    })();
+    const during = await store.audit.verify();
+    await appending;
+    expect(during).toMatchObject({ ok: true, problems: [] });
+    expect(await store.audit.verify()).toMatchObject({ ok: true, records: 1035 });
   });
 });
