@@ -55,6 +55,7 @@ export async function scheduleStatuses(
     missedSinceLastFired: 0,
   }));
   const { fires, scope } = options;
+  if (out.length === 0) return { schedules: out };
   if (!fires) return { schedules: out, historyUnavailable: options.storeProblem ?? 'the store is not open' };
   try {
     await Promise.all(
