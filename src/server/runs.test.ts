@@ -367,6 +367,8 @@ describe('runbook and run API (real store, real engine)', () => {
     expect(ticked.statusCode, ticked.body).toBe(200);
     expect((await h.engine.runUntilIdle({ runId: waiting.id }))!.status).toBe('succeeded');
 
+    // Runs are listed by creation time: the clock moves so the two are ordered.
+    h.clock.advance(1000);
     const other = await startAndSettle('tick', {});
     const cancelled = await inject('POST', `/api/runs/${other.id}/cancel`, h.alice, { reason: 'not needed' });
     expect(cancelled.statusCode, cancelled.body).toBe(200);
