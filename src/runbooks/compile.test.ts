@@ -124,7 +124,7 @@ describe('compileRunbook: shape and defaults', () => {
           parallel: [
             { id: 'a', action: 'noop', args: { message: 'a' } },
             { id: 'b', action: 'noop', args: { message: '${{ steps.both.a.output.ok }}' }, needs: ['a'] },
-            { id: 'c', check: 'fleet.cpu', when: { value: 1, op: 'eq', to: 1 } },
+            { id: 'c', check: 'fleet.cpu', timeout: '5s' },
           ],
         },
         { id: 'last', notify: 'done: ${{ steps.both.b.output.ok }}' },
@@ -146,7 +146,24 @@ describe('compileRunbook: shape and defaults', () => {
       value: '${{ steps.first.output.ok }}',
       op: 'truthy',
     });
-    expect(rb.steps.find((s) => s.id === 'both.c')?.when).toEqual({ value: 1, op: 'eq', to: 1 });
+    expect(rb.steps.find((s) => s.id === 'both.c')).toMatchObject({
+      timeoutMs: 5000,
+      when: { op: 'truthy' },
+    });
+    expect(
+      problemsOf({
+        name: 'two-whens',
+        steps: [
+          {
+            id: 'g',
+            when: { value: 1, op: 'truthy' },
+            parallel: [{ id: 'a', action: 'noop', when: { value: 1, op: 'truthy' } }],
+          },
+        ],
+      }),
+    ).toEqual([
+      'steps[0].parallel[0].when: the group has a when, which applies to each of its steps; a step in it cannot have its own',
+    ]);
   });
 
   it('accepts a TypeScript built-in with zod params and makes them strict', () => {

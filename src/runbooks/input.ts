@@ -416,8 +416,16 @@ function parseStep(raw: unknown, path: Path, top: boolean, problems: InputProble
   if (!group.success) problems.push(...explainIssues(group.error.issues, raw, [], path));
   const rawChildren = (raw as { parallel?: unknown }).parallel;
   const children: ChildStepInput[] = [];
+  const groupWhen = (raw as { when?: unknown }).when !== undefined;
   if (Array.isArray(rawChildren)) {
     rawChildren.forEach((child: unknown, j) => {
+      if (groupWhen && typeof child === 'object' && child !== null && Object.hasOwn(child, 'when')) {
+        problems.push({
+          path: [...path, 'parallel', j, 'when'],
+          message:
+            'the group has a when, which applies to each of its steps; a step in it cannot have its own',
+        });
+      }
       const parsed = parseStep(child, [...path, 'parallel', j], false, problems);
       if (parsed && !('parallel' in parsed)) children.push(parsed);
     });
