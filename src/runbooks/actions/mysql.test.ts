@@ -62,7 +62,9 @@ describe('mysql actions against a real MariaDB', () => {
       // The process list counts whole seconds: wait until it has run for one.
       let long: { queries: LongQuery[]; minSeconds: number } | undefined;
       for (let i = 0; i < 40; i++) {
-        long = await run(config, 'mysql.long-queries', { minSeconds: 1 });
+        long = await run<{ queries: LongQuery[]; minSeconds: number }>(config, 'mysql.long-queries', {
+          minSeconds: 1,
+        });
         if (long.queries.some((q) => q.id === client.threadId)) break;
         await new Promise((r) => setTimeout(r, 100));
       }
