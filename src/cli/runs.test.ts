@@ -60,12 +60,21 @@ steps:
     args: { message: "after the tick" }
 `;
 
-/** A config with the two test runbooks in runbooks.dir, in a fresh directory. */
+const SLOW = `name: slow
+runBy: [operator]
+steps:
+  - id: nap
+    action: sleep
+    args: { ms: 600000 }
+`;
+
+/** A config with the test runbooks in runbooks.dir, in a fresh directory. */
 function workspace(): { dir: string; config: string } {
   const dir = mkdtempSync(join(tmpdir(), 'gameops-runs-cli-'));
   mkdirSync(join(dir, 'runbooks'));
   writeFileSync(join(dir, 'runbooks', 'gated.yaml'), GATED);
   writeFileSync(join(dir, 'runbooks', 'tick.yaml'), TICK);
+  writeFileSync(join(dir, 'runbooks', 'slow.yaml'), SLOW);
   const config = join(dir, 'gameops.yaml');
   writeFileSync(
     config,
@@ -120,7 +129,7 @@ describe('gameops runbooks | run | runs (real process, in-process engine)', { ti
   it('validates runbook files, naming file:line of each problem (exit 1)', async () => {
     const good = await g(['runbooks', 'validate']);
     expect(good.code, good.stderr).toBe(0);
-    expect(good.stdout).toContain('2 runbook(s) valid');
+    expect(good.stdout).toContain('3 runbook(s) valid');
     const bad = join(ws.dir, 'bad.yaml');
     writeFileSync(bad, 'name: bad\nsteps:\n  - id: one\n    action: fleet.scael\n');
     const res = await g(['runbooks', 'validate', bad]);
@@ -236,6 +245,32 @@ describe('gameops runbooks | run | runs (real process, in-process engine)', { ti
     const badStatus = await g(['runs', 'list', '--status', 'done']);
     expect(badStatus.code).toBe(3);
     expect(badStatus.stderr).toContain('--status: "done" is not a run status');
+  });
+  it('Ctrl-C stops following (exit 130) and says how to go on; an unknown run is named', async () => {
+    const child = spawn(BIN, ['run', 'slow', '--config', ws.config], {
+      cwd: ws.dir,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await new Promise<void>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes('▶ nap running')) resolve();
+      });
+      child.on('close', () => resolve());
+    });
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const id = /run (\S+) of slow/.exec(stderr)?.[1];
+    expect(stderr).toContain(`stopped following run ${id}`);
+    expect(stderr).toContain(`gameops runs follow ${id}`);
+    const cancelled = await g(['runs', 'cancel', id!, '--json']);
+    expect(json<RunView>(cancelled).status).toBe('cancelled');
+    const unknown = await g(['runs', 'show', 'r-nope']);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toContain('r-nope');
   });
 });
 
