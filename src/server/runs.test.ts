@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { z } from 'zod';
 import { bootstrap, secretMasker, shutdown, type Resources } from '../app/index.ts';
 import { ConflictError, InputError, ManualClock, NotAllowedError, NotFoundError } from '../core/index.ts';
@@ -121,16 +123,47 @@ interface Harness {
   tokens: { alice: string; bob: string };
 }
 
-/** Resources with a real embedded store and a real engine over the test runbooks (injected as the engine). */
-async function harness(): Promise<Harness> {
+type Backend = 'sqlite' | 'postgres';
+const dropDatabases: Array<() => Promise<void>> = [];
+
+async function pgQuery(url: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A fresh database on the shared PostgreSQL, dropped after the file's tests. */
+async function postgresUrl(): Promise<string> {
+  const admin = inject('services').postgres.url;
+  const name = `gameops_${randomBytes(6).toString('hex')}`;
+  await pgQuery(admin, `CREATE DATABASE ${name}`);
+  dropDatabases.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+afterAll(async () => {
+  for (const drop of dropDatabases) await drop();
+});
+
+/**
+ * Resources with a real store (embedded SQLite, or a fresh PostgreSQL database whose URL is a `file:`
+ * secret) and a real engine over the test runbooks (injected as the engine).
+ */
+async function harness(backend: Backend = 'sqlite'): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'gameops-runs-'));
   const path = join(dir, 'gameops.yaml');
-  writeFileSync(
-    path,
-    ['service: { name: runs-test, environment: test }', `database: { dataDir: ${join(dir, 'data')} }`].join(
-      '\n',
-    ),
-  );
+  let database = `database: { dataDir: ${join(dir, 'data')} }`;
+  if (backend === 'postgres') {
+    writeFileSync(join(dir, 'db-url'), await postgresUrl(), { mode: 0o600 });
+    database = `database: { dataDir: ${join(dir, 'data')}, url: "file:${join(dir, 'db-url')}" }`;
+  }
+  writeFileSync(path, ['service: { name: runs-test, environment: test }', database].join('\n'));
   const clock = new ManualClock('2026-03-02T10:00:00Z');
   const resources = await bootstrap({ configPath: path, store: 'required', clock, logLevel: 'silent' });
   const world: TestWorld = { recorded: [], flakyFails: true };
@@ -164,283 +197,293 @@ async function harness(): Promise<Harness> {
   };
 }
 
-describe('runbook and run API (real store, real engine)', () => {
-  let h: Harness;
-  let server: GameopsServer;
+describe.each(['sqlite', 'postgres'] as const)(
+  'runbook and run API (real %s store, real engine)',
+  (backend) => {
+    let h: Harness;
+    let server: GameopsServer;
 
-  beforeAll(async () => {
-    h = await harness();
-    server = await buildServer(h.resources);
-  });
-  afterAll(async () => {
-    await server.close();
-    await shutdown(h.resources);
-  });
-
-  const inject = (
-    method: 'GET' | 'POST',
-    url: string,
-    who: { authorization: string },
-    payload?: unknown,
-    headers: Record<string, string> = {},
-  ) =>
-    server.app.inject({
-      method,
-      url,
-      headers: { ...who, ...headers },
-      ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
+    beforeAll(async () => {
+      h = await harness(backend);
+      expect(h.resources.store?.backend).toBe(backend);
+      server = await buildServer(h.resources);
+    });
+    afterAll(async () => {
+      await server.close();
+      await shutdown(h.resources);
     });
 
-  /** Starts a run as `who` and lets the engine move it until it needs a person or ends. */
-  async function startAndSettle(
-    runbook: string,
-    params: Record<string, unknown>,
-    who = h.alice,
-  ): Promise<RunView> {
-    const res = await inject('POST', '/api/runs', who, { runbook, params });
-    expect(res.statusCode, res.body).toBe(201);
-    const started = res.json<RunView>();
-    expect(res.headers.location).toBe(`/api/runs/${started.id}`);
-    return (await h.engine.runUntilIdle({ runId: started.id }))!;
-  }
+    const inject = (
+      method: 'GET' | 'POST',
+      url: string,
+      who: { authorization: string },
+      payload?: unknown,
+      headers: Record<string, string> = {},
+    ) =>
+      server.app.inject({
+        method,
+        url,
+        headers: { ...who, ...headers },
+        ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
+      });
 
-  it('lists runbooks and shows one with its steps and approval rules', async () => {
-    const list = await inject('GET', '/api/runbooks', h.viewer);
-    expect(list.statusCode).toBe(200);
-    const names = list.json<{ runbooks: Array<{ name: string }> }>().runbooks.map((r) => r.name);
-    expect(names).toEqual(['chatty', 'flaky', 'scale-up', 'tick']);
-    const one = await inject('GET', '/api/runbooks/scale-up', h.viewer);
-    expect(one.statusCode).toBe(200);
-    const info = one.json<{
-      paramsJsonSchema: { properties: Record<string, unknown> };
-      steps: Array<{ id: string; kind: string; action?: string; effect?: string; approvers?: string[] }>;
-    }>();
-    expect(Object.keys(info.paramsJsonSchema.properties)).toEqual(['replicas', 'note']);
-    expect(info.steps.find((s) => s.id === 'change')).toMatchObject({
-      kind: 'action',
-      action: 'test.record',
-      effect: 'mutating',
-    });
-    expect(info.steps.find((s) => s.id === 'ok')).toMatchObject({
-      kind: 'approval',
-      covers: ['change'],
-      approvers: ['operator'],
-      fourEyes: true,
-    });
-  });
-
-  it('answers 404 naming an unknown runbook, 401 without a token', async () => {
-    const res = await inject('GET', '/api/runbooks/no-such-thing', h.viewer);
-    expect(res.statusCode).toBe(404);
-    expect(res.json<{ error: { message: string } }>().error.message).toContain(
-      'unknown runbook "no-such-thing"',
-    );
-    const start = await inject('POST', '/api/runs', h.alice, { runbook: 'no-such-thing', params: {} });
-    expect(start.statusCode).toBe(404);
-    expect(start.body).toContain('no-such-thing');
-    const anonymous = await server.app.inject({ method: 'GET', url: '/api/runbooks' });
-    expect(anonymous.statusCode).toBe(401);
-  });
-
-  it('dry-runs a plan with exact targets and arguments, running nothing', async () => {
-    const res = await inject('POST', '/api/runbooks/scale-up/plan', h.viewer, { params: { replicas: 6 } });
-    expect(res.statusCode, res.body).toBe(200);
-    const plan = res.json<{
-      steps: Array<{ id: string; target?: string; args?: unknown; approvedBy?: string }>;
-    }>();
-    expect(plan.steps.find((s) => s.id === 'change')).toMatchObject({
-      target: 'recorder test/world',
-      args: { replicas: 6 },
-      approvedBy: 'ok',
-    });
-    expect(h.world.recorded).toEqual([]);
-    const runs = await inject('GET', '/api/runs?runbook=scale-up', h.viewer);
-    expect(runs.json<{ runs: unknown[] }>().runs).toEqual([]);
-  });
-
-  it('refuses parameters that fail the schema with 400 naming the field', async () => {
-    for (const [url, body] of [
-      ['/api/runbooks/scale-up/plan', { params: { replicas: 99 } }],
-      ['/api/runs', { runbook: 'scale-up', params: { replicas: 'many' } }],
-      ['/api/runs', { runbook: 'scale-up', params: {} }],
-    ] as const) {
-      const res = await inject('POST', url, h.alice, body);
-      expect(res.statusCode, url).toBe(400);
-      expect(res.json<{ error: { message: string } }>().error.message).toContain('params.replicas');
+    /** Starts a run as `who` and lets the engine move it until it needs a person or ends. */
+    async function startAndSettle(
+      runbook: string,
+      params: Record<string, unknown>,
+      who = h.alice,
+    ): Promise<RunView> {
+      const res = await inject('POST', '/api/runs', who, { runbook, params });
+      expect(res.statusCode, res.body).toBe(201);
+      const started = res.json<RunView>();
+      expect(res.headers.location).toBe(`/api/runs/${started.id}`);
+      return (await h.engine.runUntilIdle({ runId: started.id }))!;
     }
-    const extra = await inject('POST', '/api/runs', h.alice, { runbook: 'scale-up', params: {}, extra: 1 });
-    expect(extra.statusCode).toBe(400);
-    const badStatus = await inject('GET', '/api/runs?status=done', h.viewer);
-    expect(badStatus.statusCode).toBe(400);
-    expect(badStatus.json<{ error: { message: string } }>().error.message).toContain(
-      'querystring.status: "done" is not a run status',
-    );
-  });
 
-  it('runs to an approval; four-eyes, a stale plan hash and an unknown step are refused; then it finishes', async () => {
-    const waiting = await startAndSettle('scale-up', { replicas: 4 });
-    expect(waiting.status).toBe('waiting');
-    const ok = waiting.steps.find((s) => s.id === 'ok')!;
-    expect(ok.status).toBe('waiting');
-    const hash = ok.approval!.planHash;
-    expect(ok.approval!.covers).toMatchObject([
-      { id: 'change', target: 'recorder test/world', args: { replicas: 4 } },
-    ]);
-
-    const url = `/api/runs/${waiting.id}/approvals/ok`;
-    const self = await inject('POST', url, h.alice, { decision: 'approve', planHash: hash });
-    expect(self.statusCode).toBe(403);
-    expect(self.body).toContain('four eyes');
-    const stale = await inject('POST', url, h.bob, { decision: 'approve', planHash: 'b'.repeat(64) });
-    expect(stale.statusCode).toBe(409);
-    const unknown = await inject('POST', `/api/runs/${waiting.id}/approvals/nope`, h.bob, {
-      decision: 'approve',
-      planHash: hash,
+    it('lists runbooks and shows one with its steps and approval rules', async () => {
+      const list = await inject('GET', '/api/runbooks', h.viewer);
+      expect(list.statusCode).toBe(200);
+      const names = list.json<{ runbooks: Array<{ name: string }> }>().runbooks.map((r) => r.name);
+      expect(names).toEqual(['chatty', 'flaky', 'scale-up', 'tick']);
+      const one = await inject('GET', '/api/runbooks/scale-up', h.viewer);
+      expect(one.statusCode).toBe(200);
+      const info = one.json<{
+        paramsJsonSchema: { properties: Record<string, unknown> };
+        steps: Array<{ id: string; kind: string; action?: string; effect?: string; approvers?: string[] }>;
+      }>();
+      expect(Object.keys(info.paramsJsonSchema.properties)).toEqual(['replicas', 'note']);
+      expect(info.steps.find((s) => s.id === 'change')).toMatchObject({
+        kind: 'action',
+        action: 'test.record',
+        effect: 'mutating',
+      });
+      expect(info.steps.find((s) => s.id === 'ok')).toMatchObject({
+        kind: 'approval',
+        covers: ['change'],
+        approvers: ['operator'],
+        fourEyes: true,
+      });
     });
-    expect(unknown.statusCode).toBe(404);
-    expect(unknown.body).toContain('no step nope');
-    const malformed = await inject('POST', url, h.bob, { decision: 'approve', planHash: 'short' });
-    expect(malformed.statusCode).toBe(400);
-    expect(malformed.body).toContain('body.planHash');
-    expect(h.world.recorded).toEqual([]);
 
-    const approved = await inject('POST', url, h.bob, { decision: 'approve', planHash: hash, comment: 'go' });
-    expect(approved.statusCode, approved.body).toBe(200);
-    const done = (await h.engine.runUntilIdle({ runId: waiting.id }))!;
-    expect(done.status).toBe('succeeded');
-    expect(h.world.recorded).toEqual([{ replicas: 4 }]);
-    const shown = await inject('GET', `/api/runs/${waiting.id}`, h.viewer);
-    const approval = shown.json<RunView>().steps.find((s) => s.id === 'ok')!.approval!;
-    expect(approval).toMatchObject({ decision: 'approved', comment: 'go', decidedBy: { name: 'bob' } });
-  });
-
-  it('refuses an approval whose request expired (409)', async () => {
-    const waiting = await startAndSettle('scale-up', { replicas: 3 });
-    const hash = waiting.steps.find((s) => s.id === 'ok')!.approval!.planHash;
-    h.clock.advance(11 * 60_000);
-    const res = await inject('POST', `/api/runs/${waiting.id}/approvals/ok`, h.bob, {
-      decision: 'approve',
-      planHash: hash,
+    it('answers 404 naming an unknown runbook, 401 without a token', async () => {
+      const res = await inject('GET', '/api/runbooks/no-such-thing', h.viewer);
+      expect(res.statusCode).toBe(404);
+      expect(res.json<{ error: { message: string } }>().error.message).toContain(
+        'unknown runbook "no-such-thing"',
+      );
+      const start = await inject('POST', '/api/runs', h.alice, { runbook: 'no-such-thing', params: {} });
+      expect(start.statusCode).toBe(404);
+      expect(start.body).toContain('no-such-thing');
+      const anonymous = await server.app.inject({ method: 'GET', url: '/api/runbooks' });
+      expect(anonymous.statusCode).toBe(401);
     });
-    expect(res.statusCode).toBe(409);
-    expect(res.body).toContain('expired');
-    await inject('POST', `/api/runs/${waiting.id}/cancel`, h.alice, { reason: 'expired' });
-  });
 
-  it('a viewer may read but not start', async () => {
-    const res = await inject('POST', '/api/runs', h.viewer, { runbook: 'chatty', params: {} });
-    expect(res.statusCode).toBe(403);
-    expect(res.body).toContain('run chatty');
-  });
-
-  it('retries a failed run from the failed step after a fix', async () => {
-    h.world.flakyFails = true;
-    const failed = await startAndSettle('flaky', {});
-    expect(failed.status).toBe('failed');
-    expect(failed.steps.find((s) => s.id === 'breaks')).toMatchObject({
-      status: 'failed',
-      error: { code: 'input', message: expect.stringContaining('broken') as unknown },
+    it('dry-runs a plan with exact targets and arguments, running nothing', async () => {
+      const res = await inject('POST', '/api/runbooks/scale-up/plan', h.viewer, { params: { replicas: 6 } });
+      expect(res.statusCode, res.body).toBe(200);
+      const plan = res.json<{
+        steps: Array<{ id: string; target?: string; args?: unknown; approvedBy?: string }>;
+      }>();
+      expect(plan.steps.find((s) => s.id === 'change')).toMatchObject({
+        target: 'recorder test/world',
+        args: { replicas: 6 },
+        approvedBy: 'ok',
+      });
+      expect(h.world.recorded).toEqual([]);
+      const runs = await inject('GET', '/api/runs?runbook=scale-up', h.viewer);
+      expect(runs.json<{ runs: unknown[] }>().runs).toEqual([]);
     });
-    const unknown = await inject('POST', `/api/runs/${failed.id}/retry`, h.alice, { from: 'nope' });
-    expect(unknown.statusCode).toBe(404);
-    h.world.flakyFails = false;
-    const res = await inject('POST', `/api/runs/${failed.id}/retry`, h.alice, { from: 'breaks' });
-    expect(res.statusCode, res.body).toBe(200);
-    const done = (await h.engine.runUntilIdle({ runId: failed.id }))!;
-    expect(done.status).toBe('succeeded');
-    expect(done.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
-  });
 
-  it('ticks a manual step; pause, resume and cancel answer with the run', async () => {
-    const waiting = await startAndSettle('tick', {});
-    expect(waiting.status).toBe('waiting');
-    const paused = await inject('POST', `/api/runs/${waiting.id}/pause`, h.alice);
-    expect(paused.statusCode, paused.body).toBe(200);
-    expect(paused.json<RunView>().status).toBe('paused');
-    const resumed = await inject('POST', `/api/runs/${waiting.id}/resume`, h.alice, {});
-    expect(resumed.statusCode, resumed.body).toBe(200);
-    await h.engine.runUntilIdle({ runId: waiting.id });
-    const ticked = await inject('POST', `/api/runs/${waiting.id}/steps/read/complete`, h.alice, {
-      note: 'all green',
-      evidence: 'https://grafana.example/d/1',
+    it('refuses parameters that fail the schema with 400 naming the field', async () => {
+      for (const [url, body] of [
+        ['/api/runbooks/scale-up/plan', { params: { replicas: 99 } }],
+        ['/api/runs', { runbook: 'scale-up', params: { replicas: 'many' } }],
+        ['/api/runs', { runbook: 'scale-up', params: {} }],
+      ] as const) {
+        const res = await inject('POST', url, h.alice, body);
+        expect(res.statusCode, url).toBe(400);
+        expect(res.json<{ error: { message: string } }>().error.message).toContain('params.replicas');
+      }
+      const extra = await inject('POST', '/api/runs', h.alice, { runbook: 'scale-up', params: {}, extra: 1 });
+      expect(extra.statusCode).toBe(400);
+      const badStatus = await inject('GET', '/api/runs?status=done', h.viewer);
+      expect(badStatus.statusCode).toBe(400);
+      expect(badStatus.json<{ error: { message: string } }>().error.message).toContain(
+        'querystring.status: "done" is not a run status',
+      );
     });
-    expect(ticked.statusCode, ticked.body).toBe(200);
-    expect((await h.engine.runUntilIdle({ runId: waiting.id }))!.status).toBe('succeeded');
 
-    // Runs are listed by creation time: the clock moves so the two are ordered.
-    h.clock.advance(1000);
-    const other = await startAndSettle('tick', {});
-    const cancelled = await inject('POST', `/api/runs/${other.id}/cancel`, h.alice, { reason: 'not needed' });
-    expect(cancelled.statusCode, cancelled.body).toBe(200);
-    expect(cancelled.json<RunView>().status).toBe('cancelled');
-    const verifyWrong = await inject('POST', `/api/runs/${other.id}/steps/read/verify`, h.alice, {
-      outcome: 'done',
+    it('runs to an approval; four-eyes, a stale plan hash and an unknown step are refused; then it finishes', async () => {
+      const waiting = await startAndSettle('scale-up', { replicas: 4 });
+      expect(waiting.status).toBe('waiting');
+      const ok = waiting.steps.find((s) => s.id === 'ok')!;
+      expect(ok.status).toBe('waiting');
+      const hash = ok.approval!.planHash;
+      expect(ok.approval!.covers).toMatchObject([
+        { id: 'change', target: 'recorder test/world', args: { replicas: 4 } },
+      ]);
+
+      const url = `/api/runs/${waiting.id}/approvals/ok`;
+      const self = await inject('POST', url, h.alice, { decision: 'approve', planHash: hash });
+      expect(self.statusCode).toBe(403);
+      expect(self.body).toContain('four eyes');
+      const stale = await inject('POST', url, h.bob, { decision: 'approve', planHash: 'b'.repeat(64) });
+      expect(stale.statusCode).toBe(409);
+      const unknown = await inject('POST', `/api/runs/${waiting.id}/approvals/nope`, h.bob, {
+        decision: 'approve',
+        planHash: hash,
+      });
+      expect(unknown.statusCode).toBe(404);
+      expect(unknown.body).toContain('no step nope');
+      const malformed = await inject('POST', url, h.bob, { decision: 'approve', planHash: 'short' });
+      expect(malformed.statusCode).toBe(400);
+      expect(malformed.body).toContain('body.planHash');
+      expect(h.world.recorded).toEqual([]);
+
+      const approved = await inject('POST', url, h.bob, {
+        decision: 'approve',
+        planHash: hash,
+        comment: 'go',
+      });
+      expect(approved.statusCode, approved.body).toBe(200);
+      const done = (await h.engine.runUntilIdle({ runId: waiting.id }))!;
+      expect(done.status).toBe('succeeded');
+      expect(h.world.recorded).toEqual([{ replicas: 4 }]);
+      const shown = await inject('GET', `/api/runs/${waiting.id}`, h.viewer);
+      const approval = shown.json<RunView>().steps.find((s) => s.id === 'ok')!.approval!;
+      expect(approval).toMatchObject({ decision: 'approved', comment: 'go', decidedBy: { name: 'bob' } });
     });
-    expect(verifyWrong.statusCode).toBe(409);
-  });
 
-  it('lists runs newest first with filters and paging', async () => {
-    const res = await inject('GET', '/api/runs?runbook=tick&limit=1', h.viewer);
-    expect(res.statusCode).toBe(200);
-    const [newest] = res.json<{ runs: Array<{ id: string; status: string }> }>().runs;
-    expect(newest?.status).toBe('cancelled');
-    const older = await inject('GET', `/api/runs?runbook=tick&before=${newest!.id}`, h.viewer);
-    expect(older.json<{ runs: Array<{ status: string }> }>().runs.map((r) => r.status)).toEqual([
-      'succeeded',
-    ]);
-    const failedOnly = await inject('GET', '/api/runs?status=cancelled,failed', h.viewer);
-    for (const r of failedOnly.json<{ runs: Array<{ status: string }> }>().runs)
-      expect(['cancelled', 'failed']).toContain(r.status);
-  });
-
-  it('gives events as JSON (long poll) with Accept: application/json', async () => {
-    const run = await startAndSettle('chatty', {});
-    const res = await inject('GET', `/api/runs/${run.id}/events?after=0`, h.viewer, undefined, {
-      accept: 'application/json',
+    it('refuses an approval whose request expired (409)', async () => {
+      const waiting = await startAndSettle('scale-up', { replicas: 3 });
+      const hash = waiting.steps.find((s) => s.id === 'ok')!.approval!.planHash;
+      h.clock.advance(11 * 60_000);
+      const res = await inject('POST', `/api/runs/${waiting.id}/approvals/ok`, h.bob, {
+        decision: 'approve',
+        planHash: hash,
+      });
+      expect(res.statusCode).toBe(409);
+      expect(res.body).toContain('expired');
+      await inject('POST', `/api/runs/${waiting.id}/cancel`, h.alice, { reason: 'expired' });
     });
-    expect(res.statusCode).toBe(200);
-    const events = res.json<{ events: RunEvent[] }>().events;
-    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
-    expect(events.filter((e) => e.type === 'log').map((e) => e.message)).toEqual([
-      'line one',
-      'line two',
-      'line three',
-    ]);
-    const after = await inject(
-      'GET',
-      `/api/runs/${run.id}/events?after=${events.length}&waitMs=10`,
-      h.viewer,
-      undefined,
-      {
+
+    it('a viewer may read but not start', async () => {
+      const res = await inject('POST', '/api/runs', h.viewer, { runbook: 'chatty', params: {} });
+      expect(res.statusCode).toBe(403);
+      expect(res.body).toContain('run chatty');
+    });
+
+    it('retries a failed run from the failed step after a fix', async () => {
+      h.world.flakyFails = true;
+      const failed = await startAndSettle('flaky', {});
+      expect(failed.status).toBe('failed');
+      expect(failed.steps.find((s) => s.id === 'breaks')).toMatchObject({
+        status: 'failed',
+        error: { code: 'input', message: expect.stringContaining('broken') as unknown },
+      });
+      const unknown = await inject('POST', `/api/runs/${failed.id}/retry`, h.alice, { from: 'nope' });
+      expect(unknown.statusCode).toBe(404);
+      h.world.flakyFails = false;
+      const res = await inject('POST', `/api/runs/${failed.id}/retry`, h.alice, { from: 'breaks' });
+      expect(res.statusCode, res.body).toBe(200);
+      const done = (await h.engine.runUntilIdle({ runId: failed.id }))!;
+      expect(done.status).toBe('succeeded');
+      expect(done.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    });
+
+    it('ticks a manual step; pause, resume and cancel answer with the run', async () => {
+      const waiting = await startAndSettle('tick', {});
+      expect(waiting.status).toBe('waiting');
+      const paused = await inject('POST', `/api/runs/${waiting.id}/pause`, h.alice);
+      expect(paused.statusCode, paused.body).toBe(200);
+      expect(paused.json<RunView>().status).toBe('paused');
+      const resumed = await inject('POST', `/api/runs/${waiting.id}/resume`, h.alice, {});
+      expect(resumed.statusCode, resumed.body).toBe(200);
+      await h.engine.runUntilIdle({ runId: waiting.id });
+      const ticked = await inject('POST', `/api/runs/${waiting.id}/steps/read/complete`, h.alice, {
+        note: 'all green',
+        evidence: 'https://grafana.example/d/1',
+      });
+      expect(ticked.statusCode, ticked.body).toBe(200);
+      expect((await h.engine.runUntilIdle({ runId: waiting.id }))!.status).toBe('succeeded');
+
+      // Runs are listed by creation time: the clock moves so the two are ordered.
+      h.clock.advance(1000);
+      const other = await startAndSettle('tick', {});
+      const cancelled = await inject('POST', `/api/runs/${other.id}/cancel`, h.alice, {
+        reason: 'not needed',
+      });
+      expect(cancelled.statusCode, cancelled.body).toBe(200);
+      expect(cancelled.json<RunView>().status).toBe('cancelled');
+      const verifyWrong = await inject('POST', `/api/runs/${other.id}/steps/read/verify`, h.alice, {
+        outcome: 'done',
+      });
+      expect(verifyWrong.statusCode).toBe(409);
+    });
+
+    it('lists runs newest first with filters and paging', async () => {
+      const res = await inject('GET', '/api/runs?runbook=tick&limit=1', h.viewer);
+      expect(res.statusCode).toBe(200);
+      const [newest] = res.json<{ runs: Array<{ id: string; status: string }> }>().runs;
+      expect(newest?.status).toBe('cancelled');
+      const older = await inject('GET', `/api/runs?runbook=tick&before=${newest!.id}`, h.viewer);
+      expect(older.json<{ runs: Array<{ status: string }> }>().runs.map((r) => r.status)).toEqual([
+        'succeeded',
+      ]);
+      const failedOnly = await inject('GET', '/api/runs?status=cancelled,failed', h.viewer);
+      for (const r of failedOnly.json<{ runs: Array<{ status: string }> }>().runs)
+        expect(['cancelled', 'failed']).toContain(r.status);
+    });
+
+    it('gives events as JSON (long poll) with Accept: application/json', async () => {
+      const run = await startAndSettle('chatty', {});
+      const res = await inject('GET', `/api/runs/${run.id}/events?after=0`, h.viewer, undefined, {
         accept: 'application/json',
-      },
-    );
-    expect(after.json<{ events: RunEvent[] }>().events).toEqual([]);
-  });
+      });
+      expect(res.statusCode).toBe(200);
+      const events = res.json<{ events: RunEvent[] }>().events;
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+      expect(events.filter((e) => e.type === 'log').map((e) => e.message)).toEqual([
+        'line one',
+        'line two',
+        'line three',
+      ]);
+      const after = await inject(
+        'GET',
+        `/api/runs/${run.id}/events?after=${events.length}&waitMs=10`,
+        h.viewer,
+        undefined,
+        {
+          accept: 'application/json',
+        },
+      );
+      expect(after.json<{ events: RunEvent[] }>().events).toEqual([]);
+    });
 
-  it('documents every run route in /api/openapi.json', async () => {
-    const doc = (await server.app.inject({ method: 'GET', url: '/api/openapi.json' })).json<{
-      paths: Record<string, Record<string, unknown>>;
-    }>();
-    for (const [path, method] of [
-      ['/api/runbooks', 'get'],
-      ['/api/runbooks/{name}', 'get'],
-      ['/api/runbooks/{name}/plan', 'post'],
-      ['/api/runs', 'post'],
-      ['/api/runs', 'get'],
-      ['/api/runs/{id}', 'get'],
-      ['/api/runs/{id}/events', 'get'],
-      ['/api/runs/{id}/approvals/{step}', 'post'],
-      ['/api/runs/{id}/steps/{step}/complete', 'post'],
-      ['/api/runs/{id}/steps/{step}/verify', 'post'],
-      ['/api/runs/{id}/cancel', 'post'],
-      ['/api/runs/{id}/pause', 'post'],
-      ['/api/runs/{id}/resume', 'post'],
-      ['/api/runs/{id}/retry', 'post'],
-    ] as const)
-      expect(doc.paths[path]?.[method], `${method} ${path}`).toBeDefined();
-  });
-});
+    it('documents every run route in /api/openapi.json', async () => {
+      const doc = (await server.app.inject({ method: 'GET', url: '/api/openapi.json' })).json<{
+        paths: Record<string, Record<string, unknown>>;
+      }>();
+      for (const [path, method] of [
+        ['/api/runbooks', 'get'],
+        ['/api/runbooks/{name}', 'get'],
+        ['/api/runbooks/{name}/plan', 'post'],
+        ['/api/runs', 'post'],
+        ['/api/runs', 'get'],
+        ['/api/runs/{id}', 'get'],
+        ['/api/runs/{id}/events', 'get'],
+        ['/api/runs/{id}/approvals/{step}', 'post'],
+        ['/api/runs/{id}/steps/{step}/complete', 'post'],
+        ['/api/runs/{id}/steps/{step}/verify', 'post'],
+        ['/api/runs/{id}/cancel', 'post'],
+        ['/api/runs/{id}/pause', 'post'],
+        ['/api/runs/{id}/resume', 'post'],
+        ['/api/runs/{id}/retry', 'post'],
+      ] as const)
+        expect(doc.paths[path]?.[method], `${method} ${path}`).toBeDefined();
+    });
+  },
+);
 
 /** Reads server-sent events from a real HTTP response until it ends or `until` says stop. */
 async function readEvents(
