@@ -11,13 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { openStore } from '../../src/store/index.ts';
 import type { Engine } from '../../src/runbooks/engine.ts';
 import type { Runbook, RunView } from '../../src/runbooks/model.ts';
-import {
-  CRASH_ACTOR,
-  SETTLED,
-  crashCatalog,
-  crashEngine,
-  crashRunbook,
-} from '../fixtures/runbook-crash-worker.ts';
+import { CRASH_ACTOR, crashCatalog, crashEngine, crashRunbook } from '../fixtures/runbook-crash-worker.ts';
 
 const WORKER = fileURLToPath(new URL('../fixtures/runbook-crash-worker.ts', import.meta.url));
 /** A restarted worker must have picked its run up by then. */
