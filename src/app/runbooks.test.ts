@@ -1,0 +1,137 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { InputError, UnavailableError } from '../core/index.ts';
+import { bootstrap, shutdown, type Resources } from './index.ts';
+import { openRunbooks, runbooksDir, secretMasker, validateRunbooks, workRunbooks } from './runbooks.ts';
+
+const PASSWORD = 'Tr0ub4dor-and-3';
+const TOKEN = 'am-bearer-9f8e7d6c';
+
+/** A config file in a fresh directory; `runbooks` is the YAML of its runbooks block. */
+function configFile(extra: string[] = []): { dir: string; path: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'gameops-app-runbooks-'));
+  writeFileSync(join(dir, 'pw'), PASSWORD, { mode: 0o600 });
+  writeFileSync(join(dir, 'tok'), TOKEN, { mode: 0o600 });
+  const path = join(dir, 'gameops.yaml');
+  writeFileSync(
+    path,
+    [
+      'service: { name: app-runbooks, environment: test }',
+      `database: { dataDir: ${join(dir, 'data')} }`,
+      `mysql: { host: 127.0.0.1, user: ops, password: "file:${join(dir, 'pw')}" }`,
+      `alertmanager: { url: "http://127.0.0.1:9093", username: ops, password: "file:${join(dir, 'pw')}" }`,
+      `prometheus: { url: "http://127.0.0.1:9090", bearerToken: "file:${join(dir, 'tok')}" }`,
+      ...extra,
+    ].join('\n'),
+  );
+  return { dir, path };
+}
+
+describe('secretMasker', () => {
+  it('masks every secret of the config: Secret objects, values inside strings and keys, header forms', async () => {
+    const { path } = configFile();
+    const resources = await bootstrap({ configPath: path, store: 'none', logLevel: 'silent' });
+    try {
+      const mask = secretMasker(resources.config);
+      const basic = Buffer.from(`ops:${PASSWORD}`).toString('base64');
+      const masked = mask({
+        secret: resources.config.mysql?.password,
+        text: `connecting with ${PASSWORD} to the box`,
+        nested: [{ header: `Authorization: Basic ${basic}` }, `Bearer ${TOKEN}`],
+        [`key-${PASSWORD}`]: 1,
+        n: 4,
+        ok: true,
+        nothing: null,
+        at: new Date('2026-03-02T10:00:00Z'),
+      });
+      const text = JSON.stringify(masked);
+      expect(text).not.toContain(PASSWORD);
+      expect(text).not.toContain(TOKEN);
+      expect(text).not.toContain(basic);
+      expect(masked).toMatchObject({
+        secret: '********',
+        text: 'connecting with ******** to the box',
+        nested: [{ header: 'Authorization: ********' }, '********'],
+        'key-********': 1,
+        n: 4,
+        ok: true,
+        nothing: null,
+        at: '2026-03-02T10:00:00.000Z',
+      });
+      const circular: Record<string, unknown> = { a: 1 };
+      circular.self = circular;
+      expect(mask(circular)).toEqual({ a: 1, self: '[circular]' });
+    } finally {
+      await shutdown(resources);
+    }
+  });
+});
+
+describe('openRunbooks', () => {
+  let resources: Resources | undefined;
+  afterEach(async () => {
+    if (resources) await shutdown(resources);
+    resources = undefined;
+  });
+
+  it('opens one engine per resources bag, with runbooks.dir relative to the config file', async () => {
+    const { dir, path } = configFile(['runbooks: { dir: books }']);
+    mkdirSync(join(dir, 'books'));
+    writeFileSync(join(dir, 'books', 'hello.yaml'), 'name: hello\nsteps:\n  - id: say\n    action: noop\n');
+    resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    expect(runbooksDir(resources.loaded)).toBe(join(dir, 'books'));
+    const [a, b] = await Promise.all([openRunbooks(resources), openRunbooks(resources)]);
+    expect(a).toBe(b);
+    expect(resources.engine).toBe(a);
+    const names = (await a.runbooks({ id: 'local:t', name: 't', role: 'viewer', kind: 'local' })).map(
+      (r) => r.name,
+    );
+    expect(names).toEqual(['daily-check', 'hello', 'high-cpu', 'memory-leak', 'slow-queries']);
+    await shutdown(resources);
+    expect(resources.engine).toBeUndefined();
+  });
+
+  it('names the file and line of an invalid runbook, and tries again next time', async () => {
+    const { dir, path } = configFile(['runbooks: { dir: books }']);
+    mkdirSync(join(dir, 'books'));
+    const file = join(dir, 'books', 'broken.yaml');
+    writeFileSync(file, 'name: broken\nsteps:\n  - id: say\n    action: no.such.action\n');
+    resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    const err = await openRunbooks(resources).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toContain(`${file}:4`);
+    // serve's worker logs it and carries on instead of stopping the server.
+    await expect(workRunbooks(resources, AbortSignal.abort())).resolves.toBeUndefined();
+    writeFileSync(file, 'name: broken\nsteps:\n  - id: say\n    action: noop\n');
+    await expect(openRunbooks(resources)).resolves.toBeDefined();
+  });
+
+  it('needs the store, and says why it is missing', async () => {
+    const { path } = configFile();
+    resources = await bootstrap({ configPath: path, store: 'none', logLevel: 'silent' });
+    const err = await openRunbooks(resources).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toContain('runbooks need the store');
+  });
+
+  it('validate: without files it needs runbooks.dir', async () => {
+    const { path } = configFile();
+    resources = await bootstrap({ configPath: path, store: 'none', logLevel: 'silent' });
+    await expect(validateRunbooks(resources)).rejects.toThrow(/runbooks\.dir is not set/);
+  });
+
+  it('validate: duplicate names across files and unknown sub-runbooks are problems with their files', async () => {
+    const { dir, path } = configFile();
+    resources = await bootstrap({ configPath: path, store: 'none', logLevel: 'silent' });
+    const one = join(dir, 'one.yaml');
+    const two = join(dir, 'two.yaml');
+    writeFileSync(one, 'name: same\nsteps:\n  - id: a\n    action: noop\n');
+    writeFileSync(two, 'name: same\nsteps:\n  - id: a\n    runbook: nowhere\n');
+    const result = await validateRunbooks(resources, [one, two, join(dir, 'missing.yaml')]);
+    const texts = result.problems.map((p) => p.text).join('\n');
+    expect(texts).toContain('missing.yaml');
+    expect(texts).toMatch(/already defined/);
+  });
+});
