@@ -382,10 +382,24 @@ describe('run renderers', () => {
       stepId: 'profile',
       status: 'succeeded',
     });
-    display.clear();
     const all = out.join('');
     expect(all).toContain('\r\x1b[2K  ✓ profile succeeded (7.0s)\n');
-    expect(all.endsWith('\r\x1b[2K')).toBe(true);
+    // Nothing runs any more: the status line is not drawn again.
+    expect(all.endsWith('succeeded (7.0s)\n')).toBe(true);
+    display.event({
+      seq: 3,
+      runId: 'r',
+      at: '2026-03-02T10:00:08Z',
+      type: 'step',
+      stepId: 'dump',
+      status: 'running',
+    });
+    display.tick(Date.parse('2026-03-02T10:00:08.500Z'));
+    expect(out.join('').endsWith('(7.0s)\n  ▶ dump running\n')).toBe(true);
+    display.tick(Date.parse('2026-03-02T10:00:10Z'));
+    expect(out.join('').endsWith('running: dump 2.0s')).toBe(true);
+    display.clear();
+    expect(out.join('').endsWith('\r\x1b[2K')).toBe(true);
   });
 });
 

@@ -467,6 +467,7 @@ export class ProgressDisplay {
   readonly #started = new Map<string, number>();
   #statusLine = '';
   #lastSeq = 0;
+  #lastTick: number | undefined;
 
   constructor(options: ProgressOptions) {
     this.#write = options.write;
@@ -521,9 +522,11 @@ export class ProgressDisplay {
   /** On a terminal: redraws the status line with the steps running now (call it every second or so). */
   tick(now: number): void {
     if (!this.#tty) return;
-    const running = [...this.#started].map(
-      ([id, began]) => `${printable(id)} ${formatDuration(Math.max(0, now - began))}`,
-    );
+    this.#lastTick = now;
+    // Only steps that take a while: a quick one would just flicker.
+    const running = [...this.#started]
+      .filter(([, began]) => now - began >= 1000)
+      .map(([id, began]) => `${printable(id)} ${formatDuration(now - began)}`);
     this.#setStatusLine(running.length > 0 ? this.#paint('gray', `  … running: ${running.join(', ')}`) : '');
   }
 
@@ -533,10 +536,13 @@ export class ProgressDisplay {
   }
 
   #print(line: string): void {
-    const status = this.#statusLine;
-    if (this.#tty && status) this.#write('\r\x1b[2K');
+    if (this.#tty && this.#statusLine) {
+      // The status line goes, the line is printed, and the status line comes back as it is now.
+      this.#write('\r\x1b[2K');
+      this.#statusLine = '';
+    }
     this.#write(`${line}\n`);
-    if (this.#tty && status) this.#write(status);
+    if (this.#lastTick !== undefined) this.tick(this.#lastTick);
   }
 
   #setStatusLine(text: string): void {
