@@ -565,6 +565,11 @@ describe('run events over a real HTTP connection (server-sent events)', () => {
     });
     expect(resumed.ended).toBe(true);
     expect(resumed.events).toEqual(all.events.slice(from));
+    const reconnected = await readEvents(`${base}/api/runs/${started.id}/events?after=1`, {
+      ...h.alice,
+      'last-event-id': String(from),
+    });
+    expect(reconnected.events).toEqual(all.events.slice(from));
     const viaQuery = await readEvents(
       `${base}/api/runs/${started.id}/events?after=${all.events.length}`,
       h.alice,

@@ -310,7 +310,9 @@ export function runRoutes(ctx: ServerContext, options: RunRoutesOptions = {}): F
         const actor = actorOf(request);
         const runId = request.params.id;
         const lastEventId = request.headers['last-event-id'];
-        const after = request.query.after ?? (lastEventId !== undefined ? Number(lastEventId) : 0);
+        // An EventSource that reconnects repeats its URL (and its ?after=) and adds Last-Event-ID, which is
+        // where it really is.
+        const after = lastEventId !== undefined ? Number(lastEventId) : (request.query.after ?? 0);
         if (!Number.isSafeInteger(after))
           throw new InputError('headers.last-event-id: not a sequence number');
         // Unknown run or not allowed: an error answer, before any stream starts.
