@@ -8,6 +8,13 @@ import type { RetryPolicy, RunStatus, Step, StepStatus } from './model.ts';
 export interface GraphStep {
   status: StepStatus;
   error?: { code: string; message: string };
+  /** The state of its compensation (`{ status: 'running' }` while one runs). */
+  compensation?: unknown;
+}
+
+/** Step states by id (a Map will do). */
+export interface StepStates {
+  get(id: string): GraphStep | undefined;
 }
 
 /** Statuses after which a step never changes again on its own. */
@@ -56,7 +63,7 @@ export function coveringApprovals(steps: readonly Step[]): Map<string, string> {
  */
 export function isReady(
   def: Step,
-  states: ReadonlyMap<string, GraphStep>,
+  states: StepStates,
   defs: ReadonlyMap<string, Step>,
   coveredBy: ReadonlyMap<string, string>,
 ): boolean {
@@ -135,14 +142,12 @@ export interface DerivedStatus {
  * unknown; paused; succeeded when every step is finished; waiting when only a person can move it;
  * otherwise running.
  */
-export function deriveRunStatus(
-  defs: readonly Step[],
-  states: ReadonlyMap<string, GraphStep & { compensationRunning?: boolean }>,
-  flags: RunFlags,
-): DerivedStatus {
+export function deriveRunStatus(defs: readonly Step[], states: StepStates, flags: RunFlags): DerivedStatus {
   const entries = defs.map((def) => ({ def, state: states.get(def.id) ?? { status: 'pending' as const } }));
   const running = entries.filter(
-    ({ state }) => state.status === 'running' || state.compensationRunning === true,
+    ({ state }) =>
+      state.status === 'running' ||
+      (state.compensation as { status?: string } | undefined)?.status === 'running',
   );
   const unverified = entries.find(({ state }) => state.status === 'needs-verification');
   const failing = entries.filter(({ def, state }) => failsRun(def, state));

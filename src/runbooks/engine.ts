@@ -920,14 +920,7 @@ class RunbookEngine implements Engine {
   /** Applies the run's status derived from its steps; a finished run gives up its lease. */
   #deriveStatus(t: Txn): void {
     if (isTerminal(t.run.status)) return;
-    const states = new Map(
-      t.cached.def.steps.map((def) => {
-        const state = t.step(def.id);
-        const comp = state.compensation as Compensation | undefined;
-        return [def.id, { ...state, compensationRunning: comp?.status === 'running' }] as const;
-      }),
-    );
-    const derived = deriveRunStatus(t.cached.def.steps, states, {
+    const derived = deriveRunStatus(t.cached.def.steps, t.states, {
       paused: t.run.paused,
       compensating: t.run.compensating,
       compensationPending: t.run.compensating && this.#compensationCandidates(t).length > 0,
@@ -953,11 +946,11 @@ class RunbookEngine implements Engine {
   /** Starts every pending step that is ready, and moves waiting and retrying steps whose time came. */
   async #startReady(t: Txn, local: Map<string, Execution>): Promise<void> {
     const now = t.now.getTime();
-    let running = [...t.steps()].filter((s) => s.status === 'running').length;
+    let running = t.steps().filter((s) => s.status === 'running').length;
     for (const def of t.cached.def.steps) {
       const state = t.step(def.id);
       if (state.status === 'pending') {
-        if (!isReady(def, t.cached.steps, t.cached.defs, t.cached.coveredBy)) continue;
+        if (!isReady(def, t.states, t.cached.defs, t.cached.coveredBy)) continue;
         if (running >= MAX_PARALLEL_STEPS && def.kind !== 'group') continue;
         if (await this.#startStep(t, def)) running++;
       } else if (state.status === 'retrying') {
@@ -1428,7 +1421,7 @@ class RunbookEngine implements Engine {
 
   async #recordIn(t: Txn, exec: Execution): Promise<boolean> {
     const def = t.cached.defs.get(exec.stepId);
-    const state = t.cached.steps.get(exec.stepId);
+    const state = t.states.get(exec.stepId);
     const comp = state?.compensation as Compensation | undefined;
     const current =
       def !== undefined &&
@@ -1938,7 +1931,11 @@ class RunbookEngine implements Engine {
   async #cancelChild(t: Txn, childId: string, why: string, cancelled: string[] = []): Promise<void> {
     const child = await t.tx.lockRun(childId);
     if (!child || isTerminal(child.status)) return;
-    const cached = this.#hydrate(child, await t.tx.steps(childId));
+    const cached = this.#hydrate(
+      child,
+      await t.tx.steps(childId),
+      await this.#knownDefinition(childId, () => t.tx.definition(childId)),
+    );
     const sub = new Txn(this, t.tx, cached, t.now);
     await this.#cancelIn(sub, `parent run ${t.run.id}: ${why}`, ENGINE_ACTOR, cancelled);
     await sub.flush();
@@ -2079,7 +2076,11 @@ class RunbookEngine implements Engine {
         const base =
           cached && cached.run.revision === run.revision
             ? { ...cached, run }
-            : this.#hydrate(run, await tx.steps(runId));
+            : this.#hydrate(
+                run,
+                await tx.steps(runId),
+                await this.#knownDefinition(runId, () => tx.definition(runId)),
+              );
         txn = new Txn(this, tx, base, this.#o.clock.now());
         const value = await work(txn);
         await txn.flush();
@@ -2103,18 +2104,28 @@ class RunbookEngine implements Engine {
     }
   }
 
-  #hydrate(run: StoredRun, steps: StoredStep[]): CachedRun {
-    const def = run.definition as RunDefinition;
+  #hydrate(run: StoredRun, steps: StoredStep[], definition: unknown): CachedRun {
+    const def = definition as RunDefinition;
     const defs = new Map(def.steps.map((step) => [step.id, step]));
     const stepMap = new Map(steps.map((step) => [step.stepId, step]));
     return { run, def, defs, coveredBy: coveringApprovals(def.steps), steps: stepMap };
+  }
+
+  /** The run's definition never changes: a cached copy is good whatever the run's revision. */
+  #knownDefinition(runId: string, read: () => Promise<unknown>): Promise<unknown> {
+    const cached = this.#cache.get(runId);
+    return cached ? Promise.resolve(cached.def) : read();
   }
 
   async #load(runId: string): Promise<CachedRun> {
     const run = await this.#runInScope(runId);
     const cached = this.#cache.get(runId);
     if (cached && cached.run.revision === run.revision) return cached;
-    return this.#hydrate(run, await this.#o.store.runs.steps(runId));
+    return this.#hydrate(
+      run,
+      await this.#o.store.runs.steps(runId),
+      await this.#knownDefinition(runId, () => this.#o.store.runs.definition(runId)),
+    );
   }
 
   async #runInScope(runId: string): Promise<StoredRun> {
@@ -2191,7 +2202,6 @@ class RunbookEngine implements Engine {
       runbook: input.runbook.name,
       version: input.runbook.version,
       definitionHash: input.runbook.hash,
-      definition,
       params: input.params,
       status: 'queued',
       trigger: input.trigger,
@@ -2207,7 +2217,7 @@ class RunbookEngine implements Engine {
       revision: 1,
       updatedAt: nowIso,
     };
-    if (!(await tx.insertRun(run))) return undefined;
+    if (!(await tx.insertRun(run, definition))) return undefined;
     await tx.insertSteps(
       input.runbook.steps.map((step) => ({
         runId: id,
@@ -2322,16 +2332,24 @@ class Txn {
     this.tx = tx;
     this.now = now;
     this.nowIso = now.toISOString();
-    // Copy-on-write: the map is new, step objects are replaced when patched.
-    this.cached = { ...base, run: { ...base.run }, steps: new Map(base.steps) };
+    // Copy-on-write: patched steps live in #own until the commit, the base map is left alone (a
+    // failed transaction then leaves nothing behind).
+    this.#base = base.steps;
+    this.cached = { ...base, run: { ...base.run } };
+    this.states = { get: (id) => this.#own.get(id) ?? this.#base.get(id) };
   }
+
+  /** The run's steps as this transition sees them. */
+  readonly states: { get(id: string): StoredStep | undefined };
+  readonly #base: Map<string, StoredStep>;
+  readonly #own = new Map<string, StoredStep>();
 
   get run(): StoredRun {
     return this.cached.run;
   }
 
   step(id: string): StoredStep {
-    const state = this.cached.steps.get(id);
+    const state = this.#own.get(id) ?? this.#base.get(id);
     if (state) return state;
     const def = this.cached.defs.get(id);
     const fresh: StoredStep = {
@@ -2342,12 +2360,13 @@ class Txn {
       attempt: 0,
       fence: 0,
     };
-    this.cached.steps.set(id, fresh);
+    this.#own.set(id, fresh);
     return fresh;
   }
 
-  steps(): IterableIterator<StoredStep> {
-    return this.cached.steps.values();
+  /** Every step, in definition order. */
+  steps(): StoredStep[] {
+    return this.cached.def.steps.map((def) => this.step(def.id));
   }
 
   patchStep(id: string, patch: StepPatch, meta: ChangeMeta = {}): void {
@@ -2386,7 +2405,7 @@ class Txn {
         });
       }
     }
-    this.cached.steps.set(id, next);
+    this.#own.set(id, next);
     const existing = this.#stepPatches.get(id);
     this.#stepPatches.set(id, {
       patch: { ...(existing?.patch ?? {}), ...patch },
@@ -2490,7 +2509,10 @@ class Txn {
   }
 
   /** This transition and nested ones (sub-runs), after commit. */
+  /** After the commit: this transition's run state (the base map takes the patched steps) and nested ones. */
   committed(): { cached: CachedRun; wrote: boolean }[] {
+    for (const [id, state] of this.#own) this.#base.set(id, state);
+    this.#own.clear();
     return [{ cached: this.cached, wrote: this.#wrote }, ...this.#nested.flatMap((sub) => sub.committed())];
   }
 

@@ -22,6 +22,8 @@ export interface RunRepo {
    */
   transaction<T>(doing: string, work: (tx: RunTx) => Promise<T>): Promise<T>;
   getRun(id: string): Promise<StoredRun | undefined>;
+  /** The compiled definition a run runs (a Runbook without its zod schema), parsed. */
+  definition(runId: string): Promise<unknown>;
   steps(runId: string): Promise<StoredStep[]>;
   /** Runs of a scope, newest first. */
   listRuns(filter: ListRunsFilter): Promise<StoredRun[]>;
@@ -42,10 +44,11 @@ export interface RunTx {
   /** The run, locked for the rest of the transaction on PostgreSQL. */
   lockRun(id: string): Promise<StoredRun | undefined>;
   getRun(id: string): Promise<StoredRun | undefined>;
+  definition(runId: string): Promise<unknown>;
   findByIdempotencyKey(key: string): Promise<StoredRun | undefined>;
   steps(runId: string): Promise<StoredStep[]>;
-  /** Inserts a run; false (nothing inserted) when its idempotency key is already taken. */
-  insertRun(run: StoredRun): Promise<boolean>;
+  /** Inserts a run and its definition; false (nothing inserted) when its idempotency key is taken. */
+  insertRun(run: StoredRun, definition: unknown): Promise<boolean>;
   updateRun(id: string, patch: RunPatch): Promise<void>;
   insertSteps(steps: StoredStep[]): Promise<void>;
   /**
@@ -87,7 +90,10 @@ export interface ListRunsFilter extends Scope {
   before?: { createdAt: string; id: string };
 }
 
-/** A run as stored. Optional fields are absent when the column is NULL. */
+/**
+ * A run as stored, without its (large) definition, which `definition()` reads. Optional fields are
+ * absent when the column is NULL.
+ */
 export interface StoredRun {
   id: string;
   service: string;
@@ -95,8 +101,6 @@ export interface StoredRun {
   runbook: string;
   version: string;
   definitionHash: string;
-  /** The compiled definition the run runs (a Runbook without its zod schema). */
-  definition: unknown;
   params: Record<string, unknown>;
   status: RunStatus;
   trigger: Trigger;
@@ -212,13 +216,15 @@ export function createRunRepo(db: Kysely<StoreDatabase>, call: StoreCall): RunRe
 
     getRun: (id) => call(`reading run ${id}`, () => readRun(db, id, false)),
 
+    definition: (runId) => call(`reading the definition of run ${runId}`, () => readDefinition(db, runId)),
+
     steps: (runId) => call(`reading the steps of run ${runId}`, () => readSteps(db, runId)),
 
     async listRuns(filter) {
       const rows = await call('listing runs', () => {
         let query = db
           .selectFrom('runs')
-          .selectAll()
+          .select(RUN_SELECT)
           .where('service', '=', filter.service)
           .where('environment', '=', filter.environment);
         if (filter.runbook !== undefined) query = query.where('runbook', '=', filter.runbook);
@@ -320,11 +326,12 @@ function createTx(trx: Transaction<StoreDatabase>, postgres: boolean): RunTx {
   return {
     lockRun: (id) => readRun(trx, id, postgres),
     getRun: (id) => readRun(trx, id, false),
+    definition: (runId) => readDefinition(trx, runId),
 
     async findByIdempotencyKey(key) {
       const row = await trx
         .selectFrom('runs')
-        .selectAll()
+        .select(RUN_SELECT)
         .where('idempotency_key', '=', key)
         .executeTakeFirst();
       return row && runFromRow(row);
@@ -332,10 +339,10 @@ function createTx(trx: Transaction<StoreDatabase>, postgres: boolean): RunTx {
 
     steps: (runId) => readSteps(trx, runId),
 
-    async insertRun(run) {
+    async insertRun(run, definition) {
       const inserted = await trx
         .insertInto('runs')
-        .values(runToRow(run))
+        .values({ ...runToRow(run), definition: toJson(definition, `run ${run.id} definition`) })
         .onConflict((oc) => oc.column('idempotency_key').doNothing())
         .returning('id')
         .execute();
@@ -460,8 +467,13 @@ function createTx(trx: Transaction<StoreDatabase>, postgres: boolean): RunTx {
   };
 }
 
+async function readDefinition(db: Db, runId: string): Promise<unknown> {
+  const row = await db.selectFrom('runs').select('definition').where('id', '=', runId).executeTakeFirst();
+  return row && parseJson(row.definition, `run ${runId} definition`);
+}
+
 async function readRun(db: Db, id: string, lock: boolean): Promise<StoredRun | undefined> {
-  let query = db.selectFrom('runs').selectAll().where('id', '=', id);
+  let query = db.selectFrom('runs').select(RUN_SELECT).where('id', '=', id);
   if (lock) query = query.forUpdate();
   const row = await query.executeTakeFirst();
   return row && runFromRow(row);
@@ -472,7 +484,39 @@ async function readSteps(db: Db, runId: string): Promise<StoredStep[]> {
   return rows.map(stepFromRow);
 }
 
-function runToRow(run: StoredRun): Selectable<RunsTable> {
+type RunRow = Omit<Selectable<RunsTable>, 'definition'>;
+
+/** Every column but the definition. */
+const RUN_SELECT = [
+  'id',
+  'service',
+  'environment',
+  'runbook',
+  'version',
+  'definition_hash',
+  'params',
+  'status',
+  'trigger',
+  'requested_by',
+  'idempotency_key',
+  'parent_run_id',
+  'parent_step_id',
+  'created_at',
+  'started_at',
+  'finished_at',
+  'deadline_at',
+  'reason',
+  'paused',
+  'cancel_requested',
+  'compensating',
+  'lease_owner',
+  'lease_expires_at',
+  'event_seq',
+  'revision',
+  'updated_at',
+] as const satisfies readonly (keyof RunRow)[];
+
+function runToRow(run: StoredRun): RunRow {
   return {
     id: run.id,
     service: run.service,
@@ -480,7 +524,6 @@ function runToRow(run: StoredRun): Selectable<RunsTable> {
     runbook: run.runbook,
     version: run.version,
     definition_hash: run.definitionHash,
-    definition: toJson(run.definition, `run ${run.id} definition`),
     params: toJson(run.params, `run ${run.id} params`),
     status: run.status,
     trigger: run.trigger,
@@ -504,7 +547,7 @@ function runToRow(run: StoredRun): Selectable<RunsTable> {
   };
 }
 
-function runFromRow(row: Selectable<RunsTable>): StoredRun {
+function runFromRow(row: RunRow): StoredRun {
   const what = `run ${row.id}`;
   return {
     id: row.id,
@@ -513,7 +556,6 @@ function runFromRow(row: Selectable<RunsTable>): StoredRun {
     runbook: row.runbook,
     version: row.version,
     definitionHash: row.definition_hash,
-    definition: parseJson(row.definition, `${what} definition`),
     params: parseJson(row.params, `${what} params`) as Record<string, unknown>,
     status: row.status as RunStatus,
     trigger: row.trigger as Trigger,
