@@ -3,7 +3,7 @@
  * and scripts/soak-runbooks.ts (200): one seeded iteration of kill -9 and restart, and the checks.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,11 @@ export function mulberry32(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
   };
+}
+
+/** The recording file's entries; none when no record step ever wrote. */
+export function readRecording(file: string): Array<{ runId: string; stepId: string; attempt: number }> {
+  return existsSync(file) ? parseRecording(readFileSync(file, 'utf8')) : [];
 }
 
 /** The recording file as (runId, stepId, attempt) entries. */
@@ -160,9 +165,9 @@ export async function crashIteration(seed: number): Promise<IterationResult> {
       result.needsVerification = await settleAndCheck(
         engine,
         runId,
-        parseRecording(readFileSync(recording, 'utf8')),
+        readRecording(recording),
         crashRunbook(),
-        async () => parseRecording(readFileSync(recording, 'utf8')),
+        async () => readRecording(recording),
       );
     } finally {
       await store.close();
