@@ -224,6 +224,31 @@ describe('end to end: troubleshooting runbooks through the engine', () => {
     }
   }, 300_000);
 
+  it('daily-check: every check as a check step at once, recorded as one check run under the run id', async () => {
+    const schedule: Actor = {
+      id: 'schedule:daily-check',
+      name: 'scheduler',
+      role: 'responder',
+      kind: 'schedule',
+    };
+    let view = await engine.start({ runbook: 'daily-check', params: {}, trigger: 'schedule' }, schedule);
+    view = await drive(view.id, () => false);
+    expect(step(view, 'record').status, JSON.stringify(statuses(view))).toBe('succeeded');
+    const recorded = await resources.store!.checkRuns.get(view.id);
+    expect(recorded).toMatchObject({ id: view.id, kind: 'daily', trigger: 'schedule' });
+    expect(recorded!.results.map((r) => r.name)).toEqual([
+      'database',
+      'redis',
+      'disk',
+      'alerts',
+      'fleet',
+      'logs',
+      'game',
+    ]);
+    // The fleet runs: the game-server checks measured it.
+    expect(recorded!.results.find((r) => r.name === 'fleet')!.values).toMatchObject({ total: 3, ready: 3 });
+  }, 300_000);
+
   // Fails today: the engine (engine-graph.ts isReady) leaves a step whose covering approval was skipped
   // pending for ever, instead of skipping it too, so the run never ends. `it.fails` turns red once the
   // engine skips it; then make this a plain `it`.

@@ -167,6 +167,20 @@ export function triggerOf(requestedBy: string): CheckRun['trigger'] {
   return 'cli';
 }
 
+/**
+ * The trigger a check run is recorded with: the runbook run's own (schedule, cli; api for the API, an
+ * alert or a parent runbook), read from the store; `requestedBy` (an actor id) when the run is not there.
+ */
+async function triggerFor(services: RunbookServices, runId: string, requestedBy: string | undefined) {
+  try {
+    const run = await services.store?.runs.getRun(runId);
+    if (run) return run.trigger === 'schedule' || run.trigger === 'cli' ? run.trigger : 'api';
+  } catch (err) {
+    services.log.warn({ err: errorMessage(err), runId }, 'could not read the run; trigger from requestedBy');
+  }
+  return triggerOf(requestedBy ?? '');
+}
+
 const recordArgs = z.strictObject({
   runId: z
     .string()
@@ -175,7 +189,12 @@ const recordArgs = z.strictObject({
     .describe(
       'The id the check run is recorded under: the runbook run id (${{ run.id }}), so recording twice records once.',
     ),
-  requestedBy: z.string().min(1).max(300).describe('${{ run.requestedBy }}: decides the trigger recorded.'),
+  requestedBy: z
+    .string()
+    .min(1)
+    .max(300)
+    .optional()
+    .describe('Who asked (an actor id), for the trigger recorded when the run is not in the store.'),
   results: z.array(z.unknown()).min(1).max(CHECK_NAMES.length).describe("The check steps' outputs."),
 });
 
@@ -212,7 +231,7 @@ const recordAction: ActionDefinition<z.infer<typeof recordArgs>> = {
       kind: 'daily',
       service: config.service.name,
       environment: config.service.environment,
-      trigger: triggerOf(args.requestedBy),
+      trigger: await triggerFor(services, args.runId, args.requestedBy),
       status: worstOf(results.map((r) => r.status)),
       startedAt: new Date(finished.getTime() - durationMs).toISOString(),
       finishedAt: finished.toISOString(),

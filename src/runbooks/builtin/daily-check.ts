@@ -37,7 +37,6 @@ export function dailyCheckRunbook(): RunbookInput {
         action: 'daily.record',
         args: {
           runId: '${{ run.id }}',
-          requestedBy: '${{ run.requestedBy }}',
           results: CHECK_NAMES.map((name) => `\${{ steps.checks.${name}.output }}`),
         },
       },
