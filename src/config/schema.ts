@@ -355,7 +355,13 @@ export const runbooksSchema = z
           .max(1000)
           .optional()
           .describe('Replicas the high-cpu runbook proposes (default: current + 50 %, at least +1).'),
-        profileSeconds: z.number().int().min(1).max(300).default(30),
+        profileSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(60)
+          .default(30)
+          .describe('Seconds of the CPU profile (the game-server contract caps it at 60).'),
         cpuTargetPercent: z
           .number()
           .min(1)
