@@ -17,10 +17,10 @@ import { checkRoutes } from './routes/checks.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { healthRoutes } from './routes/health.ts';
 import { infoRoutes } from './routes/info.ts';
-import { tokenRoutes } from './routes/tokens.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
 import { runbookRoutes } from './routes/runbooks.ts';
 import { runRoutes } from './routes/runs.ts';
+import { tokenRoutes } from './routes/tokens.ts';
 
 export interface GameopsServer {
   app: FastifyInstance;
