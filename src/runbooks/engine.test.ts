@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -941,6 +942,30 @@ describe.each(['sqlite', 'postgres'] as const)('runbook engine on %s', (backend)
     expect(nothing).toEqual([]);
   });
 
+  it('work() drives runs as they are started and gives up its leases when stopped', async () => {
+    const rb = runbook('worked', [
+      { id: 'a', kind: 'action', action: 'test.noop' },
+      { id: 'tick', kind: 'manual', needs: ['a'] },
+    ]);
+    const { engine, store } = await setup([rb]);
+    const stop = new AbortController();
+    const working = engine.work(stop.signal);
+    const run = await engine.start({ runbook: 'worked', params: {}, trigger: 'api' }, actors.alice);
+    let seq = 0;
+    let waiting = false;
+    while (!waiting) {
+      const events = await engine.events(run.id, seq, actors.viewer, { waitMs: 5_000 });
+      seq = events.at(-1)?.seq ?? seq;
+      waiting = events.some((e) => e.type === 'run' && e.status === 'waiting');
+    }
+    expect((await store.runs.getRun(run.id))?.leaseOwner).toBe('worker-1');
+    stop.abort();
+    await working;
+    expect((await store.runs.getRun(run.id))?.leaseOwner).toBeUndefined();
+    const view = await engine.get(run.id, actors.viewer);
+    expect(statuses(view)).toEqual({ a: 'succeeded', tick: 'waiting' });
+  });
+
   it('keeps running the definition a run started with when the runbook changes', async () => {
     const v1 = runbook('changing', [{ id: 'a', kind: 'action', action: 'test.record' }]);
     const v2 = runbook('changing', [{ id: 'z', kind: 'action', action: 'test.noop' }]);
@@ -961,3 +986,90 @@ async function collectEvents(engine: ReturnType<typeof testEngine>, runId: strin
     out.push(...page);
   }
 }
+
+/** A TCP proxy to PostgreSQL that can cut every connection and refuse new ones, then come back. */
+async function cuttableProxy(
+  target: URL,
+): Promise<{ url: string; cut(): void; restore(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server = createServer((client) => {
+    if (cut) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String(port);
+  return {
+    url: url.toString(),
+    cut: () => {
+      cut = true;
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+    },
+    restore: () => {
+      cut = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('runbook engine with its PostgreSQL store going away mid-run', () => {
+  it('stops cleanly while the store is unreachable and finishes the run, without running a step twice, once it is back', async () => {
+    const admin = services().postgres.url;
+    const name = `gameops_engine_${randomBytes(6).toString('hex')}`;
+    await pgQuery(admin, `CREATE DATABASE ${name}`);
+    cleanups.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    const target = new URL(admin);
+    target.pathname = `/${name}`;
+    const proxy = await cuttableProxy(target);
+    cleanups.push(() => proxy.close());
+    const store = await openStore({ url: proxy.url, connectTimeoutMs: 1_000, statementTimeoutMs: 2_000 });
+    stores.push(store);
+    const j = journal();
+    const rb = runbook('outage', [
+      { id: 'a', kind: 'action', action: 'test.gate-mutate', args: { gate: 'a' } },
+      { id: 'b', kind: 'action', action: 'test.record', needs: ['a'] },
+    ]);
+    const engine = testEngine({ store, clock: new ManualClock(), catalog: testCatalog(j), runbooks: [rb] });
+    const g = gate();
+    j.gates.set('a', g);
+    const run = await engine.start({ runbook: 'outage', params: {}, trigger: 'cli' }, actors.alice);
+    const idle = engine.runUntilIdle({ runId: run.id });
+    await g.entered;
+    proxy.cut();
+    g.open();
+    // The outcome of `a` cannot be recorded: the drive stops with the store's error, nothing half-done.
+    const stopped = await rejection(idle);
+    expect(stopped.code).toBe('unavailable');
+    expect(stopped.message).toContain('PostgreSQL store');
+    expect(stopped.message).not.toContain(target.password);
+    const unreadable = await rejection(engine.get(run.id, actors.viewer));
+    expect(unreadable.code).toBe('unavailable');
+    proxy.restore();
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('succeeded');
+    expect(j.calls.map((c) => c.stepId)).toEqual(['a', 'b']);
+    expect((await store.runs.attempts(run.id, 'a')).map((a) => a.status)).toEqual(['succeeded']);
+    expect((await store.audit.verify()).ok).toBe(true);
+  });
+});
