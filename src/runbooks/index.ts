@@ -68,3 +68,5 @@ export { planRun, approvalHash, canonicalJson } from './plan.ts';
 export type { PlanContext } from './plan.ts';
 export { parseRunbookYaml, readRunbookFile, MAX_RUNBOOK_FILE_BYTES } from './yaml.ts';
 export type { ParsedYaml } from './yaml.ts';
+export { createEngine, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_STEP } from './engine.ts';
+export type { Engine, EngineOptions } from './engine.ts';
