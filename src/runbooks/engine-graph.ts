@@ -59,7 +59,8 @@ export function coveringApprovals(steps: readonly Step[]): Map<string, string> {
 
 /**
  * Whether a pending step may start: every step it needs is finished (see satisfiesNeeds) and, when an
- * approval covers it, that approval was granted.
+ * approval covers it, that approval was granted (or skipped: the engine then refuses to run the step
+ * unless its own condition skips it too).
  */
 export function isReady(
   def: Step,
@@ -72,7 +73,10 @@ export function isReady(
     if (!needDef || !satisfiesNeeds(needDef, states.get(need))) return false;
   }
   const approval = coveredBy.get(def.id);
-  return approval === undefined || states.get(approval)?.status === 'succeeded';
+  if (approval === undefined) return true;
+  // A skipped approval lets a covered step be looked at (it is then skipped too, or refused).
+  const status = states.get(approval)?.status;
+  return status === 'succeeded' || status === 'skipped';
 }
 
 /**

@@ -509,6 +509,31 @@ describe.each(['sqlite', 'postgres'] as const)('runbook engine on %s', (backend)
     });
   });
 
+  it('skips an approval and the step it covers together; refuses to run a covered step whose approval was skipped', async () => {
+    const skip = { value: '${{ params.scale }}', op: 'truthy' };
+    const rb = runbook('maybe-scale', [
+      { id: 'approve', kind: 'approval', covers: ['scale'], when: skip },
+      { id: 'scale', kind: 'action', action: 'test.record', needs: ['approve'], when: skip },
+      { id: 'rogue', kind: 'action', action: 'test.record', needs: ['scale'] },
+      { id: 'approve2', kind: 'approval', covers: ['rogue'], when: skip },
+    ]);
+    const { engine, j } = await setup([rb]);
+    const run = await engine.start(
+      { runbook: 'maybe-scale', params: { scale: false }, trigger: 'cli' },
+      actors.alice,
+    );
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(statuses(view)).toEqual({
+      approve: 'skipped',
+      scale: 'skipped',
+      rogue: 'failed',
+      approve2: 'skipped',
+    });
+    expect(step(view, 'rogue').error?.message).toContain('approval approve2 was skipped');
+    expect(view.status).toBe('failed');
+    expect(j.calls).toEqual([]);
+  });
+
   it('waits on a manual step until it is completed, with evidence when required', async () => {
     const rb = runbook('manual', [
       { id: 'tick', kind: 'manual', instructions: 'drain the node', evidence: 'required' },

@@ -1086,6 +1086,18 @@ class RunbookEngine implements Engine {
     const approvalId = t.cached.coveredBy.get(def.id);
     if (approvalId === undefined) return true;
     const approvalDef = t.cached.defs.get(approvalId) as ApprovalStep;
+    if (t.step(approvalId).status === 'skipped') {
+      // Its condition was false, this step's was not: it never runs unapproved.
+      this.#failStep(
+        t,
+        def,
+        new ConflictError(
+          `approval ${approvalId} was skipped (its condition is false), so step ${def.id} it covers may not run`,
+        ),
+        'approval',
+      );
+      return false;
+    }
     const approval = t.step(approvalId).approval as StoredApproval | undefined;
     let problem: string | undefined;
     let plan: ApprovalPlan | undefined;
@@ -1293,10 +1305,12 @@ class RunbookEngine implements Engine {
       recording: false,
       logs: [],
     };
-    const timeoutMs = mode === 'compensate' ? undefined : def.kind === 'wait' ? undefined : def.timeoutMs;
+    const timeoutMs = mode === 'compensate' ? undefined : def.timeoutMs;
     if (timeoutMs !== undefined) {
+      // A wait's timeout bounds the whole wait, so a poll may last until its end.
+      const from = def.kind === 'wait' ? Date.parse(startedAt) : t.now.getTime();
       exec.deadline = {
-        at: t.now.getTime() + timeoutMs,
+        at: from + timeoutMs,
         message: `step ${def.id} (${what}) timed out after ${timeoutMs} ms`,
       };
     }
