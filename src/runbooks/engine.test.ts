@@ -740,7 +740,13 @@ describe.each(['sqlite', 'postgres'] as const)('runbook engine on %s', (backend)
 
   it('keeps going after a step with onFailure continue and names it', async () => {
     const rb = runbook('tolerant', [
-      { id: 'optional', kind: 'action', action: 'test.fail', onFailure: 'continue' },
+      {
+        id: 'optional',
+        kind: 'action',
+        action: 'test.fail',
+        onFailure: 'continue',
+        args: { why: 'secret:pw1' },
+      },
       { id: 'after', kind: 'action', action: 'test.noop', needs: ['optional'] },
     ]);
     const { engine } = await setup([rb]);
@@ -749,6 +755,9 @@ describe.each(['sqlite', 'postgres'] as const)('runbook engine on %s', (backend)
     expect(view.status).toBe('succeeded');
     expect(view.reason).toContain('optional');
     expect(step(view, 'after').status).toBe('succeeded');
+    // The action's error quoted a secret: stored and shown masked.
+    expect(step(view, 'optional').error?.message).toContain('********');
+    expect(JSON.stringify([view, await collectEvents(engine, run.id)])).not.toContain('pw1');
   });
 
   it('cancels a run with a step in flight: outcome unknown, its late result refused', async () => {

@@ -2291,8 +2291,11 @@ class RunbookEngine implements Engine {
   maskValue(v: unknown): unknown {
     return this.#o.mask(v);
   }
-  get engineActor(): Actor {
-    return ENGINE_ACTOR;
+
+  /** For Txn: a message with its secrets masked (errors of actions may quote them). */
+  maskText(text: string): string {
+    const masked = this.#o.mask(text);
+    return typeof masked === 'string' ? masked : String(text);
   }
 }
 
@@ -2384,6 +2387,8 @@ class Txn {
   }
 
   patchStep(id: string, patch: StepPatch, meta: ChangeMeta = {}): void {
+    if (patch.error)
+      patch = { ...patch, error: { ...patch.error, message: this.#engine.maskText(patch.error.message) } };
     const before = this.step(id);
     const next: StoredStep = { ...before };
     for (const [key, value] of Object.entries(patch) as [keyof StepPatch, unknown][]) {
@@ -2489,7 +2494,8 @@ class Txn {
     const seq = this.run.eventSeq + 1;
     this.cached.run = { ...this.run, eventSeq: seq };
     this.#runPatch.eventSeq = seq;
-    this.#events.push({ runId: this.run.id, seq, at: this.nowIso, ...event });
+    const message = event.message === undefined ? {} : { message: this.#engine.maskText(event.message) };
+    this.#events.push({ runId: this.run.id, seq, at: this.nowIso, ...event, ...message });
     return seq;
   }
 
