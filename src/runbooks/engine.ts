@@ -2102,8 +2102,10 @@ class RunbookEngine implements Engine {
       });
       if (txn) {
         for (const done of txn.committed()) {
-          this.#cache.set(done.cached.run.id, done.cached);
-          if (done.wrote) this.#notifyEvents(done.cached.run.id);
+          const id = done.cached.run.id;
+          if (done.wrote) this.#notifyEvents(id);
+          if (isTerminal(done.cached.run.status) && !this.#execs.has(id)) this.#forget(id);
+          else this.#cache.set(id, done.cached);
         }
         txn.runAfterCommit();
       }
@@ -2116,6 +2118,14 @@ class RunbookEngine implements Engine {
       release();
       if (this.#locks.get(runId) === chain) this.#locks.delete(runId);
     }
+  }
+
+  /** A finished run is no longer kept in memory (a long-running server sees many). */
+  #forget(runId: string): void {
+    this.#cache.delete(runId);
+    this.#parents.delete(runId);
+    for (const key of this.#logCounts.keys())
+      if (key.startsWith(`${runId}\u0000`)) this.#logCounts.delete(key);
   }
 
   #hydrate(run: StoredRun, steps: StoredStep[], definition: unknown): CachedRun {
