@@ -249,24 +249,18 @@ describe('end to end: troubleshooting runbooks through the engine', () => {
     expect(recorded!.results.find((r) => r.name === 'fleet')!.values).toMatchObject({ total: 3, ready: 3 });
   }, 300_000);
 
-  // Fails today: the engine (engine-graph.ts isReady) leaves a step whose covering approval was skipped
-  // pending for ever, instead of skipping it too, so the run never ends. `it.fails` turns red once the
-  // engine skips it; then make this a plain `it`.
-  it.fails(
-    'slow-queries without killId: diagnosis only, the approval and kill skipped',
-    async () => {
-      let view = await engine.start({ runbook: 'slow-queries', params: {}, trigger: 'api' }, alice);
-      view = await drive(view.id, () => false, 10_000);
-      expect(view.status).toBe('succeeded');
-      expect(statuses(view)).toMatchObject({
-        long: 'succeeded',
-        inspect: 'skipped',
-        'approve-kill': 'skipped',
-        kill: 'skipped',
-      });
-      // The default threshold comes from runbooks.slowQueries.minSeconds.
-      expect(step(view, 'long').output).toMatchObject({ minSeconds: 10 });
-    },
-    300_000,
-  );
+  // A skipped approval skips the steps it covers (they never run unapproved), and the run ends.
+  it('slow-queries without killId: diagnosis only, the approval and kill skipped', async () => {
+    let view = await engine.start({ runbook: 'slow-queries', params: {}, trigger: 'api' }, alice);
+    view = await drive(view.id, () => false, 10_000);
+    expect(view.status).toBe('succeeded');
+    expect(statuses(view)).toMatchObject({
+      long: 'succeeded',
+      inspect: 'skipped',
+      'approve-kill': 'skipped',
+      kill: 'skipped',
+    });
+    // The default threshold comes from runbooks.slowQueries.minSeconds.
+    expect(step(view, 'long').output).toMatchObject({ minSeconds: 10 });
+  }, 300_000);
 });
