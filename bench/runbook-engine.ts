@@ -44,7 +44,7 @@ const noop: ActionDefinition<Record<string, unknown>> = {
   },
 };
 const catalog: Catalog = {
-  action: (name) => (name === 'noop' ? (noop) : undefined),
+  action: (name) => (name === 'noop' ? noop : undefined),
   check: () => undefined,
   actions: () => [noop],
   checks: () => [],
