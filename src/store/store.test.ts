@@ -156,12 +156,12 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     await store.close();
     const migrations = async () =>
       (await p.query('SELECT name FROM kysely_migration ORDER BY name')).map((row) => row.name);
-    expect(await migrations()).toEqual(['001_check_runs', '002_check_runs_scope']);
+    expect(await migrations()).toEqual(['001_check_runs', '002_check_runs_scope', '003_runbooks']);
 
     const reopened = await open(p.options);
     expect(await reopened.checkRuns.get('kept')).toEqual(makeRun('kept', '2026-03-01T00:00:00Z'));
     await reopened.close();
-    expect(await migrations()).toEqual(['001_check_runs', '002_check_runs_scope']);
+    expect(await migrations()).toEqual(['001_check_runs', '002_check_runs_scope', '003_runbooks']);
     const indexes =
       backend === 'sqlite'
         ? await p.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'check_runs'")
@@ -174,13 +174,11 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     const p = await place();
     await (await open(p.options)).close();
     // Back to the schema gameops had before 002 shipped, with a run recorded then.
-    await p.query('DROP INDEX check_runs_scope_kind_started_at_idx');
-    await p.query("DELETE FROM kysely_migration WHERE name = '002_check_runs_scope'");
+    await backTo001(p.query);
     const store = await open(p.options);
     await store.checkRuns.record(makeRun('old', '2026-03-01T00:00:00Z'));
     await store.close();
-    await p.query('DROP INDEX check_runs_scope_kind_started_at_idx');
-    await p.query("DELETE FROM kysely_migration WHERE name = '002_check_runs_scope'");
+    await backTo001(p.query);
 
     const upgraded = await open(p.options);
     expect(
@@ -188,7 +186,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     ).toBe('old');
     await upgraded.close();
     expect((await p.query('SELECT name FROM kysely_migration ORDER BY name')).map((row) => row.name)).toEqual(
-      ['001_check_runs', '002_check_runs_scope'],
+      ['001_check_runs', '002_check_runs_scope', '003_runbooks'],
     );
   });
 
@@ -671,3 +669,21 @@ describe('store on postgres: failures', () => {
     }
   });
 });
+
+/** Takes a store's schema back to migration 001 alone (what gameops had before 002 shipped). */
+async function backTo001(query: (text: string) => Promise<unknown>): Promise<void> {
+  for (const table of [
+    'runs',
+    'run_steps',
+    'step_attempts',
+    'run_events',
+    'counters',
+    'audit_log',
+    'audit_head',
+    'api_tokens',
+    'schedule_fires',
+  ])
+    await query(`DROP TABLE ${table}`);
+  await query('DROP INDEX check_runs_scope_kind_started_at_idx');
+  await query("DELETE FROM kysely_migration WHERE name IN ('002_check_runs_scope', '003_runbooks')");
+}
