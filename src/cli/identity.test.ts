@@ -135,7 +135,12 @@ describe('gameops tokens and audit (real process, embedded store)', () => {
     expect(audit.stderr).toContain('vic (viewer) may not read the audit log: needs operator or admin');
     const bad = await gameops(['tokens', 'list', '--config', path], { GAMEOPS_TOKEN: 'gops_nope' });
     expect(bad.code).toBe(3);
-    expect(bad.stderr).toContain('GAMEOPS_TOKEN is not a valid token here');
+    expect(bad.stderr).toContain('GAMEOPS_TOKEN is not a gameops token (expected gops_...)');
+    const unknown = await gameops(['tokens', 'list', '--config', path], {
+      GAMEOPS_TOKEN: `gops_000000000000_${'A'.repeat(43)}`,
+    });
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toContain('GAMEOPS_TOKEN is not a valid token here');
     expect(bad.stderr).not.toContain('gops_nope');
   });
 
@@ -211,7 +216,10 @@ describe('gameops tokens and audit (real process, embedded store)', () => {
     ).records;
     expect(actions.map((r) => [r.action, r.actor.name])).toEqual([
       ['token.create', userInfo().username],
-      ['token.create', 'local-admin'],
+      // bob's token, created through the API with serve's local admin token: the OS user running serve.
+      ['token.create', userInfo().username],
+      // serve revokes its local admin token when it stops cleanly.
+      ['token.revoke', userInfo().username],
     ]);
   });
 });

@@ -59,6 +59,7 @@ async function openSession(
   env: { GAMEOPS_URL?: string | undefined; GAMEOPS_TOKEN?: string | undefined },
 ): Promise<RunSession> {
   const identity = await import('../identity/index.ts');
+  if (env.GAMEOPS_TOKEN !== undefined) identity.checkTokenFormat(env.GAMEOPS_TOKEN);
   const remote =
     env.GAMEOPS_URL !== undefined
       ? { url: env.GAMEOPS_URL, token: env.GAMEOPS_TOKEN }
@@ -83,12 +84,7 @@ async function openSession(
       clock,
     });
   } catch (err) {
-    if (err instanceof ConflictError)
-      throw new ConflictError(
-        `${err.message}; if that is \`gameops serve\`, it left no discovery file here: set GAMEOPS_URL ` +
-          '(and GAMEOPS_TOKEN) to use its API',
-        { cause: err },
-      );
+    if (err instanceof ConflictError) throw identity.storeBusyError(err, config.database.dataDir);
     throw err;
   }
   const { openRunbooks } = await import('../app/index.ts');

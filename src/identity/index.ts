@@ -3,7 +3,15 @@
  * policy). The server authenticates with tokens; a CLI holding the embedded store acts as the local admin.
  */
 export { createAccessPolicy, roleAtLeast, roleRank, rolesFrom } from './policy.ts';
-export { LOCAL_ADMIN_TOKEN_NAME, cliActor, localActor, publishServe, readServeDiscovery } from './local.ts';
+export {
+  LOCAL_ADMIN_TOKEN_NAME,
+  checkTokenFormat,
+  cliActor,
+  localActor,
+  publishServe,
+  readServeDiscovery,
+  storeBusyError,
+} from './local.ts';
 export type { ServeDiscovery } from './local.ts';
 export {
   TOKEN_LIKE_RE,

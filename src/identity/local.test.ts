@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ManualClock, type GameopsError } from '../core/index.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { cliActor, localActor, publishServe, readServeDiscovery } from './local.ts';
+import { ConflictError } from '../core/index.ts';
+import { cliActor, localActor, publishServe, readServeDiscovery, storeBusyError } from './local.ts';
 
 const dirs: string[] = [];
 const stores: Store[] = [];
@@ -51,6 +52,27 @@ describe('local identity', () => {
     expect(err.code).toBe('not_allowed');
     expect(err.message).toContain('GAMEOPS_TOKEN is not a valid token here');
     expect(err.message).not.toContain(token);
+    const shape = (await cliActor(store, { GAMEOPS_TOKEN: 'hunter2' }).catch(
+      (e: unknown) => e,
+    )) as GameopsError;
+    expect(shape.message).toMatch(/^GAMEOPS_TOKEN is not a gameops token \(expected gops_\.\.\.\)/);
+    expect(shape.message).not.toContain('hunter2');
+  });
+
+  it('a store held by another CLI command says to wait for it; one held by serve says how to reach it', async () => {
+    const { dataDir } = await freshStore();
+    const held = new ConflictError('data directory x is in use by another gameops process (pid 4242)', {
+      details: { pid: 4242, running: true },
+    });
+    expect(storeBusyError(held, dataDir).message).toBe(
+      'another gameops command (pid 4242) is using the store; try again when it finishes',
+    );
+    writeFileSync(
+      join(dataDir, 'serve.json'),
+      JSON.stringify({ url: 'http://127.0.0.1:1', pid: 4242, startedAt: 'x' }),
+    );
+    expect(storeBusyError(held, dataDir).message).toContain('it is `gameops serve` (pid 4242)');
+    expect(storeBusyError(held, dataDir).message).toContain('GAMEOPS_URL');
   });
 });
 
@@ -76,7 +98,8 @@ describe('serve discovery', () => {
       pid: process.pid,
     });
     expect(readServeDiscovery(dataDir, { GAMEOPS_TOKEN: 'gops_mine' })?.token).toBe('gops_mine');
-    expect(await store.tokens.resolve(first.token)).toMatchObject({ name: 'local-admin', role: 'admin' });
+    // It acts as the OS user running serve, the same person as a CLI holding the store (four-eyes).
+    expect(await store.tokens.resolve(first.token)).toMatchObject({ name: localActor().name, role: 'admin' });
 
     const second = await publishServe(
       store,
@@ -90,8 +113,10 @@ describe('serve discovery', () => {
     const localAdmins = (await store.tokens.list()).filter((t) => t.name === 'local-admin');
     expect(localAdmins.map((t) => Boolean(t.revokedAt))).toEqual([false, true]);
 
-    second.unpublish();
+    await second.unpublish();
     expect(existsSync(join(dataDir, 'serve.json'))).toBe(false);
+    expect(existsSync(join(dataDir, 'local-admin.token'))).toBe(false);
+    expect(await store.tokens.resolve(second.token), 'revoked at a clean stop').toBeUndefined();
     expect(readServeDiscovery(dataDir)).toBeUndefined();
   });
 
@@ -118,7 +143,7 @@ describe('serve discovery', () => {
     const published = await publishServe(store, dataDir, 'http://127.0.0.1:8787', new Date());
     const other = JSON.stringify({ url: 'http://127.0.0.1:1', pid: 1, startedAt: 'x' });
     writeFileSync(join(dataDir, 'serve.json'), other);
-    published.unpublish();
+    await published.unpublish();
     expect(readFileSync(join(dataDir, 'serve.json'), 'utf8')).toBe(other);
   });
 });

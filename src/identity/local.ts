@@ -3,12 +3,13 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { NotAllowedError, UnavailableError, errorMessage } from '../core/index.ts';
+import { ConflictError, NotAllowedError, UnavailableError, errorMessage } from '../core/index.ts';
 import type { Actor } from '../runbooks/model.ts';
 import type { Store } from '../store/index.ts';
 
-/** The token row a running `gameops serve` issues for CLI processes on the same machine. */
-export const LOCAL_ADMIN_TOKEN_NAME = 'local-admin';
+import { LOCAL_ADMIN_TOKEN_NAME, TOKEN_PREFIX, tokenId } from './tokens.ts';
+
+export { LOCAL_ADMIN_TOKEN_NAME };
 const SERVE_FILE = 'serve.json';
 const TOKEN_FILE = 'local-admin.token';
 
@@ -38,6 +39,7 @@ function osUser(): string {
  */
 export async function cliActor(store: Store, env: { GAMEOPS_TOKEN?: string | undefined }): Promise<Actor> {
   if (env.GAMEOPS_TOKEN === undefined) return localActor();
+  checkTokenFormat(env.GAMEOPS_TOKEN);
   const actor = await store.tokens.resolve(env.GAMEOPS_TOKEN);
   if (!actor) {
     throw new NotAllowedError(
@@ -45,6 +47,19 @@ export async function cliActor(store: Store, env: { GAMEOPS_TOKEN?: string | und
     );
   }
   return actor;
+}
+
+/**
+ * Refuses a GAMEOPS_TOKEN that is not shaped like a gameops token at all (a pasted password, another
+ * tool's token), without repeating it.
+ * @throws NotAllowedError
+ */
+export function checkTokenFormat(token: string): void {
+  if (tokenId(token.trim()) === undefined) {
+    throw new NotAllowedError(
+      `GAMEOPS_TOKEN is not a gameops token (expected ${TOKEN_PREFIX}...); unset it to act as the local admin`,
+    );
+  }
 }
 
 /** Where a running `gameops serve` can be reached, for CLI commands while it holds the store. */
@@ -105,14 +120,16 @@ function processAlive(pid: number): boolean {
  * What `gameops serve` does at start on an embedded store: revokes the previous local admin token, issues
  * a fresh one into `<dataDir>/local-admin.token` and writes `<dataDir>/serve.json` (both mode 0600,
  * written atomically), so CLI commands on this machine reach the API while serve holds the store.
- * Returns a function that removes `serve.json` again (clean shutdown).
+ * The token acts as the OS user running serve (the same name localActor() gives). Returns `unpublish`
+ * for a clean shutdown: it revokes that token and removes the token file and `serve.json` (when they
+ * are still ours), so the token stops working when serve stops.
  */
 export async function publishServe(
   store: Store,
   dataDir: string,
   url: string,
   startedAt: Date,
-): Promise<{ token: string; unpublish(): void }> {
+): Promise<{ token: string; unpublish(): Promise<void> }> {
   const dir = resolve(dataDir);
   const actor = localActor();
   for (const record of await store.tokens.list()) {
@@ -120,10 +137,11 @@ export async function publishServe(
       await store.tokens.revoke(record.id, actor);
     }
   }
-  const { token } = await store.tokens.create({
+  const { token, record } = await store.tokens.create({
     name: LOCAL_ADMIN_TOKEN_NAME,
     role: 'admin',
     createdBy: actor,
+    localAdmin: true,
   });
   writeAtomically(join(dir, TOKEN_FILE), `${token}\n`);
   writeAtomically(
@@ -132,8 +150,15 @@ export async function publishServe(
   );
   return {
     token,
-    unpublish() {
-      // Only our own file: a newer serve of the same directory may have replaced it.
+    async unpublish() {
+      await store.tokens.revoke(record.id, actor);
+      // Only our own files: a newer serve of the same directory may have replaced them.
+      try {
+        if (readFileSync(join(dir, TOKEN_FILE), 'utf8').trim() === token)
+          rmSync(join(dir, TOKEN_FILE), { force: true });
+      } catch {
+        // Already gone.
+      }
       try {
         const current = serveFileSchema.safeParse(JSON.parse(readFileSync(join(dir, SERVE_FILE), 'utf8')));
         if (current.success && current.data.pid === process.pid)
@@ -143,6 +168,36 @@ export async function publishServe(
       }
     },
   };
+}
+
+/**
+ * The message for a data directory another process holds (the store's ConflictError carries the
+ * holder's pid): while `gameops serve` holds it (its serve.json names that pid) but cannot be used
+ * here, how to reach its API; when another CLI command holds it, to wait for that command.
+ */
+export function storeBusyError(err: ConflictError, dataDir: string): ConflictError {
+  const details = (err.details ?? {}) as { pid?: unknown; running?: unknown };
+  const pid = typeof details.pid === 'number' ? details.pid : undefined;
+  let servePid: number | undefined;
+  try {
+    const parsed = serveFileSchema.safeParse(
+      JSON.parse(readFileSync(join(resolve(dataDir), SERVE_FILE), 'utf8')),
+    );
+    if (parsed.success) servePid = parsed.data.pid;
+  } catch {
+    // No serve.json: not a serve (or one that has not published yet).
+  }
+  if (pid !== undefined && details.running === true && servePid !== pid) {
+    return new ConflictError(
+      `another gameops command (pid ${pid}) is using the store; try again when it finishes`,
+      { cause: err, details: err.details },
+    );
+  }
+  const hint =
+    servePid !== undefined && servePid === pid
+      ? `it is \`gameops serve\` (pid ${pid}) but its local admin token is not readable here: set GAMEOPS_URL and GAMEOPS_TOKEN to use its API`
+      : 'if that is `gameops serve`, set GAMEOPS_URL (and GAMEOPS_TOKEN) to use its API';
+  return new ConflictError(`${err.message}; ${hint}`, { cause: err, details: err.details });
 }
 
 /** Writes a 0600 file through a fresh temp file renamed over it: readers see the old or the new, whole. */

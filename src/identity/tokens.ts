@@ -7,6 +7,8 @@ import { InputError, errorMessage, parseDuration } from '../core/index.ts';
  * token is stored. A pure module: the store, the audit log and the server all share it.
  */
 export const TOKEN_PREFIX = 'gops_';
+/** The token row a running `gameops serve` issues for CLI processes on the same machine. */
+export const LOCAL_ADMIN_TOKEN_NAME = 'local-admin';
 const ID_BYTES = 6;
 const SECRET_BYTES = 32;
 const TOKEN_RE = /^gops_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;

@@ -165,6 +165,56 @@ describe.each(backends)('API tokens on $backend', ({ place }) => {
     expect(list[0]).toEqual(b.record);
   });
 
+  it('keeps names unique among active tokens (case-insensitively); revoked or expired names are free again', async () => {
+    const store = await open();
+    const fails = async (work: Promise<unknown>) => (await work.catch((e: unknown) => e)) as GameopsError;
+    const alice = await store.tokens.create({ name: 'alice', role: 'operator', createdBy: admin });
+    const clash = await fails(store.tokens.create({ name: 'Alice', role: 'viewer', createdBy: admin }));
+    expect(clash.code).toBe('conflict');
+    expect(clash.message).toContain(`an active token is already named "alice" (id ${alice.record.id})`);
+    expect((await store.tokens.list()).length).toBe(1);
+    await store.tokens.revoke(alice.record.id, admin);
+    await store.tokens.create({ name: 'alice', role: 'viewer', createdBy: admin });
+    await store.tokens.create({
+      name: 'ci',
+      role: 'viewer',
+      createdBy: admin,
+      expiresAt: new Date('2026-03-01T11:00:00Z'),
+    });
+    clock.set('2026-03-01T11:00:00Z');
+    await store.tokens.create({ name: 'ci', role: 'viewer', createdBy: admin });
+    const reserved = await fails(
+      store.tokens.create({ name: 'local-admin', role: 'admin', createdBy: admin }),
+    );
+    expect(reserved.message).toContain('token name local-admin is reserved');
+  });
+
+  it("serve's local admin tokens act as the OS user that created them and skip the unique-name check", async () => {
+    const store = await open();
+    const first = await store.tokens.create({
+      name: 'local-admin',
+      role: 'admin',
+      createdBy: admin,
+      localAdmin: true,
+    });
+    await store.tokens.create({ name: 'local-admin', role: 'admin', createdBy: admin, localAdmin: true });
+    expect(await store.tokens.resolve(first.token)).toEqual({
+      id: `token:${first.record.id}`,
+      name: 'root',
+      role: 'admin',
+      kind: 'token',
+    });
+    const byToken = await store.tokens
+      .create({
+        name: 'local-admin',
+        role: 'admin',
+        createdBy: { id: 'token:abc', name: 'x', role: 'admin', kind: 'token' },
+        localAdmin: true,
+      })
+      .catch((e: unknown) => e as GameopsError);
+    expect((byToken as GameopsError).code).toBe('input');
+  });
+
   it('refuses bad input naming the field, and an unknown id on revoke', async () => {
     const store = await open();
     const fails = async (work: Promise<unknown>) => (await work.catch((e: unknown) => e)) as GameopsError;

@@ -1,7 +1,13 @@
 import type { Kysely, Selectable } from 'kysely';
 import { z } from 'zod';
-import { type Clock, InputError, NotFoundError } from '../core/index.ts';
-import { generateToken, tokenId, tokenMatches, hashToken } from '../identity/tokens.ts';
+import { type Clock, ConflictError, InputError, NotFoundError } from '../core/index.ts';
+import {
+  LOCAL_ADMIN_TOKEN_NAME,
+  generateToken,
+  hashToken,
+  tokenId,
+  tokenMatches,
+} from '../identity/tokens.ts';
 import { ROLES, type Actor, type Role } from '../runbooks/model.ts';
 import { appendAudit } from './audit.ts';
 import type { StoreCall } from './check-runs.ts';
@@ -14,7 +20,10 @@ import type { ApiTokensTable, StoreDatabase } from './schema.ts';
 export interface TokenRepo {
   /**
    * Creates a token. The returned `token` is the only time its secret exists outside the caller.
-   * @throws InputError naming the field (name, role, expiresAt in the past).
+   * Names are unique (case-insensitively) among active tokens, so a name is one person or one system,
+   * as four-eyes approvals compare them; `local-admin` is reserved for the token serve issues.
+   * @throws InputError naming the field (name, role, expiresAt in the past, the reserved name).
+   * @throws ConflictError when an active (not revoked, not expired) token has that name.
    */
   create(input: CreateTokenInput): Promise<{ token: string; record: TokenRecord }>;
   /** Every token, revoked and expired ones included, newest first. */
@@ -38,6 +47,12 @@ export interface CreateTokenInput {
   /** Never, when absent. */
   expiresAt?: Date;
   createdBy: Actor;
+  /**
+   * The token `gameops serve` issues to CLI processes of the OS user running it (name `local-admin`,
+   * exempt from the unique-name check). It acts under the name of that OS user (from `createdBy`, a
+   * `local:<user>` actor), so four-eyes sees the person, not the token.
+   */
+  localAdmin?: boolean;
 }
 
 /** A token as listed: everything but its secret. */
@@ -73,6 +88,19 @@ export function createTokenRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
     async create(input) {
       const name = field(tokenNameSchema, input.name, 'name');
       const role = field(roleSchema, input.role, 'role');
+      const localAdmin = input.localAdmin === true;
+      if (localAdmin && (name !== LOCAL_ADMIN_TOKEN_NAME || input.createdBy.kind !== 'local')) {
+        throw new InputError(
+          `the local admin token is named ${LOCAL_ADMIN_TOKEN_NAME} and created by a local actor`,
+          { details: { field: 'name' } },
+        );
+      }
+      if (!localAdmin && name.toLowerCase() === LOCAL_ADMIN_TOKEN_NAME) {
+        throw new InputError(
+          `token name ${LOCAL_ADMIN_TOKEN_NAME} is reserved for the token gameops serve issues; pick another name`,
+          { details: { field: 'name' } },
+        );
+      }
       const now = clock.now();
       if (input.expiresAt !== undefined) {
         if (!(input.expiresAt instanceof Date) || Number.isNaN(input.expiresAt.getTime())) {
@@ -98,6 +126,25 @@ export function createTokenRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
       };
       await call(`creating token ${name}`, () =>
         db.transaction().execute(async (tx) => {
+          if (!localAdmin) {
+            const active = await tx
+              .selectFrom('api_tokens')
+              .select(['id', 'name', 'expires_at'])
+              .where('revoked_at', 'is', null)
+              .execute();
+            const clash = active.find(
+              (t) =>
+                t.name.toLowerCase() === name.toLowerCase() &&
+                (t.expires_at === null || Date.parse(t.expires_at) > now.getTime()),
+            );
+            if (clash) {
+              throw new ConflictError(
+                `an active token is already named "${clash.name}" (id ${clash.id}); token names stand for one person or system ` +
+                  `(four-eyes approvals compare them): revoke it first (gameops tokens revoke ${clash.id}) or pick another name`,
+                { details: { field: 'name', id: clash.id } },
+              );
+            }
+          }
           await tx.insertInto('api_tokens').values(row).execute();
           await appendAudit(
             tx,
@@ -177,7 +224,7 @@ export function createTokenRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
             .execute(),
         );
       }
-      return { id: `token:${id}`, name: row.name, role: role.data, kind: 'token' };
+      return { id: `token:${id}`, name: actorName(row), role: role.data, kind: 'token' };
     },
   };
 }
@@ -190,6 +237,17 @@ function field<T>(schema: z.ZodType<T>, value: unknown, name: string): T {
     });
   }
   return parsed.data;
+}
+
+/**
+ * The name a token acts under: its own, except serve's local admin token, which acts as the OS user that
+ * ran serve (its creator, `local:<user>`), the same person a CLI holding the store is (localActor()).
+ */
+function actorName(row: Row): string {
+  if (row.name === LOCAL_ADMIN_TOKEN_NAME && row.created_by.startsWith('local:')) {
+    return row.created_by.slice('local:'.length);
+  }
+  return row.name;
 }
 
 function fromRow(row: Row): TokenRecord {

@@ -95,7 +95,10 @@ export function serveCommand(): Command {
       supervision.abort();
       working.abort();
       await Promise.all([supervising, runbookWork]);
-      published?.unpublish();
+      // The local admin token stops working with serve (revoked while the store is still open).
+      await published?.unpublish().catch((err: unknown) => {
+        log.warn({ err }, 'could not revoke the local admin token at shutdown; the next serve revokes it');
+      });
       await server.close();
       await shutdown(resources);
       process.stderr.write('gameops: stopped\n');

@@ -48,6 +48,7 @@ export async function withAdminSession<T>(
   const { readEnv } = await import('../../config/index.ts');
   const identity = await import('../../identity/index.ts');
   const env = readEnv();
+  if (env.GAMEOPS_TOKEN !== undefined) identity.checkTokenFormat(env.GAMEOPS_TOKEN);
   const base = {
     env,
     ...(opts.config ? { configPath: opts.config } : {}),
@@ -63,12 +64,7 @@ export async function withAdminSession<T>(
   try {
     resources = await bootstrap({ ...base, store: 'required' });
   } catch (err) {
-    if (err instanceof ConflictError) {
-      throw new ConflictError(
-        `${err.message}; if that is \`gameops serve\`, its discovery file (serve.json) is missing from the data directory`,
-        { cause: err },
-      );
-    }
+    if (err instanceof ConflictError) throw identity.storeBusyError(err, config.database.dataDir);
     throw err;
   }
   try {
