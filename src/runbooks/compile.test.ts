@@ -400,6 +400,25 @@ describe('compileRunbook: catalog, templates, approvals', () => {
   });
 });
 
+describe('compileRunbook: what the engine cannot run safely', () => {
+  it('refuses retry on a mutating action that is not idempotent, and approvals whose onFailure is not abort', () => {
+    expect(
+      problemsOf({
+        name: 'unsafe',
+        steps: [
+          { id: 'restart', action: 'fleet.restart', args: {}, retry: { attempts: 3 } },
+          { id: 'scale', action: 'fleet.scale', args: { replicas: 2 }, retry: { attempts: 3 } },
+          { id: 'ok', approval: { covers: ['kill'] }, onFailure: 'continue' },
+          { id: 'kill', action: 'mysql.kill-query', args: { id: 1, statement: 'x' } },
+        ],
+      }),
+    ).toEqual([
+      'steps[0].retry (step restart): fleet.restart is mutating and not idempotent: it may not be retried automatically (a failed or timed-out attempt may have taken effect); remove retry from step restart',
+      'steps[2].onFailure (step ok): approval ok may only have onFailure: abort (a rejected or expired approval must stop the run, not let it go on without the steps it covers)',
+    ]);
+  });
+});
+
 describe('compileRunbook: parameter specs', () => {
   it('compiles every type and refuses bad specs naming the field', () => {
     const rb = compile({

@@ -302,6 +302,13 @@ export function compileRunbook(input: unknown, catalog: Catalog, origin: Runbook
           );
         } else {
           checkArgs(def.args, step.args, ['args']);
+          if (step.retry && def.effect !== 'read-only' && !def.idempotent) {
+            add(
+              at('retry'),
+              `${def.name} is ${def.effect} and not idempotent: it may not be retried automatically (a failed or timed-out attempt may have taken effect); remove retry from step ${step.id}`,
+              step.id,
+            );
+          }
           if (def.effect === 'destructive' && !coveredBy.has(step.id)) {
             add(
               at('action'),
@@ -354,6 +361,14 @@ export function compileRunbook(input: unknown, catalog: Catalog, origin: Runbook
         checkRefs(step.params, ['params']);
         break;
       case 'approval':
+        if (step.onFailure !== 'abort') {
+          add(
+            at('onFailure'),
+            `approval ${step.id} may only have onFailure: abort (a rejected or expired approval must stop the run, not let it go on without the steps it covers)`,
+            step.id,
+          );
+        }
+        break;
       case 'manual':
       case 'group':
         break;

@@ -776,7 +776,10 @@ describe.each(['sqlite', 'postgres'] as const)('runbook engine on %s', (backend)
     const cancelled = await engine.cancel(run.id, actors.bob, 'wrong server');
     expect(cancelled.status).toBe('cancelled');
     expect(cancelled.reason).toBe('cancelled by bob: wrong server');
-    expect(step(cancelled, 'slow')).toMatchObject({ status: 'cancelled', error: { code: 'cancelled' } });
+    expect(step(cancelled, 'slow')).toMatchObject({
+      status: 'cancelled',
+      error: { code: 'unknown_outcome' },
+    });
     expect(step(cancelled, 'slow').error?.message).toContain('outcome unknown');
     g.open();
     await idle;

@@ -132,6 +132,9 @@ const MAX_PARALLEL_STEPS = 16;
 const SHUTDOWN_GRACE_MS = 2_000;
 
 /** The actor of transitions the engine makes on its own. */
+/** The error code of a step whose attempt was stopped while it ran: it may or may not have taken effect. */
+const UNKNOWN_OUTCOME = 'unknown_outcome';
+
 const ENGINE_ACTOR: Actor = { id: 'system', name: 'runbook engine', role: 'admin', kind: 'system' };
 
 /** A Runbook as stored with its run: everything but the zod schema. */
@@ -609,6 +612,30 @@ class RunbookEngine implements Engine {
           state.status !== 'needs-verification';
         if (!reset.has(def.id) && !unfinished) continue;
         if (state.status === 'running') continue;
+        // Only a person says whether such a step took effect: a retry from elsewhere leaves it be.
+        if (state.status === 'needs-verification' && def.id !== input.from) continue;
+        if (
+          (state.status === 'cancelled' || state.status === 'failed') &&
+          state.error?.code === UNKNOWN_OUTCOME &&
+          this.#unsafeToRepeat(def)
+        ) {
+          t.patchStep(
+            def.id,
+            {
+              status: 'needs-verification',
+              notBefore: null,
+              error: {
+                code: UNKNOWN_OUTCOME,
+                message: `step ${def.id} was stopped while attempt ${state.attempt} ran (${state.error.message}) and is not idempotent: check whether it took effect, then \`gameops runs verify\` it done or not-done`,
+              },
+            },
+            {
+              actor,
+              message: `retry from ${input.from}: the outcome of ${def.id} is unknown; it needs verification`,
+            },
+          );
+          continue;
+        }
         t.patchStep(
           def.id,
           {
@@ -888,6 +915,23 @@ class RunbookEngine implements Engine {
       const why = `run timed out after ${t.cached.def.timeoutMs ?? 0} ms`;
       await this.#failRunNow(t, why, local);
       return true;
+    }
+    // Someone else (a cancel and retry through another process) replaced these attempts: stop them
+    // before anything is claimed again; their results would be refused anyway.
+    for (const exec of local.values()) {
+      const state = t.states.get(exec.stepId);
+      const comp = state?.compensation as Compensation | undefined;
+      const current =
+        state !== undefined &&
+        state.fence === exec.fence &&
+        (exec.mode === 'compensate' ? comp?.status === 'running' : state.status === 'running');
+      if (!current && !exec.outcome) {
+        this.#abortExec(
+          exec,
+          'cancel',
+          `step ${exec.stepId} of run ${run.id} was changed by another process`,
+        );
+      }
     }
     // Steps' own deadlines.
     for (const exec of local.values()) {
@@ -1576,10 +1620,37 @@ class RunbookEngine implements Engine {
         { status: 'succeeded', finishedAt: t.nowIso, output: outcome.value ?? null, error: null },
         { guard },
       );
+    } else if (outcome.error instanceof AbortedError && this.#unsafeToRepeat(def)) {
+      // Stopped mid-flight: it may have taken effect. Never re-run it automatically.
+      await t.tx.updateAttempt(exec.runId, exec.stepId, exec.attempt, {
+        status: 'unknown',
+        finishedAt: t.nowIso,
+        error: errorOf(outcome.error),
+      });
+      t.patchStep(
+        def.id,
+        {
+          status: 'needs-verification',
+          notBefore: null,
+          error: {
+            code: UNKNOWN_OUTCOME,
+            message: `${outcome.error.message}; ${exec.what} is not idempotent and its outcome is unknown: check whether it took effect, then \`gameops runs verify\` it done or not-done`,
+          },
+        },
+        { guard },
+      );
     } else {
       this.#failOrRetry(t, def, state, outcome.error, guard);
     }
     return true;
+  }
+
+  /** Running it again could do its mutation twice: a mutating action that is not idempotent, or a notify. */
+  #unsafeToRepeat(def: Step): boolean {
+    if (def.kind === 'notify') return true;
+    if (def.kind !== 'action') return false;
+    const action = this.#o.catalog.action(def.action);
+    return !action || (action.effect !== 'read-only' && !action.idempotent);
   }
 
   #failOrRetry(
@@ -1885,10 +1956,18 @@ class RunbookEngine implements Engine {
       if (exec) this.#abortExec(exec, 'timeout', why);
       if (def.kind === 'runbook' && state.childRunId) await this.#cancelChild(t, state.childRunId, why);
       if (state.status === 'running') {
+        await t.tx.updateAttempt(t.run.id, def.id, state.attempt, {
+          status: 'unknown',
+          finishedAt: t.nowIso,
+          error: { code: UNKNOWN_OUTCOME, message: why },
+        });
         t.patchStep(def.id, {
           status: 'failed',
           finishedAt: t.nowIso,
-          error: { code: ErrorCode.unavailable, message: `step ${def.id}: ${why}` },
+          error: {
+            code: UNKNOWN_OUTCOME,
+            message: `step ${def.id} was stopped while running (outcome unknown): ${why}`,
+          },
         });
       } else {
         t.patchStep(def.id, { status: 'cancelled', finishedAt: t.nowIso, notBefore: null }, { message: why });
@@ -1920,7 +1999,12 @@ class RunbookEngine implements Engine {
           finishedAt: t.nowIso,
           notBefore: null,
           ...(state.status === 'running'
-            ? { error: { code: 'cancelled', message: `cancelled while running: outcome unknown (${why})` } }
+            ? {
+                error: {
+                  code: UNKNOWN_OUTCOME,
+                  message: `cancelled while running: outcome unknown (${why})`,
+                },
+              }
             : {}),
         },
         { actor, message: state.status === 'running' ? 'cancelled while running: outcome unknown' : why },

@@ -1,0 +1,162 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { type GameopsError, ManualClock } from '../core/index.ts';
+import { openStore, type Store } from '../store/index.ts';
+import { actors, gate, journal, runbook, testCatalog, testEngine } from './engine.fixture.ts';
+import type { Runbook, RunView, StepState } from './model.ts';
+
+// Regressions for the review of the runbook engine (issue #4): what must never run twice, four eyes,
+// approvals used once, storable results. SQLite: none of these depend on the backend.
+
+const dirs: string[] = [];
+const stores: Store[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((store) => store.close()));
+});
+afterAll(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+async function setup(runbooks: Runbook[], workerId = 'worker-1') {
+  const dir = mkdtempSync(join(tmpdir(), 'gameops-safety-'));
+  dirs.push(dir);
+  const store = await openStore({ dataDir: join(dir, 'data') });
+  stores.push(store);
+  const clock = new ManualClock('2026-03-02T09:00:00Z');
+  const j = journal();
+  const catalog = testCatalog(j);
+  const engine = testEngine({ store, clock, catalog, runbooks, workerId });
+  return { store, clock, j, catalog, engine };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<GameopsError> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as GameopsError;
+  }
+  throw new Error('expected a rejection');
+}
+
+function step(view: RunView, id: string): StepState {
+  const found = view.steps.find((s) => s.id === id);
+  if (!found) throw new Error(`no step ${id}`);
+  return found;
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+describe('runbook engine: nothing non-idempotent runs twice unasked', () => {
+  it('a non-idempotent step cancelled mid-flight needs verification after a retry from an earlier step', async () => {
+    const rb = runbook('c', [
+      { id: 'first', kind: 'action', action: 'test.noop' },
+      { id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'slow' }, needs: ['first'] },
+    ]);
+    const { engine, j } = await setup([rb]);
+    const g = gate();
+    j.gates.set('slow', g);
+    const run = await engine.start({ runbook: 'c', params: {}, trigger: 'cli' }, actors.alice);
+    const idle = engine.runUntilIdle({ runId: run.id });
+    await g.entered;
+    const cancelled = await engine.cancel(run.id, actors.bob, 'oops');
+    expect(step(cancelled, 'slow')).toMatchObject({
+      status: 'cancelled',
+      error: { code: 'unknown_outcome' },
+    });
+    g.open();
+    await idle;
+    await engine.retry({ runId: run.id, from: 'first' }, actors.bob);
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('needs-verification');
+    // Nothing new starts while a step needs verification.
+    expect(step(view, 'first').status).toBe('pending');
+    expect(step(view, 'slow')).toMatchObject({
+      status: 'needs-verification',
+      error: { code: 'unknown_outcome' },
+    });
+    expect(j.calls.filter((c) => c.stepId === 'slow')).toHaveLength(1);
+    // A person says it did not happen: only then it runs again.
+    await engine.verify({ runId: run.id, stepId: 'slow', outcome: 'not-done' }, actors.bob);
+    const again = engine.runUntilIdle({ runId: run.id });
+    while (j.calls.filter((c) => c.stepId === 'slow').length < 2) await tick();
+    j.gates.get('slow')!.open();
+    expect((await again)!.status).toBe('succeeded');
+  });
+
+  it('a non-idempotent step stopped by the run deadline needs verification after a retry', async () => {
+    const rb = runbook(
+      'd',
+      [{ id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'd' } }],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    const { engine, clock, j } = await setup([rb]);
+    const run = await engine.start({ runbook: 'd', params: {}, trigger: 'cli' }, actors.alice);
+    const idle = engine.runUntilIdle({ runId: run.id });
+    while (j.calls.length === 0) await tick();
+    clock.advance(60_000);
+    engine.wake();
+    const failed = (await idle)!;
+    expect(failed.status).toBe('failed');
+    expect(step(failed, 'slow').error?.code).toBe('unknown_outcome');
+    await engine.retry({ runId: run.id, from: 'slow' }, actors.bob);
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'slow').status).toBe('needs-verification');
+    expect(j.calls).toHaveLength(1);
+  });
+
+  it('a non-idempotent step that times out needs verification and is not retried, even with a retry policy', async () => {
+    const rb = runbook('t', [
+      {
+        id: 'mut',
+        kind: 'action',
+        action: 'test.gate-mutate',
+        args: { gate: 'g' },
+        timeoutMs: 1_000,
+        retry: { attempts: 3, initialDelayMs: 10, factor: 1, maxDelayMs: 10 },
+      },
+    ]);
+    const { engine, clock, j } = await setup([rb]);
+    const run = await engine.start({ runbook: 't', params: {}, trigger: 'cli' }, actors.alice);
+    const idle = engine.runUntilIdle({ runId: run.id });
+    while (j.calls.length === 0) await tick();
+    clock.advance(1_100);
+    engine.wake();
+    let view = (await idle)!;
+    expect(view.status).toBe('needs-verification');
+    expect(step(view, 'mut').error?.message).toMatch(/timed out after 1000 ms.*not idempotent/);
+    clock.advance(60_000);
+    view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'mut').status).toBe('needs-verification');
+    expect(j.calls).toHaveLength(1);
+  });
+
+  it('a retry from an upstream step leaves a downstream step that needs verification alone', async () => {
+    const rb = runbook('nv', [
+      { id: 'first', kind: 'action', action: 'test.noop' },
+      { id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'slow' }, needs: ['first'] },
+    ]);
+    const { engine, store, clock, catalog, j } = await setup([rb]);
+    const g = gate();
+    j.gates.set('slow', g);
+    const run = await engine.start({ runbook: 'nv', params: {}, trigger: 'cli' }, actors.alice);
+    const stop = new AbortController();
+    const idle = engine.runUntilIdle({ runId: run.id, signal: stop.signal });
+    await g.entered;
+    stop.abort();
+    await idle;
+    // Another worker finds the step orphaned: a non-idempotent action goes to a person.
+    const e2 = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
+    let view = (await e2.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'slow').status).toBe('needs-verification');
+    await e2.retry({ runId: run.id, from: 'first' }, actors.bob);
+    g.open();
+    view = (await e2.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'slow').status).toBe('needs-verification');
+    expect(j.calls.filter((c) => c.stepId === 'slow')).toHaveLength(1);
+  });
+});
