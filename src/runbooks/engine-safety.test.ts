@@ -160,3 +160,97 @@ describe('runbook engine: nothing non-idempotent runs twice unasked', () => {
     expect(j.calls.filter((c) => c.stepId === 'slow')).toHaveLength(1);
   });
 });
+
+describe('runbook engine: approvals', () => {
+  const scale = runbook(
+    'scale',
+    [
+      { id: 'ok', kind: 'approval', covers: ['scale'], fourEyes: true },
+      {
+        id: 'scale',
+        kind: 'action',
+        action: 'test.typed',
+        args: { replicas: '${{ params.n }}' },
+        needs: ['ok'],
+      },
+    ],
+    { params: z.object({ n: z.number().int() }) },
+  );
+
+  it('four eyes: whoever changed the parameters by a retry cannot approve them', async () => {
+    const { engine, j } = await setup([scale]);
+    const run = await engine.start({ runbook: 'scale', params: { n: 2 }, trigger: 'cli' }, actors.alice);
+    await engine.runUntilIdle({ runId: run.id });
+    await engine.cancel(run.id, actors.bob);
+    await engine.retry({ runId: run.id, from: 'ok', params: { n: 9 } }, actors.bob);
+    let view = (await engine.runUntilIdle({ runId: run.id }))!;
+    const planHash = step(view, 'ok').approval!.planHash;
+    const refused = await rejection(
+      engine.decide({ runId: run.id, stepId: 'ok', decision: 'approve', planHash }, actors.bob),
+    );
+    expect(refused.code).toBe('not_allowed');
+    expect(refused.message).toMatch(/bob \(token:bob\) set the parameters of run/);
+    // Nor the original requester.
+    const alice = await rejection(
+      engine.decide({ runId: run.id, stepId: 'ok', decision: 'approve', planHash }, actors.alice),
+    );
+    expect(alice.message).toMatch(/alice \(token:alice\) requested run/);
+    await engine.decide(
+      { runId: run.id, stepId: 'ok', decision: 'approve', planHash },
+      { id: 'token:carol', name: 'carol', role: 'operator', kind: 'token' },
+    );
+    view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('succeeded');
+    expect(j.calls.map((c) => c.args)).toEqual([{ replicas: 9 }]);
+  });
+
+  it('four eyes: the same person under another token (same name) cannot approve', async () => {
+    const { engine } = await setup([scale]);
+    const run = await engine.start({ runbook: 'scale', params: { n: 2 }, trigger: 'cli' }, actors.alice);
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    const planHash = step(view, 'ok').approval!.planHash;
+    const refused = await rejection(
+      engine.decide(
+        { runId: run.id, stepId: 'ok', decision: 'approve', planHash },
+        { id: 'token:alice-2', name: 'Alice', role: 'operator', kind: 'token' },
+      ),
+    );
+    expect(refused.code).toBe('not_allowed');
+  });
+
+  it('an approval is used once: re-running a covered step (verify not-done) asks for a new decision', async () => {
+    const rb = runbook('kill', [
+      { id: 'ok', kind: 'approval', covers: ['restart'] },
+      { id: 'restart', kind: 'action', action: 'test.gate-mutate', args: { gate: 'r' }, needs: ['ok'] },
+    ]);
+    const { engine, store, clock, catalog, j } = await setup([rb]);
+    const run = await engine.start({ runbook: 'kill', params: {}, trigger: 'cli' }, actors.alice);
+    let view = (await engine.runUntilIdle({ runId: run.id }))!;
+    await engine.decide(
+      { runId: run.id, stepId: 'ok', decision: 'approve', planHash: step(view, 'ok').approval!.planHash },
+      actors.bob,
+    );
+    const stop = new AbortController();
+    const idle = engine.runUntilIdle({ runId: run.id, signal: stop.signal });
+    while (j.calls.length === 0) await tick();
+    stop.abort();
+    await idle;
+    const e2 = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
+    view = (await e2.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'restart').status).toBe('needs-verification');
+    await e2.verify({ runId: run.id, stepId: 'restart', outcome: 'not-done' }, actors.bob);
+    view = (await e2.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'ok').status).toBe('waiting');
+    expect(step(view, 'ok').approval?.decision).toBeUndefined();
+    expect(step(view, 'restart').status).toBe('pending');
+    expect(j.calls).toHaveLength(1);
+    j.gates.get('r')!.open();
+    await e2.decide(
+      { runId: run.id, stepId: 'ok', decision: 'approve', planHash: step(view, 'ok').approval!.planHash },
+      actors.bob,
+    );
+    view = (await e2.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('succeeded');
+    expect(j.calls).toHaveLength(2);
+  });
+});

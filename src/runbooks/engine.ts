@@ -143,6 +143,8 @@ type RunDefinition = Omit<Runbook, 'params'>;
 /** An approval step's stored state: the view plus the hash of each covered step. */
 interface StoredApproval extends ApprovalView {
   stepHashes: Record<string, string>;
+  /** Covered steps that started under this grant: running one of them again needs a new decision. */
+  usedBy?: string[];
 }
 
 interface Compensation {
@@ -337,6 +339,9 @@ class RunbookEngine implements Engine {
       );
     }
     this.#o.policy.check(actor, { action: 'approve', step: { id: def.id, approvers: def.approvers } });
+    // Four eyes: whoever asked for what is approved (requested the run, or set its parameters by a
+    // retry) may not approve it, under any of their tokens.
+    const requesters = def.fourEyes ? await this.#requesters(cached.run) : [];
     const outcome = await this.#withRun(input.runId, `deciding approval ${def.id}`, async (t) => {
       const state = t.step(def.id);
       const approval = state.approval as StoredApproval | undefined;
@@ -345,9 +350,14 @@ class RunbookEngine implements Engine {
           `approval ${def.id} of run ${t.run.id} is not waiting for a decision (step is ${state.status})`,
         );
       }
-      if (def.fourEyes && actor.id === t.run.requestedBy.id) {
+      const same = def.fourEyes
+        ? [t.run.requestedBy, ...requesters].find((other) => samePerson(actor, other))
+        : undefined;
+      if (same) {
+        const what =
+          same === t.run.requestedBy ? `requested run ${t.run.id}` : `set the parameters of run ${t.run.id}`;
         throw new NotAllowedError(
-          `approval ${def.id} needs four eyes: ${actor.name} (${actor.id}) requested run ${t.run.id} and cannot approve it; ask someone else`,
+          `approval ${def.id} needs four eyes: ${actor.name} (${actor.id}) ${what} and cannot approve it; ask someone else`,
         );
       }
       if (t.now.getTime() >= Date.parse(approval.expiresAt)) {
@@ -1151,12 +1161,22 @@ class RunbookEngine implements Engine {
       problem = `its plan cannot be computed: ${errorMessage(err)}`;
     }
     if (!approval || approval.decision !== 'approved') problem ??= 'it was not granted';
-    else if (t.now.getTime() >= Date.parse(approval.expiresAt)) {
+    else if (approval.usedBy?.includes(def.id) && t.step(def.id).status !== 'retrying') {
+      problem ??= `the approval was used by an earlier run of ${def.id}; running it again needs a new decision`;
+    } else if (t.now.getTime() >= Date.parse(approval.expiresAt)) {
       problem ??= `the approval expired at ${approval.expiresAt}`;
     } else if (plan && plan.stepHashes[def.id] !== approval.stepHashes[def.id]) {
       problem ??= `the arguments or target of ${def.id} changed since they were approved`;
     }
-    if (problem === undefined) return true;
+    if (problem === undefined) {
+      // Consumed: this grant covers this start (and its automatic retries), not a later re-run.
+      if (!approval!.usedBy?.includes(def.id)) {
+        t.patchStep(approvalId, {
+          approval: { ...approval!, usedBy: [...(approval!.usedBy ?? []), def.id] },
+        });
+      }
+      return true;
+    }
     if (!plan) {
       this.#failStep(t, approvalDef, new InputError(problem), 'approval');
       return false;
@@ -1533,7 +1553,7 @@ class RunbookEngine implements Engine {
         } else if (answer === 'not-done') {
           t.patchStep(
             def.id,
-            { status: 'pending' },
+            { status: 'retrying', notBefore: t.nowIso },
             { guard, message: `verify(): attempt ${exec.attempt} did not take effect; it runs again` },
           );
         } else {
@@ -1797,9 +1817,10 @@ class RunbookEngine implements Engine {
       case 'action': {
         const action = this.#o.catalog.action(def.action);
         if (action && (action.effect === 'read-only' || action.idempotent)) {
+          // 'retrying' (not 'pending'): the same start goes on, under the same approval.
           t.patchStep(
             def.id,
-            { status: 'pending' },
+            { status: 'retrying', notBefore: t.nowIso },
             {
               message: `${lost}; ${action.name} is ${action.effect === 'read-only' ? 'read-only' : 'idempotent'}: it runs again`,
             },
@@ -2062,6 +2083,16 @@ class RunbookEngine implements Engine {
       stepHashes: Object.fromEntries(exact.map((step) => [step.id, approvalHash([step])])),
       covers: shown,
     };
+  }
+
+  /** Everyone who set the run's parameters by a retry (from the audit log, which keeps them all). */
+  async #requesters(run: StoredRun): Promise<Actor[]> {
+    const records = await this.#o.store.audit.list({
+      target: `run:${run.id}`,
+      action: 'run.retry',
+      limit: 1000,
+    });
+    return records.filter((record) => record.data.params !== undefined).map((record) => record.actor);
   }
 
   #newRequest(t: Txn, def: ApprovalStep, plan: ApprovalPlan): StoredApproval {
@@ -2701,6 +2732,13 @@ function cutLine(line: string): string {
   return `${cut}… (cut)`;
 }
 
+/** The same person: the same actor id, or the same name (token names are unique; the local admin's is the OS user). */
+function samePerson(a: Actor, b: Actor): boolean {
+  const keys = (x: Actor) => [x.id.toLowerCase(), x.name.toLowerCase()];
+  const theirs = keys(b);
+  return keys(a).some((key) => theirs.includes(key));
+}
+
 function isTerminal(status: RunStatus): boolean {
   return TERMINAL_RUN_STATUSES.includes(status);
 }
@@ -2769,7 +2807,7 @@ function stepView(def: Step, state: StoredStep | undefined, mask: (v: unknown) =
   if (state.error) view.error = state.error;
   if (state.childRunId) view.childRunId = state.childRunId;
   if (state.approval) {
-    const { stepHashes: _hashes, ...approval } = state.approval as StoredApproval;
+    const { stepHashes: _hashes, usedBy: _used, ...approval } = state.approval as StoredApproval;
     view.approval = approval;
   }
   if (state.compensation) view.compensation = state.compensation as Compensation;
