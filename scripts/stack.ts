@@ -19,6 +19,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
+import { killPrivilegeFor } from '../src/connectors/mysql-ops.ts';
 import { ensurePackages } from '../test/harness/packages.ts';
 import { randomSecret } from '../test/harness/proc.ts';
 import {
@@ -61,8 +62,10 @@ async function secret(file: string): Promise<string> {
 /**
  * Creates (or re-syncs) the monitoring user `gameops` with the password from the secrets file and the
  * privileges a monitor needs and no more: PROCESS (every session's queries in the processlist), SELECT
- * on the game schema and on mysql.slow_log. Not SELECT on *.*: that would let it read password hashes
- * in mysql.global_priv. No write privileges.
+ * on the game schema and on mysql.slow_log, and the privilege to KILL other users' queries (the
+ * slow-queries runbook's approved kill): CONNECTION ADMIN on MariaDB 10.5+, SUPER before (it had no finer
+ * one). Not SELECT on *.*: that would let it read password hashes in mysql.global_priv. No write
+ * privileges on data.
  */
 async function ensureMonitoringUser(db: MariaDBHandle, password: string): Promise<void> {
   const connection = await mysql.createConnection({
@@ -71,6 +74,9 @@ async function ensureMonitoringUser(db: MariaDBHandle, password: string): Promis
     password: db.password,
   });
   try {
+    const [versionRows] = await connection.query('SELECT VERSION() AS version');
+    const version = (versionRows as Array<{ version?: unknown }>)[0]?.version;
+    const killPrivilege = killPrivilegeFor(typeof version === 'string' ? version : '');
     for (const host of ['127.0.0.1', 'localhost']) {
       await connection.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', ['gameops', host, password]);
       await connection.query('ALTER USER ?@? IDENTIFIED BY ?', ['gameops', host, password]);
@@ -79,6 +85,7 @@ async function ensureMonitoringUser(db: MariaDBHandle, password: string): Promis
       await connection.query('GRANT PROCESS ON *.* TO ?@?', ['gameops', host]);
       await connection.query('GRANT SELECT ON gamedb.* TO ?@?', ['gameops', host]);
       await connection.query('GRANT SELECT ON mysql.slow_log TO ?@?', ['gameops', host]);
+      await connection.query(`GRANT ${killPrivilege} ON *.* TO ?@?`, ['gameops', host]);
     }
   } finally {
     await connection.end();

@@ -11,7 +11,7 @@ import { constants } from 'node:fs';
 import { access, open, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { RowDataPacket } from 'mysql2';
-import { sleep } from '../core/index.ts';
+import { GameopsError, NotAllowedError, sleep } from '../core/index.ts';
 import type { MysqlClient, MysqlQueryOptions } from './mysql.ts';
 import { isLoopbackHost } from './outbound.ts';
 
@@ -219,12 +219,16 @@ export async function killQuery(
       user: running.user,
     };
   let method: string;
-  if (running.queryId !== undefined) {
-    await client.query('KILL QUERY ID ?', [running.queryId], options);
-    method = `KILL QUERY ID ${running.queryId}`;
-  } else {
-    await client.query('KILL QUERY ?', [expected.id], options);
-    method = `KILL QUERY ${expected.id}`;
+  try {
+    if (running.queryId !== undefined) {
+      method = `KILL QUERY ID ${running.queryId}`;
+      await client.query('KILL QUERY ID ?', [running.queryId], options);
+    } else {
+      method = `KILL QUERY ${expected.id}`;
+      await client.query('KILL QUERY ?', [expected.id], options);
+    }
+  } catch (err) {
+    throw killDenied(err, client.target, expected.id, running.user) ?? err;
   }
   const confirmed = await waitGone(client, expected, running.queryId, options);
   return {
@@ -235,6 +239,49 @@ export async function killQuery(
     confirmed,
     method,
   };
+}
+
+/**
+ * ER_KILL_DENIED_ERROR (1095, "You are not owner of thread") or MariaDB's ER_KILL_QUERY_DENIED_ERROR (4088,
+ * "You are not owner of query", which mysql2 has no code name for and the connector's error keeps only as
+ * text): the monitoring user may not kill other users' statements. A NotAllowedError naming the privilege
+ * that allows it; undefined for other errors.
+ */
+export function killDenied(
+  err: unknown,
+  target: string,
+  id: number,
+  owner: string,
+): NotAllowedError | undefined {
+  const details = err instanceof GameopsError ? err.details : undefined;
+  const code = details?.['driverCode'] ?? (err as { code?: unknown } | null)?.code;
+  const errno = (err as { errno?: unknown } | null)?.errno;
+  const message = err instanceof Error ? err.message : '';
+  const denied =
+    code === 'ER_KILL_DENIED_ERROR' ||
+    code === 'ER_KILL_QUERY_DENIED_ERROR' ||
+    errno === 1095 ||
+    errno === 4088 ||
+    /You are not owner of (thread|query)/.test(message);
+  if (!denied) return undefined;
+  return new NotAllowedError(
+    `MySQL/MariaDB at ${target}: not allowed to kill query ${id} of user ${owner}: the gameops MySQL user ` +
+      "needs CONNECTION ADMIN (MariaDB 10.5+, MySQL 8) or SUPER (older versions) to kill other users' queries " +
+      '(e.g. GRANT CONNECTION ADMIN ON *.* TO gameops@...)',
+    { cause: err, details: { target, id, driverCode: 'ER_KILL_DENIED_ERROR' } },
+  );
+}
+
+/**
+ * What lets a MariaDB user KILL other users' queries: CONNECTION ADMIN since 10.5.2, SUPER before (and for
+ * a version it cannot read). scripts/stack.ts grants it to the example stack's `gameops` user.
+ */
+export function killPrivilegeFor(version: string): 'CONNECTION ADMIN' | 'SUPER' {
+  const match = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!match) return 'SUPER';
+  const [major, minor, patch] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  const atLeast = major > 10 || (major === 10 && (minor > 5 || (minor === 5 && patch >= 2)));
+  return atLeast ? 'CONNECTION ADMIN' : 'SUPER';
 }
 
 /** Whether the statement `expected` names is still running on thread `expected.id`. */
