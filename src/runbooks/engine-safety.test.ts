@@ -254,3 +254,41 @@ describe('runbook engine: approvals', () => {
     expect(j.calls).toHaveLength(2);
   });
 });
+
+describe('runbook engine: results that JSON cannot hold', () => {
+  it('stores BigInt, cyclic and NUL-laden outputs and log lines once, instead of re-running the step', async () => {
+    const rb = runbook('bn', [{ id: 'a', kind: 'action', action: 'x.odd' }]);
+    const { store, clock, catalog } = await setup([rb]);
+    let calls = 0;
+    const odd = {
+      name: 'x.odd',
+      description: 'returns what JSON cannot hold',
+      effect: 'mutating' as const,
+      idempotent: true,
+      args: z.object({}).default({}),
+      target: () => 'x',
+      run: async (_args: unknown, ctx: { log(line: string): void }) => {
+        calls++;
+        ctx.log('nul\u0000byte');
+        const cyclic: Record<string, unknown> = { n: 10n, text: 'a\u0000b' };
+        cyclic.self = cyclic;
+        return cyclic;
+      },
+    };
+    const withOdd = { ...catalog, action: (n: string) => (n === 'x.odd' ? odd : catalog.action(n)) };
+    const engine = testEngine({
+      store,
+      clock,
+      catalog: withOdd as typeof catalog,
+      runbooks: [rb],
+      workerId: 'w9',
+    });
+    const run = await engine.start({ runbook: 'bn', params: {}, trigger: 'cli' }, actors.alice);
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('succeeded');
+    expect(step(view, 'a').output).toEqual({ n: '10', text: 'ab', self: '[circular]' });
+    expect(calls).toBe(1);
+    const events = await engine.events(run.id, 0, actors.viewer);
+    expect(events.some((e) => e.message === 'nulbyte')).toBe(true);
+  });
+});

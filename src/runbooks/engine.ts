@@ -1432,13 +1432,13 @@ class RunbookEngine implements Engine {
     Promise.race([Promise.resolve().then(() => work(ctx)), aborted])
       .then(
         (value) => {
-          exec.outcome = { ok: true, value };
+          // What an action returns is stored as JSON: no BigInt, cycles or NUL bytes get that far.
+          exec.outcome = { ok: true, value: storable(value) };
         },
         (err: unknown) => {
-          exec.outcome = {
-            ok: false,
-            error: signal.aborted ? toGameopsError(signal.reason) : toGameopsError(err),
-          };
+          const error = signal.aborted ? toGameopsError(signal.reason) : toGameopsError(err);
+          if (error.message.includes('\u0000')) error.message = stripNul(error.message);
+          exec.outcome = { ok: false, error };
         },
       )
       .finally(() => {
@@ -1492,9 +1492,49 @@ class RunbookEngine implements Engine {
         { err: errorMessage(err), runId: exec.runId, stepId: exec.stepId },
         'could not record a step outcome; will retry',
       );
-      if (!(err instanceof UnavailableError)) forget();
-      return false;
+      if (err instanceof UnavailableError) return false;
+      // The store refuses this result itself: it would refuse it again. Fail the step with why (not
+      // retried), rather than leave it running for recovery to run again and again.
+      forget();
+      return this.#failUnrecordable(exec, toGameopsError(err));
     }
+  }
+
+  async #failUnrecordable(exec: Execution, err: GameopsError): Promise<boolean> {
+    const error = {
+      code: err.code,
+      message: `step ${exec.stepId} (${exec.what}): its result could not be stored: ${stripNul(err.message)}`,
+    };
+    return this.#withRun(exec.runId, `failing step ${exec.stepId}`, async (t) => {
+      const def = t.cached.defs.get(exec.stepId);
+      const state = t.states.get(exec.stepId);
+      if (!def || !state || state.fence !== exec.fence) return false;
+      const comp = state.compensation as Compensation | undefined;
+      const guard = { fence: exec.fence, status: state.status };
+      await t.tx.updateAttempt(exec.runId, exec.stepId, exec.attempt, {
+        status: 'failed',
+        finishedAt: t.nowIso,
+        error,
+      });
+      if (exec.mode === 'compensate') {
+        if (comp?.status !== 'running') return false;
+        t.patchStep(
+          def.id,
+          { compensation: { status: 'failed', error } satisfies Compensation },
+          { guard, message: `compensation failed: ${error.message}`, force: true },
+        );
+      } else {
+        if (state.status !== 'running') return false;
+        this.#failStep(t, def, error, undefined, true, guard);
+      }
+      return true;
+    }).catch((failure: unknown) => {
+      this.#o.log.warn(
+        { err: errorMessage(failure), runId: exec.runId, stepId: exec.stepId },
+        'could not record that a step outcome cannot be stored',
+      );
+      return false;
+    });
   }
 
   async #recordIn(t: Txn, exec: Execution): Promise<boolean> {
@@ -2117,7 +2157,7 @@ class RunbookEngine implements Engine {
       return;
     }
     count.kept++;
-    const masked = this.#o.mask(String(line));
+    const masked = this.#o.mask(stripNul(String(line)));
     exec.logs.push(cutLine(typeof masked === 'string' ? masked : String(masked)));
     if (!exec.logTimer && !exec.recording) {
       exec.logTimer = setTimeout(() => {
@@ -2512,8 +2552,10 @@ class Txn {
   }
 
   patchStep(id: string, patch: StepPatch, meta: ChangeMeta = {}): void {
-    if (patch.error)
-      patch = { ...patch, error: { ...patch.error, message: this.#engine.maskText(patch.error.message) } };
+    if (patch.error) {
+      const message = this.#engine.maskText(stripNul(patch.error.message));
+      patch = { ...patch, error: { ...patch.error, message } };
+    }
     const before = this.step(id);
     const next: StoredStep = { ...before };
     for (const [key, value] of Object.entries(patch) as [keyof StepPatch, unknown][]) {
@@ -2737,6 +2779,44 @@ function samePerson(a: Actor, b: Actor): boolean {
   const keys = (x: Actor) => [x.id.toLowerCase(), x.name.toLowerCase()];
   const theirs = keys(b);
   return keys(a).some((key) => theirs.includes(key));
+}
+
+/** PostgreSQL text cannot hold NUL. */
+function stripNul(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '') : text;
+}
+
+/**
+ * A copy of `value` that JSON can hold and PostgreSQL can store: BigInt as a decimal string, cycles
+ * and functions as markers, NUL bytes removed, Dates as ISO strings, non-finite numbers as null.
+ */
+function storable(value: unknown): unknown {
+  const seen = new Set<object>();
+  const walk = (v: unknown, depth: number): unknown => {
+    if (typeof v === 'string') return stripNul(v);
+    if (typeof v === 'bigint') return v.toString();
+    if (typeof v === 'number') return Number.isFinite(v) ? v : null;
+    if (typeof v === 'function' || typeof v === 'symbol') return `[${typeof v}]`;
+    if (v === null || typeof v !== 'object') return v;
+    if (v instanceof Date) return Number.isNaN(v.getTime()) ? null : v.toISOString();
+    if (seen.has(v)) return '[circular]';
+    if (depth > 64) return '[too deep]';
+    seen.add(v);
+    try {
+      if (Array.isArray(v)) return v.map((item) => walk(item, depth + 1));
+      if (v instanceof Map) return walk(Object.fromEntries(v), depth + 1);
+      if (v instanceof Set) return walk([...v], depth + 1);
+      const out: Record<string, unknown> = {};
+      for (const [key, item] of Object.entries(v)) {
+        if (item === undefined) continue;
+        out[stripNul(key)] = walk(item, depth + 1);
+      }
+      return out;
+    } finally {
+      seen.delete(v);
+    }
+  };
+  return walk(value, 0);
 }
 
 function isTerminal(status: RunStatus): boolean {
