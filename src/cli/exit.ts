@@ -22,9 +22,11 @@ Exit codes:
 /** Exit codes of `gameops run` and `gameops runs …`. */
 export const RUN_EXIT_CODES_HELP = `
 Exit codes:
-  0  the run succeeded (or, with --detach, was started; for runs approve/complete/...: done)
+  0  the run succeeded and every check passed (or, with --detach, was started; for runs
+     approve/complete/...: done)
   1  the run succeeded with warnings (a check step warned)
-  2  the run failed or was cancelled
+  2  the run failed or was cancelled, or a step failed although the run went on (a check with
+     onFailure: continue, e.g. any daily-check check)
   3  could not run or refused: bad usage or parameters, unknown runbook/run/step, not allowed, the
      approval no longer matches (the plan changed) or expired
   4  the run is waiting for a person (approval, manual step, verification, paused); the command that

@@ -13,6 +13,7 @@ import {
   renderRunbookList,
   renderRunList,
   runExitCode,
+  runOutcome,
   schemaTypeText,
   shellArg,
   unblockCommands,
@@ -123,6 +124,30 @@ describe('run renderers', () => {
     ).toBe(1);
     expect(runExitCode(run({ status: 'failed' }))).toBe(2);
     expect(runExitCode(run({ status: 'cancelled' }))).toBe(2);
+    // daily-check: every check continues on failure, so the run succeeds; a failed check still exits 2.
+    const failedCheck = run({
+      status: 'succeeded',
+      steps: [
+        {
+          id: 'redis',
+          kind: 'check',
+          status: 'failed',
+          attempt: 1,
+          fence: 1,
+          error: { code: 'check_failed', message: 'down' },
+        },
+        { id: 'disk', kind: 'check', status: 'warned', attempt: 1, fence: 1 },
+        { id: 'record', kind: 'action', status: 'succeeded', attempt: 1, fence: 1 },
+      ],
+    });
+    expect(runExitCode(failedCheck)).toBe(2);
+    expect(runOutcome(failedCheck)).toBe('fail');
+    expect(renderOutcome(failedCheck, new Date(failedCheck.createdAt))).toMatch(
+      /succeeded \(1 step failed\)/,
+    );
+    // The engine's outcome, when the view carries it, is taken as it is.
+    expect(runExitCode({ ...run({ status: 'succeeded', steps: [] }), outcome: 'warn' })).toBe(1);
+    expect(runExitCode({ ...failedCheck, outcome: 'fail' })).toBe(2);
     for (const status of ['waiting', 'needs-verification', 'paused'] as const)
       expect(runExitCode(run({ status }))).toBe(4);
     expect(runExitCode(run({ status: 'queued' }))).toBe(0);

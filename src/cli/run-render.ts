@@ -65,14 +65,32 @@ export function isSettled(status: RunStatus): boolean {
 }
 
 /**
- * The exit code of `gameops run` / `runs follow` for where the run stands: 0 succeeded, 1 succeeded with
- * warnings (a check step warned), 2 failed or cancelled, 4 waiting for a person (approval, manual step,
+ * How a run that ended went, beyond its status: `fail` when a step failed even though the run went on
+ * (a check with `onFailure: continue`, as every daily-check check is), `warn` when a check warned, else
+ * `ok`. The engine's `outcome` when the view carries one; otherwise derived from the steps.
+ */
+export function runOutcome(
+  view: Pick<RunView, 'status' | 'steps'> & { outcome?: unknown },
+): 'ok' | 'warn' | 'fail' {
+  if (view.status === 'failed' || view.status === 'cancelled') return 'fail';
+  if (view.outcome === 'ok' || view.outcome === 'warn' || view.outcome === 'fail') return view.outcome;
+  if (view.steps.some((s) => s.status === 'failed')) return 'fail';
+  if (view.steps.some((s) => s.status === 'warned')) return 'warn';
+  return 'ok';
+}
+
+/**
+ * The exit code of `gameops run` / `runs follow` for where the run stands: 0 succeeded with every check
+ * passed, 1 succeeded with warnings (a check step warned), 2 failed or cancelled, or succeeded although a
+ * step failed (a check with `onFailure: continue`), 4 waiting for a person (approval, manual step,
  * verification, paused), 0 for a run still queued or running (`--detach`).
  */
-export function runExitCode(view: Pick<RunView, 'status' | 'steps'>): ExitCode {
+export function runExitCode(view: Pick<RunView, 'status' | 'steps'> & { outcome?: unknown }): ExitCode {
   switch (view.status) {
-    case 'succeeded':
-      return view.steps.some((s) => s.status === 'warned') ? ExitCode.warn : ExitCode.ok;
+    case 'succeeded': {
+      const outcome = runOutcome(view);
+      return outcome === 'fail' ? ExitCode.fail : outcome === 'warn' ? ExitCode.warn : ExitCode.ok;
+    }
     case 'failed':
     case 'cancelled':
       return ExitCode.fail;
@@ -560,7 +578,15 @@ export function renderOutcome(view: RunView, now: Date, paint: Paint = plain): s
   if (view.status === 'queued' || view.status === 'running')
     return `${base}${view.reason ? `: ${printable(view.reason)}` : ''}\nFollow it: gameops runs follow ${shellArg(view.id)}`;
   const failedSteps = view.steps.filter((s) => s.status === 'failed');
-  const lines = [`${base} after ${took}${view.reason ? `: ${printable(view.reason)}` : ''}`];
+  const outcome = view.status === 'succeeded' ? runOutcome(view) : undefined;
+  const warnedSteps = view.steps.filter((s) => s.status === 'warned').map((s) => printable(s.id));
+  const note =
+    outcome === 'fail'
+      ? ` (${failedSteps.length} step${failedSteps.length === 1 ? '' : 's'} failed)`
+      : outcome === 'warn'
+        ? ` (warnings: ${warnedSteps.join(', ')})`
+        : '';
+  const lines = [`${base}${note} after ${took}${view.reason ? `: ${printable(view.reason)}` : ''}`];
   for (const s of failedSteps)
     if (s.error)
       lines.push(`  ${printable(s.id)}: ${printable(s.error.code)}: ${printable(s.error.message)}`);
