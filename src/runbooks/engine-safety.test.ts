@@ -279,7 +279,7 @@ describe('runbook engine: results that JSON cannot hold', () => {
     const engine = testEngine({
       store,
       clock,
-      catalog: withOdd as typeof catalog,
+      catalog: withOdd,
       runbooks: [rb],
       workerId: 'w9',
     });
@@ -290,5 +290,68 @@ describe('runbook engine: results that JSON cannot hold', () => {
     expect(calls).toBe(1);
     const events = await engine.events(run.id, 0, actors.viewer);
     expect(events.some((e) => e.message === 'nulbyte')).toBe(true);
+  });
+});
+
+describe('runbook engine: start, pause and resume', () => {
+  const rb = runbook(
+    'one',
+    [{ id: 'a', kind: 'action', action: 'test.noop', args: { n: '${{ params.n }}' } }],
+    {
+      params: z.object({ n: z.number().int() }),
+      timeoutMs: 60_000,
+    },
+  );
+
+  it('idempotency keys: schedule: keys are the scheduler’s; a key reused with other parameters is a conflict', async () => {
+    const { engine } = await setup([rb]);
+    const squat = await rejection(
+      engine.start(
+        { runbook: 'one', params: { n: 1 }, trigger: 'cli', idempotencyKey: 'schedule:daily:2026-03-02' },
+        actors.alice,
+      ),
+    );
+    expect(squat.code).toBe('input');
+    expect(squat.message).toMatch(/schedule: are reserved for the scheduler/);
+    const scheduler = { id: 'schedule:daily', name: 'scheduler', role: 'admin', kind: 'schedule' } as const;
+    const first = await engine.start(
+      { runbook: 'one', params: { n: 1 }, trigger: 'schedule', idempotencyKey: 'schedule:daily:2026-03-02' },
+      scheduler,
+    );
+    const again = await engine.start(
+      { runbook: 'one', params: { n: 1 }, trigger: 'schedule', idempotencyKey: 'schedule:daily:2026-03-02' },
+      scheduler,
+    );
+    expect(again.id).toBe(first.id);
+    const other = await rejection(
+      engine
+        .start({ runbook: 'one', params: { n: 2 }, trigger: 'cli', idempotencyKey: 'k1' }, actors.alice)
+        .then(() =>
+          engine.start(
+            { runbook: 'one', params: { n: 3 }, trigger: 'cli', idempotencyKey: 'k1' },
+            actors.alice,
+          ),
+        ),
+    );
+    expect(other.code).toBe('conflict');
+    expect(other.message).toMatch(/idempotencyKey "k1" was already used by run/);
+  });
+
+  it('resume and pause refuse a finished run; a run paused while queued keeps its deadline', async () => {
+    const { engine, clock } = await setup([rb]);
+    const done = await engine.start({ runbook: 'one', params: { n: 1 }, trigger: 'cli' }, actors.alice);
+    expect((await engine.runUntilIdle({ runId: done.id }))!.status).toBe('succeeded');
+    expect((await rejection(engine.resume(done.id, actors.alice))).code).toBe('conflict');
+    expect((await rejection(engine.pause(done.id, actors.alice))).code).toBe('conflict');
+    expect((await engine.get(done.id, actors.viewer)).status).toBe('succeeded');
+
+    const queued = await engine.start({ runbook: 'one', params: { n: 2 }, trigger: 'cli' }, actors.alice);
+    await engine.pause(queued.id, actors.alice);
+    await engine.runUntilIdle({ runId: queued.id });
+    clock.advance(1_000);
+    await engine.resume(queued.id, actors.alice);
+    const view = (await engine.runUntilIdle({ runId: queued.id }))!;
+    expect(view.status).toBe('succeeded');
+    expect(view.startedAt).toBe('2026-03-02T09:00:01.000Z');
   });
 });

@@ -71,7 +71,7 @@ import type {
   StepStatus,
 } from './model.ts';
 import { TERMINAL_RUN_STATUSES } from './model.ts';
-import { approvalHash, planRun } from './plan.ts';
+import { approvalHash, canonicalJson, planRun } from './plan.ts';
 import {
   FINISHED_STEP_STATUSES,
   evaluateCondition,
@@ -256,11 +256,27 @@ class RunbookEngine implements Engine {
     const runbook = this.#runbookOf(input.runbook);
     this.#o.policy.check(actor, { action: 'run', runbook });
     const params = validateParams(runbook, input.params ?? {});
+    if (input.idempotencyKey?.startsWith('schedule:') && actor.kind !== 'schedule') {
+      throw new InputError(
+        `idempotencyKey "${input.idempotencyKey}": keys starting with schedule: are reserved for the scheduler`,
+        { details: { field: 'idempotencyKey' } },
+      );
+    }
     const key = input.idempotencyKey === undefined ? undefined : this.#scopedKey(input.idempotencyKey);
+    const same = (existing: StoredRun): string => {
+      // The same key means the same request: another runbook or other parameters is a conflict.
+      if (existing.runbook !== runbook.name || canonicalJson(existing.params) !== canonicalJson(params)) {
+        throw new ConflictError(
+          `idempotencyKey "${input.idempotencyKey}" was already used by run ${existing.id} of ${existing.runbook} with other parameters; use a new key`,
+          { details: { field: 'idempotencyKey', runId: existing.id } },
+        );
+      }
+      return existing.id;
+    };
     const id = await this.#o.store.runs.transaction(`starting runbook ${runbook.name}`, async (tx) => {
       if (key !== undefined) {
         const existing = await tx.findByIdempotencyKey(key);
-        if (existing) return existing.id;
+        if (existing) return same(existing);
       }
       const created = await this.#insertRun(tx, {
         runbook,
@@ -274,7 +290,7 @@ class RunbookEngine implements Engine {
       // Another process started it with the same key in the meantime.
       const existing = key === undefined ? undefined : await tx.findByIdempotencyKey(key);
       if (!existing) throw new ConflictError(`run of ${runbook.name} could not be created`);
-      return existing.id;
+      return same(existing);
     });
     this.#notifyEvents(id);
     this.wake();
@@ -584,6 +600,7 @@ class RunbookEngine implements Engine {
     const cached = await this.#load(runId);
     this.#o.policy.check(actor, { action: 'run', runbook: cached.def });
     await this.#withRun(runId, `resuming run ${runId}`, async (t) => {
+      if (isTerminal(t.run.status)) throw new ConflictError(`run ${runId} is already ${t.run.status}`);
       if (!t.run.paused) throw new ConflictError(`run ${runId} is not paused (it is ${t.run.status})`);
       t.patchRun({ paused: false, status: 'running', reason: null }, { actor, action: 'run.resume' });
     });
@@ -908,10 +925,11 @@ class RunbookEngine implements Engine {
     } else if (!run.leaseExpiresAt || Date.parse(run.leaseExpiresAt) - now < this.#o.leaseTtlMs / 2) {
       t.patchRun({ leaseExpiresAt: leaseUntil }, { quiet: true });
     }
-    if (run.status === 'queued') {
+    if (run.status === 'queued' || (!run.startedAt && !run.paused)) {
+      // A run paused while queued starts (and gets its deadline) when it is resumed.
       t.patchRun(
         {
-          status: 'running',
+          ...(run.status === 'queued' ? { status: 'running' as const } : {}),
           startedAt: t.nowIso,
           ...(t.cached.def.timeoutMs
             ? { deadlineAt: new Date(now + t.cached.def.timeoutMs).toISOString() }
