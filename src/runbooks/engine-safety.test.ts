@@ -355,3 +355,35 @@ describe('runbook engine: start, pause and resume', () => {
     expect(view.startedAt).toBe('2026-03-02T09:00:01.000Z');
   });
 });
+
+describe('runbook engine: secrets in compensation errors', () => {
+  it('masks a failed compensation in the step, the run reason, the events and the attempts', async () => {
+    const rb = runbook('cm', [
+      {
+        id: 'a',
+        kind: 'action',
+        action: 'test.noop',
+        compensate: { action: 'test.undo', args: { of: 'secret:hunter2', fail: true } },
+      },
+      {
+        id: 'b',
+        kind: 'action',
+        action: 'test.fail',
+        args: { code: 'input' },
+        needs: ['a'],
+        onFailure: 'compensate',
+      },
+    ]);
+    const { engine, store } = await setup([rb]);
+    const run = await engine.start({ runbook: 'cm', params: {}, trigger: 'cli' }, actors.alice);
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('failed');
+    expect(view.reason).toMatch(/COMPENSATION FAILED for a/);
+    expect(JSON.stringify(view)).not.toContain('hunter2');
+    expect(step(view, 'a').compensation?.error?.message).toContain('********');
+    const events = await engine.events(run.id, 0, actors.viewer);
+    expect(JSON.stringify(events)).not.toContain('hunter2');
+    const attempts = await store.runs.attempts(run.id);
+    expect(JSON.stringify(attempts)).not.toContain('hunter2');
+  });
+});

@@ -1519,10 +1519,10 @@ class RunbookEngine implements Engine {
   }
 
   async #failUnrecordable(exec: Execution, err: GameopsError): Promise<boolean> {
-    const error = {
+    const error = this.#maskedError({
       code: err.code,
-      message: `step ${exec.stepId} (${exec.what}): its result could not be stored: ${stripNul(err.message)}`,
-    };
+      message: `step ${exec.stepId} (${exec.what}): its result could not be stored: ${err.message}`,
+    });
     return this.#withRun(exec.runId, `failing step ${exec.stepId}`, async (t) => {
       const def = t.cached.defs.get(exec.stepId);
       const state = t.states.get(exec.stepId);
@@ -1586,14 +1586,14 @@ class RunbookEngine implements Engine {
       status:
         exec.mode === 'compensate' ? (error ? 'failed' : 'compensated') : error ? 'failed' : 'succeeded',
       finishedAt: t.nowIso,
-      error: error ? errorOf(error) : null,
+      error: error ? this.#maskedError(error) : null,
     });
     switch (exec.mode) {
       case 'compensate':
         if (error) {
           t.patchStep(
             def.id,
-            { compensation: { status: 'failed', error: errorOf(error) } satisfies Compensation },
+            { compensation: { status: 'failed', error: this.#maskedError(error) } satisfies Compensation },
             { guard, message: `compensation failed: ${error.message}`, force: true },
           );
         } else {
@@ -1703,7 +1703,7 @@ class RunbookEngine implements Engine {
       await t.tx.updateAttempt(exec.runId, exec.stepId, exec.attempt, {
         status: 'unknown',
         finishedAt: t.nowIso,
-        error: errorOf(outcome.error),
+        error: this.#maskedError(outcome.error),
       });
       t.patchStep(
         def.id,
@@ -1966,7 +1966,7 @@ class RunbookEngine implements Engine {
         'compensate.args',
       );
     } catch (err) {
-      const error = errorOf(toGameopsError(err));
+      const error = this.#maskedError(toGameopsError(err));
       t.patchStep(
         step.id,
         { compensation: { status: 'failed', error } satisfies Compensation },
@@ -2132,6 +2132,7 @@ class RunbookEngine implements Engine {
       known,
       runId: t.run.id,
       requestedBy: t.run.requestedBy.name,
+      only: def.covers,
     };
     const covered = (plan: Plan) => plan.steps.filter((step) => def.covers.includes(step.id));
     const exact = covered(planRun(runbook, t.run.params, ctx));
@@ -2476,6 +2477,11 @@ class RunbookEngine implements Engine {
   }
 
   /** For Txn: a message with its secrets masked (errors of actions may quote them). */
+  /** An error as stored (step, attempt, compensation): secrets masked, NUL removed. */
+  #maskedError(error: { code: string; message: string }): { code: string; message: string } {
+    return { code: error.code, message: this.maskText(stripNul(error.message)) };
+  }
+
   maskText(text: string): string {
     const masked = this.#o.mask(text);
     return typeof masked === 'string' ? masked : String(text);
@@ -2573,6 +2579,11 @@ class Txn {
     if (patch.error) {
       const message = this.#engine.maskText(stripNul(patch.error.message));
       patch = { ...patch, error: { ...patch.error, message } };
+    }
+    const comp = patch.compensation as Compensation | null | undefined;
+    if (comp?.error) {
+      const message = this.#engine.maskText(stripNul(comp.error.message));
+      patch = { ...patch, compensation: { ...comp, error: { ...comp.error, message } } };
     }
     const before = this.step(id);
     const next: StoredStep = { ...before };

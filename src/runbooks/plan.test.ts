@@ -173,6 +173,17 @@ describe('approvalHash', () => {
     expect(hashOf({ note: 'something else', token: 'other' })).toBe(hash);
   });
 
+  it('changes with what would compensate a covered step', () => {
+    const steps = covered(planRun(runbook, params(), ctx({ known })).steps);
+    const undo = steps.map((s) => ({ ...s, compensation: { action: 'fleet.scale', args: { replicas: 1 } } }));
+    const undoOther = steps.map((s) => ({
+      ...s,
+      compensation: { action: 'fleet.scale', args: { replicas: 2 } },
+    }));
+    expect(approvalHash(undo)).not.toBe(approvalHash(steps));
+    expect(approvalHash(undoOther)).not.toBe(approvalHash(undo));
+  });
+
   it('changes with the target', () => {
     const steps = covered(planRun(runbook, params(), ctx({ known })).steps);
     const other = covered(

@@ -84,7 +84,7 @@ export function planRun(runbook: Runbook, params: Record<string, unknown>, ctx: 
 
 /**
  * The hash an approval binds to: sha256 (hex) of the canonical JSON of the covered steps' id, action,
- * effect, target and UNMASKED arguments. Planned steps must come from a planRun without `mask`.
+ * effect, target, UNMASKED arguments and compensation (action, target, arguments when resolvable). Planned steps must come from a planRun without `mask`.
  * @throws InputError when a covered step's arguments are not resolved yet.
  */
 export function approvalHash(covered: PlannedStep[]): string {
@@ -94,7 +94,15 @@ export function approvalHash(covered: PlannedStep[]): string {
         `step ${s.id}: its arguments are not known yet (${s.pending}), so it cannot be approved`,
       );
     }
-    return { id: s.id, action: s.action, effect: s.effect, target: s.target, args: s.args };
+    // What would undo it is part of what is approved (its arguments when they are known).
+    return {
+      id: s.id,
+      action: s.action,
+      effect: s.effect,
+      target: s.target,
+      args: s.args,
+      compensation: s.compensation,
+    };
   });
   return createHash('sha256').update(canonicalJson(entries)).digest('hex');
 }
