@@ -387,3 +387,22 @@ describe('runbook engine: secrets in compensation errors', () => {
     expect(JSON.stringify(attempts)).not.toContain('hunter2');
   });
 });
+
+describe('runbook engine: sub-runs', () => {
+  it('a sub-run is refused when the parent’s requester may not run the child runbook', async () => {
+    const child = runbook('admin-only', [{ id: 'x', kind: 'action', action: 'test.record' }], {
+      runBy: ['admin'],
+    });
+    const parent = runbook('parent', [{ id: 'sub', kind: 'runbook', runbook: 'admin-only' }], {
+      runBy: ['operator'],
+    });
+    const { engine, j } = await setup([child, parent]);
+    const run = await engine.start({ runbook: 'parent', params: {}, trigger: 'cli' }, actors.alice);
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('failed');
+    expect(step(view, 'sub')).toMatchObject({ status: 'failed', error: { code: 'not_allowed' } });
+    expect(step(view, 'sub').error?.message).toMatch(/alice/);
+    expect(step(view, 'sub').childRunId).toBeUndefined();
+    expect(j.calls).toHaveLength(0);
+  });
+});

@@ -1302,6 +1302,13 @@ class RunbookEngine implements Engine {
       this.#failStep(t, def, new NotFoundError(`runbook ${def.runbook} is not in the library`), 'runbook');
       return false;
     }
+    try {
+      // A sub-run runs for the parent's requester: they must be allowed to run it themselves.
+      this.#o.policy.check(t.run.requestedBy, { action: 'run', runbook });
+    } catch (err) {
+      this.#failStep(t, def, toGameopsError(err), 'runbook', true);
+      return false;
+    }
     let params: Record<string, unknown>;
     try {
       const resolved = resolveTemplate(def.params, scope);
