@@ -406,3 +406,55 @@ describe('runbook engine: sub-runs', () => {
     expect(j.calls).toHaveLength(0);
   });
 });
+
+describe('runbook engine: graceful stop', () => {
+  const rb = runbook('sd', [{ id: 'm', kind: 'action', action: 'test.gate-mutate', args: { gate: 'm' } }]);
+
+  it('a step that finishes within the grace period is recorded as it ended', async () => {
+    const { engine, store, clock, catalog, j } = await setup([rb]);
+    const g = gate();
+    j.gates.set('m', g);
+    const run = await engine.start({ runbook: 'sd', params: {}, trigger: 'cli' }, actors.alice);
+    const stop = new AbortController();
+    const working = engine.work(stop.signal);
+    await g.entered;
+    stop.abort();
+    g.open();
+    await working;
+    const e2 = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
+    const view = (await e2.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('succeeded');
+    expect(step(view, 'm').status).toBe('succeeded');
+    expect(j.calls).toHaveLength(1);
+  });
+
+  it('a step still running after the grace period is left to recovery', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gameops-safety-'));
+    dirs.push(dir);
+    const store = await openStore({ dataDir: join(dir, 'data') });
+    stores.push(store);
+    const clock = new ManualClock('2026-03-02T09:00:00Z');
+    const j = journal();
+    const catalog = testCatalog(j);
+    const engine = testEngine({
+      store,
+      clock,
+      catalog,
+      runbooks: [rb],
+      workerId: 'worker-1',
+      shutdownGraceMs: 20,
+    });
+    const g = gate();
+    j.gates.set('m', g);
+    const run = await engine.start({ runbook: 'sd', params: {}, trigger: 'cli' }, actors.alice);
+    const stop = new AbortController();
+    const working = engine.work(stop.signal);
+    await g.entered;
+    stop.abort();
+    await working;
+    const e2 = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
+    const view = (await e2.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'm').status).toBe('needs-verification');
+    g.open();
+  });
+});

@@ -253,6 +253,7 @@ export interface TestEngineOptions {
   workerId?: string;
   leaseTtlMs?: number;
   notify?: EngineOptions['notify'];
+  shutdownGraceMs?: number;
 }
 
 export function testEngine(options: TestEngineOptions): Engine {
@@ -269,5 +270,6 @@ export function testEngine(options: TestEngineOptions): Engine {
     ...(options.notify ? { notify: options.notify } : {}),
     log: pino({ level: 'silent' }),
     ...(options.workerId ? { workerId: options.workerId } : {}),
+    ...(options.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
   });
 }

@@ -99,6 +99,11 @@ export interface EngineOptions {
   log: Logger;
   /** @default `<hostname>:<pid>:<random>` */
   workerId?: string;
+  /**
+   * When `work` stops: how long running steps get to finish (their outcomes are recorded); those
+   * still running after it are abandoned to recovery. @default 10000
+   */
+  shutdownGraceMs?: number;
 }
 
 /** The run service plus the worker that drives runs. */
@@ -129,7 +134,7 @@ const EVENTS_PAGE = 1_000;
 /** Steps started at once in one run. */
 const MAX_PARALLEL_STEPS = 16;
 /** How long shutdown waits for running steps to return before leaving them to recovery. */
-const SHUTDOWN_GRACE_MS = 2_000;
+const SHUTDOWN_GRACE_MS = 10_000;
 
 /** The actor of transitions the engine makes on its own. */
 /** The error code of a step whose attempt was stopped while it ran: it may or may not have taken effect. */
@@ -851,20 +856,30 @@ class RunbookEngine implements Engine {
 
   async #stop(): Promise<void> {
     this.#shutdown.abort();
-    const all = [...this.#execs.values()].flatMap((m) => [...m.values()]);
-    for (const exec of all) {
-      if (!exec.outcome) {
-        exec.controller.abort(
-          new AbortedError(
-            'shutdown',
-            ErrorCode.unavailable,
-            `step ${exec.stepId} was interrupted: gameops is stopping`,
-          ),
-        );
+    // Running steps may finish within the grace period: their outcomes are recorded as usual (no new
+    // step starts). Returns as soon as none runs.
+    const deadline = Date.now() + (this.#o.shutdownGraceMs ?? SHUTDOWN_GRACE_MS);
+    for (;;) {
+      for (const exec of [...this.#execs.values()].flatMap((m) => [...m.values()])) {
+        if (exec.outcome && !exec.recording) await this.#record(exec);
       }
+      const left = deadline - Date.now();
+      if (!this.#busyRuns(undefined) || left <= 0) break;
+      await this.#idle(Math.min(left, 250));
     }
-    const deadline = Date.now() + SHUTDOWN_GRACE_MS;
-    while (this.#busyRuns(undefined) && Date.now() < deadline) await this.#idle(50);
+    // The rest is abandoned: not recorded; whoever drives the run next recovers those steps.
+    for (const exec of [...this.#execs.values()].flatMap((m) => [...m.values()])) {
+      exec.controller.abort(
+        new AbortedError(
+          'shutdown',
+          ErrorCode.unavailable,
+          `step ${exec.stepId} was interrupted: gameops is stopping`,
+        ),
+      );
+      clearTimeout(exec.timer);
+      clearTimeout(exec.logTimer);
+    }
+    this.#execs.clear();
     // Leases are released so another worker (PostgreSQL) takes over at once; on SQLite the next start
     // voids them anyway. Runs with unrecorded outcomes keep theirs and are recovered.
     for (const [runId, cached] of this.#cache) {
