@@ -8,9 +8,10 @@ export { openFleet, superviseFleet } from './fleet.ts';
 export {
   openRunbooks,
   closeRunbooks,
+  invalidRunbooks,
   runbooksDir,
   secretMasker,
   validateRunbooks,
   workRunbooks,
 } from './runbooks.ts';
-export type { RunbookValidation } from './runbooks.ts';
+export type { InvalidRunbook, RunbookValidation } from './runbooks.ts';

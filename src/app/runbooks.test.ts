@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InputError, UnavailableError } from '../core/index.ts';
 import { bootstrap, shutdown, type Resources } from './index.ts';
-import { openRunbooks, runbooksDir, secretMasker, validateRunbooks, workRunbooks } from './runbooks.ts';
+import {
+  invalidRunbooks,
+  openRunbooks,
+  runbooksDir,
+  secretMasker,
+  validateRunbooks,
+  workRunbooks,
+} from './runbooks.ts';
 
 const PASSWORD = 'Tr0ub4dor-and-3';
 const TOKEN = 'am-bearer-9f8e7d6c';
@@ -93,19 +100,46 @@ describe('openRunbooks', () => {
     expect(resources.engine).toBeUndefined();
   });
 
-  it('names the file and line of an invalid runbook, and tries again next time', async () => {
+  it('loads the valid runbook files beside an invalid one, keeping its problems with file:line', async () => {
     const { dir, path } = configFile(['runbooks: { dir: books }']);
     mkdirSync(join(dir, 'books'));
     const file = join(dir, 'books', 'broken.yaml');
     writeFileSync(file, 'name: broken\nsteps:\n  - id: say\n    action: no.such.action\n');
+    writeFileSync(join(dir, 'books', 'good.yaml'), 'name: good\nsteps:\n  - id: say\n    action: noop\n');
+    writeFileSync(
+      join(dir, 'books', 'calls-broken.yaml'),
+      'name: outer\nsteps:\n  - id: sub\n    runbook: broken\n',
+    );
     resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
-    const err = await openRunbooks(resources).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(InputError);
-    expect((err as Error).message).toContain(`${file}:4`);
-    // serve's worker logs it and carries on instead of stopping the server.
+    const engine = await openRunbooks(resources);
+    const admin = { id: 'local:t', name: 't', role: 'admin' as const, kind: 'local' as const };
+    const names = (await engine.runbooks(admin)).map((r) => r.name);
+    expect(names).toContain('good');
+    expect(names).toContain('daily-check');
+    expect(names).not.toContain('broken');
+    expect(names).not.toContain('outer');
+    const invalid = await invalidRunbooks(resources);
+    expect(invalid.map((f) => f.file).sort()).toEqual([
+      join(dir, 'books', 'broken.yaml'),
+      join(dir, 'books', 'calls-broken.yaml'),
+    ]);
+    expect(invalid.find((f) => f.file === file)?.problems[0]?.text).toContain(`${file}:4`);
+    // Starting (or planning) it names its problems instead of "unknown runbook".
+    for (const attempt of [
+      engine.start({ runbook: 'broken', params: {}, trigger: 'cli' }, admin),
+      engine.plan({ runbook: 'broken', params: {} }, admin),
+      engine.runbook('broken', admin),
+    ]) {
+      const err = await attempt.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InputError);
+      expect((err as Error).message).toContain('runbook "broken" is invalid and was not loaded');
+      expect((err as Error).message).toContain(`${file}:4`);
+    }
+    // serve's worker starts with it.
     await expect(workRunbooks(resources, AbortSignal.abort())).resolves.toBeUndefined();
-    writeFileSync(file, 'name: broken\nsteps:\n  - id: say\n    action: noop\n');
-    await expect(openRunbooks(resources)).resolves.toBeDefined();
+    // validate is still strict.
+    const strict = await validateRunbooks(resources);
+    expect(strict.problems.map((p) => p.text).join('\n')).toContain(`${file}:4`);
   });
 
   it('needs the store, and says why it is missing', async () => {

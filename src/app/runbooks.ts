@@ -11,7 +11,7 @@ import { httpAuth } from '../connectors/http-auth.ts';
 import type { GameopsConfig, LoadedConfig } from '../config/index.ts';
 import type { Engine } from '../runbooks/engine.ts';
 import type { RunbookProblem } from '../runbooks/compile.ts';
-import type { Runbook } from '../runbooks/model.ts';
+import type { Runbook, RunbookLibrary } from '../runbooks/model.ts';
 import type { Resources } from './bootstrap.ts';
 
 /**
@@ -19,8 +19,10 @@ import type { Resources } from './bootstrap.ts';
  * the services actions use, the library (built-in runbooks plus `runbooks.dir`), the access policy, the
  * notifier and the engine itself. The server and CLI commands share it; `shutdown` releases it.
  * Modules load on first use, so commands that never run a runbook do not pay for them.
+ * An invalid file in `runbooks.dir` does not stop it: the valid runbooks load, the problems are logged and
+ * kept ({@link invalidRunbooks}), and starting or planning an invalid runbook is refused naming them.
  * @throws UnavailableError when there is no store (the engine's memory).
- * @throws InputError naming file and line when a runbook in `runbooks.dir` is invalid.
+ * @throws InputError when `runbooks.dir` cannot be read.
  */
 export async function openRunbooks(resources: Resources): Promise<Engine> {
   if (resources.engine) return resources.engine;
@@ -34,6 +36,59 @@ export async function openRunbooks(resources: Resources): Promise<Engine> {
 }
 
 const closers = new WeakMap<Resources, () => Promise<void>>();
+const invalidFiles = new WeakMap<Resources, InvalidRunbook[]>();
+
+/** A runbook file of `runbooks.dir` that was set aside, as the API and the CLI show it. */
+export interface InvalidRunbook {
+  file: string;
+  /** Its `name:`, when it has one. */
+  name?: string;
+  /** Each problem with its file:line (`text` is the one-line form). */
+  problems: Array<{ line?: number; field: string; stepId?: string; message: string; text: string }>;
+}
+
+/**
+ * The runbook files the engine of these resources set aside as invalid (opens the engine when needed).
+ * Empty when every file loaded.
+ */
+export async function invalidRunbooks(resources: Resources): Promise<InvalidRunbook[]> {
+  await openRunbooks(resources);
+  return invalidFiles.get(resources) ?? [];
+}
+
+/**
+ * Makes `start`, `plan` and `runbook` of a runbook that only exists as an invalid file say why it is not
+ * there (its problems with file:line) instead of "unknown runbook".
+ */
+function refuseInvalid(engine: Engine, known: RunbookLibrary, invalid: InvalidRunbook[]): void {
+  if (invalid.length === 0) return;
+  const check = (name: string): void => {
+    if (known.get(name)) return;
+    const file = invalid.find((f) => f.name === name);
+    if (!file) return;
+    const listed = file.problems.slice(0, 5).map((p) => p.text);
+    if (file.problems.length > 5) listed.push(`and ${file.problems.length - 5} more`);
+    throw new InputError(
+      `runbook "${name}" is invalid and was not loaded: ${listed.join('; ')} (gameops runbooks validate)`,
+      { details: { runbook: name, file: file.file } },
+    );
+  };
+  const start = engine.start.bind(engine);
+  const plan = engine.plan.bind(engine);
+  const runbook = engine.runbook.bind(engine);
+  engine.start = async (input, actor) => {
+    check(input.runbook);
+    return start(input, actor);
+  };
+  engine.plan = async (input, actor) => {
+    check(input.runbook);
+    return plan(input, actor);
+  };
+  engine.runbook = async (name, actor) => {
+    check(name);
+    return runbook(name, actor);
+  };
+}
 
 /**
  * Releases what `openRunbooks` opened (the runbook services refuse further use). Called by `shutdown`;
@@ -76,13 +131,32 @@ async function createEngineFor(resources: Resources): Promise<Engine> {
     .builtinRunbooks()
     .map((input) => compile.compileRunbook(input, catalog, { kind: 'builtin' }));
   const dir = runbooksDir(loaded);
-  const fromFiles = dir === undefined ? [] : library.loadRunbookDir(dir, catalog);
+  const loadedFiles =
+    dir === undefined ? { runbooks: [], invalid: [] } : library.loadRunbookDirLenient(dir, catalog);
+  const lenient = library.createLenientLibrary(builtins, loadedFiles.runbooks);
+  const fromFiles = lenient.library.list().filter((rb) => rb.source.kind === 'file');
+  const invalid: InvalidRunbook[] = [...loadedFiles.invalid, ...lenient.invalid].map((f) => ({
+    file: f.file,
+    ...(f.name === undefined ? {} : { name: f.name }),
+    problems: f.problems.map((p) => ({
+      ...(p.line === undefined ? {} : { line: p.line }),
+      field: p.field,
+      ...(p.stepId === undefined ? {} : { stepId: p.stepId }),
+      message: p.message,
+      text: compile.formatProblem(p),
+    })),
+  }));
+  for (const f of invalid)
+    log.warn(
+      { file: f.file, problems: f.problems.map((p) => p.text) },
+      `runbook file ${f.file} is invalid and was not loaded (gameops runbooks validate)`,
+    );
   const services = actions.createRunbookServices(resources);
   const engine = engineModule.createEngine({
     store,
     clock,
     catalog,
-    library: library.createLibrary([...builtins, ...fromFiles]),
+    library: lenient.library,
     policy: identity.createAccessPolicy(config),
     services,
     scope: { service: config.service.name, environment: config.service.environment },
@@ -91,9 +165,14 @@ async function createEngineFor(resources: Resources): Promise<Engine> {
     notify: (channel, message, signal) => services.notifier.notify(channel, message, signal),
     log,
   });
+  refuseInvalid(engine, lenient.library, invalid);
+  invalidFiles.set(resources, invalid);
   resources.engine = engine;
   closers.set(resources, () => services.close());
-  log.debug({ builtin: builtins.length, files: fromFiles.length, dir }, 'runbook engine ready');
+  log.debug(
+    { builtin: builtins.length, files: fromFiles.length, invalid: invalid.length, dir },
+    'runbook engine ready',
+  );
   return engine;
 }
 

@@ -1,3 +1,4 @@
+import type { InvalidRunbook } from '../app/index.ts';
 import {
   ConflictError,
   ErrorCode,
@@ -40,6 +41,10 @@ export interface ApiRunService extends RunService {
    * aborts (then it simply ends).
    */
   stream(runId: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<RunEvent>;
+  /** The runbook files of the server's runbooks.dir it set aside as invalid (GET /api/runbooks `invalid`). */
+  invalidRunbooks(): Promise<InvalidRunbook[]>;
+  /** GET /api/schedules: the server's schedules with their last and next occurrences. */
+  schedules(): Promise<unknown>;
 }
 
 const ERRORS: Record<
@@ -120,6 +125,14 @@ export function createApiClient(options: ApiClientOptions): ApiRunService {
 
     async runbooks() {
       return ((await send('GET', '/api/runbooks')) as { runbooks: RunbookInfo[] }).runbooks;
+    },
+
+    async invalidRunbooks() {
+      return ((await send('GET', '/api/runbooks')) as { invalid?: InvalidRunbook[] }).invalid ?? [];
+    },
+
+    async schedules() {
+      return send('GET', '/api/schedules');
     },
 
     async runbook(name) {

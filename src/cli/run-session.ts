@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ConflictError, errorMessage, sleep, UnavailableError } from '../core/index.ts';
-import type { Resources } from '../app/index.ts';
+import type { InvalidRunbook, Resources } from '../app/index.ts';
 import type { Actor, RunEvent, RunService, RunView } from '../runbooks/model.ts';
 import type { ApiRunService } from './api-client.ts';
 import { globalOptions } from './context.ts';
@@ -26,6 +26,8 @@ export interface RunSession {
    * while it waits on the clock: a retry backoff, a wait step). Undefined when a server does the work.
    */
   drive?: (runId: string, signal: AbortSignal) => Promise<void>;
+  /** The runbook files of runbooks.dir set aside as invalid (this process's or the server's). */
+  invalidRunbooks(): Promise<InvalidRunbook[]>;
   resources: Resources;
 }
 
@@ -73,6 +75,7 @@ async function openSession(
       // The server knows who the token is; RunService calls over HTTP ignore this.
       actor: { id: 'token:remote', name: 'token', role: 'viewer', kind: 'token' },
       where: api.url,
+      invalidRunbooks: () => api.invalidRunbooks(),
       resources,
     };
   }
@@ -87,13 +90,14 @@ async function openSession(
     if (err instanceof ConflictError) throw identity.storeBusyError(err, config.database.dataDir);
     throw err;
   }
-  const { openRunbooks } = await import('../app/index.ts');
+  const { invalidRunbooks, openRunbooks } = await import('../app/index.ts');
   const engine = await openRunbooks(resources);
   const actor = await identity.cliActor(resources.store, env);
   return {
     service: engine,
     actor,
     where: 'in-process',
+    invalidRunbooks: () => invalidRunbooks(resources),
     resources,
     async drive(runId, signal) {
       while (!signal.aborted) {

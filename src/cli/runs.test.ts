@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,6 +140,27 @@ describe('gameops runbooks | run | runs (real process, in-process engine)', { ti
       await g(['runbooks', 'validate', bad, '--json']),
     );
     expect(asJson.problems[0]?.line).toBe(4);
+  });
+
+  it('an invalid file in runbooks.dir is set aside with a warning; starting it names its problems', async () => {
+    const broken = join(ws.dir, 'runbooks', 'broken.yaml');
+    writeFileSync(broken, 'name: broken\nsteps:\n  - id: one\n    action: fleet.scael\n');
+    try {
+      const list = await g(['runbooks', 'list']);
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toContain('gated');
+      expect(list.stderr).toContain(`runbook file ${broken} is invalid and was not loaded`);
+      expect(list.stderr).toContain(`${broken}:4`);
+      const run = await g(['run', 'broken']);
+      expect(run.code).toBe(3);
+      expect(run.stderr).toContain('runbook "broken" is invalid and was not loaded');
+      expect(run.stderr).toContain(`${broken}:4`);
+      const check = await g(['config', 'check']);
+      expect(check.code).toBe(1);
+      expect(check.stderr).toContain(`${broken}:4`);
+    } finally {
+      rmSync(broken);
+    }
   });
 
   it('--dry-run prints the plan with exact targets and args and runs nothing', async () => {

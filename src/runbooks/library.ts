@@ -74,6 +74,14 @@ export function createLibrary(runbooks: Runbook[]): RunbookLibrary {
   };
 }
 
+/** A runbook file that could not be loaded, with every problem found in it (each with its file:line). */
+export interface InvalidRunbookFile {
+  file: string;
+  /** The runbook's `name:` when the file got far enough to have one (so starting it can say why not). */
+  name?: string;
+  problems: RunbookProblem[];
+}
+
 /**
  * Loads every `*.yaml` / `*.yml` runbook of a directory (not its subdirectories), in name order.
  * @throws InputError when the directory cannot be read; RunbookDefinitionError listing every problem of
@@ -81,6 +89,22 @@ export function createLibrary(runbooks: Runbook[]): RunbookLibrary {
  *   runbook name).
  */
 export function loadRunbookDir(dir: string, catalog: Catalog): Runbook[] {
+  const { runbooks, invalid } = loadRunbookDirLenient(dir, catalog);
+  const problems = invalid.flatMap((f) => f.problems);
+  if (problems.length > 0) throw new RunbookDefinitionError(problems);
+  return runbooks;
+}
+
+/**
+ * Loads the valid runbook files of a directory and keeps the problems of the others, so one bad file does
+ * not take every runbook down (serve, `runbooks list`); `runbooks validate` and `config check` use the
+ * strict {@link loadRunbookDir}.
+ * @throws InputError when the directory cannot be read.
+ */
+export function loadRunbookDirLenient(
+  dir: string,
+  catalog: Catalog,
+): { runbooks: Runbook[]; invalid: InvalidRunbookFile[] } {
   let names: string[];
   try {
     names = readdirSync(dir, { withFileTypes: true })
@@ -93,31 +117,38 @@ export function loadRunbookDir(dir: string, catalog: Catalog): Runbook[] {
       code === 'ENOENT' ? 'not found' : code === 'ENOTDIR' ? 'not a directory' : (err as Error).message;
     throw new InputError(`runbooks directory ${dir}: ${why}`, { cause: err });
   }
-  const problems: RunbookProblem[] = [];
+  const invalid: InvalidRunbookFile[] = [];
   const runbooks: Runbook[] = [];
   const byName = new Map<string, string>();
   for (const name of names) {
     const file = join(dir, name);
     const read = readRunbookFile(file);
     if ('problem' in read) {
-      problems.push({ source: file, field: '', message: read.problem });
+      invalid.push({ file, problems: [{ source: file, field: '', message: read.problem }] });
       continue;
     }
     const parsed = parseRunbookYaml(read.text, file);
     if ('problems' in parsed) {
-      problems.push(...parsed.problems);
+      invalid.push({ file, problems: parsed.problems });
       continue;
     }
+    const declared = (parsed.value as { name?: unknown } | null)?.name;
+    const named = typeof declared === 'string' ? { name: declared } : {};
     try {
       const rb = compileRunbook(parsed.value, catalog, { kind: 'file', path: file, lineOf: parsed.lineOf });
       const first = byName.get(rb.name);
       if (first) {
         const line = parsed.lineOf(['name']);
-        problems.push({
-          source: file,
-          ...(line === undefined ? {} : { line }),
-          field: 'name',
-          message: `runbook "${rb.name}" is already defined in ${first}`,
+        invalid.push({
+          file,
+          problems: [
+            {
+              source: file,
+              ...(line === undefined ? {} : { line }),
+              field: 'name',
+              message: `runbook "${rb.name}" is already defined in ${first}`,
+            },
+          ],
         });
         continue;
       }
@@ -125,11 +156,45 @@ export function loadRunbookDir(dir: string, catalog: Catalog): Runbook[] {
       runbooks.push(rb);
     } catch (err) {
       if (!(err instanceof RunbookDefinitionError)) throw err;
-      problems.push(...err.problems);
+      invalid.push({ file, ...named, problems: err.problems });
     }
   }
-  if (problems.length > 0) throw new RunbookDefinitionError(problems);
-  return runbooks;
+  return { runbooks, invalid };
+}
+
+/**
+ * A library over the built-in runbooks and the valid files, setting aside (into `invalid`) every file
+ * runbook the library refuses: a name a built-in already has, a sub-runbook that does not exist (or is
+ * itself invalid), a cycle. Problems of built-in runbooks are bugs and still throw.
+ * @throws RunbookDefinitionError when a built-in runbook is refused.
+ */
+export function createLenientLibrary(
+  builtins: Runbook[],
+  fromFiles: Runbook[],
+): { library: RunbookLibrary; invalid: InvalidRunbookFile[] } {
+  let files = [...fromFiles];
+  const invalid: InvalidRunbookFile[] = [];
+  for (;;) {
+    try {
+      return { library: createLibrary([...builtins, ...files]), invalid };
+    } catch (err) {
+      if (!(err instanceof RunbookDefinitionError)) throw err;
+      // A problem's source is the file, or `file:line` for a step's.
+      const ofFile = (p: RunbookProblem, path: string): boolean =>
+        p.source === path || p.source.startsWith(`${path}:`);
+      const bad = files.filter(
+        (rb) =>
+          rb.source.kind === 'file' &&
+          err.problems.some((p) => ofFile(p, (rb.source as { path: string }).path)),
+      );
+      if (bad.length === 0) throw err;
+      for (const rb of bad) {
+        const path = (rb.source as { path: string }).path;
+        invalid.push({ file: path, name: rb.name, problems: err.problems.filter((p) => ofFile(p, path)) });
+      }
+      files = files.filter((rb) => !bad.includes(rb));
+    }
+  }
 }
 
 function sourceName(rb: Runbook): string {

@@ -3,6 +3,8 @@ import { stringify } from 'yaml';
 import { z } from 'zod';
 import { configSchema, loadConfig, readEnv } from '../../config/index.ts';
 import { globalOptions } from '../context.ts';
+import { ExitCode } from '../exit.ts';
+import { printable } from '../render.ts';
 
 /** The JSON Schema of gameops.yaml, for editor completion (yaml-language-server, VS Code). */
 export function configJsonSchema(): Record<string, unknown> {
@@ -26,9 +28,22 @@ export function configCommand(): Command {
       const { resolveSchedules } = await import('../../schedules/index.ts');
       resolveSchedules(loaded.config.runbooks, { configured: loaded.configured });
       for (const w of loaded.warnings) process.stderr.write(`gameops: warning: ${w}\n`);
+      // Runbook files in runbooks.dir are checked as `gameops runbooks validate` does: file:line, exit 1.
+      const { runbooksDir, validateRunbooks } = await import('../../app/index.ts');
+      let runbookProblems = 0;
+      if (runbooksDir(loaded) !== undefined) {
+        const { problems } = await validateRunbooks({ loaded });
+        for (const p of problems) process.stderr.write(`gameops: runbook problem: ${printable(p.text)}\n`);
+        runbookProblems = problems.length;
+        if (problems.length > 0) process.exitCode = ExitCode.warn;
+      }
       if (!loaded.configured) {
         process.stderr.write(
           'gameops: no config file (use --config, GAMEOPS_CONFIG or ./gameops.yaml); showing defaults\n',
+        );
+      } else if (runbookProblems > 0) {
+        process.stderr.write(
+          `gameops: ${loaded.file}: ${runbookProblems} problem(s) in the runbook files of runbooks.dir\n`,
         );
       } else {
         process.stderr.write(`gameops: ${loaded.file} is valid\n`);

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import type { InvalidRunbook } from '../../app/index.ts';
 import { withResources } from '../context.ts';
 import { ExitCode } from '../exit.ts';
 import { painter, printable } from '../render.ts';
@@ -6,6 +7,18 @@ import { writeJson } from './run.ts';
 
 interface JsonOption {
   json?: boolean;
+}
+
+/** One stderr warning per problem of each runbook file that was set aside (file:line: field: message). */
+export function warnInvalid(
+  invalid: InvalidRunbook[],
+  write = (text: string) => process.stderr.write(text),
+): void {
+  for (const file of invalid) {
+    write(`gameops: warning: runbook file ${printable(file.file)} is invalid and was not loaded:\n`);
+    for (const p of file.problems) write(`  ${printable(p.text)}\n`);
+  }
+  if (invalid.length > 0) write('gameops: `gameops runbooks validate` lists every problem\n');
 }
 
 export function runbooksCommand(): Command {
@@ -24,6 +37,7 @@ export function runbooksCommand(): Command {
         const list = await s.service.runbooks(s.actor);
         if (options.json) writeJson(list);
         else process.stdout.write(`${(await import('../run-render.ts')).renderRunbookList(list)}\n`);
+        warnInvalid(await s.invalidRunbooks());
       });
     });
 
@@ -39,6 +53,7 @@ export function runbooksCommand(): Command {
     .action(async (name: string, options: JsonOption, command: Command) => {
       const { withRunSession } = await import('../run-session.ts');
       await withRunSession(command, async (s) => {
+        warnInvalid(await s.invalidRunbooks());
         const info = await s.service.runbook(name, s.actor);
         if (options.json) writeJson(info);
         else

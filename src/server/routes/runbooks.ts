@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { openRunbooks } from '../../app/index.ts';
+import { invalidRunbooks, openRunbooks } from '../../app/index.ts';
 import { ROLES, type RunService } from '../../runbooks/model.ts';
 import type { ServerContext } from '../context.ts';
 import { errorSchema } from '../schemas.ts';
@@ -108,6 +108,22 @@ export const planSchema = z
   })
   .meta({ id: 'Plan' });
 
+const invalidRunbookSchema = z
+  .object({
+    file: z.string().describe('The file in runbooks.dir.'),
+    name: z.string().optional().describe("Its runbook's name, when it has one."),
+    problems: z.array(
+      z.object({
+        line: z.number().int().optional(),
+        field: z.string(),
+        stepId: z.string().optional(),
+        message: z.string(),
+        text: z.string().describe('The problem as one line: file:line: field: message.'),
+      }),
+    ),
+  })
+  .meta({ id: 'InvalidRunbook' });
+
 /** The runbooks over HTTP: list, one, and dry-run plans. */
 export function runbookRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
   const service = (): Promise<RunService> => openRunbooks(ctx.resources);
@@ -116,16 +132,24 @@ export function runbookRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       '/api/runbooks',
       {
         schema: {
-          summary: 'Every runbook: the built-in ones and those in runbooks.dir.',
+          summary:
+            'Every runbook: the built-in ones and those in runbooks.dir; `invalid` lists the files of ' +
+            'runbooks.dir that were set aside, with each problem as file:line.',
           response: {
-            200: z.object({ runbooks: z.array(runbookInfoSchema) }),
+            200: z.object({
+              runbooks: z.array(runbookInfoSchema),
+              invalid: z.array(invalidRunbookSchema),
+            }),
             401: errorSchema,
             403: errorSchema,
             503: errorSchema,
           },
         },
       },
-      async (request) => ({ runbooks: await (await service()).runbooks(actorOf(request)) }),
+      async (request) => ({
+        runbooks: await (await service()).runbooks(actorOf(request)),
+        invalid: await invalidRunbooks(ctx.resources),
+      }),
     );
 
     app.get(
