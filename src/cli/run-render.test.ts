@@ -167,6 +167,55 @@ describe('run renderers', () => {
     expect(text).toContain('gameops runs approve r-1 approve');
   });
 
+  it("shows each step's key outputs compactly (slow-queries' long queries), escaped and cut", () => {
+    const evil = `x${ESC}]52;c;ZWNobyBoaQ==\x07y`;
+    const queries = Array.from({ length: 8 }, (_, i) => ({
+      id: 100 + i,
+      user: i === 0 ? evil : 'game',
+      host: '10.0.0.5:41234',
+      time: 120 - i,
+      statement: `SELECT * FROM player_sessions WHERE   started_at < NOW() ${'AND x = 1 '.repeat(20)}`,
+      statementDigest: 'a'.repeat(64),
+    }));
+    const view = run({
+      status: 'succeeded',
+      finishedAt: '2026-03-02T10:01:00Z',
+      steps: [
+        {
+          id: 'find',
+          kind: 'action',
+          status: 'succeeded',
+          attempt: 1,
+          fence: 1,
+          output: { thresholdSeconds: 30, queries },
+        },
+        { id: 'count', kind: 'check', status: 'succeeded', attempt: 1, fence: 2, output: 3 },
+        { id: 'quiet', kind: 'action', status: 'succeeded', attempt: 1, fence: 3 },
+      ],
+    });
+    for (const text of [renderRun(view, NOW), renderOutcome(view, NOW)]) {
+      expect(text).toContain('Outputs:');
+      expect(text).toContain('  find:');
+      expect(text).toContain('thresholdSeconds=30');
+      expect(text).toContain('queries (8):');
+      expect(text).toMatch(
+        /- id=101 user=game host=10\.0\.0\.5:41234 time=119 statement="SELECT \* FROM player_sessions WHERE started_at < NOW\(\) AND/,
+      );
+      expect(text).toContain('more line(s) (--json shows all)');
+      expect(text).toContain('  count: 3');
+      expect(text).not.toContain('quiet:');
+      expect(hasControl(text)).toBe(false);
+      for (const line of text.split('\n')) expect(line.length).toBeLessThanOrEqual(200);
+    }
+  });
+
+  it('an undecided approval of a run that ended is closed, not open', () => {
+    const cancelled = renderRun(run({ status: 'cancelled', finishedAt: '2026-03-02T10:05:00Z' }), NOW);
+    expect(cancelled).toContain('Approval approve: closed (run cancelled)');
+    expect(cancelled).not.toMatch(/Approval approve: open/);
+    expect(renderRun(run(), NOW)).toContain('Approval approve: open, requested');
+  });
+
   it('escapes control characters from outside text (titles, errors, logs, args)', () => {
     const evil = `x${ESC}]52;c;ZWNobyBoaQ==\x07y\u202e`;
     const view = run({

@@ -140,6 +140,84 @@ export function renderUnblock(view: RunView, paint: Paint = plain): string {
   return lines.join('\n');
 }
 
+/** Lines of output shown per step at most; `--json` shows everything. */
+const OUTPUT_LINES_PER_STEP = 6;
+/** Longest output line; longer ones are cut. */
+const OUTPUT_LINE_CHARS = 160;
+/** Longest single value in an output line (a statement prefix, a path). */
+const OUTPUT_VALUE_CHARS = 80;
+
+/**
+ * The key outputs of the steps that have one, compactly: per step a few lines (a list as one line per item
+ * with its scalar fields, e.g. slow-queries' long queries with id, user, time and statement prefix; an
+ * object's scalar fields on one line and its lists below), every value escaped and cut. `--json` shows all.
+ */
+export function renderStepOutputs(steps: StepState[]): string[] {
+  const out: string[] = [];
+  for (const step of steps) {
+    if (step.output === undefined || step.output === null) continue;
+    const lines = outputLines(step.output);
+    if (lines.length === 0) continue;
+    const shown = lines.slice(0, OUTPUT_LINES_PER_STEP);
+    if (lines.length > shown.length)
+      shown.push(`… ${lines.length - shown.length} more line(s) (--json shows all)`);
+    if (shown.length === 1 && !shown[0]!.startsWith('-')) out.push(`  ${printable(step.id)}: ${shown[0]!}`);
+    else out.push(`  ${printable(step.id)}:`, ...shown.map((l) => `    ${l}`));
+  }
+  return out;
+}
+
+function outputLines(value: unknown): string[] {
+  if (Array.isArray(value)) return listLines(value);
+  if (typeof value !== 'object' || value === null) return [cut(scalarText(value), OUTPUT_LINE_CHARS)];
+  const entries = Object.entries(value as Record<string, unknown>);
+  const scalars = entries.filter(([, v]) => isScalar(v));
+  const lines: string[] = [];
+  if (scalars.length > 0) lines.push(fieldsLine(scalars));
+  for (const [key, v] of entries) {
+    if (isScalar(v)) continue;
+    if (Array.isArray(v)) {
+      lines.push(`${printable(key)} (${v.length}):${v.length === 0 ? ' none' : ''}`);
+      lines.push(...listLines(v).map((l) => `  ${l}`));
+    } else {
+      lines.push(cut(`${printable(key)}: ${jsonText(v, OUTPUT_LINE_CHARS)}`, OUTPUT_LINE_CHARS));
+    }
+  }
+  return lines;
+}
+
+function listLines(items: unknown[]): string[] {
+  return items.map((item) =>
+    typeof item === 'object' && item !== null && !Array.isArray(item)
+      ? `- ${fieldsLine(Object.entries(item as Record<string, unknown>).filter(([, v]) => isScalar(v)))}`
+      : `- ${cut(isScalar(item) ? scalarText(item) : jsonText(item, OUTPUT_LINE_CHARS), OUTPUT_LINE_CHARS)}`,
+  );
+}
+
+function fieldsLine(fields: Array<[string, unknown]>): string {
+  return cut(
+    fields.map(([k, v]) => `${printable(k)}=${cut(scalarText(v), OUTPUT_VALUE_CHARS)}`).join(' '),
+    OUTPUT_LINE_CHARS,
+  );
+}
+
+function isScalar(v: unknown): boolean {
+  return v === null || ['string', 'number', 'boolean'].includes(typeof v);
+}
+
+/** A scalar as text, escaped; strings with spaces quoted. */
+function scalarText(v: unknown): string {
+  if (typeof v === 'string') {
+    const text = printable(v.replace(/\s+/g, ' '));
+    return /[\s"]/.test(text) || text === '' ? `"${text.replaceAll('"', '\\"')}"` : text;
+  }
+  return printable(String(v));
+}
+
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Runbooks
 
@@ -434,21 +512,33 @@ export function renderRun(view: RunView, now: Date, paint: Paint = plain): strin
       },
     ),
   );
+  const outputs = renderStepOutputs(view.steps);
+  if (outputs.length > 0) out.push('', 'Outputs:', ...outputs);
   for (const step of view.steps)
-    if (step.approval) out.push('', ...renderApproval(step.id, step.approval, paint));
+    if (step.approval) out.push('', ...renderApproval(step.id, step.approval, paint, view.status));
   const commands = unblockCommands(view);
   if (commands.length > 0) out.push('', 'To continue:', ...commands.map((c) => `  ${printable(c)}`));
   return out.join('\n');
 }
 
-/** An approval: its state, the plan hash, and the exact covered steps the hash binds. */
-export function renderApproval(stepId: string, approval: ApprovalView, paint: Paint = plain): string[] {
+/**
+ * An approval: its state, the plan hash, and the exact covered steps the hash binds. An undecided approval
+ * of a run that has ended (`runStatus` terminal) is shown closed, not open: nobody can approve it any more.
+ */
+export function renderApproval(
+  stepId: string,
+  approval: ApprovalView,
+  paint: Paint = plain,
+  runStatus?: RunStatus,
+): string[] {
   const state = approval.decision
     ? `${approval.decision.toUpperCase()} by ${printable(approval.decidedBy?.name ?? '?')}` +
       (approval.decidedBy ? ` (${printable(approval.decidedBy.id)})` : '') +
       (approval.decidedAt ? ` at ${approval.decidedAt}` : '') +
       (approval.comment ? `: "${printable(approval.comment)}"` : '')
-    : `open, requested ${approval.requestedAt}, expires ${approval.expiresAt}`;
+    : runStatus !== undefined && isTerminal(runStatus)
+      ? `closed (run ${runStatus}), requested ${approval.requestedAt}, never decided`
+      : `open, requested ${approval.requestedAt}, expires ${approval.expiresAt}`;
   const lines = [
     `${paint('bold', `Approval ${printable(stepId)}`)}: ${state}`,
     `  plan hash: ${printable(approval.planHash)}`,
@@ -590,6 +680,8 @@ export function renderOutcome(view: RunView, now: Date, paint: Paint = plain): s
   for (const s of failedSteps)
     if (s.error)
       lines.push(`  ${printable(s.id)}: ${printable(s.error.code)}: ${printable(s.error.message)}`);
+  const outputs = renderStepOutputs(view.steps);
+  if (outputs.length > 0) lines.push('Outputs:', ...outputs);
   if (view.status === 'failed' && failedSteps[0])
     lines.push(
       `Retry after a fix: gameops runs retry ${shellArg(view.id)} --from ${shellArg(failedSteps[0].id)}`,
