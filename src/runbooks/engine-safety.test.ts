@@ -458,3 +458,70 @@ describe('runbook engine: graceful stop', () => {
     g.open();
   });
 });
+
+describe('runbook engine: what people are shown', () => {
+  it('an approval message has its templates resolved when the approval is requested', async () => {
+    const rb = runbook(
+      'msg',
+      [
+        { id: 'first', kind: 'action', action: 'test.noop', args: { who: 'w' } },
+        {
+          id: 'ok',
+          kind: 'approval',
+          covers: ['kill'],
+          needs: ['first'],
+          message:
+            'kill thread ${{ params.thread }} of ${{ steps.first.output.who }}, password ${{ params.secret }}',
+        },
+        {
+          id: 'kill',
+          kind: 'action',
+          action: 'test.record',
+          args: { thread: '${{ params.thread }}' },
+          needs: ['ok'],
+        },
+      ],
+      { params: z.object({ thread: z.number().int(), secret: z.string() }) },
+    );
+    const { engine } = await setup([rb]);
+    const run = await engine.start(
+      { runbook: 'msg', params: { thread: 12, secret: 'secret:pw' }, trigger: 'cli' },
+      actors.alice,
+    );
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'ok')).toMatchObject({
+      status: 'waiting',
+      approval: { message: 'kill thread 12 of w, password ********' },
+    });
+    const events = await engine.events(run.id, 0, actors.viewer);
+    expect(
+      events.some((e) => e.stepId === 'ok' && e.message === 'kill thread 12 of w, password ********'),
+    ).toBe(true);
+  });
+
+  it('a succeeded run has an outcome: fail when a check failed and the run went on, warn when one warned', async () => {
+    const check = (status: 'warn' | 'fail') => ({
+      kind: 'check' as const,
+      check: 'test.metric',
+      assert: [{ value: '${{ steps.c.output.cpu }}', op: 'lt', to: 80, status, message: 'hot' }],
+      onFailure: 'continue',
+    });
+    const warns = runbook('warns', [{ id: 'c', ...check('warn') }]);
+    const fails = runbook('fails', [{ id: 'c', ...check('fail') }]);
+    const { engine, j } = await setup([warns, fails]);
+    j.metrics.cpu = 10;
+    const ok = await engine.start({ runbook: 'warns', params: {}, trigger: 'cli' }, actors.alice);
+    expect((await engine.runUntilIdle({ runId: ok.id }))!.outcome).toBe('ok');
+    j.metrics.cpu = 90;
+    const warned = await engine.start({ runbook: 'warns', params: {}, trigger: 'cli' }, actors.alice);
+    expect((await engine.runUntilIdle({ runId: warned.id }))!).toMatchObject({
+      status: 'succeeded',
+      outcome: 'warn',
+    });
+    const failed = await engine.start({ runbook: 'fails', params: {}, trigger: 'cli' }, actors.alice);
+    expect((await engine.runUntilIdle({ runId: failed.id }))!).toMatchObject({
+      status: 'succeeded',
+      outcome: 'fail',
+    });
+  });
+});

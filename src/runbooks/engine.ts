@@ -1084,10 +1084,11 @@ class RunbookEngine implements Engine {
           this.#failStep(t, def, toGameopsError(err), 'approval');
           return false;
         }
+        const request = this.#newRequest(t, def, plan);
         t.patchStep(
           def.id,
-          { status: 'waiting', startedAt, approval: this.#newRequest(t, def, plan) },
-          { message: def.message, data: { planHash: plan.planHash } },
+          { status: 'waiting', startedAt, approval: request },
+          { message: request.message ?? def.message, data: { planHash: plan.planHash } },
         );
         return false;
       }
@@ -2177,7 +2178,14 @@ class RunbookEngine implements Engine {
   }
 
   #newRequest(t: Txn, def: ApprovalStep, plan: ApprovalPlan): StoredApproval {
+    let message: string;
+    try {
+      message = this.maskText(asText(resolveTemplate(def.message, this.#templateScope(t))));
+    } catch {
+      message = def.message; // a reference not known yet: shown as written
+    }
     return {
+      message,
       planHash: plan.planHash,
       requestedAt: t.nowIso,
       expiresAt: new Date(t.now.getTime() + def.expiresInMs).toISOString(),
@@ -2485,8 +2493,19 @@ class RunbookEngine implements Engine {
       const state = cached.steps.get(stepDef.id);
       return stepView(stepDef, state, this.#o.mask);
     });
+    let outcome: RunSummary['outcome'];
+    if (run.status === 'succeeded') {
+      const checks = def.steps.filter((stepDef) => stepDef.kind === 'check');
+      const status = (id: string) => cached.steps.get(id)?.status;
+      outcome = checks.some((c) => status(c.id) === 'failed')
+        ? 'fail'
+        : checks.some((c) => status(c.id) === 'warned')
+          ? 'warn'
+          : 'ok';
+    }
     return {
       ...summary(run),
+      ...(outcome ? { outcome } : {}),
       params: this.#o.mask(run.params) as Record<string, unknown>,
       definitionHash: run.definitionHash,
       steps,

@@ -335,6 +335,8 @@ export interface ApprovalView {
   decidedBy?: Actor;
   decidedAt?: string;
   comment?: string;
+  /** The approval step's message, its templates resolved when the request was made (secrets masked). */
+  message?: string;
 }
 
 export interface RunSummary {
@@ -350,6 +352,11 @@ export interface RunSummary {
   /** One line: why it failed, what it waits for. */
   reason?: string;
   parentRunId?: string;
+  /**
+   * A succeeded run's verdict from its check steps: `fail` when a check failed (and the run went on),
+   * `warn` when one warned, else `ok`. Only in a run's view (not in lists).
+   */
+  outcome?: 'ok' | 'warn' | 'fail';
 }
 
 export interface RunView extends RunSummary {

@@ -82,6 +82,7 @@ export const approvalViewSchema = z
     decidedBy: actorSchema.optional(),
     decidedAt: isoTime.optional(),
     comment: z.string().optional(),
+    message: z.string().optional().describe('The approval message, templates resolved when requested.'),
   })
   .meta({ id: 'Approval' });
 
@@ -114,6 +115,10 @@ const runSummaryFields = {
   finishedAt: isoTime.optional(),
   reason: z.string().optional().describe('One line: why it failed, what it waits for.'),
   parentRunId: z.string().optional(),
+  outcome: z
+    .enum(['ok', 'warn', 'fail'])
+    .optional()
+    .describe('A succeeded run: fail when a check failed (and the run went on), warn when one warned.'),
 };
 
 export const runSummarySchema = z.object(runSummaryFields).meta({ id: 'RunSummary' });
