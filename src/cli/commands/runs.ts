@@ -208,7 +208,7 @@ export function runsCommand(): Command {
           const step = findStep(before, stepId);
           const approval = approvalOf(before, step);
           const out = options.json ? process.stderr : process.stdout;
-          out.write(`${renderApproval(step.id, approval, painter(out)).join('\n')}\n`);
+          out.write(`${renderApproval(step.id, approval, painter(out), before.status).join('\n')}\n`);
           if (!options.yes) {
             if (!process.stdin.isTTY)
               throw new InputError('stdin is not a terminal, so gameops cannot ask: pass --yes to approve');

@@ -127,7 +127,10 @@ describe('gameops schedules list (real process)', () => {
 });
 
 /** Runs `gameops serve` until it listens (the scheduler has started by then), then stops it. */
-async function serveOnce(path: string): Promise<{ code: number | null; stderr: string }> {
+async function serveOnce(
+  path: string,
+  during: () => Promise<void> = () => Promise.resolve(),
+): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--config', path], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -143,6 +146,7 @@ async function serveOnce(path: string): Promise<{ code: number | null; stderr: s
     // Once it answers, its signal handlers are in place (they are installed right after it listens).
     void fetch(`${address}/healthz`)
       .catch(() => undefined)
+      .then(during)
       .finally(() => child.kill('SIGTERM'));
   });
   const code = await exited;
@@ -183,6 +187,20 @@ describe('gameops serve runs the scheduler (real process)', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('schedules list while serve holds the store asks its API (fire history included, no warning)', async () => {
+    const { path } = config('');
+    let listed: { code: number | null; stdout: string; stderr: string } | undefined;
+    const served = await serveOnce(path, async () => {
+      listed = await gameops(['schedules', 'list', '--json', '--config', path]);
+    });
+    expect(served.code).toBe(0);
+    expect(listed?.code, listed?.stderr).toBe(0);
+    expect(listed?.stderr).not.toContain('warning');
+    const report = JSON.parse(listed?.stdout ?? '') as ScheduleStatusReport;
+    expect(report.historyUnavailable).toBeUndefined();
+    expect(report.schedules.map((sc) => sc.name)).toEqual(['daily-check']);
   });
 
   it('a schedule naming an unknown runbook stops serve before it listens, naming the schedule', async () => {

@@ -14,6 +14,26 @@ export function schedulesCommand(): Command {
     )
     .option('--json', 'print as JSON (the same shape as GET /api/schedules)')
     .action(async (options: { json?: boolean }, command: Command) => {
+      // While `gameops serve` holds the embedded store (or GAMEOPS_URL names a server), its
+      // GET /api/schedules answers, fire history included.
+      const remote = await withResources(command, 'none', async (resources) => {
+        const { readEnv } = await import('../../config/index.ts');
+        const env = readEnv();
+        if (env.GAMEOPS_URL !== undefined) return { url: env.GAMEOPS_URL, token: env.GAMEOPS_TOKEN };
+        if (resources.config.database.url) return undefined;
+        const { readServeDiscovery } = await import('../../identity/index.ts');
+        return readServeDiscovery(resources.config.database.dataDir, env);
+      });
+      if (remote) {
+        const { createApiClient } = await import('../api-client.ts');
+        const api = createApiClient({ url: remote.url, ...(remote.token ? { token: remote.token } : {}) });
+        const report = (await api.schedules()) as ScheduleStatusReport & { configured?: boolean };
+        if (report.historyUnavailable)
+          process.stderr.write(`gameops: warning: no fire history: ${report.historyUnavailable}\n`);
+        if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else process.stdout.write(renderSchedules(report, true));
+        return;
+      }
       await withResources(command, 'optional', async (resources) => {
         const { resolveSchedules, scheduleStatuses } = await import('../../schedules/index.ts');
         const { config, loaded, store, clock } = resources;
