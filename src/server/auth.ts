@@ -62,8 +62,8 @@ export interface AuthOptions {
 /**
  * Installs authentication: `Authorization: Bearer <token>` resolves to `request.actor` through the store's
  * tokens; a missing, malformed, unknown, revoked or expired token is answered 401 (the token is never
- * repeated), a role too weak for the route 403. Addresses that present bad tokens repeatedly are
- * answered 429 for a while. Runs after the origin guard.
+ * repeated), a role too weak for the route 403. Addresses that present bad tokens repeatedly get 429
+ * instead of 401 for a while; a valid token is never limited. Runs after the origin guard.
  */
 export function installAuth(app: FastifyInstance, ctx: ServerContext, options: AuthOptions): void {
   const limiter = createFailureLimiter(options.clock, {
@@ -75,19 +75,25 @@ export function installAuth(app: FastifyInstance, ctx: ServerContext, options: A
     const access =
       request.routeOptions.config.access ?? routeAccess(request.method, request.routeOptions.url);
     if (access === 'public') return;
-    const waitMs = limiter.blockedFor(request.ip);
-    if (waitMs > 0) {
-      const seconds = Math.ceil(waitMs / 1000);
-      return reply
-        .code(429)
-        .header('retry-after', String(seconds))
-        .send({
-          error: {
-            code: 'unavailable',
-            message: `too many failed authentications from ${request.ip}; retry in ${seconds}s`,
-          },
-        });
-    }
+    // Only failures are limited: a valid token is always let through, even from an address that has
+    // been presenting bad ones (a colleague behind the same NAT, a CLI after a typo in GAMEOPS_TOKEN).
+    const refuse = (message: string): FastifyReply => {
+      const waitMs = limiter.blockedFor(request.ip);
+      if (waitMs > 0) {
+        const seconds = Math.ceil(waitMs / 1000);
+        return reply
+          .code(429)
+          .header('retry-after', String(seconds))
+          .send({
+            error: {
+              code: 'unavailable',
+              message: `too many failed authentications from ${request.ip}; retry in ${seconds}s`,
+            },
+          });
+      }
+      limiter.fail(request.ip);
+      return unauthenticated(reply, message);
+    };
     const header = request.headers.authorization;
     if (header === undefined || header.trim() === '') {
       return unauthenticated(
@@ -96,15 +102,9 @@ export function installAuth(app: FastifyInstance, ctx: ServerContext, options: A
       );
     }
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-    if (!match) {
-      limiter.fail(request.ip);
-      return unauthenticated(reply, 'the Authorization header must be "Bearer <token>"');
-    }
+    if (!match) return refuse('the Authorization header must be "Bearer <token>"');
     const actor = await ctx.store().tokens.resolve(match[1]!);
-    if (!actor) {
-      limiter.fail(request.ip);
-      return unauthenticated(reply, 'the token is not valid: malformed, unknown, revoked or expired');
-    }
+    if (!actor) return refuse('the token is not valid: malformed, unknown, revoked or expired');
     request.actor = actor;
     if (!roleAtLeast(actor.role, access)) {
       const route = `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`;
