@@ -8,6 +8,7 @@ import {
   isReady,
   retryDelayMs,
   satisfiesNeeds,
+  stepsUsingParams,
   type GraphStep,
 } from './engine-graph.ts';
 import type { RetryPolicy, Step, StepStatus } from './model.ts';
@@ -200,5 +201,20 @@ describe('deriveRunStatus', () => {
     expect(deriveRunStatus(steps, states({ a: 'succeeded' }), { ...flags, paused: true }).status).toBe(
       'paused',
     );
+  });
+});
+
+describe('stepsUsingParams', () => {
+  it('finds the steps using a changed parameter, the approvals covering them and what follows', () => {
+    const steps = [
+      action('lookup', [], { args: { thread: '${{ params.thread }}' } }),
+      action('other', [], { args: { n: '${{ params.n }}' } }),
+      { ...action('ok', ['lookup']), kind: 'approval', covers: ['kill'] } as unknown as Step,
+      action('kill', ['ok'], { args: { user: '${{ steps.lookup.output.user }}' } }),
+      action('audit', ['other']),
+    ];
+    expect([...stepsUsingParams(steps, new Set(['thread']))].sort()).toEqual(['kill', 'lookup', 'ok']);
+    expect([...stepsUsingParams(steps, new Set(['n']))].sort()).toEqual(['audit', 'other']);
+    expect(stepsUsingParams(steps, new Set(['none'])).size).toBe(0);
   });
 });

@@ -2,7 +2,8 @@
  * The pure core of the runbook engine: which steps may start, which statuses count as done, what a
  * retry waits, what a run's status is given its steps. No IO and no clock: the engine passes `now`.
  */
-import type { RetryPolicy, RunStatus, Step, StepStatus } from './model.ts';
+import type { RetryPolicy, RunStatus, Step, StepStatus, Template } from './model.ts';
+import { type TemplateRef, templateRefs } from './template.ts';
 
 /** A step's state as far as the graph rules care. */
 export interface GraphStep {
@@ -200,4 +201,28 @@ export function deriveRunStatus(defs: readonly Step[], states: StepStates, flags
     };
   }
   return { status: 'running' };
+}
+
+/**
+ * After a retry changed the parameters `changed`: the steps whose templates (arguments, conditions,
+ * assertions, messages, compensations) use one of them, the approvals covering such a step, and
+ * everything downstream of those. They run again with the new values.
+ */
+export function stepsUsingParams(steps: readonly Step[], changed: ReadonlySet<string>): Set<string> {
+  const uses = (step: Step): boolean => {
+    let refs: TemplateRef[];
+    try {
+      refs = templateRefs(step);
+    } catch {
+      return true; // cannot tell (a compiled runbook never gets here): run it again to be safe
+    }
+    return refs.some((ref) => ref.root === 'params' && ref.path[0] !== undefined && changed.has(ref.path[0]));
+  };
+  const direct = new Set(steps.filter(uses).map((step) => step.id));
+  for (const step of steps) {
+    if (step.kind === 'approval' && step.covers.some((id) => direct.has(id))) direct.add(step.id);
+  }
+  const out = new Set<string>();
+  for (const id of direct) for (const down of downstreamOf(steps, id)) out.add(down);
+  return out;
 }

@@ -525,3 +525,40 @@ describe('runbook engine: what people are shown', () => {
     });
   });
 });
+
+describe('runbook engine: retry with new parameters', () => {
+  it('steps using a changed parameter run again, so an approval never mixes new and old values', async () => {
+    const rb = runbook(
+      'slowq',
+      [
+        {
+          id: 'lookup',
+          kind: 'action',
+          action: 'test.noop',
+          args: { thread: '${{ params.thread }}', user: 'u${{ params.thread }}' },
+        },
+        { id: 'other', kind: 'action', action: 'test.noop', args: { x: 1 }, needs: ['lookup'] },
+        { id: 'ok', kind: 'approval', covers: ['kill'], needs: ['other'] },
+        {
+          id: 'kill',
+          kind: 'action',
+          action: 'test.record',
+          args: { thread: '${{ params.thread }}', user: '${{ steps.lookup.output.user }}' },
+          needs: ['ok'],
+        },
+      ],
+      { params: z.object({ thread: z.number().int() }) },
+    );
+    const { engine } = await setup([rb]);
+    const run = await engine.start(
+      { runbook: 'slowq', params: { thread: 12 }, trigger: 'cli' },
+      actors.alice,
+    );
+    await engine.runUntilIdle({ runId: run.id });
+    await engine.cancel(run.id, actors.alice);
+    await engine.retry({ runId: run.id, from: 'ok', params: { thread: 999 } }, actors.alice);
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'lookup').output).toEqual({ thread: 999, user: 'u999' });
+    expect(step(view, 'ok').approval?.covers[0]?.args).toEqual({ thread: 999, user: 'u999' });
+  });
+});

@@ -38,6 +38,7 @@ import {
   coveringApprovals,
   deriveRunStatus,
   downstreamOf,
+  stepsUsingParams,
   failsRun,
   isDone,
   isReady,
@@ -635,6 +636,16 @@ class RunbookEngine implements Engine {
         );
       }
       const reset = downstreamOf(t.cached.def.steps, input.from);
+      if (params) {
+        // Steps that use a changed parameter run again with it (and what follows them), so no step
+        // or approval shows the new value next to results computed from the old one.
+        const changed = new Set(
+          Object.keys({ ...t.run.params, ...params }).filter(
+            (key) => canonicalJson(t.run.params[key] ?? null) !== canonicalJson(params[key] ?? null),
+          ),
+        );
+        for (const id of stepsUsingParams(t.cached.def.steps, changed)) reset.add(id);
+      }
       for (const def of t.cached.def.steps) {
         const state = t.step(def.id);
         const unfinished =
