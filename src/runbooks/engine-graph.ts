@@ -2,7 +2,7 @@
  * The pure core of the runbook engine: which steps may start, which statuses count as done, what a
  * retry waits, what a run's status is given its steps. No IO and no clock: the engine passes `now`.
  */
-import type { RetryPolicy, RunStatus, Step, StepStatus, Template } from './model.ts';
+import type { RetryPolicy, RunStatus, Step, StepStatus } from './model.ts';
 import { type TemplateRef, templateRefs } from './template.ts';
 
 /** A step's state as far as the graph rules care. */
