@@ -562,3 +562,42 @@ describe('runbook engine: retry with new parameters', () => {
     expect(step(view, 'ok').approval?.covers[0]?.args).toEqual({ thread: 999, user: 'u999' });
   });
 });
+
+describe('runbook engine: parameters checked against the actions at start', () => {
+  it('refuses a start (and a retry) whose parameters make an action’s arguments invalid, naming the step and field', async () => {
+    const rb = runbook(
+      'scale',
+      [
+        { id: 'look', kind: 'action', action: 'test.noop' },
+        {
+          id: 'scale',
+          kind: 'action',
+          action: 'test.typed',
+          args: { replicas: '${{ params.n }}' },
+          needs: ['look'],
+        },
+        {
+          id: 'later',
+          kind: 'action',
+          action: 'test.typed',
+          args: { replicas: '${{ steps.look.output.n }}' },
+          needs: ['scale'],
+        },
+      ],
+      { params: z.object({ n: z.number().int() }) },
+    );
+    const { engine, j } = await setup([rb]);
+    const refused = await rejection(
+      engine.start({ runbook: 'scale', params: { n: 500 }, trigger: 'cli' }, actors.alice),
+    );
+    expect(refused.code).toBe('input');
+    expect(refused.message).toMatch(/step scale: args\.replicas/);
+    const run = await engine.start({ runbook: 'scale', params: { n: 2 }, trigger: 'cli' }, actors.alice);
+    await engine.runUntilIdle({ runId: run.id });
+    const retry = await rejection(
+      engine.retry({ runId: run.id, from: 'scale', params: { n: 500 } }, actors.alice),
+    );
+    expect(retry.message).toMatch(/step scale: args\.replicas/);
+    expect(j.calls.filter((c) => c.stepId === 'scale')).toHaveLength(1);
+  });
+});

@@ -262,6 +262,7 @@ class RunbookEngine implements Engine {
     const runbook = this.#runbookOf(input.runbook);
     this.#o.policy.check(actor, { action: 'run', runbook });
     const params = validateParams(runbook, input.params ?? {});
+    this.#checkArgs(runbook.steps, params, actor.name);
     if (input.idempotencyKey?.startsWith('schedule:') && actor.kind !== 'schedule') {
       throw new InputError(
         `idempotencyKey "${input.idempotencyKey}": keys starting with schedule: are reserved for the scheduler`,
@@ -627,6 +628,7 @@ class RunbookEngine implements Engine {
         );
       }
       params = validateParams(runbook, { ...cached.run.params, ...input.params });
+      this.#checkArgs(cached.def.steps, params, cached.run.requestedBy.name);
     }
     await this.#withRun(input.runId, `retrying run ${input.runId}`, async (t) => {
       const status = t.run.status;
@@ -2176,6 +2178,53 @@ class RunbookEngine implements Engine {
       stepHashes: Object.fromEntries(exact.map((step) => [step.id, approvalHash([step])])),
       covers: shown,
     };
+  }
+
+  /**
+   * Parameters that make an action's arguments invalid are refused before the run starts: every
+   * action (and compensation) whose arguments depend on parameters alone is checked against its
+   * action's schema. Arguments that use other steps' outputs are checked when the step runs.
+   * @throws InputError naming the parameter's step and field
+   */
+  #checkArgs(steps: readonly Step[], params: Record<string, unknown>, requestedBy: string): void {
+    const scope: TemplateScope = { params, steps: {}, run: { id: '', requestedBy } };
+    const known = (t: unknown): { value: unknown } | undefined => {
+      try {
+        return { value: resolveTemplate(t, scope) };
+      } catch {
+        return undefined; // uses what is not known before the run
+      }
+    };
+    const problems: string[] = [];
+    const check = (stepId: string, actionName: string, args: unknown, field: string) => {
+      const action = this.#o.catalog.action(actionName);
+      const resolved = known(args);
+      if (!action || !resolved) return;
+      try {
+        parseArgs(action.args, resolved.value, stepId, field);
+      } catch (err) {
+        problems.push(errorMessage(err));
+      }
+    };
+    for (const step of steps) {
+      if (step.kind !== 'action') continue;
+      if (step.when) {
+        let holds: boolean | undefined;
+        try {
+          holds = evaluateCondition(step.when, scope);
+        } catch {
+          holds = undefined;
+        }
+        if (holds === false) continue;
+      }
+      check(step.id, step.action, step.args, 'args');
+      if (step.compensate) check(step.id, step.compensate.action, step.compensate.args, 'compensate.args');
+    }
+    if (problems.length > 0) {
+      throw new InputError(`these parameters make steps invalid: ${problems.join('; ')}`, {
+        details: { field: 'params' },
+      });
+    }
   }
 
   /** Everyone who set the run's parameters by a retry (from the audit log, which keeps them all). */
