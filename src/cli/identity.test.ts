@@ -98,7 +98,7 @@ describe('gameops tokens and audit (real process, embedded store)', () => {
     const verify = await gameops(['audit', 'verify', '--config', path]);
     expect(verify.code).toBe(0);
     expect(verify.stdout).toMatch(
-      /^audit log intact: 3 records verified \(head seq 3, hash [0-9a-f]{16}…\)\n$/,
+      /^audit log intact: 3 records verified \(head seq 3, hash [0-9a-f]{16}…\)\nhead: 3:[0-9a-f]{64}\n {2}keep it outside gameops; later: gameops audit verify --expect <that head>\n$/,
     );
   });
 
@@ -106,6 +106,15 @@ describe('gameops tokens and audit (real process, embedded store)', () => {
     const { path, dir } = writeTestConfig('', { withServices: false });
     await gameops(['tokens', 'create', '--name', 'a', '--role', 'viewer', '--config', path]);
     await gameops(['tokens', 'create', '--name', 'b', '--role', 'viewer', '--config', path]);
+    const intact = await gameops(['audit', 'verify', '--config', path]);
+    const head = /^head: (\d+:[0-9a-f]{64})$/m.exec(intact.stdout)?.[1];
+    expect(head, intact.stdout).toBeDefined();
+    const expected = await gameops(['audit', 'verify', '--expect', head!, '--config', path]);
+    expect(expected.code, expected.stderr).toBe(0);
+    expect(expected.stdout).toContain(`expected record ${head!.split(':')[0]} is in the chain`);
+    const gone = await gameops(['audit', 'verify', '--expect', `9:${'a'.repeat(64)}`, '--config', path]);
+    expect(gone.code).toBe(1);
+    expect(gone.stdout).toContain(`the head is at ${head!.split(':')[0]}, before the expected record 9`);
     const db = new DatabaseSync(join(dir, 'data', 'gameops.db'));
     try {
       db.prepare(`UPDATE audit_log SET data = '{"name":"mallory","role":"admin"}' WHERE seq = 2`).run();

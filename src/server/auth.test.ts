@@ -209,6 +209,14 @@ describe('API authentication and roles (embedded store)', () => {
     expect(bad.body).toContain('querystring.since');
     const verified = await as('admin', 'POST', '/api/audit/verify');
     expect(verified.json()).toMatchObject({ ok: true, problems: [] });
+    const head = verified.json<{ head: { seq: number; hash: string } }>().head;
+    const expected = await as('admin', 'POST', `/api/audit/verify?expect=${head.seq}:${head.hash}`);
+    expect(expected.json()).toMatchObject({ ok: true, expected: head });
+    const ahead = await as('admin', 'POST', `/api/audit/verify?expect=${head.seq + 1000}:${head.hash}`);
+    expect(ahead.json<{ ok: boolean }>().ok).toBe(false);
+    const malformed = await as('admin', 'POST', '/api/audit/verify?expect=nope');
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.body).toContain('expect: \\"nope\\" is not <seq>:<hash>');
   });
 
   it('answers 429 to an address after 10 bad tokens until the bucket refills, never to a good token', async () => {

@@ -17,6 +17,7 @@ import {
   appendAudit,
   canonicalJson,
   openStore,
+  parseAuditExpectation,
   type Store,
   type StoreOptions,
 } from './index.ts';
@@ -220,6 +221,8 @@ describe.each(backends)('audit log on $backend', ({ place: makePlace }) => {
     expect((await store.audit.list({ action: 'run.*' })).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
     expect((await store.audit.list({ action: 'RUN.*' })).map((r) => r.seq)).toEqual([]);
     expect((await store.audit.list({ action: 'token.create' })).map((r) => r.target)).toEqual(['token:abc']);
+    // A trailing dot is a prefix too (no action ends with one).
+    expect((await store.audit.list({ action: 'token.' })).map((r) => r.seq)).toEqual([6]);
     expect((await store.audit.list({ target: 'run:r3' })).map((r) => r.seq)).toEqual([3]);
     expect((await store.audit.list({ target: 'run:r*', limit: 1 })).map((r) => r.seq)).toEqual([5]);
     const since = new Date('2026-03-01T10:00:00Z');
@@ -318,6 +321,38 @@ describe.each(backends)('audit log on $backend', ({ place: makePlace }) => {
       expect(result.problems).toEqual([
         { seq: 5, problem: 'record 5 is missing (cut off): the head says 5 but the last record is 4' },
       ]);
+    });
+
+    it('the newest records deleted with the head rewritten: only --expect (a head kept elsewhere) catches it', async () => {
+      const place = await makePlace();
+      await fiveRecords(place);
+      const first = await openStore({ ...place.options, clock });
+      const kept = (await first.audit.verify()).head!;
+      await first.close();
+      expect(kept.seq).toBe(5);
+      const fourth = (await place.query('SELECT hash FROM audit_log WHERE seq = 4'))[0]!['hash'] as string;
+      await place.query('DELETE FROM audit_log WHERE seq = 5');
+      await place.query(`UPDATE audit_head SET seq = 4, hash = '${fourth}' WHERE id = 1`);
+      const store = await open(place);
+      expect((await store.audit.verify()).ok, 'undetectable from inside the database').toBe(true);
+      const caught = await store.audit.verify({ expect: kept });
+      expect(caught.ok).toBe(false);
+      expect(caught.expected).toEqual(kept);
+      expect(caught.problems).toEqual([
+        {
+          seq: 5,
+          problem:
+            'the head is at 4, before the expected record 5: records from 5 on were deleted and the head rewritten',
+        },
+      ]);
+      const older = await store.audit.verify({ expect: { seq: 4, hash: fourth } });
+      expect(older.ok).toBe(true);
+      const wrong = await store.audit.verify({ expect: { seq: 3, hash: 'f'.repeat(64) } });
+      expect(wrong.problems[0]?.problem).toContain("record 3's hash is not the expected ffffffffffffffff");
+      expect(parseAuditExpectation(`5:${kept.hash.toUpperCase()}`)).toEqual(kept);
+      expect(() => parseAuditExpectation('5:abc', '--expect')).toThrow(
+        /^--expect: "5:abc" is not <seq>:<hash>/,
+      );
     });
 
     it('a wiped log with its head kept is reported', async () => {

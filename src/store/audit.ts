@@ -21,8 +21,13 @@ export interface AuditRepo {
    * after it (paging forward); without, the newest `limit` records (like `tail`).
    */
   list(options?: ListAuditOptions): Promise<AuditRecord[]>;
-  /** Walks the whole chain (in pages) and reports every problem found, naming the record. */
-  verify(): Promise<AuditVerification>;
+  /**
+   * Walks the whole chain (in pages) and reports every problem found, naming the record. With `expect`
+   * (a head kept elsewhere, e.g. printed by an earlier verify), it also checks the chain still holds that
+   * record with that hash and the head is at or after it: deleting the newest records and rewriting the
+   * head is otherwise undetectable from inside the database.
+   */
+  verify(options?: { expect?: AuditExpectation }): Promise<AuditVerification>;
 }
 
 /** What happened, by whom, to what. `data` must already have its secrets masked. */
@@ -73,7 +78,29 @@ export interface AuditVerification {
   records: number;
   /** The head row as stored, when there is one. */
   head?: { seq: number; hash: string };
+  /** The record checked for with `expect`, when one was given. */
+  expected?: AuditExpectation;
   problems: AuditProblem[];
+}
+
+/** A record a verification must still find: `<seq>:<hash>` as `audit verify` prints the head. */
+export interface AuditExpectation {
+  seq: number;
+  hash: string;
+}
+
+/**
+ * Parses `<seq>:<hash>` (as `gameops audit verify` prints the head).
+ * @throws InputError naming `field`.
+ */
+export function parseAuditExpectation(text: string, field = 'expect'): AuditExpectation {
+  const match = /^(\d{1,15}):([0-9a-f]{64})$/i.exec(text.trim());
+  if (!match || Number(match[1]) < 1)
+    throw new InputError(
+      `${field}: "${text.slice(0, 90)}" is not <seq>:<hash> (a record number of 1 or more and its 64-hex-digit hash, as audit verify prints the head)`,
+      { details: { field } },
+    );
+  return { seq: Number(match[1]), hash: match[2]!.toLowerCase() };
 }
 
 export interface AuditProblem {
@@ -185,7 +212,7 @@ export function createAuditRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
       return options.afterSeq === undefined ? records.reverse() : records;
     },
 
-    verify: () => call('verifying the audit log', () => verifyChain(db)),
+    verify: (options = {}) => call('verifying the audit log', () => verifyChain(db, options.expect)),
   };
 }
 
@@ -212,11 +239,14 @@ function listQuery(db: Kysely<StoreDatabase>, options: ListAuditOptions) {
   return query.orderBy('seq', 'desc').limit(limit);
 }
 
-/** `value` exactly, or everything starting with it when it ends with `*` (`run.*`, `run:abc*`). */
+/**
+ * `value` exactly, or everything starting with it when it ends with `*` (`run.*`, `run:abc*`); an action
+ * ending in `.` (`token.`) is a prefix too: no action ends with a dot.
+ */
 function matches(column: 'action' | 'target', value: string) {
-  return value.endsWith('*')
-    ? prefixIs(column, value.slice(0, -1))
-    : sql<boolean>`${sql.ref(column)} = ${value}`;
+  if (value.endsWith('*')) return prefixIs(column, value.slice(0, -1));
+  if (column === 'action' && value.endsWith('.')) return prefixIs(column, value);
+  return sql<boolean>`${sql.ref(column)} = ${value}`;
 }
 
 /** An exact, case-sensitive prefix test (LIKE is case-insensitive on SQLite and needs escaping). */
@@ -225,7 +255,7 @@ function prefixIs(column: 'actor' | 'action' | 'target', prefix: string) {
   return sql<boolean>`substr(${sql.ref(column)}, 1, ${length}) = ${prefix}`;
 }
 
-async function verifyChain(db: Kysely<StoreDatabase>): Promise<AuditVerification> {
+async function verifyChain(db: Kysely<StoreDatabase>, expect?: AuditExpectation): Promise<AuditVerification> {
   const problems: AuditProblem[] = [];
   let dropped = 0;
   const report = (seq: number, problem: string) => {
@@ -238,6 +268,7 @@ async function verifyChain(db: Kysely<StoreDatabase>): Promise<AuditVerification
 
   let records = 0;
   let last: { seq: number; hash: string } | undefined;
+  let expectedFound: string | undefined;
   for (;;) {
     let query = db
       .selectFrom('audit_log')
@@ -261,6 +292,7 @@ async function verifyChain(db: Kysely<StoreDatabase>): Promise<AuditVerification
       }
       const problem = recordProblem(row);
       if (problem) report(seq, problem);
+      if (expect && seq === expect.seq) expectedFound = row.hash;
       last = { seq, hash: row.hash };
     }
     if (page.length < VERIFY_PAGE) break;
@@ -294,8 +326,29 @@ async function verifyChain(db: Kysely<StoreDatabase>): Promise<AuditVerification
       );
     }
   }
+  if (expect) {
+    if (!head || head.seq < expect.seq) {
+      report(
+        expect.seq,
+        `the head is at ${head?.seq ?? 0}, before the expected record ${expect.seq}: records from ${(head?.seq ?? 0) + 1} on were deleted and the head rewritten`,
+      );
+    } else if (expectedFound === undefined) {
+      report(expect.seq, `the expected record ${expect.seq} is missing from the chain`);
+    } else if (expectedFound !== expect.hash) {
+      report(
+        expect.seq,
+        `record ${expect.seq}'s hash is not the expected ${expect.hash.slice(0, 16)}…: the chain was rewritten from there on or before`,
+      );
+    }
+  }
   if (dropped > 0) problems.push({ seq: 0, problem: `and ${dropped} more problems not listed` });
-  return { ok: problems.length === 0, records, ...(head ? { head } : {}), problems };
+  return {
+    ok: problems.length === 0,
+    records,
+    ...(head ? { head } : {}),
+    ...(expect ? { expected: expect } : {}),
+    problems,
+  };
 }
 
 async function readHead(db: Kysely<StoreDatabase>): Promise<{ seq: number; hash: string } | undefined> {

@@ -2,12 +2,13 @@ export { openStore } from './store.ts';
 export type { Store, StoreOptions } from './store.ts';
 export type { CheckRunRepo, ListCheckRunsOptions, RunScope } from './check-runs.ts';
 export type { ScheduleFire, ScheduleFireRepo, ScheduleOutcome } from './schedules.ts';
-export { appendAudit, canonicalJson, AUDIT_GENESIS_HASH } from './audit.ts';
+export { appendAudit, canonicalJson, parseAuditExpectation, AUDIT_GENESIS_HASH } from './audit.ts';
 export { tokenNameSchema } from './tokens.ts';
 export type { TokenRepo, TokenRecord, CreateTokenInput } from './tokens.ts';
 export type {
   AuditRepo,
   AuditEntry,
+  AuditExpectation,
   AuditRecord,
   AuditProblem,
   AuditVerification,

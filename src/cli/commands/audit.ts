@@ -29,7 +29,10 @@ export function auditCommand(): Command {
     )
     .option('--until <when>', 'records before this time (same forms)')
     .option('--actor <id>', 'records of this actor id, e.g. token:0a1b2c3d4e5f or local:alice')
-    .option('--action <action>', 'this action, or a prefix ending in * (run.*)')
+    .option(
+      '--action <action>',
+      'this action, or a prefix ending in * or . (run.* and run. both mean every run.… action)',
+    )
     .option('--target <target>', 'this target, or a prefix ending in * (run:abc*)')
     .option('--limit <n>', 'at most this many records (1-1000)', '100')
     .option('--json', 'print JSON')
@@ -67,22 +70,44 @@ export function auditCommand(): Command {
   audit
     .command('verify')
     .description(
-      'Walk the whole hash chain; exit 1 naming every edited, deleted, reordered or cut-off record (admin).',
+      'Walk the whole hash chain; exit 1 naming every edited, deleted, reordered or cut-off record (admin). ' +
+        'Prints the head as <seq>:<hash>: keep it outside gameops (a ticket, a chat, another machine) and ' +
+        'pass it to a later verify with --expect, which then also catches the newest records deleted ' +
+        'together with a rewritten head (undetectable from inside the database alone).',
+    )
+    .option(
+      '--expect <seq:hash>',
+      'a head printed by an earlier verify: the chain must still hold that record with that hash, and the head must be at or after it',
     )
     .option('--json', 'print JSON')
-    .action(async (options: { json?: boolean }, command: Command) => {
+    .action(async (options: { json?: boolean; expect?: string }, command: Command) => {
+      const { parseAuditExpectation } = await import('../../store/index.ts');
+      const expect =
+        options.expect === undefined ? undefined : parseAuditExpectation(options.expect, '--expect');
       const result = await withAdminSession(
         command,
         { role: 'admin', what: 'verify the audit log' },
         async (session) =>
           session.kind === 'remote'
-            ? ((await session.call('POST', '/api/audit/verify')) as AuditVerification)
-            : session.store.audit.verify(),
+            ? ((await session.call(
+                'POST',
+                `/api/audit/verify${expect ? `?expect=${expect.seq}:${expect.hash}` : ''}`,
+              )) as AuditVerification)
+            : session.store.audit.verify(expect ? { expect } : {}),
       );
       const { renderVerification } = await import('../../audit/index.ts');
-      process.stdout.write(
-        options.json ? `${JSON.stringify(result, null, 2)}\n` : `${renderVerification(result)}\n`,
-      );
+      if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      else {
+        const lines = [renderVerification(result)];
+        if (result.expected && result.ok)
+          lines.push(`expected record ${result.expected.seq} is in the chain, the head at or after it`);
+        if (result.head)
+          lines.push(
+            `head: ${result.head.seq}:${result.head.hash}`,
+            '  keep it outside gameops; later: gameops audit verify --expect <that head>',
+          );
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }
       process.exitCode = result.ok ? ExitCode.ok : ExitCode.warn;
     });
   return audit;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ROLES } from '../../runbooks/model.ts';
+import { parseAuditExpectation } from '../../store/index.ts';
 import type { ServerContext } from '../context.ts';
 import { errorSchema } from '../schemas.ts';
 
@@ -31,6 +32,10 @@ export const auditVerificationSchema = z
     ok: z.boolean(),
     records: z.number(),
     head: z.object({ seq: z.number(), hash: z.string() }).optional(),
+    expected: z
+      .object({ seq: z.number(), hash: z.string() })
+      .optional()
+      .describe('The record checked for with ?expect=<seq>:<hash>.'),
     problems: z.array(z.object({ seq: z.number(), problem: z.string() })),
   })
   .meta({ id: 'AuditVerification' });
@@ -93,10 +98,25 @@ export function auditRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         schema: {
           summary:
             'Walks the whole hash chain and reports every edited, deleted, reordered or cut-off record. Admin.',
-          response: { 200: auditVerificationSchema, 403: errorSchema },
+          querystring: z.object({
+            expect: z
+              .string()
+              .max(200)
+              .optional()
+              .describe(
+                '<seq>:<hash> of a record kept elsewhere (an earlier head): the chain must still hold it, ' +
+                  'and the head must be at or after it (catches the newest records deleted with the head rewritten).',
+              ),
+          }),
+          response: { 200: auditVerificationSchema, 400: errorSchema, 403: errorSchema },
         },
       },
-      () => ctx.track(ctx.store().audit.verify()),
+      (request) => {
+        const { expect } = request.query;
+        return ctx.track(
+          ctx.store().audit.verify(expect === undefined ? {} : { expect: parseAuditExpectation(expect) }),
+        );
+      },
     );
   };
 }
