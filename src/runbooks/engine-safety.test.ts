@@ -601,3 +601,43 @@ describe('runbook engine: parameters checked against the actions at start', () =
     expect(j.calls.filter((c) => c.stepId === 'scale')).toHaveLength(1);
   });
 });
+
+describe('runbook engine: approvals that were not granted', () => {
+  it('a covered step whose approval expired (onFailure continue) is skipped; the run does not stay running', async () => {
+    const rb = runbook('ap', [
+      { id: 'ok', kind: 'approval', covers: ['kill'], onFailure: 'continue', expiresInMs: 1000 },
+      { id: 'kill', kind: 'action', action: 'test.record', needs: ['ok'] },
+    ]);
+    const { engine, clock, j } = await setup([rb]);
+    const run = await engine.start({ runbook: 'ap', params: {}, trigger: 'cli' }, actors.alice);
+    await engine.runUntilIdle({ runId: run.id });
+    clock.advance(2000);
+    const view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('succeeded');
+    expect(view.reason).toMatch(/failed but continued: ok/);
+    expect(step(view, 'kill').status).toBe('skipped');
+    expect(j.calls).toHaveLength(0);
+  });
+
+  it('retry --from a covered step that ran asks for a new decision', async () => {
+    const rb = runbook('ap2', [
+      { id: 'ok', kind: 'approval', covers: ['kill'] },
+      { id: 'kill', kind: 'action', action: 'test.record', needs: ['ok'] },
+      { id: 'after', kind: 'action', action: 'test.fail', args: { code: 'input' }, needs: ['kill'] },
+    ]);
+    const { engine, j } = await setup([rb]);
+    const run = await engine.start({ runbook: 'ap2', params: {}, trigger: 'cli' }, actors.alice);
+    let view = (await engine.runUntilIdle({ runId: run.id }))!;
+    await engine.decide(
+      { runId: run.id, stepId: 'ok', decision: 'approve', planHash: step(view, 'ok').approval!.planHash },
+      actors.bob,
+    );
+    view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(view.status).toBe('failed');
+    await engine.retry({ runId: run.id, from: 'kill' }, actors.alice);
+    view = (await engine.runUntilIdle({ runId: run.id }))!;
+    expect(step(view, 'ok').status).toBe('waiting');
+    expect(step(view, 'kill').status).toBe('pending');
+    expect(j.calls.filter((c) => c.stepId === 'kill')).toHaveLength(1);
+  });
+});

@@ -1050,6 +1050,19 @@ class RunbookEngine implements Engine {
     for (const def of t.cached.def.steps) {
       const state = t.step(def.id);
       if (state.status === 'pending') {
+        const approvalId = t.cached.coveredBy.get(def.id);
+        const approvalStatus = approvalId === undefined ? undefined : t.step(approvalId).status;
+        if (approvalStatus === 'failed' || approvalStatus === 'cancelled') {
+          // Never granted (rejected, expired, and the run goes on): it is skipped, not left waiting.
+          t.patchStep(
+            def.id,
+            { status: 'skipped', finishedAt: t.nowIso },
+            {
+              message: `not run: approval ${approvalId} was ${approvalStatus === 'failed' ? 'not granted' : 'cancelled'}`,
+            },
+          );
+          continue;
+        }
         if (!isReady(def, t.states, t.cached.defs, t.cached.coveredBy)) continue;
         if (running >= MAX_PARALLEL_STEPS && def.kind !== 'group') continue;
         if (await this.#startStep(t, def)) running++;
