@@ -397,6 +397,9 @@ describe('run renderers', () => {
     expect(text).toContain('needs approval: approve');
     expect(text).toContain('on failure: fleet.scale on deployment game/game-server {"replicas":2}');
     expect(text).toContain('(skipped: its condition is false)');
+    // The runbook's own word for ordering.
+    expect(text).toContain('needs: scale');
+    expect(text).not.toContain('after: scale');
     expect(text).toContain(
       'Approval approve must allow: scale; approvers: operator or higher; four-eyes: someone other than the requester; expires after 10m',
     );
@@ -497,6 +500,10 @@ describe('run command arguments', () => {
     expect(() => parseParamPairs(['=4'])).toThrow(/"=4" is not key=value/);
     expect(() => parseParamPairs(['a.b=1'])).toThrow(/"a.b=1"/);
     expect(() => parseParamPairs([`x${ESC}[2J=1`])).toThrow(/x\\x1b\[2J=1/);
+    for (const key of ['__proto__', 'constructor', 'prototype'])
+      expect(() => parseParamPairs([`${key}={"polluted":true}`])).toThrow(
+        `-p: "${key}" cannot be a parameter name (__proto__, constructor and prototype are refused)`,
+      );
   });
 
   it('--params-file reads YAML or JSON mappings and names the file when it cannot', async () => {
@@ -510,6 +517,10 @@ describe('run command arguments', () => {
     await expect(readParamsFile(join(dir, 'list.yaml'))).rejects.toThrow(/list.yaml: must hold a mapping/);
     await expect(readParamsFile(join(dir, 'bad.json'))).rejects.toThrow(/bad.json: not valid JSON/);
     await expect(readParamsFile(join(dir, 'missing.yaml'))).rejects.toThrow(/missing.yaml: cannot read it/);
+    writeFileSync(join(dir, 'proto.json'), '{"__proto__": {"x": 1}}');
+    await expect(readParamsFile(join(dir, 'proto.json'))).rejects.toThrow(
+      /"__proto__" cannot be a parameter name/,
+    );
   });
 
   it('--status takes known statuses only; an unknown step names the run’s steps', () => {

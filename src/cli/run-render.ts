@@ -416,7 +416,7 @@ function plannedStepLines(
   if (step.skip) head.push(paint('gray', '(skipped: its condition is false)'));
   const lines = [`${head.join('  ')}  ${paint('gray', printable(step.title))}`];
   const pad = '      ';
-  if (step.needs.length > 0) lines.push(`${pad}after: ${step.needs.map(printable).join(', ')}`);
+  if (step.needs.length > 0) lines.push(`${pad}needs: ${step.needs.map(printable).join(', ')}`);
   if (step.target !== undefined) lines.push(`${pad}target: ${printable(step.target)}`);
   if (step.args !== undefined) lines.push(`${pad}args: ${jsonText(step.args)}`);
   if (step.pending !== undefined)

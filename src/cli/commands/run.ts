@@ -10,6 +10,15 @@ import type { RunSession } from '../run-session.ts';
 /** Exit code after Ctrl-C (128 + SIGINT), as shells report it. */
 export const INTERRUPTED = 130;
 const PARAM_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Names that would change an object's prototype instead of setting a parameter (silently lost). */
+const RESERVED_PARAM_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
+
+function refuseReserved(key: string, where: string): void {
+  if (RESERVED_PARAM_NAMES.has(key))
+    throw new InputError(
+      `${where}: "${key}" cannot be a parameter name (__proto__, constructor and prototype are refused)`,
+    );
+}
 const MAX_PARAMS_FILE = 1024 * 1024;
 
 export function collect(value: string, previous: string[] | undefined): string[] {
@@ -31,6 +40,7 @@ export function parseParamPairs(pairs: readonly string[], flag = '-p'): Record<s
       throw new InputError(
         `${flag}: "${printable(pair)}" is not key=value (a parameter name: letters, digits and _, then =)`,
       );
+    refuseReserved(key, flag);
     params[key] = parseValue(pair.slice(eq + 1));
   }
   return params;
@@ -74,6 +84,7 @@ export async function readParamsFile(path: string): Promise<Record<string, unkno
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value))
     throw new InputError(`--params-file ${path}: must hold a mapping of parameter names to values`);
+  for (const key of Object.keys(value)) refuseReserved(key, `--params-file ${path}`);
   return value as Record<string, unknown>;
 }
 

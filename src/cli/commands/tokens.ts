@@ -147,7 +147,10 @@ export function tokensCommand(): Command {
         .choices(['viewer', 'responder', 'operator', 'admin'])
         .makeOptionMandatory(),
     )
-    .option('--expires <duration>', 'expire after this long, e.g. 30d or 12h (default: never)')
+    .option(
+      '--expires <duration>',
+      'expire after this long, from 1m to 3650d, e.g. 30d or 12h (default: never)',
+    )
     .action(async (options: CreateOptions, command: Command) => {
       const { tokenExpiryMs } = await import('../../identity/index.ts');
       const expiresInMs =
