@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -140,6 +140,18 @@ describe('openRunbooks', () => {
     // validate is still strict.
     const strict = await validateRunbooks(resources);
     expect(strict.problems.map((p) => p.text).join('\n')).toContain(`${file}:4`);
+  });
+
+  it("examples/gameops.yaml's runbooks.dir is examples/runbooks, and every runbook there is valid", async () => {
+    const file = join(import.meta.dirname, '..', '..', 'examples', 'gameops.yaml');
+    const { parse } = await import('yaml');
+    const config = parse(readFileSync(file, 'utf8')) as { runbooks?: { dir?: string } };
+    expect(config.runbooks?.dir).toBe('./runbooks');
+    const loaded = { file, config } as unknown as Resources['loaded'];
+    expect(runbooksDir(loaded)).toBe(join(import.meta.dirname, '..', '..', 'examples', 'runbooks'));
+    const result = await validateRunbooks({ loaded });
+    expect(result.problems).toEqual([]);
+    expect(result.runbooks.map((r) => r.name)).toEqual(['announce-maintenance', 'restart-game']);
   });
 
   it('needs the store, and says why it is missing', async () => {
