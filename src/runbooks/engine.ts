@@ -1052,7 +1052,10 @@ class RunbookEngine implements Engine {
       if (state.status === 'pending') {
         const approvalId = t.cached.coveredBy.get(def.id);
         const approvalStatus = approvalId === undefined ? undefined : t.step(approvalId).status;
-        if (approvalStatus === 'failed' || approvalStatus === 'cancelled') {
+        if (
+          (approvalStatus === 'failed' || approvalStatus === 'cancelled') &&
+          !failsRun(t.cached.defs.get(approvalId!)!, t.step(approvalId!))
+        ) {
           // Never granted (rejected, expired, and the run goes on): it is skipped, not left waiting.
           t.patchStep(
             def.id,
