@@ -641,3 +641,30 @@ describe('runbook engine: approvals that were not granted', () => {
     expect(j.calls.filter((c) => c.stepId === 'kill')).toHaveLength(1);
   });
 });
+
+describe('runbook engine: changes made by another process', () => {
+  it('a worker stops its attempt when another process cancelled and retried the run, before claiming again', async () => {
+    const rb = runbook('x', [{ id: 'a', kind: 'action', action: 'test.gate', args: { gate: 'a' } }]);
+    const { engine, store, clock, catalog, j } = await setup([rb]);
+    const g = gate();
+    j.gates.set('a', g);
+    const run = await engine.start({ runbook: 'x', params: {}, trigger: 'cli' }, actors.alice);
+    const idle = engine.runUntilIdle({ runId: run.id });
+    const ctx = await g.entered;
+    // Another process (its own engine over the same store) cancels and retries.
+    const other = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
+    await other.cancel(run.id, actors.bob);
+    await other.retry({ runId: run.id, from: 'a' }, actors.bob);
+    engine.wake();
+    while (!ctx.signal.aborted) await tick();
+    expect(ctx.signal.reason).toMatchObject({
+      message: expect.stringMatching(/changed by another process|is cancelled/),
+    });
+    // The first worker claims the retried step afresh (a new fence), and it finishes once.
+    while (j.calls.length < 2) await tick();
+    g.open();
+    const view = (await idle)!;
+    expect(view.status).toBe('succeeded');
+    expect(step(view, 'a').attempt).toBe(2);
+  });
+});
