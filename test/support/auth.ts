@@ -8,13 +8,18 @@ import { openStore, type Store } from '../../src/store/index.ts';
 /** Who creates tokens in tests (recorded as `createdBy` and in the audit log). */
 export const TEST_ADMIN: Actor = { id: 'local:test', name: 'test', role: 'admin', kind: 'local' };
 
-/** Creates an API token of `role` in `store` and returns it. */
-export async function createToken(
-  store: Store,
-  role: Role = 'admin',
-  name = `test-${role}`,
-): Promise<string> {
-  return (await store.tokens.create({ name, role, createdBy: TEST_ADMIN })).token;
+/**
+ * Creates an API token of `role` in `store` and returns it. Token names are unique among active tokens:
+ * without an explicit `name`, a second token of a role gets `test-<role>-2` and so on.
+ */
+export async function createToken(store: Store, role: Role = 'admin', name?: string): Promise<string> {
+  if (name !== undefined) return (await store.tokens.create({ name, role, createdBy: TEST_ADMIN })).token;
+  const taken = new Set(
+    (await store.tokens.list()).filter((t) => t.revokedAt === undefined).map((t) => t.name),
+  );
+  let candidate = `test-${role}`;
+  for (let n = 2; taken.has(candidate); n += 1) candidate = `test-${role}-${n}`;
+  return (await store.tokens.create({ name: candidate, role, createdBy: TEST_ADMIN })).token;
 }
 
 /** `{ authorization: 'Bearer <token>' }`. */
