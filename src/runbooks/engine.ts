@@ -149,7 +149,10 @@ type RunDefinition = Omit<Runbook, 'params'>;
 /** An approval step's stored state: the view plus the hash of each covered step. */
 interface StoredApproval extends ApprovalView {
   stepHashes: Record<string, string>;
-  /** Covered steps that started under this grant: running one of them again needs a new decision. */
+  /**
+   * Covered steps that started under this grant: a person re-running one of them (retry, verify
+   * not-done) asks for a new decision.
+   */
   usedBy?: string[];
 }
 
@@ -563,6 +566,17 @@ class RunbookEngine implements Engine {
             message: `verified as not done by ${actor.name}${note}: it runs again`,
           },
         );
+        // It ran under an approval: running it again needs a new decision.
+        const approvalId = t.cached.coveredBy.get(def.id);
+        const grant =
+          approvalId === undefined ? undefined : (t.step(approvalId).approval as StoredApproval | undefined);
+        if (approvalId !== undefined && grant?.usedBy?.includes(def.id)) {
+          t.patchStep(
+            approvalId,
+            { status: 'pending', approval: null, output: null, finishedAt: null },
+            { actor, message: `${def.id} runs again: its approval is asked again` },
+          );
+        }
       }
     });
     this.#kick(input.runId);
@@ -647,6 +661,12 @@ class RunbookEngine implements Engine {
           ),
         );
         for (const id of stepsUsingParams(t.cached.def.steps, changed)) reset.add(id);
+      }
+      // A grant is used once: re-running a step that ran under it needs a new decision.
+      for (const def of t.cached.def.steps) {
+        if (def.kind !== 'approval' || reset.has(def.id)) continue;
+        const used = (t.step(def.id).approval as StoredApproval | undefined)?.usedBy ?? [];
+        if (used.some((id) => reset.has(id))) reset.add(def.id);
       }
       for (const def of t.cached.def.steps) {
         const state = t.step(def.id);
@@ -1224,9 +1244,7 @@ class RunbookEngine implements Engine {
       problem = `its plan cannot be computed: ${errorMessage(err)}`;
     }
     if (!approval || approval.decision !== 'approved') problem ??= 'it was not granted';
-    else if (approval.usedBy?.includes(def.id) && t.step(def.id).status !== 'retrying') {
-      problem ??= `the approval was used by an earlier run of ${def.id}; running it again needs a new decision`;
-    } else if (t.now.getTime() >= Date.parse(approval.expiresAt)) {
+    else if (t.now.getTime() >= Date.parse(approval.expiresAt)) {
       problem ??= `the approval expired at ${approval.expiresAt}`;
     } else if (plan && plan.stepHashes[def.id] !== approval.stepHashes[def.id]) {
       problem ??= `the arguments or target of ${def.id} changed since they were approved`;
@@ -1663,7 +1681,7 @@ class RunbookEngine implements Engine {
         } else if (answer === 'not-done') {
           t.patchStep(
             def.id,
-            { status: 'retrying', notBefore: t.nowIso },
+            { status: 'pending' },
             { guard, message: `verify(): attempt ${exec.attempt} did not take effect; it runs again` },
           );
         } else {
@@ -1927,10 +1945,9 @@ class RunbookEngine implements Engine {
       case 'action': {
         const action = this.#o.catalog.action(def.action);
         if (action && (action.effect === 'read-only' || action.idempotent)) {
-          // 'retrying' (not 'pending'): the same start goes on, under the same approval.
           t.patchStep(
             def.id,
-            { status: 'retrying', notBefore: t.nowIso },
+            { status: 'pending' },
             {
               message: `${lost}; ${action.name} is ${action.effect === 'read-only' ? 'read-only' : 'idempotent'}: it runs again`,
             },
