@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { type GameopsError, ManualClock } from '../core/index.ts';
+import { type GameopsError, ManualClock, secret } from '../core/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { actors, gate, journal, runbook, testCatalog, testEngine } from './engine.fixture.ts';
 import type { Runbook, RunView, StepState } from './model.ts';
@@ -270,7 +270,16 @@ describe('runbook engine: results that JSON cannot hold', () => {
       run: async (_args: unknown, ctx: { log(line: string): void }) => {
         calls++;
         ctx.log('nul\u0000byte');
-        const cyclic: Record<string, unknown> = { n: 10n, text: 'a\u0000b' };
+        const cyclic: Record<string, unknown> = {
+          n: 10n,
+          text: 'a\u0000b',
+          secret: secret('hunter2', 'test'),
+          broken: {
+            toJSON: () => {
+              throw new Error('no');
+            },
+          },
+        };
         cyclic.self = cyclic;
         return cyclic;
       },
@@ -286,7 +295,13 @@ describe('runbook engine: results that JSON cannot hold', () => {
     const run = await engine.start({ runbook: 'bn', params: {}, trigger: 'cli' }, actors.alice);
     const view = (await engine.runUntilIdle({ runId: run.id }))!;
     expect(view.status).toBe('succeeded');
-    expect(step(view, 'a').output).toEqual({ n: '10', text: 'ab', self: '[circular]' });
+    expect(step(view, 'a').output).toEqual({
+      n: '10',
+      text: 'ab',
+      secret: '********',
+      broken: '[unserialisable]',
+      self: '[circular]',
+    });
     expect(calls).toBe(1);
     const events = await engine.events(run.id, 0, actors.viewer);
     expect(events.some((e) => e.message === 'nulbyte')).toBe(true);

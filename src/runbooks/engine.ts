@@ -2951,7 +2951,8 @@ function stripNul(text: string): string {
 
 /**
  * A copy of `value` that JSON can hold and PostgreSQL can store: BigInt as a decimal string, cycles
- * and functions as markers, NUL bytes removed, Dates as ISO strings, non-finite numbers as null.
+ * and functions as markers, NUL bytes removed, Dates as ISO strings, non-finite numbers as null,
+ * `toJSON` honoured (a Secret becomes its mask; one that throws becomes a marker).
  */
 function storable(value: unknown): unknown {
   const seen = new Set<object>();
@@ -2966,6 +2967,15 @@ function storable(value: unknown): unknown {
     if (depth > 64) return '[too deep]';
     seen.add(v);
     try {
+      const toJSON = (v as { toJSON?: unknown }).toJSON;
+      if (typeof toJSON === 'function') {
+        // What JSON would store (a Secret gives its mask); a toJSON that throws is not stored.
+        try {
+          return walk((toJSON as () => unknown).call(v), depth + 1);
+        } catch {
+          return '[unserialisable]';
+        }
+      }
       if (Array.isArray(v)) return v.map((item) => walk(item, depth + 1));
       if (v instanceof Map) return walk(Object.fromEntries(v), depth + 1);
       if (v instanceof Set) return walk([...v], depth + 1);
