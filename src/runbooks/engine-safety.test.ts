@@ -1,7 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { services } from '../../test/harness/index.ts';
 import { z } from 'zod';
 import { type GameopsError, ManualClock, secret } from '../core/index.ts';
 import { openStore, type Store } from '../store/index.ts';
@@ -9,21 +12,48 @@ import { actors, gate, journal, runbook, testCatalog, testEngine } from './engin
 import type { Runbook, RunView, StepState } from './model.ts';
 
 // Regressions for the review of the runbook engine (issue #4): what must never run twice, four eyes,
-// approvals used once, storable results. SQLite: none of these depend on the backend.
+// approvals used once, storable results. SQLite, and PostgreSQL for what another process may do.
 
 const dirs: string[] = [];
+const databases: string[] = [];
 const stores: Store[] = [];
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((store) => store.close()));
 });
-afterAll(() => {
+afterAll(async () => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  for (const name of databases.splice(0)) {
+    await pgQuery(services().postgres.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  }
 });
 
-async function setup(runbooks: Runbook[], workerId = 'worker-1') {
-  const dir = mkdtempSync(join(tmpdir(), 'gameops-safety-'));
-  dirs.push(dir);
-  const store = await openStore({ dataDir: join(dir, 'data') });
+async function pgQuery(url: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+async function openBackend(backend: 'sqlite' | 'postgres'): Promise<Store> {
+  if (backend === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'gameops-safety-'));
+    dirs.push(dir);
+    return openStore({ dataDir: join(dir, 'data') });
+  }
+  const admin = services().postgres.url;
+  const name = `gameops_safety_${randomBytes(6).toString('hex')}`;
+  await pgQuery(admin, `CREATE DATABASE ${name}`);
+  databases.push(name);
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return openStore({ url: url.toString() });
+}
+
+async function setup(runbooks: Runbook[], workerId = 'worker-1', backend: 'sqlite' | 'postgres' = 'sqlite') {
+  const store = await openBackend(backend);
   stores.push(store);
   const clock = new ManualClock('2026-03-02T09:00:00Z');
   const j = journal();
@@ -49,117 +79,122 @@ function step(view: RunView, id: string): StepState {
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
-describe('runbook engine: nothing non-idempotent runs twice unasked', () => {
-  it('a non-idempotent step cancelled mid-flight needs verification after a retry from an earlier step', async () => {
-    const rb = runbook('c', [
-      { id: 'first', kind: 'action', action: 'test.noop' },
-      { id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'slow' }, needs: ['first'] },
-    ]);
-    const { engine, j } = await setup([rb]);
-    const g = gate();
-    j.gates.set('slow', g);
-    const run = await engine.start({ runbook: 'c', params: {}, trigger: 'cli' }, actors.alice);
-    const idle = engine.runUntilIdle({ runId: run.id });
-    await g.entered;
-    const cancelled = await engine.cancel(run.id, actors.bob, 'oops');
-    expect(step(cancelled, 'slow')).toMatchObject({
-      status: 'cancelled',
-      error: { code: 'unknown_outcome' },
+describe.each(['sqlite', 'postgres'] as const)(
+  'runbook engine: nothing non-idempotent runs twice unasked (%s)',
+  (backend) => {
+    it('a non-idempotent step cancelled mid-flight needs verification after a retry from an earlier step', async () => {
+      const rb = runbook('c', [
+        { id: 'first', kind: 'action', action: 'test.noop' },
+        { id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'slow' }, needs: ['first'] },
+      ]);
+      const { engine, j } = await setup([rb], 'worker-1', backend);
+      const g = gate();
+      j.gates.set('slow', g);
+      const run = await engine.start({ runbook: 'c', params: {}, trigger: 'cli' }, actors.alice);
+      const idle = engine.runUntilIdle({ runId: run.id });
+      await g.entered;
+      const cancelled = await engine.cancel(run.id, actors.bob, 'oops');
+      expect(step(cancelled, 'slow')).toMatchObject({
+        status: 'cancelled',
+        error: { code: 'unknown_outcome' },
+      });
+      g.open();
+      await idle;
+      await engine.retry({ runId: run.id, from: 'first' }, actors.bob);
+      const view = (await engine.runUntilIdle({ runId: run.id }))!;
+      expect(view.status).toBe('needs-verification');
+      // Nothing new starts while a step needs verification.
+      expect(step(view, 'first').status).toBe('pending');
+      expect(step(view, 'slow')).toMatchObject({
+        status: 'needs-verification',
+        error: { code: 'unknown_outcome' },
+      });
+      expect(j.calls.filter((c) => c.stepId === 'slow')).toHaveLength(1);
+      // A person says it did not happen: only then it runs again.
+      await engine.verify({ runId: run.id, stepId: 'slow', outcome: 'not-done' }, actors.bob);
+      const again = engine.runUntilIdle({ runId: run.id });
+      while (j.calls.filter((c) => c.stepId === 'slow').length < 2) await tick();
+      j.gates.get('slow')!.open();
+      expect((await again)!.status).toBe('succeeded');
     });
-    g.open();
-    await idle;
-    await engine.retry({ runId: run.id, from: 'first' }, actors.bob);
-    const view = (await engine.runUntilIdle({ runId: run.id }))!;
-    expect(view.status).toBe('needs-verification');
-    // Nothing new starts while a step needs verification.
-    expect(step(view, 'first').status).toBe('pending');
-    expect(step(view, 'slow')).toMatchObject({
-      status: 'needs-verification',
-      error: { code: 'unknown_outcome' },
+
+    it('a non-idempotent step stopped by the run deadline needs verification after a retry', async () => {
+      const rb = runbook(
+        'd',
+        [{ id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'd' } }],
+        {
+          timeoutMs: 60_000,
+        },
+      );
+      const { engine, clock, j } = await setup([rb], 'worker-1', backend);
+      const run = await engine.start({ runbook: 'd', params: {}, trigger: 'cli' }, actors.alice);
+      const idle = engine.runUntilIdle({ runId: run.id });
+      while (j.calls.length === 0) await tick();
+      clock.advance(60_000);
+      engine.wake();
+      const failed = (await idle)!;
+      expect(failed.status).toBe('failed');
+      expect(step(failed, 'slow').error?.code).toBe('unknown_outcome');
+      await engine.retry({ runId: run.id, from: 'slow' }, actors.bob);
+      const view = (await engine.runUntilIdle({ runId: run.id }))!;
+      expect(step(view, 'slow').status).toBe('needs-verification');
+      expect(j.calls).toHaveLength(1);
     });
-    expect(j.calls.filter((c) => c.stepId === 'slow')).toHaveLength(1);
-    // A person says it did not happen: only then it runs again.
-    await engine.verify({ runId: run.id, stepId: 'slow', outcome: 'not-done' }, actors.bob);
-    const again = engine.runUntilIdle({ runId: run.id });
-    while (j.calls.filter((c) => c.stepId === 'slow').length < 2) await tick();
-    j.gates.get('slow')!.open();
-    expect((await again)!.status).toBe('succeeded');
-  });
 
-  it('a non-idempotent step stopped by the run deadline needs verification after a retry', async () => {
-    const rb = runbook(
-      'd',
-      [{ id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'd' } }],
-      {
-        timeoutMs: 60_000,
-      },
-    );
-    const { engine, clock, j } = await setup([rb]);
-    const run = await engine.start({ runbook: 'd', params: {}, trigger: 'cli' }, actors.alice);
-    const idle = engine.runUntilIdle({ runId: run.id });
-    while (j.calls.length === 0) await tick();
-    clock.advance(60_000);
-    engine.wake();
-    const failed = (await idle)!;
-    expect(failed.status).toBe('failed');
-    expect(step(failed, 'slow').error?.code).toBe('unknown_outcome');
-    await engine.retry({ runId: run.id, from: 'slow' }, actors.bob);
-    const view = (await engine.runUntilIdle({ runId: run.id }))!;
-    expect(step(view, 'slow').status).toBe('needs-verification');
-    expect(j.calls).toHaveLength(1);
-  });
+    it('a non-idempotent step that times out needs verification and is not retried, even with a retry policy', async () => {
+      const rb = runbook('t', [
+        {
+          id: 'mut',
+          kind: 'action',
+          action: 'test.gate-mutate',
+          args: { gate: 'g' },
+          timeoutMs: 1_000,
+          retry: { attempts: 3, initialDelayMs: 10, factor: 1, maxDelayMs: 10 },
+        },
+      ]);
+      const { engine, clock, j } = await setup([rb], 'worker-1', backend);
+      const run = await engine.start({ runbook: 't', params: {}, trigger: 'cli' }, actors.alice);
+      const idle = engine.runUntilIdle({ runId: run.id });
+      while (j.calls.length === 0) await tick();
+      clock.advance(1_100);
+      engine.wake();
+      let view = (await idle)!;
+      expect(view.status).toBe('needs-verification');
+      expect(step(view, 'mut').error?.message).toMatch(/timed out after 1000 ms.*not idempotent/);
+      clock.advance(60_000);
+      view = (await engine.runUntilIdle({ runId: run.id }))!;
+      expect(step(view, 'mut').status).toBe('needs-verification');
+      expect(j.calls).toHaveLength(1);
+    });
 
-  it('a non-idempotent step that times out needs verification and is not retried, even with a retry policy', async () => {
-    const rb = runbook('t', [
-      {
-        id: 'mut',
-        kind: 'action',
-        action: 'test.gate-mutate',
-        args: { gate: 'g' },
-        timeoutMs: 1_000,
-        retry: { attempts: 3, initialDelayMs: 10, factor: 1, maxDelayMs: 10 },
-      },
-    ]);
-    const { engine, clock, j } = await setup([rb]);
-    const run = await engine.start({ runbook: 't', params: {}, trigger: 'cli' }, actors.alice);
-    const idle = engine.runUntilIdle({ runId: run.id });
-    while (j.calls.length === 0) await tick();
-    clock.advance(1_100);
-    engine.wake();
-    let view = (await idle)!;
-    expect(view.status).toBe('needs-verification');
-    expect(step(view, 'mut').error?.message).toMatch(/timed out after 1000 ms.*not idempotent/);
-    clock.advance(60_000);
-    view = (await engine.runUntilIdle({ runId: run.id }))!;
-    expect(step(view, 'mut').status).toBe('needs-verification');
-    expect(j.calls).toHaveLength(1);
-  });
-
-  it('a retry from an upstream step leaves a downstream step that needs verification alone', async () => {
-    const rb = runbook('nv', [
-      { id: 'first', kind: 'action', action: 'test.noop' },
-      { id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'slow' }, needs: ['first'] },
-    ]);
-    const { engine, store, clock, catalog, j } = await setup([rb]);
-    const g = gate();
-    j.gates.set('slow', g);
-    const run = await engine.start({ runbook: 'nv', params: {}, trigger: 'cli' }, actors.alice);
-    const stop = new AbortController();
-    const idle = engine.runUntilIdle({ runId: run.id, signal: stop.signal });
-    await g.entered;
-    stop.abort();
-    await idle;
-    // Another worker finds the step orphaned: a non-idempotent action goes to a person.
-    const e2 = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
-    let view = (await e2.runUntilIdle({ runId: run.id }))!;
-    expect(step(view, 'slow').status).toBe('needs-verification');
-    await e2.retry({ runId: run.id, from: 'first' }, actors.bob);
-    g.open();
-    view = (await e2.runUntilIdle({ runId: run.id }))!;
-    expect(step(view, 'slow').status).toBe('needs-verification');
-    expect(j.calls.filter((c) => c.stepId === 'slow')).toHaveLength(1);
-  });
-});
+    it('a retry from an upstream step leaves a downstream step that needs verification alone', async () => {
+      const rb = runbook('nv', [
+        { id: 'first', kind: 'action', action: 'test.noop' },
+        { id: 'slow', kind: 'action', action: 'test.gate-mutate', args: { gate: 'slow' }, needs: ['first'] },
+      ]);
+      const { engine, store, clock, catalog, j } = await setup([rb], 'worker-1', backend);
+      const g = gate();
+      j.gates.set('slow', g);
+      const run = await engine.start({ runbook: 'nv', params: {}, trigger: 'cli' }, actors.alice);
+      const stop = new AbortController();
+      const idle = engine.runUntilIdle({ runId: run.id, signal: stop.signal });
+      await g.entered;
+      stop.abort();
+      await idle;
+      // Another worker finds the step orphaned (on PostgreSQL once the lease ran out): a
+      // non-idempotent action goes to a person.
+      clock.advance(8_001);
+      const e2 = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
+      let view = (await e2.runUntilIdle({ runId: run.id }))!;
+      expect(step(view, 'slow').status).toBe('needs-verification');
+      await e2.retry({ runId: run.id, from: 'first' }, actors.bob);
+      g.open();
+      view = (await e2.runUntilIdle({ runId: run.id }))!;
+      expect(step(view, 'slow').status).toBe('needs-verification');
+      expect(j.calls.filter((c) => c.stepId === 'slow')).toHaveLength(1);
+    });
+  },
+);
 
 describe('runbook engine: approvals', () => {
   const scale = runbook(
@@ -657,27 +692,30 @@ describe('runbook engine: approvals that were not granted', () => {
   });
 });
 
-describe('runbook engine: changes made by another process', () => {
-  it('a worker stops its attempt when another process cancelled and retried the run, before claiming again', async () => {
-    const rb = runbook('x', [{ id: 'a', kind: 'action', action: 'test.gate', args: { gate: 'a' } }]);
-    const { engine, store, clock, catalog, j } = await setup([rb]);
-    const g = gate();
-    j.gates.set('a', g);
-    const run = await engine.start({ runbook: 'x', params: {}, trigger: 'cli' }, actors.alice);
-    const idle = engine.runUntilIdle({ runId: run.id });
-    const ctx = await g.entered;
-    // Another process (its own engine over the same store) cancels and retries.
-    const other = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
-    await other.cancel(run.id, actors.bob);
-    await other.retry({ runId: run.id, from: 'a' }, actors.bob);
-    engine.wake();
-    while (!ctx.signal.aborted) await tick();
-    expect((ctx.signal.reason as Error).message).toMatch(/changed by another process|is cancelled/);
-    // The first worker claims the retried step afresh (a new fence), and it finishes once.
-    while (j.calls.length < 2) await tick();
-    g.open();
-    const view = (await idle)!;
-    expect(view.status).toBe('succeeded');
-    expect(step(view, 'a').attempt).toBe(2);
-  });
-});
+describe.each(['sqlite', 'postgres'] as const)(
+  'runbook engine: changes made by another process (%s)',
+  (backend) => {
+    it('a worker stops its attempt when another process cancelled and retried the run, before claiming again', async () => {
+      const rb = runbook('x', [{ id: 'a', kind: 'action', action: 'test.gate', args: { gate: 'a' } }]);
+      const { engine, store, clock, catalog, j } = await setup([rb], 'worker-1', backend);
+      const g = gate();
+      j.gates.set('a', g);
+      const run = await engine.start({ runbook: 'x', params: {}, trigger: 'cli' }, actors.alice);
+      const idle = engine.runUntilIdle({ runId: run.id });
+      const ctx = await g.entered;
+      // Another process (its own engine over the same store) cancels and retries.
+      const other = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
+      await other.cancel(run.id, actors.bob);
+      await other.retry({ runId: run.id, from: 'a' }, actors.bob);
+      engine.wake();
+      while (!ctx.signal.aborted) await tick();
+      expect((ctx.signal.reason as Error).message).toMatch(/changed by another process|is cancelled/);
+      // The first worker claims the retried step afresh (a new fence), and it finishes once.
+      g.open();
+      await idle;
+      const view = (await engine.runUntilIdle({ runId: run.id }))!;
+      expect(view.status).toBe('succeeded');
+      expect(step(view, 'a').attempt).toBe(2);
+    });
+  },
+);
