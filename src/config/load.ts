@@ -1,19 +1,11 @@
-import {
-  closeSync,
-  constants,
-  existsSync,
-  fstatSync,
-  openSync,
-  readSync,
-  statSync,
-  type Stats,
-} from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { InputError, secret, type Secret } from '../core/index.ts';
 import type { GameopsEnv } from './env.ts';
 import { configSchema, type ParsedConfig } from './schema.ts';
+import { FileProblem, formatBytes, keyOffset, readRegularFile } from './yaml-file.ts';
 
 type WithSecret<T, K extends keyof T> = Omit<T, K> & { [P in K]?: Secret };
 type Channel = ParsedConfig['notifications']['channels'][number];
@@ -346,85 +338,6 @@ function locate(doc: Document.Parsed, path: Path, lineCounter: LineCounter): Pos
     }
   }
   return {};
-}
-
-function keyOffset(doc: Document.Parsed, path: Path, fallback: number): number {
-  const parent: unknown = path.length <= 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
-  if (isMap(parent)) {
-    const pair = parent.items.find((item) => isScalar(item.key) && item.key.value === path[path.length - 1]);
-    if (pair && isScalar(pair.key) && pair.key.range) return pair.key.range[0];
-  }
-  return fallback;
-}
-
-/** Why a file could not be read, as a phrase to follow its name. */
-class FileProblem extends Error {}
-
-/**
- * Reads a file that must be a regular file of at most `maxBytes`, refusing anything else (a directory,
- * FIFO, device such as /dev/zero, socket) before reading a byte. The size is checked again while reading,
- * in case the file grew or was swapped in between.
- * @throws FileProblem
- */
-function readRegularFile(path: string, maxBytes: number, what: string): string {
-  let fd: number;
-  try {
-    refuseIrregular(statSync(path), maxBytes, what);
-    // O_NONBLOCK: if a FIFO was swapped in after the stat, opening it must not hang.
-    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
-  } catch (err) {
-    throw fileProblem(err);
-  }
-  try {
-    refuseIrregular(fstatSync(fd), maxBytes, what);
-    // One byte more than allowed: reading it means the file is too large.
-    const buffer = Buffer.alloc(maxBytes + 1);
-    let length = 0;
-    while (length < buffer.length) {
-      const n = readSync(fd, buffer, length, buffer.length - length, null);
-      if (n === 0) break;
-      length += n;
-    }
-    if (length > maxBytes)
-      throw new FileProblem(`larger than ${formatBytes(maxBytes)}, the limit for ${what}`);
-    return buffer.toString('utf8', 0, length);
-  } catch (err) {
-    throw fileProblem(err);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function refuseIrregular(stats: Stats, maxBytes: number, what: string): void {
-  if (!stats.isFile()) throw new FileProblem(`not a regular file (it is ${fileKind(stats)})`);
-  if (stats.size > maxBytes) {
-    throw new FileProblem(
-      `too large (${stats.size} bytes; the limit for ${what} is ${formatBytes(maxBytes)})`,
-    );
-  }
-}
-
-function fileProblem(err: unknown): FileProblem {
-  if (err instanceof FileProblem) return err;
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new FileProblem('file not found');
-  if (code === 'EACCES') return new FileProblem('permission denied');
-  return new FileProblem((err as Error).message);
-}
-
-function fileKind(stats: Stats): string {
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  if (stats.isCharacterDevice()) return 'a character device';
-  if (stats.isBlockDevice()) return 'a block device';
-  return 'not a file';
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} bytes`;
-  if (bytes < 1024 * 1024) return `${+(bytes / 1024).toFixed(1)} KiB`;
-  return `${+(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 /**

@@ -3,8 +3,9 @@
  * every problem is reported at its `file:line`. Follows src/config/load.ts: yaml's own duplicate-key
  * check is quadratic, so duplicates are found here in linear time; aliases are bounded.
  */
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { fileProblem, keyOffset, openNonBlocking, readOpenRegularFile } from '../config/yaml-file.ts';
 import type { RunbookProblem } from './compile.ts';
 import { pathText } from './input.ts';
 
@@ -31,30 +32,14 @@ export interface ParsedYaml {
 export function readRunbookFile(path: string): { text: string } | { problem: string } {
   let fd: number;
   try {
-    // O_NONBLOCK: a FIFO swapped in must not hang the open.
-    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    fd = openNonBlocking(path);
   } catch (err) {
-    return { problem: ioProblem(err) };
+    return { problem: fileProblem(err).message };
   }
   try {
-    const stats = fstatSync(fd);
-    if (!stats.isFile()) return { problem: `not a regular file (it is ${fileKind(stats)})` };
-    if (stats.size > MAX_RUNBOOK_FILE_BYTES) {
-      return { problem: `too large (${stats.size} bytes; the limit for a runbook file is 1 MiB)` };
-    }
-    // One byte more than allowed: reading it means the file grew past the limit.
-    const buffer = Buffer.alloc(MAX_RUNBOOK_FILE_BYTES + 1);
-    let length = 0;
-    while (length < buffer.length) {
-      const n = readSync(fd, buffer, length, buffer.length - length, null);
-      if (n === 0) break;
-      length += n;
-    }
-    if (length > MAX_RUNBOOK_FILE_BYTES)
-      return { problem: 'larger than 1 MiB, the limit for a runbook file' };
-    return { text: buffer.toString('utf8', 0, length) };
+    return { text: readOpenRegularFile(fd, MAX_RUNBOOK_FILE_BYTES, 'a runbook file') };
   } catch (err) {
-    return { problem: ioProblem(err) };
+    return { problem: fileProblem(err).message };
   } finally {
     closeSync(fd);
   }
@@ -178,29 +163,4 @@ function locate(doc: Document.Parsed, path: Path, lineCounter: LineCounter): num
     }
   }
   return undefined;
-}
-
-function keyOffset(doc: Document.Parsed, path: Path, fallback: number): number {
-  const parent: unknown = path.length <= 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
-  if (isMap(parent)) {
-    const pair = parent.items.find((item) => isScalar(item.key) && item.key.value === path[path.length - 1]);
-    if (pair && isScalar(pair.key) && pair.key.range) return pair.key.range[0];
-  }
-  return fallback;
-}
-
-function ioProblem(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'file not found';
-  if (code === 'EACCES') return 'permission denied';
-  return (err as Error).message;
-}
-
-function fileKind(stats: Stats): string {
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  if (stats.isCharacterDevice()) return 'a character device';
-  if (stats.isBlockDevice()) return 'a block device';
-  return 'not a file';
 }
