@@ -1,9 +1,8 @@
 import { z } from 'zod';
 import type { AlertmanagerConfig } from '../config/index.ts';
 import { maskSecrets, UnavailableError } from '../core/index.ts';
-import { describeError } from './failures.ts';
 import { httpAuth } from './http-auth.ts';
-import { BodyTooLargeError, readCapped } from './http-body.ts';
+import { fetchCapped } from './http-body.ts';
 
 /** The fields of an Alertmanager API v2 alert that gameops uses; unknown fields are dropped. */
 const alertSchema = z.object({
@@ -94,27 +93,18 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
   async function getJson(path: string, options: AlertmanagerRequestOptions): Promise<unknown> {
     const url = new URL(path, base);
     const timeoutMs = options.timeoutMs ?? 5000;
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
     const fail = (message: string, details: Record<string, unknown> = {}): UnavailableError =>
       new UnavailableError(maskSecrets(`Alertmanager at ${target}: ${message}`, secrets), {
         details: { target, ...details },
       });
-    let response: Response;
-    let body: string;
-    try {
-      response = await fetch(url, { headers, signal, redirect: 'error' });
-      body = await readCapped(response, MAX_BODY_BYTES);
-    } catch (err) {
-      if (err instanceof BodyTooLargeError)
-        throw fail(
-          `GET ${url.pathname} answered more than ${MAX_BODY_BYTES / 1024 / 1024} MiB; refusing to read it`,
-        );
-      if (options.signal?.aborted && err === options.signal.reason) throw err;
-      if (deadline.aborted)
-        throw fail(`GET ${url.pathname} did not answer within ${timeoutMs} ms`, { timeoutMs });
-      throw fail(`GET ${url.pathname} failed: ${describeError(err)}`);
-    }
+    const { response, body } = await fetchCapped(url, {
+      headers,
+      maxBytes: MAX_BODY_BYTES,
+      timeoutMs,
+      signal: options.signal,
+      request: `GET ${url.pathname}`,
+      fail,
+    });
     if (!response.ok)
       throw fail(
         `GET ${url.pathname} answered ${response.status} ${response.statusText}: ${body.slice(0, 200)}`,

@@ -1,3 +1,5 @@
+import { describeError } from './failures.ts';
+
 /** A response body was larger than the caller allows; the stream has been cancelled. */
 export class BodyTooLargeError extends Error {}
 
@@ -29,4 +31,42 @@ export async function readCapped(response: Response, maxBytes: number): Promise<
   }
   parts.push(decoder.decode());
   return parts.join('');
+}
+
+/** What {@link fetchCapped} needs besides the URL. */
+export interface CappedFetchOptions {
+  headers: Record<string, string>;
+  maxBytes: number;
+  timeoutMs: number;
+  /** The caller's signal: its abort is thrown as it is, not mapped by `fail`. */
+  signal?: AbortSignal | undefined;
+  /** The request as named in messages, e.g. `GET /api/v2/alerts`. */
+  request: string;
+  /** Builds the error thrown for a failed request. */
+  fail: (message: string, details?: Record<string, unknown>) => Error;
+}
+
+/**
+ * GETs `url` (redirects refused) within `timeoutMs`, reading at most `maxBytes` of the body. A body too
+ * large, a timeout or a network failure is thrown as `fail(...)`; the caller's own abort as it is.
+ * @returns the response and its body, whatever the HTTP status.
+ */
+export async function fetchCapped(
+  url: URL,
+  options: CappedFetchOptions,
+): Promise<{ response: Response; body: string }> {
+  const { request, fail, timeoutMs, maxBytes } = options;
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+  try {
+    const response = await fetch(url, { headers: options.headers, signal, redirect: 'error' });
+    const body = await readCapped(response, maxBytes);
+    return { response, body };
+  } catch (err) {
+    if (err instanceof BodyTooLargeError)
+      throw fail(`${request} answered more than ${maxBytes / 1024 / 1024} MiB; refusing to read it`);
+    if (options.signal?.aborted && err === options.signal.reason) throw err;
+    if (deadline.aborted) throw fail(`${request} did not answer within ${timeoutMs} ms`, { timeoutMs });
+    throw fail(`${request} failed: ${describeError(err)}`);
+  }
 }

@@ -2,9 +2,8 @@ import { z } from 'zod';
 import type { PrometheusConfig } from '../config/index.ts';
 import { InputError, maskSecrets, UnavailableError } from '../core/index.ts';
 import { alertmanagerTarget } from './alertmanager.ts';
-import { describeError } from './failures.ts';
 import { httpAuth } from './http-auth.ts';
-import { BodyTooLargeError, readCapped } from './http-body.ts';
+import { fetchCapped } from './http-body.ts';
 
 /** The most a response may hold: a range query over a large fleet stays far below; a hostile server does not. */
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
@@ -98,24 +97,16 @@ export function createPrometheusClient(config: PrometheusConfig): PrometheusClie
   async function call(path: string, params: URLSearchParams, options: PrometheusRequestOptions) {
     const url = new URL(`${path}?${params.toString()}`, base);
     const timeoutMs = options.timeoutMs ?? 10_000;
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
     const fail = (message: string, details: Record<string, unknown> = {}): UnavailableError =>
       new UnavailableError(maskSecrets(`${what}: ${message}`, secrets), { details: { target, ...details } });
-    let response: Response;
-    let body: string;
-    try {
-      response = await fetch(url, { headers, signal, redirect: 'error' });
-      body = await readCapped(response, MAX_BODY_BYTES);
-    } catch (err) {
-      if (err instanceof BodyTooLargeError)
-        throw fail(
-          `GET /${path} answered more than ${MAX_BODY_BYTES / 1024 / 1024} MiB; refusing to read it`,
-        );
-      if (options.signal?.aborted && err === options.signal.reason) throw err;
-      if (deadline.aborted) throw fail(`GET /${path} did not answer within ${timeoutMs} ms`, { timeoutMs });
-      throw fail(`GET /${path} failed: ${describeError(err)}`);
-    }
+    const { response, body } = await fetchCapped(url, {
+      headers,
+      maxBytes: MAX_BODY_BYTES,
+      timeoutMs,
+      signal: options.signal,
+      request: `GET /${path}`,
+      fail,
+    });
     let json: unknown;
     try {
       json = JSON.parse(body);
