@@ -12,7 +12,7 @@ import { access, open, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { RowDataPacket } from 'mysql2';
 import { GameopsError, NotAllowedError, sleep } from '../core/index.ts';
-import type { MysqlClient, MysqlQueryOptions } from './mysql.ts';
+import type { MysqlClient, MysqlProcess, MysqlQueryOptions } from './mysql.ts';
 import { isLoopbackHost } from './outbound.ts';
 
 /** Characters of a statement shown in outputs. */
@@ -37,15 +37,7 @@ export function statementDigest(text: string): string {
 }
 
 /** One statement running for a while. */
-export interface LongQuery {
-  id: number;
-  user: string;
-  host: string;
-  db: string | null;
-  command: string;
-  /** Seconds it has been running (in its current state). */
-  time: number;
-  state: string | null;
+export interface LongQuery extends Omit<MysqlProcess, 'info'> {
   /** The first 100 characters. */
   statement: string;
   /** sha256 of the full statement: what `mysql.kill-query` compares before it kills. */
