@@ -74,10 +74,33 @@ async function afterChange(
     await followAndReport(s, view.id, options.json === true, afterSeq);
     return;
   }
-  const { renderRun, runExitCode } = await import('../run-render.ts');
-  if (options.json) writeJson(view);
-  else process.stdout.write(`${renderRun(view, s.resources.clock.now(), painter(process.stdout))}\n`);
+  const { runExitCode } = await import('../run-render.ts');
+  await printRun(s, view, options);
   process.exitCode = view.status === 'queued' || view.status === 'running' ? ExitCode.ok : runExitCode(view);
+}
+
+/**
+ * Makes a change to a run (`act`), then says what was done on stderr (`done`, after `gameops: `, when given)
+ * and goes on as {@link afterChange}, following from the last event before the change.
+ */
+async function change(
+  s: RunSession,
+  runId: string,
+  options: JsonOption & DetachOption,
+  act: () => Promise<RunView>,
+  done?: string,
+): Promise<void> {
+  const mark = await latestSeq(s, runId);
+  const view = await act();
+  if (done !== undefined) process.stderr.write(`gameops: ${done}\n`);
+  await afterChange(s, view, options, mark);
+}
+
+/** In-process (`s.drive`), moves the run on for at most `timeoutMs` and returns it as it is then; else `view`. */
+async function driven(s: RunSession, runId: string, view: RunView, timeoutMs: number): Promise<RunView> {
+  if (!s.drive) return view;
+  await s.drive(runId, AbortSignal.timeout(timeoutMs));
+  return s.service.get(runId, s.actor);
 }
 
 /** Asks on the terminal; false unless the answer is yes. */
@@ -154,12 +177,7 @@ export function runsCommand(): Command {
     .option('--json', 'print the run as JSON (with step outputs)')
     .action(async (runId: string, options: JsonOption, command: Command) => {
       await session(command, async (s) => {
-        const view = await s.service.get(runId, s.actor);
-        if (options.json) writeJson(view);
-        else {
-          const { renderRun } = await import('../run-render.ts');
-          process.stdout.write(`${renderRun(view, s.resources.clock.now(), painter(process.stdout))}\n`);
-        }
+        await printRun(s, await s.service.get(runId, s.actor), options);
       });
     });
 
@@ -222,19 +240,23 @@ export function runsCommand(): Command {
               return;
             }
           }
-          const mark = await latestSeq(s, runId);
-          const view = await s.service.decide(
-            {
-              runId,
-              stepId,
-              decision: 'approve',
-              planHash: approval.planHash,
-              ...(options.comment !== undefined ? { comment: options.comment } : {}),
-            },
-            s.actor,
+          await change(
+            s,
+            runId,
+            options,
+            () =>
+              s.service.decide(
+                {
+                  runId,
+                  stepId,
+                  decision: 'approve',
+                  planHash: approval.planHash,
+                  ...(options.comment !== undefined ? { comment: options.comment } : {}),
+                },
+                s.actor,
+              ),
+            `approved ${printable(stepId)} of run ${printable(runId)}`,
           );
-          process.stderr.write(`gameops: approved ${printable(stepId)} of run ${printable(runId)}\n`);
-          await afterChange(s, view, options, mark);
         });
       },
     );
@@ -251,7 +273,7 @@ export function runsCommand(): Command {
         await session(command, async (s) => {
           const before = await s.service.get(runId, s.actor);
           const approval = approvalOf(before, findStep(before, stepId));
-          let view = await s.service.decide(
+          const view = await s.service.decide(
             {
               runId,
               stepId,
@@ -261,12 +283,9 @@ export function runsCommand(): Command {
             },
             s.actor,
           );
-          if (s.drive) {
-            await s.drive(runId, AbortSignal.timeout(60_000));
-            view = await s.service.get(runId, s.actor);
-          }
+          const after = await driven(s, runId, view, 60_000);
           process.stderr.write(`gameops: rejected ${printable(stepId)} of run ${printable(runId)}\n`);
-          await printRun(s, view, options);
+          await printRun(s, after, options);
         });
       },
     );
@@ -289,18 +308,22 @@ export function runsCommand(): Command {
         command: Command,
       ) => {
         await session(command, async (s) => {
-          const mark = await latestSeq(s, runId);
-          const view = await s.service.complete(
-            {
-              runId,
-              stepId,
-              ...(options.note !== undefined ? { note: options.note } : {}),
-              ...(options.evidence !== undefined ? { evidence: options.evidence } : {}),
-            },
-            s.actor,
+          await change(
+            s,
+            runId,
+            options,
+            () =>
+              s.service.complete(
+                {
+                  runId,
+                  stepId,
+                  ...(options.note !== undefined ? { note: options.note } : {}),
+                  ...(options.evidence !== undefined ? { evidence: options.evidence } : {}),
+                },
+                s.actor,
+              ),
+            `completed ${printable(stepId)} of run ${printable(runId)}`,
           );
-          process.stderr.write(`gameops: completed ${printable(stepId)} of run ${printable(runId)}\n`);
-          await afterChange(s, view, options, mark);
         });
       },
     );
@@ -329,20 +352,22 @@ export function runsCommand(): Command {
       ) => {
         if (!options.done && !options.notDone) throw new InputError('say --done or --not-done');
         await session(command, async (s) => {
-          const mark = await latestSeq(s, runId);
-          const view = await s.service.verify(
-            {
-              runId,
-              stepId,
-              outcome: options.done ? 'done' : 'not-done',
-              ...(options.note !== undefined ? { note: options.note } : {}),
-            },
-            s.actor,
+          await change(
+            s,
+            runId,
+            options,
+            () =>
+              s.service.verify(
+                {
+                  runId,
+                  stepId,
+                  outcome: options.done ? 'done' : 'not-done',
+                  ...(options.note !== undefined ? { note: options.note } : {}),
+                },
+                s.actor,
+              ),
+            `${printable(stepId)} of run ${printable(runId)} verified as ${options.done ? 'done' : 'not done'}`,
           );
-          process.stderr.write(
-            `gameops: ${printable(stepId)} of run ${printable(runId)} verified as ${options.done ? 'done' : 'not done'}\n`,
-          );
-          await afterChange(s, view, options, mark);
         });
       },
     );
@@ -355,13 +380,9 @@ export function runsCommand(): Command {
     .option('--json', 'print the run as JSON')
     .action(async (runId: string, options: JsonOption & { reason?: string }, command: Command) => {
       await session(command, async (s) => {
-        let view = await s.service.cancel(runId, s.actor, options.reason);
-        if (s.drive) {
-          // Compensation, when the runbook asks for it, runs now.
-          await s.drive(runId, AbortSignal.timeout(10 * 60_000));
-          view = await s.service.get(runId, s.actor);
-        }
-        await printRun(s, view, options);
+        const view = await s.service.cancel(runId, s.actor, options.reason);
+        // In-process, compensation (when the runbook asks for it) runs now.
+        await printRun(s, await driven(s, runId, view, 10 * 60_000), options);
       });
     });
 
@@ -383,8 +404,7 @@ export function runsCommand(): Command {
     .addHelpText('after', RUN_EXIT_CODES_HELP)
     .action(async (runId: string, options: JsonOption & DetachOption, command: Command) => {
       await session(command, async (s) => {
-        const mark = await latestSeq(s, runId);
-        await afterChange(s, await s.service.resume(runId, s.actor), options, mark);
+        await change(s, runId, options, () => s.service.resume(runId, s.actor));
       });
     });
 
@@ -409,15 +429,17 @@ export function runsCommand(): Command {
       ) => {
         const params = await paramsFrom(options);
         await session(command, async (s) => {
-          const mark = await latestSeq(s, runId);
-          const view = await s.service.retry(
-            { runId, from: options.from, ...(Object.keys(params).length > 0 ? { params } : {}) },
-            s.actor,
+          await change(
+            s,
+            runId,
+            options,
+            () =>
+              s.service.retry(
+                { runId, from: options.from, ...(Object.keys(params).length > 0 ? { params } : {}) },
+                s.actor,
+              ),
+            `run ${printable(runId)} runs again from ${printable(options.from)}`,
           );
-          process.stderr.write(
-            `gameops: run ${printable(runId)} runs again from ${printable(options.from)}\n`,
-          );
-          await afterChange(s, view, options, mark);
         });
       },
     );
