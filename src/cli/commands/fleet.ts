@@ -6,7 +6,6 @@ import {
   GameopsError,
   InputError,
   parseDuration,
-  UnavailableError,
   withTimeout,
 } from '../../core/index.ts';
 import type { Resources } from '../../app/index.ts';
@@ -21,9 +20,8 @@ import { withResources } from '../context.ts';
 import { ExitCode } from '../exit.ts';
 import type { RolloutOutcome } from '../fleet-render.ts';
 import { printable } from '../render.ts';
+import { INTERRUPTED, interruptible, writeJson } from './run.ts';
 
-/** Exit code after Ctrl-C (128 + SIGINT), as shells report it. */
-const INTERRUPTED = 130;
 const MAX_REPLICAS = 1000;
 const DIAGNOSTIC_KINDS = ['cpu-profile', 'heap-snapshot', 'stack-dump'] as const;
 type DiagnosticKindName = (typeof DIAGNOSTIC_KINDS)[number];
@@ -120,10 +118,6 @@ function parseBoundedDuration(flag: string, text: string, minMs: number, maxMs: 
   return ms;
 }
 
-function writeJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
 /** Opens the fleet of the configured platform for one command and releases it afterwards. */
 async function withFleet(
   command: Command,
@@ -133,28 +127,6 @@ async function withFleet(
     const { openFleet } = await import('../../app/index.ts');
     await work(await openFleet(resources), resources);
   });
-}
-
-/**
- * Ctrl-C (and SIGTERM) abort `signal` instead of killing the process, so a wait stops cleanly and the
- * command can say what it left behind. A second Ctrl-C exits at once.
- */
-function interruptible(): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const onSignal = (name: NodeJS.Signals): void => {
-    if (controller.signal.aborted) process.exit(INTERRUPTED);
-    process.stderr.write(`\ngameops: ${name} received, stopping (press Ctrl-C again to quit at once)\n`);
-    controller.abort(new UnavailableError(`interrupted by ${name}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    signal: controller.signal,
-    dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
 }
 
 /** The fleet as it is now, in one line, for after an interruption or a failure. */

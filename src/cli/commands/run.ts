@@ -126,8 +126,8 @@ export function writeJson(value: unknown): void {
 }
 
 /**
- * Ctrl-C (and SIGTERM) abort `signal` instead of killing the process, so a follow stops cleanly and
- * says where the run is. A second Ctrl-C exits at once.
+ * Ctrl-C (and SIGTERM) abort `signal` instead of killing the process, so a follow or a wait stops
+ * cleanly and the command can say where things are. A second Ctrl-C exits at once.
  */
 export function interruptible(): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
