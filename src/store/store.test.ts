@@ -174,11 +174,11 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     const p = await place();
     await (await open(p.options)).close();
     // Back to the schema gameops had before 002 shipped, with a run recorded then.
-    await backTo001(p.query);
+    await backTo001((text) => p.query(text));
     const store = await open(p.options);
     await store.checkRuns.record(makeRun('old', '2026-03-01T00:00:00Z'));
     await store.close();
-    await backTo001(p.query);
+    await backTo001((text) => p.query(text));
 
     const upgraded = await open(p.options);
     expect(
