@@ -640,11 +640,11 @@ function ancestorSets(byId: Map<string, Flat>): Map<string, Set<string>> {
   const sets = new Map<string, Set<string>>();
   for (const id of byId.keys()) {
     const set = new Set<string>();
-    const todo = [...(byId.get(id)?.step.needs ?? [])];
-    for (let need = todo.pop(); need !== undefined; need = todo.pop()) {
+    const stack = [...(byId.get(id)?.step.needs ?? [])];
+    for (let need = stack.pop(); need !== undefined; need = stack.pop()) {
       if (set.has(need) || !byId.has(need)) continue;
       set.add(need);
-      todo.push(...byId.get(need)!.step.needs);
+      stack.push(...byId.get(need)!.step.needs);
     }
     sets.set(id, set);
   }
