@@ -39,7 +39,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
-      `${EXIT_CODES_HELP}\n\nEnvironment: GAMEOPS_CONFIG, DATABASE_URL (PostgreSQL store), GAMEOPS_DATA_DIR, NO_COLOR.`,
+      `${EXIT_CODES_HELP}\n\nEnvironment: GAMEOPS_CONFIG, DATABASE_URL (PostgreSQL store), GAMEOPS_DATA_DIR, GAMEOPS_TOKEN (act as that API token), GAMEOPS_URL (use that server's API), NO_COLOR.`,
     )
     .exitOverride();
   for (const sub of [
