@@ -1,12 +1,15 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { services } from '../../test/harness/index.ts';
+import {
+  postgresPlace,
+  sqlitePlace,
+  type Cleanups,
+  type Place,
+  type Row,
+} from '../../test/support/store-places.ts';
 import { ManualClock, type GameopsError } from '../core/index.ts';
 import { generateToken } from '../identity/tokens.ts';
 import type { Actor } from '../runbooks/model.ts';
@@ -19,18 +22,9 @@ import {
   openStore,
   parseAuditExpectation,
   type Store,
-  type StoreOptions,
 } from './index.ts';
 
-type Row = Record<string, unknown>;
-
-/** A fresh store location and a way to run SQL behind the store's back (SQLite: only while closed). */
-interface Place {
-  options: StoreOptions;
-  query(text: string): Promise<Row[]>;
-}
-
-const cleanups: (() => Promise<void> | void)[] = [];
+const cleanups: Cleanups = [];
 const stores: Store[] = [];
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((store) => store.close()));
@@ -49,47 +43,9 @@ async function open(place: Place): Promise<Store> {
   return store;
 }
 
-function sqlitePlace(): Place {
-  const dir = mkdtempSync(join(tmpdir(), 'gameops-audit-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const dataDir = join(dir, 'data');
-  return {
-    options: { dataDir },
-    query: (text) => {
-      const db = new DatabaseSync(join(dataDir, 'gameops.db'));
-      try {
-        const stmt = db.prepare(text);
-        return Promise.resolve(stmt.columns().length > 0 ? (stmt.all() as Row[]) : (stmt.run(), []));
-      } finally {
-        db.close();
-      }
-    },
-  };
-}
-
-async function pgQuery(url: string, text: string): Promise<Row[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<Row>(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-async function postgresPlace(): Promise<Place> {
-  const admin = services().postgres.url;
-  const name = `gameops_${randomBytes(6).toString('hex')}`;
-  await pgQuery(admin, `CREATE DATABASE ${name}`);
-  cleanups.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => undefined));
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return { options: { url: url.toString() }, query: (text) => pgQuery(url.toString(), text) };
-}
-
 const backends = [
-  { backend: 'sqlite' as const, place: () => Promise.resolve(sqlitePlace()) },
-  { backend: 'postgres' as const, place: postgresPlace },
+  { backend: 'sqlite' as const, place: () => Promise.resolve(sqlitePlace(cleanups)) },
+  { backend: 'postgres' as const, place: () => postgresPlace(cleanups) },
 ];
 
 /** Five records, seq 1..5, then the store closed so the test can tamper with the tables. */

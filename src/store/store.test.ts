@@ -1,28 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket, connect } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
-import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { closedPort, services, startSilentServer } from '../../test/harness/index.ts';
 import { ManualClock, type GameopsError } from '../core/index.ts';
 import type { CheckRun } from '../checks/index.ts';
 import { openStore, type Store, type StoreOptions } from './index.ts';
+import { postgresPlace, sqlitePlace, type Cleanups } from '../../test/support/store-places.ts';
 
-type Row = Record<string, unknown>;
-
-/** A fresh, empty place for a store, and a way to reach its tables behind the store's back. */
-interface Place {
-  options: StoreOptions;
-  /** Runs SQL directly; for SQLite only while no store has the directory open. */
-  query(text: string): Promise<Row[]>;
-}
-
-const cleanups: (() => Promise<void> | void)[] = [];
+const cleanups: Cleanups = [];
 const stores: Store[] = [];
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((store) => store.close()));
@@ -41,43 +30,6 @@ function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'gameops-store-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-function sqlitePlace(): Place {
-  const dataDir = join(tempDir(), 'data');
-  return {
-    options: { dataDir },
-    query: (text) => {
-      const db = new DatabaseSync(join(dataDir, 'gameops.db'));
-      try {
-        const stmt = db.prepare(text);
-        return Promise.resolve(stmt.columns().length > 0 ? (stmt.all() as Row[]) : (stmt.run(), []));
-      } finally {
-        db.close();
-      }
-    },
-  };
-}
-
-async function pgQuery(url: string, text: string): Promise<Row[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<Row>(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-/** A new database on the shared server, dropped after the file's tests. */
-async function postgresPlace(): Promise<Place> {
-  const admin = services().postgres.url;
-  const name = `gameops_${randomBytes(6).toString('hex')}`;
-  await pgQuery(admin, `CREATE DATABASE ${name}`);
-  cleanups.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => undefined));
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return { options: { url: url.toString() }, query: (text) => pgQuery(url.toString(), text) };
 }
 
 function makeRun(id: string, startedAt: string, overrides: Partial<CheckRun> = {}): CheckRun {
@@ -134,8 +86,8 @@ async function rejection(promise: Promise<unknown>): Promise<GameopsError> {
 }
 
 const backends = [
-  { backend: 'sqlite' as const, place: () => Promise.resolve(sqlitePlace()) },
-  { backend: 'postgres' as const, place: postgresPlace },
+  { backend: 'sqlite' as const, place: () => Promise.resolve(sqlitePlace(cleanups)) },
+  { backend: 'postgres' as const, place: () => postgresPlace(cleanups) },
 ];
 
 describe.each(backends)('store on $backend', ({ backend, place }) => {
@@ -606,7 +558,7 @@ describe('store on postgres: failures', () => {
   });
 
   it('a server that goes silent, or away, mid-run gives UnavailableError, never a hang, and comes back', async () => {
-    const p = await postgresPlace();
+    const p = await postgresPlace(cleanups);
     const target = new URL(p.options.url as string);
     let mode: 'forward' | 'silent' = 'forward';
     // A TCP proxy to the real server that can stop forwarding (a hung server) or vanish (a dead one).

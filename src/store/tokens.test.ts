@@ -1,16 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { services } from '../../test/harness/index.ts';
+import { postgresPlace, sqlitePlace, type Cleanups } from '../../test/support/store-places.ts';
 import { ManualClock, type GameopsError } from '../core/index.ts';
 import { hashToken } from '../identity/index.ts';
 import type { Actor } from '../runbooks/model.ts';
 import { openStore, type Store, type StoreOptions } from './index.ts';
 
-const cleanups: (() => Promise<void> | void)[] = [];
+const cleanups: Cleanups = [];
 const stores: Store[] = [];
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((store) => store.close()));
@@ -21,38 +16,14 @@ afterAll(async () => {
 
 const admin: Actor = { id: 'local:root', name: 'root', role: 'admin', kind: 'local' };
 
-async function pgQuery(url: string, text: string): Promise<Record<string, unknown>[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<Record<string, unknown>>(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
 const backends = [
   {
     backend: 'sqlite' as const,
-    place: (): Promise<StoreOptions> => {
-      const dir = mkdtempSync(join(tmpdir(), 'gameops-tokens-'));
-      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-      return Promise.resolve({ dataDir: join(dir, 'data') });
-    },
+    place: (): Promise<StoreOptions> => Promise.resolve(sqlitePlace(cleanups).options),
   },
   {
     backend: 'postgres' as const,
-    place: async (): Promise<StoreOptions> => {
-      const adminUrl = services().postgres.url;
-      const name = `gameops_${randomBytes(6).toString('hex')}`;
-      await pgQuery(adminUrl, `CREATE DATABASE ${name}`);
-      cleanups.push(() =>
-        pgQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => undefined),
-      );
-      const url = new URL(adminUrl);
-      url.pathname = `/${name}`;
-      return { url: url.toString() };
-    },
+    place: async (): Promise<StoreOptions> => (await postgresPlace(cleanups)).options,
   },
 ];
 
