@@ -1,12 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { services } from '../../test/harness/index.ts';
+import { pgQuery, postgresPlace, sqlitePlace, type Cleanups } from '../../test/support/store-places.ts';
 import { type GameopsError, ManualClock } from '../core/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { MAX_LOG_LINES_PER_STEP } from './engine.ts';
@@ -22,7 +19,7 @@ import {
 } from './engine.fixture.ts';
 import type { Runbook, RunView, StepState } from './model.ts';
 
-const cleanups: (() => Promise<void> | void)[] = [];
+const cleanups: Cleanups = [];
 const stores: Store[] = [];
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((store) => store.close()));
@@ -31,32 +28,10 @@ afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function pgQuery(url: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
-
 /** A fresh, empty store of this backend. */
 async function freshStore(backend: 'sqlite' | 'postgres'): Promise<Store> {
-  if (backend === 'sqlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'gameops-engine-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const store = await openStore({ dataDir: join(dir, 'data') });
-    stores.push(store);
-    return store;
-  }
-  const admin = services().postgres.url;
-  const name = `gameops_engine_${randomBytes(6).toString('hex')}`;
-  await pgQuery(admin, `CREATE DATABASE ${name}`);
-  cleanups.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  const store = await openStore({ url: url.toString() });
+  const place = backend === 'sqlite' ? sqlitePlace(cleanups) : await postgresPlace(cleanups);
+  const store = await openStore(place.options);
   stores.push(store);
   return store;
 }
@@ -1072,7 +1047,7 @@ describe('runbook engine with its PostgreSQL store going away mid-run', () => {
     const admin = services().postgres.url;
     const name = `gameops_engine_${randomBytes(6).toString('hex')}`;
     await pgQuery(admin, `CREATE DATABASE ${name}`);
-    cleanups.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    cleanups.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => undefined));
     const target = new URL(admin);
     target.pathname = `/${name}`;
     const proxy = await cuttableProxy(target);

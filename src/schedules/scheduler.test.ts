@@ -6,13 +6,13 @@
  * parameters against a list of runbooks).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
 import { z } from 'zod';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { services } from '../../test/harness/index.ts';
+import {
+  postgresPlace as freshPostgresPlace,
+  sqlitePlace as freshSqlitePlace,
+  type Cleanups,
+} from '../../test/support/store-places.ts';
 import { InputError, ManualClock, NotFoundError, UnavailableError } from '../core/index.ts';
 import { runbooksSchema } from '../config/schema.ts';
 import type {
@@ -32,7 +32,7 @@ import { scheduleStatuses } from './status.ts';
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
-const cleanups: Array<() => Promise<void> | void> = [];
+const cleanups: Cleanups = [];
 const opened: Store[] = [];
 const schedulers: Scheduler[] = [];
 afterEach(async () => {
@@ -43,37 +43,15 @@ afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function pgQuery(url: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
-
 /** Where a store lives: each call of `open` opens it again (a restart). */
 type Place = () => Promise<StoreOptions>;
 
-const sqlitePlace: Place = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'gameops-schedules-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return Promise.resolve({ dataDir: join(dir, 'data') });
-};
+const sqlitePlace: Place = () => Promise.resolve(freshSqlitePlace(cleanups).options);
 
 let pgDatabase: Promise<StoreOptions> | undefined;
 /** One database for the file; tests stay apart by their service name (the repo's scope). */
 const postgresPlace: Place = () =>
-  (pgDatabase ??= (async () => {
-    const admin = services().postgres.url;
-    const name = `gameops_sched_${randomBytes(6).toString('hex')}`;
-    await pgQuery(admin, `CREATE DATABASE ${name}`);
-    cleanups.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-    const url = new URL(admin);
-    url.pathname = `/${name}`;
-    return { url: url.toString() };
-  })());
+  (pgDatabase ??= freshPostgresPlace(cleanups).then((place) => place.options));
 
 async function open(options: StoreOptions): Promise<Store> {
   const store = await openStore(options);
