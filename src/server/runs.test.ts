@@ -3,9 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { bootstrap, secretMasker, shutdown, type Resources } from '../app/index.ts';
 import { ConflictError, InputError, ManualClock, NotAllowedError, NotFoundError } from '../core/index.ts';
@@ -16,6 +14,7 @@ import { createEngine, type Engine } from '../runbooks/engine.ts';
 import { createLibrary } from '../runbooks/library.ts';
 import type { ActionDefinition, RunEvent, RunView } from '../runbooks/model.ts';
 import { bearer, createToken } from '../../test/support/auth.ts';
+import { postgresPlace, type Cleanups } from '../../test/support/store-places.ts';
 import { createApiClient, parseEventStream } from '../cli/api-client.ts';
 import { createServerContext } from './context.ts';
 import { installAuth } from './auth.ts';
@@ -124,27 +123,11 @@ interface Harness {
 }
 
 type Backend = 'sqlite' | 'postgres';
-const dropDatabases: Array<() => Promise<void>> = [];
-
-async function pgQuery(url: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
+const dropDatabases: Cleanups = [];
 
 /** A fresh database on the shared PostgreSQL, dropped after the file's tests. */
 async function postgresUrl(): Promise<string> {
-  const admin = inject('services').postgres.url;
-  const name = `gameops_${randomBytes(6).toString('hex')}`;
-  await pgQuery(admin, `CREATE DATABASE ${name}`);
-  dropDatabases.push(() => pgQuery(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return url.toString();
+  return String((await postgresPlace(dropDatabases)).options.url);
 }
 
 afterAll(async () => {
