@@ -66,7 +66,25 @@ const MAX_EVENT_BYTES = 4 * 1024 * 1024;
  * RunService are ignored: the server decides who the caller is from the token. Errors come back as the
  * classes of core/errors by the `code` the server sent, with the server's message.
  */
-export function createApiClient(options: ApiClientOptions): ApiRunService {
+/** JSON over HTTP to a gameops server: what each domain's API client builds on. */
+export interface ApiTransport {
+  /** The base URL, without a trailing slash. */
+  readonly base: string;
+  /**
+   * Sends one request and returns the parsed JSON answer. Errors come back as the classes of core/errors
+   * by the `code` the server sent; a server that cannot be reached is an UnavailableError naming it.
+   */
+  send: (
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+    path: string,
+    body?: unknown,
+    extra?: { signal?: AbortSignal; timeoutMs?: number },
+  ) => Promise<unknown>;
+  /** Headers with the bearer token (for streams). */
+  headers: (extra?: Record<string, string>) => Record<string, string>;
+}
+
+export function createApiTransport(options: ApiClientOptions): ApiTransport {
   const base = options.url.replace(/\/+$/, '');
   const doFetch = options.fetch ?? globalThis.fetch;
   const timeoutMs = options.timeoutMs ?? 60_000;
@@ -76,7 +94,7 @@ export function createApiClient(options: ApiClientOptions): ApiRunService {
   });
 
   async function send(
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
     path: string,
     body?: unknown,
     extra?: { signal?: AbortSignal; timeoutMs?: number },
@@ -117,6 +135,14 @@ export function createApiClient(options: ApiClientOptions): ApiRunService {
     if (!response.ok) throw errorFrom(response.status, parsed, `${method} ${path}`);
     return parsed;
   }
+
+  return { base, send, headers };
+}
+
+export function createApiClient(options: ApiClientOptions): ApiRunService {
+  const { base, send, headers } = createApiTransport(options);
+  const doFetch = options.fetch ?? globalThis.fetch;
+  const timeoutMs = options.timeoutMs ?? 60_000;
 
   const enc = encodeURIComponent;
 

@@ -10,8 +10,9 @@ import { FileProblem, formatBytes, keyOffset, readRegularFile } from './yaml-fil
 type WithSecret<T, K extends keyof T> = Omit<T, K> & { [P in K]?: Secret };
 type Channel = ParsedConfig['notifications']['channels'][number];
 type ResolvedChannel =
-  | WithSecret<Extract<Channel, { kind: 'webhook' }>, 'token'>
+  | WithSecret<Extract<Channel, { kind: 'webhook' }>, 'token' | 'signingSecret'>
   | (Omit<Extract<Channel, { kind: 'slack' }>, 'webhookUrl'> & { webhookUrl: Secret })
+  | (Omit<Extract<Channel, { kind: 'discord' }>, 'webhookUrl'> & { webhookUrl: Secret })
   | (Omit<Extract<Channel, { kind: 'email' }>, 'smtpUrl'> & { smtpUrl: Secret });
 type Storage = NonNullable<ParsedConfig['storage']>;
 type ResolvedStorage =
@@ -466,8 +467,13 @@ function resolveSecrets(
         const path = ['notifications', 'channels', i];
         switch (c.kind) {
           case 'webhook':
-            return { ...c, token: ref(c.token, [...path, 'token']) };
+            return {
+              ...c,
+              token: ref(c.token, [...path, 'token']),
+              signingSecret: ref(c.signingSecret, [...path, 'signingSecret']),
+            };
           case 'slack':
+          case 'discord':
             return { ...c, webhookUrl: ref(c.webhookUrl, [...path, 'webhookUrl'])! };
           case 'email':
             return { ...c, smtpUrl: ref(c.smtpUrl, [...path, 'smtpUrl'])! };

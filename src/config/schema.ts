@@ -141,34 +141,68 @@ export const storageSchema = z.discriminatedUnion('kind', [
   }),
 ]);
 
+const channelName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "_" and "-", at most 64');
+
 export const channelSchema = z.discriminatedUnion('kind', [
   z.strictObject({
-    name: z.string().min(1),
+    name: channelName,
     kind: z.literal('webhook'),
     url: httpUrl('token: env:NAME'),
-    token: secretRefSchema.optional(),
+    token: secretRefSchema.optional().describe('Sent as Authorization: Bearer.'),
+    signingSecret: secretRefSchema
+      .optional()
+      .describe(
+        'HMAC-SHA256 key: each request carries X-Gameops-Signature: t=<unix seconds>,v1=<hex of HMAC(t + "." + body)>.',
+      ),
   }),
-  z.strictObject({ name: z.string().min(1), kind: z.literal('slack'), webhookUrl: secretRefSchema }),
   z.strictObject({
-    name: z.string().min(1),
+    name: channelName,
+    kind: z.literal('slack'),
+    webhookUrl: secretRefSchema.describe(
+      'A Slack (or Slack-compatible, e.g. Mattermost) incoming webhook URL.',
+    ),
+  }),
+  z.strictObject({
+    name: channelName,
+    kind: z.literal('discord'),
+    webhookUrl: secretRefSchema.describe('A Discord webhook URL (https://discord.com/api/webhooks/…).'),
+  }),
+  z.strictObject({
+    name: channelName,
     kind: z.literal('email'),
     smtpUrl: secretRefSchema,
     from: z.email(),
-    to: z.array(z.email()).min(1),
+    to: z
+      .array(z.email())
+      .default([])
+      .describe("Fixed recipients; a page to a person goes to that person's email instead."),
   }),
 ]);
 
+const idSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lower-case letters, digits, ".", "_" and "-", at most 64');
+
 export const personSchema = z.strictObject({
-  id: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+  id: idSchema,
   name: z.string().min(1),
   email: z.email().optional(),
   timezone: z.string().default('UTC'),
+  contacts: z
+    .array(channelName)
+    .default([])
+    .describe(
+      'Channels (notifications.channels) a page to this person goes through, in order: when one cannot deliver, the next is tried. Default: oncall.defaultContacts.',
+    ),
 });
 
 export const teamSchema = z.strictObject({
-  id: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+  id: idSchema,
   name: z.string().min(1),
-  members: z.array(z.string()).default([]),
+  members: z.array(z.string()).default([]).describe('Person ids.'),
+  lead: z.string().optional().describe('The team lead (a person id): "team lead" escalation targets.'),
 });
 
 const versionName = z
@@ -458,6 +492,260 @@ export const thresholdsSchema = z
   })
   .prefault({});
 
+// ---------------------------------------------------------------------------------------------------
+// Incidents, on-call and alert intake (issue #5; src/incidents, src/oncall, src/alerts)
+
+export const SEVERITIES = ['P1', 'P2', 'P3', 'P4'] as const;
+const severitySchema = z.enum(SEVERITIES);
+const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
+const clockTime = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'a time of day as HH:MM (24 h)');
+const escalationDelay = boundedDuration(0, 7 * DAY_MS, '0 and 7d');
+
+/** Who a page or escalation level goes to. */
+export const pageTargetSchema = z.union([
+  z.strictObject({ person: z.string().min(1).describe('A person id.') }),
+  z.strictObject({ team: z.string().min(1).describe('A team id: every member.') }),
+  z.strictObject({ teamLead: z.string().min(1).describe("A team id: that team's lead.") }),
+  z.strictObject({
+    schedule: z
+      .string()
+      .min(1)
+      .describe('An on-call schedule: whoever is on call there when the level fires.'),
+    layer: z.string().min(1).optional().describe('Its layer, e.g. backup (default: the first, primary).'),
+  }),
+]);
+
+const severityLevelSchema = z.strictObject({
+  description: z.string().min(1),
+  respondWithin: escalationDelay
+    .optional()
+    .describe('Response target (acknowledgement); absent: within business hours.'),
+  warRoom: z
+    .boolean()
+    .describe('Open a war room (roles, phase checklists, status updates); otherwise an owner.'),
+  statusUpdateEvery: boundedDuration(MINUTE_MS, 7 * DAY_MS, '1m and 7d')
+    .optional()
+    .describe('Status-update cadence (e.g. 15m); absent: no reminders.'),
+  policy: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Escalation policy paged when an incident opens (default: oncall.defaultPolicy).'),
+  escalateTo: z
+    .array(pageTargetSchema)
+    .default([])
+    .describe(
+      'Who is told when an incident opens at this severity and when a status update is missed (§2.1).',
+    ),
+});
+
+const SEVERITY_DEFAULTS = {
+  P1: { description: 'Whole service down', respondWithin: '0s', warRoom: true, statusUpdateEvery: '15m' },
+  P2: { description: 'Major feature outage', respondWithin: '15m', warRoom: true, statusUpdateEvery: '15m' },
+  P3: { description: 'Partial degradation', respondWithin: '1h', warRoom: false, statusUpdateEvery: '1h' },
+  P4: { description: 'Minor issue', warRoom: false },
+} as const;
+
+export const incidentsSchema = z
+  .strictObject({
+    severities: z
+      .strictObject({
+        P1: severityLevelSchema.prefault(SEVERITY_DEFAULTS.P1),
+        P2: severityLevelSchema.prefault(SEVERITY_DEFAULTS.P2),
+        P3: severityLevelSchema.prefault(SEVERITY_DEFAULTS.P3),
+        P4: severityLevelSchema.prefault(SEVERITY_DEFAULTS.P4),
+      })
+      .prefault({})
+      .describe(
+        '§2.1: P1 immediate → CTO/VP, P2 15 min → team lead, P3 1 h → on-call, P4 business hours → team.',
+      ),
+    businessHours: z
+      .strictObject({
+        timezone: z.string().default('UTC'),
+        days: z
+          .array(z.enum(WEEKDAYS))
+          .min(1)
+          .default(['monday', 'tuesday', 'wednesday', 'thursday', 'friday']),
+        start: clockTime.default('09:00'),
+        end: clockTime.default('18:00'),
+      })
+      .prefault({}),
+    statusUpdateGrace: boundedDuration(0, DAY_MS, '0 and 1d')
+      .prefault('5m')
+      .describe('A status update later than its due time by this much is missed and escalated.'),
+    resolveWithAlerts: z
+      .boolean()
+      .default(true)
+      .describe('Resolve an incident opened by alerts when all of its alerts have resolved.'),
+    notices: z
+      .strictObject({
+        stakeholders: z.array(channelName).default([]).describe('Channels for internal stakeholder notices.'),
+        customers: z.array(channelName).default([]).describe('Channels for customer/player notices.'),
+      })
+      .prefault({}),
+    checklists: z
+      .strictObject({
+        first15Minutes: z.array(z.string().min(1)).optional(),
+        inProgress: z.array(z.string().min(1)).optional(),
+        afterResolution: z.array(z.string().min(1)).optional(),
+      })
+      .prefault({})
+      .describe('War-room phase checklists; defaults from §2.3.'),
+  })
+  .prefault({});
+
+const handoffSchema = z.strictObject({
+  weekday: z.enum(WEEKDAYS).default('monday'),
+  time: clockTime.default('10:00'),
+});
+
+export const oncallScheduleSchema = z.strictObject({
+  name: idSchema,
+  timezone: z.string().default('UTC').describe('IANA time zone of handoffs.'),
+  layers: z
+    .array(
+      z.strictObject({
+        name: idSchema.describe('e.g. primary, backup.'),
+        rotation: z.enum(['daily', 'weekly']).default('weekly'),
+        handoff: handoffSchema.prefault({}).describe('When shifts change (weekday ignored for daily).'),
+        start: z.iso
+          .date({ error: 'must be a date, YYYY-MM-DD' })
+          .describe('The first shift (participants[0]) begins at the first handoff on or after this date.'),
+        participants: z
+          .array(z.string().min(1))
+          .min(1, 'needs at least one participant')
+          .describe('Person ids, in order.'),
+      }),
+    )
+    .min(1, 'needs at least one layer'),
+});
+
+export const escalationPolicySchema = z.strictObject({
+  name: idSchema,
+  levels: z
+    .array(
+      z.strictObject({
+        after: escalationDelay.describe('Since the page opened (e.g. 0s, 15m, 30m, 1h).'),
+        targets: z.array(pageTargetSchema).min(1),
+      }),
+    )
+    .min(1),
+  repeat: z
+    .number()
+    .int()
+    .min(0)
+    .max(10)
+    .default(0)
+    .describe('Run the levels again this many times while unacknowledged.'),
+});
+
+export const oncallSchema = z
+  .strictObject({
+    schedules: z.array(oncallScheduleSchema).default([]),
+    policies: z.array(escalationPolicySchema).default([]),
+    defaultPolicy: z
+      .string()
+      .optional()
+      .describe('Policy for pages that name none (default: the first policy).'),
+    defaultContacts: z.array(channelName).default([]).describe('Channels for a person without contacts.'),
+    delivery: z
+      .strictObject({
+        attempts: z
+          .number()
+          .int()
+          .min(1)
+          .max(20)
+          .default(5)
+          .describe('Attempts per channel before the next one.'),
+        firstRetry: boundedDuration(100, 10 * MINUTE_MS, '100ms and 10m').prefault('30s'),
+        maxRetry: boundedDuration(1000, 60 * MINUTE_MS, '1s and 60m').prefault('10m'),
+        timeout: timeoutSchema.default(10_000).describe('Per attempt.'),
+      })
+      .prefault({}),
+    ackLinks: z
+      .strictObject({
+        expireAfter: boundedDuration(MINUTE_MS, 30 * DAY_MS, '1m and 30d').prefault('24h'),
+      })
+      .prefault({})
+      .describe('Signed acknowledge links in page notifications (need server.publicUrl).'),
+    selfAlert: z
+      .array(pageTargetSchema)
+      .default([])
+      .describe(
+        "Paged directly when gameops's own escalation loop stalls (default: the default policy's first level).",
+      ),
+  })
+  .prefault({});
+
+/** An Alertmanager-style label matcher: name="v", name!="v", name=~"re", name!~"re". */
+const matcherSchema = z.string().min(3).max(1000);
+
+export const alertRouteSchema = z.strictObject({
+  name: z.string().min(1).max(100).optional(),
+  matchers: z
+    .array(matcherSchema)
+    .default([])
+    .describe('All must match (Alertmanager syntax, e.g. severity="critical").'),
+  severity: severitySchema
+    .optional()
+    .describe('Incident severity (default: from the severity label, else P3).'),
+  service: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Service name on the incident (default: the service label, else service.name).'),
+  policy: z.string().min(1).optional(),
+  runbook: z.string().min(1).optional().describe('A gameops runbook offered on the incident.'),
+  groupBy: z
+    .array(z.string().min(1))
+    .optional()
+    .describe("Labels that make one incident (default: the Alertmanager group; ['...'] would be per alert)."),
+  createIncident: z.boolean().default(true).describe('false: record the alert only.'),
+});
+
+export const suppressionWindowSchema = z.strictObject({
+  name: z.string().min(1).max(100),
+  cron: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Recurring: when the window starts (five-field cron in timezone).'),
+  start: z.iso.datetime({ offset: true }).optional().describe('One-off: when it starts.'),
+  duration: boundedDuration(MINUTE_MS, 30 * DAY_MS, '1m and 30d'),
+  timezone: z.string().default('UTC'),
+  matchers: z.array(matcherSchema).default([]).describe('Only alerts/pages matching these (default: all).'),
+});
+
+export const heartbeatSchema = z.strictObject({
+  name: idSchema,
+  every: boundedDuration(10_000, 30 * DAY_MS, '10s and 30d').describe('Expected ping interval.'),
+  grace: boundedDuration(0, DAY_MS, '0 and 1d').prefault('5m'),
+  severity: severitySchema.default('P2'),
+  policy: z.string().min(1).optional(),
+  description: z.string().optional(),
+});
+
+export const alertsSchema = z
+  .strictObject({
+    routes: z.array(alertRouteSchema).default([]).describe('First match wins; no match: the defaults.'),
+    severityLabels: z
+      .record(z.string(), severitySchema)
+      .default({ critical: 'P1', page: 'P1', high: 'P2', error: 'P2', warning: 'P3', info: 'P4' })
+      .describe('The "severity" label value → incident severity, when no route sets one.'),
+    reconcileEvery: boundedDuration(10_000, DAY_MS, '10s and 1d')
+      .prefault('5m')
+      .describe('How often firing alerts are compared with Alertmanager (GET /api/v2/alerts).'),
+    maxPayloadBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(8 * 1024 * 1024),
+    suppressions: z.array(suppressionWindowSchema).default([]).describe('Paging suppression windows.'),
+    heartbeats: z.array(heartbeatSchema).default([]),
+  })
+  .prefault({});
+
 export const configSchema = z
   .strictObject({
     service: z
@@ -470,6 +758,9 @@ export const configSchema = z
       .strictObject({
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8787),
+        publicUrl: httpUrl('nothing: it is a public address')
+          .optional()
+          .describe('How people reach this server (links in notifications, e.g. signed acknowledge links).'),
       })
       .prefault({}),
     database: z
@@ -504,6 +795,9 @@ export const configSchema = z
       .prefault({}),
     people: z.array(personSchema).default([]),
     teams: z.array(teamSchema).default([]),
+    incidents: incidentsSchema,
+    oncall: oncallSchema,
+    alerts: alertsSchema,
     checks: z
       .strictObject({
         timeout: timeoutSchema.default(5000).describe('Per-check deadline, from 100ms to 10m.'),
@@ -526,6 +820,7 @@ export const configSchema = z
           });
       }),
     );
+    checkOpsReferences(cfg, ctx);
     const { disk, database, redis, fleet } = cfg.checks.thresholds;
     if (cfg.platform?.kind === 'local') {
       const local = cfg.platform;
@@ -563,6 +858,122 @@ export const configSchema = z
       if (fail < warn)
         ctx.addIssue({ code: 'custom', path, message: `must be at least the warning threshold (${warn})` });
   });
+
+type OpsSections = {
+  people: Array<{ id: string; contacts: string[] }>;
+  teams: Array<{ id: string; members: string[]; lead?: string | undefined }>;
+  notifications: { channels: Array<{ name: string }> };
+  incidents: z.output<typeof incidentsSchema>;
+  oncall: z.output<typeof oncallSchema>;
+  alerts: z.output<typeof alertsSchema>;
+};
+
+/** Every person, team, channel, schedule, layer and policy named by incidents/oncall/alerts exists. */
+function checkOpsReferences(cfg: OpsSections, ctx: z.RefinementCtx): void {
+  const people = new Set(cfg.people.map((p) => p.id));
+  const teams = new Set(cfg.teams.map((t) => t.id));
+  const channels = new Set(cfg.notifications.channels.map((c) => c.name));
+  const schedules = new Map(cfg.oncall.schedules.map((s) => [s.name, new Set(s.layers.map((l) => l.name))]));
+  const policies = new Set(cfg.oncall.policies.map((p) => p.name));
+  const issue = (path: PropertyKey[], message: string): void =>
+    ctx.addIssue({ code: 'custom', path, message });
+  const known = (set: Set<string>, value: string, path: PropertyKey[], what: string): void => {
+    if (!set.has(value)) issue(path, `unknown ${what} "${value}" (known: ${[...set].join(', ') || 'none'})`);
+  };
+  const duplicates = (names: string[], path: PropertyKey[], what: string): void => {
+    const seen = new Set<string>();
+    names.forEach((name, i) => {
+      if (seen.has(name)) issue([...path, i, 'name'], `duplicate ${what} name "${name}"`);
+      seen.add(name);
+    });
+  };
+  duplicates(
+    cfg.notifications.channels.map((c) => c.name),
+    ['notifications', 'channels'],
+    'channel',
+  );
+  duplicates(
+    cfg.oncall.schedules.map((s) => s.name),
+    ['oncall', 'schedules'],
+    'schedule',
+  );
+  duplicates(
+    cfg.oncall.policies.map((p) => p.name),
+    ['oncall', 'policies'],
+    'policy',
+  );
+  duplicates(
+    cfg.alerts.heartbeats.map((h) => h.name),
+    ['alerts', 'heartbeats'],
+    'heartbeat',
+  );
+  const target = (t: z.output<typeof pageTargetSchema>, path: PropertyKey[]): void => {
+    if ('person' in t) known(people, t.person, [...path, 'person'], 'person');
+    else if ('team' in t) known(teams, t.team, [...path, 'team'], 'team');
+    else if ('teamLead' in t) {
+      known(teams, t.teamLead, [...path, 'teamLead'], 'team');
+      const team = cfg.teams.find((x) => x.id === t.teamLead);
+      if (team && team.lead === undefined) issue([...path, 'teamLead'], `team "${team.id}" has no lead`);
+    } else {
+      const layers = schedules.get(t.schedule);
+      if (!layers) known(new Set(schedules.keys()), t.schedule, [...path, 'schedule'], 'on-call schedule');
+      else if (t.layer !== undefined && !layers.has(t.layer))
+        issue(
+          [...path, 'layer'],
+          `schedule "${t.schedule}" has no layer "${t.layer}" (it has ${[...layers].join(', ')})`,
+        );
+    }
+  };
+  const policy = (name: string | undefined, path: PropertyKey[]): void => {
+    if (name !== undefined) known(policies, name, path, 'escalation policy');
+  };
+  cfg.people.forEach((p, i) =>
+    p.contacts.forEach((c, j) => known(channels, c, ['people', i, 'contacts', j], 'channel')),
+  );
+  cfg.teams.forEach((t, i) => {
+    if (t.lead !== undefined) known(people, t.lead, ['teams', i, 'lead'], 'person');
+  });
+  cfg.oncall.defaultContacts.forEach((c, j) =>
+    known(channels, c, ['oncall', 'defaultContacts', j], 'channel'),
+  );
+  policy(cfg.oncall.defaultPolicy, ['oncall', 'defaultPolicy']);
+  cfg.oncall.selfAlert.forEach((t, i) => target(t, ['oncall', 'selfAlert', i]));
+  cfg.oncall.schedules.forEach((s, i) => {
+    duplicates(
+      s.layers.map((l) => l.name),
+      ['oncall', 'schedules', i, 'layers'],
+      'layer',
+    );
+    s.layers.forEach((l, j) =>
+      l.participants.forEach((p, k) =>
+        known(people, p, ['oncall', 'schedules', i, 'layers', j, 'participants', k], 'person'),
+      ),
+    );
+  });
+  cfg.oncall.policies.forEach((p, i) =>
+    p.levels.forEach((l, j) => {
+      l.targets.forEach((t, k) => target(t, ['oncall', 'policies', i, 'levels', j, 'targets', k]));
+      const previous = p.levels[j - 1];
+      if (previous && l.after < previous.after)
+        issue(['oncall', 'policies', i, 'levels', j, 'after'], 'must not be earlier than the level before');
+    }),
+  );
+  for (const sev of SEVERITIES) {
+    const level = cfg.incidents.severities[sev];
+    policy(level.policy, ['incidents', 'severities', sev, 'policy']);
+    level.escalateTo.forEach((t, k) => target(t, ['incidents', 'severities', sev, 'escalateTo', k]));
+  }
+  for (const kind of ['stakeholders', 'customers'] as const)
+    cfg.incidents.notices[kind].forEach((c, j) =>
+      known(channels, c, ['incidents', 'notices', kind, j], 'channel'),
+    );
+  cfg.alerts.routes.forEach((r, i) => policy(r.policy, ['alerts', 'routes', i, 'policy']));
+  cfg.alerts.heartbeats.forEach((h, i) => policy(h.policy, ['alerts', 'heartbeats', i, 'policy']));
+  cfg.alerts.suppressions.forEach((w, i) => {
+    if ((w.cron === undefined) === (w.start === undefined))
+      issue(['alerts', 'suppressions', i], 'needs exactly one of cron (recurring) or start (one-off)');
+  });
+}
 
 /** The config as written (input side). */
 export type ConfigInput = z.input<typeof configSchema>;

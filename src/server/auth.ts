@@ -29,18 +29,23 @@ const PUBLIC_READS = new Set(['/healthz', '/readyz', '/metrics', '/api/openapi.j
  * - `/api/runs…`, `/api/runbooks…`: viewer for every method: the engine's AccessPolicy decides per
  *   runbook (`runBy`) and per approval step (`approvers`), so a responder can start what allows it;
  * - `/api/tokens…`, `POST /api/audit/verify`: admin; `GET /api/audit`: operator.
+ * - incident response (issue #5): responder for `/api/incidents…`, `/api/pages…`, `/api/alerts…` and
+ *   `/api/heartbeats…` (alert intake, heartbeat pings, acknowledging, silencing: on-call work);
+ *   operator for on-call overrides; `/api/ack/…` is public: a signed acknowledge link is its own credential.
  * Unknown routes need viewer, so a caller without a token learns nothing, not even a 404.
  */
 export function routeAccess(method: string, url: string | undefined): RouteAccess {
   const read = READS.has(method);
   if (url === undefined) return 'viewer';
   if (read && PUBLIC_READS.has(url)) return 'public';
+  if (url.startsWith('/api/ack/')) return 'public';
   if (url === '/api/tokens' || url.startsWith('/api/tokens/')) return 'admin';
   if (url === '/api/audit/verify') return 'admin';
   if (url === '/api/audit' || url.startsWith('/api/audit/')) return 'operator';
   if (/^\/api\/(runs|runbooks)(\/|$)/.test(url)) return 'viewer';
   if (read) return 'viewer';
   if (url === '/api/checks/daily') return 'responder';
+  if (/^\/api\/(incidents|pages|alerts|heartbeats)(\/|$)/.test(url)) return 'responder';
   return 'operator';
 }
 

@@ -1,5 +1,8 @@
 import type { Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
+import { alertsMigration } from './alerts.ts';
+import { incidentsMigration } from './incidents.ts';
+import { oncallMigration } from './oncall.ts';
 
 /**
  * The one migration set of the store, for SQLite and PostgreSQL alike: written only with Kysely's
@@ -181,6 +184,10 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Incident response (issue #5): each domain's tables are declared beside its repo.
+  '004_incidents': incidentsMigration,
+  '005_oncall': oncallMigration,
+  '006_alerts': alertsMigration,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

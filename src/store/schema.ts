@@ -1,4 +1,7 @@
 import type { Generated } from 'kysely';
+import type { AlertTables } from './alerts.ts';
+import type { IncidentTables } from './incidents.ts';
+import type { OncallTables } from './oncall.ts';
 
 /** Table types for Kysely, as the migrations create them. Timestamps are ISO-8601 UTC text; JSON is text. */
 export interface CheckRunsTable {
@@ -143,7 +146,8 @@ export interface ScheduleFiresTable {
   recorded_at: string;
 }
 
-export interface StoreDatabase {
+/** Every table; the incident-response domains (issue #5) declare theirs beside their repos. */
+export interface StoreDatabase extends IncidentTables, OncallTables, AlertTables {
   check_runs: CheckRunsTable;
   runs: RunsTable;
   run_steps: RunStepsTable;

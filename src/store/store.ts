@@ -8,7 +8,10 @@ import {
   isSecret,
   systemClock,
 } from '../core/index.ts';
+import { type AlertRepo, createAlertRepo } from './alerts.ts';
 import { type AuditRepo, createAuditRepo } from './audit.ts';
+import { type IncidentRepo, createIncidentRepo } from './incidents.ts';
+import { type OncallRepo, createOncallRepo } from './oncall.ts';
 import type { BackendConnection } from './backend.ts';
 import { type CheckRunRepo, type StoreCall, createCheckRunRepo } from './check-runs.ts';
 import { storeError, type StoreTarget } from './errors.ts';
@@ -47,6 +50,12 @@ export interface Store {
   runs: RunRepo;
   /** API tokens (the server's authentication). */
   tokens: TokenRepo;
+  /** Incidents: lifecycle, war-room roles and checklists, timeline, post-mortems and action items. */
+  incidents: IncidentRepo;
+  /** On-call: overrides, pages, escalation state and every delivery attempt. */
+  oncall: OncallRepo;
+  /** Alert intake: alerts by (fingerprint, startsAt), suppression windows, heartbeats. */
+  alerts: AlertRepo;
   /** Resolves when the database answers. @throws UnavailableError otherwise. */
   ping(): Promise<void>;
   /** Closes the database and releases the data-directory lock. Safe to call twice. */
@@ -114,6 +123,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     audit: createAuditRepo(db, call, options.clock ?? systemClock),
     runs: createRunRepo(db, call),
     tokens: createTokenRepo(db, call, options.clock ?? systemClock),
+    incidents: createIncidentRepo(db, call, options.clock ?? systemClock),
+    oncall: createOncallRepo(db, call, options.clock ?? systemClock),
+    alerts: createAlertRepo(db, call, options.clock ?? systemClock),
     ping: () =>
       call('ping', async () => {
         await sql`select 1`.execute(db);
