@@ -108,6 +108,14 @@ export function createNotifier(config: GameopsConfig, options: NotifierOptions =
           const status = await postJson(url, { text }, {}, addresses, combined);
           return { channel: name, kind: 'slack', destination: url.host, response: status };
         }
+        case 'discord': {
+          secrets.push(channel.webhookUrl);
+          const url = parseUrl(channel.webhookUrl.reveal(), name);
+          const addresses = await destination(url, name);
+          const body = { content: text.slice(0, 2000), allowed_mentions: { parse: [] } };
+          const status = await postJson(url, body, {}, addresses, combined);
+          return { channel: name, kind: 'discord', destination: url.host, response: status };
+        }
         case 'email': {
           secrets.push(channel.smtpUrl);
           return await sendMail(channel, name, text, combined);
