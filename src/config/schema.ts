@@ -523,7 +523,7 @@ const severityLevelSchema = z.strictObject({
   warRoom: z
     .boolean()
     .describe('Open a war room (roles, phase checklists, status updates); otherwise an owner.'),
-  statusUpdateEvery: boundedDuration(MINUTE_MS, 7 * DAY_MS, '1m and 7d')
+  statusUpdateEvery: boundedDuration(10_000, 7 * DAY_MS, '10s and 7d')
     .optional()
     .describe('Status-update cadence (e.g. 15m); absent: no reminders.'),
   policy: z
