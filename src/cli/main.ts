@@ -1,9 +1,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { errorMessage, GameopsError, InputError, VERSION } from '../core/index.ts';
+import { alertsCommand } from './commands/alerts.ts';
 import { auditCommand } from './commands/audit.ts';
 import { checkCommand } from './commands/check.ts';
 import { configCommand } from './commands/config.ts';
 import { fleetCommand } from './commands/fleet.ts';
+import { incidentCommand } from './commands/incident.ts';
+import { oncallCommand } from './commands/oncall.ts';
 import { runCommand } from './commands/run.ts';
 import { runbooksCommand } from './commands/runbooks.ts';
 import { runsCommand } from './commands/runs.ts';
@@ -53,6 +56,9 @@ export function buildProgram(): Command {
     serveCommand(),
     tokensCommand(),
     auditCommand(),
+    incidentCommand(),
+    oncallCommand(),
+    alertsCommand(),
   ])
     program.addCommand(sub.exitOverride());
   for (const sub of program.commands) for (const leaf of sub.commands) leaf.exitOverride();

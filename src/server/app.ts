@@ -12,11 +12,14 @@ import { createServerContext, type ServerContext } from './context.ts';
 import { errorHandler } from './errors.ts';
 import { installAuth } from './auth.ts';
 import { guardOrigin } from './origin.ts';
+import { alertRoutes } from './routes/alerts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { checkRoutes } from './routes/checks.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { healthRoutes } from './routes/health.ts';
+import { incidentRoutes } from './routes/incidents.ts';
 import { infoRoutes } from './routes/info.ts';
+import { oncallRoutes } from './routes/oncall.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
 import { runbookRoutes } from './routes/runbooks.ts';
 import { runRoutes } from './routes/runs.ts';
@@ -80,6 +83,9 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
   await app.register(runRoutes(context));
   await app.register(auditRoutes(context));
   await app.register(tokenRoutes(context));
+  await app.register(incidentRoutes(context));
+  await app.register(oncallRoutes(context));
+  await app.register(alertRoutes(context));
   app.get('/api/openapi.json', { schema: { hide: true } }, () => app.swagger());
   await app.ready();
 

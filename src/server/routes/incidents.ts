@@ -1,0 +1,7 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { ServerContext } from '../context.ts';
+
+// PLACEHOLDER (issue #5, being written): the incidents API.
+export function incidentRoutes(_ctx: ServerContext): FastifyPluginAsyncZod {
+  return async () => {};
+}
