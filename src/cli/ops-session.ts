@@ -1,0 +1,96 @@
+import type { Command } from 'commander';
+import type { Resources } from '../app/index.ts';
+import type { Ops } from '../app/ops.ts';
+import { UnavailableError } from '../core/index.ts';
+import type { Actor } from '../runbooks/model.ts';
+import type { ApiTransport } from './api-client.ts';
+import { globalOptions } from './context.ts';
+
+/**
+ * Where incident, on-call and alert commands run. While `gameops serve` holds the store (its discovery
+ * file in the data directory names a live process), or when GAMEOPS_URL is set, commands go to its API
+ * (`remote`) with its local admin token or GAMEOPS_TOKEN. Otherwise the command opens the store itself and
+ * uses the services in this process (`ops()`), acting as the local admin or GAMEOPS_TOKEN's actor.
+ */
+export interface OpsSession {
+  /** The server's API, when a server does the work; `ops()` is refused then. */
+  remote?: ApiTransport;
+  resources: Resources;
+  /** Who we act as in-process; remotely the server decides from the token (this is a placeholder). */
+  actor: Actor;
+  /**
+   * The in-process services (opened on first call, on this process's store).
+   * @throws UnavailableError when the session is remote.
+   */
+  ops(): Promise<Ops>;
+}
+
+/**
+ * Opens the session for one command and always releases it.
+ * @throws ConflictError when another process holds the embedded store and no server can be reached.
+ * @throws NotAllowedError when GAMEOPS_TOKEN is malformed, unknown, revoked or expired.
+ */
+export async function withOpsSession<T>(
+  command: Command,
+  work: (session: OpsSession) => Promise<T>,
+): Promise<T> {
+  const opts = globalOptions(command);
+  const { bootstrap, shutdown } = await import('../app/index.ts');
+  const { readEnv } = await import('../config/index.ts');
+  const env = readEnv();
+  const resources = await bootstrap({
+    store: 'none',
+    env,
+    ...(opts.config ? { configPath: opts.config } : {}),
+    logLevel: opts.logLevel ?? 'warn',
+  });
+  try {
+    return await work(await openOpsSession(resources, env));
+  } finally {
+    await shutdown(resources);
+  }
+}
+
+async function openOpsSession(
+  resources: Resources,
+  env: { GAMEOPS_URL?: string | undefined; GAMEOPS_TOKEN?: string | undefined },
+): Promise<OpsSession> {
+  const identity = await import('../identity/index.ts');
+  if (env.GAMEOPS_TOKEN !== undefined) identity.checkTokenFormat(env.GAMEOPS_TOKEN);
+  const server =
+    env.GAMEOPS_URL !== undefined
+      ? { url: env.GAMEOPS_URL, token: env.GAMEOPS_TOKEN }
+      : identity.readServeDiscovery(resources.config.database.dataDir, env);
+  if (server) {
+    const { createApiTransport } = await import('./api-client.ts');
+    const remote = createApiTransport({ url: server.url, ...(server.token ? { token: server.token } : {}) });
+    return {
+      remote,
+      resources,
+      // The server knows who the token is; this is never sent.
+      actor: { id: 'token:remote', name: 'token', role: 'viewer', kind: 'token' },
+      ops: () =>
+        Promise.reject(
+          new UnavailableError(`the gameops server at ${remote.base} holds the store; use its API`),
+        ),
+    };
+  }
+  const { openStore } = await import('../store/index.ts');
+  const { ConflictError } = await import('../core/index.ts');
+  const { config, clock } = resources;
+  try {
+    resources.store = await openStore({
+      ...(config.database.url ? { url: config.database.url.reveal() } : { dataDir: config.database.dataDir }),
+      clock,
+    });
+  } catch (err) {
+    if (err instanceof ConflictError) throw identity.storeBusyError(err, config.database.dataDir);
+    throw err;
+  }
+  const actor = await identity.cliActor(resources.store, env);
+  return {
+    resources,
+    actor,
+    ops: async () => (await import('../app/ops.ts')).openOps(resources),
+  };
+}
