@@ -610,3 +610,121 @@ describe('config: the platform section', () => {
     expect(problem?.message).toContain(message);
   });
 });
+
+describe('config: incidents, on-call and alert intake', () => {
+  const people = `people:
+  - { id: alice, name: Alice, email: alice@example.com, contacts: [mail] }
+  - { id: bob, name: Bob }
+teams:
+  - { id: ops, name: Ops, members: [alice, bob], lead: alice }
+notifications:
+  channels:
+    - { name: mail, kind: email, smtpUrl: "env:DB_PASS", from: gameops@example.com }
+    - { name: hook, kind: webhook, url: "https://hooks.example.com/x", signingSecret: "env:DB_PASS" }
+    - { name: dc, kind: discord, webhookUrl: "env:DB_PASS" }
+`;
+
+  it('fills §2.1 severities and the default alert intake settings', () => {
+    const { config } = parse('service: { name: my-game }\n');
+    expect(config.incidents.severities.P1).toMatchObject({
+      respondWithin: 0,
+      warRoom: true,
+      statusUpdateEvery: 900_000,
+    });
+    expect(config.incidents.severities.P2).toMatchObject({ respondWithin: 900_000, warRoom: true });
+    expect(config.incidents.severities.P3).toMatchObject({ respondWithin: 3_600_000, warRoom: false });
+    expect(config.incidents.severities.P4.respondWithin).toBeUndefined();
+    expect(config.incidents.statusUpdateGrace).toBe(300_000);
+    expect(config.alerts.severityLabels.critical).toBe('P1');
+    expect(config.alerts.reconcileEvery).toBe(300_000);
+    expect(config.oncall.delivery).toMatchObject({ attempts: 5, firstRetry: 30_000, maxRetry: 600_000 });
+  });
+
+  it('resolves the signing secret and the Discord URL as masked secrets', () => {
+    const { config } = parse(`service: { name: my-game }\n${people}`);
+    const [, hook, dc] = config.notifications.channels;
+    expect(hook?.kind === 'webhook' && hook.signingSecret?.reveal()).toBe('s3cret-from-env');
+    expect(dc?.kind === 'discord' && dc.webhookUrl.reveal()).toBe('s3cret-from-env');
+    expect(inspect(config)).not.toContain('s3cret-from-env');
+  });
+
+  it('accepts a weekly rotation with primary and backup layers and the 0/15/30/60 policy', () => {
+    const { config } = parse(`service: { name: my-game }
+${people}oncall:
+  schedules:
+    - name: game-ops
+      timezone: Asia/Seoul
+      layers:
+        - { name: primary, start: "2026-01-05", participants: [alice, bob] }
+        - { name: backup, start: "2026-01-05", participants: [bob, alice] }
+  policies:
+    - name: default
+      levels:
+        - { after: 0s, targets: [{ schedule: game-ops }] }
+        - { after: 15m, targets: [{ schedule: game-ops, layer: backup }] }
+        - { after: 30m, targets: [{ teamLead: ops }] }
+        - { after: 1h, targets: [{ person: bob }] }
+`);
+    const [layer] = config.oncall.schedules[0]!.layers;
+    expect(layer).toMatchObject({ rotation: 'weekly', handoff: { weekday: 'monday', time: '10:00' } });
+    expect(config.oncall.policies[0]!.levels.map((l) => l.after)).toEqual([0, 900_000, 1_800_000, 3_600_000]);
+  });
+
+  it('names every unknown person, team, channel, schedule, layer and policy', () => {
+    const { problems } = problemOf(`service: { name: my-game }
+${people}oncall:
+  defaultContacts: [pager]
+  schedules:
+    - { name: s1, layers: [{ name: primary, start: "2026-01-05", participants: [carol] }] }
+  policies:
+    - name: p1
+      levels:
+        - { after: 0s, targets: [{ schedule: s1, layer: backup }, { team: devs }, { schedule: nope }] }
+        - { after: 10m, targets: [{ person: alice }] }
+        - { after: 5m, targets: [{ person: alice }] }
+incidents:
+  severities:
+    P1: { description: down, warRoom: true, policy: missing }
+alerts:
+  routes: [{ matchers: ['severity="critical"'], policy: p2 }]
+`);
+    const byField = Object.fromEntries(problems.map((p) => [p.field, p.message]));
+    expect(byField['oncall.defaultContacts[0]']).toMatch(/unknown channel "pager"/);
+    expect(byField['oncall.schedules[0].layers[0].participants[0]']).toMatch(/unknown person "carol"/);
+    expect(byField['oncall.policies[0].levels[0].targets[0].layer']).toMatch(
+      /schedule "s1" has no layer "backup"/,
+    );
+    expect(byField['oncall.policies[0].levels[0].targets[1].team']).toMatch(/unknown team "devs"/);
+    expect(byField['oncall.policies[0].levels[0].targets[2].schedule']).toMatch(
+      /unknown on-call schedule "nope"/,
+    );
+    expect(byField['oncall.policies[0].levels[2].after']).toMatch(/not be earlier than the level before/);
+    expect(byField['incidents.severities.P1.policy']).toMatch(/unknown escalation policy "missing"/);
+    expect(byField['alerts.routes[0].policy']).toMatch(/unknown escalation policy "p2"/);
+  });
+
+  it('refuses a schedule layer without participants, naming it', () => {
+    const { problems } = problemOf(`service: { name: my-game }
+${people}oncall:
+  schedules:
+    - { name: s1, layers: [{ name: primary, start: "2026-01-05", participants: [] }] }
+`);
+    const problem = problems.find((p) => p.field === 'oncall.schedules[0].layers[0].participants');
+    expect(problem?.message).toMatch(/at least one participant/);
+  });
+
+  it('refuses a suppression window that is both recurring and one-off, and a duplicate channel name', () => {
+    const { problems } = problemOf(`service: { name: my-game }
+notifications:
+  channels:
+    - { name: hook, kind: webhook, url: "https://a.example.com/" }
+    - { name: hook, kind: webhook, url: "https://b.example.com/" }
+alerts:
+  suppressions:
+    - { name: thursday, cron: "0 4 * * 4", start: "2026-12-03T04:00:00+09:00", duration: 2h }
+`);
+    const fields = problems.map((p) => p.field);
+    expect(fields).toContain('alerts.suppressions[0]');
+    expect(fields).toContain('notifications.channels[1].name');
+  });
+});
