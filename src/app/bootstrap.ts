@@ -14,6 +14,7 @@ import type { Metrics } from './metrics.ts';
 import type { Fleet } from '../platform/index.ts';
 import type { CheckRun } from '../checks/index.ts';
 import type { Engine } from '../runbooks/engine.ts';
+import type { Ops } from './ops.ts';
 
 /**
  * The resources bag every engine and entry point receives. Wired here, once; no module-level
@@ -43,6 +44,10 @@ export interface Resources {
   engine?: Engine | undefined;
   /** The engine being opened (shared by callers that arrive together). */
   engineOpening?: Promise<Engine> | undefined;
+  /** Incidents, on-call, alerts and channels, once opened by `openOps` (src/app/ops.ts). */
+  ops?: Ops | undefined;
+  /** The services being opened (shared by callers that arrive together). */
+  opsOpening?: Promise<Ops> | undefined;
 }
 
 export interface BootstrapOptions {
@@ -113,7 +118,8 @@ export async function shutdown(resources: Resources): Promise<void> {
   // A fleet still being opened is waited for, so its platform is closed too.
   const opening = resources.fleetOpening;
   const fleet = resources.fleet ?? (opening ? await opening.catch(() => undefined) : undefined);
-  // The runbook engine (and its services) first: it works on the store.
+  // Incident response and the runbook engine (and its services) first: they work on the store.
+  if (resources.ops || resources.opsOpening) await (await import('./ops.ts')).closeOps(resources);
   if (resources.engine || resources.engineOpening)
     await (await import('./runbooks.ts')).closeRunbooks(resources);
   resources.store = undefined;

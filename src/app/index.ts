@@ -15,3 +15,5 @@ export {
   workRunbooks,
 } from './runbooks.ts';
 export type { InvalidRunbook, RunbookValidation } from './runbooks.ts';
+export { openOps, closeOps, workOps, OPS_TICK_MS } from './ops.ts';
+export type { Ops } from './ops.ts';

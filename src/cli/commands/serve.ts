@@ -10,14 +10,14 @@ interface ServeOptions {
 export function serveCommand(): Command {
   return new Command('serve')
     .description(
-      "Run the gameops server: the HTTP API, /metrics and the local platform's supervisor (restarts crashed game servers; they keep running when gameops stops). `npm start` runs this.",
+      "Run the gameops server: the HTTP API, /metrics, alert intake and paging (escalations, status-update reminders) and the local platform's supervisor (restarts crashed game servers; they keep running when gameops stops). `npm start` runs this.",
     )
     .option('--host <address>', 'address to listen on (default: server.host, 127.0.0.1)')
     .option('--port <port>', 'port to listen on (default: server.port, 8787; 0 picks a free one)')
     .action(async (options: ServeOptions, command: Command) => {
       const opts = globalOptions(command);
       const port = options.port === undefined ? undefined : parsePort(options.port);
-      const { bootstrap, openRunbooks, shutdown, superviseFleet, workRunbooks } =
+      const { bootstrap, openRunbooks, shutdown, superviseFleet, workOps, workRunbooks } =
         await import('../../app/index.ts');
       const { buildServer, UNCONFIGURED_HINT } = await import('../../server/index.ts');
       const { startScheduler } = await import('../../schedules/index.ts');
@@ -80,6 +80,8 @@ export function serveCommand(): Command {
       // The runbook engine's worker: queued runs start, runs interrupted by a restart resume.
       const working = new AbortController();
       const runbookWork = workRunbooks(resources, working.signal);
+      // Incident response: alerts processed, pages delivered and escalated, status updates reminded.
+      const opsWork = workOps(resources, working.signal);
 
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
@@ -94,7 +96,7 @@ export function serveCommand(): Command {
       await scheduler.stop();
       supervision.abort();
       working.abort();
-      await Promise.all([supervising, runbookWork]);
+      await Promise.all([supervising, runbookWork, opsWork]);
       // The local admin token stops working with serve (revoked while the store is still open).
       await published?.unpublish().catch((err: unknown) => {
         log.warn({ err }, 'could not revoke the local admin token at shutdown; the next serve revokes it');
