@@ -1,0 +1,267 @@
+/**
+ * Benchmark of alert intake (issue #5, "Performance"), against a real `gameops serve` process on the
+ * embedded (SQLite) store, over HTTP with a responder token, as Alertmanager sends:
+ *   (a) a 1,000-alert Alertmanager webhook (about 360 KB; its size is printed) acknowledged (2xx): p50/p99
+ *       over 100 posts whose content changes every time (annotations, some alerts resolved, new ones),
+ *       target p99 < 100 ms;
+ *   (b) 200 webhooks/s sustained for 60 s, a realistic mix of small group updates (200 groups, each
+ *       webhook a snapshot of 1 to 5 alerts: one new alert, the oldest dropped once there are 5): achieved
+ *       rate, errors, p50/p99/max, and after the run that nothing was lost (alerts in the store == sent);
+ *   baselines measured in the same run: GET /healthz one at a time (for a), and at 200/s (for b).
+ * Latencies of (b) are measured from each request's scheduled send time (an open-loop schedule), so a
+ * stall shows up in the figures instead of slowing the sender down.
+ * Figures only: nothing here passes or fails a build. BENCH_SECONDS shortens (b) (default 60).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { DatabaseSync } from 'node:sqlite';
+import { setTimeout as delay } from 'node:timers/promises';
+import { openStore } from '../src/store/index.ts';
+import { freePort } from '../test/harness/proc.ts';
+import { startServe, startWebhookSink, writePrivate } from '../test/e2e/ops.support.ts';
+import { fmt } from './stats.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
+const RATE = 200;
+const BIG_POSTS = 100;
+const BIG_ALERTS = 1_000;
+const GROUPS = 200;
+
+const loadNote = (): string =>
+  `load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')} on ${cpus().length} cores`;
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+function summary(xs: number[]): string {
+  return `p50 ${fmt(percentile(xs, 50))}  p99 ${fmt(percentile(xs, 99))}  max ${fmt(Math.max(...xs))}  (n=${xs.length})`;
+}
+
+interface AmAlert {
+  status: 'firing' | 'resolved';
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  startsAt: string;
+  endsAt: string;
+  generatorURL: string;
+  fingerprint: string;
+}
+
+const GO_ZERO = '0001-01-01T00:00:00Z';
+
+function amPayload(groupKey: string, group: Record<string, string>, alerts: AmAlert[]): string {
+  return JSON.stringify({
+    version: '4',
+    groupKey,
+    truncatedAlerts: 0,
+    status: alerts.some((a) => a.status === 'firing') ? 'firing' : 'resolved',
+    receiver: 'gameops',
+    groupLabels: group,
+    commonLabels: group,
+    commonAnnotations: {},
+    externalURL: 'http://alertmanager.bench:9093',
+    alerts,
+  });
+}
+
+/** Alert i of the big group, in version `round` (annotations change every round, some alerts resolve). */
+function bigAlert(i: number, round: number, startsAt: string): AmAlert {
+  const resolved = round > 0 && (i + round) % 50 === 0;
+  return {
+    status: resolved ? 'resolved' : 'firing',
+    labels: {
+      alertname: 'PlayerShardLag',
+      severity: 'warning',
+      service: 'bench-game',
+      cluster: 'ap-northeast-2',
+      shard: `shard-${String(i).padStart(4, '0')}`,
+      instance: `game-${i % 40}.bench.internal:7700`,
+    },
+    annotations: {
+      summary: `shard ${i} replication lag is ${(i * 7 + round) % 900} ms`,
+      description: `Replication lag on shard ${i} has been above 500 ms for 5 minutes (round ${round}).`,
+      runbook_url: 'https://gameops.example/runbooks/shard-lag',
+    },
+    startsAt,
+    endsAt: resolved ? new Date(Date.parse(startsAt) + 60_000 + round).toISOString() : GO_ZERO,
+    generatorURL: `http://prometheus.bench:9090/graph?g0.expr=shard_lag_ms%7Bshard%3D%22${i}%22%7D+%3E+500`,
+    fingerprint: (0x1000000000000000n + BigInt(i)).toString(16),
+  };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'gameops-bench-intake-'));
+const dataDir = join(dir, 'data');
+const hooks = await startWebhookSink();
+try {
+  // Pages go to a local receiver that answers 204 at once.
+  const config = writePrivate(
+    dir,
+    'gameops.yaml',
+    `service: { name: bench-game, environment: bench }
+database: { dataDir: "${dataDir}" }
+notifications:
+  allowPrivate: ['127.0.0.1']
+  channels:
+    - { name: hook, kind: webhook, url: "${hooks.url}" }
+people:
+  - { id: alice, name: Alice, contacts: [hook] }
+oncall:
+  policies:
+    - { name: bench, levels: [{ after: 0s, targets: [{ person: alice }] }] }
+`,
+  );
+  const setup = await openStore({ dataDir });
+  const token = (
+    await setup.tokens.create({
+      name: 'alertmanager',
+      role: 'responder',
+      createdBy: { id: 'local:bench', name: 'bench', role: 'admin', kind: 'local' },
+    })
+  ).token;
+  await setup.close();
+  const port = await freePort();
+  const serve = await startServe({ config, port, logFile: join(dir, 'serve.log') });
+  const endpoint = `${serve.url}/api/alerts/alertmanager`;
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const post = async (body: string): Promise<number> => {
+    const response = await fetch(endpoint, { method: 'POST', headers, body });
+    await response.body?.cancel();
+    return response.status;
+  };
+  const healthz = async (): Promise<number> => {
+    const response = await fetch(`${serve.url}/healthz`);
+    await response.body?.cancel();
+    return response.status;
+  };
+  let sentAlerts = 0;
+  try {
+    console.log(`alert intake benchmark: gameops serve (pid ${serve.process.pid}) on the embedded store`);
+    console.log(`  ${loadNote()}`);
+
+    // (a) the big webhook
+    const startsAt = new Date(Date.now() - 3_600_000).toISOString();
+    const bigGroup = { alertname: 'PlayerShardLag' };
+    const bodies = Array.from({ length: BIG_POSTS + 5 }, (_, round) =>
+      amPayload(
+        '{}:{alertname="PlayerShardLag"}',
+        bigGroup,
+        Array.from({ length: BIG_ALERTS }, (_, i) => bigAlert(i, round, startsAt)),
+      ),
+    );
+    sentAlerts += BIG_ALERTS;
+    const size = Buffer.byteLength(bodies[0]!);
+    // Warm-up (connection, JIT, the incident for the group): not measured.
+    for (const body of bodies.slice(0, 5)) {
+      const status = await post(body);
+      if (status < 200 || status > 299) throw new Error(`warm-up post answered ${status}`);
+    }
+    const bigTimes: number[] = [];
+    let bigErrors = 0;
+    for (const body of bodies.slice(5)) {
+      const t0 = performance.now();
+      const status = await post(body);
+      bigTimes.push(performance.now() - t0);
+      if (status < 200 || status > 299) bigErrors++;
+      await delay(20);
+    }
+    const healthTimes: number[] = [];
+    for (let i = 0; i < BIG_POSTS; i++) {
+      const t0 = performance.now();
+      await healthz();
+      healthTimes.push(performance.now() - t0);
+    }
+    console.log(
+      `\n(a) a ${BIG_ALERTS}-alert Alertmanager webhook, ${(size / 1024).toFixed(0)} KB (${size} bytes), acknowledged:`,
+    );
+    console.log(`    webhook      ${summary(bigTimes)}  errors ${bigErrors}   target p99 < 100 ms`);
+    console.log(`    GET /healthz ${summary(healthTimes)}  (baseline: the same connection, no work)`);
+
+    // (b) 200 webhooks/s, small group updates
+    const groups = Array.from({ length: GROUPS }, (_, g) => ({
+      key: `{}:{alertname="RoomLatency",room="r${g}"}`,
+      labels: { alertname: 'RoomLatency', room: `r${g}` },
+      alerts: [] as AmAlert[],
+      next: 0,
+    }));
+    const sustained = async (
+      send: (i: number) => Promise<number>,
+    ): Promise<{ times: number[]; errors: number; sent: number; seconds: number }> => {
+      const total = SECONDS * RATE;
+      const interval = 1000 / RATE;
+      const times: number[] = [];
+      let errors = 0;
+      const inFlight = new Set<Promise<void>>();
+      const t0 = performance.now();
+      for (let i = 0; i < total; i++) {
+        const due = t0 + i * interval;
+        const wait = due - performance.now();
+        if (wait > 1) await delay(wait);
+        const p = send(i)
+          .then(
+            (status) => {
+              if (status < 200 || status > 299) errors++;
+            },
+            () => {
+              errors++;
+            },
+          )
+          .finally(() => {
+            times.push(performance.now() - due);
+            inFlight.delete(p);
+          });
+        inFlight.add(p);
+      }
+      await Promise.all(inFlight);
+      const seconds = (performance.now() - t0) / 1000;
+      return { times, errors, sent: total, seconds };
+    };
+    const small = await sustained((i) => {
+      const group = groups[i % GROUPS]!;
+      const n = group.next++;
+      group.alerts.push({
+        status: 'firing',
+        labels: { ...group.labels, severity: 'warning', service: 'bench-game', player_region: `kr-${n % 7}` },
+        annotations: { summary: `room ${group.labels.room} tick latency high (${n})` },
+        startsAt: new Date(Date.parse(startsAt) + n * 1000).toISOString(),
+        endsAt: GO_ZERO,
+        generatorURL: 'http://prometheus.bench:9090/graph',
+        fingerprint: `${(i % GROUPS).toString(16).padStart(4, '0')}${n.toString(16).padStart(12, '0')}`,
+      });
+      if (group.alerts.length > 5) group.alerts.shift();
+      sentAlerts++;
+      return post(amPayload(group.key, group.labels, group.alerts));
+    });
+    const base = await sustained(() => healthz());
+    console.log(`\n(b) ${RATE} webhooks/s for ${SECONDS} s (small group updates over ${GROUPS} groups):`);
+    console.log(
+      `    webhook      ${(small.sent / small.seconds).toFixed(1)}/s achieved, errors ${small.errors}, ${summary(small.times)}`,
+    );
+    console.log(
+      `    GET /healthz ${(base.sent / base.seconds).toFixed(1)}/s achieved, errors ${base.errors}, ${summary(base.times)}  (baseline)`,
+    );
+  } finally {
+    await serve.stop();
+  }
+  // Nothing lost: every alert sent is in the store (each has its own fingerprint).
+  const db = new DatabaseSync(join(dataDir, 'gameops.db'), { readOnly: true });
+  try {
+    const row = db.prepare('select count(*) as n from alert_records').get() as { n: number };
+    const lost = sentAlerts - Number(row.n);
+    console.log(
+      `\n    alerts sent ${sentAlerts}, in the store ${row.n}: ${lost === 0 ? 'none lost' : `${lost} LOST`}`,
+    );
+  } finally {
+    db.close();
+  }
+  console.log(`  ${loadNote()}`);
+} finally {
+  await hooks.close();
+  rmSync(dir, { recursive: true, force: true });
+}

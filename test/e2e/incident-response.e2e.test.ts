@@ -1,0 +1,339 @@
+/**
+ * Issue #5, "Done when", on real processes: an alert posted to a real Alertmanager reaches a real
+ * `gameops serve` through its webhook receiver, opens an incident, pages the on-call person (alice) by
+ * email (an SMTP server in this process) and by a signed webhook (an HTTP receiver in this process),
+ * escalates to the backup (bob) when nobody acknowledges, stops escalating once acknowledged (from the
+ * CLI for one incident, through the signed link in the email for the other: GET shows a form, POST
+ * acknowledges), reminds about the war room's status update when it is due, resolves when Alertmanager
+ * resolves the alert, and `gameops incident postmortem` prints the timeline in Markdown.
+ *
+ * Real time throughout (two real servers talk to each other), with short delays in the config:
+ * escalation 0s → primary, 5s → backup, 14s → carol; status updates every 10s.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifySignature } from '../../src/channels/index.ts';
+import { openStore } from '../../src/store/index.ts';
+import { createToken } from '../support/auth.ts';
+import {
+  freePort,
+  postAlerts,
+  randomSecret,
+  startAlertmanager,
+  type AlertmanagerHandle,
+} from '../harness/index.ts';
+import {
+  alertmanagerConfig,
+  gameops,
+  startServe,
+  startSmtp,
+  startWebhookSink,
+  waitFor,
+  writePrivate,
+  type ReceivedHook,
+  type ReceivedMail,
+  type ServeProcess,
+  type SmtpSink,
+  type WebhookSink,
+} from './ops.support.ts';
+
+/** Escalation levels of the test policy, in ms after the page opened. */
+const BACKUP_AFTER_MS = 5_000;
+const THIRD_AFTER_MS = 14_000;
+
+interface IncidentSummary {
+  id: string;
+  title: string;
+  status: string;
+  severity: string;
+}
+
+interface PageSummary {
+  id: string;
+  status: string;
+  level: number;
+  createdAt: string;
+  acknowledgedAt?: string;
+}
+
+let dir: string;
+let smtp: SmtpSink;
+let hooks: WebhookSink;
+let alertmanager: AlertmanagerHandle;
+let serve: ServeProcess;
+let configPath: string;
+let adminToken: string;
+let signingSecret: string;
+
+/** A JSON request to the gameops API with the test's admin token. */
+async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${serve.url}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${adminToken}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status}: ${text}`);
+  return JSON.parse(text) as T;
+}
+
+async function incidents(): Promise<IncidentSummary[]> {
+  return (await api<{ incidents: IncidentSummary[] }>('GET', '/api/incidents?status=all')).incidents;
+}
+
+async function pagesOf(incidentId: string): Promise<PageSummary[]> {
+  return (await api<{ pages: PageSummary[] }>('GET', `/api/incidents/${incidentId}/pages`)).pages;
+}
+
+/** Emails to `person` about `incidentId`, of `kind` (page or reminder: by the subject). */
+function mailsTo(person: string, incidentId: string): ReceivedMail[] {
+  return smtp.messages.filter(
+    (m) =>
+      m.to.includes(`${person}@example.test`) &&
+      (m.subject.includes(incidentId) || m.text.includes(incidentId)),
+  );
+}
+
+/** Webhook deliveries to `person` about `incidentId` (the body names the recipient and the incident). */
+function hooksTo(person: string, incidentId: string, kind = 'page'): ReceivedHook[] {
+  return hooks.requests.filter((r) => {
+    const body = r.json as { kind?: string; incidentId?: string; recipient?: { id?: string } } | undefined;
+    return body?.kind === kind && body.incidentId === incidentId && body.recipient?.id === person;
+  });
+}
+
+function diagnostics(): string {
+  return [
+    `mails: ${smtp.messages.map((m) => `${m.to.join(',')}: ${m.subject}`).join(' | ')}`,
+    `hooks: ${hooks.requests.map((r) => r.body.slice(0, 200)).join(' | ')}`,
+    `--- gameops log ---\n${serve.logTail(40)}`,
+  ].join('\n');
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gameops-e2e-incident-'));
+  const dataDir = join(dir, 'data');
+  [smtp, hooks] = await Promise.all([startSmtp(), startWebhookSink()]);
+  const port = await freePort();
+  signingSecret = randomSecret();
+  const secrets = join(dir, 'secrets');
+  const smtpUrl = writePrivate(secrets, 'smtp-url', `smtp://127.0.0.1:${smtp.port}`);
+  const hookSecret = writePrivate(secrets, 'hook-secret', signingSecret);
+  configPath = writePrivate(
+    dir,
+    'gameops.yaml',
+    `service: { name: e2e-game, environment: test }
+server: { publicUrl: "http://127.0.0.1:${port}" }
+database: { dataDir: "${dataDir}" }
+notifications:
+  allowPrivate: ['127.0.0.1']
+  channels:
+    - { name: mail, kind: email, smtpUrl: "file:${smtpUrl}", from: gameops@example.test }
+    - { name: hook, kind: webhook, url: "${hooks.url}", signingSecret: "file:${hookSecret}" }
+people:
+  - { id: alice, name: Alice, email: alice@example.test, contacts: [mail, hook] }
+  - { id: bob, name: Bob, email: bob@example.test, contacts: [mail, hook] }
+  - { id: carol, name: Carol, email: carol@example.test, contacts: [mail, hook] }
+oncall:
+  schedules:
+    - name: game-ops
+      timezone: Asia/Seoul
+      layers:
+        - { name: primary, rotation: weekly, handoff: { weekday: monday, time: "10:00" }, start: "2026-01-05", participants: [alice] }
+        - { name: backup, rotation: weekly, handoff: { weekday: monday, time: "10:00" }, start: "2026-01-05", participants: [bob] }
+  policies:
+    - name: e2e
+      levels:
+        - { after: 0s, targets: [{ schedule: game-ops }] }
+        - { after: ${BACKUP_AFTER_MS / 1000}s, targets: [{ schedule: game-ops, layer: backup }] }
+        - { after: ${THIRD_AFTER_MS / 1000}s, targets: [{ person: carol }] }
+  defaultPolicy: e2e
+  delivery: { attempts: 3, firstRetry: 200ms, maxRetry: 1s, timeout: 5s }
+incidents:
+  severities:
+    P1: { description: Whole service down, respondWithin: 0s, warRoom: true, statusUpdateEvery: 10s, policy: e2e }
+alerts:
+  routes:
+    - { name: server-down, matchers: ['alertname="ServerDown"'], severity: P1, policy: e2e }
+`,
+  );
+  // Tokens exist before serve starts: the responder's for Alertmanager, an admin's for the test's reads.
+  const store = await openStore({ dataDir });
+  let responderToken: string;
+  try {
+    responderToken = await createToken(store, 'responder', 'alertmanager');
+    adminToken = await createToken(store, 'admin', 'e2e-admin');
+  } finally {
+    await store.close();
+  }
+  const credentialsFile = writePrivate(secrets, 'alertmanager-token', responderToken);
+  alertmanager = await startAlertmanager({
+    configYaml: alertmanagerConfig({
+      gameopsUrl: `http://127.0.0.1:${port}`,
+      credentialsFile,
+      groupBy: ['alertname', 'instance'],
+      groupInterval: '1s',
+    }),
+  });
+  serve = await startServe({ config: configPath, port, logFile: join(dir, 'serve.log') });
+}, 120_000);
+
+afterAll(async () => {
+  await serve?.stop();
+  await alertmanager?.stop();
+  await Promise.all([smtp?.close(), hooks?.close()]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('incident response end to end (Alertmanager → gameops serve → email and webhook)', () => {
+  it('opens, pages, escalates, stops on acknowledgement, reminds, resolves and writes the post-mortem', async () => {
+    const alertStart = new Date(Date.now() - 1_000);
+    const alert = (instance: string) => ({
+      labels: { alertname: 'ServerDown', instance, severity: 'critical', service: 'e2e-game' },
+      annotations: { summary: `${instance} does not answer` },
+      startsAt: alertStart,
+    });
+    await postAlerts(alertmanager.url, [alert('game-1'), alert('game-2')]);
+
+    // Two groups (by instance) → two incidents, P1, each paging the primary on call: alice.
+    const [first, second] = await waitFor(
+      'two incidents opened from the alerts',
+      async () => {
+        const list = await incidents();
+        const a = list.find((i) => i.title.includes('game-1'));
+        const b = list.find((i) => i.title.includes('game-2'));
+        return a && b ? [a, b] : undefined;
+      },
+      { detail: diagnostics },
+    );
+    expect(first.severity).toBe('P1');
+    expect(second.severity).toBe('P1');
+    expect((await incidents()).filter((i) => i.status !== 'resolved')).toHaveLength(2);
+
+    // alice is paged for both by email and by the signed webhook.
+    for (const incident of [first, second]) {
+      await waitFor(
+        `alice paged by email for ${incident.id}`,
+        () => mailsTo('alice', incident.id).length > 0,
+        {
+          detail: diagnostics,
+        },
+      );
+      await waitFor(
+        `alice paged by webhook for ${incident.id}`,
+        () => hooksTo('alice', incident.id).length > 0,
+        {
+          detail: diagnostics,
+        },
+      );
+    }
+    for (const request of hooks.requests) {
+      const header = request.headers['x-gameops-signature'];
+      expect(
+        verifySignature(
+          signingSecret,
+          typeof header === 'string' ? header : undefined,
+          request.body,
+          Date.now(),
+        ),
+      ).toBe(true);
+      expect(request.headers['x-gameops-delivery']).toBeTruthy();
+      expect(
+        verifySignature(
+          'not-the-secret',
+          typeof header === 'string' ? header : undefined,
+          request.body,
+          Date.now(),
+        ),
+      ).toBe(false);
+    }
+
+    // The second incident is acknowledged through the signed link in alice's email: a GET (what a link
+    // scanner does) only shows a confirmation form; the POST acknowledges.
+    const mail = mailsTo('alice', second.id)[0]!;
+    const link = /http:\/\/127\.0\.0\.1:\d+\/api\/ack\/[A-Za-z0-9._~-]+/.exec(mail.text)?.[0];
+    expect(link, mail.text).toBeDefined();
+    const form = await fetch(link!, { signal: AbortSignal.timeout(10_000) });
+    expect(form.status).toBe(200);
+    expect(form.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await form.text();
+    expect(html).toMatch(/<form[^>]*method="post"/i);
+    expect((await pagesOf(second.id)).every((p) => p.status === 'triggered')).toBe(true);
+    const posted = await fetch(link!, { method: 'POST', signal: AbortSignal.timeout(10_000) });
+    expect(posted.status).toBe(200);
+    const secondPages = await pagesOf(second.id);
+    expect(secondPages.map((p) => p.status)).toEqual(['acknowledged']);
+    const secondLevelAtAck = secondPages[0]!.level;
+
+    // Nobody acknowledges the first: bob (backup) is paged after the escalation delay.
+    const firstPage = (await pagesOf(first.id))[0]!;
+    const bobMail = await waitFor(`bob paged for ${first.id}`, () => mailsTo('bob', first.id)[0], {
+      timeoutMs: BACKUP_AFTER_MS + 15_000,
+      detail: diagnostics,
+    });
+    expect(bobMail.subject).toContain(first.id);
+    await waitFor(`bob paged by webhook for ${first.id}`, () => hooksTo('bob', first.id).length > 0, {
+      detail: diagnostics,
+    });
+    const firstHook = hooksTo('alice', first.id)[0]!;
+    const bobHook = hooksTo('bob', first.id)[0]!;
+    expect(bobHook.at - firstHook.at).toBeGreaterThanOrEqual(BACKUP_AFTER_MS - 1_000);
+
+    // Acknowledged from the CLI (which goes through serve's API): escalation stops before carol.
+    const acked = await gameops(['incident', 'ack', first.id, '--config', configPath]);
+    expect(acked.code, acked.stderr).toBe(0);
+    const firstPages = await pagesOf(first.id);
+    expect(firstPages.map((p) => p.status)).toEqual(['acknowledged']);
+    expect(firstPages[0]!.level).toBe(1);
+
+    // The war room reminds about the status update (every 10s for P1) while the incident is open.
+    await waitFor(
+      'a status-update reminder',
+      () =>
+        hooks.requests.find(
+          (r) => (r.json as { kind?: string; incidentId?: string } | undefined)?.kind === 'reminder',
+        ),
+      { timeoutMs: 25_000, detail: diagnostics },
+    );
+
+    // Past the third level's time (plus a tick and a delivery): nobody further was paged for either.
+    const quietUntil = Date.parse(firstPage.createdAt) + THIRD_AFTER_MS + 3_000;
+    await waitFor('the third level time to pass', () => Date.now() > quietUntil, { timeoutMs: 30_000 });
+    expect(mailsTo('carol', first.id)).toEqual([]);
+    expect(hooksTo('carol', first.id)).toEqual([]);
+    expect(mailsTo('carol', second.id)).toEqual([]);
+    if (secondLevelAtAck === 0) {
+      expect(mailsTo('bob', second.id)).toEqual([]);
+      expect(hooksTo('bob', second.id)).toEqual([]);
+    }
+    expect(mailsTo('bob', first.id)).toHaveLength(1);
+
+    // Alertmanager resolves the alert (endsAt in the past) → the incident resolves with it.
+    await postAlerts(alertmanager.url, [{ ...alert('game-1'), endsAt: new Date(Date.now() - 500) }]);
+    await waitFor(
+      `${first.id} resolved by the resolved alert`,
+      async () => (await incidents()).find((i) => i.id === first.id && i.status === 'resolved'),
+      { timeoutMs: 20_000, detail: diagnostics },
+    );
+    expect((await incidents()).find((i) => i.id === second.id)?.status).not.toBe('resolved');
+
+    // The post-mortem, generated from the timeline.
+    const postmortem = await gameops(['incident', 'postmortem', first.id, '--config', configPath]);
+    expect(postmortem.code, postmortem.stderr).toBe(0);
+    const markdown = postmortem.stdout;
+    expect(markdown).toMatch(/^# /m);
+    expect(markdown).toContain(first.id);
+    expect(markdown).toMatch(/## .*Timeline/i);
+    expect(markdown).toMatch(/ServerDown/);
+    expect(markdown).toMatch(/alert.*fired|fired.*alert/i);
+    expect(markdown).toMatch(/paged|page sent/i);
+    expect(markdown).toMatch(/acknowledged/i);
+    expect(markdown).toMatch(/resolved/i);
+  }, 90_000);
+});
