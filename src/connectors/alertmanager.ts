@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import type { AlertmanagerConfig } from '../config/index.ts';
-import { maskSecrets, UnavailableError } from '../core/index.ts';
+import { InputError, maskSecrets, NotFoundError, UnavailableError } from '../core/index.ts';
+import { describeError } from './failures.ts';
 import { httpAuth } from './http-auth.ts';
-import { fetchCapped } from './http-body.ts';
+import { BodyTooLargeError, fetchCapped, readCapped } from './http-body.ts';
 
 /** The fields of an Alertmanager API v2 alert that gameops uses; unknown fields are dropped. */
 const alertSchema = z.object({
@@ -24,6 +25,39 @@ const statusSchema = z.object({
 
 export type AlertmanagerAlert = z.infer<typeof alertSchema>;
 
+/** A silence matcher as API v2 has it; `isEqual: false` negates it (absent means true, before 0.22). */
+const silenceMatcherSchema = z.object({
+  name: z.string(),
+  value: z.string(),
+  isRegex: z.boolean(),
+  isEqual: z.boolean().default(true),
+});
+export type SilenceMatcher = z.infer<typeof silenceMatcherSchema>;
+
+const silenceSchema = z.object({
+  id: z.string(),
+  status: z.object({ state: z.string() }),
+  matchers: z.array(silenceMatcherSchema),
+  startsAt: z.string(),
+  endsAt: z.string(),
+  updatedAt: z.string().optional(),
+  createdBy: z.string(),
+  comment: z.string(),
+});
+/** `GET /api/v2/silences` entries; `status.state` is `active`, `pending` or `expired`. */
+export type AlertmanagerSilence = z.infer<typeof silenceSchema>;
+const silencesSchema = z.array(silenceSchema);
+const createdSilenceSchema = z.object({ silenceID: z.string() });
+
+/** What `POST /api/v2/silences` takes (a postableSilence without id: always a new silence). */
+export interface SilenceInput {
+  matchers: SilenceMatcher[];
+  startsAt: string;
+  endsAt: string;
+  createdBy: string;
+  comment: string;
+}
+
 export interface AlertmanagerStatus {
   version: string | undefined;
   uptime: string | undefined;
@@ -39,6 +73,10 @@ export interface AlertQuery {
   inhibited?: boolean;
   /** @default false */
   unprocessed?: boolean;
+  /** Matchers (`name="value"`) every alert must match (the API's `filter`). */
+  filter?: string[];
+  /** A regex on the receiver name. */
+  receiver?: string;
 }
 
 export interface AlertmanagerRequestOptions {
@@ -54,6 +92,18 @@ export interface AlertmanagerClient {
   alerts(query?: AlertQuery, options?: AlertmanagerRequestOptions): Promise<AlertmanagerAlert[]>;
   /** `GET /api/v2/status`. */
   status(options?: AlertmanagerRequestOptions): Promise<AlertmanagerStatus>;
+  /**
+   * `POST /api/v2/silences`: creates a silence and returns its id.
+   * @throws InputError when Alertmanager refuses it (400), with its reason.
+   */
+  createSilence(input: SilenceInput, options?: AlertmanagerRequestOptions): Promise<string>;
+  /** `GET /api/v2/silences`, optionally only those with these matchers (`filter`). */
+  silences(filter?: string[], options?: AlertmanagerRequestOptions): Promise<AlertmanagerSilence[]>;
+  /**
+   * `DELETE /api/v2/silence/{id}`: expires a silence (an expired one stays listed as `expired`).
+   * @throws NotFoundError when Alertmanager has no silence with that id.
+   */
+  expireSilence(id: string, options?: AlertmanagerRequestOptions): Promise<void>;
 }
 
 /** The base URL as shown in messages: credentials removed, no trailing slash. */
@@ -119,6 +169,39 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
     }
   }
 
+  /** A write (POST/DELETE) with a JSON body; returns the status and the (capped) answer. */
+  async function send(
+    method: 'POST' | 'DELETE',
+    path: string,
+    body: unknown,
+    options: AlertmanagerRequestOptions,
+  ): Promise<{ status: number; text: string }> {
+    const url = new URL(path, base);
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const request = `${method} ${url.pathname}`;
+    const fail = (message: string): UnavailableError =>
+      new UnavailableError(maskSecrets(`Alertmanager at ${target}: ${message}`, secrets), {
+        details: { target },
+      });
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    try {
+      const response = await fetch(url, {
+        method,
+        headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal,
+        redirect: 'error',
+      });
+      return { status: response.status, text: await readCapped(response, 1024 * 1024) };
+    } catch (err) {
+      if (err instanceof BodyTooLargeError) throw fail(`${request} answered more than 1 MiB`);
+      if (options.signal?.aborted && err === options.signal.reason) throw err;
+      if (deadline.aborted) throw fail(`${request} did not answer within ${timeoutMs} ms`);
+      throw fail(`${request} failed: ${describeError(err)}`);
+    }
+  }
+
   function validate<T>(schema: z.ZodType<T>, value: unknown, path: string): T {
     const parsed = schema.safeParse(value);
     if (parsed.success) return parsed.data;
@@ -138,6 +221,8 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
         inhibited: String(query.inhibited ?? false),
         unprocessed: String(query.unprocessed ?? false),
       });
+      for (const matcher of query.filter ?? []) params.append('filter', matcher);
+      if (query.receiver !== undefined) params.set('receiver', query.receiver);
       const path = `api/v2/alerts?${params.toString()}`;
       return validate(alertsSchema, await getJson(path, options), '/api/v2/alerts');
     },
@@ -148,6 +233,58 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
         uptime: body.uptime,
         clusterStatus: body.cluster?.status,
       };
+    },
+    async createSilence(input, options = {}) {
+      const { status, text } = await send('POST', 'api/v2/silences', input, options);
+      if (status === 400)
+        throw new InputError(`Alertmanager at ${target} refused the silence: ${text.trim().slice(0, 300)}`, {
+          details: { target },
+        });
+      if (status !== 200)
+        throw new UnavailableError(
+          `Alertmanager at ${target}: POST /api/v2/silences answered ${status}: ${text.slice(0, 200)}`,
+          { details: { target, httpStatus: status } },
+        );
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new UnavailableError(`Alertmanager at ${target}: POST /api/v2/silences answered invalid JSON`, {
+          details: { target },
+        });
+      }
+      return validate(createdSilenceSchema, parsed, '/api/v2/silences').silenceID;
+    },
+    async silences(filter = [], options = {}) {
+      const params = new URLSearchParams();
+      for (const matcher of filter) params.append('filter', matcher);
+      const query = params.size > 0 ? `?${params.toString()}` : '';
+      return validate(silencesSchema, await getJson(`api/v2/silences${query}`, options), '/api/v2/silences');
+    },
+    async expireSilence(id, options = {}) {
+      const { status, text } = await send(
+        'DELETE',
+        `api/v2/silence/${encodeURIComponent(id)}`,
+        undefined,
+        options,
+      );
+      if (status === 200) return;
+      // Alertmanager answers 404 for an unknown id (older versions: 500 "silence ... not found").
+      if (status === 404 || /not found/i.test(text))
+        throw new NotFoundError(`Alertmanager at ${target} has no silence with id ${id}`, {
+          details: { id },
+        });
+      if (status === 400)
+        throw new InputError(
+          `Alertmanager at ${target} refused to expire silence ${id}: ${text.trim().slice(0, 300)}`,
+          {
+            details: { id },
+          },
+        );
+      throw new UnavailableError(
+        `Alertmanager at ${target}: DELETE /api/v2/silence/${id} answered ${status}: ${text.slice(0, 200)}`,
+        { details: { target, httpStatus: status } },
+      );
     },
   };
 }
