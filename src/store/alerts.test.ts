@@ -1,0 +1,219 @@
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { postgresPlace, sqlitePlace, type Cleanups } from '../../test/support/store-places.ts';
+import { ManualClock } from '../core/index.ts';
+import type { Actor } from '../runbooks/model.ts';
+import { alertId, type AlertUpsert } from './alerts.ts';
+import { openStore, type Store, type StoreOptions } from './index.ts';
+
+const cleanups: Cleanups = [];
+const stores: Store[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((store) => store.close()));
+});
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const alice: Actor = { id: 'token:abc', name: 'alice', role: 'responder', kind: 'token' };
+
+const backends = [
+  {
+    backend: 'sqlite' as const,
+    place: (): Promise<StoreOptions> => Promise.resolve(sqlitePlace(cleanups).options),
+  },
+  {
+    backend: 'postgres' as const,
+    place: async (): Promise<StoreOptions> => (await postgresPlace(cleanups)).options,
+  },
+];
+
+function alert(fp: string, overrides: Partial<AlertUpsert> = {}): AlertUpsert {
+  return {
+    fingerprint: fp,
+    startsAt: '2026-03-01T09:00:00.000Z',
+    status: 'firing',
+    name: 'GameServerDown',
+    labels: { alertname: 'GameServerDown', instance: fp },
+    annotations: { summary: `server ${fp} down` },
+    ...overrides,
+  };
+}
+
+describe.each(backends)('alert store on $backend', ({ place }) => {
+  let clock: ManualClock;
+  async function open(): Promise<Store> {
+    clock = new ManualClock('2026-03-01T10:00:00Z');
+    const store = await openStore({ ...(await place()), clock });
+    stores.push(store);
+    return store;
+  }
+
+  it('upserts by (fingerprint, startsAt): a duplicate delivery changes nothing, a status change is pending', async () => {
+    const { alerts } = await open();
+    const batch = { source: 'alertmanager' as const, groupKey: 'g1', receiver: 'gameops', snapshot: true };
+    expect(await alerts.upsertBatch({ ...batch, alerts: [alert('a'), alert('b')] })).toEqual({
+      created: 2,
+      changed: 0,
+      unchanged: 0,
+      resolvedByAbsence: 0,
+    });
+    const pending = await alerts.pending(10);
+    expect(pending.map((a) => a.fingerprint).sort()).toEqual(['a', 'b']);
+    expect(await alerts.markProcessed(alertId('a', '2026-03-01T09:00:00.000Z'), 'firing', 'INC-1')).toBe(
+      true,
+    );
+    expect(await alerts.markProcessed(alertId('b', '2026-03-01T09:00:00.000Z'), 'firing', 'INC-1')).toBe(
+      true,
+    );
+    const before = await alerts.list();
+
+    clock.advance(60_000);
+    expect(await alerts.upsertBatch({ ...batch, alerts: [alert('a'), alert('b')] })).toEqual({
+      created: 0,
+      changed: 0,
+      unchanged: 2,
+      resolvedByAbsence: 0,
+    });
+    expect(await alerts.pending(10)).toEqual([]);
+    const after = await alerts.list();
+    expect(after.map(({ lastSeenAt: _, ...rest }) => rest)).toEqual(
+      before.map(({ lastSeenAt: _, ...rest }) => rest),
+    );
+    expect(await alerts.firingCount('INC-1')).toBe(2);
+
+    // Same fingerprint, new startsAt: a new instance.
+    await alerts.upsertBatch({
+      ...batch,
+      alerts: [alert('a'), alert('b'), alert('a', { startsAt: '2026-03-01T09:30:00.000Z' })],
+    });
+    expect((await alerts.list({ labels: { instance: 'a' } })).length).toBe(2);
+
+    // Resolved: pending again, and stays resolved whatever a late "firing" says.
+    await alerts.upsertBatch({
+      ...batch,
+      alerts: [alert('a', { status: 'resolved', endsAt: '2026-03-01T09:59:00.000Z' }), alert('b')],
+      snapshot: false,
+    });
+    const resolved = await alerts.get(alertId('a', '2026-03-01T09:00:00.000Z'));
+    expect(resolved).toMatchObject({
+      status: 'resolved',
+      resolvedBy: 'payload',
+      pending: true,
+      incidentId: 'INC-1',
+    });
+    await alerts.upsertBatch({ ...batch, alerts: [alert('a'), alert('b')], snapshot: false });
+    expect((await alerts.get(resolved.id)).status).toBe('resolved');
+    expect(await alerts.firingCount('INC-1')).toBe(1);
+  });
+
+  it('a snapshot resolves the firing alerts of its group it no longer contains; a truncated one does not', async () => {
+    const { alerts } = await open();
+    const base = { source: 'alertmanager' as const, groupKey: 'g1', receiver: 'r' };
+    await alerts.upsertBatch({ ...base, snapshot: true, alerts: [alert('a'), alert('b'), alert('c')] });
+    await alerts.upsertBatch({ ...base, groupKey: 'g2', snapshot: true, alerts: [alert('x')] });
+    clock.advance(1000);
+    // Truncated (not a snapshot): nothing inferred.
+    expect(
+      (await alerts.upsertBatch({ ...base, snapshot: false, alerts: [alert('a')] })).resolvedByAbsence,
+    ).toBe(0);
+    const outcome = await alerts.upsertBatch({ ...base, snapshot: true, alerts: [alert('a')] });
+    expect(outcome.resolvedByAbsence).toBe(2);
+    const firing = await alerts.list({ status: 'firing' });
+    expect(firing.map((a) => a.fingerprint).sort()).toEqual(['a', 'x']);
+    const b = await alerts.get(alertId('b', '2026-03-01T09:00:00.000Z'));
+    expect(b).toMatchObject({
+      status: 'resolved',
+      resolvedBy: 'snapshot',
+      endsAt: '2026-03-01T10:00:01.000Z',
+    });
+  });
+
+  it('stores 1,000 alerts of one payload in one transaction, all or nothing', async () => {
+    const { alerts } = await open();
+    const many = Array.from({ length: 1000 }, (_, i) => alert(`fp${i}`));
+    expect(
+      (await alerts.upsertBatch({ source: 'alertmanager', groupKey: 'big', snapshot: true, alerts: many }))
+        .created,
+    ).toBe(1000);
+    expect((await alerts.list({ limit: 1000 })).length).toBe(1000);
+    // A payload whose last row cannot be stored (NOT NULL startsAt, in the second multi-row statement,
+    // after the first 500 rows were written) leaves nothing of itself behind.
+    const broken = [
+      ...Array.from({ length: 600 }, (_, i) => alert(`new${i}`)),
+      alert('bad', { startsAt: null as unknown as string }),
+    ];
+    await expect(
+      alerts.upsertBatch({ source: 'alertmanager', groupKey: 'big2', snapshot: true, alerts: broken }),
+    ).rejects.toThrow();
+    expect(
+      (await alerts.list({ limit: 1000, status: 'firing' })).filter((a) => a.groupKey === 'big2'),
+    ).toEqual([]);
+  });
+
+  it('finds the firing instance of a fingerprint and resolves alerts Alertmanager no longer has', async () => {
+    const { alerts } = await open();
+    await alerts.upsertBatch({
+      source: 'alertmanager',
+      groupKey: 'g',
+      snapshot: false,
+      alerts: [alert('a'), alert('b')],
+    });
+    expect(await alerts.firingSince(['a', 'zzz'])).toEqual(new Map([['a', '2026-03-01T09:00:00.000Z']]));
+    const seen = clock.now().toISOString();
+    clock.advance(1000);
+    // b seen again after the question was asked: kept.
+    await alerts.upsertBatch({
+      source: 'alertmanager',
+      groupKey: 'g',
+      snapshot: false,
+      alerts: [alert('b')],
+    });
+    const ids = (await alerts.firing('alertmanager')).map((a) => a.id);
+    expect(await alerts.resolveMissing(ids, seen)).toBe(1);
+    expect((await alerts.firing('alertmanager')).map((a) => a.fingerprint)).toEqual(['b']);
+    expect((await alerts.get(alertId('a', '2026-03-01T09:00:00.000Z'))).resolvedBy).toBe('reconcile');
+  });
+
+  it('keeps ad-hoc suppression windows, audited, and ends them once', async () => {
+    const store = await open();
+    const w = await store.alerts.createWindow({
+      name: 'db upgrade',
+      matchers: ['service="db"'],
+      startsAt: '2026-03-01T10:00:00.000Z',
+      endsAt: '2026-03-01T12:00:00.000Z',
+      comment: 'planned',
+      by: alice,
+    });
+    expect(await store.alerts.windows({ activeAfter: '2026-03-01T11:00:00.000Z' })).toEqual([w]);
+    clock.advance(60_000);
+    const ended = await store.alerts.endWindow(w.id, alice);
+    expect(ended).toMatchObject({ endedAt: '2026-03-01T10:01:00.000Z', endedBy: 'alice' });
+    await store.alerts.endWindow(w.id, alice);
+    expect(await store.alerts.windows({ activeAfter: '2026-03-01T11:00:00.000Z' })).toEqual([]);
+    await expect(store.alerts.endWindow('sw-nope', alice)).rejects.toMatchObject({ code: 'not_found' });
+    const audit = await store.audit.list({ target: `suppression:${w.id}` });
+    expect(audit.map((r) => r.action).sort()).toEqual(['suppression.create', 'suppression.end']);
+  });
+
+  it('tracks heartbeats: first sighting, pings, one outage at a time, recovery kept until told', async () => {
+    const { alerts } = await open();
+    const [hb] = await alerts.heartbeats(['backup']);
+    expect(hb).toEqual({ name: 'backup', firstSeenAt: '2026-03-01T10:00:00.000Z', pings: 0 });
+    expect(await alerts.markDown('backup', '2026-03-01T10:10:00.000Z', null)).toBe(true);
+    expect(await alerts.markDown('backup', '2026-03-01T10:10:00.000Z', null)).toBe(false);
+    await alerts.linkOutage('backup', '2026-03-01T10:10:00.000Z', 'INC-4');
+    clock.advance(30 * 60_000);
+    const pinged = await alerts.ping('backup');
+    expect(pinged).toMatchObject({
+      pings: 1,
+      lastPingAt: '2026-03-01T10:30:00.000Z',
+      recoveredSince: '2026-03-01T10:10:00.000Z',
+      recoveredIncidentId: 'INC-4',
+      recoveredAt: '2026-03-01T10:30:00.000Z',
+    });
+    expect(pinged.downSince).toBeUndefined();
+    await alerts.clearRecovered('backup', '2026-03-01T10:10:00.000Z');
+    const [after] = await alerts.heartbeats(['backup']);
+    expect(after?.recoveredSince).toBeUndefined();
+  });
+});
