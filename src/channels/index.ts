@@ -11,7 +11,7 @@ export type {
   AttemptFailure,
   AttemptFailureCode,
 } from './channels.ts';
-export { retryDelayMs, parseRetryAfter, RETRY_AFTER_CAP_MS } from './retry.ts';
+export { retryDelayMs, parseRetryAfter, discordRetryAfter, RETRY_AFTER_CAP_MS } from './retry.ts';
 export { verifySignature, signatureHeader, SIGNATURE_HEADER, DELIVERY_HEADER } from './signature.ts';
 export { MAX_RESPONSE_BYTES } from './http.ts';
 export { outboundMessageSchema } from './message.ts';

@@ -1,0 +1,101 @@
+/**
+ * Real local peers for channel tests: an HTTP receiver on a loopback address with a handler per path, a
+ * TCP server that accepts connections and never says anything, and a config built from YAML lines.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { parseConfigText, readEnv, type GameopsConfig } from '../config/index.ts';
+
+export interface Received {
+  method: string;
+  path: string;
+  headers: IncomingMessage['headers'];
+  /** The raw body, as sent (signatures are over these bytes). */
+  body: string;
+}
+
+export type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
+
+export interface Receiver {
+  host: string;
+  port: number;
+  /** `http://<host>:<port>` */
+  base: string;
+  received: Received[];
+  /** Requests to `path` so far. */
+  at(path: string): Received[];
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP receiver on `host` (default 127.0.0.1) and `port` (default: a free one). A path without a
+ * handler answers 204.
+ */
+export async function startReceiver(
+  handlers: Record<string, Handler> = {},
+  options: { host?: string; port?: number } = {},
+): Promise<Receiver> {
+  const host = options.host ?? '127.0.0.1';
+  const received: Received[] = [];
+  const server = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const path = req.url ?? '';
+      received.push({ method: req.method ?? '', path, headers: req.headers, body });
+      const handler = handlers[path];
+      if (handler) handler(req, res, body);
+      else res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    host,
+    port,
+    base: `http://${host}:${port}`,
+    received,
+    at: (path) => received.filter((r) => r.path === path),
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A TCP server that accepts every connection and never sends a byte (a hung peer). */
+export async function startSilentServer(
+  host = '127.0.0.1',
+): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let count = 0;
+  const server = createTcpServer((socket) => {
+    count += 1;
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => count,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A config of `service: test-game (test)` plus `yaml`, secrets read from `env`. */
+export function testConfig(yaml: string | string[], env: Record<string, string> = {}): GameopsConfig {
+  const text = Array.isArray(yaml) ? yaml.join('\n') : yaml;
+  return parseConfigText(
+    `service: { name: test-game, environment: test }\n${text}\n`,
+    'test.yaml',
+    readEnv(env),
+  ).config;
+}
