@@ -1,0 +1,498 @@
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { sqlitePlace, type Cleanups } from '../../test/support/store-places.ts';
+import { parseConfigText } from '../config/index.ts';
+import { type GameopsError } from '../core/index.ts';
+import type { Actor } from '../runbooks/model.ts';
+import {
+  type Harness,
+  oncallConfig,
+  oncallConfigText,
+  openHarness,
+  recordingChannels,
+} from './oncall.fixture.ts';
+import { ManualClock } from '../core/index.ts';
+
+const cleanups: Cleanups = [];
+const harnesses: Harness[] = [];
+afterEach(async () => {
+  await Promise.all(harnesses.splice(0).map((h) => h.store.close()));
+});
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const alice: Actor = { id: 'token:a1', name: 'alice', role: 'responder', kind: 'token' };
+const MIN = 60_000;
+
+async function open(init: Parameters<typeof openHarness>[1] = {}): Promise<Harness> {
+  const h = await openHarness(sqlitePlace(cleanups).options, init);
+  harnesses.push(h);
+  return h;
+}
+
+async function fails(work: Promise<unknown>): Promise<GameopsError> {
+  return (await work.then(
+    () => {
+      throw new Error('expected a failure');
+    },
+    (e: unknown) => e,
+  )) as GameopsError;
+}
+
+/** Ticks every second for `ms`. */
+async function run(h: Harness, ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += 1000) {
+    h.clock.advance(1000);
+    await h.service.tick(h.clock.now());
+  }
+}
+
+const incidentPage = {
+  dedupKey: 'incident:INC-1',
+  incidentId: 'INC-1',
+  subject: 'Login failures above 20%',
+  body: 'Players cannot log in.',
+  severity: 'P1' as const,
+};
+
+describe('escalation', () => {
+  it('pages whoever is on call at fire time, escalates by the policy, and exhausts without an ack', async () => {
+    const h = await open();
+    const page = await h.service.page(incidentPage);
+    expect(page).toMatchObject({ status: 'triggered', level: 0, round: 0, policy: 'default' });
+    expect(await h.service.page(incidentPage)).toEqual(page);
+    await h.service.tick(h.clock.now());
+    // Week of 2026-03-09: bob is primary, alice backup.
+    expect(h.channels.sent.map((s) => [s.channel, s.message.deliveryId])).toEqual([
+      ['hook', `${page.id}.0.0.bob.hook`],
+    ]);
+    const first = h.channels.sent[0]!.message;
+    expect(first).toMatchObject({ kind: 'page', pageId: page.id, incidentId: 'INC-1', severity: 'P1' });
+    expect(first.links?.[0]?.title).toBe('Acknowledge');
+    expect(first.links?.[0]?.url).toMatch(/^https:\/\/gameops\.example\.com\/api\/ack\/[\w-]+\.[\w-]+$/);
+    expect(h.events.entries.map((e) => e.kind)).toEqual(['page-sent']);
+
+    await run(h, 15 * MIN - 1000);
+    expect(h.channels.sent).toHaveLength(1);
+    await run(h, 1000);
+    expect(h.channels.sent.map((s) => s.message.deliveryId).at(-1)).toBe(`${page.id}.1.0.alice.hook`);
+    await run(h, 15 * MIN);
+    // Team lead carol has no contacts: oncall.defaultContacts (mail).
+    expect(h.channels.sent.map((s) => s.message.deliveryId).at(-1)).toBe(`${page.id}.2.0.carol.mail`);
+    const gap = 15 * MIN; // the first level's answer time
+    await run(h, gap - 1000);
+    expect((await h.service.pageDetail(page.id)).status).toBe('triggered');
+    await run(h, 1000);
+    const exhausted = await h.service.pageDetail(page.id);
+    expect(exhausted).toMatchObject({ status: 'exhausted', level: 2 });
+    expect(exhausted.deliveries.map((d) => [d.person, d.channel, d.status, d.attempts.length])).toEqual([
+      ['bob', 'hook', 'delivered', 1],
+      ['alice', 'hook', 'delivered', 1],
+      ['carol', 'mail', 'delivered', 1],
+    ]);
+    expect(h.events.entries.map((e) => e.kind)).toEqual([
+      'page-sent',
+      'page-escalated',
+      'page-sent',
+      'page-escalated',
+      'page-sent',
+      'page-exhausted',
+    ]);
+    expect((await h.service.pages()).map((p) => p.id)).toEqual([page.id]);
+    // An exhausted page can still be acknowledged.
+    expect((await h.service.acknowledge(page.id, alice)).changed).toBe(true);
+  });
+
+  it('stops escalating on acknowledge (audited, on the timeline) and ends on resolve', async () => {
+    const h = await open();
+    const page = await h.service.page(incidentPage);
+    await run(h, 5 * MIN);
+    const ack = await h.service.acknowledge(page.id, alice);
+    expect(ack).toMatchObject({
+      changed: true,
+      page: { status: 'acknowledged', acknowledgedBy: 'token:a1' },
+    });
+    expect((await h.service.acknowledge(page.id, alice)).changed).toBe(false);
+    await run(h, 40 * MIN);
+    expect(h.channels.sent).toHaveLength(1);
+    expect(await h.service.resolveIncident('INC-1', alice)).toBe(1);
+    expect((await h.service.pageDetail(page.id)).status).toBe('resolved');
+    expect(h.events.entries.map((e) => e.kind)).toEqual(['page-sent', 'page-acknowledged', 'page-resolved']);
+    const audit = await h.store.audit.list();
+    expect(audit.map((r) => [r.action, r.target, r.actor.id])).toEqual([
+      ['oncall.page.acknowledge', `page:${page.id}`, 'token:a1'],
+      ['oncall.page.resolve', `page:${page.id}`, 'token:a1'],
+    ]);
+  });
+
+  it('acknowledges every open page of an incident', async () => {
+    const h = await open();
+    await h.service.page(incidentPage);
+    await h.service.page({ ...incidentPage, dedupKey: 'incident:INC-1:call-in', targets: [{ team: 'ops' }] });
+    await h.service.page({ ...incidentPage, dedupKey: 'incident:INC-2', incidentId: 'INC-2' });
+    expect(await h.service.acknowledgeIncident('INC-1', alice)).toBe(2);
+    expect((await h.service.pagesOf('INC-1')).map((p) => p.status)).toEqual(['acknowledged', 'acknowledged']);
+    expect((await h.service.pagesOf('INC-2')).map((p) => p.status)).toEqual(['triggered']);
+  });
+
+  it('repeats the policy: round r starts at r × (last delay + first answer time)', async () => {
+    const config = oncallConfig(`
+oncall:
+  defaultContacts: [mail]
+  schedules: [{ name: game, layers: [{ name: primary, start: "2026-03-01", participants: [alice] }] }]
+  policies:
+    - { name: twice, repeat: 1, levels: [{ after: 0s, targets: [{ schedule: game }] }, { after: 5m, targets: [{ person: dave }] }] }
+`);
+    const h = await open({ config });
+    const page = await h.service.page({ ...incidentPage, incidentId: undefined });
+    await h.service.tick(h.clock.now());
+    await run(h, 30 * MIN);
+    const start = Date.parse('2026-03-10T12:00:00Z');
+    expect(h.channels.sent.map((s) => [s.message.deliveryId, (Date.parse(s.at) - start) / MIN])).toEqual([
+      [`${page.id}.0.0.alice.hook`, 0],
+      [`${page.id}.1.0.dave.hook`, 5],
+      [`${page.id}.0.1.alice.hook`, 10],
+      [`${page.id}.1.1.dave.hook`, 15],
+    ]);
+    expect((await h.service.pageDetail(page.id)).status).toBe('exhausted');
+  });
+
+  it('stores a suppressed page without sending it', async () => {
+    const h = await open();
+    const page = await h.service.page({ ...incidentPage, labels: { suppress: 'yes', service: 'login' } });
+    expect(page).toMatchObject({ status: 'suppressed', suppressedBy: 'maintenance' });
+    expect(h.suppressions.asked).toEqual([{ suppress: 'yes', service: 'login' }]);
+    await run(h, 60 * MIN);
+    expect(h.channels.sent).toEqual([]);
+    expect(h.events.entries.map((e) => e.kind)).toEqual(['page-suppressed']);
+  });
+
+  it('pages targets directly (a team: every member) and validates them', async () => {
+    const h = await open();
+    const page = await h.service.page({ ...incidentPage, dedupKey: 'x', targets: [{ team: 'ops' }] });
+    await h.service.tick(h.clock.now());
+    expect(h.channels.sent.map((s) => s.message.deliveryId).sort()).toEqual([
+      `${page.id}.0.0.alice.hook`,
+      `${page.id}.0.0.bob.hook`,
+    ]);
+    const unknown = await fails(
+      h.service.page({ ...incidentPage, dedupKey: 'y', targets: [{ person: 'zed' }] }),
+    );
+    expect(unknown.code).toBe('input');
+    expect(unknown.message).toContain('targets[0]: unknown person "zed"');
+    const policy = await fails(h.service.page({ ...incidentPage, dedupKey: 'z', policy: 'nope' }));
+    expect(policy.message).toContain('policy: unknown escalation policy "nope"');
+    const empty = await fails(h.service.page({ ...incidentPage, dedupKey: '', subject: '' }));
+    expect(empty.code).toBe('input');
+    expect(empty.message).toMatch(/^page dedupKey/);
+  });
+
+  it('one-shot notify goes to people and channels with no escalation, once per dedup key', async () => {
+    const h = await open();
+    const input = {
+      dedupKey: 'incident:INC-1:update-due:1',
+      incidentId: 'INC-1',
+      kind: 'reminder' as const,
+      subject: 'Status update due',
+      body: 'Post an update.',
+      to: [{ person: 'alice' }, { channel: 'ops-room' }],
+    };
+    await h.service.notify(input);
+    await h.service.notify(input);
+    await run(h, 60 * MIN);
+    const sent = h.channels.sent.map((s) => [s.channel, s.message.kind, s.message.recipient?.id ?? '-']);
+    expect(sent.sort()).toEqual([
+      ['hook', 'reminder', 'alice'],
+      ['ops-room', 'reminder', '-'],
+    ]);
+    expect(await h.service.pages()).toEqual([]);
+  });
+});
+
+describe('deliveries', () => {
+  it('retries a failing channel with backoff honouring Retry-After, then the next channel; a person unreachable escalates at once', async () => {
+    const clock = new ManualClock('2026-03-10T12:00:00Z');
+    const channels = recordingChannels(clock, (channel) =>
+      channel === 'hook'
+        ? {
+            ok: false,
+            retryable: true,
+            retryAfterMs: 20_000,
+            error: 'HTTP 429 Too Many Requests',
+            durationMs: 4,
+          }
+        : { ok: true, destination: 'mail.example.com:25', response: '250 OK', durationMs: 9 },
+    );
+    const h = await open({ clock, channels });
+    const page = await h.service.page(incidentPage);
+    await h.service.tick(clock.now());
+    await run(h, 3 * MIN);
+    const start = Date.parse('2026-03-10T12:00:00Z');
+    // bob: hook only, 3 attempts 20 s apart (Retry-After above the 10 s first retry) → page-failed,
+    // escalated to level 2 (alice) at once instead of after 15 minutes; alice: hook 3×, then mail.
+    expect(
+      h.channels.sent.map((s) => [
+        s.message.deliveryId.split('.').slice(1).join('.'),
+        (Date.parse(s.at) - start) / 1000,
+      ]),
+    ).toEqual([
+      ['0.0.bob.hook', 0],
+      ['0.0.bob.hook', 20],
+      ['0.0.bob.hook', 40],
+      ['1.0.alice.hook', 40],
+      ['1.0.alice.hook', 60],
+      ['1.0.alice.hook', 80],
+      ['1.0.alice.mail', 80],
+    ]);
+    const detail = await h.service.pageDetail(page.id);
+    expect(detail.deliveries.map((d) => [d.deliveryId, d.status, d.attempts.map((a) => a.outcome)])).toEqual([
+      [`${page.id}.0.0.bob.hook`, 'failed', ['failed', 'failed', 'failed']],
+      [`${page.id}.1.0.alice.hook`, 'failed', ['failed', 'failed', 'failed']],
+      [`${page.id}.1.0.alice.mail`, 'delivered', ['ok']],
+    ]);
+    expect(detail.deliveries[0]!.attempts[0]).toMatchObject({
+      n: 1,
+      error: 'HTTP 429 Too Many Requests',
+      retryAfterMs: 20_000,
+      durationMs: 4,
+    });
+    expect(detail.deliveries[2]!.attempts[0]).toMatchObject({
+      response: '250 OK',
+      destination: 'mail.example.com:25',
+    });
+    expect(h.events.entries.map((e) => e.kind)).toEqual(['page-failed', 'page-escalated', 'page-sent']);
+    expect(h.events.entries[0]!.message).toContain('could not reach Bob on any channel (hook)');
+  });
+
+  it('does not retry a non-retryable failure; the last level failing exhausts the page, still listed', async () => {
+    const clock = new ManualClock('2026-03-10T12:00:00Z');
+    const channels = recordingChannels(clock, () => ({
+      ok: false,
+      retryable: false,
+      error: 'HTTP 404 Not Found',
+      durationMs: 2,
+    }));
+    const h = await open({ clock, channels });
+    const page = await h.service.page({ ...incidentPage, targets: [{ person: 'bob' }] });
+    await h.service.tick(clock.now());
+    expect(h.channels.sent).toHaveLength(1);
+    expect((await h.service.pageDetail(page.id)).status).toBe('exhausted');
+    expect(h.events.entries.map((e) => e.kind)).toEqual(['page-failed', 'page-exhausted']);
+    expect((await h.service.pages({ status: ['exhausted'] })).map((p) => p.id)).toEqual([page.id]);
+  });
+
+  it('a channel that throws counts as a retryable failure', async () => {
+    const clock = new ManualClock('2026-03-10T12:00:00Z');
+    const channels = recordingChannels(clock, () => Promise.reject(new Error('socket hang up')));
+    const h = await open({ clock, channels });
+    const page = await h.service.page({ ...incidentPage, targets: [{ person: 'dave' }] });
+    await h.service.tick(clock.now());
+    const detail = await h.service.pageDetail(page.id);
+    expect(detail.deliveries[0]).toMatchObject({ status: 'pending', lastError: 'socket hang up' });
+  });
+});
+
+describe('acknowledge links', () => {
+  it('acknowledge as the person named; forged, changed and expired links are refused', async () => {
+    const h = await open();
+    const page = await h.service.page(incidentPage);
+    const token = await h.service.ackToken(page.id, 'bob');
+    expect(await h.service.ackLink(page.id, 'bob')).toMatch(/^https:\/\/gameops\.example\.com\/api\/ack\//);
+    const view = await h.service.checkAckToken(token);
+    expect(view).toMatchObject({ person: 'bob', name: 'Bob', page: { id: page.id } });
+    const [payload, mac] = token.split('.');
+    const forged = await fails(h.service.acknowledgeByLink(`${payload}.${mac!.slice(0, -2)}AA`));
+    expect(forged.code).toBe('not_allowed');
+    expect(forged.message).toContain('not valid');
+    const done = await h.service.acknowledgeByLink(token);
+    expect(done).toMatchObject({ changed: true, person: 'bob', page: { acknowledgedBy: 'ack-link:bob' } });
+    expect((await h.service.acknowledgeByLink(token)).changed).toBe(false);
+    h.clock.advance(24 * 60 * MIN + 1000);
+    const expired = await fails(h.service.checkAckToken(token));
+    expect(expired.message).toContain('expired');
+    const audit = await h.store.audit.list({ action: 'oncall.page.acknowledge' });
+    expect(audit.map((r) => r.actor)).toEqual([
+      { id: 'ack-link:bob', name: 'Bob', role: 'responder', kind: 'token' },
+    ]);
+  });
+
+  it('keeps the signing key in the store: a link outlives a restart', async () => {
+    const place = sqlitePlace(cleanups);
+    const first = await openHarness(place.options);
+    const page = await first.service.page(incidentPage);
+    const token = await first.service.ackToken(page.id, 'alice');
+    await first.store.close();
+    const second = await openHarness(place.options);
+    harnesses.push(second);
+    expect((await second.service.acknowledgeByLink(token)).changed).toBe(true);
+  });
+});
+
+describe('schedules and overrides', () => {
+  it('answers who is on call, with overrides applied and saying so', async () => {
+    const h = await open();
+    const now = await h.service.whoIsOnCall();
+    expect(now).toEqual([
+      {
+        schedule: 'game',
+        timezone: 'Europe/Berlin',
+        at: '2026-03-10T12:00:00.000Z',
+        layers: [
+          {
+            layer: 'primary',
+            person: 'bob',
+            name: 'Bob',
+            start: '2026-03-09T09:00:00.000Z',
+            end: '2026-03-16T09:00:00.000Z',
+          },
+          {
+            layer: 'backup',
+            person: 'alice',
+            name: 'Alice',
+            start: '2026-03-09T09:00:00.000Z',
+            end: '2026-03-16T09:00:00.000Z',
+          },
+        ],
+      },
+    ]);
+    const override = await h.service.addOverride(
+      {
+        schedule: 'game',
+        person: 'dave',
+        from: new Date('2026-03-10T11:00:00Z'),
+        to: new Date('2026-03-10T20:00:00Z'),
+        reason: 'swap',
+      },
+      alice,
+    );
+    expect(override).toMatchObject({ layer: 'primary', person: 'dave', createdBy: 'token:a1' });
+    const covered = await h.service.whoIsOnCall({ schedule: 'game' });
+    expect(covered[0]!.layers[0]).toMatchObject({
+      person: 'dave',
+      override: { id: override.id, replaces: 'bob', reason: 'swap' },
+    });
+    // Pages go to the override.
+    const page = await h.service.page(incidentPage);
+    await h.service.tick(h.clock.now());
+    expect(h.channels.sent[0]!.message.deliveryId).toBe(`${page.id}.0.0.dave.hook`);
+    const shifts = await h.service.shifts(
+      'game',
+      new Date('2026-03-10T00:00:00Z'),
+      new Date('2026-03-11T00:00:00Z'),
+      'primary',
+    );
+    expect(shifts.map((s) => [s.person, s.start, s.end])).toEqual([
+      ['bob', '2026-03-10T00:00:00.000Z', '2026-03-10T11:00:00.000Z'],
+      ['dave', '2026-03-10T11:00:00.000Z', '2026-03-10T20:00:00.000Z'],
+      ['bob', '2026-03-10T20:00:00.000Z', '2026-03-11T00:00:00.000Z'],
+    ]);
+    expect(await h.service.ical('game')).toContain('BEGIN:VEVENT');
+    expect((await h.service.overrides()).map((o) => o.id)).toEqual([override.id]);
+    await h.service.removeOverride(override.id, alice);
+    expect(await h.service.overrides()).toEqual([]);
+    expect((await h.store.audit.list()).map((r) => r.action)).toEqual([
+      'oncall.override.create',
+      'oncall.override.remove',
+    ]);
+  });
+
+  it('refuses overlapping overrides (naming the other) and bad input (naming the field)', async () => {
+    const h = await open();
+    const from = new Date('2026-03-11T00:00:00Z');
+    const to = new Date('2026-03-12T00:00:00Z');
+    const first = await h.service.addOverride(
+      { schedule: 'game', layer: 'backup', person: 'dave', from, to },
+      alice,
+    );
+    const overlap = await fails(
+      h.service.addOverride(
+        {
+          schedule: 'game',
+          layer: 'backup',
+          person: 'carol',
+          from: new Date('2026-03-11T23:00:00Z'),
+          to: new Date('2026-03-13T00:00:00Z'),
+        },
+        alice,
+      ),
+    );
+    expect(overlap.code).toBe('conflict');
+    expect(overlap.message).toContain(`overlaps override ${first.id} (dave`);
+    // Another layer, or touching end to start, is fine.
+    await h.service.addOverride({ schedule: 'game', layer: 'primary', person: 'carol', from, to }, alice);
+    await h.service.addOverride(
+      { schedule: 'game', layer: 'backup', person: 'carol', from: to, to: new Date('2026-03-13T00:00:00Z') },
+      alice,
+    );
+    const cases: Array<[Parameters<typeof h.service.addOverride>[0], string]> = [
+      [{ schedule: 'game', person: 'dave', from: to, to: from }, 'must be after from'],
+      [{ schedule: 'game', person: 'dave', from, to: from }, 'must be after from'],
+      [{ schedule: 'nope', person: 'dave', from, to }, 'schedule: unknown on-call schedule "nope"'],
+      [
+        { schedule: 'game', layer: 'tertiary', person: 'dave', from, to },
+        'layer: schedule "game" has no layer "tertiary"',
+      ],
+      [{ schedule: 'game', person: 'zed', from, to }, 'person: unknown person "zed"'],
+      [
+        {
+          schedule: 'game',
+          person: 'dave',
+          from: new Date('2026-03-01T00:00:00Z'),
+          to: new Date('2026-03-02T00:00:00Z'),
+        },
+        'is in the past',
+      ],
+    ];
+    for (const [input, message] of cases) {
+      const err = await fails(h.service.addOverride(input, alice));
+      expect(err.code, message).toBe('input');
+      expect(err.message).toContain(message);
+    }
+    expect((await fails(h.service.removeOverride('ovr-nope', alice))).code).toBe('not_found');
+    expect((await fails(h.service.shifts('nope', from, to))).code).toBe('not_found');
+    expect((await fails(h.service.shifts('game', to, from))).code).toBe('input');
+  });
+
+  it('an unknown page id is NotFound', async () => {
+    const h = await open();
+    for (const work of [
+      h.service.pageDetail('pg-nope'),
+      h.service.acknowledge('pg-nope', alice),
+      h.service.resolve('pg-nope', alice),
+    ]) {
+      const err = await fails(work);
+      expect(err.code).toBe('not_found');
+      expect(err.message).toContain('no page with id pg-nope');
+    }
+  });
+
+  it('config refuses a schedule layer with no participants', () => {
+    const text = oncallConfigText(`
+oncall:
+  schedules: [{ name: game, layers: [{ name: primary, start: "2026-03-01", participants: [] }] }]
+`);
+    expect(() => parseConfigText(text, 'x.yaml', { all: {} })).toThrow(
+      /participants.*needs at least one participant/s,
+    );
+  });
+});
+
+describe('stall auditor', () => {
+  it('records late escalations, pages the self-alert targets, and still fires the late level', async () => {
+    const h = await open();
+    const page = await h.service.page(incidentPage);
+    // gameops was down for 3 minutes: level 0 is overdue.
+    h.clock.advance(3 * MIN);
+    await h.service.tick(h.clock.now());
+    const stalls = await h.store.oncall.stalls();
+    expect(stalls.map((s) => s.ref)).toEqual([`page:${page.id}:step:0`]);
+    const pages = await h.service.pages();
+    const self = pages.find((p) => p.dedupKey.startsWith('gameops:escalation-stalled:'));
+    expect(self?.dedupKey).toBe('gameops:escalation-stalled:2026-03-10T12:03');
+    expect(h.channels.sent.map((s) => s.message.deliveryId).sort()).toEqual(
+      [`${page.id}.0.0.bob.hook`, `${self!.id}.0.0.bob.hook`].sort(),
+    );
+    await run(h, 5000);
+    expect(await h.store.oncall.stalls()).toHaveLength(1);
+  });
+});
