@@ -429,7 +429,8 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
         selectAlerts()
           .where('pending', '=', 1)
           .orderBy('first_seen_at')
-          .orderBy('id')
+          .orderBy('starts_at')
+          .orderBy('fingerprint')
           .limit(Math.max(1, Math.min(limit, MAX_LIST)))
           .execute(),
       );
