@@ -12,7 +12,7 @@ import {
 } from '../../test/harness/index.ts';
 import { testConfig } from '../checks/test-support.ts';
 import type { AlertmanagerConfig } from '../config/index.ts';
-import { secret, UnavailableError } from '../core/index.ts';
+import { NotFoundError, secret, UnavailableError } from '../core/index.ts';
 import { createAlertmanagerClient } from './alertmanager.ts';
 import type { HttpCredentials } from './http-auth.ts';
 
@@ -187,6 +187,75 @@ describe('Alertmanager connector against a stub HTTP server (Alertmanager has no
     status = 200;
     body = JSON.stringify({ status: 'success', data: [] }); // what API v1 answered
     await expect(am.alerts()).rejects.toThrow(/unexpected shape/);
+  });
+});
+
+describe('Alertmanager connector: silences (shared Alertmanager, API v2)', () => {
+  const client = () =>
+    createAlertmanagerClient(
+      testConfig({ alertmanager: { url: services().alertmanager.url } }).alertmanager!,
+    );
+
+  it('creates a silence, lists it with its matchers, expires it, and filters alerts by matchers', async () => {
+    const run = randomUUID();
+    const now = Date.now();
+    const id = await client().createSilence({
+      matchers: [
+        { name: 'run', value: run, isRegex: false, isEqual: true },
+        { name: 'instance', value: 'eu-.*', isRegex: true, isEqual: false },
+      ],
+      startsAt: new Date(now).toISOString(),
+      endsAt: new Date(now + 3_600_000).toISOString(),
+      createdBy: 'alice',
+      comment: 'connector test',
+    });
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const [listed] = await client().silences([`run="${run}"`]);
+    expect(listed).toMatchObject({
+      id,
+      status: { state: 'active' },
+      createdBy: 'alice',
+      comment: 'connector test',
+      matchers: [
+        { name: 'run', value: run, isRegex: false, isEqual: true },
+        { name: 'instance', value: 'eu-.*', isRegex: true, isEqual: false },
+      ],
+    });
+    await client().expireSilence(id);
+    const [expired] = await client().silences([`run="${run}"`]);
+    expect(expired?.status.state).toBe('expired');
+    await expect(client().expireSilence(randomUUID())).rejects.toBeInstanceOf(NotFoundError);
+
+    await postAlerts(services().alertmanager.url, [
+      { labels: { alertname: 'GameopsFilterTest', run, instance: 'x' } },
+      { labels: { alertname: 'GameopsFilterTest', run, instance: 'y' } },
+    ]);
+    const filtered = await client().alerts({ filter: [`run="${run}"`, 'instance="y"'] });
+    expect(filtered.map((a) => a.labels['instance'])).toEqual(['y']);
+  });
+
+  it('a silence Alertmanager refuses is an InputError with its reason', async () => {
+    const now = Date.now();
+    await expect(
+      client().createSilence({
+        matchers: [{ name: 'a', value: 'b', isRegex: false, isEqual: true }],
+        startsAt: new Date(now).toISOString(),
+        endsAt: new Date(now - 3_600_000).toISOString(),
+        createdBy: 'alice',
+        comment: 'backwards',
+      }),
+    ).rejects.toThrow(/refused the silence: .*(end time|before)/);
+  });
+
+  it('a closed port is an UnavailableError for writes too', async () => {
+    const port = await closedPort();
+    const am = createAlertmanagerClient(
+      testConfig({ alertmanager: { url: `http://127.0.0.1:${port}` } }).alertmanager!,
+    );
+    await expect(am.expireSilence('x')).rejects.toThrow(
+      `Alertmanager at http://127.0.0.1:${port}: DELETE /api/v2/silence/x failed: connection refused (ECONNREFUSED)`,
+    );
+    await expect(am.silences()).rejects.toBeInstanceOf(UnavailableError);
   });
 });
 
