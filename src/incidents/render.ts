@@ -94,7 +94,12 @@ export function buildDraft(incident: IncidentView, entries: TimelineEntry[], tim
   const start = lastUpdate ? entries.lastIndexOf(lastUpdate) + 1 : 0;
   const recent = entries
     .slice(start)
-    .filter((e) => e.kind !== 'status-update-due' && e.kind !== 'postmortem');
+    .filter(
+      (e) =>
+        e.kind !== 'status-update-due' &&
+        e.kind !== 'postmortem' &&
+        !(e.kind === 'notice' && e.data.ofUpdate === true),
+    );
   const lines = [
     `${incident.id} (${incident.severity}) ${incident.title}: ${incident.status}.`,
     ...(incident.impact ? [`Impact: ${incident.impact}`] : []),

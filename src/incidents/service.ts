@@ -1047,7 +1047,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         result: undefined,
       }));
       const seq = entries[0]?.seq ?? incident.revision;
-      for (const audience of audiences) await sendNotice(incident, audience, body, actor, `update:${seq}`);
+      for (const audience of audiences)
+        await sendNotice(incident, audience, body, actor, `update:${seq}`, true);
       return fullView(incident);
     },
 
@@ -1125,7 +1126,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         .update(`${body}\n${clock.now().toISOString()}`)
         .digest('hex')
         .slice(0, 16);
-      await sendNotice(r, input.audience, body, actor, `notice:${key}`);
+      await sendNotice(r, input.audience, body, actor, `notice:${key}`, false);
     },
 
     async runRunbook(id, runbook, params, actor, options = {}) {
@@ -1321,6 +1322,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     body: string,
     actor: Actor,
     key: string,
+    ofUpdate: boolean,
   ): Promise<void> {
     const label = incidentLabel(r.number);
     const channels = channelsFor(audience);
@@ -1338,7 +1340,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           kind: 'notice',
           message: `${audience} notice sent (${channels.join(', ')})`,
           actor,
-          data: { audience, channels },
+          data: { audience, channels, ...(ofUpdate ? { ofUpdate } : {}) },
         },
       ],
       audit: { actor, action: 'incident.notice', data: { audience, channels } },
