@@ -28,8 +28,8 @@ export interface Receiver {
 }
 
 /**
- * An HTTP receiver on `host` (default 127.0.0.1) and `port` (default: a free one). A path without a
- * handler answers 204.
+ * An HTTP receiver on `host` (default 127.0.0.1) and `port` (default: a free one). Handlers are chosen by
+ * path without the query; a path without a handler answers 204.
  */
 export async function startReceiver(
   handlers: Record<string, Handler> = {},
@@ -44,7 +44,7 @@ export async function startReceiver(
       const body = Buffer.concat(chunks).toString('utf8');
       const path = req.url ?? '';
       received.push({ method: req.method ?? '', path, headers: req.headers, body });
-      const handler = handlers[path];
+      const handler = handlers[path.split('?')[0]!];
       if (handler) handler(req, res, body);
       else res.writeHead(204).end();
     });
