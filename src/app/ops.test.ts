@@ -117,9 +117,9 @@ describe('openOps', () => {
       calls.push(`incidents@${now.toISOString()}`);
     };
     const errors: unknown[] = [];
-    r.log.error = ((obj: unknown) => {
+    r.log.error = (obj: unknown) => {
       errors.push(obj);
-    }) as typeof r.log.error;
+    };
     await ops.tick(new Date('2026-03-02T09:00:05Z'));
     expect(calls).toEqual(['alerts', 'oncall', 'incidents@2026-03-02T09:00:05.000Z']);
     expect(errors).toEqual([

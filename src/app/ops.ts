@@ -75,10 +75,11 @@ async function createOps(resources: Resources): Promise<Ops> {
   // The domains depend on each other in a cycle (incidents page through oncall; oncall writes page
   // events into incidents and asks alerts for suppression windows; alerts open incidents). Incidents get
   // a pager bound late to the on-call service; everything else is built in dependency order.
-  let oncall: OncallService | undefined;
+  const late: { oncall?: OncallService } = {};
   const pagerOf = (): OncallService => {
-    if (!oncall) throw new UnavailableError('paging is not ready yet (the on-call service is being opened)');
-    return oncall;
+    if (!late.oncall)
+      throw new UnavailableError('paging is not ready yet (the on-call service is being opened)');
+    return late.oncall;
   };
   const pager: Pager = {
     page: (input, actor) => pagerOf().page(input, actor),
@@ -112,7 +113,7 @@ async function createOps(resources: Resources): Promise<Ops> {
     events: incidents,
     suppressions: alerts,
   });
-  oncall = oncallService;
+  late.oncall = oncallService;
   const duties: Array<[string, (now: Date) => Promise<void>]> = [
     ['alerts', (now) => alerts.tick(now)],
     ['oncall', (now) => oncallService.tick(now)],

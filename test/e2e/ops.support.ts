@@ -116,7 +116,6 @@ export async function waitFor<T>(
     try {
       const value = await probe();
       if (value !== undefined && value !== false) return value;
-      last = '';
     } catch (err) {
       last = err instanceof Error ? err.message : String(err);
     }
@@ -146,12 +145,21 @@ export interface ReceivedMail {
 export interface SmtpSink {
   readonly port: number;
   readonly messages: ReceivedMail[];
+  /** Messages refused by the `reject` option. */
+  readonly rejected: ReceivedMail[];
   close(): Promise<void>;
 }
 
-/** An SMTP server on 127.0.0.1 (no TLS, no auth) that records every message. */
-export async function startSmtp(): Promise<SmtpSink> {
+/**
+ * An SMTP server on 127.0.0.1 (no TLS, no auth) that records every message it accepts. A message for
+ * which `reject` returns true is refused at the end of DATA with a permanent `550` (and not recorded in
+ * `messages` but in `rejected`).
+ */
+export async function startSmtp(
+  options: { reject?: (mail: ReceivedMail) => boolean } = {},
+): Promise<SmtpSink> {
   const messages: ReceivedMail[] = [];
+  const rejected: ReceivedMail[] = [];
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
@@ -162,14 +170,20 @@ export async function startSmtp(): Promise<SmtpSink> {
       stream.on('end', () => {
         const raw = Buffer.concat(chunks).toString('utf8');
         const parsed = parseMail(raw);
-        messages.push({
+        const mail: ReceivedMail = {
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
           subject: decodeHeader(parsed.headers['subject'] ?? ''),
           headers: parsed.headers,
           text: parsed.text,
           raw,
-        });
+        };
+        if (options.reject?.(mail)) {
+          rejected.push(mail);
+          callback(Object.assign(new Error('mailbox unavailable'), { responseCode: 550 }));
+          return;
+        }
+        messages.push(mail);
         callback();
       });
     },
@@ -182,6 +196,7 @@ export async function startSmtp(): Promise<SmtpSink> {
   return {
     port,
     messages,
+    rejected,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
