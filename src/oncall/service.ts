@@ -479,9 +479,17 @@ export function createOncallService(deps: OncallDeps): OncallService {
       status: suppressed ? 'suppressed' : 'triggered',
       level: 0,
       round: 0,
-      // Level 0 is the first step, due now: tick fires it (resolving its targets at that instant).
+      // Level 0 is the first step, due at its delay (usually 0s: now); tick fires it, resolving its targets then.
       next_step: suppressed ? null : 0,
-      next_at: suppressed ? null : at,
+      next_at: suppressed
+        ? null
+        : new Date(
+            stepDueAt(
+              now.getTime(),
+              planFor({ targets: input.targets ? JSON.stringify(input.targets) : null, policy }),
+              0,
+            ),
+          ).toISOString(),
       suppressed_by: suppressed?.name ?? null,
     };
     const { page: stored, created } = await repo.insertPage(row, [], actor);

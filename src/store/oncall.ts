@@ -328,7 +328,8 @@ export interface OncallRepo {
   dueNotifications(now: Date, limit: number): Promise<NotificationRow[]>;
   /**
    * Claims a notification for one attempt (status sending, attempts + 1, lease). A claim of a lapsed
-   * `sending` row first records its unfinished attempt as `interrupted`.
+   * `sending` row first records its unfinished attempt as `interrupted`. A notification of a page that
+   * is no longer open (acknowledged, resolved) is cancelled instead.
    * @returns the attempt number, or undefined when another instance claimed it first.
    */
   claimNotification(row: NotificationRow, now: Date, leaseUntil: Date): Promise<number | undefined>;
@@ -681,6 +682,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
             .where('attempts', '=', row.attempts)
             .executeTakeFirst();
           if (Number(result.numUpdatedRows) === 0) return undefined;
+          const page = await pageById(tx, row.page_id);
+          const open = page !== undefined && (page.kind === 'notify' || OPEN.includes(page.status));
           if (row.status === 'sending') {
             await tx
               .insertInto('oncall_attempts')
@@ -698,6 +701,15 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
               })
               .onConflict((oc) => oc.columns(['delivery_id', 'n']).doNothing())
               .execute();
+          }
+          if (!open) {
+            // Acknowledged or resolved meanwhile: nothing more goes out (an interrupted attempt included).
+            await tx
+              .updateTable('oncall_notifications')
+              .set({ status: 'cancelled', lease_until: null, last_error: `page ${page?.status ?? 'gone'}` })
+              .where('delivery_id', '=', row.delivery_id)
+              .execute();
+            return undefined;
           }
           return row.attempts + 1;
         }),
