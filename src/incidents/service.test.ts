@@ -10,10 +10,11 @@ import {
   NotFoundError,
   type GameopsError,
 } from '../core/index.ts';
-import type { AlertRef, PageInput, PageView, Pager } from '../ops/contracts.ts';
+import type { AlertRef } from '../ops/contracts.ts';
 import type { Actor, RunEvent, RunService, RunView, StartRunInput } from '../runbooks/model.ts';
 import { openStore, type Store, type StoreOptions } from '../store/index.ts';
 import { createIncidentService, type IncidentService } from './index.ts';
+import { FakePager } from './test-support.ts';
 
 const cleanups: Cleanups = [];
 const stores: Store[] = [];
@@ -27,45 +28,6 @@ afterAll(async () => {
 const alice: Actor = { id: 'token:a1', name: 'alice', role: 'responder', kind: 'token' };
 const bob: Actor = { id: 'token:b1', name: 'bob', role: 'responder', kind: 'token' };
 const viewer: Actor = { id: 'token:v1', name: 'vic', role: 'viewer', kind: 'token' };
-
-type Notify = Parameters<Pager['notify']>[0];
-
-/** A Pager that records what incidents ask of it; pages are idempotent by dedup key like the real one. */
-class FakePager implements Pager {
-  pages = new Map<string, PageInput>();
-  pageCalls: PageInput[] = [];
-  notes: Notify[] = [];
-  acks: string[] = [];
-  resolves: string[] = [];
-  page = (input: PageInput): Promise<PageView> => {
-    this.pageCalls.push(input);
-    if (!this.pages.has(input.dedupKey)) this.pages.set(input.dedupKey, input);
-    return Promise.resolve({
-      id: `p-${[...this.pages.keys()].indexOf(input.dedupKey) + 1}`,
-      dedupKey: input.dedupKey,
-      incidentId: input.incidentId,
-      subject: input.subject,
-      severity: input.severity,
-      status: 'triggered',
-      level: 0,
-      round: 0,
-      createdAt: '2026-03-01T10:00:00.000Z',
-    });
-  };
-  notify = (input: Notify): Promise<void> => {
-    this.notes.push(input);
-    return Promise.resolve();
-  };
-  acknowledgeIncident = (id: string): Promise<number> => {
-    this.acks.push(id);
-    return Promise.resolve(1);
-  };
-  resolveIncident = (id: string): Promise<number> => {
-    this.resolves.push(id);
-    return Promise.resolve(1);
-  };
-  pagesOf = (): Promise<PageView[]> => Promise.resolve([]);
-}
 
 /** Just enough of RunService: start records, events and get answer from a script. */
 function fakeRuns(): RunService & { started: StartRunInput[] } {
