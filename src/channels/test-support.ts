@@ -1,9 +1,11 @@
 /**
- * Real local peers for channel tests: an HTTP receiver on a loopback address with a handler per path, a
- * TCP server that accepts connections and never says anything, and a config built from YAML lines.
+ * Real local peers for channel tests: an HTTP receiver on a loopback address with a handler per path, an
+ * SMTP server (smtp-server), a TCP server that accepts connections and never says anything, and a config
+ * built from YAML lines.
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { parseConfigText, readEnv, type GameopsConfig } from '../config/index.ts';
 
 export interface Received {
@@ -98,4 +100,67 @@ export function testConfig(yaml: string | string[], env: Record<string, string> 
     'test.yaml',
     readEnv(env),
   ).config;
+}
+
+/** The SMTP test server's password for user `pager`. */
+export const PASS = 'smtp-pass-9d8c';
+
+export interface Mail {
+  from: string;
+  to: string[];
+  raw: string;
+}
+
+function smtpError(message: string, responseCode: number): Error {
+  return Object.assign(new Error(message), { responseCode });
+}
+
+/**
+ * An SMTP server in the test process (smtp-server): plain text (no STARTTLS to negotiate), login optional
+ * but checked when given (user `pager`, password {@link PASS}); `busy@…` is refused for now (451), `nobody@…` for good (550).
+ */
+export async function startSmtp(
+  host = '127.0.0.1',
+  port = 0,
+): Promise<{ port: number; mails: Mail[]; close: () => Promise<void> }> {
+  const mails: Mail[] = [];
+  const options: SMTPServerOptions = {
+    secure: false,
+    authOptional: true,
+    allowInsecureAuth: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onAuth(auth, _session, callback) {
+      if (auth.username === 'pager' && auth.password === PASS) callback(null, { user: 'pager' });
+      else callback(smtpError('Invalid username or password', 535));
+    },
+    onRcptTo(address, _session, callback) {
+      if (address.address.startsWith('busy@')) callback(smtpError('Mailbox busy, try again later', 451));
+      else if (address.address.startsWith('nobody@')) callback(smtpError('No such user here', 550));
+      else callback();
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const from = session.envelope.mailFrom;
+        mails.push({
+          from: from ? from.address : '',
+          to: session.envelope.rcptTo.map((a) => a.address),
+          raw: Buffer.concat(chunks).toString('utf8'),
+        });
+        callback(null, `queued as T${mails.length}`);
+      });
+    },
+  };
+  const server = new SMTPServer(options);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.server.address() as AddressInfo).port,
+    mails,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
