@@ -703,7 +703,8 @@ export function createOncallService(deps: OncallDeps): OncallService {
       lines.push(
         '',
         `Page ${row.id}, escalation level ${n.level + 1}${n.round > 0 ? `, round ${n.round + 1}` : ''}.`,
-        `Acknowledge: ${ack ?? `gameops oncall ack ${row.id}`}`,
+        // The signed link travels in `links` (each channel renders it); the CLI works everywhere.
+        `Acknowledge${ack ? ' with the link, or' : ''}: gameops oncall ack ${row.id}`,
       );
     }
     return {
