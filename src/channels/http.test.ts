@@ -322,6 +322,19 @@ describe('channels over HTTP (local receivers)', () => {
     );
   });
 
+  it('a message is normalised rather than refused for its form: one-line subject, long text cut, extra fields dropped', async () => {
+    const person = { id: 'bob', name: 'Bob', email: 'bob@example.com', timezone: 'UTC', contacts: ['ops'] };
+    const outcome = await channels.attempt(
+      'ops',
+      message('v1', { subject: 'two\r\nlines', text: 'z'.repeat(30_000), recipient: person }),
+    );
+    expect(outcome).toMatchObject({ ok: true });
+    const body = JSON.parse(receiver.at('/ok').at(-1)!.body) as Record<string, unknown> & { text: string };
+    expect(body.subject).toBe('two lines');
+    expect(body.text).toHaveLength(20_000);
+    expect(body.recipient).toEqual({ id: 'bob', name: 'Bob', email: 'bob@example.com' });
+  });
+
   it('an unknown channel or a malformed message fails without sending, naming what is wrong', async () => {
     const before = receiver.received.length;
     await expect(channels.attempt('pager', message('u1'))).resolves.toMatchObject({
@@ -332,11 +345,11 @@ describe('channels over HTTP (local receivers)', () => {
         /^no notification channel named "pager" \(configured: ops, signed, /,
       ) as unknown,
     });
-    await expect(channels.attempt('ops', message('u2', { subject: 'two\nlines' }))).resolves.toMatchObject({
+    await expect(channels.attempt('ops', message('u2', { subject: ' \n ' }))).resolves.toMatchObject({
       ok: false,
       code: 'input',
       retryable: false,
-      error: 'notification channel "ops": message subject: must be one line',
+      error: 'notification channel "ops": message subject: must not be empty',
     });
     await expect(channels.attempt('ops', message('has space'))).resolves.toMatchObject({
       ok: false,

@@ -65,7 +65,6 @@ export async function sendOnce(
     secure: target.secure,
     servername: target.host,
     tls: { servername: target.host },
-    name: 'gameops',
     ...(target.auth ? { auth: target.auth } : {}),
     connectionTimeout: timeoutMs,
     greetingTimeout: timeoutMs,
