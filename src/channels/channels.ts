@@ -84,7 +84,6 @@ interface Attempt {
   /** The caller's signal and the deadline together. */
   signal: AbortSignal;
   deadline: AbortSignal;
-  caller: AbortSignal | undefined;
   secrets: Array<Secret | undefined>;
   destination: string | undefined;
 }
@@ -251,7 +250,6 @@ export function createChannels(config: GameopsConfig, options: ChannelsOptions =
     const a: Attempt = {
       signal: signal ? AbortSignal.any([signal, deadline]) : deadline,
       deadline,
-      caller: signal,
       secrets: [],
       destination: undefined,
     };
