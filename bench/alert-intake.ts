@@ -5,8 +5,9 @@
  *       over 100 posts whose content changes every time (annotations, some alerts resolved, new ones),
  *       target p99 < 100 ms;
  *   (b) 200 webhooks/s sustained for 60 s, a realistic mix of small group updates (200 groups, each
- *       webhook a snapshot of 1 to 5 alerts: one new alert, the oldest dropped once there are 5): achieved
- *       rate, errors, p50/p99/max, and after the run that nothing was lost (alerts in the store == sent);
+ *       webhook a snapshot of 1 to 5 alerts: re-sent unchanged, with a new alert, or resolving one):
+ *       achieved rate, errors, p50/p99/max, and after the run that nothing was lost (alerts in the
+ *       store == sent, and every resolve sent is resolved there);
  *   baselines measured in the same run: GET /healthz one at a time (for a), and at 200/s (for b).
  * Latencies of (b) are measured from each request's scheduled send time (an open-loop schedule), so a
  * stall shows up in the figures instead of slowing the sender down.
@@ -22,6 +23,18 @@ import { openStore } from '../src/store/index.ts';
 import { freePort } from '../test/harness/proc.ts';
 import { startServe, startWebhookSink, writePrivate } from '../test/e2e/ops.support.ts';
 import { fmt } from './stats.ts';
+
+/** A small seeded PRNG (mulberry32): the same mix on every run. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
 const RATE = 200;
@@ -77,21 +90,16 @@ function bigAlert(i: number, round: number, startsAt: string): AmAlert {
   return {
     status: resolved ? 'resolved' : 'firing',
     labels: {
-      alertname: 'PlayerShardLag',
+      alertname: 'ShardLag',
       severity: 'warning',
       service: 'bench-game',
-      cluster: 'ap-northeast-2',
-      shard: `shard-${String(i).padStart(4, '0')}`,
-      instance: `game-${i % 40}.bench.internal:7700`,
+      shard: `s${String(i).padStart(4, '0')}`,
+      instance: `game-${i % 40}:7700`,
     },
-    annotations: {
-      summary: `shard ${i} replication lag is ${(i * 7 + round) % 900} ms`,
-      description: `Replication lag on shard ${i} has been above 500 ms for 5 minutes (round ${round}).`,
-      runbook_url: 'https://gameops.example/runbooks/shard-lag',
-    },
+    annotations: { summary: `shard ${i} lag ${(i * 7 + round) % 900} ms (round ${round})` },
     startsAt,
     endsAt: resolved ? new Date(Date.parse(startsAt) + 60_000 + round).toISOString() : GO_ZERO,
-    generatorURL: `http://prometheus.bench:9090/graph?g0.expr=shard_lag_ms%7Bshard%3D%22${i}%22%7D+%3E+500`,
+    generatorURL: `http://prometheus:9090/graph?g0.expr=shard_lag_ms%3E500`,
     fingerprint: (0x1000000000000000n + BigInt(i)).toString(16),
   };
 }
@@ -141,16 +149,17 @@ oncall:
     return response.status;
   };
   let sentAlerts = 0;
+  let resolvedSent = 0;
   try {
     console.log(`alert intake benchmark: gameops serve (pid ${serve.process.pid}) on the embedded store`);
     console.log(`  ${loadNote()}`);
 
     // (a) the big webhook
     const startsAt = new Date(Date.now() - 3_600_000).toISOString();
-    const bigGroup = { alertname: 'PlayerShardLag' };
+    const bigGroup = { alertname: 'ShardLag' };
     const bodies = Array.from({ length: BIG_POSTS + 5 }, (_, round) =>
       amPayload(
-        '{}:{alertname="PlayerShardLag"}',
+        '{}:{alertname="ShardLag"}',
         bigGroup,
         Array.from({ length: BIG_ALERTS }, (_, i) => bigAlert(i, round, startsAt)),
       ),
@@ -222,24 +231,50 @@ oncall:
       const seconds = (performance.now() - t0) / 1000;
       return { times, errors, sent: total, seconds };
     };
-    const small = await sustained((i) => {
-      const group = groups[i % GROUPS]!;
+    // The mix, from a seeded PRNG: 60% a group re-sent unchanged (group_interval/repeat_interval
+    // re-sends and an HA pair's duplicates), 30% a new alert in the group (its oldest resolving by
+    // absence once it has 5), 10% an alert resolved (sent as resolved, then gone from the group).
+    const random = mulberry32(5);
+    const mix = { unchanged: 0, added: 0, resolved: 0 };
+    const fire = (group: (typeof groups)[number], g: number): void => {
       const n = group.next++;
       group.alerts.push({
         status: 'firing',
-        labels: { ...group.labels, severity: 'warning', service: 'bench-game', player_region: `kr-${n % 7}` },
+        labels: { ...group.labels, severity: 'warning', service: 'bench-game', player: `p${n}` },
         annotations: { summary: `room ${group.labels.room} tick latency high (${n})` },
         startsAt: new Date(Date.parse(startsAt) + n * 1000).toISOString(),
         endsAt: GO_ZERO,
         generatorURL: 'http://prometheus.bench:9090/graph',
-        fingerprint: `${(i % GROUPS).toString(16).padStart(4, '0')}${n.toString(16).padStart(12, '0')}`,
+        fingerprint: `${g.toString(16).padStart(4, '0')}${n.toString(16).padStart(12, '0')}`,
       });
       if (group.alerts.length > 5) group.alerts.shift();
       sentAlerts++;
+      mix.added++;
+    };
+    const small = await sustained((i) => {
+      const g = i % GROUPS;
+      const group = groups[g]!;
+      const r = random();
+      if (group.alerts.length === 0 || (r >= 0.6 && r < 0.9)) {
+        fire(group, g);
+        return post(amPayload(group.key, group.labels, group.alerts));
+      }
+      if (r >= 0.9) {
+        const [gone, ...rest] = group.alerts;
+        const resolved: AmAlert = { ...gone!, status: 'resolved', endsAt: new Date().toISOString() };
+        group.alerts = rest;
+        resolvedSent++;
+        mix.resolved++;
+        return post(amPayload(group.key, group.labels, [resolved, ...rest]));
+      }
+      mix.unchanged++;
       return post(amPayload(group.key, group.labels, group.alerts));
     });
     const base = await sustained(() => healthz());
-    console.log(`\n(b) ${RATE} webhooks/s for ${SECONDS} s (small group updates over ${GROUPS} groups):`);
+    console.log(
+      `\n(b) ${RATE} webhooks/s for ${SECONDS} s, small group updates over ${GROUPS} groups ` +
+        `(${mix.unchanged} re-sent unchanged, ${mix.added} with a new alert, ${mix.resolved} resolving one):`,
+    );
     console.log(
       `    webhook      ${(small.sent / small.seconds).toFixed(1)}/s achieved, errors ${small.errors}, ${summary(small.times)}`,
     );
@@ -253,9 +288,14 @@ oncall:
   const db = new DatabaseSync(join(dataDir, 'gameops.db'), { readOnly: true });
   try {
     const row = db.prepare('select count(*) as n from alert_records').get() as { n: number };
+    const resolved = db
+      .prepare("select count(*) as n from alert_records where status = 'resolved' and name = 'RoomLatency'")
+      .get() as { n: number };
     const lost = sentAlerts - Number(row.n);
     console.log(
-      `\n    alerts sent ${sentAlerts}, in the store ${row.n}: ${lost === 0 ? 'none lost' : `${lost} LOST`}`,
+      `\n    alerts sent ${sentAlerts}, in the store ${row.n}: ${lost === 0 ? 'none lost' : `${lost} LOST`}; ` +
+        `(b) sent resolved ${resolvedSent}, resolved in the store ${resolved.n} (with those that left a snapshot)` +
+        `${Number(resolved.n) < resolvedSent ? ': RESOLVES LOST' : ''}`,
     );
   } finally {
     db.close();
