@@ -763,8 +763,12 @@ function differs(old: Row, row: Row): boolean {
 
 /** JSON with sorted keys, so equal label sets are equal text. */
 export function sortedJson(record: Record<string, string>): string {
+  const keys = Object.keys(record);
+  let ordered = true;
+  for (let i = 1; i < keys.length && ordered; i++) ordered = (keys[i - 1] as string) < (keys[i] as string);
+  if (ordered) return JSON.stringify(record);
   const sorted: Record<string, string> = {};
-  for (const key of Object.keys(record).sort()) sorted[key] = record[key] as string;
+  for (const key of keys.sort()) sorted[key] = record[key] as string;
   return JSON.stringify(sorted);
 }
 
