@@ -1,6 +1,6 @@
 import { InputError } from '../core/index.ts';
 import type { ActionItemRecord, Directory, IncidentView, LinkedRun, TimelineEntry } from './model.ts';
-import { humanDuration, mdText, zoned, zonedDate } from './render.ts';
+import { humanDuration, mdText, noControl, zoned, zonedDate } from './render.ts';
 
 /*
  * Post-mortems (runbook §8.1): Markdown generated from the incident, its timeline and its action items,
@@ -93,7 +93,7 @@ export function generateSections(input: PostmortemInput): Record<string, string>
     Summary: summary.join('\n'),
     Timeline: timelineLines.join('\n'),
     'Root Cause Analysis': incident.rootCause
-      ? incident.rootCause
+      ? noControl(incident.rootCause)
       : '_To be written: what failed, why, and why it was not caught sooner._',
     'Lessons Learned': '1. _To be written: what went well, what went badly, where we got lucky._',
     'Action Items': actionItemsSection(items, directory),

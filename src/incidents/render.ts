@@ -42,8 +42,18 @@ export function humanDuration(ms: number): string {
 
 /** Markdown inline text: no line breaks, and characters that would start markup are escaped. */
 export function mdText(text: string): string {
-  return text.replace(/[\r\n]+/g, ' ').replace(/([\\`*_[\]<>|#])/g, '\\$1');
+  return noControl(text.replace(/[\r\n]+/g, ' ').replace(/([\\`*_[\]<>|#])/g, '\\$1'));
 }
+
+/** Text with control characters (but tab and line breaks) shown as `\uNNNN`. */
+export function noControl(text: string): string {
+  return text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Control and invisible reordering characters: shown as escapes, never passed into a document. */
+const CONTROL =
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
 /** A cell for CSV: formula-starting text is neutralised with a leading `'` (CSV injection), then quoted. */
 export function csvCell(value: string): string {

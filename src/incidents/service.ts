@@ -684,14 +684,21 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
             ? [
                 {
                   kind: 'role',
-                  message: `Incident Commander: ${roles.commander}`,
+                  message: `Incident Commander: ${directory.person(roles.commander)?.name ?? roles.commander}`,
                   actor,
                   data: { role: 'commander', to: roles.commander },
                 },
               ]
             : []),
           ...(owner
-            ? [{ kind: 'owner', message: `Owner: ${owner}`, actor, data: { role: 'owner', to: owner } }]
+            ? [
+                {
+                  kind: 'owner',
+                  message: `Owner: ${directory.person(owner)?.name ?? owner}`,
+                  actor,
+                  data: { role: 'owner', to: owner },
+                },
+              ]
             : []),
         ],
       );
