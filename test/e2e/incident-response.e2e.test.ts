@@ -238,7 +238,7 @@ describe('incident response end to end (Alertmanager → gameops serve → email
     // so the page moves on to her next contact channel, the signed webhook.
     const aliceMail = await waitFor(
       `alice paged by email for ${second.id}`,
-      () => mailsTo('alice', second.id).find((m) => m.subject.startsWith(`[${second.id} P1]`)),
+      () => mailsTo('alice', second.id).find((m) => m.subject.endsWith(`[${second.id} P1] ${second.title}`)),
       { detail: diagnostics },
     );
     await waitFor(`alice paged by webhook for ${first.id}`, () => hooksTo('alice', first.id)[0], {
@@ -264,7 +264,13 @@ describe('incident response end to end (Alertmanager → gameops serve → email
     expect(form.headers.get('content-type')).toMatch(/text\/html/);
     expect(await form.text()).toMatch(/<form[^>]*method="post"/i);
     expect((await pagesOf(second.id)).map((p) => p.status)).toEqual(['triggered']);
-    const posted = await fetch(link!, { method: 'POST', signal: AbortSignal.timeout(10_000) });
+    // As a browser submits the form: an empty urlencoded body.
+    const posted = await fetch(link!, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: '',
+      signal: AbortSignal.timeout(10_000),
+    });
     expect(posted.status).toBe(200);
     const secondPages = await pagesOf(second.id);
     expect(secondPages.map((p) => p.status)).toEqual(['acknowledged']);
