@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -126,5 +126,31 @@ describe('openOps', () => {
       expect.objectContaining({ duty: 'alerts', err: 'alert store unreachable' }),
       expect.objectContaining({ duty: 'oncall', err: 'smtp down' }),
     ]);
+  });
+
+  it('opens on examples/gameops.yaml: its routes, windows, schedules and policies are all accepted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gameops-app-ops-example-'));
+    const secrets = join(dir, '.gameops/stack/secrets');
+    mkdirSync(secrets, { recursive: true });
+    for (const name of ['mysql-password', 'redis-password', 'game-mysql-password', 'game-ops-token'])
+      writeFileSync(join(secrets, name), 'a-secret-of-32-characters-or-so!!');
+    const r = await bootstrap({
+      configPath: join(import.meta.dirname, '../../examples/gameops.yaml'),
+      cwd: dir,
+      store: 'required',
+      logLevel: 'silent',
+      clock: new ManualClock('2026-03-04T07:00:00Z'),
+    });
+    opened.push(r);
+    const ops = await openOps(r);
+    // Wednesday 16:00 in Seoul: after the weekly maintenance window (Wednesdays 06:00 for 2h).
+    expect(await ops.alerts.active({ service: 'example-game' }, new Date('2026-03-04T07:00:00Z'))).toBe(
+      undefined,
+    );
+    // Wednesday 06:30 in Seoul (Tuesday 21:30 UTC): inside it.
+    expect(
+      (await ops.alerts.active({ service: 'example-game' }, new Date('2026-03-03T21:30:00Z')))?.name,
+    ).toBe('weekly-maintenance');
+    await ops.tick(r.clock.now());
   });
 });
