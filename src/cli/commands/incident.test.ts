@@ -1,0 +1,199 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bootstrap, openRunbooks, shutdown, type Resources } from '../../app/index.ts';
+import type { Ops } from '../../app/ops.ts';
+import { createIncidentService, type IncidentView, type PostmortemView } from '../../incidents/index.ts';
+import { FakePager } from '../../incidents/test-support.ts';
+import { buildServer, type GameopsServer } from '../../server/index.ts';
+import { createToken } from '../../../test/support/auth.ts';
+
+const MAIN = join(import.meta.dirname, '..', 'main.ts');
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function gameops(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function config(): { dir: string; path: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'gameops-incident-cli-'));
+  dirs.push(dir);
+  const path = join(dir, 'gameops.yaml');
+  writeFileSync(
+    path,
+    [
+      'service: { name: test-game, environment: test }',
+      `database: { dataDir: ${join(dir, 'data')} }`,
+      'runbooks: { timezone: Asia/Seoul }',
+      'people:',
+      '  - { id: alice, name: Alice }',
+      '  - { id: bob, name: Bob }',
+      '',
+    ].join('\n'),
+  );
+  return { dir, path };
+}
+
+describe('gameops incident, in-process (real process)', () => {
+  it('declare, list, ack, role, check, note, update draft, timeline CSV; unknown ids and people exit 3', async () => {
+    const { path } = config();
+    const declared = await gameops([
+      '-c',
+      path,
+      'incident',
+      'declare',
+      'Login down',
+      '--severity',
+      'P1',
+      '--commander',
+      'alice',
+      '--no-page',
+      '--json',
+    ]);
+    expect(declared.code).toBe(0);
+    expect(JSON.parse(declared.stdout)).toMatchObject({ id: 'INC-1', severity: 'P1', status: 'declared' });
+
+    const listed = await gameops(['-c', path, 'incident', 'list']);
+    expect(listed.stdout).toMatch(/INC-1\s+P1\s+declared\s+\S+ \S+\s+Alice\s+Login down/);
+
+    expect((await gameops(['-c', path, 'incident', 'ack', 'inc-1'])).code).toBe(0);
+    const role = await gameops(['-c', path, 'incident', 'role', '1', 'comms', 'bob', '--json']);
+    expect(JSON.parse(role.stdout)).toMatchObject({
+      status: 'investigating',
+      roles: { commander: { id: 'alice' }, communications: { id: 'bob' } },
+    });
+    expect((await gameops(['-c', path, 'incident', 'check', '1', 'first15Minutes-1'])).stdout).toContain(
+      '[x] first15Minutes-1  Establish the blast radius',
+    );
+    await gameops(['-c', path, 'incident', 'note', '1', '=cmd|calc \u001b[31mred']);
+    const draft = await gameops(['-c', path, 'incident', 'update', '1']);
+    expect(draft.stdout).toContain('[INC-1 P1] status update: Login down');
+    expect(draft.stdout).toContain('\\x1b[31mred');
+    expect(draft.stdout).not.toContain('\u001b');
+    const csv = await gameops(['-c', path, 'incident', 'timeline', '1', '--format', 'csv']);
+    expect(csv.stdout).toContain(`'=cmd|calc`);
+
+    const missing = await gameops(['-c', path, 'incident', 'show', 'INC-99']);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toContain('gameops: no incident INC-99');
+    const nobody = await gameops(['-c', path, 'incident', 'role', '1', 'scribe', 'zed']);
+    expect(nobody.code).toBe(3);
+    expect(nobody.stderr).toContain('"zed" is not a person in config people (known: alice, bob)');
+    const badSeverity = await gameops(['-c', path, 'incident', 'severity', '1', 'P9']);
+    expect(badSeverity.code).toBe(3);
+    expect(badSeverity.stderr).toContain('severity "P9" is not one of P1, P2, P3, P4');
+  });
+
+  it('postmortem prints Markdown with its version; --edit-file saves, a stale base exits 3', async () => {
+    const { dir, path } = config();
+    await gameops(['-c', path, 'incident', 'declare', 'Shop lag', '-s', 'P3', '--no-page']);
+    await gameops(['-c', path, 'incident', 'resolve', '1']);
+    const printed = await gameops(['-c', path, 'incident', 'postmortem', '1']);
+    expect(printed.code).toBe(0);
+    expect(printed.stdout).toMatch(
+      /^# Incident Post-Mortem: INC-1\n\n<!-- gameops:postmortem INC-1 version 1 -->/,
+    );
+    expect(printed.stdout).toContain('## Timeline');
+    const file = join(dir, 'pm.md');
+    writeFileSync(
+      file,
+      printed.stdout.replace(/## Lessons Learned\n[^#]*/, '## Lessons Learned\n1. Cache the shop index\n\n'),
+    );
+    const saved = await gameops(['-c', path, 'incident', 'postmortem', '1', '--edit-file', file]);
+    expect(saved.stdout).toContain('saved the post-mortem of INC-1 as version 2 (edited: Lessons Learned)');
+    const stale = await gameops(['-c', path, 'incident', 'postmortem', '1', '--edit-file', file]);
+    expect(stale.code).toBe(3);
+    expect(stale.stderr).toContain('is at version 2, not 1');
+    const item = await gameops([
+      '-c',
+      path,
+      'incident',
+      'postmortem',
+      '1',
+      '--add-item',
+      'Add shop latency alert',
+      '--owner',
+      'alice',
+      '--due',
+      '2026-12-01',
+    ]);
+    expect(item.code).toBe(0);
+    const regenerated = await gameops(['-c', path, 'incident', 'postmortem', '1', '--regenerate', '--json']);
+    const pm = JSON.parse(regenerated.stdout) as PostmortemView;
+    expect(pm.version).toBe(3);
+    expect(pm.markdown).toContain('1. Cache the shop index');
+    expect(pm.markdown).toContain(
+      '- [ ] Add shop latency alert (Owner: Alice, Due: 2026-12-01, Status: open)',
+    );
+    expect(readFileSync(file, 'utf8')).toContain('version 1');
+  });
+});
+
+describe('gameops incident through a server (GAMEOPS_URL)', () => {
+  let resources: Resources;
+  let server: GameopsServer;
+  let env: Record<string, string>;
+  let path: string;
+
+  beforeAll(async () => {
+    ({ path } = config());
+    resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    const incidents = createIncidentService({
+      config: resources.config,
+      store: resources.store!,
+      clock: resources.clock,
+      log: resources.log,
+      pager: new FakePager(),
+      runs: () => openRunbooks(resources),
+    });
+    resources.ops = { incidents } as unknown as Ops;
+    server = await buildServer(resources);
+    const url = await server.app.listen({ host: '127.0.0.1', port: 0 });
+    env = { GAMEOPS_URL: url, GAMEOPS_TOKEN: await createToken(resources.store!, 'responder', 'carol') };
+  });
+  afterAll(async () => {
+    await server.close();
+    resources.ops = undefined;
+    await shutdown(resources);
+  });
+
+  it('declares, shows and exports over the API as the token’s actor; errors keep their exit code', async () => {
+    const declared = await gameops(
+      ['-c', path, 'incident', 'declare', 'Match lag', '-s', 'P2', '--json'],
+      env,
+    );
+    expect(declared.code).toBe(0);
+    const view = JSON.parse(declared.stdout) as IncidentView;
+    expect(view).toMatchObject({ id: 'INC-1', createdBy: { name: 'carol' } });
+    const shown = await gameops(['-c', path, 'incident', 'show', 'INC-1'], env);
+    expect(shown.stdout).toContain('INC-1  P2  declared  Match lag');
+    await gameops(['-c', path, 'incident', 'note', 'INC-1', '+1 from the EU region'], env);
+    const md = await gameops(['-c', path, 'incident', 'timeline', 'INC-1', '--format', 'markdown'], env);
+    expect(md.stdout).toContain('**note** +1 from the EU region (carol)');
+    const missing = await gameops(['-c', path, 'incident', 'timeline', 'INC-7', '--format', 'csv'], env);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toContain('no incident INC-7');
+    const bad = await gameops(['-c', path, 'incident', 'status', 'INC-1', 'declared'], env);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toContain('INC-1 is declared; it cannot go to declared');
+  });
+});
