@@ -1,12 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { authHeaders, bearer } from '../../../test/support/auth.ts';
+import { postAlerts, startAlertmanager } from '../../../test/harness/index.ts';
 import { createAlertService } from '../../alerts/index.ts';
+import { createAlertmanagerClient } from '../../connectors/alertmanager.ts';
 import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
 import type { Ops } from '../../app/ops.ts';
-import { ManualClock, UnavailableError } from '../../core/index.ts';
+import { ManualClock, systemClock, UnavailableError } from '../../core/index.ts';
 import type { AlertIncidents } from '../../ops/contracts.ts';
 import type { Store } from '../../store/index.ts';
 import { buildServer, type GameopsServer } from '../index.ts';
@@ -32,7 +34,7 @@ function fakeIncidents() {
   return { incidents, opened };
 }
 
-async function serverWith(options: { storeDown?: boolean } = {}) {
+async function serverWith(options: { storeDown?: boolean; realClock?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'gameops-alerts-api-'));
   dirs.push(dir);
   const path = join(dir, 'gameops.yaml');
@@ -42,12 +44,12 @@ async function serverWith(options: { storeDown?: boolean } = {}) {
       'service: { name: test-game, environment: test }',
       `database: { dataDir: ${join(dir, 'data')} }`,
       'alerts:',
-      '  maxPayloadBytes: 4096',
+      `  maxPayloadBytes: ${options.realClock ? 1024 * 1024 : 4096}`,
       '  heartbeats: [{ name: nightly-backup, every: 1h }]',
       '',
     ].join('\n'),
   );
-  const clock = new ManualClock('2026-03-01T10:00:00Z');
+  const clock = options.realClock ? systemClock : new ManualClock('2026-03-01T10:00:00Z');
   const resources: Resources = await bootstrap({
     configPath: path,
     store: 'required',
@@ -72,6 +74,9 @@ async function serverWith(options: { storeDown?: boolean } = {}) {
     clock,
     log: resources.log,
     incidents,
+    ...(options.alertmanagerUrl
+      ? { alertmanager: createAlertmanagerClient({ url: options.alertmanagerUrl }) }
+      : {}),
   });
   // The other services are not this test's subject: openOps returns what is already opened.
   resources.ops = { alerts, tick: (now: Date) => alerts.tick(now) } as unknown as Ops;
@@ -362,3 +367,103 @@ describe('generic alerts, suppressions, silences and heartbeats over HTTP', () =
     }
   });
 });
+
+describe('a real Alertmanager delivering to gameops', () => {
+  it(
+    'every alert it holds reaches gameops, truncated groups included, and resolves follow',
+    { timeout: 90_000 },
+    async () => {
+      const { server, resources, responder, opened, settle, close } = await serverWith({ realClock: true });
+      try {
+        await server.app.listen({ host: '127.0.0.1', port: 0 });
+        const address = server.app.server.address();
+        const port = typeof address === 'object' && address ? address.port : 0;
+        const token = responder.authorization.slice('Bearer '.length);
+        // Alertmanager's receiver is gameops: groups by alertname, at most 20 alerts per payload.
+        const live = await startAlertmanager({
+          configYaml: [
+            'route:',
+            '  receiver: gameops',
+            "  group_by: ['alertname']",
+            '  group_wait: 0s',
+            '  group_interval: 1s',
+            '  repeat_interval: 1h',
+            'receivers:',
+            '  - name: gameops',
+            '    webhook_configs:',
+            `      - url: http://127.0.0.1:${port}/api/alerts/alertmanager`,
+            '        send_resolved: true',
+            '        max_alerts: 20',
+            '        http_config:',
+            `          authorization: { credentials: "${token}" }`,
+            '',
+          ].join('\n'),
+        });
+        try {
+          // The service reconciles against this Alertmanager.
+          const alerts = createAlertService({
+            config: resources.config,
+            store: resources.store!,
+            clock: systemClock,
+            log: resources.log,
+            incidents: {
+              openOrJoin: (input) => {
+                opened.push(input.alert.fingerprint);
+                return Promise.resolve({ incidentId: `INC-${input.groupKey.length}`, created: false });
+              },
+              alertResolved: () => Promise.resolve(),
+            },
+            alertmanager: createAlertmanagerClient({ url: live.url }),
+          });
+          resources.ops = { alerts, tick: (now: Date) => alerts.tick(now) } as unknown as Ops;
+          const groups = { GameopsE2eA: 10, GameopsE2eB: 25, GameopsE2eC: 5 };
+          await postAlerts(
+            live.url,
+            Object.entries(groups).flatMap(([name, n]) =>
+              Array.from({ length: n }, (_, i) => ({ labels: { alertname: name, instance: `i${i}` } })),
+            ),
+          );
+          const firing = async () => (await alerts.list({ status: 'firing', limit: 1000 })).length;
+          await until(async () => (await firing()) === 40, 'all 40 alerts firing in gameops', live.logFile);
+          await alerts.processPending();
+          expect(new Set(opened).size).toBe(40);
+          const stored = await alerts.list({ limit: 1000 });
+          // Every payload of group B carries 20 of its 25 alerts (max_alerts; truncatedAlerts: 5): the other 5
+          // can only have come from reconciling the truncated group against GET /api/v2/alerts.
+          expect(stored.filter((a) => a.name === 'GameopsE2eB')).toHaveLength(25);
+
+          await postAlerts(
+            live.url,
+            Array.from({ length: 4 }, (_, i) => ({
+              labels: { alertname: 'GameopsE2eA', instance: `i${i}` },
+              startsAt: stored.find((a) => a.name === 'GameopsE2eA' && a.labels['instance'] === `i${i}`)!
+                .startsAt,
+              endsAt: new Date(),
+            })),
+          );
+          await until(
+            async () => (await firing()) === 36,
+            'the 4 resolved alerts resolved in gameops',
+            live.logFile,
+          );
+        } finally {
+          await live.stop();
+        }
+        await settle();
+      } finally {
+        await close();
+      }
+    },
+  );
+});
+
+/** Polls `check` (a real Alertmanager delivers on its own schedule) for up to 30 s. */
+async function until(check: () => Promise<boolean>, what: string, logFile: string): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(
+    `timed out waiting for: ${what}; Alertmanager log:\n${readFileSync(logFile, 'utf8').slice(-3000)}`,
+  );
+}
