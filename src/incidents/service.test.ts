@@ -423,6 +423,20 @@ describe('incidents: status updates', () => {
     expect(pager.notes.filter((n) => n.kind === 'reminder')).toHaveLength(0);
   });
 
+  it('with nobody to remind or escalate to, the timeline says so (and tick does not fail every second)', async () => {
+    const { service, pager, clock } = await setup(undefined, { oncall: {} });
+    await service.declare({ title: 'Slow shop', severity: 'P3', page: false }, alice);
+    clock.set('2026-03-01T11:06:00Z');
+    await service.tick(clock.now());
+    expect(pager.notes).toHaveLength(0);
+    expect(pager.pageCalls).toHaveLength(0);
+    const lines = (await service.timeline('INC-1')).map((e) => e.message);
+    expect(lines).toContain('status update due; reminded nobody (no on-call configured)');
+    expect(lines).toContain(
+      'status update missed (due 2026-03-01T11:00:00.000Z); nobody to escalate to (no escalateTo, no escalation policy)',
+    );
+  });
+
   it('calls in more people and refuses unknown targets or audiences without channels', async () => {
     const { service, pager } = await setup();
     await service.declare({ title: 'Login down', severity: 'P1', page: false }, alice);
@@ -491,7 +505,7 @@ describe('incidents: alerts', () => {
     await service.alertResolved('INC-1', { ...alert('b'), status: 'resolved' }, 0);
     const inc = await service.get('INC-1');
     expect(inc.status).toBe('resolved');
-    expect(pager.resolves).toEqual(['INC-1']);
+    expect(new Set(pager.resolves)).toEqual(new Set(['INC-1']));
     expect((await service.timeline('INC-1')).filter((e) => e.kind === 'alert-resolved')).toHaveLength(2);
     expect(await service.openOrJoin({ ...input, alert: alert('c') })).toEqual({
       incidentId: 'INC-2',

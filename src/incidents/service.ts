@@ -45,6 +45,7 @@ import {
   type TimelineEntry,
   type TimelineFormat,
   INCIDENT_ROLES,
+  INCIDENT_STATUSES,
   OPEN_STATUSES,
   ROLE_TITLES,
   allowedNext,
@@ -567,7 +568,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     async alertResolved(incidentId, alert, stillFiring) {
       const number = parseIncidentId(incidentId);
       const autoResolve = config.incidents.resolveWithAlerts && stillFiring <= 0;
-      const { result: resolved } = await mutate(number, (cur) => {
+      const { result: resolved, incident: current } = await mutate(number, (cur) => {
         const resolve = autoResolve && OPEN_STATUSES.includes(cur.status) && cur.source !== 'manual';
         const at = clock.now().toISOString();
         return {
@@ -598,7 +599,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           result: resolve,
         };
       });
-      if (resolved) await afterResolve(number, SYSTEM_ACTOR);
+      // Also when an earlier call resolved it but crashed before the pages were resolved (idempotent).
+      if (resolved || (autoResolve && current.status === 'resolved'))
+        await afterResolve(number, SYSTEM_ACTOR, true);
     },
 
     async append(incidentId, entry: TimelineEntryInput) {
@@ -726,6 +729,19 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     },
 
     async list(filter = {}) {
+      for (const status of filter.status ?? [])
+        if (!(INCIDENT_STATUSES as readonly string[]).includes(status))
+          throw new InputError(`status: "${status}" is not one of ${INCIDENT_STATUSES.join(', ')}`, {
+            details: { field: 'status' },
+          });
+      for (const severity of filter.severity ?? []) severityOf(severity);
+      if (
+        filter.limit !== undefined &&
+        (!Number.isInteger(filter.limit) || filter.limit < 1 || filter.limit > 1000)
+      )
+        throw new InputError(`limit: a whole number from 1 to 1000 (got ${filter.limit})`, {
+          details: { field: 'limit' },
+        });
       return (await repo.list(scope, filter)).map((r) => view(r));
     },
 
@@ -852,7 +868,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           result: undefined,
         };
       });
-      if (to === 'resolved') await afterResolve(incident.number, actor);
+      if (to === 'resolved') await afterResolve(incident.number, actor, false);
       if (to === 'postmortem') await generate(incident, actor, false);
       return fullView((await repo.get(scope, incident.number)) ?? incident);
     },
@@ -1294,15 +1310,16 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   }
 
   /** After a resolve: the pages end, and the post-mortem is (re)generated from the timeline. */
-  async function afterResolve(number: number, actor: Actor): Promise<void> {
+  async function afterResolve(number: number, actor: Actor, resolvePages: boolean): Promise<void> {
     const label = incidentLabel(number);
-    await pager.resolveIncident(label, actor).catch((err: unknown) => {
-      log.error(
-        { incident: label, err: errorMessage(err) },
-        'could not resolve the pages of a resolved incident',
-      );
-      throw err;
-    });
+    if (resolvePages)
+      await pager.resolveIncident(label, actor).catch((err: unknown) => {
+        log.error(
+          { incident: label, err: errorMessage(err) },
+          'could not resolve the pages of a resolved incident',
+        );
+        throw err;
+      });
     const r = await repo.get(scope, number);
     if (r) await generate(r, actor, true);
   }
@@ -1398,16 +1415,19 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     if (r.remindedFor !== due) {
       const draft = buildDraft(await fullView(r), await mergedTimeline(r, SYSTEM_ACTOR), timeZone);
       const links = incidentLinks(label);
+      const targets = reminderTargets(r);
       // Sent first (idempotent by key), recorded after: a crash in between re-sends the same reminder.
-      await pager.notify({
-        dedupKey: `incident:${label}:update-due:${due}`,
-        incidentId: label,
-        kind: 'reminder',
-        subject: `[${label} ${r.severity}] status update due: ${r.title}`,
-        body: `A status update on ${label} is due now. Draft:\n\n${draft.text}\n\nPost it: gameops incident update ${label} --text "..."`,
-        to: reminderTargets(r),
-        ...(links ? { links } : {}),
-      });
+      // Nobody to remind (no roles, no owner, no escalation policy): the timeline says so instead.
+      if (targets.length > 0)
+        await pager.notify({
+          dedupKey: `incident:${label}:update-due:${due}`,
+          incidentId: label,
+          kind: 'reminder',
+          subject: `[${label} ${r.severity}] status update due: ${r.title}`,
+          body: `A status update on ${label} is due now. Draft:\n\n${draft.text}\n\nPost it: gameops incident update ${label} --text "..."`,
+          to: targets,
+          ...(links ? { links } : {}),
+        });
       await mutate(r.number, (cur) =>
         cur.nextUpdateDueAt === due && cur.remindedFor !== due
           ? {
@@ -1428,15 +1448,17 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     }
     if (!missed || r.missedFor === due) return;
     const escalateTo = level(r.severity).escalateTo;
-    await pager.page({
-      dedupKey: `incident:${label}:update-missed:${due}`,
-      incidentId: label,
-      subject: `[${label} ${r.severity}] status update missed: ${r.title}`,
-      body: `No status update on ${label} since it was due at ${due}.`,
-      severity: severityOf(r.severity),
-      labels: labelsOf(r),
-      ...(escalateTo.length > 0 ? { targets: escalateTo } : { policy: policyOf(r) }),
-    });
+    const escalates = escalateTo.length > 0 || config.oncall.policies.length > 0;
+    if (escalates)
+      await pager.page({
+        dedupKey: `incident:${label}:update-missed:${due}`,
+        incidentId: label,
+        subject: `[${label} ${r.severity}] status update missed: ${r.title}`,
+        body: `No status update on ${label} since it was due at ${due}.`,
+        severity: severityOf(r.severity),
+        labels: labelsOf(r),
+        ...(escalateTo.length > 0 ? { targets: escalateTo } : { policy: policyOf(r) }),
+      });
     const every = level(r.severity).statusUpdateEvery;
     await mutate(r.number, (cur) =>
       cur.nextUpdateDueAt === due && cur.missedFor !== due
@@ -1449,7 +1471,11 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
             entries: [
               {
                 kind: 'status-update-missed',
-                message: `status update missed (due ${due}); escalated to ${escalateTo.length > 0 ? escalateTo.map(targetName).join(', ') : `policy ${policyOf(cur) ?? 'default'}`}`,
+                message: `status update missed (due ${due}); ${
+                  !escalates
+                    ? 'nobody to escalate to (no escalateTo, no escalation policy)'
+                    : `escalated to ${escalateTo.length > 0 ? escalateTo.map(targetName).join(', ') : `policy ${policyOf(cur) ?? 'default'}`}`
+                }`,
                 data: { dueAt: due },
                 dedupKey: `update-missed:${due}`,
               },
