@@ -74,9 +74,6 @@ async function serverWith(options: { storeDown?: boolean; realClock?: boolean } 
     clock,
     log: resources.log,
     incidents,
-    ...(options.alertmanagerUrl
-      ? { alertmanager: createAlertmanagerClient({ url: options.alertmanagerUrl }) }
-      : {}),
   });
   // The other services are not this test's subject: openOps returns what is already opened.
   resources.ops = { alerts, tick: (now: Date) => alerts.tick(now) } as unknown as Ops;
