@@ -36,6 +36,17 @@ async function serve(): Promise<{ resources: Resources; server: Awaited<ReturnTy
   return { resources, server };
 }
 
+/** The fields these tests read from JSON answers. */
+interface Json {
+  id: string;
+  schedules: Array<{ layers: Array<{ person?: string }> }>;
+  shifts: Array<{ person: string }>;
+  overrides: Array<{ person: string }>;
+  pages: Array<{ id: string }>;
+  error: { message: string };
+}
+const body = (res: { json: () => unknown }): Json => res.json() as Json;
+
 describe('on-call API', () => {
   it('who is on call, shifts, iCal and overrides (operator writes, viewer reads)', async () => {
     const { resources, server } = await serve();
@@ -43,13 +54,13 @@ describe('on-call API', () => {
     const operator = await authHeaders(resources, 'operator');
     const now = await server.app.inject({ method: 'GET', url: '/api/oncall', headers: viewer });
     expect(now.statusCode).toBe(200);
-    expect(now.json().schedules[0].layers.map((l: { person: string }) => l.person)).toEqual(['bob', 'alice']);
+    expect(body(now).schedules[0]!.layers.map((l) => l.person)).toEqual(['bob', 'alice']);
     const at = await server.app.inject({
       method: 'GET',
       url: '/api/oncall?at=2026-03-03T12:00:00Z',
       headers: viewer,
     });
-    expect(at.json().schedules[0].layers[0].person).toBe('alice');
+    expect(body(at).schedules[0]!.layers[0]!.person).toBe('alice');
     const badAt = await server.app.inject({ method: 'GET', url: '/api/oncall?at=tuesday', headers: viewer });
     expect(badAt.statusCode).toBe(400);
 
@@ -59,7 +70,7 @@ describe('on-call API', () => {
       headers: viewer,
     });
     expect(shifts.statusCode).toBe(200);
-    expect(shifts.json().shifts.map((s: { person: string }) => s.person)).toEqual(['alice', 'bob', 'alice']);
+    expect(body(shifts).shifts.map((s) => s.person)).toEqual(['alice', 'bob', 'alice']);
     const unknown = await server.app.inject({
       method: 'GET',
       url: '/api/oncall/schedules/nope/shifts',
@@ -76,7 +87,7 @@ describe('on-call API', () => {
     expect(ics.headers['content-type']).toMatch(/^text\/calendar/);
     expect(ics.body).toContain('DTSTART;TZID=Europe/Berlin:');
 
-    const body = {
+    const override = {
       schedule: 'game',
       person: 'dave',
       from: '2026-03-10T11:00:00Z',
@@ -86,36 +97,36 @@ describe('on-call API', () => {
       method: 'POST',
       url: '/api/oncall/overrides',
       headers: viewer,
-      payload: body,
+      payload: override,
     });
     expect(asViewer.statusCode).toBe(403);
     const created = await server.app.inject({
       method: 'POST',
       url: '/api/oncall/overrides',
       headers: operator,
-      payload: body,
+      payload: override,
     });
     expect(created.statusCode).toBe(201);
     const overlap = await server.app.inject({
       method: 'POST',
       url: '/api/oncall/overrides',
       headers: operator,
-      payload: { ...body, person: 'carol' },
+      payload: { ...override, person: 'carol' },
     });
     expect(overlap.statusCode).toBe(409);
-    expect(overlap.json().error.message).toContain(`overlaps override ${created.json().id}`);
+    expect(body(overlap).error.message).toContain(`overlaps override ${body(created).id}`);
     const backwards = await server.app.inject({
       method: 'POST',
       url: '/api/oncall/overrides',
       headers: operator,
-      payload: { ...body, from: body.to, to: body.from },
+      payload: { ...override, from: override.to, to: override.from },
     });
     expect(backwards.statusCode).toBe(400);
     const list = await server.app.inject({ method: 'GET', url: '/api/oncall/overrides', headers: viewer });
-    expect(list.json().overrides.map((o: { person: string }) => o.person)).toEqual(['dave']);
+    expect(body(list).overrides.map((o) => o.person)).toEqual(['dave']);
     const removed = await server.app.inject({
       method: 'DELETE',
-      url: `/api/oncall/overrides/${created.json().id}`,
+      url: `/api/oncall/overrides/${body(created).id}`,
       headers: operator,
     });
     expect(removed.statusCode).toBe(200);
@@ -136,7 +147,7 @@ describe('on-call API', () => {
       payload,
     });
     expect(created.statusCode).toBe(201);
-    const page = created.json();
+    const page = body(created);
     expect(page).toMatchObject({ status: 'triggered', severity: 'P2', subject: 'Shard 3 lagging' });
     const bad = await server.app.inject({
       method: 'POST',
@@ -145,30 +156,30 @@ describe('on-call API', () => {
       payload: { targets: [{ person: 'zed' }], subject: 'x' },
     });
     expect(bad.statusCode).toBe(400);
-    expect(bad.json().error.message).toContain('unknown person "zed"');
+    expect(body(bad).error.message).toContain('unknown person "zed"');
 
     const list = await server.app.inject({
       method: 'GET',
       url: '/api/pages?status=triggered',
       headers: viewer,
     });
-    expect(list.json().pages.map((p: { id: string }) => p.id)).toEqual([page.id]);
+    expect(body(list).pages.map((p) => p.id)).toEqual([page.id]);
     const detail = await server.app.inject({ method: 'GET', url: `/api/pages/${page.id}`, headers: viewer });
     expect(detail.statusCode).toBe(200);
-    expect(detail.json()).toMatchObject({ id: page.id, targets: [{ person: 'dave' }], deliveries: [] });
+    expect(body(detail)).toMatchObject({ id: page.id, targets: [{ person: 'dave' }], deliveries: [] });
 
     const ack = await server.app.inject({
       method: 'POST',
       url: `/api/pages/${page.id}/ack`,
       headers: responder,
     });
-    expect(ack.json()).toMatchObject({ changed: true, page: { status: 'acknowledged' } });
+    expect(body(ack)).toMatchObject({ changed: true, page: { status: 'acknowledged' } });
     const resolve = await server.app.inject({
       method: 'POST',
       url: `/api/pages/${page.id}/resolve`,
       headers: responder,
     });
-    expect(resolve.json()).toMatchObject({ changed: true, page: { status: 'resolved' } });
+    expect(body(resolve)).toMatchObject({ changed: true, page: { status: 'resolved' } });
 
     const missing = await server.app.inject({ method: 'GET', url: '/api/pages/pg-nope', headers: viewer });
     expect(missing.statusCode).toBe(404);
@@ -199,7 +210,7 @@ describe('on-call API', () => {
         severity: 'P1',
       },
     });
-    const id = created.json().id as string;
+    const id = body(created).id;
     const { openOps } = await import('../../app/ops.ts');
     const oncall = (await openOps(resources)).oncall;
     const link = await oncall.ackLink(id, 'bob');
