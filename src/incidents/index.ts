@@ -44,4 +44,5 @@ export type {
   Transition,
 } from './model.ts';
 export { csvCell } from './render.ts';
+export type { ListIncidentsFilter } from '../store/incidents.ts';
 export { SECTIONS as POSTMORTEM_SECTIONS } from './postmortem.ts';

@@ -96,6 +96,14 @@ describe('incidents API', () => {
     expect(back.json<Err>().error.message).toContain('INC-1 is investigating; it cannot go to declared');
   });
 
+  it('describes every incident route in the OpenAPI document', async () => {
+    const doc = await server.app.inject({ method: 'GET', url: '/api/openapi.json' });
+    expect(doc.statusCode).toBe(200);
+    const paths = Object.keys(doc.json<{ paths: Record<string, unknown> }>().paths);
+    for (const p of ['/api/incidents', '/api/incidents/{id}/postmortem', '/api/incidents/{id}/timeline'])
+      expect(paths).toContain(p);
+  });
+
   it('refuses bad input with the field named', async () => {
     const badSeverity = await as('responder', 'POST', '/api/incidents', { title: 'x', severity: 'P7' });
     expect(badSeverity.statusCode).toBe(400);
