@@ -274,6 +274,57 @@ describe('alert intake', () => {
     expect((await service.list())[0]).toMatchObject({ pending: false, incidentId: 'INC-1' });
   });
 
+  it('after a crash between storing and processing, a new process links the stored alerts in its first tick', async () => {
+    const first = await setup();
+    await first.service.ingestAlertmanager(payload([amAlert('h1'), amAlert('h2')]));
+    // "Crash": no follow-up. Another service over the same store (a restarted gameops):
+    const incidents = new FakeIncidents();
+    const restarted = createAlertService({
+      config: configOf(),
+      store: first.store,
+      clock: first.clock,
+      log: createLogger('silent'),
+      incidents,
+    });
+    await restarted.tick(first.clock.now());
+    expect(incidents.opened.map((o) => o.alert.fingerprint)).toEqual(['h1', 'h2']);
+    await restarted.tick(first.clock.now());
+    expect(incidents.opened).toHaveLength(2);
+  });
+
+  it('reconciles in tick at start and then every alerts.reconcileEvery; an Alertmanager that is down is retried, not thrown', async () => {
+    const calls: Date[] = [];
+    let down = true;
+    const fakeAm = {
+      target: 'http://am.test',
+      alerts: () => {
+        calls.push(clockRef.now());
+        return down
+          ? Promise.reject(new UnavailableError('Alertmanager at http://am.test: connection refused'))
+          : Promise.resolve([]);
+      },
+      status: () => Promise.reject(new Error('unused')),
+      createSilence: () => Promise.reject(new Error('unused')),
+      silences: () => Promise.resolve([]),
+      expireSilence: () => Promise.resolve(),
+    } satisfies AlertmanagerClient;
+    const clockRef = { now: () => new Date(0) };
+    const { service, clock } = await setup({ reconcileEvery: '1m' }, { alertmanager: fakeAm });
+    clockRef.now = () => clock.now();
+    await service.followUp(await service.ingestAlertmanager(payload([amAlert('k1')])));
+    await service.tick(clock.now());
+    expect(calls).toHaveLength(1);
+    clock.advance(30_000);
+    await service.tick(clock.now());
+    expect(calls).toHaveLength(1);
+    down = false;
+    clock.advance(30_000);
+    await service.tick(clock.now());
+    expect(calls).toHaveLength(2);
+    // Alertmanager has nothing: the alert gameops holds as firing resolves (a missed resolve).
+    expect((await service.list())[0]).toMatchObject({ status: 'resolved', resolvedBy: 'reconcile' });
+  });
+
   it('takes generic alerts: fingerprint from name and labels, continuing the firing instance, resolving it', async () => {
     const { service, incidents, clock } = await setup();
     const r = await service.ingestGeneric({

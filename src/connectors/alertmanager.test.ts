@@ -278,6 +278,24 @@ describe('Alertmanager connector with a dependency that is down or hangs', () =>
     );
   });
 
+  it('a silence write to a server that never answers times out', async () => {
+    const am = createAlertmanagerClient(
+      testConfig({ alertmanager: { url: `http://${silent.host}:${silent.port}` } }).alertmanager!,
+    );
+    await expect(
+      am.createSilence(
+        {
+          matchers: [{ name: 'a', value: 'b', isRegex: false, isEqual: true }],
+          startsAt: new Date().toISOString(),
+          endsAt: new Date(Date.now() + 60_000).toISOString(),
+          createdBy: 'alice',
+          comment: 'x',
+        },
+        { timeoutMs: 300 },
+      ),
+    ).rejects.toThrow('POST /api/v2/silences did not answer within 300 ms');
+  });
+
   it('a server that never answers times out', async () => {
     const am = createAlertmanagerClient(
       testConfig({ alertmanager: { url: `http://${silent.host}:${silent.port}` } }).alertmanager!,
