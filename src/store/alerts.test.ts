@@ -150,6 +150,19 @@ describe.each(backends)('alert store on $backend', ({ place }) => {
     ).toEqual([]);
   });
 
+  it('takes the same payload twice at once (an HA pair) without error or duplicate', async () => {
+    const { alerts } = await open();
+    const batch = {
+      source: 'alertmanager' as const,
+      groupKey: 'ha',
+      snapshot: true,
+      alerts: [alert('a'), alert('b')],
+    };
+    const outcomes = await Promise.all([alerts.upsertBatch(batch), alerts.upsertBatch(batch)]);
+    expect(outcomes.every((o) => o.resolvedByAbsence === 0)).toBe(true);
+    expect((await alerts.list()).map((a) => a.fingerprint).sort()).toEqual(['a', 'b']);
+  });
+
   it('finds the firing instance of a fingerprint and resolves alerts Alertmanager no longer has', async () => {
     const { alerts } = await open();
     await alerts.upsertBatch({

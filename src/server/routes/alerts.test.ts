@@ -8,7 +8,7 @@ import { createAlertService } from '../../alerts/index.ts';
 import { createAlertmanagerClient } from '../../connectors/alertmanager.ts';
 import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
 import type { Ops } from '../../app/ops.ts';
-import { ManualClock, systemClock, UnavailableError } from '../../core/index.ts';
+import { InputError, ManualClock, systemClock, UnavailableError } from '../../core/index.ts';
 import type { AlertIncidents } from '../../ops/contracts.ts';
 import type { Store } from '../../store/index.ts';
 import { buildServer, type GameopsServer } from '../index.ts';
@@ -247,6 +247,31 @@ describe('POST /api/alerts/alertmanager', () => {
       });
       expect(generic.statusCode).toBe(503);
     } finally {
+      await close();
+    }
+  });
+
+  it('services that cannot be opened answer 503, not 4xx (Alertmanager would drop the notification)', async () => {
+    const { server, resources, responder, close } = await serverWith();
+    try {
+      resources.ops = undefined;
+      resources.opsOpening = Promise.reject(
+        new InputError('alerts.routes[0].matchers[0]: "x" is not a matcher'),
+      );
+      resources.opsOpening.catch(() => undefined);
+      const res = await server.app.inject({
+        method: 'POST',
+        url: '/api/alerts/alertmanager',
+        headers: responder,
+        payload: amPayload(['z']),
+      });
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBe('5');
+      expect(res.json<{ error: { message: string } }>().error.message).toContain(
+        'alert intake is not available',
+      );
+    } finally {
+      resources.opsOpening = undefined;
       await close();
     }
   });

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AlertService, IngestResult } from '../../alerts/index.ts';
-import { ErrorCode, GameopsError, InputError } from '../../core/index.ts';
+import { ErrorCode, GameopsError, InputError, UnavailableError, errorMessage } from '../../core/index.ts';
 import { actorOf } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
 import { errorHandler, type ErrorBody } from '../errors.ts';
@@ -148,6 +148,16 @@ export function alertRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
     const maxPayloadBytes = ctx.resources.config.alerts.maxPayloadBytes;
     const alerts = async (): Promise<AlertService> =>
       (await (await import('../../app/ops.ts')).openOps(ctx.resources)).alerts;
+    // For the intake routes, services that cannot be opened (no store, a config the services refuse) are
+    // a server problem, never the sender's: 503, so Alertmanager keeps the notification and retries.
+    const intake = async (): Promise<AlertService> => {
+      try {
+        return await alerts();
+      } catch (err) {
+        if (err instanceof GameopsError && err.code === ErrorCode.unavailable) throw err;
+        throw new UnavailableError(`alert intake is not available: ${errorMessage(err)}`);
+      }
+    };
     const base = errorHandler(ctx.resources.log);
     // This plugin's routes only: a clear 413, and Retry-After on every 503.
     app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
@@ -183,7 +193,7 @@ export function alertRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         },
       },
       async (request) => {
-        const service = await alerts();
+        const service = await intake();
         const result = await service.ingestAlertmanager(request.body);
         void ctx.track(service.followUp(result));
         return answer(result);
@@ -208,7 +218,7 @@ export function alertRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         },
       },
       async (request) => {
-        const service = await alerts();
+        const service = await intake();
         const result = await service.ingestGeneric(request.body);
         void ctx.track(service.followUp(result));
         return answer(result);
