@@ -7,6 +7,7 @@ import {
   parsePostmortem,
   renderPostmortem,
 } from './postmortem.ts';
+import { businessHoursDue } from './hours.ts';
 import { csvCell, humanDuration, mdText, zoned } from './render.ts';
 
 describe('incident ids, lifecycle and runbook links', () => {
@@ -107,5 +108,35 @@ describe('post-mortem sections', () => {
       { done: true, title: 'Raise the pool [to 200]', owner: undefined, due: undefined },
       { done: false, title: 'Plain one (not meta)', owner: undefined, due: undefined },
     ]);
+  });
+});
+
+describe('business hours', () => {
+  const hours = {
+    timezone: 'Asia/Seoul',
+    days: ['monday', 'tuesday', 'wednesday', 'thursday', 'friday'],
+    start: '09:00',
+    end: '18:00',
+  };
+  it('is due at the end of the business hours it came in, else of the next business day', () => {
+    // Monday 2026-03-02 10:00 in Seoul (01:00Z): due 18:00 that day.
+    expect(businessHoursDue(new Date('2026-03-02T01:00:00Z'), hours)?.toISOString()).toBe(
+      '2026-03-02T09:00:00.000Z',
+    );
+    // Friday 20:00 Seoul: due Monday 18:00.
+    expect(businessHoursDue(new Date('2026-03-06T11:00:00Z'), hours)?.toISOString()).toBe(
+      '2026-03-09T09:00:00.000Z',
+    );
+    // Saturday: Monday.
+    expect(businessHoursDue(new Date('2026-03-07T03:00:00Z'), hours)?.toISOString()).toBe(
+      '2026-03-09T09:00:00.000Z',
+    );
+  });
+  it('crosses a daylight-saving change in its zone', () => {
+    const berlin = { ...hours, timezone: 'Europe/Berlin' };
+    // Friday 2026-03-27 19:00 CET: due Monday 2026-03-30 18:00 CEST (16:00Z).
+    expect(businessHoursDue(new Date('2026-03-27T18:00:00Z'), berlin)?.toISOString()).toBe(
+      '2026-03-30T16:00:00.000Z',
+    );
   });
 });

@@ -94,8 +94,13 @@ export interface IncidentView {
   rootCause: string;
   /** P1/P2 by default: roles, phase checklists and status updates; otherwise an owner. */
   warRoom: boolean;
-  /** The acknowledgement target of the severity: due `respondWithin` after declaration. */
+  /**
+   * The acknowledgement target of the severity: due `respondWithin` after declaration; a severity
+   * without one responds within business hours (incidents.businessHours): by the end of the business
+   * hours it was declared in, or declared outside them, of the next business day's.
+   */
   responseTarget: {
+    businessHours?: boolean | undefined;
     respondWithinMs?: number | undefined;
     dueAt?: string | undefined;
     met?: boolean | undefined;

@@ -66,6 +66,7 @@ import {
   parsePostmortem,
   renderPostmortem,
 } from './postmortem.ts';
+import { businessHoursDue } from './hours.ts';
 import { buildDraft, timelineCsv, timelineJson, timelineMarkdown } from './render.ts';
 
 export interface IncidentServiceDeps {
@@ -250,7 +251,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     const dueAt =
       lvl.respondWithin !== undefined
         ? new Date(Date.parse(r.createdAt) + lvl.respondWithin).toISOString()
-        : undefined;
+        : businessHoursDue(new Date(r.createdAt), config.incidents.businessHours)?.toISOString();
     const roles: IncidentView['roles'] = {};
     for (const role of INCIDENT_ROLES) {
       const person = r.roles[role];
@@ -272,7 +273,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       rootCause: r.rootCause,
       warRoom: lvl.warRoom,
       responseTarget: {
-        ...(lvl.respondWithin !== undefined ? { respondWithinMs: lvl.respondWithin } : {}),
+        ...(lvl.respondWithin !== undefined
+          ? { respondWithinMs: lvl.respondWithin }
+          : { businessHours: true }),
         ...(dueAt ? { dueAt } : {}),
         ...(dueAt && r.acknowledgedAt ? { met: r.acknowledgedAt <= dueAt } : {}),
       },

@@ -48,6 +48,7 @@ export const incidentSchema = z
     rootCause: z.string(),
     warRoom: z.boolean(),
     responseTarget: z.object({
+      businessHours: z.boolean().optional().describe('Due within business hours (no respondWithin).'),
       respondWithinMs: z.number().optional(),
       dueAt: isoTime.optional(),
       met: z.boolean().optional(),
