@@ -4,7 +4,7 @@
  * heartbeats. The contracts with incidents and on-call are in
  * src/ops/contracts.ts.
  */
-export { createAlertService } from './service.ts';
+export { createAlertService, ALERT_RETENTION_MS } from './service.ts';
 export type {
   AlertService,
   AlertServiceDeps,

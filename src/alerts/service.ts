@@ -210,7 +210,10 @@ export interface AlertService extends Suppressions {
   ping: (name: string) => Promise<HeartbeatView>;
   /** Every configured heartbeat and its state. */
   heartbeats: () => Promise<HeartbeatView[]>;
-  /** Pending alerts, reconciliation every alerts.reconcileEvery, heartbeats. */
+  /**
+   * Pending alerts, reconciliation every alerts.reconcileEvery (and at start), heartbeats, and hourly
+   * pruning of alerts resolved more than 90 days ago (ALERT_RETENTION_MS).
+   */
   tick: (now: Date) => Promise<void>;
 }
 
@@ -228,6 +231,9 @@ const PROCESS_BATCH = 500;
 /** Rounds per processing pass (a pass ends earlier when nothing is pending). */
 const MAX_ROUNDS = 20;
 const MAX_SILENCE_MS = 365 * 86_400_000;
+/** Resolved alerts (and ad-hoc windows that ended) are kept this long, then pruned. */
+export const ALERT_RETENTION_MS = 90 * 86_400_000;
+const PRUNE_EVERY_MS = 3_600_000;
 const MAX_WINDOW_MS = 30 * 86_400_000;
 
 /**
@@ -241,6 +247,7 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
   const configWindows = compileWindows(config.alerts.suppressions);
   const heartbeatConfig = new Map(config.alerts.heartbeats.map((h) => [h.name, h]));
   let lastReconcile = Number.NEGATIVE_INFINITY;
+  let lastPrune = Number.NEGATIVE_INFINITY;
 
   let running: Promise<ProcessResult> | undefined;
   let again = false;
@@ -792,6 +799,12 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
         await service.processPending();
       }
       await tickHeartbeats(now);
+      if (now.getTime() - lastPrune >= PRUNE_EVERY_MS) {
+        lastPrune = now.getTime();
+        const pruned = await repo.prune(new Date(now.getTime() - ALERT_RETENTION_MS).toISOString(), 500);
+        if (pruned > 0)
+          log.info({ pruned }, `pruned alerts resolved more than ${formatDuration(ALERT_RETENTION_MS)} ago`);
+      }
     },
   };
   return service;

@@ -187,6 +187,19 @@ describe.each(backends)('alert store on $backend', ({ place }) => {
     expect((await alerts.get(alertId('a', '2026-03-01T09:00:00.000Z'))).resolvedBy).toBe('reconcile');
   });
 
+  it('prunes alerts resolved and processed before a cutoff, never firing or pending ones', async () => {
+    const { alerts } = await open();
+    const base = { source: 'alertmanager' as const, groupKey: 'p', snapshot: false };
+    await alerts.upsertBatch({
+      ...base,
+      alerts: [alert('old', { status: 'resolved' }), alert('pend', { status: 'resolved' }), alert('fire')],
+    });
+    await alerts.markProcessed(alertId('old', '2026-03-01T09:00:00.000Z'), 'resolved', undefined);
+    clock.advance(86_400_000);
+    expect(await alerts.prune('2026-03-02T00:00:00.000Z', 100)).toBe(1);
+    expect((await alerts.list()).map((a) => a.fingerprint).sort()).toEqual(['fire', 'pend']);
+  });
+
   it('keeps ad-hoc suppression windows, audited, and ends them once', async () => {
     const store = await open();
     const w = await store.alerts.createWindow({

@@ -280,6 +280,11 @@ export interface AlertRepo {
   /** Firing alerts (id, fingerprint, group, last seen) from a source, for reconciliation. */
   firing(source: 'alertmanager' | 'generic', groupKey?: string): Promise<StoredAlert[]>;
   list(query?: ListAlertsQuery): Promise<StoredAlert[]>;
+  /**
+   * Deletes up to `limit` alerts resolved (and processed) before `before`, and ad-hoc windows that ended
+   * before it. Returns how many alerts.
+   */
+  prune(before: string, limit: number): Promise<number>;
   /** @throws NotFoundError */
   get(id: string): Promise<StoredAlert>;
 
@@ -540,6 +545,25 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
         .map(fromRow)
         .filter((a) => labels.every(([name, value]) => a.labels[name] === value))
         .slice(0, limit);
+    },
+
+    async prune(before, limit) {
+      return call('pruning old alerts', () =>
+        db.transaction().execute(async (tx) => {
+          const old = await tx
+            .selectFrom('alert_records')
+            .select('id')
+            .where('status', '=', 'resolved')
+            .where('pending', '=', 0)
+            .where('resolved_at', '<', before)
+            .limit(Math.max(1, Math.min(limit, CHUNK)))
+            .execute();
+          const ids = old.map((r) => r.id);
+          if (ids.length > 0) await tx.deleteFrom('alert_records').where('id', 'in', ids).execute();
+          await tx.deleteFrom('suppression_windows').where('ends_at', '<', before).execute();
+          return ids.length;
+        }),
+      );
     },
 
     async get(id) {
