@@ -26,6 +26,7 @@ import {
 } from '../harness/index.ts';
 import {
   alertmanagerConfig,
+  gameops,
   startServe,
   startWebhookSink,
   waitFor,
@@ -284,5 +285,28 @@ describe('alert intake when the store cannot write', () => {
     expect(refused.status).toBe(400);
     expect(refused.body).toContain('alerts[1].startsAt');
     expect(await store.alerts.list()).toEqual([]);
+  });
+});
+
+describe('gameops serve with an alert route it cannot use', () => {
+  it('does not start (Alertmanager would otherwise get a refusal for every webhook), naming the field', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gameops-e2e-intake-badroute-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const path = writePrivate(
+      dir,
+      'gameops.yaml',
+      `service: { name: intake-bad, environment: test }
+database: { dataDir: "${join(dir, 'data')}" }
+alerts:
+  routes:
+    - { matchers: ['alertname="ServerDown"', 'instance=~"(game"'], severity: P1 }
+`,
+    );
+    const port = await freePort();
+    const result = await gameops(['serve', '--port', String(port), '--config', path]);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain('alerts.routes[0].matchers[1]');
+    // It never listened.
+    await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   });
 });

@@ -17,7 +17,7 @@ export function serveCommand(): Command {
     .action(async (options: ServeOptions, command: Command) => {
       const opts = globalOptions(command);
       const port = options.port === undefined ? undefined : parsePort(options.port);
-      const { bootstrap, openRunbooks, shutdown, superviseFleet, workOps, workRunbooks } =
+      const { bootstrap, openOps, openRunbooks, shutdown, superviseFleet, workOps, workRunbooks } =
         await import('../../app/index.ts');
       const { buildServer, UNCONFIGURED_HINT } = await import('../../server/index.ts');
       const { startScheduler } = await import('../../schedules/index.ts');
@@ -34,6 +34,9 @@ export function serveCommand(): Command {
       let scheduler: Awaited<ReturnType<typeof startScheduler>>;
       try {
         if (!store) throw new UnavailableError('schedules need the store');
+        // Incident response (alert routes, suppression windows, on-call schedules, policies): a config it
+        // cannot use stops serve here, naming it, instead of failing every Alertmanager webhook later.
+        await openOps(resources);
         scheduler = await startScheduler({
           config,
           configured: loaded.configured,
