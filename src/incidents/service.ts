@@ -320,7 +320,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   }
 
   function labelsOf(r: IncidentRecord, extra: Record<string, string> = {}): Record<string, string> {
-    return { ...extra, severity: r.severity, service: r.service, incident: incidentLabel(r.number) };
+    // An alert's own labels win: suppression windows match them as Alertmanager wrote them.
+    return { severity: r.severity, service: r.service, ...extra, incident: incidentLabel(r.number) };
   }
 
   function incidentLinks(label: string) {

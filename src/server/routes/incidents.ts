@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { SEVERITIES, pageTargetSchema } from '../../config/schema.ts';
 import type { IncidentService } from '../../incidents/index.ts';
-import { INCIDENT_ROLES, INCIDENT_STATUSES } from '../../incidents/index.ts';
+import { INCIDENT_ROLES, INCIDENT_STATUSES, incidentLabel, parseIncidentId } from '../../incidents/index.ts';
 import type { ServerContext } from '../context.ts';
 import { errorSchema } from '../schemas.ts';
 import { actorOf } from '../auth.ts';
@@ -513,12 +513,10 @@ export function incidentRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         const { id } = request.params;
         const { format } = request.query;
         const actor = actorOf(request);
-        if (format === 'json') {
-          const view = await service.get(id);
-          return { incident: view.id, entries: await service.timeline(id, actor) };
-        }
+        const label = incidentLabel(parseIncidentId(id));
+        if (format === 'json') return { incident: label, entries: await service.timeline(id, actor) };
         const text = await service.export(id, format, actor);
-        const name = `${id.toUpperCase().startsWith('INC-') ? id.toUpperCase() : `INC-${id}`}-timeline.${format === 'csv' ? 'csv' : 'md'}`;
+        const name = `${label}-timeline.${format === 'csv' ? 'csv' : 'md'}`;
         return reply
           .header(
             'content-type',
