@@ -103,28 +103,38 @@ function fieldPath(path: PropertyKey[]): string {
   return out || '(body)';
 }
 
-/** Go's zero time and anything before 1970 mean "no end". */
-function endOf(text: string | undefined): string | undefined {
-  if (text === undefined) return undefined;
-  const iso = normaliseInstant(text);
-  return iso === undefined || iso < '1970-01-02' ? undefined : iso;
-}
-
 /** A start instant that matched the pattern but is no date (month 13) is refused like a malformed one. */
-function startOf(text: string, field: string): string {
-  const iso = normaliseInstant(text);
+function startOf(text: string, field: string, cache?: Map<string, string | undefined>): string {
+  const iso = cached(text, cache);
   if (iso === undefined)
     throw new InputError(`${field}: "${text}" is not a valid date-time`, { details: { field } });
   return iso;
 }
 
+/** Alerts of one group mostly share their instants: each distinct text is parsed once per payload. */
+function cached(text: string, cache: Map<string, string | undefined> | undefined): string | undefined {
+  if (!cache) return normaliseInstant(text);
+  if (cache.has(text)) return cache.get(text);
+  const iso = normaliseInstant(text);
+  cache.set(text, iso);
+  return iso;
+}
+
+/** Go's zero time and anything before 1970 mean "no end". */
+function endOf(text: string | undefined, cache?: Map<string, string | undefined>): string | undefined {
+  if (text === undefined) return undefined;
+  const iso = cached(text, cache);
+  return iso === undefined || iso < '1970-01-02' ? undefined : iso;
+}
+
 /** The alerts of an Alertmanager payload as the store takes them. */
 export function alertmanagerAlerts(payload: AlertmanagerPayload): AlertUpsert[] {
+  const cache = new Map<string, string | undefined>();
   return payload.alerts.map((a, i) => ({
     fingerprint: a.fingerprint,
-    startsAt: startOf(a.startsAt, `alerts[${i}].startsAt`),
+    startsAt: startOf(a.startsAt, `alerts[${i}].startsAt`, cache),
     status: a.status,
-    endsAt: endOf(a.endsAt),
+    endsAt: endOf(a.endsAt, cache),
     name: a.labels['alertname'] ?? '(no alertname)',
     labels: a.labels,
     annotations: a.annotations,
