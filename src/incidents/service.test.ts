@@ -288,6 +288,7 @@ describe('incidents: declare and lifecycle', () => {
       'resolved → investigating (reopened): came back',
     ]);
     await service.transition('INC-1', 'closed', alice);
+    expect(pager.resolves).toEqual(['INC-1', 'INC-1']);
     expect((await failure(service.transition('INC-1', 'resolved', alice))).message).toContain(
       'from closed: nothing, it is closed',
     );

@@ -833,13 +833,16 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         }
       };
       check(r);
-      if (to === 'resolved') await pager.resolveIncident(label, actor);
-      const { incident } = await mutate(r.number, (cur) => {
+      // Leaving the open statuses (resolved, or straight to postmortem/closed) ends the pages first.
+      const ends = (from: IncidentStatus): boolean =>
+        OPEN_STATUSES.includes(from) && !OPEN_STATUSES.includes(to);
+      if (ends(r.status)) await pager.resolveIncident(label, actor);
+      const { incident, result: ended } = await mutate(r.number, (cur) => {
         check(cur);
         const at = clock.now().toISOString();
         const reopen = cur.status === 'resolved' && to === 'investigating';
         let changes: IncidentChanges;
-        if (to === 'resolved') changes = resolveChanges(cur, at, actor);
+        if (ends(cur.status)) changes = resolveChanges(cur, at, actor, to);
         else {
           changes = {
             status: to,
@@ -869,11 +872,11 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
             action: reopen ? 'incident.reopen' : `incident.${to}`,
             data: { from: cur.status, to },
           },
-          result: undefined,
+          result: ends(cur.status),
         };
       });
-      if (to === 'resolved') await afterResolve(incident.number, actor, false);
-      if (to === 'postmortem') await generate(incident, actor, false);
+      if (ended) await afterResolve(incident.number, actor, !ends(r.status));
+      else if (to === 'postmortem') await generate(incident, actor, false);
       return fullView((await repo.get(scope, incident.number)) ?? incident);
     },
 
@@ -1304,12 +1307,17 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     }
   }
 
-  function resolveChanges(cur: IncidentRecord, at: string, actor: Actor): IncidentChanges {
+  function resolveChanges(
+    cur: IncidentRecord,
+    at: string,
+    actor: Actor,
+    to: IncidentStatus = 'resolved',
+  ): IncidentChanges {
     return {
-      status: 'resolved',
+      status: to,
       ownsGroup: false,
       nextUpdateDueAt: null,
-      transitions: [...cur.transitions, { from: cur.status, to: 'resolved', at, by: actor.name }],
+      transitions: [...cur.transitions, { from: cur.status, to, at, by: actor.name }],
     };
   }
 
