@@ -293,6 +293,15 @@ describe('POST /api/alerts/alertmanager', () => {
       expect(
         (await server.app.inject({ method: 'GET', url: '/api/alerts', headers: viewer })).statusCode,
       ).toBe(200);
+      const spec = await server.app.inject({ method: 'GET', url: '/api/openapi.json' });
+      expect(spec.statusCode).toBe(200);
+      expect(Object.keys(spec.json<{ paths: Record<string, unknown> }>().paths)).toEqual(
+        expect.arrayContaining([
+          '/api/alerts/alertmanager',
+          '/api/alerts/silences/{id}',
+          '/api/heartbeats/{name}',
+        ]),
+      );
     } finally {
       await close();
     }
