@@ -209,6 +209,36 @@ oncall:
   });
 });
 
+describe('failing dependencies', () => {
+  it('pages anyway when suppression windows cannot be read (fails open)', async () => {
+    const h = await open({
+      suppressions: Object.assign(
+        { asked: [] as Array<Record<string, string>> },
+        { active: () => Promise.reject(new Error('alerts store down')) },
+      ),
+    });
+    const page = await h.service.page(incidentPage);
+    expect(page.status).toBe('triggered');
+    await h.service.tick(h.clock.now());
+    expect(h.channels.sent).toHaveLength(1);
+  });
+
+  it('a schedule with an unknown time zone: reading it names the zone, pages to it fail over', async () => {
+    const config = oncallConfig(`
+oncall:
+  schedules: [{ name: game, timezone: Mars/Olympus, layers: [{ name: primary, start: "2026-03-01", participants: [alice] }] }]
+  policies: [{ name: default, levels: [{ after: 0s, targets: [{ schedule: game }] }, { after: 15m, targets: [{ person: dave }] }] }]
+`);
+    const h = await open({ config });
+    const err = await fails(h.service.whoIsOnCall());
+    expect(err.message).toContain('timezone "Mars/Olympus" is not a known IANA time zone');
+    const page = await h.service.page(incidentPage);
+    await h.service.tick(h.clock.now());
+    expect(h.channels.sent.map((s) => s.message.deliveryId)).toEqual([`${page.id}.1.0.dave.hook`]);
+    expect(h.events.entries.map((e) => e.kind)).toEqual(['page-failed', 'page-escalated', 'page-sent']);
+  });
+});
+
 describe('deliveries', () => {
   it('retries a failing channel with backoff honouring Retry-After, then the next channel; a person unreachable escalates at once', async () => {
     const clock = new ManualClock('2026-03-10T12:00:00Z');

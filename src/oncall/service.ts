@@ -206,15 +206,23 @@ export function createOncallService(deps: OncallDeps): OncallService {
     timezone: s.timezone,
     layers: s.layers.map((l) => ({ ...l, handoff: { weekday: l.handoff.weekday, time: l.handoff.time } })),
   }));
-  for (const s of schedules) {
-    if (!isTimeZone(s.timezone))
+  // A schedule whose zone this runtime does not know cannot say who is on call. Paging goes on (its
+  // targets reach nobody, so the level fails over to the next one, and the timeline says so); reading the
+  // schedule names the problem.
+  const badZones = new Set(schedules.filter((s) => !isTimeZone(s.timezone)).map((s) => s.name));
+  for (const name of badZones)
+    log.error(
+      { schedule: name },
+      `on-call schedule ${name}: its timezone is not a known IANA time zone; nobody is on call there until it is fixed`,
+    );
+  const checkZone = (schedule: ScheduleSpec): ScheduleSpec => {
+    if (badZones.has(schedule.name))
       throw new InputError(
-        `oncall schedule ${s.name}: timezone "${s.timezone}" is not a known IANA time zone`,
-        {
-          details: { field: 'timezone' },
-        },
+        `oncall schedule ${schedule.name}: timezone "${schedule.timezone}" is not a known IANA time zone (e.g. Europe/Berlin)`,
+        { details: { field: 'timezone' } },
       );
-  }
+    return schedule;
+  };
   const people = new Map(config.people.map((p) => [p.id, p]));
   const teams = new Map(config.teams.map((t) => [t.id, t]));
   const channelNames = new Set(config.notifications.channels.map((c) => c.name));
@@ -240,7 +248,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
         `no on-call schedule named "${name}" (known: ${schedules.map((s) => s.name).join(', ') || 'none'})`,
         { details: { field: 'schedule' } },
       );
-    return found;
+    return checkZone(found);
   };
   const layerNamed = (schedule: ScheduleSpec, name: string | undefined): LayerSpec => {
     if (name === undefined) return schedule.layers[0]!;
@@ -319,7 +327,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
       return lead === undefined ? [] : [lead];
     }
     const schedule = schedules.find((s) => s.name === t.schedule);
-    if (!schedule) return [];
+    if (!schedule || badZones.has(schedule.name)) return [];
     const layer =
       t.layer === undefined ? schedule.layers[0] : schedule.layers.find((l) => l.name === t.layer);
     if (!layer) return [];
@@ -458,7 +466,17 @@ export function createOncallService(deps: OncallDeps): OncallService {
     if (existing) return toView(existing);
     const now = clock.now();
     const at = now.toISOString();
-    const suppressed = await suppressions.active(input.labels ?? {}, now);
+    let suppressed: Awaited<ReturnType<Suppressions['active']>>;
+    try {
+      suppressed = await suppressions.active(input.labels ?? {}, now);
+    } catch (err) {
+      // Paging fails open: a page nobody needed beats a page that never went out.
+      log.warn(
+        { dedupKey: input.dedupKey, err: errorMessage(err) },
+        'could not check suppression windows; paging anyway',
+      );
+      suppressed = undefined;
+    }
     const policy =
       input.targets !== undefined
         ? null
@@ -940,7 +958,8 @@ export function createOncallService(deps: OncallDeps): OncallService {
       const at = options.at ?? clock.now();
       if (Number.isNaN(at.getTime()))
         throw new InputError('at: not a valid instant', { details: { field: 'at' } });
-      const list = options.schedule === undefined ? schedules : [scheduleNamed(options.schedule)];
+      const list =
+        options.schedule === undefined ? schedules.map(checkZone) : [scheduleNamed(options.schedule)];
       const overrides = await overridesAround(at, new Date(at.getTime() + 1));
       return list.map((schedule) => ({
         schedule: schedule.name,
