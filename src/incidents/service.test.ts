@@ -226,6 +226,8 @@ describe('incidents: declare and lifecycle', () => {
       expect.objectContaining({ dedupKey: 'incident:INC-1:opened:P1', to: [{ person: 'cto' }] }),
     ]);
     for (const id of ['INC-2', 'inc-2', '2']) expect((await service.get(id)).title).toBe('Lag');
+    const bot: Actor = { id: 'token:c1', name: 'ci-bot', role: 'responder', kind: 'token' };
+    expect((await service.acknowledge('INC-2', bot)).owner).toEqual({ id: 'ci-bot', name: 'ci-bot' });
   });
 
   it('refuses bad input, unknown incidents and viewers, naming what is wrong', async () => {

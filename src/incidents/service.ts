@@ -625,7 +625,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           changes.acknowledgedAt = at;
           changes.acknowledgedBy = by;
           const person = entry.actor ? directory.personOfActor(entry.actor) : undefined;
-          if (!level(cur.severity).warRoom && cur.owner === undefined && person) changes.owner = person.id;
+          // Without a war room, whoever acknowledged owns it (their person id, else their name).
+          if (!level(cur.severity).warRoom && cur.owner === undefined && entry.actor)
+            changes.owner = person?.id ?? entry.actor.name;
         }
         return {
           changes,
@@ -799,13 +801,14 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           });
         }
         const person = directory.personOfActor(actor);
-        if (!level(cur.severity).warRoom && cur.owner === undefined && person) {
-          changes.owner = person.id;
+        // Without a war room, whoever acknowledged owns it (their person id, else their name).
+        if (!level(cur.severity).warRoom && cur.owner === undefined) {
+          changes.owner = person?.id ?? actor.name;
           entries.push({
             kind: 'owner',
-            message: `Owner: ${person.name} (acknowledged)`,
+            message: `Owner: ${person?.name ?? actor.name} (acknowledged)`,
             actor,
-            data: { role: 'owner', to: person.id },
+            data: { role: 'owner', to: changes.owner },
           });
         }
         return {
