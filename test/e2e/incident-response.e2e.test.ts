@@ -1,13 +1,14 @@
 /**
  * Issue #5, "Done when", on real processes: alerts posted to a real Alertmanager reach a real
- * `gameops serve` through its webhook receiver and open two P1 incidents (one per group). The on-call
+ * `gameops serve` through its webhook receiver and open three P1 incidents (one per group). The on-call
  * person (alice) is paged by email (an SMTP server in this process) and by a signed webhook (an HTTP
  * receiver in this process): the mail server refuses the first incident's messages, so those pages move
  * on to her next channel, the webhook. Nobody acknowledges the first: it escalates to the backup (bob),
- * then is acknowledged from the CLI; the second is acknowledged through the signed link in the email
- * (GET shows a form, POST acknowledges). Neither escalates further. The war room reminds its Incident
- * Commander (dave) about the status update when due; resolving the alert in Alertmanager resolves the
- * incident, and `gameops incident postmortem` prints the timeline in Markdown.
+ * then is acknowledged from the CLI (`incident ack`); the second is acknowledged through the signed link
+ * in the email (GET shows a form, POST acknowledges), the third by its page (`oncall ack`). None
+ * escalates further. The war room reminds its Incident Commander (dave) about the status update when
+ * due; resolving the alert in Alertmanager resolves the incident, and `gameops incident postmortem`
+ * prints the timeline in Markdown.
  *
  * Real time throughout (real servers talk to each other), with short delays in the config: escalation
  * 0s → primary, 5s → backup, 14s → carol; status updates every 10s.
@@ -216,21 +217,20 @@ describe('incident response end to end (Alertmanager → gameops serve → email
       annotations: { summary: `${instance} does not answer` },
       startsAt: alertStart,
     });
-    await postAlerts(alertmanager.url, [alert('game-1'), alert('game-2')]);
+    await postAlerts(alertmanager.url, [alert('game-1'), alert('game-2'), alert('game-3')]);
 
-    // Two groups (by instance) → two P1 incidents, each paging the primary on call: alice.
-    const [first, second] = await waitFor(
-      'two incidents opened from the alerts',
+    // Three groups (by instance) → three P1 incidents, each paging the primary on call: alice.
+    const [first, second, third] = await waitFor(
+      'three incidents opened from the alerts',
       async () => {
         const list = await incidents();
-        const a = list.find((i) => i.title === 'game-1 does not answer');
-        const b = list.find((i) => i.title === 'game-2 does not answer');
-        return a && b ? [a, b] : undefined;
+        const [a, b, c] = [1, 2, 3].map((n) => list.find((i) => i.title === `game-${n} does not answer`));
+        return a && b && c ? ([a, b, c] as const) : undefined;
       },
       { detail: diagnostics },
     );
-    expect([first.severity, second.severity]).toEqual(['P1', 'P1']);
-    expect(await incidents()).toHaveLength(2);
+    expect([first.severity, second.severity, third.severity]).toEqual(['P1', 'P1', 'P1']);
+    expect(await incidents()).toHaveLength(3);
     // The war room of the second gets an Incident Commander: dave (status-update reminders go to them).
     await api('POST', `/api/incidents/${second.id}/roles`, { role: 'commander', person: 'dave' });
 
@@ -276,6 +276,17 @@ describe('incident response end to end (Alertmanager → gameops serve → email
     expect(secondPages.map((p) => p.status)).toEqual(['acknowledged']);
     const secondLevelAtAck = secondPages[0]!.level;
 
+    // The third is acknowledged by page from the CLI: `gameops oncall ack <page>`.
+    await waitFor(`alice paged for ${third.id}`, () => mailsTo('alice', third.id)[0], {
+      detail: diagnostics,
+    });
+    const thirdPage = (await pagesOf(third.id))[0]!;
+    const pageAck = await gameops(['oncall', 'ack', thirdPage.id, '--config', configPath]);
+    expect(pageAck.code, pageAck.stderr).toBe(0);
+    const thirdPages = await pagesOf(third.id);
+    expect(thirdPages.map((p) => p.status)).toEqual(['acknowledged']);
+    const thirdLevelAtAck = thirdPages[0]!.level;
+
     // Nobody acknowledges the first: bob (backup) is paged after the escalation delay.
     const firstPage = (await pagesOf(first.id))[0]!;
     const bobHook = await waitFor(`bob paged for ${first.id}`, () => hooksTo('bob', first.id)[0], {
@@ -302,10 +313,9 @@ describe('incident response end to end (Alertmanager → gameops serve → email
     // Past the third level's time (and a tick and a delivery more): nobody further was paged.
     const quietUntil = Date.parse(firstPage.createdAt) + THIRD_AFTER_MS + 3_000;
     await waitFor('the third level time to pass', () => Date.now() > quietUntil, { timeoutMs: 30_000 });
-    for (const id of [first.id, second.id]) {
-      expect(pagesTo('carol', id)).toEqual([]);
-      if (id === second.id && secondLevelAtAck === 0) expect(pagesTo('bob', id)).toEqual([]);
-    }
+    for (const id of [first.id, second.id, third.id]) expect(pagesTo('carol', id)).toEqual([]);
+    if (secondLevelAtAck === 0) expect(pagesTo('bob', second.id)).toEqual([]);
+    if (thirdLevelAtAck === 0) expect(pagesTo('bob', third.id)).toEqual([]);
     expect(hooksTo('bob', first.id)).toHaveLength(1);
 
     // Alertmanager resolves the alert (endsAt in the past) → the incident resolves with it.
@@ -315,7 +325,8 @@ describe('incident response end to end (Alertmanager → gameops serve → email
       async () => (await incidents()).find((i) => i.id === first.id && i.status === 'resolved'),
       { timeoutMs: 20_000, detail: diagnostics },
     );
-    expect((await incidents()).find((i) => i.id === second.id)?.status).not.toBe('resolved');
+    for (const other of [second, third])
+      expect((await incidents()).find((i) => i.id === other.id)?.status).not.toBe('resolved');
 
     // The post-mortem, generated from the timeline.
     const postmortem = await gameops(['incident', 'postmortem', first.id, '--config', configPath]);
