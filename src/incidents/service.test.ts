@@ -459,6 +459,28 @@ describe('incidents: status updates', () => {
   });
 });
 
+describe('incidents: reminders from several instances', () => {
+  it.each([
+    { backend: 'sqlite', place: () => Promise.resolve(sqlitePlace(cleanups).options) },
+    { backend: 'postgres', place: async () => (await postgresPlace(cleanups)).options },
+  ])('concurrent ticks record one reminder and one missed escalation on $backend', async ({ place }) => {
+    const { service, pager, clock } = await setup(await place());
+    await service.declare({ title: 'Login down', severity: 'P1', commander: 'alice', page: false }, alice);
+    clock.set('2026-03-01T10:21:00Z');
+    await Promise.all([service.tick(clock.now()), service.tick(clock.now()), service.tick(clock.now())]);
+    const reminders = pager.notes.filter((n) => n.kind === 'reminder');
+    expect(new Set(reminders.map((n) => n.dedupKey))).toEqual(
+      new Set(['incident:INC-1:update-due:2026-03-01T10:15:00.000Z']),
+    );
+    const missed = pager.pageCalls.filter((p) => p.dedupKey.includes('update-missed'));
+    expect(new Set(missed.map((p) => p.dedupKey)).size).toBe(1);
+    const kinds = (await service.timeline('INC-1')).map((e) => e.kind);
+    expect(kinds.filter((k) => k === 'status-update-due')).toHaveLength(1);
+    expect(kinds.filter((k) => k === 'status-update-missed')).toHaveLength(1);
+    expect((await service.get('INC-1')).nextUpdateDueAt).toBe('2026-03-01T10:30:00.000Z');
+  });
+});
+
 describe('incidents: alerts', () => {
   it.each([
     { backend: 'sqlite', place: () => Promise.resolve(sqlitePlace(cleanups).options) },
