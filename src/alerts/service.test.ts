@@ -487,6 +487,27 @@ describe('heartbeats', () => {
     await expect(service.ping('nope')).rejects.toBeInstanceOf(NotFoundError);
   });
 
+  it('after gameops was down, counts from its restart (pings sent meanwhile were lost), not from the last ping', async () => {
+    const first = await setup({ heartbeats: [{ name: 'cron', every: '1h', grace: '0s' }] });
+    await first.service.ping('cron');
+    // gameops is down for a day; then a new process starts.
+    first.clock.advance(86_400_000);
+    const incidents = new FakeIncidents();
+    const restarted = createAlertService({
+      config: configOf({ heartbeats: [{ name: 'cron', every: '1h', grace: '0s' }] }),
+      store: first.store,
+      clock: first.clock,
+      log: createLogger('silent'),
+      incidents,
+    });
+    await restarted.tick(first.clock.now());
+    expect(incidents.opened).toEqual([]);
+    first.clock.advance(3_600_000);
+    await restarted.tick(first.clock.now());
+    expect(incidents.opened).toHaveLength(1);
+    expect(incidents.opened[0]?.alert.startsAt).toBe('2026-03-02T11:00:00.000Z');
+  });
+
   it('opens the incident on the next tick when it failed the first time', async () => {
     const { service, incidents, clock } = await setup({
       heartbeats: [{ name: 'cron', every: '10s', grace: '0s' }],

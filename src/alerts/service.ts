@@ -208,7 +208,11 @@ export interface AlertService extends Suppressions {
 
   /** Records a ping; an outage in progress ends (its incident is told). @throws NotFoundError for an unknown name. */
   ping: (name: string) => Promise<HeartbeatView>;
-  /** Every configured heartbeat and its state. */
+  /**
+   * Every configured heartbeat and its state. A heartbeat counts from its last ping, or from when gameops
+   * first saw it in the config; after a restart, from the restart at the earliest (pings sent while
+   * gameops was down were lost, so they must not page).
+   */
   heartbeats: () => Promise<HeartbeatView[]>;
   /**
    * Pending alerts, reconciliation every alerts.reconcileEvery (and at start), heartbeats, and hourly
@@ -248,6 +252,14 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
   const heartbeatConfig = new Map(config.alerts.heartbeats.map((h) => [h.name, h]));
   let lastReconcile = Number.NEGATIVE_INFINITY;
   let lastPrune = Number.NEGATIVE_INFINITY;
+  /**
+   * When this process started watching heartbeats (its first tick). Pings sent while gameops was down are
+   * lost, so a heartbeat is not overdue before every + grace after this, whatever its last ping.
+   */
+  let watchingSince: number | undefined;
+  /** The instant a heartbeat counts from: its last ping (else its first sighting), not before watchingSince. */
+  const countsFrom = (state: HeartbeatState): number =>
+    Math.max(Date.parse(state.lastPingAt ?? state.firstSeenAt), watchingSince ?? Number.NEGATIVE_INFINITY);
 
   let running: Promise<ProcessResult> | undefined;
   let again = false;
@@ -335,7 +347,7 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
     const hb = heartbeatConfig.get(state.name);
     const every = hb?.every ?? 0;
     const grace = hb?.grace ?? 0;
-    const base = Date.parse(state.lastPingAt ?? state.firstSeenAt);
+    const base = countsFrom(state);
     const due = new Date(base + every + grace);
     const status = state.downSince !== undefined ? 'down' : state.lastPingAt === undefined ? 'waiting' : 'up';
     return {
@@ -393,6 +405,7 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
   }
 
   async function tickHeartbeats(now: Date): Promise<void> {
+    watchingSince ??= now.getTime();
     const states = await repo.heartbeats([...heartbeatConfig.keys()]);
     for (const state of states) {
       const hb = heartbeatConfig.get(state.name);
@@ -404,7 +417,7 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
           if (state.incidentId === undefined) await openOutage(state.name, state.downSince);
           continue;
         }
-        const due = Date.parse(state.lastPingAt ?? state.firstSeenAt) + hb.every + hb.grace;
+        const due = countsFrom(state) + hb.every + hb.grace;
         if (now.getTime() < due) continue;
         const since = new Date(due).toISOString();
         if (await repo.markDown(state.name, since, state.lastPingAt ?? null)) {

@@ -281,7 +281,8 @@ export function alertsCommand(): Command {
     .description(
       'Configured heartbeats (alerts.heartbeats) and their state. A job pings POST /api/heartbeats/<name>; ' +
         'without a ping for every + grace, a page fires; the next ping resolves it. A heartbeat never pinged ' +
-        'counts from when gameops first saw it in the config.',
+        'counts from when gameops first saw it in the config; after gameops restarts, none is overdue before ' +
+        'every + grace from the restart (pings sent while it was down were lost).',
     )
     .option('--json', 'print as JSON (the same shape as GET /api/heartbeats)')
     .action(async (options: { json?: boolean }, command: Command) => {
