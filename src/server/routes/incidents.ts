@@ -472,7 +472,10 @@ export function incidentRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
             runbook: runbookNameSchema,
             params: paramsSchema.default({}),
             idempotencyKey: z.string().min(1).max(200).optional(),
-            trigger: z.enum(['api', 'cli', 'alert']).default('api'),
+            trigger: z
+              .enum(['api', 'cli'])
+              .default('api')
+              .describe('cli: started by `gameops incident run` talking to this server.'),
           }),
           response: { 201: runViewSchema, ...errors },
         },
