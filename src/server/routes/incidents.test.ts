@@ -154,6 +154,30 @@ describe('incidents API', () => {
     expect(md.body).toContain('# Timeline: INC-1 Login down');
   });
 
+  it('runs a runbook from the incident and links the run; an unknown runbook is 404', async () => {
+    const started = await as('responder', 'POST', '/api/incidents/INC-1/runs', {
+      runbook: 'daily-check',
+      idempotencyKey: 'inc-1-daily',
+    });
+    expect(started.statusCode).toBe(201);
+    const run = started.json<{ id: string; runbook: string; reason?: string }>();
+    expect(run.runbook).toBe('daily-check');
+    const again = await as('responder', 'POST', '/api/incidents/INC-1/runs', {
+      runbook: 'daily-check',
+      idempotencyKey: 'inc-1-daily',
+    });
+    expect(again.json<{ id: string }>().id).toBe(run.id);
+    const shown = await as('viewer', 'GET', '/api/incidents/INC-1');
+    expect(shown.json<IncidentView>().runs.map((r) => r.runId)).toEqual([run.id]);
+    const timeline = await as('viewer', 'GET', '/api/incidents/INC-1/timeline');
+    const kinds = timeline.json<{ entries: Array<{ kind: string; runId?: string }> }>().entries;
+    expect(kinds.filter((e) => e.kind === 'runbook-run').length).toBeGreaterThanOrEqual(1);
+    const unknown = await as('responder', 'POST', '/api/incidents/INC-1/runs', {
+      runbook: 'no-such-runbook',
+    });
+    expect(unknown.statusCode).toBe(404);
+  });
+
   it('post-mortem: generated, edited on a base version (stale is 409), action items CRUD', async () => {
     await as('responder', 'POST', '/api/incidents/INC-1/status', { status: 'resolved' });
     const pm = await as('viewer', 'GET', '/api/incidents/INC-1/postmortem');
