@@ -727,4 +727,14 @@ alerts:
     expect(fields).toContain('alerts.suppressions[0]');
     expect(fields).toContain('notifications.channels[1].name');
   });
+
+  it('checks alert matchers when the config loads, naming the matcher', () => {
+    const { problems } = problemOf(
+      `service: { name: my-game }\nalerts:\n  routes: [{ matchers: ['severity=~"(a"', 'x y'] }]\n`,
+    );
+    const byField = Object.fromEntries(problems.map((p) => [p.field, p.message]));
+    expect(byField['alerts.routes[0].matchers[0]']).toMatch(/"\(a" is not a valid regex/);
+    expect(byField['alerts.routes[1]']).toBeUndefined();
+    expect(byField['alerts.routes[0].matchers[1]']).toMatch(/"x y" is not a matcher/);
+  });
 });

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { durationSchema, formatDuration } from '../core/index.ts';
+import { durationSchema, errorMessage, formatDuration } from '../core/index.ts';
+// The leaf module (it imports only core): matchers are checked when the config loads.
+import { parseMatcher } from '../alerts/matchers.ts';
 
 /**
  * The schema of `gameops.yaml`: the game service being operated. Public fields are forgiving (`'10s'`,
@@ -678,7 +680,16 @@ export const oncallSchema = z
   .prefault({});
 
 /** An Alertmanager-style label matcher: name="v", name!="v", name=~"re", name!~"re". */
-const matcherSchema = z.string().min(3).max(1000);
+const matcherSchema = z
+  .string()
+  .superRefine((text, ctx) => {
+    try {
+      parseMatcher(text, 'matcher');
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: errorMessage(err).replace(/^matcher: /, '') });
+    }
+  })
+  .describe('e.g. severity="critical", team=~"ops|dev", env!="staging"');
 
 export const alertRouteSchema = z.strictObject({
   name: z.string().min(1).max(100).optional(),
