@@ -8,6 +8,11 @@ import type { Pager } from '../ops/contracts.ts';
 import type { Resources } from './bootstrap.ts';
 import { openRunbooks } from './runbooks.ts';
 
+/** How often the server's background loop ticks. */
+export const OPS_TICK_MS = 1_000;
+/** A background duty taking this long is logged (escalations and reminders wait behind it). */
+const SLOW_DUTY_MS = 5_000;
+
 /**
  * Incident response of this process (issue #5), wired once per resources bag: the notification channels,
  * on-call paging, incidents and alert intake, each built on the contracts of src/ops/contracts.ts.
@@ -126,6 +131,7 @@ async function createOps(resources: Resources): Promise<Ops> {
     alerts,
     tick: async (now) => {
       for (const [name, duty] of duties) {
+        const started = performance.now();
         try {
           await duty(now);
         } catch (err) {
@@ -134,6 +140,14 @@ async function createOps(resources: Resources): Promise<Ops> {
             `${name} background duty failed; retrying next tick`,
           );
         }
+        const tookMs = Math.round(performance.now() - started);
+        if (tookMs >= SLOW_DUTY_MS)
+          log.warn(
+            { duty: name, tookMs },
+            `${name} background duty took ${tookMs} ms; later work waits for it`,
+          );
+        // The store is synchronous on SQLite: let waiting requests (webhooks, acknowledgements) in between.
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
     },
   };
@@ -141,9 +155,6 @@ async function createOps(resources: Resources): Promise<Ops> {
   log.debug('incident response ready');
   return ops;
 }
-
-/** How often the server's background loop ticks. */
-export const OPS_TICK_MS = 1_000;
 
 /**
  * The server's incident-response loop until `signal` aborts: `ops.tick(clock.now())` about every second
