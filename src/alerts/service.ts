@@ -216,7 +216,7 @@ export interface AlertService extends Suppressions {
   heartbeats: () => Promise<HeartbeatView[]>;
   /**
    * Pending alerts, reconciliation every alerts.reconcileEvery (and at start), heartbeats, and hourly
-   * pruning of alerts resolved more than 90 days ago (ALERT_RETENTION_MS).
+   * pruning of alerts resolved longer ago than alerts.retention (90 days by default).
    */
   tick: (now: Date) => Promise<void>;
 }
@@ -236,6 +236,7 @@ const PROCESS_BATCH = 500;
 const MAX_ROUNDS = 20;
 const MAX_SILENCE_MS = 365 * 86_400_000;
 /** Resolved alerts (and ad-hoc windows that ended) are kept this long, then pruned. */
+/** The default of alerts.retention. */
 export const ALERT_RETENTION_MS = 90 * 86_400_000;
 const PRUNE_EVERY_MS = 3_600_000;
 const MAX_WINDOW_MS = 30 * 86_400_000;
@@ -814,9 +815,10 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
       await tickHeartbeats(now);
       if (now.getTime() - lastPrune >= PRUNE_EVERY_MS) {
         lastPrune = now.getTime();
-        const pruned = await repo.prune(new Date(now.getTime() - ALERT_RETENTION_MS).toISOString(), 500);
+        const retention = config.alerts.retention;
+        const pruned = await repo.prune(new Date(now.getTime() - retention).toISOString(), 500);
         if (pruned > 0)
-          log.info({ pruned }, `pruned alerts resolved more than ${formatDuration(ALERT_RETENTION_MS)} ago`);
+          log.info({ pruned }, `pruned alerts resolved more than ${formatDuration(retention)} ago`);
       }
     },
   };

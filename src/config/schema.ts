@@ -746,6 +746,9 @@ export const alertsSchema = z
     reconcileEvery: boundedDuration(10_000, DAY_MS, '10s and 1d')
       .prefault('5m')
       .describe('How often firing alerts are compared with Alertmanager (GET /api/v2/alerts).'),
+    retention: boundedDuration(DAY_MS, 3650 * DAY_MS, '1d and 3650d (10 years)')
+      .prefault('90d')
+      .describe('How long resolved alerts are kept (incidents keep their timeline entries).'),
     maxPayloadBytes: z
       .number()
       .int()
