@@ -209,6 +209,26 @@ describe.each(backends)('on-call store on $backend', ({ place }) => {
     expect(clash.code).toBe('conflict');
     expect(clash.message).toContain('overlaps override ovr-1 (dave');
     await store.oncall.addOverride({ ...row, id: 'ovr-3', layer: 'backup' }, admin);
+    // Overlapping overrides added at the same time: one wins.
+    const racing = await Promise.allSettled(
+      ['ovr-4', 'ovr-5', 'ovr-6'].map((id) =>
+        store.oncall.addOverride(
+          {
+            ...row,
+            id,
+            layer: 'tertiary',
+            starts_at: '2026-03-20T00:00:00.000Z',
+            ends_at: '2026-03-21T00:00:00.000Z',
+          },
+          admin,
+        ),
+      ),
+    );
+    expect(racing.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    await store.oncall.removeOverride(
+      (await store.oncall.overrides({ schedule: 'game' })).find((o) => o.layer === 'tertiary')!.id,
+      admin,
+    );
     expect((await store.oncall.overrides({ schedule: 'game' })).map((o) => o.id)).toEqual(['ovr-1', 'ovr-3']);
     const values = await Promise.all(['a', 'b', 'c'].map((v) => store.oncall.setting('k', () => v)));
     expect(new Set(values).size).toBe(1);

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import { type Kysely, PostgresAdapter, type Selectable, type Transaction, sql } from 'kysely';
 import type { Migration } from 'kysely/migration';
 import { type Clock, ConflictError, InputError, NotFoundError } from '../core/index.ts';
 import type { Actor } from '../runbooks/model.ts';
@@ -403,6 +403,12 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
     async addOverride(row, actor) {
       return call(`storing an override of ${row.schedule}/${row.layer}`, () =>
         db.transaction().execute(async (tx) => {
+          // Check-then-insert must not interleave between instances: on PostgreSQL, one writer per layer
+          // at a time (SQLite transactions already are serial).
+          if (tx.getExecutor().adapter instanceof PostgresAdapter)
+            await sql`select pg_advisory_xact_lock(hashtext(${`oncall_overrides:${row.schedule}/${row.layer}`}))`.execute(
+              tx,
+            );
           const clash = await tx
             .selectFrom('oncall_overrides')
             .selectAll()
