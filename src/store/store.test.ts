@@ -108,12 +108,26 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     await store.close();
     const migrations = async () =>
       (await p.query('SELECT name FROM kysely_migration ORDER BY name')).map((row) => row.name);
-    expect(await migrations()).toEqual(['001_check_runs', '002_check_runs_scope', '003_runbooks']);
+    expect(await migrations()).toEqual([
+      '001_check_runs',
+      '002_check_runs_scope',
+      '003_runbooks',
+      '004_incidents',
+      '005_oncall',
+      '006_alerts',
+    ]);
 
     const reopened = await open(p.options);
     expect(await reopened.checkRuns.get('kept')).toEqual(makeRun('kept', '2026-03-01T00:00:00Z'));
     await reopened.close();
-    expect(await migrations()).toEqual(['001_check_runs', '002_check_runs_scope', '003_runbooks']);
+    expect(await migrations()).toEqual([
+      '001_check_runs',
+      '002_check_runs_scope',
+      '003_runbooks',
+      '004_incidents',
+      '005_oncall',
+      '006_alerts',
+    ]);
     const indexes =
       backend === 'sqlite'
         ? await p.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'check_runs'")
@@ -138,7 +152,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     ).toBe('old');
     await upgraded.close();
     expect((await p.query('SELECT name FROM kysely_migration ORDER BY name')).map((row) => row.name)).toEqual(
-      ['001_check_runs', '002_check_runs_scope', '003_runbooks'],
+      ['001_check_runs', '002_check_runs_scope', '003_runbooks', '004_incidents', '005_oncall', '006_alerts'],
     );
   });
 
@@ -625,6 +639,11 @@ describe('store on postgres: failures', () => {
 /** Takes a store's schema back to migration 001 alone (what gameops had before 002 shipped). */
 async function backTo001(query: (text: string) => Promise<unknown>): Promise<void> {
   for (const table of [
+    ...['incidents', 'incident_counters', 'incident_timeline', 'incident_runs'],
+    ...['incident_postmortems', 'incident_action_items'],
+    ...['oncall_settings', 'oncall_overrides', 'oncall_pages', 'oncall_notifications'],
+    ...['oncall_attempts', 'oncall_stalls'],
+    ...['alert_records', 'suppression_windows', 'heartbeat_states'],
     'runs',
     'run_steps',
     'step_attempts',
@@ -637,5 +656,5 @@ async function backTo001(query: (text: string) => Promise<unknown>): Promise<voi
   ])
     await query(`DROP TABLE ${table}`);
   await query('DROP INDEX check_runs_scope_kind_started_at_idx');
-  await query("DELETE FROM kysely_migration WHERE name IN ('002_check_runs_scope', '003_runbooks')");
+  await query("DELETE FROM kysely_migration WHERE name <> '001_check_runs'");
 }
