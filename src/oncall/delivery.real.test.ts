@@ -89,6 +89,23 @@ describe('deliveries through the real channels', () => {
     expect(h.events.entries.map((e) => e.kind)).toEqual(['page-sent']);
   });
 
+  it('a peer that resets the connection: retried, then the next contact channel', async () => {
+    const receiver = await startReceiver({ '/page': (req) => req.socket.destroy() });
+    closers.push(() => receiver.close());
+    const smtp = await startSmtp();
+    closers.push(() => smtp.close());
+    const h = await openReal(`${receiver.base}/page`, `${receiver.base}/room`, smtp.port);
+    const page = await h.service.page({ dedupKey: 'reset', subject: 'Chat down', body: '', severity: 'P2' });
+    await ticks(h, 5);
+    const detail = await h.service.pageDetail(page.id);
+    expect(detail.deliveries.map((d) => [d.channel, d.status, d.attempts.length])).toEqual([
+      ['hook', 'failed', 2],
+      ['mail', 'delivered', 1],
+    ]);
+    expect(detail.deliveries[0]!.attempts[0]!.error).toBeTruthy();
+    expect(smtp.mails).toHaveLength(1);
+  });
+
   it('a peer that never answers: each attempt times out, every channel fails, the page escalates at once', async () => {
     const silent = await startSilentServer();
     closers.push(() => silent.close());
