@@ -69,6 +69,29 @@ describe('retryDelayMs', () => {
     expect(() => retryDelayMs(1, { firstMs: -1, maxMs: 10 })).toThrow(/firstMs: -1/);
     expect(() => retryDelayMs(1, { firstMs: 1, maxMs: Number.NaN })).toThrow(/maxMs: NaN/);
   });
+
+  it('is a number for any failure count, a first delay of 0 and an unusable random value', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          failures,
+          fc.integer({ min: 1000, max: Number.MAX_SAFE_INTEGER }),
+          fc.constantFrom(Number.MAX_VALUE, Infinity, -Infinity, Number.NaN),
+        ),
+        policy,
+        fc.oneof(unit, fc.constantFrom(Number.NaN, Infinity, -1, 2)),
+        (n, p, r) => {
+          const delay = retryDelayMs(n, p, undefined, () => r);
+          expect(Number.isFinite(delay)).toBe(true);
+          expect(delay).toBeGreaterThanOrEqual(Math.min(p.firstMs, p.maxMs));
+          expect(delay).toBeLessThanOrEqual(p.maxMs);
+        },
+      ),
+    );
+    expect(retryDelayMs(2000, { firstMs: 0, maxMs: 60_000 }, undefined, () => 0.9)).toBe(0);
+    expect(retryDelayMs(2000, { firstMs: 1000, maxMs: 60_000 }, undefined, () => 0.5)).toBe(30_500);
+    expect(retryDelayMs(3, { firstMs: 1000, maxMs: 60_000 }, undefined, () => Number.NaN)).toBe(1000);
+  });
 });
 
 describe('Retry-After', () => {

@@ -11,6 +11,9 @@ import { InputError } from '../core/index.ts';
  */
 export const RETRY_AFTER_CAP_MS = 60 * 60 * 1000;
 
+/** The largest exponent of the backoff: 2^60 ms is millions of years, beyond any policy's maxMs. */
+const MAX_EXPONENT = 60;
+
 /**
  * The delay before the next attempt after `failures` failed ones (1 = the first attempt failed): a
  * random point between `firstMs` and `firstMs * 2^(failures-1)` (the latter capped at `maxMs`), so
@@ -20,8 +23,8 @@ export const RETRY_AFTER_CAP_MS = 60 * 60 * 1000;
  * `maxMs`, but never above {@link RETRY_AFTER_CAP_MS} (or `maxMs` when that is larger).
  *
  * For a fixed `random()` value the result never decreases as `failures` grows.
- * @param random a number in [0, 1); @default Math.random
- * @throws InputError when the policy is not two finite non-negative numbers
+ * @param random a number in [0, 1) (anything else counts as 0); @default Math.random
+ * @throws InputError when the policy is not two finite non-negative numbers (the result is then never NaN)
  */
 export function retryDelayMs(
   failures: number,
@@ -35,14 +38,22 @@ export function retryDelayMs(
   if (!Number.isFinite(maxMs) || maxMs < 0)
     throw new InputError(`retry policy maxMs: ${maxMs} is not a non-negative number of ms`);
   const floor = Math.min(firstMs, maxMs);
-  // 2^(n-1) overflows to Infinity for huge n, which min() turns into maxMs: no special case needed.
   const n = Number.isFinite(failures) ? Math.max(1, Math.floor(failures)) : 1;
-  const ceiling = Math.min(maxMs, floor * 2 ** (n - 1));
-  const r = Math.min(Math.max(random(), 0), 1);
+  // The exponent is capped: 2^(n-1) would overflow to Infinity for huge n, and 0 × Infinity is NaN when
+  // firstMs is 0. 2^60 ms is far beyond any maxMs, so the cap changes no real delay.
+  const ceiling = Math.min(maxMs, floor * 2 ** Math.min(n - 1, MAX_EXPONENT));
+  const drawn = random();
+  const r = Number.isFinite(drawn) ? Math.min(Math.max(drawn, 0), 1) : 0;
   const backoff = Math.round(floor + r * (ceiling - floor));
-  if (retryAfterMs === undefined || !Number.isFinite(retryAfterMs) || retryAfterMs <= 0) return backoff;
-  const asked = Math.ceil(Math.min(retryAfterMs, Math.max(RETRY_AFTER_CAP_MS, maxMs)));
-  return Math.max(backoff, asked);
+  const delay =
+    retryAfterMs === undefined || !Number.isFinite(retryAfterMs) || retryAfterMs <= 0
+      ? backoff
+      : Math.max(backoff, Math.ceil(Math.min(retryAfterMs, Math.max(RETRY_AFTER_CAP_MS, maxMs))));
+  if (!Number.isFinite(delay) || delay < 0)
+    throw new InputError(
+      `retry delay for ${failures} failures with firstMs ${firstMs}, maxMs ${maxMs} is not a number of ms`,
+    );
+  return delay;
 }
 
 /**

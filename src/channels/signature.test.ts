@@ -33,6 +33,19 @@ describe('webhook signature', () => {
     expect(verifySignature(KEY, `t=1772366400,v1=${'0'.repeat(64)},v1=${good}`, BODY, NOW)).toBe(true);
   });
 
+  it('fails closed on an empty secret, a NaN or infinite clock or tolerance, and a negative tolerance', () => {
+    const old = signatureHeader(KEY, BODY, NOW - 30 * 86_400_000);
+    expect(verifySignature(KEY, old, BODY, NOW, Number.NaN)).toBe(false);
+    expect(verifySignature(KEY, old, BODY, NOW, Infinity)).toBe(false);
+    expect(verifySignature(KEY, old, BODY, Number.NaN)).toBe(false);
+    expect(verifySignature(KEY, old, BODY, Infinity)).toBe(false);
+    const fresh = signatureHeader(KEY, BODY, NOW);
+    expect(verifySignature(KEY, fresh, BODY, NOW, -1)).toBe(false);
+    expect(verifySignature(KEY, fresh, BODY, NOW, 0)).toBe(true);
+    // Anyone can compute an HMAC with an empty key: a receiver whose secret is unset accepts nothing.
+    expect(verifySignature('', signatureHeader('', 'forged', NOW), 'forged', NOW)).toBe(false);
+  });
+
   it.each([
     [undefined],
     [''],

@@ -27,6 +27,9 @@ export function signatureHeader(secret: string, body: string | Buffer, nowMs: nu
  * For receivers: checks `X-Gameops-Signature` (t=…,v1=…) over the raw body, within toleranceMs
  * (default 5 min) of `nowMs` either way. False for a missing or malformed header, a wrong key, a changed
  * body, or a timestamp outside the tolerance; the comparison takes the same time whatever matches.
+ * Fails closed: false as well for an empty secret (anyone could sign with it) and for a `nowMs` or
+ * `toleranceMs` that is not a finite number (a NaN would otherwise make every timestamp fresh) or a
+ * negative tolerance.
  */
 export function verifySignature(
   secret: string,
@@ -35,6 +38,8 @@ export function verifySignature(
   nowMs: number,
   toleranceMs: number = DEFAULT_TOLERANCE_MS,
 ): boolean {
+  if (secret.length === 0 || !Number.isFinite(nowMs)) return false;
+  if (!Number.isFinite(toleranceMs) || toleranceMs < 0) return false;
   if (header === undefined || header.length > 4096) return false;
   let t: string | undefined;
   const signatures: Buffer[] = [];
@@ -47,7 +52,7 @@ export function verifySignature(
     else if (key === 'v1' && /^[0-9a-f]{64}$/i.test(value)) signatures.push(Buffer.from(value, 'hex'));
   }
   if (t === undefined || !/^\d{1,15}$/.test(t) || signatures.length === 0) return false;
-  if (Math.abs(nowMs - Number(t) * 1000) > toleranceMs) return false;
+  if (!(Math.abs(nowMs - Number(t) * 1000) <= toleranceMs)) return false;
   const expected = Buffer.from(hmacHex(secret, t, body), 'hex');
   let ok = false;
   for (const s of signatures) if (timingSafeEqual(s, expected)) ok = true;
