@@ -497,6 +497,22 @@ export const thresholdsSchema = z
 // ---------------------------------------------------------------------------------------------------
 // Incidents, on-call and alert intake (issue #5; src/incidents, src/oncall, src/alerts)
 
+/** An IANA time zone name the runtime knows (e.g. Asia/Seoul, Europe/Berlin, UTC). */
+export const timeZoneSchema = z.string().refine(
+  (zone) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: zone });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  {
+    error: (issue) =>
+      `${JSON.stringify(issue.input)} is not an IANA time zone (e.g. Asia/Seoul, Europe/Berlin, UTC)`,
+  },
+);
+
 export const SEVERITIES = ['P1', 'P2', 'P3', 'P4'] as const;
 const severitySchema = z.enum(SEVERITIES);
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
@@ -563,7 +579,7 @@ export const incidentsSchema = z
       ),
     businessHours: z
       .strictObject({
-        timezone: z.string().default('UTC'),
+        timezone: timeZoneSchema.default('UTC'),
         days: z
           .array(z.enum(WEEKDAYS))
           .min(1)
@@ -603,7 +619,7 @@ const handoffSchema = z.strictObject({
 
 export const oncallScheduleSchema = z.strictObject({
   name: idSchema,
-  timezone: z.string().default('UTC').describe('IANA time zone of handoffs.'),
+  timezone: timeZoneSchema.default('UTC').describe('IANA time zone of handoffs.'),
   layers: z
     .array(
       z.strictObject({
@@ -723,7 +739,7 @@ export const suppressionWindowSchema = z.strictObject({
     .describe('Recurring: when the window starts (five-field cron in timezone).'),
   start: z.iso.datetime({ offset: true }).optional().describe('One-off: when it starts.'),
   duration: boundedDuration(MINUTE_MS, 30 * DAY_MS, '1m and 30d'),
-  timezone: z.string().default('UTC'),
+  timezone: timeZoneSchema.default('UTC'),
   matchers: z.array(matcherSchema).default([]).describe('Only alerts/pages matching these (default: all).'),
 });
 

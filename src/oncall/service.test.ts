@@ -223,12 +223,18 @@ describe('failing dependencies', () => {
     expect(h.channels.sent).toHaveLength(1);
   });
 
-  it('a schedule with an unknown time zone: reading it names the zone, pages to it fail over', async () => {
-    const config = oncallConfig(`
+  it('a schedule with an unknown time zone: the config refuses it; if the runtime lacks the zone, pages to it fail over', async () => {
+    const text = (zone: string) => `
 oncall:
-  schedules: [{ name: game, timezone: Mars/Olympus, layers: [{ name: primary, start: "2026-03-01", participants: [alice] }] }]
+  schedules: [{ name: game, timezone: ${zone}, layers: [{ name: primary, start: "2026-03-01", participants: [alice] }] }]
   policies: [{ name: default, levels: [{ after: 0s, targets: [{ schedule: game }] }, { after: 15m, targets: [{ person: dave }] }] }]
-`);
+`;
+    expect(() => oncallConfig(text('Mars/Olympus'))).toThrow(
+      /oncall\.schedules\[0\]\.timezone.*not an IANA time zone/s,
+    );
+    // A zone the config accepted but this runtime's time-zone data does not know (an older ICU).
+    const config = oncallConfig(text('UTC'));
+    config.oncall.schedules[0]!.timezone = 'Mars/Olympus';
     const h = await open({ config });
     const err = await fails(h.service.whoIsOnCall());
     expect(err.message).toContain('timezone "Mars/Olympus" is not a known IANA time zone');
