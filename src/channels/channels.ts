@@ -25,6 +25,7 @@ import {
 import type { AttemptOutcome, ChannelKind, OutboundMessage } from '../ops/contracts.ts';
 import { classifyAnswer, isTransientNetworkError, postOnce, snippet } from './http.ts';
 import { checkMessage } from './message.ts';
+import { urlSecrets } from './redact.ts';
 import { discordPayload, emailParts, slackPayload, webhookBody, type RenderContext } from './render.ts';
 import { signatureHeader } from './signature.ts';
 import { isTransientSmtpError, parseSmtpUrl, sendOnce } from './smtp.ts';
@@ -145,7 +146,7 @@ export function createChannels(config: GameopsConfig, options: ChannelsOptions =
     } catch (err) {
       throw failed(err, a, isTransientNetworkError);
     }
-    const verdict = classifyAnswer(answer, clock.now().getTime());
+    const verdict = classifyAnswer(answer, clock.now().getTime(), (text) => maskSecrets(text, a.secrets));
     if (!verdict.ok)
       throw new AttemptFailed('unavailable', verdict.retryable, verdict.error, verdict.retryAfterMs);
     return verdict.response;
@@ -162,7 +163,7 @@ export function createChannels(config: GameopsConfig, options: ChannelsOptions =
     switch (channel.kind) {
       case 'webhook': {
         a.secrets.push(channel.token, channel.signingSecret);
-        const url = httpUrl(channel.url, 'url', a);
+        const url = httpUrl(channel.url, 'url', a, false);
         const body = JSON.stringify(webhookBody(message, ctx));
         const headers: Record<string, string> = {
           'x-gameops-delivery': message.deliveryId,
@@ -179,12 +180,12 @@ export function createChannels(config: GameopsConfig, options: ChannelsOptions =
       }
       case 'slack': {
         a.secrets.push(channel.webhookUrl);
-        const url = httpUrl(channel.webhookUrl.reveal(), 'webhookUrl', a);
+        const url = httpUrl(channel.webhookUrl.reveal(), 'webhookUrl', a, true);
         return post(url, JSON.stringify(slackPayload(message, ctx)), {}, a);
       }
       case 'discord': {
         a.secrets.push(channel.webhookUrl);
-        const url = httpUrl(channel.webhookUrl.reveal(), 'webhookUrl', a);
+        const url = httpUrl(channel.webhookUrl.reveal(), 'webhookUrl', a, true);
         return post(url, JSON.stringify(discordPayload(message, ctx)), {}, a);
       }
       case 'email': {
@@ -285,10 +286,11 @@ export function createChannels(config: GameopsConfig, options: ChannelsOptions =
 }
 
 /**
- * An http(s) URL of a channel, its path and query added to what errors may not show (a Slack or Discord
- * webhook's path is its credential; a generic webhook's may hold one too).
+ * An http(s) URL of a channel, its path, query and their parts added to what errors may not show, in
+ * every form a peer may echo them (redact.ts): a Slack or Discord webhook's path is its credential
+ * (`wholeUrlSecret`); a generic webhook's may hold one too.
  */
-function httpUrl(text: string, field: string, a: Attempt): URL {
+function httpUrl(text: string, field: string, a: Attempt, wholeUrlSecret: boolean): URL {
   let url: URL;
   try {
     url = new URL(text);
@@ -299,7 +301,7 @@ function httpUrl(text: string, field: string, a: Attempt): URL {
     throw new AttemptFailed('input', false, `${field} must be http:// or https://`);
   if (url.username !== '' || url.password !== '')
     throw new AttemptFailed('input', false, `${field}: credentials in the URL are not allowed`);
-  a.secrets.push(secret(url.href, field), secret(`${url.pathname}${url.search}`, field));
+  a.secrets.push(...urlSecrets(url, field, wholeUrlSecret));
   return url;
 }
 

@@ -85,12 +85,18 @@ export type HttpVerdict =
 /**
  * 2xx delivered; 408, 425, 429 and 5xx worth retrying (after Retry-After, or Discord's `retry_after`, when
  * given); redirects and other 4xx are not (the configuration is wrong or the receiver refuses the message).
+ * The start of the peer's answer is quoted in the error after `mask` (applied to the whole answer before
+ * it is cut, so that no prefix of a secret the peer echoed survives the cut).
  */
-export function classifyAnswer(answer: HttpAnswer, nowMs: number): HttpVerdict {
+export function classifyAnswer(
+  answer: HttpAnswer,
+  nowMs: number,
+  mask: (text: string) => string = (text) => text,
+): HttpVerdict {
   const { status } = answer;
   if (status >= 200 && status < 300)
     return { ok: true, response: `HTTP ${status}${answer.truncated ? ' (answer not read to its end)' : ''}` };
-  const said = snippet(answer.body);
+  const said = snippet(mask(answer.body));
   if (status >= 300 && status < 400)
     return {
       ok: false,
