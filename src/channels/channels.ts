@@ -23,7 +23,7 @@ import {
   type Secret,
 } from '../core/index.ts';
 import type { AttemptOutcome, ChannelKind, OutboundMessage } from '../ops/contracts.ts';
-import { classifyAnswer, isTransientNetworkError, postOnce, snippet } from './http.ts';
+import { classifyAnswer, configProblem, isTransientNetworkError, postOnce, snippet } from './http.ts';
 import { checkMessage } from './message.ts';
 import { urlSecrets } from './redact.ts';
 import { discordPayload, emailParts, slackPayload, webhookBody, type RenderContext } from './render.ts';
@@ -103,6 +103,8 @@ export function createChannels(config: GameopsConfig, options: ChannelsOptions =
   function failed(err: unknown, a: Attempt, transient: (err: unknown) => boolean): AttemptFailed {
     if (err instanceof AttemptFailed) return err;
     if (a.deadline.aborted) return new AttemptFailed('unavailable', true, `no answer within ${timeoutMs} ms`);
+    const problem = configProblem(err);
+    if (problem !== undefined) return new AttemptFailed('input', false, problem);
     return new AttemptFailed('unavailable', transient(err), errorMessage(err));
   }
 

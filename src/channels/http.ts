@@ -146,6 +146,45 @@ export function isTransientNetworkError(err: unknown): boolean {
   return !/CERT|SELF_SIGNED|ERR_TLS_CERT|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code);
 }
 
+/**
+ * An error that says the channel's configuration is wrong, so that the same request will fail the same
+ * way (never worth retrying), as a message that names what to check; undefined for any other error.
+ * TLS spoken to a plain-text port (`wrong version number`) or no TLS version or cipher in common; a
+ * header value with a line break or control character (a token read with its trailing newline); a URL
+ * Node refuses. The message is this function's own: it never quotes the header value or the URL.
+ */
+export function configProblem(err: unknown): string | undefined {
+  const { code, originalCode, message } = (err ?? {}) as {
+    code?: unknown;
+    originalCode?: unknown;
+    message?: unknown;
+  };
+  const codes = [code, originalCode].filter((c): c is string => typeof c === 'string');
+  const text = typeof message === 'string' ? message : '';
+  if (
+    /wrong version number|ERR_SSL_WRONG_VERSION_NUMBER/i.test(text) ||
+    codes.includes('ERR_SSL_WRONG_VERSION_NUMBER')
+  )
+    return 'TLS handshake failed (wrong version number): the server does not speak TLS on this port; check https:// against http:// (smtps:// against smtp://) and the port';
+  const ssl = codes.find((c) => c.startsWith('ERR_SSL_'));
+  if (ssl)
+    return `TLS handshake failed (${ssl}): the server and gameops have no TLS version or cipher in common`;
+  if (
+    codes.includes('EPROTO') &&
+    /unsupported protocol|no protocols available|alert protocol version/i.test(text)
+  )
+    return 'TLS handshake failed (unsupported protocol): the server and gameops have no TLS version in common';
+  if (codes.includes('ERR_INVALID_CHAR')) {
+    const header = /\["([A-Za-z0-9-]+)"\]/.exec(text)?.[1];
+    return `the ${header ? `"${header}" header` : 'request header'} has a line break or control character: check the token or secret it comes from (a trailing newline in its file or variable?)`;
+  }
+  if (codes.includes('ERR_INVALID_HTTP_TOKEN')) return 'a request header name is not a valid HTTP token';
+  if (codes.includes('ERR_UNESCAPED_CHARACTERS'))
+    return 'the URL has characters that must be percent-encoded';
+  if (codes.includes('ERR_INVALID_URL')) return 'the URL is not valid';
+  return undefined;
+}
+
 /** The start of a peer's answer, as one printable line. */
 export function snippet(text: string, max = 200): string {
   const line = text
