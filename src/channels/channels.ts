@@ -28,7 +28,7 @@ import { checkMessage } from './message.ts';
 import { urlSecrets } from './redact.ts';
 import { discordPayload, emailParts, slackPayload, webhookBody, type RenderContext } from './render.ts';
 import { signatureHeader } from './signature.ts';
-import { isTransientSmtpError, parseSmtpUrl, sendOnce } from './smtp.ts';
+import { isTransientSmtpError, parseSmtpUrl, sendOnce, SMTP_TLS_OPTIONAL, startTlsRefused } from './smtp.ts';
 
 type Channel = GameopsConfig['notifications']['channels'][number];
 
@@ -85,6 +85,8 @@ interface Attempt {
   /** The caller's signal and the deadline together. */
   signal: AbortSignal;
   deadline: AbortSignal;
+  /** When the deadline falls, as a `performance.now()` time. */
+  deadlineAt: number;
   secrets: Array<Secret | undefined>;
   destination: string | undefined;
 }
@@ -210,13 +212,20 @@ export function createChannels(config: GameopsConfig, options: ChannelsOptions =
             target,
             addresses,
             { from: channel.from, to, date: now, ...parts },
-            timeoutMs,
+            a.deadlineAt,
             a.signal,
           );
           return sent.rejected.length > 0
             ? `${sent.response} (refused: ${sent.rejected.join(', ')})`
             : sent.response;
         } catch (err) {
+          const refused = startTlsRefused(err);
+          if (refused !== undefined && !a.signal.aborted)
+            throw new AttemptFailed(
+              'input',
+              false,
+              `${target.host} does not offer STARTTLS (it answered ${refused}): neither the login nor the message is sent in plain text; add ?${SMTP_TLS_OPTIONAL} to the smtpUrl to allow that`,
+            );
           throw failed(err, a, isTransientSmtpError);
         }
       }
@@ -253,6 +262,7 @@ export function createChannels(config: GameopsConfig, options: ChannelsOptions =
     const a: Attempt = {
       signal: signal ? AbortSignal.any([signal, deadline]) : deadline,
       deadline,
+      deadlineAt: performance.now() + timeoutMs,
       secrets: [],
       destination: undefined,
     };

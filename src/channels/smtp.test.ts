@@ -175,3 +175,119 @@ describe('email channel (an SMTP server in the test process)', () => {
     });
   });
 });
+
+describe('email channel: TLS required over the network, and every checked address tried', () => {
+  const clock = new ManualClock('2026-03-01T12:00:00Z');
+  let smtp: Awaited<ReturnType<typeof startSmtp>>;
+  let silent: Awaited<ReturnType<typeof startSilentServer>>;
+
+  beforeAll(async () => {
+    smtp = await startSmtp();
+    // A server on 127.0.0.3, at the SMTP server's port number, that accepts connections and never greets.
+    silent = await startSilentServer('127.0.0.3', smtp.port);
+  });
+
+  afterAll(async () => {
+    await smtp?.close();
+    await silent?.close();
+  });
+
+  /** `mail.test` resolves to `addresses`; the server there (plain text, no STARTTLS) is allow-listed. */
+  function viaName(smtpUrl: string, addresses: string[], timeoutMs = 3000): Channels {
+    return createChannels(
+      testConfig(
+        [
+          'notifications:',
+          '  allowPrivate: ["mail.test"]',
+          '  channels: [{ name: mail, kind: email, smtpUrl: "env:SMTP_URL", from: "gameops@example.com" }]',
+        ],
+        { SMTP_URL: smtpUrl },
+      ),
+      {
+        clock,
+        timeoutMs,
+        resolve: () => Promise.resolve(addresses.map((address) => ({ address, family: 4 }))),
+      },
+    );
+  }
+
+  it('smtp:// to a host that is not loopback requires STARTTLS: no login, no message in plain text', async () => {
+    const channels = viaName(`smtp://pager:${PASS}@mail.test:${smtp.port}`, ['127.0.0.1']);
+    const outcome = await channels.attempt('mail', page('tls-1'));
+    expect(outcome).toMatchObject({ ok: false, code: 'input', retryable: false });
+    expect(!outcome.ok && outcome.error).toMatch(
+      /^notification channel "mail": mail\.test does not offer STARTTLS \(it answered 5\d\d\): neither the login nor the message is sent in plain text; add \?tls=optional to the smtpUrl to allow that$/,
+    );
+    expect(JSON.stringify(outcome)).not.toContain(PASS);
+    expect(smtp.logins).toEqual([]);
+    expect(smtp.mails).toEqual([]);
+  });
+
+  it('?tls=optional allows plain text; a loopback host needs no opt-out', async () => {
+    const optional = viaName(`smtp://pager:${PASS}@mail.test:${smtp.port}?tls=optional`, ['127.0.0.1']);
+    await expect(optional.attempt('mail', page('tls-2'))).resolves.toMatchObject({ ok: true });
+    expect(smtp.logins).toEqual(['pager']);
+    const local = createChannels(
+      testConfig(
+        [
+          'notifications:',
+          '  allowPrivate: ["localhost"]',
+          '  channels: [{ name: mail, kind: email, smtpUrl: "env:SMTP_URL", from: "gameops@example.com" }]',
+        ],
+        { SMTP_URL: `smtp://pager:${PASS}@localhost:${smtp.port}` },
+      ),
+      { clock, resolve: () => Promise.resolve([{ address: '127.0.0.1', family: 4 }]) },
+    );
+    await expect(local.attempt('mail', page('tls-3'))).resolves.toMatchObject({ ok: true });
+    expect(smtp.mails.map((m) => m.to)).toEqual([['alice@example.com'], ['alice@example.com']]);
+  });
+
+  it.each([
+    ['?tls=maybe', 'smtpUrl parameter tls must be "required" or "optional"'],
+    ['?relay=1', 'smtpUrl has an unknown parameter "relay" (only tls=optional)'],
+  ])('an smtpUrl with %s is a configuration error', async (query, why) => {
+    const outcome = await viaName(`smtp://pager:${PASS}@mail.test:${smtp.port}${query}`, [
+      '127.0.0.1',
+    ]).attempt('mail', page('tls-4'));
+    expect(outcome).toMatchObject({
+      ok: false,
+      code: 'input',
+      retryable: false,
+      error: `notification channel "mail": ${why}`,
+    });
+  });
+
+  it('falls back to the next checked address when one refuses the connection', async () => {
+    const before = smtp.mails.length;
+    const channels = viaName(`smtp://pager:${PASS}@mail.test:${smtp.port}?tls=optional`, [
+      '127.0.0.2', // nothing listens there
+      '127.0.0.1',
+    ]);
+    const outcome = await channels.attempt('mail', page('two-1'));
+    expect(outcome).toMatchObject({ ok: true, destination: `mail.test:${smtp.port}` });
+    expect(smtp.mails.length).toBe(before + 1);
+  });
+
+  it('falls back when an address accepts and never greets, within the same deadline', async () => {
+    const before = smtp.mails.length;
+    const channels = viaName(
+      `smtp://pager:${PASS}@mail.test:${smtp.port}?tls=optional`,
+      ['127.0.0.3', '127.0.0.1'],
+      2000,
+    );
+    const outcome = await channels.attempt('mail', page('two-2'));
+    expect(outcome).toMatchObject({ ok: true });
+    expect(silent.connections()).toBe(1);
+    expect(smtp.mails.length).toBe(before + 1);
+  });
+
+  it('does not move on once a server has answered: its refusal is the outcome', async () => {
+    const channels = viaName(`smtp://pager:wrong-${PASS}@mail.test:${smtp.port}?tls=optional`, [
+      '127.0.0.1',
+      '127.0.0.2',
+    ]);
+    const outcome = await channels.attempt('mail', page('two-3'));
+    expect(outcome).toMatchObject({ ok: false, retryable: false });
+    expect(!outcome.ok && outcome.error).toMatch(/535/);
+  });
+});

@@ -161,7 +161,8 @@ describe('destinations (SSRF): only public addresses unless allow-listed, pinned
           '  allowPrivate: ["mail.test"]',
           '  channels: [{ name: mail, kind: email, smtpUrl: "env:SMTP_URL", from: "gameops@example.com" }]',
         ],
-        { SMTP_URL: `smtp://pager:${PASS}@mail.test:${smtpA.port}` },
+        // The test server offers no STARTTLS: plain text is allowed explicitly for this name.
+        { SMTP_URL: `smtp://pager:${PASS}@mail.test:${smtpA.port}?tls=optional` },
       );
       const outcome = await createChannels(config, { clock, resolve }).attempt('mail', message('m1'));
       expect(outcome).toMatchObject({ ok: true, destination: `mail.test:${smtpA.port}` });

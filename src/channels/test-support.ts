@@ -69,9 +69,10 @@ export async function startReceiver(
   };
 }
 
-/** A TCP server that accepts every connection and never sends a byte (a hung peer). */
+/** A TCP server on `host` and `port` (default: a free one) that accepts every connection and never sends a byte (a hung peer). */
 export async function startSilentServer(
   host = '127.0.0.1',
+  port = 0,
 ): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
   let count = 0;
@@ -81,7 +82,7 @@ export async function startSilentServer(
     socket.on('error', () => undefined);
     socket.on('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
+  await new Promise<void>((resolve) => server.listen(port, host, () => resolve()));
   return {
     port: (server.address() as AddressInfo).port,
     connections: () => count,
@@ -117,13 +118,15 @@ function smtpError(message: string, responseCode: number): Error {
 
 /**
  * An SMTP server in the test process (smtp-server): plain text (no STARTTLS to negotiate), login optional
- * but checked when given (user `pager`, password {@link PASS}); `busy@…` is refused for now (451), `nobody@…` for good (550).
+ * but checked when given (user `pager`, password {@link PASS}; each login's user name is kept in `logins`);
+ * `busy@…` is refused for now (451), `nobody@…` for good (550).
  */
 export async function startSmtp(
   host = '127.0.0.1',
   port = 0,
-): Promise<{ port: number; mails: Mail[]; close: () => Promise<void> }> {
+): Promise<{ port: number; mails: Mail[]; logins: string[]; close: () => Promise<void> }> {
   const mails: Mail[] = [];
+  const logins: string[] = [];
   const options: SMTPServerOptions = {
     secure: false,
     authOptional: true,
@@ -131,6 +134,7 @@ export async function startSmtp(
     disabledCommands: ['STARTTLS'],
     logger: false,
     onAuth(auth, _session, callback) {
+      logins.push(auth.username ?? '');
       if (auth.username === 'pager' && auth.password === PASS) callback(null, { user: 'pager' });
       else callback(smtpError('Invalid username or password', 535));
     },
@@ -161,6 +165,7 @@ export async function startSmtp(
   return {
     port: (server.server.address() as AddressInfo).port,
     mails,
+    logins,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
