@@ -49,9 +49,9 @@ describe('Slack payload', () => {
 
   it('a page: mrkdwn text with the subject in bold and links as <url|title>, plus blocks', () => {
     const links =
-      '<https://ops.example.com/api/ack/tok%7Cen%3E|Acknowledge> · <https://ops.example.com/incidents/INC-7?tab=(timeline)|Incident [INC-7]>';
+      '<https://ops.example.com/api/ack/tok%7Cen%3E|Acknowledge> · <https://ops.example.com/incidents/INC-7?tab=(timeline)|Incident \\[INC-7\\]>';
     const body =
-      '*INC-7: login &lt;errors&gt; &amp; timeouts*\nLogin error rate 12% on eu-1 &lt;!channel&gt; @everyone';
+      '*INC-7: login &lt;errors&gt; &amp; timeouts*\nLogin error rate 12% on eu-1 &lt;!channel&gt; @\u200beveryone';
     expect(slackPayload(page, ctx)).toEqual({
       text: `${body}\n${links}`,
       blocks: [
@@ -66,6 +66,19 @@ describe('Slack payload', () => {
     expect(slackPayload(note, ctx)).toEqual({
       text: 'run r1 waits for approval\nstep: restart &lt;game-1&gt;',
     });
+  });
+
+  it('hostile text can neither plant a disguised link nor mention everyone (Mattermost reads both)', () => {
+    const hostile: OutboundMessage = {
+      ...note,
+      subject: 'disk [full](https://evil.example/login)',
+      text: 'click [here](https://evil.example) \\[x\\](y) @channel @HERE @all @everyone, not @alice or @allison',
+    };
+    expect(slackPayload(hostile, ctx).text).toBe(
+      '*disk \\[full\\]\\(https://evil.example/login\\)*\n' +
+        'click \\[here\\]\\(https://evil.example\\) \\\\\\[x\\\\\\]\\(y\\) ' +
+        '@\u200bchannel @\u200bHERE @\u200ball @\u200beveryone, not @alice or @allison',
+    );
   });
 
   it('keeps a section within Slack’s 3,000 characters', () => {
@@ -103,6 +116,18 @@ describe('Discord payload', () => {
     expect(long.allowed_mentions).toEqual({ parse: [] });
     expect(discordPayload({ ...note, text: '@here hello' }, ctx).content).toBe(
       '**run r1 waits for approval**\n@\u200bhere hello',
+    );
+  });
+
+  it('hostile text cannot plant a disguised link: [ ] ( ) are escaped, and so is a backslash before them', () => {
+    const hostile: OutboundMessage = {
+      ...note,
+      subject: 'disk [full](https://evil.example/login)',
+      text: 'click [here](https://evil.example) or \\[x\\](y)',
+    };
+    expect(discordPayload(hostile, ctx).content).toBe(
+      '**disk \\[full\\]\\(https://evil.example/login\\)**\n' +
+        'click \\[here\\]\\(https://evil.example\\) or \\\\\\[x\\\\\\]\\(y\\)',
     );
   });
 });

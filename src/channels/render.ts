@@ -4,8 +4,11 @@
  *
  * Chat services get the subject as a heading unless the text already begins with it (a runbook's
  * `notify` message is one text whose first line is its subject), links in their own markup, and the
- * service, environment and severity in a footer. Nothing in the text can mention everyone: Slack markup is
- * escaped, Discord mentions are switched off.
+ * service, environment and severity in a footer. Nothing in the text can mention everyone or plant a link:
+ * Slack markup is escaped, `@channel`/`@here`/`@all`/`@everyone` are broken with a zero-width space (for
+ * Slack-compatible servers such as Mattermost that read them in plain text), Discord mentions are switched
+ * off, and `[`, `]`, `(` and `)` are backslash-escaped so that no `[innocent text](https://evil)` link
+ * renders where Markdown links do (Discord, Mattermost, Rocket.Chat).
  */
 import { createHash } from 'node:crypto';
 import type { Link, OutboundMessage, Severity } from '../ops/contracts.ts';
@@ -98,13 +101,31 @@ export function escapeMrkdwn(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
+/**
+ * `[`, `]`, `(` and `)` backslash-escaped (and a backslash before one of them or before another backslash,
+ * so that text cannot cancel the escape): Markdown cannot make a link of untrusted text.
+ */
+export function escapeLinkMarkup(text: string): string {
+  return text.replace(/\\(?=[\\[\]()])|[[\]()]/g, '\\$&');
+}
+
+/** `@channel`, `@here`, `@all` and `@everyone` shown but inert: a zero-width space after the `@`. */
+function defuseSlackMentions(text: string): string {
+  return text.replace(/@(channel|here|all|everyone)\b/gi, '@\u200b$1');
+}
+
+/** Untrusted text for a Slack-compatible payload: mrkdwn escaped, no link markup, no mass mention. */
+function slackText(text: string): string {
+  return defuseSlackMentions(escapeLinkMarkup(escapeMrkdwn(text)));
+}
+
 /** A URL that cannot end a `<url|title>` early. */
 function slackUrl(url: string): string {
   return new URL(url).href.replace(/\|/g, '%7C').replace(/</g, '%3C').replace(/>/g, '%3E');
 }
 
 function slackLinks(links: Link[]): string {
-  return links.map((l) => `<${slackUrl(l.url)}|${escapeMrkdwn(l.title)}>`).join(' · ');
+  return links.map((l) => `<${slackUrl(l.url)}|${slackText(l.title)}>`).join(' · ');
 }
 
 export type SlackBlock =
@@ -120,7 +141,7 @@ export interface SlackPayload {
 
 /** The Slack incoming webhook payload. */
 export function slackPayload(message: OutboundMessage, ctx: RenderContext): SlackPayload {
-  const body = headed(message, (s) => `*${s}*`, escapeMrkdwn);
+  const body = headed(message, (s) => `*${s}*`, slackText);
   const links = message.links?.length ? slackLinks(message.links) : undefined;
   const text = cut(links ? `${body}\n${links}` : body, SLACK_TEXT_CHARS);
   const structured = message.kind === 'page' || links !== undefined || message.severity !== undefined;
@@ -166,7 +187,11 @@ function discordLink(link: Link): string {
 /** The Discord webhook payload: `content` up to 2,000 characters, links and context in an embed. */
 export function discordPayload(message: OutboundMessage, ctx: RenderContext): DiscordPayload {
   const content = cut(
-    headed(message, (s) => `**${s}**`, defuseMentions),
+    headed(
+      message,
+      (s) => `**${s}**`,
+      (s) => defuseMentions(escapeLinkMarkup(s)),
+    ),
     DISCORD_CONTENT_CHARS,
   );
   const structured =
