@@ -95,8 +95,16 @@ export interface EngineOptions {
   leaseTtlMs: number;
   /** Masks secrets in anything shown or stored for people (params, outputs, log lines, audit data). */
   mask: (v: unknown) => unknown;
-  /** Sends a notify step's message; without it, messages go to the run log only. */
-  notify?: (channel: string | undefined, message: string, signal: AbortSignal) => Promise<void>;
+  /**
+   * Sends a notify step's message; without it, messages go to the run log only. `step` names the run and
+   * step, for a delivery id that is the same on every attempt of the step.
+   */
+  notify?: (
+    channel: string | undefined,
+    message: string,
+    signal: AbortSignal,
+    step: { runId: string; stepId: string },
+  ) => Promise<void>;
   log: Logger;
   /** @default `<hostname>:<pid>:<random>` */
   workerId?: string;
@@ -1164,7 +1172,8 @@ class RunbookEngine implements Engine {
         const notify = this.#o.notify;
         await this.#claim(t, def, 'run', `notify ${def.channel ?? '(run log)'}`, startedAt, async (ctx) => {
           ctx.log(message);
-          if (notify) await notify(def.channel, message, ctx.signal);
+          if (notify)
+            await notify(def.channel, message, ctx.signal, { runId: ctx.runId, stepId: ctx.stepId });
           return { channel: def.channel ?? null, sent: notify !== undefined };
         });
         return true;

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText, readEnv, type GameopsConfig } from '../../config/index.ts';
 import { createCatalog, createNotifier } from './index.ts';
+import { stepDeliveryId } from './notify.ts';
 import { createRunbookServices, resourcesFor, stepContext } from './test-support.ts';
 
 const TOKEN = 'webhook-token-5f1e2d3c';
@@ -236,5 +237,44 @@ describe('notifier (local HTTP and SMTP servers)', () => {
     expect(out).toMatchObject({ channel: 'ops', response: 'HTTP 200' });
     expect(ctx.lines).toEqual([`delivered to 127.0.0.1:${receiver.port}: HTTP 200`]);
     expect(send).toMatchObject({ effect: 'mutating', idempotent: false });
+  });
+
+  it('a runbook step delivers with a delivery id of its run and step, the same on every attempt', async () => {
+    const send = createCatalog().action('notify.send')!;
+    const services = createRunbookServices(resourcesFor(allowed));
+    const args = send.args.parse({ channel: 'ops', message: 'restart done' });
+    const ids = (): string[] =>
+      receiver.received
+        .filter((r) => r.path === '/hook')
+        .map((r) => r.headers['x-gameops-delivery'] as string);
+    const before = ids().length;
+    for (let attempt = 0; attempt < 2; attempt += 1)
+      await send.run(args, stepContext(services, { runId: 'r0abc123', stepId: 'tell-ops' }));
+    await createNotifier(allowed).notify('ops', 'restart done', AbortSignal.timeout(3000), {
+      runId: 'r0abc123',
+      stepId: 'tell-ops',
+    });
+    expect(ids().slice(before)).toEqual([
+      'runbook.r0abc123.tell-ops',
+      'runbook.r0abc123.tell-ops',
+      'runbook.r0abc123.tell-ops',
+    ]);
+    const body = JSON.parse(receiver.received.at(-1)!.body) as { deliveryId: string };
+    expect(body.deliveryId).toBe('runbook.r0abc123.tell-ops');
+    // Outside a runbook each message is its own delivery.
+    await createNotifier(allowed).send('ops', 'ad hoc');
+    await createNotifier(allowed).send('ops', 'ad hoc');
+    const [a, b] = ids().slice(-2);
+    expect(a).toMatch(/^notify-/);
+    expect(a).not.toBe(b);
+  });
+
+  it('a run and step that would not make a usable delivery id are hashed, still stable', () => {
+    const long = { runId: 'r1', stepId: 'x'.repeat(300) };
+    expect(stepDeliveryId(long)).toMatch(/^runbook\.[0-9a-f]{40}$/);
+    expect(stepDeliveryId(long)).toBe(stepDeliveryId({ ...long }));
+    expect(stepDeliveryId({ runId: 'r1', stepId: 'tell ops' })).not.toBe(
+      stepDeliveryId({ runId: 'r1', stepId: 'tell\tops' }),
+    );
   });
 });

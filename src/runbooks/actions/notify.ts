@@ -5,7 +5,7 @@
  * connection pinned to the addresses checked), follows no redirect, reads at most 64 KiB of the answer,
  * keeps to a deadline and never shows a webhook URL, token or SMTP password in an error.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { createChannels, type AttemptFailure, type ChannelKind, type Resolve } from '../../channels/index.ts';
 import type { GameopsConfig } from '../../config/index.ts';
@@ -34,18 +34,45 @@ export interface Delivery {
   response: string;
 }
 
+/** The runbook step a message comes from: its delivery id is derived from it. */
+export interface NotifyStepRef {
+  runId: string;
+  stepId: string;
+}
+
 export interface Notifier {
   /** The configured channel names. */
   channels(): string[];
   /**
    * Delivers `message` to the channel named `channel` (one attempt; a runbook step is retried as a step).
+   * With `step`, the delivery id is {@link stepDeliveryId}: the same on every attempt and re-run of that
+   * step, so that the receiver recognises (and may deduplicate) a message it already has; without, a new one.
    * @throws NotFoundError for an unknown channel, NotAllowedError for a refused destination, InputError
    *   for an empty message or a channel that cannot be used as configured, UnavailableError when delivery
    *   fails or times out (`details.retryable` says whether trying again may help).
    */
-  send(channel: string, message: string, signal?: AbortSignal): Promise<Delivery>;
+  send(channel: string, message: string, signal?: AbortSignal, step?: NotifyStepRef): Promise<Delivery>;
   /** The engine's `notify` option: a message without a channel goes to the run log only (nothing sent). */
-  notify(channel: string | undefined, message: string, signal: AbortSignal): Promise<void>;
+  notify(
+    channel: string | undefined,
+    message: string,
+    signal: AbortSignal,
+    step?: NotifyStepRef,
+  ): Promise<void>;
+}
+
+/** A delivery id is printable ASCII without spaces, at most 200 characters (src/channels/message.ts). */
+const DELIVERY_ID = /^[\x21-\x7e]{1,200}$/;
+
+/**
+ * The delivery id of a runbook step's message: `runbook.<runId>.<stepId>`, or `runbook.<hash>` when that
+ * would not be a usable delivery id (too long, or not printable ASCII).
+ */
+export function stepDeliveryId(step: NotifyStepRef): string {
+  const id = `runbook.${step.runId}.${step.stepId}`;
+  if (DELIVERY_ID.test(id)) return id;
+  const hash = createHash('sha256').update(`${step.runId}\n${step.stepId}`).digest('hex').slice(0, 40);
+  return `runbook.${hash}`;
 }
 
 export interface NotifierOptions {
@@ -65,7 +92,12 @@ export function createNotifier(config: GameopsConfig, options: NotifierOptions =
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 
-  async function send(name: string, message: string, signal?: AbortSignal): Promise<Delivery> {
+  async function send(
+    name: string,
+    message: string,
+    signal?: AbortSignal,
+    step?: NotifyStepRef,
+  ): Promise<Delivery> {
     const kind = channels.kind(name);
     if (!kind)
       throw new NotFoundError(
@@ -75,7 +107,12 @@ export function createNotifier(config: GameopsConfig, options: NotifierOptions =
     const text = message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message;
     const outcome = await channels.attempt(
       name,
-      { deliveryId: `notify-${randomUUID()}`, kind: 'notification', subject: subjectOf(text), text },
+      {
+        deliveryId: step ? stepDeliveryId(step) : `notify-${randomUUID()}`,
+        kind: 'notification',
+        subject: subjectOf(text),
+        text,
+      },
       signal,
     );
     if (!outcome.ok) throw errorOf(outcome);
@@ -85,9 +122,9 @@ export function createNotifier(config: GameopsConfig, options: NotifierOptions =
   return {
     channels: () => channels.names(),
     send,
-    async notify(channel, message, signal) {
+    async notify(channel, message, signal, step) {
       if (channel === undefined) return;
-      await send(channel, message, signal);
+      await send(channel, message, signal, step);
     },
   };
 }
@@ -136,7 +173,10 @@ const sendAction: ActionDefinition<z.infer<typeof sendArgs>, Delivery> = {
   args: sendArgs,
   target: (args) => `notification channel ${args.channel}`,
   async run(args, ctx) {
-    const delivery = await servicesOf(ctx).notifier.send(args.channel, args.message, ctx.signal);
+    const delivery = await servicesOf(ctx).notifier.send(args.channel, args.message, ctx.signal, {
+      runId: ctx.runId,
+      stepId: ctx.stepId,
+    });
     ctx.log(`delivered to ${delivery.destination}: ${delivery.response}`);
     return delivery;
   },
