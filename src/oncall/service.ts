@@ -125,6 +125,12 @@ export const DEFAULT_ROUND_GAP_MS = 60_000;
 /** How long a claimed delivery attempt may take beyond the channel timeout before another claim may retry it. */
 const LEASE_MARGIN_MS = 30_000;
 const BATCH = 200;
+/**
+ * How long (clock time) one tick goes on claiming deliveries. Claims stop after it, so every claim's lease
+ * (channel timeout + margin, from the claim) is still valid when its attempt ends, and the next tick (with
+ * fresh escalation steps) is not held up by a long queue.
+ */
+export const DELIVERY_BUDGET_MS = 20_000;
 const DELIVERY_CONCURRENCY = 8;
 const MAX_RANGE_MS = 366 * 86_400_000;
 const SYSTEM: Actor = { id: 'system', name: 'gameops', role: 'admin', kind: 'system' };
@@ -739,12 +745,16 @@ export function createOncallService(deps: OncallDeps): OncallService {
   };
 
   /** One attempt at one due notification, and what follows from it. */
-  const deliver = async (n: NotificationRow, now: Date): Promise<void> => {
+  const deliver = async (n: NotificationRow, deadline: number): Promise<void> => {
     const timeoutMs = oncall.delivery.timeout;
+    // The lease runs from the claim (not from the tick's start): a claim late in a long tick still holds
+    // for a whole attempt. Past the tick's budget nothing more is claimed; the next tick takes it.
+    const claimedAt = clock.now();
+    if (claimedAt.getTime() > deadline) return;
     const attemptNo = await repo.claimNotification(
       n,
-      now,
-      new Date(now.getTime() + timeoutMs + LEASE_MARGIN_MS),
+      claimedAt,
+      new Date(claimedAt.getTime() + timeoutMs + LEASE_MARGIN_MS),
     );
     if (attemptNo === undefined) return;
     const row = await repo.page(n.page_id);
@@ -908,9 +918,11 @@ export function createOncallService(deps: OncallDeps): OncallService {
     for (let round = 0; round < 20; round += 1) {
       const due = await repo.duePages(now, BATCH);
       for (const row of due) await fireStep(row, now);
+      const deadline = clock.now().getTime() + DELIVERY_BUDGET_MS;
       const deliveries = await repo.dueNotifications(now, BATCH);
-      await mapLimit(deliveries, DELIVERY_CONCURRENCY, (n) => deliver(n, now));
+      await mapLimit(deliveries, DELIVERY_CONCURRENCY, (n) => deliver(n, deadline));
       if (due.length === 0 && deliveries.length === 0) break;
+      if (clock.now().getTime() > deadline) break;
     }
   };
 
