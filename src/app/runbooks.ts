@@ -162,7 +162,7 @@ async function createEngineFor(resources: Resources): Promise<Engine> {
     scope: { service: config.service.name, environment: config.service.environment },
     leaseTtlMs: config.runbooks.leaseTtl,
     mask: secretMasker(config),
-    notify: (channel, message, signal) => services.notifier.notify(channel, message, signal),
+    notify: (channel, message, signal, step) => services.notifier.notify(channel, message, signal, step),
     log,
   });
   refuseInvalid(engine, lenient.library, invalid);

@@ -174,7 +174,9 @@ export const channelSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     name: channelName,
     kind: z.literal('email'),
-    smtpUrl: secretRefSchema,
+    smtpUrl: secretRefSchema.describe(
+      'smtp://user:pass@host:587 (STARTTLS required unless the host is loopback; ?tls=optional allows plain text) or smtps://host:465.',
+    ),
     from: z.email(),
     to: z
       .array(z.email())

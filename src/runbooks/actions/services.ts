@@ -48,7 +48,7 @@ export function createRunbookServices(resources: Resources): RunbookServices {
   const { config, clock, log } = resources;
   let closed = false;
   let prometheus: PrometheusClient | undefined;
-  const notifier = createNotifier(config);
+  const notifier = createNotifier(config, { clock });
   const root = config.game.artefactDir ?? join(config.database.dataDir, 'artefacts');
   const open = (what: string): void => {
     if (closed) throw new UnavailableError(`runbook services are shut down; cannot use ${what}`);
