@@ -43,13 +43,20 @@ describe('delivery leases in a long tick', () => {
         },
       });
     // Instance A (8 attempts at a time): the first 4 attempts take 9 s of clock time each; later ones hang.
-    const a = make('A', async () => {
+    const a = make('A', async (): Promise<AttemptOutcome> => {
       calls += 1;
       if (calls > 4) await gate;
       else clock.advance(9_000);
-      return { ok: true, durationMs: 9_000 };
+      return { ok: true, destination: 'hooks.example.com', response: 'HTTP 204', durationMs: 9_000 };
     });
-    const b = make('B', () => Promise.resolve({ ok: true, durationMs: 5 }));
+    const b = make('B', () =>
+      Promise.resolve<AttemptOutcome>({
+        ok: true,
+        destination: 'hooks.example.com',
+        response: 'HTTP 204',
+        durationMs: 5,
+      }),
+    );
     for (let i = 0; i < 20; i += 1)
       await a.page({
         dedupKey: `k${i}`,

@@ -161,10 +161,101 @@ oncall:
     const h = await open();
     const page = await h.service.page({ ...incidentPage, labels: { suppress: 'yes', service: 'login' } });
     expect(page).toMatchObject({ status: 'suppressed', suppressedBy: 'maintenance' });
-    expect(h.suppressions.asked).toEqual([{ suppress: 'yes', service: 'login' }]);
+    expect(h.suppressions.asked[0]).toEqual({ suppress: 'yes', service: 'login' });
     await run(h, 60 * MIN);
     expect(h.channels.sent).toEqual([]);
     expect(h.events.entries.map((e) => e.kind)).toEqual(['page-suppressed']);
+  });
+
+  it('a suppressed page starts escalating when its window ends (tick, or the alert paging again)', async () => {
+    let until: string | undefined = '2026-03-10T13:00:00.000Z';
+    const asked: Array<Record<string, string>> = [];
+    const suppressions = {
+      asked,
+      active: (labels: Record<string, string>, at: Date) => {
+        asked.push(labels);
+        return Promise.resolve(
+          until !== undefined && at.toISOString() < until
+            ? { name: 'maintenance', endsAt: until }
+            : undefined,
+        );
+      },
+    };
+    const h = await open({ suppressions });
+    const page = await h.service.page(incidentPage);
+    expect(page).toMatchObject({ status: 'suppressed', suppressedBy: 'maintenance' });
+    await run(h, 30 * MIN);
+    expect(h.channels.sent).toEqual([]);
+    // The window is extended: still suppressed after its first end.
+    until = '2026-03-10T14:00:00.000Z';
+    await run(h, 40 * MIN);
+    expect((await h.service.pageDetail(page.id)).status).toBe('suppressed');
+    expect(h.channels.sent).toEqual([]);
+    await run(h, 51 * MIN); // 14:01
+    const detail = await h.service.pageDetail(page.id);
+    expect(detail.status).toBe('triggered');
+    expect(h.channels.sent.map((s) => s.message.deliveryId)).toEqual([`${page.id}.0.0.bob.hook`]);
+    const ended = h.events.entries.find((e) => e.message.includes('suppression ended, paging'));
+    expect(ended).toMatchObject({ kind: 'page-escalated', incidentId: 'INC-1' });
+    // Escalation runs from when the suppression ended: level 2 at 14:00 + 15m, not 12:15.
+    expect(Date.parse(detail.nextEscalationAt!)).toBeGreaterThan(Date.parse('2026-03-10T14:14:00Z'));
+    const audit = (await h.store.audit.list()).filter((a) => a.action === 'oncall.page.unsuppress');
+    expect(audit.map((a) => a.target)).toEqual([`page:${page.id}`]);
+  });
+
+  it('a repeat page() after the window sends the suppressed page; resolving closes a suppressed page', async () => {
+    let active = true;
+    const suppressions = {
+      asked: [] as Array<Record<string, string>>,
+      active: () =>
+        Promise.resolve(active ? { name: 'maintenance', endsAt: '2026-03-10T18:00:00.000Z' } : undefined),
+    };
+    const h = await open({ suppressions });
+    const first = await h.service.page(incidentPage);
+    expect(first.status).toBe('suppressed');
+    active = false;
+    expect((await h.service.page(incidentPage)).status).toBe('triggered');
+    await h.service.tick(h.clock.now());
+    expect(h.channels.sent).toHaveLength(1);
+
+    active = true;
+    const other = await h.service.page({ ...incidentPage, dedupKey: 'incident:INC-2', incidentId: 'INC-2' });
+    expect(other.status).toBe('suppressed');
+    expect(await h.service.resolveIncident('INC-2')).toBe(1);
+    active = false;
+    h.clock.advance(7 * 3_600_000);
+    await run(h, 5 * MIN);
+    expect((await h.service.pageDetail(other.id)).status).toBe('resolved');
+    expect(h.channels.sent.filter((s) => s.message.pageId === other.id)).toEqual([]);
+  });
+
+  it('a page asked for by hand is not suppressed unless asked; reserved dedup keys are refused', async () => {
+    const h = await open();
+    const labels = { suppress: 'yes' };
+    const manual = await h.service.manualPage({ ...incidentPage, dedupKey: 'manual:1', labels }, alice);
+    expect(manual.status).toBe('triggered');
+    const held = await h.service.manualPage({ ...incidentPage, dedupKey: 'manual:2', labels }, alice, {
+      suppressible: true,
+    });
+    expect(held.status).toBe('suppressed');
+    // A notice about an incident whose page is suppressed is held back too (the timeline says so).
+    await h.service.page({ ...incidentPage, labels });
+    await h.service.notify({
+      dedupKey: 'incident:INC-1:notice',
+      incidentId: 'INC-1',
+      kind: 'notice',
+      subject: 'P1 opened',
+      body: '',
+      to: [{ person: 'dave' }],
+    });
+    await h.service.tick(h.clock.now());
+    expect(h.channels.sent.filter((s) => s.message.kind === 'notice')).toEqual([]);
+    expect(h.events.entries.some((e) => e.message.includes('Notice "P1 opened" not sent'))).toBe(true);
+    for (const key of ['incident:INC-9', 'gameops:escalation-stalled:x', 'Heartbeat:db']) {
+      const err = await fails(h.service.manualPage({ ...incidentPage, dedupKey: key }, alice));
+      expect(err.name).toBe('InputError');
+      expect(err.message).toContain(key);
+    }
   });
 
   it('pages targets directly (a team: every member) and validates them', async () => {

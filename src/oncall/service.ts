@@ -78,6 +78,16 @@ export interface OncallService extends Pager {
   overrides: (filter?: { schedule?: string | undefined; from?: Date | undefined }) => Promise<Override[]>;
   /** @throws NotFoundError for an unknown id. */
   removeOverride: (id: string, actor: Actor) => Promise<Override>;
+  /**
+   * A page a person asked for (POST /api/pages, `gameops oncall page`). Suppression windows apply only
+   * when `suppressible` (someone paging by hand means it). @throws InputError for a dedup key with a
+   * reserved prefix ({@link RESERVED_DEDUP_PREFIXES}), an unknown policy or target.
+   */
+  manualPage: (
+    input: PageInput,
+    actor: Actor,
+    options?: { suppressible?: boolean | undefined },
+  ) => Promise<PageView>;
   /** Pages, newest first (one-shot notifications are not listed). */
   pages: (filter?: PageFilter) => Promise<PageView[]>;
   /** A page with its deliveries and every attempt. @throws NotFoundError for an unknown id. */
@@ -117,6 +127,9 @@ export interface OncallDeps {
   /** For retry jitter; tests pin it. @default Math.random */
   random?: () => number;
 }
+
+/** Dedup-key prefixes gameops uses itself (incident pages, its own alerts, heartbeats); people may not. */
+export const RESERVED_DEDUP_PREFIXES = ['incident:', 'gameops:', 'heartbeat:'] as const;
 
 /** An escalation or delivery due longer ago than this and not done means the loop stalled. */
 export const STALL_AFTER_MS = 60_000;
@@ -451,7 +464,57 @@ export function createOncallService(deps: OncallDeps): OncallService {
     exhausted_at: null,
   });
 
-  const page = async (raw: PageInput, actor?: Actor): Promise<PageView> => {
+  /** Asks the suppression windows; fails open (a page nobody needed beats a page that never went out). */
+  const activeWindow = async (
+    labels: Record<string, string>,
+    now: Date,
+    what: string,
+  ): Promise<Awaited<ReturnType<Suppressions['active']>>> => {
+    try {
+      return await suppressions.active(labels, now);
+    } catch (err) {
+      log.warn({ page: what, err: errorMessage(err) }, 'could not check suppression windows; paging anyway');
+      return undefined;
+    }
+  };
+
+  /**
+   * A suppressed page whose window may have ended: still suppressed (its end moved on) or, when no
+   * window applies any more and it is not closed, it starts escalating now.
+   */
+  const reconsiderSuppressed = async (
+    row: PageRow,
+    now: Date,
+    labels: Record<string, string> = JSON.parse(row.labels) as Record<string, string>,
+  ): Promise<PageRow> => {
+    if (row.status !== 'suppressed') return row;
+    const window = await activeWindow(labels, now, row.id);
+    if (window) {
+      if (window.endsAt !== row.suppressed_until || window.name !== row.suppressed_by)
+        await repo.extendSuppression(row.id, window.name, window.endsAt);
+      return (await repo.page(row.id)) ?? row;
+    }
+    const firstAt = new Date(stepDueAt(now.getTime(), planFor(row), 0));
+    if (await repo.unsuppress(row.id, now, firstAt)) {
+      log.info({ page: row.id, window: row.suppressed_by }, 'suppression ended; paging');
+      await timeline(row, {
+        kind: 'page-escalated',
+        message: `Page "${row.subject}": suppression ended, paging (window ${row.suppressed_by ?? '?'} no longer applies)`,
+        data: { window: row.suppressed_by, suppressionEnded: now.toISOString() },
+      });
+    }
+    return (await repo.page(row.id)) ?? row;
+  };
+
+  /** Pager.page: a page of the system (an incident's); suppression windows apply. */
+  const page = (raw: PageInput, actor?: Actor): Promise<PageView> =>
+    openPage(raw, actor, { suppressible: true });
+
+  const openPage = async (
+    raw: PageInput,
+    actor: Actor | undefined,
+    options: { suppressible: boolean },
+  ): Promise<PageView> => {
     const input = parse(pageInputSchema, raw, 'page');
     input.targets?.forEach((t, i) => checkTarget(t, `targets[${i}]`));
     if (input.targets === undefined) {
@@ -469,20 +532,15 @@ export function createOncallService(deps: OncallDeps): OncallService {
         );
     }
     const existing = await repo.pageByDedupKey(input.dedupKey);
-    if (existing) return toView(existing);
+    if (existing) {
+      // A repeat page of a suppressed one (the alert still firing): send it once no window applies.
+      return toView(await reconsiderSuppressed(existing, clock.now(), input.labels ?? {}));
+    }
     const now = clock.now();
     const at = now.toISOString();
-    let suppressed: Awaited<ReturnType<Suppressions['active']>>;
-    try {
-      suppressed = await suppressions.active(input.labels ?? {}, now);
-    } catch (err) {
-      // Paging fails open: a page nobody needed beats a page that never went out.
-      log.warn(
-        { dedupKey: input.dedupKey, err: errorMessage(err) },
-        'could not check suppression windows; paging anyway',
-      );
-      suppressed = undefined;
-    }
+    const suppressed = options.suppressible
+      ? await activeWindow(input.labels ?? {}, now, input.dedupKey)
+      : undefined;
     const policy =
       input.targets !== undefined
         ? null
@@ -515,6 +573,8 @@ export function createOncallService(deps: OncallDeps): OncallService {
             ),
           ).toISOString(),
       suppressed_by: suppressed?.name ?? null,
+      suppressed_until: suppressed?.endsAt ?? null,
+      escalates_from: at,
     };
     const { page: stored, created } = await repo.insertPage(row, [], actor);
     if (created) {
@@ -544,6 +604,21 @@ export function createOncallService(deps: OncallDeps): OncallService {
       } else checkTarget(t, `to[${i}]`);
     });
     if (await repo.pageByDedupKey(input.dedupKey)) return;
+    // A notice about an incident whose page a suppression window holds back (the P1/P2 "tell the CTO"
+    // notice) is held back too: skipped, and the timeline says so. Reminders and plain notifications go
+    // out (they are about work people already do).
+    if (input.kind === 'notice' && input.incidentId !== undefined) {
+      const incidentPage = await repo.pageByDedupKey(`incident:${input.incidentId}`);
+      if (incidentPage?.status === 'suppressed') {
+        log.info({ incident: input.incidentId, window: incidentPage.suppressed_by }, 'notice suppressed');
+        await timeline(incidentPage, {
+          kind: 'page-suppressed',
+          message: `Notice "${input.subject}" not sent: the incident's page is suppressed by window ${incidentPage.suppressed_by ?? '?'}`,
+          data: { window: incidentPage.suppressed_by, dedupKey: input.dedupKey },
+        });
+        return;
+      }
+    }
     const now = clock.now();
     const at = now.toISOString();
     const id = newPageId();
@@ -582,6 +657,8 @@ export function createOncallService(deps: OncallDeps): OncallService {
       next_step: null,
       next_at: null,
       suppressed_by: null,
+      suppressed_until: null,
+      escalates_from: at,
     };
     const { created, page: stored } = await repo.insertPage(row, [...direct, ...rows]);
     if (!created) return;
@@ -604,7 +681,9 @@ export function createOncallService(deps: OncallDeps): OncallService {
     const open = await repo.pages({
       incidentId,
       status:
-        status === 'acknowledged' ? ['triggered', 'exhausted'] : ['triggered', 'exhausted', 'acknowledged'],
+        status === 'acknowledged'
+          ? ['triggered', 'exhausted', 'suppressed']
+          : ['triggered', 'exhausted', 'suppressed', 'acknowledged'],
       limit: 1000,
     });
     let changed = 0;
@@ -670,7 +749,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
     const persons = new Set<string>();
     for (const t of plan.levels[level]!.targets) for (const p of await peopleOf(t, now)) persons.add(p);
     const { rows, unreachable } = notificationsFor(row.id, level, round, [...persons], at);
-    const created = Date.parse(row.created_at);
+    const created = Date.parse(row.escalates_from);
     const moved = await repo.advance(
       row.id,
       step,
@@ -898,22 +977,28 @@ export function createOncallService(deps: OncallDeps): OncallService {
       log.error('no one to tell about the stalled paging loop (set oncall.selfAlert)');
       return;
     }
-    await page({
-      dedupKey: `gameops:escalation-stalled:${detected.slice(0, 16)}`,
-      subject: `gameops paging was late: ${fresh.length} escalation step(s) or deliveries up to ${lateBy}s overdue`,
-      body:
-        `gameops found ${fresh.length} escalation step(s) or delivery attempt(s) that were due over ${STALL_AFTER_MS / 1000}s ago ` +
-        `and had not happened (oldest due ${oldest.dueAt}): its paging loop stalled or gameops was down. They are being sent now. ` +
-        `Check the gameops server's health and logs.`,
-      severity: 'P2',
-      labels: { alertname: 'GameopsEscalationStalled' },
-      targets,
-    });
+    // Never suppressed: a maintenance window must not hide that paging itself is broken.
+    await openPage(
+      {
+        dedupKey: `gameops:escalation-stalled:${detected.slice(0, 16)}`,
+        subject: `gameops paging was late: ${fresh.length} escalation step(s) or deliveries up to ${lateBy}s overdue`,
+        body:
+          `gameops found ${fresh.length} escalation step(s) or delivery attempt(s) that were due over ${STALL_AFTER_MS / 1000}s ago ` +
+          `and had not happened (oldest due ${oldest.dueAt}): its paging loop stalled or gameops was down. They are being sent now. ` +
+          `Check the gameops server's health and logs.`,
+        severity: 'P2',
+        labels: { alertname: 'GameopsEscalationStalled' },
+        targets,
+      },
+      undefined,
+      { suppressible: false },
+    );
   };
 
   let running: Promise<void> | undefined;
   const tickOnce = async (now: Date): Promise<void> => {
     await audit(now);
+    for (const row of await repo.suppressedDue(now, BATCH)) await reconsiderSuppressed(row, now);
     // A step that escalates at once (nobody reachable) makes the next one due now: loop while there is work.
     for (let round = 0; round < 20; round += 1) {
       const due = await repo.duePages(now, BATCH);
@@ -960,6 +1045,19 @@ export function createOncallService(deps: OncallDeps): OncallService {
   const service: OncallService = {
     page,
     notify,
+    async manualPage(input, actor, options = {}) {
+      const keyOf = (input as { dedupKey?: unknown }).dedupKey;
+      if (typeof keyOf === 'string') {
+        const lower = keyOf.toLowerCase();
+        const reserved = RESERVED_DEDUP_PREFIXES.find((p) => lower.startsWith(p));
+        if (reserved !== undefined)
+          throw new InputError(
+            `dedupKey: "${keyOf}" starts with "${reserved}", which gameops reserves for its own pages; choose another key`,
+            { details: { field: 'dedupKey' } },
+          );
+      }
+      return openPage(input, actor, { suppressible: options.suppressible === true });
+    },
     acknowledgeIncident: (incidentId, actor) => closeMany(incidentId, 'acknowledged', actor),
     resolveIncident: (incidentId, actor) => closeMany(incidentId, 'resolved', actor ?? SYSTEM),
     async pagesOf(incidentId) {

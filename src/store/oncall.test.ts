@@ -56,6 +56,8 @@ function pageRow(id: string, dedupKey: string): PageRow {
     resolved_by: null,
     exhausted_at: null,
     suppressed_by: null,
+    suppressed_until: null,
+    escalates_from: NOW,
   };
 }
 

@@ -74,6 +74,10 @@ export interface OncallPagesTable {
   resolved_by: string | null;
   exhausted_at: string | null;
   suppressed_by: string | null;
+  /** While `suppressed`: when the suppressing window ends (tick looks again then). */
+  suppressed_until: string | null;
+  /** When escalation started (created_at, or when a suppression ended): the base of every step's due time. */
+  escalates_from: string;
 }
 
 export interface OncallNotificationsTable {
@@ -169,6 +173,13 @@ export const oncallMigration: Migration = {
       .addColumn('resolved_by', 'text')
       .addColumn('exhausted_at', 'text')
       .addColumn('suppressed_by', 'text')
+      .addColumn('suppressed_until', 'text')
+      .addColumn('escalates_from', 'text', (col) => col.notNull())
+      .execute();
+    await db.schema
+      .createIndex('oncall_pages_suppressed_idx')
+      .on('oncall_pages')
+      .columns(['status', 'suppressed_until'])
       .execute();
     await db.schema
       .createIndex('oncall_pages_due_idx')
@@ -311,10 +322,19 @@ export interface OncallRepo {
     to: PageAdvance,
     notifications: NewNotification[],
   ): Promise<boolean>;
+  /** Suppressed pages whose window ended at `now` (or that have no end recorded), oldest first. */
+  suppressedDue(now: Date, limit: number): Promise<PageRow[]>;
+  /**
+   * A suppressed page starts escalating at `now` (status triggered, step 0 due at `firstAt`); audited as
+   * `oncall.page.unsuppress`. @returns false when the page is no longer suppressed.
+   */
+  unsuppress(pageId: string, now: Date, firstAt: Date): Promise<boolean>;
+  /** A suppressed page stays so until `until` (its window was extended or another one applies). */
+  extendSuppression(pageId: string, window: string, until: string): Promise<void>;
   /** Brings the next step forward to `now` when the page is still at `step` and it is due later. */
   escalateNow(pageId: string, step: number, now: Date): Promise<boolean>;
   /**
-   * Moves an open (triggered or exhausted) page to `status`, cancelling its pending notifications; audited
+   * Moves an open (triggered, exhausted or suppressed) page to `status`, cancelling its pending notifications; audited
    * as `oncall.page.<status>`. @returns the page and whether this call changed it.
    */
   close(
@@ -355,7 +375,10 @@ export interface OncallRepo {
 }
 
 const OPEN = ['triggered', 'exhausted'];
+/** What acknowledge and resolve close: open pages and suppressed ones (which would otherwise page later). */
+const CLOSABLE = [...OPEN, 'suppressed'];
 const LIST_MAX = 1000;
+const SYSTEM_ACTOR: Actor = { id: 'system', name: 'gameops', role: 'admin', kind: 'system' };
 
 export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clock: Clock): OncallRepo {
   const pageById = (tx: Kysely<StoreDatabase> | Transaction<StoreDatabase>, id: string) =>
@@ -592,6 +615,70 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
       );
     },
 
+    async suppressedDue(now, limit) {
+      return call('reading suppressed pages', () =>
+        db
+          .selectFrom('oncall_pages')
+          .selectAll()
+          .where('status', '=', 'suppressed')
+          .where((eb) =>
+            eb.or([eb('suppressed_until', 'is', null), eb('suppressed_until', '<=', now.toISOString())]),
+          )
+          .orderBy('created_at')
+          .limit(limit)
+          .execute(),
+      );
+    },
+
+    async unsuppress(pageId, now, firstAt) {
+      const at = now.toISOString();
+      return call(`unsuppressing page ${pageId}`, () =>
+        db.transaction().execute(async (tx) => {
+          const found = await pageById(tx, pageId);
+          if (!found || found.status !== 'suppressed') return false;
+          const result = await tx
+            .updateTable('oncall_pages')
+            .set({
+              status: 'triggered',
+              next_step: 0,
+              next_at: firstAt.toISOString(),
+              escalates_from: at,
+              suppressed_until: null,
+              updated_at: at,
+            })
+            .where('id', '=', pageId)
+            .where('status', '=', 'suppressed')
+            .executeTakeFirst();
+          if (Number(result.numUpdatedRows) === 0) return false;
+          await appendAudit(
+            tx,
+            {
+              actor: SYSTEM_ACTOR,
+              action: 'oncall.page.unsuppress',
+              target: `page:${pageId}`,
+              data: {
+                window: found.suppressed_by,
+                ...(found.incident_id === null ? {} : { incidentId: found.incident_id }),
+              },
+            },
+            now,
+          );
+          return true;
+        }),
+      );
+    },
+
+    async extendSuppression(pageId, window, until) {
+      await call(`extending the suppression of page ${pageId}`, () =>
+        db
+          .updateTable('oncall_pages')
+          .set({ suppressed_by: window, suppressed_until: until, updated_at: clock.now().toISOString() })
+          .where('id', '=', pageId)
+          .where('status', '=', 'suppressed')
+          .execute(),
+      );
+    },
+
     async escalateNow(pageId, step, now) {
       const at = now.toISOString();
       const result = await call(`escalating page ${pageId}`, () =>
@@ -614,7 +701,7 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
           const found = await pageById(tx, id);
           if (!found)
             throw new NotFoundError(`no page with id ${id} (gameops oncall pages)`, { details: { id } });
-          const from = status === 'acknowledged' ? OPEN : [...OPEN, 'acknowledged'];
+          const from = status === 'acknowledged' ? CLOSABLE : [...CLOSABLE, 'acknowledged'];
           if (!from.includes(found.status)) return { page: found, changed: false };
           const set =
             status === 'acknowledged'

@@ -39,6 +39,7 @@ interface PageBody {
   body: string;
   severity: Severity;
   dedupKey: string;
+  suppressible?: boolean;
 }
 
 function remoteClient(session: OpsSession): OncallClient {
@@ -112,7 +113,7 @@ async function localClient(session: OpsSession): Promise<OncallClient> {
     overrides: (schedule) => s.overrides({ schedule }),
     addOverride: (b) => s.addOverride({ ...b, from: new Date(b.from), to: new Date(b.to) }, actor),
     removeOverride: (id) => s.removeOverride(id, actor),
-    page: (b) => s.page(b, actor),
+    page: ({ suppressible, ...b }) => s.manualPage(b, actor, { suppressible }),
     pages: (status, limit) =>
       s.pages({
         ...(status ? { status: status as PageView['status'][] } : {}),
@@ -437,12 +438,23 @@ export function oncallCommand(): Command {
     .requiredOption('--subject <text>', 'one line: what is wrong')
     .option('--body <text>', 'more detail', '')
     .addOption(new Option('--severity <sev>', 'P1 … P4').choices(['P1', 'P2', 'P3', 'P4']).default('P3'))
-    .option('--dedup-key <key>', 'paging twice with the same key returns the first page')
+    .option(
+      '--dedup-key <key>',
+      'paging twice with the same key returns the first page (incident:, gameops:, heartbeat: are reserved)',
+    )
+    .option('--suppressible', 'let suppression windows hold this page back (default: it goes out)')
     .option('--json', 'print as JSON (the API’s Page)')
     .action(
       async (
         target: string,
-        o: { subject: string; body: string; severity: Severity; dedupKey?: string; json?: boolean },
+        o: {
+          subject: string;
+          body: string;
+          severity: Severity;
+          dedupKey?: string;
+          suppressible?: boolean;
+          json?: boolean;
+        },
         command: Command,
       ) =>
         withOncall(command, async (client) => {
@@ -453,6 +465,7 @@ export function oncallCommand(): Command {
             body: o.body,
             severity: o.severity,
             dedupKey: o.dedupKey ?? `manual:${globalThis.crypto.randomUUID()}`,
+            ...(o.suppressible ? { suppressible: true } : {}),
           });
           if (o.json) json(page);
           else

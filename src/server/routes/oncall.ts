@@ -162,7 +162,14 @@ export const createPageBodySchema = z
       .min(1)
       .max(300)
       .optional()
-      .describe('The same key returns the first page instead of paging again (default: a new one).'),
+      .describe(
+        'The same key returns the first page instead of paging again (default: a new one). Keys starting ' +
+          'with incident:, gameops: or heartbeat: are reserved.',
+      ),
+    suppressible: z
+      .boolean()
+      .default(false)
+      .describe('Let suppression windows hold this page back (default: a page asked for by hand goes out).'),
   })
   .meta({ id: 'CreatePage' });
 
@@ -318,10 +325,10 @@ export function oncallRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         },
       },
       async (request, reply) => {
-        const { dedupKey, targets, policy, incidentId, ...rest } = request.body;
+        const { dedupKey, targets, policy, incidentId, suppressible, ...rest } = request.body;
         const page = await (
           await service()
-        ).page(
+        ).manualPage(
           {
             ...rest,
             dedupKey: dedupKey ?? `manual:${randomUUID()}`,
@@ -330,6 +337,7 @@ export function oncallRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
             ...(incidentId !== undefined ? { incidentId } : {}),
           },
           actorOf(request),
+          { suppressible },
         );
         void reply.code(201).header('location', `/api/pages/${encodeURIComponent(page.id)}`);
         return page;
