@@ -56,6 +56,8 @@ describe.each(backends)('alert store on $backend', ({ place }) => {
       changed: 0,
       unchanged: 0,
       resolvedByAbsence: 0,
+      absent: 0,
+      linked: new Map(),
     });
     const pending = await alerts.pending(10);
     expect(pending.map((a) => a.fingerprint).sort()).toEqual(['a', 'b']);
@@ -73,6 +75,11 @@ describe.each(backends)('alert store on $backend', ({ place }) => {
       changed: 0,
       unchanged: 2,
       resolvedByAbsence: 0,
+      absent: 0,
+      // Both re-sent while firing and linked: the caller checks that their incident is still open.
+      linked: new Map([
+        ['INC-1', [alertId('a', '2026-03-01T09:00:00.000Z'), alertId('b', '2026-03-01T09:00:00.000Z')]],
+      ]),
     });
     expect(await alerts.pending(10)).toEqual([]);
     const after = await alerts.list();
@@ -126,6 +133,82 @@ describe.each(backends)('alert store on $backend', ({ place }) => {
       resolvedBy: 'snapshot',
       endsAt: '2026-03-01T10:00:01.000Z',
     });
+  });
+
+  it('a resolve gameops inferred (snapshot, reconcile) reopens on a later firing; a payload resolve is final', async () => {
+    const { alerts } = await open();
+    const base = { source: 'alertmanager' as const, groupKey: 'g1', receiver: 'gameops' };
+    const at = '2026-03-01T09:00:00.000Z';
+    await alerts.upsertBatch({ ...base, snapshot: true, alerts: [alert('a'), alert('b'), alert('c')] });
+    await alerts.markProcessedMany([alertId('a', at), alertId('b', at), alertId('c', at)], 'firing', 'INC-1');
+    // b silenced in Alertmanager (left out of the notification); c resolved in a payload.
+    clock.advance(60_000);
+    const out = await alerts.upsertBatch({
+      ...base,
+      snapshot: true,
+      alerts: [alert('a'), alert('c', { status: 'resolved', endsAt: '2026-03-01T09:01:00.000Z' })],
+    });
+    expect(out).toMatchObject({ resolvedByAbsence: 1, absent: 0 });
+    await alerts.markProcessedMany([alertId('b', at), alertId('c', at)], 'resolved', undefined);
+    await alerts.resolveMissing([alertId('a', at)], clock.now().toISOString());
+    await alerts.markProcessed(alertId('a', at), 'resolved', undefined);
+    // The silence ends: all three are sent firing again, same startsAt.
+    clock.advance(60_000);
+    const again = await alerts.upsertBatch({
+      ...base,
+      snapshot: true,
+      alerts: [alert('a'), alert('b'), alert('c')],
+    });
+    expect(again).toMatchObject({ changed: 2, unchanged: 1 });
+    const byFp = new Map((await alerts.list()).map((a) => [a.fingerprint, a]));
+    expect(byFp.get('a')).toMatchObject({ status: 'firing', pending: true, incidentId: 'INC-1' });
+    expect(byFp.get('a')?.resolvedBy).toBeUndefined();
+    expect(byFp.get('b')).toMatchObject({ status: 'firing', pending: true });
+    expect(byFp.get('c')).toMatchObject({ status: 'resolved', resolvedBy: 'payload', pending: false });
+    // Both at once (an HA pair sends the same): still one row each, reopened once.
+    await Promise.all(
+      [1, 2].map(() => alerts.upsertBatch({ ...base, snapshot: false, alerts: [alert('b')] })),
+    );
+    expect((await alerts.list()).filter((a) => a.fingerprint === 'b')).toHaveLength(1);
+  });
+
+  it('with confirmAbsence a snapshot only counts what it lacks; requeue makes linked firing alerts pending', async () => {
+    const { alerts } = await open();
+    const base = { source: 'alertmanager' as const, groupKey: 'g1', receiver: 'gameops' };
+    const at = '2026-03-01T09:00:00.000Z';
+    await alerts.upsertBatch({ ...base, snapshot: true, alerts: [alert('a'), alert('b')] });
+    expect(await alerts.markProcessedMany([alertId('a', at), alertId('b', at)], 'firing', 'INC-4')).toBe(2);
+    expect(await alerts.markProcessedMany([alertId('a', at)], 'firing', 'INC-4')).toBe(0);
+    const out = await alerts.upsertBatch({
+      ...base,
+      snapshot: true,
+      confirmAbsence: true,
+      alerts: [alert('a')],
+    });
+    expect(out).toMatchObject({ resolvedByAbsence: 0, absent: 1 });
+    expect((await alerts.firing('alertmanager', 'g1')).map((a) => a.fingerprint).sort()).toEqual(['a', 'b']);
+    expect(await alerts.requeue('INC-9', [alertId('a', at)])).toBe(0);
+    expect(await alerts.requeue('INC-4', [alertId('a', at)])).toBe(1);
+    expect((await alerts.pending(10)).map((a) => a.fingerprint)).toEqual(['a']);
+  });
+
+  it('an undated alert continues the firing instance of its fingerprint, read inside the transaction', async () => {
+    const { alerts } = await open();
+    const base = { source: 'generic' as const, groupKey: 'generic', snapshot: false };
+    await alerts.upsertBatch({ ...base, alerts: [alert('u', { startsAt: '2026-03-01T08:00:00.000Z' })] });
+    clock.advance(60_000);
+    await alerts.upsertBatch({
+      ...base,
+      alerts: [
+        alert('u', { startsAt: clock.now().toISOString(), continues: true }),
+        alert('v', { continues: true }),
+      ],
+    });
+    const rows = await alerts.list();
+    expect(rows.filter((a) => a.fingerprint === 'u').map((a) => a.startsAt)).toEqual([
+      '2026-03-01T08:00:00.000Z',
+    ]);
+    expect(rows.filter((a) => a.fingerprint === 'v')).toHaveLength(1);
   });
 
   it('stores 1,000 alerts of one payload in one transaction, all or nothing', async () => {
@@ -238,7 +321,14 @@ describe.each(backends)('alert store on $backend', ({ place }) => {
       recoveredAt: '2026-03-01T10:30:00.000Z',
     });
     expect(pinged.downSince).toBeUndefined();
+    // No new outage while the recovery was not told to its incident.
+    expect(await alerts.markDown('backup', '2026-03-01T10:40:00.000Z', '2026-03-01T10:30:00.000Z')).toBe(
+      false,
+    );
     await alerts.clearRecovered('backup', '2026-03-01T10:10:00.000Z');
+    expect(await alerts.markDown('backup', '2026-03-01T10:40:00.000Z', '2026-03-01T10:30:00.000Z')).toBe(
+      true,
+    );
     const [after] = await alerts.heartbeats(['backup']);
     expect(after?.recoveredSince).toBeUndefined();
   });

@@ -166,6 +166,11 @@ export interface AlertUpsert {
   generatorUrl?: string | undefined;
   /** This alert's group, when not the batch's (generic alerts group by name). */
   groupKey?: string | undefined;
+  /**
+   * startsAt is only a default (an undated generic alert): the firing instance of this fingerprint, when
+   * there is one, is continued instead. Resolved inside the upsert's transaction.
+   */
+  continues?: boolean | undefined;
 }
 
 export interface AlertBatch {
@@ -177,6 +182,11 @@ export interface AlertBatch {
    * group that are absent from it resolve.
    */
   snapshot: boolean;
+  /**
+   * With `snapshot`: do not resolve the absent alerts, only count them (`absent`) so the caller confirms
+   * their absence elsewhere (Alertmanager leaves silenced and inhibited alerts out of notifications).
+   */
+  confirmAbsence?: boolean | undefined;
   alerts: AlertUpsert[];
 }
 
@@ -189,6 +199,10 @@ export interface BatchOutcome {
   unchanged: number;
   /** Firing alerts of the group absent from a snapshot, now resolved. */
   resolvedByAbsence: number;
+  /** Firing alerts of the group absent from a snapshot, left firing until confirmed (`confirmAbsence`). */
+  absent: number;
+  /** Firing alerts of the delivery already handled and linked to an incident, by incident id. */
+  linked: Map<string, string[]>;
 }
 
 /** An alert as stored. */
@@ -268,6 +282,13 @@ export interface AlertRepo {
    * read: false when it changed meanwhile (the next pass handles the new status).
    */
   markProcessed(id: string, status: AlertStatus, incidentId: string | undefined): Promise<boolean>;
+  /** {@link markProcessed} for many alerts in one statement per 500; returns how many were marked. */
+  markProcessedMany(ids: string[], status: AlertStatus, incidentId: string | undefined): Promise<number>;
+  /**
+   * Makes these firing alerts of `incidentId` pending again (their incident is over while they still
+   * fire: processing opens or joins a new one). Returns how many.
+   */
+  requeue(incidentId: string, ids: string[]): Promise<number>;
   /** How many alerts of the incident still fire. */
   firingCount(incidentId: string): Promise<number>;
   /**
@@ -313,7 +334,10 @@ export interface AlertRepo {
    * Records a ping. An outage in progress ends: it moves to `recovered*` (until its incident is told).
    */
   ping(name: string): Promise<HeartbeatState>;
-  /** Starts an outage at `since` unless one is in progress; false when another caller did. */
+  /**
+   * Starts an outage at `since` unless one is in progress or an earlier recovery was not told to its
+   * incident yet; false when refused or another caller did.
+   */
   markDown(name: string, since: string, lastPingAt: string | null): Promise<boolean>;
   /** Links the current outage to its incident. */
   linkOutage(name: string, since: string, incidentId: string): Promise<void>;
@@ -339,12 +363,30 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
   return {
     upsertBatch(batch) {
       const now = clock.now().toISOString();
-      // Within one payload the last occurrence of an alert wins (Alertmanager never repeats one).
-      const byId = new Map<string, AlertUpsert>();
-      for (const alert of batch.alerts) byId.set(alertId(alert.fingerprint, alert.startsAt), alert);
-      const ids = [...byId.keys()];
-      return call(`storing ${ids.length} alert(s) of group ${batch.groupKey}`, () =>
+      return call(`storing ${batch.alerts.length} alert(s) of group ${batch.groupKey}`, () =>
         db.transaction().execute(async (tx) => {
+          // Undated alerts continue the firing instance of their fingerprint, read in this transaction.
+          const continuing = [...new Set(batch.alerts.filter((a) => a.continues).map((a) => a.fingerprint))];
+          const since = new Map<string, string>();
+          for (const part of chunks(continuing, CHUNK)) {
+            if (part.length === 0) continue;
+            const rows = await tx
+              .selectFrom('alert_records')
+              .select(['fingerprint', 'starts_at'])
+              .where('fingerprint', 'in', part)
+              .where('status', '=', 'firing')
+              .orderBy('starts_at')
+              .execute();
+            for (const row of rows) since.set(row.fingerprint, row.starts_at);
+          }
+          // Within one payload the last occurrence of an alert wins (Alertmanager never repeats one).
+          const byId = new Map<string, AlertUpsert>();
+          for (const given of batch.alerts) {
+            const startsAt = (given.continues && since.get(given.fingerprint)) || given.startsAt;
+            const alert = startsAt === given.startsAt ? given : { ...given, startsAt };
+            byId.set(alertId(alert.fingerprint, alert.startsAt), alert);
+          }
+          const ids = [...byId.keys()];
           const existing = new Map<string, Row>();
           for (const part of chunks(ids, CHUNK)) {
             if (part.length === 0) continue;
@@ -353,11 +395,19 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
           }
           const writes: Row[] = [];
           const seenOnly: string[] = [];
+          const linked = new Map<string, string[]>();
           let created = 0;
           let changed = 0;
           for (const [id, alert] of byId) {
             const old = existing.get(id);
             const row = newRow(id, alert, batch, now, old);
+            if (
+              old?.incident_id &&
+              row.status === 'firing' &&
+              old.status === 'firing' &&
+              Number(old.pending) === 0
+            )
+              linked.set(old.incident_id, [...(linked.get(old.incident_id) ?? []), id]);
             if (!old) {
               created++;
               writes.push(row);
@@ -373,12 +423,13 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
               .values(part)
               .onConflict((oc) =>
                 oc.columns(['fingerprint', 'starts_at']).doUpdateSet({
-                  // A resolved alert stays resolved: a late or duplicate "firing" never reopens it.
-                  status: sql`case when alert_records.status = 'resolved' then 'resolved' else excluded.status end`,
-                  ends_at: sql`case when alert_records.status = 'resolved' then alert_records.ends_at else excluded.ends_at end`,
-                  resolved_at: sql`case when alert_records.status = 'resolved' then alert_records.resolved_at else excluded.resolved_at end`,
-                  resolved_by: sql`case when alert_records.status = 'resolved' then alert_records.resolved_by else excluded.resolved_by end`,
-                  pending: sql`case when alert_records.status = excluded.status or alert_records.status = 'resolved' then alert_records.pending else 1 end`,
+                  // A resolve carried by a payload is final: a late or duplicate "firing" never reopens it. A
+                  // resolve gameops inferred (snapshot absence, reconcile) is reopened by a later firing.
+                  status: sql`case when ${FINAL} then 'resolved' else excluded.status end`,
+                  ends_at: sql`case when ${FINAL} then alert_records.ends_at else excluded.ends_at end`,
+                  resolved_at: sql`case when ${FINAL} then alert_records.resolved_at else excluded.resolved_at end`,
+                  resolved_by: sql`case when ${FINAL} then alert_records.resolved_by else excluded.resolved_by end`,
+                  pending: sql`case when ${FINAL} or alert_records.status = excluded.status then alert_records.pending else 1 end`,
                   name: sql`excluded.name`,
                   labels: sql`excluded.labels`,
                   annotations: sql`excluded.annotations`,
@@ -399,6 +450,7 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
               .execute();
           }
           let resolvedByAbsence = 0;
+          let absentCount = 0;
           if (batch.snapshot) {
             const firing = await tx
               .selectFrom('alert_records')
@@ -407,7 +459,8 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
               .where('status', '=', 'firing')
               .execute();
             const absent = firing.map((r) => r.id).filter((id) => !byId.has(id));
-            for (const part of chunks(absent, CHUNK)) {
+            absentCount = absent.length;
+            for (const part of chunks(batch.confirmAbsence ? [] : absent, CHUNK)) {
               if (part.length === 0) continue;
               const result = await tx
                 .updateTable('alert_records')
@@ -424,7 +477,14 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
               resolvedByAbsence += Number(result.numUpdatedRows);
             }
           }
-          return { created, changed, unchanged: seenOnly.length, resolvedByAbsence };
+          return {
+            created,
+            changed,
+            unchanged: seenOnly.length,
+            resolvedByAbsence,
+            absent: batch.confirmAbsence ? absentCount : 0,
+            linked,
+          };
         }),
       );
     },
@@ -457,6 +517,46 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
           .executeTakeFirst(),
       );
       return Number(result.numUpdatedRows) > 0;
+    },
+
+    async markProcessedMany(ids, status, incidentId) {
+      let n = 0;
+      for (const part of chunks(ids, CHUNK)) {
+        if (part.length === 0) continue;
+        const result = await call(`marking ${part.length} alert(s) processed`, () =>
+          db
+            .updateTable('alert_records')
+            .set({
+              processed: status,
+              pending: 0,
+              ...(incidentId !== undefined ? { incident_id: incidentId } : {}),
+            })
+            .where('id', 'in', part)
+            .where('status', '=', status)
+            .where('pending', '=', 1)
+            .executeTakeFirst(),
+        );
+        n += Number(result.numUpdatedRows);
+      }
+      return n;
+    },
+
+    async requeue(incidentId, ids) {
+      let n = 0;
+      for (const part of chunks(ids, CHUNK)) {
+        if (part.length === 0) continue;
+        const result = await call(`requeueing ${part.length} alert(s) of ${incidentId}`, () =>
+          db
+            .updateTable('alert_records')
+            .set({ pending: 1 })
+            .where('id', 'in', part)
+            .where('incident_id', '=', incidentId)
+            .where('status', '=', 'firing')
+            .executeTakeFirst(),
+        );
+        n += Number(result.numUpdatedRows);
+      }
+      return n;
     },
 
     async firingCount(incidentId) {
@@ -714,6 +814,7 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
           .set({ down_since: since, incident_id: null })
           .where('name', '=', name)
           .where('down_since', 'is', null)
+          .where('recovered_since', 'is', null)
           .where((eb) =>
             lastPingAt === null ? eb('last_ping_at', 'is', null) : eb('last_ping_at', '=', lastPingAt),
           )
@@ -746,8 +847,12 @@ export function createAlertRepo(db: Kysely<StoreDatabase>, call: StoreCall, cloc
   };
 }
 
+/** The stored row's resolve is final (said by a payload), in SQL for the upsert's conflict branch. */
+const FINAL = sql`(alert_records.status = 'resolved' and alert_records.resolved_by = 'payload')`;
+
 function newRow(id: string, alert: AlertUpsert, batch: AlertBatch, now: string, old: Row | undefined): Row {
-  const resolvedBefore = old?.status === 'resolved';
+  // Only a payload's resolve is final; one inferred by gameops (snapshot, reconcile) reopens on firing.
+  const resolvedBefore = old?.status === 'resolved' && old.resolved_by === 'payload';
   const status = resolvedBefore ? 'resolved' : alert.status;
   return {
     id,
