@@ -611,7 +611,7 @@ describe('stall auditor', () => {
     // gameops was down for 3 minutes: level 0 is overdue.
     h.clock.advance(3 * MIN);
     await h.service.tick(h.clock.now());
-    const stalls = await h.store.oncall.stalls();
+    const stalls = await h.store.oncall.forScope({ service: 'oncall-test', environment: 'test' }).stalls();
     expect(stalls.map((s) => s.ref)).toEqual([`page:${page.id}:step:0`]);
     const pages = await h.service.pages();
     const self = pages.find((p) => p.dedupKey.startsWith('gameops:escalation-stalled:'));
@@ -620,6 +620,8 @@ describe('stall auditor', () => {
       [`${page.id}.0.0.bob.hook`, `${self!.id}.0.0.bob.hook`].sort(),
     );
     await run(h, 5000);
-    expect(await h.store.oncall.stalls()).toHaveLength(1);
+    expect(
+      await h.store.oncall.forScope({ service: 'oncall-test', environment: 'test' }).stalls(),
+    ).toHaveLength(1);
   });
 });

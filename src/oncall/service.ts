@@ -26,7 +26,7 @@ import type {
 } from '../ops/contracts.ts';
 import type { Actor } from '../runbooks/model.ts';
 import type { Store } from '../store/index.ts';
-import type { NewNotification, NotificationRow, PageRow } from '../store/oncall.ts';
+import type { NewNotification, NewPage, NotificationRow, PageRow } from '../store/oncall.ts';
 import { ACK_KEY_SETTING, newAckKey, readAckToken, signAckToken } from './ack-link.ts';
 import { shiftsCalendar } from './ical.ts';
 import type {
@@ -217,7 +217,11 @@ export function stepDueAt(createdAt: number, plan: Plan, step: number): number {
 
 export function createOncallService(deps: OncallDeps): OncallService {
   const { config, store, clock, log, channels, events, suppressions } = deps;
-  const repo = store.oncall;
+  // Every row is this instance's (service + environment): instances sharing a database never cross-fire.
+  const repo = store.oncall.forScope({
+    service: config.service.name,
+    environment: config.service.environment,
+  });
   const random = deps.random ?? Math.random;
   const oncall = config.oncall;
   const schedules: ScheduleSpec[] = oncall.schedules.map((s) => ({
@@ -546,7 +550,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
         ? null
         : (input.policy ?? oncall.defaultPolicy ?? oncall.policies[0]?.name ?? null);
     const id = newPageId();
-    const row: PageRow = {
+    const row: NewPage = {
       ...basePageRow(id, at, actor),
       dedup_key: input.dedupKey,
       kind: 'page',
@@ -639,7 +643,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
       } else for (const p of await peopleOf(t, now)) persons.add(p);
     }
     const { rows, unreachable } = notificationsFor(id, 0, 0, [...persons], at);
-    const row: PageRow = {
+    const row: NewPage = {
       ...basePageRow(id, at, undefined),
       dedup_key: input.dedupKey,
       kind: 'notify',

@@ -33,6 +33,9 @@ export interface OncallSettingsTable {
 
 export interface OncallOverridesTable {
   id: string;
+  /** The gameops instance (config service.name / environment) this row belongs to. */
+  scope_service: string;
+  scope_environment: string;
   schedule: string;
   layer: string;
   person: string;
@@ -45,6 +48,9 @@ export interface OncallOverridesTable {
 
 export interface OncallPagesTable {
   id: string;
+  /** The gameops instance (config service.name / environment) this row belongs to. */
+  scope_service: string;
+  scope_environment: string;
   dedup_key: string;
   /** `page` (escalates) or `notify` (one-shot). */
   kind: string;
@@ -82,6 +88,9 @@ export interface OncallPagesTable {
 
 export interface OncallNotificationsTable {
   delivery_id: string;
+  /** The gameops instance (config service.name / environment) this row belongs to. */
+  scope_service: string;
+  scope_environment: string;
   page_id: string;
   level: number;
   round: number;
@@ -116,6 +125,9 @@ export interface OncallAttemptsTable {
 export interface OncallStallsTable {
   /** What was late: `page:<id>:step:<n>` or `delivery:<id>:attempt:<n>`. */
   ref: string;
+  /** The gameops instance (config service.name / environment) this row belongs to. */
+  scope_service: string;
+  scope_environment: string;
   page_id: string;
   due_at: string;
   detected_at: string;
@@ -132,6 +144,8 @@ export const oncallMigration: Migration = {
     await db.schema
       .createTable('oncall_overrides')
       .addColumn('id', 'text', (col) => col.primaryKey())
+      .addColumn('scope_service', 'text', (col) => col.notNull())
+      .addColumn('scope_environment', 'text', (col) => col.notNull())
       .addColumn('schedule', 'text', (col) => col.notNull())
       .addColumn('layer', 'text', (col) => col.notNull())
       .addColumn('person', 'text', (col) => col.notNull())
@@ -144,12 +158,14 @@ export const oncallMigration: Migration = {
     await db.schema
       .createIndex('oncall_overrides_layer_idx')
       .on('oncall_overrides')
-      .columns(['schedule', 'layer', 'ends_at'])
+      .columns(['scope_service', 'scope_environment', 'schedule', 'layer', 'ends_at'])
       .execute();
     await db.schema
       .createTable('oncall_pages')
       .addColumn('id', 'text', (col) => col.primaryKey())
-      .addColumn('dedup_key', 'text', (col) => col.notNull().unique())
+      .addColumn('scope_service', 'text', (col) => col.notNull())
+      .addColumn('scope_environment', 'text', (col) => col.notNull())
+      .addColumn('dedup_key', 'text', (col) => col.notNull())
       .addColumn('kind', 'text', (col) => col.notNull())
       .addColumn('incident_id', 'text')
       .addColumn('subject', 'text', (col) => col.notNull())
@@ -175,16 +191,17 @@ export const oncallMigration: Migration = {
       .addColumn('suppressed_by', 'text')
       .addColumn('suppressed_until', 'text')
       .addColumn('escalates_from', 'text', (col) => col.notNull())
+      .addUniqueConstraint('oncall_pages_dedup_uq', ['scope_service', 'scope_environment', 'dedup_key'])
       .execute();
     await db.schema
       .createIndex('oncall_pages_suppressed_idx')
       .on('oncall_pages')
-      .columns(['status', 'suppressed_until'])
+      .columns(['scope_service', 'scope_environment', 'status', 'suppressed_until'])
       .execute();
     await db.schema
       .createIndex('oncall_pages_due_idx')
       .on('oncall_pages')
-      .columns(['status', 'next_at'])
+      .columns(['scope_service', 'scope_environment', 'status', 'next_at'])
       .execute();
     await db.schema
       .createIndex('oncall_pages_incident_idx')
@@ -195,6 +212,8 @@ export const oncallMigration: Migration = {
     await db.schema
       .createTable('oncall_notifications')
       .addColumn('delivery_id', 'text', (col) => col.primaryKey())
+      .addColumn('scope_service', 'text', (col) => col.notNull())
+      .addColumn('scope_environment', 'text', (col) => col.notNull())
       .addColumn('page_id', 'text', (col) => col.notNull())
       .addColumn('level', 'integer', (col) => col.notNull())
       .addColumn('round', 'integer', (col) => col.notNull())
@@ -212,7 +231,7 @@ export const oncallMigration: Migration = {
     await db.schema
       .createIndex('oncall_notifications_due_idx')
       .on('oncall_notifications')
-      .columns(['status', 'next_at'])
+      .columns(['scope_service', 'scope_environment', 'status', 'next_at'])
       .execute();
     await db.schema
       .createIndex('oncall_notifications_page_idx')
@@ -235,6 +254,8 @@ export const oncallMigration: Migration = {
     await db.schema
       .createTable('oncall_stalls')
       .addColumn('ref', 'text', (col) => col.primaryKey())
+      .addColumn('scope_service', 'text', (col) => col.notNull())
+      .addColumn('scope_environment', 'text', (col) => col.notNull())
       .addColumn('page_id', 'text', (col) => col.notNull())
       .addColumn('due_at', 'text', (col) => col.notNull())
       .addColumn('detected_at', 'text', (col) => col.notNull())
@@ -247,6 +268,19 @@ export type NotificationRow = Selectable<OncallNotificationsTable>;
 export type AttemptRow = Selectable<OncallAttemptsTable>;
 export type OverrideRow = Selectable<OncallOverridesTable>;
 export type StallRow = Selectable<OncallStallsTable>;
+type ScopeColumns = 'scope_service' | 'scope_environment';
+/** A page to store: the repo adds its scope. */
+export type NewPage = Omit<PageRow, ScopeColumns>;
+/** An override to store: the repo adds its scope. */
+export type NewOverride = Omit<OverrideRow, ScopeColumns>;
+/** A stall to record: the repo adds its scope. */
+export type NewStall = Omit<StallRow, ScopeColumns>;
+
+/** The gameops instance on-call rows belong to: config `service.name` and `service.environment`. */
+export interface OncallScope {
+  service: string;
+  environment: string;
+}
 
 /** A notification to create: everything but its bookkeeping columns. */
 export type NewNotification = Pick<
@@ -278,7 +312,18 @@ export interface AttemptRecord {
   nextAt?: string | undefined;
 }
 
+/**
+ * The on-call tables of every gameops instance sharing the database. Pages, notifications, overrides and
+ * stalls belong to one instance (service + environment): dedup keys are unique per scope, and a scope's
+ * tick never sees another's rows. Settings (the acknowledge-link key) are shared: a link names its page id,
+ * which is unique across scopes.
+ */
 export interface OncallRepo {
+  forScope(scope: OncallScope): OncallScopeRepo;
+}
+
+/** The on-call rows of one gameops instance. */
+export interface OncallScopeRepo {
   /** A setting's value; on first use, stores `create()` (one value wins across instances). */
   setting(name: string, create: () => string): Promise<string>;
 
@@ -286,7 +331,7 @@ export interface OncallRepo {
    * Stores an override (audited as `oncall.override.create`).
    * @throws ConflictError naming the override it overlaps in the same schedule and layer.
    */
-  addOverride(row: OverrideRow, actor: Actor): Promise<OverrideRow>;
+  addOverride(row: NewOverride, actor: Actor): Promise<OverrideRow>;
   /** Overrides of a schedule (all when not given) ending after `from` and starting before `to`, by start. */
   overrides(filter?: { schedule?: string; from?: Date; to?: Date }): Promise<OverrideRow[]>;
   /** Removes an override (audited). @throws NotFoundError for an unknown id. */
@@ -297,7 +342,7 @@ export interface OncallRepo {
    * actor is given). When its dedup key exists, nothing is written and the existing page is returned.
    */
   insertPage(
-    row: PageRow,
+    row: NewPage,
     notifications: NewNotification[],
     actor?: Actor,
   ): Promise<{ page: PageRow; created: boolean }>;
@@ -370,7 +415,7 @@ export interface OncallRepo {
   /** Pages and notifications that were due before `before` and are still waiting (the auditor's query). */
   overdue(before: Date): Promise<{ pages: PageRow[]; notifications: NotificationRow[] }>;
   /** Records a stall once per ref. @returns true when this call recorded it. */
-  recordStall(row: StallRow): Promise<boolean>;
+  recordStall(row: NewStall): Promise<boolean>;
   stalls(limit?: number): Promise<StallRow[]>;
 }
 
@@ -381,8 +426,26 @@ const LIST_MAX = 1000;
 const SYSTEM_ACTOR: Actor = { id: 'system', name: 'gameops', role: 'admin', kind: 'system' };
 
 export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clock: Clock): OncallRepo {
+  return { forScope: (scope) => scopedRepo(db, call, clock, scope) };
+}
+
+function scopedRepo(
+  db: Kysely<StoreDatabase>,
+  call: StoreCall,
+  clock: Clock,
+  scope: OncallScope,
+): OncallScopeRepo {
+  const S = scope.service;
+  const E = scope.environment;
+  const scoped = { scope_service: S, scope_environment: E };
   const pageById = (tx: Kysely<StoreDatabase> | Transaction<StoreDatabase>, id: string) =>
-    tx.selectFrom('oncall_pages').selectAll().where('id', '=', id).executeTakeFirst();
+    tx
+      .selectFrom('oncall_pages')
+      .selectAll()
+      .where('id', '=', id)
+      .where('scope_service', '=', S)
+      .where('scope_environment', '=', E)
+      .executeTakeFirst();
   const insertNotifications = async (
     tx: Transaction<StoreDatabase>,
     rows: NewNotification[],
@@ -393,6 +456,7 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         .insertInto('oncall_notifications')
         .values({
           ...n,
+          ...scoped,
           status: 'pending',
           attempts: 0,
           lease_until: null,
@@ -429,12 +493,14 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
           // Check-then-insert must not interleave between instances: on PostgreSQL, one writer per layer
           // at a time (SQLite transactions already are serial).
           if (tx.getExecutor().adapter instanceof PostgresAdapter)
-            await sql`select pg_advisory_xact_lock(hashtext(${`oncall_overrides:${row.schedule}/${row.layer}`}))`.execute(
+            await sql`select pg_advisory_xact_lock(hashtext(${`oncall_overrides:${S}/${E}/${row.schedule}/${row.layer}`}))`.execute(
               tx,
             );
           const clash = await tx
             .selectFrom('oncall_overrides')
             .selectAll()
+            .where('scope_service', '=', S)
+            .where('scope_environment', '=', E)
             .where('schedule', '=', row.schedule)
             .where('layer', '=', row.layer)
             .where('starts_at', '<', row.ends_at)
@@ -448,7 +514,10 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
               { details: { field: 'from', id: clash.id } },
             );
           }
-          await tx.insertInto('oncall_overrides').values(row).execute();
+          await tx
+            .insertInto('oncall_overrides')
+            .values({ ...row, ...scoped })
+            .execute();
           await appendAudit(
             tx,
             {
@@ -466,14 +535,18 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
             },
             clock.now(),
           );
-          return row;
+          return { ...row, ...scoped };
         }),
       );
     },
 
     async overrides(filter = {}) {
       return call('listing overrides', () => {
-        let q = db.selectFrom('oncall_overrides').selectAll();
+        let q = db
+          .selectFrom('oncall_overrides')
+          .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E);
         if (filter.schedule !== undefined) q = q.where('schedule', '=', filter.schedule);
         if (filter.from) q = q.where('ends_at', '>', filter.from.toISOString());
         if (filter.to) q = q.where('starts_at', '<', filter.to.toISOString());
@@ -488,6 +561,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
             .selectFrom('oncall_overrides')
             .selectAll()
             .where('id', '=', id)
+            .where('scope_service', '=', S)
+            .where('scope_environment', '=', E)
             .executeTakeFirst();
           if (!row)
             throw new NotFoundError(`no override with id ${id} (gameops oncall override list)`, {
@@ -520,14 +595,16 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         db.transaction().execute(async (tx) => {
           const inserted = await tx
             .insertInto('oncall_pages')
-            .values(row)
-            .onConflict((oc) => oc.column('dedup_key').doNothing())
+            .values({ ...row, ...scoped })
+            .onConflict((oc) => oc.columns(['scope_service', 'scope_environment', 'dedup_key']).doNothing())
             .returning('id')
             .execute();
           if (inserted.length === 0) {
             const existing = await tx
               .selectFrom('oncall_pages')
               .selectAll()
+              .where('scope_service', '=', S)
+              .where('scope_environment', '=', E)
               .where('dedup_key', '=', row.dedup_key)
               .executeTakeFirstOrThrow();
             return { page: existing, created: false };
@@ -551,7 +628,7 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
               new Date(row.created_at),
             );
           }
-          return { page: row, created: true };
+          return { page: { ...row, ...scoped }, created: true };
         }),
       );
     },
@@ -560,7 +637,13 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
 
     pageByDedupKey: (key) =>
       call(`reading page ${key}`, () =>
-        db.selectFrom('oncall_pages').selectAll().where('dedup_key', '=', key).executeTakeFirst(),
+        db
+          .selectFrom('oncall_pages')
+          .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E)
+          .where('dedup_key', '=', key)
+          .executeTakeFirst(),
       ),
 
     async pages(filter = {}) {
@@ -569,6 +652,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         let q = db
           .selectFrom('oncall_pages')
           .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E)
           .where('kind', '=', filter.kind ?? 'page');
         if (filter.status && filter.status.length > 0) q = q.where('status', 'in', filter.status);
         if (filter.incidentId !== undefined) q = q.where('incident_id', '=', filter.incidentId);
@@ -581,6 +666,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         db
           .selectFrom('oncall_pages')
           .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E)
           .where('status', 'in', OPEN)
           .where('next_at', 'is not', null)
           .where('next_at', '<=', now.toISOString())
@@ -620,6 +707,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         db
           .selectFrom('oncall_pages')
           .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E)
           .where('status', '=', 'suppressed')
           .where((eb) =>
             eb.or([eb('suppressed_until', 'is', null), eb('suppressed_until', '<=', now.toISOString())]),
@@ -745,6 +834,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         db
           .selectFrom('oncall_notifications')
           .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E)
           .where((eb) =>
             eb.or([
               eb.and([eb('status', '=', 'pending'), eb('next_at', '<=', at)]),
@@ -890,6 +981,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         pages: await db
           .selectFrom('oncall_pages')
           .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E)
           .where('status', '=', 'triggered')
           .where('next_at', 'is not', null)
           .where('next_at', '<', at)
@@ -899,6 +992,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         notifications: await db
           .selectFrom('oncall_notifications')
           .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E)
           .where('status', '=', 'pending')
           .where('next_at', '<', at)
           .orderBy('next_at')
@@ -911,7 +1006,7 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
       const inserted = await call(`recording stall ${row.ref}`, () =>
         db
           .insertInto('oncall_stalls')
-          .values(row)
+          .values({ ...row, ...scoped })
           .onConflict((oc) => oc.column('ref').doNothing())
           .returning('ref')
           .execute(),
@@ -924,6 +1019,8 @@ export function createOncallRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         db
           .selectFrom('oncall_stalls')
           .selectAll()
+          .where('scope_service', '=', S)
+          .where('scope_environment', '=', E)
           .orderBy('detected_at', 'desc')
           .limit(Math.min(Math.max(1, limit), LIST_MAX))
           .execute(),
