@@ -4,6 +4,7 @@ import { parseConfigText } from '../config/index.ts';
 import { type GameopsError } from '../core/index.ts';
 import type { Actor } from '../runbooks/model.ts';
 import {
+  DEFAULT_ONCALL,
   type Harness,
   oncallConfig,
   oncallConfigText,
@@ -297,6 +298,47 @@ oncall:
       ['ops-room', 'reminder', '-'],
     ]);
     expect(await h.service.pages()).toEqual([]);
+  });
+});
+
+describe('no escalation policy configured', () => {
+  it('with schedules: each first layer at once, each second layer after 15 minutes', async () => {
+    const config = oncallConfig(DEFAULT_ONCALL.slice(0, DEFAULT_ONCALL.indexOf('  policies:')));
+    expect(config.oncall.policies).toEqual([]);
+    const h = await open({ config });
+    const page = await h.service.page(incidentPage);
+    expect(page.status).toBe('triggered');
+    await h.service.tick(h.clock.now());
+    expect(h.channels.sent.map((s) => s.message.deliveryId)).toEqual([`${page.id}.0.0.bob.hook`]);
+    await run(h, 15 * MIN);
+    expect(h.channels.sent.map((s) => s.message.deliveryId)).toEqual([
+      `${page.id}.0.0.bob.hook`,
+      `${page.id}.1.0.alice.hook`,
+    ]);
+    // A policy named explicitly that does not exist is still the caller's mistake.
+    const err = await fails(
+      h.service.manualPage({ ...incidentPage, dedupKey: 'manual:x', policy: 'nope' }, alice),
+    );
+    expect(err.name).toBe('InputError');
+    expect(err.message).toContain('"nope"');
+  });
+
+  it('with nothing configured: the page is stored exhausted, the timeline says why, nothing throws', async () => {
+    const h = await open({ config: oncallConfig('') });
+    const page = await h.service.page(incidentPage);
+    expect(page.status).toBe('exhausted');
+    expect(await h.service.page(incidentPage)).toMatchObject({ id: page.id, status: 'exhausted' });
+    await run(h, 2 * MIN);
+    expect(h.channels.sent).toEqual([]);
+    expect(h.events.entries).toEqual([
+      expect.objectContaining({
+        kind: 'page-failed',
+        incidentId: 'INC-1',
+        message: expect.stringContaining('configure oncall.policies') as string,
+      }),
+    ]);
+    // Still closable.
+    expect(await h.service.resolveIncident('INC-1')).toBe(1);
   });
 });
 

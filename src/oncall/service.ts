@@ -128,6 +128,9 @@ export interface OncallDeps {
   random?: () => number;
 }
 
+/** With schedules but no policy, the second layers are paged this long after the first. */
+export const FALLBACK_SECOND_LEVEL_MS = 15 * 60_000;
+
 /** Dedup-key prefixes gameops uses itself (incident pages, its own alerts, heartbeats); people may not. */
 export const RESERVED_DEDUP_PREFIXES = ['incident:', 'gameops:', 'heartbeat:'] as const;
 
@@ -363,6 +366,23 @@ export function createOncallService(deps: OncallDeps): OncallService {
     return own.length > 0 ? own : oncall.defaultContacts;
   };
 
+  /**
+   * With schedules but no policy: each schedule's first layer at once, then each second layer (where one
+   * exists) after 15 minutes. Undefined when there is no schedule either.
+   */
+  const fallbackPlan: Plan | undefined = (() => {
+    if (schedules.length === 0) return undefined;
+    const levels: Plan['levels'] = [
+      { after: 0, targets: schedules.map((s) => ({ schedule: s.name, layer: s.layers[0]!.name })) },
+    ];
+    const second = schedules
+      .filter((s) => s.layers.length > 1)
+      .map((s) => ({ schedule: s.name, layer: s.layers[1]!.name }));
+    if (second.length > 0) levels.push({ after: FALLBACK_SECOND_LEVEL_MS, targets: second });
+    return planOf(levels, 0);
+  })();
+  let warnedNoPolicy = false;
+
   const planFor = (row: Pick<PageRow, 'targets' | 'policy'>): Plan => {
     if (row.targets !== null) {
       const targets = JSON.parse(row.targets) as PageTarget[];
@@ -372,7 +392,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
       oncall.policies.find((p) => p.name === row.policy) ??
       oncall.policies.find((p) => p.name === oncall.defaultPolicy) ??
       oncall.policies[0];
-    if (!policy) return planOf([{ after: 0, targets: [] }], 0);
+    if (!policy) return fallbackPlan ?? planOf([{ after: 0, targets: [] }], 0);
     return planOf(policy.levels, policy.repeat);
   };
 
@@ -527,14 +547,10 @@ export function createOncallService(deps: OncallDeps): OncallService {
           `policy: unknown escalation policy "${input.policy}" (known: ${oncall.policies.map((p) => p.name).join(', ') || 'none'})`,
           { details: { field: 'policy' } },
         );
-      if (oncall.policies.length === 0)
-        throw new InputError(
-          'policy: no escalation policy is configured (oncall.policies); page targets instead',
-          {
-            details: { field: 'policy' },
-          },
-        );
     }
+    // Nothing to escalate through (no policy, no schedule): stored as exhausted, on the timeline, never
+    // thrown (a system page after its incident exists must not fail and be retried forever).
+    const nowhere = input.targets === undefined && oncall.policies.length === 0 && fallbackPlan === undefined;
     const existing = await repo.pageByDedupKey(input.dedupKey);
     if (existing) {
       // A repeat page of a suppressed one (the alert still firing): send it once no window applies.
@@ -562,27 +578,41 @@ export function createOncallService(deps: OncallDeps): OncallService {
       policy,
       targets: input.targets ? JSON.stringify(input.targets) : null,
       links: JSON.stringify(input.links ?? []),
-      status: suppressed ? 'suppressed' : 'triggered',
+      status: nowhere ? 'exhausted' : suppressed ? 'suppressed' : 'triggered',
       level: 0,
       round: 0,
       // Level 0 is the first step, due at its delay (usually 0s: now); tick fires it, resolving its targets then.
-      next_step: suppressed ? null : 0,
-      next_at: suppressed
-        ? null
-        : new Date(
-            stepDueAt(
-              now.getTime(),
-              planFor({ targets: input.targets ? JSON.stringify(input.targets) : null, policy }),
-              0,
-            ),
-          ).toISOString(),
+      next_step: suppressed || nowhere ? null : 0,
+      exhausted_at: nowhere ? at : null,
+      next_at:
+        suppressed || nowhere
+          ? null
+          : new Date(
+              stepDueAt(
+                now.getTime(),
+                planFor({ targets: input.targets ? JSON.stringify(input.targets) : null, policy }),
+                0,
+              ),
+            ).toISOString(),
       suppressed_by: suppressed?.name ?? null,
       suppressed_until: suppressed?.endsAt ?? null,
       escalates_from: at,
     };
     const { page: stored, created } = await repo.insertPage(row, [], actor);
     if (created) {
-      if (suppressed) {
+      if (nowhere) {
+        if (!warnedNoPolicy)
+          log.warn(
+            { page: id },
+            'a page has nobody to go to: no escalation policy and no on-call schedule is configured (configure oncall.policies)',
+          );
+        warnedNoPolicy = true;
+        await timeline(stored, {
+          kind: 'page-failed',
+          message: `Page "${input.subject}" could not be sent: no escalation policy or on-call schedule exists (configure oncall.policies)`,
+          data: { reason: 'no-policy' },
+        });
+      } else if (suppressed) {
         log.info({ page: id, window: suppressed.name }, 'page suppressed by a suppression window');
         await timeline(stored, {
           kind: 'page-suppressed',
