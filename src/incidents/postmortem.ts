@@ -10,8 +10,11 @@ import { humanDuration, mdText, noControl, zoned, zonedDate } from './render.ts'
  * section whose text differs from the version they started from is marked as edited, and so is any
  * section they added. Regenerating (on resolve, or on request) rebuilds every section from the incident
  * except the edited ones, which keep their latest text, with two exceptions that are always rebuilt:
- * Timeline (from the timeline, which only grows) and Action Items (from the action items; an edit's
- * `- [ ]` lines are turned into action items when saved, see {@link actionItemLines}).
+ * Timeline (from the timeline, which only grows; an edit that changes it is refused, see
+ * {@link refuseTimelineEdit}: add a note to the incident instead) and Action Items (from the action items;
+ * each line carries its item's id in a hidden `<!-- item:ID -->` marker, and an edit's lines are synced
+ * into the items when saved: title, owner, due date and status of existing ones, new lines become new
+ * items, see {@link actionItemLines}).
  */
 
 export const SECTIONS = [
@@ -34,7 +37,6 @@ export interface PostmortemInput {
   timeZone: string;
   publicUrl?: string | undefined;
   directory: Directory;
-  now: Date;
 }
 
 /** Every section, generated. */
@@ -43,7 +45,8 @@ export function generateSections(input: PostmortemInput): Record<string, string>
   const end = incident.timestamps.resolved;
   const duration = end
     ? humanDuration(Date.parse(end) - Date.parse(incident.createdAt))
-    : `ongoing (${humanDuration(input.now.getTime() - Date.parse(incident.createdAt))} so far)`;
+    : // No "so far" figure: the text must not change with the clock alone (edits are compared to it).
+      `ongoing (since ${zoned(incident.createdAt, timeZone)} ${timeZone})`;
   const lead = incident.warRoom ? incident.roles.commander : incident.owner;
   const summary = [
     `- **Date**: ${zonedDate(incident.createdAt, timeZone)}`,
@@ -112,7 +115,7 @@ function actionItemsSection(items: ActionItemRecord[], directory: Directory): st
         `Due: ${i.dueDate ?? 'none'}`,
         `Status: ${i.status}`,
       ];
-      return `- [${i.status === 'done' ? 'x' : ' '}] ${mdText(i.title)} (${meta.join(', ')})`;
+      return `- [${i.status === 'done' ? 'x' : ' '}] ${mdText(i.title)} (${meta.join(', ')}) <!-- item:${i.id} -->`;
     })
     .join('\n');
 }
@@ -188,15 +191,21 @@ export function mergeSections(
 }
 
 export interface ActionItemLine {
+  /** The item's id from its `<!-- item:ID -->` marker (absent on a line a person added). */
+  id?: string | undefined;
   done: boolean;
   title: string;
-  owner?: string | undefined;
-  due?: string | undefined;
+  /** A person or team (id or name); null: `Owner: unassigned`; absent: not stated. */
+  owner?: string | null | undefined;
+  /** YYYY-MM-DD; null: `Due: none`; absent: not stated. */
+  due?: string | null | undefined;
 }
 
 /**
- * The `- [ ]` / `- [x]` lines of an edited Action Items section: a line whose title matches an item
- * sets its status; a new line becomes a new item (its `Owner:` a person or team id, its `Due:` a date).
+ * The `- [ ]` / `- [x]` lines of an edited Action Items section. A line with an `<!-- item:ID -->` marker
+ * is that item (its title, `Owner:`, `Due:` and box are synced into it); a line without one matches an
+ * item by title, else becomes a new item (its `Owner:` a person or team, its `Due:` a date).
+ * @throws InputError naming the line when its `Due:` is not a date.
  */
 export function actionItemLines(section: string | undefined): ActionItemLine[] {
   if (section === undefined) return [];
@@ -205,21 +214,56 @@ export function actionItemLines(section: string | undefined): ActionItemLine[] {
     const m = /^\s*[-*] \[([ xX])\] (.+?)\s*$/.exec(line);
     if (!m) continue;
     let title = m[2]!;
-    let owner: string | undefined;
-    let due: string | undefined;
+    let id: string | undefined;
+    const marker = /\s*<!--\s*item:([\w.:-]+)\s*-->\s*$/.exec(title);
+    if (marker) {
+      id = marker[1]!;
+      title = title.slice(0, marker.index);
+    }
+    let owner: string | null | undefined;
+    let due: string | null | undefined;
     const meta = /^(.*?)\s*\(([^()]*)\)$/.exec(title);
     if (meta && /\b(Owner|Due|Status):/i.test(meta[2]!)) {
       title = meta[1]!;
       for (const part of meta[2]!.split(',')) {
         const [k, ...v] = part.split(':');
-        const value = v.join(':').trim();
-        if (/^owner$/i.test(k!.trim()) && value && value !== 'unassigned') owner = value;
-        if (/^due$/i.test(k!.trim()) && /^\d{4}-\d{2}-\d{2}$/.test(value)) due = value;
+        const key = k!.trim().toLowerCase();
+        const value = unescapeMd(v.join(':').trim());
+        if (key === 'owner') owner = value === '' || value === 'unassigned' ? null : value;
+        if (key === 'due') {
+          if (value === '' || value === 'none') due = null;
+          else if (/^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(Date.parse(`${value}T00:00:00Z`)))
+            due = value;
+          else
+            throw new InputError(
+              `markdown: Action Items line "${line.trim().slice(0, 120)}": Due "${value}" is not a date (YYYY-MM-DD) or none`,
+              { details: { field: 'markdown', section: 'Action Items' } },
+            );
+        }
       }
     }
-    out.push({ done: m[1] !== ' ', title: unescapeMd(title.trim()), owner, due });
+    out.push({
+      ...(id !== undefined ? { id } : {}),
+      done: m[1] !== ' ',
+      title: unescapeMd(title.trim()),
+      owner,
+      due,
+    });
   }
   return out;
+}
+
+/**
+ * Refuses an edit that changes the Timeline section: it is rebuilt from the incident's timeline on every
+ * regeneration, so the change would be lost.
+ * @throws InputError naming the section.
+ */
+export function refuseTimelineEdit(edited: string[]): void {
+  if (edited.includes('Timeline'))
+    throw new InputError(
+      'markdown: the Timeline section is generated from the incident timeline and cannot be edited (the change would be lost on regeneration); add a note to the incident instead (gameops incident note <id> "...")',
+      { details: { field: 'markdown', section: 'Timeline' } },
+    );
 }
 
 function unescapeMd(text: string): string {

@@ -389,8 +389,9 @@ describe('incidents: status updates', () => {
       dedupKey: 'incident:INC-1:update-missed:2026-03-01T10:15:00.000Z',
       targets: [{ person: 'cto' }],
     });
+    // The next one is due a cadence after the escalation (10:20), not after the missed due time.
     const inc = await service.get('INC-1');
-    expect(inc.nextUpdateDueAt).toBe('2026-03-01T10:30:00.000Z');
+    expect(inc.nextUpdateDueAt).toBe('2026-03-01T10:35:00.000Z');
     const kinds = (await service.timeline('INC-1')).map((e) => e.kind);
     expect(kinds.filter((k) => k === 'status-update-due')).toHaveLength(1);
     expect(kinds.filter((k) => k === 'status-update-missed')).toHaveLength(1);
@@ -477,7 +478,7 @@ describe('incidents: reminders from several instances', () => {
     const kinds = (await service.timeline('INC-1')).map((e) => e.kind);
     expect(kinds.filter((k) => k === 'status-update-due')).toHaveLength(1);
     expect(kinds.filter((k) => k === 'status-update-missed')).toHaveLength(1);
-    expect((await service.get('INC-1')).nextUpdateDueAt).toBe('2026-03-01T10:30:00.000Z');
+    expect((await service.get('INC-1')).nextUpdateDueAt).toBe('2026-03-01T10:36:00.000Z');
   });
 });
 
@@ -622,8 +623,8 @@ describe('incidents: runbooks, timeline and post-mortem', () => {
       '## Lessons Learned\n1. Pool sizing was based on old traffic\n\n',
     );
     const withItem = lessons.replace(
-      '(Owner: DBA Team, Due: 2026-03-10, Status: open)',
-      '(Owner: DBA Team, Due: 2026-03-10, Status: open)\n- [ ] Add connection pool monitoring (Owner: dba)',
+      /(\(Owner: DBA Team, Due: 2026-03-10, Status: open\) <!-- item:\w+ -->)/,
+      '$1\n- [ ] Add connection pool monitoring (Owner: dba)',
     );
     const edited = await service.edit('INC-1', { baseVersion: 1, markdown: withItem }, bob);
     expect(edited).toMatchObject({ version: 2, kind: 'edited', createdBy: 'bob' });
@@ -654,5 +655,237 @@ describe('incidents: runbooks, timeline and post-mortem', () => {
     expect(
       (await failure(service.edit('INC-1', { baseVersion: 3, markdown: 'hello' }, alice))).message,
     ).toContain('a post-mortem starts with "# Incident Post-Mortem: INC-<n>"');
+  });
+});
+
+describe('incidents: review fixes', () => {
+  const places = [
+    { backend: 'sqlite', place: () => Promise.resolve(sqlitePlace(cleanups).options) },
+    { backend: 'postgres', place: async () => (await postgresPlace(cleanups)).options },
+  ];
+
+  it.each(places)('a reopened incident pages anew, with a key per reopen, on $backend', async ({ place }) => {
+    const { service, pager, clock } = await setup(await place());
+    const input = (fp: string) => ({
+      groupKey: 'g:login',
+      title: 'Login down',
+      severity: 'P1' as const,
+      service: 'login',
+      alert: alert(fp),
+    });
+    await service.openOrJoin(input('a'));
+    clock.advance(60_000);
+    await service.transition('INC-1', 'resolved', alice);
+    clock.advance(60_000);
+    await service.transition('INC-1', 'investigating', alice, 'came back');
+    clock.advance(60_000);
+    await service.transition('INC-1', 'resolved', alice);
+    await service.transition('INC-1', 'investigating', alice, 'again');
+    const opening = pager.pageCalls.filter((p) => !p.dedupKey.includes(':severity:'));
+    expect([...new Set(opening.map((p) => p.dedupKey))]).toEqual([
+      'incident:INC-1',
+      'incident:INC-1:reopen-1',
+      'incident:INC-1:reopen-2',
+    ]);
+    // escalateTo is told again too, under the reopen's key.
+    expect(pager.notes.map((n) => n.dedupKey)).toEqual(
+      expect.arrayContaining(['incident:INC-1:opened:P1', 'incident:INC-1:reopen-1:opened:P1']),
+    );
+    // A joining alert after the reopen asks for the reopen's page, not the first (resolved) one.
+    pager.pageCalls.length = 0;
+    expect(await service.openOrJoin(input('b'))).toEqual({ incidentId: 'INC-1', created: false });
+    expect(pager.pageCalls.map((p) => p.dedupKey)).toEqual(['incident:INC-1:reopen-2']);
+  });
+
+  it.each(places)(
+    'a joining alert of a higher severity raises the incident in the same change on $backend',
+    async ({ place }) => {
+      const { service, pager } = await setup(await place());
+      const input = (fp: string, severity: 'P1' | 'P2' | 'P3') => ({
+        groupKey: 'g:login',
+        title: 'Errors on login',
+        severity,
+        service: 'login',
+        alert: alert(fp),
+      });
+      await service.openOrJoin(input('a', 'P3'));
+      expect((await service.get('INC-1')).warRoom).toBe(false);
+      await service.openOrJoin(input('b', 'P1'));
+      const inc = await service.get('INC-1');
+      expect(inc).toMatchObject({
+        severity: 'P1',
+        warRoom: true,
+        nextUpdateDueAt: '2026-03-01T10:15:00.000Z',
+      });
+      const timeline = await service.timeline('INC-1');
+      expect(timeline.filter((e) => e.kind === 'severity').map((e) => e.message)).toEqual([
+        'severity P3 → P1: alert HighErrorRate is P1 (war room opened)',
+      ]);
+      // The raise and the alert are one change: the severity entry is stored right before the alert's.
+      const raised = timeline.find((e) => e.kind === 'severity');
+      const fired = timeline.find((e) => e.kind === 'alert-fired' && e.data.fingerprint === 'b');
+      expect(raised?.seq).toBe((fired?.seq ?? 0) - 1);
+      expect(pager.notes.map((n) => n.dedupKey)).toContain('incident:INC-1:opened:P1');
+      expect(pager.pageCalls.at(-1)).toMatchObject({ dedupKey: 'incident:INC-1', severity: 'P1' });
+      // Never lowered automatically.
+      await service.openOrJoin(input('c', 'P3'));
+      expect((await service.get('INC-1')).severity).toBe('P1');
+      expect((await service.timeline('INC-1')).filter((e) => e.kind === 'severity')).toHaveLength(1);
+    },
+  );
+
+  it('openOrJoin returns the incident when paging fails, records it once and pages on a later call', async () => {
+    const { service, pager } = await setup();
+    const realPage = pager.page;
+    let failing = true;
+    pager.page = (input) =>
+      failing
+        ? Promise.reject(new InputError('no escalation policy: set oncall.defaultPolicy'))
+        : realPage(input);
+    const input = (fp: string) => ({
+      groupKey: 'g',
+      title: 'Disk full',
+      severity: 'P3' as const,
+      service: 'db',
+      alert: alert(fp),
+    });
+    expect(await service.openOrJoin(input('a'))).toEqual({ incidentId: 'INC-1', created: true });
+    expect(await service.openOrJoin(input('b'))).toEqual({ incidentId: 'INC-1', created: false });
+    const failed = (await service.timeline('INC-1')).filter((e) => e.kind === 'page-failed');
+    expect(failed.map((e) => e.message)).toEqual([
+      'could not page the on-call: no escalation policy: set oncall.defaultPolicy',
+    ]);
+    failing = false;
+    await service.openOrJoin(input('b'));
+    expect([...pager.pages.keys()]).toEqual(['incident:INC-1']);
+  });
+
+  it.each(places)(
+    'resolving a big group resolves pages and writes the post-mortem once on $backend',
+    async ({ place }) => {
+      const { service, pager, clock } = await setup(await place());
+      const fps = Array.from({ length: 40 }, (_, i) => `fp${i}`);
+      for (const fp of fps)
+        await service.openOrJoin({
+          groupKey: 'g',
+          title: 'Down',
+          severity: 'P2',
+          service: 'db',
+          alert: alert(fp),
+        });
+      clock.advance(300_000);
+      // As after one webhook that resolves them all: every call sees nothing still firing.
+      for (const fp of fps) await service.alertResolved('INC-1', { ...alert(fp), status: 'resolved' }, 0);
+      // Alertmanager re-sends one of them: its entry is not repeated.
+      await service.alertResolved('INC-1', { ...alert('fp3'), status: 'resolved' }, 0);
+      expect(pager.resolves).toEqual(['INC-1']);
+      const pm = await service.postmortem('INC-1');
+      expect(pm.history.map((h) => h.version)).toEqual([1]);
+      const timeline = await service.timeline('INC-1');
+      expect(timeline.filter((e) => e.kind === 'alert-resolved')).toHaveLength(40);
+      expect(timeline.filter((e) => e.kind === 'status' && e.data.to === 'resolved')).toHaveLength(1);
+    },
+  );
+
+  it('after downtime, one reminder and one escalation cover the gap; the next is due a cadence from now', async () => {
+    const { service, pager, clock } = await setup();
+    await service.declare({ title: 'Login down', severity: 'P1', page: false, commander: 'alice' }, alice);
+    clock.advance(5 * 3600_000);
+    for (let i = 0; i < 30; i++) {
+      await service.tick(clock.now());
+      clock.advance(1000);
+    }
+    expect(pager.notes.filter((n) => n.kind === 'reminder')).toHaveLength(1);
+    expect(pager.pageCalls.filter((p) => p.dedupKey.includes('update-missed'))).toHaveLength(1);
+    expect((await service.get('INC-1')).nextUpdateDueAt).toBe('2026-03-01T15:15:00.000Z');
+    clock.set('2026-03-01T15:15:00Z');
+    await service.tick(clock.now());
+    expect(pager.notes.filter((n) => n.kind === 'reminder')).toHaveLength(2);
+  });
+
+  it('CSV and Markdown exports show terminal escapes as text, keeping line breaks where CSV quotes them', async () => {
+    const { service } = await setup();
+    await service.declare({ title: 'Login \u001b[2J down', severity: 'P2', page: false }, alice);
+    await service.note('INC-1', 'copied \u001b]52;c;ZWNobw==\u0007\nsecond line', alice);
+    const csv = await service.export('INC-1', 'csv');
+    const markdown = await service.export('INC-1', 'markdown');
+    const control = (out: string): string[] =>
+      [...out].filter((c) => (c < ' ' && !'\t\r\n'.includes(c)) || c === '\u007f');
+    expect(control(csv)).toEqual([]);
+    expect(control(markdown)).toEqual([]);
+    expect(markdown).toContain('copied \\u001b\\]52;c;ZWNobw==\\u0007 second line');
+    expect(csv).toContain('"copied \\u001b]52;c;ZWNobw==\\u0007\nsecond line"');
+    expect(markdown).toContain('# Timeline: INC-1 Login \\u001b\\[2J down');
+  });
+
+  it('reading a post-mortem never saves one; the draft can be edited as version 0', async () => {
+    const { service, store } = await setup();
+    await service.declare({ title: 'Login down', severity: 'P2', page: false }, alice);
+    const draft = await service.postmortem('INC-1', {}, viewer);
+    expect(draft).toMatchObject({ version: 0, history: [], kind: 'generated' });
+    expect(await store.incidents.postmortems({ service: 'test-game', environment: 'test' }, 1)).toEqual([]);
+    expect((await service.postmortem('INC-1', {}, viewer)).markdown).toBe(draft.markdown);
+    const edited = draft.markdown.replace(
+      /## Lessons Learned\n[^#]*/,
+      '## Lessons Learned\nCheck pools.\n\n',
+    );
+    const saved = await service.edit('INC-1', { baseVersion: 0, markdown: edited }, alice);
+    expect(saved).toMatchObject({ version: 1, kind: 'edited', edited: ['Lessons Learned'] });
+  });
+
+  it('action item edits in the Markdown are synced by item id and survive regeneration; Timeline edits are refused', async () => {
+    const { service } = await setup();
+    await service.declare({ title: 'Login down', severity: 'P2', page: false }, alice);
+    const item = await service.actionItems.add(
+      'INC-1',
+      { title: 'Add pool alerts', owner: { team: 'dba' }, dueDate: '2026-03-10' },
+      alice,
+    );
+    await service.transition('INC-1', 'resolved', alice);
+    const v1 = await service.postmortem('INC-1');
+    const line = `- [ ] Add pool alerts (Owner: DBA Team, Due: 2026-03-10, Status: open) <!-- item:${item.id} -->`;
+    expect(v1.markdown).toContain(line);
+    const changedLine = `- [x] Add pool saturation alerts (Owner: Bob, Due: 2026-03-20, Status: done) <!-- item:${item.id} -->`;
+    await service.edit('INC-1', { baseVersion: 1, markdown: v1.markdown.replace(line, changedLine) }, bob);
+    expect(await service.actionItems.list('INC-1')).toEqual([
+      expect.objectContaining({
+        id: item.id,
+        title: 'Add pool saturation alerts',
+        owner: { person: 'bob' },
+        dueDate: '2026-03-20',
+        status: 'done',
+      }),
+    ]);
+    const v3 = await service.postmortem('INC-1', { regenerate: true }, alice);
+    expect(v3.markdown).toContain(
+      `- [x] Add pool saturation alerts (Owner: Bob, Due: 2026-03-20, Status: done) <!-- item:${item.id} -->`,
+    );
+    // Clearing owner and due date round-trips too.
+    const cleared = v3.markdown.replace(
+      '(Owner: Bob, Due: 2026-03-20, Status: done)',
+      '(Owner: unassigned, Due: none, Status: done)',
+    );
+    await service.edit('INC-1', { baseVersion: v3.version, markdown: cleared }, bob);
+    const [after] = await service.actionItems.list('INC-1');
+    expect(after?.owner).toBeUndefined();
+    expect(after?.dueDate).toBeUndefined();
+
+    const latest = await service.postmortem('INC-1');
+    const timelineEdit = latest.markdown.replace(
+      '_Times in Asia/Seoul._',
+      '_Times in Asia/Seoul._\n- 19:30 - made up',
+    );
+    const refused = await failure(
+      service.edit('INC-1', { baseVersion: latest.version, markdown: timelineEdit }, bob),
+    );
+    expect(refused).toBeInstanceOf(InputError);
+    expect(refused.message).toContain('the Timeline section is generated from the incident timeline');
+    const badOwner = latest.markdown.replace('Owner: unassigned', 'Owner: nobody-here');
+    const refusedOwner = await failure(
+      service.edit('INC-1', { baseVersion: latest.version, markdown: badOwner }, bob),
+    );
+    expect(refusedOwner).toBeInstanceOf(InputError);
+    expect(refusedOwner.message).toContain('Action Items owner "nobody-here"');
+    expect((await service.postmortem('INC-1')).version).toBe(latest.version);
   });
 });

@@ -59,15 +59,17 @@ import {
   transitionAllowed,
 } from './model.ts';
 import {
+  type ActionItemLine,
   actionItemLines,
   editedSections,
   generateSections,
   mergeSections,
   parsePostmortem,
+  refuseTimelineEdit,
   renderPostmortem,
 } from './postmortem.ts';
 import { businessHoursDue } from './hours.ts';
-import { buildDraft, timelineCsv, timelineJson, timelineMarkdown } from './render.ts';
+import { buildDraft, noControl, timelineCsv, timelineJson, timelineMarkdown } from './render.ts';
 
 export interface IncidentServiceDeps {
   config: GameopsConfig;
@@ -174,7 +176,10 @@ export interface IncidentService extends AlertIncidents, IncidentEvents {
   /** Stored entries merged with the linked runs' events (steps, approvals), oldest first. */
   timeline: (id: string, actor?: Actor) => Promise<TimelineEntry[]>;
   export: (id: string, format: TimelineFormat, actor?: Actor) => Promise<string>;
-  /** The latest post-mortem (generated when there is none; `regenerate` builds a new version). */
+  /**
+   * The latest post-mortem; when none is saved yet, an unsaved generated draft (version 0: reading never
+   * writes). Versions are saved on resolve, on `regenerate` (which needs the responder role) and on edit.
+   */
   postmortem: (
     id: string,
     options?: { regenerate?: boolean | undefined },
@@ -330,11 +335,23 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       : undefined;
   }
 
+  /**
+   * The dedup key of an incident's opening page: `incident:<id>` while it has never been reopened,
+   * `incident:<id>:reopen-<n>` after its n-th reopen, so that a reopened incident pages anew instead of
+   * finding its old, resolved page.
+   */
+  function pageKey(r: IncidentRecord): string {
+    const reopens = r.transitions.filter((t) => t.from === 'resolved' && t.to === 'investigating').length;
+    const id = incidentLabel(r.number);
+    return reopens === 0 ? `incident:${id}` : `incident:${id}:reopen-${reopens}`;
+  }
+
   async function pageOpened(r: IncidentRecord, extraLabels: Record<string, string> = {}): Promise<PageView> {
     const id = incidentLabel(r.number);
     const links = incidentLinks(id);
+    const key = pageKey(r);
     const page = await pager.page({
-      dedupKey: `incident:${id}`,
+      dedupKey: key,
       incidentId: id,
       subject: `[${id} ${r.severity}] ${r.title}`,
       body: [
@@ -350,7 +367,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     const escalateTo = level(r.severity).escalateTo;
     if (escalateTo.length > 0) {
       await pager.notify({
-        dedupKey: `incident:${id}:opened:${r.severity}`,
+        dedupKey: `${key}:opened:${r.severity}`,
         incidentId: id,
         kind: 'notification',
         subject: `[${id} ${r.severity}] opened: ${r.title}`,
@@ -360,6 +377,96 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       });
     }
     return page;
+  }
+
+  /**
+   * Pages for an open incident without failing the caller: the incident stands whatever paging says
+   * (no escalation policy configured, on-call store down). The failure goes into the log and, once per
+   * page key, onto the timeline; a later call pages again (the pager is idempotent by key).
+   */
+  async function pageOrRecord(
+    r: IncidentRecord,
+    extraLabels: Record<string, string> = {},
+    hint = '',
+  ): Promise<void> {
+    try {
+      await pageOpened(r, extraLabels);
+    } catch (err) {
+      const label = incidentLabel(r.number);
+      log.error({ incident: label, err: errorMessage(err) }, 'could not page for an incident');
+      await mutate(r.number, () => ({
+        entries: [
+          {
+            kind: 'page-failed',
+            message: `could not page the on-call: ${errorMessage(err)}${hint}`,
+            data: { dedupKey: pageKey(r) },
+            dedupKey: `page-failed:${pageKey(r)}`,
+          },
+        ],
+        result: undefined,
+      }));
+    }
+  }
+
+  /**
+   * A severity change of `cur` (nothing when it is already `severity`): the record's changes and the
+   * timeline entry. Used by setSeverity and by a joining alert of a higher severity.
+   */
+  function severityChange(
+    cur: IncidentRecord,
+    severity: Severity,
+    actor: Actor,
+    why: string | undefined,
+  ): { changes: IncidentChanges; entries: NewTimelineEntry[] } | undefined {
+    if (cur.severity === severity) return undefined;
+    const open = OPEN_STATUSES.includes(cur.status);
+    const due = open ? dueAfter(severity, clock.now()) : null;
+    // A faster cadence brings the next update forward; a slower one keeps the one already due.
+    const next =
+      cur.nextUpdateDueAt !== undefined && due !== null && cur.nextUpdateDueAt < due
+        ? cur.nextUpdateDueAt
+        : due;
+    return {
+      changes: { severity, nextUpdateDueAt: next },
+      entries: [
+        {
+          kind: 'severity',
+          message: `severity ${cur.severity} → ${severity}${why ? `: ${why}` : ''}${level(severity).warRoom && !level(cur.severity).warRoom ? ' (war room opened)' : ''}`,
+          actor,
+          data: { from: cur.severity, to: severity },
+        },
+      ],
+    };
+  }
+
+  /** After a raise: the new severity's policy is paged (when it differs) and its escalateTo told. */
+  async function pageRaised(
+    incident: IncidentRecord,
+    from: string,
+    actor: Actor,
+    why: string | undefined,
+    extraLabels: Record<string, string> = {},
+  ): Promise<void> {
+    const label = incidentLabel(incident.number);
+    const severity = severityOf(incident.severity);
+    try {
+      if (policyOf(incident) !== policyOf({ severity: from, policy: incident.policy }))
+        await pager.page(
+          {
+            dedupKey: `${pageKey(incident)}:severity:${severity}`,
+            incidentId: label,
+            subject: `[${label} ${severity}] raised to ${severity}: ${incident.title}`,
+            body: `${label} was raised from ${from} to ${severity}${why ? `: ${why}` : ''}`,
+            severity,
+            labels: labelsOf(incident, extraLabels),
+            policy: policyOf(incident),
+          },
+          actor,
+        );
+      await pageOpened(incident, extraLabels);
+    } catch (err) {
+      log.error({ incident: label, err: errorMessage(err) }, 'could not page for a raised severity');
+    }
   }
 
   /** Who is reminded about a status update: IC and Communications, else the owner, else the on-call. */
@@ -476,11 +583,19 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     };
   }
 
-  /** Generates (or regenerates, keeping edited sections) and stores a version when it changed. */
-  async function generate(r: IncidentRecord, actor: Actor, force: boolean): Promise<PostmortemView> {
+  /**
+   * The post-mortem. `view`: the latest version, or when there is none an unsaved generated draft
+   * (version 0; reading never writes). `save`: the latest, generating and storing version 1 when there is
+   * none. `regenerate`: rebuilt (keeping edited sections) and stored when it changed.
+   */
+  async function generate(
+    r: IncidentRecord,
+    actor: Actor,
+    mode: 'view' | 'save' | 'regenerate',
+  ): Promise<PostmortemView> {
     const versions = await repo.postmortems(scope, r.number);
     const latest = versions[versions.length - 1];
-    if (latest && !force) return postmortemView(r, versions);
+    if (latest && mode !== 'regenerate') return postmortemView(r, versions);
     const generated = generateSections({
       incident: await fullView(r),
       timeline: await mergedTimeline(r, actor),
@@ -489,11 +604,21 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       timeZone,
       publicUrl: config.server.publicUrl,
       directory,
-      now: clock.now(),
     });
     const sections = mergeSections(generated, latest?.sections, latest?.edited ?? []);
     const markdown = renderPostmortem(incidentLabel(r.number), sections);
     if (latest && latest.markdown === markdown) return postmortemView(r, versions);
+    if (mode === 'view')
+      return {
+        incidentId: incidentLabel(r.number),
+        version: 0,
+        markdown,
+        kind: 'generated',
+        edited: [],
+        createdAt: clock.now().toISOString(),
+        createdBy: actor.name,
+        history: [],
+      };
     try {
       await repo.savePostmortem(
         scope,
@@ -545,13 +670,19 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         ],
       );
       const number = incident.number;
-      const { incident: current } = await mutate(number, (cur) => {
+      const { incident: current, result: raisedFrom } = await mutate(number, (cur) => {
         const runbooks = [...new Set([...cur.suggestedRunbooks, ...suggested])];
+        // A joining alert of a higher severity raises the incident (never lowers it).
+        const raise =
+          severity < severityOf(cur.severity) && OPEN_STATUSES.includes(cur.status)
+            ? severityChange(cur, severity, SYSTEM_ACTOR, `alert ${alert.name} is ${severity}`)
+            : undefined;
+        const changes: IncidentChanges = { ...(raise?.changes ?? {}) };
+        if (runbooks.length !== cur.suggestedRunbooks.length) changes.suggestedRunbooks = runbooks;
         return {
-          ...(runbooks.length !== cur.suggestedRunbooks.length
-            ? { changes: { suggestedRunbooks: runbooks } }
-            : {}),
+          changes,
           entries: [
+            ...(raise?.entries ?? []),
             {
               kind: 'alert-fired',
               message: `alert fired: ${alert.name}${alert.summary ? `: ${alert.summary}` : ''}`,
@@ -560,19 +691,35 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
               dedupKey: `alert:${alert.fingerprint}:${alert.startsAt}`,
             },
           ],
-          audit: { actor: SYSTEM_ACTOR, action: 'incident.alert', data: { fingerprint: alert.fingerprint } },
-          result: undefined,
+          audit: {
+            actor: SYSTEM_ACTOR,
+            action: raise ? 'incident.alert-raised' : 'incident.alert',
+            data: {
+              fingerprint: alert.fingerprint,
+              ...(raise ? { from: cur.severity, to: severity } : {}),
+            },
+          },
+          result: raise ? cur.severity : undefined,
         };
       });
-      // Every call: a page that a crash kept from being opened is opened now (idempotent by key).
-      await pageOpened(current, alert.labels);
+      if (raisedFrom !== undefined)
+        await pageRaised(
+          current,
+          raisedFrom,
+          SYSTEM_ACTOR,
+          `alert ${alert.name} is ${severity}`,
+          alert.labels,
+        );
+      // Every call: a page that a crash (or a failed page) kept from being opened is opened now
+      // (idempotent by key). A paging failure does not undo the incident: it is on the timeline.
+      await pageOrRecord(current, alert.labels);
       return { incidentId: incidentLabel(number), created };
     },
 
     async alertResolved(incidentId, alert, stillFiring) {
       const number = parseIncidentId(incidentId);
       const autoResolve = config.incidents.resolveWithAlerts && stillFiring <= 0;
-      const { result: resolved, incident: current } = await mutate(number, (cur) => {
+      const { result: resolved } = await mutate(number, (cur) => {
         const resolve = autoResolve && OPEN_STATUSES.includes(cur.status) && cur.source !== 'manual';
         const at = clock.now().toISOString();
         return {
@@ -603,9 +750,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           result: resolve,
         };
       });
-      // Also when an earlier call resolved it but crashed before the pages were resolved (idempotent).
-      if (resolved || (autoResolve && current.status === 'resolved'))
-        await afterResolve(number, SYSTEM_ACTOR, true);
+      // Only the call that resolved the incident ends its pages and writes the post-mortem: the other
+      // alerts of a big group resolving after it only add their timeline entry.
+      if (resolved) await afterResolve(number, SYSTEM_ACTOR, true);
     },
 
     async append(incidentId, entry: TimelineEntryInput) {
@@ -711,26 +858,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
             : []),
         ],
       );
-      if (input.page !== false) {
-        try {
-          await pageOpened(incident);
-        } catch (err) {
-          // The incident stands; paging said why it could not page, on the timeline and in the log.
-          log.error(
-            { incident: incidentLabel(incident.number), err: errorMessage(err) },
-            'could not page for a declared incident',
-          );
-          await mutate(incident.number, () => ({
-            entries: [
-              {
-                kind: 'page-failed',
-                message: `could not page the on-call: ${errorMessage(err)} (use call-in)`,
-              },
-            ],
-            result: undefined,
-          }));
-        }
-      }
+      // The incident stands whatever paging says; a failure is on the timeline and in the log.
+      if (input.page !== false) await pageOrRecord(incident, {}, ' (use call-in)');
       return fullView((await repo.get(scope, incident.number)) ?? incident);
     },
 
@@ -879,7 +1008,10 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         };
       });
       if (ended) await afterResolve(incident.number, actor, !ends(r.status));
-      else if (to === 'postmortem') await generate(incident, actor, false);
+      else if (to === 'postmortem') await generate(incident, actor, 'save');
+      // Reopened: a new page (its own key), whatever became of the first one.
+      if (r.status === 'resolved' && to === 'investigating')
+        await pageOrRecord(incident, {}, ' (use call-in)');
       return fullView((await repo.get(scope, incident.number)) ?? incident);
     },
 
@@ -889,50 +1021,17 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       const r = await load(id);
       const why = reason !== undefined ? text(reason, 'reason', MAX_TEXT, false) : undefined;
       const { incident, result: from } = await mutate(r.number, (cur) => {
-        if (cur.severity === severity) return { result: undefined };
-        const open = OPEN_STATUSES.includes(cur.status);
-        const due = open ? dueAfter(severity, clock.now()) : null;
-        // A faster cadence brings the next update forward; a slower one keeps the one already due.
-        const next =
-          cur.nextUpdateDueAt !== undefined && due !== null && cur.nextUpdateDueAt < due
-            ? cur.nextUpdateDueAt
-            : due;
+        const change = severityChange(cur, severity, actor, why);
+        if (!change) return { result: undefined };
         return {
-          changes: { severity, nextUpdateDueAt: next },
-          entries: [
-            {
-              kind: 'severity',
-              message: `severity ${cur.severity} → ${severity}${why ? `: ${why}` : ''}${level(severity).warRoom && !level(cur.severity).warRoom ? ' (war room opened)' : ''}`,
-              actor,
-              data: { from: cur.severity, to: severity },
-            },
-          ],
+          ...change,
           audit: { actor, action: 'incident.severity', data: { from: cur.severity, to: severity } },
           result: cur.severity,
         };
       });
       // Raised: the new severity's people are paged and told (new keys: the first page stays as it was).
-      if (from !== undefined && severity < from && OPEN_STATUSES.includes(incident.status)) {
-        const label = incidentLabel(incident.number);
-        try {
-          if (policyOf(incident) !== policyOf({ severity: from, policy: incident.policy }))
-            await pager.page(
-              {
-                dedupKey: `incident:${label}:severity:${severity}`,
-                incidentId: label,
-                subject: `[${label} ${severity}] raised to ${severity}: ${incident.title}`,
-                body: `${label} was raised from ${from} to ${severity}${why ? `: ${why}` : ''}`,
-                severity,
-                labels: labelsOf(incident),
-                policy: policyOf(incident),
-              },
-              actor,
-            );
-          await pageOpened(incident);
-        } catch (err) {
-          log.error({ incident: label, err: errorMessage(err) }, 'could not page for a raised severity');
-        }
-      }
+      if (from !== undefined && severity < from && OPEN_STATUSES.includes(incident.status))
+        await pageRaised(incident, from, actor, why);
       return fullView(incident);
     },
 
@@ -1210,7 +1309,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
 
     async postmortem(id, options = {}, actor = SYSTEM_ACTOR) {
       if (options.regenerate) mayChange(actor);
-      return generate(await load(id), actor, options.regenerate === true);
+      return generate(await load(id), actor, options.regenerate === true ? 'regenerate' : 'view');
     },
 
     async edit(id, input, actor) {
@@ -1220,7 +1319,10 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           details: { field: 'baseVersion' },
         });
       const markdown = text(input.markdown, 'markdown', 200_000);
-      const sections = parsePostmortem(markdown);
+      // Terminal escapes and other control characters never get into a stored document.
+      const sections = Object.fromEntries(
+        Object.entries(parsePostmortem(markdown)).map(([title, body]) => [noControl(title), noControl(body)]),
+      );
       const r = await load(id);
       const label = incidentLabel(r.number);
       const versions = await repo.postmortems(scope, r.number);
@@ -1231,11 +1333,20 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           `the post-mortem of ${label} is at version ${latest?.version ?? 0}, not ${input.baseVersion}: someone saved a newer version; load it and apply your edit again`,
           { details: { field: 'baseVersion', current: latest?.version ?? 0 } },
         );
-      const edited = [
-        ...new Set([...(base?.edited ?? []), ...editedSections(base?.sections ?? {}, sections)]),
-      ];
-      // New or ticked `- [ ]` lines of Action Items become action items (so regeneration keeps them).
-      if (edited.includes('Action Items')) await syncActionItems(r, sections['Action Items'], actor);
+      // No version saved yet: the edit started from the unsaved draft that GET shows.
+      const from = base?.sections ?? parsePostmortem((await generate(r, actor, 'view')).markdown);
+      let changed = editedSections(from, sections);
+      // The draft's timeline may have grown since it was read: only lines it never had are an edit.
+      if (!base && changed.includes('Timeline')) {
+        const now = new Set((from.Timeline ?? '').split('\n'));
+        if ((sections.Timeline ?? '').split('\n').every((line) => now.has(line)))
+          changed = changed.filter((t) => t !== 'Timeline');
+      }
+      refuseTimelineEdit(changed);
+      const edited = [...new Set([...(base?.edited ?? []), ...changed])];
+      // Action Items lines are synced into the action items (so regeneration keeps every edit).
+      if (changed.includes('Action Items'))
+        await syncActionItems(r, actionItemLines(sections['Action Items']), actor);
       await repo.savePostmortem(
         scope,
         r.number,
@@ -1336,7 +1447,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         throw err;
       });
     const r = await repo.get(scope, number);
-    if (r) await generate(r, actor, true);
+    if (r) await generate(r, actor, 'regenerate');
   }
 
   function channelsFor(audience: NoticeAudience): string[] {
@@ -1387,35 +1498,59 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     }));
   }
 
-  async function syncActionItems(
-    r: IncidentRecord,
-    section: string | undefined,
-    actor: Actor,
-  ): Promise<void> {
+  /** A person or team named in an Action Items line (id or name, any case). @throws InputError */
+  function ownerOf(text: string): ActionItemOwner {
+    const id = text.trim().toLowerCase();
+    if (directory.person(id)) return { person: id };
+    if (config.teams.some((t) => t.id === id)) return { team: id };
+    const team = config.teams.find((t) => t.name.toLowerCase() === id);
+    if (team) return { team: team.id };
+    const person = config.people.find((p) => p.name.toLowerCase() === id);
+    if (person) return { person: person.id };
+    throw new InputError(
+      `markdown: Action Items owner "${text}" is neither a person nor a team of the config (or "unassigned")`,
+      { details: { field: 'markdown', section: 'Action Items' } },
+    );
+  }
+
+  /**
+   * Syncs edited Action Items lines into the items: a line with an item marker (or the same title)
+   * updates that item's title, owner, due date and status; a new line becomes a new item. Everything is
+   * checked before the first write. A line removed from the section does not delete its item (use
+   * `--remove-item`): the next regeneration lists it again.
+   */
+  async function syncActionItems(r: IncidentRecord, lines: ActionItemLine[], actor: Actor): Promise<void> {
     const items = await repo.actionItems(scope, r.number);
-    for (const line of actionItemLines(section)) {
-      const existing = items.find((i) => i.title.toLowerCase() === line.title.toLowerCase());
+    const planned = lines.map((line) => {
+      const existing = line.id
+        ? items.find((i) => i.id === line.id)
+        : items.find((i) => i.title.toLowerCase() === line.title.toLowerCase());
+      if (line.id && !existing)
+        throw new InputError(
+          `markdown: Action Items line "${line.title.slice(0, 120)}" names item ${line.id}, which ${incidentLabel(r.number)} does not have (remove its <!-- item: --> marker to add it as a new item)`,
+          { details: { field: 'markdown', section: 'Action Items' } },
+        );
+      const title = text(line.title, 'markdown: Action Items title', 500);
+      const owner = line.owner === undefined ? undefined : line.owner === null ? null : ownerOf(line.owner);
+      return { line, existing, title, owner };
+    });
+    for (const { line, existing, title, owner } of planned) {
+      const status = line.done ? 'done' : 'open';
       if (existing) {
-        const status = line.done ? 'done' : 'open';
-        if (existing.status !== status)
-          await repo.updateActionItem(scope, r.number, existing.id, { status }, actor);
+        const change: Parameters<IncidentRepo['updateActionItem']>[3] = {};
+        if (existing.title !== title) change.title = title;
+        if (owner !== undefined && JSON.stringify(owner ?? null) !== JSON.stringify(existing.owner ?? null))
+          change.owner = owner;
+        if (line.due !== undefined && (line.due ?? undefined) !== existing.dueDate) change.dueDate = line.due;
+        if (existing.status !== status) change.status = status;
+        if (Object.keys(change).length > 0)
+          await repo.updateActionItem(scope, r.number, existing.id, change, actor);
         continue;
-      }
-      let owner: ActionItemOwner | undefined;
-      if (line.owner !== undefined) {
-        const id = line.owner.toLowerCase();
-        if (directory.person(id)) owner = { person: id };
-        else if (config.teams.some((t) => t.id === id)) owner = { team: id };
-        else {
-          const byName = config.teams.find((t) => t.name.toLowerCase() === id) ?? undefined;
-          const person = config.people.find((p) => p.name.toLowerCase() === id);
-          owner = byName ? { team: byName.id } : person ? { person: person.id } : undefined;
-        }
       }
       const created = await repo.addActionItem(
         scope,
         r.number,
-        { title: line.title.slice(0, 500), owner, dueDate: line.due },
+        { title, owner: owner ?? undefined, dueDate: line.due ?? undefined },
         actor,
       );
       if (line.done) await repo.updateActionItem(scope, r.number, created.id, { status: 'done' }, actor);
@@ -1480,8 +1615,12 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         ? {
             changes: {
               missedFor: due,
-              // The next reminder comes one cadence after the missed one.
-              nextUpdateDueAt: every !== undefined ? new Date(Date.parse(due) + every).toISOString() : null,
+              // The next reminder comes one cadence after the missed one, and never in the past: after
+              // downtime, one reminder and one escalation cover the whole gap instead of a burst.
+              nextUpdateDueAt:
+                every !== undefined
+                  ? new Date(Math.max(Date.parse(due), now.getTime()) + every).toISOString()
+                  : null,
             },
             entries: [
               {
