@@ -535,7 +535,8 @@ export function incidentRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       '/api/incidents/:id/postmortem',
       {
         schema: {
-          summary: 'The latest post-mortem (Markdown, §8.1), generated from the timeline when there is none.',
+          summary:
+            'The latest post-mortem (Markdown, §8.1); when none is saved yet, an unsaved draft generated from the timeline (version 0, empty history: reading never saves). Versions are saved on resolve, regenerate and edit.',
           params: idParams,
           response: { 200: postmortemSchema, ...errors },
         },
