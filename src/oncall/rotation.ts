@@ -100,18 +100,21 @@ function offsetAt(ms: number, timeZone: string): number {
 }
 
 /**
- * The instant of a local wall-clock time (`wall` = that date and time written as if UTC). A time skipped
- * by a spring-forward change maps to the instant the clocks jump to; a repeated time (fall back) to its
- * first occurrence.
+ * The instant of a local wall-clock time (`wall` = that date and time written as if UTC). A repeated time
+ * (fall back) is its FIRST occurrence, in zones east and west of UTC alike. A time skipped by a
+ * spring-forward change is read with the offset before the change, so it lands as far after the jump as
+ * it was after the skipped hour's start: a skipped 02:30 becomes 03:30 local.
  */
-function instantOf(wall: number, timeZone: string): number {
-  const first = wall - offsetAt(wall, timeZone);
-  const second = wall - offsetAt(first, timeZone);
-  if (first === second) return first;
-  // Two candidates: keep the earlier one that reads back as `wall`; none does inside a gap.
-  const candidates = [first, second].sort((a, b) => a - b);
+export function instantOf(wall: number, timeZone: string): number {
+  // The offsets in force a day either side cover any change near `wall` (zones change at most once a day).
+  const before = offsetAt(wall - DAY_MS, timeZone);
+  const after = offsetAt(wall + DAY_MS, timeZone);
+  const candidates = [...new Set([wall - before, wall - after, wall - offsetAt(wall, timeZone)])].sort(
+    (a, b) => a - b,
+  );
   for (const c of candidates) if (c + offsetAt(c, timeZone) === wall) return c;
-  return Math.max(first, second);
+  // Inside a gap: nothing reads back as `wall`.
+  return wall - before;
 }
 
 /** The civil day number (days since 1970-01-01) of the local date at `ms` in the zone. */
@@ -150,13 +153,25 @@ function handoffAt(layer: LayerSpec, timeZone: string, index: number): number {
   return instantOf((firstDay + index * step) * DAY_MS + minute * MINUTE_MS, timeZone);
 }
 
-/** The index of the shift running at `ms` (negative before the first handoff). */
+/**
+ * The instant shift `index` begins: shift 0 (participants[0]) from the start date's 00:00 local, so a
+ * start that is not on the handoff weekday (or before the handoff time) leaves no gap; later shifts at
+ * their handoff.
+ */
+function shiftStart(layer: LayerSpec, timeZone: string, index: number): number {
+  return index === 0
+    ? instantOf(dayOfDate(layer.start) * DAY_MS, timeZone)
+    : handoffAt(layer, timeZone, index);
+}
+
+/** The index of the shift running at `ms` (negative before the rotation's start date). */
 function shiftIndexAt(layer: LayerSpec, timeZone: string, ms: number): number {
   const { firstDay, step } = layerClock(layer);
   let index = Math.floor((localDay(ms, timeZone) - firstDay) / step);
   // The local day can sit on either side of the handoff time; settle with at most a couple of steps.
   while (handoffAt(layer, timeZone, index) > ms) index -= 1;
   while (handoffAt(layer, timeZone, index + 1) <= ms) index += 1;
+  if (index < 0 && ms >= shiftStart(layer, timeZone, 0)) return 0;
   return index;
 }
 
@@ -171,7 +186,7 @@ export function baseShifts(schedule: ScheduleSpec, layer: LayerSpec, fromMs: num
   if (toMs <= fromMs || layer.participants.length === 0) return shifts;
   let index = Math.max(0, shiftIndexAt(layer, schedule.timezone, fromMs));
   for (;;) {
-    const start = handoffAt(layer, schedule.timezone, index);
+    const start = shiftStart(layer, schedule.timezone, index);
     if (start >= toMs) break;
     const end = handoffAt(layer, schedule.timezone, index + 1);
     if (end > fromMs) {
@@ -270,7 +285,7 @@ export function shiftAt(
           schedule: schedule.name,
           layer: layer.name,
           person: participantOf(layer, index),
-          start: new Date(handoffAt(layer, schedule.timezone, index)).toISOString(),
+          start: new Date(shiftStart(layer, schedule.timezone, index)).toISOString(),
           end: new Date(handoffAt(layer, schedule.timezone, index + 1)).toISOString(),
         };
   if (!override) return base;
