@@ -56,9 +56,21 @@ describe('Alertmanager connector (shared Alertmanager, API v2)', () => {
     expect(all).toHaveLength(2);
   });
 
-  it('reads the version from /api/v2/status', async () => {
+  it('reads the version and the start instant (uptime) from /api/v2/status', async () => {
     const status = await client().status();
     expect(status.version).toMatch(/^\d+\.\d+/);
+    expect(Number.isNaN(Date.parse(status.uptime ?? ''))).toBe(false);
+  });
+
+  it('lists alerts by notification group (labels, receiver, alerts) from /api/v2/alerts/groups', async () => {
+    const { url } = services().alertmanager;
+    const run = randomUUID();
+    await postAlerts(url, [{ labels: { alertname: 'GameopsGroupsTest', run, instance: 'g1' } }]);
+    const groups = await client().alertGroups({ filter: [`run="${run}"`], silenced: true, inhibited: true });
+    expect(groups).toHaveLength(1);
+    expect(groups[0]?.receiver.name).toBe('null');
+    expect(groups[0]?.labels).toEqual({});
+    expect(groups[0]?.alerts.map((a) => a.labels['instance'])).toEqual(['g1']);
   });
 
   it('a non-2xx answer is an UnavailableError with the status and the start of the body', async () => {

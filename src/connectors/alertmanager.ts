@@ -16,6 +16,15 @@ const alertSchema = z.object({
   status: z.object({ state: z.string() }),
 });
 const alertsSchema = z.array(alertSchema);
+const alertGroupsSchema = z.array(
+  z.object({
+    labels: z.record(z.string(), z.string()),
+    receiver: z.object({ name: z.string() }),
+    alerts: alertsSchema,
+  }),
+);
+/** `GET /api/v2/alerts/groups` entries: a group's labels, its receiver and its alerts. */
+export type AlertmanagerAlertGroup = z.infer<typeof alertGroupsSchema>[number];
 
 const statusSchema = z.object({
   versionInfo: z.object({ version: z.string() }).partial().optional(),
@@ -90,7 +99,9 @@ export interface AlertmanagerClient {
   readonly target: string;
   /** `GET /api/v2/alerts`: by default the alerts that are firing and neither silenced nor inhibited. */
   alerts(query?: AlertQuery, options?: AlertmanagerRequestOptions): Promise<AlertmanagerAlert[]>;
-  /** `GET /api/v2/status`. */
+  /** `GET /api/v2/alerts/groups`: alerts by notification group (same query as `alerts`). */
+  alertGroups(query?: AlertQuery, options?: AlertmanagerRequestOptions): Promise<AlertmanagerAlertGroup[]>;
+  /** `GET /api/v2/status`; `uptime` is the instant Alertmanager started (RFC 3339). */
   status(options?: AlertmanagerRequestOptions): Promise<AlertmanagerStatus>;
   /**
    * `POST /api/v2/silences`: creates a silence and returns its id.
@@ -215,16 +226,12 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
   return {
     target,
     async alerts(query = {}, options = {}) {
-      const params = new URLSearchParams({
-        active: String(query.active ?? true),
-        silenced: String(query.silenced ?? false),
-        inhibited: String(query.inhibited ?? false),
-        unprocessed: String(query.unprocessed ?? false),
-      });
-      for (const matcher of query.filter ?? []) params.append('filter', matcher);
-      if (query.receiver !== undefined) params.set('receiver', query.receiver);
-      const path = `api/v2/alerts?${params.toString()}`;
+      const path = `api/v2/alerts?${alertParams(query)}`;
       return validate(alertsSchema, await getJson(path, options), '/api/v2/alerts');
+    },
+    async alertGroups(query = {}, options = {}) {
+      const path = `api/v2/alerts/groups?${alertParams(query)}`;
+      return validate(alertGroupsSchema, await getJson(path, options), '/api/v2/alerts/groups');
     },
     async status(options = {}) {
       const body = validate(statusSchema, await getJson('api/v2/status', options), '/api/v2/status');
@@ -287,4 +294,16 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
       );
     },
   };
+}
+
+function alertParams(query: AlertQuery): string {
+  const params = new URLSearchParams({
+    active: String(query.active ?? true),
+    silenced: String(query.silenced ?? false),
+    inhibited: String(query.inhibited ?? false),
+    unprocessed: String(query.unprocessed ?? false),
+  });
+  for (const matcher of query.filter ?? []) params.append('filter', matcher);
+  if (query.receiver !== undefined) params.set('receiver', query.receiver);
+  return params.toString();
 }
