@@ -1,7 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../core/index.ts';
-import { formatMatcher, matchesAll, matcherMatches, parseMatcher, MAX_REGEX_LENGTH } from './matchers.ts';
+import {
+  formatMatcher,
+  matchesAll,
+  matcherMatches,
+  parseMatcher,
+  unsafeRegex,
+  MAX_REGEX_LENGTH,
+} from './matchers.ts';
 
 describe('label matchers', () => {
   it.each([
@@ -82,5 +89,41 @@ describe('label matchers', () => {
         },
       ),
     );
+  });
+
+  it.each([
+    ['(a+)+', 'nested'],
+    ['(a*)*', 'nested'],
+    ['(a|a)*', 'alternation'],
+    ['(.*,)*x', 'nested'],
+    ['((ab)+c){2,}', 'nested'],
+    ['(?=a).*', 'lookaround'],
+    ['(?<!a)b', 'lookaround'],
+    ['\\k<x>', 'backreference'],
+    ['.*-.*-.*-.*-prod', 'unbounded'],
+  ])('refuses the regex %s, which is not RE2-safe (%s), naming the matcher', (re) => {
+    expect(unsafeRegex(re)).toBeDefined();
+    expect(() => parseMatcher(`instance=~"${re.replace(/\\/g, '\\\\')}"`, 'routes[2].matchers[0]')).toThrow(
+      /routes\[2\]\.matchers\[0\]: .* is refused/,
+    );
+  });
+
+  it.each([
+    'eu-.*',
+    '(foo|bar)-.*',
+    'db-[0-9]+',
+    'x{2,5}',
+    '(ab){2}',
+    '.*foo.*bar.*',
+    '(eu|us)?-prod',
+    '[(a+)+]',
+  ])('accepts the linear-enough regex %s', (re) => {
+    expect(unsafeRegex(re)).toBeUndefined();
+  });
+
+  it('looks at no more than 1,024 characters of a label value', () => {
+    const m = parseMatcher('instance=~"eu-.*-.*-prod"', 'm');
+    expect(matcherMatches(m, { instance: `eu-${'a-'.repeat(16_000)}prod` })).toBe(false);
+    expect(matcherMatches(parseMatcher('instance=~"a.*"', 'm'), { instance: 'a'.repeat(50_000) })).toBe(true);
   });
 });

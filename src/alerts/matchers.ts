@@ -20,6 +20,80 @@ export interface Matcher {
 export const MAX_REGEX_LENGTH = 512;
 /** The longest matcher text. */
 export const MAX_MATCHER_LENGTH = 1000;
+/** The longest label value a matcher looks at (intake keeps values to 1,024 characters as well). */
+export const MAX_MATCHED_VALUE = 1024;
+/** Unbounded quantifiers (`*`, `+`, `{n,}`) a regex may hold: each multiplies the backtracking. */
+export const MAX_UNBOUNDED = 3;
+
+/**
+ * Why a regex is not safe for a backtracking engine (JS), or undefined: what RE2 (Alertmanager's engine)
+ * refuses (backreferences, lookarounds) and what makes backtracking exponential: a quantified group
+ * that holds a quantifier or an alternation (`(a+)+`, `(a*)*`, `(a|a)*`); more than MAX_UNBOUNDED
+ * unbounded quantifiers (polynomial blow-up on long values).
+ */
+export function unsafeRegex(pattern: string): string | undefined {
+  if (/\\[1-9]|\\k</.test(pattern)) return 'backreferences are not supported (RE2)';
+  if (/\(\?<?[=!]/.test(pattern)) return 'lookarounds are not supported (RE2)';
+  // Walk groups: per open group, whether it holds a quantifier or an alternation.
+  const stack: boolean[] = [];
+  let unbounded = 0;
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\') {
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      continue;
+    }
+    if (c === '(') {
+      stack.push(false);
+      continue;
+    }
+    const quantifier = quantifierAt(pattern, i);
+    if (c === '|' && stack.length > 0) stack[stack.length - 1] = true;
+    if (c === ')') {
+      const risky = stack.pop() ?? false;
+      const next = quantifierAt(pattern, i + 1);
+      if (next && next.repeats && risky)
+        return 'a repeated group holds a quantifier or an alternation (nested quantifiers backtrack exponentially)';
+      if (risky && stack.length > 0) stack[stack.length - 1] = true;
+      continue;
+    }
+    if (quantifier) {
+      if (stack.length > 0 && quantifier.repeats) stack[stack.length - 1] = true;
+      if (quantifier.unbounded && ++unbounded > MAX_UNBOUNDED)
+        return `more than ${MAX_UNBOUNDED} unbounded quantifiers (* + {n,})`;
+      i += quantifier.length - 1;
+    }
+  }
+  return undefined;
+}
+
+/** The quantifier starting at `i` (with its lazy `?`), if any. */
+function quantifierAt(
+  pattern: string,
+  i: number,
+): { length: number; repeats: boolean; unbounded: boolean } | undefined {
+  const c = pattern[i];
+  let found: { length: number; repeats: boolean; unbounded: boolean };
+  if (c === '*' || c === '+') found = { length: 1, repeats: true, unbounded: true };
+  else if (c === '?') found = { length: 1, repeats: false, unbounded: false };
+  else if (c === '{') {
+    const m = /^\{(\d+)(,(\d*))?\}/.exec(pattern.slice(i, i + 24));
+    if (!m) return undefined;
+    const unbounded = m[2] !== undefined && m[3] === '';
+    found = { length: m[0].length, repeats: unbounded || Number(m[3] ?? m[1]) > 1, unbounded };
+  } else return undefined;
+  if (pattern[i + found.length] === '?') found.length++;
+  return found;
+}
 
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const MATCHER = /^\s*([^\s=!~"]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$/s;
@@ -52,6 +126,8 @@ export function parseMatcher(text: unknown, field: string): Matcher {
   if (op === '=~' || op === '!~') {
     if (value.length > MAX_REGEX_LENGTH)
       throw fail(`the regex is longer than ${MAX_REGEX_LENGTH} characters`);
+    const unsafe = unsafeRegex(value);
+    if (unsafe !== undefined) throw fail(`${JSON.stringify(value.slice(0, 100))} is refused: ${unsafe}`);
     try {
       matcher.regex = new RegExp(`^(?:${value})$`, 's');
     } catch (err) {
@@ -93,7 +169,9 @@ export function parseMatchers(texts: readonly unknown[], field: string): Matcher
 
 /** Whether one matcher accepts the labels (a missing label is the empty string, as in Alertmanager). */
 export function matcherMatches(matcher: Matcher, labels: Record<string, string>): boolean {
-  const value = labels[matcher.name] ?? '';
+  const given = labels[matcher.name] ?? '';
+  // Bounded input keeps even a polynomial regex cheap.
+  const value = given.length > MAX_MATCHED_VALUE ? given.slice(0, MAX_MATCHED_VALUE) : given;
   switch (matcher.op) {
     case '=':
       return value === matcher.value;

@@ -11,6 +11,54 @@ import type { AlertUpsert } from '../store/alerts.ts';
 /** Most alerts one payload may carry (Alertmanager's own limit is `max_alerts`, unlimited by default). */
 export const MAX_ALERTS_PER_PAYLOAD = 50_000;
 
+/** Intake caps: larger label sets are truncated (never refused: a 4xx makes Alertmanager drop the notification). */
+export const MAX_LABELS = 100;
+export const MAX_LABEL_NAME = 128;
+export const MAX_LABEL_VALUE = 1024;
+export const MAX_ANNOTATION_VALUE = 8192;
+/** The annotation that records what intake truncated (`labels`, `annotations` or both). */
+export const TRUNCATED_ANNOTATION = 'gameops_truncated';
+
+/**
+ * At most MAX_LABELS entries (in name order, `alertname` always kept), names cut to MAX_LABEL_NAME and
+ * values to `maxValue` characters. Returns the record and whether anything was cut.
+ */
+export function capRecord(
+  record: Record<string, string>,
+  maxValue: number,
+): { record: Record<string, string>; cut: boolean } {
+  const keys = Object.keys(record);
+  let cut = keys.length > MAX_LABELS;
+  if (!cut && keys.every((k) => k.length <= MAX_LABEL_NAME && (record[k] as string).length <= maxValue))
+    return { record, cut: false };
+  const kept = cut
+    ? [
+        ...(keys.includes('alertname') ? ['alertname'] : []),
+        ...keys.filter((k) => k !== 'alertname').sort(),
+      ].slice(0, MAX_LABELS)
+    : keys;
+  const out: Record<string, string> = {};
+  for (const key of kept) {
+    const value = record[key] as string;
+    const name = key.length > MAX_LABEL_NAME ? key.slice(0, MAX_LABEL_NAME) : key;
+    if (name !== key || value.length > maxValue) cut = true;
+    if (!(name in out)) out[name] = value.length > maxValue ? value.slice(0, maxValue) : value;
+  }
+  return { record: out, cut };
+}
+
+/** Labels and annotations within the intake caps; a truncation is recorded in an annotation. */
+function capped(
+  labels: Record<string, string>,
+  annotations: Record<string, string>,
+): { labels: Record<string, string>; annotations: Record<string, string> } {
+  const l = capRecord(labels, MAX_LABEL_VALUE);
+  const a = capRecord(annotations, MAX_ANNOTATION_VALUE);
+  if (!l.cut && !a.cut) return { labels, annotations };
+  const what = [...(l.cut ? ['labels'] : []), ...(a.cut ? ['annotations'] : [])].join(',');
+  return { labels: l.record, annotations: { ...a.record, [TRUNCATED_ANNOTATION]: what } };
+}
+
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /**
@@ -130,16 +178,19 @@ function endOf(text: string | undefined, cache?: Map<string, string | undefined>
 /** The alerts of an Alertmanager payload as the store takes them. */
 export function alertmanagerAlerts(payload: AlertmanagerPayload): AlertUpsert[] {
   const cache = new Map<string, string | undefined>();
-  return payload.alerts.map((a, i) => ({
-    fingerprint: a.fingerprint,
-    startsAt: startOf(a.startsAt, `alerts[${i}].startsAt`, cache),
-    status: a.status,
-    endsAt: endOf(a.endsAt, cache),
-    name: a.labels['alertname'] ?? '(no alertname)',
-    labels: a.labels,
-    annotations: a.annotations,
-    generatorUrl: a.generatorURL || undefined,
-  }));
+  return payload.alerts.map((a, i) => {
+    const { labels, annotations } = capped(a.labels, a.annotations);
+    return {
+      fingerprint: a.fingerprint,
+      startsAt: startOf(a.startsAt, `alerts[${i}].startsAt`, cache),
+      status: a.status,
+      endsAt: endOf(a.endsAt, cache),
+      name: labels['alertname'] ?? '(no alertname)',
+      labels,
+      annotations,
+      generatorUrl: a.generatorURL || undefined,
+    };
+  });
 }
 
 /**
@@ -162,16 +213,17 @@ export function genericAlert(
   now: Date,
   firingSince: (fingerprint: string) => string | undefined,
 ): AlertUpsert {
-  const labels = { ...alert.labels, alertname: alert.name };
-  const fingerprint = alert.fingerprint ?? genericFingerprint(alert.name, labels);
+  const given = { ...alert.labels, alertname: alert.name };
+  // The fingerprint is over what was sent, so truncation never merges two alerts.
+  const fingerprint = alert.fingerprint ?? genericFingerprint(alert.name, given);
   const startsAt =
     alert.startsAt !== undefined
       ? startOf(alert.startsAt, 'startsAt')
       : (firingSince(fingerprint) ?? now.toISOString());
-  const annotations = {
+  const { labels, annotations } = capped(given, {
     ...alert.annotations,
     ...(alert.summary !== undefined ? { summary: alert.summary } : {}),
-  };
+  });
   const endsAt = endOf(alert.endsAt) ?? (alert.status === 'resolved' ? now.toISOString() : undefined);
   return {
     fingerprint,
