@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { closedPort, getAlerts, postAlerts, services } from '../../test/harness/index.ts';
+import { closedPort, getAlerts, postAlerts, services, startAlertmanager } from '../../test/harness/index.ts';
 import { sqlitePlace, type Cleanups } from '../../test/support/store-places.ts';
 import { createLogger } from '../app/log.ts';
 import { parseConfigText, readEnv } from '../config/index.ts';
@@ -9,7 +9,10 @@ import { createAlertmanagerClient, type AlertmanagerClient } from '../connectors
 import type { AlertIncidents, AlertRef } from '../ops/contracts.ts';
 import type { Actor } from '../runbooks/model.ts';
 import { openStore, type Store } from '../store/index.ts';
+import { createIncidentService } from '../incidents/index.ts';
+import { FakePager } from '../incidents/test-support.ts';
 import { createAlertService, type AlertService } from './index.ts';
+import { AM_WARMUP_MS } from './service.ts';
 
 const cleanups: Cleanups = [];
 const stores: Store[] = [];
@@ -303,7 +306,10 @@ describe('alert intake', () => {
           ? Promise.reject(new UnavailableError('Alertmanager at http://am.test: connection refused'))
           : Promise.resolve([]);
       },
-      status: () => Promise.reject(new Error('unused')),
+      alertGroups: () => Promise.resolve([]),
+      // Started long ago: its empty answer may resolve.
+      status: () =>
+        Promise.resolve({ version: '0.28.1', uptime: '2020-01-01T00:00:00Z', clusterStatus: 'ready' }),
       createSilence: () => Promise.reject(new Error('unused')),
       silences: () => Promise.resolve([]),
       expireSilence: () => Promise.resolve(),
@@ -442,6 +448,29 @@ describe('paging suppression', () => {
 });
 
 describe('heartbeats', () => {
+  it('starts no new outage while an earlier recovery was not told to its incident', async () => {
+    const { service, incidents, clock } = await setup({
+      heartbeats: [{ name: 'cron', every: '10m', grace: '0s' }],
+    });
+    await service.tick(clock.now());
+    clock.advance(11 * 60_000);
+    await service.tick(clock.now());
+    expect(incidents.opened).toHaveLength(1);
+    const told = incidents.alertResolved;
+    incidents.alertResolved = () => Promise.reject(new UnavailableError('incidents down'));
+    await service.ping('cron');
+    // Overdue again while the recovery is still untold: no second outage.
+    clock.advance(11 * 60_000);
+    await service.tick(clock.now());
+    await service.tick(clock.now());
+    expect(incidents.opened).toHaveLength(1);
+    incidents.alertResolved = told;
+    await service.tick(clock.now());
+    expect(incidents.resolved).toHaveLength(1);
+    await service.tick(clock.now());
+    expect(incidents.opened).toHaveLength(2);
+  });
+
   it('pages once when pings stop (counting from first sighting), and the next ping resolves it', async () => {
     const { service, incidents, clock } = await setup({
       heartbeats: [{ name: 'nightly-backup', every: '1h', grace: '10m', severity: 'P2' }],
@@ -580,54 +609,337 @@ describe('with a real Alertmanager', () => {
     await expect(none.service.silences.list()).rejects.toThrow(/no Alertmanager is configured/);
   });
 
-  it('reconciles: firing alerts Alertmanager no longer has resolve; a truncated group gets the alerts it left out', async () => {
-    const am = client();
-    const { url } = services().alertmanager;
-    const run = randomUUID();
-    const labels = (i: number) => ({ alertname: 'GameopsReconcile', run, instance: `i${i}` });
-    await postAlerts(
-      url,
-      [0, 1, 2].map((i) => ({ labels: labels(i) })),
-    );
-    const inAm = await getAlerts(url, { run });
-    expect(inAm).toHaveLength(3);
-    const { service, incidents } = await setup({}, { alertmanager: am });
-    const groupKey = `{}:{run="${run}"}`;
-    const first = inAm[0]!;
-    const r = await service.ingestAlertmanager(
-      payload(
-        [
-          {
-            status: 'firing',
-            labels: first.labels,
-            annotations: {},
-            startsAt: first.startsAt,
-            fingerprint: first.fingerprint,
-          },
-          amAlert('ffff000000000001', { labels: { alertname: 'GameopsReconcile', run, instance: 'gone' } }),
-        ],
-        { groupKey, truncatedAlerts: 2, receiver: 'null', groupLabels: { run } },
-      ),
-    );
+  it(
+    'reconciles: firing alerts Alertmanager no longer has resolve; a truncated group gets the alerts it left out',
+    { timeout: 60_000 },
+    async () => {
+      // Its own Alertmanager grouping by `run`, so the group of the payload is a group it has.
+      const live = await startAlertmanager({
+        configYaml: [
+          'route:',
+          "  receiver: 'null'",
+          "  group_by: ['run']",
+          'receivers:',
+          "  - name: 'null'",
+          '',
+        ].join('\n'),
+      });
+      cleanups.push(() => live.stop());
+      const am = createAlertmanagerClient({ url: live.url });
+      const { url } = live;
+      const run = randomUUID();
+      const labels = (i: number) => ({ alertname: 'GameopsReconcile', run, instance: `i${i}` });
+      await postAlerts(
+        url,
+        [0, 1, 2].map((i) => ({ labels: labels(i) })),
+      );
+      const inAm = await getAlerts(url, { run });
+      expect(inAm).toHaveLength(3);
+      // Past Alertmanager's warm-up (it just started: nothing would resolve yet).
+      const { service, incidents } = await setup(
+        {},
+        { alertmanager: am, now: new Date(Date.now() + AM_WARMUP_MS + 60_000) },
+      );
+      const groupKey = `{}:{run="${run}"}`;
+      const first = inAm[0]!;
+      const r = await service.ingestAlertmanager(
+        payload(
+          [
+            {
+              status: 'firing',
+              labels: first.labels,
+              annotations: {},
+              startsAt: first.startsAt,
+              fingerprint: first.fingerprint,
+            },
+            amAlert('ffff000000000001', { labels: { alertname: 'GameopsReconcile', run, instance: 'gone' } }),
+          ],
+          { groupKey, truncatedAlerts: 2, receiver: 'null', groupLabels: { run } },
+        ),
+      );
+      await service.followUp(r);
+      const firing = await service.list({ status: 'firing', labels: { run } });
+      expect(firing.map((a) => a.fingerprint).sort()).toEqual(inAm.map((a) => a.fingerprint).sort());
+      expect((await service.list({ labels: { instance: 'gone' } }))[0]).toMatchObject({
+        status: 'resolved',
+        resolvedBy: 'reconcile',
+      });
+      expect(incidents.opened.filter((o) => o.groupKey === groupKey)).toHaveLength(3);
+
+      // The periodic reconcile: an alert resolved in Alertmanager while its resolve never reached us.
+      await postAlerts(url, [
+        {
+          labels: labels(2),
+          startsAt: inAm.find((a) => a.labels['instance'] === 'i2')!.startsAt,
+          endsAt: new Date(),
+        },
+      ]);
+      const result = await service.reconcile();
+      expect(result.resolved).toBe(1);
+      expect((await service.list({ status: 'firing', labels: { run } })).length).toBe(2);
+    },
+  );
+});
+
+/** A fake Alertmanager client: `have` is what GET /api/v2/alerts(/groups) answers, `started` its uptime. */
+function fakeAlertmanager(state: {
+  have: Array<{ fingerprint: string; labels: Record<string, string>; startsAt: string }>;
+  groups?: Array<{ labels: Record<string, string>; receiver: string; fingerprints: string[] }>;
+  started: string;
+}): AlertmanagerClient & { asked: string[] } {
+  const asked: string[] = [];
+  const view = (a: (typeof state.have)[number]) => ({
+    ...a,
+    annotations: {},
+    status: { state: 'suppressed' },
+  });
+  return {
+    target: 'http://am.test',
+    asked,
+    alerts: (query) => {
+      asked.push(`alerts silenced=${String(query?.silenced)} inhibited=${String(query?.inhibited)}`);
+      return Promise.resolve(state.have.map(view));
+    },
+    alertGroups: () => {
+      asked.push('groups');
+      return Promise.resolve(
+        (state.groups ?? []).map((g) => ({
+          labels: g.labels,
+          receiver: { name: g.receiver },
+          alerts: state.have.filter((a) => g.fingerprints.includes(a.fingerprint)).map(view),
+        })),
+      );
+    },
+    status: () => Promise.resolve({ version: '0.28.1', uptime: state.started, clusterStatus: 'ready' }),
+    createSilence: () => Promise.reject(new Error('unused')),
+    silences: () => Promise.resolve([]),
+    expireSilence: () => Promise.resolve(),
+  };
+}
+
+describe('review fixes', () => {
+  const at = '2026-03-01T09:59:00.123Z';
+  const inAm = (fp: string, startsAt = at) => ({
+    fingerprint: fp,
+    labels: { alertname: 'GameServerDown', instance: fp, severity: 'critical' },
+    startsAt,
+  });
+
+  it('without an Alertmanager a snapshot absence resolves, and the same alert firing again reopens and rejoins', async () => {
+    const { service, incidents, clock } = await setup();
+    await service.followUp(await service.ingestAlertmanager(payload([amAlert('s1'), amAlert('s2')])));
+    clock.advance(60_000);
+    // s2 silenced in Alertmanager: left out of the notification.
+    const r = await service.ingestAlertmanager(payload([amAlert('s1')]));
+    expect(r).toMatchObject({ resolvedByAbsence: 1, absent: 0 });
     await service.followUp(r);
-    const firing = await service.list({ status: 'firing', labels: { run } });
-    expect(firing.map((a) => a.fingerprint).sort()).toEqual(inAm.map((a) => a.fingerprint).sort());
-    expect((await service.list({ labels: { instance: 'gone' } }))[0]).toMatchObject({
+    expect(incidents.resolved.map((x) => x.alert.fingerprint)).toEqual(['s2']);
+    clock.advance(60_000);
+    const back = await service.ingestAlertmanager(payload([amAlert('s1'), amAlert('s2')]));
+    expect(back).toMatchObject({ changed: 1 });
+    await service.followUp(back);
+    expect(incidents.opened.map((o) => o.alert.fingerprint)).toEqual(['s1', 's2', 's2']);
+    const s2 = (await service.list({ labels: { instance: 's2' } }))[0];
+    expect(s2).toMatchObject({ status: 'firing', pending: false, incidentId: 'INC-1', processed: 'firing' });
+  });
+
+  it('with an Alertmanager an absence is confirmed against it (silenced and inhibited included) before resolving', async () => {
+    const am = fakeAlertmanager({
+      have: [inAm('c1'), inAm('c2')],
+      groups: [
+        { labels: { alertname: 'GameServerDown' }, receiver: 'gameops', fingerprints: ['c1', 'c2'] },
+        // Another group whose labels include the payload's: not this group.
+        { labels: { alertname: 'GameServerDown', zone: 'eu' }, receiver: 'gameops', fingerprints: ['c9'] },
+      ],
+      started: '2026-03-01T08:00:00Z',
+    });
+    const { service, incidents, clock } = await setup({}, { alertmanager: am });
+    await service.followUp(await service.ingestAlertmanager(payload([amAlert('c1'), amAlert('c2')])));
+    clock.advance(60_000);
+    const r = await service.ingestAlertmanager(payload([amAlert('c1')]));
+    expect(r).toMatchObject({ resolvedByAbsence: 0, absent: 1, reconcileGroup: { receiver: 'gameops' } });
+    await service.followUp(r);
+    // Alertmanager still has c2 (silenced): it keeps firing.
+    expect(am.asked).toContain('groups');
+    expect((await service.list({ status: 'firing' })).map((a) => a.fingerprint).sort()).toEqual(['c1', 'c2']);
+    // Alertmanager lost c2 for real: the next confirmation resolves it.
+    am.asked.length = 0;
+    const state = { have: [inAm('c1')] };
+    Object.assign(
+      am,
+      fakeAlertmanager({
+        ...state,
+        groups: [{ labels: { alertname: 'GameServerDown' }, receiver: 'gameops', fingerprints: ['c1'] }],
+        started: '2026-03-01T08:00:00Z',
+      }),
+    );
+    clock.advance(60_000);
+    await service.followUp(await service.ingestAlertmanager(payload([amAlert('c1')])));
+    expect((await service.list({ labels: { instance: 'c2' } }))[0]).toMatchObject({
       status: 'resolved',
       resolvedBy: 'reconcile',
     });
-    expect(incidents.opened.filter((o) => o.groupKey === groupKey)).toHaveLength(3);
+    expect(incidents.resolved.map((x) => x.alert.fingerprint)).toEqual(['c2']);
+  });
 
-    // The periodic reconcile: an alert resolved in Alertmanager while its resolve never reached us.
-    await postAlerts(url, [
-      {
-        labels: labels(2),
-        startsAt: inAm.find((a) => a.labels['instance'] === 'i2')!.startsAt,
-        endsAt: new Date(),
-      },
+  it('reconcile keys by (fingerprint, startsAt) and resolves nothing right after an Alertmanager restart or on an empty answer', async () => {
+    const state = {
+      have: [] as ReturnType<typeof inAm>[],
+      started: '2026-03-01T09:58:00Z',
+    };
+    const am = fakeAlertmanager(state);
+    Object.assign(am, {
+      alerts: () =>
+        Promise.resolve(state.have.map((a) => ({ ...a, annotations: {}, status: { state: 'active' } }))),
+      status: () => Promise.resolve({ version: 'x', uptime: state.started, clusterStatus: 'ready' }),
+    });
+    const { service, clock } = await setup({}, { alertmanager: am });
+    const fps = Array.from({ length: 12 }, (_, i) => `r${i}`);
+    await service.followUp(await service.ingestAlertmanager(payload(fps.map((f) => amAlert(f)))));
+    // Started 2 minutes ago, empty: nothing resolves.
+    expect((await service.reconcile()).resolved).toBe(0);
+    // Long up, but empty while 12 fire: nothing resolves either.
+    state.started = '2026-03-01T08:00:00Z';
+    expect((await service.reconcile()).resolved).toBe(0);
+    // It has all but r0, and r1 only as a newer instance (another startsAt): r0 and r1 resolve.
+    clock.advance(60_000);
+    state.have = [inAm('r1', '2026-03-01T10:00:30.000Z'), ...fps.slice(2).map((f) => inAm(f))];
+    expect((await service.reconcile()).resolved).toBe(2);
+    expect((await service.list({ status: 'resolved' })).map((a) => a.fingerprint).sort()).toEqual([
+      'r0',
+      'r1',
     ]);
-    const result = await service.reconcile();
-    expect(result.resolved).toBe(1);
-    expect((await service.list({ status: 'firing', labels: { run } })).length).toBe(2);
+  });
+
+  it('caps labels and annotations at intake (recorded, never refused)', async () => {
+    const { service } = await setup();
+    const labels: Record<string, string> = { alertname: 'Big', instance: 'x'.repeat(5000) };
+    for (let i = 0; i < 150; i++) labels[`l${String(i).padStart(3, '0')}`] = 'v';
+    labels['n'.repeat(300)] = 'long name';
+    const r = await service.ingestAlertmanager(
+      payload([amAlert('big1', { labels, annotations: { description: 'd'.repeat(20_000) } })]),
+    );
+    expect(r.created).toBe(1);
+    const [stored] = await service.list();
+    expect(Object.keys(stored!.labels)).toHaveLength(100);
+    expect(stored!.labels['alertname']).toBe('Big');
+    expect(stored!.labels['instance']).toHaveLength(1024);
+    expect(Object.keys(stored!.labels).every((k) => k.length <= 128)).toBe(true);
+    expect(stored!.annotations['description']).toHaveLength(8192);
+    expect(stored!.annotations['gameops_truncated']).toBe('labels,annotations');
+    const generic = await service.ingestGeneric({ alerts: [{ name: 'G', labels: { v: 'y'.repeat(3000) } }] });
+    expect(generic.created).toBe(1);
+    expect((await service.list({ labels: { alertname: 'G' } }))[0]?.labels['v']).toHaveLength(1024);
+  });
+
+  it('refuses regexes that are not RE2-safe in routes, silences and windows, naming the matcher', async () => {
+    await expect(setup({ routes: [{ matchers: ['instance=~"(a+)+"'] }] })).rejects.toThrow(
+      'alerts.routes[0].matchers[0]',
+    );
+    const { service } = await setup();
+    for (const bad of ['instance=~"(a|a)*"', 'instance=~"(?=a).*"', 'instance=~".*-.*-.*-.*-prod"'])
+      await expect(
+        service.windows.create({ matchers: [bad], duration: '1h', comment: 'x' }, alice),
+      ).rejects.toThrow(/matchers\[0\]: .* is refused/);
+    await expect(
+      service.silences.create({ matchers: ['instance=~"(.*,)*x"'], duration: '1h', comment: 'x' }, alice),
+    ).rejects.toBeInstanceOf(InputError);
+  });
+
+  it('two concurrent generic posts of the same undated alert are one instance', async () => {
+    const { service, clock } = await setup();
+    const body = { alerts: [{ name: 'Lag', labels: { shard: '3' } }] };
+    const first = service.ingestGeneric(body);
+    clock.advance(5);
+    const second = service.ingestGeneric(body);
+    await Promise.all([first, second]);
+    expect(await service.list()).toHaveLength(1);
+  });
+
+  it('processes a big group with one link update per batch and yields to the event loop meanwhile', async () => {
+    const { service, incidents, store } = await setup();
+    const fps = Array.from({ length: 300 }, (_, i) => `y${i}`);
+    await service.ingestAlertmanager(payload(fps.map((f) => amAlert(f))));
+    let openedWhenTimerRan = -1;
+    setImmediate(() => {
+      openedWhenTimerRan = incidents.opened.length;
+    });
+    const r = await service.processPending();
+    expect(r).toMatchObject({ linked: 300, failed: 0 });
+    expect(openedWhenTimerRan).toBeGreaterThan(0);
+    expect(openedWhenTimerRan).toBeLessThan(300);
+    expect(await store.alerts.pending(10)).toEqual([]);
+  });
+
+  it('the first alert of a group is linked even when a later one of the group fails', async () => {
+    const { service, incidents } = await setup();
+    await service.ingestAlertmanager(payload([amAlert('z1'), amAlert('z2')]));
+    const open = incidents.openOrJoin;
+    let calls = 0;
+    incidents.openOrJoin = (input) =>
+      ++calls === 2 ? Promise.reject(new UnavailableError('boom')) : open(input);
+    expect(await service.processPending()).toMatchObject({ linked: 1, failed: 1 });
+    expect((await service.list({ labels: { instance: 'z1' } }))[0]).toMatchObject({ incidentId: 'INC-1' });
+  });
+});
+
+describe('review fixes with the incident service', () => {
+  async function real() {
+    const clock = new ManualClock('2026-03-01T10:00:00Z');
+    const store = await openStore({ ...sqlitePlace(cleanups).options, clock });
+    stores.push(store);
+    const config = configOf();
+    const log = createLogger('silent');
+    const pager = new FakePager();
+    const incidents = createIncidentService({
+      config,
+      store,
+      clock,
+      log,
+      pager,
+      runs: () => Promise.reject(new Error('no runs')),
+    });
+    const service = createAlertService({ config, store, clock, log, incidents });
+    return { clock, store, incidents, service };
+  }
+
+  it('a still-firing alert re-sent after its incident was resolved by hand opens a new incident', async () => {
+    const { service, incidents, clock } = await real();
+    await service.followUp(await service.ingestAlertmanager(payload([amAlert('h1')])));
+    expect((await service.list())[0]?.incidentId).toBe('INC-1');
+    await incidents.transition('INC-1', 'resolved', alice, 'fixed, we think');
+    clock.advance(60_000);
+    await service.followUp(await service.ingestAlertmanager(payload([amAlert('h1')])));
+    const [alert] = await service.list();
+    expect(alert).toMatchObject({ status: 'firing', pending: false });
+    expect(alert?.incidentId).not.toBe('INC-1');
+    expect((await incidents.list()).some((i) => i.id === alert?.incidentId && i.status !== 'resolved')).toBe(
+      true,
+    );
+  });
+
+  it('an alert that resolves before it was linked tells its group open incident', async () => {
+    const { service, incidents, store } = await real();
+    await service.followUp(await service.ingestAlertmanager(payload([amAlert('q1')])));
+    // q2 arrives and resolves before processing ever linked it (a crash in between).
+    await store.alerts.upsertBatch({
+      source: 'alertmanager',
+      groupKey: '{}:{alertname="GameServerDown"}',
+      snapshot: false,
+      alerts: [
+        {
+          fingerprint: 'q2',
+          startsAt: '2026-03-01T09:59:00.123Z',
+          status: 'resolved',
+          endsAt: '2026-03-01T10:00:00.000Z',
+          name: 'GameServerDown',
+          labels: { alertname: 'GameServerDown', instance: 'q2', severity: 'critical' },
+          annotations: {},
+        },
+      ],
+    });
+    expect(await service.processPending()).toMatchObject({ resolved: 1 });
+    const timeline = await incidents.timeline('INC-1');
+    expect(timeline.some((e) => e.kind === 'alert-resolved' && JSON.stringify(e).includes('q2'))).toBe(true);
   });
 });

@@ -9,7 +9,12 @@ import {
   formatDuration,
   parseDuration,
 } from '../core/index.ts';
-import type { AlertmanagerClient, AlertmanagerSilence, SilenceMatcher } from '../connectors/alertmanager.ts';
+import type {
+  AlertmanagerAlert,
+  AlertmanagerClient,
+  AlertmanagerSilence,
+  SilenceMatcher,
+} from '../connectors/alertmanager.ts';
 import type { ActiveSuppression, AlertIncidents, AlertRef, Suppressions } from '../ops/contracts.ts';
 import type { Actor } from '../runbooks/model.ts';
 import type { Store } from '../store/index.ts';
@@ -21,12 +26,15 @@ import type {
   StoredAlert,
   StoredWindow,
 } from '../store/alerts.ts';
+import { alertId, sortedJson } from '../store/alerts.ts';
+import { OPEN_STATUSES, parseIncidentId } from '../incidents/model.ts';
 import { formatMatcher, matchesAll, matcherMatches, parseMatchers, type Matcher } from './matchers.ts';
 import {
   alertmanagerAlerts,
   alertmanagerPayloadSchema,
   genericAlert,
   genericPayloadSchema,
+  normaliseInstant,
   parsePayload,
 } from './payloads.ts';
 import { alertRef, compileRoutes, decide } from './routing.ts';
@@ -39,8 +47,13 @@ export interface IngestResult {
   created: number;
   changed: number;
   unchanged: number;
-  /** Firing alerts of the group absent from the (complete) snapshot, now resolved. */
+  /**
+   * Firing alerts of the group absent from the (complete) snapshot, now resolved (only when no
+   * Alertmanager is configured to confirm the absence with).
+   */
   resolvedByAbsence: number;
+  /** Firing alerts absent from the snapshot, to confirm with Alertmanager (followUp reconciles the group). */
+  absent: number;
   /** Alertmanager left alerts out (`truncatedAlerts`): absence was not inferred; the group is reconciled. */
   truncated: number;
   /** For {@link AlertService.followUp}: the group to reconcile against Alertmanager, when truncated. */
@@ -234,12 +247,22 @@ export interface AlertServiceDeps {
 const PROCESS_BATCH = 500;
 /** Rounds per processing pass (a pass ends earlier when nothing is pending). */
 const MAX_ROUNDS = 20;
+/** Alerts handled between two yields to the event loop (webhooks and pings keep being answered). */
+const YIELD_EVERY = 50;
 const MAX_SILENCE_MS = 365 * 86_400_000;
 /** Resolved alerts (and ad-hoc windows that ended) are kept this long, then pruned. */
 /** The default of alerts.retention. */
 export const ALERT_RETENTION_MS = 90 * 86_400_000;
 const PRUNE_EVERY_MS = 3_600_000;
 const MAX_WINDOW_MS = 30 * 86_400_000;
+/**
+ * Reconcile resolves nothing while Alertmanager is younger than this: after a restart without persisted
+ * state it learns its alerts again only as Prometheus re-sends them (resend_delay 1m, evaluation intervals,
+ * then group_wait 30s by default), so 5 minutes is those with a wide margin.
+ */
+export const AM_WARMUP_MS = 5 * 60_000;
+/** An empty Alertmanager answer never resolves this many firing alerts (or more) at once. */
+export const AM_EMPTY_GUARD = 10;
 
 /**
  * The alert intake service.
@@ -251,6 +274,7 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
   const routes = compileRoutes(config.alerts.routes);
   const configWindows = compileWindows(config.alerts.suppressions);
   const heartbeatConfig = new Map(config.alerts.heartbeats.map((h) => [h.name, h]));
+  const scope = { service: config.service.name, environment: config.service.environment };
   let lastReconcile = Number.NEGATIVE_INFINITY;
   let lastPrune = Number.NEGATIVE_INFINITY;
   /**
@@ -263,6 +287,8 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
     Math.max(Date.parse(state.lastPingAt ?? state.firstSeenAt), watchingSince ?? Number.NEGATIVE_INFINITY);
 
   let running: Promise<ProcessResult> | undefined;
+  /** Generic posts with undated alerts, one at a time. */
+  let undatedTurn: Promise<void> = Promise.resolve();
   let again = false;
 
   function requireAlertmanager(): AlertmanagerClient {
@@ -271,33 +297,115 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
     return alertmanager;
   }
 
-  async function processOne(alert: StoredAlert, result: ProcessResult): Promise<void> {
-    if (alert.status === 'firing') {
+  /** Lets webhooks and pings be answered during a long pass. */
+  const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  /**
+   * Firing alerts of one round, by group: each opens or joins its incident (openOrJoin records it on the
+   * timeline once per (fingerprint, startsAt)), and the group's alerts are linked in one UPDATE as soon as
+   * the incident id is known, before anything else of the group can fail.
+   */
+  async function processFiring(alerts: StoredAlert[], result: ProcessResult, failed: Set<string>) {
+    const recorded: string[] = [];
+    type Decision = ReturnType<typeof decide>;
+    const groups = new Map<string, Array<{ alert: StoredAlert; decision: Decision }>>();
+    for (const alert of alerts) {
       const decision = decide(alert, routes, config);
       if (!decision.createIncident) {
-        if (await repo.markProcessed(alert.id, 'firing', undefined)) result.recorded++;
-        return;
+        recorded.push(alert.id);
+        continue;
       }
-      const { incidentId } = await incidents.openOrJoin({
-        groupKey: decision.groupKey,
-        title: decision.title,
-        severity: decision.severity,
-        service: decision.service,
-        policy: decision.policy,
-        runbook: decision.runbook,
-        alert: alertRef(alert),
-      });
-      if (await repo.markProcessed(alert.id, 'firing', incidentId)) result.linked++;
-      return;
+      const group = groups.get(decision.groupKey);
+      if (group) group.push({ alert, decision });
+      else groups.set(decision.groupKey, [{ alert, decision }]);
     }
-    if (alert.incidentId !== undefined && alert.processed === 'firing') {
-      const stillFiring = await repo.firingCount(alert.incidentId);
-      await incidents.alertResolved(alert.incidentId, alertRef(alert), stillFiring);
-      if (await repo.markProcessed(alert.id, 'resolved', undefined)) result.resolved++;
-      return;
+    if (recorded.length > 0) result.recorded += await repo.markProcessedMany(recorded, 'firing', undefined);
+    let handled = 0;
+    for (const members of groups.values()) {
+      const linked = new Map<string, string[]>();
+      const link = async () => {
+        for (const [incidentId, ids] of linked)
+          result.linked += await repo.markProcessedMany(ids, 'firing', incidentId);
+        linked.clear();
+      };
+      try {
+        for (const { alert, decision } of members) {
+          try {
+            const { incidentId } = await incidents.openOrJoin({
+              groupKey: decision.groupKey,
+              title: decision.title,
+              severity: decision.severity,
+              service: decision.service,
+              policy: decision.policy,
+              runbook: decision.runbook,
+              alert: alertRef(alert),
+            });
+            linked.set(incidentId, [...(linked.get(incidentId) ?? []), alert.id]);
+            // The first alert of a group links at once: a failure later in the group leaves it linked.
+            if (linked.size === 1 && (linked.get(incidentId)?.length ?? 0) === 1) await link();
+          } catch (err) {
+            failAlert(alert, err, result, failed);
+          }
+          if (++handled % YIELD_EVERY === 0) {
+            await link();
+            await yieldToLoop();
+          }
+        }
+      } finally {
+        await link();
+      }
     }
-    // Resolved before it was ever linked (or recorded only): nothing to tell.
-    await repo.markProcessed(alert.id, 'resolved', undefined);
+  }
+
+  /** The open incident of a resolved alert's group, for an alert that resolved before it was linked. */
+  async function openIncidentOf(alert: StoredAlert): Promise<string | undefined> {
+    const decision = decide(alert, routes, config);
+    if (!decision.createIncident) return undefined;
+    const open = await store.incidents.byOpenGroup(scope, decision.groupKey);
+    return open ? `INC-${open.number}` : undefined;
+  }
+
+  /**
+   * Resolved alerts of one round: each tells its incident (an alert that resolved before it was linked
+   * tells its group's open incident, if any); still-firing counts are read once per incident per round,
+   * and the markings are one UPDATE per incident.
+   */
+  async function processResolved(alerts: StoredAlert[], result: ProcessResult, failed: Set<string>) {
+    const stillFiring = new Map<string, number>();
+    const told = new Map<string, string[]>();
+    const quiet: string[] = [];
+    let handled = 0;
+    for (const alert of alerts) {
+      try {
+        const incidentId =
+          alert.incidentId ?? (alert.processed === 'firing' ? undefined : await openIncidentOf(alert));
+        if (incidentId === undefined) quiet.push(alert.id);
+        else {
+          let count = stillFiring.get(incidentId);
+          if (count === undefined) {
+            count = await repo.firingCount(incidentId);
+            stillFiring.set(incidentId, count);
+          }
+          await incidents.alertResolved(incidentId, alertRef(alert), count);
+          told.set(incidentId, [...(told.get(incidentId) ?? []), alert.id]);
+        }
+      } catch (err) {
+        failAlert(alert, err, result, failed);
+      }
+      if (++handled % YIELD_EVERY === 0) await yieldToLoop();
+    }
+    for (const ids of told.values())
+      result.resolved += await repo.markProcessedMany(ids, 'resolved', undefined);
+    if (quiet.length > 0) await repo.markProcessedMany(quiet, 'resolved', undefined);
+  }
+
+  function failAlert(alert: StoredAlert, err: unknown, result: ProcessResult, failed: Set<string>): void {
+    failed.add(alert.id);
+    result.failed++;
+    log.warn(
+      { alert: alert.id, fingerprint: alert.fingerprint, err: errorMessage(err) },
+      'alert not processed yet; retrying next tick',
+    );
   }
 
   async function processPass(): Promise<ProcessResult> {
@@ -307,20 +415,18 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
       const batch = (await repo.pending(PROCESS_BATCH + failed.size)).filter((a) => !failed.has(a.id));
       if (batch.length === 0) break;
       // Firing before resolved: an incident hears of its alerts before it hears one resolve.
-      batch.sort((a, b) => (a.status === b.status ? 0 : a.status === 'firing' ? -1 : 1));
-      for (const alert of batch) {
-        try {
-          await processOne(alert, result);
-        } catch (err) {
-          failed.add(alert.id);
-          result.failed++;
-          log.warn(
-            { alert: alert.id, fingerprint: alert.fingerprint, err: errorMessage(err) },
-            'alert not processed yet; retrying next tick',
-          );
-        }
-      }
+      await processFiring(
+        batch.filter((a) => a.status === 'firing'),
+        result,
+        failed,
+      );
+      await processResolved(
+        batch.filter((a) => a.status === 'resolved'),
+        result,
+        failed,
+      );
       if (batch.length < PROCESS_BATCH) break;
+      await yieldToLoop();
     }
     return result;
   }
@@ -330,13 +436,39 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
     truncated: number,
     reconcileGroup?: IngestResult['reconcileGroup'],
   ): Promise<IngestResult> {
-    const outcome: BatchOutcome = await repo.upsertBatch(batch);
+    const { linked, ...outcome }: BatchOutcome = await repo.upsertBatch(batch);
+    try {
+      await requeueClosed(linked);
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'checking the incidents of re-sent alerts failed');
+    }
     return {
       received: batch.alerts.length,
       ...outcome,
       truncated,
       ...(reconcileGroup ? { reconcileGroup } : {}),
     };
+  }
+
+  /**
+   * A re-sent alert that still fires while its incident is over (resolved by hand) is pending again:
+   * processing opens or joins a new incident for it, so a still-firing alert is never dropped.
+   */
+  async function requeueClosed(linked: Map<string, string[]>): Promise<void> {
+    for (const [incidentId, ids] of linked) {
+      let number: number;
+      try {
+        number = parseIncidentId(incidentId);
+      } catch {
+        continue;
+      }
+      const incident = await store.incidents.get(scope, number);
+      // An incident gameops does not have (another scope) is left alone.
+      if (!incident || OPEN_STATUSES.includes(incident.status)) continue;
+      const n = await repo.requeue(incidentId, ids);
+      if (n > 0)
+        log.info({ incident: incidentId, alerts: n }, 'alerts still fire after their incident ended');
+    }
   }
 
   async function heartbeatViews(now: Date): Promise<HeartbeatView[]> {
@@ -434,27 +566,63 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
     }
   }
 
+  /**
+   * Whether Alertmanager's answer may resolve alerts: not within {@link AM_WARMUP_MS} of its start (after
+   * a restart without persisted state it has nothing until Prometheus re-sends), and not an empty answer
+   * while gameops has {@link AM_EMPTY_GUARD} or more alerts firing in scope (more likely a reset or a
+   * wrong instance than that many alerts ending silently, since each resolve also comes as a payload).
+   */
+  async function mayResolve(am: AlertmanagerClient, answered: number, firing: number): Promise<boolean> {
+    if (firing === 0) return false;
+    if (answered === 0 && firing >= AM_EMPTY_GUARD) {
+      log.warn({ firing }, 'Alertmanager has no alerts while gameops has many firing: not resolving them');
+      return false;
+    }
+    const started = Date.parse((await am.status()).uptime ?? '');
+    if (Number.isNaN(started) || clock.now().getTime() - started < AM_WARMUP_MS) {
+      log.warn(
+        { started: Number.isNaN(started) ? undefined : new Date(started).toISOString() },
+        'Alertmanager started recently (or did not say when): not resolving alerts it lacks yet',
+      );
+      return false;
+    }
+    return true;
+  }
+
   async function reconcile(group?: IngestResult['reconcileGroup']): Promise<ReconcileResult> {
     const am = requireAlertmanager();
     // Only alerts last seen before the question was asked may be resolved: one that arrives meanwhile
     // is in Alertmanager already.
     const asked = clock.now().toISOString();
-    const filter = group
-      ? Object.entries(group.groupLabels).map(([n, v]) => formatMatcher({ name: n, op: '=', value: v }))
-      : [];
-    const amAlerts = await am.alerts({
-      active: true,
-      silenced: true,
-      inhibited: true,
-      unprocessed: true,
-      ...(filter.length > 0 ? { filter } : {}),
-      ...(group ? { receiver: `^(?:${escapeRegex(group.receiver)})$` } : {}),
-    });
-    const present = new Set(amAlerts.map((a) => a.fingerprint));
+    const query = { active: true, silenced: true, inhibited: true, unprocessed: true };
+    let amAlerts: AlertmanagerAlert[];
+    if (group) {
+      // The group itself (labels and receiver exactly), not every alert matching its labels.
+      const groups = await am.alertGroups({
+        ...query,
+        filter: Object.entries(group.groupLabels).map(([n, v]) =>
+          formatMatcher({ name: n, op: '=', value: v }),
+        ),
+        receiver: `^(?:${escapeRegex(group.receiver)})$`,
+      });
+      const wanted = sortedJson(group.groupLabels);
+      amAlerts = groups
+        .filter((g) => g.receiver.name === group.receiver && sortedJson(g.labels) === wanted)
+        .flatMap((g) => g.alerts);
+    } else amAlerts = await am.alerts(query);
+    // Keyed by (fingerprint, startsAt): a new instance of a fingerprint is not the stored one.
+    const present = new Set<string>();
+    for (const a of amAlerts) {
+      const startsAt = normaliseInstant(a.startsAt);
+      if (startsAt !== undefined) present.add(alertId(a.fingerprint, startsAt));
+    }
     let added = 0;
     if (group) {
-      const known = new Set((await repo.firing('alertmanager', group.groupKey)).map((a) => a.fingerprint));
-      const missing = amAlerts.filter((a) => !known.has(a.fingerprint));
+      const known = new Set((await repo.firing('alertmanager', group.groupKey)).map((a) => a.id));
+      const missing = amAlerts.filter((a) => {
+        const startsAt = normaliseInstant(a.startsAt);
+        return startsAt !== undefined && !known.has(alertId(a.fingerprint, startsAt));
+      });
       if (missing.length > 0) {
         const outcome = await repo.upsertBatch({
           source: 'alertmanager',
@@ -478,7 +646,7 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
                   fingerprint: a.fingerprint,
                 })),
               },
-              `Alertmanager at ${am.target}: GET /api/v2/alerts`,
+              `Alertmanager at ${am.target}: GET /api/v2/alerts/groups`,
             ),
           ),
         });
@@ -486,8 +654,11 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
       }
     }
     const firing = await repo.firing('alertmanager', group?.groupKey);
-    const gone = firing.filter((a) => !present.has(a.fingerprint) && a.lastSeenAt <= asked).map((a) => a.id);
-    const resolved = gone.length > 0 ? await repo.resolveMissing(gone, asked) : 0;
+    const gone = firing.filter((a) => !present.has(a.id) && a.lastSeenAt <= asked).map((a) => a.id);
+    const resolved =
+      gone.length > 0 && (await mayResolve(am, amAlerts.length, firing.length))
+        ? await repo.resolveMissing(gone, asked)
+        : 0;
     if (resolved > 0 || added > 0)
       log.info({ resolved, added, group: group?.groupKey }, 'reconciled alerts with Alertmanager');
     return { alertmanager: amAlerts.length, resolved, added };
@@ -551,37 +722,44 @@ export function createAlertService(deps: AlertServiceDeps): AlertService {
     async ingestAlertmanager(payload) {
       const parsed = parsePayload(alertmanagerPayloadSchema, payload, 'Alertmanager payload');
       const truncated = parsed.truncatedAlerts;
-      return ingest(
+      const group = { groupKey: parsed.groupKey, groupLabels: parsed.groupLabels, receiver: parsed.receiver };
+      const result = await ingest(
         {
           source: 'alertmanager',
           groupKey: parsed.groupKey,
           receiver: parsed.receiver,
           snapshot: truncated === 0,
+          // Alertmanager leaves silenced and inhibited alerts out of a notification: when it can be asked,
+          // an absence is confirmed against it (followUp) instead of resolving.
+          confirmAbsence: alertmanager !== undefined,
           alerts: alertmanagerAlerts(parsed),
         },
         truncated,
-        truncated > 0
-          ? { groupKey: parsed.groupKey, groupLabels: parsed.groupLabels, receiver: parsed.receiver }
-          : undefined,
+        truncated > 0 ? group : undefined,
       );
+      return result.absent > 0 ? { ...result, reconcileGroup: group } : result;
     },
 
     async ingestGeneric(payload) {
       const parsed = parsePayload(genericPayloadSchema, payload, 'alerts payload');
       const now = clock.now();
-      const undated = parsed.alerts.filter((a) => a.startsAt === undefined);
-      const since =
-        undated.length > 0
-          ? await repo.firingSince(
-              parsed.alerts.map((a) => genericAlert(a, now, () => undefined).fingerprint),
-            )
-          : new Map<string, string>();
-      // Generic alerts group by name (routing's default group key); a post is no snapshot of anything.
+      // Generic alerts group by name (routing's default group key); a post is no snapshot of anything. An
+      // undated alert continues the firing instance of its fingerprint, looked up in the upsert's
+      // transaction; posts with undated alerts are also taken one at a time in this process, so two
+      // concurrent posts of the same alert do not both start an instance.
       const alerts = parsed.alerts.map((a) => ({
-        ...genericAlert(a, now, (fp) => since.get(fp)),
+        ...genericAlert(a, now, () => undefined),
         groupKey: `generic:${a.name}`,
+        continues: a.startsAt === undefined,
       }));
-      return ingest({ source: 'generic', groupKey: 'generic', snapshot: false, alerts }, 0);
+      const batch = { source: 'generic' as const, groupKey: 'generic', snapshot: false, alerts };
+      if (!alerts.some((a) => a.continues)) return ingest(batch, 0);
+      const turn = undatedTurn.then(() => ingest(batch, 0));
+      undatedTurn = turn.then(
+        () => undefined,
+        () => undefined,
+      );
+      return turn;
     },
 
     async followUp(result) {
