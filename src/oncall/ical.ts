@@ -1,33 +1,38 @@
-import ical, { type ICalLuxonDateTimeStub } from 'ical-generator';
-import { type ScheduleSpec, type Shift, wallParts } from './rotation.ts';
+import ical from 'ical-generator';
+import { type ScheduleSpec, type Shift, shiftAt } from './rotation.ts';
 
 /**
  * A schedule's shifts as an iCalendar feed: one VEVENT per shift (overrides included) naming the person and
- * the layer, with start and end as local times of the schedule's zone (`DTSTART;TZID=…`), so calendar
- * apps show handoffs at their wall-clock time across daylight-saving changes.
+ * the layer. Times are UTC (`…Z`, as is DTSTAMP), which every calendar app converts to its viewer's zone
+ * without needing VTIMEZONE blocks; the schedule's zone is named in each description.
+ *
+ * UIDs are stable across fetches, so a subscribed calendar updates events instead of duplicating them:
+ * they are built from the uncut shift (schedule, layer, the rotation shift's own start), not from the piece
+ * the requested range cut; an override's UID is its id; a piece of a shift resuming after an override adds
+ * where it resumes.
  */
 export function shiftsCalendar(
   schedule: ScheduleSpec,
   shifts: readonly Shift[],
   names: (person: string) => string,
   now: Date,
+  from?: Date,
 ): string {
   const calendar = ical({
     name: `On call: ${schedule.name}`,
     prodId: { company: 'gameops', product: 'oncall', language: 'EN' },
-    timezone: schedule.timezone,
   });
+  const cutAt = from?.toISOString();
   for (const shift of shifts) {
     const who = names(shift.person);
     calendar.createEvent({
-      id: `${schedule.name}.${shift.layer}.${shift.start}.${shift.person}@gameops`,
-      start: zoned(Date.parse(shift.start), schedule.timezone),
-      end: zoned(Date.parse(shift.end), schedule.timezone),
-      timezone: schedule.timezone,
+      id: uidOf(schedule, shift, cutAt),
+      start: new Date(shift.start),
+      end: new Date(shift.end),
       stamp: now,
       summary: `On call: ${who} (${schedule.name} ${shift.layer})`,
       description: [
-        `Schedule: ${schedule.name}`,
+        `Schedule: ${schedule.name} (${schedule.timezone})`,
         `Layer: ${shift.layer}`,
         `Person: ${who} (${shift.person})`,
         ...(shift.override
@@ -42,24 +47,13 @@ export function shiftsCalendar(
   return calendar.toString();
 }
 
-const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
-
-/**
- * The instant `ms` as ical-generator's Luxon-like date stub, formatting as local time in `zone` (the
- * generator formats plain Dates in the process's own zone, which is not the schedule's).
- */
-function zoned(ms: number, zone: string): ICalLuxonDateTimeStub {
-  return {
-    isValid: true,
-    zone: { type: 'iana' },
-    setZone: (to?: string) => zoned(ms, to ?? zone),
-    toFormat(fmt: string): string {
-      const p = wallParts(ms, zone);
-      if (fmt === 'yyyyLLdd') return `${pad(p.year, 4)}${pad(p.month)}${pad(p.day)}`;
-      if (fmt === 'HHmmss') return `${pad(p.hour)}${pad(p.minute)}${pad(p.second)}`;
-      throw new Error(`unexpected date format ${fmt}`);
-    },
-    toJSDate: () => new Date(ms),
-    toJSON: () => new Date(ms).toISOString(),
-  };
+function uidOf(schedule: ScheduleSpec, shift: Shift, cutAt: string | undefined): string {
+  const prefix = `${schedule.name}.${shift.layer}`;
+  if (shift.override) return `${prefix}.override.${shift.override.id}@gameops`;
+  const layer = schedule.layers.find((l) => l.name === shift.layer);
+  const base = layer ? shiftAt(schedule, layer, [], new Date(shift.start))?.start : undefined;
+  if (base === undefined) return `${prefix}.${shift.start}@gameops`;
+  // A piece starting at the shift's own start or at the range's cut is the shift itself.
+  const whole = shift.start === base || shift.start === cutAt;
+  return `${prefix}.${base}${whole ? '' : `.${shift.start}`}@gameops`;
 }

@@ -243,7 +243,7 @@ describe('who is on call', () => {
 });
 
 describe('iCal export', () => {
-  it('has one VEVENT per shift with the person and layer, in local time with TZID', () => {
+  it('has one VEVENT per shift with the person and layer, in UTC', () => {
     const s = schedule('Europe/Berlin');
     const shifts = baseShifts(
       s,
@@ -253,10 +253,26 @@ describe('iCal export', () => {
     );
     const text = shiftsCalendar(s, shifts, (p) => p.toUpperCase(), new Date('2026-03-20T00:00:00Z'));
     expect(text.match(/BEGIN:VEVENT/g)).toHaveLength(2);
-    expect(text).toContain('DTSTART;TZID=Europe/Berlin:20260323T100000');
-    expect(text).toContain('DTEND;TZID=Europe/Berlin:20260330T100000');
-    expect(text).toContain('DTSTART;TZID=Europe/Berlin:20260330T100000');
+    expect(text).toContain('DTSTART:20260323T090000Z');
+    expect(text).toContain('DTEND:20260330T080000Z');
+    expect(text).toContain('DTSTART:20260330T080000Z');
+    expect(text).toContain('DTSTAMP:20260320T000000Z');
+    expect(text).not.toContain('TZID=');
     expect(text).toContain('SUMMARY:On call: ALICE (game primary)');
     expect(text).toContain('SUMMARY:On call: BOB (game primary)');
+  });
+
+  it('keeps UIDs stable when the range cuts a shift differently on each fetch', () => {
+    const s = schedule('Europe/Berlin');
+    const layer = s.layers[0]!;
+    const uids = (from: string) => {
+      const shifts = layerShifts(s, layer, [], new Date(from), new Date('2026-04-20T00:00:00Z'));
+      const text = shiftsCalendar(s, shifts, (p) => p, new Date(from), new Date(from));
+      return text.split(/\r?\n/).filter((l) => l.startsWith('UID:'));
+    };
+    const a = uids('2026-03-25T10:00:00Z');
+    const b = uids('2026-03-25T10:00:01Z');
+    expect(a).toEqual(b);
+    expect(a[0]).toBe('UID:game.primary.2026-03-23T09:00:00.000Z@gameops');
   });
 });

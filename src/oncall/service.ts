@@ -1151,7 +1151,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
       const start = from ?? new Date(now.getTime() - 7 * 86_400_000);
       const end = to ?? new Date(now.getTime() + 90 * 86_400_000);
       const schedule = scheduleNamed(name);
-      return shiftsCalendar(schedule, await service.shifts(name, start, end), nameOf, now);
+      return shiftsCalendar(schedule, await service.shifts(name, start, end), nameOf, now, start);
     },
 
     async addOverride(input, actor) {

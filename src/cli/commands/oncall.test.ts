@@ -87,7 +87,7 @@ describe('gameops oncall, in-process (real process)', () => {
       '--ical',
     ]);
     expect(ical.stdout).toContain('BEGIN:VCALENDAR');
-    expect(ical.stdout).toContain('DTSTART;TZID=America/New_York:20260309T100000');
+    expect(ical.stdout).toContain('DTSTART:20260309T140000Z');
     const shifts = await gameops([
       '-c',
       path,
