@@ -666,4 +666,26 @@ describe('stall auditor', () => {
       await h.store.oncall.forScope({ service: 'oncall-test', environment: 'test' }).stalls(),
     ).toHaveLength(1);
   });
+
+  it('pages once per stall episode: later stalls while its page is open only log; after resolve it pages again', async () => {
+    const h = await open();
+    const stallPages = async () =>
+      (await h.service.pages()).filter((p) => p.dedupKey.startsWith('gameops:escalation-stalled:'));
+    for (let i = 0; i < 3; i += 1) {
+      await h.service.page({
+        ...incidentPage,
+        dedupKey: `incident:INC-${i + 10}`,
+        incidentId: `INC-${i + 10}`,
+      });
+      h.clock.advance(3 * MIN); // the loop stalls again
+      await h.service.tick(h.clock.now());
+    }
+    const first = await stallPages();
+    expect(first).toHaveLength(1);
+    await h.service.resolve(first[0]!.id, alice);
+    await h.service.page({ ...incidentPage, dedupKey: 'incident:INC-20', incidentId: 'INC-20' });
+    h.clock.advance(3 * MIN);
+    await h.service.tick(h.clock.now());
+    expect(await stallPages()).toHaveLength(2);
+  });
 });

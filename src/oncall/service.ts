@@ -136,6 +136,9 @@ export const RESERVED_DEDUP_PREFIXES = ['incident:', 'gameops:', 'heartbeat:'] a
 
 /** An escalation or delivery due longer ago than this and not done means the loop stalled. */
 export const STALL_AFTER_MS = 60_000;
+/** While a stall page is open, a new stall episode pages again only after this long: 1 hour. */
+export const STALL_REPAGE_MS = 3_600_000;
+const STALL_DEDUP_PREFIX = 'gameops:escalation-stalled:';
 /** The gap before a policy runs again (repeat) when its first two levels are not apart: 1 minute. */
 export const DEFAULT_ROUND_GAP_MS = 60_000;
 /** How long a claimed delivery attempt may take beyond the channel timeout before another claim may retry it. */
@@ -1011,10 +1014,20 @@ export function createOncallService(deps: OncallDeps): OncallService {
       log.error('no one to tell about the stalled paging loop (set oncall.selfAlert)');
       return;
     }
+    // One page per stall episode, not per minute: while the last stall page is still open (not resolved)
+    // and less than STALL_REPAGE_MS old, later stalls only go to the log.
+    const [last] = await repo.pages({ dedupPrefix: STALL_DEDUP_PREFIX, limit: 1 });
+    if (last && last.status !== 'resolved' && now.getTime() - Date.parse(last.created_at) < STALL_REPAGE_MS) {
+      log.warn(
+        { page: last.id, stalled: fresh.length },
+        'paging loop still late; the stall page is already open',
+      );
+      return;
+    }
     // Never suppressed: a maintenance window must not hide that paging itself is broken.
     await openPage(
       {
-        dedupKey: `gameops:escalation-stalled:${detected.slice(0, 16)}`,
+        dedupKey: `${STALL_DEDUP_PREFIX}${detected.slice(0, 16)}`,
         subject: `gameops paging was late: ${fresh.length} escalation step(s) or deliveries up to ${lateBy}s overdue`,
         body:
           `gameops found ${fresh.length} escalation step(s) or delivery attempt(s) that were due over ${STALL_AFTER_MS / 1000}s ago ` +

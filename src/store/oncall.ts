@@ -353,6 +353,8 @@ export interface OncallScopeRepo {
     status?: string[];
     incidentId?: string;
     kind?: 'page' | 'notify';
+    /** Only dedup keys starting with this (letters, digits, `:` and `-` only). */
+    dedupPrefix?: string;
     limit?: number;
   }): Promise<PageRow[]>;
   /** Pages whose next escalation step is due at `now`, oldest due first. */
@@ -657,6 +659,13 @@ function scopedRepo(
           .where('kind', '=', filter.kind ?? 'page');
         if (filter.status && filter.status.length > 0) q = q.where('status', 'in', filter.status);
         if (filter.incidentId !== undefined) q = q.where('incident_id', '=', filter.incidentId);
+        if (filter.dedupPrefix !== undefined) {
+          if (!/^[A-Za-z0-9:-]+$/.test(filter.dedupPrefix))
+            throw new InputError(
+              `dedupPrefix: "${filter.dedupPrefix}" may hold letters, digits, : and - only`,
+            );
+          q = q.where('dedup_key', 'like', `${filter.dedupPrefix}%`);
+        }
         return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
       });
     },
