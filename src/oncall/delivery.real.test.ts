@@ -83,8 +83,9 @@ describe('deliveries through the real channels', () => {
     expect(first).toMatchObject({ retryAfterMs: 3000 });
     expect(first!.error).toContain('429');
     expect(second!.error).toContain('503');
-    // Retry-After honoured: the second attempt came 3 s (fake time) after the first.
-    expect(Date.parse(second!.at) - Date.parse(first!.at)).toBe(3000);
+    // Retry-After honoured, plus jitter (0.5 × min(5 s, 3 s / 4) = 375 ms): due 3.375 s after the first
+    // attempt, sent at the next 1 s tick (fake time).
+    expect(Date.parse(second!.at) - Date.parse(first!.at)).toBe(4000);
     expect(detail.status).toBe('triggered');
     expect(h.events.entries.map((e) => e.kind)).toEqual(['page-sent']);
   });

@@ -397,8 +397,9 @@ describe('deliveries', () => {
     await h.service.tick(clock.now());
     await run(h, 3 * MIN);
     const start = Date.parse('2026-03-10T12:00:00Z');
-    // bob: hook only, 3 attempts 20 s apart (Retry-After above the 10 s first retry) → page-failed,
-    // escalated to level 2 (alice) at once instead of after 15 minutes; alice: hook 3×, then mail.
+    // bob: hook only, 3 attempts 22.5 s apart (Retry-After above the 10 s first retry, plus jitter: here
+    // 0.5 × min(5 s, 20 s / 4)) → page-failed, escalated to level 2 (alice) at once instead of after
+    // 15 minutes; alice: hook 3×, then mail. Ticks run every second.
     expect(
       h.channels.sent.map((s) => [
         s.message.deliveryId.split('.').slice(1).join('.'),
@@ -406,12 +407,12 @@ describe('deliveries', () => {
       ]),
     ).toEqual([
       ['0.0.bob.hook', 0],
-      ['0.0.bob.hook', 20],
-      ['0.0.bob.hook', 40],
-      ['1.0.alice.hook', 40],
-      ['1.0.alice.hook', 60],
-      ['1.0.alice.hook', 80],
-      ['1.0.alice.mail', 80],
+      ['0.0.bob.hook', 23],
+      ['0.0.bob.hook', 46],
+      ['1.0.alice.hook', 46],
+      ['1.0.alice.hook', 69],
+      ['1.0.alice.hook', 92],
+      ['1.0.alice.mail', 92],
     ]);
     const detail = await h.service.pageDetail(page.id);
     expect(detail.deliveries.map((d) => [d.deliveryId, d.status, d.attempts.map((a) => a.outcome)])).toEqual([
@@ -431,6 +432,30 @@ describe('deliveries', () => {
     });
     expect(h.events.entries.map((e) => e.kind)).toEqual(['page-failed', 'page-escalated', 'page-sent']);
     expect(h.events.entries[0]!.message).toContain('could not reach Bob on any channel (hook)');
+  });
+
+  it('a channel parked longer than a minute (or past the next step) moves on to the next contact channel now', async () => {
+    const clock = new ManualClock('2026-03-10T12:00:00Z');
+    const channels = recordingChannels(clock, (channel) =>
+      channel === 'hook'
+        ? { ok: false, retryable: true, retryAfterMs: 120_000, error: 'HTTP 429', durationMs: 4 }
+        : { ok: true, destination: 'mail.example.com:25', response: '250 OK', durationMs: 9 },
+    );
+    const h = await open({ clock, channels });
+    const page = await h.service.page({ ...incidentPage, targets: [{ person: 'alice' }] });
+    await h.service.tick(clock.now());
+    await run(h, 5_000);
+    expect(h.channels.sent.map((s) => [s.message.deliveryId, s.at])).toEqual([
+      [`${page.id}.0.0.alice.hook`, '2026-03-10T12:00:00.000Z'],
+      [`${page.id}.0.0.alice.mail`, '2026-03-10T12:00:00.000Z'],
+    ]);
+    // bob has no other channel: his hook is retried after Retry-After (+ jitter) as asked.
+    const other = await h.service.page({ ...incidentPage, dedupKey: 'k2', targets: [{ person: 'bob' }] });
+    await run(h, 125_000);
+    expect(h.channels.sent.filter((s) => s.message.pageId === other.id).map((s) => s.at)).toEqual([
+      '2026-03-10T12:00:06.000Z',
+      '2026-03-10T12:02:09.000Z',
+    ]);
   });
 
   it('does not retry a non-retryable failure; the last level failing exhausts the page, still listed', async () => {

@@ -131,6 +131,11 @@ export interface OncallDeps {
 /** With schedules but no policy, the second layers are paged this long after the first. */
 export const FALLBACK_SECOND_LEVEL_MS = 15 * 60_000;
 
+/** At most this much random delay is added on top of a peer's Retry-After (a quarter of it when smaller). */
+export const RETRY_AFTER_JITTER_MS = 5_000;
+/** A retry later than this (or than the page's next escalation step) tries the next contact channel now. */
+export const PARK_AFTER_MS = 60_000;
+
 /** Dedup-key prefixes gameops uses itself (incident pages, its own alerts, heartbeats); people may not. */
 export const RESERVED_DEDUP_PREFIXES = ['incident:', 'gameops:', 'heartbeat:'] as const;
 
@@ -909,8 +914,26 @@ export function createOncallService(deps: OncallDeps): OncallService {
       }
       return;
     }
-    const retry = outcome.retryable && failures < oncall.delivery.attempts;
     const contacts = n.person === null ? [n.channel] : contactsOf(n.person);
+    let retry = outcome.retryable && failures < oncall.delivery.attempts;
+    let delay = 0;
+    if (retry) {
+      delay = retryDelayMs(failures, retryPolicy, outcome.retryAfterMs, random);
+      // Jitter on top of Retry-After: many deliveries told the same time must not all come back at once.
+      if (outcome.retryAfterMs !== undefined)
+        delay += Math.round(random() * Math.min(RETRY_AFTER_JITTER_MS, outcome.retryAfterMs / 4));
+      // A channel parked past the next escalation step (or over a minute) is not waited for: the
+      // person's next contact channel is tried now.
+      const nextStepAt = row.kind === 'page' && row.next_at !== null ? Date.parse(row.next_at) : undefined;
+      const parked = delay > PARK_AFTER_MS || (nextStepAt !== undefined && at.getTime() + delay > nextStepAt);
+      if (parked && n.person !== null && contacts[n.channel_index + 1] !== undefined) {
+        log.info(
+          { page: row.id, deliveryId: n.delivery_id, channel: n.channel, retryInMs: delay },
+          'channel asks to wait too long; trying the next contact channel now',
+        );
+        retry = false;
+      }
+    }
     const nextChannel = retry ? undefined : contacts[n.channel_index + 1];
     const next: NewNotification | undefined =
       nextChannel === undefined || n.person === null
@@ -938,9 +961,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
         status: retry ? 'pending' : 'failed',
         ...(retry
           ? {
-              nextAt: new Date(
-                at.getTime() + retryDelayMs(failures, retryPolicy, outcome.retryAfterMs, random),
-              ).toISOString(),
+              nextAt: new Date(at.getTime() + delay).toISOString(),
             }
           : {}),
       },
