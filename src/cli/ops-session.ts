@@ -45,9 +45,49 @@ export async function withOpsSession<T>(
     logLevel: opts.logLevel ?? 'warn',
   });
   try {
-    return await work(await openOpsSession(resources, env));
+    const result = await work(await openOpsSession(resources, env));
+    await deliverDue(resources);
+    return result;
   } finally {
     await shutdown(resources);
+  }
+}
+
+/** How long a command in-process waits for the deliveries it caused. */
+const DELIVER_DUE_BUDGET_MS = 30_000;
+
+/**
+ * In-process (no server holds the store), nobody else sends what a command just stored: pages' first
+ * level, notices, "you are Incident Commander". One on-call tick sends whatever is due now, so a page
+ * declared from the CLI goes out at once instead of when `gameops serve` next starts (and then with
+ * every level at once). Later escalation levels and retries still need a running server; the command
+ * says so when pages are left escalating. A failure here is reported, never thrown: the command's own
+ * change is stored already.
+ */
+async function deliverDue(resources: Resources): Promise<void> {
+  const ops = resources.ops;
+  if (!ops) return;
+  const { errorMessage } = await import('../core/index.ts');
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      ops.oncall.tick(resources.clock.now()),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, DELIVER_DUE_BUDGET_MS);
+      }),
+    ]);
+    const open = await ops.oncall.pages({ status: ['triggered'], limit: 1 });
+    if (open.length > 0 && !resources.config.database.url)
+      process.stderr.write(
+        'gameops: note: no gameops serve is running for this data directory: what was due went out now; ' +
+          'escalation to later levels and retries happen while `gameops serve` runs\n',
+      );
+  } catch (err) {
+    process.stderr.write(
+      `gameops: warning: could not send due pages and notices now: ${errorMessage(err)}\n`,
+    );
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -349,18 +349,6 @@ function parseParams(pairs: string[]): Record<string, unknown> {
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
-/**
- * In-process on the embedded store, nobody delivers pages and notices until `gameops serve` runs on this
- * data directory (its background loop sends them): say so rather than let people think someone was paged.
- */
-function noteUndelivered(session: OpsSession): void {
-  if (session.remote || session.resources.config.database.url) return;
-  process.stderr.write(
-    'gameops: note: no gameops serve is running for this data directory: pages and notices are stored ' +
-      'and go out when it starts\n',
-  );
-}
-
 function zoneOf(session: OpsSession): string {
   return session.resources.config.runbooks.timezone;
 }
@@ -416,7 +404,6 @@ export function incidentCommand(): Command {
             ...(o.commander !== undefined ? { commander: o.commander } : {}),
             ...(o.owner !== undefined ? { owner: o.owner } : {}),
           });
-          if (o.page) noteUndelivered(session);
           if (o.json) json(view);
           else
             out(
@@ -610,7 +597,7 @@ export function incidentCommand(): Command {
         o: { person?: string[]; team?: string[]; schedule?: string[]; message?: string; json?: boolean },
         command: Command,
       ) =>
-        withIncidents(command, async (client, session) => {
+        withIncidents(command, async (client) => {
           const targets: PageTarget[] = [
             ...(o.person ?? []).map((person) => ({ person })),
             ...(o.team ?? []).map((team) => ({ team })),
@@ -618,7 +605,6 @@ export function incidentCommand(): Command {
           ];
           if (targets.length === 0) throw new InputError('call-in: give --person, --team or --schedule');
           const page = await client.callIn(id, targets, o.message);
-          noteUndelivered(session);
           if (o.json) json(page);
           else out(`paged (page ${page.id}, ${page.status})`);
         }),
