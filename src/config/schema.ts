@@ -185,6 +185,22 @@ export const channelSchema = z.discriminatedUnion('kind', [
   }),
 ]);
 
+/** An IANA time zone name the runtime knows (e.g. Asia/Seoul, Europe/Berlin, UTC). */
+export const timeZoneSchema = z.string().refine(
+  (zone) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: zone });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  {
+    error: (issue) =>
+      `${JSON.stringify(issue.input)} is not an IANA time zone (e.g. Asia/Seoul, Europe/Berlin, UTC)`,
+  },
+);
+
 const idSchema = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lower-case letters, digits, ".", "_" and "-", at most 64');
@@ -193,7 +209,7 @@ export const personSchema = z.strictObject({
   id: idSchema,
   name: z.string().min(1),
   email: z.email().optional(),
-  timezone: z.string().default('UTC'),
+  timezone: timeZoneSchema.default('UTC'),
   contacts: z
     .array(channelName)
     .default([])
@@ -498,22 +514,6 @@ export const thresholdsSchema = z
 
 // ---------------------------------------------------------------------------------------------------
 // Incidents, on-call and alert intake (issue #5; src/incidents, src/oncall, src/alerts)
-
-/** An IANA time zone name the runtime knows (e.g. Asia/Seoul, Europe/Berlin, UTC). */
-export const timeZoneSchema = z.string().refine(
-  (zone) => {
-    try {
-      new Intl.DateTimeFormat('en', { timeZone: zone });
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  {
-    error: (issue) =>
-      `${JSON.stringify(issue.input)} is not an IANA time zone (e.g. Asia/Seoul, Europe/Berlin, UTC)`,
-  },
-);
 
 export const SEVERITIES = ['P1', 'P2', 'P3', 'P4'] as const;
 const severitySchema = z.enum(SEVERITIES);
