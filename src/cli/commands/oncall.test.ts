@@ -152,9 +152,21 @@ describe('gameops oncall, in-process (real process)', () => {
       'P2',
       '--json',
     ]);
-    expect(paged.code).toBe(0);
-    const page = JSON.parse(paged.stdout) as PageView;
+    // In-process the first level is delivered before the command returns; the hook's host does not
+    // exist, so nothing could be delivered: exit 2, every delivery shown with its error.
+    expect(paged.code).toBe(2);
+    const page = JSON.parse(paged.stdout) as PageDetail;
     expect(page).toMatchObject({ status: 'triggered', severity: 'P2' });
+    expect(page.deliveries.map((d) => [d.person, d.channel])).toEqual([
+      ['alice', 'hook'],
+      ['bob', 'hook'],
+    ]);
+    expect(page.deliveries.every((d) => d.attempts.length > 0 && d.status !== 'delivered')).toBe(true);
+    const humanPage = await gameops(['-c', path, 'oncall', 'page', 'alice', '--subject', 'Lag']);
+    expect(humanPage.code).toBe(2);
+    expect(humanPage.stdout).toMatch(/(retrying|failed): alice via hook/);
+    expect(humanPage.stdout).toContain('need a running server (gameops serve)');
+    expect(humanPage.stderr).toContain('nothing could be delivered');
     const shown = await gameops(['-c', path, 'oncall', 'pages', 'show', page.id, '--json']);
     expect((JSON.parse(shown.stdout) as PageDetail).targets).toEqual([{ team: 'ops' }]);
     const list = await gameops(['-c', path, 'oncall', 'pages']);

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { InputError, UnavailableError } from '../../core/index.ts';
 import type { Override, PageChange, PageDetail, ScheduleOnCall, Shift } from '../../oncall/index.ts';
 import type { PageTarget, PageView, Severity } from '../../ops/contracts.ts';
+import { ExitCode } from '../exit.ts';
 import { withOpsSession, type OpsSession } from '../ops-session.ts';
 import { printable, table } from '../render.ts';
 
@@ -123,6 +124,42 @@ async function localClient(session: OpsSession): Promise<OncallClient> {
     ack: (id) => s.acknowledge(id, actor),
     resolve: (id) => s.resolve(id, actor),
   };
+}
+
+/** How long `gameops oncall page` (in-process) waits for the first level's deliveries to have an outcome. */
+export const FIRST_LEVEL_WAIT_MS = 30_000;
+
+/** The deliveries of the first level that fired (lowest round, then level). */
+function firstLevel(detail: PageDetail): PageDetail['deliveries'] {
+  const [head] = [...detail.deliveries].sort((a, b) => a.round - b.round || a.level - b.level);
+  return head ? detail.deliveries.filter((d) => d.round === head.round && d.level === head.level) : [];
+}
+
+function deliveryLine(d: PageDetail['deliveries'][number]): string {
+  const who = `${printable(d.person ?? d.channel)} via ${printable(d.channel)}`;
+  if (d.status === 'delivered') return `delivered: ${who}`;
+  if (d.status === 'pending' && d.attempts.length > 0)
+    return `retrying: ${who} at ${d.nextAt ?? '?'} (${printable(d.lastError ?? 'failed')})`;
+  if (d.status === 'pending' || d.status === 'sending') return `sending: ${who}`;
+  return `${d.status}: ${who}${d.lastError ? ` (${printable(d.lastError)})` : ''}`;
+}
+
+/**
+ * In-process: ticks until every delivery of the page's first level has been tried at least once (or the
+ * page is no longer open), at most {@link FIRST_LEVEL_WAIT_MS}.
+ */
+async function deliverFirstLevel(session: OpsSession, pageId: string): Promise<PageDetail> {
+  const { oncall } = await session.ops();
+  const clock = session.resources.clock;
+  const deadline = clock.now().getTime() + FIRST_LEVEL_WAIT_MS;
+  for (;;) {
+    await oncall.tick(clock.now());
+    const detail = await oncall.pageDetail(pageId);
+    const first = firstLevel(detail);
+    const tried = first.length > 0 && first.every((d) => d.attempts.length > 0 || d.status !== 'pending');
+    if (tried || detail.status !== 'triggered' || clock.now().getTime() >= deadline) return detail;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 async function withOncall<T>(
@@ -457,7 +494,7 @@ export function oncallCommand(): Command {
         },
         command: Command,
       ) =>
-        withOncall(command, async (client) => {
+        withOncall(command, async (client, session) => {
           const to = parseTarget(target);
           const page = await client.page({
             ...to,
@@ -467,13 +504,34 @@ export function oncallCommand(): Command {
             dedupKey: o.dedupKey ?? `manual:${globalThis.crypto.randomUUID()}`,
             ...(o.suppressible ? { suppressible: true } : {}),
           });
-          if (o.json) json(page);
-          else
-            out(
-              page.status === 'suppressed'
-                ? `page ${page.id} suppressed by window ${printable(page.suppressedBy ?? '?')}: not sent`
-                : `paged: ${page.id} (${page.status}); deliveries: gameops oncall pages show ${page.id}`,
-            );
+          if (session.remote || page.status !== 'triggered') {
+            if (o.json) json(page);
+            else
+              out(
+                page.status === 'suppressed'
+                  ? `page ${page.id} suppressed by window ${printable(page.suppressedBy ?? '?')}: not sent`
+                  : `paged: ${page.id} (${page.status}); deliveries: gameops oncall pages show ${page.id}`,
+              );
+            return;
+          }
+          // In-process nobody else sends it: deliver the first level now and say how it went.
+          const detail = await deliverFirstLevel(session, page.id);
+          const first = firstLevel(detail);
+          if (o.json) json(detail);
+          else {
+            out(`paged: ${page.id} (${detail.status})`);
+            for (const d of first) out(`  ${deliveryLine(d)}`);
+            if (first.length === 0) out('  nobody could be reached at the first level');
+            if (detail.status === 'triggered')
+              out(
+                'escalation to later levels and further retries need a running server (gameops serve); ' +
+                  `deliveries: gameops oncall pages show ${page.id}`,
+              );
+          }
+          if (!first.some((d) => d.status === 'delivered')) {
+            if (!o.json) process.stderr.write('nothing could be delivered\n');
+            process.exitCode = ExitCode.fail;
+          }
         }),
     );
 
