@@ -713,4 +713,20 @@ describe('stall auditor', () => {
     await h.service.tick(h.clock.now());
     expect(await stallPages()).toHaveLength(2);
   });
+
+  it('lists stalls, and drops them with old resolved pages after the retention (at most once an hour)', async () => {
+    const h = await open();
+    const page = await h.service.page(incidentPage);
+    h.clock.advance(3 * MIN);
+    await h.service.tick(h.clock.now());
+    expect((await h.service.stalls()).map((s) => [s.ref, s.pageId])).toEqual([
+      [`page:${page.id}:step:0`, page.id],
+    ]);
+    await h.service.resolveIncident('INC-1');
+    for (const p of await h.service.pages()) await h.service.resolve(p.id, alice);
+    h.clock.advance(91 * 24 * 60 * MIN);
+    await h.service.tick(h.clock.now());
+    expect(await h.service.stalls()).toEqual([]);
+    expect(await h.service.pages()).toEqual([]);
+  });
 });

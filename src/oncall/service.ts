@@ -107,6 +107,8 @@ export interface OncallService extends Pager {
   checkAckToken: (token: string) => Promise<AckLinkView>;
   /** Acknowledges as the token's person (actor `ack-link:<person>`). @throws NotAllowedError as checkAckToken. */
   acknowledgeByLink: (token: string) => Promise<PageChange & { person: string }>;
+  /** The stall auditor's records (late escalation steps and deliveries), newest first. */
+  stalls: (limit?: number) => Promise<Stall[]>;
   /** One round of background work at `now`: the stall auditor, due escalation steps, due deliveries. */
   tick: (now: Date) => Promise<void>;
 }
@@ -135,6 +137,19 @@ export const FALLBACK_SECOND_LEVEL_MS = 15 * 60_000;
 export const RETRY_AFTER_JITTER_MS = 5_000;
 /** A retry later than this (or than the page's next escalation step) tries the next contact channel now. */
 export const PARK_AFTER_MS = 60_000;
+
+/** Resolved and exhausted pages, one-shot notifications and stall records are kept this long: 90 days. */
+export const RETENTION_MS = 90 * 86_400_000;
+const PRUNE_EVERY_MS = 3_600_000;
+
+/** A late escalation step or delivery the auditor found. */
+export interface Stall {
+  /** `page:<id>:step:<n>` or `delivery:<id>:attempt:<n>`. */
+  ref: string;
+  pageId: string;
+  dueAt: string;
+  detectedAt: string;
+}
 
 /** Dedup-key prefixes gameops uses itself (incident pages, its own alerts, heartbeats); people may not. */
 export const RESERVED_DEDUP_PREFIXES = ['incident:', 'gameops:', 'heartbeat:'] as const;
@@ -1064,8 +1079,18 @@ export function createOncallService(deps: OncallDeps): OncallService {
   };
 
   let running: Promise<void> | undefined;
+  let prunedAt: number | undefined;
+  /** At most once an hour (per process): drops what the retention no longer keeps. */
+  const prune = async (now: Date): Promise<void> => {
+    if (prunedAt !== undefined && now.getTime() - prunedAt < PRUNE_EVERY_MS) return;
+    prunedAt = now.getTime();
+    const removed = await repo.prune(new Date(now.getTime() - RETENTION_MS));
+    if (removed.pages + removed.stalls > 0)
+      log.info(removed, `removed on-call pages and stalls older than ${RETENTION_MS / 86_400_000} days`);
+  };
   const tickOnce = async (now: Date): Promise<void> => {
     await audit(now);
+    await prune(now);
     for (const row of await repo.suppressedDue(now, BATCH)) await reconsiderSuppressed(row, now);
     // A step that escalates at once (nobody reachable) makes the next one due now: loop while there is work.
     for (let round = 0; round < 20; round += 1) {
@@ -1301,6 +1326,14 @@ export function createOncallService(deps: OncallDeps): OncallService {
     resolve: async (id, actor) => {
       await assertPage(id);
       return close(id, 'resolved', actor);
+    },
+    async stalls(limit) {
+      return (await repo.stalls(limit)).map((s) => ({
+        ref: s.ref,
+        pageId: s.page_id,
+        dueAt: s.due_at,
+        detectedAt: s.detected_at,
+      }));
     },
     ackLink,
     ackToken,

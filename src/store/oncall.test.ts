@@ -367,3 +367,36 @@ describe.each(backends)('on-call scopes on $backend', ({ place }) => {
     expect(await b.service.overrides()).toEqual([]);
   });
 });
+
+describe.each(backends)('on-call retention on $backend', ({ place }) => {
+  it('prunes resolved/exhausted pages (with deliveries and attempts) and stalls before the cut; open pages stay', async () => {
+    const store = await openStore({ ...(await place()), clock: new ManualClock(NOW) });
+    stores.push(store);
+    const repo = store.oncall.forScope(SCOPE);
+    await repo.insertPage({ ...pageRow('pg-old', 'k1'), status: 'resolved' }, [notification('pg-old')]);
+    await repo.insertPage({ ...pageRow('pg-open', 'k2') }, [notification('pg-open')]);
+    const [due] = await repo.dueNotifications(new Date(NOW), 10);
+    const n = await repo.claimNotification(due!, new Date(NOW), new Date(Date.parse(NOW) + 30_000));
+    await repo.finishAttempt(due!.delivery_id, n!, {
+      at: NOW,
+      outcome: 'ok',
+      durationMs: 1,
+      status: 'delivered',
+    });
+    await repo.recordStall({ ref: 'page:pg-old:step:0', page_id: 'pg-old', due_at: NOW, detected_at: NOW });
+    // Another scope's old page is not this scope's to prune.
+    await store.oncall
+      .forScope({ service: 'game', environment: 'prod' })
+      .insertPage({ ...pageRow('pg-prod', 'k1'), status: 'resolved' }, []);
+    expect(await repo.prune(new Date(NOW))).toEqual({ pages: 0, stalls: 0 });
+    expect(await repo.prune(new Date(Date.parse(NOW) + 1))).toEqual({ pages: 1, stalls: 1 });
+    expect(await repo.page('pg-old')).toBeUndefined();
+    expect(await repo.notifications('pg-old')).toEqual([]);
+    expect(await repo.attempts('pg-old')).toEqual([]);
+    expect(await repo.page('pg-open')).toBeDefined();
+    expect(await repo.notifications('pg-open')).toHaveLength(1);
+    expect(
+      await store.oncall.forScope({ service: 'game', environment: 'prod' }).page('pg-prod'),
+    ).toBeDefined();
+  });
+});

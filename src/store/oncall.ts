@@ -419,6 +419,11 @@ export interface OncallScopeRepo {
   /** Records a stall once per ref. @returns true when this call recorded it. */
   recordStall(row: NewStall): Promise<boolean>;
   stalls(limit?: number): Promise<StallRow[]>;
+  /**
+   * Deletes resolved and exhausted pages and one-shot notifications last changed before `before`, with
+   * their notifications and attempts, and stalls detected before it. @returns how many of each went.
+   */
+  prune(before: Date): Promise<{ pages: number; stalls: number }>;
 }
 
 const OPEN = ['triggered', 'exhausted'];
@@ -1021,6 +1026,44 @@ function scopedRepo(
           .execute(),
       );
       return inserted.length > 0;
+    },
+
+    async prune(before) {
+      const at = before.toISOString();
+      return call('pruning old pages and stalls', () =>
+        db.transaction().execute(async (tx) => {
+          const old = tx
+            .selectFrom('oncall_pages')
+            .select('id')
+            .where('scope_service', '=', S)
+            .where('scope_environment', '=', E)
+            .where('updated_at', '<', at)
+            .where((eb) => eb.or([eb('status', 'in', ['resolved', 'exhausted']), eb('kind', '=', 'notify')]));
+          await tx
+            .deleteFrom('oncall_attempts')
+            .where(
+              'delivery_id',
+              'in',
+              tx.selectFrom('oncall_notifications').select('delivery_id').where('page_id', 'in', old),
+            )
+            .execute();
+          await tx.deleteFrom('oncall_notifications').where('page_id', 'in', old).execute();
+          const pages = await tx
+            .deleteFrom('oncall_pages')
+            .where('scope_service', '=', S)
+            .where('scope_environment', '=', E)
+            .where('updated_at', '<', at)
+            .where((eb) => eb.or([eb('status', 'in', ['resolved', 'exhausted']), eb('kind', '=', 'notify')]))
+            .executeTakeFirst();
+          const stalls = await tx
+            .deleteFrom('oncall_stalls')
+            .where('scope_service', '=', S)
+            .where('scope_environment', '=', E)
+            .where('detected_at', '<', at)
+            .executeTakeFirst();
+          return { pages: Number(pages.numDeletedRows), stalls: Number(stalls.numDeletedRows) };
+        }),
+      );
     },
 
     stalls: (limit = 100) =>

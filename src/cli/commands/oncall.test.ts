@@ -136,6 +136,12 @@ describe('gameops oncall, in-process (real process)', () => {
     ]);
     expect(clash.code).toBe(3);
     expect(clash.stderr).toContain(`overlaps override ${created.id}`);
+    const stalls = await gameops(['-c', path, 'oncall', 'stalls']);
+    expect(stalls.code).toBe(0);
+    expect(stalls.stdout).toContain('no stalls recorded');
+    const badLimit = await gameops(['-c', path, 'oncall', 'stalls', '--limit', 'x']);
+    expect(badLimit.code).toBe(3);
+    expect(badLimit.stderr).toContain('--limit');
     const listed = await gameops(['-c', path, 'oncall', 'overrides']);
     expect(listed.stdout).toContain(created.id);
     expect((await gameops(['-c', path, 'oncall', 'overrides', 'remove', created.id])).code).toBe(0);

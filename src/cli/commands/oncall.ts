@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { InputError, UnavailableError } from '../../core/index.ts';
-import type { Override, PageChange, PageDetail, ScheduleOnCall, Shift } from '../../oncall/index.ts';
+import type { Override, PageChange, PageDetail, ScheduleOnCall, Shift, Stall } from '../../oncall/index.ts';
 import type { PageTarget, PageView, Severity } from '../../ops/contracts.ts';
 import { ExitCode } from '../exit.ts';
 import { withOpsSession, type OpsSession } from '../ops-session.ts';
@@ -15,6 +15,7 @@ interface OncallClient {
   shifts(schedule: string, from: string, to: string, layer?: string): Promise<Shift[]>;
   ical(schedule: string, from?: string, to?: string): Promise<string>;
   overrides(schedule?: string): Promise<Override[]>;
+  stalls(limit?: number): Promise<Stall[]>;
   addOverride(body: OverrideBody): Promise<Override>;
   removeOverride(id: string): Promise<Override>;
   page(body: PageBody): Promise<PageView>;
@@ -82,6 +83,12 @@ function remoteClient(session: OpsSession): OncallClient {
       }
       return text;
     },
+    stalls: async (limit) =>
+      (
+        (await api.send('GET', `/api/oncall/stalls${query({ limit: limit?.toString() })}`)) as {
+          stalls: Stall[];
+        }
+      ).stalls,
     overrides: async (schedule) =>
       ((await api.send('GET', `/api/oncall/overrides${query({ schedule })}`)) as { overrides: Override[] })
         .overrides,
@@ -112,6 +119,7 @@ async function localClient(session: OpsSession): Promise<OncallClient> {
     ical: (schedule, from, to) =>
       s.ical(schedule, from ? new Date(from) : undefined, to ? new Date(to) : undefined),
     overrides: (schedule) => s.overrides({ schedule }),
+    stalls: (limit) => s.stalls(limit),
     addOverride: (b) => s.addOverride({ ...b, from: new Date(b.from), to: new Date(b.to) }, actor),
     removeOverride: (id) => s.removeOverride(id, actor),
     page: ({ suppressible, ...b }) => s.manualPage(b, actor, { suppressible }),
@@ -434,6 +442,37 @@ export function oncallCommand(): Command {
               `override ${created.id}: ${printable(created.person)} covers ${printable(created.schedule)}/${printable(created.layer)} from ${created.from} to ${created.to}`,
             );
         }),
+    );
+
+  oncall
+    .command('stalls')
+    .description(
+      'What the stall auditor found: escalation steps and deliveries over a minute late (the paging loop ' +
+        'stalled or gameops was down), newest first.',
+    )
+    .option('--limit <n>', 'at most this many', '50')
+    .option('--json', 'print as JSON')
+    .action(async (o: { limit: string; json?: boolean }, command: Command) =>
+      withOncall(command, async (client) => {
+        const limit = Number(o.limit);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+          throw new InputError(`--limit: "${o.limit}" is not a whole number from 1 to 1000`);
+        const list = await client.stalls(limit);
+        if (o.json) json(list);
+        else if (list.length === 0) out('no stalls recorded');
+        else
+          out(
+            table(
+              ['DETECTED', 'DUE', 'LATE', 'WHAT'],
+              list.map((s) => [
+                s.detectedAt,
+                s.dueAt,
+                `${Math.round((Date.parse(s.detectedAt) - Date.parse(s.dueAt)) / 1000)}s`,
+                printable(s.ref),
+              ]),
+            ),
+          );
+      }),
     );
 
   const overrides = oncall.command('overrides').description('Current and upcoming overrides; remove one.');

@@ -186,6 +186,27 @@ export function oncallRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
     );
 
     app.get(
+      '/api/oncall/stalls',
+      {
+        schema: {
+          summary:
+            'What the stall auditor found: escalation steps and deliveries that were over a minute late ' +
+            '(the paging loop stalled or gameops was down), newest first.',
+          querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+          response: {
+            200: z.object({
+              stalls: z.array(
+                z.object({ ref: z.string(), pageId: z.string(), dueAt: z.string(), detectedAt: z.string() }),
+              ),
+            }),
+            ...errors,
+          },
+        },
+      },
+      async (request) => ({ stalls: await (await service()).stalls(request.query.limit) }),
+    );
+
+    app.get(
       '/api/oncall',
       {
         schema: {
@@ -235,8 +256,8 @@ export function oncallRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       {
         schema: {
           summary:
-            'The schedule as iCalendar (text/calendar): one event per shift with person and layer, in the ' +
-            'schedule’s time zone (default range: a week back to 90 days ahead).',
+            'The schedule as iCalendar (text/calendar): one event per shift with person and layer, times in ' +
+            'UTC, UIDs stable across fetches (default range: a week back to 90 days ahead).',
           params: scheduleParams,
           querystring: z.strictObject({ from: instant.optional(), to: instant.optional() }),
           response: { 200: z.string(), ...errors },
