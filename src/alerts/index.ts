@@ -4,7 +4,7 @@
  * heartbeats. The contracts with incidents and on-call are in
  * src/ops/contracts.ts.
  */
-export { createAlertService, ALERT_RETENTION_MS } from './service.ts';
+export { createAlertService, ALERT_RETENTION_MS, AM_WARMUP_MS, AM_EMPTY_GUARD } from './service.ts';
 export type {
   AlertService,
   AlertServiceDeps,
@@ -17,7 +17,15 @@ export type {
   SilenceView,
   WindowView,
 } from './service.ts';
-export { parseMatcher, parseMatchers, matchesAll, formatMatcher, MAX_REGEX_LENGTH } from './matchers.ts';
+export {
+  parseMatcher,
+  parseMatchers,
+  matchesAll,
+  formatMatcher,
+  unsafeRegex,
+  MAX_REGEX_LENGTH,
+  MAX_MATCHED_VALUE,
+} from './matchers.ts';
 export type { Matcher, MatchOp } from './matchers.ts';
 export {
   alertmanagerPayloadSchema,

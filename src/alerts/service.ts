@@ -157,8 +157,11 @@ export interface HeartbeatView {
 export interface AlertService extends Suppressions {
   /**
    * Stores an Alertmanager webhook payload (version 4) in one transaction: upsert by (fingerprint,
-   * startsAt); a complete payload is a snapshot of its group (firing alerts absent from it resolve); a
-   * truncated one is not (see `followUp`). No incident work happens here.
+   * startsAt); a complete payload is a snapshot of its group. Alertmanager leaves silenced and inhibited
+   * alerts out, so with an Alertmanager configured an absence is only counted (`absent`) and confirmed
+   * against it in `followUp`; without one, absent firing alerts resolve (a later firing reopens them). A
+   * truncated payload is no snapshot (see `followUp`). A re-sent firing alert whose incident is over is
+   * made pending again (processing opens or joins a new incident). No incident work happens here.
    * @throws InputError naming the field of a malformed payload (nothing stored).
    * @throws UnavailableError when the store is down (the sender retries).
    */
@@ -181,9 +184,11 @@ export interface AlertService extends Suppressions {
    */
   processPending: () => Promise<ProcessResult>;
   /**
-   * Compares firing alerts with Alertmanager (`GET /api/v2/alerts`, silenced and inhibited included):
-   * those it no longer has resolve. With `group`, only that group, and its alerts gameops lacks (left out
-   * of a truncated payload) are stored.
+   * Compares firing alerts with Alertmanager (`GET /api/v2/alerts`, silenced and inhibited included),
+   * keyed by (fingerprint, startsAt): those it no longer has resolve, except within AM_WARMUP_MS of its
+   * start or when it answers nothing while AM_EMPTY_GUARD or more fire. With `group`, only that group
+   * (`GET /api/v2/alerts/groups`, the group whose labels and receiver match exactly), and its alerts
+   * gameops lacks (left out of a truncated payload) are stored.
    * @throws UnavailableError when no Alertmanager is configured or it cannot be reached.
    */
   reconcile: (group?: IngestResult['reconcileGroup']) => Promise<ReconcileResult>;

@@ -270,9 +270,11 @@ export interface HeartbeatState {
  */
 export interface AlertRepo {
   /**
-   * Upserts a delivery in one transaction: each alert by (fingerprint, startsAt) (a resolved alert stays
-   * resolved), and, for a snapshot, resolves the group's firing alerts it does not contain. Alerts that
-   * are new or changed status become pending. A crash leaves all of it or none.
+   * Upserts a delivery in one transaction: each alert by (fingerprint, startsAt) (a resolve carried by a
+   * payload is final; one gameops inferred, `snapshot` or `reconcile`, is reopened by a later firing),
+   * and, for a snapshot, resolves the group's firing alerts it does not contain (or, with
+   * `confirmAbsence`, only counts them). Alerts that are new or changed status become pending. A crash
+   * leaves all of it or none.
    */
   upsertBatch(batch: AlertBatch): Promise<BatchOutcome>;
   /** Alerts whose status processing has not handled yet, oldest first. */

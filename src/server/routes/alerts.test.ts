@@ -134,6 +134,7 @@ describe('POST /api/alerts/alertmanager', () => {
         changed: 0,
         unchanged: 0,
         resolvedByAbsence: 0,
+        absent: 0,
         truncated: 0,
       });
       await settle();

@@ -18,6 +18,8 @@ const ingestResultSchema = z
     changed: z.number().int(),
     unchanged: z.number().int(),
     resolvedByAbsence: z.number().int(),
+    /** Firing alerts absent from the snapshot, confirmed against Alertmanager before they resolve. */
+    absent: z.number().int(),
     truncated: z.number().int(),
   })
   .meta({ id: 'AlertIngestResult' });
@@ -131,6 +133,7 @@ function answer(result: IngestResult): z.infer<typeof ingestResultSchema> {
     changed: result.changed,
     unchanged: result.unchanged,
     resolvedByAbsence: result.resolvedByAbsence,
+    absent: result.absent,
     truncated: result.truncated,
   };
 }
