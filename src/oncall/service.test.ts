@@ -111,7 +111,7 @@ describe('escalation', () => {
     const ack = await h.service.acknowledge(page.id, alice);
     expect(ack).toMatchObject({
       changed: true,
-      page: { status: 'acknowledged', acknowledgedBy: 'token:a1' },
+      page: { status: 'acknowledged', acknowledgedBy: 'alice' },
     });
     expect((await h.service.acknowledge(page.id, alice)).changed).toBe(false);
     await run(h, 40 * MIN);
@@ -499,7 +499,7 @@ describe('acknowledge links', () => {
     expect(forged.code).toBe('not_allowed');
     expect(forged.message).toContain('not valid');
     const done = await h.service.acknowledgeByLink(token);
-    expect(done).toMatchObject({ changed: true, person: 'bob', page: { acknowledgedBy: 'ack-link:bob' } });
+    expect(done).toMatchObject({ changed: true, person: 'bob', page: { acknowledgedBy: 'Bob' } });
     expect((await h.service.acknowledgeByLink(token)).changed).toBe(false);
     h.clock.advance(24 * 60 * MIN + 1000);
     const expired = await fails(h.service.checkAckToken(token));
@@ -559,7 +559,7 @@ describe('schedules and overrides', () => {
       },
       alice,
     );
-    expect(override).toMatchObject({ layer: 'primary', person: 'dave', createdBy: 'token:a1' });
+    expect(override).toMatchObject({ layer: 'primary', person: 'dave', createdBy: 'alice' });
     const covered = await h.service.whoIsOnCall({ schedule: 'game' });
     expect(covered[0]!.layers[0]).toMatchObject({
       person: 'dave',
@@ -612,6 +612,7 @@ describe('schedules and overrides', () => {
     );
     expect(overlap.code).toBe('conflict');
     expect(overlap.message).toContain(`overlaps override ${first.id} (dave`);
+    expect(overlap.message).toContain(`(gameops oncall overrides remove ${first.id})`);
     // Another layer, or touching end to start, is fine.
     await h.service.addOverride({ schedule: 'game', layer: 'primary', person: 'carol', from, to }, alice);
     await h.service.addOverride(

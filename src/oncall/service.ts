@@ -502,7 +502,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
   const basePageRow = (id: string, now: string, actor: Actor | undefined) => ({
     id,
     created_at: now,
-    created_by: (actor ?? SYSTEM).id,
+    created_by: (actor ?? SYSTEM).name,
     updated_at: now,
     acknowledged_at: null,
     acknowledged_by: null,
@@ -1253,7 +1253,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
           ends_at: input.to.toISOString(),
           reason: reason || null,
           created_at: now.toISOString(),
-          created_by: actor.id,
+          created_by: actor.name,
         },
         actor,
       );

@@ -517,7 +517,7 @@ function scopedRepo(
           if (clash) {
             throw new ConflictError(
               `the override overlaps override ${clash.id} (${clash.person}, ${clash.starts_at} to ${clash.ends_at}) ` +
-                `of ${row.schedule}/${row.layer}: remove that one first (gameops oncall override remove ${clash.id}) or pick another time`,
+                `of ${row.schedule}/${row.layer}: remove that one first (gameops oncall overrides remove ${clash.id}) or pick another time`,
               { details: { field: 'from', id: clash.id } },
             );
           }
@@ -808,8 +808,8 @@ function scopedRepo(
           if (!from.includes(found.status)) return { page: found, changed: false };
           const set =
             status === 'acknowledged'
-              ? { status, acknowledged_at: at, acknowledged_by: actor.id, next_at: null, next_step: null }
-              : { status, resolved_at: at, resolved_by: actor.id, next_at: null, next_step: null };
+              ? { status, acknowledged_at: at, acknowledged_by: actor.name, next_at: null, next_step: null }
+              : { status, resolved_at: at, resolved_by: actor.name, next_at: null, next_step: null };
           const result = await tx
             .updateTable('oncall_pages')
             .set({ ...set, updated_at: at })

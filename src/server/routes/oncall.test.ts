@@ -235,17 +235,34 @@ describe('on-call API', () => {
     expect(shown.body).toContain('&#60;script&#62;');
     expect((await oncall.pageDetail(id)).status).toBe('triggered');
 
+    // A page elsewhere posting to the link (a form or a no-cors fetch) is refused by the origin guard, as
+    // the link's own HTML page (not a 500 because the JSON error does not match the route's schema).
+    for (const headers of [{ origin: 'http://evil.example' }, { 'sec-fetch-site': 'cross-site' }]) {
+      const crossSite = await server.app.inject({ method: 'POST', url, headers });
+      expect(crossSite.statusCode).toBe(403);
+      expect(crossSite.headers['content-type']).toMatch(/^text\/html/);
+      expect(crossSite.body).toContain('Cannot acknowledge');
+      expect(crossSite.body).toMatch(/may not change anything/);
+    }
+    expect((await oncall.pageDetail(id)).status).toBe('triggered');
+
+    // The confirmation page's own form: same origin, as a browser sends it.
     const done = await server.app.inject({
       method: 'POST',
       url,
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      headers: {
+        host: '127.0.0.1:4870',
+        origin: 'http://127.0.0.1:4870',
+        'sec-fetch-site': 'same-origin',
+        'content-type': 'application/x-www-form-urlencoded',
+      },
       payload: '',
     });
     expect(done.statusCode).toBe(200);
     expect(done.body).toContain('acknowledged as bob');
     expect(await oncall.pageDetail(id)).toMatchObject({
       status: 'acknowledged',
-      acknowledgedBy: 'ack-link:bob',
+      acknowledgedBy: 'Bob',
     });
     const again = await server.app.inject({ method: 'POST', url });
     expect(again.statusCode).toBe(200);

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
-import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { type FastifyPluginAsyncZod, hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { SEVERITIES } from '../../config/schema.ts';
-import { toGameopsError } from '../../core/index.ts';
+import { InputError, toGameopsError } from '../../core/index.ts';
 import type { OncallService } from '../../oncall/index.ts';
 import { actorOf } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
@@ -75,7 +75,7 @@ export const overrideSchema = z
     to: isoTime,
     reason: z.string().optional(),
     createdAt: isoTime,
-    createdBy: z.string(),
+    createdBy: z.string().describe('Who made it: the person\'s name (a token\'s name; the local admin is the OS user).'),
   })
   .meta({ id: 'OncallOverride' });
 
@@ -95,7 +95,7 @@ export const pageSchema = z
     createdAt: isoTime,
     nextEscalationAt: isoTime.optional(),
     acknowledgedAt: isoTime.optional(),
-    acknowledgedBy: z.string().optional(),
+    acknowledgedBy: z.string().optional().describe('Who acknowledged it: the person\'s name, not an actor id.'),
     resolvedAt: isoTime.optional(),
     suppressedBy: z.string().optional().describe('The suppression window that held it back.'),
   })
@@ -131,7 +131,7 @@ export const pageDetailSchema = pageSchema
     body: z.string(),
     targets: z.array(pageTargetApiSchema).optional(),
     exhaustedAt: isoTime.optional(),
-    resolvedBy: z.string().optional(),
+    resolvedBy: z.string().optional().describe('Who resolved it: the person\'s name, not an actor id.'),
     deliveries: z.array(deliverySchema),
   })
   .meta({ id: 'PageDetail' });
@@ -429,6 +429,14 @@ export function oncallRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
     }
 
     const tokenParams = z.object({ token: z.string().min(1).max(1000) });
+    const ackResponses = {
+      200: z.string(),
+      400: z.string(),
+      403: z.string(),
+      404: z.string(),
+      500: z.string(),
+      503: z.string(),
+    };
 
     app.get(
       '/api/ack/:token',
@@ -438,8 +446,11 @@ export function oncallRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
             'The page a signed acknowledge link opens: what it acknowledges, and a button (POST). A GET never ' +
             'acknowledges (link scanners open links). 403 for a changed, forged or expired link.',
           params: tokenParams,
-          response: { 200: z.string(), 403: z.string(), 404: z.string(), 503: z.string() },
+          response: ackResponses,
         },
+        // The origin guard (server/origin.ts) refuses a cross-site POST before the handler: answer it as
+        // the same HTML page, not the API's JSON error (which this route's schema does not describe).
+        errorHandler: (err, _request, reply) => reply.send(refused(reply, err)),
       },
       async (request, reply) => {
         try {
@@ -470,8 +481,11 @@ ${
         schema: {
           summary: 'Acknowledge as the person the signed link names (actor `ack-link:<person>`); audited.',
           params: tokenParams,
-          response: { 200: z.string(), 403: z.string(), 404: z.string(), 503: z.string() },
+          response: ackResponses,
         },
+        // The origin guard (server/origin.ts) refuses a cross-site POST before the handler: answer it as
+        // the same HTML page, not the API's JSON error (which this route's schema does not describe).
+        errorHandler: (err, _request, reply) => reply.send(refused(reply, err)),
       },
       async (request, reply) => {
         try {
@@ -524,9 +538,14 @@ ${body}
 `;
 }
 
-/** A refused link as a page people can read (403 for a bad or expired link; 503 when gameops cannot answer). */
+/**
+ * A refused link as a page people can read: 400 for a malformed link, 403 for a bad or expired link or a
+ * cross-site POST, 503 (or 500) when gameops cannot answer.
+ */
 function refused(reply: FastifyReply, err: unknown): string {
-  const error = toGameopsError(err);
+  const error = hasZodFastifySchemaValidationErrors(err)
+    ? new InputError('this acknowledge link is malformed: open the link from the notification again')
+    : toGameopsError(err);
   const status = httpStatusFor(error.code);
   return html(
     reply,
