@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import type { Resources } from '../app/index.ts';
+import type { GameopsEnv } from '../config/index.ts';
 import type { Ops } from '../app/ops.ts';
 import { UnavailableError } from '../core/index.ts';
 import type { Actor } from '../runbooks/model.ts';
 import type { ApiTransport } from './api-client.ts';
-import { globalOptions } from './context.ts';
+import { REMOTE_ACTOR, sessionTarget, withSessionResources } from './session-target.ts';
 
 /**
  * Where incident, on-call and alert commands run. While `gameops serve` holds the store (its discovery
@@ -34,23 +35,11 @@ export async function withOpsSession<T>(
   command: Command,
   work: (session: OpsSession) => Promise<T>,
 ): Promise<T> {
-  const opts = globalOptions(command);
-  const { bootstrap, shutdown } = await import('../app/index.ts');
-  const { readEnv } = await import('../config/index.ts');
-  const env = readEnv();
-  const resources = await bootstrap({
-    store: 'none',
-    env,
-    ...(opts.config ? { configPath: opts.config } : {}),
-    logLevel: opts.logLevel ?? 'warn',
-  });
-  try {
+  return withSessionResources(command, async (resources, env) => {
     const result = await work(await openOpsSession(resources, env));
     await deliverDue(resources);
     return result;
-  } finally {
-    await shutdown(resources);
-  }
+  });
 }
 
 /** How long a command in-process waits for the deliveries it caused. */
@@ -91,46 +80,25 @@ async function deliverDue(resources: Resources): Promise<void> {
   }
 }
 
-async function openOpsSession(
-  resources: Resources,
-  env: { GAMEOPS_URL?: string | undefined; GAMEOPS_TOKEN?: string | undefined },
-): Promise<OpsSession> {
-  const identity = await import('../identity/index.ts');
-  if (env.GAMEOPS_TOKEN !== undefined) identity.checkTokenFormat(env.GAMEOPS_TOKEN);
-  const server =
-    env.GAMEOPS_URL !== undefined
-      ? { url: env.GAMEOPS_URL, token: env.GAMEOPS_TOKEN }
-      : identity.readServeDiscovery(resources.config.database.dataDir, env);
-  if (server) {
+async function openOpsSession(resources: Resources, env: GameopsEnv): Promise<OpsSession> {
+  const target = await sessionTarget(resources, env);
+  if ('server' in target) {
     const { createApiTransport } = await import('./api-client.ts');
-    const remote = createApiTransport({ url: server.url, ...(server.token ? { token: server.token } : {}) });
+    const { url, token } = target.server;
+    const remote = createApiTransport({ url, ...(token ? { token } : {}) });
     return {
       remote,
       resources,
-      // The server knows who the token is; this is never sent.
-      actor: { id: 'token:remote', name: 'token', role: 'viewer', kind: 'token' },
+      actor: REMOTE_ACTOR,
       ops: () =>
         Promise.reject(
           new UnavailableError(`the gameops server at ${remote.base} holds the store; use its API`),
         ),
     };
   }
-  const { openStore } = await import('../store/index.ts');
-  const { ConflictError } = await import('../core/index.ts');
-  const { config, clock } = resources;
-  try {
-    resources.store = await openStore({
-      ...(config.database.url ? { url: config.database.url.reveal() } : { dataDir: config.database.dataDir }),
-      clock,
-    });
-  } catch (err) {
-    if (err instanceof ConflictError) throw identity.storeBusyError(err, config.database.dataDir);
-    throw err;
-  }
-  const actor = await identity.cliActor(resources.store, env);
   return {
     resources,
-    actor,
+    actor: target.actor,
     ops: async () => (await import('../app/ops.ts')).openOps(resources),
   };
 }

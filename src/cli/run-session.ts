@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
-import { ConflictError, errorMessage, sleep, UnavailableError } from '../core/index.ts';
+import { errorMessage, sleep, UnavailableError } from '../core/index.ts';
 import type { InvalidRunbook, Resources } from '../app/index.ts';
+import type { GameopsEnv } from '../config/index.ts';
 import type { Actor, RunEvent, RunService, RunView } from '../runbooks/model.ts';
 import type { ApiRunService } from './api-client.ts';
-import { globalOptions } from './context.ts';
+import { REMOTE_ACTOR, sessionTarget, withSessionResources } from './session-target.ts';
 import { isSettled, isTerminal, type ProgressDisplay } from './run-render.ts';
 
 /**
@@ -39,63 +40,31 @@ export async function withRunSession<T>(
   command: Command,
   work: (session: RunSession) => Promise<T>,
 ): Promise<T> {
-  const opts = globalOptions(command);
-  const { bootstrap, shutdown } = await import('../app/index.ts');
-  const { readEnv } = await import('../config/index.ts');
-  const env = readEnv();
-  const resources = await bootstrap({
-    store: 'none',
-    env,
-    ...(opts.config ? { configPath: opts.config } : {}),
-    logLevel: opts.logLevel ?? 'warn',
-  });
-  try {
-    return await work(await openSession(resources, env));
-  } finally {
-    await shutdown(resources);
-  }
+  return withSessionResources(command, async (resources, env) => work(await openSession(resources, env)));
 }
 
-async function openSession(
-  resources: Resources,
-  env: { GAMEOPS_URL?: string | undefined; GAMEOPS_TOKEN?: string | undefined },
-): Promise<RunSession> {
-  const identity = await import('../identity/index.ts');
-  if (env.GAMEOPS_TOKEN !== undefined) identity.checkTokenFormat(env.GAMEOPS_TOKEN);
-  const remote =
-    env.GAMEOPS_URL !== undefined
-      ? { url: env.GAMEOPS_URL, token: env.GAMEOPS_TOKEN }
-      : identity.readServeDiscovery(resources.config.database.dataDir, env);
-  if (remote) {
+async function openSession(resources: Resources, env: GameopsEnv): Promise<RunSession> {
+  const target = await sessionTarget(resources, env);
+  if ('server' in target) {
     const { createApiClient } = await import('./api-client.ts');
-    const api = createApiClient({ url: remote.url, ...(remote.token ? { token: remote.token } : {}) });
+    const { url, token } = target.server;
+    const api = createApiClient({ url, ...(token ? { token } : {}) });
     return {
       service: api,
       api,
       // The server knows who the token is; RunService calls over HTTP ignore this.
-      actor: { id: 'token:remote', name: 'token', role: 'viewer', kind: 'token' },
+      actor: REMOTE_ACTOR,
       where: api.url,
       invalidRunbooks: () => api.invalidRunbooks(),
       resources,
     };
   }
-  const { openStore } = await import('../store/index.ts');
-  const { config, clock } = resources;
-  try {
-    resources.store = await openStore({
-      ...(config.database.url ? { url: config.database.url.reveal() } : { dataDir: config.database.dataDir }),
-      clock,
-    });
-  } catch (err) {
-    if (err instanceof ConflictError) throw identity.storeBusyError(err, config.database.dataDir);
-    throw err;
-  }
+  const { clock } = resources;
   const { invalidRunbooks, openRunbooks } = await import('../app/index.ts');
   const engine = await openRunbooks(resources);
-  const actor = await identity.cliActor(resources.store, env);
   return {
     service: engine,
-    actor,
+    actor: target.actor,
     where: 'in-process',
     invalidRunbooks: () => invalidRunbooks(resources),
     resources,
