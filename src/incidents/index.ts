@@ -23,6 +23,7 @@ export {
   incidentLabel,
   parseIncidentId,
   runbookFromUrl,
+  severityOf,
 } from './model.ts';
 export type {
   ActionItemOwner,

@@ -186,13 +186,14 @@ export function noIncident(number: number): NotFoundError {
   });
 }
 
-/** @throws InputError naming the value. */
+/** A severity in any case (`p2`, ` P2 `) → `P2`. @throws InputError naming the value. */
 export function severityOf(value: string): Severity {
-  if (!(SEVERITIES as readonly string[]).includes(value))
+  const upper = value.trim().toUpperCase();
+  if (!(SEVERITIES as readonly string[]).includes(upper))
     throw new InputError(`severity "${value}" is not one of ${SEVERITIES.join(', ')}`, {
       details: { field: 'severity' },
     });
-  return value as Severity;
+  return upper as Severity;
 }
 
 /** The people, teams and schedules of the config, for validating who an incident names. */

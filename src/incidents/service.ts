@@ -869,7 +869,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           throw new InputError(`status: "${status}" is not one of ${INCIDENT_STATUSES.join(', ')}`, {
             details: { field: 'status' },
           });
-      for (const severity of filter.severity ?? []) severityOf(severity);
+      if (filter.severity) filter = { ...filter, severity: filter.severity.map(severityOf) };
       if (
         filter.limit !== undefined &&
         (!Number.isInteger(filter.limit) || filter.limit < 1 || filter.limit > 1000)

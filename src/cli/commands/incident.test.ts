@@ -9,6 +9,7 @@ import { createIncidentService, type IncidentView, type PostmortemView } from '.
 import { FakePager } from '../../incidents/test-support.ts';
 import { buildServer, type GameopsServer } from '../../server/index.ts';
 import { createToken } from '../../../test/support/auth.ts';
+import { renderIncident } from './incident.ts';
 
 const MAIN = join(import.meta.dirname, '..', 'main.ts');
 const dirs: string[] = [];
@@ -63,7 +64,7 @@ describe('gameops incident, in-process (real process)', () => {
       'declare',
       'Login down',
       '--severity',
-      'P1',
+      'p1',
       '--commander',
       'alice',
       '--no-page',
@@ -84,7 +85,31 @@ describe('gameops incident, in-process (real process)', () => {
     expect((await gameops(['-c', path, 'incident', 'check', '1', 'first15Minutes-1'])).stdout).toContain(
       '[x] first15Minutes-1  Establish the blast radius',
     );
-    await gameops(['-c', path, 'incident', 'note', '1', '=cmd|calc \u001b[31mred']);
+    const noted = await gameops(['-c', path, 'incident', 'note', '1', '=cmd|calc \u001b[31mred']);
+    expect(noted.stdout).toBe('noted on INC-1\n');
+    const p2 = await gameops(['-c', path, 'incident', 'list', '--severity', 'p1', '--json']);
+    expect((JSON.parse(p2.stdout) as { incidents: IncidentView[] }).incidents.map((i) => i.id)).toEqual([
+      'INC-1',
+    ]);
+    const badDeclare = await gameops(['-c', path, 'incident', 'declare', 'x', '--severity', 'p9']);
+    expect(badDeclare.code).toBe(3);
+    expect(badDeclare.stderr).toContain('severity "p9" is not one of P1, P2, P3, P4');
+
+    // Human output counts escalation levels from 1, like `gameops oncall pages` (JSON stays 0-based).
+    const view = JSON.parse(declared.stdout) as IncidentView;
+    const page = { dedupKey: 'incident:INC-1', subject: 'Login down', severity: 'P1' as const, round: 0 };
+    const shownLevels = renderIncident(
+      {
+        ...view,
+        pages: [
+          { ...page, id: 'pg-1', status: 'acknowledged', level: 0, createdAt: view.createdAt },
+          { ...page, id: 'pg-2', status: 'triggered', level: 2, createdAt: view.createdAt },
+        ],
+      },
+      'UTC',
+    );
+    expect(shownLevels).toMatch(/pg-1\s+acknowledged\s+1\s+Login down/);
+    expect(shownLevels).toMatch(/pg-2\s+triggered\s+3\s+Login down/);
     const draft = await gameops(['-c', path, 'incident', 'update', '1']);
     expect(draft.stdout).toContain('[INC-1 P1] status update: Login down');
     expect(draft.stdout).toContain('\\x1b[31mred');

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { InputError, UnavailableError } from '../../core/index.ts';
+import { incidentLabel, parseIncidentId, severityOf } from '../../incidents/index.ts';
 import type {
   ActionItemRecord,
   IncidentDetail,
@@ -290,7 +291,8 @@ export function renderIncident(i: IncidentDetail, zone: string): string {
     lines.push(
       table(
         ['    PAGE', 'STATUS', 'LEVEL', 'SUBJECT'],
-        i.pages.map((p) => [`    ${p.id}`, p.status, String(p.level), p.subject]),
+        // Human output counts levels from 1 ("level 1" = the first), as `gameops oncall pages` does; JSON keeps 0-based.
+        i.pages.map((p) => [`    ${p.id}`, p.status, String(p.level + 1), p.subject]),
       ),
     );
   }
@@ -364,8 +366,8 @@ export function incidentCommand(): Command {
     .description('Declare an incident; it pages the on-call through the severity’s escalation policy.')
     .argument('<title>', 'what is wrong, in one line')
     .addOption(
-      new Option('-s, --severity <sev>', 'P1 (whole service down) … P4 (minor)')
-        .choices(['P1', 'P2', 'P3', 'P4'])
+      new Option('-s, --severity <sev>', 'P1 (whole service down) … P4 (minor); any case (p2 = P2)')
+        .argParser((value: string) => severityOf(value))
         .makeOptionMandatory(),
     )
     .option('--service <name>', 'the affected service (default: service.name)')
@@ -578,7 +580,7 @@ export function incidentCommand(): Command {
       withIncidents(command, async (client) => {
         const entry = await client.note(id, text);
         if (o.json) json(entry);
-        else out(`noted on ${id.toUpperCase()}`);
+        else out(`noted on ${incidentLabel(parseIncidentId(id))}`);
       }),
     );
 

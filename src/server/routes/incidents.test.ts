@@ -67,13 +67,14 @@ describe('incidents API', () => {
   it('declares, lists, shows, acknowledges and moves an incident; 404 and 409 name the problem', async () => {
     const created = await as('responder', 'POST', '/api/incidents', {
       title: 'Login down',
-      severity: 'P1',
+      severity: 'p1',
       commander: 'alice',
     });
     expect(created.statusCode).toBe(201);
     expect(created.headers.location).toBe('/api/incidents/INC-1');
     expect(created.json()).toMatchObject({
       id: 'INC-1',
+      severity: 'P1', // severities are accepted in any case
       status: 'declared',
       roles: { commander: { id: 'alice' } },
     });

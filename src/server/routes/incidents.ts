@@ -15,6 +15,13 @@ import { paramsSchema, runbookNameSchema } from './runbooks.ts';
 
 const isoTime = z.string().describe('ISO 8601');
 const severitySchema = z.enum(SEVERITIES);
+/** A severity as callers write it: any case (`p2` = `P2`). */
+const severityInput = z
+  .string()
+  .max(10)
+  .transform((text) => text.trim().toUpperCase())
+  .pipe(severitySchema)
+  .describe('P1 … P4, in any case');
 const statusSchema = z.enum(INCIDENT_STATUSES);
 const roleSchema = z.enum([...INCIDENT_ROLES, 'owner']);
 const personRef = z.object({ id: z.string(), name: z.string() });
@@ -88,8 +95,11 @@ export const incidentPageSchema = z
     severity: severitySchema,
     policy: z.string().optional(),
     status: z.enum(['triggered', 'acknowledged', 'resolved', 'exhausted', 'suppressed']),
-    level: z.number(),
-    round: z.number(),
+    level: z
+      .number()
+      .int()
+      .describe('The escalation level reached, 0-based (0 = the first level; human output says "level 1").'),
+    round: z.number().int().describe('The repeat round, 0-based.'),
     createdAt: isoTime,
     nextEscalationAt: isoTime.optional(),
     acknowledgedAt: isoTime.optional(),
@@ -180,14 +190,14 @@ const errors = {
 };
 const incidentResponses = { 200: incidentSchema, ...errors };
 
-const list = <T extends string>(values: readonly T[], what: string) =>
+const list = <T extends string>(values: readonly T[], what: string, normalize = (s: string) => s) =>
   z
     .string()
     .max(200)
     .transform((text, ctx) => {
       const out: T[] = [];
       for (const raw of text.split(',')) {
-        const s = raw.trim();
+        const s = normalize(raw.trim());
         if (s === '') continue;
         if (!(values as readonly string[]).includes(s)) {
           ctx.addIssue({ code: 'custom', message: `"${s}" is not ${what} (${values.join(', ')})` });
@@ -211,7 +221,7 @@ export function incidentRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
           summary: 'Incidents of this service and environment, newest first.',
           querystring: z.strictObject({
             status: list(INCIDENT_STATUSES, 'an incident status').optional(),
-            severity: list(SEVERITIES, 'a severity').optional(),
+            severity: list(SEVERITIES, 'a severity', (s) => s.toUpperCase()).optional(),
             open: z
               .enum(['true', 'false'])
               .optional()
@@ -245,7 +255,7 @@ export function incidentRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
             'and tells the severity’s escalateTo.',
           body: z.strictObject({
             title: z.string().min(1).max(300),
-            severity: severitySchema,
+            severity: severityInput,
             service: z.string().min(1).max(100).optional(),
             summary: shortText(20_000).optional(),
             impact: shortText(20_000).optional(),
@@ -333,7 +343,7 @@ export function incidentRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         schema: {
           summary: 'Change the severity (raising it pages the new severity’s policy and escalateTo).',
           params: idParams,
-          body: z.strictObject({ severity: severitySchema, reason: shortText(20_000).optional() }),
+          body: z.strictObject({ severity: severityInput, reason: shortText(20_000).optional() }),
           response: incidentResponses,
         },
       },

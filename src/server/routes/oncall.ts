@@ -75,7 +75,9 @@ export const overrideSchema = z
     to: isoTime,
     reason: z.string().optional(),
     createdAt: isoTime,
-    createdBy: z.string().describe('Who made it: the person\'s name (a token\'s name; the local admin is the OS user).'),
+    createdBy: z
+      .string()
+      .describe("Who made it: the person's name (a token's name; the local admin is the OS user)."),
   })
   .meta({ id: 'OncallOverride' });
 
@@ -90,12 +92,18 @@ export const pageSchema = z
     severity: z.enum(SEVERITIES),
     policy: z.string().optional(),
     status: pageStatusSchema,
-    level: z.number().int().describe('The escalation level reached (0-based).'),
+    level: z
+      .number()
+      .int()
+      .describe('The escalation level reached, 0-based (0 = the first level; human output says "level 1").'),
     round: z.number().int().describe('The repeat round (0-based).'),
     createdAt: isoTime,
     nextEscalationAt: isoTime.optional(),
     acknowledgedAt: isoTime.optional(),
-    acknowledgedBy: z.string().optional().describe('Who acknowledged it: the person\'s name, not an actor id.'),
+    acknowledgedBy: z
+      .string()
+      .optional()
+      .describe("Who acknowledged it: the person's name, not an actor id."),
     resolvedAt: isoTime.optional(),
     suppressedBy: z.string().optional().describe('The suppression window that held it back.'),
   })
@@ -104,8 +112,8 @@ export const pageSchema = z
 export const deliverySchema = z
   .object({
     deliveryId: z.string().describe('Stable across retries and restarts; receivers deduplicate on it.'),
-    level: z.number().int(),
-    round: z.number().int(),
+    level: z.number().int().describe("The escalation level, 0-based like the page's."),
+    round: z.number().int().describe('The repeat round, 0-based.'),
     person: z.string().optional(),
     channel: z.string(),
     status: z.enum(['pending', 'sending', 'delivered', 'failed', 'cancelled']),
@@ -131,7 +139,7 @@ export const pageDetailSchema = pageSchema
     body: z.string(),
     targets: z.array(pageTargetApiSchema).optional(),
     exhaustedAt: isoTime.optional(),
-    resolvedBy: z.string().optional().describe('Who resolved it: the person\'s name, not an actor id.'),
+    resolvedBy: z.string().optional().describe("Who resolved it: the person's name, not an actor id."),
     deliveries: z.array(deliverySchema),
   })
   .meta({ id: 'PageDetail' });
