@@ -230,6 +230,45 @@ oncall:
     expect(h.channels.sent.filter((s) => s.message.pageId === other.id)).toEqual([]);
   });
 
+  it('a notice follows the incident’s newest page: after a reopen, the reopen page decides', async () => {
+    let active = false;
+    const suppressions = {
+      active: () =>
+        Promise.resolve(active ? { name: 'maintenance', endsAt: '2026-03-10T18:00:00.000Z' } : undefined),
+    };
+    const h = await open({ suppressions });
+    const notice = (n: number) =>
+      h.service.notify({
+        dedupKey: `incident:INC-1:notice-${n}`,
+        incidentId: 'INC-1',
+        kind: 'notice',
+        subject: `notice ${n}`,
+        body: '',
+        to: [{ channel: 'hook' }],
+      });
+    // The first page went out and was resolved; the reopened incident's page is held back by a window.
+    await h.service.page(incidentPage);
+    expect(await h.service.resolveIncident('INC-1')).toBe(1);
+    h.clock.advance(MIN);
+    active = true;
+    const reopened = await h.service.page({ ...incidentPage, dedupKey: 'incident:INC-1:reopen-1' });
+    expect(reopened.status).toBe('suppressed');
+    await notice(1);
+    expect(h.events.entries.some((e) => e.message.includes('Notice "notice 1" not sent'))).toBe(true);
+    // The second reopen pages (the window is over): its notices go out again.
+    await h.service.resolveIncident('INC-1');
+    h.clock.advance(MIN);
+    active = false;
+    expect((await h.service.page({ ...incidentPage, dedupKey: 'incident:INC-1:reopen-2' })).status).toBe(
+      'triggered',
+    );
+    await notice(2);
+    await h.service.tick(h.clock.now());
+    expect(h.channels.sent.filter((s) => s.message.kind === 'notice').map((s) => s.message.subject)).toEqual([
+      'notice 2',
+    ]);
+  });
+
   it('a page asked for by hand is not suppressed unless asked; reserved dedup keys are refused', async () => {
     const h = await open();
     const labels = { suppress: 'yes' };

@@ -665,7 +665,7 @@ export function createOncallService(deps: OncallDeps): OncallService {
     // notice) is held back too: skipped, and the timeline says so. Reminders and plain notifications go
     // out (they are about work people already do).
     if (input.kind === 'notice' && input.incidentId !== undefined) {
-      const incidentPage = await repo.pageByDedupKey(`incident:${input.incidentId}`);
+      const incidentPage = await currentIncidentPage(input.incidentId);
       if (incidentPage?.status === 'suppressed') {
         log.info({ incident: input.incidentId, window: incidentPage.suppressed_by }, 'notice suppressed');
         await timeline(incidentPage, {
@@ -728,6 +728,16 @@ export function createOncallService(deps: OncallDeps): OncallService {
         data: { unreachable },
       });
     }
+  };
+
+  /**
+   * The incident's current page: its newest `incident:<id>` or, after a reopen, `incident:<id>:reopen-<n>`
+   * (not the missed-update pages, which are about the status updates, not the incident being paged).
+   */
+  const currentIncidentPage = async (incidentId: string): Promise<PageRow | undefined> => {
+    const base = `incident:${incidentId}`;
+    const pages = await repo.pages({ incidentId, kind: 'page', limit: 1000 });
+    return pages.find((p) => p.dedup_key === base || p.dedup_key.startsWith(`${base}:reopen-`));
   };
 
   const closeMany = async (
