@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allowedNext, parseIncidentId, runbookFromUrl, transitionAllowed } from './model.ts';
+import { allowedNext, groupTitle, parseIncidentId, runbookFromUrl, transitionAllowed } from './model.ts';
 import {
   actionItemLines,
   editedSections,
@@ -138,5 +138,22 @@ describe('business hours', () => {
     expect(businessHoursDue(new Date('2026-03-27T18:00:00Z'), berlin)?.toISOString()).toBe(
       '2026-03-30T16:00:00.000Z',
     );
+  });
+});
+
+describe('groupTitle', () => {
+  it('names the group: alertname and its other labels, short; undefined without labels', () => {
+    expect(groupTitle('{}/{team="game"}:{alertname="LoginFailing", service="login"}', 'x', 300)).toBe(
+      'LoginFailing (service=login)',
+    );
+    expect(groupTitle('{}:{alertname="GameServerDown"}', 'x', 300)).toBe('GameServerDown');
+    expect(groupTitle('login-route:service="login",region="eu \\"west\\""', 'LoginFailing', 300)).toBe(
+      'LoginFailing (service=login, region=eu "west")',
+    );
+    const long = groupTitle(`{}:{alertname="A", a="${'v'.repeat(80)}", b="1", c="2", d="3"}`, 'A', 300)!;
+    expect(long).toBe(`A (a=${'v'.repeat(39)}…, b=1, c=2)`);
+    expect(groupTitle('{}:{alertname="A", a="1"}', 'A', 5)).toBe('A (a…');
+    expect(groupTitle('generic:disk', 'disk', 300)).toBeUndefined();
+    expect(groupTitle('heartbeat:db', 'db', 300)).toBeUndefined();
   });
 });

@@ -321,3 +321,31 @@ export function runbookFromUrl(url: string | undefined): string | undefined {
     return undefined;
   }
 }
+
+/** `k="v"` pairs of a group key (Alertmanager's `{}:{alertname="X", service="login"}`, a route's `r:k="v",…`). */
+const GROUP_PAIR = /([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"/g;
+
+/**
+ * The title of an incident opened by an alert group: named after the group, not its first instance:
+ * the alertname plus the group's other labels, e.g. `LoginFailing (service=login)`. At most three labels,
+ * values cut at 40 characters. Undefined when the group key names no labels (a heartbeat, a generic alert):
+ * the caller keeps the title it was given.
+ */
+export function groupTitle(groupKey: string, alertname: string, maxLength: number): string | undefined {
+  const pairs: Array<[string, string]> = [];
+  // Alertmanager's key is `<route matchers>:{<group labels>}`: only the last block names the group.
+  const at = groupKey.lastIndexOf(':{');
+  const labelsPart = at >= 0 && groupKey.endsWith('}') ? groupKey.slice(at + 1) : groupKey;
+  for (const m of labelsPart.matchAll(GROUP_PAIR)) {
+    const value = (m[2] ?? '').replace(/\\(.)/g, '$1');
+    pairs.push([m[1]!, value]);
+  }
+  if (pairs.length === 0) return undefined;
+  const name = pairs.find(([k]) => k === 'alertname')?.[1] || alertname;
+  const labels = pairs
+    .filter(([k, v]) => k !== 'alertname' && v !== '')
+    .slice(0, 3)
+    .map(([k, v]) => `${k}=${v.length > 40 ? `${v.slice(0, 39)}…` : v}`);
+  const title = labels.length > 0 ? `${name} (${labels.join(', ')})` : name;
+  return title.length > maxLength ? `${title.slice(0, maxLength - 1)}…` : title;
+}

@@ -43,10 +43,15 @@ export interface PostmortemInput {
 export function generateSections(input: PostmortemInput): Record<string, string> {
   const { incident, timeline, items, runs, timeZone, directory } = input;
   const end = incident.timestamps.resolved;
+  // Impact starts when the first alert started (alerts fire before the incident is opened from them),
+  // or when it was declared if that was earlier (or there were no alerts).
+  const start = timeline
+    .filter((e) => e.kind === 'alert-fired')
+    .reduce((first, e) => (Date.parse(e.at) < Date.parse(first) ? e.at : first), incident.createdAt);
   const duration = end
-    ? humanDuration(Date.parse(end) - Date.parse(incident.createdAt))
+    ? humanDuration(Date.parse(end) - Date.parse(start))
     : // No "so far" figure: the text must not change with the clock alone (edits are compared to it).
-      `ongoing (since ${zoned(incident.createdAt, timeZone)} ${timeZone})`;
+      `ongoing (since ${zoned(start, timeZone)} ${timeZone})`;
   const lead = incident.warRoom ? incident.roles.commander : incident.owner;
   const summary = [
     `- **Date**: ${zonedDate(incident.createdAt, timeZone)}`,

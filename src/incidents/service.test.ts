@@ -540,6 +540,58 @@ describe('incidents: alerts', () => {
   });
 });
 
+describe('incidents: alert groups', () => {
+  it('names an alert-opened incident after its group; impact runs from the first alert; each alert resolves on the timeline', async () => {
+    const { service, clock } = await setup();
+    const input = (fp: string, startsAt: string) => ({
+      groupKey: '{}/{team="game"}:{alertname="LoginFailing", service="login"}',
+      title: 'login 500s on a1',
+      severity: 'P2' as const,
+      service: 'login',
+      alert: alert(fp, { name: 'LoginFailing', summary: `login 500s on ${fp}`, startsAt }),
+    });
+    clock.set('2026-03-01T15:05:47Z');
+    await service.openOrJoin(input('a1', '2026-03-01T15:00:00.000Z'));
+    await service.openOrJoin(input('a2', '2026-03-01T15:02:00.000Z'));
+    const opened = await service.get('INC-1');
+    expect(opened.title).toBe('LoginFailing (service=login)');
+    expect(opened.summary).toBe('login 500s on a1');
+
+    // One webhook resolves both: intake sees nothing still firing on either call.
+    clock.set('2026-03-01T15:06:05Z');
+    const endsAt = '2026-03-01T15:06:00.000Z';
+    await service.alertResolved(
+      'INC-1',
+      { ...input('a1', '2026-03-01T15:00:00.000Z').alert, status: 'resolved', endsAt },
+      0,
+    );
+    await service.alertResolved(
+      'INC-1',
+      { ...input('a2', '2026-03-01T15:02:00.000Z').alert, status: 'resolved', endsAt },
+      0,
+    );
+    expect((await service.get('INC-1')).status).toBe('resolved');
+    const resolved = (await service.timeline('INC-1')).filter((e) => e.kind === 'alert-resolved');
+    expect(resolved.map((e) => e.data.fingerprint).sort()).toEqual(['a1', 'a2']);
+    const pm = await service.postmortem('INC-1');
+    expect(pm.version).toBe(1);
+    expect(pm.markdown).toContain('- **Duration**: 6 minutes');
+    expect(pm.markdown.match(/alert resolved: LoginFailing/g)).toHaveLength(2);
+  });
+
+  it('a group key without labels keeps the given title (heartbeats, generic alerts)', async () => {
+    const { service } = await setup();
+    await service.openOrJoin({
+      groupKey: 'generic:disk',
+      title: 'Disk full on db1',
+      severity: 'P3',
+      service: 'db',
+      alert: alert('d'),
+    });
+    expect((await service.get('INC-1')).title).toBe('Disk full on db1');
+  });
+});
+
 describe('incidents: runbooks, timeline and post-mortem', () => {
   it('runs a runbook from the incident and merges its steps and approvals into the timeline', async () => {
     const { service, runs, clock } = await setup();
@@ -607,7 +659,8 @@ describe('incidents: runbooks, timeline and post-mortem', () => {
     const md = pm.markdown;
     expect(md).toMatch(/^# Incident Post-Mortem: INC-1\n/);
     expect(md).toContain('- **Date**: 2026-03-01');
-    expect(md).toContain('- **Duration**: 45 minutes');
+    // Impact starts with the alert (09:59), a minute before the incident was opened from it.
+    expect(md).toContain('- **Duration**: 46 minutes');
     expect(md).toContain('- **Impact**: 30% of users unable to login');
     expect(md).toContain('- **Root Cause**: Database connection pool exhaustion');
     expect(md).toContain('_Times in Asia/Seoul._');

@@ -50,6 +50,7 @@ import {
   ROLE_TITLES,
   allowedNext,
   createDirectory,
+  groupTitle,
   incidentLabel,
   initialChecklist,
   noIncident,
@@ -646,10 +647,15 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       if (fromUrl !== undefined && !suggested.has(fromUrl) && (await runbookExists(fromUrl)))
         suggested.add(fromUrl);
       const source = input.groupKey.startsWith('heartbeat:') ? 'heartbeat' : 'alert';
+      // Named after the group (alertname and its common labels), not its first instance; the first
+      // alert's summary is the incident's summary.
+      const title =
+        (source === 'alert' ? groupTitle(input.groupKey, alert.name, MAX_TITLE) : undefined) ??
+        input.title.slice(0, MAX_TITLE);
       const { incident, created } = await repo.open(
         scope,
         {
-          title: input.title.slice(0, MAX_TITLE),
+          title,
           severity,
           service: input.service,
           source,
@@ -664,7 +670,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         [
           {
             kind: 'declared',
-            message: `${severity} incident opened by ${source === 'heartbeat' ? 'a missed heartbeat' : `alert ${alert.name}`}: ${input.title}`,
+            message: `${severity} incident opened by ${source === 'heartbeat' ? 'a missed heartbeat' : `alert ${alert.name}`}: ${title}`,
             data: { groupKey: input.groupKey },
           },
         ],
@@ -719,6 +725,32 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     async alertResolved(incidentId, alert, stillFiring) {
       const number = parseIncidentId(incidentId);
       const autoResolve = config.incidents.resolveWithAlerts && stillFiring <= 0;
+      const resolvedKey = (a: { fingerprint: unknown; startsAt: unknown }) =>
+        `alert-resolved:${String(a.fingerprint)}:${String(a.startsAt)}`;
+      const thisKey = resolvedKey(alert);
+      // Nothing still firing: every alert that fired into the incident has resolved. When intake resolves
+      // several in one webhook, the first call resolves the incident and writes the post-mortem, so each
+      // alert's own entry is recorded now (same dedup key per fingerprint and startsAt: the later calls
+      // add nothing) and the post-mortem's timeline shows every one of them.
+      const othersResolved: NewTimelineEntry[] = [];
+      if (stillFiring <= 0) {
+        const stored = (await repo.timeline(scope, number)).map(fromStored);
+        const done = new Set(
+          stored.filter((e) => e.kind === 'alert-resolved').map((e) => resolvedKey(e.data)),
+        );
+        for (const e of stored) {
+          if (e.kind !== 'alert-fired') continue;
+          const key = resolvedKey(e.data);
+          if (key === thisKey || done.has(key)) continue;
+          done.add(key);
+          othersResolved.push({
+            kind: 'alert-resolved',
+            message: `alert resolved: ${typeof e.data.alertname === 'string' ? e.data.alertname : alert.name}`,
+            data: e.data,
+            dedupKey: key,
+          });
+        }
+      }
       const { result: resolved } = await mutate(number, (cur) => {
         const resolve = autoResolve && OPEN_STATUSES.includes(cur.status) && cur.source !== 'manual';
         const at = clock.now().toISOString();
@@ -730,8 +762,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
               message: `alert resolved: ${alert.name}${stillFiring > 0 ? ` (${stillFiring} still firing)` : ''}`,
               at: validTime(alert.endsAt) ?? at,
               data: alertData(alert),
-              dedupKey: `alert-resolved:${alert.fingerprint}:${alert.startsAt}`,
+              dedupKey: thisKey,
             },
+            ...othersResolved.map((e) => ({ ...e, at: validTime(alert.endsAt) ?? at })),
             ...(resolve
               ? [
                   {
