@@ -725,7 +725,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     async alertResolved(incidentId, alert, stillFiring) {
       const number = parseIncidentId(incidentId);
       const autoResolve = config.incidents.resolveWithAlerts && stillFiring <= 0;
-      const resolvedKey = (a: { fingerprint: unknown; startsAt: unknown }) =>
+      const resolvedKey = (a: { fingerprint?: unknown; startsAt?: unknown }) =>
         `alert-resolved:${String(a.fingerprint)}:${String(a.startsAt)}`;
       const thisKey = resolvedKey(alert);
       // Nothing still firing: every alert that fired into the incident has resolved. When intake resolves

@@ -233,6 +233,7 @@ oncall:
   it('a notice follows the incident’s newest page: after a reopen, the reopen page decides', async () => {
     let active = false;
     const suppressions = {
+      asked: [] as Array<Record<string, string>>,
       active: () =>
         Promise.resolve(active ? { name: 'maintenance', endsAt: '2026-03-10T18:00:00.000Z' } : undefined),
     };

@@ -458,7 +458,9 @@ export function oncallRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         },
         // The origin guard (server/origin.ts) refuses a cross-site POST before the handler: answer it as
         // the same HTML page, not the API's JSON error (which this route's schema does not describe).
-        errorHandler: (err, _request, reply) => reply.send(refused(reply, err)),
+        errorHandler: (err, _request, reply) => {
+          void reply.send(refused(reply, err));
+        },
       },
       async (request, reply) => {
         try {
@@ -493,7 +495,9 @@ ${
         },
         // The origin guard (server/origin.ts) refuses a cross-site POST before the handler: answer it as
         // the same HTML page, not the API's JSON error (which this route's schema does not describe).
-        errorHandler: (err, _request, reply) => reply.send(refused(reply, err)),
+        errorHandler: (err, _request, reply) => {
+          void reply.send(refused(reply, err));
+        },
       },
       async (request, reply) => {
         try {
