@@ -249,11 +249,14 @@ export interface AlertServiceDeps {
 }
 
 /** Pending alerts read per processing round. */
-const PROCESS_BATCH = 500;
+const PROCESS_BATCH = 200;
 /** Rounds per processing pass (a pass ends earlier when nothing is pending). */
-const MAX_ROUNDS = 20;
-/** Alerts handled between two yields to the event loop (webhooks and pings keep being answered). */
-const YIELD_EVERY = 50;
+const MAX_ROUNDS = 50;
+/**
+ * Alerts handled between two yields to the event loop, so webhooks and pings keep being answered: about
+ * 1 ms of incident work per alert, so a webhook waits at most ~10 ms behind processing.
+ */
+const YIELD_EVERY = 10;
 const MAX_SILENCE_MS = 365 * 86_400_000;
 /** Resolved alerts (and ad-hoc windows that ended) are kept this long, then pruned. */
 /** The default of alerts.retention. */
