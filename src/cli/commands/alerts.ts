@@ -7,12 +7,14 @@ import type {
   WindowView,
 } from '../../alerts/index.ts';
 import { InputError } from '../../core/index.ts';
-import type { OpsSession } from '../ops-session.ts';
+import { withOpsSession, type OpsSession } from '../ops-session.ts';
+import { print, queryString as query } from '../output.ts';
 import { printable, table } from '../render.ts';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
-async function withAlerts<T>(
+/** Runs `work` with this command's session: the server's API (`remote`) or this process's alert service. */
+function withAlerts<T>(
   command: Command,
   work: (target: {
     remote: OpsSession['remote'];
@@ -20,20 +22,9 @@ async function withAlerts<T>(
     session: OpsSession;
   }) => Promise<T>,
 ): Promise<T> {
-  const { withOpsSession } = await import('../ops-session.ts');
   return withOpsSession(command, (session) =>
     work({ remote: session.remote, local: async () => (await session.ops()).alerts, session }),
   );
-}
-
-function print(json: boolean | undefined, value: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : human());
-}
-
-function query(params: Array<[string, string | undefined]>): string {
-  const q = new URLSearchParams();
-  for (const [k, v] of params) if (v !== undefined) q.append(k, v);
-  return q.size > 0 ? `?${q.toString()}` : '';
 }
 
 /** `name=value` pairs of --label into a record. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { InputError, UnavailableError } from '../../core/index.ts';
+import { InputError } from '../../core/index.ts';
 import { incidentLabel, parseIncidentId, severityOf } from '../../incidents/index.ts';
 import type {
   ActionItemRecord,
@@ -16,7 +16,8 @@ import type {
 } from '../../incidents/index.ts';
 import type { PageTarget, PageView, Severity } from '../../ops/contracts.ts';
 import type { RunView } from '../../runbooks/model.ts';
-import { withOpsSession, type OpsSession } from '../ops-session.ts';
+import type { OpsSession } from '../ops-session.ts';
+import { getText, json, out, when, withClient } from '../output.ts';
 import { printable, table } from '../render.ts';
 
 /**
@@ -113,22 +114,7 @@ function remoteClient(session: OpsSession): IncidentClient {
       }),
     timeline: async (id) =>
       ((await api.send('GET', path(id, '/timeline'))) as { entries: TimelineEntry[] }).entries,
-    async exportText(id, format) {
-      const url = `${api.base}${path(id, `/timeline?format=${format}`)}`;
-      let response: Response;
-      try {
-        response = await fetch(url, { headers: api.headers(), signal: AbortSignal.timeout(60_000) });
-      } catch (err) {
-        throw new UnavailableError(`the gameops server at ${api.base} did not answer: ${String(err)}`);
-      }
-      const text = await response.text();
-      if (!response.ok) {
-        // The error body is JSON like every other answer: let the transport turn it into our error.
-        await api.send('GET', path(id, `/timeline?format=${format}`));
-        throw new UnavailableError(`the server answered ${response.status}`);
-      }
-      return text;
-    },
+    exportText: (id, format) => getText(api, path(id, `/timeline?format=${format}`)),
     postmortem: (id, regenerate) =>
       regenerate
         ? post(path(id, '/postmortem/regenerate'))
@@ -187,37 +173,11 @@ function listOf(text: string, option: string): string[] {
 }
 
 /** Runs `work` with the incident client of this command's session. */
-async function withIncidents<T>(
+function withIncidents<T>(
   command: Command,
   work: (client: IncidentClient, session: OpsSession) => Promise<T>,
 ): Promise<T> {
-  return withOpsSession(command, async (session) =>
-    work(session.remote ? remoteClient(session) : await localClient(session), session),
-  );
-}
-
-function out(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-}
-
-function json(value: unknown): void {
-  out(JSON.stringify(value, null, 2));
-}
-
-/** `2026-03-01 19:05` in the display zone (runbooks.timezone). */
-function when(iso: string | undefined, zone: string): string {
-  if (iso === undefined) return '-';
-  const parts = new Intl.DateTimeFormat('en-CA', {
-    timeZone: zone,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    hourCycle: 'h23',
-  }).formatToParts(new Date(iso));
-  const p = (t: Intl.DateTimeFormatPartTypes): string => parts.find((x) => x.type === t)?.value ?? '';
-  return `${p('year')}-${p('month')}-${p('day')} ${p('hour')}:${p('minute')}`;
+  return withClient(command, { remote: remoteClient, local: localClient }, work);
 }
 
 const ROLE_ALIASES: Record<string, IncidentRole | 'owner'> = {

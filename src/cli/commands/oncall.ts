@@ -1,9 +1,10 @@
 import { Command, Option } from 'commander';
-import { InputError, UnavailableError } from '../../core/index.ts';
+import { InputError } from '../../core/index.ts';
 import type { Override, PageChange, PageDetail, ScheduleOnCall, Shift, Stall } from '../../oncall/index.ts';
 import type { PageTarget, PageView, Severity } from '../../ops/contracts.ts';
 import { ExitCode } from '../exit.ts';
-import { withOpsSession, type OpsSession } from '../ops-session.ts';
+import type { OpsSession } from '../ops-session.ts';
+import { getText, json, out, queryString, when, withClient } from '../output.ts';
 import { printable, table } from '../render.ts';
 
 /**
@@ -46,12 +47,7 @@ interface PageBody {
 
 function remoteClient(session: OpsSession): OncallClient {
   const api = session.remote!;
-  const query = (params: Record<string, string | undefined>): string => {
-    const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, v);
-    const text = q.toString();
-    return text ? `?${text}` : '';
-  };
+  const query = queryString;
   const page = (id: string, rest = ''): string => `/api/pages/${encodeURIComponent(id)}${rest}`;
   return {
     now: async (at, schedule) =>
@@ -64,25 +60,8 @@ function remoteClient(session: OpsSession): OncallClient {
           `/api/oncall/schedules/${encodeURIComponent(schedule)}/shifts${query({ from, to, layer })}`,
         )) as { shifts: Shift[] }
       ).shifts,
-    async ical(schedule, from, to) {
-      const path = `/api/oncall/schedules/${encodeURIComponent(schedule)}.ics${query({ from, to })}`;
-      let response: Response;
-      try {
-        response = await fetch(`${api.base}${path}`, {
-          headers: api.headers(),
-          signal: AbortSignal.timeout(60_000),
-        });
-      } catch (err) {
-        throw new UnavailableError(`the gameops server at ${api.base} did not answer: ${String(err)}`);
-      }
-      const text = await response.text();
-      if (!response.ok) {
-        // The error answer is JSON like any other: let the transport turn it into our error.
-        await api.send('GET', path);
-        throw new UnavailableError(`the server answered ${response.status}`);
-      }
-      return text;
-    },
+    ical: (schedule, from, to) =>
+      getText(api, `/api/oncall/schedules/${encodeURIComponent(schedule)}.ics${query({ from, to })}`),
     stalls: async (limit) =>
       (
         (await api.send('GET', `/api/oncall/stalls${query({ limit: limit?.toString() })}`)) as {
@@ -96,13 +75,13 @@ function remoteClient(session: OpsSession): OncallClient {
     removeOverride: async (id) =>
       (await api.send('DELETE', `/api/oncall/overrides/${encodeURIComponent(id)}`)) as Override,
     page: async (body) => (await api.send('POST', '/api/pages', body)) as PageView,
-    async pages(status, limit) {
-      const q = new URLSearchParams();
-      for (const s of status ?? []) q.append('status', s);
-      if (limit !== undefined) q.set('limit', String(limit));
-      const text = q.toString();
-      return ((await api.send('GET', `/api/pages${text ? `?${text}` : ''}`)) as { pages: PageView[] }).pages;
-    },
+    pages: async (status, limit) =>
+      (
+        (await api.send(
+          'GET',
+          `/api/pages${query([...(status ?? []).map((s): [string, string] => ['status', s]), ['limit', limit?.toString()]])}`,
+        )) as { pages: PageView[] }
+      ).pages,
     show: async (id) => (await api.send('GET', page(id))) as PageDetail,
     ack: async (id) => (await api.send('POST', page(id, '/ack'), {})) as PageChange,
     resolve: async (id) => (await api.send('POST', page(id, '/resolve'), {})) as PageChange,
@@ -170,21 +149,11 @@ async function deliverFirstLevel(session: OpsSession, pageId: string): Promise<P
   }
 }
 
-async function withOncall<T>(
+function withOncall<T>(
   command: Command,
   work: (client: OncallClient, session: OpsSession) => Promise<T>,
 ): Promise<T> {
-  return withOpsSession(command, async (session) =>
-    work(session.remote ? remoteClient(session) : await localClient(session), session),
-  );
-}
-
-function out(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-}
-
-function json(value: unknown): void {
-  out(JSON.stringify(value, null, 2));
+  return withClient(command, { remote: remoteClient, local: localClient }, work);
 }
 
 /**
@@ -242,23 +211,6 @@ export function parseTarget(text: string): { targets: PageTarget[] } | { policy:
   }
 }
 
-/** `2026-03-10 13:00 GMT+01:00` in `zone`. */
-function when(iso: string | undefined, zone: string): string {
-  if (iso === undefined) return '-';
-  const parts = new Intl.DateTimeFormat('en-CA', {
-    timeZone: zone,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    hourCycle: 'h23',
-    timeZoneName: 'shortOffset',
-  }).formatToParts(new Date(iso));
-  const p = (t: Intl.DateTimeFormatPartTypes): string => parts.find((x) => x.type === t)?.value ?? '';
-  return `${p('year')}-${p('month')}-${p('day')} ${p('hour')}:${p('minute')} ${p('timeZoneName')}`;
-}
-
 export function renderNow(schedules: ScheduleOnCall[]): string {
   if (schedules.length === 0) return 'No on-call schedules (oncall.schedules).\n';
   return schedules
@@ -266,12 +218,12 @@ export function renderNow(schedules: ScheduleOnCall[]): string {
       const rows = s.layers.map((l) => [
         l.layer,
         l.person ? `${l.name ?? l.person} (${l.person})` : '- (rotation not started)',
-        l.end ? when(l.end, s.timezone) : '-',
+        l.end ? when(l.end, s.timezone, true) : '-',
         l.override
           ? `override ${l.override.id}${l.override.replaces ? ` covering ${l.override.replaces}` : ''}${l.override.reason ? `: ${l.override.reason}` : ''}`
           : '',
       ]);
-      return `${printable(s.schedule)} (${s.timezone}) at ${when(s.at, s.timezone)}\n${table(['LAYER', 'ON CALL', 'UNTIL', ''], rows)}\n`;
+      return `${printable(s.schedule)} (${s.timezone}) at ${when(s.at, s.timezone, true)}\n${table(['LAYER', 'ON CALL', 'UNTIL', ''], rows)}\n`;
     })
     .join('\n');
 }
@@ -283,8 +235,8 @@ function renderShifts(schedule: string, shifts: Shift[], zone: string): string {
     shifts.map((s) => [
       s.layer,
       s.person,
-      when(s.start, zone),
-      when(s.end, zone),
+      when(s.start, zone, true),
+      when(s.end, zone, true),
       s.override
         ? `override ${s.override.id}${s.override.replaces ? ` for ${s.override.replaces}` : ''}`
         : '',
