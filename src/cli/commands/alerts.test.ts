@@ -1,46 +1,14 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createToken } from '../../../test/support/auth.ts';
+import { describe, expect, it } from 'vitest';
+import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
 import { createAlertService } from '../../alerts/index.ts';
 import { bootstrap, shutdown } from '../../app/index.ts';
 import type { Ops } from '../../app/ops.ts';
 import type { StoredAlert } from '../../alerts/index.ts';
-import { buildServer } from '../../server/index.ts';
 import { renderAlerts } from './alerts.ts';
 
-const MAIN = join(import.meta.dirname, '..', 'main.ts');
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function gameops(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 function config(): { path: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'gameops-alerts-cli-'));
-  dirs.push(dir);
-  const path = join(dir, 'gameops.yaml');
-  writeFileSync(
-    path,
+  return cliConfig('gameops-alerts-cli-', (dir) =>
     [
       'service: { name: test-game, environment: test }',
       `database: { dataDir: ${join(dir, 'data')} }`,
@@ -50,7 +18,6 @@ function config(): { path: string } {
       '',
     ].join('\n'),
   );
-  return { path };
 }
 
 describe('gameops alerts (real process, in-process services)', () => {
@@ -139,15 +106,8 @@ describe('gameops alerts against a server (GAMEOPS_URL)', () => {
       },
     });
     resources.ops = { alerts, tick: (now: Date) => alerts.tick(now) } as unknown as Ops;
-    const server = await buildServer(resources);
-    await server.app.listen({ host: '127.0.0.1', port: 0 });
+    const { env, close } = await serveForCli(resources, 'responder');
     try {
-      const address = server.app.server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      const env = {
-        GAMEOPS_URL: `http://127.0.0.1:${port}`,
-        GAMEOPS_TOKEN: await createToken(resources.store!, 'responder'),
-      };
       await alerts.ingestGeneric({
         alerts: [{ name: 'QueueBacklog', labels: { queue: 'mm' }, summary: 'backlog \u001b[2J' }],
       });
@@ -164,7 +124,7 @@ describe('gameops alerts against a server (GAMEOPS_URL)', () => {
       expect(unknown.code).toBe(3);
       expect(unknown.stderr).toContain('no heartbeat named "nope"');
     } finally {
-      await server.close();
+      await close();
       await shutdown(resources);
     }
   });

@@ -1,46 +1,15 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap, openRunbooks, shutdown, type Resources } from '../../app/index.ts';
 import type { Ops } from '../../app/ops.ts';
 import { createIncidentService, type IncidentView, type PostmortemView } from '../../incidents/index.ts';
 import { FakePager } from '../../incidents/test-support.ts';
-import { buildServer, type GameopsServer } from '../../server/index.ts';
-import { createToken } from '../../../test/support/auth.ts';
+import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
 import { renderIncident } from './incident.ts';
 
-const MAIN = join(import.meta.dirname, '..', 'main.ts');
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function gameops(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 function config(): { dir: string; path: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'gameops-incident-cli-'));
-  dirs.push(dir);
-  const path = join(dir, 'gameops.yaml');
-  writeFileSync(
-    path,
+  return cliConfig('gameops-incident-cli-', (dir) =>
     [
       'service: { name: test-game, environment: test }',
       `database: { dataDir: ${join(dir, 'data')} }`,
@@ -51,7 +20,6 @@ function config(): { dir: string; path: string } {
       '',
     ].join('\n'),
   );
-  return { dir, path };
 }
 
 describe('gameops incident, in-process (real process)', () => {
@@ -175,7 +143,7 @@ describe('gameops incident, in-process (real process)', () => {
 
 describe('gameops incident through a server (GAMEOPS_URL)', () => {
   let resources: Resources;
-  let server: GameopsServer;
+  let close: () => Promise<void>;
   let env: Record<string, string>;
   let path: string;
 
@@ -191,12 +159,10 @@ describe('gameops incident through a server (GAMEOPS_URL)', () => {
       runs: () => openRunbooks(resources),
     });
     resources.ops = { incidents } as unknown as Ops;
-    server = await buildServer(resources);
-    const url = await server.app.listen({ host: '127.0.0.1', port: 0 });
-    env = { GAMEOPS_URL: url, GAMEOPS_TOKEN: await createToken(resources.store!, 'responder', 'carol') };
+    ({ env, close } = await serveForCli(resources, 'responder', 'carol'));
   });
   afterAll(async () => {
-    await server.close();
+    await close();
     resources.ops = undefined;
     await shutdown(resources);
   });

@@ -1,46 +1,15 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createToken } from '../../../test/support/auth.ts';
+import { describe, expect, it } from 'vitest';
+import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
 import { bootstrap, shutdown } from '../../app/index.ts';
 import type { Override, PageDetail, ScheduleOnCall } from '../../oncall/index.ts';
 import type { PageView } from '../../ops/contracts.ts';
-import { buildServer } from '../../server/index.ts';
 import { parseTarget, parseTime } from './oncall.ts';
 
-const MAIN = join(import.meta.dirname, '..', 'main.ts');
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function gameops(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 function config(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gameops-oncall-cli-'));
-  dirs.push(dir);
-  const path = join(dir, 'gameops.yaml');
-  writeFileSync(
-    path,
-    `service: { name: test-game, environment: test }
+  return cliConfig(
+    'gameops-oncall-cli-',
+    (dir) => `service: { name: test-game, environment: test }
 database: { dataDir: ${join(dir, 'data')} }
 notifications:
   channels: [{ name: hook, kind: webhook, url: "https://hooks.example.com/page" }]
@@ -57,8 +26,7 @@ oncall:
         - { name: backup, start: "2026-03-01", participants: [bob, alice] }
   policies: [{ name: default, levels: [{ after: 0s, targets: [{ schedule: game }] }] }]
 `,
-  );
-  return path;
+  ).path;
 }
 
 describe('gameops oncall, in-process (real process)', () => {
@@ -199,13 +167,8 @@ describe('gameops oncall through a server (GAMEOPS_URL)', () => {
   it('pages and acknowledges as the token’s actor', async () => {
     const path = config();
     const resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
-    const server = await buildServer(resources);
+    const { env, close } = await serveForCli(resources, 'responder', 'carol');
     try {
-      const url = await server.app.listen({ host: '127.0.0.1', port: 0 });
-      const env = {
-        GAMEOPS_URL: url,
-        GAMEOPS_TOKEN: await createToken(resources.store!, 'responder', 'carol'),
-      };
       const paged = await gameops(
         ['-c', path, 'oncall', 'page', 'schedule:game/backup', '--subject', 'Lag', '--json'],
         env,
@@ -221,7 +184,7 @@ describe('gameops oncall through a server (GAMEOPS_URL)', () => {
       const audit = await resources.store!.audit.list({ action: 'oncall.page.acknowledge' });
       expect(audit.map((r) => r.actor.name)).toEqual(['carol']);
     } finally {
-      await server.close();
+      await close();
       await shutdown(resources);
     }
   }, 120_000);
