@@ -178,54 +178,45 @@ export function alertRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       return base(err, request, reply);
     });
 
-    app.post(
+    /** One intake route: stores the payload `ingest` reads before the answer, then routes it. */
+    const intakeRoute = (
+      path: string,
+      summary: string,
+      ingest: (service: AlertService, payload: unknown) => Promise<IngestResult>,
+    ): void => {
+      app.post(
+        path,
+        {
+          bodyLimit: maxPayloadBytes,
+          schema: {
+            summary,
+            response: {
+              200: ingestResultSchema,
+              400: errorSchema,
+              401: errorSchema,
+              403: errorSchema,
+              413: errorSchema,
+              503: errorSchema,
+            },
+          },
+        },
+        async (request) => {
+          const service = await intake();
+          const result = await ingest(service, request.body);
+          void ctx.track(service.followUp(result));
+          return answer(result);
+        },
+      );
+    };
+    intakeRoute(
       '/api/alerts/alertmanager',
-      {
-        bodyLimit: maxPayloadBytes,
-        schema: {
-          summary:
-            'Alertmanager webhook receiver (payload version 4). Answers 200 once the whole payload is stored; 503 (retry) when the store is down; 400/413 for a payload that can never be stored. Responder.',
-          response: {
-            200: ingestResultSchema,
-            400: errorSchema,
-            401: errorSchema,
-            403: errorSchema,
-            413: errorSchema,
-            503: errorSchema,
-          },
-        },
-      },
-      async (request) => {
-        const service = await intake();
-        const result = await service.ingestAlertmanager(request.body);
-        void ctx.track(service.followUp(result));
-        return answer(result);
-      },
+      'Alertmanager webhook receiver (payload version 4). Answers 200 once the whole payload is stored; 503 (retry) when the store is down; 400/413 for a payload that can never be stored. Responder.',
+      (service, payload) => service.ingestAlertmanager(payload),
     );
-
-    app.post(
+    intakeRoute(
       '/api/alerts',
-      {
-        bodyLimit: maxPayloadBytes,
-        schema: {
-          summary:
-            'Generic alerts: {alerts: [{name, status?, labels?, annotations?, startsAt?, endsAt?, fingerprint?, summary?}]}; stored before the answer, then routed like Alertmanager alerts. Responder.',
-          response: {
-            200: ingestResultSchema,
-            400: errorSchema,
-            401: errorSchema,
-            403: errorSchema,
-            413: errorSchema,
-            503: errorSchema,
-          },
-        },
-      },
-      async (request) => {
-        const service = await intake();
-        const result = await service.ingestGeneric(request.body);
-        void ctx.track(service.followUp(result));
-        return answer(result);
-      },
+      'Generic alerts: {alerts: [{name, status?, labels?, annotations?, startsAt?, endsAt?, fingerprint?, summary?}]}; stored before the answer, then routed like Alertmanager alerts. Responder.',
+      (service, payload) => service.ingestGeneric(payload),
     );
 
     app.get(
