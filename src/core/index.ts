@@ -19,3 +19,4 @@ export { secret, isSecret, maskSecrets } from './secret.ts';
 export { VERSION } from './version.ts';
 export { mapLimit } from './concurrency.ts';
 export { sleep } from './sleep.ts';
+export { isTimeZone, zoneOffsetAt } from './zone.ts';

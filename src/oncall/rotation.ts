@@ -6,6 +6,10 @@
  * "local date and time → instant" step consults the zone (Intl), so no library is needed.
  */
 
+import { zoneOffsetAt } from '../core/index.ts';
+
+export { isTimeZone } from '../core/index.ts';
+
 export const WEEKDAYS = [
   'monday',
   'tuesday',
@@ -59,46 +63,6 @@ export interface Shift {
   override?: { id: string; replaces?: string | undefined; reason?: string | undefined } | undefined;
 }
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function formatter(timeZone: string): Intl.DateTimeFormat {
-  let f = formatters.get(timeZone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    });
-    formatters.set(timeZone, f);
-  }
-  return f;
-}
-
-/** True when the runtime knows this IANA zone. */
-export function isTimeZone(timeZone: string): boolean {
-  try {
-    formatter(timeZone);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The zone's offset from UTC at `ms`, in milliseconds (Berlin in summer: +7 200 000). */
-function offsetAt(ms: number, timeZone: string): number {
-  const parts: Record<string, number> = {};
-  for (const p of formatter(timeZone).formatToParts(new Date(ms))) {
-    if (p.type !== 'literal') parts[p.type] = Number(p.value);
-  }
-  const asUtc = Date.UTC(parts.year!, parts.month! - 1, parts.day, parts.hour, parts.minute, parts.second);
-  return asUtc - Math.floor(ms / 1000) * 1000;
-}
-
 /**
  * The instant of a local wall-clock time (`wall` = that date and time written as if UTC). A repeated time
  * (fall back) is its FIRST occurrence, in zones east and west of UTC alike. A time skipped by a
@@ -107,19 +71,19 @@ function offsetAt(ms: number, timeZone: string): number {
  */
 export function instantOf(wall: number, timeZone: string): number {
   // The offsets in force a day either side cover any change near `wall` (zones change at most once a day).
-  const before = offsetAt(wall - DAY_MS, timeZone);
-  const after = offsetAt(wall + DAY_MS, timeZone);
-  const candidates = [...new Set([wall - before, wall - after, wall - offsetAt(wall, timeZone)])].sort(
+  const before = zoneOffsetAt(wall - DAY_MS, timeZone);
+  const after = zoneOffsetAt(wall + DAY_MS, timeZone);
+  const candidates = [...new Set([wall - before, wall - after, wall - zoneOffsetAt(wall, timeZone)])].sort(
     (a, b) => a - b,
   );
-  for (const c of candidates) if (c + offsetAt(c, timeZone) === wall) return c;
+  for (const c of candidates) if (c + zoneOffsetAt(c, timeZone) === wall) return c;
   // Inside a gap: nothing reads back as `wall`.
   return wall - before;
 }
 
 /** The civil day number (days since 1970-01-01) of the local date at `ms` in the zone. */
 function localDay(ms: number, timeZone: string): number {
-  return Math.floor((ms + offsetAt(ms, timeZone)) / DAY_MS);
+  return Math.floor((ms + zoneOffsetAt(ms, timeZone)) / DAY_MS);
 }
 
 function dayOfDate(date: string): number {
@@ -304,7 +268,7 @@ export function wallParts(
   ms: number,
   timeZone: string,
 ): { year: number; month: number; day: number; hour: number; minute: number; second: number } {
-  const wall = new Date(ms + offsetAt(ms, timeZone));
+  const wall = new Date(ms + zoneOffsetAt(ms, timeZone));
   return {
     year: wall.getUTCFullYear(),
     month: wall.getUTCMonth() + 1,
