@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyReply } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { type FastifyPluginAsyncZod, hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { SEVERITIES } from '../../config/schema.ts';
@@ -445,23 +445,22 @@ export function oncallRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       500: z.string(),
       503: z.string(),
     };
+    /** The options of both acknowledge-link routes (GET shows the page, POST acknowledges). */
+    const ackRoute = (summary: string) => ({
+      schema: { summary, params: tokenParams, response: ackResponses },
+      // The origin guard (server/origin.ts) refuses a cross-site POST before the handler: answer it as
+      // the same HTML page, not the API's JSON error (which this route's schema does not describe).
+      errorHandler: (err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
+        void reply.send(refused(reply, err));
+      },
+    });
 
     app.get(
       '/api/ack/:token',
-      {
-        schema: {
-          summary:
-            'The page a signed acknowledge link opens: what it acknowledges, and a button (POST). A GET never ' +
-            'acknowledges (link scanners open links). 403 for a changed, forged or expired link.',
-          params: tokenParams,
-          response: ackResponses,
-        },
-        // The origin guard (server/origin.ts) refuses a cross-site POST before the handler: answer it as
-        // the same HTML page, not the API's JSON error (which this route's schema does not describe).
-        errorHandler: (err, _request, reply) => {
-          void reply.send(refused(reply, err));
-        },
-      },
+      ackRoute(
+        'The page a signed acknowledge link opens: what it acknowledges, and a button (POST). A GET never ' +
+          'acknowledges (link scanners open links). 403 for a changed, forged or expired link.',
+      ),
       async (request, reply) => {
         try {
           const view = await (await service()).checkAckToken(request.params.token);
@@ -487,18 +486,7 @@ ${
 
     app.post(
       '/api/ack/:token',
-      {
-        schema: {
-          summary: 'Acknowledge as the person the signed link names (actor `ack-link:<person>`); audited.',
-          params: tokenParams,
-          response: ackResponses,
-        },
-        // The origin guard (server/origin.ts) refuses a cross-site POST before the handler: answer it as
-        // the same HTML page, not the API's JSON error (which this route's schema does not describe).
-        errorHandler: (err, _request, reply) => {
-          void reply.send(refused(reply, err));
-        },
-      },
+      ackRoute('Acknowledge as the person the signed link names (actor `ack-link:<person>`); audited.'),
       async (request, reply) => {
         try {
           const { page, changed, person } = await (await service()).acknowledgeByLink(request.params.token);
