@@ -73,10 +73,10 @@ export function print(asJson: boolean | undefined, value: unknown, human: () => 
 }
 
 /**
- * `2026-03-01 19:05` in `zone`, or with `offset` `2026-03-10 13:00 GMT+1` (the zone's short offset);
- * `-` when there is no time.
+ * `2026-03-01 19:05` in `zone`; with `offset` followed by the zone's offset, `short` as `GMT+1` and
+ * `long` as `GMT+01:00` (UTC: `GMT+00:00`); `-` when there is no time.
  */
-export function when(iso: string | undefined, zone: string, offset = false): string {
+export function when(iso: string | undefined, zone: string, offset?: 'short' | 'long'): string {
   if (iso === undefined) return '-';
   const parts = new Intl.DateTimeFormat('en-CA', {
     timeZone: zone,
@@ -86,9 +86,11 @@ export function when(iso: string | undefined, zone: string, offset = false): str
     hour: '2-digit',
     minute: '2-digit',
     hourCycle: 'h23',
-    ...(offset ? { timeZoneName: 'shortOffset' as const } : {}),
+    ...(offset ? { timeZoneName: offset === 'short' ? 'shortOffset' : 'longOffset' } : {}),
   }).formatToParts(new Date(iso));
   const p = (t: Intl.DateTimeFormatPartTypes): string => parts.find((x) => x.type === t)?.value ?? '';
   const text = `${p('year')}-${p('month')}-${p('day')} ${p('hour')}:${p('minute')}`;
-  return offset ? `${text} ${p('timeZoneName')}` : text;
+  if (!offset) return text;
+  const name = p('timeZoneName');
+  return `${text} ${offset === 'long' && name === 'GMT' ? 'GMT+00:00' : name}`;
 }

@@ -218,12 +218,12 @@ export function renderNow(schedules: ScheduleOnCall[]): string {
       const rows = s.layers.map((l) => [
         l.layer,
         l.person ? `${l.name ?? l.person} (${l.person})` : '- (rotation not started)',
-        l.end ? when(l.end, s.timezone, true) : '-',
+        l.end ? when(l.end, s.timezone, 'short') : '-',
         l.override
           ? `override ${l.override.id}${l.override.replaces ? ` covering ${l.override.replaces}` : ''}${l.override.reason ? `: ${l.override.reason}` : ''}`
           : '',
       ]);
-      return `${printable(s.schedule)} (${s.timezone}) at ${when(s.at, s.timezone, true)}\n${table(['LAYER', 'ON CALL', 'UNTIL', ''], rows)}\n`;
+      return `${printable(s.schedule)} (${s.timezone}) at ${when(s.at, s.timezone, 'short')}\n${table(['LAYER', 'ON CALL', 'UNTIL', ''], rows)}\n`;
     })
     .join('\n');
 }
@@ -235,8 +235,8 @@ function renderShifts(schedule: string, shifts: Shift[], zone: string): string {
     shifts.map((s) => [
       s.layer,
       s.person,
-      when(s.start, zone, true),
-      when(s.end, zone, true),
+      when(s.start, zone, 'short'),
+      when(s.end, zone, 'short'),
       s.override
         ? `override ${s.override.id}${s.override.replaces ? ` for ${s.override.replaces}` : ''}`
         : '',

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import type { ScheduleStatus, ScheduleStatusReport } from '../../schedules/index.ts';
 import { withResources } from '../context.ts';
+import { when } from '../output.ts';
 
 export function schedulesCommand(): Command {
   const schedules = new Command('schedules').description(
@@ -89,20 +90,7 @@ function renderOne(s: ScheduleStatus, withHistory: boolean): string {
 
 /** `2026-01-02 09:00 GMT+09:00` in `timeZone`. */
 export function localTime(at: Date, timeZone: string): string {
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    hourCycle: 'h23',
-    timeZoneName: 'longOffset',
-  }).formatToParts(at);
-  const part = (type: Intl.DateTimeFormatPartTypes): string =>
-    parts.find((p) => p.type === type)?.value ?? '';
-  const zone = part('timeZoneName');
-  return `${part('year')}-${part('month')}-${part('day')} ${part('hour')}:${part('minute')} ${zone === 'GMT' ? 'GMT+00:00' : zone}`;
+  return when(at.toISOString(), timeZone, 'long');
 }
 
 function graceText(ms: number): string {
