@@ -134,7 +134,7 @@ beforeAll(async () => {
   const dataDir = join(dir, 'data');
   // The mail server refuses everything about the first incident: its pages must move on to the webhook.
   [smtp, hooks] = await Promise.all([
-    startSmtp({ reject: (mail) => mail.subject.includes('game-1 does not answer') }),
+    startSmtp({ reject: (mail) => mail.subject.includes('(instance=game-1)') }),
     startWebhookSink(),
   ]);
   const port = await freePort();
@@ -224,7 +224,10 @@ describe('incident response end to end (Alertmanager → gameops serve → email
       'three incidents opened from the alerts',
       async () => {
         const list = await incidents();
-        const [a, b, c] = [1, 2, 3].map((n) => list.find((i) => i.title === `game-${n} does not answer`));
+        // Titled by the group (alertname and the grouping labels); the first alert's summary is the summary.
+        const [a, b, c] = [1, 2, 3].map((n) =>
+          list.find((i) => i.title === `ServerDown (instance=game-${n})`),
+        );
         return a && b && c ? ([a, b, c] as const) : undefined;
       },
       { detail: diagnostics },
