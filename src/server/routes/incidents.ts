@@ -6,8 +6,7 @@ import { INCIDENT_ROLES, INCIDENT_STATUSES, incidentLabel, parseIncidentId } fro
 import type { ServerContext } from '../context.ts';
 import { errorSchema } from '../schemas.ts';
 import { actorOf } from '../auth.ts';
-import { actorSchema, runViewSchema } from './runs.ts';
-import { paramsSchema, runbookNameSchema } from './runbooks.ts';
+import { actorSchema, runViewSchema, startRunBody } from './runs.ts';
 
 /*
  * Schemas of the incidents API; `gameops incident … --json` prints the same shapes.
@@ -478,15 +477,7 @@ export function incidentRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         schema: {
           summary: 'Start a runbook for the incident; the run is linked into its timeline.',
           params: idParams,
-          body: z.strictObject({
-            runbook: runbookNameSchema,
-            params: paramsSchema.default({}),
-            idempotencyKey: z.string().min(1).max(200).optional(),
-            trigger: z
-              .enum(['api', 'cli'])
-              .default('api')
-              .describe('cli: started by `gameops incident run` talking to this server.'),
-          }),
+          body: startRunBody('gameops incident run'),
           response: { 201: runViewSchema, ...errors },
         },
       },

@@ -144,6 +144,22 @@ export const runEventSchema = z
   })
   .meta({ id: 'RunEvent' });
 
+/**
+ * The body that starts a run (POST /api/runs, and a run for an incident): `trigger` is `cli` when
+ * `command` (e.g. `gameops run`) sent it to this server.
+ */
+export function startRunBody(command: string) {
+  return z.strictObject({
+    runbook: runbookNameSchema,
+    params: paramsSchema.default({}),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+    trigger: z
+      .enum(['api', 'cli'])
+      .default('api')
+      .describe(`cli: started by \`${command}\` talking to this server.`),
+  });
+}
+
 const runParams = z.object({ id: runIdSchema });
 const stepParams = z.object({ id: runIdSchema, step: stepIdSchema });
 const note = z.string().max(2000, 'at most 2000 characters');
@@ -219,15 +235,7 @@ export function runRoutes(ctx: ServerContext, options: RunRoutesOptions = {}): F
           summary:
             'Start a run. Parameters are validated against the runbook (400 names the field). The same ' +
             'idempotencyKey returns the first run instead of starting another.',
-          body: z.strictObject({
-            runbook: runbookNameSchema,
-            params: paramsSchema.default({}),
-            idempotencyKey: z.string().min(1).max(200).optional(),
-            trigger: z
-              .enum(['api', 'cli'])
-              .default('api')
-              .describe('cli: started by `gameops run` talking to this server.'),
-          }),
+          body: startRunBody('gameops run'),
           response: { ...runResponses, 201: runViewSchema },
         },
       },
