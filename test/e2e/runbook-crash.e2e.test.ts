@@ -161,8 +161,14 @@ async function inProcessIteration(store: Store, seed: number): Promise<void> {
           if (!settled) clock.advance(100); // a retry's backoff
         }
       } catch {
-        // This worker died. Another worker may take over only once its lease has expired.
-        if (runId !== undefined) {
+        // This worker died. Another worker may take over only once its lease has expired (a worker that
+        // died before it ever claimed the run holds no lease: then anyone may run it at once).
+        const held = runId === undefined ? undefined : await store.runs.getRun(runId);
+        const leased =
+          held?.leaseOwner === `pg-worker-${seed}-${worker}` &&
+          held.leaseExpiresAt !== undefined &&
+          Date.parse(held.leaseExpiresAt) > clock.now().getTime();
+        if (runId !== undefined && leased) {
           const early = crashEngine(store, catalog, { clock, workerId: `pg-early-${seed}-${worker}` });
           const before = await early.get(runId, CRASH_ACTOR);
           const after = (await early.runUntilIdle({ runId }))!;
