@@ -203,14 +203,15 @@ describe('config parsing', () => {
 
 describe('config: credentials never sit in a printed URL', () => {
   const PASSWORD = 'Pw-n0t-for-printing';
+  const RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
   it.each([
     ['alertmanager.url', `alertmanager: { url: "http://admin:${PASSWORD}@am:9093" }`, 'username + password'],
     ['prometheus.url', `prometheus: { url: "https://admin:${PASSWORD}@prom:9090" }`, 'bearerToken'],
     ['prometheus.url', `prometheus: { url: "https://:${PASSWORD}@prom:9090" }`, 'bearerToken'],
     ['prometheus.url', `prometheus: { url: "https://${PASSWORD}@prom:9090" }`, 'bearerToken'],
     [
-      'storage.endpoint',
-      `storage: { kind: s3, bucket: backups, endpoint: "http://key:${PASSWORD}@minio:9000" }`,
+      'backups.storage.endpoint',
+      `backups: { encryption: { recipients: [${RECIPIENT}] }, storage: { kind: s3, bucket: backups, endpoint: "http://key:${PASSWORD}@minio:9000" } }`,
       'accessKeyId',
     ],
     [

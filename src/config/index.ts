@@ -1,4 +1,4 @@
-export { configSchema, thresholdsSchema } from './schema.ts';
+export { configSchema, thresholdsSchema, backupsSchema } from './schema.ts';
 export type { ConfigInput, ParsedConfig } from './schema.ts';
 export { loadConfig, parseConfigText, resolveSecretRef, ConfigError } from './load.ts';
 export type {
@@ -14,6 +14,9 @@ export type {
   LocalPlatformConfig,
   KubernetesPlatformConfig,
   GameConfigSection,
+  BackupsConfig,
+  StorageConfig,
+  RestoreTargetConfig,
 } from './load.ts';
 export { readEnv } from './env.ts';
 export type { GameopsEnv } from './env.ts';

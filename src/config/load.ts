@@ -14,10 +14,24 @@ type ResolvedChannel =
   | (Omit<Extract<Channel, { kind: 'slack' }>, 'webhookUrl'> & { webhookUrl: Secret })
   | (Omit<Extract<Channel, { kind: 'discord' }>, 'webhookUrl'> & { webhookUrl: Secret })
   | (Omit<Extract<Channel, { kind: 'email' }>, 'smtpUrl'> & { smtpUrl: Secret });
-type Storage = NonNullable<ParsedConfig['storage']>;
-type ResolvedStorage =
+type Backups = NonNullable<ParsedConfig['backups']>;
+type Storage = Backups['storage'];
+export type StorageConfig =
   | Extract<Storage, { kind: 'filesystem' }>
   | WithSecret<Extract<Storage, { kind: 's3' }>, 'accessKeyId' | 'secretAccessKey'>;
+type RestoreTarget = Backups['targets'][number];
+/** A restore target with its credentials resolved. */
+export type RestoreTargetConfig = Omit<RestoreTarget, 'mysql' | 'redis'> & {
+  mysql?: WithSecret<NonNullable<RestoreTarget['mysql']>, 'password'>;
+  redis?: WithSecret<NonNullable<RestoreTarget['redis']>, 'password'>;
+};
+/** `backups:` with every secret resolved; storage paths and files paths made absolute. */
+export type BackupsConfig = Omit<Backups, 'storage' | 'encryption' | 'mysql' | 'targets'> & {
+  storage: StorageConfig;
+  encryption: { recipients: string[]; identity?: Secret };
+  mysql: WithSecret<Backups['mysql'], 'password'>;
+  targets: RestoreTargetConfig[];
+};
 
 export type MysqlConfig = WithSecret<NonNullable<ParsedConfig['mysql']>, 'password'>;
 export type RedisConfig = WithSecret<NonNullable<ParsedConfig['redis']>, 'password'>;
@@ -49,7 +63,7 @@ export interface GameopsConfig extends Omit<
   | 'alertmanager'
   | 'prometheus'
   | 'database'
-  | 'storage'
+  | 'backups'
   | 'notifications'
   | 'platform'
   | 'game'
@@ -60,7 +74,7 @@ export interface GameopsConfig extends Omit<
   redis?: RedisConfig;
   alertmanager?: AlertmanagerConfig;
   prometheus?: PrometheusConfig;
-  storage?: ResolvedStorage;
+  backups?: BackupsConfig;
   notifications: { channels: ResolvedChannel[]; allowPrivate: string[] };
   /**
    * gameops's own store: PostgreSQL when `url` is set (always a postgres:// or postgresql:// URL),
@@ -425,7 +439,7 @@ function resolveSecrets(
     redis,
     alertmanager,
     prometheus,
-    storage,
+    backups,
     database,
     notifications,
     platform,
@@ -447,18 +461,7 @@ function resolveSecrets(
     ...(redis ? { redis: { ...redis, password: ref(redis.password, ['redis', 'password']) } } : {}),
     ...(alertmanager ? { alertmanager: httpAuth(alertmanager, 'alertmanager') } : {}),
     ...(prometheus ? { prometheus: httpAuth(prometheus, 'prometheus') } : {}),
-    ...(storage
-      ? {
-          storage:
-            storage.kind === 's3'
-              ? {
-                  ...storage,
-                  accessKeyId: ref(storage.accessKeyId, ['storage', 'accessKeyId']),
-                  secretAccessKey: ref(storage.secretAccessKey, ['storage', 'secretAccessKey']),
-                }
-              : storage,
-        }
-      : {}),
+    ...(backups ? { backups: resolveBackups(backups, cwd, ref) } : {}),
     ...(platform ? { platform: resolvePlatform(platform, cwd, ref) } : {}),
     game: { ...game, opsToken: ref(game.opsToken, ['game', 'opsToken']) },
     notifications: {
@@ -539,4 +542,43 @@ function databaseUrl(
     });
   }
   return { url: secret(text, 'env:DATABASE_URL') };
+}
+
+function resolveBackups(
+  backups: Backups,
+  cwd: string,
+  ref: (value: string | undefined, path: Path) => Secret | undefined,
+): BackupsConfig {
+  const { storage, encryption, mysql, targets, files, ...rest } = backups;
+  return {
+    ...rest,
+    files: { paths: files.paths.map((p) => resolve(cwd, p)) },
+    storage:
+      storage.kind === 's3'
+        ? {
+            ...storage,
+            accessKeyId: ref(storage.accessKeyId, ['backups', 'storage', 'accessKeyId']),
+            secretAccessKey: ref(storage.secretAccessKey, ['backups', 'storage', 'secretAccessKey']),
+          }
+        : { ...storage, path: resolve(cwd, storage.path) },
+    encryption: {
+      recipients: encryption.recipients,
+      ...optional('identity', ref(encryption.identity, ['backups', 'encryption', 'identity'])),
+    },
+    mysql: { ...mysql, password: ref(mysql.password, ['backups', 'mysql', 'password']) },
+    targets: targets.map(({ mysql: tm, redis: tr, ...t }, i) => ({
+      ...t,
+      ...(t.filesRoot === undefined ? {} : { filesRoot: resolve(cwd, t.filesRoot) }),
+      ...(tm
+        ? { mysql: { ...tm, password: ref(tm.password, ['backups', 'targets', i, 'mysql', 'password']) } }
+        : {}),
+      ...(tr
+        ? { redis: { ...tr, password: ref(tr.password, ['backups', 'targets', i, 'redis', 'password']) } }
+        : {}),
+    })),
+  };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }

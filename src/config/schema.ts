@@ -130,16 +130,67 @@ export const prometheusSchema = httpServiceSchema(
   'Base URL, e.g. http://prometheus:9090; no credentials in it.',
 );
 
+const storageClassSchema = z
+  .string()
+  .regex(
+    /^[A-Z][A-Z_]{1,40}$/,
+    'an S3 storage class such as STANDARD, STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE',
+  );
+
 export const storageSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('filesystem'), path: z.string().min(1) }),
+  z.strictObject({
+    kind: z.literal('filesystem'),
+    path: z.string().min(1).describe('Directory holding the backup sets (created 0700 when missing).'),
+  }),
   z.strictObject({
     kind: z.literal('s3'),
-    bucket: z.string().min(3),
-    prefix: z.string().default(''),
-    endpoint: httpUrl('accessKeyId and secretAccessKey (env:NAME)').optional(),
+    bucket: z.string().min(3).max(63),
+    prefix: z
+      .string()
+      .regex(
+        /^([A-Za-z0-9][A-Za-z0-9._-]*\/)*$/,
+        'empty, or path segments each ending in "/", e.g. "gameops/"',
+      )
+      .default('')
+      .describe('Key prefix of every object, e.g. "gameops/".'),
+    endpoint: httpUrl('accessKeyId and secretAccessKey (env:NAME)')
+      .optional()
+      .describe('An S3-compatible endpoint (MinIO, Ceph, R2...); default: AWS for `region`.'),
     region: z.string().default('us-east-1'),
-    accessKeyId: secretRefSchema.optional(),
+    forcePathStyle: z.boolean().default(false).describe('Path-style URLs (most S3-compatible servers).'),
+    accessKeyId: secretRefSchema.optional().describe('Default: the AWS SDK credential chain.'),
     secretAccessKey: secretRefSchema.optional(),
+    storageClass: z
+      .strictObject({
+        default: storageClassSchema.optional(),
+        mysql: storageClassSchema.optional(),
+        redis: storageClassSchema.optional(),
+        kubernetes: storageClassSchema.optional(),
+        files: storageClassSchema.optional(),
+      })
+      .prefault({})
+      .describe('Storage class per component, e.g. mysql: GLACIER_IR, files: DEEP_ARCHIVE.'),
+    serverSideEncryption: z
+      .discriminatedUnion('kind', [
+        z.strictObject({ kind: z.literal('AES256') }),
+        z.strictObject({ kind: z.literal('aws:kms'), kmsKeyId: z.string().min(1).optional() }),
+      ])
+      .optional()
+      .describe('Server-side encryption on top of the client-side age encryption.'),
+    objectLock: z
+      .strictObject({
+        mode: z.enum(['GOVERNANCE', 'COMPLIANCE']).default('GOVERNANCE'),
+        days: z.number().int().min(1).max(3650),
+      })
+      .optional()
+      .describe('Object Lock retention on every object (the bucket must have Object Lock enabled).'),
+    partSize: z
+      .number()
+      .int()
+      .min(5 * 1024 * 1024)
+      .max(512 * 1024 * 1024)
+      .default(16 * 1024 * 1024)
+      .describe('Multipart part size in bytes (5 MiB to 512 MiB).'),
   }),
 ]);
 
@@ -778,6 +829,118 @@ export const alertsSchema = z
   })
   .prefault({});
 
+const ageRecipientSchema = z
+  .string()
+  .regex(/^age1[02-9ac-hj-np-z]{58}$/, 'an age X25519 recipient: "age1" followed by 58 bech32 characters');
+
+const restoreTargetSchema = z.strictObject({
+  name: idSchema.describe('e.g. staging.'),
+  mysql: mysqlSchema.optional().describe('Where MySQL is restored (default: the configured mysql).'),
+  redis: redisSchema.optional().describe('Where Redis is restored (default: the configured redis).'),
+  filesRoot: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Files are restored under this directory instead of their original paths.'),
+});
+
+export const backupsSchema = z
+  .strictObject({
+    storage: storageSchema,
+    encryption: z
+      .strictObject({
+        recipients: z
+          .array(ageRecipientSchema)
+          .min(1, 'at least one age recipient (age-keygen -y key.txt prints it)')
+          .describe('age recipients every object is encrypted to; `age -d -i key.txt` decrypts.'),
+        identity: secretRefSchema
+          .optional()
+          .describe(
+            'An age identity (AGE-SECRET-KEY-1...) as file:/path (age-keygen output) or env:NAME: needed by verify, drill and restore, never by create.',
+          ),
+      })
+      .describe('Client-side encryption (age, X25519); Secrets are never stored without it.'),
+    compressionLevel: z.number().int().min(1).max(19).default(3).describe('zstd level, 1 to 19.'),
+    mysql: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        user: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'A backup user (default: mysql.user): SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS.',
+          ),
+        password: secretRefSchema.optional(),
+        databases: z
+          .array(z.string().regex(/^[A-Za-z0-9_$]{1,64}$/, 'a database name: letters, digits, "_" and "$"'))
+          .min(1)
+          .optional()
+          .describe('Databases in the set (default: [mysql.database]).'),
+        parallel: z.number().int().min(1).max(16).default(2).describe('Parallel loaders on restore.'),
+        chunkBytes: z
+          .number()
+          .int()
+          .min(1024 * 1024)
+          .max(1024 * 1024 * 1024)
+          .default(64 * 1024 * 1024)
+          .describe(
+            'A table is split into objects of about this many dump bytes (restore loads them in parallel).',
+          ),
+        lockWaitTimeout: boundedDuration(1000, 10 * MINUTE_MS, '1s and 10m')
+          .prefault('10s')
+          .describe(
+            'How long the brief global read lock that aligns snapshots may wait before the backup fails.',
+          ),
+      })
+      .prefault({}),
+    redis: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        samples: z.number().int().min(0).max(10_000).default(100).describe('Keys sampled for drills.'),
+      })
+      .prefault({}),
+    kubernetes: z
+      .strictObject({ enabled: z.boolean().default(true) })
+      .prefault({})
+      .describe('ConfigMaps and Secrets of the namespace (the game config file on the local platform).'),
+    files: z
+      .strictObject({
+        paths: z
+          .array(z.string().min(1))
+          .default([])
+          .describe('Files and directories in the set (absolute, or relative to where gameops runs).'),
+      })
+      .prefault({}),
+    retention: z
+      .strictObject({
+        keepDays: z.number().int().min(0).max(3650).default(30).describe('Keep every set younger than this.'),
+        daily: z.number().int().min(0).max(3650).default(7),
+        weekly: z.number().int().min(0).max(520).default(4),
+        monthly: z.number().int().min(0).max(120).default(12),
+        minVerified: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(3)
+          .describe('Never fewer verified sets than this (and never the newest verified set).'),
+      })
+      .prefault({}),
+    restorable: z
+      .strictObject({
+        warnAfter: boundedDuration(MINUTE_MS, 365 * DAY_MS, '1m and 365d').prefault('8d'),
+        failAfter: boundedDuration(MINUTE_MS, 365 * DAY_MS, '1m and 365d').prefault('31d'),
+      })
+      .prefault({})
+      .describe('The daily check warns or fails when a component was last proven restorable this long ago.'),
+    targets: z
+      .array(restoreTargetSchema)
+      .default([])
+      .describe('Restore targets other than the original, e.g. a staging clone.'),
+  })
+  .describe('Backup sets (runbook §5): storage, encryption, components, retention and restore targets.');
+
 export const configSchema = z
   .strictObject({
     service: z
@@ -810,7 +973,7 @@ export const configSchema = z
     redis: redisSchema.optional(),
     alertmanager: alertmanagerSchema.optional(),
     prometheus: prometheusSchema.optional(),
-    storage: storageSchema.optional(),
+    backups: backupsSchema.optional(),
     platform: platformSchema.optional().describe('Where the game servers run.'),
     game: gameSchema,
     runbooks: runbooksSchema,
