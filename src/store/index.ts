@@ -26,3 +26,4 @@ export type {
   StoredRun,
   StoredStep,
 } from './runs.ts';
+export type { BackupRepo, BackupSetRecord, BackupState, BeginBackupInput } from './backups.ts';

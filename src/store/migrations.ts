@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 import { alertsMigration } from './alerts.ts';
+import { backupsMigration } from './backups.ts';
 import { incidentsMigration } from './incidents.ts';
 import { oncallMigration } from './oncall.ts';
 
@@ -188,6 +189,7 @@ const migrations: Record<string, Migration> = {
   '004_incidents': incidentsMigration,
   '005_oncall': oncallMigration,
   '006_alerts': alertsMigration,
+  '007_backups': backupsMigration,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

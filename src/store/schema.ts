@@ -1,5 +1,6 @@
 import type { Generated } from 'kysely';
 import type { AlertTables } from './alerts.ts';
+import type { BackupTables } from './backups.ts';
 import type { IncidentTables } from './incidents.ts';
 import type { OncallTables } from './oncall.ts';
 
@@ -147,7 +148,7 @@ export interface ScheduleFiresTable {
 }
 
 /** Every table; the incident-response domains (issue #5) declare theirs beside their repos. */
-export interface StoreDatabase extends IncidentTables, OncallTables, AlertTables {
+export interface StoreDatabase extends IncidentTables, OncallTables, AlertTables, BackupTables {
   check_runs: CheckRunsTable;
   runs: RunsTable;
   run_steps: RunStepsTable;

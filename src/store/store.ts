@@ -9,6 +9,7 @@ import {
   systemClock,
 } from '../core/index.ts';
 import { type AlertRepo, createAlertRepo } from './alerts.ts';
+import { type BackupRepo, createBackupRepo } from './backups.ts';
 import { type AuditRepo, createAuditRepo } from './audit.ts';
 import { type IncidentRepo, createIncidentRepo } from './incidents.ts';
 import { type OncallRepo, createOncallRepo } from './oncall.ts';
@@ -56,6 +57,8 @@ export interface Store {
   oncall: OncallRepo;
   /** Alert intake: alerts by (fingerprint, startsAt), suppression windows, heartbeats. */
   alerts: AlertRepo;
+  /** The backup catalog: sets, their state, verification and drills; the backup lock. */
+  backups: BackupRepo;
   /** Resolves when the database answers. @throws UnavailableError otherwise. */
   ping(): Promise<void>;
   /** Closes the database and releases the data-directory lock. Safe to call twice. */
@@ -126,6 +129,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     incidents: createIncidentRepo(db, call, options.clock ?? systemClock),
     oncall: createOncallRepo(db, call, options.clock ?? systemClock),
     alerts: createAlertRepo(db, call, options.clock ?? systemClock),
+    backups: createBackupRepo(db, call, options.clock ?? systemClock),
     ping: () =>
       call('ping', async () => {
         await sql`select 1`.execute(db);

@@ -1,0 +1,609 @@
+import { type Kysely, type Selectable, sql } from 'kysely';
+import type { Migration } from 'kysely/migration';
+import { type Clock, ConflictError, NotFoundError } from '../core/index.ts';
+import type { Actor } from '../runbooks/model.ts';
+import { appendAudit } from './audit.ts';
+import type { StoreCall } from './check-runs.ts';
+import type { StoreDatabase } from './schema.ts';
+
+/**
+ * The backup catalog (src/backups): one row per backup set, its state and what was proven about it, and
+ * per component the newest set a drill restored successfully ("last verified restorable").
+ *
+ * - `backup_sets`: a set is `running` while a process holds the backup lock for it, then `complete`
+ *   (its manifest is stored), `failed` or `pruned`. For a failed set, `objects` lists the keys written
+ *   and not yet removed, the only objects prune may delete for it.
+ * - `backup_lock`: one row; a conditional update takes it, so two backups never interleave (on SQLite
+ *   and PostgreSQL alike). A lock whose lease ran out (the process died) is taken over and its set
+ *   marked failed.
+ * - `backup_restorable`: per component, the set and time of the last successful drill or restore check.
+ */
+export interface BackupTables {
+  backup_sets: BackupSetsTable;
+  backup_lock: BackupLockTable;
+  backup_restorable: BackupRestorableTable;
+}
+
+export interface BackupSetsTable {
+  id: string;
+  service: string;
+  environment: string;
+  /** `running`, `complete`, `failed` or `pruned`. */
+  state: string;
+  /** JSON array of the component kinds in the set. */
+  components: string;
+  /** Where it is stored (the storage's description, no credentials). */
+  storage: string;
+  /** JSON Actor. */
+  requested_by: string;
+  created_at: string;
+  updated_at: string;
+  completed_at: string | null;
+  size_bytes: number;
+  object_count: number;
+  manifest_key: string | null;
+  manifest_sha256: string | null;
+  error: string | null;
+  /** JSON array of storage keys written but not covered by a manifest (a failed set's leftovers). */
+  objects: string;
+  /** JSON progress snapshot while running. */
+  progress: string | null;
+  verified_at: string | null;
+  verify_ok: number | null;
+  verify_error: string | null;
+  drilled_at: string | null;
+  drill_ok: number | null;
+  /** JSON drill report. */
+  drill_report: string | null;
+  pruned_at: string | null;
+}
+
+export interface BackupLockTable {
+  name: string;
+  set_id: string | null;
+  holder: string | null;
+  expires_at: string | null;
+}
+
+export interface BackupRestorableTable {
+  component: string;
+  set_id: string;
+  at: string;
+  /** The runbook run (drill) that proved it, when there was one. */
+  run_id: string | null;
+}
+
+export const backupsMigration: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('backup_sets')
+      .addColumn('id', 'text', (col) => col.primaryKey())
+      .addColumn('service', 'text', (col) => col.notNull())
+      .addColumn('environment', 'text', (col) => col.notNull())
+      .addColumn('state', 'text', (col) => col.notNull())
+      .addColumn('components', 'text', (col) => col.notNull())
+      .addColumn('storage', 'text', (col) => col.notNull())
+      .addColumn('requested_by', 'text', (col) => col.notNull())
+      .addColumn('created_at', 'text', (col) => col.notNull())
+      .addColumn('updated_at', 'text', (col) => col.notNull())
+      .addColumn('completed_at', 'text')
+      .addColumn('size_bytes', 'bigint', (col) => col.notNull().defaultTo(0))
+      .addColumn('object_count', 'integer', (col) => col.notNull().defaultTo(0))
+      .addColumn('manifest_key', 'text')
+      .addColumn('manifest_sha256', 'text')
+      .addColumn('error', 'text')
+      .addColumn('objects', 'text', (col) => col.notNull().defaultTo('[]'))
+      .addColumn('progress', 'text')
+      .addColumn('verified_at', 'text')
+      .addColumn('verify_ok', 'integer')
+      .addColumn('verify_error', 'text')
+      .addColumn('drilled_at', 'text')
+      .addColumn('drill_ok', 'integer')
+      .addColumn('drill_report', 'text')
+      .addColumn('pruned_at', 'text')
+      .execute();
+    await db.schema
+      .createIndex('backup_sets_scope_created_idx')
+      .on('backup_sets')
+      .columns(['service', 'environment', 'created_at'])
+      .execute();
+    await db.schema
+      .createTable('backup_lock')
+      .addColumn('name', 'text', (col) => col.primaryKey())
+      .addColumn('set_id', 'text')
+      .addColumn('holder', 'text')
+      .addColumn('expires_at', 'text')
+      .execute();
+    await db.schema
+      .createTable('backup_restorable')
+      .addColumn('component', 'text', (col) => col.primaryKey())
+      .addColumn('set_id', 'text', (col) => col.notNull())
+      .addColumn('at', 'text', (col) => col.notNull())
+      .addColumn('run_id', 'text')
+      .execute();
+    await sql`insert into backup_lock (name) values ('backup')`.execute(db);
+  },
+};
+
+export type BackupState = 'running' | 'complete' | 'failed' | 'pruned';
+
+export interface BackupSetRecord {
+  id: string;
+  service: string;
+  environment: string;
+  state: BackupState;
+  components: string[];
+  storage: string;
+  requestedBy: Actor;
+  createdAt: string;
+  updatedAt: string;
+  completedAt: string | null;
+  sizeBytes: number;
+  objectCount: number;
+  manifestKey: string | null;
+  manifestSha256: string | null;
+  error: string | null;
+  /** Keys written and not covered by a manifest (a failed set's leftovers). */
+  objects: string[];
+  progress: unknown;
+  verifiedAt: string | null;
+  verifyOk: boolean | null;
+  verifyError: string | null;
+  drilledAt: string | null;
+  drillOk: boolean | null;
+  drillReport: unknown;
+  prunedAt: string | null;
+}
+
+export interface BeginBackupInput {
+  id: string;
+  service: string;
+  environment: string;
+  components: string[];
+  storage: string;
+  by: Actor;
+  /** Who holds the lock (process id and host), for the message another backup gets. */
+  holder: string;
+  leaseMs: number;
+}
+
+export interface BackupRepo {
+  /**
+   * Takes the backup lock and records a `running` set. A lock whose lease ran out is taken over and its
+   * set marked failed ("abandoned").
+   * @throws ConflictError naming the running set when another backup holds the lock.
+   */
+  begin(input: BeginBackupInput): Promise<BackupSetRecord>;
+  /** Extends the lease and stores progress. @returns false when the lock is no longer this holder's. */
+  renew(id: string, holder: string, leaseMs: number, progress?: unknown): Promise<boolean>;
+  /** Records the keys written so far (so a crash leaves a list of leftovers). */
+  noteObjects(id: string, keys: readonly string[]): Promise<void>;
+  /** Marks the set complete (its manifest is stored) and releases the lock. */
+  complete(
+    id: string,
+    holder: string,
+    result: { sizeBytes: number; objectCount: number; manifestKey: string; manifestSha256: string },
+  ): Promise<BackupSetRecord>;
+  /** Marks the set failed with the keys left behind, and releases the lock if held for it. */
+  fail(id: string, result: { error: string; leftovers: readonly string[] }): Promise<BackupSetRecord>;
+  recordVerify(id: string, result: { ok: boolean; error: string | null; by: Actor }): Promise<void>;
+  /** Records a drill; every component in `restorable` becomes "last verified restorable" with this set. */
+  recordDrill(
+    id: string,
+    result: {
+      ok: boolean;
+      report: unknown;
+      restorable: readonly string[];
+      by: Actor;
+      runId?: string | undefined;
+    },
+  ): Promise<void>;
+  /** Per component, the newest set proven restorable. */
+  restorable(): Promise<Array<{ component: string; setId: string; at: string; runId: string | null }>>;
+  /** Marks a set pruned (its manifest is gone) or forgets a failed set's leftovers that were deleted. */
+  markPruned(id: string, by: Actor, removed: readonly string[]): Promise<void>;
+  /** Writes one audit record about a set (restore started, restore done...). */
+  audit(id: string, by: Actor, action: string, data: Record<string, unknown>): Promise<void>;
+  get(id: string): Promise<BackupSetRecord | undefined>;
+  /** Newest first, this service and environment only. */
+  list(
+    scope: { service: string; environment: string },
+    options?: { limit?: number },
+  ): Promise<BackupSetRecord[]>;
+}
+
+type Row = Selectable<BackupSetsTable>;
+
+function parseJson<T>(text: string | null, fallback: T): T {
+  if (text === null) return fallback;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+function toRecord(row: Row): BackupSetRecord {
+  return {
+    id: row.id,
+    service: row.service,
+    environment: row.environment,
+    state: row.state as BackupState,
+    components: parseJson<string[]>(row.components, []),
+    storage: row.storage,
+    requestedBy: parseJson<Actor>(row.requested_by, { kind: 'system', id: 'unknown' } as unknown as Actor),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    completedAt: row.completed_at,
+    sizeBytes: Number(row.size_bytes),
+    objectCount: Number(row.object_count),
+    manifestKey: row.manifest_key,
+    manifestSha256: row.manifest_sha256,
+    error: row.error,
+    objects: parseJson<string[]>(row.objects, []),
+    progress: parseJson<unknown>(row.progress, null),
+    verifiedAt: row.verified_at,
+    verifyOk: row.verify_ok === null ? null : Number(row.verify_ok) === 1,
+    verifyError: row.verify_error,
+    drilledAt: row.drilled_at,
+    drillOk: row.drill_ok === null ? null : Number(row.drill_ok) === 1,
+    drillReport: parseJson<unknown>(row.drill_report, null),
+    prunedAt: row.pruned_at,
+  };
+}
+
+const LOCK = 'backup';
+
+export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clock: Clock): BackupRepo {
+  const now = () => clock.now();
+  const releaseFor = (tx: Kysely<StoreDatabase>, id: string) =>
+    tx
+      .updateTable('backup_lock')
+      .set({ set_id: null, holder: null, expires_at: null })
+      .where('name', '=', LOCK)
+      .where('set_id', '=', id)
+      .execute();
+  return {
+    begin(input) {
+      return call(`starting backup ${input.id}`, () =>
+        db.transaction().execute(async (tx) => {
+          const at = now();
+          const iso = at.toISOString();
+          const lock = await tx
+            .selectFrom('backup_lock')
+            .selectAll()
+            .where('name', '=', LOCK)
+            .executeTakeFirstOrThrow();
+          if (lock.set_id !== null && lock.expires_at !== null && lock.expires_at > iso)
+            throw new ConflictError(
+              `backup ${lock.set_id} is running (held by ${lock.holder ?? 'another process'}); a second backup would interleave with it, so it was not started`,
+              { details: { running: lock.set_id } },
+            );
+          const taken = await tx
+            .updateTable('backup_lock')
+            .set({
+              set_id: input.id,
+              holder: input.holder,
+              expires_at: new Date(at.getTime() + input.leaseMs).toISOString(),
+            })
+            .where('name', '=', LOCK)
+            .where((eb) =>
+              eb.or([
+                eb('set_id', 'is', null),
+                eb('expires_at', 'is', null),
+                eb('expires_at', '<=', iso),
+                // The row as read above: a concurrent taker changes set_id, so this update misses.
+              ]),
+            )
+            .where('set_id', lock.set_id === null ? 'is' : '=', lock.set_id)
+            .executeTakeFirst();
+          if (Number(taken.numUpdatedRows) !== 1)
+            throw new ConflictError('another backup started at the same moment; this one was not started');
+          if (lock.set_id !== null) {
+            await tx
+              .updateTable('backup_sets')
+              .set({
+                state: 'failed',
+                error: `abandoned: the process taking it (${lock.holder ?? 'unknown'}) stopped renewing its lock`,
+                updated_at: iso,
+              })
+              .where('id', '=', lock.set_id)
+              .where('state', '=', 'running')
+              .execute();
+          }
+          await tx
+            .insertInto('backup_sets')
+            .values({
+              id: input.id,
+              service: input.service,
+              environment: input.environment,
+              state: 'running',
+              components: JSON.stringify(input.components),
+              storage: input.storage,
+              requested_by: JSON.stringify(input.by),
+              created_at: iso,
+              updated_at: iso,
+              completed_at: null,
+              size_bytes: 0,
+              object_count: 0,
+              manifest_key: null,
+              manifest_sha256: null,
+              error: null,
+              objects: '[]',
+              progress: null,
+              verified_at: null,
+              verify_ok: null,
+              verify_error: null,
+              drilled_at: null,
+              drill_ok: null,
+              drill_report: null,
+              pruned_at: null,
+            })
+            .execute();
+          await appendAudit(
+            tx,
+            {
+              actor: input.by,
+              action: 'backup.start',
+              target: `backup:${input.id}`,
+              data: { components: input.components, storage: input.storage },
+            },
+            at,
+          );
+          const row = await tx
+            .selectFrom('backup_sets')
+            .selectAll()
+            .where('id', '=', input.id)
+            .executeTakeFirstOrThrow();
+          return toRecord(row);
+        }),
+      );
+    },
+    renew(id, holder, leaseMs, progress) {
+      return call(`renewing the lock of backup ${id}`, async () => {
+        const at = now();
+        const result = await db
+          .updateTable('backup_lock')
+          .set({ expires_at: new Date(at.getTime() + leaseMs).toISOString() })
+          .where('name', '=', LOCK)
+          .where('set_id', '=', id)
+          .where('holder', '=', holder)
+          .executeTakeFirst();
+        if (progress !== undefined)
+          await db
+            .updateTable('backup_sets')
+            .set({ progress: JSON.stringify(progress), updated_at: at.toISOString() })
+            .where('id', '=', id)
+            .execute();
+        return Number(result.numUpdatedRows) === 1;
+      });
+    },
+    noteObjects(id, keys) {
+      return call(`recording the objects of backup ${id}`, async () => {
+        await db
+          .updateTable('backup_sets')
+          .set({ objects: JSON.stringify(keys), object_count: keys.length, updated_at: now().toISOString() })
+          .where('id', '=', id)
+          .execute();
+      });
+    },
+    complete(id, holder, result) {
+      return call(`completing backup ${id}`, () =>
+        db.transaction().execute(async (tx) => {
+          const at = now();
+          const iso = at.toISOString();
+          const lock = await tx
+            .selectFrom('backup_lock')
+            .selectAll()
+            .where('name', '=', LOCK)
+            .executeTakeFirstOrThrow();
+          if (lock.set_id !== id || lock.holder !== holder)
+            throw new ConflictError(
+              `backup ${id} lost its lock (its lease ran out and ${lock.set_id ?? 'nothing'} holds it now); it is not marked complete`,
+            );
+          const updated = await tx
+            .updateTable('backup_sets')
+            .set({
+              state: 'complete',
+              completed_at: iso,
+              updated_at: iso,
+              size_bytes: result.sizeBytes,
+              object_count: result.objectCount,
+              manifest_key: result.manifestKey,
+              manifest_sha256: result.manifestSha256,
+              objects: '[]',
+              progress: null,
+            })
+            .where('id', '=', id)
+            .where('state', '=', 'running')
+            .executeTakeFirst();
+          if (Number(updated.numUpdatedRows) !== 1)
+            throw new ConflictError(`backup ${id} is no longer running; it is not marked complete`);
+          await releaseFor(tx, id);
+          const record = toRecord(
+            await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
+          );
+          await appendAudit(
+            tx,
+            {
+              actor: record.requestedBy,
+              action: 'backup.complete',
+              target: `backup:${id}`,
+              data: {
+                sizeBytes: result.sizeBytes,
+                objects: result.objectCount,
+                manifestSha256: result.manifestSha256,
+              },
+            },
+            at,
+          );
+          return record;
+        }),
+      );
+    },
+    fail(id, result) {
+      return call(`marking backup ${id} failed`, () =>
+        db.transaction().execute(async (tx) => {
+          const at = now();
+          const iso = at.toISOString();
+          await tx
+            .updateTable('backup_sets')
+            .set({
+              state: 'failed',
+              error: result.error,
+              objects: JSON.stringify(result.leftovers),
+              updated_at: iso,
+              progress: null,
+            })
+            .where('id', '=', id)
+            .where('state', 'in', ['running', 'failed'])
+            .execute();
+          await releaseFor(tx, id);
+          const record = toRecord(
+            await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
+          );
+          await appendAudit(
+            tx,
+            {
+              actor: record.requestedBy,
+              action: 'backup.fail',
+              target: `backup:${id}`,
+              data: { error: result.error, leftovers: result.leftovers.length },
+            },
+            at,
+          );
+          return record;
+        }),
+      );
+    },
+    recordVerify(id, result) {
+      return call(`recording the verification of backup ${id}`, () =>
+        db.transaction().execute(async (tx) => {
+          const at = now();
+          await tx
+            .updateTable('backup_sets')
+            .set({
+              verified_at: at.toISOString(),
+              verify_ok: result.ok ? 1 : 0,
+              verify_error: result.error,
+              updated_at: at.toISOString(),
+            })
+            .where('id', '=', id)
+            .execute();
+          await appendAudit(
+            tx,
+            {
+              actor: result.by,
+              action: 'backup.verify',
+              target: `backup:${id}`,
+              data: { ok: result.ok, ...(result.error ? { error: result.error } : {}) },
+            },
+            at,
+          );
+        }),
+      );
+    },
+    recordDrill(id, result) {
+      return call(`recording the drill of backup ${id}`, () =>
+        db.transaction().execute(async (tx) => {
+          const at = now();
+          const iso = at.toISOString();
+          await tx
+            .updateTable('backup_sets')
+            .set({
+              drilled_at: iso,
+              drill_ok: result.ok ? 1 : 0,
+              drill_report: JSON.stringify(result.report),
+              updated_at: iso,
+            })
+            .where('id', '=', id)
+            .execute();
+          for (const component of result.restorable) {
+            await tx.deleteFrom('backup_restorable').where('component', '=', component).execute();
+            await tx
+              .insertInto('backup_restorable')
+              .values({ component, set_id: id, at: iso, run_id: result.runId ?? null })
+              .execute();
+          }
+          await appendAudit(
+            tx,
+            {
+              actor: result.by,
+              action: 'backup.drill',
+              target: `backup:${id}`,
+              data: {
+                ok: result.ok,
+                restorable: result.restorable,
+                ...(result.runId ? { runId: result.runId } : {}),
+              },
+            },
+            at,
+          );
+        }),
+      );
+    },
+    restorable() {
+      return call('reading last verified restorable', async () => {
+        const rows = await db.selectFrom('backup_restorable').selectAll().orderBy('component').execute();
+        return rows.map((r) => ({ component: r.component, setId: r.set_id, at: r.at, runId: r.run_id }));
+      });
+    },
+    markPruned(id, by, removed) {
+      return call(`marking backup ${id} pruned`, () =>
+        db.transaction().execute(async (tx) => {
+          const at = now();
+          const iso = at.toISOString();
+          const row = await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirst();
+          if (!row) throw new NotFoundError(`no backup set ${id}`);
+          const record = toRecord(row);
+          const left = record.objects.filter((k) => !removed.includes(k));
+          await tx
+            .updateTable('backup_sets')
+            .set({
+              ...(record.state === 'complete' ? { state: 'pruned', pruned_at: iso } : {}),
+              ...(record.state === 'failed' && left.length === 0 ? { state: 'pruned', pruned_at: iso } : {}),
+              objects: JSON.stringify(left),
+              updated_at: iso,
+            })
+            .where('id', '=', id)
+            .execute();
+          await appendAudit(
+            tx,
+            {
+              actor: by,
+              action: 'backup.prune',
+              target: `backup:${id}`,
+              data: { objects: removed.length, was: record.state },
+            },
+            at,
+          );
+        }),
+      );
+    },
+    audit(id, by, action, data) {
+      return call(`auditing backup ${id}`, async () => {
+        await appendAudit(db, { actor: by, action, target: `backup:${id}`, data }, now());
+      });
+    },
+    get(id) {
+      return call(`reading backup ${id}`, async () => {
+        const row = await db.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirst();
+        return row ? toRecord(row) : undefined;
+      });
+    },
+    list(scope, options = {}) {
+      return call('listing backups', async () => {
+        const rows = await db
+          .selectFrom('backup_sets')
+          .selectAll()
+          .where('service', '=', scope.service)
+          .where('environment', '=', scope.environment)
+          .orderBy('created_at', 'desc')
+          .orderBy('id', 'desc')
+          .limit(options.limit ?? 500)
+          .execute();
+        return rows.map(toRecord);
+      });
+    },
+  };
+}
