@@ -1,5 +1,6 @@
 /**
  * Finds the server binaries the harness runs (MariaDB, Redis, PostgreSQL, Alertmanager, Prometheus) and
+ * the tools tests check interoperability with (`age`, which operators decrypt backups with), and
  * installs the missing ones on Debian/Ubuntu when running as root. Tests never skip because a server is
  * absent: either it gets installed or the run fails with the exact packages to install.
  *
@@ -22,6 +23,10 @@ export interface ServerBinaries {
   postgresBinDir: string;
   alertmanager: string;
   prometheus: string;
+  /** The standard `age` CLI (decrypts backup objects in interop tests). */
+  age: string;
+  /** `age-keygen`, from the same package (writes the identity files operators use). */
+  ageKeygen: string;
 }
 
 /** A server program that was not found, and the Debian/Ubuntu package that provides it. */
@@ -86,6 +91,8 @@ export function findServerBinaries(): { found: Partial<ServerBinaries>; missing:
     // Debian names the upstream `alertmanager` binary prometheus-alertmanager.
     alertmanager: which('prometheus-alertmanager', 'alertmanager'),
     prometheus: which('prometheus'),
+    age: which('age'),
+    ageKeygen: which('age-keygen'),
   };
   const missing: MissingServer[] = [];
   if (found.mariadbd === undefined || found.mariadbInstallDb === undefined) {
@@ -100,6 +107,9 @@ export function findServerBinaries(): { found: Partial<ServerBinaries>; missing:
     missing.push({ program: 'prometheus-alertmanager', debianPackage: 'prometheus-alertmanager' });
   }
   if (found.prometheus === undefined) missing.push({ program: 'prometheus', debianPackage: 'prometheus' });
+  if (found.age === undefined || found.ageKeygen === undefined) {
+    missing.push({ program: 'age and age-keygen', debianPackage: 'age' });
+  }
   return { found, missing };
 }
 
