@@ -122,6 +122,7 @@ export async function shutdown(resources: Resources): Promise<void> {
   if (resources.ops || resources.opsOpening) await (await import('./ops.ts')).closeOps(resources);
   if (resources.engine || resources.engineOpening)
     await (await import('./runbooks.ts')).closeRunbooks(resources);
+  await (await import('./backups.ts')).closeBackups(resources);
   resources.store = undefined;
   resources.fleet = undefined;
   resources.fleetOpening = undefined;

@@ -5,6 +5,7 @@
  */
 import { ConflictError } from '../../core/index.ts';
 import type { ActionDefinition, Catalog, CheckDefinition } from '../model.ts';
+import { backupActions } from './backup.ts';
 import { checkActions, dailyCheckDefinitions } from './checks.ts';
 import { fleetActions, fleetChecks } from './fleet.ts';
 import { genericActions } from './generic.ts';
@@ -30,6 +31,7 @@ export function createCatalog(
     ...prometheusActions,
     ...checkActions,
     ...notifyActions,
+    ...backupActions,
     ...(extra.actions ?? []),
   ];
   for (const action of all) {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Resources } from '../../app/bootstrap.ts';
+import type { BackupService } from '../../backups/service.ts';
 import { openFleet } from '../../app/fleet.ts';
 import type { Logger } from '../../app/log.ts';
 import type { GameopsConfig, MysqlConfig } from '../../config/index.ts';
@@ -39,6 +40,8 @@ export interface RunbookServices {
   /** Where a run's artefacts (profiles, heap snapshots) are kept: `<artefactDir>/runs/<runId>`. */
   artefactDir(runId: string): string;
   readonly notifier: Notifier;
+  /** The backup service (src/app/backups.ts). @throws InputError when `backups` is not configured. */
+  backups(): Promise<BackupService>;
   /** Refuses further use; the fleet itself is released by the application's shutdown. */
   close(): Promise<void>;
 }
@@ -87,6 +90,10 @@ export function createRunbookServices(resources: Resources): RunbookServices {
       return join(root, 'runs', runId);
     },
     notifier,
+    async backups() {
+      open('backups');
+      return (await import('../../app/backups.ts')).openBackups(resources);
+    },
     async close() {
       closed = true;
       await Promise.resolve();

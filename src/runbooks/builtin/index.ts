@@ -1,13 +1,23 @@
-/** The built-in runbooks: the daily check (§1.1) and the troubleshooting runbooks (§3). */
+/** The built-in runbooks: the daily check (§1.1), the troubleshooting runbooks (§3) and backups (§5). */
 import type { RunbookInput } from '../input.ts';
+import { backupDrillRunbook, backupRestoreRunbook, backupRunbook } from './backup.ts';
 import { dailyCheckRunbook } from './daily-check.ts';
 import { highCpuRunbook } from './high-cpu.ts';
 import { memoryLeakRunbook } from './memory-leak.ts';
 import { slowQueriesRunbook } from './slow-queries.ts';
 
+export { backupDrillRunbook, backupRestoreRunbook, backupRunbook };
 export { dailyCheckRunbook, highCpuRunbook, memoryLeakRunbook, slowQueriesRunbook };
 
 /** Every built-in runbook as written; compile each with `compileRunbook(input, catalog, { kind: 'builtin' })`. */
 export function builtinRunbooks(): RunbookInput[] {
-  return [dailyCheckRunbook(), highCpuRunbook(), memoryLeakRunbook(), slowQueriesRunbook()];
+  return [
+    dailyCheckRunbook(),
+    highCpuRunbook(),
+    memoryLeakRunbook(),
+    slowQueriesRunbook(),
+    backupRunbook(),
+    backupDrillRunbook(),
+    backupRestoreRunbook(),
+  ];
 }

@@ -1,0 +1,158 @@
+import type { Gauge } from 'prom-client';
+import { errorMessage, UnavailableError } from '../core/index.ts';
+import type { BackupService } from '../backups/service.ts';
+import type { BackupSetRecord } from '../store/index.ts';
+import type { Resources } from './bootstrap.ts';
+import { openFleet } from './fleet.ts';
+
+/**
+ * Backups (runbook §5) of this process: one BackupService per resources bag, created on first use over
+ * the process's store, with the platform's config component on the configured platform (the fleet's
+ * platform, shared with the rest of the process) and a failed backup told to people (a notification to
+ * `incidents.notices.stakeholders`, else `oncall.defaultContacts`), to the log and to Prometheus.
+ * `shutdown` closes it (the storage's connections).
+ */
+const services = new WeakMap<Resources, Promise<BackupService>>();
+const gauges = new WeakMap<object, { success: Gauge; failure: Gauge }>();
+
+/**
+ * The backup service of these resources, opened on first use and shared by the runbook actions, the API
+ * and the daily check.
+ * @throws InputError when `backups` is not configured; UnavailableError when there is no store.
+ */
+export async function openBackups(resources: Resources): Promise<BackupService> {
+  let opening = services.get(resources);
+  if (!opening) {
+    opening = createFor(resources);
+    services.set(resources, opening);
+    opening.catch(() => services.delete(resources));
+  }
+  return opening;
+}
+
+/** Closes the service of `openBackups` (its storage), if one was opened. Never throws. */
+export async function closeBackups(resources: Resources): Promise<void> {
+  const opening = services.get(resources);
+  services.delete(resources);
+  if (!opening) return;
+  try {
+    await (await opening).close();
+  } catch (err) {
+    resources.log.warn({ err: errorMessage(err) }, 'closing the backup storage failed');
+  }
+}
+
+/** Whether `openBackups` opened a service for these resources (shutdown closes it then). */
+export function backupsOpened(resources: Resources): boolean {
+  return services.has(resources);
+}
+
+/** The channels a failed backup is told to: the stakeholder notices' channels, else on-call's defaults. */
+export function failureChannels(resources: Pick<Resources, 'config'>): string[] {
+  const { incidents, oncall } = resources.config;
+  return incidents.notices.stakeholders.length > 0 ? incidents.notices.stakeholders : oncall.defaultContacts;
+}
+
+async function createFor(resources: Resources): Promise<BackupService> {
+  const { config, clock, log } = resources;
+  const store = resources.store;
+  if (!store)
+    throw new UnavailableError(
+      `backups need the store (the catalog of sets) and it is not open: ${resources.storeProblem ?? 'no config file was found (see --config)'}`,
+    );
+  const [{ createBackupService }, { createNotifier }] = await Promise.all([
+    import('../backups/service.ts'),
+    import('../runbooks/actions/notify.ts'),
+  ]);
+  const notifier = createNotifier(config, { clock });
+  const metrics = await backupGauges(resources);
+  const backupLog = log.child({ component: 'backups' });
+  const service = createBackupService({
+    config,
+    store,
+    clock,
+    log: backupLog,
+    ...(config.platform ? { platform: async () => (await openFleet(resources)).platform } : {}),
+    onFailure: (set) => {
+      metrics?.failure.set(Date.parse(set.updatedAt) / 1000 || clock.now().getTime() / 1000);
+      backupLog.error(
+        { backup: set.id, components: set.components, storage: set.storage, err: set.error },
+        `backup ${set.id} failed`,
+      );
+      void tell(resources, notifier.send.bind(notifier), set);
+    },
+  });
+  if (metrics) {
+    // The gauge starts from the catalog, so a restarted server does not report "never".
+    try {
+      const newest = (await service.list({ limit: 50 })).find((s) => s.state === 'complete');
+      if (newest?.completedAt) metrics.success.set(Date.parse(newest.completedAt) / 1000);
+    } catch (err) {
+      backupLog.warn({ err: errorMessage(err) }, 'could not read the backup catalog for the metrics');
+    }
+  }
+  if (!metrics) return service;
+  // A completed backup moves the success gauge.
+  const create = service.create.bind(service);
+  return {
+    ...service,
+    async create(options) {
+      const set = await create(options);
+      if (set.completedAt) metrics.success.set(Date.parse(set.completedAt) / 1000);
+      return set;
+    },
+  };
+}
+
+/** The backup gauges on this process's metrics registry (the server keeps one), created once. */
+async function backupGauges(resources: Resources): Promise<{ success: Gauge; failure: Gauge } | undefined> {
+  const metrics = resources.metrics;
+  if (!metrics) return undefined;
+  let found = gauges.get(metrics.registry);
+  if (!found) {
+    const { Gauge } = await import('prom-client');
+    found = {
+      success: new Gauge({
+        name: 'gameops_backup_last_success_timestamp_seconds',
+        help: 'When the newest backup set completed (its manifest was stored).',
+        registers: [metrics.registry],
+      }),
+      failure: new Gauge({
+        name: 'gameops_backup_last_failure_timestamp_seconds',
+        help: 'When a backup set last failed.',
+        registers: [metrics.registry],
+      }),
+    };
+    gauges.set(metrics.registry, found);
+  }
+  return found;
+}
+
+/** Tells the failure channels about a failed set; a channel that cannot be reached is logged. */
+async function tell(
+  resources: Resources,
+  send: (channel: string, message: string) => Promise<unknown>,
+  set: BackupSetRecord,
+): Promise<void> {
+  const channels = failureChannels(resources);
+  const { config, log } = resources;
+  if (channels.length === 0) {
+    log.warn(
+      { backup: set.id },
+      'a failed backup was not notified: no incidents.notices.stakeholders or oncall.defaultContacts channel is configured',
+    );
+    return;
+  }
+  const message =
+    `Backup ${set.id} of ${config.service.name} (${config.service.environment}) FAILED\n` +
+    `components: ${set.components.join(', ')}; storage: ${set.storage}\n` +
+    `error: ${set.error ?? 'unknown'}\n` +
+    `No complete manifest was written; the set is not restorable. See: gameops backup show ${set.id}`;
+  for (const channel of channels) {
+    try {
+      await send(channel, message);
+    } catch (err) {
+      log.error({ backup: set.id, channel, err: errorMessage(err) }, 'could not notify a failed backup');
+    }
+  }
+}

@@ -1,0 +1,269 @@
+import { z } from 'zod';
+import { BACKUP_ID_PATTERN, COMPONENT_KINDS } from '../../backups/types.ts';
+import { defineRunbook } from '../compile.ts';
+import type { RunbookInput } from '../input.ts';
+
+const idParam = z
+  .string()
+  .max(100)
+  .regex(BACKUP_ID_PATTERN, 'a backup id such as bk-20261126T170500Z-3f9a2c (gameops backup list)');
+const componentsParam = z
+  .array(z.enum(COMPONENT_KINDS))
+  .min(1)
+  .max(COMPONENT_KINDS.length)
+  .nullable()
+  .default(null);
+const targetParam = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'original, or a backups.targets name')
+  .default('original')
+  .describe('original (the configured systems) or a backups.targets name, e.g. a staging clone.');
+
+/**
+ * Runbook §5.1: one backup set across the configured components, read back and checked, then retention.
+ * Prune is its own step after a successful verify: when the backup or its verification fails the run
+ * stops before it, so backups that stop never make prune delete the older ones.
+ */
+export function backupRunbook(): RunbookInput {
+  return defineRunbook({
+    name: 'backup',
+    version: '1',
+    title: 'Back up',
+    description:
+      'Runbook §5.1: takes one backup set (MySQL, Redis, the platform config, files: every configured one, or ' +
+      '`components`), verifies every object (size, SHA-256, decrypt, decompress), then prunes by retention ' +
+      '(keepDays, daily/weekly/monthly, never fewer than minVerified verified sets) unless `prune` is false. ' +
+      'Prune never runs when the backup or its verification failed.',
+    runBy: ['operator'],
+    tags: ['backup'],
+    params: z.object({
+      components: componentsParam.describe('Components to back up (default: every configured one).'),
+      prune: z.boolean().default(true).describe('Prune by retention after a verified backup.'),
+    }),
+    steps: [
+      {
+        id: 'create',
+        title: 'Take the backup set',
+        action: 'backup.create',
+        args: { components: '${{ params.components }}' },
+      },
+      {
+        id: 'verify',
+        title: 'Verify every object',
+        action: 'backup.verify',
+        args: { id: '${{ steps.create.output.id }}' },
+      },
+      {
+        id: 'prune',
+        title: 'Prune by retention',
+        needs: ['verify'],
+        when: { value: '${{ params.prune }}', op: 'truthy' },
+        action: 'backup.prune',
+        args: { dryRun: false },
+      },
+    ],
+  });
+}
+
+/** Runbook §5.3: a restore drill of one set (default: the newest complete one). */
+export function backupDrillRunbook(): RunbookInput {
+  return defineRunbook({
+    name: 'backup-drill',
+    version: '1',
+    title: 'Backup restore drill',
+    description:
+      'Runbook §5.3: verifies a set (default: the newest complete one), restores it into scratch copies (a scratch ' +
+      'database, a scratch Redis on a free port, a scratch directory), compares row counts, checksums, key counts ' +
+      'and sampled values with the numbers recorded at backup time, drops the copies and records "last verified ' +
+      'restorable" per component. Touches no production data.',
+    runBy: ['operator'],
+    tags: ['backup', 'drill'],
+    params: z.object({
+      id: idParam.nullable().default(null).describe('The set to drill (default: the newest complete one).'),
+      components: componentsParam.describe('Components to drill (default: every one in the set).'),
+    }),
+    steps: [
+      {
+        id: 'set',
+        title: 'The set to drill',
+        action: 'backup.latest',
+        args: { id: '${{ params.id }}' },
+      },
+      {
+        id: 'verify',
+        title: 'Verify every object',
+        action: 'backup.verify',
+        args: { id: '${{ steps.set.output.id }}' },
+      },
+      {
+        id: 'drill',
+        title: 'Restore into scratch copies and compare',
+        action: 'backup.drill',
+        args: { id: '${{ steps.set.output.id }}', components: '${{ params.components }}' },
+      },
+      {
+        id: 'report',
+        title: 'Report',
+        notify:
+          'Drill of backup ${{ steps.set.output.id }} (${{ steps.set.output.age }} old): restorable. ' +
+          'Per component: gameops backup show ${{ steps.set.output.id }}',
+      },
+    ],
+  });
+}
+
+const RESTORE_COVERS = [
+  'stop-traffic',
+  'restore-mysql',
+  'restore-redis',
+  'restore-config',
+  'restore-files',
+  'restart',
+  'traffic-back',
+];
+
+/**
+ * Runbook §5.2: restore a set, approval-gated. The set is verified and the restore worked out first (the
+ * components in the set, the target, whether traffic is stopped); the approval names the set, its age,
+ * the components and the target. Restoring to the original systems with a platform closes the traffic
+ * gate (maintenance mode) first and opens it after the game servers restarted; a failed restore leaves
+ * the gate closed (players stay out of a half-restored game). Then the daily check and a notification.
+ */
+export function backupRestoreRunbook(): RunbookInput {
+  return defineRunbook({
+    name: 'backup-restore',
+    version: '1',
+    title: 'Restore from a backup',
+    description:
+      'Runbook §5.2: verifies the set, then (after an operator approves: the set, its age, the components, the ' +
+      'target) stops traffic (maintenance mode, when restoring to the original systems with a platform), restores ' +
+      'MySQL, Redis, the platform config and the files (each when selected and in the set), restarts the game ' +
+      'servers, lets traffic back, runs the daily check and notifies `channel`. Start it with `gameops backup ' +
+      'restore` or `gameops incident run <incident> backup-restore` to have its steps on the incident timeline.',
+    runBy: ['operator'],
+    tags: ['backup', 'restore'],
+    params: z.object({
+      id: idParam.describe('The set to restore (gameops backup list).'),
+      components: componentsParam.describe('Components to restore (default: every one in the set).'),
+      target: targetParam,
+      channel: z
+        .string()
+        .min(1)
+        .max(100)
+        .nullable()
+        .default(null)
+        .describe('A notifications channel told when the restore is done (default: the run log only).'),
+    }),
+    steps: [
+      {
+        id: 'verify',
+        title: 'Verify the set',
+        action: 'backup.verify',
+        args: { id: '${{ params.id }}' },
+      },
+      {
+        id: 'plan',
+        title: 'Work out the restore',
+        action: 'backup.restore-plan',
+        args: {
+          id: '${{ params.id }}',
+          components: '${{ params.components }}',
+          target: '${{ params.target }}',
+        },
+      },
+      {
+        id: 'approve',
+        title: 'Approve the restore',
+        approval: {
+          covers: RESTORE_COVERS,
+          approvers: ['operator'],
+          expiresIn: '1h',
+          message:
+            'Restore ${{ steps.plan.output.restore }} from backup ${{ steps.plan.output.id }} ' +
+            '(taken ${{ steps.plan.output.createdAt }}, ${{ steps.plan.output.age }} ago) to ' +
+            '${{ params.target }}. ${{ steps.plan.output.summary }}. What is there now is replaced.',
+        },
+      },
+      {
+        id: 'stop-traffic',
+        title: 'Stop traffic (maintenance mode)',
+        when: { value: '${{ steps.plan.output.stopTraffic }}', op: 'truthy' },
+        action: 'fleet.gate',
+        args: {
+          closed: true,
+          message: 'Maintenance: restoring from backup ${{ steps.plan.output.id }}',
+        },
+      },
+      {
+        id: 'restore-mysql',
+        title: 'Restore MySQL',
+        when: { value: '${{ steps.plan.output.mysql }}', op: 'truthy' },
+        action: 'backup.restore',
+        args: { id: '${{ params.id }}', component: 'mysql', target: '${{ params.target }}' },
+      },
+      {
+        id: 'restore-redis',
+        title: 'Restore Redis',
+        when: { value: '${{ steps.plan.output.redis }}', op: 'truthy' },
+        action: 'backup.restore',
+        args: { id: '${{ params.id }}', component: 'redis', target: '${{ params.target }}' },
+      },
+      {
+        id: 'restore-config',
+        title: 'Apply the platform config',
+        when: { value: '${{ steps.plan.output.kubernetes }}', op: 'truthy' },
+        action: 'backup.restore',
+        args: { id: '${{ params.id }}', component: 'kubernetes', target: '${{ params.target }}' },
+      },
+      {
+        id: 'restore-files',
+        title: 'Restore the files',
+        when: { value: '${{ steps.plan.output.files }}', op: 'truthy' },
+        action: 'backup.restore',
+        args: { id: '${{ params.id }}', component: 'files', target: '${{ params.target }}' },
+      },
+      {
+        id: 'restart',
+        title: 'Restart the game servers',
+        when: { value: '${{ steps.plan.output.stopTraffic }}', op: 'truthy' },
+        action: 'fleet.restart',
+      },
+      {
+        id: 'traffic-back',
+        title: 'Let traffic back',
+        when: { value: '${{ steps.plan.output.stopTraffic }}', op: 'truthy' },
+        action: 'fleet.gate',
+        args: { closed: false },
+      },
+      {
+        id: 'check',
+        title: 'Daily check',
+        onFailure: 'continue',
+        runbook: 'daily-check',
+      },
+      {
+        id: 'tell',
+        title: 'Notify',
+        needs: ['check'],
+        when: { value: '${{ params.channel }}', op: 'truthy' },
+        action: 'notify.send',
+        args: {
+          channel: '${{ params.channel }}',
+          message:
+            'Restore done: ${{ steps.plan.output.restore }} from backup ${{ params.id }} to ${{ params.target }} ' +
+            '(run ${{ run.id }}); daily check: ${{ steps.check.status }}.',
+        },
+      },
+      {
+        id: 'done',
+        title: 'Report',
+        needs: ['tell'],
+        notify:
+          'Restore of ${{ steps.plan.output.restore }} from backup ${{ params.id }} to ${{ params.target }} done ' +
+          '(run ${{ run.id }}); daily check: ${{ steps.check.status }}.',
+      },
+    ],
+  });
+}
