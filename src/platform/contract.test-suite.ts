@@ -31,7 +31,7 @@ import {
   UnavailableError,
   type GameopsError,
 } from '../core/index.ts';
-import type { Instance, LogLine, Platform, RolloutProgress } from './port.ts';
+import type { ConfigObject, Instance, LogLine, Platform, RolloutProgress } from './port.ts';
 
 export interface ContractFixture {
   /** A fleet running `initialReplicas` ready instances of `versions.current`. */
@@ -361,6 +361,54 @@ export function describePlatformContract(
           expect(await rejection(p.patchConfig(bad))).toBeInstanceOf(InputError);
         }
         expect(await p.readConfig()).toEqual(read);
+      },
+      testMs,
+    );
+
+    it(
+      'exports its config objects and applies them back: the game config returns as saved',
+      async () => {
+        await p.patchConfig({ maintenance_mode: 'true' });
+        const saved = await p.exportConfigObjects();
+        expect(saved.length).toBeGreaterThan(0);
+        const order = saved.map((o) => `${o.kind}\u0000${o.name}`);
+        expect(order).toEqual([...order].sort(byCodeUnit));
+        let text = '';
+        for (const object of saved) {
+          expect(['ConfigMap', 'Secret', 'File']).toContain(object.kind);
+          expect(typeof object.name).toBe('string');
+          for (const [key, value] of Object.entries(object.data)) {
+            expect(value, `${object.name}/${key}`).toMatch(/^[A-Za-z0-9+/]*={0,2}$/);
+            text += `${key}\n${Buffer.from(value, 'base64').toString('utf8')}\n`;
+          }
+        }
+        expect(text).toContain('maintenance_mode');
+
+        await p.patchConfig({ maintenance_mode: null, contract_extra: 'x' });
+        const result = await p.applyConfigObjects(saved);
+        expect(result.created + result.replaced).toBe(saved.length);
+        const read = await p.readConfig();
+        expect(read.maintenance_mode).toBe('true');
+        expect('contract_extra' in read).toBe(false);
+        expect(await p.exportConfigObjects()).toEqual(saved);
+        await p.patchConfig({ maintenance_mode: null });
+      },
+      testMs,
+    );
+
+    it(
+      'refuses a config object it cannot hold before changing anything; an empty list changes nothing',
+      async () => {
+        const before = await p.readConfig();
+        const bad = [{ kind: 'Bogus', name: 'game-config', data: {} }] as unknown as ConfigObject[];
+        expect(await rejection(p.applyConfigObjects(bad))).toBeInstanceOf(InputError);
+        const notBase64 = (await p.exportConfigObjects()).map((o) => ({
+          ...o,
+          data: Object.fromEntries(Object.keys(o.data).map((k) => [k, '%%% not base64 %%%'])),
+        }));
+        expect(await rejection(p.applyConfigObjects(notBase64))).toBeInstanceOf(InputError);
+        expect(await p.applyConfigObjects([])).toEqual({ created: 0, replaced: 0 });
+        expect(await p.readConfig()).toEqual(before);
       },
       testMs,
     );

@@ -145,6 +145,30 @@ export interface RolloutResult {
 /** The game's own config (a ConfigMap on Kubernetes, a file locally): flat string keys and values. */
 export type GameConfig = Record<string, string>;
 
+/**
+ * One object of the platform's config, as backups save and restore it (runbook §5): a ConfigMap or a
+ * Secret of the namespace on Kubernetes, the game config file locally. Values are base64 whatever they
+ * hold, so binary content and Secrets travel the same way; they are never logged.
+ */
+export interface ConfigObject {
+  kind: 'ConfigMap' | 'Secret' | 'File';
+  /** The object's name (Kubernetes), or the file's name (local). */
+  name: string;
+  /** A Secret's type, e.g. `Opaque` or `kubernetes.io/tls`. */
+  type?: string;
+  labels?: Record<string, string>;
+  /** ConfigMap only: the keys that came from `binaryData` (the others are UTF-8 `data`). */
+  binaryKeys?: string[];
+  /** values base64 */
+  data: Record<string, string>;
+}
+
+/** What {@link Platform.applyConfigObjects} did. */
+export interface ConfigApplyResult {
+  created: number;
+  replaced: number;
+}
+
 export interface AutoscalerStatus {
   /** False when nothing autoscales this fleet (the local adapter, or no HPA configured). */
   enabled: boolean;
@@ -190,6 +214,23 @@ export interface Platform {
   patchConfig(patch: Record<string, string | null>): Promise<GameConfig>;
 
   autoscaler(): Promise<AutoscalerStatus>;
+
+  /**
+   * The platform's config for a backup: on Kubernetes every ConfigMap and Secret of the namespace
+   * (service-account tokens, Helm release records and `kube-root-ca.crt` left out; labels kept; server
+   * metadata dropped), locally the game config file as one `File` object. Sorted by kind, then name.
+   * @throws NotAllowedError naming the verb, resource and namespace when access is refused
+   */
+  exportConfigObjects(): Promise<ConfigObject[]>;
+  /**
+   * Puts objects back as they were exported: each is created, or replaces the current one of that name
+   * (its data, labels and type become the saved ones). Every object is checked before anything is
+   * written; a failure names the object.
+   * @throws InputError for an object this platform cannot hold (a kind, a name, a value that is not
+   *   base64), before anything changed
+   * @throws NotAllowedError naming the verb, resource and namespace when access is refused
+   */
+  applyConfigObjects(objects: readonly ConfigObject[]): Promise<ConfigApplyResult>;
 
   /**
    * Keeps the fleet running until `signal` aborts: restarts crashed instances with backoff, rotates logs.

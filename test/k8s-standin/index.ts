@@ -13,6 +13,6 @@ export { parseRbac, grantedPermissions, permissionKey, authorize } from './rbac.
 export type { RbacPolicy } from './rbac.ts';
 export { parseSelector, matches } from './selector.ts';
 export { mergePatch, jsonPatch, applyPatch } from './patch.ts';
-export type { Deployment, Pod, ReplicaSet, ConfigMap } from './objects.ts';
+export type { Deployment, Pod, ReplicaSet, ConfigMap, Secret } from './objects.ts';
 export { RegistryStandIn, startRegistry } from './registry.ts';
 export type { RegistryOptions } from './registry.ts';

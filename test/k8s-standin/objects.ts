@@ -162,6 +162,13 @@ export interface ConfigMap extends KObject {
   immutable?: boolean;
 }
 
+export interface Secret extends KObject {
+  /** Values base64, as the API serves them. */
+  data?: Record<string, string>;
+  type?: string;
+  immutable?: boolean;
+}
+
 export interface Service extends KObject {
   spec: {
     selector?: Record<string, string>;

@@ -32,6 +32,7 @@ import type {
   NodeObject,
   Pod,
   ReplicaSet,
+  Secret,
   Service,
 } from './objects.ts';
 import { applyPatch, PATCH_TYPES, PatchError, type PatchType } from './patch.ts';
@@ -67,7 +68,16 @@ const TYPES: TypeInfo[] = [
     kind: 'ConfigMap',
     namespaced: true,
     store: 'configmaps',
-    verbs: { '': ['get', 'list', 'patch', 'update'] },
+    verbs: { '': ['get', 'list', 'create', 'patch', 'update', 'delete'] },
+  },
+  {
+    group: '',
+    version: 'v1',
+    resource: 'secrets',
+    kind: 'Secret',
+    namespaced: true,
+    store: 'secrets',
+    verbs: { '': ['get', 'list', 'create', 'patch', 'update', 'delete'] },
   },
   {
     group: '',
@@ -394,10 +404,72 @@ function validateConfigMap(obj: JsonObject, old: ConfigMap | undefined): ConfigM
       if (typeof v !== 'string') throw invalid('ConfigMap', '', name, `data[${k}]`, v, 'must be a string');
     }
   }
-  if (old?.immutable === true && !deepEqual(obj['data'] ?? null, old.data ?? null)) {
+  checkBinaryMap('ConfigMap', name, 'binaryData', obj['binaryData']);
+  const binary = obj['binaryData'];
+  if (isObject(data) && isObject(binary)) {
+    const both = Object.keys(data).find((k) => k in binary);
+    if (both !== undefined)
+      throw invalid('ConfigMap', '', name, `data[${both}]`, both, 'duplicate of key present in binaryData');
+  }
+  if (
+    old?.immutable === true &&
+    (!deepEqual(obj['data'] ?? null, old.data ?? null) ||
+      !deepEqual(obj['binaryData'] ?? null, old.binaryData ?? null))
+  ) {
     throw invalid('ConfigMap', '', name, 'data', null, 'field is immutable when `immutable` is set');
   }
   return obj as unknown as ConfigMap;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A map of config keys to base64 values (a Secret's data, a ConfigMap's binaryData). */
+function checkBinaryMap(kind: string, name: string, field: string, value: Json | undefined): void {
+  if (value === undefined || value === null) return;
+  if (!isObject(value)) throw invalid(kind, '', name, field, value, 'must be a map of base64 strings');
+  for (const [k, v] of Object.entries(value)) {
+    if (!CONFIG_KEY.test(k) || k.length > 253) {
+      throw invalid(
+        kind,
+        '',
+        name,
+        `${field}[${k}]`,
+        k,
+        "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+      );
+    }
+    // The real API server answers a JSON decoding error (400) for a value that is not base64.
+    if (typeof v !== 'string' || !BASE64.test(v))
+      throw new HttpStatus(
+        400,
+        'BadRequest',
+        `${kind} in version "v1" cannot be handled as a ${kind}: illegal base64 data at ${field}[${k}]`,
+      );
+  }
+}
+
+/** Validates and defaults a Secret as the API server would (type immutable, data base64). */
+function validateSecret(obj: JsonObject, old: Secret | undefined): Secret {
+  const name = nameOf(obj);
+  // stringData is write-only: merged into data, as the API server does.
+  const stringData = obj['stringData'];
+  if (stringData !== undefined && stringData !== null) {
+    if (!isStringMap(stringData))
+      throw invalid('Secret', '', name, 'stringData', stringData, 'must be a map of strings');
+    const data = isObject(obj['data']) ? { ...obj['data'] } : {};
+    for (const [k, v] of Object.entries(stringData)) data[k] = Buffer.from(v, 'utf8').toString('base64');
+    obj['data'] = data;
+    delete obj['stringData'];
+  }
+  checkBinaryMap('Secret', name, 'data', obj['data']);
+  const type = obj['type'] ?? 'Opaque';
+  if (typeof type !== 'string' || type === '')
+    throw invalid('Secret', '', name, 'type', type, 'must be a non-empty string');
+  obj['type'] = type;
+  if (old && old.type !== type) throw invalid('Secret', '', name, 'type', type, 'field is immutable');
+  if (old?.immutable === true && !deepEqual(obj['data'] ?? null, old.data ?? null))
+    throw invalid('Secret', '', name, 'data', null, 'field is immutable when `immutable` is set');
+  return obj as unknown as Secret;
 }
 
 /** Kubernetes quantity → number, for the stand-in's own metrics arithmetic. */
@@ -585,6 +657,31 @@ export class StandIn {
       kind: 'ConfigMap',
       metadata: { name, namespace, uid: '', resourceVersion: '', creationTimestamp: '' },
       data: { ...data },
+    });
+  }
+
+  /** Seeds a Secret; `data` values are plain text (stored base64, as the API does). */
+  createSecret(
+    name: string,
+    data: Record<string, string>,
+    options: { type?: string; labels?: Record<string, string>; namespace?: string } = {},
+  ): Secret {
+    const encoded = Object.fromEntries(
+      Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]),
+    );
+    return this.store.create<Secret>('secrets', {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        name,
+        namespace: options.namespace ?? this.namespace,
+        uid: '',
+        resourceVersion: '',
+        creationTimestamp: '',
+        ...(options.labels ? { labels: { ...options.labels } } : {}),
+      },
+      type: options.type ?? 'Opaque',
+      data: encoded,
     });
   }
 
@@ -1154,6 +1251,10 @@ export class StandIn {
       });
       return;
     }
+    if (verb === 'create') {
+      this.#send(res, 201, this.#create(type, namespace!, await this.#jsonBody(req)));
+      return;
+    }
     const current = this.store.get(resource, namespace, name!);
     if (!current) {
       await this.#readBody(req);
@@ -1163,6 +1264,18 @@ export class StandIn {
     if (subresource === 'scale') return this.#scale(req, res, verb, type, current as Deployment);
     if (verb === 'get') {
       this.#send(res, 200, current);
+      return;
+    }
+    if (verb === 'delete' && resource !== 'pods') {
+      await this.#readBody(req);
+      this.store.delete(resource, namespace, current.metadata.name);
+      this.#send(res, 200, {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Success',
+        details: { name: current.metadata.name, kind: type.resource, uid: current.metadata.uid },
+      });
       return;
     }
     if (verb === 'delete') return this.#deletePod(req, res, type, current as Pod);
@@ -1197,6 +1310,75 @@ export class StandIn {
     }
     const written = this.#write(type, current, next);
     this.#send(res, 200, written);
+  }
+
+  /** POST to a collection (configmaps, secrets): a new object, or 409 AlreadyExists. */
+  #create(type: TypeInfo, namespace: string, body: Json): KObject {
+    const resource = type.store!;
+    if (!isObject(body)) throw new HttpStatus(400, 'BadRequest', 'the body of the request must be an object');
+    if (body['kind'] !== undefined && body['kind'] !== type.kind) {
+      throw new HttpStatus(
+        400,
+        'BadRequest',
+        `${type.kind} in version "${type.version}" cannot be handled as a ${text(body['kind'])}`,
+      );
+    }
+    const meta = body['metadata'];
+    if (!isObject(meta) || typeof meta['name'] !== 'string' || meta['name'] === '')
+      throw invalid(type.kind, '', '', 'metadata.name', null, 'name or generateName is required');
+    const name = meta['name'];
+    if (name.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name))
+      throw invalid(
+        type.kind,
+        '',
+        name,
+        'metadata.name',
+        name,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
+      );
+    if (meta['namespace'] !== undefined && meta['namespace'] !== namespace) {
+      throw new HttpStatus(
+        400,
+        'BadRequest',
+        'the namespace of the provided object does not match the namespace sent on the request',
+      );
+    }
+    if (meta['resourceVersion'] !== undefined && meta['resourceVersion'] !== '')
+      throw new HttpStatus(
+        500,
+        'InternalError',
+        'resourceVersion should not be set on objects to be created',
+      );
+    if (this.store.get(resource, namespace, name)) {
+      throw new HttpStatus(409, 'AlreadyExists', `${qualified(type)} "${name}" already exists`, {
+        name,
+        kind: type.resource,
+      });
+    }
+    const next: JsonObject = {
+      ...body,
+      apiVersion: 'v1',
+      kind: type.kind,
+      metadata: {
+        name,
+        namespace,
+        ...(isStringMap(meta['labels']) ? { labels: meta['labels'] } : {}),
+        ...(isStringMap(meta['annotations']) ? { annotations: meta['annotations'] } : {}),
+        uid: '',
+        resourceVersion: '',
+        creationTimestamp: '',
+      },
+    };
+    let obj: KObject;
+    if (resource === 'configmaps') obj = validateConfigMap(next, undefined);
+    else if (resource === 'secrets') obj = validateSecret(next, undefined);
+    else
+      throw new HttpStatus(
+        405,
+        'MethodNotAllowed',
+        'the server does not allow this method on the requested resource',
+      );
+    return this.store.create(resource, obj);
   }
 
   #interfereWith(resource: Resource, current: KObject): void {
@@ -1255,6 +1437,8 @@ export class StandIn {
       (obj as Deployment).status = (current as Deployment).status;
     } else if (resource === 'configmaps') {
       obj = validateConfigMap(next, current);
+    } else if (resource === 'secrets') {
+      obj = validateSecret(next, current);
     } else if (resource === 'services') {
       obj = next as unknown as Service;
       (obj as Service).status = (current as Service).status;

@@ -12,6 +12,7 @@ export const RESOURCES = [
   'deployments',
   'replicasets',
   'configmaps',
+  'secrets',
   'services',
   'horizontalpodautoscalers',
   'nodes',

@@ -11,6 +11,8 @@
  * - readConfig/patchConfig: a ConfigMap, written with its resourceVersion as a precondition and a
  *   bounded retry on 409 Conflict.
  * - autoscaler: an autoscaling/v2 HorizontalPodAutoscaler, when one is configured.
+ * - exportConfigObjects/applyConfigObjects: the namespace's ConfigMaps and Secrets, for backups
+ *   (config-objects.ts).
  *
  * One state-changing operation at a time per adapter (ConflictError otherwise), and none while the
  * cluster shows a rollout of another change in progress (rollback excepted: it is the way out).
@@ -37,6 +39,8 @@ import type { KubernetesPlatformConfig } from '../../config/index.ts';
 import { countLinesMatching, linePattern, splitLines } from '../lines.ts';
 import type {
   AutoscalerStatus,
+  ConfigApplyResult,
+  ConfigObject,
   GameConfig,
   Instance,
   InstanceFilter,
@@ -53,6 +57,7 @@ import type {
   WaitOptions,
 } from '../port.ts';
 import { Kube, loadKubeConfig } from './client.ts';
+import { applyNamespaceConfig, exportNamespaceConfig } from './config-objects.ts';
 import { checkVersion, imageVersion, parseImage, sameImage, withTag } from './image.ts';
 import { mergeSources, openPodLog, type PodLogOptions, type PodLogStream } from './logs.ts';
 import { byName, checkFilter, selectorText, toInstance } from './pods.ts';
@@ -1432,6 +1437,18 @@ export class KubernetesPlatform implements Platform {
     throw new ConflictError(
       `configmap ${this.#ns}/${name} kept changing: ${CONFIG_ATTEMPTS} attempts in a row met a newer version (409 Conflict); try again`,
     );
+  }
+
+  // ------------------------------------------------------------------ config objects (backups)
+
+  async exportConfigObjects(): Promise<ConfigObject[]> {
+    this.#open();
+    return exportNamespaceConfig(this.#kube, this.#ns, this.#log);
+  }
+
+  async applyConfigObjects(objects: readonly ConfigObject[]): Promise<ConfigApplyResult> {
+    this.#open();
+    return applyNamespaceConfig(this.#kube, this.#ns, objects, this.#log);
   }
 
   async close(): Promise<void> {

@@ -31,6 +31,8 @@ import {
 import { linePattern, splitLines } from '../lines.ts';
 import type {
   AutoscalerStatus,
+  ConfigApplyResult,
+  ConfigObject,
   GameConfig,
   Instance,
   InstanceFilter,
@@ -45,6 +47,7 @@ import type {
   UsageReport,
   WaitOptions,
 } from '../port.ts';
+import { configFileBytes, exportConfigFile, writeConfigFile } from './config-objects.ts';
 import { FileProblem, ensurePrivateDir, readBoundedFile, writeFileAtomic } from './files.ts';
 import { FileLock, type HeldLock, ownStartTime } from './lock.ts';
 import {
@@ -533,6 +536,32 @@ class LocalFleet implements LocalPlatform {
       await writeFileAtomic(join(this.fleetDir, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
       return config;
     });
+  }
+
+  /** The game config file as one `File` object (none when it does not exist yet). */
+  async exportConfigObjects(): Promise<ConfigObject[]> {
+    await this.#ensureDirs();
+    return exportConfigFile(join(this.fleetDir, CONFIG_FILE), MAX_CONFIG_BYTES);
+  }
+
+  /**
+   * Writes the game config file back from its `File` object, atomically, keeping its mode; under the
+   * fleet lock, like patchConfig. The content must be a game config (a JSON object of strings).
+   * @throws InputError for another kind or name, data that is not base64 or not a game config
+   */
+  async applyConfigObjects(objects: readonly ConfigObject[]): Promise<ConfigApplyResult> {
+    const file = join(this.fleetDir, CONFIG_FILE);
+    const bytes = configFileBytes(file, objects);
+    if (bytes === undefined) return { created: 0, replaced: 0 };
+    let value: unknown;
+    try {
+      value = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      throw new InputError(`config object File ${CONFIG_FILE}: not JSON`);
+    }
+    if (!gameConfigSchema.safeParse(value).success)
+      throw new InputError(`config object File ${CONFIG_FILE}: not a JSON object of string values`);
+    return this.#withLock('apply-config', undefined, () => writeConfigFile(file, bytes, MAX_CONFIG_BYTES));
   }
 
   async autoscaler(): Promise<AutoscalerStatus> {
