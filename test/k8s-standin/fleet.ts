@@ -23,8 +23,8 @@ export const TAGS = ['v1', 'v2', 'v3-broken', 'v4'];
 
 export interface FleetOptions {
   replicas?: number;
-  /** Enforce deploy/rbac.yaml. @default true */
-  rbac?: boolean;
+  /** Enforce deploy/rbac.yaml, or (a string) this RBAC manifest instead. @default true */
+  rbac?: boolean | string;
   controller?: Partial<ControllerOptions>;
   deployment?: Partial<DeploymentSeed>;
   /** Data of `game-config`; false: no ConfigMap. @default { motd: 'hello' } */
@@ -54,7 +54,12 @@ export interface Fleet {
 
 export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   const registry = await startRegistry({ tags: { 'game/server': TAGS } });
-  const rbac = options.rbac === false ? undefined : await readFile(RBAC_PATH, 'utf8');
+  const rbac =
+    options.rbac === false
+      ? undefined
+      : typeof options.rbac === 'string'
+        ? options.rbac
+        : await readFile(RBAC_PATH, 'utf8');
   const standIn = await startStandIn({
     namespace: 'game',
     ...(rbac ? { rbac } : {}),
