@@ -56,6 +56,7 @@ export async function runAndRecordDailyCheck(
     clock,
     trigger,
     previous: history,
+    backupCatalog: store?.backups,
     ...(fleet ? { platform: fleet.platform, gameStatus: fleet.game } : {}),
     ...(platformProblem ? { platformProblem } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),

@@ -12,6 +12,7 @@ import {
 } from '../core/index.ts';
 import type { Platform } from '../platform/port.ts';
 import { alertsCheck } from './alerts.ts';
+import { backupsCheck } from './backups.ts';
 import { databaseCheck } from './database.ts';
 import { diskCheck } from './disk.ts';
 import { fleetCheck } from './fleet.ts';
@@ -19,7 +20,7 @@ import { gameCheck } from './game.ts';
 import { logsCheck } from './logs.ts';
 import { redisCheck } from './redis.ts';
 import { CheckStatus, worstOf } from './statuses.ts';
-import type { Check, CheckResult, CheckRun, GameStatusReader } from './types.ts';
+import type { Check, CheckContext, CheckResult, CheckRun, GameStatusReader } from './types.ts';
 
 /** The checks of runbook §1.1, in report order. */
 export const dailyChecks: readonly Check[] = [
@@ -30,6 +31,7 @@ export const dailyChecks: readonly Check[] = [
   fleetCheck,
   logsCheck,
   gameCheck,
+  backupsCheck,
 ];
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -65,6 +67,8 @@ export interface DailyCheckOptions {
   gameStatus?: GameStatusReader | undefined;
   /** Why there is no platform although one is configured; the game-server checks report it. */
   platformProblem?: string | undefined;
+  /** The backup catalog for the backups check (the store's). */
+  backupCatalog?: CheckContext['backupCatalog'];
 }
 
 /**
@@ -96,6 +100,7 @@ export async function runDailyCheck(options: DailyCheckOptions): Promise<CheckRu
       platform: options.platform,
       gameStatus: options.gameStatus,
       platformProblem: options.platformProblem,
+      backupCatalog: options.backupCatalog,
     }),
   );
 
@@ -163,6 +168,7 @@ interface RunOneContext {
   platform: Platform | undefined;
   gameStatus: GameStatusReader | undefined;
   platformProblem: string | undefined;
+  backupCatalog: CheckContext['backupCatalog'];
 }
 
 async function runOne(check: Check, ctx: RunOneContext): Promise<CheckResult> {
@@ -192,6 +198,7 @@ async function runOne(check: Check, ctx: RunOneContext): Promise<CheckResult> {
           platform: ctx.platform,
           gameStatus: ctx.gameStatus,
           platformProblem: ctx.platformProblem,
+          backupCatalog: ctx.backupCatalog,
         }),
       ctx.signal,
     );

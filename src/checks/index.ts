@@ -20,6 +20,7 @@ export { fleetCheck, restartDeltas } from './fleet.ts';
 export type { RestartDelta } from './fleet.ts';
 export { logsCheck } from './logs.ts';
 export { gameCheck } from './game.ts';
+export { backupsCheck } from './backups.ts';
 export type { ActiveAlert } from './alerts.ts';
 export {
   levelFor,

@@ -1,6 +1,7 @@
 import type { Clock } from '../core/index.ts';
 import type { GameopsConfig } from '../config/index.ts';
 import type { Platform } from '../platform/port.ts';
+import type { BackupRepo } from '../store/backups.ts';
 import type { CheckStatus } from './statuses.ts';
 
 /** One thing a check found worth reporting: a threshold crossed, a restart, a long query. */
@@ -26,7 +27,16 @@ export interface CheckResult {
   error?: { code: string; message: string };
 }
 
-export const CHECK_NAMES = ['database', 'redis', 'disk', 'alerts', 'fleet', 'logs', 'game'] as const;
+export const CHECK_NAMES = [
+  'database',
+  'redis',
+  'disk',
+  'alerts',
+  'fleet',
+  'logs',
+  'game',
+  'backups',
+] as const;
 export type CheckName = (typeof CHECK_NAMES)[number];
 
 /** What a check receives. `previous` is the same check's last recorded result, for deltas. */
@@ -43,6 +53,8 @@ export interface CheckContext {
   gameStatus: GameStatusReader | undefined;
   /** Why `platform` is missing although one is configured (it could not be opened). */
   platformProblem?: string | undefined;
+  /** The backup catalog (the store's), for the backups check; undefined when the store is not open. */
+  backupCatalog?: Pick<BackupRepo, 'list' | 'restorable'> | undefined;
 }
 
 /** What the game check needs from a game server. */

@@ -111,6 +111,7 @@ function dailyCheck(name: CheckName): CheckDefinition<Record<string, never>> {
         clock: ctx.clock,
         trigger: 'api',
         previous: history,
+        backupCatalog: services.store?.backups,
         checks: [check],
         signal: ctx.signal,
         ...(fleet ? { platform: fleet.platform, gameStatus: fleet.game } : {}),
