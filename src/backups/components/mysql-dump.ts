@@ -171,7 +171,7 @@ export function renameDatabases(text: string, map: ReadonlyMap<string, string>):
       ),
       (_m, head: string) => `${head}${t}`,
     );
-    out = out.replace(new RegExp(`^USE ${escapeRegExp(q)};`, 'gm'), `USE ${t.replaceAll('$', '$$')};`);
+    out = out.replace(new RegExp(`^USE ${escapeRegExp(q)};`, 'gm'), () => `USE ${t};`);
   }
   return out;
 }
@@ -393,12 +393,21 @@ export class DumpSplitter {
     else {
       const first = piece.indexOf(NL);
       if (this.#stmtLine + first > this.#maxLine) this.#tooLong();
+      // Lines wholly inside the piece: only a piece longer than the limit can hold one that is too long.
+      if (last - first > this.#maxLine) {
+        for (let at = first; at < last;) {
+          const next = piece.indexOf(NL, at + 1);
+          if (next - at - 1 > this.#maxLine) this.#tooLong();
+          at = next;
+        }
+      }
       this.#stmtLine = piece.length - last - 1;
     }
     if (this.#stmtLine > this.#maxLine) this.#tooLong();
   }
 
   async #line(line: Buffer): Promise<void> {
+    if (line.length > this.#maxLine + 1) this.#tooLong();
     // Section headers: `--`, `-- Title name`, `--`; never inside a DELIMITER block.
     if (!this.#inDelimiter && this.#prevDashes && startsWithAt(line, 0, HEADER_START)) {
       const text = line.toString('utf8').replace(/\r?\n$/, '');
