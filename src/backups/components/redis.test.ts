@@ -1,0 +1,516 @@
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedis, startSilentServer, type RedisHandle } from '../../../test/harness/index.ts';
+import { testConfig } from '../../checks/test-support.ts';
+import type { RedisConfig } from '../../config/index.ts';
+import { InputError, UnavailableError } from '../../core/index.ts';
+import type { ComponentBackup, ManifestComponent } from '../types.ts';
+import {
+  backupRedis,
+  drillRedis,
+  REDIS_DUMP_OBJECT,
+  REDIS_SAMPLES_OBJECT,
+  restoreRedis,
+  type RedisVerification,
+} from './redis.ts';
+import { TestObjectStore } from './test-support.ts';
+
+const SOURCE_PASSWORD = 'src-Pa55word-canary-7f3a';
+const TARGET_PASSWORD = 'tgt-Other-Pa55-91c2';
+/** A value stored in the source: it must never show up outside the RDB object. */
+const CANARY_VALUE = 'player-secret-canary-4e1d9b';
+
+function redisConfig(handle: { host: string; port: number }, password?: string): RedisConfig {
+  return testConfig({
+    redis: { host: handle.host, port: handle.port, ...(password !== undefined ? { password } : {}) },
+  }).redis!;
+}
+
+function client(handle: { host: string; port: number }, password?: string, db = 0): Redis {
+  return new Redis({
+    host: handle.host,
+    port: handle.port,
+    db,
+    lazyConnect: false,
+    maxRetriesPerRequest: 1,
+    ...(password !== undefined ? { password } : {}),
+  });
+}
+
+function manifestComponent(backup: ComponentBackup, store: TestObjectStore): ManifestComponent {
+  return {
+    ...backup,
+    kind: 'redis',
+    startedAt: new Date().toISOString(),
+    completedAt: new Date().toISOString(),
+    objects: [...store.records],
+  };
+}
+
+const TYPES = ['string', 'binary', 'hash', 'list', 'set', 'zset', 'stream', 'ttl'] as const;
+
+/** 20k keys of all types in db0 and db3: binary values, TTLs, a 2 MiB string and a canary value. */
+async function fill(redis: Redis, count: number, prefix = 'k'): Promise<void> {
+  for (let start = 0; start < count; start += 1000) {
+    const pipe = redis.pipeline();
+    for (let i = start; i < Math.min(count, start + 1000); i++) {
+      const kind = TYPES[i % TYPES.length]!;
+      const key = `${prefix}:${kind}:${i}`;
+      switch (kind) {
+        case 'string':
+          pipe.set(key, `value-${i}`);
+          break;
+        case 'binary':
+          pipe.set(
+            Buffer.concat([Buffer.from([0, 0xff, 0x0d, 0x0a]), Buffer.from(key)]),
+            Buffer.from([i & 0xff, 0, 0xfe, 0x0a, 0x0d, 1, 2]),
+          );
+          break;
+        case 'hash':
+          pipe.hset(key, {
+            a: String(i),
+            b: 'x'.repeat(i % 50),
+            [`f${i}`]: Buffer.from([0, 1, 2, i & 0xff]),
+          });
+          break;
+        case 'list':
+          pipe.rpush(key, 'one', String(i), 'three');
+          break;
+        case 'set':
+          pipe.sadd(key, 'm1', `m${i}`, 'm3');
+          break;
+        case 'zset':
+          pipe.zadd(key, 1.5, 'a', i, 'b', -3.25, 'c');
+          break;
+        case 'stream':
+          pipe.xadd(key, '*', 'event', 'login', 'player', String(i));
+          break;
+        case 'ttl':
+          pipe.set(key, `expiring-${i}`, 'EX', 3600);
+          break;
+      }
+    }
+    await pipe.exec();
+  }
+}
+
+async function fillSource(handle: RedisHandle): Promise<void> {
+  const db0 = client(handle, handle.password);
+  const db3 = client(handle, handle.password, 3);
+  try {
+    await fill(db0, 18_000);
+    await fill(db3, 2_000, 'other');
+    await db0.set('big:2mib', Buffer.alloc(2 * 1024 * 1024, 0x61));
+    await db0.set('canary', CANARY_VALUE);
+  } finally {
+    db0.disconnect();
+    db3.disconnect();
+  }
+}
+
+/** Collects every process command line seen while `work` runs (polled every few ms from /proc). */
+async function watchCommandLines<T>(work: () => Promise<T>): Promise<{ result: T; seen: Set<string> }> {
+  const seen = new Set<string>();
+  let running = true;
+  const poll = (async () => {
+    while (running) {
+      for (const pid of await fsp.readdir('/proc').catch(() => [])) {
+        if (!/^\d+$/.test(pid)) continue;
+        const cmdline = await fsp.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        if (cmdline) seen.add(cmdline.split('\0').join(' ').trim());
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  try {
+    return { result: await work(), seen };
+  } finally {
+    running = false;
+    await poll;
+  }
+}
+
+describe('Redis backup component (real redis-server)', () => {
+  let source: RedisHandle;
+  let store: TestObjectStore;
+  let backup: ComponentBackup;
+  let component: ManifestComponent;
+  let seenDuringBackup: Set<string>;
+
+  beforeAll(async () => {
+    source = await startRedis({ password: SOURCE_PASSWORD });
+    await fillSource(source);
+    store = await TestObjectStore.create({ component: 'redis' });
+    const watched = await watchCommandLines(async () =>
+      backupRedis(
+        { redis: redisConfig(source, SOURCE_PASSWORD), samples: 50 },
+        store.writeContext(await store.tempDir()),
+      ),
+    );
+    backup = watched.result;
+    seenDuringBackup = watched.seen;
+    component = manifestComponent(backup, store);
+  }, 120_000);
+
+  afterAll(async () => {
+    await store?.cleanup();
+    await source?.stop();
+  });
+
+  it('streams an RDB snapshot into one dump object and records position, counts and samples', async () => {
+    expect(store.records.map((r) => r.name)).toEqual([REDIS_DUMP_OBJECT, REDIS_SAMPLES_OBJECT]);
+    const rdb = await store.bytes(REDIS_DUMP_OBJECT);
+    expect(rdb.subarray(0, 5).toString('latin1')).toBe('REDIS');
+    // Opcode EOF (0xff) and an 8-byte CRC64 end an RDB: no protocol framing or EOF marker after them.
+    expect(rdb[rdb.length - 9]).toBe(0xff);
+    expect(backup.tool.name).toBe('gameops replica');
+    expect(backup.source['master_replid']).toMatch(/^[0-9a-f]{40}$/);
+    expect(typeof backup.source['master_repl_offset']).toBe('number');
+    expect(backup.source['redis_version']).toMatch(/^\d+\.\d+\.\d+$/);
+    const v = backup.verification as RedisVerification;
+    expect(v.keyspaceBefore['db0']?.keys).toBe(18_002);
+    expect(v.keyspaceBefore['db3']?.keys).toBe(2_000);
+    expect(v.keyspaceAfter).toEqual(v.keyspaceBefore);
+    expect(v.keyspaceBefore['db0']?.expires).toBe(2_250);
+    expect(v.samples.kept).toBeGreaterThan(90);
+    expect(v.samples.object).toBe(REDIS_SAMPLES_OBJECT);
+    expect(v.rdbBytes).toBe(rdb.length);
+    expect(backup.notes.join('\n')).toMatch(/carry a TTL/);
+  });
+
+  it('keeps values and passwords out of the manifest entry and out of every command line', () => {
+    const manifestText = JSON.stringify(component);
+    expect(manifestText).not.toContain(CANARY_VALUE);
+    expect(manifestText).not.toContain(SOURCE_PASSWORD);
+    expect(manifestText).not.toMatch(/k:(string|hash):\d+/); // no key names either
+    for (const cmdline of seenDuringBackup) expect(cmdline).not.toContain(SOURCE_PASSWORD);
+  });
+
+  it('drills: the scratch copy has the recorded key counts and sampled values', async () => {
+    const { result: drill, seen } = await watchCommandLines(async () =>
+      drillRedis(component, store.readContext(await store.tempDir())),
+    );
+    expect(drill.ok).toBe(true);
+    expect(drill.component).toBe('redis');
+    expect(drill.checks.map((c) => c.subject)).toEqual(['db0 keys', 'db3 keys', 'sampled values']);
+    expect(drill.checks[0]).toMatchObject({ expected: '18002', actual: '18002', ok: true });
+    expect(drill.checks[2]?.actual).toMatch(/^\d+ equal, 0 expired, 0 differ$/);
+    expect(drill.bytes).toBe((backup.verification as RedisVerification).rdbBytes);
+    // The scratch server got its config (and password) on stdin: its argv is just `redis-server -`.
+    const servers = [...seen].filter((c) => /redis-server/.test(c));
+    expect(servers.some((c) => /redis-server -$/.test(c) || /redis-server \S*:\d+$/.test(c))).toBe(true);
+    for (const cmdline of seen) expect(cmdline).not.toMatch(/requirepass|[0-9a-f]{48}/);
+    // The scratch server and its file are gone.
+    const temp = await fsp
+      .readdir(path.join(store.dir))
+      .then((names) => names.filter((n) => n.startsWith('tmp-')));
+    for (const dir of temp) expect(await fsp.readdir(path.join(store.dir, dir))).toEqual([]);
+  }, 60_000);
+
+  it('a corrupted sample digest fails the drill and names the sample, not the key', async () => {
+    const tampered = await TestObjectStore.create({ component: 'redis' });
+    try {
+      const dump = await store.bytes(REDIS_DUMP_OBJECT);
+      const samples = JSON.parse((await store.bytes(REDIS_SAMPLES_OBJECT)).toString('utf8')) as {
+        samples: Array<{ sha256: string; ttl: boolean }>;
+      };
+      samples.samples[0]!.sha256 = '0'.repeat(64);
+      const ctx = tampered.writeContext(await tampered.tempDir());
+      await ctx.write(REDIS_DUMP_OBJECT, Readable.from([dump]));
+      await ctx.write(REDIS_SAMPLES_OBJECT, Readable.from([Buffer.from(JSON.stringify(samples))]));
+      const drill = await drillRedis(
+        { ...component, objects: [...tampered.records] },
+        tampered.readContext(await tampered.tempDir()),
+      );
+      expect(drill.ok).toBe(false);
+      const check = drill.checks.find((c) => c.subject === 'sampled values')!;
+      expect(check.ok).toBe(false);
+      expect(check.note).toMatch(/sample #1 \(db\d+, \w+\) differs/);
+    } finally {
+      await tampered.cleanup();
+    }
+  }, 60_000);
+
+  it('restores into an AOF-enabled Redis with another password, and the data survives its restart', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gameops-redis-aof-'));
+    let target: RedisHandle | undefined = await startRedis({
+      dir,
+      appendonly: true,
+      password: TARGET_PASSWORD,
+    });
+    try {
+      const before = client(target, TARGET_PASSWORD);
+      await before.set('stale', 'must be replaced');
+      before.disconnect();
+      const { result: restored, seen } = await watchCommandLines(async () =>
+        restoreRedis(
+          component,
+          redisConfig(target!, TARGET_PASSWORD),
+          store.readContext(await store.tempDir()),
+        ),
+      );
+      expect(restored.keys).toBe(20_002);
+      expect(restored.bytes).toBe((backup.verification as RedisVerification).rdbBytes);
+      for (const cmdline of seen) {
+        expect(cmdline).not.toContain(TARGET_PASSWORD);
+        expect(cmdline).not.toContain(SOURCE_PASSWORD);
+      }
+      // masterauth is back to what it was (empty), and the target is a master again.
+      const after = client(target, TARGET_PASSWORD);
+      expect(await after.config('GET', 'masterauth')).toEqual(['masterauth', '']);
+      expect(await after.info('replication')).toMatch(/role:master/);
+      after.disconnect();
+
+      // The pitfall: with AOF on, Redis loads the AOF at start and ignores dump.rdb. Restart on the same dir.
+      await target.stop();
+      target = await startRedis({ dir, appendonly: true, password: TARGET_PASSWORD });
+      const check = client(target, TARGET_PASSWORD);
+      const check3 = client(target, TARGET_PASSWORD, 3);
+      try {
+        expect(await check.dbsize()).toBe(18_002);
+        expect(await check3.dbsize()).toBe(2_000);
+        expect(await check.get('stale')).toBeNull();
+        expect(await check.get('canary')).toBe(CANARY_VALUE);
+        expect((await check.getBuffer('big:2mib'))?.length).toBe(2 * 1024 * 1024);
+        const binKey = Buffer.concat([Buffer.from([0, 0xff, 0x0d, 0x0a]), Buffer.from('k:binary:1')]);
+        expect(await check.getBuffer(binKey)).toEqual(Buffer.from([1, 0, 0xfe, 0x0a, 0x0d, 1, 2]));
+        expect(await check.hgetall('k:hash:2')).toMatchObject({ a: '2' });
+        expect(
+          ((await check.call('ZRANGE', 'k:zset:5', '0', '-1', 'WITHSCORES')) as unknown[]).flat(),
+        ).toEqual(['c', '-3.25', 'a', '1.5', 'b', '5']);
+        expect(await check.xlen('k:stream:6')).toBe(1);
+        expect(await check.ttl('k:ttl:7')).toBeGreaterThan(3000);
+        expect(await check3.lrange('other:list:3', 0, -1)).toEqual(['one', '3', 'three']);
+        expect(await check.info('persistence')).toMatch(/aof_enabled:1/);
+      } finally {
+        check.disconnect();
+        check3.disconnect();
+      }
+    } finally {
+      await target?.stop();
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('refuses to restore into a replica unless forced', async () => {
+    const master = await startRedis();
+    const replica = await startRedis();
+    try {
+      const r = client(replica);
+      await r.replicaof(master.host, master.port);
+      r.disconnect();
+      const attempt = restoreRedis(component, redisConfig(replica), store.readContext(await store.tempDir()));
+      await expect(attempt).rejects.toBeInstanceOf(InputError);
+      await expect(attempt).rejects.toThrow(new RegExp(`is a replica of 127\\.0\\.0\\.1:${master.port}`));
+      const forced = await restoreRedis(
+        component,
+        redisConfig(replica),
+        store.readContext(await store.tempDir()),
+        {
+          force: true,
+        },
+      );
+      expect(forced.keys).toBe(20_002);
+      const after = client(replica);
+      expect(await after.info('replication')).toMatch(/role:master/);
+      after.disconnect();
+    } finally {
+      await replica.stop();
+      await master.stop();
+    }
+  }, 120_000);
+});
+
+describe('Redis backup component: failures and load', () => {
+  it('a wrong password fails clearly, without the password, and leaves no dump object', async () => {
+    const server = await startRedis({ password: SOURCE_PASSWORD });
+    const store = await TestObjectStore.create({ component: 'redis' });
+    try {
+      const wrong = 'wrong-Pa55-canary-3c8e';
+      const attempt = backupRedis(
+        { redis: redisConfig(server, wrong), samples: 5 },
+        store.writeContext(await store.tempDir()),
+      );
+      await expect(attempt).rejects.toBeInstanceOf(InputError);
+      const err = (await attempt.catch((e: unknown) => e)) as Error;
+      expect(err.message).toContain(`127.0.0.1:${server.port}`);
+      expect(err.message).toMatch(/WRONGPASS|invalid username-password/);
+      expect(err.message).not.toContain(wrong);
+      expect(await store.files()).toEqual([]);
+    } finally {
+      await store.cleanup();
+      await server.stop();
+    }
+  }, 30_000);
+
+  it('a server that accepts and never answers times out with UnavailableError', async () => {
+    const silent = await startSilentServer();
+    const store = await TestObjectStore.create({ component: 'redis' });
+    try {
+      const started = performance.now();
+      const attempt = backupRedis(
+        { redis: redisConfig(silent, 'some-Pa55word'), samples: 5, timeoutMs: 1_000 },
+        store.writeContext(await store.tempDir()),
+      );
+      await expect(attempt).rejects.toBeInstanceOf(UnavailableError);
+      await expect(attempt).rejects.toThrow(new RegExp(`127\\.0\\.0\\.1:${silent.port}`));
+      await expect(attempt).rejects.not.toThrow(/some-Pa55word/);
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(await store.files()).toEqual([]);
+    } finally {
+      await store.cleanup();
+      await silent.stop();
+    }
+  }, 30_000);
+
+  it('a server that goes away before the snapshot fails with UnavailableError naming it', async () => {
+    const server = await startRedis();
+    const port = server.port;
+    await server.stop();
+    const store = await TestObjectStore.create({ component: 'redis' });
+    try {
+      const attempt = backupRedis(
+        { redis: redisConfig({ host: '127.0.0.1', port }), samples: 5, timeoutMs: 2_000 },
+        store.writeContext(await store.tempDir()),
+      );
+      await expect(attempt).rejects.toBeInstanceOf(UnavailableError);
+      await expect(attempt).rejects.toThrow(new RegExp(`127\\.0\\.0\\.1:${port}.*connection refused`));
+    } finally {
+      await store.cleanup();
+    }
+  }, 30_000);
+
+  it('writes during the backup under load do not break the drill (drift is noted)', async () => {
+    const server = await startRedis();
+    const store = await TestObjectStore.create({ component: 'redis' });
+    const writer = client(server);
+    try {
+      await fill(writer, 20_000);
+      let running = true;
+      let written = 0;
+      const load = (async () => {
+        while (running) {
+          const pipe = writer.pipeline();
+          for (let i = 0; i < 50; i++) {
+            pipe.set(`live:${written}`, 'x');
+            pipe.incr('live:counter');
+            written++;
+          }
+          await pipe.exec();
+        }
+      })();
+      let backup: ComponentBackup;
+      try {
+        backup = await backupRedis(
+          { redis: redisConfig(server), samples: 100 },
+          store.writeContext(await store.tempDir()),
+        );
+      } finally {
+        running = false;
+        await load;
+      }
+      const v = backup.verification as RedisVerification;
+      expect(v.keyspaceAfter['db0']!.keys).toBeGreaterThan(v.keyspaceBefore['db0']!.keys);
+      expect(backup.notes.join('\n')).toMatch(/Key counts changed during the snapshot \(db0 \d+→\d+\)/);
+      const drill = await drillRedis(
+        manifestComponent(backup, store),
+        store.readContext(await store.tempDir()),
+      );
+      expect(drill.ok).toBe(true);
+      const db0 = drill.checks.find((c) => c.subject === 'db0 keys')!;
+      expect(db0.expected).toMatch(/^\d+\.\.\d+$/);
+      expect(db0.note).toMatch(/changed during the snapshot/);
+      expect(drill.notes.join('\n')).toMatch(/db0: counts changed during the snapshot/);
+      console.log(
+        `[redis drift] ${written} writes during the backup; db0 ${db0.expected}, restored ${db0.actual}`,
+      );
+    } finally {
+      writer.disconnect();
+      await store.cleanup();
+      await server.stop();
+    }
+  }, 120_000);
+
+  it('measures the snapshot of 500k keys against BGSAVE, and PING p99 during it', async () => {
+    const server = await startRedis();
+    const store = await TestObjectStore.create({ component: 'redis' });
+    const admin = client(server);
+    try {
+      // DEBUG POPULATE is disabled by default; fill through pipelines instead.
+      for (let start = 0; start < 500_000; start += 5_000) {
+        const pipe = admin.pipeline();
+        for (let i = start; i < start + 5_000; i++) pipe.set(`player:${i}`, `{"id":${i},"xp":${i * 7}}`);
+        await pipe.exec();
+      }
+      const pinger = client(server);
+      const pingDuring = async <T>(
+        work: () => Promise<T>,
+      ): Promise<{ result: T; p99: number; p50: number; n: number }> => {
+        const samples: number[] = [];
+        let running = true;
+        const loop = (async () => {
+          while (running) {
+            const t = performance.now();
+            await pinger.ping();
+            samples.push(performance.now() - t);
+            await new Promise((resolve) => setTimeout(resolve, 2));
+          }
+        })();
+        try {
+          const result = await work();
+          return { result, ...percentiles(samples) };
+        } finally {
+          running = false;
+          await loop;
+        }
+      };
+      const idle = await pingDuring(() => new Promise((resolve) => setTimeout(resolve, 500)));
+
+      const bgsave = await pingDuring(async () => {
+        const t = performance.now();
+        const last = Number(await admin.lastsave());
+        await admin.bgsave();
+        while (true) {
+          const info = await admin.info('persistence');
+          if (/rdb_bgsave_in_progress:0/.test(info) && Number(await admin.lastsave()) >= last) break;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        return performance.now() - t;
+      });
+
+      const snapshot = await pingDuring(async () => {
+        const t = performance.now();
+        await backupRedis(
+          { redis: redisConfig(server), samples: 10 },
+          store.writeContext(await store.tempDir()),
+        );
+        return performance.now() - t;
+      });
+      pinger.disconnect();
+      const rdb = store.records.find((r) => r.name === REDIS_DUMP_OBJECT)!;
+      console.log(
+        `[redis 500k keys] BGSAVE ${bgsave.result.toFixed(0)} ms; gameops snapshot ${snapshot.result.toFixed(0)} ms ` +
+          `(${(snapshot.result / bgsave.result).toFixed(2)}x, ${(rdb.plainSize / 1048576).toFixed(1)} MiB RDB); ` +
+          `PING p50/p99 idle ${idle.p50.toFixed(2)}/${idle.p99.toFixed(2)} ms (n=${idle.n}), ` +
+          `during BGSAVE ${bgsave.p50.toFixed(2)}/${bgsave.p99.toFixed(2)} ms (n=${bgsave.n}), ` +
+          `during snapshot ${snapshot.p50.toFixed(2)}/${snapshot.p99.toFixed(2)} ms (n=${snapshot.n})`,
+      );
+      expect(rdb.plainSize).toBeGreaterThan(1_000_000);
+    } finally {
+      admin.disconnect();
+      await store.cleanup();
+      await server.stop();
+    }
+  }, 300_000);
+});
+
+function percentiles(samples: number[]): { p50: number; p99: number; n: number } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+  return { p50: at(0.5), p99: at(0.99), n: sorted.length };
+}
