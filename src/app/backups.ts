@@ -1,6 +1,7 @@
 import type { Gauge } from 'prom-client';
 import { errorMessage, UnavailableError } from '../core/index.ts';
-import type { BackupService } from '../backups/service.ts';
+import type { BackupService, DrillReport } from '../backups/service.ts';
+import type { Manifest } from '../backups/types.ts';
 import type { BackupSetRecord } from '../store/index.ts';
 import type { Resources } from './bootstrap.ts';
 import { openFleet } from './fleet.ts';
@@ -155,4 +156,146 @@ async function tell(
       log.error({ backup: set.id, channel, err: errorMessage(err) }, 'could not notify a failed backup');
     }
   }
+}
+
+/** What `gameops backup list` and the API call a set: the catalog state, or how far it was proven. */
+export type BackupStatus = 'running' | 'complete' | 'failed' | 'verified' | 'drilled' | 'pruned';
+
+/** A set's status: `drilled` (a drill matched), `verified` (verify passed), else its catalog state. */
+export function backupStatus(set: BackupSetRecord): BackupStatus {
+  if (set.state !== 'complete') return set.state;
+  if (set.drillOk === true) return 'drilled';
+  if (set.verifyOk === true) return 'verified';
+  return 'complete';
+}
+
+/** One set as listed (CLI and API): no secrets (the storage is described without credentials). */
+export interface BackupSummary {
+  id: string;
+  status: BackupStatus;
+  state: BackupSetRecord['state'];
+  createdAt: string;
+  completedAt: string | null;
+  ageSeconds: number;
+  sizeBytes: number;
+  objects: number;
+  components: string[];
+  storage: string;
+  requestedBy: string;
+  error: string | null;
+  verify: { at: string; ok: boolean; error: string | null } | null;
+  drill: { at: string; ok: boolean } | null;
+  prunedAt: string | null;
+}
+
+/** A set as listed, its age at `now`. */
+export function backupSummary(set: BackupSetRecord, now: Date): BackupSummary {
+  return {
+    id: set.id,
+    status: backupStatus(set),
+    state: set.state,
+    createdAt: set.createdAt,
+    completedAt: set.completedAt,
+    ageSeconds: Math.max(0, Math.round((now.getTime() - Date.parse(set.createdAt)) / 1000)),
+    sizeBytes: set.sizeBytes,
+    objects: set.objectCount,
+    components: set.components,
+    storage: set.storage,
+    requestedBy: set.requestedBy.name,
+    error: set.error,
+    verify:
+      set.verifiedAt !== null
+        ? { at: set.verifiedAt, ok: set.verifyOk === true, error: set.verifyError }
+        : null,
+    drill: set.drilledAt !== null ? { at: set.drilledAt, ok: set.drillOk === true } : null,
+    prunedAt: set.prunedAt,
+  };
+}
+
+/** One component of a set as shown: what the manifest says, without the objects' keys one by one. */
+export interface BackupComponentView {
+  kind: string;
+  objects: number;
+  sizeBytes: number;
+  plainBytes: number;
+  tool: { name: string; version: string };
+  source: Record<string, string | number | null>;
+  notes: string[];
+  startedAt: string;
+  completedAt: string;
+}
+
+/** A drill's result as shown: per component the checks (values of the platform's config left out). */
+export interface DrillView {
+  ok: boolean;
+  components: Array<{
+    component: string;
+    ok: boolean;
+    checks: Array<{ subject: string; ok: boolean; expected?: string; actual?: string; note?: string }>;
+    notes: string[];
+    bytes: number;
+    durationMs: number;
+  }>;
+  errors: Array<{ component: string; error: string }>;
+}
+
+export interface BackupDetail extends BackupSummary {
+  manifest: {
+    format: string;
+    gameopsVersion: string;
+    encryption: { kind: string; recipients: string[] };
+    compression: { kind: string; level: number };
+    components: BackupComponentView[];
+  } | null;
+  lastDrill: DrillView | null;
+}
+
+/** A set with its manifest summary and its last drill (the platform config's compared values left out). */
+export function backupDetail(set: BackupSetRecord, manifest: Manifest | undefined, now: Date): BackupDetail {
+  return {
+    ...backupSummary(set, now),
+    manifest: manifest
+      ? {
+          format: manifest.format,
+          gameopsVersion: manifest.gameopsVersion,
+          encryption: manifest.encryption,
+          compression: manifest.compression,
+          components: manifest.components.map((c) => ({
+            kind: c.kind,
+            objects: c.objects.length,
+            sizeBytes: c.objects.reduce((s, o) => s + o.size, 0),
+            plainBytes: c.objects.reduce((s, o) => s + o.plainSize, 0),
+            tool: c.tool,
+            source: c.source,
+            notes: c.notes,
+            startedAt: c.startedAt,
+            completedAt: c.completedAt,
+          })),
+        }
+      : null,
+    lastDrill: drillView(set.drillReport),
+  };
+}
+
+function drillView(report: unknown): DrillView | null {
+  if (typeof report !== 'object' || report === null) return null;
+  const r = report as Partial<DrillReport>;
+  return {
+    ok: r.ok === true,
+    components: (r.components ?? []).map((c) => ({
+      component: c.component,
+      ok: c.ok,
+      // The platform's config holds Secrets: its compared values are never shown.
+      checks: c.checks.map((k) => ({
+        subject: k.subject,
+        ok: k.ok,
+        ...(c.component === 'kubernetes' ? {} : { expected: k.expected, actual: k.actual }),
+        ...(k.note !== undefined ? { note: k.note } : {}),
+      })),
+      notes: c.notes,
+      bytes: c.bytes,
+      durationMs: c.durationMs,
+    })),
+    errors: (r.errors ?? []).map((e) => ({ component: e.component, error: e.error })),
+  };
 }

@@ -14,6 +14,7 @@ import { installAuth } from './auth.ts';
 import { guardOrigin } from './origin.ts';
 import { alertRoutes } from './routes/alerts.ts';
 import { auditRoutes } from './routes/audit.ts';
+import { backupRoutes } from './routes/backups.ts';
 import { checkRoutes } from './routes/checks.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -86,6 +87,7 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
   await app.register(incidentRoutes(context));
   await app.register(oncallRoutes(context));
   await app.register(alertRoutes(context));
+  await app.register(backupRoutes(context));
   app.get('/api/openapi.json', { schema: { hide: true } }, () => app.swagger());
   await app.ready();
 

@@ -32,6 +32,8 @@ const PUBLIC_READS = new Set(['/healthz', '/readyz', '/metrics', '/api/openapi.j
  * - incident response (issue #5): responder for `/api/incidents…`, `/api/pages…`, `/api/alerts…` and
  *   `/api/heartbeats…` (alert intake, heartbeat pings, acknowledging, silencing: on-call work);
  *   operator for on-call overrides; `/api/ack/…` is public: a signed acknowledge link is its own credential.
+ * - backups (issue #6): viewer reads `/api/backups…`; operator starts a backup, verify, drill or restore
+ *   (the restore still waits for its approval inside the run).
  * Unknown routes need viewer, so a caller without a token learns nothing, not even a 404.
  */
 export function routeAccess(method: string, url: string | undefined): RouteAccess {
@@ -43,6 +45,7 @@ export function routeAccess(method: string, url: string | undefined): RouteAcces
   if (url === '/api/audit/verify') return 'admin';
   if (url === '/api/audit' || url.startsWith('/api/audit/')) return 'operator';
   if (/^\/api\/(runs|runbooks)(\/|$)/.test(url)) return 'viewer';
+  if (/^\/api\/backups(\/|$)/.test(url)) return read ? 'viewer' : 'operator';
   if (read) return 'viewer';
   if (url === '/api/checks/daily') return 'responder';
   if (/^\/api\/(incidents|pages|alerts|heartbeats)(\/|$)/.test(url)) return 'responder';

@@ -267,3 +267,55 @@ export function backupRestoreRunbook(): RunbookInput {
     ],
   });
 }
+
+/** Runbook §5.1: read every object of one set back and check it. */
+export function backupVerifyRunbook(): RunbookInput {
+  return defineRunbook({
+    name: 'backup-verify',
+    version: '1',
+    title: 'Verify a backup set',
+    description:
+      'Reads every object of a set back (default: the newest complete one): sizes, SHA-256, test-decrypts and ' +
+      'test-decompresses. Fails naming the first bad object. Reads only (records the result in the catalog).',
+    runBy: ['operator'],
+    tags: ['backup', 'read-only'],
+    params: z.object({
+      id: idParam.nullable().default(null).describe('The set to verify (default: the newest complete one).'),
+    }),
+    steps: [
+      { id: 'set', title: 'The set to verify', action: 'backup.latest', args: { id: '${{ params.id }}' } },
+      {
+        id: 'verify',
+        title: 'Verify every object',
+        action: 'backup.verify',
+        args: { id: '${{ steps.set.output.id }}' },
+      },
+    ],
+  });
+}
+
+/** Runbook §5.4: retention on demand, or what it would delete and why (dryRun). */
+export function backupPruneRunbook(): RunbookInput {
+  return defineRunbook({
+    name: 'backup-prune',
+    version: '1',
+    title: 'Prune backups by retention',
+    description:
+      'Deletes the sets retention lets go: everything younger than keepDays stays, then daily/weekly/monthly ' +
+      'sets, never fewer than minVerified verified sets and never the newest verified one; only objects listed ' +
+      'in manifests (or recorded for a failed set) are deleted. dryRun lists what would go and why.',
+    runBy: ['operator'],
+    tags: ['backup'],
+    params: z.object({
+      dryRun: z.boolean().default(false).describe('Only list what would go and why.'),
+    }),
+    steps: [
+      {
+        id: 'prune',
+        title: 'Prune by retention',
+        action: 'backup.prune',
+        args: { dryRun: '${{ params.dryRun }}' },
+      },
+    ],
+  });
+}

@@ -1,12 +1,18 @@
 /** The built-in runbooks: the daily check (§1.1), the troubleshooting runbooks (§3) and backups (§5). */
 import type { RunbookInput } from '../input.ts';
-import { backupDrillRunbook, backupRestoreRunbook, backupRunbook } from './backup.ts';
+import {
+  backupDrillRunbook,
+  backupPruneRunbook,
+  backupRestoreRunbook,
+  backupRunbook,
+  backupVerifyRunbook,
+} from './backup.ts';
 import { dailyCheckRunbook } from './daily-check.ts';
 import { highCpuRunbook } from './high-cpu.ts';
 import { memoryLeakRunbook } from './memory-leak.ts';
 import { slowQueriesRunbook } from './slow-queries.ts';
 
-export { backupDrillRunbook, backupRestoreRunbook, backupRunbook };
+export { backupDrillRunbook, backupPruneRunbook, backupRestoreRunbook, backupRunbook, backupVerifyRunbook };
 export { dailyCheckRunbook, highCpuRunbook, memoryLeakRunbook, slowQueriesRunbook };
 
 /** Every built-in runbook as written; compile each with `compileRunbook(input, catalog, { kind: 'builtin' })`. */
@@ -19,5 +25,7 @@ export function builtinRunbooks(): RunbookInput[] {
     backupRunbook(),
     backupDrillRunbook(),
     backupRestoreRunbook(),
+    backupVerifyRunbook(),
+    backupPruneRunbook(),
   ];
 }
