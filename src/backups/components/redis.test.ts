@@ -1,6 +1,8 @@
 import fsp from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { Redis } from 'ioredis';
@@ -204,7 +206,8 @@ describe('Redis backup component (real redis-server)', () => {
     // The scratch server got its config (and password) on stdin: its argv is just `redis-server -`.
     const servers = [...seen].filter((c) => /redis-server/.test(c));
     expect(servers.some((c) => /redis-server -$/.test(c) || /redis-server \S*:\d+$/.test(c))).toBe(true);
-    for (const cmdline of seen) expect(cmdline).not.toMatch(/requirepass|[0-9a-f]{48}/);
+    for (const cmdline of servers) expect(cmdline).not.toMatch(/requirepass|[0-9a-f]{48}/);
+    for (const cmdline of seen) expect(cmdline).not.toContain(SOURCE_PASSWORD);
     // The scratch server and its file are gone.
     const temp = await fsp
       .readdir(path.join(store.dir))
@@ -297,6 +300,22 @@ describe('Redis backup component (real redis-server)', () => {
     }
   }, 120_000);
 
+  it('the pitfall the restore avoids: a dump.rdb copied into an AOF-enabled Redis is ignored at start', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gameops-redis-naive-'));
+    let target: RedisHandle | undefined = await startRedis({ dir, appendonly: true });
+    try {
+      await target.stop();
+      await fsp.writeFile(path.join(dir, 'dump.rdb'), await store.bytes(REDIS_DUMP_OBJECT));
+      target = await startRedis({ dir, appendonly: true });
+      const check = client(target);
+      expect(await check.dbsize()).toBe(0);
+      check.disconnect();
+    } finally {
+      await target?.stop();
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it('refuses to restore into a replica unless forced', async () => {
     const master = await startRedis();
     const replica = await startRedis();
@@ -367,6 +386,95 @@ describe('Redis backup component: failures and load', () => {
       await silent.stop();
     }
   }, 30_000);
+
+  it('a replication connection that never answers times out; nothing is left of the dump', async () => {
+    const server = await startRedis();
+    // The first connection (commands) goes through; the second (the replica handshake) is swallowed.
+    const proxy = await startProxy(server, (index) => (index === 0 ? 'forward' : 'silent'));
+    const store = await TestObjectStore.create({ component: 'redis' });
+    try {
+      const seed = client(server);
+      await seed.set('a', 'b');
+      seed.disconnect();
+      const attempt = backupRedis(
+        { redis: redisConfig(proxy), samples: 1, timeoutMs: 1_000 },
+        store.writeContext(await store.tempDir()),
+      );
+      await expect(attempt).rejects.toBeInstanceOf(UnavailableError);
+      await expect(attempt).rejects.toThrow(
+        new RegExp(
+          `127\\.0\\.0\\.1:${proxy.port} \\(waiting for REPLCONF rdb-only reply\\).*did not answer within 1000 ms`,
+        ),
+      );
+      expect(await store.files()).toEqual([]);
+    } finally {
+      await proxy.stop();
+      await store.cleanup();
+      await server.stop();
+    }
+  }, 30_000);
+
+  it('the server going away mid-transfer fails the backup and aborts the dump object', async () => {
+    const server = await startRedis();
+    const store = await TestObjectStore.create({ component: 'redis' });
+    const seed = client(server);
+    try {
+      for (let start = 0; start < 40_000; start += 5_000) {
+        const pipe = seed.pipeline();
+        for (let i = start; i < start + 5_000; i++) pipe.set(`p:${i}`, randomBytes(64));
+        await pipe.exec();
+      }
+      const proxy = await startProxy(server, (index) =>
+        index === 0 ? 'forward' : { cutAfterBytes: 300_000 },
+      );
+      try {
+        const attempt = backupRedis(
+          { redis: redisConfig(proxy), samples: 3 },
+          store.writeContext(await store.tempDir()),
+        );
+        await expect(attempt).rejects.toBeInstanceOf(UnavailableError);
+        await expect(attempt).rejects.toThrow(/connection closed after \d+ of \d+ bytes/);
+        expect(store.aborted).toEqual([REDIS_DUMP_OBJECT]);
+        expect(await store.files()).toEqual([]);
+      } finally {
+        await proxy.stop();
+      }
+    } finally {
+      seed.disconnect();
+      await store.cleanup();
+      await server.stop();
+    }
+  }, 60_000);
+
+  it('a diskless transfer (EOF-marked) gives the same kind of RDB, without the marker', async () => {
+    const server = await startRedis({
+      extraConfig: ['repl-diskless-sync yes', 'repl-diskless-sync-delay 0'],
+    });
+    const store = await TestObjectStore.create({ component: 'redis' });
+    const seed = client(server);
+    try {
+      await fill(seed, 2_000);
+      const backup = await backupRedis(
+        { redis: redisConfig(server), samples: 20, diskless: true },
+        store.writeContext(await store.tempDir()),
+      );
+      expect(backup.notes.join('\n')).toMatch(/diskless sync/);
+      expect(backup.tool.version).toMatch(/diskless/);
+      const rdb = await store.bytes(REDIS_DUMP_OBJECT);
+      expect(rdb.subarray(0, 5).toString('latin1')).toBe('REDIS');
+      expect(rdb[rdb.length - 9]).toBe(0xff);
+      const drill = await drillRedis(
+        manifestComponent(backup, store),
+        store.readContext(await store.tempDir()),
+      );
+      expect(drill.ok).toBe(true);
+      expect(drill.checks[0]).toMatchObject({ subject: 'db0 keys', actual: '2000', ok: true });
+    } finally {
+      seed.disconnect();
+      await store.cleanup();
+      await server.stop();
+    }
+  }, 60_000);
 
   it('a server that goes away before the snapshot fails with UnavailableError naming it', async () => {
     const server = await startRedis();
@@ -513,4 +621,52 @@ function percentiles(samples: number[]): { p50: number; p99: number; n: number }
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
   return { p50: at(0.5), p99: at(0.99), n: sorted.length };
+}
+
+type ProxyBehaviour = 'forward' | 'silent' | { cutAfterBytes: number };
+
+/** A TCP proxy to `target`; `behaviour(n)` decides what the n-th connection (from 0) gets. */
+async function startProxy(
+  target: { host: string; port: number },
+  behaviour: (index: number) => ProxyBehaviour,
+): Promise<{ host: string; port: number; stop(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let count = 0;
+  const server = net.createServer((socket) => {
+    const mode = behaviour(count++);
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    if (mode === 'silent') return;
+    const upstream = net.connect({ host: target.host, port: target.port });
+    sockets.add(upstream);
+    upstream.on('error', () => socket.destroy());
+    socket.on('close', () => upstream.destroy());
+    upstream.on('close', () => socket.destroy());
+    socket.pipe(upstream);
+    if (mode === 'forward') {
+      upstream.pipe(socket);
+      return;
+    }
+    let sent = 0;
+    upstream.on('data', (chunk: Buffer) => {
+      const room = mode.cutAfterBytes - sent;
+      sent += chunk.length;
+      if (room > 0) socket.write(room >= chunk.length ? chunk : chunk.subarray(0, room));
+      if (sent >= mode.cutAfterBytes) {
+        socket.end();
+        upstream.destroy();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    host: '127.0.0.1',
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

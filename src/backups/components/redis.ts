@@ -167,10 +167,14 @@ export async function backupRedis(
       }
     }
 
-    ctx.progress.phase('redis: snapshot');
     const snapshot = await streamSnapshot(config, ctx, { timeoutMs, diskless: source.diskless === true });
     if (!snapshot.rdbOnly)
       notes.push('The server does not know REPLCONF rdb-only (Redis < 7.0); the snapshot is the same.');
+    notes.push(
+      snapshot.transfer === 'disk'
+        ? 'The server wrote the snapshot to its own disk (as for BGSAVE) and then sent it: a disk-based sync.'
+        : 'The server streamed the snapshot over the socket (diskless sync), nothing written on its disk.',
+    );
     const keyspaceAfter = await readKeyspace(redis, config);
 
     // Keep only samples whose value did not change across the snapshot: they are what the RDB holds.
@@ -262,6 +266,7 @@ interface Snapshot {
   offset: number;
   bytes: number;
   rdbOnly: boolean;
+  transfer: 'disk' | 'socket';
 }
 
 /** Connects as a replica, streams the RDB payload into the `dump.rdb` object; aborts the object on failure. */
@@ -273,7 +278,8 @@ async function streamSnapshot(
   const replica = await ReplicaConnection.open(config, options.timeoutMs, ctx.signal);
   try {
     const rdbOnly = await replica.handshake(options.diskless);
-    const position = await replica.fullResync();
+    const { length, ...position } = await replica.fullResync();
+    ctx.progress.phase('redis: snapshot', length);
     const writer = ctx.open(REDIS_DUMP_OBJECT);
     let bytes = 0;
     try {
@@ -289,7 +295,7 @@ async function streamSnapshot(
       await writer.abort(error);
       throw error;
     }
-    return { ...position, bytes, rdbOnly };
+    return { ...position, bytes, rdbOnly, transfer: length === undefined ? 'socket' : 'disk' };
   } finally {
     replica.close();
   }
@@ -370,7 +376,7 @@ class ReplicaConnection {
   }
 
   /** `PSYNC ? -1`: the replication id and offset of the snapshot, then the payload header. */
-  async fullResync(): Promise<{ replid: string; offset: number }> {
+  async fullResync(): Promise<{ replid: string; offset: number; length: number | undefined }> {
     const reply = await this.#request(['PSYNC', '?', '-1'], 'PSYNC');
     const match = /^\+FULLRESYNC ([0-9a-f]{40}) (\d+)$/.exec(reply);
     if (!match) throw this.#fail(reply.replace(/^[-+]/, ''), 'PSYNC');
@@ -380,7 +386,8 @@ class ReplicaConnection {
     if (eof) this.#header = { kind: 'eof', mark: Buffer.from(eof[1]!, 'latin1') };
     else if (length) this.#header = { kind: 'length', length: Number(length[1]) };
     else throw this.#fail(`unexpected reply ${JSON.stringify(header.slice(0, 60))}`, 'PSYNC');
-    return { replid: match[1]!, offset: Number(match[2]) };
+    const known = this.#header.kind === 'length' ? this.#header.length : undefined;
+    return { replid: match[1]!, offset: Number(match[2]), length: known };
   }
 
   /** The RDB bytes (without the protocol's framing or EOF marker); checks the RDB signature. */
