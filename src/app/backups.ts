@@ -1,7 +1,7 @@
 import type { Gauge } from 'prom-client';
-import { errorMessage, UnavailableError } from '../core/index.ts';
+import { errorMessage, InputError, UnavailableError } from '../core/index.ts';
 import type { BackupService, DrillReport } from '../backups/service.ts';
-import type { Manifest } from '../backups/types.ts';
+import { BACKUP_ID_PATTERN, type Manifest } from '../backups/types.ts';
 import type { BackupSetRecord } from '../store/index.ts';
 import type { Resources } from './bootstrap.ts';
 import { openFleet } from './fleet.ts';
@@ -41,6 +41,20 @@ export async function closeBackups(resources: Resources): Promise<void> {
   } catch (err) {
     resources.log.warn({ err: errorMessage(err) }, 'closing the backup storage failed');
   }
+}
+
+/**
+ * A backup id from the command line or a request, checked before anything else happens (the same rule
+ * as the service's `checkBackupId`, without loading the backup modules).
+ * @throws InputError naming the value when it is not a backup id.
+ */
+export function checkBackupIdInput(id: string): string {
+  if (!BACKUP_ID_PATTERN.test(id))
+    throw new InputError(
+      `"${id.slice(0, 80)}" is not a backup id: ids look like bk-20261126T170500Z-3f9a2c (gameops backup list shows them)`,
+      { details: { field: 'id' } },
+    );
+  return id;
 }
 
 /** Whether `openBackups` opened a service for these resources (shutdown closes it then). */

@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { errorMessage, GameopsError, InputError, VERSION } from '../core/index.ts';
 import { alertsCommand } from './commands/alerts.ts';
 import { auditCommand } from './commands/audit.ts';
+import { backupCommand } from './commands/backup.ts';
 import { checkCommand } from './commands/check.ts';
 import { configCommand } from './commands/config.ts';
 import { fleetCommand } from './commands/fleet.ts';
@@ -59,6 +60,7 @@ export function buildProgram(): Command {
     incidentCommand(),
     oncallCommand(),
     alertsCommand(),
+    backupCommand(),
   ])
     program.addCommand(sub.exitOverride());
   for (const sub of program.commands) for (const leaf of sub.commands) leaf.exitOverride();

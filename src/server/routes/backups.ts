@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { backupDetail, backupSummary, openBackups } from '../../app/backups.ts';
+import { backupDetail, backupSummary, checkBackupIdInput, openBackups } from '../../app/backups.ts';
 import { openRunbooks } from '../../app/index.ts';
-import { checkBackupId } from '../../backups/service.ts';
 import { COMPONENT_KINDS } from '../../backups/types.ts';
 import { NotFoundError } from '../../core/index.ts';
 import type { Actor, RunView } from '../../runbooks/model.ts';
@@ -142,7 +141,7 @@ export function backupRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
 
   /** The set of this service, or 400 (malformed id, named) / 404 (unknown). */
   const known = async (id: string): Promise<BackupSetRecord> => {
-    checkBackupId(id);
+    checkBackupIdInput(id);
     const { config } = ctx.resources;
     const set = await ctx.store().backups.get(id);
     if (!set || set.service !== config.service.name || set.environment !== config.service.environment)
