@@ -21,7 +21,7 @@ import type { Actor } from '../runbooks/model.ts';
 import type { BackupSetRecord, Store } from '../store/index.ts';
 import { openObjectWriter, readObject, verifyObject } from './codec.ts';
 import { backupFiles, drillFiles, restoreFiles } from './components/files.ts';
-import { backupMysql, drillMysql, restoreMysql } from './components/mysql.ts';
+import { backupMysql, drillMysql, mysqlVerification, restoreMysql } from './components/mysql.ts';
 import {
   backupPlatformConfig,
   drillPlatformConfig,
@@ -679,9 +679,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
         case 'mysql': {
           const mysql = target?.mysql ?? backupMysqlConfig();
           const databases = Object.fromEntries(
-            (component.source.databases === undefined ? mysqlDatabases() : mysqlDatabasesOf(component)).map(
-              (d) => [d, d],
-            ),
+            Object.keys(mysqlVerification(component).databases).map((d) => [d, d]),
           );
           return restoreMysql(
             component,
@@ -794,11 +792,6 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
       if (!deps.storage) await storage.close();
     },
   };
-}
-
-function mysqlDatabasesOf(component: ManifestComponent): string[] {
-  const value = component.source.databases;
-  return typeof value === 'string' ? value.split(',').filter(Boolean) : [];
 }
 
 const objectSchema = z.object({
