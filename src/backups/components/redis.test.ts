@@ -300,6 +300,26 @@ describe('Redis backup component (real redis-server)', () => {
     }
   }, 120_000);
 
+  it('a key count below what was recorded fails the drill for that database', async () => {
+    const v = backup.verification as RedisVerification;
+    const inflated: RedisVerification = {
+      ...v,
+      keyspaceBefore: { ...v.keyspaceBefore, db3: { keys: 2_100, expires: 0 } },
+      keyspaceAfter: { ...v.keyspaceAfter, db3: { keys: 2_100, expires: 0 } },
+    };
+    const drill = await drillRedis(
+      { ...component, verification: inflated },
+      store.readContext(await store.tempDir()),
+    );
+    expect(drill.ok).toBe(false);
+    expect(drill.checks.find((c) => c.subject === 'db3 keys')).toMatchObject({
+      expected: '2100',
+      actual: '2000',
+      ok: false,
+    });
+    expect(drill.checks.find((c) => c.subject === 'db0 keys')?.ok).toBe(true);
+  }, 60_000);
+
   it('the pitfall the restore avoids: a dump.rdb copied into an AOF-enabled Redis is ignored at start', async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gameops-redis-naive-'));
     let target: RedisHandle | undefined = await startRedis({ dir, appendonly: true });
@@ -476,6 +496,39 @@ describe('Redis backup component: failures and load', () => {
     }
   }, 60_000);
 
+  it('keys with a TTL that expired between backup and drill count as expired, not as failures', async () => {
+    const server = await startRedis();
+    const store = await TestObjectStore.create({ component: 'redis' });
+    const seed = client(server);
+    try {
+      const pipe = seed.pipeline();
+      for (let i = 0; i < 40; i++) pipe.set(`short:${i}`, `v${i}`, 'PX', 2_000);
+      for (let i = 0; i < 40; i++) pipe.set(`long:${i}`, `v${i}`);
+      await pipe.exec();
+      const backup = await backupRedis(
+        { redis: redisConfig(server), samples: 80 },
+        store.writeContext(await store.tempDir()),
+      );
+      const v = backup.verification as RedisVerification;
+      expect(v.keyspaceBefore['db0']).toEqual({ keys: 80, expires: 40 });
+      expect(v.samples.withTtl).toBeGreaterThan(0);
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      const drill = await drillRedis(
+        manifestComponent(backup, store),
+        store.readContext(await store.tempDir()),
+      );
+      expect(drill.ok).toBe(true);
+      expect(drill.checks[0]).toMatchObject({ subject: 'db0 keys', expected: '80', actual: '40', ok: true });
+      expect(drill.checks[0]?.note).toMatch(/40 fewer: keys with a TTL \(40 at backup time\) expired since/);
+      expect(drill.checks[1]?.actual).toMatch(/^\d+ equal, [1-9]\d* expired, 0 differ$/);
+      expect(drill.notes.join('\n')).toMatch(/sampled key\(s\) with a TTL had expired/);
+    } finally {
+      seed.disconnect();
+      await store.cleanup();
+      await server.stop();
+    }
+  }, 60_000);
+
   it('a server that goes away before the snapshot fails with UnavailableError naming it', async () => {
     const server = await startRedis();
     const port = server.port;
@@ -577,38 +630,54 @@ describe('Redis backup component: failures and load', () => {
           await loop;
         }
       };
+      await pinger.ping(); // connect and warm up outside the measurement
       const idle = await pingDuring(() => new Promise((resolve) => setTimeout(resolve, 500)));
 
-      const bgsave = await pingDuring(async () => {
-        const t = performance.now();
-        const last = Number(await admin.lastsave());
-        await admin.bgsave();
-        while (true) {
-          const info = await admin.info('persistence');
-          if (/rdb_bgsave_in_progress:0/.test(info) && Number(await admin.lastsave()) >= last) break;
-          await new Promise((resolve) => setTimeout(resolve, 5));
-        }
-        return performance.now() - t;
-      });
-
-      const snapshot = await pingDuring(async () => {
-        const t = performance.now();
-        await backupRedis(
-          { redis: redisConfig(server), samples: 10 },
-          store.writeContext(await store.tempDir()),
+      const runBgsave = () =>
+        pingDuring(async () => {
+          const t = performance.now();
+          await admin.bgsave();
+          while (!/rdb_bgsave_in_progress:0/.test(await admin.info('persistence')))
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          return performance.now() - t;
+        });
+      const stores: TestObjectStore[] = [];
+      const runSnapshot = (diskless: boolean) =>
+        pingDuring(async () => {
+          const own = await TestObjectStore.create({ component: 'redis' });
+          stores.push(own);
+          const t = performance.now();
+          await backupRedis(
+            { redis: redisConfig(server), samples: 10, diskless },
+            own.writeContext(await own.tempDir()),
+          );
+          return performance.now() - t;
+        });
+      try {
+        const bgsave1 = await runBgsave();
+        const disk = await runSnapshot(false);
+        const bgsave2 = await runBgsave();
+        // A diskless transfer starts after repl-diskless-sync-delay (5 s by default); 0 here to compare.
+        await admin.config('SET', 'repl-diskless-sync-delay', '0');
+        const socket = await runSnapshot(true);
+        pinger.disconnect();
+        const bgsave = Math.min(bgsave1.result, bgsave2.result);
+        const rdb = stores[0]!.records.find((r) => r.name === REDIS_DUMP_OBJECT)!;
+        const fmt = (x: { p50: number; p99: number; n: number }): string =>
+          `${x.p50.toFixed(2)}/${x.p99.toFixed(2)} ms (n=${x.n})`;
+        console.log(
+          `[redis 500k keys, ${(rdb.plainSize / 1048576).toFixed(1)} MiB RDB] BGSAVE ${bgsave1.result.toFixed(0)}/${bgsave2.result.toFixed(0)} ms; ` +
+            `gameops snapshot disk-based ${disk.result.toFixed(0)} ms (${(disk.result / bgsave).toFixed(2)}x), ` +
+            `diskless ${socket.result.toFixed(0)} ms (${(socket.result / bgsave).toFixed(2)}x). ` +
+            `PING p50/p99 idle ${fmt(idle)}, during BGSAVE ${fmt(bgsave1)}, during disk-based snapshot ${fmt(disk)}, ` +
+            `during diskless snapshot ${fmt(socket)}`,
         );
-        return performance.now() - t;
-      });
-      pinger.disconnect();
-      const rdb = store.records.find((r) => r.name === REDIS_DUMP_OBJECT)!;
-      console.log(
-        `[redis 500k keys] BGSAVE ${bgsave.result.toFixed(0)} ms; gameops snapshot ${snapshot.result.toFixed(0)} ms ` +
-          `(${(snapshot.result / bgsave.result).toFixed(2)}x, ${(rdb.plainSize / 1048576).toFixed(1)} MiB RDB); ` +
-          `PING p50/p99 idle ${idle.p50.toFixed(2)}/${idle.p99.toFixed(2)} ms (n=${idle.n}), ` +
-          `during BGSAVE ${bgsave.p50.toFixed(2)}/${bgsave.p99.toFixed(2)} ms (n=${bgsave.n}), ` +
-          `during snapshot ${snapshot.p50.toFixed(2)}/${snapshot.p99.toFixed(2)} ms (n=${snapshot.n})`,
-      );
-      expect(rdb.plainSize).toBeGreaterThan(1_000_000);
+        expect(rdb.plainSize).toBeGreaterThan(1_000_000);
+        const rdb2 = stores[1]!.records.find((r) => r.name === REDIS_DUMP_OBJECT)!;
+        expect(rdb2.plainSize).toBeGreaterThan(1_000_000);
+      } finally {
+        for (const own of stores) await own.cleanup();
+      }
     } finally {
       admin.disconnect();
       await store.cleanup();

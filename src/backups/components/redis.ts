@@ -969,7 +969,12 @@ function compareKeyspace(
 async function readSamples(ctx: ComponentReadContext, name: string): Promise<SamplesDocument> {
   const chunks: Buffer[] = [];
   for await (const chunk of ctx.read(name) as AsyncIterable<Buffer>) chunks.push(chunk);
-  const doc = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Partial<SamplesDocument>;
+  let doc: Partial<SamplesDocument>;
+  try {
+    doc = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Partial<SamplesDocument>;
+  } catch (err) {
+    throw new InputError(`object ${name} of set ${ctx.setId} is not valid JSON`, { cause: err });
+  }
   if (doc.format !== 'gameops-redis-samples/1' || !Array.isArray(doc.samples))
     throw new InputError(`object ${name} of set ${ctx.setId} is not a gameops-redis-samples/1 document`);
   return doc as SamplesDocument;
