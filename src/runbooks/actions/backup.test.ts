@@ -1,0 +1,240 @@
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openBackups } from '../../app/backups.ts';
+import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
+import { openRunbooks } from '../../app/runbooks.ts';
+import type { Engine } from '../engine.ts';
+import type { Actor, RunView } from '../model.ts';
+import { createCatalog } from './index.ts';
+import { createRunbookServices, stepContext } from './test-support.ts';
+
+const admin: Actor = { id: 'local:tester', name: 'tester', role: 'admin', kind: 'local' };
+const responder: Actor = { id: 'token:r', name: 'rita', role: 'responder', kind: 'token' };
+
+/** Files of `dir`, recursively, as relative path → content. */
+function snapshot(dir: string, prefix = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) Object.assign(out, snapshot(path, `${prefix}${name}/`));
+    else out[`${prefix}${name}`] = readFileSync(path, 'utf8');
+  }
+  return out;
+}
+
+/** Every stored file under `dir` (the filesystem storage), recursively. */
+function storedFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(...storedFiles(path));
+    else out.push(path);
+  }
+  return out;
+}
+
+describe('backup actions and runbooks (files-only sets on filesystem storage)', () => {
+  let dir: string;
+  let game: string;
+  let storage: string;
+  let resources: Resources;
+  let engine: Engine;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gameops-backup-actions-'));
+    game = join(dir, 'game');
+    storage = join(dir, 'backups');
+    mkdirSync(join(game, 'maps'), { recursive: true });
+    writeFileSync(join(game, 'config.yaml'), 'motd: hello\nmaxPlayers: 64\n');
+    writeFileSync(join(game, 'maps', 'arena.map'), 'x'.repeat(200_000));
+    const identity = await generateX25519Identity();
+    const recipient = await identityToRecipient(identity);
+    writeFileSync(join(dir, 'backup.key'), `# test key\n${identity}\n`);
+    chmodSync(join(dir, 'backup.key'), 0o600);
+    writeFileSync(
+      join(dir, 'gameops.yaml'),
+      [
+        'service: { name: test-game, environment: test }',
+        `database: { dataDir: ${join(dir, 'data')} }`,
+        'backups:',
+        `  storage: { kind: filesystem, path: ${storage} }`,
+        `  encryption: { recipients: [${recipient}], identity: "file:${join(dir, 'backup.key')}" }`,
+        `  files: { paths: [${game}] }`,
+        '',
+      ].join('\n'),
+    );
+    resources = await bootstrap({
+      configPath: join(dir, 'gameops.yaml'),
+      store: 'required',
+      logLevel: 'silent',
+    });
+    engine = await openRunbooks(resources);
+  });
+
+  afterAll(async () => {
+    if (resources) await shutdown(resources);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function run(runbook: string, params: Record<string, unknown> = {}, actor = admin): Promise<RunView> {
+    const view = await engine.start({ runbook, params, trigger: 'cli' }, actor);
+    return (await engine.runUntilIdle({ runId: view.id })) ?? engine.get(view.id, actor);
+  }
+
+  const step = (view: RunView, id: string) => view.steps.find((s) => s.id === id)!;
+
+  async function logs(runId: string): Promise<string[]> {
+    const events = await engine.events(runId, 0, admin, { waitMs: 0 });
+    return events.filter((e) => e.type === 'log').map((e) => e.message ?? '');
+  }
+
+  let firstId = '';
+
+  it('backup: create → verify → prune, with progress lines (bytes, rate) in the step log', async () => {
+    const view = await run('backup');
+    expect(view.status, JSON.stringify(view.steps.map((s) => [s.id, s.status, s.error]))).toBe('succeeded');
+    expect(view.steps.map((s) => [s.id, s.status])).toEqual([
+      ['create', 'succeeded'],
+      ['verify', 'succeeded'],
+      ['prune', 'succeeded'],
+    ]);
+    const created = step(view, 'create').output as {
+      id: string;
+      state: string;
+      sizeBytes: number;
+      objects: number;
+    };
+    expect(created).toMatchObject({ state: 'complete', components: ['files'] });
+    expect(created.id).toMatch(/^bk-\d{8}T\d{6}Z-[0-9a-f]{6}$/);
+    expect(created.objects).toBeGreaterThan(0);
+    expect(created.sizeBytes).toBeGreaterThan(0);
+    firstId = created.id;
+    expect(step(view, 'verify').output).toMatchObject({ id: firstId, ok: true });
+    const lines = await logs(view.id);
+    expect(lines.some((l) => /\/s\b/.test(l) && /B/.test(l))).toBe(true);
+    const service = await openBackups(resources);
+    const [set] = await service.list();
+    expect(set).toMatchObject({ id: firstId, state: 'complete', verifyOk: true });
+  });
+
+  it('backup-drill: defaults to the newest complete set, restores into scratch, records files restorable', async () => {
+    const view = await run('backup-drill');
+    expect(view.status, JSON.stringify(view.steps.map((s) => [s.id, s.status, s.error]))).toBe('succeeded');
+    expect(step(view, 'set').output).toMatchObject({ id: firstId });
+    expect(step(view, 'drill').output).toMatchObject({ id: firstId, ok: true });
+    const restorable = await (await openBackups(resources)).restorable();
+    expect(restorable).toEqual([
+      { component: 'files', setId: firstId, at: expect.any(String) as unknown, runId: view.id },
+    ]);
+  });
+
+  it('backup-prune with dryRun lists every set with why it stays, deleting nothing', async () => {
+    const before = storedFiles(storage).sort();
+    const view = await run('backup-prune', { dryRun: true });
+    expect(view.status).toBe('succeeded');
+    const report = step(view, 'prune').output as {
+      dryRun: boolean;
+      decisions: Array<{ id: string; keep: boolean }>;
+    };
+    expect(report.dryRun).toBe(true);
+    expect(report.decisions).toContainEqual(expect.objectContaining({ id: firstId, keep: true }));
+    expect(storedFiles(storage).sort()).toEqual(before);
+    expect((await logs(view.id)).some((l) => l.startsWith(`keep ${firstId}`))).toBe(true);
+  });
+
+  it('backup-restore stops at the approval (naming set, age, components, target); nothing is restored until approved', async () => {
+    const original = snapshot(game);
+    writeFileSync(join(game, 'config.yaml'), 'motd: CHANGED AFTER THE BACKUP\n');
+    const waiting = await run('backup-restore', { id: firstId });
+    expect(waiting.status).toBe('waiting');
+    const approve = step(waiting, 'approve');
+    expect(approve.status).toBe('waiting');
+    expect(approve.approval?.message).toContain(firstId);
+    expect(approve.approval?.message).toContain('files');
+    expect(approve.approval?.message).toContain('original');
+    expect(approve.approval?.message).toMatch(/ago/);
+    expect(step(waiting, 'restore-files').status).toBe('pending');
+    expect(readFileSync(join(game, 'config.yaml'), 'utf8')).toBe('motd: CHANGED AFTER THE BACKUP\n');
+    // A responder may not approve (operator or admin).
+    await expect(
+      engine.decide(
+        { runId: waiting.id, stepId: 'approve', decision: 'approve', planHash: approve.approval!.planHash },
+        responder,
+      ),
+    ).rejects.toThrow(/operator|admin|may not/);
+    await engine.decide(
+      { runId: waiting.id, stepId: 'approve', decision: 'approve', planHash: approve.approval!.planHash },
+      admin,
+    );
+    const done = (await engine.runUntilIdle({ runId: waiting.id }))!;
+    expect(
+      done.steps.map((s) => [s.id, s.status]),
+      JSON.stringify(done.steps.map((s) => [s.id, s.status, s.error])),
+    ).toEqual(
+      expect.arrayContaining([
+        ['restore-mysql', 'skipped'],
+        ['restore-redis', 'skipped'],
+        ['restore-config', 'skipped'],
+        ['restore-files', 'succeeded'],
+        // No platform: traffic is not stopped, nothing restarted.
+        ['stop-traffic', 'skipped'],
+        ['restart', 'skipped'],
+      ]),
+    );
+    expect(snapshot(game)).toEqual(original);
+  });
+
+  it('a restore refuses a component the set does not have before any approval is asked', async () => {
+    const view = await run('backup-restore', { id: firstId, components: ['mysql'] });
+    expect(view.status).toBe('failed');
+    expect(step(view, 'plan').error?.message).toContain(`backup ${firstId} has no mysql component`);
+    expect(step(view, 'approve').status).not.toBe('waiting');
+  });
+
+  it('a malformed id is refused by the runbook before anything runs', async () => {
+    await expect(
+      engine.start({ runbook: 'backup-restore', params: { id: '../../etc' }, trigger: 'cli' }, admin),
+    ).rejects.toThrow(/id/);
+  });
+
+  it('backup-verify fails naming the first bad object when a stored byte is flipped', async () => {
+    const second = step(await run('backup'), 'create').output as { id: string };
+    const objects = storedFiles(join(storage, second.id)).filter((f) => !f.endsWith('manifest.json'));
+    expect(objects.length).toBeGreaterThan(0);
+    const victim = objects[0]!;
+    const bytes = readFileSync(victim);
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] = bytes[at]! ^ 0x01;
+    writeFileSync(victim, bytes);
+    const view = await run('backup-verify', { id: second.id });
+    expect(view.status).toBe('failed');
+    const message = step(view, 'verify').error?.message ?? '';
+    expect(message).toContain(`backup ${second.id} failed verification`);
+    expect(message).toContain(victim.slice(storage.length + 1));
+    const set = await (await openBackups(resources)).show(second.id);
+    expect(set.set.verifyOk).toBe(false);
+  });
+
+  it('backup.latest names the newest complete set and refuses when verifiedOnly finds none', async () => {
+    const catalog = createCatalog();
+    const latest = catalog.action('backup.latest')!;
+    const services = createRunbookServices(resources);
+    const out = (await latest.run(latest.args.parse({}), stepContext(services))) as { id: string };
+    expect(out.id).toMatch(/^bk-/);
+    expect(latest.effect).toBe('read-only');
+    expect(catalog.action('backup.restore')!.effect).toBe('destructive');
+    expect(await catalog.action('backup.restore')!.verify!({}, stepContext(services))).toBe('unknown');
+  });
+});
