@@ -1,0 +1,383 @@
+/**
+ * The `files` backup component on real files: a tree with nested and empty directories, unicode and
+ * long names, symbolic links (relative, absolute, dangling), private modes; restore to the original
+ * paths and under another root; drill; and hostile archives crafted by hand. Objects go to plain files
+ * (test-support.ts): compression and encryption are the codec's.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  rm,
+  symlink,
+  writeFile,
+  chmod,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { Header, Parser, Pax, type ReadEntry } from 'tar';
+import { afterEach, describe, expect, it } from 'vitest';
+import { InputError, UnavailableError } from '../../core/index.ts';
+import type { ComponentBackup, ManifestComponent } from '../types.ts';
+import { FILES_OBJECT, backupFiles, drillFiles, restoreFiles, type FilesVerification } from './files.ts';
+import { TestObjectStore } from './test-support.ts';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'gameops-files-test-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function store(): Promise<TestObjectStore> {
+  const s = await TestObjectStore.create({ component: 'files' });
+  cleanups.push(() => s.cleanup());
+  return s;
+}
+
+function entryOf(s: TestObjectStore, backup: ComponentBackup): ManifestComponent {
+  return {
+    ...backup,
+    kind: 'files',
+    startedAt: '2026-01-01T00:00:00Z',
+    completedAt: '2026-01-01T00:00:01Z',
+    objects: [...s.records],
+  };
+}
+
+const UNICODE = 'héllo wörld ✓ 日本.txt';
+const LONG = `${'a-very-long-directory-name-'.repeat(5)}x`;
+
+/** A game server's files as they might look. */
+async function makeTree(root: string): Promise<{ config: string; single: string; big: Buffer }> {
+  const config = join(root, 'srv', 'game', 'config');
+  await mkdir(join(config, 'maps', 'empty'), { recursive: true });
+  await mkdir(join(config, LONG, 'deeper'), { recursive: true });
+  await writeFile(join(config, 'game.yaml'), 'motd: hello\nmax_players: 64\n');
+  await writeFile(join(config, 'secret.key'), 'private-key-material', { mode: 0o600 });
+  await chmod(join(config, 'secret.key'), 0o600);
+  await writeFile(join(config, UNICODE), 'ünïcödé ✓\n');
+  await writeFile(join(config, LONG, 'deeper', `${'f'.repeat(120)}.json`), '{}');
+  await writeFile(join(config, 'maps', 'empty.bin'), '');
+  const big = randomBytes(1024 * 1024 + 77);
+  await writeFile(join(config, 'maps', 'world.bin'), big);
+  await symlink('game.yaml', join(config, 'current.yaml'));
+  await symlink('/nonexistent/elsewhere', join(config, 'dangling'));
+  await symlink('../config/maps', join(config, 'maps-link'));
+  await chmod(join(config, 'maps'), 0o750);
+  const single = join(root, 'etc', 'game.env');
+  await mkdir(join(root, 'etc'));
+  await writeFile(single, 'GAME_MODE=ranked\n', { mode: 0o640 });
+  await chmod(single, 0o640);
+  return { config, single, big };
+}
+
+/** Every entry under `path`: type, mode, content hash or link target. */
+async function snapshot(path: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  async function visit(abs: string, rel: string): Promise<void> {
+    const info = await lstat(abs);
+    const mode = (info.mode & 0o7777).toString(8);
+    if (info.isSymbolicLink()) out[rel] = `symlink -> ${await readlink(abs)}`;
+    else if (info.isDirectory()) {
+      out[rel] = `dir ${mode}`;
+      for (const name of (await readdir(abs)).sort()) await visit(join(abs, name), `${rel}/${name}`);
+    } else {
+      const sha = createHash('sha256')
+        .update(await readFile(abs))
+        .digest('hex');
+      out[rel] = `file ${mode} ${info.size} ${sha}`;
+    }
+  }
+  await visit(path, '.');
+  return out;
+}
+
+async function tarEntries(bytes: Buffer): Promise<string[]> {
+  const names: string[] = [];
+  const parser = new Parser({ strict: true });
+  parser.on('entry', (e: ReadEntry) => {
+    names.push(`${e.type} ${e.path}`);
+    e.resume();
+  });
+  await new Promise<void>((resolve, reject) => {
+    parser.on('end', resolve);
+    parser.on('error', reject);
+    parser.end(bytes);
+  });
+  return names;
+}
+
+describe('files component: backup, restore, drill', () => {
+  it('round trip to the original paths: files, empty dirs, unicode and long names, symlinks kept as links, modes', async () => {
+    const root = await tempDir();
+    const { config, single } = await makeTree(root);
+    const before = { config: await snapshot(config), single: await snapshot(single) };
+    const s = await store();
+    const backup = await backupFiles([config, single], s.writeContext(await s.tempDir()));
+    expect(s.records.map((r) => r.name)).toEqual([FILES_OBJECT]);
+    const v = backup.verification as FilesVerification;
+    expect(v.roots).toEqual([
+      { prefix: 'path-0', path: config, type: 'directory' },
+      { prefix: 'path-1', path: single, type: 'file' },
+    ]);
+    expect(v.totals).toEqual({ files: 7, directories: 5, symlinks: 3, bytes: expect.any(Number) as number });
+    expect(backup.source).toEqual({ 'path-0': config, 'path-1': single });
+    expect(v.entries.find((e) => e.path === 'path-0/secret.key')).toMatchObject({
+      type: 'file',
+      mode: 0o600,
+    });
+    expect(v.entries.find((e) => e.path === 'path-0/dangling')).toMatchObject({
+      type: 'symlink',
+      linkpath: '/nonexistent/elsewhere',
+    });
+
+    // Portable: no absolute path, nothing outside the prefixes, PAX for the long and unicode names.
+    const names = await tarEntries(await s.bytes(FILES_OBJECT));
+    for (const name of names) expect(name).toMatch(/^(File|Directory|SymbolicLink) path-[01](\/|$)/);
+    expect(names).toContain(`File path-0/${UNICODE}`);
+    expect(names).toContain(`File path-0/${LONG}/deeper/${'f'.repeat(120)}.json`);
+    expect(names).toContain('Directory path-0/maps/empty/');
+
+    // Disaster: files removed and changed, something new appeared.
+    await rm(join(config, 'maps'), { recursive: true });
+    await writeFile(join(config, 'game.yaml'), 'motd: broken\n');
+    await writeFile(join(config, 'stray.txt'), 'not in the backup');
+    await rm(single);
+    const restored = await restoreFiles(entryOf(s, backup), {}, s.readContext(await s.tempDir()));
+    expect(restored).toEqual({ files: 7, bytes: v.totals.bytes });
+    expect(await snapshot(config)).toEqual(before.config);
+    expect(await snapshot(single)).toEqual(before.single);
+    // No staging or old copies left next to the destinations.
+    expect((await readdir(join(root, 'srv', 'game'))).sort()).toEqual(['config']);
+    expect((await readdir(join(root, 'etc'))).sort()).toEqual(['game.env']);
+
+    const drill = await drillFiles(entryOf(s, backup), s.readContext(await s.tempDir()));
+    expect(drill.ok, JSON.stringify(drill.checks)).toBe(true);
+    expect(drill.component).toBe('files');
+    expect(drill.checks.map((c) => c.subject)).toEqual([
+      `files ${config}`,
+      `files ${single}`,
+      'files totals',
+    ]);
+    expect(drill.bytes).toBe(v.totals.bytes);
+  });
+
+  it('restores under another root (a restore target filesRoot), leaving the originals alone', async () => {
+    const root = await tempDir();
+    const { config } = await makeTree(root);
+    const before = await snapshot(config);
+    const s = await store();
+    const backup = await backupFiles([config], s.writeContext(await s.tempDir()));
+    await writeFile(join(config, 'game.yaml'), 'motd: production now\n');
+    const clone = await tempDir();
+    const result = await restoreFiles(entryOf(s, backup), { root: clone }, s.readContext(await s.tempDir()));
+    expect(result.files).toBe(6);
+    expect(await snapshot(join(clone, config))).toEqual(before);
+    expect(await readFile(join(config, 'game.yaml'), 'utf8')).toBe('motd: production now\n');
+  });
+
+  it('a missing path is an InputError naming it, and nothing is written', async () => {
+    const root = await tempDir();
+    const s = await store();
+    const missing = join(root, 'no', 'such', 'dir');
+    const err = await backupFiles([missing], s.writeContext(await s.tempDir())).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toContain(missing);
+    expect(await s.files()).toEqual([]);
+    for (const bad of [['relative/path'], [], [root, join(root, 'inside')], [root, root]]) {
+      const e = await backupFiles(bad, s.writeContext(await s.tempDir())).catch((x: unknown) => x);
+      expect(e, JSON.stringify(bad)).toBeInstanceOf(InputError);
+    }
+  });
+
+  it('drops setuid/setgid bits (noted at backup, never restored)', async () => {
+    const root = await tempDir();
+    const dir = join(root, 'bin');
+    await mkdir(dir);
+    await writeFile(join(dir, 'tool'), '#!/bin/sh\n');
+    await chmod(join(dir, 'tool'), 0o4755);
+    const s = await store();
+    const backup = await backupFiles([dir], s.writeContext(await s.tempDir()));
+    expect(backup.notes.join('\n')).toContain('setuid');
+    await rm(dir, { recursive: true });
+    await restoreFiles(entryOf(s, backup), {}, s.readContext(await s.tempDir()));
+    expect((await lstat(join(dir, 'tool'))).mode & 0o7777).toBe(0o755);
+  });
+
+  it('drill names a file whose content differs from the manifest; restore then replaces nothing', async () => {
+    const root = await tempDir();
+    const { config } = await makeTree(root);
+    const s = await store();
+    const backup = await backupFiles([config], s.writeContext(await s.tempDir()));
+    const v = structuredClone(backup.verification) as FilesVerification;
+    v.entries.find((e) => e.path === 'path-0/game.yaml')!.sha256 = '0'.repeat(64);
+    const tampered = { ...entryOf(s, backup), verification: v };
+    const drill = await drillFiles(tampered, s.readContext(await s.tempDir()));
+    expect(drill.ok).toBe(false);
+    expect(drill.checks.filter((c) => !c.ok).map((c) => c.subject)).toEqual([
+      `files ${config}`,
+      `files ${join(config, 'game.yaml')}`,
+    ]);
+    await writeFile(join(config, 'game.yaml'), 'motd: live\n');
+    const err = await restoreFiles(tampered, {}, s.readContext(await s.tempDir())).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toContain(`files ${join(config, 'game.yaml')} differs from the manifest`);
+    expect(await readFile(join(config, 'game.yaml'), 'utf8')).toBe('motd: live\n');
+    expect((await readdir(join(root, 'srv', 'game'))).sort()).toEqual(['config']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Hostile archives
+
+interface Crafted {
+  path: string;
+  type: 'File' | 'Directory' | 'SymbolicLink' | 'Link' | 'CharacterDevice' | 'FIFO';
+  mode?: number;
+  body?: string;
+  linkpath?: string;
+}
+
+/** A tar made by hand, as an attacker with write access to the storage (but not the key) could not, or a bug could. */
+function craftTar(entries: Crafted[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const body = Buffer.from(e.body ?? '');
+    const data = {
+      path: e.path,
+      type: e.type,
+      mode: e.mode ?? (e.type === 'Directory' ? 0o755 : 0o644),
+      size: e.type === 'File' ? body.length : 0,
+      mtime: new Date('2026-01-01T00:00:00Z'),
+      uid: 0,
+      gid: 0,
+      ...(e.linkpath !== undefined ? { linkpath: e.linkpath } : {}),
+    };
+    const header = new Header(data);
+    if (header.encode()) blocks.push(new Pax(data).encode());
+    blocks.push(header.block!);
+    if (body.length > 0) {
+      blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512));
+    }
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+describe('files component: hostile archives are refused, naming the entry', () => {
+  const cases: Array<{ what: string; entries: Crafted[]; names: string }> = [
+    {
+      what: '".." escaping the destination',
+      entries: [
+        { path: 'path-0/', type: 'Directory' },
+        { path: 'path-0/../../escaped.txt', type: 'File', body: 'pwned' },
+      ],
+      names: 'path-0/../../escaped.txt',
+    },
+    {
+      what: 'an absolute path',
+      entries: [
+        { path: 'path-0/', type: 'Directory' },
+        { path: '/tmp/gameops-absolute-escape.txt', type: 'File', body: 'pwned' },
+      ],
+      names: '/tmp/gameops-absolute-escape.txt',
+    },
+    {
+      what: 'a file written through a symlink entry',
+      entries: [
+        { path: 'path-0/', type: 'Directory' },
+        { path: 'path-0/link', type: 'SymbolicLink', linkpath: '@OUTSIDE@' },
+        { path: 'path-0/link/planted.txt', type: 'File', body: 'pwned' },
+      ],
+      names: 'path-0/link/planted.txt',
+    },
+    {
+      what: 'a hard link',
+      entries: [
+        { path: 'path-0/', type: 'Directory' },
+        { path: 'path-0/passwd', type: 'Link', linkpath: '/etc/passwd' },
+      ],
+      names: 'path-0/passwd',
+    },
+    {
+      what: 'a device',
+      entries: [
+        { path: 'path-0/', type: 'Directory' },
+        { path: 'path-0/null', type: 'CharacterDevice' },
+      ],
+      names: 'path-0/null',
+    },
+    {
+      what: 'a prefix not in the manifest',
+      entries: [
+        { path: 'path-0/', type: 'Directory' },
+        { path: 'path-7/x.txt', type: 'File', body: 'x' },
+      ],
+      names: 'path-7/x.txt',
+    },
+    {
+      what: 'an entry appearing twice (a file replaced by a symlink)',
+      entries: [
+        { path: 'path-0/', type: 'Directory' },
+        { path: 'path-0/a', type: 'File', body: 'x' },
+        { path: 'path-0/a', type: 'SymbolicLink', linkpath: '/etc/shadow' },
+      ],
+      names: 'path-0/a',
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.what, async () => {
+      const root = await tempDir();
+      const outside = join(root, 'outside');
+      await mkdir(outside);
+      const dest = join(root, 'dest', 'config');
+      await mkdir(dest, { recursive: true });
+      await writeFile(join(dest, 'live.txt'), 'live');
+      const s = await store();
+      const entries = c.entries.map((e) => ({ ...e, linkpath: e.linkpath?.replace('@OUTSIDE@', outside) }));
+      await s.writeContext(await s.tempDir()).write(FILES_OBJECT, Readable.from([craftTar(entries)]));
+      const verification: FilesVerification = {
+        format: 'gameops-files/1',
+        salt: '0'.repeat(32),
+        roots: [{ prefix: 'path-0', path: dest, type: 'directory' }],
+        entries: [],
+        totals: { files: 0, directories: 0, symlinks: 0, bytes: 0 },
+      };
+      const backup: ManifestComponent = {
+        kind: 'files',
+        tool: { name: 'tar', version: 'x' },
+        source: {},
+        verification,
+        notes: [],
+        startedAt: '2026-01-01T00:00:00Z',
+        completedAt: '2026-01-01T00:00:01Z',
+        objects: [...s.records],
+      };
+      const err = await restoreFiles(backup, {}, s.readContext(await s.tempDir())).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect((err as Error).message).toContain(`refusing archive entry ${JSON.stringify(c.names)}`);
+      // Nothing escaped, nothing replaced, nothing left behind.
+      expect(await readdir(outside)).toEqual([]);
+      await expect(lstat('/tmp/gameops-absolute-escape.txt')).rejects.toThrow();
+      await expect(lstat(join(root, 'escaped.txt'))).rejects.toThrow();
+      expect(await readFile(join(dest, 'live.txt'), 'utf8')).toBe('live');
+      expect(await readdir(join(root, 'dest'))).toEqual(['config']);
+
+      const drillErr = await drillFiles(backup, s.readContext(await s.tempDir())).catch((e: unknown) => e);
+      expect(drillErr).toBeInstanceOf(UnavailableError);
+      expect((drillErr as Error).message).toContain(JSON.stringify(c.names));
+      expect(await readdir(outside)).toEqual([]);
+    });
+  }
+});
