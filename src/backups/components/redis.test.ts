@@ -249,6 +249,7 @@ describe('Redis backup component (real redis-server)', () => {
     try {
       const before = client(target, TARGET_PASSWORD);
       await before.set('stale', 'must be replaced');
+      await before.config('SET', 'masterauth', 'previous-masterauth');
       before.disconnect();
       const { result: restored, seen } = await watchCommandLines(async () =>
         restoreRedis(
@@ -263,9 +264,9 @@ describe('Redis backup component (real redis-server)', () => {
         expect(cmdline).not.toContain(TARGET_PASSWORD);
         expect(cmdline).not.toContain(SOURCE_PASSWORD);
       }
-      // masterauth is back to what it was (empty), and the target is a master again.
+      // masterauth is back to what it was, and the target is a master again.
       const after = client(target, TARGET_PASSWORD);
-      expect(await after.config('GET', 'masterauth')).toEqual(['masterauth', '']);
+      expect(await after.config('GET', 'masterauth')).toEqual(['masterauth', 'previous-masterauth']);
       expect(await after.info('replication')).toMatch(/role:master/);
       after.disconnect();
 

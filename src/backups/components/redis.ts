@@ -765,6 +765,7 @@ async function startScratchServer(
         'repl-diskless-sync-delay 0',
       ];
       const proc = spawn(binary, ['-'], { stdio: ['pipe', 'ignore', 'ignore'], cwd: dir });
+      trackChild(proc);
       const exited = new Promise<number | null>((resolve) => {
         proc.once('exit', (code) => resolve(code));
         proc.once('error', () => resolve(-1));
@@ -824,6 +825,20 @@ async function waitLoaded(
   }
   redis?.disconnect();
   return { ok: false, reason: `not ready within ${timeoutMs} ms (${last})` };
+}
+
+/** Scratch servers still running: killed if gameops exits before their stop() ran. */
+const liveChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function trackChild(child: ChildProcess): void {
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const live of liveChildren) live.kill('SIGKILL');
+  });
 }
 
 async function stopProcess(child: ChildProcess): Promise<void> {
@@ -1051,6 +1066,8 @@ export async function restoreRedis(
           redis.config('SET', 'masterauth', scratch.password),
         );
         await command(redis, target, 'REPLICAOF', () => redis.replicaof(scratch.host, scratch.port));
+        const replicaSince = performance.now();
+        let syncStarted = false;
         await waitFor(
           name,
           'the full sync from the temporary server',
@@ -1059,6 +1076,11 @@ export async function restoreRedis(
           async () => {
             const r = await info('replication');
             const p = await info('persistence');
+            if (r['master_sync_in_progress'] === '1' || r['master_link_status'] === 'up') syncStarted = true;
+            if (!syncStarted && performance.now() - replicaSince > timeoutMs)
+              throw new UnavailableError(
+                `${name} did not start syncing from the temporary server at ${scratch.host}:${scratch.port} within ${timeoutMs} ms: the target must be able to reach that address (option via)`,
+              );
             return (
               r['master_link_status'] === 'up' && r['master_sync_in_progress'] === '0' && p['loading'] === '0'
             );
