@@ -781,3 +781,80 @@ describe('API stand-in: building blocks', () => {
     ).toEqual({ a: [1, 2, 3], b: {}, d: 1 });
   });
 });
+
+describe('API stand-in: ConfigMaps and Secrets (create, replace, delete)', () => {
+  const SECRETS = '/api/v1/namespaces/game/secrets';
+  const CONFIGMAPS = '/api/v1/namespaces/game/configmaps';
+  const b64 = (text: string): string => Buffer.from(text).toString('base64');
+
+  it('creates a Secret (201), refuses a second with 409 AlreadyExists, replaces with the resourceVersion, deletes', async () => {
+    const s = await standIn();
+    const body = {
+      metadata: { name: 'db', labels: { app: 'game' } },
+      type: 'Opaque',
+      data: { password: b64('pw') },
+    };
+    const created = await call(s, 'POST', SECRETS, body);
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({
+      kind: 'Secret',
+      metadata: { name: 'db', namespace: 'game' },
+      type: 'Opaque',
+    });
+    const again = await call(s, 'POST', SECRETS, body);
+    expect(again.status).toBe(409);
+    expect(again.body).toMatchObject({ reason: 'AlreadyExists', message: 'secrets "db" already exists' });
+    const current = (await call(s, 'GET', `${SECRETS}/db`)).body as { metadata: { resourceVersion: string } };
+    const stale = await call(s, 'PUT', `${SECRETS}/db`, {
+      ...body,
+      metadata: { name: 'db', resourceVersion: '1' },
+    });
+    expect(stale.status).toBe(409);
+    const replaced = await call(s, 'PUT', `${SECRETS}/db`, {
+      ...body,
+      metadata: { name: 'db', resourceVersion: current.metadata.resourceVersion },
+      data: { password: b64('new') },
+    });
+    expect(replaced.status).toBe(200);
+    const list = await call(s, 'GET', SECRETS);
+    expect((list.body['items'] as Array<{ data: object }>).map((i) => i.data)).toEqual([
+      { password: b64('new') },
+    ]);
+    expect((await call(s, 'DELETE', `${SECRETS}/db`)).status).toBe(200);
+    expect((await call(s, 'GET', `${SECRETS}/db`)).status).toBe(404);
+  });
+
+  it('validates like the API server: base64 data, immutable Secret type, stringData merged, binaryData keys', async () => {
+    const s = await standIn();
+    const notB64 = await call(s, 'POST', SECRETS, { metadata: { name: 'x' }, data: { k: 'not base64!' } });
+    expect(notB64.status).toBe(400);
+    const merged = await call(s, 'POST', SECRETS, { metadata: { name: 'y' }, stringData: { k: 'plain' } });
+    expect(merged.body).toMatchObject({ data: { k: b64('plain') }, type: 'Opaque' });
+    expect(merged.body['stringData']).toBeUndefined();
+    const rv = (merged.body['metadata'] as { resourceVersion: string }).resourceVersion;
+    const typeChange = await call(s, 'PUT', `${SECRETS}/y`, {
+      metadata: { name: 'y', resourceVersion: rv },
+      type: 'kubernetes.io/tls',
+      data: {},
+    });
+    expect(typeChange.status).toBe(422);
+    const badName = await call(s, 'POST', CONFIGMAPS, { metadata: { name: 'Bad_Name' }, data: {} });
+    expect(badName.status).toBe(422);
+    const dup = await call(s, 'POST', CONFIGMAPS, {
+      metadata: { name: 'dup' },
+      data: { a: 'x' },
+      binaryData: { a: b64('x') },
+    });
+    expect(dup.status).toBe(422);
+    const ok = await call(s, 'POST', CONFIGMAPS, {
+      metadata: { name: 'bin' },
+      binaryData: { 'a.bin': b64('\u0000\u00ff') },
+    });
+    expect(ok.status).toBe(201);
+    const wrongNs = await call(s, 'POST', CONFIGMAPS, {
+      metadata: { name: 'z', namespace: 'other' },
+      data: {},
+    });
+    expect(wrongNs.status).toBe(400);
+  });
+});

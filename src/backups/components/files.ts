@@ -623,7 +623,7 @@ export async function restoreFiles(
   }
   const staging = new Map<string, string>();
   for (const [prefix, final] of finals) {
-    await mkdir(dirname(final), { recursive: true, mode: 0o700 });
+    await mkdir(dirname(final), { recursive: true, mode: 0o755 });
     staging.set(prefix, sibling(final, 'restore'));
   }
   ctx.progress.phase('restore', verification.totals.bytes);
