@@ -1020,6 +1020,11 @@ export interface RedisRestoreOptions {
  * rewrite that follows, so the data survives a restart. This works with AOF enabled, unlike replacing
  * dump.rdb (redis#837). Afterwards the key counts must equal the temporary server's.
  *
+ * The target must reach `via` (same host or network namespace as gameops for the default 127.0.0.1); the
+ * temporary server speaks plain TCP, so a target with `tls-replication yes` cannot sync from it, and
+ * Redis Cluster is not supported. The user needs CONFIG, REPLICAOF and INFO. Replicas of the target follow
+ * it and get the restored data too.
+ *
  * @throws InputError when the target is a replica (unless `force`) or authentication fails;
  *   UnavailableError when the target cannot be reached, the sync fails or a deadline passes;
  *   GameopsError when the counts differ after the restore.
