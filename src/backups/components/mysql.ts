@@ -81,6 +81,11 @@ export interface MysqlTableVerification {
   /** Sum over rows of the first 64 bits of MD5 of the row's columns (FLOAT columns left out), decimal. */
   checksum: string;
   floatSums: Record<string, MysqlFloatSum>;
+  /**
+   * Checksum of the FLOAT columns' text form as the server prints it (the digits the dump writes, which a
+   * restored copy prints back identically); absent when the table has no FLOAT column.
+   */
+  floatChecksum?: string | undefined;
   columnsLeftOut: string[];
 }
 
@@ -101,7 +106,8 @@ export interface MysqlVerification {
 
 const CHECKSUM_NOTE =
   'Row checksums leave FLOAT (single precision) columns out: a logical dump keeps about 6 significant ' +
-  `digits. Those columns are compared by SUM with a relative tolerance of ${FLOAT_TOLERANCE}; DOUBLE and ` +
+  `digits. Those columns are compared by SUM with a relative tolerance of ${FLOAT_TOLERANCE}, and by a ` +
+  'checksum of their printed form (the digits the dump keeps, which a restored copy prints identically); DOUBLE and ' +
   'DECIMAL round-trip exactly and are in the checksums.';
 
 const DUMP_FLAGS = [
@@ -196,8 +202,15 @@ export async function writeDefaultsFile(dir: string, config: MysqlConfig, tool: 
 }
 
 /** The dump's argv (after the executable): the defaults file first, never a password. */
-export function dumpArgs(defaultsFile: string, databases: readonly string[]): string[] {
-  return [`--defaults-extra-file=${defaultsFile}`, ...DUMP_FLAGS, '--databases', ...databases];
+export function dumpArgs(
+  defaultsFile: string,
+  databases: readonly string[],
+  flavour: MysqlTool['flavour'] = 'mariadb',
+): string[] {
+  // MySQL's mysqldump would otherwise write `SET @@GLOBAL.GTID_PURGED` and `SQL_LOG_BIN = 0` into the
+  // header, which every parallel loader replays.
+  const mysqlOnly = flavour === 'mysql' ? ['--set-gtid-purged=OFF'] : [];
+  return [`--defaults-extra-file=${defaultsFile}`, ...DUMP_FLAGS, ...mysqlOnly, '--databases', ...databases];
 }
 
 /** The loader's argv (after the executable): the defaults file first, never a password. */
@@ -326,9 +339,13 @@ export function checksumQuery(
     else parts.push(`IFNULL(LENGTH(${q}),'N')`, `CAST(${q} AS BINARY)`);
   }
   const row = parts.length > 0 ? `CONCAT_WS('|', ${parts.join(', ')})` : `'-'`;
+  const sumOfHashes = (expr: string): string =>
+    `CAST(IFNULL(SUM(CAST(CONV(SUBSTRING(MD5(${expr}), 1, 16), 16, 10) AS UNSIGNED)), 0) AS CHAR)`;
+  const floatText = `CONCAT_WS('|', ${floats.map((f) => `IFNULL(CAST(${quoteIdent(f)} AS CHAR),'N')`).join(', ')})`;
   const select = [
     'COUNT(*) AS n',
-    `CAST(IFNULL(SUM(CAST(CONV(SUBSTRING(MD5(${row}), 1, 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) AS h`,
+    `${sumOfHashes(row)} AS h`,
+    ...(floats.length > 0 ? [`${sumOfHashes(floatText)} AS fh`] : []),
     ...floats.flatMap((f, i) => [`SUM(${quoteIdent(f)}) AS fs${i}`, `SUM(ABS(${quoteIdent(f)})) AS fa${i}`]),
   ];
   return { sql: `SELECT ${select.join(', ')} FROM ${quoteIdent(db)}.${quoteIdent(table)}`, floats };
@@ -353,6 +370,7 @@ async function verifyTable(
     checksum: typeof row['h'] === 'string' ? row['h'] : String(Number(row['h'] ?? 0)),
     floatSums,
     columnsLeftOut: floats,
+    ...(floats.length > 0 ? { floatChecksum: typeof row['fh'] === 'string' ? row['fh'] : '0' } : {}),
   };
 }
 
@@ -507,7 +525,9 @@ export async function backupMysql(
     };
 
     ctx.progress.phase('dump');
-    child = spawn(tool.path, dumpArgs(defaultsFile, databases), { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(tool.path, dumpArgs(defaultsFile, databases, tool.flavour), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const dump = child;
     const stderr = stderrCollector(dump, [mysql.password]);
     const exit = exited(dump);
@@ -905,6 +925,14 @@ export async function compareMysql(
               ? `FLOAT columns ${leftOut.join(', ')} left out of the checksum (compared by sum with tolerance ${FLOAT_TOLERANCE})`
               : undefined,
         });
+        if (want.floatChecksum !== undefined)
+          checks.push({
+            subject: `${subject} FLOAT checksum`,
+            expected: want.floatChecksum,
+            actual: got.floatChecksum ?? 'no FLOAT column',
+            ok: want.floatChecksum === got.floatChecksum,
+            note: `FLOAT columns ${want.columnsLeftOut.join(', ')} as the server prints them (the digits a dump keeps)`,
+          });
         for (const [column, sum] of Object.entries(want.floatSums)) {
           const actual = got.floatSums[column];
           checks.push({
