@@ -310,11 +310,16 @@ async function main(): Promise<void> {
     }
   };
 
-  const [source, restoreServer, redis] = await Promise.all([
-    startMariaDB({ extraArgs: mariadbArgs }),
-    startMariaDB({ extraArgs: mariadbArgs }),
-    startRedis(),
-  ]);
+  // One at a time: two mariadb-install-db at once on a loaded machine have been seen to fail.
+  const source = await startMariaDB({ extraArgs: mariadbArgs });
+  const restoreServer = await startMariaDB({ extraArgs: mariadbArgs }).catch(async (err: unknown) => {
+    await source.stop();
+    throw err;
+  });
+  const redis = await startRedis().catch(async (err: unknown) => {
+    await Promise.allSettled([source.stop(), restoreServer.stop()]);
+    throw err;
+  });
   try {
     console.log(`backup benchmark: ${sizeMiB} MiB of dump text wanted, ${redisKeys} Redis keys`);
     console.log(`  ${loadNote()}`);
