@@ -17,6 +17,8 @@ export type { ProvidedServices } from './global-setup.ts';
 export { ensurePackages, findServerBinaries, serverBinaries } from './packages.ts';
 export type { MissingServer, ServerBinaries } from './packages.ts';
 export { freePort, randomSecret } from './proc.ts';
+export { startS3rver } from './s3.ts';
+export type { S3rverHandle, S3rverOptions } from './s3.ts';
 export {
   closedPort,
   createSilence,

@@ -1,0 +1,109 @@
+/**
+ * Backup object storage: where the objects of backup sets live. Two implementations of one contract
+ * ({@link ObjectStore} in ../types.ts): a local directory (the embedded default) and an S3-compatible
+ * bucket. Both are checked by the same contract test suite (contract.test-suite.ts).
+ *
+ * Keys are made by gameops only, never taken from input, and every store checks them again with
+ * {@link checkObjectKey} before touching anything.
+ */
+import type { Logger } from '../../app/log.ts';
+import type { StorageConfig } from '../../config/load.ts';
+import { assertNever, InputError, type Clock } from '../../core/index.ts';
+import type { ObjectStore } from '../types.ts';
+import { FilesystemObjectStore } from './filesystem.ts';
+import { S3ObjectStore, type S3StoreOptions } from './s3.ts';
+
+export { FilesystemObjectStore } from './filesystem.ts';
+export { S3ObjectStore, type S3StoreOptions } from './s3.ts';
+
+/** The longest key accepted (S3 allows 1024 bytes; the S3 prefix and filesystem root need room too). */
+export const MAX_OBJECT_KEY_LENGTH = 900;
+
+const SEGMENT = /^[A-Za-z0-9._-]+$/;
+/** Segments starting with this are the filesystem store's temporary files, never objects. */
+export const TEMP_PREFIX = '.tmp-';
+
+/**
+ * Checks an object key such as `bk-20261126T170500Z-3f9a2c/mysql/tables/gamedb.players.0001.sql.zst.age`:
+ * segments of `A-Z a-z 0-9 . _ -` separated by `/`, no empty, `.` or `..` segment, no segment starting
+ * with `.tmp-` (the filesystem store's temporary files), no leading or trailing `/`, at most 900
+ * characters. Returns the key.
+ *
+ * @throws InputError naming the key and what is wrong with it.
+ */
+export function checkObjectKey(key: string): string {
+  const problem = keyProblem(key);
+  if (problem !== undefined) {
+    throw new InputError(`bad backup object key ${JSON.stringify(key)}: ${problem}`);
+  }
+  return key;
+}
+
+function keyProblem(key: string): string | undefined {
+  if (typeof key !== 'string' || key.length === 0) return 'it is empty';
+  if (key.length > MAX_OBJECT_KEY_LENGTH) {
+    return `it has ${key.length} characters, at most ${MAX_OBJECT_KEY_LENGTH} are allowed`;
+  }
+  if (key.startsWith('/')) return 'it starts with "/" (keys are relative)';
+  if (key.endsWith('/')) return 'it ends with "/"';
+  for (const segment of key.split('/')) {
+    if (segment === '') return 'it has an empty segment ("//")';
+    if (segment === '.' || segment === '..') return `it has a "${segment}" segment`;
+    if (!SEGMENT.test(segment)) {
+      return `segment ${JSON.stringify(segment)} has characters other than A-Z a-z 0-9 . _ -`;
+    }
+    if (segment.startsWith(TEMP_PREFIX))
+      return `segment ${JSON.stringify(segment)} starts with "${TEMP_PREFIX}"`;
+  }
+  return undefined;
+}
+
+/**
+ * Checks a listing prefix: empty, or the start of a valid key (complete segments, each followed by `/`,
+ * then possibly the start of one more segment), e.g. `bk-20261126T170500Z-3f9a2c/mysql/` or `bk-2026`.
+ *
+ * @throws InputError naming the prefix.
+ */
+export function checkObjectPrefix(prefix: string): string {
+  if (prefix === '') return prefix;
+  const lastSlash = prefix.lastIndexOf('/');
+  const dir = prefix.slice(0, lastSlash + 1);
+  const rest = prefix.slice(lastSlash + 1);
+  const problem =
+    prefix.length > MAX_OBJECT_KEY_LENGTH
+      ? `it has ${prefix.length} characters, at most ${MAX_OBJECT_KEY_LENGTH} are allowed`
+      : dir !== ''
+        ? keyProblem(dir.slice(0, -1))
+        : undefined;
+  if (problem !== undefined || (rest !== '' && !SEGMENT.test(rest))) {
+    throw new InputError(
+      `bad backup object prefix ${JSON.stringify(prefix)}: ${problem ?? 'it has characters other than A-Z a-z 0-9 . _ - /'}`,
+    );
+  }
+  return prefix;
+}
+
+/** Options for {@link openObjectStore}. */
+export interface OpenObjectStoreOptions extends S3StoreOptions {
+  log?: Logger | undefined;
+  /** For the S3 Object Lock retention date (default: the system clock). */
+  clock?: Clock | undefined;
+}
+
+/**
+ * Opens the object store that `backups.storage` describes: a directory (`kind: filesystem`) or an
+ * S3-compatible bucket (`kind: s3`). Opening does no I/O; the first operation does (the filesystem
+ * store creates its root directory, 0700, on the first put).
+ *
+ * @throws InputError when the S3 configuration is unusable (e.g. only one of the two access keys).
+ */
+export function openObjectStore(config: StorageConfig, options: OpenObjectStoreOptions = {}): ObjectStore {
+  switch (config.kind) {
+    case 'filesystem':
+      return new FilesystemObjectStore(config.path);
+    case 's3':
+      return new S3ObjectStore(config, options);
+    default:
+      return assertNever(config, 'storage kind');
+  }
+}
