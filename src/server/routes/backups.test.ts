@@ -1,0 +1,166 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authHeaders } from '../../../test/support/auth.ts';
+import { openBackups } from '../../app/backups.ts';
+import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
+import { buildServer, type GameopsServer } from '../index.ts';
+
+describe('backups API', () => {
+  let dir: string;
+  let resources: Resources;
+  let server: GameopsServer;
+  let identity: string;
+  let setId: string;
+  const bodies: string[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gameops-backups-api-'));
+    mkdirSync(join(dir, 'game'));
+    writeFileSync(join(dir, 'game', 'config.yaml'), 'motd: hi\n');
+    identity = await generateX25519Identity();
+    writeFileSync(join(dir, 'backup.key'), `${identity}\n`);
+    chmodSync(join(dir, 'backup.key'), 0o600);
+    writeFileSync(
+      join(dir, 'gameops.yaml'),
+      [
+        'service: { name: test-game, environment: test }',
+        `database: { dataDir: ${join(dir, 'data')} }`,
+        'backups:',
+        `  storage: { kind: filesystem, path: ${join(dir, 'store')} }`,
+        `  encryption: { recipients: [${await identityToRecipient(identity)}], identity: "file:${join(dir, 'backup.key')}" }`,
+        `  files: { paths: [${join(dir, 'game')}] }`,
+        '',
+      ].join('\n'),
+    );
+    resources = await bootstrap({
+      configPath: join(dir, 'gameops.yaml'),
+      store: 'required',
+      logLevel: 'silent',
+    });
+    server = await buildServer(resources);
+    const set = await (
+      await openBackups(resources)
+    ).create({
+      by: { id: 'local:t', name: 't', role: 'admin', kind: 'local' },
+    });
+    setId = set.id;
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    if (resources) await shutdown(resources);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function call(
+    method: 'GET' | 'POST',
+    url: string,
+    role?: 'viewer' | 'responder' | 'operator',
+    body?: unknown,
+  ) {
+    const res = await server.app.inject({
+      method,
+      url,
+      ...(role ? { headers: await authHeaders(resources, role) } : {}),
+      ...(body !== undefined ? { payload: body as Record<string, unknown> } : {}),
+    });
+    bodies.push(res.body);
+    return res;
+  }
+
+  it('lists the sets to a viewer (state, age, size, components), not without a token', async () => {
+    expect((await call('GET', '/api/backups')).statusCode).toBe(401);
+    const res = await call('GET', '/api/backups', 'viewer');
+    expect(res.statusCode).toBe(200);
+    const { backups } = res.json<{ backups: Array<Record<string, unknown>> }>();
+    expect(backups).toHaveLength(1);
+    expect(backups[0]).toMatchObject({
+      id: setId,
+      status: 'complete',
+      state: 'complete',
+      components: ['files'],
+      verify: null,
+      drill: null,
+    });
+    expect(backups[0]!['sizeBytes']).toBeGreaterThan(0);
+  });
+
+  it('shows one set with its manifest summary', async () => {
+    const res = await call('GET', `/api/backups/${setId}`, 'viewer');
+    expect(res.statusCode).toBe(200);
+    const detail = res.json<{
+      manifest: { components: Array<Record<string, unknown>>; encryption: unknown };
+    }>();
+    expect(detail).toMatchObject({ id: setId, status: 'complete', lastDrill: null });
+    expect(detail.manifest.encryption).toEqual({
+      kind: 'age',
+      recipients: [await identityToRecipient(identity)],
+    });
+    expect(detail.manifest.components).toEqual([
+      expect.objectContaining({ kind: 'files', objects: expect.any(Number) as unknown }),
+    ]);
+  });
+
+  it('answers 400 naming a malformed id and 404 for an unknown one', async () => {
+    for (const bad of ['bk-bad', '..%2F..%2Fetc']) {
+      const res = await call('GET', `/api/backups/${bad}`, 'viewer');
+      expect(res.statusCode).toBe(400);
+      expect(res.json<{ error: { message: string } }>().error.message).toContain(decodeURIComponent(bad));
+    }
+    const unknown = await call('GET', '/api/backups/bk-20200101T000000Z-abcdef', 'viewer');
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json<{ error: { message: string } }>().error.message).toContain(
+      'bk-20200101T000000Z-abcdef',
+    );
+    const restoreUnknown = await call(
+      'POST',
+      '/api/backups/bk-20200101T000000Z-abcdef/restore',
+      'operator',
+      {},
+    );
+    expect(restoreUnknown.statusCode).toBe(404);
+  });
+
+  it('lists last verified restorable per component', async () => {
+    const res = await call('GET', '/api/backups/restorable', 'viewer');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ restorable: [] });
+  });
+
+  it('starts the backup runbook (202 with the run) for an operator, not a viewer', async () => {
+    expect((await call('POST', '/api/backups', 'viewer', {})).statusCode).toBe(403);
+    const res = await call('POST', '/api/backups', 'operator', { components: ['files'] });
+    expect(res.statusCode).toBe(202);
+    const started = res.json<{ runId: string; runbook: string; location: string }>();
+    expect(started.runbook).toBe('backup');
+    expect(res.headers['location']).toBe(`/api/runs/${started.runId}`);
+    const run = await call('GET', started.location, 'viewer');
+    expect(run.json()).toMatchObject({ runbook: 'backup', params: { components: ['files'], prune: true } });
+  });
+
+  it('starts verify, drill and restore runs; restore needs operator and waits for its approval inside the run', async () => {
+    for (const what of ['verify', 'drill'] as const) {
+      const res = await call('POST', `/api/backups/${setId}/${what}`, 'operator', {});
+      expect(res.statusCode).toBe(202);
+      expect(res.json()).toMatchObject({ runbook: what === 'verify' ? 'backup-verify' : 'backup-drill' });
+    }
+    expect((await call('POST', `/api/backups/${setId}/restore`, 'responder', {})).statusCode).toBe(403);
+    const res = await call('POST', `/api/backups/${setId}/restore`, 'operator', { target: 'original' });
+    expect(res.statusCode).toBe(202);
+    const started = res.json<{ runId: string }>();
+    const run = await call('GET', `/api/runs/${started.runId}`, 'viewer');
+    expect(run.json()).toMatchObject({
+      runbook: 'backup-restore',
+      params: { id: setId, target: 'original', components: null },
+    });
+  });
+
+  it('never answers the decryption key', () => {
+    const secret = identity.slice('AGE-SECRET-KEY-1'.length);
+    for (const body of bodies) expect(body).not.toContain(secret);
+    expect(bodies.length).toBeGreaterThan(10);
+  });
+});
