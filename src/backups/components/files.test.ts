@@ -14,6 +14,7 @@ import {
   readlink,
   rm,
   symlink,
+  truncate,
   writeFile,
   chmod,
 } from 'node:fs/promises';
@@ -234,6 +235,66 @@ describe('files component: backup, restore, drill', () => {
     expect((err as Error).message).toContain(`files ${join(config, 'game.yaml')} differs from the manifest`);
     expect(await readFile(join(config, 'game.yaml'), 'utf8')).toBe('motd: live\n');
     expect((await readdir(join(root, 'srv', 'game'))).sort()).toEqual(['config']);
+  });
+});
+
+describe('files component: files that change or a backup that is cancelled', () => {
+  it('a file that shrinks while it is read is noted and padded; the archive still matches its manifest', async () => {
+    const root = await tempDir();
+    const dir = join(root, 'data');
+    await mkdir(dir);
+    await writeFile(join(dir, 'growing.log'), randomBytes(2 * 1024 * 1024));
+    const s = await store();
+    const ctx = s.writeContext(await s.tempDir());
+    const write = ctx.write.bind(ctx);
+    let seen = 0;
+    let cut = false;
+    ctx.write = (name, source) =>
+      write(
+        name,
+        (async function* () {
+          for await (const chunk of source as AsyncIterable<Uint8Array>) {
+            seen += chunk.length;
+            if (!cut && seen > 512 * 1024) {
+              cut = true;
+              await truncate(join(dir, 'growing.log'), 1000);
+            }
+            yield chunk;
+          }
+        })(),
+      );
+    const backup = await backupFiles([dir], ctx);
+    expect(cut).toBe(true);
+    expect(backup.notes.join('\n')).toContain(`${join(dir, 'growing.log')} changed while it was backed up`);
+    const v = backup.verification as FilesVerification;
+    expect(v.entries.find((e) => e.path === 'path-0/growing.log')).toMatchObject({
+      size: 2 * 1024 * 1024,
+      changed: true,
+    });
+    const drill = await drillFiles(entryOf(s, backup), s.readContext(await s.tempDir()));
+    expect(drill.ok, JSON.stringify(drill.checks)).toBe(true);
+  });
+
+  it('a cancelled backup rejects with the reason and leaves no object', async () => {
+    const root = await tempDir();
+    const { config } = await makeTree(root);
+    const s = await store();
+    const controller = new AbortController();
+    const ctx = s.writeContext(await s.tempDir(), { signal: controller.signal });
+    const write = ctx.write.bind(ctx);
+    ctx.write = (name, source) =>
+      write(
+        name,
+        (async function* () {
+          for await (const chunk of source as AsyncIterable<Uint8Array>) {
+            controller.abort(new Error('cancelled by the operator'));
+            yield chunk;
+          }
+        })(),
+      );
+    await expect(backupFiles([config], ctx)).rejects.toThrow('cancelled by the operator');
+    expect(s.records).toEqual([]);
+    expect(await s.files()).toEqual([]);
   });
 });
 
