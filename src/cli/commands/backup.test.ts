@@ -1,0 +1,128 @@
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cliConfig, gameops } from '../../../test/support/cli.ts';
+import { buildProgram } from '../main.ts';
+
+describe('gameops backup: parsing and help', () => {
+  it('--help names every subcommand and the id shape', () => {
+    const backup = buildProgram().commands.find((c) => c.name() === 'backup')!;
+    expect(backup.commands.map((c) => c.name())).toEqual([
+      'create',
+      'list',
+      'show',
+      'verify',
+      'drill',
+      'prune',
+      'restore',
+    ]);
+    const help = backup.helpInformation();
+    for (const sub of ['create', 'list', 'show', 'verify', 'drill', 'prune', 'restore'])
+      expect(help).toContain(sub);
+    const restore = backup.commands.find((c) => c.name() === 'restore')!.helpInformation();
+    for (const option of [
+      '--component <kind>',
+      '--target <name>',
+      '--incident <id>',
+      '--channel <name>',
+      '--detach',
+    ])
+      expect(restore).toContain(option);
+    expect(backup.commands.find((c) => c.name() === 'prune')!.helpInformation()).toContain('--dry-run');
+    expect(backup.commands.find((c) => c.name() === 'list')!.helpInformation()).toContain('--json');
+  });
+
+  it('refuses a bad id or component with a clear message before anything runs (exit 3)', async () => {
+    const cases: Array<[string[], string]> = [
+      [['backup', 'show', '../../etc'], '"../../etc" is not a backup id'],
+      [['backup', 'verify', 'bk-bad'], '"bk-bad" is not a backup id'],
+      [['backup', 'drill', 'bk-20261126T170500Z-XYZ'], 'is not a backup id'],
+      [['backup', 'restore', '/etc/passwd'], '"/etc/passwd" is not a backup id'],
+      [['backup', 'create', '--component', 'postgres'], '--component: "postgres" is not one of mysql, redis'],
+      [['backup', 'restore', 'bk-20261126T170500Z-3f9a2c', '--target', '../x'], '--target: "../x"'],
+    ];
+    for (const [args, message] of cases) {
+      // No config at all: the refusal comes before any config, store or server is looked at.
+      const res = await gameops(args, { GAMEOPS_CONFIG: '/nonexistent/gameops.yaml' });
+      expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(3);
+      expect(res.stderr).toContain(message);
+    }
+  });
+});
+
+describe('gameops backup in process (files-only sets)', () => {
+  let env: Record<string, string>;
+  let id = '';
+
+  beforeAll(async () => {
+    const identity = await generateX25519Identity();
+    const recipient = await identityToRecipient(identity);
+    const { path } = cliConfig('gameops-backup-cli-', (dir) => {
+      mkdirSync(join(dir, 'game'));
+      writeFileSync(join(dir, 'game', 'config.yaml'), 'motd: hi\n');
+      writeFileSync(join(dir, 'backup.key'), `${identity}\n`);
+      chmodSync(join(dir, 'backup.key'), 0o600);
+      return [
+        'service: { name: test-game, environment: test }',
+        `database: { dataDir: ${join(dir, 'data')} }`,
+        'backups:',
+        `  storage: { kind: filesystem, path: ${join(dir, 'store')} }`,
+        `  encryption: { recipients: [${recipient}], identity: "file:${join(dir, 'backup.key')}" }`,
+        `  files: { paths: [${join(dir, 'game')}] }`,
+        '',
+      ].join('\n');
+    });
+    env = { GAMEOPS_CONFIG: path };
+  });
+
+  it('create runs the backup runbook and follows it; list and show read the catalog', async () => {
+    const created = await gameops(['backup', 'create', '--json'], env);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stderr).toContain('of backup started by');
+    const run = JSON.parse(created.stdout) as {
+      status: string;
+      steps: Array<{ id: string; output?: { id?: string } }>;
+    };
+    expect(run.status).toBe('succeeded');
+    id = run.steps.find((s) => s.id === 'create')!.output!.id!;
+    expect(id).toMatch(/^bk-/);
+
+    const list = await gameops(['backup', 'list'], env);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^ID\s+STATE\s+AGE\s+SIZE\s+COMPONENTS/);
+    expect(list.stdout).toContain(id);
+    expect(list.stdout).toContain('verified');
+    expect(list.stdout).toContain('files');
+
+    const show = await gameops(['backup', 'show', id], env);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toContain(`${id}  verified`);
+    expect(show.stdout).toContain('manifest: gameops-backup/1');
+    expect(show.stdout).toContain('files: ');
+    expect(show.stdout).toContain('last verify: ok');
+    expect(show.stdout).toContain('last drill: never');
+
+    const json = await gameops(['backup', 'show', id, '--json'], env);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      id,
+      status: 'verified',
+      manifest: { format: 'gameops-backup/1' },
+    });
+  });
+
+  it('prune --dry-run lists what stays and why; restore stops at its approval (exit 4)', async () => {
+    const prune = await gameops(['backup', 'prune', '--dry-run'], env);
+    expect(prune.code, prune.stderr).toBe(0);
+    expect(prune.stderr).toContain(`keep ${id}`);
+    const restore = await gameops(['backup', 'restore', id, '--component', 'files'], env);
+    expect(restore.code, restore.stderr + restore.stdout).toBe(4);
+    expect(restore.stdout + restore.stderr).toContain('approve');
+  });
+
+  it('show of an unknown set says so', async () => {
+    const res = await gameops(['backup', 'show', 'bk-20200101T000000Z-abcdef'], env);
+    expect(res.code).toBe(3);
+    expect(res.stderr).toContain('no backup set bk-20200101T000000Z-abcdef');
+  });
+});
