@@ -79,6 +79,10 @@ describe('deploy/rbac.yaml (API stand-in enforcing it)', () => {
       await p.restart({ filter: { names: [(await p.instances())[0]!.name] }, timeoutMs: 10_000 });
       await p.setVersion('v2', { timeoutMs: 10_000 });
       await p.rollback({ timeoutMs: 10_000 });
+      const saved = await p.exportConfigObjects();
+      const objects = [...saved, { kind: 'Secret' as const, name: 'rbac-check', data: { k: 'dg==' } }];
+      expect(await p.applyConfigObjects(objects)).toEqual({ created: 1, replaced: saved.length });
+      expect(await p.applyConfigObjects(objects)).toEqual({ created: 0, replaced: objects.length });
       const used = fleet.standIn.usedPermissions();
       const denied = fleet.standIn.requests.filter((r) => r.code === 403);
       expect(denied).toEqual([]);
