@@ -15,6 +15,8 @@ export type {
   RolloutResult,
   GameConfig,
   AutoscalerStatus,
+  ConfigObject,
+  ConfigApplyResult,
 } from './port.ts';
 export { createPlatform } from './factory.ts';
 export type { PlatformOptions } from './factory.ts';
