@@ -299,6 +299,36 @@ describe('MySQL backup component (own MariaDB with binlog)', () => {
     expect(floatSumsAgree({ sum: 100, absSum: 100 }, { sum: 100.0009, absSum: 100.0009 })).toBe(true);
     expect(floatSumsAgree({ sum: 100, absSum: 100 }, { sum: 100.01, absSum: 100.01 })).toBe(false);
   }, 300_000);
+
+  it('a restore names the object whose bytes are corrupt, and refuses an unmapped database', async () => {
+    const name = 'tables/gamedb/players/data-0003.sql';
+    const file = store.file(name);
+    const original = await fsp.readFile(file);
+    const corrupt = Buffer.from(original);
+    const at = corrupt.indexOf("'player_");
+    corrupt[at + 1] = 'P'.charCodeAt(0); // still valid SQL: only the hash can tell
+    await fsp.writeFile(file, corrupt);
+    try {
+      const err = await restoreMysql(
+        component,
+        { mysql: root, databases: { gamedb: 'gamedb_corrupt' }, parallel: 2 },
+        store.readContext(await store.tempDir()),
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect((err as Error).message).toContain(name);
+      expect((err as Error).message).toMatch(/SHA-256/);
+    } finally {
+      await fsp.writeFile(file, original);
+      await withMysql(root, undefined, (client) => client.query('DROP DATABASE IF EXISTS gamedb_corrupt'));
+    }
+    await expect(
+      restoreMysql(
+        component,
+        { mysql: root, databases: {}, parallel: 1 },
+        store.readContext(await store.tempDir()),
+      ),
+    ).rejects.toThrow(/maps no database for gamedb/);
+  }, 300_000);
 });
 
 describe('MySQL backup consistency and failures', () => {

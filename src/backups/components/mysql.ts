@@ -534,6 +534,15 @@ export async function backupMysql(
     exit.catch(() => undefined);
     const onAbort = (): void => killHard(dump);
     signal.addEventListener('abort', onAbort, { once: true });
+    // The game's writes wait while the lock is held: if the dump has not started its snapshot within
+    // lockWaitTimeout (normally milliseconds), stop rather than stall the game or release too early.
+    let stalled = false;
+    const watchdog = setTimeout(() => {
+      if (!lockHeld) return;
+      stalled = true;
+      killHard(dump);
+    }, source.lockWaitTimeoutMs);
+    watchdog.unref();
 
     splitter = new DumpSplitter({
       open: (name) => ctx.open(name),
@@ -560,6 +569,12 @@ export async function backupMysql(
       const { code, signal: killedBy } = await exit;
       release();
       if (signal.aborted) throw signal.reason;
+      if (stalled)
+        throw new UnavailableError(
+          `${target}: ${tool.name} did not start its snapshot within ${source.lockWaitTimeoutMs} ms while the ` +
+            'global read lock was held; the lock was released and the backup stopped (backups.mysql.lockWaitTimeout)',
+          { details: { target: mysqlTarget(mysql), tool: tool.name } },
+        );
       if (code !== 0)
         throw new UnavailableError(
           `${target}: ${tool.name} failed (${killedBy ? `killed by ${killedBy}` : `exit ${code}`}): ${stderr() || 'no message'}`,
@@ -567,6 +582,7 @@ export async function backupMysql(
         );
       summary = await split.finish();
     } catch (err) {
+      clearTimeout(watchdog);
       signal.removeEventListener('abort', onAbort);
       killHard(dump);
       release();
@@ -582,6 +598,7 @@ export async function backupMysql(
         { cause: err, details: { target: mysqlTarget(mysql), tool: tool.name } },
       );
     }
+    clearTimeout(watchdog);
     signal.removeEventListener('abort', onAbort);
     await releasing;
 
