@@ -6,7 +6,7 @@
  * key and fsyncs the directory, so an object is either absent or complete, also after a crash. Size and
  * SHA-256 are computed as the bytes go to disk. Directories are 0700, files 0600.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -22,16 +22,7 @@ import {
   UnavailableError,
 } from '../../core/index.ts';
 import type { ObjectInfo, ObjectStore, PutOptions, StoredObject } from '../types.ts';
-import { checkObjectKey, checkObjectPrefix, TEMP_PREFIX } from './index.ts';
-
-/** An error of the body stream (the caller's side), told apart from errors of the disk. */
-class SourceFailure extends Error {
-  readonly original: unknown;
-  constructor(original: unknown) {
-    super(errorMessage(original));
-    this.original = original;
-  }
-}
+import { checkObjectKey, checkObjectPrefix, MeasuredBody, putFailure, TEMP_PREFIX } from './index.ts';
 
 /**
  * An object store in a local directory. Safe for concurrent puts of different keys; two concurrent puts
@@ -72,6 +63,7 @@ export class FilesystemObjectStore implements ObjectStore {
     const target = this.#pathOf(key);
     const dir = path.dirname(target);
     let temp: string | undefined;
+    const measured = new MeasuredBody(body);
     try {
       signal?.throwIfAborted();
       const root = await this.#ensureRoot();
@@ -79,27 +71,10 @@ export class FilesystemObjectStore implements ObjectStore {
       await this.#assertInside(dir, root, key);
       temp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
       const handle = await fsp.open(temp, 'wx', 0o600);
-      const hash = createHash('sha256');
-      let size = 0;
-      const source: AsyncIterable<Buffer | Uint8Array | string> = body;
-      // The body is read here, not as a pipeline stage, so that its errors are told apart from the
-      // disk's (pipeline rejects with whichever error comes first, and destroys the other streams).
-      async function* hashed(): AsyncGenerator<Uint8Array> {
-        try {
-          for await (const chunk of source) {
-            const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-            hash.update(bytes);
-            size += bytes.byteLength;
-            yield bytes;
-          }
-        } catch (error) {
-          throw new SourceFailure(error);
-        }
-      }
       // The write stream owns the handle: it fsyncs (flush) and closes it when done, and closes it
       // when the pipeline fails.
       await pipeline(
-        hashed,
+        measured.chunks(),
         handle.createWriteStream({ flush: true }),
         signal === undefined ? {} : { signal },
       );
@@ -107,12 +82,14 @@ export class FilesystemObjectStore implements ObjectStore {
       await fsp.rename(temp, target);
       temp = undefined;
       await syncDirs(dir, firstCreated === undefined ? dir : path.dirname(firstCreated));
-      return { key, size, sha256: hash.digest('hex') };
+      return { key, size: measured.size, sha256: measured.sha256() };
     } catch (error) {
       if (temp !== undefined) await fsp.rm(temp, { force: true }).catch(() => {});
       // The contract: a failed put leaves nothing under the key.
       await fsp.rm(target, { force: true }).catch(() => {});
-      throw this.#putError(key, error, signal);
+      throw putFailure(`${this.describe()}: writing ${key}`, measured, signal, () =>
+        error instanceof GameopsError ? error : this.#fsError(`writing ${key}`, error),
+      );
     }
   }
 
@@ -253,14 +230,6 @@ export class FilesystemObjectStore implements ObjectStore {
     return new NotFoundError(`backup object ${key} not found in ${this.describe()}`);
   }
 
-  #putError(key: string, error: unknown, signal: AbortSignal | undefined): GameopsError {
-    const where = `${this.describe()}: writing ${key}`;
-    if (signal?.aborted === true) return wrap(`${where} was aborted`, signal.reason);
-    if (error instanceof SourceFailure) return wrap(`${where} failed: the source failed`, error.original);
-    if (error instanceof GameopsError) return error;
-    return this.#fsError(`writing ${key}`, error);
-  }
-
   #fsError(what: string, error: unknown): GameopsError {
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
     const where = `${this.describe()}: ${what}`;
@@ -283,12 +252,6 @@ export class FilesystemObjectStore implements ObjectStore {
         return new GameopsError('internal', `${where} failed: ${errorMessage(error)}`, { cause: error });
     }
   }
-}
-
-/** Keeps the code of a GameopsError (or `internal`) and says where it happened. */
-function wrap(message: string, reason: unknown): GameopsError {
-  const code = reason instanceof GameopsError ? reason.code : 'internal';
-  return new GameopsError(code, `${message}: ${errorMessage(reason)}`, { cause: reason });
 }
 
 function isMissing(error: unknown): boolean {

@@ -6,9 +6,10 @@
  * Keys are made by gameops only, never taken from input, and every store checks them again with
  * {@link checkObjectKey} before touching anything.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from '../../app/log.ts';
 import type { StorageConfig } from '../../config/load.ts';
-import { assertNever, InputError, type Clock } from '../../core/index.ts';
+import { assertNever, errorMessage, GameopsError, InputError, type Clock } from '../../core/index.ts';
 import type { ObjectStore } from '../types.ts';
 import { FilesystemObjectStore } from './filesystem.ts';
 import { S3ObjectStore, type S3StoreOptions } from './s3.ts';
@@ -106,4 +107,85 @@ export function openObjectStore(config: StorageConfig, options: OpenObjectStoreO
     default:
       return assertNever(config, 'storage kind');
   }
+}
+
+/**
+ * Reads an object's body for a store: `chunks()` yields its bytes while counting them and hashing them
+ * (SHA-256). An error of the body itself is recorded in `sourceError`, apart from errors that the
+ * consumer injects when it gives up (a stream destroyed with an error throws it into the generator),
+ * so a store can tell "the dump failed" from "the disk is full".
+ */
+export class MeasuredBody {
+  readonly #body: AsyncIterable<Buffer | Uint8Array | string>;
+  readonly #hash = createHash('sha256');
+  #size = 0;
+  #sourceError: { error: unknown } | undefined;
+
+  constructor(body: AsyncIterable<Uint8Array>) {
+    this.#body = body;
+  }
+
+  async *chunks(): AsyncGenerator<Uint8Array> {
+    const iterator = this.#body[Symbol.asyncIterator]();
+    let finished = false;
+    try {
+      for (;;) {
+        let step: IteratorResult<Buffer | Uint8Array | string>;
+        try {
+          step = await iterator.next();
+        } catch (error) {
+          finished = true; // A failed iterator is done; do not ask it to return.
+          this.#sourceError ??= { error };
+          throw error;
+        }
+        if (step.done === true) {
+          finished = true;
+          return;
+        }
+        const bytes = typeof step.value === 'string' ? Buffer.from(step.value) : step.value;
+        this.#hash.update(bytes);
+        this.#size += bytes.byteLength;
+        yield bytes;
+      }
+    } finally {
+      // The consumer stopped early (or threw into us): close the body (a Readable is destroyed).
+      if (!finished) await iterator.return?.();
+    }
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Hex SHA-256 of every byte yielded; call once, after the last chunk. */
+  sha256(): string {
+    return this.#hash.digest('hex');
+  }
+
+  /** The body's own error, when reading it failed. */
+  get sourceError(): { error: unknown } | undefined {
+    return this.#sourceError;
+  }
+}
+
+/**
+ * The error of a failed put, naming the storage and key: the abort reason when the signal fired, the
+ * body's error when reading it failed (both keep their GameopsError code, else `internal`), or
+ * `otherwise()` for errors of the storage itself.
+ */
+export function putFailure(
+  where: string,
+  body: MeasuredBody,
+  signal: AbortSignal | undefined,
+  otherwise: () => GameopsError,
+): GameopsError {
+  if (signal?.aborted === true) return wrapReason(`${where} was aborted`, signal.reason);
+  const source = body.sourceError;
+  if (source !== undefined) return wrapReason(`${where} failed: the source failed`, source.error);
+  return otherwise();
+}
+
+function wrapReason(message: string, reason: unknown): GameopsError {
+  const code = reason instanceof GameopsError ? reason.code : 'internal';
+  return new GameopsError(code, `${message}: ${errorMessage(reason)}`, { cause: reason });
 }

@@ -177,13 +177,18 @@ describe('S3 object store on an S3 stand-in (s3rver)', () => {
   });
 
   it('lists more than one page (ListObjectsV2 continuation) in key order', async () => {
-    const set = 'bk-20261126T170500Z-eeeeee';
-    const keys = Array.from({ length: 1010 }, (_, i) => `${set}/files/${String(i).padStart(5, '0')}`);
-    await mapLimit(keys, 16, (key) => store.put(key, chunksOf(Buffer.from(key))));
-    const listed = await listAll(store, `${set}/`);
-    expect(listed.length).toBe(1010);
-    expect(listed.map((o) => o.key)).toEqual(keys);
-    expect(listed[0]!.size).toBe(keys[0]!.length);
+    const paged = openObjectStore(s3Config(server), { listPageSize: 100 });
+    try {
+      const set = 'bk-20261126T170500Z-eeeeee';
+      const keys = Array.from({ length: 250 }, (_, i) => `${set}/files/${String(i).padStart(5, '0')}`);
+      await mapLimit(keys, 8, (key) => paged.put(key, chunksOf(Buffer.from(key))));
+      const listed = await listAll(paged, `${set}/`);
+      expect(listed.length).toBe(250);
+      expect(listed.map((o) => o.key)).toEqual(keys);
+      expect(listed[0]!.size).toBe(keys[0]!.length);
+    } finally {
+      await paged.close();
+    }
   });
 
   it('uses the SDK credential chain when the config has no keys', async () => {
@@ -300,6 +305,29 @@ describe('S3 object store on an S3 stand-in (s3rver)', () => {
       new ListObjectsV2Command({ Bucket: 'gameops-test', Prefix: `gameops/${set}` }),
     );
     expect(listed.Contents ?? []).toEqual([]);
+  });
+});
+
+describe('S3 object store when the S3 stand-in (s3rver) goes away mid-upload', () => {
+  it('put fails with an UnavailableError naming the endpoint (not "the source failed")', async () => {
+    const dying = await startS3rver();
+    const store = openObjectStore(s3Config(dying), { maxAttempts: 2 });
+    try {
+      async function* body(): AsyncGenerator<Uint8Array> {
+        yield* chunksOf(randomBytes(PART_SIZE + 1024));
+        // The first part is on its way; the server goes away before the rest.
+        await dying.stop();
+        yield* chunksOf(randomBytes(PART_SIZE + 1024));
+      }
+      const error = await failure(store.put('bk-20261126T170500Z-333333/mysql/x', body()));
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect(error.message).toContain(dying.endpoint);
+      expect(error.message).toContain('bk-20261126T170500Z-333333/mysql/x');
+      expect(error.message).not.toContain('source failed');
+    } finally {
+      await store.close();
+      await dying.stop();
+    }
   });
 });
 

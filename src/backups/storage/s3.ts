@@ -10,7 +10,6 @@
  * client) or, when absent, from the SDK's default chain (env, profile, instance role). Error messages
  * name the bucket, endpoint and key and never a credential.
  */
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -39,7 +38,7 @@ import {
   type Secret,
 } from '../../core/index.ts';
 import type { ObjectInfo, ObjectStore, PutOptions, StoredObject } from '../types.ts';
-import { checkObjectKey, checkObjectPrefix } from './index.ts';
+import { checkObjectKey, checkObjectPrefix, MeasuredBody, putFailure } from './index.ts';
 
 type S3Config = Extract<StorageConfig, { kind: 's3' }>;
 
@@ -56,6 +55,8 @@ export interface S3StoreOptions {
   requestTimeoutMs?: number | undefined;
   /** Attempts per request, including retries of throttling and network errors (default 3). */
   maxAttempts?: number | undefined;
+  /** Keys per ListObjectsV2 page (default: the server's, 1000 on S3). */
+  listPageSize?: number | undefined;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -97,15 +98,6 @@ const NETWORK = new Set([
   'NetworkingError',
 ]);
 
-/** An error of the body stream (the caller's side), told apart from errors of the server. */
-class SourceFailure extends Error {
-  readonly original: unknown;
-  constructor(original: unknown) {
-    super(errorMessage(original));
-    this.original = original;
-  }
-}
-
 /** An object store in an S3-compatible bucket, under the configured key prefix. */
 export class S3ObjectStore implements ObjectStore {
   readonly #config: S3Config;
@@ -113,6 +105,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly #log: Logger | undefined;
   readonly #clock: Clock;
   readonly #requestTimeoutMs: number;
+  readonly #listPageSize: number | undefined;
   readonly #endpoint: string;
   readonly #secrets: Array<Secret | undefined>;
 
@@ -126,6 +119,7 @@ export class S3ObjectStore implements ObjectStore {
     this.#log = options.log;
     this.#clock = options.clock ?? systemClock;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
+    this.#listPageSize = options.listPageSize;
     this.#endpoint = config.endpoint ?? `AWS S3 ${config.region}`;
     this.#secrets = [config.accessKeyId, config.secretAccessKey];
     if ((config.accessKeyId === undefined) !== (config.secretAccessKey === undefined)) {
@@ -180,28 +174,8 @@ export class S3ObjectStore implements ObjectStore {
     checkObjectKey(key);
     const signal = options.signal;
     const fullKey = this.#config.prefix + key;
-    const hash = createHash('sha256');
-    let size = 0;
-    const source: AsyncIterable<Buffer | Uint8Array | string> = body;
-    // The Upload reports the first error of its own (e.g. a failed multipart abort), so the body's
-    // error is noted here.
-    let sourceFailure: SourceFailure | undefined;
-    const hashed = Readable.from(
-      (async function* () {
-        try {
-          for await (const chunk of source) {
-            const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-            hash.update(bytes);
-            size += bytes.byteLength;
-            yield bytes;
-          }
-        } catch (error) {
-          sourceFailure = new SourceFailure(error);
-          throw sourceFailure;
-        }
-      })(),
-      { objectMode: false },
-    );
+    const measured = new MeasuredBody(body);
+    const hashed = Readable.from(measured.chunks(), { objectMode: false });
     // Stop feeding the upload when the caller aborts: the Upload then fails once its requests in
     // flight have settled, and nothing of it runs on afterwards (Upload.abort() would reject at once
     // while part requests and the multipart abort still run in the background).
@@ -223,11 +197,13 @@ export class S3ObjectStore implements ObjectStore {
       });
       await upload.done();
       signal?.throwIfAborted();
-      return { key, size, sha256: hash.digest('hex') };
+      return { key, size: measured.size, sha256: measured.sha256() };
     } catch (error) {
       hashed.destroy();
       await this.#cleanUpFailedPut(key, fullKey, upload);
-      throw this.#putError(key, sourceFailure ?? error, signal);
+      throw putFailure(`${this.describe()}: writing ${key}`, measured, signal, () =>
+        this.#putError(key, error),
+      );
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
@@ -296,6 +272,7 @@ export class S3ObjectStore implements ObjectStore {
           new ListObjectsV2Command({
             Bucket: this.#config.bucket,
             Prefix: base + prefix,
+            ...(this.#listPageSize === undefined ? {} : { MaxKeys: this.#listPageSize }),
             ...(token === undefined ? {} : { ContinuationToken: token }),
           }),
         );
@@ -406,12 +383,9 @@ export class S3ObjectStore implements ObjectStore {
     return new NotFoundError(`backup object ${key} not found in ${this.describe()}`);
   }
 
-  #putError(key: string, error: unknown, signal: AbortSignal | undefined): GameopsError {
+  /** Maps an error of the server during a put (body errors and aborts are handled by putFailure). */
+  #putError(key: string, error: unknown): GameopsError {
     const where = `${this.describe()}: writing ${key}`;
-    if (signal?.aborted === true) return wrap(`${where} was aborted`, signal.reason);
-    if (error instanceof SourceFailure) return wrap(`${where} failed: the source failed`, error.original);
-    const cause = (error as { cause?: unknown } | undefined)?.cause;
-    if (cause instanceof SourceFailure) return wrap(`${where} failed: the source failed`, cause.original);
     if (error instanceof GameopsError) return error;
     const name = errorName(error);
     if (this.#config.objectLock !== undefined && isObjectLockRefusal(error)) {
@@ -486,12 +460,6 @@ export class S3ObjectStore implements ObjectStore {
   #safeMessage(error: unknown): string {
     return maskSecrets(errorMessage(error), this.#secrets);
   }
-}
-
-/** Keeps the code of a GameopsError (or `internal`) and says where it happened. */
-function wrap(message: string, reason: unknown): GameopsError {
-  const code = reason instanceof GameopsError ? reason.code : 'internal';
-  return new GameopsError(code, `${message}: ${errorMessage(reason)}`, { cause: reason });
 }
 
 function errorName(error: unknown): string {
