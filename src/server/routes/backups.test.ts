@@ -158,6 +158,24 @@ describe('backups API', () => {
     });
   });
 
+  it('a restore started for an incident is linked into its timeline', async () => {
+    const { openOps } = await import('../../app/ops.ts');
+    const ops = await openOps(resources);
+    const incident = await ops.incidents.declare(
+      { title: 'players lost progress', severity: 'P2', page: false },
+      { id: 'local:t', name: 't', role: 'admin', kind: 'local' },
+    );
+    const res = await call('POST', `/api/backups/${setId}/restore`, 'operator', { incident: incident.id });
+    expect(res.statusCode).toBe(202);
+    const { runId } = res.json<{ runId: string }>();
+    const timeline = await ops.incidents.timeline(incident.id);
+    expect(timeline.map((e) => e.message)).toContainEqual(
+      expect.stringContaining(`runbook backup-restore started (run ${runId})`),
+    );
+    const bad = await call('POST', `/api/backups/${setId}/restore`, 'operator', { incident: '../1' });
+    expect(bad.statusCode).toBe(400);
+  });
+
   it('never answers the decryption key', () => {
     const secret = identity.slice('AGE-SECRET-KEY-1'.length);
     for (const body of bodies) expect(body).not.toContain(secret);
