@@ -212,7 +212,8 @@ describe('round trips', () => {
   const cases: Array<[string, () => Buffer]> = [
     ['empty', () => Buffer.alloc(0)],
     ['one byte', () => Buffer.from([0x2a])],
-    ['10 MiB of random bytes', () => randomBytes(10 * MiB)],
+    // 17 MiB: more than 256 age chunks, so the chunk counter carries into a second byte.
+    ['17 MiB of random bytes', () => randomBytes(17 * MiB)],
     ['8 MiB of SQL text', () => compressible(8 * MiB)],
   ];
   for (const [label, make] of cases) {
@@ -238,6 +239,26 @@ describe('round trips', () => {
       expect(viaCli.equals(data)).toBe(true);
     });
   }
+
+  it('reads what the standard tools wrote: zstd | age -r (17 MiB, more than 256 age chunks)', async () => {
+    const data = randomBytes(17 * MiB);
+    const plainFile = path.join(dir, 'cli-plain.bin');
+    await fsp.writeFile(plainFile, data);
+    execFileSync('zstd', ['-q', '-f', '-3', plainFile, '-o', `${plainFile}.zst`]);
+    execFileSync(serverBinaries().age, ['-r', recipient, '-o', `${plainFile}.zst.age`, `${plainFile}.zst`]);
+    const key = `${SET}/files/from-cli.zst.age`;
+    const stored = await store.put(key, createReadStream(`${plainFile}.zst.age`));
+    const record: ObjectRecord = {
+      name: 'from-cli',
+      key,
+      size: stored.size,
+      sha256: stored.sha256,
+      plainSize: data.length,
+      plainSha256: sha256(data),
+    };
+    const back = await readAll(readObject(store, record, ids, new AbortController().signal));
+    expect(back.equals(data)).toBe(true);
+  });
 
   it('compresses: 8 MiB of SQL text is stored in less than a fifth', async () => {
     const data = compressible(8 * MiB);

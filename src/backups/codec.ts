@@ -7,10 +7,17 @@
  * and SHA-256 of the plain bytes. Everything streams with backpressure: memory stays bounded by a few
  * buffers (age works in 64 KiB chunks) whatever the object's size.
  *
+ * age: the header (recipient stanzas wrapping a random file key, and its HMAC) is made and checked by
+ * the `age-encryption` library; the payload (age's STREAM: ChaCha20-Poly1305 over 64 KiB chunks, keyed by
+ * HKDF-SHA256 of the file key and a random nonce) is encrypted here with Node's OpenSSL ChaCha20-Poly1305,
+ * several times faster than the library's JavaScript cipher. The format is age v1 exactly: the standard
+ * `age` tool decrypts what this writes and this reads what `age -r` writes (both tested).
+ *
  * Errors name the object's key and what differed; a wrong key names the key's source and public key.
  */
-import { createHash } from 'node:crypto';
-import { PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { PassThrough, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
 import { Decrypter, Encrypter } from 'age-encryption';
@@ -40,15 +47,202 @@ export interface ObjectWriteArgs {
   progress: Progress;
 }
 
+const ZSTD_CHUNK = 256 * 1024;
+const AGE_CHUNK = 64 * 1024;
+const AGE_TAG = 16;
+const AGE_NONCE = 16;
+/** A header larger than this is not a backup object's (one stanza per recipient, ~120 bytes each). */
+const MAX_AGE_HEADER = 64 * 1024;
+
+/** age's payload key: HKDF-SHA256 of the file key, salted with the payload nonce, info "payload". */
+function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {
+  return Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32));
+}
+
+/** STREAM nonce of chunk `counter`: 11-byte big-endian counter, then 1 for the last chunk. */
+function chunkNonce(counter: number, last: boolean): Buffer {
+  const nonce = Buffer.alloc(12);
+  nonce.writeUIntBE(Math.floor(counter / 2 ** 40), 0, 6);
+  nonce.writeUIntBE(counter % 2 ** 40, 6, 5);
+  nonce.writeUInt8(last ? 1 : 0, 11);
+  return nonce;
+}
+
+/** A decryption failure of the payload (not about the key): reported as "cannot decrypt". */
+class PayloadError extends Error {}
+
 /**
- * A web stream of a Node stream that holds at most a few chunks: without a strategy, `Readable.toWeb`
- * counts chunks against the Node stream's byte high-water mark (16384 chunks) and reads ahead without
- * bound.
+ * The header and payload nonce of a new age file to `recipients`, with the payload key. The library
+ * makes the header; a recipient that adds no stanza sees the file key so the payload can be encrypted
+ * here.
  */
-function toWeb(stream: Readable): ReadableStream<Uint8Array> {
-  return Readable.toWeb(stream, {
-    strategy: new ByteLengthQueuingStrategy({ highWaterMark: 256 * 1024 }),
+async function ageHeader(recipients: readonly string[]): Promise<{ prefix: Buffer; key: Buffer }> {
+  const encrypter = new Encrypter();
+  for (const recipient of recipients) encrypter.addRecipient(recipient);
+  let fileKey: Uint8Array | undefined;
+  encrypter.addRecipient({
+    wrapFileKey(key: Uint8Array) {
+      fileKey = Uint8Array.from(key);
+      return [];
+    },
   });
+  // An empty file: header, nonce, and one empty final chunk (its 16-byte tag), which is dropped.
+  const empty = await encrypter.encrypt(new Uint8Array(0));
+  if (fileKey === undefined) throw new Error('age did not wrap a file key');
+  const prefix = Buffer.from(empty.subarray(0, empty.length - AGE_TAG));
+  return { prefix, key: payloadKey(fileKey, prefix.subarray(prefix.length - AGE_NONCE)) };
+}
+
+/** Encrypts a byte stream as an age file (header from {@link ageHeader}, then STREAM chunks). */
+class AgeEncryptStream extends Transform {
+  readonly #header: Promise<{ prefix: Buffer; key: Buffer }>;
+  #key: Buffer | undefined;
+  readonly #buffer = Buffer.alloc(AGE_CHUNK);
+  #used = 0;
+  #counter = 0;
+
+  constructor(recipients: readonly string[]) {
+    super();
+    this.#header = ageHeader(recipients);
+    this.#header.catch(() => {}); // reported by the first transform or flush
+  }
+
+  async #start(): Promise<Buffer> {
+    if (this.#key === undefined) {
+      const { prefix, key } = await this.#header;
+      this.#key = key;
+      this.push(prefix);
+    }
+    return this.#key;
+  }
+
+  #seal(key: Buffer, last: boolean): Buffer {
+    const cipher = createCipheriv('chacha20-poly1305', key, chunkNonce(this.#counter++, last), {
+      authTagLength: AGE_TAG,
+    });
+    const body = cipher.update(this.#buffer.subarray(0, this.#used));
+    cipher.final();
+    this.#used = 0;
+    return Buffer.concat([body, cipher.getAuthTag()]);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#start().then(
+      (key) => {
+        let rest = chunk;
+        while (rest.length > 0) {
+          // A full chunk is sealed only once more bytes follow: the last chunk is flagged as last.
+          if (this.#used === AGE_CHUNK) this.push(this.#seal(key, false));
+          const n = Math.min(AGE_CHUNK - this.#used, rest.length);
+          rest.copy(this.#buffer, this.#used, 0, n);
+          this.#used += n;
+          rest = rest.subarray(n);
+        }
+        callback();
+      },
+      (err: unknown) => callback(err as Error),
+    );
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.#start().then(
+      (key) => callback(null, this.#seal(key, true)),
+      (err: unknown) => callback(err as Error),
+    );
+  }
+}
+
+/**
+ * Decrypts an age file: the header is checked by the library with `identities` (it yields the file
+ * key), the payload here. Fails with the library's error for the header ("no identity matched..."),
+ * with a {@link PayloadError} for a damaged or truncated payload.
+ */
+class AgeDecryptStream extends Transform {
+  readonly #identities: readonly string[];
+  #head: Buffer | undefined = Buffer.alloc(0);
+  #key: Buffer | undefined;
+  readonly #buffer = Buffer.alloc(AGE_CHUNK + AGE_TAG);
+  #used = 0;
+  #counter = 0;
+
+  constructor(identities: readonly string[]) {
+    super();
+    this.#identities = identities;
+  }
+
+  #open(key: Buffer, last: boolean): Buffer {
+    if (this.#used < AGE_TAG) throw new PayloadError('the payload is truncated');
+    const decipher = createDecipheriv('chacha20-poly1305', key, chunkNonce(this.#counter++, last), {
+      authTagLength: AGE_TAG,
+    });
+    decipher.setAuthTag(this.#buffer.subarray(this.#used - AGE_TAG, this.#used));
+    const body = decipher.update(this.#buffer.subarray(0, this.#used - AGE_TAG));
+    try {
+      decipher.final();
+    } catch {
+      throw new PayloadError(`chunk ${this.#counter - 1} fails authentication (damaged or truncated)`);
+    }
+    if (last && body.length === 0 && this.#counter > 1) throw new PayloadError('the final chunk is empty');
+    this.#used = 0;
+    return body;
+  }
+
+  #payload(key: Buffer, chunk: Buffer): void {
+    let rest = chunk;
+    while (rest.length > 0) {
+      if (this.#used === this.#buffer.length) this.push(this.#open(key, false));
+      const n = Math.min(this.#buffer.length - this.#used, rest.length);
+      rest.copy(this.#buffer, this.#used, 0, n);
+      this.#used += n;
+      rest = rest.subarray(n);
+    }
+  }
+
+  /** Collects the header and nonce; once both are in, gets the file key and returns the rest. */
+  async #header(chunk: Buffer): Promise<Buffer | undefined> {
+    const head = Buffer.concat([this.#head ?? Buffer.alloc(0), chunk]);
+    const mac = head.indexOf('\n--- ');
+    const end = mac < 0 ? -1 : head.indexOf('\n', mac + 1);
+    if (end < 0 || head.length < end + 1 + AGE_NONCE) {
+      if (head.length > MAX_AGE_HEADER) throw new PayloadError('not an age file (no header end in 64 KiB)');
+      this.#head = head;
+      return undefined;
+    }
+    const decrypter = new Decrypter();
+    for (const identity of this.#identities) decrypter.addIdentity(identity);
+    const fileKey = await decrypter.decryptHeader(head.subarray(0, end + 1));
+    this.#key = payloadKey(fileKey, head.subarray(end + 1, end + 1 + AGE_NONCE));
+    this.#head = undefined;
+    return head.subarray(end + 1 + AGE_NONCE);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.#key !== undefined) {
+      try {
+        this.#payload(this.#key, chunk);
+        callback();
+      } catch (err) {
+        callback(err as Error);
+      }
+      return;
+    }
+    this.#header(chunk).then(
+      (rest) => {
+        if (rest !== undefined && this.#key !== undefined) this.#payload(this.#key, rest);
+        callback();
+      },
+      (err: unknown) => callback(err as Error),
+    );
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      if (this.#key === undefined) throw new PayloadError('not an age file, or its header is truncated');
+      callback(null, this.#open(this.#key, true));
+    } catch (err) {
+      callback(err as Error);
+    }
+  }
 }
 
 /** An error about one stored object: its key, then what is wrong. */
@@ -82,6 +276,8 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
   let state: 'open' | 'ending' | 'done' = 'open';
 
   const zstd = createZstdCompress({
+    // Larger output buffers than zlib's 16 KiB: fewer thread-pool round trips, about twice the throughput.
+    chunkSize: ZSTD_CHUNK,
     params: {
       [zlibConstants.ZSTD_c_compressionLevel]: args.level,
       // A checksum in the zstd frame: `zstd -d` checks the content too.
@@ -91,27 +287,22 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
   const cancel = new AbortController();
   const signal = AbortSignal.any([args.signal, cancel.signal]);
 
-  const encrypter = new Encrypter();
   let recipientError: Error | undefined;
   for (const recipient of args.recipients) {
     try {
-      encrypter.addRecipient(recipient);
+      new Encrypter().addRecipient(recipient);
     } catch {
       recipientError ??= new InputError(`age recipient ${JSON.stringify(recipient)} is not an age recipient`);
     }
   }
   if (args.recipients.length === 0) recipientError = new InputError(`no age recipient to encrypt ${key} to`);
-
-  async function* encrypted(): AsyncGenerator<Uint8Array> {
-    if (recipientError !== undefined) throw recipientError;
-    const web = await encrypter.encrypt(toWeb(zstd));
-    // Node's web ReadableStream is async iterable; the DOM typing is not.
-    yield* web as unknown as AsyncIterable<Uint8Array>;
-  }
+  const encrypt = new AgeEncryptStream(recipientError === undefined ? args.recipients : []);
+  zstd.pipe(encrypt);
 
   const fail = (err: Error): void => {
     failure ??= err;
     if (!zstd.destroyed) zstd.destroy(failure);
+    if (!encrypt.destroyed) encrypt.destroy(failure);
     cancel.abort(failure);
   };
   const onAbort = (): void => fail(abortReason(args.signal, key));
@@ -119,7 +310,7 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
   else args.signal.addEventListener('abort', onAbort, { once: true });
   if (recipientError !== undefined) fail(recipientError);
 
-  const put = store.put(key, encrypted(), { storageClass: args.storageClass, signal });
+  const put = store.put(key, encrypt, { storageClass: args.storageClass, signal });
   // The failure is reported by write/end/abort; this keeps it from being an unhandled rejection meanwhile.
   const settled = put.then(
     (stored) => stored,
@@ -133,6 +324,9 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
   settled.catch(() => {});
   zstd.on('error', (err) =>
     fail(failure ?? objectError(key, `zstd compression failed: ${err.message}`, err)),
+  );
+  encrypt.on('error', (err) =>
+    fail(failure ?? objectError(key, `age encryption failed: ${err.message}`, err)),
   );
 
   const throwIfFailed = (): void => {
@@ -311,6 +505,8 @@ async function storedDifference(
 
 const NO_IDENTITY = /no identity matched/i;
 
+type Stage = 'read' | 'decrypt' | 'decompress';
+
 /**
  * The plain bytes of a stored object: downloaded, checked against the record's stored size and
  * SHA-256, decrypted with `ids`, decompressed, and checked against the plain size and SHA-256. Stored
@@ -354,14 +550,16 @@ export function readObject(
       if (damage !== undefined) return damage;
     }
     const message = errorMessage(err);
-    if (NO_IDENTITY.test(message)) return new InputError(wrongKeyMessage(ids, `backup object ${key}`));
-    if (stageOf.get(err as object) === 'decompress') {
+    const stage = stageOf.get(err as object);
+    if (stage === 'read') return objectError(key, `reading from ${store.describe()} failed: ${message}`, err);
+    if (stage === 'decompress')
       return objectError(key, `not zstd data or damaged zstd data: ${message}`, err);
-    }
+    if (NO_IDENTITY.test(message)) return new InputError(wrongKeyMessage(ids, `backup object ${key}`));
     return objectError(key, `cannot decrypt: ${message}`, err);
   };
-  const stageOf = new WeakMap<object, 'decrypt' | 'decompress'>();
-  const tag = (stream: Readable | Writable, stage: 'decrypt' | 'decompress'): void => {
+  // Which stream an error started in: the first 'error' listener to see it.
+  const stageOf = new WeakMap<object, Stage>();
+  const tag = (stream: Readable | Writable, stage: Stage): void => {
     stream.on('error', (err) => {
       if (!stageOf.has(err)) stageOf.set(err, stage);
     });
@@ -381,13 +579,8 @@ export function readObject(
         (n) => progress.add(n),
       );
       streams.push(storedCheck);
-      const decrypter = new Decrypter();
-      for (const identity of ids.identities) decrypter.addIdentity(identity);
-      const storedWeb = toWeb(stored.pipe(storedCheck));
-      stored.on('error', (err) => storedCheck?.destroy(err));
-      const plainWeb = await decrypter.decrypt(storedWeb);
-      const decrypted = Readable.fromWeb(plainWeb);
-      const decompress = createZstdDecompress();
+      const decrypted = new AgeDecryptStream(ids.identities);
+      const decompress = createZstdDecompress({ chunkSize: ZSTD_CHUNK });
       const plainCheck = new CheckingStream(
         record.plainSize,
         record.plainSha256,
@@ -396,10 +589,11 @@ export function readObject(
         () => {},
       );
       streams.push(decrypted, decompress, plainCheck);
+      tag(stored, 'read');
       tag(decrypted, 'decrypt');
       tag(decompress, 'decompress');
       plainCheck.pipe(out);
-      await pipeline(decrypted, decompress, plainCheck, { signal });
+      await pipeline(stored, storedCheck, decrypted, decompress, plainCheck, { signal });
       finished = true;
     } catch (err) {
       const error = await explain(err, storedCheck);
