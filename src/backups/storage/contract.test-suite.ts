@@ -266,14 +266,15 @@ export function objectStoreContract(
       expect(await listAll(store, `${set}/`)).toEqual([]);
     });
 
-    it('a signal aborted before the put starts: rejects, writes nothing', async () => {
+    it('a signal aborted before the put starts: rejects, writes nothing, releases the body', async () => {
+      const { Readable } = await import('node:stream');
       const set = newSet();
       const key = `${set}/manifest.json`;
       const controller = new AbortController();
       controller.abort(new Error('shutting down'));
-      await expect(
-        store.put(key, chunksOf(Buffer.from('{}')), { signal: controller.signal }),
-      ).rejects.toThrow('shutting down');
+      const body = Readable.from(chunksOf(randomBytes(1024 * 1024)));
+      await expect(store.put(key, body, { signal: controller.signal })).rejects.toThrow('shutting down');
+      expect(body.destroyed).toBe(true);
       expect(await listAll(store, `${set}/`)).toEqual([]);
     });
 

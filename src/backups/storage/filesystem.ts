@@ -85,6 +85,7 @@ export class FilesystemObjectStore implements ObjectStore {
       return { key, size: measured.size, sha256: measured.sha256() };
     } catch (error) {
       if (temp !== undefined) await fsp.rm(temp, { force: true }).catch(() => {});
+      await measured.discard().catch(() => {});
       // The contract: a failed put leaves nothing under the key.
       await fsp.rm(target, { force: true }).catch(() => {});
       throw putFailure(`${this.describe()}: writing ${key}`, measured, signal, () =>

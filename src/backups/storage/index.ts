@@ -120,12 +120,14 @@ export class MeasuredBody {
   readonly #hash = createHash('sha256');
   #size = 0;
   #sourceError: { error: unknown } | undefined;
+  #started = false;
 
   constructor(body: AsyncIterable<Uint8Array>) {
     this.#body = body;
   }
 
   async *chunks(): AsyncGenerator<Uint8Array> {
+    this.#started = true;
     const iterator = this.#body[Symbol.asyncIterator]();
     let finished = false;
     try {
@@ -151,6 +153,21 @@ export class MeasuredBody {
       // The consumer stopped early (or threw into us): close the body (a Readable is destroyed).
       if (!finished) await iterator.return?.();
     }
+  }
+
+  /**
+   * After a failure before the body was read at all: releases it (a Readable is destroyed, an iterator
+   * asked to return), so whatever produces it stops instead of waiting on backpressure forever.
+   */
+  async discard(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    const body = this.#body as { destroy?: unknown };
+    if (typeof body.destroy === 'function') {
+      (this.#body as unknown as { destroy(): void }).destroy();
+      return;
+    }
+    await this.#body[Symbol.asyncIterator]().return?.();
   }
 
   get size(): number {

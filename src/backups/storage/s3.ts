@@ -200,6 +200,7 @@ export class S3ObjectStore implements ObjectStore {
       return { key, size: measured.size, sha256: measured.sha256() };
     } catch (error) {
       hashed.destroy();
+      await measured.discard().catch(() => {});
       await this.#cleanUpFailedPut(key, fullKey, upload);
       throw putFailure(`${this.describe()}: writing ${key}`, measured, signal, () =>
         this.#putError(key, error),
