@@ -88,7 +88,7 @@ export function randomSecret(bytes = 16): string {
 // delete the ones left behind by a process that was SIGKILLed (no exit hook runs then).
 
 const OWNER_FILE = '.gameops-owner';
-const TEMP_DIR_PATTERN = /^gameops-(mariadb|redis|postgres|alertmanager|prometheus|smallfs|sock)-/;
+const TEMP_DIR_PATTERN = /^gameops-(mariadb|redis|postgres|alertmanager|prometheus|smallfs|sock|s3rver)-/;
 
 /** A process's start time (clock ticks since boot, /proc/<pid>/stat field 22): pid plus this is unique. */
 function processStartTime(pid: number): string | undefined {
