@@ -1,4 +1,5 @@
 import {
+  appendFileSync,
   chmodSync,
   mkdirSync,
   mkdtempSync,
@@ -12,7 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeReferenceFleetConfig, type ReferenceFleetConfig } from '../../../test/support/fleet.ts';
 import { openBackups } from '../../app/backups.ts';
+import { openFleet } from '../../app/fleet.ts';
+import { destroyFleet } from '../../platform/local/test-support.ts';
 import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
 import { openRunbooks } from '../../app/runbooks.ts';
 import type { Engine } from '../engine.ts';
@@ -236,5 +240,76 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
     expect(latest.effect).toBe('read-only');
     expect(catalog.action('backup.restore')!.effect).toBe('destructive');
     expect(await catalog.action('backup.restore')!.verify!({}, stepContext(services))).toBe('unknown');
+  });
+});
+
+describe('backup-restore to the original systems with a platform (local reference fleet)', () => {
+  let written: ReferenceFleetConfig;
+  let resources: Resources;
+  let engine: Engine;
+  let game: string;
+
+  beforeAll(async () => {
+    written = await writeReferenceFleetConfig({ prefix: 'bkrestore' });
+    game = join(written.dir, 'game-files');
+    mkdirSync(game);
+    writeFileSync(join(game, 'rules.yaml'), 'xpRate: 1\n');
+    const identity = await generateX25519Identity();
+    writeFileSync(join(written.dir, 'backup.key'), `${identity}\n`, { mode: 0o600 });
+    appendFileSync(
+      written.path,
+      [
+        'backups:',
+        `  storage: { kind: filesystem, path: ${join(written.dir, 'backups')} }`,
+        `  encryption: { recipients: [${await identityToRecipient(identity)}], identity: "file:${join(written.dir, 'backup.key')}" }`,
+        '  kubernetes: { enabled: false }',
+        `  files: { paths: [${game}] }`,
+        '',
+      ].join('\n'),
+    );
+    resources = await bootstrap({ configPath: written.path, store: 'required', logLevel: 'silent' });
+    engine = await openRunbooks(resources);
+    await (await openFleet(resources)).platform.scale(1);
+  });
+
+  afterAll(async () => {
+    if (resources) await shutdown(resources);
+    if (written) await destroyFleet(written.dataDir);
+  });
+
+  it('closes the traffic gate, restores, restarts the game servers and opens the gate again', async () => {
+    const backup = await engine.start({ runbook: 'backup', params: {}, trigger: 'cli' }, admin);
+    const backedUp = (await engine.runUntilIdle({ runId: backup.id }))!;
+    expect(backedUp.status).toBe('succeeded');
+    const id = (backedUp.steps.find((s) => s.id === 'create')!.output as { id: string }).id;
+    writeFileSync(join(game, 'rules.yaml'), 'xpRate: 1000\n');
+
+    const started = await engine.start({ runbook: 'backup-restore', params: { id }, trigger: 'cli' }, admin);
+    const waiting = (await engine.runUntilIdle({ runId: started.id }))!;
+    const approve = waiting.steps.find((s) => s.id === 'approve')!;
+    expect(waiting.status).toBe('waiting');
+    expect(approve.approval?.message).toContain('players are kept out (maintenance mode)');
+    expect(approve.approval?.covers.map((c) => c.id)).toEqual(
+      expect.arrayContaining(['stop-traffic', 'restore-files', 'restart', 'traffic-back']),
+    );
+    expect((await (await openFleet(resources)).gate()).closed).toBe(false);
+    await engine.decide(
+      { runId: started.id, stepId: 'approve', decision: 'approve', planHash: approve.approval!.planHash },
+      admin,
+    );
+    const done = (await engine.runUntilIdle({ runId: started.id }))!;
+    const status = Object.fromEntries(done.steps.map((s) => [s.id, s.status]));
+    expect(status, JSON.stringify(done.steps.map((s) => [s.id, s.status, s.error]))).toMatchObject({
+      'stop-traffic': 'succeeded',
+      'restore-files': 'succeeded',
+      restart: 'succeeded',
+      'traffic-back': 'succeeded',
+    });
+    // Traffic was stopped before the files were replaced, and let back only after the restart.
+    const at = (id: string, key: 'startedAt' | 'finishedAt') => done.steps.find((s) => s.id === id)![key]!;
+    expect(at('stop-traffic', 'finishedAt') <= at('restore-files', 'startedAt')).toBe(true);
+    expect(at('restart', 'finishedAt') <= at('traffic-back', 'startedAt')).toBe(true);
+    expect(readFileSync(join(game, 'rules.yaml'), 'utf8')).toBe('xpRate: 1\n');
+    expect((await (await openFleet(resources)).gate()).closed).toBe(false);
   });
 });
