@@ -176,6 +176,21 @@ describe('backups API', () => {
     expect(bad.statusCode).toBe(400);
   });
 
+  it('is described in the OpenAPI document', async () => {
+    const res = await server.app.inject({ method: 'GET', url: '/api/openapi.json' });
+    const paths = Object.keys(res.json<{ paths: Record<string, unknown> }>().paths);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        '/api/backups',
+        '/api/backups/restorable',
+        '/api/backups/{id}',
+        '/api/backups/{id}/verify',
+        '/api/backups/{id}/drill',
+        '/api/backups/{id}/restore',
+      ]),
+    );
+  });
+
   it('never answers the decryption key', () => {
     const secret = identity.slice('AGE-SECRET-KEY-1'.length);
     for (const body of bodies) expect(body).not.toContain(secret);
