@@ -202,6 +202,7 @@ describe('MySQL backup component (own MariaDB with binlog)', () => {
     expect(gamedb).toMatchObject({ routines: 2, triggers: 1, events: 1, views: 1 });
     expect(v.objects.total).toBe(component.objects.length);
     expect(component.notes.join('\n')).toMatch(/FLOAT[\s\S]*tolerance[\s\S]*gamedb\.players\.rating/);
+    expect(component.notes.join('\n')).toMatch(/global read lock .* held for \d+ ms/);
     const post = (await store.bytes('tables/gamedb/players/post.sql')).toString();
     expect(post).toContain('TRIGGER');
     expect(store.open.size).toBe(0);
@@ -246,7 +247,7 @@ describe('MySQL backup component (own MariaDB with binlog)', () => {
     const restoreMs = Date.now() - started;
     const mb = component.objects.reduce((n, o) => n + o.plainSize, 0) / 1024 / 1024;
     console.log(
-      `[figure] ${mb.toFixed(1)} MB dump (${PLAYERS + 3} players, ${LOGS} logs): backup ${backupMs} ms, restore ${restoreMs} ms (parallel 2)`,
+      `[figure] ${mb.toFixed(1)} MB dump (${PLAYERS + 3} players, ${LOGS} logs): backup ${backupMs} ms, restore ${restoreMs} ms (parallel 2); ${component.notes.find((n) => n.includes('read lock')) ?? ''}`,
     );
     expect(restored.tables).toBe(5);
     const target = { mysql: root, databases: { gamedb: 'gamedb_copy' } };

@@ -486,8 +486,11 @@ export async function backupMysql(
     const waitS = Math.max(1, Math.ceil(source.lockWaitTimeoutMs / 1000));
     await lock.query(`SET SESSION lock_wait_timeout = ${waitS}`, [], { signal });
     ctx.progress.phase('lock');
+    let lockedAt = 0;
+    let lockHeldMs = 0;
     try {
       await lock.query('FLUSH TABLES WITH READ LOCK', [], { signal, timeoutMs: waitS * 1000 + 5000 });
+      lockedAt = ctx.clock.now().getTime();
     } catch (err) {
       if (isLockTimeout(err))
         throw new UnavailableError(
@@ -515,6 +518,7 @@ export async function backupMysql(
     const release = (): void => {
       if (!lockHeld) return;
       lockHeld = false;
+      lockHeldMs = ctx.clock.now().getTime() - lockedAt;
       releasing = heldLock
         .query('UNLOCK TABLES', [], { timeoutMs: 10_000 })
         .then(
@@ -630,6 +634,11 @@ export async function backupMysql(
       Object.entries(v.tables).flatMap(([t, tv]) => tv.columnsLeftOut.map((c) => `${db}.${t}.${c}`)),
     );
     if (floatColumns.length > 0) notes.push(`FLOAT columns compared by sum: ${floatColumns.join(', ')}`);
+    notes.push(`the global read lock that aligned the snapshots was held for ${lockHeldMs} ms`);
+    ctx.log.info(
+      { server: mysqlTarget(mysql), lockHeldMs, objects: summary.objects, dumpBytes: summary.bytes },
+      'mysql dump complete',
+    );
     ctx.progress.note(
       `${summary.tables.length} tables, ${summary.objects} objects, ${summary.bytes} dump bytes from ${mysqlTarget(mysql)}`,
     );
