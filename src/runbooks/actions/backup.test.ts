@@ -229,6 +229,12 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
     expect(message).toContain(victim.slice(storage.length + 1));
     const set = await (await openBackups(resources)).show(second.id);
     expect(set.set.verifyOk).toBe(false);
+    // The drill action on the same set fails its step, listing what failed.
+    const drill = createCatalog().action('backup.drill')!;
+    await expect(
+      drill.run(drill.args.parse({ id: second.id }), stepContext(createRunbookServices(resources))),
+    ).rejects.toThrow(new RegExp(`the drill of backup ${second.id} failed: files: `));
+    expect((await (await openBackups(resources)).show(second.id)).set.drillOk).toBe(false);
   });
 
   it('backup.latest names the newest complete set and refuses when verifiedOnly finds none', async () => {
