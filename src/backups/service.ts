@@ -677,6 +677,10 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
       const ctx = readContext(manifest, component, ids, options, dir);
       switch (kind) {
         case 'mysql': {
+          if (target && !target.mysql)
+            throw new InputError(
+              `restore target "${target.name}" has no mysql: set backups.targets[].mysql (a target never falls back to production)`,
+            );
           const mysql = target?.mysql ?? backupMysqlConfig();
           const databases = Object.fromEntries(
             Object.keys(mysqlVerification(component).databases).map((d) => [d, d]),
@@ -688,10 +692,14 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
           );
         }
         case 'redis': {
+          if (target && !target.redis)
+            throw new InputError(
+              `restore target "${target.name}" has no redis: set backups.targets[].redis (a target never falls back to production)`,
+            );
           const redis = target?.redis ?? config.redis;
           if (!redis)
             throw new InputError("no Redis to restore into: configure `redis:` or the target's redis");
-          return restoreRedis(component, redis as RedisConfig, ctx);
+          return restoreRedis(component, redis as RedisConfig, ctx, { via: backups.redis.restoreVia });
         }
         case 'kubernetes': {
           if (target) throw new InputError("the platform's config is restored to the original platform only");
@@ -699,6 +707,10 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
           return restorePlatformConfig(component, await deps.platform(), ctx);
         }
         case 'files':
+          if (target && !target.filesRoot)
+            throw new InputError(
+              `restore target "${target.name}" has no filesRoot: set backups.targets[].filesRoot (a target never falls back to the production paths)`,
+            );
           return restoreFiles(component, target?.filesRoot ? { root: target.filesRoot } : {}, ctx);
       }
     });

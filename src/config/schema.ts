@@ -869,7 +869,7 @@ export const backupsSchema = z
           .min(1)
           .optional()
           .describe(
-            'A backup user (default: mysql.user): SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS.',
+            'A backup user (default: mysql.user): SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS; drills and restores also create databases, tables, triggers, routines and events (with binary logging on: SUPER or log_bin_trust_function_creators; other DEFINERs: SET USER).',
           ),
         password: secretRefSchema.optional(),
         databases: z
@@ -898,6 +898,11 @@ export const backupsSchema = z
       .strictObject({
         enabled: z.boolean().default(true),
         samples: z.number().int().min(0).max(10_000).default(100).describe('Keys sampled for drills.'),
+        restoreVia: hostSchema
+          .default('127.0.0.1')
+          .describe(
+            'Restore loads the RDB into a temporary Redis on this gameops host, bound to this address, and the target replicates from it: an address of this host the target Redis can reach.',
+          ),
       })
       .prefault({}),
     kubernetes: z
