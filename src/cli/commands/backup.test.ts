@@ -2,7 +2,9 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cliConfig, gameops } from '../../../test/support/cli.ts';
+import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
+import { openBackups } from '../../app/backups.ts';
+import { bootstrap, shutdown } from '../../app/index.ts';
 import { buildProgram } from '../main.ts';
 
 describe('gameops backup: parsing and help', () => {
@@ -53,6 +55,7 @@ describe('gameops backup: parsing and help', () => {
 
 describe('gameops backup in process (files-only sets)', () => {
   let env: Record<string, string>;
+  let configPath = '';
   let id = '';
 
   beforeAll(async () => {
@@ -74,6 +77,7 @@ describe('gameops backup in process (files-only sets)', () => {
       ].join('\n');
     });
     env = { GAMEOPS_CONFIG: path };
+    configPath = path;
   });
 
   it('create runs the backup runbook and follows it; list and show read the catalog', async () => {
@@ -124,5 +128,28 @@ describe('gameops backup in process (files-only sets)', () => {
     const res = await gameops(['backup', 'show', 'bk-20200101T000000Z-abcdef'], env);
     expect(res.code).toBe(3);
     expect(res.stderr).toContain('no backup set bk-20200101T000000Z-abcdef');
+  });
+
+  it('list and show go through the server API while one runs', async () => {
+    const resources = await bootstrap({ configPath, store: 'required', logLevel: 'silent' });
+    const server = await serveForCli(resources, 'viewer');
+    try {
+      const sets = await (await openBackups(resources)).list();
+      const remote = { ...env, ...server.env };
+      const list = await gameops(['backup', 'list', '--json'], remote);
+      expect(list.code, list.stderr).toBe(0);
+      expect(
+        (JSON.parse(list.stdout) as { backups: Array<{ id: string }> }).backups.map((b) => b.id),
+      ).toEqual(sets.map((s) => s.id));
+      const show = await gameops(['backup', 'show', id], remote);
+      expect(show.code, show.stderr).toBe(0);
+      expect(show.stdout).toContain(`${id}  verified`);
+      const unknown = await gameops(['backup', 'show', 'bk-20200101T000000Z-abcdef'], remote);
+      expect(unknown.code).toBe(3);
+      expect(unknown.stderr).toContain('no backup set bk-20200101T000000Z-abcdef');
+    } finally {
+      await server.close();
+      await shutdown(resources);
+    }
   });
 });
