@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,17 +14,12 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { Encrypter } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverBinaries } from '../../test/harness/index.ts';
-import { GameopsError, InputError, NotFoundError, secret } from '../core/index.ts';
+import { serverBinaries, smallFilesystem } from '../../test/harness/index.ts';
+import { GameopsError, InputError, NotFoundError, secret, UnavailableError } from '../core/index.ts';
 import { openObjectWriter, readObject, verifyObject, writeObject, type ObjectWriteArgs } from './codec.ts';
 import { loadIdentities, type AgeIdentities } from './keys.ts';
-import {
-  silentProgress,
-  type ObjectInfo,
-  type ObjectRecord,
-  type ObjectStore,
-  type StoredObject,
-} from './types.ts';
+import { openObjectStore } from './storage/index.ts';
+import { silentProgress, type ObjectRecord, type ObjectStore, type StoredObject } from './types.ts';
 
 const MiB = 1024 * 1024;
 const SET = 'bk-20261126T170500Z-3f9a2c';
@@ -37,73 +32,6 @@ let recipient: string;
 let ids: AgeIdentities;
 let otherIds: AgeIdentities;
 
-/**
- * A small object store over real files for these tests (the filesystem store, storage/filesystem.ts, is
- * being written at the same time): temp file, rename; size and SHA-256 in the stream; nothing left on
- * failure.
- */
-function directoryStore(dirPath: string): ObjectStore {
-  const fileFor = (key: string): string => path.join(dirPath, ...key.split('/'));
-  return {
-    describe: () => `test directory ${dirPath}`,
-    async put(key, body, options = {}): Promise<StoredObject> {
-      const target = fileFor(key);
-      await fsp.mkdir(path.dirname(target), { recursive: true });
-      const temp = `${target}.partial-${randomBytes(4).toString('hex')}`;
-      const hash = createHash('sha256');
-      let size = 0;
-      try {
-        await pipeline(
-          body instanceof Readable ? body : Readable.from(body),
-          async function* count(source: AsyncIterable<Uint8Array>) {
-            for await (const chunk of source) {
-              hash.update(chunk);
-              size += chunk.length;
-              yield chunk;
-            }
-          },
-          createWriteStream(temp),
-          options.signal === undefined ? {} : { signal: options.signal },
-        );
-        await fsp.rename(temp, target);
-        return { key, size, sha256: hash.digest('hex') };
-      } catch (err) {
-        await fsp.rm(temp, { force: true });
-        throw new GameopsError(
-          'internal',
-          `test directory: writing ${key} failed: ${(err as Error).message}`,
-          {
-            cause: err,
-          },
-        );
-      }
-    },
-    async get(key, options = {}): Promise<Readable> {
-      const file = fileFor(key);
-      const stat = await fsp.stat(file).catch(() => undefined);
-      if (stat === undefined) throw new NotFoundError(`backup object ${key} not found`);
-      return createReadStream(file, options.signal === undefined ? {} : { signal: options.signal });
-    },
-    async head(key): Promise<ObjectInfo | undefined> {
-      const stat = await fsp.stat(fileFor(key)).catch(() => undefined);
-      return stat === undefined ? undefined : { key, size: stat.size };
-    },
-    async *list(prefix): AsyncIterable<ObjectInfo> {
-      const entries = await fsp.readdir(dirPath, { recursive: true, withFileTypes: true }).catch(() => []);
-      const keys = entries
-        .filter((e) => e.isFile() && !e.name.includes('.partial-'))
-        .map((e) => path.relative(dirPath, path.join(e.parentPath, e.name)).split(path.sep).join('/'))
-        .filter((k) => k.startsWith(prefix))
-        .sort();
-      for (const key of keys) yield { key, size: (await fsp.stat(fileFor(key))).size };
-    },
-    async delete(key): Promise<void> {
-      await fsp.rm(fileFor(key), { force: true });
-    },
-    async close(): Promise<void> {},
-  };
-}
-
 function keygen(file: string): string {
   execFileSync(serverBinaries().ageKeygen, ['-o', file], { stdio: 'ignore' });
   return execFileSync(serverBinaries().ageKeygen, ['-y', file], { encoding: 'utf8' }).trim();
@@ -112,7 +40,7 @@ function keygen(file: string): string {
 beforeAll(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gameops-codec-'));
   root = path.join(dir, 'store');
-  store = directoryStore(root);
+  store = openObjectStore({ kind: 'filesystem', path: root });
   keyFile = path.join(dir, 'backup.key');
   recipient = keygen(keyFile);
   ids = await loadIdentities(secret(await fsp.readFile(keyFile, 'utf8'), `file:${keyFile}`));
@@ -475,8 +403,34 @@ describe('aborts', () => {
     await writer.abort(new Error('the database went away'));
     expect(await store.head(a.key)).toBeUndefined();
     const files = await fsp.readdir(path.dirname(fileOf(a.key)));
-    expect(files.filter((f) => f.includes('aborted'))).toEqual([]);
+    expect(files.filter((f) => f.includes('aborted') || f.startsWith('.tmp-'))).toEqual([]);
     expect((await rejection(writer.write(Buffer.from('more')))).message).toBe('the database went away');
+  });
+
+  it('storage full mid-upload (a 1 MiB filesystem): write or end rejects with "storage full", nothing is left', async () => {
+    const small = await smallFilesystem(1);
+    try {
+      const fullStore = openObjectStore({ kind: 'filesystem', path: path.join(small.path, 'backups') });
+      const a = args('full');
+      const writer = openObjectWriter(fullStore, a);
+      const err = await rejection(
+        (async () => {
+          for (let i = 0; i < 4; i++) await writer.write(randomBytes(MiB));
+          await writer.end();
+        })(),
+      );
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect(err.message).toContain('storage full');
+      expect(err.message).toContain(a.key);
+      expect(await fullStore.head(a.key)).toBeUndefined();
+      const left = await fsp.readdir(path.join(small.path, 'backups'), {
+        recursive: true,
+        withFileTypes: true,
+      });
+      expect(left.filter((e) => e.isFile()).map((e) => e.name)).toEqual([]);
+    } finally {
+      await small.stop();
+    }
   });
 
   it('a source that fails leaves nothing stored and rejects with its error', async () => {

@@ -16,8 +16,14 @@
  * Errors name the object's key and what differed; a wrong key names the key's source and public key.
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { PassThrough, Transform, Writable, type TransformCallback } from 'node:stream';
+import {
+  PassThrough,
+  pipeline as pipelineCallback,
+  Transform,
+  Writable,
+  type Readable,
+  type TransformCallback,
+} from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
 import { Decrypter, Encrypter } from 'age-encryption';
@@ -297,7 +303,9 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
   }
   if (args.recipients.length === 0) recipientError = new InputError(`no age recipient to encrypt ${key} to`);
   const encrypt = new AgeEncryptStream(recipientError === undefined ? args.recipients : []);
-  zstd.pipe(encrypt);
+  // An error of either (or of the store, which destroys `encrypt`) tears both down; the store's put
+  // then rejects, and its error, naming the storage and key, is the one reported.
+  pipelineCallback(zstd, encrypt, () => {});
 
   const fail = (err: Error): void => {
     failure ??= err;
@@ -322,12 +330,6 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
     },
   );
   settled.catch(() => {});
-  zstd.on('error', (err) =>
-    fail(failure ?? objectError(key, `zstd compression failed: ${err.message}`, err)),
-  );
-  encrypt.on('error', (err) =>
-    fail(failure ?? objectError(key, `age encryption failed: ${err.message}`, err)),
-  );
 
   const throwIfFailed = (): void => {
     if (failure !== undefined) throw failure;
@@ -344,7 +346,11 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
       };
       const onClose = (): void => {
         done();
-        reject(failure ?? objectError(key, 'the pipeline closed'));
+        // The pipeline is gone: the put reports why (or the abort that closed it).
+        settled.then(
+          () => reject(failure ?? objectError(key, 'the pipeline closed')),
+          (err: unknown) => reject(err instanceof Error ? err : new Error(String(err))),
+        );
       };
       zstd.on('drain', onDrain);
       zstd.on('close', onClose);
