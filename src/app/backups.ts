@@ -15,6 +15,8 @@ import { openFleet } from './fleet.ts';
  */
 const services = new WeakMap<Resources, Promise<BackupService>>();
 const gauges = new WeakMap<object, { success: Gauge; failure: Gauge }>();
+/** Failure notifications still being sent: `closeBackups` waits for them (a CLI exits right after). */
+const sending = new WeakMap<Resources, Set<Promise<void>>>();
 
 /**
  * The backup service of these resources, opened on first use and shared by the runbook actions, the API
@@ -31,8 +33,13 @@ export async function openBackups(resources: Resources): Promise<BackupService> 
   return opening;
 }
 
-/** Closes the service of `openBackups` (its storage), if one was opened. Never throws. */
+/**
+ * Closes the service of `openBackups` (its storage), if one was opened, after the failure notifications
+ * still being sent (each is bounded by the channel's deadline). Never throws.
+ */
 export async function closeBackups(resources: Resources): Promise<void> {
+  const pending = sending.get(resources);
+  if (pending) await Promise.allSettled([...pending]);
   const opening = services.get(resources);
   services.delete(resources);
   if (!opening) return;
@@ -94,7 +101,11 @@ async function createFor(resources: Resources): Promise<BackupService> {
         { backup: set.id, components: set.components, storage: set.storage, err: set.error },
         `backup ${set.id} failed`,
       );
-      void tell(resources, notifier.send.bind(notifier), set);
+      let pending = sending.get(resources);
+      if (!pending) sending.set(resources, (pending = new Set()));
+      const told = tell(resources, notifier.send.bind(notifier), set);
+      pending.add(told);
+      void told.finally(() => pending.delete(told));
     },
   });
   if (metrics) {
