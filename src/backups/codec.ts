@@ -83,6 +83,8 @@ class PayloadError extends Error {}
  * here.
  */
 async function ageHeader(recipients: readonly string[]): Promise<{ prefix: Buffer; key: Buffer }> {
+  // Never a file no one can open: the capturing recipient below adds no stanza.
+  if (recipients.length === 0) throw new InputError('no age recipient to encrypt to');
   const encrypter = new Encrypter();
   for (const recipient of recipients) encrypter.addRecipient(recipient);
   let fileKey: Uint8Array | undefined;
