@@ -25,7 +25,14 @@ import { Header, Parser, Pax, type ReadEntry } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InputError, UnavailableError } from '../../core/index.ts';
 import type { ComponentBackup, ManifestComponent } from '../types.ts';
-import { FILES_OBJECT, backupFiles, drillFiles, restoreFiles, type FilesVerification } from './files.ts';
+import {
+  FILES_INDEX_OBJECT,
+  FILES_OBJECT,
+  backupFiles,
+  drillFiles,
+  restoreFiles,
+  type FilesVerification,
+} from './files.ts';
 import { TestObjectStore } from './test-support.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -53,6 +60,35 @@ function entryOf(s: TestObjectStore, backup: ComponentBackup): ManifestComponent
     completedAt: '2026-01-01T00:00:01Z',
     objects: [...s.records],
   };
+}
+
+interface IndexEntry {
+  path: string;
+  type: string;
+  size: number;
+  mode: number;
+  sha256?: string;
+  linkpath?: string;
+  changed?: true;
+}
+
+/** The per-entry index object (NDJSON), as the backup wrote it. */
+async function indexOf(s: TestObjectStore): Promise<IndexEntry[]> {
+  const text = (await s.bytes(FILES_INDEX_OBJECT)).toString('utf8');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as IndexEntry);
+}
+
+/** Rewrites the index object (and its record, as a writer with the key could). */
+async function rewriteIndex(s: TestObjectStore, change: (list: IndexEntry[]) => IndexEntry[]): Promise<void> {
+  const list = change(await indexOf(s));
+  const bytes = Buffer.from(list.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  await writeFile(s.file(FILES_INDEX_OBJECT), bytes);
+  const record = s.records.find((r) => r.name === FILES_INDEX_OBJECT)!;
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  Object.assign(record, { size: bytes.length, plainSize: bytes.length, sha256: sha, plainSha256: sha });
 }
 
 const UNICODE = 'héllo wörld ✓ 日本.txt';
@@ -125,19 +161,23 @@ describe('files component: backup, restore, drill', () => {
     const before = { config: await snapshot(config), single: await snapshot(single) };
     const s = await store();
     const backup = await backupFiles([config, single], s.writeContext(await s.tempDir()));
-    expect(s.records.map((r) => r.name)).toEqual([FILES_OBJECT]);
+    expect(s.records.map((r) => r.name).sort()).toEqual([FILES_INDEX_OBJECT, FILES_OBJECT]);
     const v = backup.verification as FilesVerification;
     expect(v.roots).toEqual([
-      { prefix: 'path-0', path: config, type: 'directory' },
-      { prefix: 'path-1', path: single, type: 'file' },
+      { prefix: 'path-0', path: config, type: 'directory', totals: expect.any(Object) as object },
+      { prefix: 'path-1', path: single, type: 'file', totals: expect.any(Object) as object },
     ]);
     expect(v.totals).toEqual({ files: 7, directories: 5, symlinks: 3, bytes: expect.any(Number) as number });
+    expect(v.index).toBe(FILES_INDEX_OBJECT);
     expect(backup.source).toEqual({ 'path-0': config, 'path-1': single });
-    expect(v.entries.find((e) => e.path === 'path-0/secret.key')).toMatchObject({
+    // The plaintext manifest names no file below the roots; the (encrypted) index does.
+    expect(JSON.stringify(backup)).not.toContain('secret.key');
+    const index = await indexOf(s);
+    expect(index.find((e) => e.path === 'path-0/secret.key')).toMatchObject({
       type: 'file',
       mode: 0o600,
     });
-    expect(v.entries.find((e) => e.path === 'path-0/dangling')).toMatchObject({
+    expect(index.find((e) => e.path === 'path-0/dangling')).toMatchObject({
       type: 'symlink',
       linkpath: '/nonexistent/elsewhere',
     });
@@ -220,9 +260,10 @@ describe('files component: backup, restore, drill', () => {
     const { config } = await makeTree(root);
     const s = await store();
     const backup = await backupFiles([config], s.writeContext(await s.tempDir()));
-    const v = structuredClone(backup.verification) as FilesVerification;
-    v.entries.find((e) => e.path === 'path-0/game.yaml')!.sha256 = '0'.repeat(64);
-    const tampered = { ...entryOf(s, backup), verification: v };
+    await rewriteIndex(s, (list) =>
+      list.map((e) => (e.path === 'path-0/game.yaml' ? { ...e, sha256: '0'.repeat(64) } : e)),
+    );
+    const tampered = entryOf(s, backup);
     const drill = await drillFiles(tampered, s.readContext(await s.tempDir()));
     expect(drill.ok).toBe(false);
     expect(drill.checks.filter((c) => !c.ok).map((c) => c.subject)).toEqual([
@@ -232,7 +273,9 @@ describe('files component: backup, restore, drill', () => {
     await writeFile(join(config, 'game.yaml'), 'motd: live\n');
     const err = await restoreFiles(tampered, {}, s.readContext(await s.tempDir())).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UnavailableError);
-    expect((err as Error).message).toContain(`files ${join(config, 'game.yaml')} differs from the manifest`);
+    expect((err as Error).message).toContain(
+      `files ${join(config, 'game.yaml')} differs from the backup's index`,
+    );
     expect(await readFile(join(config, 'game.yaml'), 'utf8')).toBe('motd: live\n');
     expect((await readdir(join(root, 'srv', 'game'))).sort()).toEqual(['config']);
   });
@@ -266,8 +309,7 @@ describe('files component: files that change or a backup that is cancelled', () 
     const backup = await backupFiles([dir], ctx);
     expect(cut).toBe(true);
     expect(backup.notes.join('\n')).toContain(`${join(dir, 'growing.log')} changed while it was backed up`);
-    const v = backup.verification as FilesVerification;
-    expect(v.entries.find((e) => e.path === 'path-0/growing.log')).toMatchObject({
+    expect((await indexOf(s)).find((e) => e.path === 'path-0/growing.log')).toMatchObject({
       size: 2 * 1024 * 1024,
       changed: true,
     });
@@ -407,13 +449,16 @@ describe('files component: hostile archives are refused, naming the entry', () =
       await writeFile(join(dest, 'live.txt'), 'live');
       const s = await store();
       const entries = c.entries.map((e) => ({ ...e, linkpath: e.linkpath?.replace('@OUTSIDE@', outside) }));
-      await s.writeContext(await s.tempDir()).write(FILES_OBJECT, Readable.from([craftTar(entries)]));
+      const wctx = s.writeContext(await s.tempDir());
+      await wctx.write(FILES_OBJECT, Readable.from([craftTar(entries)]));
+      await wctx.write(FILES_INDEX_OBJECT, Readable.from([Buffer.alloc(0)]));
+      const zero = { files: 0, directories: 0, symlinks: 0, bytes: 0 };
       const verification: FilesVerification = {
-        format: 'gameops-files/1',
+        format: 'gameops-files/2',
         salt: '0'.repeat(32),
-        roots: [{ prefix: 'path-0', path: dest, type: 'directory' }],
-        entries: [],
-        totals: { files: 0, directories: 0, symlinks: 0, bytes: 0 },
+        roots: [{ prefix: 'path-0', path: dest, type: 'directory', totals: zero }],
+        index: FILES_INDEX_OBJECT,
+        totals: zero,
       };
       const backup: ManifestComponent = {
         kind: 'files',
