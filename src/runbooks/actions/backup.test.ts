@@ -20,7 +20,9 @@ import { destroyFleet } from '../../platform/local/test-support.ts';
 import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
 import { openRunbooks } from '../../app/runbooks.ts';
 import type { Engine } from '../engine.ts';
-import type { Actor, RunView } from '../model.ts';
+import { formatDuration, ManualClock } from '../../core/index.ts';
+import type { Actor, RunView, StepContext } from '../model.ts';
+import { stepProgress } from './backup.ts';
 import { createCatalog } from './index.ts';
 import { createRunbookServices, stepContext } from './test-support.ts';
 
@@ -317,5 +319,24 @@ describe('backup-restore to the original systems with a platform (local referenc
     expect(at('restart', 'finishedAt') <= at('traffic-back', 'startedAt')).toBe(true);
     expect(readFileSync(join(game, 'rules.yaml'), 'utf8')).toBe('xpRate: 1\n');
     expect((await (await openFleet(resources)).gate()).closed).toBe(false);
+  });
+});
+
+describe('stepProgress', () => {
+  it('logs bytes, rate and ETA to the step about every 2 s on the step clock', () => {
+    const clock = new ManualClock('2026-11-26T10:00:00Z');
+    const lines: string[] = [];
+    const ctx = { clock, log: (line: string) => lines.push(line) } as unknown as StepContext;
+    const progress = stepProgress(ctx);
+    progress.phase('download', 10 * 1024 * 1024);
+    expect(lines).toHaveLength(1);
+    for (let i = 0; i < 8; i++) {
+      clock.advance(500);
+      progress.add(512 * 1024);
+    }
+    // 4 s of 1 MiB/s: two more lines, not eight.
+    expect(lines).toHaveLength(3);
+    expect(lines.at(-1)).toMatch(/^download 4(\.0)? MiB of 10(\.0)? MiB, 1(\.0)? MiB\/s, ETA /);
+    expect(lines.at(-1)).toContain(formatDuration(6000));
   });
 });
