@@ -18,11 +18,14 @@ import {
   writeFile,
   chmod,
 } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chown, realpath, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Header, Parser, Pax, type ReadEntry } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
+import { smallFilesystem } from '../../../test/harness/index.ts';
 import { InputError, UnavailableError } from '../../core/index.ts';
 import type { ComponentBackup, ManifestComponent } from '../types.ts';
 import {
@@ -486,4 +489,248 @@ describe('files component: hostile archives are refused, naming the entry', () =
       expect(await readdir(outside)).toEqual([]);
     });
   }
+});
+
+describe('files component: configured symbolic links, large trees, read-only trees', () => {
+  it('a configured path that is a symbolic link backs up (and restores) what it points to, and says so', async () => {
+    const root = await tempDir();
+    const game = join(root, 'srv', 'game');
+    const v42 = join(game, 'releases', 'v42');
+    await mkdir(join(v42, 'saves'), { recursive: true });
+    for (let i = 0; i < 5; i++) await writeFile(join(v42, 'saves', `slot${i}.sav`), `save ${i}`);
+    const current = join(game, 'current');
+    await symlink('releases/v42', current);
+    const empty = join(root, 'empty');
+    await mkdir(join(empty, 'sub'), { recursive: true });
+    const s = await store();
+    const backup = await backupFiles([current, empty], s.writeContext(await s.tempDir()));
+    const v = backup.verification as FilesVerification;
+    expect(v.roots[0]).toMatchObject({ path: current, linkTarget: await realpath(v42), type: 'directory' });
+    expect(v.roots[0]!.totals.files).toBe(5);
+    expect(v.totals.files).toBe(5);
+    expect(backup.notes).toContain(
+      `${current} is a symbolic link to ${await realpath(v42)}: the data there was backed up`,
+    );
+    expect(backup.notes.join('\n')).toContain(`${empty} holds no regular file: 2 directories`);
+
+    const drill = await drillFiles(entryOf(s, backup), s.readContext(await s.tempDir()));
+    expect(drill.ok, JSON.stringify(drill.checks)).toBe(true);
+    expect(drill.checks[0]).toMatchObject({
+      subject: `files ${current}`,
+      expected: '5 files, 30 bytes, 7 entries',
+      actual: '5 files, 30 bytes, 7 entries',
+      note: `a symbolic link to ${await realpath(v42)}`,
+    });
+
+    await writeFile(join(v42, 'saves', 'slot3.sav'), 'corrupted');
+    await rm(join(v42, 'saves', 'slot4.sav'));
+    await restoreFiles(entryOf(s, backup), {}, s.readContext(await s.tempDir()));
+    expect((await lstat(current)).isSymbolicLink()).toBe(true);
+    expect(await readlink(current)).toBe('releases/v42');
+    expect(await readFile(join(current, 'saves', 'slot3.sav'), 'utf8')).toBe('save 3');
+    expect(await readFile(join(current, 'saves', 'slot4.sav'), 'utf8')).toBe('save 4');
+    expect(await readdir(join(game, 'releases'))).toEqual(['v42']);
+  });
+
+  it('50,000 small files: the manifest stays small, the index object holds them, the drill passes', async () => {
+    const root = await tempDir();
+    const data = join(root, 'saves');
+    const DIRS = 50;
+    const PER = 1000;
+    for (let d = 0; d < DIRS; d++) {
+      const dir = join(data, `shard-${d}`);
+      await mkdir(dir, { recursive: true });
+      const writes: Array<Promise<void>> = [];
+      for (let f = 0; f < PER; f++)
+        writes.push(writeFile(join(dir, `player-${d * PER + f}.json`), `{"id":${f}}`));
+      await Promise.all(writes);
+    }
+    const s = await store();
+    const t0 = Date.now();
+    const backup = await backupFiles([data], s.writeContext(await s.tempDir()));
+    const backupMs = Date.now() - t0;
+    const manifestBytes = JSON.stringify(backup, null, 2).length;
+    const v = backup.verification as FilesVerification;
+    expect(v.totals.files).toBe(DIRS * PER);
+    expect(manifestBytes).toBeLessThan(2048);
+    expect(JSON.stringify(backup)).not.toContain('player-');
+    const indexBytes = (await s.bytes(FILES_INDEX_OBJECT)).length;
+    const t1 = Date.now();
+    const drill = await drillFiles(entryOf(s, backup), s.readContext(await s.tempDir()));
+    const drillMs = Date.now() - t1;
+    expect(drill.ok, JSON.stringify(drill.checks.slice(0, 5))).toBe(true);
+    console.log(
+      `files: ${DIRS * PER} files; backup ${backupMs} ms, drill ${drillMs} ms; manifest entry ${manifestBytes} B, index object ${indexBytes} B`,
+    );
+  }, 120_000);
+
+  it('as an unprivileged user (uid 65534): read-only directories and files restore, drill and clean up', async () => {
+    const base = await tempDir();
+    await chmod(base, 0o755);
+    const work = join(base, 'work');
+    await mkdir(work);
+    await chown(work, 65534, 65534);
+    const script = join(base, 'child.mjs');
+    await writeFile(
+      script,
+      `
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+const [filesUrl, supportUrl, base] = process.argv.slice(2);
+const files = await import(filesUrl);
+const { TestObjectStore } = await import(supportUrl);
+const data = join(base, 'data');
+await mkdir(data);
+const a = join(data, 'a');
+const b = join(data, 'b');
+await mkdir(join(a, 'ro', 'deeper'), { recursive: true });
+await writeFile(join(a, 'ro', 'f.txt'), 'v1');
+await writeFile(join(a, 'ro', 'deeper', 'g.txt'), 'v1-deep');
+await chmod(join(a, 'ro', 'f.txt'), 0o444);
+await chmod(join(a, 'ro', 'deeper'), 0o500);
+await chmod(join(a, 'ro'), 0o555);
+await mkdir(b);
+await writeFile(join(b, 'g.txt'), 'b-v1');
+const s = await TestObjectStore.create({ component: 'files' });
+const backup = await files.backupFiles([a, b], s.writeContext(await s.tempDir()));
+const entry = { ...backup, kind: 'files', startedAt: 'x', completedAt: 'y', objects: [...s.records] };
+const drill = await files.drillFiles(entry, s.readContext(await s.tempDir()));
+await chmod(join(a, 'ro'), 0o755);
+await chmod(join(a, 'ro', 'f.txt'), 0o644);
+await writeFile(join(a, 'ro', 'f.txt'), 'changed');
+await chmod(join(a, 'ro'), 0o555);
+await writeFile(join(b, 'g.txt'), 'changed-b');
+await files.restoreFiles(entry, {}, s.readContext(await s.tempDir()));
+const first = (await readdir(data)).sort();
+await files.restoreFiles(entry, {}, s.readContext(await s.tempDir()));
+const out = {
+  uid: process.getuid(),
+  drillOk: drill.ok,
+  f: await readFile(join(a, 'ro', 'f.txt'), 'utf8'),
+  g: await readFile(join(b, 'g.txt'), 'utf8'),
+  deep: await readFile(join(a, 'ro', 'deeper', 'g.txt'), 'utf8'),
+  modes: await Promise.all(
+    [join(a, 'ro'), join(a, 'ro', 'deeper'), join(a, 'ro', 'f.txt')].map(async (p) => ((await stat(p)).mode & 0o777).toString(8)),
+  ),
+  listing: [first, (await readdir(data)).sort()],
+};
+await s.cleanup();
+console.log(JSON.stringify(out));
+`,
+    );
+    const here = (name: string): string => new URL(name, import.meta.url).href;
+    const child = spawn(process.execPath, [script, here('./files.ts'), here('./test-support.ts'), work], {
+      uid: 65534,
+      gid: 65534,
+      env: { ...process.env, TMPDIR: work },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code, stderr).toBe(0);
+    const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    expect(out).toEqual({
+      uid: 65534,
+      drillOk: true,
+      f: 'v1',
+      g: 'b-v1',
+      deep: 'v1-deep',
+      modes: ['555', '500', '444'],
+      listing: [
+        ['a', 'b'],
+        ['a', 'b'],
+      ],
+    });
+  }, 60_000);
+});
+
+describe('files component: restore refusals (mount point, untrusted parent) and a full disk', () => {
+  it('a destination that is a mount point is refused up front, naming it; nothing is replaced', async () => {
+    const small = await smallFilesystem(8);
+    cleanups.push(() => small.stop());
+    const root = await tempDir();
+    const a = join(root, 'a');
+    await mkdir(a);
+    await writeFile(join(a, 'f'), 'a-v1');
+    await writeFile(join(small.path, 'g'), 'vol-v1');
+    const s = await store();
+    const backup = await backupFiles([a, small.path], s.writeContext(await s.tempDir()));
+    await writeFile(join(a, 'f'), 'a-v2');
+    await writeFile(join(small.path, 'g'), 'vol-v2');
+    const err = await restoreFiles(entryOf(s, backup), {}, s.readContext(await s.tempDir())).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toContain(`${await realpath(small.path)} is a mount point`);
+    expect(await readFile(join(a, 'f'), 'utf8')).toBe('a-v2');
+    expect(await readFile(join(small.path, 'g'), 'utf8')).toBe('vol-v2');
+    expect(await readdir(root)).toEqual(['a']);
+    // Under a filesRoot the same set restores (the mount is not touched).
+    const clone = await tempDir();
+    await restoreFiles(entryOf(s, backup), { root: clone }, s.readContext(await s.tempDir()));
+    expect(await readFile(join(clone, small.path, 'g'), 'utf8')).toBe('vol-v1');
+    expect(await readFile(join(clone, a, 'f'), 'utf8')).toBe('a-v1');
+  });
+
+  it('a parent directory another user can write (not sticky), or owned by another user, is refused, naming it', async () => {
+    const root = await tempDir();
+    const shared = join(root, 'shared');
+    const data = join(shared, 'saves');
+    await mkdir(data, { recursive: true });
+    await writeFile(join(data, 'x'), 'v1');
+    const s = await store();
+    const backup = await backupFiles([data], s.writeContext(await s.tempDir()));
+    await writeFile(join(data, 'x'), 'v2');
+    await chmod(shared, 0o777);
+    let err = await restoreFiles(entryOf(s, backup), {}, s.readContext(await s.tempDir())).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toContain(
+      `refusing to restore below ${shared}: it is writable by others and not sticky`,
+    );
+    await chmod(shared, 0o755);
+    await chown(shared, 65534, 65534);
+    err = await restoreFiles(entryOf(s, backup), {}, s.readContext(await s.tempDir())).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toContain(`refusing to restore below ${shared}: it belongs to uid 65534`);
+    expect(await readFile(join(data, 'x'), 'utf8')).toBe('v2');
+    expect(await readdir(shared)).toEqual(['saves']);
+    // Sticky and owned by root (as /tmp): accepted.
+    await chown(shared, 0, 0);
+    await chmod(shared, 0o1777);
+    await restoreFiles(entryOf(s, backup), {}, s.readContext(await s.tempDir()));
+    expect(await readFile(join(data, 'x'), 'utf8')).toBe('v1');
+  });
+
+  it('a full disk while restoring says "no space left on <dir>", and leaves no staging copy', async () => {
+    const small = await smallFilesystem(8);
+    cleanups.push(() => small.stop());
+    const root = await tempDir();
+    const data = join(root, 'world');
+    await mkdir(data);
+    await writeFile(join(data, 'region.bin'), randomBytes(12 * 1024 * 1024));
+    await chmod(small.path, 0o755); // the harness's mount is 0777: gameops would refuse to write below it
+    const s = await store();
+    const backup = await backupFiles([data], s.writeContext(await s.tempDir()));
+    const err = await restoreFiles(
+      entryOf(s, backup),
+      { root: small.path },
+      s.readContext(await s.tempDir()),
+    ).catch((e: unknown) => e);
+    expect(err, String(err)).toBeInstanceOf(UnavailableError);
+    const scratch = join(await realpath(small.path), root);
+    expect((err as Error).message).toMatch(/^no space left on /);
+    expect((err as Error).message).toContain(
+      `no space left on ${scratch} (while writing ${scratch}/.world.gameops-restore-`,
+    );
+    expect((err as Error).message).not.toContain('cannot read');
+    expect(await readdir(scratch)).toEqual([]);
+    expect((await stat(small.path)).isDirectory()).toBe(true);
+  });
 });
