@@ -640,9 +640,13 @@ async function digestKey(redis: Redis, config: RedisConfig, key: Buffer): Promis
     case 'set':
       value = (((await call('SMEMBERS', key)) ?? []) as Buffer[]).sort((a, b) => Buffer.compare(a, b));
       break;
-    case 'zset':
-      value = await call('ZRANGE', key, 0, -1, 'WITHSCORES');
+    case 'zset': {
+      // Scores are rendered canonically: Redis 7.0 prints `%.17g` (0.10000000000000001), 7.2+ the
+      // shortest round-trip form (0.1), so the server's text would differ between backup and drill.
+      const flat = ((await call('ZRANGE', key, 0, -1, 'WITHSCORES')) ?? []) as Buffer[];
+      value = flat.map((item, i) => (i % 2 === 1 ? canonicalScore(item.toString('latin1')) : item));
       break;
+    }
     default:
       value = await call('XRANGE', key, '-', '+');
   }
@@ -652,6 +656,22 @@ async function digestKey(redis: Redis, config: RedisConfig, key: Buffer): Promis
   render(hash, value);
   const pttl = Number(await call('PTTL', key));
   return { type, sha256: hash.digest('hex'), ttl: pttl > 0 };
+}
+
+/**
+ * A sorted-set score as text that does not depend on the server's version: the shortest string that
+ * round-trips the double (JavaScript's Number → String), `inf`/`-inf` for the infinities, `0` for -0.
+ * Pure. @throws InputError when the text is not a number.
+ */
+export function canonicalScore(text: string): string {
+  const t = text.trim().toLowerCase();
+  if (t === 'inf' || t === '+inf' || t === 'infinity' || t === '+infinity') return 'inf';
+  if (t === '-inf' || t === '-infinity') return '-inf';
+  const n = t === '' ? NaN : Number(t);
+  if (Number.isNaN(n)) throw new InputError(`sorted-set score ${JSON.stringify(text)} is not a number`);
+  if (n === Infinity) return 'inf';
+  if (n === -Infinity) return '-inf';
+  return String(n === 0 ? 0 : n);
 }
 
 function render(hash: ReturnType<typeof createHash>, value: unknown): void {
