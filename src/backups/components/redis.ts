@@ -142,6 +142,7 @@ export async function backupRedis(
   try {
     const info = await command(redis, config, 'INFO', () => redis.info('server'));
     const redisVersion = parseRedisInfoSections(info)['server']?.['redis_version'] ?? 'unknown';
+    await refuseCluster(redis, config, 'back up');
 
     ctx.progress.phase('redis: sampling keys');
     const keyspaceBefore = await readKeyspace(redis, config);
@@ -585,6 +586,20 @@ async function command<T>(
   } catch (err) {
     throw redisError(err, config, doing);
   }
+}
+
+/**
+ * Refuses a Redis Cluster node (`INFO cluster` says `cluster_enabled:1`): one node holds only its own
+ * hash slots, so its snapshot is not the dataset, and a restore would not give the cluster its data.
+ * @throws InputError naming the node.
+ */
+async function refuseCluster(redis: Redis, config: RedisConfig, doing: string): Promise<void> {
+  const text = await command(redis, config, 'INFO cluster', () => redis.info('cluster'));
+  if (parseRedisInfoSections(text)['cluster']?.['cluster_enabled'] === '1')
+    throw new InputError(
+      `Redis at ${redisTarget(config)} is a Redis Cluster node (cluster_enabled:1): gameops cannot ${doing} a cluster, ` +
+        'since one node holds only its own hash slots, not the whole dataset; only a standalone Redis (a primary, with or without replicas) is supported',
+    );
 }
 
 async function readKeyspace(redis: Redis, config: RedisConfig): Promise<RedisKeyspace> {
@@ -1065,6 +1080,7 @@ export async function restoreRedis(
       parseRedisInfoSections(await command(redis, target, `INFO ${section}`, () => redis.info(section)))[
         section
       ] ?? {};
+    await refuseCluster(redis, target, 'restore into');
     const replication = await info('replication');
     if (replication['role'] === 'slave' && options.force !== true)
       throw new InputError(
