@@ -24,6 +24,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
@@ -751,14 +752,20 @@ async function startScratchServer(
   if (!backup.objects.some((o) => o.name === REDIS_DUMP_OBJECT))
     throw new NotFoundError(`Redis backup of set ${ctx.setId} has no ${REDIS_DUMP_OBJECT} object`);
   const binary = await findRedisServer();
+  const setpriv = await findExecutable('setpriv');
+  const swept = await sweepOrphanedScratchServers();
+  for (const line of swept)
+    ctx.log.warn({ scratch: line }, 'removed a scratch redis-server left by a gameops that died');
   const dir = await fsp.mkdtemp(path.join(ctx.tempDir, 'redis-'));
   await fsp.chmod(dir, 0o700);
   let child: ChildProcess | undefined;
   let redis: Redis | undefined;
+  const records: string[] = [];
   const stop = async (): Promise<void> => {
     redis?.disconnect();
     if (child) await stopProcess(child);
     await fsp.rm(dir, { recursive: true, force: true });
+    for (const record of records.splice(0)) await fsp.rm(record, { force: true });
   };
   try {
     const file = path.join(dir, 'dump.rdb');
@@ -799,8 +806,19 @@ async function startScratchServer(
         'repl-diskless-sync yes',
         'repl-diskless-sync-delay 0',
       ];
-      const proc = spawn(binary, ['-'], { stdio: ['pipe', 'ignore', 'ignore'], cwd: dir });
+      // With setpriv (util-linux), the kernel SIGKILLs the server when gameops dies, even by SIGKILL or
+      // the OOM killer; the registry below catches what is left when setpriv is missing.
+      const proc = setpriv
+        ? spawn(setpriv, ['--pdeathsig', 'KILL', '--', binary, '-'], {
+            stdio: ['pipe', 'ignore', 'ignore'],
+            cwd: dir,
+          })
+        : spawn(binary, ['-'], { stdio: ['pipe', 'ignore', 'ignore'], cwd: dir });
       trackChild(proc);
+      if (proc.pid !== undefined) {
+        const record = await registerScratch(proc.pid, dir, ctx);
+        if (record !== undefined) records.push(record);
+      }
       const exited = new Promise<number | null>((resolve) => {
         proc.once('exit', (code) => resolve(code));
         proc.once('error', () => resolve(-1));
@@ -1046,6 +1064,12 @@ export interface RedisRestoreOptions {
   timeoutMs?: number;
   /** Deadline of the load, the sync and the AOF rewrite. @default 30 minutes */
   syncTimeoutMs?: number;
+  /**
+   * How long gameops keeps trying to detach the target from the temporary server (`REPLICAOF NO ONE`,
+   * refused with LOADING while the target loads the data) when the restore ends. It does not depend on
+   * the cancel signal: a cancelled restore still detaches the target. @default syncTimeoutMs
+   */
+  detachTimeoutMs?: number;
 }
 
 /**
