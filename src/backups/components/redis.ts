@@ -728,6 +728,120 @@ export async function findRedisServer(): Promise<string> {
   );
 }
 
+async function findExecutable(name: string): Promise<string | undefined> {
+  const dirs = [...(process.env['PATH'] ?? '').split(path.delimiter).filter(Boolean), ...SERVER_DIRS];
+  for (const dir of dirs) {
+    const candidate = path.join(dir, name);
+    try {
+      await fsp.access(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The directory where each running scratch redis-server is recorded (one JSON file per server: its pid and
+ * start time, its owner's pid and start time, its private directory), so that a later gameops can stop
+ * the servers and remove the RDB copies of a gameops that died without running its clean-up.
+ */
+export function scratchRegistryDir(): string {
+  return path.join(os.tmpdir(), `gameops-redis-scratch-${process.getuid?.() ?? 'user'}`);
+}
+
+interface ScratchRecord {
+  pid: number;
+  start: string;
+  ownerPid: number;
+  ownerStart: string;
+  dir: string;
+}
+
+/** A process's start time (clock ticks since boot, /proc/<pid>/stat field 22): pid plus this is unique. */
+function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** The registry directory if it is ours: a real directory owned by this user, closed to others (0700). */
+async function registryDir(create: boolean): Promise<string | undefined> {
+  const dir = scratchRegistryDir();
+  if (create) await fsp.mkdir(dir, { mode: 0o700 }).catch(() => undefined);
+  const st = await fsp.lstat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) return undefined;
+  if ((process.getuid && st.uid !== process.getuid()) || (st.mode & 0o077) !== 0) return undefined;
+  return dir;
+}
+
+async function registerScratch(
+  pid: number,
+  dir: string,
+  ctx: ComponentReadContext,
+): Promise<string | undefined> {
+  const registry = await registryDir(true);
+  const start = processStartTime(pid);
+  const ownerStart = processStartTime(process.pid);
+  if (registry === undefined || start === undefined || ownerStart === undefined) {
+    ctx.log.warn(
+      { registry: scratchRegistryDir() },
+      'cannot record the scratch redis-server (the registry directory is missing, not a private directory of this user, or /proc is unreadable): a later run could not clean it up if gameops dies',
+    );
+    return undefined;
+  }
+  const record: ScratchRecord = { pid, start, ownerPid: process.pid, ownerStart, dir };
+  const file = path.join(registry, `${pid}.json`);
+  await fsp.writeFile(file, JSON.stringify(record), { mode: 0o600 });
+  return file;
+}
+
+/**
+ * Stops the scratch redis-servers recorded by gameops processes that no longer run (SIGKILLed, OOM-killed)
+ * and removes their private directories (with the RDB copy). Servers of live gameops processes, including
+ * concurrent ones, are left alone; a pid is only killed when its start time and name still match the
+ * record. Runs before every drill and restore. Resolves with one line per server cleaned up.
+ */
+export async function sweepOrphanedScratchServers(): Promise<string[]> {
+  const registry = await registryDir(false);
+  if (registry === undefined) return [];
+  const cleaned: string[] = [];
+  for (const name of await fsp.readdir(registry).catch(() => [] as string[])) {
+    if (!/^\d+\.json$/.test(name)) continue;
+    const file = path.join(registry, name);
+    let record: Partial<ScratchRecord>;
+    try {
+      record = JSON.parse(await fsp.readFile(file, 'utf8')) as Partial<ScratchRecord>;
+    } catch {
+      continue; // Being written right now, or not ours.
+    }
+    const { pid, start, ownerPid, ownerStart, dir } = record;
+    if (typeof pid !== 'number' || typeof ownerPid !== 'number' || typeof dir !== 'string') continue;
+    if (processStartTime(ownerPid) === ownerStart) continue; // Its gameops still runs.
+    let killed = false;
+    const comm = await fsp.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+    if (processStartTime(pid) === start && /^(redis-server|setpriv)/.test(comm)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed = true;
+      } catch {
+        // Gone in between.
+      }
+    }
+    if (path.isAbsolute(dir) && path.basename(dir).startsWith('redis-'))
+      await fsp.rm(dir, { recursive: true, force: true });
+    await fsp.rm(file, { force: true });
+    cleaned.push(
+      `pid ${pid}${killed ? ' killed' : ' already gone'}, ${dir} removed (owner pid ${ownerPid} is gone)`,
+    );
+  }
+  return cleaned;
+}
+
 interface ScratchServer {
   host: string;
   port: number;
