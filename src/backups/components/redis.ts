@@ -22,6 +22,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import dns from 'node:dns/promises';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -1219,6 +1220,16 @@ export async function restoreRedis(
         section
       ] ?? {};
     await refuseCluster(redis, target, 'restore into');
+    if (isLoopback(via) && !(await onThisHost(target.host)))
+      throw new InputError(
+        `${name} is not on the gameops host, so it cannot replicate from the temporary server bound to ${via} (loopback): ` +
+          `set backups.redis.restoreVia to an address of the gameops host that ${target.host} can reach`,
+      );
+    if (!isLoopback(via))
+      ctx.log.warn(
+        { via },
+        `the temporary Redis holding the whole backup listens on ${via} (plain TCP, password-protected) until the restore ends`,
+      );
     const replication = await info('replication');
     if (replication['role'] === 'slave' && options.force !== true)
       throw new InputError(
@@ -1236,7 +1247,8 @@ export async function restoreRedis(
       };
       const previousAuth = await configGet('masterauth');
       const previousUser = await configGet('masteruser');
-      let detached = false;
+      let failed = false;
+      let failure: unknown;
       try {
         ctx.progress.phase('redis: sync into target', scratch.bytes);
         if (previousUser !== '')
@@ -1258,20 +1270,30 @@ export async function restoreRedis(
             if (r['master_sync_in_progress'] === '1' || r['master_link_status'] === 'up') syncStarted = true;
             if (!syncStarted && performance.now() - replicaSince > timeoutMs)
               throw new UnavailableError(
-                `${name} did not start syncing from the temporary server at ${scratch.host}:${scratch.port} within ${timeoutMs} ms: the target must be able to reach that address (option via)`,
+                `${name} did not start syncing from the temporary server at ${scratch.host}:${scratch.port} within ${timeoutMs} ms: ` +
+                  `the target must be able to reach that address; set backups.redis.restoreVia to an address of the gameops host that the target can reach`,
               );
             return (
               r['master_link_status'] === 'up' && r['master_sync_in_progress'] === '0' && p['loading'] === '0'
             );
           },
         );
-        await command(redis, target, 'REPLICAOF NO ONE', () => redis.replicaof('NO', 'ONE'));
-        detached = true;
-      } finally {
-        if (!detached) await redis.replicaof('NO', 'ONE').catch(() => undefined);
-        await redis.config('SET', 'masterauth', previousAuth).catch(() => undefined);
-        if (previousUser !== '') await redis.config('SET', 'masteruser', previousUser).catch(() => undefined);
+      } catch (err) {
+        failed = true;
+        failure = err;
       }
+      // However the sync ended (done, error, deadline, cancelled), the target must not stay a replica of the
+      // temporary server, which is stopped next: detach it first, on a deadline of its own.
+      const problem = await settleTarget(redis, target, ctx, {
+        scratch: `${scratch.host}:${scratch.port}`,
+        previousAuth,
+        previousUser,
+        timeoutMs,
+        deadlineMs: options.detachTimeoutMs ?? syncTimeoutMs,
+        cause: failed ? failure : undefined,
+      });
+      if (problem) throw problem;
+      if (failed) throw failure;
       const persistence = await info('persistence');
       if (persistence['aof_enabled'] === '1') {
         ctx.progress.note(`${name}: waiting for the AOF rewrite after the sync`);
@@ -1320,6 +1342,125 @@ export async function restoreRedis(
   } finally {
     redis.disconnect();
   }
+}
+
+/**
+ * Detaches the target from the temporary server (`REPLICAOF NO ONE`, retried every 200 ms while the target
+ * answers LOADING or the connection is lost, reconnecting as needed) and puts `masterauth`/`masteruser`
+ * back, all within `deadlineMs` and regardless of any abort signal. Never throws: resolves with the error
+ * to report (naming the target and the command to run by hand), or undefined when the target is a master
+ * again with its settings back.
+ */
+async function settleTarget(
+  first: Redis,
+  target: RedisConfig,
+  ctx: ComponentReadContext,
+  options: {
+    scratch: string;
+    previousAuth: string;
+    previousUser: string;
+    timeoutMs: number;
+    deadlineMs: number;
+    cause: unknown;
+  },
+): Promise<GameopsError | undefined> {
+  const name = `Redis at ${redisTarget(target)}`;
+  const start = performance.now();
+  let redis: Redis | undefined = first;
+  const extra: Redis[] = [];
+  let detached = false;
+  let authBack = false;
+  let userBack = options.previousUser === '';
+  let last = '';
+  let toldLoading = false;
+  try {
+    while (!(detached && authBack && userBack)) {
+      try {
+        if (redis === undefined || redis.status !== 'ready') {
+          redis = await openRedis(target, { timeoutMs: options.timeoutMs, doing: 'reconnect to detach it' });
+          extra.push(redis);
+        }
+        const conn: Redis = redis;
+        if (!detached) {
+          await conn.call('REPLICAOF', 'NO', 'ONE');
+          detached = true;
+        }
+        if (!authBack) {
+          await conn.config('SET', 'masterauth', options.previousAuth);
+          authBack = true;
+        }
+        if (!userBack) {
+          await conn.config('SET', 'masteruser', options.previousUser);
+          userBack = true;
+        }
+      } catch (err) {
+        last = maskSecrets(describeError(err), [target.password]);
+        if (/LOADING/.test(last) && !toldLoading) {
+          toldLoading = true;
+          ctx.progress.note(
+            `${name} is loading the data it received; waiting to detach it (REPLICAOF NO ONE)`,
+          );
+        }
+        if (!/LOADING/.test(last) && redis !== undefined && redis.status !== 'ready') redis = undefined;
+        if (performance.now() - start >= options.deadlineMs) break;
+        await sleep(200);
+      }
+    }
+  } finally {
+    for (const conn of extra) conn.disconnect();
+  }
+  const cause = options.cause;
+  const why =
+    cause === undefined
+      ? ''
+      : ` The restore had failed before: ${maskSecrets(describeError(cause), [target.password])}.`;
+  const cli = `redis-cli -h ${target.host} -p ${target.port}${target.tls ? ' --tls' : ''}${target.username ? ` --user ${target.username}` : ''}`;
+  if (!detached) {
+    const error = new UnavailableError(
+      `${name} is still a replica of the temporary server ${options.scratch}, which is now stopped, so it rejects writes: ` +
+        `REPLICAOF NO ONE did not succeed within ${options.deadlineMs} ms (last reply: ${last}). ` +
+        `Fix it by hand: REDISCLI_AUTH=<password> ${cli} REPLICAOF NO ONE, then CONFIG SET masterauth (and masteruser) back to their previous values.${why}`,
+      { details: { target: redisTarget(target) }, ...(cause !== undefined ? { cause } : {}) },
+    );
+    ctx.log.error({ target: redisTarget(target) }, error.message);
+    return error;
+  }
+  if (!authBack || !userBack) {
+    const error = new UnavailableError(
+      `${name} is a master again, but its ${authBack ? 'masteruser' : 'masterauth'} could not be put back within ${options.deadlineMs} ms (last reply: ${last}); ` +
+        `it still holds the temporary server's value: set it back with REDISCLI_AUTH=<password> ${cli} CONFIG SET ${authBack ? 'masteruser' : 'masterauth'} <previous value>.${why}`,
+      { details: { target: redisTarget(target) }, ...(cause !== undefined ? { cause } : {}) },
+    );
+    ctx.log.error({ target: redisTarget(target) }, error.message);
+    return error;
+  }
+  if (cause !== undefined)
+    ctx.log.warn(
+      { target: redisTarget(target) },
+      `restore failed; ${name} was detached from the temporary server (REPLICAOF NO ONE) and is a master again, but its data may be the old data or the backup's`,
+    );
+  return undefined;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./.test(host);
+}
+
+/** Whether `host` is this machine: loopback, or resolving to an address of one of its interfaces. */
+async function onThisHost(host: string): Promise<boolean> {
+  if (isLoopback(host)) return true;
+  let addresses: string[];
+  try {
+    addresses = (await dns.lookup(host, { all: true })).map((a) => a.address);
+  } catch {
+    return true; // Cannot tell here; connecting to it fails with its own error.
+  }
+  const local = new Set(
+    Object.values(os.networkInterfaces())
+      .flat()
+      .map((i) => i?.address),
+  );
+  return addresses.some((a) => isLoopback(a) || local.has(a));
 }
 
 async function waitFor(
