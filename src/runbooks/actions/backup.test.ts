@@ -78,6 +78,7 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
         `  storage: { kind: filesystem, path: ${storage} }`,
         `  encryption: { recipients: [${recipient}], identity: "file:${join(dir, 'backup.key')}" }`,
         `  files: { paths: [${game}] }`,
+        `  targets: [{ name: staging, filesRoot: ${join(dir, 'staging')} }]`,
         '',
       ].join('\n'),
     );
@@ -200,6 +201,30 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
       ]),
     );
     expect(snapshot(game)).toEqual(original);
+  });
+
+  it('backup-restore to a staging target restores under its filesRoot and leaves the originals alone', async () => {
+    writeFileSync(join(game, 'config.yaml'), 'motd: production now\n');
+    const waiting = await run('backup-restore', { id: firstId, target: 'staging' });
+    const approve = step(waiting, 'approve');
+    expect(waiting.status).toBe('waiting');
+    expect(approve.approval?.message).toContain('to target staging');
+    await engine.decide(
+      { runId: waiting.id, stepId: 'approve', decision: 'approve', planHash: approve.approval!.planHash },
+      admin,
+    );
+    const done = (await engine.runUntilIdle({ runId: waiting.id }))!;
+    expect(step(done, 'restore-files').status, JSON.stringify(step(done, 'restore-files').error)).toBe(
+      'succeeded',
+    );
+    expect(step(done, 'stop-traffic').status).toBe('skipped');
+    const restored = snapshot(join(dir, 'staging'));
+    expect(Object.entries(restored).find(([path]) => path.endsWith('config.yaml'))?.[1]).toBe(
+      'motd: hello\nmaxPlayers: 64\n',
+    );
+    expect(readFileSync(join(game, 'config.yaml'), 'utf8')).toBe('motd: production now\n');
+    const unknown = await run('backup-restore', { id: firstId, target: 'nowhere' });
+    expect(step(unknown, 'plan').error?.message).toContain('no restore target "nowhere"');
   });
 
   it('a restore refuses a component the set does not have before any approval is asked', async () => {
