@@ -413,13 +413,18 @@ export async function backupFiles(
     const type = typeOf(info);
     if (type !== 'file' && type !== 'directory')
       throw new InputError(`backups.files.paths: ${path} is not a regular file or a directory`);
+    for (const other of roots) {
+      if (linkTarget === undefined && other.linkTarget === undefined) continue;
+      if (
+        other.real === real ||
+        real.startsWith(`${other.real}${sep}`) ||
+        other.real.startsWith(`${real}${sep}`)
+      )
+        throw new InputError(
+          `backups.files.paths: ${path}${linkTarget ? ` (a symbolic link to ${linkTarget})` : ''} overlaps ${other.path}${other.linkTarget ? ` (a symbolic link to ${other.linkTarget})` : ''}`,
+        );
+    }
     if (linkTarget !== undefined) {
-      for (const other of configured) {
-        if (other !== path && (linkTarget === other || linkTarget.startsWith(`${other}${sep}`)))
-          throw new InputError(
-            `backups.files.paths: ${path} is a symbolic link to ${linkTarget}, inside ${other} (listed too)`,
-          );
-      }
       notes.push(`${path} is a symbolic link to ${linkTarget}: the data there was backed up`);
     }
     roots.push({ prefix: `path-${index}`, path, real, ...(linkTarget ? { linkTarget } : {}) });
