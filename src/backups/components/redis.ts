@@ -1196,11 +1196,14 @@ export interface RedisRestoreOptions {
  *
  * The target must reach `via` (same host or network namespace as gameops for the default 127.0.0.1); the
  * temporary server speaks plain TCP, so a target with `tls-replication yes` cannot sync from it, and
- * Redis Cluster is not supported. The user needs CONFIG, REPLICAOF and INFO. Replicas of the target follow
+ * Redis Cluster is refused. However the restore ends (error, deadline, cancel), the target is detached
+ * from the temporary server before that server stops. The user needs CONFIG, REPLICAOF and INFO. Replicas of the target follow
  * it and get the restored data too.
  *
- * @throws InputError when the target is a replica (unless `force`) or authentication fails;
- *   UnavailableError when the target cannot be reached, the sync fails or a deadline passes;
+ * @throws InputError when the target is a replica (unless `force`), a Redis Cluster node, not on the
+ *   gameops host while `via` is loopback (set backups.redis.restoreVia), or authentication fails;
+ *   UnavailableError when the target cannot be reached, the sync fails or a deadline passes, or when the
+ *   target could not be detached from the temporary server afterwards (the message says how to fix it);
  *   GameopsError when the counts differ after the restore.
  */
 export async function restoreRedis(
@@ -1213,6 +1216,16 @@ export async function restoreRedis(
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const syncTimeoutMs = options.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS;
   const name = `Redis at ${redisTarget(target)}`;
+  if (isLoopback(via) && !(await onThisHost(target.host)))
+    throw new InputError(
+      `${name} is not on the gameops host, so it cannot replicate from the temporary server bound to ${via} (loopback): ` +
+        `set backups.redis.restoreVia to an address of the gameops host that ${target.host} can reach`,
+    );
+  if (!isLoopback(via))
+    ctx.log.warn(
+      { via },
+      `the temporary Redis holding the whole backup listens on ${via} (plain TCP, password-protected) until the restore ends`,
+    );
   const redis = await openRedis(target, { timeoutMs, signal: ctx.signal, doing: 'connect' });
   try {
     const info = async (section: string): Promise<Record<string, string>> =>
@@ -1220,16 +1233,6 @@ export async function restoreRedis(
         section
       ] ?? {};
     await refuseCluster(redis, target, 'restore into');
-    if (isLoopback(via) && !(await onThisHost(target.host)))
-      throw new InputError(
-        `${name} is not on the gameops host, so it cannot replicate from the temporary server bound to ${via} (loopback): ` +
-          `set backups.redis.restoreVia to an address of the gameops host that ${target.host} can reach`,
-      );
-    if (!isLoopback(via))
-      ctx.log.warn(
-        { via },
-        `the temporary Redis holding the whole backup listens on ${via} (plain TCP, password-protected) until the restore ends`,
-      );
     const replication = await info('replication');
     if (replication['role'] === 'slave' && options.force !== true)
       throw new InputError(
