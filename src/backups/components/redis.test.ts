@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -14,10 +16,13 @@ import { InputError, UnavailableError } from '../../core/index.ts';
 import type { ComponentBackup, ManifestComponent } from '../types.ts';
 import {
   backupRedis,
+  canonicalScore,
   drillRedis,
   REDIS_DUMP_OBJECT,
   REDIS_SAMPLES_OBJECT,
   restoreRedis,
+  scratchRegistryDir,
+  sweepOrphanedScratchServers,
   type RedisVerification,
 } from './redis.ts';
 import { TestObjectStore } from './test-support.ts';
@@ -362,6 +367,208 @@ describe('Redis backup component (real redis-server)', () => {
     } finally {
       await replica.stop();
       await master.stop();
+    }
+  }, 120_000);
+
+  it('a restore cancelled while the target loads the data still leaves the target a writable master', async () => {
+    const target = await startRedis({ password: TARGET_PASSWORD });
+    const admin = client(target, TARGET_PASSWORD);
+    try {
+      await admin.config('SET', 'masterauth', 'previous-masterauth');
+      // 300 µs per key while loading: the 20k keys take about 6 s to load, so LOADING is observable; the
+      // target answers (LOADING, INFO) every KiB loaded instead of every 2 MiB.
+      await admin.config('SET', 'key-load-delay', '300');
+      await admin.config('SET', 'loading-process-events-interval-bytes', '1024');
+      const controller = new AbortController();
+      let sawLoading = false;
+      let watching = true;
+      const watcher = (async () => {
+        while (watching && !controller.signal.aborted) {
+          if (/loading:1/.test(await admin.info('persistence').catch(() => ''))) {
+            sawLoading = true;
+            controller.abort(new UnavailableError('cancelled by operator'));
+          }
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })();
+      const started = performance.now();
+      const attempt = restoreRedis(
+        component,
+        redisConfig(target, TARGET_PASSWORD),
+        store.readContext(await store.tempDir(), { signal: controller.signal }),
+      );
+      await expect(attempt).rejects.toThrow(/cancelled by operator/);
+      watching = false;
+      await watcher;
+      expect(sawLoading).toBe(true);
+      const info = await admin.info('replication');
+      expect(info).toMatch(/role:master/);
+      expect(await admin.set('after-cancel', 'writable')).toBe('OK');
+      expect(await admin.config('GET', 'masterauth')).toEqual(['masterauth', 'previous-masterauth']);
+      console.log(
+        `[redis cancel during load] restore ended ${(performance.now() - started).toFixed(0)} ms after it started; target is master and writable`,
+      );
+      // The temporary server is gone: nothing of ours left in the registry.
+      const left = await fsp.readdir(scratchRegistryDir()).catch(() => [] as string[]);
+      for (const name of left) {
+        const record = JSON.parse(await fsp.readFile(path.join(scratchRegistryDir(), name), 'utf8')) as {
+          ownerPid: number;
+        };
+        expect(record.ownerPid).not.toBe(process.pid);
+      }
+    } finally {
+      admin.disconnect();
+      await target.stop();
+    }
+  }, 120_000);
+
+  it('a target that cannot be detached in time fails saying it is still a replica and how to fix it', async () => {
+    const target = await startRedis({ password: TARGET_PASSWORD });
+    const admin = client(target, TARGET_PASSWORD);
+    try {
+      // 5 ms per key: loading would take minutes, longer than the 1.5 s detach deadline.
+      await admin.config('SET', 'key-load-delay', '5000');
+      await admin.config('SET', 'loading-process-events-interval-bytes', '1024');
+      const controller = new AbortController();
+      const watcher = (async () => {
+        while (!controller.signal.aborted) {
+          if (/loading:1/.test(await admin.info('persistence').catch(() => '')))
+            controller.abort(new Error('cancelled'));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })();
+      const attempt = restoreRedis(
+        component,
+        redisConfig(target, TARGET_PASSWORD),
+        store.readContext(await store.tempDir(), { signal: controller.signal }),
+        { detachTimeoutMs: 1_500 },
+      );
+      await expect(attempt).rejects.toBeInstanceOf(UnavailableError);
+      await expect(attempt).rejects.toThrow(
+        /is still a replica of the temporary server 127\.0\.0\.1:\d+, which is now stopped.*LOADING.*redis-cli -h 127\.0\.0\.1 -p \d+ REPLICAOF NO ONE/s,
+      );
+      await expect(attempt).rejects.not.toThrow(new RegExp(TARGET_PASSWORD));
+      await watcher;
+      await admin.config('SET', 'key-load-delay', '0');
+    } finally {
+      admin.disconnect();
+      await target.stop();
+    }
+  }, 120_000);
+
+  it('refuses a Redis Cluster node for backup and for restore (one node is not the dataset)', async () => {
+    const node = await startRedis({ extraConfig: ['cluster-enabled yes'] });
+    const other = await TestObjectStore.create({ component: 'redis' });
+    try {
+      const backupAttempt = backupRedis(
+        { redis: redisConfig(node), samples: 5 },
+        other.writeContext(await other.tempDir()),
+      );
+      await expect(backupAttempt).rejects.toBeInstanceOf(InputError);
+      await expect(backupAttempt).rejects.toThrow(
+        new RegExp(`Redis at 127\\.0\\.0\\.1:${node.port} is a Redis Cluster node \\(cluster_enabled:1\\)`),
+      );
+      expect(other.records).toEqual([]);
+      const restoreAttempt = restoreRedis(
+        component,
+        redisConfig(node),
+        store.readContext(await store.tempDir()),
+      );
+      await expect(restoreAttempt).rejects.toBeInstanceOf(InputError);
+      await expect(restoreAttempt).rejects.toThrow(/cannot restore into a cluster/);
+    } finally {
+      await other.cleanup();
+      await node.stop();
+    }
+  }, 60_000);
+
+  it('refuses at once a target on another host while the temporary server would be on loopback', async () => {
+    const started = performance.now();
+    // 192.0.2.1 (TEST-NET-1) is no address of this host: it could never reach 127.0.0.1 here.
+    const attempt = restoreRedis(
+      component,
+      redisConfig({ host: '192.0.2.1', port: 6379 }),
+      store.readContext(await store.tempDir()),
+    );
+    await expect(attempt).rejects.toBeInstanceOf(InputError);
+    await expect(attempt).rejects.toThrow(/not on the gameops host.*set backups\.redis\.restoreVia/);
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+
+  it('a drill after a gameops that was SIGKILLed mid-drill removes its scratch server and RDB copy', async () => {
+    const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'gameops-redis-orphan-'));
+    try {
+      const dump = path.join(work, 'dump.rdb');
+      await fsp.writeFile(dump, await store.bytes(REDIS_DUMP_OBJECT));
+      const tempDir = path.join(work, 'temp');
+      await fsp.mkdir(tempDir, { mode: 0o700 });
+      // The child drills with a samples object that never ends: it is stuck with its scratch server up.
+      const script = path.join(work, 'drill.mjs');
+      await fsp.writeFile(
+        script,
+        `import fs from 'node:fs';
+import { Readable } from 'node:stream';
+const { drillRedis } = await import(process.env.REDIS_TS);
+const input = JSON.parse(process.env.DRILL_INPUT);
+const noop = () => {};
+const log = { warn: noop, error: noop, info: noop, debug: noop, trace: noop, fatal: noop, child: () => log };
+await drillRedis(input.component, {
+  setId: 'orphan-test', objects: input.component.objects,
+  read: (name) => (name === 'dump.rdb' ? fs.createReadStream(input.dump) : new Readable({ read() {} })),
+  signal: new AbortController().signal, progress: { phase: noop, add: noop, note: noop },
+  clock: { now: () => new Date() }, log, tempDir: input.tempDir,
+});
+`,
+      );
+      const child = spawn(process.execPath, [script], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: {
+          ...process.env,
+          REDIS_TS: new URL('./redis.ts', import.meta.url).href,
+          DRILL_INPUT: JSON.stringify({ component, dump, tempDir }),
+        },
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      let record: { pid: number; dir: string; file: string } | undefined;
+      for (let i = 0; i < 600 && record === undefined && child.exitCode === null; i++) {
+        for (const name of await fsp.readdir(scratchRegistryDir()).catch(() => [] as string[])) {
+          const file = path.join(scratchRegistryDir(), name);
+          const r = JSON.parse(await fsp.readFile(file, 'utf8').catch(() => '{}')) as {
+            ownerPid?: number;
+            pid: number;
+            dir: string;
+          };
+          if (r.ownerPid === child.pid) record = { pid: r.pid, dir: r.dir, file };
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(record, `child drill never started its scratch server: ${stderr}`).toBeDefined();
+      // Wait until the scratch server has loaded (its dir holds the RDB), then kill the child hard.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      child.kill('SIGKILL');
+      await exited;
+      expect(fs.existsSync(record!.dir)).toBe(true); // the RDB copy is left behind
+      expect(fs.existsSync(record!.file)).toBe(true);
+      // setpriv --pdeathsig: the kernel killed the scratch server with its parent.
+      let alive = true;
+      for (let i = 0; i < 100 && alive; i++) {
+        alive =
+          fs.existsSync(`/proc/${record!.pid}`) &&
+          !/^\S+ \(.*\) Z/.test(
+            await fsp.readFile(`/proc/${record!.pid}/stat`, 'utf8').catch(() => '0 (x) Z'),
+          );
+        if (alive) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(alive).toBe(false);
+
+      const drill = await drillRedis(component, store.readContext(await store.tempDir()));
+      expect(drill.ok).toBe(true);
+      expect(fs.existsSync(record!.dir)).toBe(false);
+      expect(fs.existsSync(record!.file)).toBe(false);
+    } finally {
+      await fsp.rm(work, { recursive: true, force: true });
     }
   }, 120_000);
 });
@@ -740,3 +947,86 @@ async function startProxy(
       }),
   };
 }
+
+describe('Redis backup component: pure parts and scratch registry', () => {
+  it('renders sorted-set scores canonically, whatever the server version printed', () => {
+    // Redis 7.0 prints %.17g, 7.2+ the shortest round-trip form: both give one canonical text.
+    expect(canonicalScore('0.10000000000000001')).toBe('0.1');
+    expect(canonicalScore('0.1')).toBe('0.1');
+    expect(canonicalScore('1.5')).toBe('1.5');
+    expect(canonicalScore('1.1000000000000001')).toBe(canonicalScore('1.1'));
+    expect(canonicalScore('1e+21')).toBe('1e+21');
+    expect(canonicalScore('1e21')).toBe('1e+21');
+    expect(canonicalScore('1000000000000000000000')).toBe('1e+21');
+    expect(canonicalScore('3.0000000000000004')).toBe('3.0000000000000004');
+    expect(canonicalScore('3')).toBe('3');
+    expect(canonicalScore('-3.25')).toBe('-3.25');
+    expect(canonicalScore('-inf')).toBe('-inf');
+    expect(canonicalScore('inf')).toBe('inf');
+    expect(canonicalScore('+inf')).toBe('inf');
+    expect(canonicalScore('-0')).toBe('0');
+    expect(() => canonicalScore('nan')).toThrow(InputError);
+    expect(() => canonicalScore('')).toThrow(InputError);
+  });
+
+  it('the sweep kills a live scratch server whose gameops is gone, and leaves those of live ones', async () => {
+    const registry = scratchRegistryDir();
+    await fsp.mkdir(registry, { recursive: true, mode: 0o700 });
+    const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'gameops-redis-sweep-'));
+    const startTime = (pid: number): string => {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+    };
+    const servers = [await startRedis(), await startRedis()];
+    const files: string[] = [];
+    try {
+      const pids = servers.map((server) => {
+        const pid = Number(
+          fs
+            .readdirSync('/proc')
+            .filter((p) => /^\d+$/.test(p))
+            .find((p) => {
+              const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
+              return cmd.includes('redis-server') && cmd.includes(`:${server.port}`);
+            }),
+        );
+        expect(pid).toBeGreaterThan(0);
+        return pid;
+      });
+      const deadOwner = spawn(process.execPath, ['-e', '']);
+      await new Promise((resolve) => deadOwner.once('exit', resolve));
+      const dirs = [path.join(work, 'redis-dead'), path.join(work, 'redis-live')];
+      for (const dir of dirs) await fsp.mkdir(dir);
+      await fsp.writeFile(path.join(dirs[0]!, 'dump.rdb'), 'data');
+      const records = [
+        { pid: pids[0], start: startTime(pids[0]!), ownerPid: deadOwner.pid, ownerStart: '1', dir: dirs[0] },
+        {
+          pid: pids[1],
+          start: startTime(pids[1]!),
+          ownerPid: process.pid,
+          ownerStart: startTime(process.pid),
+          dir: dirs[1],
+        },
+      ];
+      for (const record of records) {
+        const file = path.join(registry, `${record.pid}.json`);
+        files.push(file);
+        await fsp.writeFile(file, JSON.stringify(record), { mode: 0o600 });
+      }
+      const cleaned = await sweepOrphanedScratchServers();
+      expect(cleaned.filter((line) => line.includes(`pid ${pids[0]} killed`))).toHaveLength(1);
+      expect(cleaned.join('\n')).not.toContain(`pid ${pids[1]}`);
+      expect(fs.existsSync(dirs[0]!)).toBe(false);
+      expect(fs.existsSync(files[0]!)).toBe(false);
+      expect(fs.existsSync(dirs[1]!)).toBe(true);
+      expect(fs.existsSync(files[1]!)).toBe(true);
+      const live = client(servers[1]!);
+      expect(await live.ping()).toBe('PONG');
+      live.disconnect();
+    } finally {
+      for (const file of files) await fsp.rm(file, { force: true });
+      for (const server of servers) await server.stop().catch(() => undefined);
+      await fsp.rm(work, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
