@@ -10,6 +10,7 @@ import {
   type Clock,
   ConflictError,
   errorMessage,
+  formatDuration,
   GameopsError,
   InputError,
   NotFoundError,
@@ -356,7 +357,26 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
     for (const kind of components)
       if (!possible.has(kind)) throw new InputError(`cannot back up ${kind}: ${why(kind)}`);
     await checkRecipients(backups.encryption.recipients);
-    const progress = options.progress ?? silentProgress;
+    const outer = options.progress ?? silentProgress;
+    let lastActivity = clock.now().getTime();
+    const touch = () => {
+      lastActivity = clock.now().getTime();
+    };
+    // Every byte or note counts as activity: a server that stops answering stops both.
+    const progress: Progress = {
+      phase(name, total) {
+        touch();
+        outer.phase(name, total);
+      },
+      add(bytes) {
+        touch();
+        outer.add(bytes);
+      },
+      note(text) {
+        touch();
+        outer.note(text);
+      },
+    };
     const startedAt = clock.now();
     const id = newBackupId(startedAt);
     const set = await store.backups.begin({
@@ -375,20 +395,40 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
     if (options.signal?.aborted) onOuterAbort();
     const written: string[] = [];
     let lost = false;
+    let renewedAt = clock.now().getTime();
+    const stallMs = backups.stallTimeout;
     const renew = setInterval(
       () => {
+        const now = clock.now().getTime();
+        if (!abort.signal.aborted && now - lastActivity > stallMs)
+          abort.abort(
+            new UnavailableError(
+              `backup ${id} made no progress for ${formatDuration(now - lastActivity)} (backups.stallTimeout ${formatDuration(stallMs)}): a source or the storage stopped answering; the backup was stopped`,
+            ),
+          );
         store.backups.renew(id, holder, leaseMs).then(
           (held) => {
-            if (!held && !lost) {
+            if (held) renewedAt = clock.now().getTime();
+            else if (!lost) {
               lost = true;
               abort.abort(new ConflictError(`backup ${id} lost its lock; it was stopped`));
             }
           },
-          (err: unknown) =>
-            log.warn({ err: errorMessage(err), backup: id }, 'renewing the backup lock failed'),
+          (err: unknown) => {
+            log.warn({ err: errorMessage(err), backup: id }, 'renewing the backup lock failed');
+            // Past the lease another process may take the lock: stop before two backups interleave.
+            if (!lost && clock.now().getTime() - renewedAt > leaseMs * 0.8) {
+              lost = true;
+              abort.abort(
+                new UnavailableError(
+                  `backup ${id} could not renew its lock for ${formatDuration(clock.now().getTime() - renewedAt)} (${errorMessage(err)}); it was stopped so that no other backup interleaves with it`,
+                ),
+              );
+            }
+          },
         );
       },
-      Math.max(1000, Math.floor(leaseMs / 3)),
+      Math.max(1000, Math.floor(leaseMs / 6)),
     );
     renew.unref();
     try {
@@ -736,7 +776,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
           id: s.id,
           createdAt: s.createdAt,
           state: s.state,
-          verified: s.state === 'complete' && (s.verifyOk === true || s.drillOk === true),
+          verified: s.state === 'complete' && lastCheckPassed(s),
         })),
       backups.retention,
       clock.now(),
@@ -763,8 +803,16 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
       if (!set) continue;
       try {
         if (set.state === 'complete') {
-          const manifest = await readManifest(set);
-          const objectKeys = manifest.components.flatMap((c) => c.objects.map((o) => o.key));
+          let objectKeys: string[];
+          if (set.objects.length > 0 && set.manifestKey && !(await storage.head(set.manifestKey))) {
+            // An earlier prune deleted the manifest and stopped: finish it from the keys it recorded.
+            objectKeys = set.objects;
+          } else {
+            const manifest = await readManifest(set);
+            objectKeys = manifest.components.flatMap((c) => c.objects.map((o) => o.key));
+            // Recorded first, so an interrupted prune can finish without the manifest.
+            await store.backups.noteObjects(set.id, objectKeys);
+          }
           // The manifest goes first: from then on the set is no longer complete, whatever happens next.
           if (set.manifestKey) await storage.delete(set.manifestKey);
           for (const key of objectKeys) await storage.delete(key);
@@ -799,11 +847,27 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
       const set = await setRecord(id);
       return { set, manifest: set.state === 'complete' ? await readManifest(set) : undefined };
     },
-    restorable: () => store.backups.restorable(),
+    restorable: () => store.backups.restorable(scope),
     async close() {
       if (!deps.storage) await storage.close();
     },
   };
+}
+
+/**
+ * A set counts as verified for retention when its latest check, a verify or a drill, passed: a set whose
+ * later drill failed, or whose later verify found a bad object, does not.
+ */
+export function lastCheckPassed(
+  set: Pick<BackupSetRecord, 'verifiedAt' | 'verifyOk' | 'drilledAt' | 'drillOk'>,
+): boolean {
+  const checks = [
+    { at: set.verifiedAt, ok: set.verifyOk },
+    { at: set.drilledAt, ok: set.drillOk },
+  ].filter((c): c is { at: string; ok: boolean } => c.at !== null && c.ok !== null);
+  if (checks.length === 0) return false;
+  if (checks.some((c) => !c.ok && c.at >= checks.reduce((m, x) => (x.at > m ? x.at : m), ''))) return false;
+  return checks.some((c) => c.ok);
 }
 
 const objectSchema = z.object({

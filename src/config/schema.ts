@@ -861,6 +861,9 @@ export const backupsSchema = z
       })
       .describe('Client-side encryption (age, X25519); Secrets are never stored without it.'),
     compressionLevel: z.number().int().min(1).max(19).default(3).describe('zstd level, 1 to 19.'),
+    stallTimeout: boundedDuration(MINUTE_MS, 24 * 60 * MINUTE_MS, '1m and 24h')
+      .prefault('15m')
+      .describe('A backup that makes no progress (no bytes, no step) for this long is stopped and fails.'),
     mysql: z
       .strictObject({
         enabled: z.boolean().default(true),

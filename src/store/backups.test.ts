@@ -149,7 +149,7 @@ describe.each(backends)('backup catalog ($backend)', ({ place }) => {
       by: alice,
       runId: 'run-1',
     });
-    expect(await store.backups.restorable()).toEqual([
+    expect(await store.backups.restorable(scope)).toEqual([
       {
         component: 'mysql',
         setId: 'bk-20261126T100000Z-aaaaaa',

@@ -1,4 +1,4 @@
-import { type Kysely, type Selectable, sql } from 'kysely';
+import { type Kysely, type Selectable } from 'kysely';
 import type { Migration } from 'kysely/migration';
 import { type Clock, ConflictError, NotFoundError } from '../core/index.ts';
 import type { Actor } from '../runbooks/model.ts';
@@ -59,6 +59,7 @@ export interface BackupSetsTable {
 }
 
 export interface BackupLockTable {
+  /** `<service>/<environment>`: one backup at a time per service and environment. */
   name: string;
   set_id: string | null;
   holder: string | null;
@@ -66,6 +67,8 @@ export interface BackupLockTable {
 }
 
 export interface BackupRestorableTable {
+  service: string;
+  environment: string;
   component: string;
   set_id: string;
   at: string;
@@ -116,12 +119,14 @@ export const backupsMigration: Migration = {
       .execute();
     await db.schema
       .createTable('backup_restorable')
-      .addColumn('component', 'text', (col) => col.primaryKey())
+      .addColumn('service', 'text', (col) => col.notNull())
+      .addColumn('environment', 'text', (col) => col.notNull())
+      .addColumn('component', 'text', (col) => col.notNull())
       .addColumn('set_id', 'text', (col) => col.notNull())
       .addColumn('at', 'text', (col) => col.notNull())
       .addColumn('run_id', 'text')
+      .addPrimaryKeyConstraint('backup_restorable_pkey', ['service', 'environment', 'component'])
       .execute();
-    await sql`insert into backup_lock (name) values ('backup')`.execute(db);
   },
 };
 
@@ -198,8 +203,11 @@ export interface BackupRepo {
       runId?: string | undefined;
     },
   ): Promise<void>;
-  /** Per component, the newest set proven restorable. */
-  restorable(): Promise<Array<{ component: string; setId: string; at: string; runId: string | null }>>;
+  /** Per component, the newest set of this service and environment proven restorable. */
+  restorable(scope: {
+    service: string;
+    environment: string;
+  }): Promise<Array<{ component: string; setId: string; at: string; runId: string | null }>>;
   /** Marks a set pruned (its manifest is gone) or forgets a failed set's leftovers that were deleted. */
   markPruned(id: string, by: Actor, removed: readonly string[]): Promise<void>;
   /** Writes one audit record about a set (restore started, restore done...). */
@@ -252,7 +260,7 @@ function toRecord(row: Row): BackupSetRecord {
   };
 }
 
-const LOCK = 'backup';
+const lockName = (scope: { service: string; environment: string }) => `${scope.service}/${scope.environment}`;
 
 export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clock: Clock): BackupRepo {
   const now = () => clock.now();
@@ -260,7 +268,6 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
     tx
       .updateTable('backup_lock')
       .set({ set_id: null, holder: null, expires_at: null })
-      .where('name', '=', LOCK)
       .where('set_id', '=', id)
       .execute();
   return {
@@ -269,10 +276,16 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         db.transaction().execute(async (tx) => {
           const at = now();
           const iso = at.toISOString();
+          const name = lockName(input);
+          await tx
+            .insertInto('backup_lock')
+            .values({ name, set_id: null, holder: null, expires_at: null })
+            .onConflict((oc) => oc.column('name').doNothing())
+            .execute();
           const lock = await tx
             .selectFrom('backup_lock')
             .selectAll()
-            .where('name', '=', LOCK)
+            .where('name', '=', name)
             .executeTakeFirstOrThrow();
           if (lock.set_id !== null && lock.expires_at !== null && lock.expires_at > iso)
             throw new ConflictError(
@@ -286,7 +299,7 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
               holder: input.holder,
               expires_at: new Date(at.getTime() + input.leaseMs).toISOString(),
             })
-            .where('name', '=', LOCK)
+            .where('name', '=', name)
             .where((eb) =>
               eb.or([
                 eb('set_id', 'is', null),
@@ -365,7 +378,6 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         const result = await db
           .updateTable('backup_lock')
           .set({ expires_at: new Date(at.getTime() + leaseMs).toISOString() })
-          .where('name', '=', LOCK)
           .where('set_id', '=', id)
           .where('holder', '=', holder)
           .executeTakeFirst();
@@ -395,11 +407,13 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
           const lock = await tx
             .selectFrom('backup_lock')
             .selectAll()
-            .where('name', '=', LOCK)
-            .executeTakeFirstOrThrow();
-          if (lock.set_id !== id || lock.holder !== holder)
+            .where('set_id', '=', id)
+            .where('holder', '=', holder)
+            .where('expires_at', '>', iso)
+            .executeTakeFirst();
+          if (!lock)
             throw new ConflictError(
-              `backup ${id} lost its lock (its lease ran out and ${lock.set_id ?? 'nothing'} holds it now); it is not marked complete`,
+              `backup ${id} lost its lock (its lease ran out, so another backup may have started); it is not marked complete`,
             );
           const updated = await tx
             .updateTable('backup_sets')
@@ -518,11 +532,22 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
             })
             .where('id', '=', id)
             .execute();
+          const set = await tx
+            .selectFrom('backup_sets')
+            .select(['service', 'environment'])
+            .where('id', '=', id)
+            .executeTakeFirst();
+          if (!set) throw new NotFoundError(`no backup set ${id}`);
           for (const component of result.restorable) {
-            await tx.deleteFrom('backup_restorable').where('component', '=', component).execute();
+            await tx
+              .deleteFrom('backup_restorable')
+              .where('service', '=', set.service)
+              .where('environment', '=', set.environment)
+              .where('component', '=', component)
+              .execute();
             await tx
               .insertInto('backup_restorable')
-              .values({ component, set_id: id, at: iso, run_id: result.runId ?? null })
+              .values({ ...set, component, set_id: id, at: iso, run_id: result.runId ?? null })
               .execute();
           }
           await appendAudit(
@@ -542,9 +567,15 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         }),
       );
     },
-    restorable() {
+    restorable(scope) {
       return call('reading last verified restorable', async () => {
-        const rows = await db.selectFrom('backup_restorable').selectAll().orderBy('component').execute();
+        const rows = await db
+          .selectFrom('backup_restorable')
+          .selectAll()
+          .where('service', '=', scope.service)
+          .where('environment', '=', scope.environment)
+          .orderBy('component')
+          .execute();
         return rows.map((r) => ({ component: r.component, setId: r.set_id, at: r.at, runId: r.run_id }));
       });
     },
