@@ -293,7 +293,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
           .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
           .join('; ')}`,
       );
-    const manifest = result.data as Manifest;
+    const manifest = result.data;
     if (manifest.id !== set.id)
       throw new GameopsError(
         'internal',
@@ -725,11 +725,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
           const databases = Object.fromEntries(
             Object.keys(mysqlVerification(component).databases).map((d) => [d, d]),
           );
-          return restoreMysql(
-            component,
-            { mysql: mysql as MysqlConfig, databases, parallel: backups.mysql.parallel },
-            ctx,
-          );
+          return restoreMysql(component, { mysql: mysql, databases, parallel: backups.mysql.parallel }, ctx);
         }
         case 'redis': {
           if (target && !target.redis)
@@ -739,7 +735,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
           const redis = target?.redis ?? config.redis;
           if (!redis)
             throw new InputError("no Redis to restore into: configure `redis:` or the target's redis");
-          return restoreRedis(component, redis as RedisConfig, ctx, { via: backups.redis.restoreVia });
+          return restoreRedis(component, redis, ctx, { via: backups.redis.restoreVia });
         }
         case 'kubernetes': {
           if (target) throw new InputError("the platform's config is restored to the original platform only");
