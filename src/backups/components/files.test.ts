@@ -284,6 +284,36 @@ describe('files component: backup, restore, drill', () => {
   });
 });
 
+describe('files component: the drill compares the archive with the index entry by entry', () => {
+  it('an entry missing from the archive and one absent from the index are both named', async () => {
+    const root = await tempDir();
+    const { config } = await makeTree(root);
+    const s = await store();
+    const backup = await backupFiles([config], s.writeContext(await s.tempDir()));
+    await rewriteIndex(s, (list) => {
+      const out = list.filter((e) => e.path !== 'path-0/maps/world.bin');
+      // Inserted in walk order (after path-0/maps/empty.bin), as the backup would have written it.
+      const at = out.findIndex((e) => e.path === 'path-0/maps/empty.bin') + 1;
+      out.splice(at, 0, {
+        path: 'path-0/maps/ghost.bin',
+        type: 'file',
+        size: 3,
+        mode: 0o644,
+        sha256: '1'.repeat(64),
+      });
+      return out;
+    });
+    const drill = await drillFiles(entryOf(s, backup), s.readContext(await s.tempDir()));
+    expect(drill.ok).toBe(false);
+    const failed = drill.checks.filter((c) => !c.ok);
+    expect(failed.map((c) => [c.subject, c.actual])).toEqual([
+      [`files ${config}`, expect.stringContaining('files') as string],
+      [`files ${join(config, 'maps', 'ghost.bin')}`, 'missing'],
+      [`files ${join(config, 'maps', 'world.bin')}`, 'present'],
+    ]);
+  });
+});
+
 describe('files component: files that change or a backup that is cancelled', () => {
   it('a file that shrinks while it is read is noted and padded; the archive still matches its manifest', async () => {
     const root = await tempDir();
