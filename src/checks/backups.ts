@@ -42,7 +42,10 @@ export const backupsCheck: Check = {
     const backups = config.backups!;
     const now = clock.now().getTime();
     const scope = { service: config.service.name, environment: config.service.environment };
-    const [sets, restorable] = await Promise.all([catalog.list(scope, { limit: 200 }), catalog.restorable(scope)]);
+    const [sets, restorable] = await Promise.all([
+      catalog.list(scope, { limit: 200 }),
+      catalog.restorable(scope),
+    ]);
     const findings: Finding[] = [];
     const age = (iso: string | null | undefined): number | undefined => {
       const t = iso ? Date.parse(iso) : NaN;
