@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Logger } from '../app/log.ts';
-import type { BackupsConfig, GameopsConfig, MysqlConfig, RedisConfig } from '../config/index.ts';
+import type { BackupsConfig, GameopsConfig, MysqlConfig } from '../config/index.ts';
 import {
   type Clock,
   ConflictError,
