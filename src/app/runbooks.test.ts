@@ -95,7 +95,18 @@ describe('openRunbooks', () => {
     const names = (await a.runbooks({ id: 'local:t', name: 't', role: 'viewer', kind: 'local' })).map(
       (r) => r.name,
     );
-    expect(names).toEqual(['daily-check', 'hello', 'high-cpu', 'memory-leak', 'slow-queries']);
+    expect(names).toEqual([
+      'backup',
+      'backup-drill',
+      'backup-prune',
+      'backup-restore',
+      'backup-verify',
+      'daily-check',
+      'hello',
+      'high-cpu',
+      'memory-leak',
+      'slow-queries',
+    ]);
     await shutdown(resources);
     expect(resources.engine).toBeUndefined();
   });

@@ -44,11 +44,11 @@ describe('HTTP API (real MariaDB, Redis, Alertmanager; embedded store)', () => {
     }>();
     expect(run.trigger).toBe('api');
     expect(run.results.map((r) => r.name).sort()).toEqual([...CHECK_NAMES].sort());
-    // No platform configured here: the game-server checks are skipped.
+    // No platform and no backups configured here: those checks are skipped.
     for (const r of run.results)
-      expect(['fleet', 'logs', 'game'].includes(r.name) ? ['skipped'] : ['ok', 'warn', 'fail']).toContain(
-        r.status,
-      );
+      expect(
+        ['fleet', 'logs', 'game', 'backups'].includes(r.name) ? ['skipped'] : ['ok', 'warn', 'fail'],
+      ).toContain(r.status);
 
     const latest = await call('GET', '/api/checks/latest');
     expect(latest.json<{ id: string }>().id).toBe(run.id);
@@ -169,6 +169,7 @@ describe('HTTP API with no config at all', () => {
       expect(skipped.length).toBeGreaterThanOrEqual(3);
       expect(skipped.map((r) => r.name).sort()).toEqual([
         'alerts',
+        'backups',
         'database',
         'fleet',
         'game',

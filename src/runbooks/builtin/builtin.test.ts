@@ -19,12 +19,23 @@ function step<K extends Step['kind']>(runbook: string, id: string, kind: K): Ext
 }
 
 describe('built-in runbooks', () => {
-  it('all four compile against the catalog, each startable by a responder', () => {
-    expect([...compiled.keys()].sort()).toEqual(['daily-check', 'high-cpu', 'memory-leak', 'slow-queries']);
-    for (const runbook of compiled.values()) expect(runbook.runBy).toEqual(['responder']);
+  it('all compile against the catalog; troubleshooting ones are startable by a responder, backups by an operator', () => {
+    expect([...compiled.keys()].sort()).toEqual([
+      'backup',
+      'backup-drill',
+      'backup-prune',
+      'backup-restore',
+      'backup-verify',
+      'daily-check',
+      'high-cpu',
+      'memory-leak',
+      'slow-queries',
+    ]);
+    for (const [name, runbook] of compiled)
+      expect(runbook.runBy, name).toEqual(name.startsWith('backup') ? ['operator'] : ['responder']);
   });
 
-  it('daily-check: the seven daily checks in one parallel group, then the record of all their outputs', () => {
+  it('daily-check: the eight daily checks in one parallel group, then the record of all their outputs', () => {
     const group = step('daily-check', 'checks', 'group');
     expect(group.children).toEqual([
       'checks.database',
@@ -34,6 +45,7 @@ describe('built-in runbooks', () => {
       'checks.fleet',
       'checks.logs',
       'checks.game',
+      'checks.backups',
     ]);
     for (const child of group.children) {
       const check = step('daily-check', child, 'check');
