@@ -314,7 +314,7 @@ describe('files component: the drill compares the archive with the index entry b
 
     // An index whose bytes differ from its record (damaged storage) is an error naming it, not a pass.
     const bytes = await readFile(s.file(FILES_INDEX_OBJECT));
-    bytes[10] ^= 1;
+    bytes[10]! ^= 1;
     await writeFile(s.file(FILES_INDEX_OBJECT), bytes);
     const err = await drillFiles(entryOf(s, backup), s.readContext(await s.tempDir())).catch(
       (e: unknown) => e,
