@@ -270,6 +270,21 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
       .set({ set_id: null, holder: null, expires_at: null })
       .where('set_id', '=', id)
       .execute();
+  /** Releases the lock `id` holds, reads the set back and audits `action` as done by whoever requested it. */
+  const closeSet = async (
+    tx: Kysely<StoreDatabase>,
+    id: string,
+    action: string,
+    data: Record<string, unknown>,
+    at: Date,
+  ): Promise<BackupSetRecord> => {
+    await releaseFor(tx, id);
+    const record = toRecord(
+      await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
+    );
+    await appendAudit(tx, { actor: record.requestedBy, action, target: `backup:${id}`, data }, at);
+    return record;
+  };
   return {
     begin(input) {
       return call(`starting backup ${input.id}`, () =>
@@ -433,25 +448,17 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
             .executeTakeFirst();
           if (Number(updated.numUpdatedRows) !== 1)
             throw new ConflictError(`backup ${id} is no longer running; it is not marked complete`);
-          await releaseFor(tx, id);
-          const record = toRecord(
-            await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
-          );
-          await appendAudit(
+          return closeSet(
             tx,
+            id,
+            'backup.complete',
             {
-              actor: record.requestedBy,
-              action: 'backup.complete',
-              target: `backup:${id}`,
-              data: {
-                sizeBytes: result.sizeBytes,
-                objects: result.objectCount,
-                manifestSha256: result.manifestSha256,
-              },
+              sizeBytes: result.sizeBytes,
+              objects: result.objectCount,
+              manifestSha256: result.manifestSha256,
             },
             at,
           );
-          return record;
         }),
       );
     },
@@ -472,21 +479,13 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
             .where('id', '=', id)
             .where('state', 'in', ['running', 'failed'])
             .execute();
-          await releaseFor(tx, id);
-          const record = toRecord(
-            await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
-          );
-          await appendAudit(
+          return closeSet(
             tx,
-            {
-              actor: record.requestedBy,
-              action: 'backup.fail',
-              target: `backup:${id}`,
-              data: { error: result.error, leftovers: result.leftovers.length },
-            },
+            id,
+            'backup.fail',
+            { error: result.error, leftovers: result.leftovers.length },
             at,
           );
-          return record;
         }),
       );
     },
