@@ -138,6 +138,18 @@ describe('config objects: apply (API stand-in)', () => {
     expect(await f.platform.applyConfigObjects(saved)).toEqual({ created: 0, replaced: 4 });
   });
 
+  it('refuses to replace a Secret whose type differs from the saved one, naming it', async () => {
+    const f = await fleet({ rbac: false });
+    seed(f);
+    const saved = await f.platform.exportConfigObjects();
+    f.standIn.store.get<Secret>('secrets', 'game', 'tls-cert')!.type = 'Opaque';
+    const err = await f.platform.applyConfigObjects(saved).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConflictError);
+    expect((err as Error).message).toMatch(
+      /secret game\/tls-cert exists with type Opaque.*kubernetes\.io\/tls/,
+    );
+  });
+
   it('replaces with the current resourceVersion: a write in between is retried, not lost', async () => {
     const f = await fleet({ rbac: false });
     const saved = await f.platform.exportConfigObjects();

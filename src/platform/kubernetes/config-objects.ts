@@ -231,87 +231,102 @@ export async function applyNamespaceConfig(
   return { created, replaced };
 }
 
-async function applyConfigMap(
+type Options = Parameters<Parameters<Kube['call']>[1]>[0];
+
+/** How to create, read and replace one kind of namespaced object, for {@link createOrReplace}. */
+interface ObjectApi<T> {
+  kind: 'configmap' | 'secret';
+  create(body: T, o: Options): Promise<unknown>;
+  read(name: string, o: Options): Promise<T>;
+  replace(name: string, body: T, o: Options): Promise<unknown>;
+  /** Throws when the object found cannot be replaced by `body` at all. */
+  check?(current: T, name: string): void;
+}
+
+/**
+ * Creates `body`, or replaces the object of that name, keeping its annotations and retrying (up to
+ * REPLACE_ATTEMPTS) when it changes between the read and the replace.
+ * @throws ConflictError when it keeps changing, or `api.check` refuses it; the platform's errors otherwise.
+ */
+async function createOrReplace<T extends V1ConfigMap | V1Secret>(
+  kube: Kube,
+  ns: string,
+  body: T,
+  api: ObjectApi<T>,
+  log: Log,
+): Promise<'created' | 'replaced'> {
+  const name = body.metadata!.name!;
+  const kind = api.kind;
+  try {
+    await kube.call({ action: 'creating', kind, namespace: ns, name }, (o) => api.create(body, o));
+    return 'created';
+  } catch (err) {
+    if (!(err instanceof ConflictError)) throw err;
+  }
+  for (let attempt = 1; ; attempt++) {
+    const current = await kube.call({ action: 'reading', kind, namespace: ns, name }, (o) =>
+      api.read(name, o),
+    );
+    api.check?.(current, name);
+    const annotations = current.metadata?.annotations;
+    const next: T = {
+      ...body,
+      metadata: {
+        ...body.metadata,
+        resourceVersion: current.metadata?.resourceVersion,
+        ...(annotations ? { annotations } : {}),
+      },
+    };
+    try {
+      await kube.call({ action: 'replacing', kind, namespace: ns, name }, (o) => api.replace(name, next, o));
+      return 'replaced';
+    } catch (err) {
+      if (!(err instanceof ConflictError) || attempt >= REPLACE_ATTEMPTS) throw err;
+      log.debug(
+        { [kind === 'configmap' ? 'configMap' : 'secret']: name, attempt },
+        `${kind} changed meanwhile; reading it again`,
+      );
+    }
+  }
+}
+
+function applyConfigMap(
   kube: Kube,
   ns: string,
   body: V1ConfigMap,
   log: Log,
 ): Promise<'created' | 'replaced'> {
-  const name = body.metadata!.name!;
-  try {
-    await kube.call({ action: 'creating', kind: 'configmap', namespace: ns, name }, (o) =>
-      kube.core.createNamespacedConfigMap({ namespace: ns, body }, o),
-    );
-    return 'created';
-  } catch (err) {
-    if (!(err instanceof ConflictError)) throw err;
-  }
-  for (let attempt = 1; ; attempt++) {
-    const current = await kube.call({ action: 'reading', kind: 'configmap', namespace: ns, name }, (o) =>
-      kube.core.readNamespacedConfigMap({ name, namespace: ns }, o),
-    );
-    const annotations = current.metadata?.annotations;
-    const next: V1ConfigMap = {
-      ...body,
-      metadata: {
-        ...body.metadata,
-        resourceVersion: current.metadata?.resourceVersion,
-        ...(annotations ? { annotations } : {}),
-      },
-    };
-    try {
-      await kube.call({ action: 'replacing', kind: 'configmap', namespace: ns, name }, (o) =>
-        kube.core.replaceNamespacedConfigMap({ name, namespace: ns, body: next }, o),
-      );
-      return 'replaced';
-    } catch (err) {
-      if (!(err instanceof ConflictError) || attempt >= REPLACE_ATTEMPTS) throw err;
-      log.debug({ configMap: name, attempt }, 'configmap changed meanwhile; reading it again');
-    }
-  }
+  return createOrReplace(
+    kube,
+    ns,
+    body,
+    {
+      kind: 'configmap',
+      create: (b, o) => kube.core.createNamespacedConfigMap({ namespace: ns, body: b }, o),
+      read: (name, o) => kube.core.readNamespacedConfigMap({ name, namespace: ns }, o),
+      replace: (name, b, o) => kube.core.replaceNamespacedConfigMap({ name, namespace: ns, body: b }, o),
+    },
+    log,
+  );
 }
 
-async function applySecret(
-  kube: Kube,
-  ns: string,
-  body: V1Secret,
-  log: Log,
-): Promise<'created' | 'replaced'> {
-  const name = body.metadata!.name!;
-  try {
-    await kube.call({ action: 'creating', kind: 'secret', namespace: ns, name }, (o) =>
-      kube.core.createNamespacedSecret({ namespace: ns, body }, o),
-    );
-    return 'created';
-  } catch (err) {
-    if (!(err instanceof ConflictError)) throw err;
-  }
-  for (let attempt = 1; ; attempt++) {
-    const current = await kube.call({ action: 'reading', kind: 'secret', namespace: ns, name }, (o) =>
-      kube.core.readNamespacedSecret({ name, namespace: ns }, o),
-    );
-    if ((current.type ?? 'Opaque') !== body.type) {
-      throw new ConflictError(
-        `secret ${ns}/${name} exists with type ${current.type ?? 'Opaque'}, the saved one has type ${body.type}: a Secret's type cannot change; delete it first to restore it`,
-      );
-    }
-    const annotations = current.metadata?.annotations;
-    const next: V1Secret = {
-      ...body,
-      metadata: {
-        ...body.metadata,
-        resourceVersion: current.metadata?.resourceVersion,
-        ...(annotations ? { annotations } : {}),
+function applySecret(kube: Kube, ns: string, body: V1Secret, log: Log): Promise<'created' | 'replaced'> {
+  return createOrReplace(
+    kube,
+    ns,
+    body,
+    {
+      kind: 'secret',
+      create: (b, o) => kube.core.createNamespacedSecret({ namespace: ns, body: b }, o),
+      read: (name, o) => kube.core.readNamespacedSecret({ name, namespace: ns }, o),
+      replace: (name, b, o) => kube.core.replaceNamespacedSecret({ name, namespace: ns, body: b }, o),
+      check: (current, name) => {
+        if ((current.type ?? 'Opaque') !== body.type)
+          throw new ConflictError(
+            `secret ${ns}/${name} exists with type ${current.type ?? 'Opaque'}, the saved one has type ${body.type}: a Secret's type cannot change; delete it first to restore it`,
+          );
       },
-    };
-    try {
-      await kube.call({ action: 'replacing', kind: 'secret', namespace: ns, name }, (o) =>
-        kube.core.replaceNamespacedSecret({ name, namespace: ns, body: next }, o),
-      );
-      return 'replaced';
-    } catch (err) {
-      if (!(err instanceof ConflictError) || attempt >= REPLACE_ATTEMPTS) throw err;
-      log.debug({ secret: name, attempt }, 'secret changed meanwhile; reading it again');
-    }
-  }
+    },
+    log,
+  );
 }
