@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDB, type MariaDBHandle } from '../../../test/harness/index.ts';
@@ -10,11 +11,13 @@ import { sleep, UnavailableError } from '../../core/index.ts';
 import type { ComponentBackup, ManifestComponent } from '../types.ts';
 import {
   backupMysql,
+  checksumQuery,
   compareMysql,
   drillMysql,
   dumpArgs,
   floatSumsAgree,
   loadArgs,
+  loaderMessage,
   restoreMysql,
   scratchDatabaseName,
   type MysqlVerification,
@@ -198,6 +201,8 @@ describe('MySQL backup component (own MariaDB with binlog)', () => {
     expect(gamedb?.tables['game_logs']?.rows).toBe(LOGS);
     expect(gamedb?.tables['players']?.columnsLeftOut).toEqual(['rating']);
     expect(gamedb?.tables['players']?.checksum).toMatch(/^\d{10,}$/);
+    // MariaDB 10.8+ has CRC32C: the cheaper row hash.
+    expect(v.rowHash).toBe('crc32+crc32c');
     expect(gamedb?.tables['top_players']).toBeUndefined();
     expect(gamedb).toMatchObject({ routines: 2, triggers: 1, events: 1, views: 1 });
     expect(v.objects.total).toBe(component.objects.length);
@@ -304,6 +309,7 @@ describe('MySQL backup component (own MariaDB with binlog)', () => {
   it('a restore names the object whose bytes are corrupt, and refuses an unmapped database', async () => {
     const name = 'tables/gamedb/players/data-0003.sql';
     const file = store.file(name);
+    const tmp = await store.tempDir();
     const original = await fsp.readFile(file);
     const corrupt = Buffer.from(original);
     const at = corrupt.indexOf("'player_");
@@ -313,11 +319,20 @@ describe('MySQL backup component (own MariaDB with binlog)', () => {
       const err = await restoreMysql(
         component,
         { mysql: root, databases: { gamedb: 'gamedb_corrupt' }, parallel: 2 },
-        store.readContext(await store.tempDir()),
+        store.readContext(tmp),
       ).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(UnavailableError);
       expect((err as Error).message).toContain(name);
       expect((err as Error).message).toMatch(/SHA-256/);
+      expect((err as Error).message).toMatch(/gamedb_corrupt are partially restored/);
+      // Every other loader was stopped before the restore reported.
+      const loaders: string[] = [];
+      for (const pid of await fsp.readdir('/proc')) {
+        if (!/^\d+$/.test(pid)) continue;
+        const raw = await fsp.readFile(`/proc/${pid}/cmdline`).catch(() => undefined);
+        if (raw?.toString('utf8').includes(tmp)) loaders.push(raw.toString('utf8'));
+      }
+      expect(loaders).toEqual([]);
     } finally {
       await fsp.writeFile(file, original);
       await withMysql(root, undefined, (client) => client.query('DROP DATABASE IF EXISTS gamedb_corrupt'));
@@ -384,7 +399,7 @@ describe('MySQL backup consistency and failures', () => {
       expect(hits).toEqual([]);
       const dumps = seen.filter((argv) => /dump$/.test(argv[0] ?? ''));
       expect(dumps.length).toBeGreaterThan(0);
-      for (const argv of dumps) expect(argv[1]).toMatch(/^--defaults-extra-file=.*\.cnf$/);
+      for (const argv of dumps) expect(argv[1]).toMatch(/^--defaults-file=.*\.cnf$/);
       expect(result.tool.name).toMatch(/dump/);
       // The defaults file is gone afterwards.
       expect(fs.readdirSync(tmp)).toEqual([]);
@@ -418,9 +433,58 @@ describe('MySQL backup consistency and failures', () => {
     } finally {
       await store.cleanup();
     }
-    expect(dumpArgs('/t/x.cnf', ['a'])[0]).toBe('--defaults-extra-file=/t/x.cnf');
-    expect(loadArgs('/t/x.cnf')[0]).toBe('--defaults-extra-file=/t/x.cnf');
+    expect(dumpArgs('/t/x.cnf', ['a'])[0]).toBe('--defaults-file=/t/x.cnf');
+    expect(loadArgs('/t/x.cnf')[0]).toBe('--defaults-file=/t/x.cnf');
   }, 300_000);
+
+  it("ignores the user's ~/.my.cnf (another host, skip-comments): the dump is still of the configured server", async () => {
+    const home = await fsp.mkdtemp(path.join(os.tmpdir(), 'gameops-home-'));
+    await fsp.writeFile(
+      path.join(home, '.my.cnf'),
+      '[client]\nhost=203.0.113.1\nuser=nobody\npassword=wrong\n[mysqldump]\nskip-comments\ncompact\n',
+    );
+    const saved = process.env['HOME'];
+    process.env['HOME'] = home;
+    const store = await TestObjectStore.create();
+    try {
+      const result = await backup(store);
+      const names = result.objects.map((o) => o.name);
+      expect(names).toContain('databases/gamedb.sql');
+      expect(names).toContain('tables/gamedb/players/schema.sql');
+      expect(names.filter((n) => n.startsWith('tables/gamedb/players/data-')).length).toBeGreaterThan(0);
+    } finally {
+      process.env['HOME'] = saved;
+      await store.cleanup();
+      await fsp.rm(home, { recursive: true, force: true });
+    }
+  }, 300_000);
+
+  it("keeps only the error lines of a loader's stderr (the echoed statement holds player data)", () => {
+    const stderr =
+      "--------------\nINSERT INTO `saves` VALUES\n(1,0x7878,'alice@example.com')\n--------------\n\n" +
+      "ERROR 1153 (08S01) at line 3: Got a packet bigger than 'max_allowed_packet' bytes\n";
+    expect(loaderMessage(stderr)).toBe(
+      "ERROR 1153 (08S01) at line 3: Got a packet bigger than 'max_allowed_packet' bytes",
+    );
+    expect(loaderMessage('mariadb: unknown option --x\n')).toBe('mariadb: unknown option --x');
+  });
+
+  it('hashes rows with MD5 unless CRC32+CRC32C is asked for (older backups compare as they were made)', () => {
+    const cols = [
+      { name: 'id', type: 'int' },
+      { name: 'bio', type: 'text' },
+      { name: 'name', type: 'varchar' },
+    ];
+    const md5 = checksumQuery('db', 't', cols).sql;
+    expect(md5).toContain('MD5(');
+    expect(md5).not.toContain('CRC32');
+    const crc = checksumQuery('db', 't', cols, 'crc32+crc32c').sql;
+    expect(crc).toContain('CRC32C(@gameops_row)');
+    expect(crc).not.toContain('MD5(');
+    // Strings keep their length prefix (NULL and '' differ); numbers need none.
+    expect(crc).toContain("IFNULL(LENGTH(`name`),'N'), CAST(`name` AS BINARY)");
+    expect(crc).toContain("IFNULL(`id`,'N')");
+  });
 
   it('killing the dump connection mid-dump rejects, aborts the open objects and reports no success', async () => {
     const store = await TestObjectStore.create();

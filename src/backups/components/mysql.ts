@@ -10,7 +10,9 @@
  * writes one). No commit can happen in between, so B's counts and checksums describe exactly the dumped rows.
  *
  * Credentials reach the tools through a 0600 defaults file in the context's temp dir, passed as the first
- * argument (`--defaults-extra-file=`); never on argv or in the environment.
+ * argument (`--defaults-file=`, which also keeps the system's and the user's option files out: a
+ * `~/.my.cnf` naming another host, or `skip-comments` there, must not change what is dumped or loaded);
+ * never on argv or in the environment.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -78,7 +80,10 @@ export interface MysqlFloatSum {
 
 export interface MysqlTableVerification {
   rows: number;
-  /** Sum over rows of the first 64 bits of MD5 of the row's columns (FLOAT columns left out), decimal. */
+  /**
+   * Sum over rows of a 64-bit hash of the row's columns (FLOAT columns left out), decimal; the hash is
+   * the verification's {@link RowHash}.
+   */
   checksum: string;
   floatSums: Record<string, MysqlFloatSum>;
   /**
@@ -97,9 +102,19 @@ export interface MysqlDatabaseVerification {
   views: number;
 }
 
+/**
+ * How a row is hashed for the table checksums:
+ * - `md5`: the first 64 bits of MD5 of the row's text (any MySQL or MariaDB);
+ * - `crc32+crc32c`: CRC32 and CRC32C (two polynomials, so 64 independent bits) of the row's text, about
+ *   half the server CPU of `md5` (MariaDB 10.8 and later, which have CRC32C).
+ */
+export type RowHash = 'md5' | 'crc32+crc32c';
+
 /** `ComponentBackup.verification` of the MySQL component. */
 export interface MysqlVerification {
   format: 'gameops-mysql/1';
+  /** Absent in backups made before it was recorded: `md5`. */
+  rowHash?: RowHash | undefined;
   databases: Record<string, MysqlDatabaseVerification>;
   objects: { total: number; data: number; dumpBytes: number };
 }
@@ -210,18 +225,32 @@ export function dumpArgs(
   // MySQL's mysqldump would otherwise write `SET @@GLOBAL.GTID_PURGED` and `SQL_LOG_BIN = 0` into the
   // header, which every parallel loader replays.
   const mysqlOnly = flavour === 'mysql' ? ['--set-gtid-purged=OFF'] : [];
-  return [`--defaults-extra-file=${defaultsFile}`, ...DUMP_FLAGS, ...mysqlOnly, '--databases', ...databases];
+  return [`--defaults-file=${defaultsFile}`, ...DUMP_FLAGS, ...mysqlOnly, '--databases', ...databases];
 }
 
 /** The loader's argv (after the executable): the defaults file first, never a password. */
 export function loadArgs(defaultsFile: string): string[] {
   return [
-    `--defaults-extra-file=${defaultsFile}`,
+    `--defaults-file=${defaultsFile}`,
     '--binary-mode',
     '--batch',
     '--skip-auto-rehash',
     '--max-allowed-packet=1073741824',
   ];
+}
+
+/**
+ * What a loader's stderr says without the rows: on a failing statement the client echoes the statement
+ * (player data); only its `ERROR …` lines and its own `mariadb:`/`mysql:` messages are kept, each cut to
+ * 300 characters.
+ */
+export function loaderMessage(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^(?:ERROR \d+|ERROR:|mariadb: |mysql: )/.test(l))
+    .map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l));
+  return lines.slice(0, 5).join('; ');
 }
 
 /** Bounded stderr: the first 16 KiB, password masked. */
@@ -324,23 +353,59 @@ async function baseTables(client: MysqlClient, db: string, signal: AbortSignal):
   return rows.map((r) => String(r['t']));
 }
 
-/** The one statement giving a table's rows, checksum and FLOAT sums; identical on source and copy. */
+/**
+ * Types whose text never is `N` and never holds `|`: written without a length prefix (`N` for NULL),
+ * which spares the server a second conversion to text per column.
+ */
+const PLAIN_TYPES = new Set([
+  'tinyint',
+  'smallint',
+  'mediumint',
+  'int',
+  'integer',
+  'bigint',
+  'decimal',
+  'numeric',
+  'double',
+  'real',
+  'date',
+  'datetime',
+  'timestamp',
+  'time',
+  'year',
+]);
+
+/**
+ * The one statement giving a table's rows, checksum and FLOAT sums; identical on source and copy for the
+ * same `rowHash`. Order-independent (a sum over rows, so duplicate rows count); NULL and `''` differ.
+ */
 export function checksumQuery(
   db: string,
   table: string,
   columns: readonly Column[],
+  rowHash: RowHash = 'md5',
 ): { sql: string; floats: string[] } {
   const floats = columns.filter((c) => c.type === 'float').map((c) => c.name);
   const parts: string[] = [];
   for (const c of columns) {
     if (c.type === 'float') continue;
     const q = quoteIdent(c.name);
-    if (HASHED_TYPES.has(c.type)) parts.push(`IFNULL(MD5(${q}),'N')`);
+    if (rowHash === 'md5') {
+      if (HASHED_TYPES.has(c.type)) parts.push(`IFNULL(MD5(${q}),'N')`);
+      else parts.push(`IFNULL(LENGTH(${q}),'N')`, `CAST(${q} AS BINARY)`);
+    } else if (HASHED_TYPES.has(c.type)) {
+      // Large values are hashed on their own (a row's text must stay below max_allowed_packet).
+      parts.push(`IFNULL(CONCAT(LENGTH(${q}),',',CRC32(${q}),',',CRC32C(${q})),'N')`);
+    } else if (PLAIN_TYPES.has(c.type)) parts.push(`IFNULL(${q},'N')`);
     else parts.push(`IFNULL(LENGTH(${q}),'N')`, `CAST(${q} AS BINARY)`);
   }
   const row = parts.length > 0 ? `CONCAT_WS('|', ${parts.join(', ')})` : `'-'`;
+  // crc32+crc32c: the row's text is built once (a session variable, assigned by the left operand, which
+  // MariaDB evaluates first) and hashed twice.
   const sumOfHashes = (expr: string): string =>
-    `CAST(IFNULL(SUM(CAST(CONV(SUBSTRING(MD5(${expr}), 1, 16), 16, 10) AS UNSIGNED)), 0) AS CHAR)`;
+    rowHash === 'md5'
+      ? `CAST(IFNULL(SUM(CAST(CONV(SUBSTRING(MD5(${expr}), 1, 16), 16, 10) AS UNSIGNED)), 0) AS CHAR)`
+      : `CAST(IFNULL(SUM((CRC32(@gameops_row := ${expr}) << 32) | CRC32C(@gameops_row)), 0) AS CHAR)`;
   const floatText = `CONCAT_WS('|', ${floats.map((f) => `IFNULL(CAST(${quoteIdent(f)} AS CHAR),'N')`).join(', ')})`;
   const select = [
     'COUNT(*) AS n',
@@ -356,9 +421,10 @@ async function verifyTable(
   db: string,
   table: string,
   columns: readonly Column[],
+  rowHash: RowHash,
   signal: AbortSignal,
 ): Promise<MysqlTableVerification> {
-  const { sql, floats } = checksumQuery(db, table, columns);
+  const { sql, floats } = checksumQuery(db, table, columns, rowHash);
   const rows = await client.query(sql, [], { signal, timeoutMs: LONG });
   const row: Record<string, unknown> = rows[0] ?? {};
   const floatSums: Record<string, MysqlFloatSum> = {};
@@ -397,16 +463,28 @@ async function objectCounts(
   };
 }
 
+/** The cheaper row hash when the server has CRC32C (MariaDB 10.8+), else MD5. */
+async function bestRowHash(client: MysqlClient, signal: AbortSignal): Promise<RowHash> {
+  try {
+    await client.query("SELECT CRC32C('') AS c", [], { signal });
+    return 'crc32+crc32c';
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return 'md5';
+  }
+}
+
 async function verifyDatabase(
   client: MysqlClient,
   db: string,
+  rowHash: RowHash,
   signal: AbortSignal,
   onTable?: (table: string, v: MysqlTableVerification) => void,
 ): Promise<MysqlDatabaseVerification> {
   const columns = await tableColumns(client, db, signal);
   const tables: Record<string, MysqlTableVerification> = {};
   for (const table of await baseTables(client, db, signal)) {
-    tables[table] = await verifyTable(client, db, table, columns.get(table) ?? [], signal);
+    tables[table] = await verifyTable(client, db, table, columns.get(table) ?? [], rowHash, signal);
     onTable?.(table, tables[table]);
   }
   return { tables, ...(await objectCounts(client, db, signal)) };
@@ -511,6 +589,7 @@ export async function backupMysql(
     if (binlog.note) notes.push(binlog.note);
     const gtid = await gtidPosition(snap, signal);
     const serverVersion = (await snap.serverVersion({ signal })).version;
+    const rowHash = await bestRowHash(snap, signal);
 
     let lockHeld = true;
     const heldLock = lock;
@@ -559,7 +638,7 @@ export async function backupMysql(
     const snapshot = snap;
     const verifying = (async () => {
       const out: Record<string, MysqlDatabaseVerification> = {};
-      for (const db of databases) out[db] = await verifyDatabase(snapshot, db, signal);
+      for (const db of databases) out[db] = await verifyDatabase(snapshot, db, rowHash, signal);
       return out;
     })();
     verifying.catch(() => undefined);
@@ -618,11 +697,28 @@ export async function backupMysql(
     }
     await snap.query('COMMIT', [], { signal }).catch(() => undefined);
 
+    // A dump without its section headers (an option file's skip-comments or compact) splits into nothing
+    // restorable: refuse it rather than record a set that restores no table.
+    const dumpedDbs = new Set(summary.databases);
+    const missing = databases.filter((db) => !dumpedDbs.has(db));
+    const dumpedTables = new Set(summary.tables.map((t) => `${t.db}\0${t.table}`));
+    const unsplit = Object.entries(verified).flatMap(([db, v]) =>
+      Object.keys(v.tables)
+        .filter((t) => !dumpedTables.has(`${db}\0${t}`))
+        .map((t) => `${db}.${t}`),
+    );
+    if (missing.length > 0 || unsplit.length > 0)
+      throw new UnavailableError(
+        `${target}: the dump of ${tool.name} has no section for ${[...missing, ...unsplit].slice(0, 10).join(', ')} ` +
+          '(were comments turned off, e.g. skip-comments or compact in an option file?); the backup is refused',
+        { details: { target: mysqlTarget(mysql), tool: tool.name } },
+      );
     for (const table of summary.tables)
       if (!table.view && !verified[table.db]?.tables[table.table])
         notes.push(`${table.db}.${table.table} was dumped but has no checksum (created during the backup?)`);
     const verification: MysqlVerification = {
       format: 'gameops-mysql/1',
+      rowHash,
       databases: verified,
       objects: {
         total: summary.objects,
@@ -737,6 +833,10 @@ export async function restoreMysql(
   const total = planned.reduce((n, o) => n + o.plainSize, 0);
   ctx.progress.phase('restore', total);
   let bytes = 0;
+  // The first failed load stops every other loader (and its download) before the restore reports.
+  const cancel = new AbortController();
+  const signal = AbortSignal.any([ctx.signal, cancel.signal]);
+  let started = false;
   try {
     const preambleObject = planned.find((o) => o.parsed.kind === 'preamble');
     const preamble = preambleObject
@@ -771,7 +871,7 @@ export async function restoreMysql(
         object.name,
         where,
         target.mysql.password,
-        ctx.signal,
+        signal,
         (n) => {
           bytes += n;
           ctx.progress.add(n);
@@ -781,13 +881,27 @@ export async function restoreMysql(
 
     const of = (kind: DumpObjectName['kind']): PlannedObject[] =>
       planned.filter((o) => o.parsed.kind === kind);
-    for (const o of of('database')) await load(o, 'ddl');
-    await mapLimit(of('schema'), target.parallel, (o) => load(o, 'ddl'));
+    const all = async (objects: PlannedObject[], body: 'ddl' | 'data', limit: number): Promise<void> => {
+      let first: { err: unknown } | undefined;
+      await mapLimit(objects, limit, async (o) => {
+        if (first) return;
+        try {
+          started = true;
+          await load(o, body);
+        } catch (err) {
+          first ??= { err };
+          cancel.abort(err);
+        }
+      });
+      if (first) throw first.err;
+    };
+    await all(of('database'), 'ddl', 1);
+    await all(of('schema'), 'ddl', target.parallel);
     // Biggest first: the longest loads start early.
     const data = of('data').sort((a, b) => b.plainSize - a.plainSize);
-    await mapLimit(data, target.parallel, (o) => load(o, 'data'));
-    await mapLimit(of('post'), target.parallel, (o) => load(o, 'ddl'));
-    for (const o of of('tail')) await load(o, 'ddl');
+    await all(data, 'data', target.parallel);
+    await all(of('post'), 'ddl', target.parallel);
+    await all(of('tail'), 'ddl', 1);
 
     const schemas = of('schema').filter((o) => o.parsed.kind === 'schema');
     const tables = verification
@@ -798,6 +912,14 @@ export async function restoreMysql(
       : schemas.length;
     ctx.progress.note(`${tables} tables restored into ${where}`);
     return { bytes, tables };
+  } catch (err) {
+    if (ctx.signal.aborted && err === ctx.signal.reason) throw err;
+    if (!started || !(err instanceof GameopsError)) throw err;
+    // Every loader has stopped by now (each was awaited); the target is left as it is.
+    throw new UnavailableError(
+      `${err.message}; every other loader was stopped: the target database(s) ${[...new Set(map.values())].join(', ')} are partially restored (their tables were dropped and reloaded up to this point)`,
+      { cause: err, details: err.details },
+    );
   } finally {
     await fsp.rm(defaultsFile, { force: true });
   }
@@ -877,10 +999,11 @@ async function runLoader(
     signal.removeEventListener('abort', onAbort);
   }
   const { code, signal: killedBy } = await exit;
+  if (!Buffer.isBuffer(body) && !body.readableEnded) body.destroy();
   if (signal.aborted) throw signal.reason;
   if (code !== 0) {
     throw new UnavailableError(
-      `${where}: loading ${name} failed (${tool.name} ${killedBy ? `killed by ${killedBy}` : `exit ${code}`}): ${stderr() || (feedError instanceof Error ? feedError.message : 'no message')}`,
+      `${where}: loading ${name} failed (${tool.name} ${killedBy ? `killed by ${killedBy}` : `exit ${code}`}): ${loaderMessage(stderr()) || (feedError instanceof Error ? feedError.message : 'no message')}`,
       { details: { object: name } },
     );
   }
@@ -933,7 +1056,7 @@ export async function compareMysql(
           });
           continue;
         }
-        const got = await verifyTable(client, to, table, cols, signal);
+        const got = await verifyTable(client, to, table, cols, verification.rowHash ?? 'md5', signal);
         checks.push({
           subject: `${subject} rows`,
           expected: String(want.rows),
