@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BACKUP_ID_PATTERN, COMPONENT_KINDS } from '../../backups/types.ts';
+import { BACKUP_ID_PATTERN, COMPONENT_KINDS, type ComponentKind } from '../../backups/types.ts';
 import { defineRunbook } from '../compile.ts';
 import type { RunbookInput } from '../input.ts';
 
@@ -114,6 +114,17 @@ export function backupDrillRunbook(): RunbookInput {
   });
 }
 
+/** The restore step of one component, run only when the restore plan (backup.restore-plan) includes it. */
+function restoreStep(id: string, title: string, component: ComponentKind) {
+  return {
+    id,
+    title,
+    when: { value: `\${{ steps.plan.output.${component} }}`, op: 'truthy' as const },
+    action: 'backup.restore',
+    args: { id: '${{ params.id }}', component, target: '${{ params.target }}' },
+  };
+}
+
 const RESTORE_COVERS = [
   'stop-traffic',
   'restore-mysql',
@@ -196,34 +207,10 @@ export function backupRestoreRunbook(): RunbookInput {
           message: 'Maintenance: restoring from backup ${{ steps.plan.output.id }}',
         },
       },
-      {
-        id: 'restore-mysql',
-        title: 'Restore MySQL',
-        when: { value: '${{ steps.plan.output.mysql }}', op: 'truthy' },
-        action: 'backup.restore',
-        args: { id: '${{ params.id }}', component: 'mysql', target: '${{ params.target }}' },
-      },
-      {
-        id: 'restore-redis',
-        title: 'Restore Redis',
-        when: { value: '${{ steps.plan.output.redis }}', op: 'truthy' },
-        action: 'backup.restore',
-        args: { id: '${{ params.id }}', component: 'redis', target: '${{ params.target }}' },
-      },
-      {
-        id: 'restore-config',
-        title: 'Apply the platform config',
-        when: { value: '${{ steps.plan.output.kubernetes }}', op: 'truthy' },
-        action: 'backup.restore',
-        args: { id: '${{ params.id }}', component: 'kubernetes', target: '${{ params.target }}' },
-      },
-      {
-        id: 'restore-files',
-        title: 'Restore the files',
-        when: { value: '${{ steps.plan.output.files }}', op: 'truthy' },
-        action: 'backup.restore',
-        args: { id: '${{ params.id }}', component: 'files', target: '${{ params.target }}' },
-      },
+      restoreStep('restore-mysql', 'Restore MySQL', 'mysql'),
+      restoreStep('restore-redis', 'Restore Redis', 'redis'),
+      restoreStep('restore-config', 'Apply the platform config', 'kubernetes'),
+      restoreStep('restore-files', 'Restore the files', 'files'),
       {
         id: 'restart',
         title: 'Restart the game servers',
