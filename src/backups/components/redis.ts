@@ -54,6 +54,7 @@ import type {
   DrillCheck,
   ManifestComponent,
 } from '../types.ts';
+import { findExecutable, SYSTEM_BIN_DIRS } from './executables.ts';
 
 /** The object holding the RDB snapshot. */
 export const REDIS_DUMP_OBJECT = 'dump.rdb';
@@ -710,37 +711,13 @@ function render(hash: ReturnType<typeof createHash>, value: unknown): void {
 // ---------------------------------------------------------------------------------------------------
 // Scratch server (drill and restore)
 
-const SERVER_DIRS = ['/usr/bin', '/usr/sbin', '/usr/local/bin'];
-
 /** Finds `redis-server` on PATH or in the usual directories. @throws NotFoundError naming the Debian package. */
 export async function findRedisServer(): Promise<string> {
-  const dirs = [...(process.env['PATH'] ?? '').split(path.delimiter).filter(Boolean), ...SERVER_DIRS];
-  for (const dir of dirs) {
-    const candidate = path.join(dir, 'redis-server');
-    try {
-      await fsp.access(candidate, fs.constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here.
-    }
-  }
+  const found = await findExecutable('redis-server');
+  if (found) return found;
   throw new NotFoundError(
-    `redis-server not found on PATH or in ${SERVER_DIRS.join(', ')}; install the Debian package redis-server`,
+    `redis-server not found on PATH or in ${SYSTEM_BIN_DIRS.join(', ')}; install the Debian package redis-server`,
   );
-}
-
-async function findExecutable(name: string): Promise<string | undefined> {
-  const dirs = [...(process.env['PATH'] ?? '').split(path.delimiter).filter(Boolean), ...SERVER_DIRS];
-  for (const dir of dirs) {
-    const candidate = path.join(dir, name);
-    try {
-      await fsp.access(candidate, fs.constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here.
-    }
-  }
-  return undefined;
 }
 
 /**
