@@ -1,8 +1,8 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { postgresPlace, sqlitePlace, type Cleanups } from '../../test/support/store-places.ts';
+import { storeBackends, type Cleanups } from '../../test/support/store-places.ts';
 import { ConflictError, ManualClock } from '../core/index.ts';
 import type { Actor } from '../runbooks/model.ts';
-import { openStore, type Store, type StoreOptions } from './index.ts';
+import { openStore, type Store } from './index.ts';
 
 const cleanups: Cleanups = [];
 const stores: Store[] = [];
@@ -16,16 +16,7 @@ afterAll(async () => {
 const alice: Actor = { id: 'token:abc', name: 'alice', role: 'operator', kind: 'token' };
 const scope = { service: 'game', environment: 'production' };
 
-const backends = [
-  {
-    backend: 'sqlite' as const,
-    place: (): Promise<StoreOptions> => Promise.resolve(sqlitePlace(cleanups).options),
-  },
-  {
-    backend: 'postgres' as const,
-    place: async (): Promise<StoreOptions> => (await postgresPlace(cleanups)).options,
-  },
-];
+const backends = storeBackends(cleanups);
 
 function begin(store: Store, id: string, holder = 'host:1') {
   return store.backups.begin({

@@ -58,3 +58,18 @@ export async function postgresPlace(cleanups: Cleanups): Promise<Place> {
   url.pathname = `/${name}`;
   return { options: { url: url.toString() }, query: (text) => pgQuery(url.toString(), text) };
 }
+
+/** A store backend to run a test file against, for `describe.each`. */
+export interface StoreBackend {
+  backend: 'sqlite' | 'postgres';
+  /** The options of a fresh, empty store (removed by `cleanups`). */
+  place: () => Promise<StoreOptions>;
+}
+
+/** Both store backends (SQLite, then PostgreSQL), each giving fresh places removed by `cleanups`. */
+export function storeBackends(cleanups: Cleanups): StoreBackend[] {
+  return [
+    { backend: 'sqlite', place: () => Promise.resolve(sqlitePlace(cleanups).options) },
+    { backend: 'postgres', place: async () => (await postgresPlace(cleanups)).options },
+  ];
+}
