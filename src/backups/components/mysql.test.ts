@@ -459,6 +459,52 @@ describe('MySQL backup consistency and failures', () => {
     }
   }, 300_000);
 
+  it('refuses a row the server could not load back (larger than max_allowed_packet), naming the table', async () => {
+    await withMysql(root, undefined, (client) =>
+      exec(client, [
+        'DROP DATABASE IF EXISTS bigrow',
+        'CREATE DATABASE bigrow',
+        'CREATE TABLE bigrow.saves (id INT PRIMARY KEY, data LONGBLOB)',
+        "INSERT INTO bigrow.saves VALUES (1, REPEAT('x', 700000))",
+        'SET GLOBAL max_allowed_packet = 1048576',
+      ]),
+    );
+    const store = await TestObjectStore.create();
+    try {
+      const err = await backup(store, { databases: ['bigrow'] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect((err as Error).message).toMatch(/bigrow\.saves exceeds 1048576 bytes.*max_allowed_packet/);
+      expect(store.open.size).toBe(0);
+      expect(store.records.map((r) => r.name)).not.toContain('tables/bigrow/saves/data-0001.sql');
+    } finally {
+      await withMysql(root, undefined, (client) =>
+        exec(client, ['SET GLOBAL max_allowed_packet = 67108864', 'DROP DATABASE IF EXISTS bigrow']),
+      );
+      await store.cleanup();
+    }
+  }, 300_000);
+
+  it('stops a dump that writes nothing for stallTimeoutMs (the server stopped answering)', async () => {
+    const store = await TestObjectStore.create();
+    let stopped = false;
+    try {
+      const running = backup(store, { chunkBytes: 1024 * 1024, stallTimeoutMs: 3000 });
+      running.catch(() => undefined);
+      while (store.records.length < 2) await sleep(5);
+      process.kill(server.pid, 'SIGSTOP');
+      stopped = true;
+      const err = await running.catch((e: unknown) => e);
+      process.kill(server.pid, 'SIGCONT');
+      stopped = false;
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect((err as Error).message).toMatch(/wrote nothing for 3 s/);
+      expect(store.open.size).toBe(0);
+    } finally {
+      if (stopped) process.kill(server.pid, 'SIGCONT');
+      await store.cleanup();
+    }
+  }, 300_000);
+
   it("keeps only the error lines of a loader's stderr (the echoed statement holds player data)", () => {
     const stderr =
       "--------------\nINSERT INTO `saves` VALUES\n(1,0x7878,'alice@example.com')\n--------------\n\n" +

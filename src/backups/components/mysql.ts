@@ -41,6 +41,7 @@ import type {
 import {
   clientOptionFile,
   DumpSplitter,
+  MAX_LINE_BYTES,
   parseObjectName,
   PREAMBLE_OBJECT,
   renameDatabases,
@@ -60,6 +61,8 @@ export interface MysqlBackupSource {
   chunkBytes: number;
   /** How long `FLUSH TABLES WITH READ LOCK` may wait (`backups.mysql.lockWaitTimeout`). */
   lockWaitTimeoutMs: number;
+  /** The dump is stopped when it writes nothing for this long. @default 10 minutes */
+  stallTimeoutMs?: number | undefined;
 }
 
 export interface MysqlRestoreTarget {
@@ -293,6 +296,8 @@ function quoteIdent(name: string): string {
 }
 
 const LONG = 7 * 24 * 3600 * 1000;
+/** The dump is stopped when it writes nothing for this long (a stopped or unreachable server). */
+const DUMP_STALL_MS = 10 * 60 * 1000;
 
 // ---------------------------------------------------------------------------------------------------
 // Checksums
@@ -425,7 +430,19 @@ async function verifyTable(
   signal: AbortSignal,
 ): Promise<MysqlTableVerification> {
   const { sql, floats } = checksumQuery(db, table, columns, rowHash);
-  const rows = await client.query(sql, [], { signal, timeoutMs: LONG });
+  let rows: Record<string, unknown>[];
+  try {
+    rows = await client.query(sql, [], { signal, timeoutMs: LONG });
+  } catch (err) {
+    if (signal.aborted || !(err instanceof GameopsError)) throw err;
+    throw new UnavailableError(
+      `the row count and checksum of ${db}.${table} failed: ${err.message}` +
+        (/definition has changed/i.test(err.message)
+          ? ' (the table was truncated or altered during the backup; retry the backup)'
+          : ''),
+      { cause: err, details: { ...err.details, table: `${db}.${table}` } },
+    );
+  }
   const row: Record<string, unknown> = rows[0] ?? {};
   const floatSums: Record<string, MysqlFloatSum> = {};
   floats.forEach((f, i) => {
@@ -590,6 +607,13 @@ export async function backupMysql(
     const gtid = await gtidPosition(snap, signal);
     const serverVersion = (await snap.serverVersion({ signal })).version;
     const rowHash = await bestRowHash(snap, signal);
+    // A statement larger than the server's max_allowed_packet could be dumped but never loaded back.
+    const packetRows = await snap.query('SELECT @@GLOBAL.max_allowed_packet AS p', [], { signal });
+    const maxPacket = Number(packetRows[0]?.['p'] ?? MAX_LINE_BYTES);
+    const maxLineBytes = Math.min(
+      MAX_LINE_BYTES,
+      Number.isFinite(maxPacket) && maxPacket > 0 ? maxPacket : MAX_LINE_BYTES,
+    );
 
     let lockHeld = true;
     const heldLock = lock;
@@ -626,10 +650,25 @@ export async function backupMysql(
       killHard(dump);
     }, source.lockWaitTimeoutMs);
     watchdog.unref();
+    // A server that stops answering (stopped, partitioned) would otherwise hang the backup, and its lease,
+    // forever: no dump output for stallTimeoutMs ends it.
+    const stallMs = source.stallTimeoutMs ?? DUMP_STALL_MS;
+    let lastOutput = ctx.clock.now().getTime();
+    let silent = false;
+    const stallTimer = setInterval(
+      () => {
+        if (ctx.clock.now().getTime() - lastOutput < stallMs) return;
+        silent = true;
+        killHard(dump);
+      },
+      Math.max(100, Math.min(10_000, stallMs / 4)),
+    );
+    stallTimer.unref();
 
     splitter = new DumpSplitter({
       open: (name) => ctx.open(name),
       chunkBytes: source.chunkBytes,
+      maxLineBytes,
       onFirstSection: release,
     });
     const split = splitter;
@@ -646,12 +685,19 @@ export async function backupMysql(
     let summary: SplitSummary;
     try {
       for await (const chunk of dump.stdout as Readable) {
+        lastOutput = ctx.clock.now().getTime();
         ctx.progress.add((chunk as Buffer).length);
         await split.push(chunk as Buffer);
       }
       const { code, signal: killedBy } = await exit;
+      clearInterval(stallTimer);
       release();
       if (signal.aborted) throw signal.reason;
+      if (silent)
+        throw new UnavailableError(
+          `${target}: ${tool.name} wrote nothing for ${Math.round(stallMs / 1000)} s (the server stopped answering?); the dump was stopped and the backup failed`,
+          { details: { target: mysqlTarget(mysql), tool: tool.name } },
+        );
       if (stalled)
         throw new UnavailableError(
           `${target}: ${tool.name} did not start its snapshot within ${source.lockWaitTimeoutMs} ms while the ` +
@@ -666,6 +712,7 @@ export async function backupMysql(
       summary = await split.finish();
     } catch (err) {
       clearTimeout(watchdog);
+      clearInterval(stallTimer);
       signal.removeEventListener('abort', onAbort);
       killHard(dump);
       release();
