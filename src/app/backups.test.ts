@@ -1,10 +1,10 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backupKey, backupsSection } from '../../test/support/backups.ts';
 import type { Actor } from '../runbooks/model.ts';
 import { backupsOpened, backupStatus, checkBackupIdInput, openBackups } from './backups.ts';
 import { bootstrap, shutdown, type Resources } from './bootstrap.ts';
@@ -29,9 +29,6 @@ describe('openBackups: one service per process; a failed backup is notified, log
     });
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
     const port = (hook.address() as AddressInfo).port;
-    const identity = await generateX25519Identity();
-    writeFileSync(join(dir, 'backup.key'), `${identity}\n`);
-    chmodSync(join(dir, 'backup.key'), 0o600);
     writeFileSync(
       join(dir, 'gameops.yaml'),
       [
@@ -41,10 +38,7 @@ describe('openBackups: one service per process; a failed backup is notified, log
         `  channels: [{ name: ops, kind: webhook, url: "http://127.0.0.1:${port}/hook" }]`,
         '  allowPrivate: [127.0.0.1]',
         'incidents: { notices: { stakeholders: [ops] } }',
-        'backups:',
-        `  storage: { kind: filesystem, path: ${join(dir, 'store')} }`,
-        `  encryption: { recipients: [${await identityToRecipient(identity)}], identity: "file:${join(dir, 'backup.key')}" }`,
-        `  files: { paths: [${join(dir, 'game')}] }`,
+        ...backupsSection(dir, await backupKey()),
         '',
       ].join('\n'),
     );

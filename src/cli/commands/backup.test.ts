@@ -1,7 +1,7 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { backupKey, backupsSection } from '../../../test/support/backups.ts';
 import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
 import { openBackups } from '../../app/backups.ts';
 import { bootstrap, shutdown } from '../../app/index.ts';
@@ -59,20 +59,14 @@ describe('gameops backup in process (files-only sets)', () => {
   let id = '';
 
   beforeAll(async () => {
-    const identity = await generateX25519Identity();
-    const recipient = await identityToRecipient(identity);
+    const key = await backupKey();
     const { path } = cliConfig('gameops-backup-cli-', (dir) => {
       mkdirSync(join(dir, 'game'));
       writeFileSync(join(dir, 'game', 'config.yaml'), 'motd: hi\n');
-      writeFileSync(join(dir, 'backup.key'), `${identity}\n`);
-      chmodSync(join(dir, 'backup.key'), 0o600);
       return [
         'service: { name: test-game, environment: test }',
         `database: { dataDir: ${join(dir, 'data')} }`,
-        'backups:',
-        `  storage: { kind: filesystem, path: ${join(dir, 'store')} }`,
-        `  encryption: { recipients: [${recipient}], identity: "file:${join(dir, 'backup.key')}" }`,
-        `  files: { paths: [${join(dir, 'game')}] }`,
+        ...backupsSection(dir, key),
         '',
       ].join('\n');
     });

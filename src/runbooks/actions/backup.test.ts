@@ -1,6 +1,5 @@
 import {
   appendFileSync,
-  chmodSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -11,8 +10,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backupKey, backupsSection } from '../../../test/support/backups.ts';
 import { writeReferenceFleetConfig, type ReferenceFleetConfig } from '../../../test/support/fleet.ts';
 import { openBackups } from '../../app/backups.ts';
 import { openFleet } from '../../app/fleet.ts';
@@ -65,20 +64,16 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
     mkdirSync(join(game, 'maps'), { recursive: true });
     writeFileSync(join(game, 'config.yaml'), 'motd: hello\nmaxPlayers: 64\n');
     writeFileSync(join(game, 'maps', 'arena.map'), 'x'.repeat(200_000));
-    const identity = await generateX25519Identity();
-    const recipient = await identityToRecipient(identity);
-    writeFileSync(join(dir, 'backup.key'), `# test key\n${identity}\n`);
-    chmodSync(join(dir, 'backup.key'), 0o600);
     writeFileSync(
       join(dir, 'gameops.yaml'),
       [
         'service: { name: test-game, environment: test }',
         `database: { dataDir: ${join(dir, 'data')} }`,
-        'backups:',
-        `  storage: { kind: filesystem, path: ${storage} }`,
-        `  encryption: { recipients: [${recipient}], identity: "file:${join(dir, 'backup.key')}" }`,
-        `  files: { paths: [${game}] }`,
-        `  targets: [{ name: staging, filesRoot: ${join(dir, 'staging')} }]`,
+        ...backupsSection(dir, await backupKey(), {
+          storage,
+          files: [game],
+          extra: [`  targets: [{ name: staging, filesRoot: ${join(dir, 'staging')} }]`],
+        }),
         '',
       ].join('\n'),
     );
@@ -287,16 +282,14 @@ describe('backup-restore to the original systems with a platform (local referenc
     game = join(written.dir, 'game-files');
     mkdirSync(game);
     writeFileSync(join(game, 'rules.yaml'), 'xpRate: 1\n');
-    const identity = await generateX25519Identity();
-    writeFileSync(join(written.dir, 'backup.key'), `${identity}\n`, { mode: 0o600 });
     appendFileSync(
       written.path,
       [
-        'backups:',
-        `  storage: { kind: filesystem, path: ${join(written.dir, 'backups')} }`,
-        `  encryption: { recipients: [${await identityToRecipient(identity)}], identity: "file:${join(written.dir, 'backup.key')}" }`,
-        '  kubernetes: { enabled: false }',
-        `  files: { paths: [${game}] }`,
+        ...backupsSection(written.dir, await backupKey(), {
+          storage: join(written.dir, 'backups'),
+          files: [game],
+          extra: ['  kubernetes: { enabled: false }'],
+        }),
         '',
       ].join('\n'),
     );

@@ -1,9 +1,9 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authHeaders } from '../../../test/support/auth.ts';
+import { backupKey, backupsSection, type BackupKey } from '../../../test/support/backups.ts';
 import { openBackups } from '../../app/backups.ts';
 import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
 import { buildServer, type GameopsServer } from '../index.ts';
@@ -12,7 +12,7 @@ describe('backups API', () => {
   let dir: string;
   let resources: Resources;
   let server: GameopsServer;
-  let identity: string;
+  let key: BackupKey;
   let setId: string;
   const bodies: string[] = [];
 
@@ -20,18 +20,13 @@ describe('backups API', () => {
     dir = mkdtempSync(join(tmpdir(), 'gameops-backups-api-'));
     mkdirSync(join(dir, 'game'));
     writeFileSync(join(dir, 'game', 'config.yaml'), 'motd: hi\n');
-    identity = await generateX25519Identity();
-    writeFileSync(join(dir, 'backup.key'), `${identity}\n`);
-    chmodSync(join(dir, 'backup.key'), 0o600);
+    key = await backupKey();
     writeFileSync(
       join(dir, 'gameops.yaml'),
       [
         'service: { name: test-game, environment: test }',
         `database: { dataDir: ${join(dir, 'data')} }`,
-        'backups:',
-        `  storage: { kind: filesystem, path: ${join(dir, 'store')} }`,
-        `  encryption: { recipients: [${await identityToRecipient(identity)}], identity: "file:${join(dir, 'backup.key')}" }`,
-        `  files: { paths: [${join(dir, 'game')}] }`,
+        ...backupsSection(dir, key),
         '',
       ].join('\n'),
     );
@@ -97,7 +92,7 @@ describe('backups API', () => {
     expect(detail).toMatchObject({ id: setId, status: 'complete', lastDrill: null });
     expect(detail.manifest.encryption).toEqual({
       kind: 'age',
-      recipients: [await identityToRecipient(identity)],
+      recipients: [key.recipient],
     });
     expect(detail.manifest.components).toEqual([
       expect.objectContaining({ kind: 'files', objects: expect.any(Number) as unknown }),
@@ -192,7 +187,7 @@ describe('backups API', () => {
   });
 
   it('never answers the decryption key', () => {
-    const secret = identity.slice('AGE-SECRET-KEY-1'.length);
+    const secret = key.identity.slice('AGE-SECRET-KEY-1'.length);
     for (const body of bodies) expect(body).not.toContain(secret);
     expect(bodies.length).toBeGreaterThan(10);
   });
