@@ -115,6 +115,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
       '004_incidents',
       '005_oncall',
       '006_alerts',
+      '007_backups',
     ]);
 
     const reopened = await open(p.options);
@@ -127,6 +128,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
       '004_incidents',
       '005_oncall',
       '006_alerts',
+      '007_backups',
     ]);
     const indexes =
       backend === 'sqlite'
@@ -152,7 +154,15 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     ).toBe('old');
     await upgraded.close();
     expect((await p.query('SELECT name FROM kysely_migration ORDER BY name')).map((row) => row.name)).toEqual(
-      ['001_check_runs', '002_check_runs_scope', '003_runbooks', '004_incidents', '005_oncall', '006_alerts'],
+      [
+        '001_check_runs',
+        '002_check_runs_scope',
+        '003_runbooks',
+        '004_incidents',
+        '005_oncall',
+        '006_alerts',
+        '007_backups',
+      ],
     );
   });
 
@@ -644,6 +654,7 @@ async function backTo001(query: (text: string) => Promise<unknown>): Promise<voi
     ...['oncall_settings', 'oncall_overrides', 'oncall_pages', 'oncall_notifications'],
     ...['oncall_attempts', 'oncall_stalls'],
     ...['alert_records', 'suppression_windows', 'heartbeat_states'],
+    ...['backup_sets', 'backup_lock', 'backup_restorable'],
     'runs',
     'run_steps',
     'step_attempts',
