@@ -65,6 +65,14 @@ const ops = async (ctx: StepContext): Promise<{ service: BackupService; by: Acto
   by: await actorOfRun(ctx),
 });
 
+/** What every long backup operation of a step is given: who, progress to the step log, the step's signal and run. */
+const opOptions = (ctx: StepContext, by: Actor) => ({
+  by,
+  progress: stepProgress(ctx),
+  signal: ctx.signal,
+  runId: ctx.runId,
+});
+
 // -----------------------------------------------------------------------------------------------------
 
 const createArgs = z.strictObject({ components: componentsArg });
@@ -89,12 +97,8 @@ const createAction: ActionDefinition<z.infer<typeof createArgs>, CreateOutput> =
     `${backupsTarget(services)}${args.components ? ` (${args.components.join(', ')})` : ''}`,
   async run(args, ctx) {
     const { service, by } = await ops(ctx);
-    const progress = stepProgress(ctx);
     const set = await service.create({
-      by,
-      progress,
-      signal: ctx.signal,
-      runId: ctx.runId,
+      ...opOptions(ctx, by),
       ...(args.components ? { components: args.components } : {}),
       onStarted: (id) => ctx.log(`backup ${id} started`),
     });
@@ -125,12 +129,7 @@ const verifyAction: ActionDefinition<z.infer<typeof idArgs>, VerifyReport> = {
   target: (args) => `backup ${args.id}`,
   async run(args, ctx) {
     const { service, by } = await ops(ctx);
-    const report = await service.verify(args.id, {
-      by,
-      progress: stepProgress(ctx),
-      signal: ctx.signal,
-      runId: ctx.runId,
-    });
+    const report = await service.verify(args.id, opOptions(ctx, by));
     if (!report.ok) {
       const bad = report.firstBad;
       throw new ConflictError(
@@ -168,10 +167,7 @@ const drillAction: ActionDefinition<z.infer<typeof drillArgs>, DrillReport> = {
   async run(args, ctx) {
     const { service, by } = await ops(ctx);
     const report = await service.drill(args.id, {
-      by,
-      progress: stepProgress(ctx),
-      signal: ctx.signal,
-      runId: ctx.runId,
+      ...opOptions(ctx, by),
       ...(args.components ? { components: args.components } : {}),
     });
     for (const c of report.components) {
@@ -216,11 +212,8 @@ const restoreAction: ActionDefinition<z.infer<typeof restoreArgs>> = {
   async run(args, ctx) {
     const { service, by } = await ops(ctx);
     const report = await service.restoreComponent(args.id, args.component, {
-      by,
+      ...opOptions(ctx, by),
       target: args.target,
-      progress: stepProgress(ctx),
-      signal: ctx.signal,
-      runId: ctx.runId,
     });
     ctx.log(
       `${args.component} restored to ${report.target} from ${args.id} in ${formatDuration(report.durationMs)}: ` +
