@@ -8,6 +8,7 @@ import {
   DumpSplitter,
   encodeSegment,
   headerName,
+  headerNameComplete,
   optionFileValue,
   parseObjectName,
   renameDatabases,
@@ -389,5 +390,17 @@ describe('renameDatabases', () => {
       ].join('\n'),
     );
     expect(renameDatabases('USE `gamedb`;', new Map([['gamedb', 'a$&b']]))).toBe('USE `a$&b`;');
+  });
+});
+
+describe('headerNameComplete', () => {
+  it('tells a back-quoted name cut by a newline from a whole one (doubled back-quotes inside)', () => {
+    expect(headerNameComplete('`players`')).toBe(true);
+    expect(headerNameComplete("'gamedb'")).toBe(true);
+    expect(headerNameComplete('`a')).toBe(false);
+    expect(headerNameComplete('`')).toBe(false);
+    expect(headerNameComplete('`a``')).toBe(false);
+    expect(headerNameComplete('`a```')).toBe(true);
+    expect(headerNameComplete('`a\nb`')).toBe(true);
   });
 });

@@ -197,6 +197,20 @@ const FOOTER_START = Buffer.from('/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;\n');
 const HEADER =
   /^-- (Current Database:|Table structure for table|Temporary table structure for view|Temporary view structure for view|Dumping data for table|Dumping events for database|Dumping routines for database|Final view structure for view) (.+)$/;
 
+/**
+ * Whether a header's name is complete: a back-quoted name whose closing back-quote has not come yet (the
+ * name holds a newline, which the dump writes as a new `-- ` comment line) is not.
+ */
+export function headerNameComplete(text: string): boolean {
+  const t = text.trim();
+  if (!t.startsWith('`')) return true;
+  if (t.length < 2) return false;
+  let trailing = 0;
+  for (let i = t.length - 1; i > 0 && t[i] === '`'; i--) trailing += 1;
+  // Back-quotes inside a name are doubled: an odd run at the end closes it.
+  return trailing % 2 === 1;
+}
+
 /** A name as the dump writes it in a section header: `` `name` `` (back-quotes doubled) or `'name'`. */
 export function headerName(text: string): string {
   const t = text.trim();
@@ -273,6 +287,8 @@ export class DumpSplitter {
   #stmtLine = 0;
   #inDelimiter = false;
   #prevDashes = false;
+  /** A section header whose back-quoted name continues on the next `-- ` line. */
+  #pendingHeader: { title: string; name: string; lines: Buffer[] } | undefined;
   #carry: Buffer[] = [];
   #carryBytes = 0;
 
@@ -343,6 +359,10 @@ export class DumpSplitter {
       this.#carryBytes = 0;
       await this.#line(line);
     }
+    if (this.#pendingHeader)
+      throw new InputError(
+        `the dump ended inside the section header for ${this.#pendingHeader.name}: it is incomplete`,
+      );
     await this.#flush();
     if (this.#inStatement)
       throw new InputError(
@@ -408,14 +428,36 @@ export class DumpSplitter {
 
   async #line(line: Buffer): Promise<void> {
     if (line.length > this.#maxLine + 1) this.#tooLong();
+    const pending = this.#pendingHeader;
+    if (pending) {
+      // `-- rest of the name`: the dump's way of writing a newline inside a name in a comment.
+      if (!startsWithAt(line, 0, HEADER_START))
+        throw new InputError(
+          `the dump's section header for ${pending.name} ends without its closing back-quote`,
+        );
+      pending.name += `\n${line
+        .toString('utf8')
+        .replace(/\r?\n$/, '')
+        .slice(3)}`;
+      pending.lines.push(line);
+      if (pending.name.length > 4096)
+        throw new InputError('the dump has a section header name longer than 4096 characters');
+      if (!headerNameComplete(pending.name)) return;
+      this.#pendingHeader = undefined;
+      await this.#headerLines(pending.title, pending.name, pending.lines);
+      return;
+    }
     // Section headers: `--`, `-- Title name`, `--`; never inside a DELIMITER block.
     if (!this.#inDelimiter && this.#prevDashes && startsWithAt(line, 0, HEADER_START)) {
       const text = line.toString('utf8').replace(/\r?\n$/, '');
       const m = HEADER.exec(text);
       if (m?.[1] && m[2]) {
         this.#prevDashes = false;
-        await this.#section(m[1], headerName(m[2]));
-        await this.#emit(this.#writerFor(), line);
+        if (!headerNameComplete(m[2])) {
+          this.#pendingHeader = { title: m[1], name: m[2], lines: [line] };
+          return;
+        }
+        await this.#headerLines(m[1], m[2], [line]);
         return;
       }
     }
@@ -440,6 +482,11 @@ export class DumpSplitter {
       this.#mode = 'post';
     }
     await this.#emit(this.#writerFor(), line);
+  }
+
+  async #headerLines(title: string, name: string, lines: Buffer[]): Promise<void> {
+    await this.#section(title, headerName(name));
+    for (const line of lines) await this.#emit(this.#writerFor(), line);
   }
 
   async #section(title: string, name: string): Promise<void> {

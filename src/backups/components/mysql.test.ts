@@ -505,6 +505,45 @@ describe('MySQL backup consistency and failures', () => {
     }
   }, 300_000);
 
+  it('backs up and restores tables whose names hold a newline', async () => {
+    await withMysql(root, undefined, (client) =>
+      exec(client, [
+        'DROP DATABASE IF EXISTS nl',
+        'CREATE DATABASE nl',
+        'CREATE TABLE nl.`a\nb` (x INT PRIMARY KEY)',
+        'CREATE TABLE nl.`a\nc` (y VARCHAR(10))',
+        'INSERT INTO nl.`a\nb` VALUES (1), (2)',
+        "INSERT INTO nl.`a\nc` VALUES ('one')",
+      ]),
+    );
+    const store = await TestObjectStore.create();
+    try {
+      const component = await backup(store, { databases: ['nl'] });
+      const names = component.objects.map((o) => o.name);
+      expect(names).toContain('tables/nl/a-0ab/data-0001.sql');
+      expect(names).toContain('tables/nl/a-0ac/data-0001.sql');
+      const v = component.verification as MysqlVerification;
+      expect(v.databases['nl']?.tables['a\nb']?.rows).toBe(2);
+      expect(v.databases['nl']?.tables['a\nc']?.rows).toBe(1);
+      await restoreMysql(
+        component,
+        { mysql: root, databases: { nl: 'nl_copy' }, parallel: 2 },
+        store.readContext(await store.tempDir()),
+      );
+      const checks = await compareMysql(
+        component,
+        { mysql: root, databases: { nl: 'nl_copy' } },
+        new AbortController().signal,
+      );
+      expect(checks.filter((c) => !c.ok)).toEqual([]);
+    } finally {
+      await withMysql(root, undefined, (client) =>
+        exec(client, ['DROP DATABASE IF EXISTS nl', 'DROP DATABASE IF EXISTS nl_copy']),
+      );
+      await store.cleanup();
+    }
+  }, 300_000);
+
   it("keeps only the error lines of a loader's stderr (the echoed statement holds player data)", () => {
     const stderr =
       "--------------\nINSERT INTO `saves` VALUES\n(1,0x7878,'alice@example.com')\n--------------\n\n" +
