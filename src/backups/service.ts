@@ -31,6 +31,7 @@ import {
 import { backupRedis, drillRedis, restoreRedis } from './components/redis.ts';
 import { type AgeIdentities, checkIdentityFor, checkRecipients, loadIdentities } from './keys.ts';
 import { planRetention, type RetentionDecision } from './retention.ts';
+import { writeWholeObject } from './object-write.ts';
 import { openObjectStore } from './storage/index.ts';
 import {
   BACKUP_ID_PATTERN,
@@ -469,16 +470,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
             const ctx: ComponentWriteContext = {
               setId: id,
               open,
-              async write(name, source) {
-                const writer = open(name);
-                try {
-                  for await (const chunk of source as AsyncIterable<Uint8Array>) await writer.write(chunk);
-                } catch (err) {
-                  await writer.abort(err instanceof Error ? err : new Error(String(err)));
-                  throw err;
-                }
-                return writer.end();
-              },
+              write: (name, source) => writeWholeObject(open, name, source),
               signal: abort.signal,
               progress,
               clock,

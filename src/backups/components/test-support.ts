@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { pino } from 'pino';
 import type { Logger } from '../../app/log.ts';
 import { systemClock, type Clock } from '../../core/index.ts';
+import { writeWholeObject } from '../object-write.ts';
 import type {
   ComponentKind,
   ComponentReadContext,
@@ -108,16 +109,7 @@ export class TestObjectStore {
     return {
       setId: this.setId,
       open,
-      write: async (name, source) => {
-        const writer = open(name);
-        try {
-          for await (const chunk of source as AsyncIterable<Uint8Array>) await writer.write(chunk);
-        } catch (err) {
-          await writer.abort(err instanceof Error ? err : new Error(String(err)));
-          throw err;
-        }
-        return writer.end();
-      },
+      write: (name, source) => writeWholeObject(open, name, source),
       signal: extra.signal ?? new AbortController().signal,
       progress: extra.progress ?? new RecordingProgress(),
       clock: this.clock,
