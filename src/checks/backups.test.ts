@@ -63,7 +63,8 @@ describe('the backups daily check', () => {
 
   const id = (): string => `bk-20261120T0${n}0000Z-00000${(n++).toString(16)}`;
 
-  async function completeSet(): Promise<string> {
+  /** Starts a new files set (holder h) and returns its id. */
+  async function beginSet(): Promise<string> {
     const setId = id();
     await store.backups.begin({
       id: setId,
@@ -75,6 +76,11 @@ describe('the backups daily check', () => {
       holder: 'h',
       leaseMs: 60_000,
     });
+    return setId;
+  }
+
+  async function completeSet(): Promise<string> {
+    const setId = await beginSet();
     await store.backups.complete(setId, 'h', {
       sizeBytes: 10,
       objectCount: 2,
@@ -135,17 +141,7 @@ describe('the backups daily check', () => {
     expect(result.status, result.summary).toBe('ok');
     // 9 days after the drill (made 51 h before the new set): warn.
     clock.advance(9 * DAY - 51 * HOUR);
-    const failed = id();
-    await store.backups.begin({
-      id: failed,
-      service: 'test-game',
-      environment: 'test',
-      components: ['files'],
-      storage: 'filesystem /x',
-      by,
-      holder: 'h',
-      leaseMs: 60_000,
-    });
+    const failed = await beginSet();
     await store.backups.fail(failed, { error: 'storage full: filesystem /x', leftovers: [] });
     result = await check();
     expect(result.findings).toContainEqual(
