@@ -244,6 +244,7 @@ describe('end to end: troubleshooting runbooks through the engine', () => {
       'fleet',
       'logs',
       'game',
+      'backups',
     ]);
     // The fleet runs: the game-server checks measured it.
     expect(recorded!.results.find((r) => r.name === 'fleet')!.values).toMatchObject({ total: 3, ready: 3 });
