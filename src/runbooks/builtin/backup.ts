@@ -21,6 +21,16 @@ const targetParam = z
   .default('original')
   .describe('original (the configured systems) or a backups.targets name, e.g. a staging clone.');
 
+/** The step `verify`: reads back every object of the set whose id step `from` output. */
+function verifyStep(from: 'create' | 'set') {
+  return {
+    id: 'verify',
+    title: 'Verify every object',
+    action: 'backup.verify',
+    args: { id: `\${{ steps.${from}.output.id }}` },
+  };
+}
+
 /**
  * Runbook §5.1: one backup set across the configured components, read back and checked, then retention.
  * Prune is its own step after a successful verify: when the backup or its verification fails the run
@@ -49,12 +59,7 @@ export function backupRunbook(): RunbookInput {
         action: 'backup.create',
         args: { components: '${{ params.components }}' },
       },
-      {
-        id: 'verify',
-        title: 'Verify every object',
-        action: 'backup.verify',
-        args: { id: '${{ steps.create.output.id }}' },
-      },
+      verifyStep('create'),
       {
         id: 'prune',
         title: 'Prune by retention',
@@ -91,12 +96,7 @@ export function backupDrillRunbook(): RunbookInput {
         action: 'backup.latest',
         args: { id: '${{ params.id }}' },
       },
-      {
-        id: 'verify',
-        title: 'Verify every object',
-        action: 'backup.verify',
-        args: { id: '${{ steps.set.output.id }}' },
-      },
+      verifyStep('set'),
       {
         id: 'drill',
         title: 'Restore into scratch copies and compare',
@@ -271,12 +271,7 @@ export function backupVerifyRunbook(): RunbookInput {
     }),
     steps: [
       { id: 'set', title: 'The set to verify', action: 'backup.latest', args: { id: '${{ params.id }}' } },
-      {
-        id: 'verify',
-        title: 'Verify every object',
-        action: 'backup.verify',
-        args: { id: '${{ steps.set.output.id }}' },
-      },
+      verifyStep('set'),
     ],
   });
 }
