@@ -270,6 +270,15 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
       .set({ set_id: null, holder: null, expires_at: null })
       .where('set_id', '=', id)
       .execute();
+  /** Appends the audit entry `action` on set `id` (target `backup:<id>`). */
+  const auditSet = (
+    on: Kysely<StoreDatabase>,
+    id: string,
+    actor: Actor,
+    action: string,
+    data: Record<string, unknown> | undefined,
+    at: Date,
+  ) => appendAudit(on, { actor, action, target: `backup:${id}`, data }, at);
   /** Releases the lock `id` holds, reads the set back and audits `action` as done by whoever requested it. */
   const closeSet = async (
     tx: Kysely<StoreDatabase>,
@@ -282,7 +291,7 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
     const record = toRecord(
       await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
     );
-    await appendAudit(tx, { actor: record.requestedBy, action, target: `backup:${id}`, data }, at);
+    await auditSet(tx, id, record.requestedBy, action, data, at);
     return record;
   };
   return {
@@ -368,14 +377,12 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
               pruned_at: null,
             })
             .execute();
-          await appendAudit(
+          await auditSet(
             tx,
-            {
-              actor: input.by,
-              action: 'backup.start',
-              target: `backup:${input.id}`,
-              data: { components: input.components, storage: input.storage },
-            },
+            input.id,
+            input.by,
+            'backup.start',
+            { components: input.components, storage: input.storage },
             at,
           );
           const row = await tx
@@ -503,14 +510,12 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
             })
             .where('id', '=', id)
             .execute();
-          await appendAudit(
+          await auditSet(
             tx,
-            {
-              actor: result.by,
-              action: 'backup.verify',
-              target: `backup:${id}`,
-              data: { ok: result.ok, ...(result.error ? { error: result.error } : {}) },
-            },
+            id,
+            result.by,
+            'backup.verify',
+            { ok: result.ok, ...(result.error ? { error: result.error } : {}) },
             at,
           );
         }),
@@ -549,17 +554,15 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
               .values({ ...set, component, set_id: id, at: iso, run_id: result.runId ?? null })
               .execute();
           }
-          await appendAudit(
+          await auditSet(
             tx,
+            id,
+            result.by,
+            'backup.drill',
             {
-              actor: result.by,
-              action: 'backup.drill',
-              target: `backup:${id}`,
-              data: {
-                ok: result.ok,
-                restorable: result.restorable,
-                ...(result.runId ? { runId: result.runId } : {}),
-              },
+              ok: result.ok,
+              restorable: result.restorable,
+              ...(result.runId ? { runId: result.runId } : {}),
             },
             at,
           );
@@ -597,22 +600,13 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
             })
             .where('id', '=', id)
             .execute();
-          await appendAudit(
-            tx,
-            {
-              actor: by,
-              action: 'backup.prune',
-              target: `backup:${id}`,
-              data: { objects: removed.length, was: record.state },
-            },
-            at,
-          );
+          await auditSet(tx, id, by, 'backup.prune', { objects: removed.length, was: record.state }, at);
         }),
       );
     },
     audit(id, by, action, data) {
       return call(`auditing backup ${id}`, async () => {
-        await appendAudit(db, { actor: by, action, target: `backup:${id}`, data }, now());
+        await auditSet(db, id, by, action, data, now());
       });
     },
     get(id) {
