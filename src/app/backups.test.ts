@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backupKey, backupsSection } from '../../test/support/backups.ts';
+import { backupKey, backupsSection, bootstrapIn } from '../../test/support/backups.ts';
 import type { Actor } from '../runbooks/model.ts';
 import { backupsOpened, backupStatus, checkBackupIdInput, openBackups } from './backups.ts';
 import { bootstrap, shutdown, type Resources } from './bootstrap.ts';
@@ -29,25 +29,17 @@ describe('openBackups: one service per process; a failed backup is notified, log
     });
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
     const port = (hook.address() as AddressInfo).port;
-    writeFileSync(
-      join(dir, 'gameops.yaml'),
+    resources = await bootstrapIn(
+      dir,
       [
-        'service: { name: test-game, environment: test }',
-        `database: { dataDir: ${join(dir, 'data')} }`,
         'notifications:',
         `  channels: [{ name: ops, kind: webhook, url: "http://127.0.0.1:${port}/hook" }]`,
         '  allowPrivate: [127.0.0.1]',
         'incidents: { notices: { stakeholders: [ops] } }',
         ...backupsSection(dir, await backupKey()),
-        '',
-      ].join('\n'),
+      ],
+      { metrics: true },
     );
-    resources = await bootstrap({
-      configPath: join(dir, 'gameops.yaml'),
-      store: 'required',
-      logLevel: 'silent',
-      metrics: true,
-    });
   });
 
   afterAll(async () => {

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { bootstrap, type BootstrapOptions, type Resources } from '../../src/app/index.ts';
 
 /** An age key pair for test backups. */
 export interface BackupKey {
@@ -33,4 +34,26 @@ export function backupsSection(
     `  files: { paths: [${(options.files ?? [join(dir, 'game')]).join(', ')}] }`,
     ...(options.extra ?? []),
   ];
+}
+
+/**
+ * Writes `<dir>/gameops.yaml` (service test-game/test, the store in `<dir>/data`, then `lines`) and
+ * bootstraps it with the store required and logging silent (`options` add to or override that).
+ */
+export async function bootstrapIn(
+  dir: string,
+  lines: string[],
+  options: Partial<Omit<BootstrapOptions, 'configPath'>> = {},
+): Promise<Resources> {
+  const configPath = join(dir, 'gameops.yaml');
+  writeFileSync(
+    configPath,
+    [
+      'service: { name: test-game, environment: test }',
+      `database: { dataDir: ${join(dir, 'data')} }`,
+      ...lines,
+      '',
+    ].join('\n'),
+  );
+  return bootstrap({ configPath, store: 'required', logLevel: 'silent', ...options });
 }

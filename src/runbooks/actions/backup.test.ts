@@ -11,7 +11,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backupKey, backupsSection } from '../../../test/support/backups.ts';
+import { backupKey, backupsSection, bootstrapIn } from '../../../test/support/backups.ts';
 import { writeReferenceFleetConfig, type ReferenceFleetConfig } from '../../../test/support/fleet.ts';
 import { openBackups } from '../../app/backups.ts';
 import { openFleet } from '../../app/fleet.ts';
@@ -64,24 +64,14 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
     mkdirSync(join(game, 'maps'), { recursive: true });
     writeFileSync(join(game, 'config.yaml'), 'motd: hello\nmaxPlayers: 64\n');
     writeFileSync(join(game, 'maps', 'arena.map'), 'x'.repeat(200_000));
-    writeFileSync(
-      join(dir, 'gameops.yaml'),
-      [
-        'service: { name: test-game, environment: test }',
-        `database: { dataDir: ${join(dir, 'data')} }`,
-        ...backupsSection(dir, await backupKey(), {
-          storage,
-          files: [game],
-          extra: [`  targets: [{ name: staging, filesRoot: ${join(dir, 'staging')} }]`],
-        }),
-        '',
-      ].join('\n'),
+    resources = await bootstrapIn(
+      dir,
+      backupsSection(dir, await backupKey(), {
+        storage,
+        files: [game],
+        extra: [`  targets: [{ name: staging, filesRoot: ${join(dir, 'staging')} }]`],
+      }),
     );
-    resources = await bootstrap({
-      configPath: join(dir, 'gameops.yaml'),
-      store: 'required',
-      logLevel: 'silent',
-    });
     engine = await openRunbooks(resources);
   });
 

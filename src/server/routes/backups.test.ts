@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authHeaders } from '../../../test/support/auth.ts';
-import { backupKey, backupsSection, type BackupKey } from '../../../test/support/backups.ts';
+import { backupKey, backupsSection, bootstrapIn, type BackupKey } from '../../../test/support/backups.ts';
 import { openBackups } from '../../app/backups.ts';
-import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
+import { shutdown, type Resources } from '../../app/index.ts';
 import { buildServer, type GameopsServer } from '../index.ts';
 
 describe('backups API', () => {
@@ -21,20 +21,7 @@ describe('backups API', () => {
     mkdirSync(join(dir, 'game'));
     writeFileSync(join(dir, 'game', 'config.yaml'), 'motd: hi\n');
     key = await backupKey();
-    writeFileSync(
-      join(dir, 'gameops.yaml'),
-      [
-        'service: { name: test-game, environment: test }',
-        `database: { dataDir: ${join(dir, 'data')} }`,
-        ...backupsSection(dir, key),
-        '',
-      ].join('\n'),
-    );
-    resources = await bootstrap({
-      configPath: join(dir, 'gameops.yaml'),
-      store: 'required',
-      logLevel: 'silent',
-    });
+    resources = await bootstrapIn(dir, backupsSection(dir, key));
     server = await buildServer(resources);
     const set = await (
       await openBackups(resources)
