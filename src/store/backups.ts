@@ -270,6 +270,17 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
       .set({ set_id: null, holder: null, expires_at: null })
       .where('set_id', '=', id)
       .execute();
+  /** Runs `work` in one transaction under `call(doing)`, given the time it runs at (and as ISO text). */
+  const atomically = <T>(
+    doing: string,
+    work: (tx: Kysely<StoreDatabase>, at: Date, iso: string) => Promise<T>,
+  ): Promise<T> =>
+    call(doing, () =>
+      db.transaction().execute((tx) => {
+        const at = now();
+        return work(tx, at, at.toISOString());
+      }),
+    );
   /** Appends the audit entry `action` on set `id` (target `backup:<id>`). */
   const auditSet = (
     on: Kysely<StoreDatabase>,
@@ -296,103 +307,99 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
   };
   return {
     begin(input) {
-      return call(`starting backup ${input.id}`, () =>
-        db.transaction().execute(async (tx) => {
-          const at = now();
-          const iso = at.toISOString();
-          const name = lockName(input);
-          await tx
-            .insertInto('backup_lock')
-            .values({ name, set_id: null, holder: null, expires_at: null })
-            .onConflict((oc) => oc.column('name').doNothing())
-            .execute();
-          const lock = await tx
-            .selectFrom('backup_lock')
-            .selectAll()
-            .where('name', '=', name)
-            .executeTakeFirstOrThrow();
-          if (lock.set_id !== null && lock.expires_at !== null && lock.expires_at > iso)
-            throw new ConflictError(
-              `backup ${lock.set_id} is running (held by ${lock.holder ?? 'another process'}); a second backup would interleave with it, so it was not started`,
-              { details: { running: lock.set_id } },
-            );
-          const taken = await tx
-            .updateTable('backup_lock')
-            .set({
-              set_id: input.id,
-              holder: input.holder,
-              expires_at: new Date(at.getTime() + input.leaseMs).toISOString(),
-            })
-            .where('name', '=', name)
-            .where((eb) =>
-              eb.or([
-                eb('set_id', 'is', null),
-                eb('expires_at', 'is', null),
-                eb('expires_at', '<=', iso),
-                // The row as read above: a concurrent taker changes set_id, so this update misses.
-              ]),
-            )
-            .where('set_id', lock.set_id === null ? 'is' : '=', lock.set_id)
-            .executeTakeFirst();
-          if (Number(taken.numUpdatedRows) !== 1)
-            throw new ConflictError('another backup started at the same moment; this one was not started');
-          if (lock.set_id !== null) {
-            await tx
-              .updateTable('backup_sets')
-              .set({
-                state: 'failed',
-                error: `abandoned: the process taking it (${lock.holder ?? 'unknown'}) stopped renewing its lock`,
-                updated_at: iso,
-              })
-              .where('id', '=', lock.set_id)
-              .where('state', '=', 'running')
-              .execute();
-          }
-          await tx
-            .insertInto('backup_sets')
-            .values({
-              id: input.id,
-              service: input.service,
-              environment: input.environment,
-              state: 'running',
-              components: JSON.stringify(input.components),
-              storage: input.storage,
-              requested_by: JSON.stringify(input.by),
-              created_at: iso,
-              updated_at: iso,
-              completed_at: null,
-              size_bytes: 0,
-              object_count: 0,
-              manifest_key: null,
-              manifest_sha256: null,
-              error: null,
-              objects: '[]',
-              progress: null,
-              verified_at: null,
-              verify_ok: null,
-              verify_error: null,
-              drilled_at: null,
-              drill_ok: null,
-              drill_report: null,
-              pruned_at: null,
-            })
-            .execute();
-          await auditSet(
-            tx,
-            input.id,
-            input.by,
-            'backup.start',
-            { components: input.components, storage: input.storage },
-            at,
+      return atomically(`starting backup ${input.id}`, async (tx, at, iso) => {
+        const name = lockName(input);
+        await tx
+          .insertInto('backup_lock')
+          .values({ name, set_id: null, holder: null, expires_at: null })
+          .onConflict((oc) => oc.column('name').doNothing())
+          .execute();
+        const lock = await tx
+          .selectFrom('backup_lock')
+          .selectAll()
+          .where('name', '=', name)
+          .executeTakeFirstOrThrow();
+        if (lock.set_id !== null && lock.expires_at !== null && lock.expires_at > iso)
+          throw new ConflictError(
+            `backup ${lock.set_id} is running (held by ${lock.holder ?? 'another process'}); a second backup would interleave with it, so it was not started`,
+            { details: { running: lock.set_id } },
           );
-          const row = await tx
-            .selectFrom('backup_sets')
-            .selectAll()
-            .where('id', '=', input.id)
-            .executeTakeFirstOrThrow();
-          return toRecord(row);
-        }),
-      );
+        const taken = await tx
+          .updateTable('backup_lock')
+          .set({
+            set_id: input.id,
+            holder: input.holder,
+            expires_at: new Date(at.getTime() + input.leaseMs).toISOString(),
+          })
+          .where('name', '=', name)
+          .where((eb) =>
+            eb.or([
+              eb('set_id', 'is', null),
+              eb('expires_at', 'is', null),
+              eb('expires_at', '<=', iso),
+              // The row as read above: a concurrent taker changes set_id, so this update misses.
+            ]),
+          )
+          .where('set_id', lock.set_id === null ? 'is' : '=', lock.set_id)
+          .executeTakeFirst();
+        if (Number(taken.numUpdatedRows) !== 1)
+          throw new ConflictError('another backup started at the same moment; this one was not started');
+        if (lock.set_id !== null) {
+          await tx
+            .updateTable('backup_sets')
+            .set({
+              state: 'failed',
+              error: `abandoned: the process taking it (${lock.holder ?? 'unknown'}) stopped renewing its lock`,
+              updated_at: iso,
+            })
+            .where('id', '=', lock.set_id)
+            .where('state', '=', 'running')
+            .execute();
+        }
+        await tx
+          .insertInto('backup_sets')
+          .values({
+            id: input.id,
+            service: input.service,
+            environment: input.environment,
+            state: 'running',
+            components: JSON.stringify(input.components),
+            storage: input.storage,
+            requested_by: JSON.stringify(input.by),
+            created_at: iso,
+            updated_at: iso,
+            completed_at: null,
+            size_bytes: 0,
+            object_count: 0,
+            manifest_key: null,
+            manifest_sha256: null,
+            error: null,
+            objects: '[]',
+            progress: null,
+            verified_at: null,
+            verify_ok: null,
+            verify_error: null,
+            drilled_at: null,
+            drill_ok: null,
+            drill_report: null,
+            pruned_at: null,
+          })
+          .execute();
+        await auditSet(
+          tx,
+          input.id,
+          input.by,
+          'backup.start',
+          { components: input.components, storage: input.storage },
+          at,
+        );
+        const row = await tx
+          .selectFrom('backup_sets')
+          .selectAll()
+          .where('id', '=', input.id)
+          .executeTakeFirstOrThrow();
+        return toRecord(row);
+      });
     },
     renew(id, holder, leaseMs, progress) {
       return call(`renewing the lock of backup ${id}`, async () => {
@@ -422,152 +429,137 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
       });
     },
     complete(id, holder, result) {
-      return call(`completing backup ${id}`, () =>
-        db.transaction().execute(async (tx) => {
-          const at = now();
-          const iso = at.toISOString();
-          const lock = await tx
-            .selectFrom('backup_lock')
-            .selectAll()
-            .where('set_id', '=', id)
-            .where('holder', '=', holder)
-            .where('expires_at', '>', iso)
-            .executeTakeFirst();
-          if (!lock)
-            throw new ConflictError(
-              `backup ${id} lost its lock (its lease ran out, so another backup may have started); it is not marked complete`,
-            );
-          const updated = await tx
-            .updateTable('backup_sets')
-            .set({
-              state: 'complete',
-              completed_at: iso,
-              updated_at: iso,
-              size_bytes: result.sizeBytes,
-              object_count: result.objectCount,
-              manifest_key: result.manifestKey,
-              manifest_sha256: result.manifestSha256,
-              objects: '[]',
-              progress: null,
-            })
-            .where('id', '=', id)
-            .where('state', '=', 'running')
-            .executeTakeFirst();
-          if (Number(updated.numUpdatedRows) !== 1)
-            throw new ConflictError(`backup ${id} is no longer running; it is not marked complete`);
-          return closeSet(
-            tx,
-            id,
-            'backup.complete',
-            {
-              sizeBytes: result.sizeBytes,
-              objects: result.objectCount,
-              manifestSha256: result.manifestSha256,
-            },
-            at,
+      return atomically(`completing backup ${id}`, async (tx, at, iso) => {
+        const lock = await tx
+          .selectFrom('backup_lock')
+          .selectAll()
+          .where('set_id', '=', id)
+          .where('holder', '=', holder)
+          .where('expires_at', '>', iso)
+          .executeTakeFirst();
+        if (!lock)
+          throw new ConflictError(
+            `backup ${id} lost its lock (its lease ran out, so another backup may have started); it is not marked complete`,
           );
-        }),
-      );
+        const updated = await tx
+          .updateTable('backup_sets')
+          .set({
+            state: 'complete',
+            completed_at: iso,
+            updated_at: iso,
+            size_bytes: result.sizeBytes,
+            object_count: result.objectCount,
+            manifest_key: result.manifestKey,
+            manifest_sha256: result.manifestSha256,
+            objects: '[]',
+            progress: null,
+          })
+          .where('id', '=', id)
+          .where('state', '=', 'running')
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) !== 1)
+          throw new ConflictError(`backup ${id} is no longer running; it is not marked complete`);
+        return closeSet(
+          tx,
+          id,
+          'backup.complete',
+          {
+            sizeBytes: result.sizeBytes,
+            objects: result.objectCount,
+            manifestSha256: result.manifestSha256,
+          },
+          at,
+        );
+      });
     },
     fail(id, result) {
-      return call(`marking backup ${id} failed`, () =>
-        db.transaction().execute(async (tx) => {
-          const at = now();
-          const iso = at.toISOString();
-          await tx
-            .updateTable('backup_sets')
-            .set({
-              state: 'failed',
-              error: result.error,
-              objects: JSON.stringify(result.leftovers),
-              updated_at: iso,
-              progress: null,
-            })
-            .where('id', '=', id)
-            .where('state', 'in', ['running', 'failed'])
-            .execute();
-          return closeSet(
-            tx,
-            id,
-            'backup.fail',
-            { error: result.error, leftovers: result.leftovers.length },
-            at,
-          );
-        }),
-      );
+      return atomically(`marking backup ${id} failed`, async (tx, at, iso) => {
+        await tx
+          .updateTable('backup_sets')
+          .set({
+            state: 'failed',
+            error: result.error,
+            objects: JSON.stringify(result.leftovers),
+            updated_at: iso,
+            progress: null,
+          })
+          .where('id', '=', id)
+          .where('state', 'in', ['running', 'failed'])
+          .execute();
+        return closeSet(
+          tx,
+          id,
+          'backup.fail',
+          { error: result.error, leftovers: result.leftovers.length },
+          at,
+        );
+      });
     },
     recordVerify(id, result) {
-      return call(`recording the verification of backup ${id}`, () =>
-        db.transaction().execute(async (tx) => {
-          const at = now();
-          await tx
-            .updateTable('backup_sets')
-            .set({
-              verified_at: at.toISOString(),
-              verify_ok: result.ok ? 1 : 0,
-              verify_error: result.error,
-              updated_at: at.toISOString(),
-            })
-            .where('id', '=', id)
-            .execute();
-          await auditSet(
-            tx,
-            id,
-            result.by,
-            'backup.verify',
-            { ok: result.ok, ...(result.error ? { error: result.error } : {}) },
-            at,
-          );
-        }),
-      );
+      return atomically(`recording the verification of backup ${id}`, async (tx, at) => {
+        await tx
+          .updateTable('backup_sets')
+          .set({
+            verified_at: at.toISOString(),
+            verify_ok: result.ok ? 1 : 0,
+            verify_error: result.error,
+            updated_at: at.toISOString(),
+          })
+          .where('id', '=', id)
+          .execute();
+        await auditSet(
+          tx,
+          id,
+          result.by,
+          'backup.verify',
+          { ok: result.ok, ...(result.error ? { error: result.error } : {}) },
+          at,
+        );
+      });
     },
     recordDrill(id, result) {
-      return call(`recording the drill of backup ${id}`, () =>
-        db.transaction().execute(async (tx) => {
-          const at = now();
-          const iso = at.toISOString();
+      return atomically(`recording the drill of backup ${id}`, async (tx, at, iso) => {
+        await tx
+          .updateTable('backup_sets')
+          .set({
+            drilled_at: iso,
+            drill_ok: result.ok ? 1 : 0,
+            drill_report: JSON.stringify(result.report),
+            updated_at: iso,
+          })
+          .where('id', '=', id)
+          .execute();
+        const set = await tx
+          .selectFrom('backup_sets')
+          .select(['service', 'environment'])
+          .where('id', '=', id)
+          .executeTakeFirst();
+        if (!set) throw new NotFoundError(`no backup set ${id}`);
+        for (const component of result.restorable) {
           await tx
-            .updateTable('backup_sets')
-            .set({
-              drilled_at: iso,
-              drill_ok: result.ok ? 1 : 0,
-              drill_report: JSON.stringify(result.report),
-              updated_at: iso,
-            })
-            .where('id', '=', id)
+            .deleteFrom('backup_restorable')
+            .where('service', '=', set.service)
+            .where('environment', '=', set.environment)
+            .where('component', '=', component)
             .execute();
-          const set = await tx
-            .selectFrom('backup_sets')
-            .select(['service', 'environment'])
-            .where('id', '=', id)
-            .executeTakeFirst();
-          if (!set) throw new NotFoundError(`no backup set ${id}`);
-          for (const component of result.restorable) {
-            await tx
-              .deleteFrom('backup_restorable')
-              .where('service', '=', set.service)
-              .where('environment', '=', set.environment)
-              .where('component', '=', component)
-              .execute();
-            await tx
-              .insertInto('backup_restorable')
-              .values({ ...set, component, set_id: id, at: iso, run_id: result.runId ?? null })
-              .execute();
-          }
-          await auditSet(
-            tx,
-            id,
-            result.by,
-            'backup.drill',
-            {
-              ok: result.ok,
-              restorable: result.restorable,
-              ...(result.runId ? { runId: result.runId } : {}),
-            },
-            at,
-          );
-        }),
-      );
+          await tx
+            .insertInto('backup_restorable')
+            .values({ ...set, component, set_id: id, at: iso, run_id: result.runId ?? null })
+            .execute();
+        }
+        await auditSet(
+          tx,
+          id,
+          result.by,
+          'backup.drill',
+          {
+            ok: result.ok,
+            restorable: result.restorable,
+            ...(result.runId ? { runId: result.runId } : {}),
+          },
+          at,
+        );
+      });
     },
     restorable(scope) {
       return call('reading last verified restorable', async () => {
@@ -582,27 +574,23 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
       });
     },
     markPruned(id, by, removed) {
-      return call(`marking backup ${id} pruned`, () =>
-        db.transaction().execute(async (tx) => {
-          const at = now();
-          const iso = at.toISOString();
-          const row = await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirst();
-          if (!row) throw new NotFoundError(`no backup set ${id}`);
-          const record = toRecord(row);
-          const left = record.objects.filter((k) => !removed.includes(k));
-          await tx
-            .updateTable('backup_sets')
-            .set({
-              ...(record.state === 'complete' ? { state: 'pruned', pruned_at: iso } : {}),
-              ...(record.state === 'failed' && left.length === 0 ? { state: 'pruned', pruned_at: iso } : {}),
-              objects: JSON.stringify(left),
-              updated_at: iso,
-            })
-            .where('id', '=', id)
-            .execute();
-          await auditSet(tx, id, by, 'backup.prune', { objects: removed.length, was: record.state }, at);
-        }),
-      );
+      return atomically(`marking backup ${id} pruned`, async (tx, at, iso) => {
+        const row = await tx.selectFrom('backup_sets').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!row) throw new NotFoundError(`no backup set ${id}`);
+        const record = toRecord(row);
+        const left = record.objects.filter((k) => !removed.includes(k));
+        await tx
+          .updateTable('backup_sets')
+          .set({
+            ...(record.state === 'complete' ? { state: 'pruned', pruned_at: iso } : {}),
+            ...(record.state === 'failed' && left.length === 0 ? { state: 'pruned', pruned_at: iso } : {}),
+            objects: JSON.stringify(left),
+            updated_at: iso,
+          })
+          .where('id', '=', id)
+          .execute();
+        await auditSet(tx, id, by, 'backup.prune', { objects: removed.length, was: record.state }, at);
+      });
     },
     audit(id, by, action, data) {
       return call(`auditing backup ${id}`, async () => {
