@@ -496,14 +496,14 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
       });
     },
     recordVerify(id, result) {
-      return atomically(`recording the verification of backup ${id}`, async (tx, at) => {
+      return atomically(`recording the verification of backup ${id}`, async (tx, at, iso) => {
         await tx
           .updateTable('backup_sets')
           .set({
-            verified_at: at.toISOString(),
+            verified_at: iso,
             verify_ok: result.ok ? 1 : 0,
             verify_error: result.error,
-            updated_at: at.toISOString(),
+            updated_at: iso,
           })
           .where('id', '=', id)
           .execute();
