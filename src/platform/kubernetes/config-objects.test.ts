@@ -178,6 +178,20 @@ describe('config objects: apply (API stand-in)', () => {
     expect(f.standIn.store.get('secrets', 'game', 'fresh')).toBeUndefined();
   });
 
+  it('a type conflict found up front: nothing is applied, not even the ConfigMaps sorted before it', async () => {
+    const f = await fleet({ rbac: false });
+    seed(f);
+    const saved = await f.platform.exportConfigObjects();
+    const configMap = saved.find((o) => o.kind === 'ConfigMap')!;
+    const before = JSON.stringify(f.standIn.store.get('configmaps', 'game', configMap.name));
+    const changed = saved.map((o) => (o === configMap ? { ...o, data: { ...o.data, added: 'eA==' } } : o));
+    f.standIn.store.get<Secret>('secrets', 'game', 'tls-cert')!.type = 'Opaque';
+    const err = await f.platform.applyConfigObjects(changed).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConflictError);
+    expect((err as Error).message).toMatch(/^nothing was applied: secret game\/tls-cert/);
+    expect(JSON.stringify(f.standIn.store.get('configmaps', 'game', configMap.name))).toBe(before);
+  });
+
   it('a Secret whose type changed is a ConflictError naming it (the type is immutable); values never in messages', async () => {
     const f = await fleet({ rbac: false });
     f.standIn.createSecret('api-key', { key: CANARY }, { type: 'Opaque' });

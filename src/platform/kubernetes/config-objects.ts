@@ -217,6 +217,7 @@ export async function applyNamespaceConfig(
   log: Log,
 ): Promise<ConfigApplyResult> {
   checkConfigObjects(objects);
+  await preflight(kube, ns, objects);
   let created = 0;
   let replaced = 0;
   for (const object of objects) {
@@ -229,6 +230,54 @@ export async function applyNamespaceConfig(
   }
   log.info({ namespace: ns, created, replaced }, 'config objects applied');
   return { created, replaced };
+}
+
+/**
+ * Finds, before anything is written, what would stop the apply halfway: a Secret whose type differs
+ * from the saved one, and an immutable object whose data differs (the API refuses to change either).
+ * @throws ConflictError naming every such object
+ */
+async function preflight(kube: Kube, ns: string, objects: readonly ConfigObject[]): Promise<void> {
+  const [configMaps, secrets] = await Promise.all([
+    kube.call({ action: 'listing', kind: 'configmaps', namespace: ns }, (o) =>
+      kube.core.listNamespacedConfigMap({ namespace: ns }, o),
+    ),
+    kube.call({ action: 'listing', kind: 'secrets', namespace: ns }, (o) =>
+      kube.core.listNamespacedSecret({ namespace: ns }, o),
+    ),
+  ]);
+  const live = new Map<string, V1ConfigMap | V1Secret>();
+  for (const cm of configMaps.items ?? []) live.set(`ConfigMap/${cm.metadata?.name ?? ''}`, cm);
+  for (const secret of secrets.items ?? []) live.set(`Secret/${secret.metadata?.name ?? ''}`, secret);
+  const problems: string[] = [];
+  for (const object of objects) {
+    const current = live.get(`${object.kind}/${object.name}`);
+    if (!current) continue;
+    if (object.kind === 'Secret') {
+      const type = (current as V1Secret).type ?? 'Opaque';
+      if (type !== (object.type ?? 'Opaque'))
+        problems.push(
+          `secret ${ns}/${object.name} exists with type ${type}, the saved one has type ${object.type ?? 'Opaque'} (a Secret's type cannot change; delete it first)`,
+        );
+    }
+    if (current.immutable === true) {
+      const body = object.kind === 'ConfigMap' ? configMapBody(object, ns) : secretBody(object, ns);
+      const same =
+        JSON.stringify(sortedEntries(current.data)) === JSON.stringify(sortedEntries(body.data)) &&
+        JSON.stringify(sortedEntries((current as V1ConfigMap).binaryData)) ===
+          JSON.stringify(sortedEntries((body as V1ConfigMap).binaryData));
+      if (!same)
+        problems.push(
+          `${object.kind === 'ConfigMap' ? 'configmap' : 'secret'} ${ns}/${object.name} is immutable and its data differs from the saved one (delete it first to restore it)`,
+        );
+    }
+  }
+  if (problems.length > 0)
+    throw new ConflictError(`nothing was applied: ${problems.join('; ')}`, { details: { problems } });
+}
+
+function sortedEntries(data: Record<string, string> | undefined): Array<[string, string]> {
+  return Object.entries(data ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 type Options = Parameters<Parameters<Kube['call']>[1]>[0];
@@ -268,13 +317,17 @@ async function createOrReplace<T extends V1ConfigMap | V1Secret>(
       api.read(name, o),
     );
     api.check?.(current, name);
-    const annotations = current.metadata?.annotations;
+    const { annotations, ownerReferences, finalizers } = current.metadata ?? {};
+    // What the live object has that a backup does not restore: kept, so an operator-managed object
+    // is not orphaned by the replace.
     const next: T = {
       ...body,
       metadata: {
         ...body.metadata,
         resourceVersion: current.metadata?.resourceVersion,
         ...(annotations ? { annotations } : {}),
+        ...(ownerReferences ? { ownerReferences } : {}),
+        ...(finalizers ? { finalizers } : {}),
       },
     };
     try {
