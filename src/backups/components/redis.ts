@@ -55,6 +55,7 @@ import type {
   ManifestComponent,
 } from '../types.ts';
 import { findExecutable, SYSTEM_BIN_DIRS } from './executables.ts';
+import { processStartTime } from '../temp-dirs.ts';
 
 /** The object holding the RDB snapshot. */
 export const REDIS_DUMP_OBJECT = 'dump.rdb';
@@ -735,16 +736,6 @@ interface ScratchRecord {
   ownerPid: number;
   ownerStart: string;
   dir: string;
-}
-
-/** A process's start time (clock ticks since boot, /proc/<pid>/stat field 22): pid plus this is unique. */
-function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
 }
 
 /** The registry directory if it is ours: a real directory owned by this user, closed to others (0700). */
