@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Logger } from '../app/log.ts';
@@ -33,6 +32,7 @@ import { type AgeIdentities, checkIdentityFor, checkRecipients, loadIdentities }
 import { planRetention, type RetentionDecision } from './retention.ts';
 import { writeWholeObject } from './object-write.ts';
 import { openObjectStore } from './storage/index.ts';
+import { makeOwnedTempDir, sweepStaleBackupDirs } from './temp-dirs.ts';
 import {
   BACKUP_ID_PATTERN,
   COMPONENT_KINDS,
@@ -303,8 +303,18 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
     return manifest;
   };
 
-  const withTempDir = async <T>(what: string, work: (dir: string) => Promise<T>): Promise<T> => {
-    const dir = await mkdtemp(join(tmpdir(), `gameops-${what}-`));
+  let swept = false;
+  const withTempDir = async <T>(
+    what: 'backup' | 'drill' | 'restore',
+    work: (dir: string) => Promise<T>,
+  ): Promise<T> => {
+    if (!swept) {
+      swept = true;
+      const removed = await sweepStaleBackupDirs().catch(() => []);
+      if (removed.length > 0)
+        log.warn({ removed }, 'removed working directories of a gameops that was killed');
+    }
+    const dir = await makeOwnedTempDir(what);
     try {
       return await work(dir);
     } finally {
