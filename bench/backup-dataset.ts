@@ -314,7 +314,16 @@ export async function generateGameDatabase(
       await connection.query('SET SESSION unique_checks = 0, foreign_key_checks = 0');
       for (let item = work.shift(); item; item = work.shift()) {
         try {
-          await connection.query(insertChunk(item.table, item.from, item.to, rows));
+          // Two connections inserting into one table (gap locks on its secondary indexes) can deadlock;
+          // InnoDB rolls the losing statement back whole, so running it again is safe.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await connection.query(insertChunk(item.table, item.from, item.to, rows));
+              break;
+            } catch (err) {
+              if ((err as { errno?: number }).errno !== 1213 || attempt >= 5) throw err;
+            }
+          }
         } catch (err) {
           throw new Error(
             `generating ${target.database}.${item.table} rows ${item.from}..${item.to}: ${err instanceof Error ? err.message : String(err)}`,
