@@ -16,7 +16,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -38,6 +37,7 @@ import type {
   DrillCheck,
   ManifestComponent,
 } from '../types.ts';
+import { findExecutable, SYSTEM_BIN_DIRS } from './executables.ts';
 import {
   clientOptionFile,
   DumpSplitter,
@@ -151,27 +151,8 @@ export interface MysqlTool {
   flavour: 'mariadb' | 'mysql';
 }
 
-const SEARCH_DIRS = (): string[] => [
-  ...(process.env['PATH'] ?? '').split(path.delimiter).filter(Boolean),
-  '/usr/bin',
-  '/usr/local/bin',
-];
-
-async function findExecutable(name: string): Promise<string | undefined> {
-  for (const dir of SEARCH_DIRS()) {
-    const file = path.join(dir, name);
-    try {
-      await fsp.access(file, fs.constants.X_OK);
-      return file;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
 /**
- * The first of `names` found on PATH or in /usr/bin, with its `--version` line.
+ * The first of `names` found on PATH or in the system directories, with its `--version` line.
  * @throws UnavailableError naming the tools looked for.
  */
 export async function findMysqlTool(names: readonly string[]): Promise<MysqlTool> {
@@ -186,7 +167,7 @@ export async function findMysqlTool(names: readonly string[]): Promise<MysqlTool
     return { name, path: file, version, flavour };
   }
   throw new UnavailableError(
-    `none of ${names.join(', ')} is installed (looked on PATH and in /usr/bin); install the MariaDB or MySQL client`,
+    `none of ${names.join(', ')} is installed (looked on PATH and in ${SYSTEM_BIN_DIRS.join(', ')}); install the MariaDB or MySQL client (Debian: mariadb-client)`,
   );
 }
 
