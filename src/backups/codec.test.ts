@@ -433,6 +433,46 @@ describe('aborts', () => {
     }
   });
 
+  it('storage full under a producer that pauses between writes: every write rejects, none hangs (20 trials)', async () => {
+    // The store tears the pipeline down before its put rejects; a write made in between (the tar of
+    // `files` reads the next file meanwhile) once waited for a 'drain' of a stream already closed.
+    const small = await smallFilesystem(1);
+    try {
+      const fullStore = openObjectStore({ kind: 'filesystem', path: path.join(small.path, 'backups') });
+      const data = randomBytes(3 * MiB);
+      for (let trial = 0; trial < 20; trial++) {
+        const a = args(`full-paused-${trial}`);
+        const writer = openObjectWriter(fullStore, a);
+        let at = 'start';
+        const outcome = (async () => {
+          for (let offset = 0; offset < data.length; offset += 64 * 1024) {
+            at = `the write at ${offset}`;
+            await new Promise((resolve) => setTimeout(resolve, 1));
+            await writer.write(data.subarray(offset, offset + 64 * 1024));
+          }
+          at = 'end';
+          await writer.end();
+        })();
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<Error>((resolve) => {
+          timer = setTimeout(() => resolve(new Error(`trial ${trial}: ${at} still pending after 5 s`)), 5000);
+        });
+        const err = await Promise.race([rejection(outcome), deadline]).finally(() => clearTimeout(timer));
+        expect(err.message).toContain('storage full');
+        expect(err.message).toContain(a.key);
+        await writer.abort(err);
+        expect(await fullStore.head(a.key)).toBeUndefined();
+      }
+      const left = await fsp.readdir(path.join(small.path, 'backups'), {
+        recursive: true,
+        withFileTypes: true,
+      });
+      expect(left.filter((e) => e.isFile()).map((e) => e.name)).toEqual([]);
+    } finally {
+      await small.stop();
+    }
+  }, 60_000);
+
   it('a source that fails leaves nothing stored and rejects with its error', async () => {
     const a = args('source-fails');
     async function* failing(): AsyncGenerator<Uint8Array> {

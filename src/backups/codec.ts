@@ -342,8 +342,21 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
   const throwIfFailed = (): void => {
     if (failure !== undefined) throw failure;
   };
-  const waitForDrain = (): Promise<void> =>
-    new Promise((resolve, reject) => {
+  // The pipeline is gone: the put reports why (or the abort that closed it). The store tears its body
+  // down when it fails (`encrypt` destroyed, and `zstd` with it through the pipeline above) before its
+  // put rejects, so `zstd` can be destroyed, and its 'close' already emitted, while `failure` is not set
+  // yet: wait for the put's outcome then, never for an event that has already happened.
+  const pipelineGone = async (): Promise<never> => {
+    try {
+      await settled;
+    } catch (err) {
+      throw err instanceof Error ? err : new Error(String(err));
+    }
+    throw failure ?? objectError(key, 'the pipeline closed');
+  };
+  const waitForDrain = (): Promise<void> => {
+    if (zstd.destroyed) return pipelineGone();
+    return new Promise((resolve, reject) => {
       const done = (): void => {
         zstd.off('drain', onDrain);
         zstd.off('close', onClose);
@@ -354,21 +367,20 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
       };
       const onClose = (): void => {
         done();
-        // The pipeline is gone: the put reports why (or the abort that closed it).
-        settled.then(
-          () => reject(failure ?? objectError(key, 'the pipeline closed')),
-          (err: unknown) => reject(err instanceof Error ? err : new Error(String(err))),
-        );
+        pipelineGone().then(resolve, reject);
       };
       zstd.on('drain', onDrain);
       zstd.on('close', onClose);
     });
+  };
 
   return {
     async write(chunk: Uint8Array): Promise<void> {
       if (failure !== undefined) throw failure;
       if (state !== 'open') throw objectError(key, 'write after end');
       if (chunk.length === 0) return;
+      // Torn down by the store's failure, which the put has not reported yet.
+      if (zstd.destroyed) await pipelineGone();
       plainHash.update(chunk);
       plainSize += chunk.length;
       args.progress.add(chunk.length);

@@ -45,6 +45,7 @@ import {
   type ManifestComponent,
   type ObjectRecord,
   type ObjectStore,
+  type ObjectWriter,
   type Progress,
   silentProgress,
 } from './types.ts';
@@ -452,6 +453,9 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
               backups.storage.kind === 's3'
                 ? (backups.storage.storageClass[kind] ?? backups.storage.storageClass.default)
                 : undefined;
+            // Writers neither ended nor aborted: when the component fails, they are aborted and their puts
+            // awaited, so that no upload of the set runs on (or waits on a writer) after it is marked failed.
+            const unfinished = new Map<string, ObjectWriter>();
             const open: ComponentWriteContext['open'] = (name) => {
               if (names.has(name)) throw new ConflictError(`${kind} wrote two objects named ${name}`);
               names.add(name);
@@ -465,10 +469,15 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
                 signal: abort.signal,
                 progress,
               });
+              unfinished.set(name, writer);
               return {
                 write: (chunk) => writer.write(chunk),
-                abort: (reason) => writer.abort(reason),
+                async abort(reason) {
+                  unfinished.delete(name);
+                  await writer.abort(reason);
+                },
                 async end() {
+                  unfinished.delete(name);
                   const record = await writer.end();
                   objects.push(record);
                   written.push(record.key);
@@ -491,8 +500,16 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
             let result: ComponentBackup;
             try {
               result = await backupComponent(kind, ctx);
+              if (unfinished.size > 0)
+                throw new GameopsError(
+                  'internal',
+                  `the ${kind} backup finished with objects neither ended nor aborted: ${[...unfinished.keys()].join(', ')}`,
+                );
             } catch (err) {
               if (!abort.signal.aborted) abort.abort(err);
+              const error = err instanceof Error ? err : new Error(String(err));
+              await Promise.allSettled([...unfinished.values()].map((writer) => writer.abort(error)));
+              unfinished.clear();
               throw err;
             }
             return { kind, startedAt: started, completedAt: clock.now().toISOString(), objects, ...result };
