@@ -1,7 +1,7 @@
 import type { Gauge } from 'prom-client';
-import { errorMessage, InputError, UnavailableError } from '../core/index.ts';
+import { ConflictError, errorMessage, InputError, UnavailableError } from '../core/index.ts';
 import type { BackupService, DrillReport } from '../backups/service.ts';
-import { BACKUP_ID_PATTERN, type Manifest } from '../backups/types.ts';
+import { BACKUP_ID_PATTERN, type ComponentKind, type Manifest } from '../backups/types.ts';
 import type { BackupSetRecord } from '../store/index.ts';
 import type { Resources } from './bootstrap.ts';
 import { openFleet } from './fleet.ts';
@@ -62,6 +62,54 @@ export function checkBackupIdInput(id: string): string {
       { details: { field: 'id' } },
     );
   return id;
+}
+
+/** What a verify, drill or restore is asked to do, checked before its run starts. */
+export interface BackupRequest {
+  /** The set. */
+  id: string;
+  /** The components asked for (null/absent: every one in the set). */
+  components?: readonly ComponentKind[] | null | undefined;
+  /** The restore target (absent: not a restore; `original` or a `backups.targets` name). */
+  target?: string | undefined;
+}
+
+/**
+ * Checks a verify, drill or restore request against the catalog and the config before a run is started,
+ * so that a wrong id, target or component is refused at once instead of becoming a failed run: the set
+ * exists (this service and environment) and is complete, the target is `original` or configured, and
+ * every component asked for is in the set. The runbooks check the same again when they run.
+ * @returns the set's manifest.
+ * @throws InputError (malformed id, unknown target, a component not in the set); NotFoundError (no such
+ *   set); ConflictError (the set is running, failed or pruned: it has nothing to verify or restore).
+ */
+export async function checkBackupRequest(
+  service: Pick<BackupService, 'show'>,
+  config: Pick<Resources['config'], 'backups'>,
+  request: BackupRequest,
+): Promise<Manifest> {
+  checkBackupIdInput(request.id);
+  if (request.target !== undefined && request.target !== 'original') {
+    const targets = config.backups?.targets.map((t) => t.name) ?? [];
+    if (!targets.includes(request.target))
+      throw new InputError(
+        `no restore target "${request.target.slice(0, 100)}": use original or one of backups.targets (${targets.join(', ') || 'none configured'})`,
+        { details: { field: 'target' } },
+      );
+  }
+  const { set, manifest } = await service.show(request.id);
+  if (!manifest)
+    throw new ConflictError(
+      `backup ${set.id} is ${set.state}${set.error ? ` (${set.error})` : ''}: only a complete set can be verified, drilled or restored (gameops backup list)`,
+    );
+  const present = manifest.components.map((c) => c.kind);
+  const missing = (request.components ?? []).filter((k) => !present.includes(k));
+  if (missing.length > 0)
+    throw new InputError(
+      `backup ${set.id} has no ${missing.join(', ')} component (it has ${present.join(', ') || 'none'})`,
+      { details: { field: 'components' } },
+    );
+  return manifest;
 }
 
 /** Whether `openBackups` opened a service for these resources (shutdown closes it then). */

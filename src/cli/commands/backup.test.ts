@@ -53,6 +53,16 @@ describe('gameops backup: parsing and help', () => {
   });
 });
 
+/** The runs in the store of `configPath` (opened and closed here). */
+async function openRunCount(configPath: string): Promise<unknown[]> {
+  const resources = await bootstrap({ configPath, store: 'required', logLevel: 'silent' });
+  try {
+    return await resources.store!.runs.listRuns({ service: 'test-game', environment: 'test', limit: 500 });
+  } finally {
+    await shutdown(resources);
+  }
+}
+
 describe('gameops backup in process (files-only sets)', () => {
   let env: Record<string, string>;
   let configPath = '';
@@ -118,6 +128,33 @@ describe('gameops backup in process (files-only sets)', () => {
     expect(restore.stdout + restore.stderr).toContain('approve');
   });
 
+  it('an unknown set, a target that is not configured or a component not in the set is refused before a run starts (exit 3)', async () => {
+    const runsBefore = (await openRunCount(configPath)).length;
+    const unknown = 'bk-20990101T000000Z-000000';
+    const cases: Array<[string[], string]> = [
+      [['backup', 'verify', unknown], `no backup set ${unknown}`],
+      [['backup', 'drill', unknown], `no backup set ${unknown}`],
+      [['backup', 'restore', unknown], `no backup set ${unknown}`],
+      [
+        ['backup', 'restore', id, '--target', 'staging'],
+        'no restore target "staging": use original or one of backups.targets (none configured)',
+      ],
+      [
+        ['backup', 'restore', id, '--component', 'mysql'],
+        `backup ${id} has no mysql component (it has files)`,
+      ],
+      [['backup', 'drill', id, '--component', 'redis'], `backup ${id} has no redis component (it has files)`],
+    ];
+    for (const [args, message] of cases) {
+      const res = await gameops(args, env);
+      expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(3);
+      expect(res.stderr).toContain(message);
+      expect(res.stderr).not.toContain('started by');
+      expect(res.stderr).not.toContain('retry');
+    }
+    expect((await openRunCount(configPath)).length).toBe(runsBefore);
+  });
+
   it('show of an unknown set says so', async () => {
     const res = await gameops(['backup', 'show', 'bk-20200101T000000Z-abcdef'], env);
     expect(res.code).toBe(3);
@@ -141,6 +178,39 @@ describe('gameops backup in process (files-only sets)', () => {
       const unknown = await gameops(['backup', 'show', 'bk-20200101T000000Z-abcdef'], remote);
       expect(unknown.code).toBe(3);
       expect(unknown.stderr).toContain('no backup set bk-20200101T000000Z-abcdef');
+    } finally {
+      await server.close();
+      await shutdown(resources);
+    }
+  });
+
+  it('through the server, a wrong id, target or component is refused by the backup routes before a run starts', async () => {
+    const resources = await bootstrap({ configPath, store: 'required', logLevel: 'silent' });
+    const server = await serveForCli(resources, 'operator');
+    try {
+      const runsBefore = (
+        await resources.store!.runs.listRuns({ service: 'test-game', environment: 'test', limit: 500 })
+      ).length;
+      const remote = { ...env, ...server.env };
+      const cases: Array<[string[], string]> = [
+        [['backup', 'verify', 'bk-20990101T000000Z-000000'], 'no backup set bk-20990101T000000Z-000000'],
+        [['backup', 'restore', id, '--target', 'staging'], 'no restore target "staging"'],
+        [['backup', 'restore', id, '--component', 'redis'], `backup ${id} has no redis component`],
+      ];
+      for (const [args, message] of cases) {
+        const res = await gameops(args, remote);
+        expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(3);
+        expect(res.stderr).toContain(message);
+        expect(res.stderr).not.toContain('started by');
+      }
+      expect(
+        (await resources.store!.runs.listRuns({ service: 'test-game', environment: 'test', limit: 500 }))
+          .length,
+      ).toBe(runsBefore);
+      // A good request still starts the run through the route (and waits at the approval: exit 4).
+      const restore = await gameops(['backup', 'restore', id, '--component', 'files', '--detach'], remote);
+      expect(restore.code, restore.stderr).toBe(0);
+      expect(restore.stderr).toContain('of backup-restore started by');
     } finally {
       await server.close();
       await shutdown(resources);

@@ -1,5 +1,10 @@
 import { Command, Option } from 'commander';
-import { checkBackupIdInput, type BackupDetail, type BackupSummary } from '../../app/backups.ts';
+import {
+  checkBackupIdInput,
+  type BackupDetail,
+  type BackupRequest,
+  type BackupSummary,
+} from '../../app/backups.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../../backups/types.ts';
 import { formatBytes } from '../../checks/thresholds.ts';
 import { formatDuration, InputError } from '../../core/index.ts';
@@ -50,18 +55,32 @@ function followOptions(command: Command): Command {
 }
 
 /**
+ * A verify, drill or restore of one set, checked before its run starts (the id, the target, the
+ * components): in this process against the catalog, through the API by the backup route that starts it.
+ */
+interface Checked {
+  request: BackupRequest;
+  /** The backup route that checks and starts it on a server, e.g. `/api/backups/<id>/restore`. */
+  route: string;
+  /** Its body. */
+  body: Record<string, unknown>;
+}
+
+/**
  * Starts `runbook` (through `incident` when given, so the run is linked into its timeline) and follows it
- * as `gameops run` does.
+ * as `gameops run` does. With `checked`, a wrong id, target or component is refused (exit 3) before any
+ * run starts.
  */
 async function startAndFollow(
   command: Command,
   runbook: string,
   params: Record<string, unknown>,
   options: FollowOptions & { incident?: string | undefined },
+  checked?: Checked,
 ): Promise<void> {
   const { withRunSession } = await import('../run-session.ts');
   await withRunSession(command, async (session) => {
-    const view = await start(session, runbook, params, options.incident);
+    const view = await start(session, runbook, params, options.incident, checked);
     process.stderr.write(
       `gameops: run ${printable(view.id)} of ${printable(view.runbook)} started by ${printable(view.requestedBy.name)} ` +
         `(${session.where})${options.incident ? ` for incident ${printable(options.incident)}` : ''}\n`,
@@ -76,12 +95,34 @@ async function startAndFollow(
   });
 }
 
+async function serverTransport(session: RunSession) {
+  const { sessionTarget } = await import('../session-target.ts');
+  const { readEnv } = await import('../../config/index.ts');
+  const target = await sessionTarget(session.resources, readEnv());
+  if (!('server' in target)) throw new InputError('the server went away; run the command again');
+  const { createApiTransport } = await import('../api-client.ts');
+  const { url, token } = target.server;
+  return createApiTransport({ url, ...(token ? { token } : {}) });
+}
+
 async function start(
   session: RunSession,
   runbook: string,
   params: Record<string, unknown>,
   incident: string | undefined,
+  checked: Checked | undefined,
 ): Promise<RunView> {
+  if (checked && !session.api) {
+    const { openBackups, checkBackupRequest } = await import('../../app/backups.ts');
+    await checkBackupRequest(await openBackups(session.resources), session.resources.config, checked.request);
+  }
+  if (checked && session.api) {
+    // The server's backup route checks the set, the target and the components before it starts the run.
+    const api = await serverTransport(session);
+    const body = { ...checked.body, ...(incident !== undefined ? { incident } : {}) };
+    const started = (await api.send('POST', checked.route, body)) as { runId: string };
+    return session.service.get(started.runId, session.actor);
+  }
   if (incident === undefined)
     return session.service.start({ runbook, params, trigger: 'cli' }, session.actor);
   if (!session.api) {
@@ -90,13 +131,7 @@ async function start(
       trigger: 'cli',
     });
   }
-  const { sessionTarget } = await import('../session-target.ts');
-  const { readEnv } = await import('../../config/index.ts');
-  const target = await sessionTarget(session.resources, readEnv());
-  if (!('server' in target)) throw new InputError('the server went away; run the command again');
-  const { createApiTransport } = await import('../api-client.ts');
-  const { url, token } = target.server;
-  const api = createApiTransport({ url, ...(token ? { token } : {}) });
+  const api = await serverTransport(session);
   return (await api.send('POST', `/api/incidents/${encodeURIComponent(incident)}/runs`, {
     runbook,
     params,
@@ -285,7 +320,11 @@ ${RUN_EXIT_CODES_HELP}`,
       )
       .argument('<id>', 'a backup id (gameops backup list)', backupIdArg),
   ).action(async (id: string, o: FollowOptions, cmd: Command) =>
-    startAndFollow(cmd, 'backup-verify', { id }, o),
+    startAndFollow(cmd, 'backup-verify', { id }, o, {
+      request: { id },
+      route: `/api/backups/${encodeURIComponent(id)}/verify`,
+      body: {},
+    }),
   );
 
   followOptions(
@@ -298,7 +337,19 @@ ${RUN_EXIT_CODES_HELP}`,
       .argument('[id]', 'a backup id (default: the newest complete set)', backupIdArg)
       .addOption(componentOption('a component to drill')),
   ).action(async (id: string | undefined, o: FollowOptions & { component?: ComponentKind[] }, cmd: Command) =>
-    startAndFollow(cmd, 'backup-drill', { id: id ?? null, components: o.component ?? null }, o),
+    startAndFollow(
+      cmd,
+      'backup-drill',
+      { id: id ?? null, components: o.component ?? null },
+      o,
+      id === undefined
+        ? undefined
+        : {
+            request: { id, components: o.component ?? null },
+            route: `/api/backups/${encodeURIComponent(id)}/drill`,
+            body: o.component ? { components: o.component } : {},
+          },
+    ),
   );
 
   followOptions(
@@ -346,6 +397,15 @@ ${RUN_EXIT_CODES_HELP}`,
         'backup-restore',
         { id, components: o.component ?? null, target: o.target, channel: o.channel ?? null },
         o,
+        {
+          request: { id, components: o.component ?? null, target: o.target },
+          route: `/api/backups/${encodeURIComponent(id)}/restore`,
+          body: {
+            target: o.target,
+            ...(o.component ? { components: o.component } : {}),
+            ...(o.channel !== undefined ? { channel: o.channel } : {}),
+          },
+        },
       );
     },
   );

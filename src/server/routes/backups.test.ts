@@ -106,6 +106,37 @@ describe('backups API', () => {
     expect(restoreUnknown.statusCode).toBe(404);
   });
 
+  it('refuses a target that is not configured or a component not in the set (400) before a run starts', async () => {
+    const count = async () =>
+      (
+        await resources.store!.runs.listRuns({
+          service: resources.config.service.name,
+          environment: resources.config.service.environment,
+          limit: 500,
+        })
+      ).length;
+    const before = await count();
+    const message = (res: { json: <T>() => T }) => res.json<{ error: { message: string } }>().error.message;
+    const target = await call('POST', `/api/backups/${setId}/restore`, 'operator', { target: 'staging' });
+    expect(target.statusCode).toBe(400);
+    expect(message(target)).toBe(
+      'no restore target "staging": use original or one of backups.targets (none configured)',
+    );
+    const component = await call('POST', `/api/backups/${setId}/restore`, 'operator', {
+      components: ['mysql'],
+    });
+    expect(component.statusCode).toBe(400);
+    expect(message(component)).toBe(`backup ${setId} has no mysql component (it has files)`);
+    const drill = await call('POST', `/api/backups/${setId}/drill`, 'operator', { components: ['redis'] });
+    expect(drill.statusCode).toBe(400);
+    expect(message(drill)).toContain('has no redis component');
+    for (const what of ['verify', 'drill'])
+      expect(
+        (await call('POST', `/api/backups/bk-20200101T000000Z-abcdef/${what}`, 'operator', {})).statusCode,
+      ).toBe(404);
+    expect(await count()).toBe(before);
+  });
+
   it('lists last verified restorable per component', async () => {
     const res = await call('GET', '/api/backups/restorable', 'viewer');
     expect(res.statusCode).toBe(200);

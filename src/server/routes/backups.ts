@@ -1,6 +1,13 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { backupDetail, backupSummary, checkBackupIdInput, openBackups } from '../../app/backups.ts';
+import {
+  backupDetail,
+  backupSummary,
+  checkBackupIdInput,
+  checkBackupRequest,
+  openBackups,
+  type BackupRequest,
+} from '../../app/backups.ts';
 import { openRunbooks } from '../../app/index.ts';
 import { COMPONENT_KINDS } from '../../backups/types.ts';
 import { NotFoundError } from '../../core/index.ts';
@@ -149,6 +156,16 @@ export function backupRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
     return set;
   };
 
+  /**
+   * The set of a verify, drill or restore, checked before its run starts: 400 (malformed id, a target
+   * that is not configured, a component not in the set), 404 (unknown set), 409 (not complete).
+   */
+  const checked = async (request: BackupRequest): Promise<BackupSetRecord> => {
+    const set = await known(request.id);
+    await checkBackupRequest(await backups(), ctx.resources.config, request);
+    return set;
+  };
+
   const start = async (
     runbook: string,
     params: Record<string, unknown>,
@@ -244,13 +261,15 @@ export function backupRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       '/api/backups/:id/verify',
       {
         schema: {
-          summary: 'Verify a set: starts the `backup-verify` runbook; 202 with the run.',
+          summary:
+            'Verify a set: starts the `backup-verify` runbook; 202 with the run. 404 for an unknown set, 409 for ' +
+            'one that is not complete.',
           params: idParams,
           response: { 202: startedSchema, ...errors },
         },
       },
       async (request, reply) => {
-        const set = await known(request.params.id);
+        const set = await checked({ id: request.params.id });
         const view = await start('backup-verify', { id: set.id }, actorOf(request));
         void reply.code(202).header('location', `/api/runs/${encodeURIComponent(view.id)}`);
         return started(view);
@@ -261,14 +280,16 @@ export function backupRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       '/api/backups/:id/drill',
       {
         schema: {
-          summary: 'Drill a set into scratch copies: starts the `backup-drill` runbook; 202 with the run.',
+          summary:
+            'Drill a set into scratch copies: starts the `backup-drill` runbook; 202 with the run. 400 for a ' +
+            'component not in the set, 404 for an unknown set, 409 for one that is not complete.',
           params: idParams,
           body: z.strictObject({ components: componentsBody }).default({}),
           response: { 202: startedSchema, ...errors },
         },
       },
       async (request, reply) => {
-        const set = await known(request.params.id);
+        const set = await checked({ id: request.params.id, components: request.body.components ?? null });
         const view = await start(
           'backup-drill',
           { id: set.id, components: request.body.components ?? null },
@@ -285,7 +306,8 @@ export function backupRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         schema: {
           summary:
             'Restore a set: starts the `backup-restore` runbook (operator or admin); the run waits for its ' +
-            'approval before anything is replaced. 202 with the run.',
+            'approval before anything is replaced. 202 with the run. 400 for a target that is not configured or a ' +
+            'component not in the set, 404 for an unknown set, 409 for one that is not complete; no run is started then.',
           params: idParams,
           body: z
             .strictObject({
@@ -304,8 +326,8 @@ export function backupRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
         },
       },
       async (request, reply) => {
-        const set = await known(request.params.id);
         const { components, target, channel, incident } = request.body;
+        const set = await checked({ id: request.params.id, components: components ?? null, target });
         const view = await start(
           'backup-restore',
           { id: set.id, components: components ?? null, target, channel: channel ?? null },
