@@ -514,6 +514,7 @@ describe('memory stays bounded', () => {
   function slowStore(inner: ObjectStore, counters: { stored: number; fetched: number }): ObjectStore {
     return {
       describe: () => inner.describe(),
+      discardIncomplete: (prefix) => inner.discardIncomplete(prefix),
       put: (key, body, options) =>
         inner.put(
           key,

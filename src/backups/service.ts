@@ -245,6 +245,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
 
   const setRecord = async (id: string): Promise<BackupSetRecord> => {
     checkBackupId(id);
+    await store.backups.reapAbandoned(scope);
     const set = await store.backups.get(id);
     if (!set || set.service !== scope.service || set.environment !== scope.environment)
       throw new NotFoundError(`no backup set ${id} (gameops backup list shows the sets)`);
@@ -374,11 +375,13 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
     const touch = () => {
       lastActivity = clock.now().getTime();
     };
-    // Every byte or note counts as activity: a server that stops answering stops both.
+    // Every byte or note counts as activity: a server that stops answering stops both. Components run
+    // at once, so their bytes add up in one phase and their own phases become notes.
+    outer.phase('backup');
     const progress: Progress = {
-      phase(name, total) {
+      phase(name) {
         touch();
-        outer.phase(name, total);
+        outer.note(name);
       },
       add(bytes) {
         touch();
@@ -486,12 +489,25 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
                 },
               };
             };
+            // The pipeline counts the bytes (plain, as written); a component's own phases and notes
+            // are shown as notes naming it, and its own byte counts only mean it is alive.
+            const componentProgress: Progress = {
+              phase(name) {
+                progress.note(`${kind}: ${name}`);
+              },
+              add() {
+                touch();
+              },
+              note(text) {
+                progress.note(`${kind}: ${text}`);
+              },
+            };
             const ctx: ComponentWriteContext = {
               setId: id,
               open,
               write: (name, source) => writeWholeObject(open, name, source),
               signal: abort.signal,
-              progress,
+              progress: componentProgress,
               clock,
               log,
               tempDir,
@@ -782,7 +798,17 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
     return report;
   };
 
+  /** What an interrupted put of the set left (a killed process's temp file, an unfinished upload). */
+  const discardLeftovers = async (id: string, report: PruneReport): Promise<void> => {
+    try {
+      await storage.discardIncomplete(`${id}/`);
+    } catch (err) {
+      report.problems.push({ id, problem: `unfinished uploads were not removed: ${errorMessage(err)}` });
+    }
+  };
+
   const prune: BackupService['prune'] = async ({ by, dryRun }) => {
+    await store.backups.reapAbandoned(scope);
     const sets = await store.backups.list(scope, { limit: 100_000 });
     const decisions = planRetention(
       sets
@@ -831,6 +857,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
           // The manifest goes first: from then on the set is no longer complete, whatever happens next.
           if (set.manifestKey) await storage.delete(set.manifestKey);
           for (const key of objectKeys) await storage.delete(key);
+          await discardLeftovers(set.id, report);
           await store.backups.markPruned(set.id, by, objectKeys);
           report.deleted.push({ id: set.id, objects: objectKeys.length + 1 });
         } else if (set.state === 'failed') {
@@ -840,6 +867,7 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
             await storage.delete(key);
             removed.push(key);
           }
+          await discardLeftovers(set.id, report);
           await store.backups.markPruned(set.id, by, removed);
           report.deleted.push({ id: set.id, objects: removed.length });
         }
@@ -857,7 +885,10 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
     drill,
     restoreComponent,
     prune,
-    list: (options) => store.backups.list(scope, options),
+    async list(options) {
+      await store.backups.reapAbandoned(scope);
+      return store.backups.list(scope, options);
+    },
     async show(id) {
       const set = await setRecord(id);
       return { set, manifest: set.state === 'complete' ? await readManifest(set) : undefined };

@@ -66,6 +66,12 @@ export interface ObjectStore {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Deletes one object; a missing one is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Removes what an interrupted put left under `prefix` (a set's own prefix, `<setId>/`): temporary
+   * files and empty directories on the filesystem, unfinished multipart uploads on S3. Never an object.
+   * @returns how many leftovers were removed
+   */
+  discardIncomplete(prefix: string): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -161,4 +161,38 @@ describe('the backups daily check', () => {
     );
     expect(result.status).toBe('fail');
   });
+  it("warns when the newest complete set failed its last verify, and marks a dead holder's set abandoned", async () => {
+    const good = await completeSet();
+    await store.backups.recordDrill(good, { ok: true, report: {}, restorable: ['files'], by });
+    clock.advance(HOUR);
+    const corrupt = await completeSet();
+    await store.backups.recordVerify(corrupt, { ok: true, error: null, by });
+    clock.advance(HOUR);
+    await store.backups.recordVerify(corrupt, {
+      ok: false,
+      error: `${corrupt}/files/files.tar.zst.age: stored SHA-256 differs`,
+      by,
+    });
+    let result = await check();
+    expect(result.status).toBe('warn');
+    expect(result.findings).toContainEqual(
+      expect.objectContaining({
+        status: 'warn',
+        subject: corrupt,
+        message: expect.stringMatching(/failed its last verify: .*stored SHA-256 differs/) as string,
+      }),
+    );
+    // A running set whose process stopped renewing: failed (abandoned) once its lease is over.
+    const dead = await beginSet();
+    clock.advance(61_000);
+    result = await check();
+    expect((await store.backups.get(dead))?.state).toBe('failed');
+    expect(result.findings).toContainEqual(
+      expect.objectContaining({
+        status: 'warn',
+        subject: dead,
+        message: expect.stringMatching(/abandoned/) as string,
+      }),
+    );
+  });
 });

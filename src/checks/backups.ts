@@ -42,6 +42,8 @@ export const backupsCheck: Check = {
     const backups = config.backups!;
     const now = clock.now().getTime();
     const scope = { service: config.service.name, environment: config.service.environment };
+    // A set whose process died shows as failed (abandoned), not as running forever.
+    await catalog.reapAbandoned(scope);
     const [sets, restorable] = await Promise.all([
       catalog.list(scope, { limit: 200 }),
       catalog.restorable(scope),
@@ -73,6 +75,20 @@ export const backupsCheck: Check = {
         threshold: (status === CheckStatus.fail ? BACKUP_AGE_FAIL_MS : BACKUP_AGE_WARN_MS) / 1000,
       });
     }
+    if (complete) {
+      // Its latest check decides: a verify or a drill that failed after an earlier pass.
+      const checks = [
+        { what: 'verify', at: complete.verifiedAt, ok: complete.verifyOk, error: complete.verifyError },
+        { what: 'drill', at: complete.drilledAt, ok: complete.drillOk, error: null },
+      ].filter((c) => c.at !== null && c.ok !== null);
+      const latest = checks.sort((a, b) => ((a.at ?? '') < (b.at ?? '') ? 1 : -1))[0];
+      if (latest && latest.ok === false)
+        findings.push({
+          status: CheckStatus.warn,
+          subject: complete.id,
+          message: `the newest complete set ${complete.id} failed its last ${latest.what}${latest.error ? `: ${latest.error}` : ''}`,
+        });
+    }
     if (newest && newest.state === 'failed')
       findings.push({
         status: CheckStatus.warn,
@@ -103,7 +119,7 @@ export const backupsCheck: Check = {
       findings.push({
         status,
         subject: `${component} restorable`,
-        message: `${component}: last proven restorable ${formatDuration(ms)} ago (drill of ${r.setId})${status === CheckStatus.ok ? '' : `, over ${formatDuration(status === CheckStatus.fail ? failAfter : warnAfter)}`}`,
+        message: `${component}: last proven restorable ${formatDuration(ms)} ago (drill of ${r.setId}${sets.find((s) => s.id === r.setId)?.state === 'pruned' ? ', since pruned' : ''})${status === CheckStatus.ok ? '' : `, over ${formatDuration(status === CheckStatus.fail ? failAfter : warnAfter)}`}`,
         value: Math.round(ms / 1000),
         threshold: (status === CheckStatus.fail ? failAfter : warnAfter) / 1000,
       });

@@ -54,7 +54,7 @@ export interface CheckContext {
   /** Why `platform` is missing although one is configured (it could not be opened). */
   platformProblem?: string | undefined;
   /** The backup catalog (the store's), for the backups check; undefined when the store is not open. */
-  backupCatalog?: Pick<BackupRepo, 'list' | 'restorable'> | undefined;
+  backupCatalog?: Pick<BackupRepo, 'list' | 'restorable' | 'reapAbandoned'> | undefined;
 }
 
 /** What the game check needs from a game server. */

@@ -43,7 +43,7 @@ describe.each(backends)('backup catalog ($backend)', ({ place }) => {
     const first = await begin(store, 'bk-20261126T100000Z-aaaaaa');
     expect(first.state).toBe('running');
     await expect(begin(store, 'bk-20261126T100001Z-bbbbbb', 'host:2')).rejects.toThrow(
-      /bk-20261126T100000Z-aaaaaa is running \(held by host:1\)/,
+      /bk-20261126T100000Z-aaaaaa is running \(held by host:1, lease until 2026-11-26T10:01:00.000Z/,
     );
     const both = await Promise.allSettled([
       store.backups.complete('bk-20261126T100000Z-aaaaaa', 'host:1', {

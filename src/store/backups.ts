@@ -179,6 +179,11 @@ export interface BackupRepo {
    * @throws ConflictError naming the running set when another backup holds the lock.
    */
   begin(input: BeginBackupInput): Promise<BackupSetRecord>;
+  /**
+   * Marks failed ("abandoned") every running set of the scope that no live lock holds: its process died
+   * or stopped renewing. @returns the ids marked
+   */
+  reapAbandoned(scope: { service: string; environment: string }): Promise<string[]>;
   /** Extends the lease and stores progress. @returns false when the lock is no longer this holder's. */
   renew(id: string, holder: string, leaseMs: number, progress?: unknown): Promise<boolean>;
   /** Records the keys written so far (so a crash leaves a list of leftovers). */
@@ -222,6 +227,8 @@ export interface BackupRepo {
 
 type Row = Selectable<BackupSetsTable>;
 
+const SYSTEM_ACTOR: Actor = { id: 'system', name: 'gameops', role: 'admin', kind: 'system' };
+
 function parseJson<T>(text: string | null, fallback: T): T {
   if (text === null) return fallback;
   try {
@@ -239,7 +246,7 @@ function toRecord(row: Row): BackupSetRecord {
     state: row.state as BackupState,
     components: parseJson<string[]>(row.components, []),
     storage: row.storage,
-    requestedBy: parseJson<Actor>(row.requested_by, { kind: 'system', id: 'unknown' } as unknown as Actor),
+    requestedBy: parseJson<Actor>(row.requested_by, SYSTEM_ACTOR),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     completedAt: row.completed_at,
@@ -306,6 +313,50 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
     return record;
   };
   return {
+    reapAbandoned(scope) {
+      return atomically(`reaping abandoned backups of ${lockName(scope)}`, async (tx, at, iso) => {
+        const lock = await tx
+          .selectFrom('backup_lock')
+          .selectAll()
+          .where('name', '=', lockName(scope))
+          .executeTakeFirst();
+        const held =
+          lock && lock.set_id !== null && lock.expires_at !== null && lock.expires_at > iso
+            ? lock.set_id
+            : null;
+        const running = await tx
+          .selectFrom('backup_sets')
+          .select(['id', 'requested_by'])
+          .where('service', '=', scope.service)
+          .where('environment', '=', scope.environment)
+          .where('state', '=', 'running')
+          .execute();
+        const reaped: string[] = [];
+        for (const set of running) {
+          if (set.id === held) continue;
+          const holder = lock?.set_id === set.id ? (lock.holder ?? 'unknown') : 'unknown';
+          const error = `abandoned: the process taking it (${holder}) stopped renewing its lock`;
+          await tx
+            .updateTable('backup_sets')
+            .set({ state: 'failed', error, updated_at: iso, progress: null })
+            .where('id', '=', set.id)
+            .where('state', '=', 'running')
+            .execute();
+          await appendAudit(
+            tx,
+            {
+              actor: parseJson<Actor>(set.requested_by, SYSTEM_ACTOR),
+              action: 'backup.fail',
+              target: `backup:${set.id}`,
+              data: { error },
+            },
+            at,
+          );
+          reaped.push(set.id);
+        }
+        return reaped;
+      });
+    },
     begin(input) {
       return atomically(`starting backup ${input.id}`, async (tx, at, iso) => {
         const name = lockName(input);
@@ -321,7 +372,7 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
           .executeTakeFirstOrThrow();
         if (lock.set_id !== null && lock.expires_at !== null && lock.expires_at > iso)
           throw new ConflictError(
-            `backup ${lock.set_id} is running (held by ${lock.holder ?? 'another process'}); a second backup would interleave with it, so it was not started`,
+            `backup ${lock.set_id} is running (held by ${lock.holder ?? 'another process'}, lease until ${lock.expires_at}: a holder that died loses it then); a second backup would interleave with it, so it was not started`,
             { details: { running: lock.set_id } },
           );
         const taken = await tx

@@ -71,6 +71,32 @@ describe('filesystem object store', () => {
     expect(await filesBelow(dir)).toEqual([key]);
   });
 
+  it('discardIncomplete removes what a killed put left in a set (temp files, empty dirs), never an object', async () => {
+    const { dir, cleanup } = await tempRoot();
+    try {
+      const store = openObjectStore({ kind: 'filesystem', path: dir });
+      const set = 'bk-20261126T170500Z-3f9a2c';
+      await store.put(`${set}/redis/dump.rdb.zst.age`, chunksOf(Buffer.from('kept')));
+      await fsp.mkdir(path.join(dir, set, 'files'), { recursive: true });
+      await fsp.writeFile(path.join(dir, set, 'files', '.tmp-12d0f5bdc8b2b15b'), randomBytes(4096));
+      const other = 'bk-20261126T170600Z-aaaaaa';
+      await fsp.mkdir(path.join(dir, other, 'files'), { recursive: true });
+      await fsp.writeFile(path.join(dir, other, 'files', '.tmp-0000'), 'x');
+      expect(await store.discardIncomplete(`${set}/`)).toBe(1);
+      expect((await filesBelow(dir)).sort()).toEqual(
+        [path.join(other, 'files', '.tmp-0000'), path.join(set, 'redis', 'dump.rdb.zst.age')].sort(),
+      );
+      await expect(fsp.stat(path.join(dir, set, 'files'))).rejects.toThrow(/ENOENT/);
+      // Once the objects are deleted too, nothing of the set is left, not even its directory.
+      await store.delete(`${set}/redis/dump.rdb.zst.age`);
+      expect(await store.discardIncomplete(`${set}/`)).toBe(0);
+      await expect(fsp.stat(path.join(dir, set))).rejects.toThrow(/ENOENT/);
+      await expect(store.discardIncomplete('bk-x')).rejects.toThrow(InputError);
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('does not list temporary files of puts in progress', async () => {
     const dir = path.join(root.dir, 'temps');
     const store = openObjectStore({ kind: 'filesystem', path: dir });

@@ -159,6 +159,39 @@ export class FilesystemObjectStore implements ObjectStore {
     }
   }
 
+  async discardIncomplete(prefix: string): Promise<number> {
+    checkObjectPrefix(prefix);
+    if (!prefix.endsWith('/'))
+      throw new InputError(`discardIncomplete needs a directory prefix, got ${prefix}`);
+    const top = this.#pathOf(prefix.slice(0, -1));
+    let removed = 0;
+    // Depth first: temp files go, then directories left empty (a pruned set leaves no directory behind).
+    const sweep = async (dir: string): Promise<boolean> => {
+      let entries: Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (error) {
+        if (isMissing(error)) return true;
+        throw this.#fsError(`cleaning ${prefix}`, error);
+      }
+      let empty = true;
+      for (const entry of entries) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) {
+          if (await sweep(full)) {
+            await fsp.rmdir(full).catch(() => undefined);
+          } else empty = false;
+        } else if (entry.isFile() && entry.name.startsWith(TEMP_PREFIX)) {
+          await fsp.unlink(full).catch(() => undefined);
+          removed++;
+        } else empty = false;
+      }
+      return empty;
+    };
+    if (await sweep(top)) await fsp.rmdir(top).catch(() => undefined);
+    return removed;
+  }
+
   async close(): Promise<void> {}
 
   // -------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   S3Client,
   S3ServiceException,
@@ -310,6 +311,47 @@ export class S3ObjectStore implements ObjectStore {
     } catch (error) {
       if (isNotFound(error)) return;
       throw this.#error(`deleting ${key}`, error);
+    }
+  }
+
+  async discardIncomplete(prefix: string): Promise<number> {
+    checkObjectPrefix(prefix);
+    let removed = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      let page;
+      try {
+        page = await this.#client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.#config.bucket,
+            Prefix: this.#config.prefix + prefix,
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        );
+      } catch (error) {
+        throw this.#error(`listing unfinished uploads under ${prefix}`, error);
+      }
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId) continue;
+        try {
+          await this.#client.send(
+            new AbortMultipartUploadCommand({
+              Bucket: this.#config.bucket,
+              Key: upload.Key,
+              UploadId: upload.UploadId,
+            }),
+          );
+          removed++;
+        } catch (error) {
+          if (errorName(error) !== 'NoSuchUpload')
+            throw this.#error(`aborting an upload under ${prefix}`, error);
+        }
+      }
+      if (!page.IsTruncated) return removed;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
     }
   }
 
