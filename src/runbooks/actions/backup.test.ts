@@ -20,7 +20,11 @@ import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
 import { openRunbooks } from '../../app/runbooks.ts';
 import type { Engine } from '../engine.ts';
 import { formatDuration, ManualClock } from '../../core/index.ts';
-import type { Actor, RunView, StepContext } from '../model.ts';
+import { z } from 'zod';
+import { sqlitePlace, type Cleanups } from '../../../test/support/store-places.ts';
+import { openStore } from '../../store/index.ts';
+import { actors, gate, runbook, testEngine } from '../engine.fixture.ts';
+import type { ActionDefinition, Actor, Catalog, RunView, StepContext } from '../model.ts';
 import { stepProgress } from './backup.ts';
 import { createCatalog } from './index.ts';
 import { createRunbookServices, stepContext } from './test-support.ts';
@@ -346,5 +350,89 @@ describe('stepProgress', () => {
     expect(lines).toHaveLength(3);
     expect(lines.at(-1)).toMatch(/^download 4(\.0)? MiB of 10(\.0)? MiB, 1(\.0)? MiB\/s, ETA /);
     expect(lines.at(-1)).toContain(formatDuration(6000));
+  });
+});
+
+describe('backup.create after a crash', () => {
+  it('an interrupted create is re-run by the next worker (its verify() says not-done) and the next step reads the NEW set', async () => {
+    const cleanups: Cleanups = [];
+    const store = await openStore(sqlitePlace(cleanups).options);
+    try {
+      const clock = new ManualClock('2026-11-26T18:00:00Z');
+      const real = createCatalog().action('backup.create')!;
+      expect(real.idempotent).toBe(false);
+      expect(await real.verify!({}, {} as StepContext)).toBe('not-done');
+      // The real action's definition (effect, idempotent, args, verify) with a run that does not need a
+      // storage: the first attempt hangs as if its process died; the second takes set -000002.
+      const hung = gate();
+      let creates = 0;
+      const create: ActionDefinition = {
+        ...real,
+        async run(_args, ctx) {
+          creates += 1;
+          if (creates === 1) {
+            hung.enter(ctx);
+            await hung.promise;
+            return { id: 'bk-20261126T180000Z-000001' };
+          }
+          return { id: 'bk-20261126T180001Z-000002', state: 'complete' };
+        },
+      };
+      const read: string[] = [];
+      const readAction: ActionDefinition = {
+        name: 'test.read-set',
+        description: 'records the set it is given',
+        effect: 'read-only',
+        idempotent: true,
+        args: z.strictObject({ id: z.string() }),
+        target: () => 'a set',
+        async run(args: { id: string }) {
+          read.push(args.id);
+          return { id: args.id };
+        },
+      } as ActionDefinition;
+      const actions = [create, readAction];
+      const catalog: Catalog = {
+        action: (name) => actions.find((a) => a.name === name),
+        check: () => undefined,
+        actions: () => actions,
+        checks: () => [],
+      };
+      const rb = runbook('backup-crash', [
+        { id: 'create', kind: 'action', action: 'backup.create', args: {} },
+        {
+          id: 'verify',
+          kind: 'action',
+          action: 'test.read-set',
+          needs: ['create'],
+          args: { id: '${{ steps.create.output.id }}' },
+        },
+      ]);
+      const first = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-1' });
+      const started = await first.start(
+        { runbook: 'backup-crash', params: {}, trigger: 'cli' },
+        actors.alice,
+      );
+      const stop = new AbortController();
+      const idle = first.runUntilIdle({ runId: started.id, signal: stop.signal });
+      await hung.entered;
+      stop.abort();
+      await idle;
+
+      const second = testEngine({ store, clock, catalog, runbooks: [rb], workerId: 'worker-2' });
+      const view = (await second.runUntilIdle({ runId: started.id }))!;
+      expect(view.status, JSON.stringify(view.steps)).toBe('succeeded');
+      const createStep = view.steps.find((s) => s.id === 'create')!;
+      expect(createStep).toMatchObject({ status: 'succeeded', attempt: 2 });
+      expect(createStep.output).toMatchObject({ id: 'bk-20261126T180001Z-000002' });
+      expect(creates).toBe(2);
+      expect(read).toEqual(['bk-20261126T180001Z-000002']);
+      const events = await second.events(started.id, 0, actors.alice, { waitMs: 0 });
+      expect(events.map((e) => e.message ?? '').join('\n')).toContain('did not take effect; it runs again');
+      hung.open();
+    } finally {
+      await store.close();
+      for (const cleanup of cleanups.reverse()) await cleanup();
+    }
   });
 });

@@ -113,8 +113,14 @@ const createAction: ActionDefinition<z.infer<typeof createArgs>, CreateOutput> =
       components: set.components,
     };
   },
-  // No verify: after a crash the set this attempt began is marked failed by the next backup (its lock
-  // ran out) or is complete; which one was this attempt's is for a person to look at (gameops backup list).
+  /**
+   * After a crash: not done, so the engine takes a new set instead of asking a person. The interrupted
+   * attempt's set is abandoned by the catalog (marked failed once its lock runs out) and is never used;
+   * taking another set is safe, and the steps after this one (verify) then read the new set's id.
+   */
+  async verify() {
+    return 'not-done' as const;
+  },
 };
 
 const idArgs = z.strictObject({ id: backupId });
@@ -139,6 +145,10 @@ const verifyAction: ActionDefinition<z.infer<typeof idArgs>, VerifyReport> = {
     }
     ctx.log(`backup ${args.id} verified: ${report.objects} object(s), ${formatBytes(report.bytes)}`);
     return report;
+  },
+  /** Reading a set back again is safe: an interrupted verify runs again. */
+  async verify() {
+    return 'not-done' as const;
   },
 };
 
@@ -186,6 +196,10 @@ const drillAction: ActionDefinition<z.infer<typeof drillArgs>, DrillReport> = {
       );
     }
     return report;
+  },
+  /** A drill only touches scratch copies it drops: an interrupted drill runs again. */
+  async verify() {
+    return 'not-done' as const;
   },
 };
 
