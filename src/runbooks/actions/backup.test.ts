@@ -390,7 +390,7 @@ describe('backup.create after a crash', () => {
           read.push(args.id);
           return { id: args.id };
         },
-      } as ActionDefinition;
+      };
       const actions = [create, readAction];
       const catalog: Catalog = {
         action: (name) => actions.find((a) => a.name === name),
