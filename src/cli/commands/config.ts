@@ -37,14 +37,32 @@ export function configCommand(): Command {
         runbookProblems = problems.length;
         if (problems.length > 0) process.exitCode = ExitCode.warn;
       }
+      // backups: the recipients must be age keys (their checksum too), and the identity, when set, must
+      // open what is encrypted to them, or verify, drill and restore would fail only when needed.
+      if (loaded.config.backups) {
+        const { checkRecipients, checkIdentityFor, loadIdentities } = await import('../../backups/keys.ts');
+        const { errorMessage } = await import('../../core/index.ts');
+        const { recipients, identity } = loaded.config.backups.encryption;
+        try {
+          await checkRecipients(recipients);
+          if (identity)
+            checkIdentityFor(
+              await loadIdentities(identity),
+              recipients,
+              'backups encrypted to backups.encryption.recipients',
+            );
+        } catch (err) {
+          process.stderr.write(`gameops: backups problem: ${printable(errorMessage(err))}\n`);
+          runbookProblems++;
+          process.exitCode = ExitCode.warn;
+        }
+      }
       if (!loaded.configured) {
         process.stderr.write(
           'gameops: no config file (use --config, GAMEOPS_CONFIG or ./gameops.yaml); showing defaults\n',
         );
       } else if (runbookProblems > 0) {
-        process.stderr.write(
-          `gameops: ${loaded.file}: ${runbookProblems} problem(s) in the runbook files of runbooks.dir\n`,
-        );
+        process.stderr.write(`gameops: ${loaded.file}: ${runbookProblems} problem(s) (see above)\n`);
       } else {
         process.stderr.write(`gameops: ${loaded.file} is valid\n`);
       }
