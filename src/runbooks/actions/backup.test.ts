@@ -130,6 +130,10 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
     expect(view.status, JSON.stringify(view.steps.map((s) => [s.id, s.status, s.error]))).toBe('succeeded');
     expect(step(view, 'set').output).toMatchObject({ id: firstId });
     expect(step(view, 'drill').output).toMatchObject({ id: firstId, ok: true });
+    // The report goes to the run log only: its output does not claim a notification was sent.
+    const report = step(view, 'report').output as Record<string, unknown>;
+    expect(report['message']).toContain(`Drill of backup ${firstId}`);
+    expect(report).not.toHaveProperty('sent');
     const restorable = await (await openBackups(resources)).restorable();
     expect(restorable).toEqual([
       { component: 'files', setId: firstId, at: expect.any(String) as unknown, runId: view.id },
@@ -157,10 +161,15 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
     expect(waiting.status).toBe('waiting');
     const approve = step(waiting, 'approve');
     expect(approve.status).toBe('waiting');
-    expect(approve.approval?.message).toContain(firstId);
-    expect(approve.approval?.message).toContain('files');
-    expect(approve.approval?.message).toContain('original');
-    expect(approve.approval?.message).toMatch(/ago/);
+    const message = approve.approval?.message ?? '';
+    expect(message).toMatch(
+      new RegExp(
+        `^Restore files from backup ${firstId} \\(taken \\S+, .+ ago\\) to the ORIGINAL systems: what is there now is replaced \\(files not in the backup are deleted\\)\\. Approve: gameops runs approve ${waiting.id} approve --yes `,
+      ),
+    );
+    // No JSON array, said once.
+    expect(message).not.toMatch(/[[\]"]/);
+    expect(message.split(firstId)).toHaveLength(2);
     expect(step(waiting, 'restore-files').status).toBe('pending');
     expect(readFileSync(join(game, 'config.yaml'), 'utf8')).toBe('motd: CHANGED AFTER THE BACKUP\n');
     // A responder may not approve (operator or admin).
@@ -188,6 +197,9 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
         ['stop-traffic', 'skipped'],
         ['restart', 'skipped'],
       ]),
+    );
+    expect((step(done, 'done').output as { message: string }).message).toMatch(
+      new RegExp(`^Restore of files from backup ${firstId} to original done \\(run ${waiting.id}\\)`),
     );
     expect(snapshot(game)).toEqual(original);
   });

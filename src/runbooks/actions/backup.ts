@@ -349,6 +349,8 @@ export interface RestorePlan extends LatestOutput {
   stopTraffic: boolean;
   /** The components restored, in restore order. */
   restore: ComponentKind[];
+  /** The same as text for messages: `redis, files`. */
+  restoreList: string;
   mysql: boolean;
   redis: boolean;
   kubernetes: boolean;
@@ -402,8 +404,9 @@ const planAction: ActionDefinition<z.infer<typeof planArgs>, RestorePlan> = {
     const stopTraffic = original && services.config.platform !== undefined;
     const described = describeSet(set, ctx.clock.now());
     const summary =
-      `restore ${restore.join(', ')} from backup ${set.id} (taken ${set.createdAt}, ${described.age} ago) ` +
-      `to ${original ? 'the ORIGINAL systems' : `target ${args.target}`}` +
+      `Restore ${restore.join(', ')} from backup ${set.id} (taken ${set.createdAt}, ${described.age} ago) ` +
+      `to ${original ? 'the ORIGINAL systems' : `target ${args.target}`}: what is there now is replaced` +
+      `${restore.includes('files') ? ' (files not in the backup are deleted)' : ''}` +
       `${stopTraffic ? '; players are kept out (maintenance mode) until the restore and the restart are done' : ''}`;
     ctx.log(summary);
     return {
@@ -412,6 +415,7 @@ const planAction: ActionDefinition<z.infer<typeof planArgs>, RestorePlan> = {
       original,
       stopTraffic,
       restore,
+      restoreList: restore.join(', '),
       mysql: restore.includes('mysql'),
       redis: restore.includes('redis'),
       kubernetes: restore.includes('kubernetes'),

@@ -46,10 +46,13 @@ describe('backup runbooks', () => {
       .filter((s) => catalog.action(s.action)!.effect !== 'read-only' && s.action !== 'notify.send')
       .map((s) => s.id);
     expect(approve.covers.sort()).toEqual(changing.sort());
-    expect(approve.message).toContain('${{ steps.plan.output.id }}');
-    expect(approve.message).toContain('${{ steps.plan.output.age }}');
-    expect(approve.message).toContain('${{ steps.plan.output.restore }}');
-    expect(approve.message).toContain('${{ params.target }}');
+    // The plan's summary names the set, its age, the components (as text) and the target, once.
+    expect(approve.message).toContain('${{ steps.plan.output.summary }}');
+    expect(approve.message).not.toContain('${{ steps.plan.output.restore }}');
+    // The approve command works from a script.
+    expect(approve.message).toContain('gameops runs approve ${{ run.id }} approve --yes');
+    // No step claims a notification it did not send: only `tell` (when a channel is given) notifies.
+    expect(rb.steps.filter((s) => s.kind === 'notify')).toEqual([]);
   });
 
   it('backup-restore refuses a malformed id, a bad component or target in its parameters', () => {

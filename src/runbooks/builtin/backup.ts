@@ -104,11 +104,16 @@ export function backupDrillRunbook(): RunbookInput {
         args: { id: '${{ steps.set.output.id }}', components: '${{ params.components }}' },
       },
       {
+        // The run log only (no channel is told): a noop logging the line, so the output does not claim
+        // a notification was sent.
         id: 'report',
         title: 'Report',
-        notify:
-          'Drill of backup ${{ steps.set.output.id }} (${{ steps.set.output.age }} old): restorable. ' +
-          'Per component: gameops backup show ${{ steps.set.output.id }}',
+        action: 'noop',
+        args: {
+          message:
+            'Drill of backup ${{ steps.set.output.id }} (${{ steps.set.output.age }} old): restorable. ' +
+            'Per component: gameops backup show ${{ steps.set.output.id }}',
+        },
       },
     ],
   });
@@ -192,9 +197,9 @@ export function backupRestoreRunbook(): RunbookInput {
           approvers: ['operator'],
           expiresIn: '1h',
           message:
-            'Restore ${{ steps.plan.output.restore }} from backup ${{ steps.plan.output.id }} ' +
-            '(taken ${{ steps.plan.output.createdAt }}, ${{ steps.plan.output.age }} ago) to ' +
-            '${{ params.target }}. ${{ steps.plan.output.summary }}. What is there now is replaced.',
+            '${{ steps.plan.output.summary }}. ' +
+            'Approve: gameops runs approve ${{ run.id }} approve --yes (without --yes on a terminal, to confirm ' +
+            'the plan first); refuse: gameops runs reject ${{ run.id }} approve.',
         },
       },
       {
@@ -239,17 +244,21 @@ export function backupRestoreRunbook(): RunbookInput {
         args: {
           channel: '${{ params.channel }}',
           message:
-            'Restore done: ${{ steps.plan.output.restore }} from backup ${{ params.id }} to ${{ params.target }} ' +
+            'Restore done: ${{ steps.plan.output.restoreList }} from backup ${{ params.id }} to ${{ params.target }} ' +
             '(run ${{ run.id }}); daily check: ${{ steps.check.status }}.',
         },
       },
       {
+        // The run log (the channel, when given, was told by \`tell\`).
         id: 'done',
         title: 'Report',
         needs: ['tell'],
-        notify:
-          'Restore of ${{ steps.plan.output.restore }} from backup ${{ params.id }} to ${{ params.target }} done ' +
-          '(run ${{ run.id }}); daily check: ${{ steps.check.status }}.',
+        action: 'noop',
+        args: {
+          message:
+            'Restore of ${{ steps.plan.output.restoreList }} from backup ${{ params.id }} to ${{ params.target }} ' +
+            'done (run ${{ run.id }}); daily check: ${{ steps.check.status }}.',
+        },
       },
     ],
   });
