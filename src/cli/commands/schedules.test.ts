@@ -206,13 +206,13 @@ describe('gameops serve runs the scheduler (real process)', () => {
   it('a schedule naming an unknown runbook stops serve before it listens, naming the schedule', async () => {
     const { path } = config(`runbooks:
   schedules:
-    - { name: nightly-backup, runbook: backup, cron: "0 3 * * *" }
+    - { name: nightly-archive, runbook: archive-logs, cron: "0 3 * * *" }
 `);
     const served = await serveOnce(path);
     expect(served.code).toBe(3);
     expect(served.stderr).not.toContain('listening on');
     expect(served.stderr).toContain(
-      'gameops: invalid schedule: runbooks.schedules[0]: schedule "nightly-backup" names runbook "backup", which does not exist (known: ',
+      'gameops: invalid schedule: runbooks.schedules[0]: schedule "nightly-archive" names runbook "archive-logs", which does not exist (known: ',
     );
   });
 });

@@ -71,7 +71,7 @@ describe('daily checks as check steps, recorded into the one check history', () 
     });
 
     const { def, args, out } = await record('run-one', 'schedule:daily-check', outcomes);
-    expect(out).toMatchObject({ id: 'run-one', recorded: true, results: 7 });
+    expect(out).toMatchObject({ id: 'run-one', recorded: true, results: CHECK_NAMES.length });
     const stored = await store.checkRuns.get('run-one');
     expect(stored).toMatchObject({ id: 'run-one', kind: 'daily', trigger: 'schedule', service: 'test-game' });
     expect(stored!.results.map((r) => r.name)).toEqual([...CHECK_NAMES]);
@@ -144,8 +144,28 @@ describe('generic actions', () => {
 
   it('the catalog has every action and check the built-in runbooks use, each with its effect', () => {
     const effects = Object.fromEntries(
-      catalog.actions().map((a) => [a.name, `${a.effect}${a.idempotent ? '' : ' once'}`]),
+      catalog
+        .actions()
+        .filter((a) => !a.name.startsWith('backup.'))
+        .map((a) => [a.name, `${a.effect}${a.idempotent ? '' : ' once'}`]),
     );
+    // Backups (issue #6): a restore is destructive (approval), the rest reads or writes only backups.
+    expect(
+      Object.fromEntries(
+        catalog
+          .actions()
+          .filter((a) => a.name.startsWith('backup.'))
+          .map((a) => [a.name, a.effect]),
+      ),
+    ).toEqual({
+      'backup.create': 'mutating',
+      'backup.verify': 'read-only',
+      'backup.drill': 'mutating',
+      'backup.restore': 'destructive',
+      'backup.prune': 'mutating',
+      'backup.latest': 'read-only',
+      'backup.restore-plan': 'read-only',
+    });
     expect(effects).toEqual({
       noop: 'read-only',
       sleep: 'read-only',
