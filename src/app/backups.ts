@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
 import { ConflictError, errorMessage, InputError, UnavailableError } from '../core/index.ts';
 import type { BackupService, DrillReport } from '../backups/service.ts';
@@ -15,6 +16,10 @@ import { openFleet } from './fleet.ts';
  */
 const services = new WeakMap<Resources, Promise<BackupService>>();
 const gauges = new WeakMap<object, { success: Gauge; failure: Gauge }>();
+/** The backups' loggers (a child of the process's), for `quietBackupLogs`. */
+const loggers = new WeakMap<Resources, Logger>();
+/** Resources whose backup logs are for a person's terminal: only fatal ones are written. */
+const quiet = new WeakSet<Resources>();
 /** Failure notifications still being sent: `closeBackups` waits for them (a CLI exits right after). */
 const sending = new WeakMap<Resources, Set<Promise<void>>>();
 
@@ -112,6 +117,17 @@ export async function checkBackupRequest(
   return manifest;
 }
 
+/**
+ * For a CLI command printing for a person: the backups' own log lines (a failed backup, a failure that
+ * could not be notified) are not written as JSON over the human output, which reports the same failure
+ * from the run. Applies to a service already opened too. `--json` output and `gameops serve` keep them.
+ */
+export function quietBackupLogs(resources: Resources): void {
+  quiet.add(resources);
+  const log = loggers.get(resources);
+  if (log) log.level = 'fatal';
+}
+
 /** Whether `openBackups` opened a service for these resources (shutdown closes it then). */
 export function backupsOpened(resources: Resources): boolean {
   return services.has(resources);
@@ -137,6 +153,8 @@ async function createFor(resources: Resources): Promise<BackupService> {
   const notifier = createNotifier(config, { clock });
   const metrics = await backupGauges(resources);
   const backupLog = log.child({ component: 'backups' });
+  if (quiet.has(resources)) backupLog.level = 'fatal';
+  loggers.set(resources, backupLog);
   const service = createBackupService({
     config,
     store,
@@ -151,7 +169,7 @@ async function createFor(resources: Resources): Promise<BackupService> {
       );
       let pending = sending.get(resources);
       if (!pending) sending.set(resources, (pending = new Set()));
-      const told = tell(resources, notifier.send.bind(notifier), set);
+      const told = tell(resources, backupLog, notifier.send.bind(notifier), set);
       pending.add(told);
       void told.finally(() => pending.delete(told));
     },
@@ -205,11 +223,12 @@ async function backupGauges(resources: Resources): Promise<{ success: Gauge; fai
 /** Tells the failure channels about a failed set; a channel that cannot be reached is logged. */
 async function tell(
   resources: Resources,
+  log: Logger,
   send: (channel: string, message: string) => Promise<unknown>,
   set: BackupSetRecord,
 ): Promise<void> {
   const channels = failureChannels(resources);
-  const { config, log } = resources;
+  const { config } = resources;
   if (channels.length === 0) {
     log.warn(
       { backup: set.id },

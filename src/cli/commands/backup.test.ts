@@ -63,6 +63,31 @@ async function openRunCount(configPath: string): Promise<unknown[]> {
   }
 }
 
+describe('gameops backup: a failed backup in the terminal', () => {
+  it('prints the failure as the run says it, without JSON log lines over it; --json keeps the structured logs', async () => {
+    const key = await backupKey();
+    const { path } = cliConfig('gameops-backup-fail-', (dir) => {
+      mkdirSync(join(dir, 'game'));
+      writeFileSync(join(dir, 'game', 'config.yaml'), 'motd: hi\n');
+      // The storage's directory is under a regular file: every write fails (ENOTDIR), even as root.
+      writeFileSync(join(dir, 'not-a-dir'), 'x');
+      return [
+        'service: { name: test-game, environment: test }',
+        `database: { dataDir: ${join(dir, 'data')} }`,
+        ...backupsSection(dir, key, { storage: join(dir, 'not-a-dir', 'store') }),
+        '',
+      ].join('\n');
+    });
+    const human = await gameops(['backup', 'create'], { GAMEOPS_CONFIG: path });
+    expect(human.code, human.stderr).toBe(2);
+    expect(human.stdout + human.stderr).toContain('not-a-dir');
+    expect(human.stderr).not.toContain('{"level"');
+    const json = await gameops(['backup', 'create', '--json'], { GAMEOPS_CONFIG: path });
+    expect(json.code, json.stderr).toBe(2);
+    expect(json.stderr).toContain('"msg":"backup failed"');
+  });
+});
+
 describe('gameops backup in process (files-only sets)', () => {
   let env: Record<string, string>;
   let configPath = '';

@@ -80,7 +80,7 @@ async function startAndFollow(
 ): Promise<void> {
   const { withRunSession } = await import('../run-session.ts');
   await withRunSession(command, async (session) => {
-    const view = await start(session, runbook, params, options.incident, checked);
+    const view = await start(session, runbook, params, options.incident, checked, options.json === true);
     process.stderr.write(
       `gameops: run ${printable(view.id)} of ${printable(view.runbook)} started by ${printable(view.requestedBy.name)} ` +
         `(${session.where})${options.incident ? ` for incident ${printable(options.incident)}` : ''}\n`,
@@ -111,7 +111,13 @@ async function start(
   params: Record<string, unknown>,
   incident: string | undefined,
   checked: Checked | undefined,
+  json: boolean,
 ): Promise<RunView> {
+  if (!session.api && !json) {
+    // The run's ✗ lines say what failed: the backups' JSON log lines would repeat it over them.
+    const { quietBackupLogs } = await import('../../app/backups.ts');
+    quietBackupLogs(session.resources);
+  }
   if (checked && !session.api) {
     const { openBackups, checkBackupRequest } = await import('../../app/backups.ts');
     await checkBackupRequest(await openBackups(session.resources), session.resources.config, checked.request);
