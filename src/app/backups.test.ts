@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupKey, backupsSection, bootstrapIn } from '../../test/support/backups.ts';
 import type { Actor } from '../runbooks/model.ts';
-import { backupsOpened, backupStatus, checkBackupIdInput, openBackups } from './backups.ts';
+import { backupsOpened, backupStatus, checkBackupIdInput, formatSetSize, openBackups } from './backups.ts';
 import { bootstrap, shutdown, type Resources } from './bootstrap.ts';
 
 const by: Actor = { id: 'local:t', name: 't', role: 'admin', kind: 'local' };
@@ -96,5 +96,13 @@ describe('openBackups: one service per process; a failed backup is notified, log
     await expect(openBackups(other)).rejects.toThrow(/store/);
     expect(backupsOpened(other)).toBe(false);
     await shutdown(other);
+  });
+});
+
+describe('formatSetSize: create, verify and show say a set size the same way', () => {
+  it('objects and their bytes, then the manifest', () => {
+    expect(formatSetSize(4, 1721, 5800)).toBe('4 object(s), 1.7 KiB (+ manifest 4.0 KiB)');
+    expect(formatSetSize(4, 1721)).toBe('4 object(s), 1.7 KiB');
+    expect(formatSetSize(0, 0, 0)).toBe('0 object(s), 0 B');
   });
 });

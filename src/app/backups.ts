@@ -3,6 +3,7 @@ import type { Gauge } from 'prom-client';
 import { ConflictError, errorMessage, InputError, UnavailableError } from '../core/index.ts';
 import type { BackupService, DrillReport } from '../backups/service.ts';
 import { BACKUP_ID_PATTERN, type ComponentKind, type Manifest } from '../backups/types.ts';
+import { formatBytes } from '../checks/thresholds.ts';
 import type { BackupSetRecord } from '../store/index.ts';
 import type { Resources } from './bootstrap.ts';
 import { openFleet } from './fleet.ts';
@@ -250,6 +251,24 @@ async function tell(
   }
 }
 
+/**
+ * A set's size said the same way everywhere (create, verify, show): its objects and their stored bytes,
+ * then the manifest's bytes, e.g. `4 object(s), 1.7 KiB (+ manifest 4.0 KiB)`. `totalBytes` is the
+ * catalog's size (objects and manifest); the manifest part is left out when it is not known or zero.
+ */
+export function formatSetSize(objects: number, objectBytes: number, totalBytes?: number): string {
+  const manifestBytes = totalBytes === undefined ? 0 : totalBytes - objectBytes;
+  return (
+    `${objects} object(s), ${formatBytes(objectBytes)}` +
+    (manifestBytes > 0 ? ` (+ manifest ${formatBytes(manifestBytes)})` : '')
+  );
+}
+
+/** The stored bytes of a manifest's objects (the manifest itself not counted). */
+export function manifestObjectBytes(manifest: Manifest): number {
+  return manifest.components.reduce((sum, c) => sum + c.objects.reduce((s, o) => s + o.size, 0), 0);
+}
+
 /** What `gameops backup list` and the API call a set: the catalog state, or how far it was proven. */
 export type BackupStatus = 'running' | 'complete' | 'failed' | 'verified' | 'drilled' | 'pruned';
 
@@ -332,6 +351,10 @@ export interface DrillView {
 }
 
 export interface BackupDetail extends BackupSummary {
+  /** The stored bytes of the objects (null until complete); `sizeBytes` adds the manifest's. */
+  objectBytes: number | null;
+  /** The manifest's bytes (null until complete). */
+  manifestBytes: number | null;
   manifest: {
     format: string;
     gameopsVersion: string;
@@ -344,8 +367,11 @@ export interface BackupDetail extends BackupSummary {
 
 /** A set with its manifest summary and its last drill (the platform config's compared values left out). */
 export function backupDetail(set: BackupSetRecord, manifest: Manifest | undefined, now: Date): BackupDetail {
+  const objectBytes = manifest ? manifestObjectBytes(manifest) : null;
   return {
     ...backupSummary(set, now),
+    objectBytes,
+    manifestBytes: objectBytes === null ? null : Math.max(0, set.sizeBytes - objectBytes),
     manifest: manifest
       ? {
           format: manifest.format,

@@ -133,6 +133,7 @@ describe('gameops backup in process (files-only sets)', () => {
     expect(show.stdout).toContain(`${id}  verified`);
     expect(show.stdout).toContain('manifest: gameops-backup/1');
     expect(show.stdout).toContain('files: ');
+    expect(show.stdout).toMatch(/size: \d+ object\(s\), .+ \(\+ manifest .+\); components: files/);
     expect(show.stdout).toContain('last verify: ok');
     expect(show.stdout).toContain('last drill: never');
 

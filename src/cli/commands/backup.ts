@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import {
   checkBackupIdInput,
+  formatSetSize,
   type BackupDetail,
   type BackupRequest,
   type BackupSummary,
@@ -199,7 +200,7 @@ export function renderBackupDetail(d: BackupDetail): string {
     `  created ${d.createdAt} (${formatDuration(d.ageSeconds * 1000)} ago) by ${d.requestedBy}` +
       (d.completedAt ? `, completed ${d.completedAt}` : ''),
     `  storage: ${d.storage}`,
-    `  size: ${formatBytes(d.sizeBytes)} in ${d.objects} object(s); components: ${d.components.join(', ')}`,
+    `  size: ${d.objectBytes === null ? `${formatBytes(d.sizeBytes)} in ${d.objects} object(s)` : formatSetSize(d.objects, d.objectBytes, d.sizeBytes)}; components: ${d.components.join(', ')}`,
   ];
   if (d.error) lines.push(`  error: ${d.error}`);
   if (d.prunedAt) lines.push(`  pruned ${d.prunedAt}`);

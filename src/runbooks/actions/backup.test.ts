@@ -118,6 +118,18 @@ describe('backup actions and runbooks (files-only sets on filesystem storage)', 
     expect(created.sizeBytes).toBeGreaterThan(0);
     firstId = created.id;
     expect(step(view, 'verify').output).toMatchObject({ id: firstId, ok: true });
+    // create and verify say the size the same way: the objects, then the manifest.
+    const verified = step(view, 'verify').output as { objects: number; bytes: number; size: string };
+    const createdSize = step(view, 'create').output as {
+      objectBytes: number;
+      manifestBytes: number;
+      size: string;
+    };
+    expect(verified.bytes).toBe(createdSize.objectBytes);
+    expect(createdSize.objectBytes + createdSize.manifestBytes).toBe(created.sizeBytes);
+    expect(createdSize.manifestBytes).toBeGreaterThan(0);
+    expect(verified.size).toBe(createdSize.size);
+    expect(createdSize.size).toMatch(/^\d+ object\(s\), .+ \(\+ manifest .+\)$/);
     const lines = await logs(view.id);
     expect(lines.some((l) => /\/s\b/.test(l) && /B/.test(l))).toBe(true);
     const service = await openBackups(resources);

@@ -10,6 +10,7 @@ import {
   type ComponentKind,
   type Manifest,
 } from '../../backups/types.ts';
+import { formatSetSize, manifestObjectBytes } from '../../app/backups.ts';
 import { createProgressMeter, formatProgress } from '../../backups/progress.ts';
 import type { BackupService, DrillReport, PruneReport, VerifyReport } from '../../backups/service.ts';
 import { formatBytes } from '../../checks/thresholds.ts';
@@ -80,8 +81,14 @@ const createArgs = z.strictObject({ components: componentsArg });
 export interface CreateOutput {
   id: string;
   state: string;
+  /** Objects and manifest, as the catalog counts it. */
   sizeBytes: number;
   objects: number;
+  /** The objects' stored bytes; `manifestBytes` is the rest of `sizeBytes`. */
+  objectBytes: number;
+  manifestBytes: number;
+  /** `4 object(s), 1.7 KiB (+ manifest 4.0 KiB)`, as verify says it. */
+  size: string;
   components: string[];
 }
 
@@ -102,14 +109,18 @@ const createAction: ActionDefinition<z.infer<typeof createArgs>, CreateOutput> =
       ...(args.components ? { components: args.components } : {}),
       onStarted: (id) => ctx.log(`backup ${id} started`),
     });
-    ctx.log(
-      `backup ${set.id} complete: ${set.objectCount} object(s), ${formatBytes(set.sizeBytes)} (${set.components.join(', ')})`,
-    );
+    const { manifest } = await service.show(set.id);
+    const objectBytes = manifest ? manifestObjectBytes(manifest) : set.sizeBytes;
+    const size = formatSetSize(set.objectCount, objectBytes, set.sizeBytes);
+    ctx.log(`backup ${set.id} complete: ${size} (${set.components.join(', ')})`);
     return {
       id: set.id,
       state: set.state,
       sizeBytes: set.sizeBytes,
       objects: set.objectCount,
+      objectBytes,
+      manifestBytes: set.sizeBytes - objectBytes,
+      size,
       components: set.components,
     };
   },
@@ -125,7 +136,7 @@ const createAction: ActionDefinition<z.infer<typeof createArgs>, CreateOutput> =
 
 const idArgs = z.strictObject({ id: backupId });
 
-const verifyAction: ActionDefinition<z.infer<typeof idArgs>, VerifyReport> = {
+const verifyAction: ActionDefinition<z.infer<typeof idArgs>, VerifyReport & { size: string }> = {
   name: 'backup.verify',
   description:
     'Reads every object of a set back: sizes, SHA-256, test-decrypts and test-decompresses. Fails naming the first bad object.',
@@ -143,8 +154,10 @@ const verifyAction: ActionDefinition<z.infer<typeof idArgs>, VerifyReport> = {
         { details: { backup: args.id, ...(bad ? { object: bad.key } : {}) } },
       );
     }
-    ctx.log(`backup ${args.id} verified: ${report.objects} object(s), ${formatBytes(report.bytes)}`);
-    return report;
+    const { set } = await service.show(args.id);
+    const size = formatSetSize(report.objects, report.bytes, set.sizeBytes);
+    ctx.log(`backup ${args.id} verified: ${size}`);
+    return { ...report, size };
   },
   /** Reading a set back again is safe: an interrupted verify runs again. */
   async verify() {

@@ -87,6 +87,11 @@ const drillViewSchema = z.object({
 
 export const backupDetailSchema = backupSummarySchema
   .extend({
+    objectBytes: z
+      .number()
+      .nullable()
+      .describe('Stored bytes of the objects (null until complete); sizeBytes adds the manifest.'),
+    manifestBytes: z.number().nullable().describe("The manifest's bytes (null until complete)."),
     manifest: z
       .object({
         format: z.string(),
