@@ -394,15 +394,27 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
     };
     const startedAt = clock.now();
     const id = newBackupId(startedAt);
-    const set = await store.backups.begin({
-      id,
-      ...scope,
-      components,
-      storage: storage.describe(),
-      by: options.by,
-      holder,
-      leaseMs,
-    });
+    const begin = () =>
+      store.backups.begin({
+        id,
+        ...scope,
+        components,
+        storage: storage.describe(),
+        by: options.by,
+        holder,
+        leaseMs,
+      });
+    let set: BackupSetRecord;
+    try {
+      set = await begin();
+    } catch (err) {
+      // A holder on this host whose process is gone (killed, e.g. Ctrl-C before a resumed run) need not
+      // be waited out: its lease is ended and the lock taken over.
+      const other = err instanceof ConflictError ? err.details?.['holder'] : undefined;
+      if (typeof other !== 'string' || !deadLocalHolder(other)) throw err;
+      await store.backups.breakLock(scope, other);
+      set = await begin();
+    }
     options.onStarted?.(id);
     const abort = new AbortController();
     const onOuterAbort = () => abort.abort(options.signal?.reason ?? new Error('cancelled'));
@@ -898,6 +910,20 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
       if (!deps.storage) await storage.close();
     },
   };
+}
+
+/** `host:pid` of a process on this host that no longer runs. */
+function deadLocalHolder(holder: string): boolean {
+  const at = holder.lastIndexOf(':');
+  const pid = Number(holder.slice(at + 1));
+  if (holder.slice(0, at) !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid)
+    return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }
 
 /**

@@ -184,6 +184,11 @@ export interface BackupRepo {
    * or stopped renewing. @returns the ids marked
    */
   reapAbandoned(scope: { service: string; environment: string }): Promise<string[]>;
+  /**
+   * Ends the lease of `holder` on the scope's lock now (the caller knows that process is gone), so the
+   * next begin takes the lock over. @returns false when `holder` no longer held it
+   */
+  breakLock(scope: { service: string; environment: string }, holder: string): Promise<boolean>;
   /** Extends the lease and stores progress. @returns false when the lock is no longer this holder's. */
   renew(id: string, holder: string, leaseMs: number, progress?: unknown): Promise<boolean>;
   /** Records the keys written so far (so a crash leaves a list of leftovers). */
@@ -313,6 +318,17 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
     return record;
   };
   return {
+    breakLock(scope, holder) {
+      return call(`breaking the backup lock of ${lockName(scope)}`, async () => {
+        const result = await db
+          .updateTable('backup_lock')
+          .set({ expires_at: now().toISOString() })
+          .where('name', '=', lockName(scope))
+          .where('holder', '=', holder)
+          .executeTakeFirst();
+        return Number(result.numUpdatedRows) === 1;
+      });
+    },
     reapAbandoned(scope) {
       return atomically(`reaping abandoned backups of ${lockName(scope)}`, async (tx, at, iso) => {
         const lock = await tx
@@ -373,7 +389,7 @@ export function createBackupRepo(db: Kysely<StoreDatabase>, call: StoreCall, clo
         if (lock.set_id !== null && lock.expires_at !== null && lock.expires_at > iso)
           throw new ConflictError(
             `backup ${lock.set_id} is running (held by ${lock.holder ?? 'another process'}, lease until ${lock.expires_at}: a holder that died loses it then); a second backup would interleave with it, so it was not started`,
-            { details: { running: lock.set_id } },
+            { details: { running: lock.set_id, holder: lock.holder } },
           );
         const taken = await tx
           .updateTable('backup_lock')

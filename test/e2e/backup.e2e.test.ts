@@ -9,7 +9,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import fsp from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
@@ -405,6 +406,29 @@ describe('backups: failures end cleanly', () => {
     expect(rejected[0]?.reason).toBeInstanceOf(ConflictError);
     expect((await service.list()).filter((s) => s.state === 'complete')).toHaveLength(1);
   }, 120_000);
+
+  it('a lock held by a process of this host that is gone (Ctrl-C) is taken over at once; its set is abandoned', async () => {
+    const { service, store } = await openService(
+      `{ kind: filesystem, path: ${join(dir, `fs-${randomBytes(3).toString('hex')}`)} }`,
+    );
+    const gone = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+    await new Promise((resolve) => gone.once('exit', resolve));
+    await store.backups.begin({
+      id: 'bk-20261126T100000Z-dead00',
+      service: 'backup-e2e',
+      environment: 'test',
+      components: ['files'],
+      storage: 'x',
+      by: operator,
+      holder: `${hostname()}:${gone.pid}`,
+      leaseMs: 600_000,
+    });
+    const set = await service.create({ by: operator, components: ['files'] });
+    expect(set.state).toBe('complete');
+    const dead = await store.backups.get('bk-20261126T100000Z-dead00');
+    expect(dead?.state).toBe('failed');
+    expect(dead?.error).toMatch(/abandoned/);
+  }, 60_000);
 
   it('prune --dry-run lists every set with its reasons and deletes nothing', async () => {
     const { service } = await openService(
