@@ -949,6 +949,145 @@ export const backupsSchema = z
   })
   .describe('Backup sets (runbook §5): storage, encryption, components, retention and restore targets.');
 
+/** A MySQL identifier gameops names in SQL (always quoted with backticks, and checked against the live schema). */
+const sqlIdentifier = z
+  .string()
+  .regex(/^[A-Za-z0-9_$]{1,64}$/, 'a MySQL table or column name: letters, digits, "_" and "$", at most 64');
+
+export const MAINTENANCE_TASKS = ['db', 'logs', 'update'] as const;
+
+/** A time-partitioned table rotated by db-maintenance (runbook §4.2). */
+export const partitionedTableSchema = z.strictObject({
+  table: sqlIdentifier.describe(
+    'e.g. game_logs: RANGE partitioned by TO_DAYS(<column>) or UNIX_TIMESTAMP(<column>).',
+  ),
+  database: sqlIdentifier.optional().describe('Default: mysql.database.'),
+  unit: z.enum(['day', 'month']).default('month').describe('One partition per day or per month.'),
+  ahead: z.number().int().min(1).max(366).default(3).describe('Future partitions kept ready (in units).'),
+  retain: z
+    .number()
+    .int()
+    .min(1)
+    .max(3660)
+    .default(12)
+    .describe(
+      'Partitions (units) kept before the current one; older ones are archived, verified, then dropped.',
+    ),
+});
+
+/** Stale rows purged in bounded batches (runbook §4.2). */
+export const purgeRuleSchema = z.strictObject({
+  table: sqlIdentifier,
+  database: sqlIdentifier.optional().describe('Default: mysql.database.'),
+  column: sqlIdentifier.describe('A DATETIME/TIMESTAMP column, e.g. last_activity.'),
+  olderThan: boundedDuration(60 * MINUTE_MS, 3650 * DAY_MS, '1h and 3650d').describe(
+    'Rows older than this go.',
+  ),
+  batchSize: z.number().int().min(1).max(100_000).default(5000).describe('Rows per DELETE (short locks).'),
+});
+
+/** A recurring maintenance window (e.g. every Thursday 04:00–06:00 in the game's time zone). */
+export const recurringWindowSchema = z.strictObject({
+  name: idSchema,
+  cron: z.string().min(1).max(200).describe('When it starts: five-field cron in timezone, e.g. "0 4 * * 4".'),
+  timezone: timeZoneSchema.optional().describe('Default: maintenance.timezone.'),
+  duration: boundedDuration(5 * MINUTE_MS, 24 * 60 * MINUTE_MS, '5m and 24h'),
+  tasks: z.array(z.enum(MAINTENANCE_TASKS)).default(['db', 'logs']),
+  message: z.string().min(1).max(500).optional().describe("Players' notice (default: a standard one)."),
+  enabled: z.boolean().default(true),
+});
+
+export const maintenanceSchema = z
+  .strictObject({
+    timezone: timeZoneSchema
+      .optional()
+      .describe("The game's time zone: recurring windows and times in notices (default: runbooks.timezone)."),
+    leadTime: boundedDuration(MINUTE_MS, DAY_MS, '1m and 1d')
+      .prefault('60m')
+      .describe(
+        'The maintenance run starts this long before the window (preflight, approval requested) and waits for it.',
+      ),
+    notices: z
+      .strictObject({
+        before: z
+          .array(boundedDuration(MINUTE_MS, 7 * DAY_MS, '1m and 7d'))
+          .min(1)
+          .max(10)
+          .prefault(['24h', '60m', '10m', '1m'])
+          .describe('Notices to players and stakeholders this long before the start.'),
+        channels: z
+          .array(z.string().min(1).max(100))
+          .default([])
+          .describe('notifications.channels told of every notice (stakeholders).'),
+      })
+      .prefault({}),
+    drain: z
+      .strictObject({
+        deadline: boundedDuration(0, 6 * 60 * MINUTE_MS, '0s and 6h')
+          .prefault('10m')
+          .describe('How long players may finish after logins close; then they are saved and disconnected.'),
+        kickNotice: z
+          .number()
+          .int()
+          .min(1)
+          .max(600)
+          .default(30)
+          .describe(
+            'Seconds of warning remaining players get at the deadline before they are saved and disconnected.',
+          ),
+      })
+      .prefault({}),
+    silence: z
+      .strictObject({
+        matchers: z
+          .array(matcherSchema)
+          .default([])
+          .describe('Alertmanager matchers silenced for the window (default: alertname=~".+", every alert).'),
+        after: boundedDuration(0, 6 * 60 * MINUTE_MS, '0s and 6h')
+          .prefault('15m')
+          .describe('The silence and paging suppression outlast the window by this much (a safety net).'),
+      })
+      .prefault({}),
+    holdOff: z
+      .array(z.string().min(1).max(100))
+      .default(['backup', 'backup-verify', 'backup-drill', 'backup-prune', 'db-maintenance'])
+      .describe('Runbooks whose scheduled runs are held off during a window and started when it ends.'),
+    recurring: z.array(recurringWindowSchema).default([]),
+    db: z
+      .strictObject({
+        optimize: z
+          .strictObject({
+            minFreeFraction: z
+              .number()
+              .min(0.01)
+              .max(0.99)
+              .default(0.2)
+              .describe('Rebuild (OPTIMIZE) only tables whose free space is at least this fraction.'),
+            minFreeBytes: z
+              .number()
+              .int()
+              .min(0)
+              .default(64 * 1024 * 1024)
+              .describe('...and at least this many bytes free.'),
+            tables: z
+              .array(sqlIdentifier)
+              .optional()
+              .describe('Only these tables (default: every base table of mysql.database).'),
+          })
+          .prefault({}),
+        partitions: z.array(partitionedTableSchema).default([]),
+        purge: z
+          .array(purgeRuleSchema)
+          .default([])
+          .describe(
+            'e.g. player_sessions.last_activity older than 30d; temporary_data.created_at older than 7d.',
+          ),
+      })
+      .prefault({}),
+  })
+  .prefault({})
+  .describe('Planned maintenance (runbook §4): windows, notices, drain, silences and database maintenance.');
+
 export const configSchema = z
   .strictObject({
     service: z
@@ -982,6 +1121,7 @@ export const configSchema = z
     alertmanager: alertmanagerSchema.optional(),
     prometheus: prometheusSchema.optional(),
     backups: backupsSchema.optional(),
+    maintenance: maintenanceSchema,
     platform: platformSchema.optional().describe('Where the game servers run.'),
     game: gameSchema,
     runbooks: runbooksSchema,
@@ -1024,6 +1164,25 @@ export const configSchema = z
       }),
     );
     checkOpsReferences(cfg, ctx);
+    const channelNames = new Set(cfg.notifications.channels.map((c) => c.name));
+    cfg.maintenance.notices.channels.forEach((name, i) => {
+      if (!channelNames.has(name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['maintenance', 'notices', 'channels', i],
+          message: `unknown notification channel "${name}" (notifications.channels: ${[...channelNames].join(', ') || 'none'})`,
+        });
+    });
+    const recurringNames = new Set<string>();
+    cfg.maintenance.recurring.forEach((w, i) => {
+      if (recurringNames.has(w.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['maintenance', 'recurring', i, 'name'],
+          message: `"${w.name}" is used twice`,
+        });
+      recurringNames.add(w.name);
+    });
     const { disk, database, redis, fleet } = cfg.checks.thresholds;
     if (cfg.platform?.kind === 'local') {
       const local = cfg.platform;

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Resources } from '../../app/bootstrap.ts';
 import type { BackupService } from '../../backups/service.ts';
+import type { Ops } from '../../app/ops.ts';
 import { openFleet } from '../../app/fleet.ts';
 import type { Logger } from '../../app/log.ts';
 import type { GameopsConfig, MysqlConfig } from '../../config/index.ts';
@@ -42,6 +43,11 @@ export interface RunbookServices {
   readonly notifier: Notifier;
   /** The backup service (src/app/backups.ts). @throws InputError when `backups` is not configured. */
   backups(): Promise<BackupService>;
+  /**
+   * Incident response of this process (src/app/ops.ts): alerts (silences, paging suppression windows),
+   * on-call, incidents, channels. @throws UnavailableError when there is no store.
+   */
+  ops(): Promise<Ops>;
   /** Refuses further use; the fleet itself is released by the application's shutdown. */
   close(): Promise<void>;
 }
@@ -93,6 +99,10 @@ export function createRunbookServices(resources: Resources): RunbookServices {
     async backups() {
       open('backups');
       return (await import('../../app/backups.ts')).openBackups(resources);
+    },
+    async ops() {
+      open('incident response');
+      return (await import('../../app/ops.ts')).openOps(resources);
     },
     async close() {
       closed = true;
