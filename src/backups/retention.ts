@@ -172,3 +172,37 @@ export function planRetention(
     return { id: set.id, keep: false, reasons: [reason] };
   });
 }
+
+/** The verify and drill results recorded on a set (the catalog's columns). */
+export interface SetChecks {
+  verifiedAt: string | null;
+  verifyOk: boolean | null;
+  verifyError: string | null;
+  drilledAt: string | null;
+  drillOk: boolean | null;
+}
+
+export interface CheckResult {
+  what: 'verify' | 'drill';
+  at: string;
+  ok: boolean;
+  error: string | null;
+}
+
+/** A set's latest check, a verify or a drill (on the same instant a failure wins), or undefined. */
+export function latestCheck(set: SetChecks): CheckResult | undefined {
+  const checks: CheckResult[] = [];
+  if (set.verifiedAt !== null && set.verifyOk !== null)
+    checks.push({ what: 'verify', at: set.verifiedAt, ok: set.verifyOk, error: set.verifyError });
+  if (set.drilledAt !== null && set.drillOk !== null)
+    checks.push({ what: 'drill', at: set.drilledAt, ok: set.drillOk, error: null });
+  return checks.sort((a, b) => (a.at === b.at ? Number(a.ok) - Number(b.ok) : a.at < b.at ? 1 : -1))[0];
+}
+
+/**
+ * A set counts as verified for retention when its latest check, a verify or a drill, passed: a set whose
+ * later drill failed, or whose later verify found a bad object, does not.
+ */
+export function lastCheckPassed(set: SetChecks): boolean {
+  return latestCheck(set)?.ok === true;
+}

@@ -29,7 +29,7 @@ import {
 } from './components/platform-config.ts';
 import { backupRedis, drillRedis, restoreRedis } from './components/redis.ts';
 import { type AgeIdentities, checkIdentityFor, checkRecipients, loadIdentities } from './keys.ts';
-import { planRetention, type RetentionDecision } from './retention.ts';
+import { lastCheckPassed, planRetention, type RetentionDecision } from './retention.ts';
 import { writeWholeObject } from './object-write.ts';
 import { openObjectStore } from './storage/index.ts';
 import { makeOwnedTempDir, sweepStaleBackupDirs } from './temp-dirs.ts';
@@ -924,22 +924,6 @@ function deadLocalHolder(holder: string): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
-}
-
-/**
- * A set counts as verified for retention when its latest check, a verify or a drill, passed: a set whose
- * later drill failed, or whose later verify found a bad object, does not.
- */
-export function lastCheckPassed(
-  set: Pick<BackupSetRecord, 'verifiedAt' | 'verifyOk' | 'drilledAt' | 'drillOk'>,
-): boolean {
-  const checks = [
-    { at: set.verifiedAt, ok: set.verifyOk },
-    { at: set.drilledAt, ok: set.drillOk },
-  ].filter((c): c is { at: string; ok: boolean } => c.at !== null && c.ok !== null);
-  if (checks.length === 0) return false;
-  if (checks.some((c) => !c.ok && c.at >= checks.reduce((m, x) => (x.at > m ? x.at : m), ''))) return false;
-  return checks.some((c) => c.ok);
 }
 
 const objectSchema = z.object({

@@ -1,5 +1,6 @@
 import type { GameopsConfig } from '../config/index.ts';
 import { formatDuration, UnavailableError } from '../core/index.ts';
+import { latestCheck } from '../backups/retention.ts';
 import type { BackupRepo } from '../store/backups.ts';
 import { CheckStatus, worstOf } from './statuses.ts';
 import type { Check, Finding } from './types.ts';
@@ -77,11 +78,7 @@ export const backupsCheck: Check = {
     }
     if (complete) {
       // Its latest check decides: a verify or a drill that failed after an earlier pass.
-      const checks = [
-        { what: 'verify', at: complete.verifiedAt, ok: complete.verifyOk, error: complete.verifyError },
-        { what: 'drill', at: complete.drilledAt, ok: complete.drillOk, error: null },
-      ].filter((c) => c.at !== null && c.ok !== null);
-      const latest = checks.sort((a, b) => ((a.at ?? '') < (b.at ?? '') ? 1 : -1))[0];
+      const latest = latestCheck(complete);
       if (latest && latest.ok === false)
         findings.push({
           status: CheckStatus.warn,
