@@ -3,6 +3,7 @@ import { Migrator, type Migration, type MigrationProvider } from 'kysely/migrati
 import { alertsMigration } from './alerts.ts';
 import { backupsMigration } from './backups.ts';
 import { incidentsMigration } from './incidents.ts';
+import { maintenanceMigration } from './maintenance.ts';
 import { oncallMigration } from './oncall.ts';
 
 /**
@@ -190,6 +191,7 @@ const migrations: Record<string, Migration> = {
   '005_oncall': oncallMigration,
   '006_alerts': alertsMigration,
   '007_backups': backupsMigration,
+  '008_maintenance': maintenanceMigration,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

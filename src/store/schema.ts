@@ -2,6 +2,7 @@ import type { Generated } from 'kysely';
 import type { AlertTables } from './alerts.ts';
 import type { BackupTables } from './backups.ts';
 import type { IncidentTables } from './incidents.ts';
+import type { MaintenanceTables } from './maintenance.ts';
 import type { OncallTables } from './oncall.ts';
 
 /** Table types for Kysely, as the migrations create them. Timestamps are ISO-8601 UTC text; JSON is text. */
@@ -148,7 +149,12 @@ export interface ScheduleFiresTable {
 }
 
 /** Every table; the incident-response domains (issue #5) declare theirs beside their repos. */
-export interface StoreDatabase extends IncidentTables, OncallTables, AlertTables, BackupTables {
+export interface StoreDatabase
+  extends IncidentTables,
+    OncallTables,
+    AlertTables,
+    BackupTables,
+    MaintenanceTables {
   check_runs: CheckRunsTable;
   runs: RunsTable;
   run_steps: RunStepsTable;

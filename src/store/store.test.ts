@@ -116,6 +116,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
       '005_oncall',
       '006_alerts',
       '007_backups',
+      '008_maintenance',
     ]);
 
     const reopened = await open(p.options);
@@ -129,6 +130,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
       '005_oncall',
       '006_alerts',
       '007_backups',
+      '008_maintenance',
     ]);
     const indexes =
       backend === 'sqlite'
@@ -162,6 +164,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
         '005_oncall',
         '006_alerts',
         '007_backups',
+        '008_maintenance',
       ],
     );
   });
@@ -655,6 +658,7 @@ async function backTo001(query: (text: string) => Promise<unknown>): Promise<voi
     ...['oncall_attempts', 'oncall_stalls'],
     ...['alert_records', 'suppression_windows', 'heartbeat_states'],
     ...['backup_sets', 'backup_lock', 'backup_restorable'],
+    ...['maintenance_windows', 'maintenance_notices'],
     'runs',
     'run_steps',
     'step_attempts',

@@ -12,6 +12,7 @@ import { type AlertRepo, createAlertRepo } from './alerts.ts';
 import { type BackupRepo, createBackupRepo } from './backups.ts';
 import { type AuditRepo, createAuditRepo } from './audit.ts';
 import { type IncidentRepo, createIncidentRepo } from './incidents.ts';
+import { type MaintenanceRepo, createMaintenanceRepo } from './maintenance.ts';
 import { type OncallRepo, createOncallRepo } from './oncall.ts';
 import type { BackendConnection } from './backend.ts';
 import { type CheckRunRepo, type StoreCall, createCheckRunRepo } from './check-runs.ts';
@@ -59,6 +60,8 @@ export interface Store {
   alerts: AlertRepo;
   /** The backup catalog: sets, their state, verification and drills; the backup lock. */
   backups: BackupRepo;
+  /** Planned maintenance: windows and the notices sent before them. */
+  maintenance: MaintenanceRepo;
   /** Resolves when the database answers. @throws UnavailableError otherwise. */
   ping(): Promise<void>;
   /** Closes the database and releases the data-directory lock. Safe to call twice. */
@@ -130,6 +133,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     oncall: createOncallRepo(db, call, options.clock ?? systemClock),
     alerts: createAlertRepo(db, call, options.clock ?? systemClock),
     backups: createBackupRepo(db, call, options.clock ?? systemClock),
+    maintenance: createMaintenanceRepo(db, call, options.clock ?? systemClock),
     ping: () =>
       call('ping', async () => {
         await sql`select 1`.execute(db);
