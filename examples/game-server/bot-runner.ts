@@ -1,6 +1,6 @@
 /**
  * Simulated players for the reference game server (and any server speaking the same protocol). Each bot
- * logs in, walks about and chats at a human rate, shows a maintenance notice once, answers a drain by
+ * logs in, walks about and chats at a human rate, shows each notice (maintenance, announcement) once, answers a drain by
  * saving and leaving, and reconnects elsewhere (with bounded, jittered backoff) when a server closes or
  * refuses it, or goes silent: bots ping, and a server that has said nothing (no message, no pong) for two
  * ping intervals is taken for dead. The default number of reconnection attempts spans about a minute, so
@@ -9,7 +9,13 @@
  */
 import { EventEmitter } from 'node:events';
 import { WebSocket, type RawData } from 'ws';
-import { CloseCode, rawText, serverMessageSchema, type ServerMessage } from './protocol.ts';
+import {
+  CloseCode,
+  rawText,
+  serverMessageSchema,
+  type Announcement,
+  type ServerMessage,
+} from './protocol.ts';
 
 export interface BotOptions {
   players: number;
@@ -48,8 +54,10 @@ export interface BotSummary {
   /** Logins refused, in total and by reason. */
   refused: number;
   refusedByReason: Record<string, number>;
-  /** Maintenance notices received (all bots). */
+  /** Notices received (all bots), of every kind. */
   noticesSeen: number;
+  /** Notices received by kind: `maintenance` (the gate) and `announcement` (`POST /ops/notice`). */
+  noticesByKind: Record<string, number>;
   /** Bots that received a drain and left. */
   drained: number;
   reconnects: number;
@@ -72,7 +80,15 @@ export interface BotSummary {
 
 export type BotEvent =
   | { type: 'login'; bot: number; url: string }
-  | { type: 'notice'; bot: number; enabled: boolean; message: string | null }
+  | { type: 'notice'; bot: number; kind: 'maintenance'; enabled: boolean; message: string | null }
+  | {
+      type: 'notice';
+      bot: number;
+      kind: 'announcement';
+      message: string;
+      startsAt: string | null;
+      endsAt: string | null;
+    }
   | { type: 'drain'; bot: number; message: string }
   | { type: 'refused'; bot: number; reason: string }
   | { type: 'closed'; bot: number; code: number; url: string }
@@ -136,6 +152,7 @@ export function startBots(options: BotOptions): BotRun {
     refused: 0,
     refusedByReason: {} as Record<string, number>,
     noticesSeen: 0,
+    noticesByKind: {} as Record<string, number>,
     drained: 0,
     reconnects: 0,
     gaveUp: 0,
@@ -232,7 +249,8 @@ export function startBots(options: BotOptions): BotRun {
         counts.chat += 1;
         return;
       case 'notice':
-        noticed(bot, message.enabled, message.message);
+        if (message.kind === 'announcement') announced(bot, message);
+        else noticed(bot, message.enabled, message.message);
         return;
       case 'drain':
         if (bot.leaving) return;
@@ -256,14 +274,44 @@ export function startBots(options: BotOptions): BotRun {
     }
   }
 
-  function noticed(bot: Bot, enabled: boolean, text: string | null): void {
+  function countNotice(kind: string): void {
     counts.noticesSeen += 1;
-    const key = `${enabled}:${text ?? ''}`;
-    if (!noticesLogged.has(key)) {
-      noticesLogged.add(key);
-      log(`notice: maintenance ${enabled ? 'on' : 'off'}${text ? `: ${text}` : ''}`);
-    }
-    emit({ type: 'notice', bot: bot.index, enabled, message: text });
+    counts.noticesByKind[kind] = (counts.noticesByKind[kind] ?? 0) + 1;
+  }
+
+  /** Logs a notice's text once for the whole run, however many bots received it. */
+  function logOnce(key: string, line: string): void {
+    if (noticesLogged.has(key)) return;
+    noticesLogged.add(key);
+    log(line);
+  }
+
+  function noticed(bot: Bot, enabled: boolean, text: string | null): void {
+    countNotice('maintenance');
+    logOnce(
+      `maintenance:${enabled}:${text ?? ''}`,
+      `notice: maintenance ${enabled ? 'on' : 'off'}${text ? `: ${text}` : ''}`,
+    );
+    emit({ type: 'notice', bot: bot.index, kind: 'maintenance', enabled, message: text });
+  }
+
+  function announced(bot: Bot, notice: Announcement): void {
+    countNotice('announcement');
+    const when = [notice.startsAt && `from ${notice.startsAt}`, notice.endsAt && `until ${notice.endsAt}`]
+      .filter(Boolean)
+      .join(' ');
+    logOnce(
+      `announcement:${notice.message}:${notice.startsAt ?? ''}:${notice.endsAt ?? ''}`,
+      `notice: announcement: ${notice.message}${when ? ` (${when})` : ''}`,
+    );
+    emit({
+      type: 'notice',
+      bot: bot.index,
+      kind: 'announcement',
+      message: notice.message,
+      startsAt: notice.startsAt,
+      endsAt: notice.endsAt,
+    });
   }
 
   function onClose(bot: Bot, ws: WebSocket, code: number): void {
@@ -359,6 +407,7 @@ export function startBots(options: BotOptions): BotRun {
       refused: counts.refused,
       refusedByReason: { ...counts.refusedByReason },
       noticesSeen: counts.noticesSeen,
+      noticesByKind: { ...counts.noticesByKind },
       drained: counts.drained,
       reconnects: counts.reconnects,
       gaveUp: counts.gaveUp,

@@ -2,6 +2,7 @@
  * `gameops-bots`: simulated players against one or more game servers.
  *
  *   gameops-bots --players 500 --duration 60s [--url ws://127.0.0.1:7700/play ...] [--ramp 5s] [--json]
+ *                [--events]
  *
  * Prints a summary at the end (or on Ctrl-C). Exit code 0 when at least one bot logged in, 1 when none
  * could, 2 for bad usage.
@@ -47,11 +48,14 @@ function render(summary: BotSummary): string {
   const refusedBy = Object.entries(summary.refusedByReason)
     .map(([reason, n]) => `${reason} ${n}`)
     .join(', ');
+  const notices = Object.entries(summary.noticesByKind)
+    .map(([kind, n]) => `${kind} ${n}`)
+    .join(', ');
   return [
     `bots: ${summary.players} players for ${summary.durationSeconds} s`,
     `  connected   ${summary.connected} (logins ${summary.logins}, reconnects ${summary.reconnects}, online at end ${summary.onlineAtEnd})`,
     `  refused     ${summary.refused}${refusedBy ? ` (${refusedBy})` : ''}`,
-    `  notices     ${summary.noticesSeen} seen`,
+    `  notices     ${summary.noticesSeen} seen${notices ? ` (${notices})` : ''}`,
     `  drained     ${summary.drained}`,
     `  gave up     ${summary.gaveUp}`,
     `  errors      ${summary.errors} (connect failures ${summary.connectFailures}, silent servers dropped ${summary.timeouts})`,
@@ -103,6 +107,10 @@ async function main(argv: string[]): Promise<number> {
       }),
     )
     .option('--json', 'print the summary as JSON')
+    .option(
+      '--events',
+      'print notices, drains, refusals and bots giving up as JSON lines on stdout as they happen',
+    )
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
   try {
@@ -122,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
     pingInterval: number;
     namePrefix?: string;
     json?: boolean;
+    events?: boolean;
   }>();
   if (opts.pingInterval < 100) {
     process.stderr.write('gameops-bots: --ping-interval must be at least 100ms\n');
@@ -149,6 +158,12 @@ async function main(argv: string[]): Promise<number> {
       (opts.ramp > 0 ? ` (ramp ${opts.ramp / 1000} s)` : '') +
       '\n',
   );
+  if (opts.events)
+    run.events.on('event', (event) => {
+      // Logins, closes and protocol errors are too many to print one by one; the summary counts them.
+      if (event.type === 'login' || event.type === 'closed' || event.type === 'error') return;
+      process.stdout.write(`${JSON.stringify({ event })}\n`);
+    });
   const interrupt = (): void => void run.stop();
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);

@@ -294,6 +294,28 @@ export class Game {
   }
 
   /**
+   * Sends every logged-in player an announcement (`POST /ops/notice`), e.g. maintenance ahead; logins
+   * stay open and nothing else changes. Returns how many players it was sent to (a player whose client
+   * has stopped reading, over the hard send cap, is not counted).
+   */
+  announce(notice: { message: string; startsAt?: string | undefined; endsAt?: string | undefined }): number {
+    const text = JSON.stringify({
+      type: 'notice',
+      kind: 'announcement',
+      message: notice.message,
+      startsAt: notice.startsAt ?? null,
+      endsAt: notice.endsAt ?? null,
+    } satisfies ServerMessage);
+    let delivered = 0;
+    for (const conn of this.#playing) if (this.#sendText(conn, text, false)) delivered++;
+    this.#log.info(
+      { players: this.#playing.size, delivered, startsAt: notice.startsAt, endsAt: notice.endsAt },
+      `announcement sent to ${delivered} players`,
+    );
+    return delivered;
+  }
+
+  /**
    * Starts draining (or brings the deadline forward): logins are refused, players are asked to leave, and
    * those still here at the deadline are saved and disconnected.
    */
@@ -744,13 +766,14 @@ export class Game {
    * `droppable` (snapshots, chat, error replies) and nothing at all past HARD_BUFFERED_BYTES; one that
    * stays over MAX_BUFFERED_BYTES for SLOW_CLIENT_MS is not reading and is closed (4007).
    */
-  #sendText(conn: Connection, text: string, droppable: boolean): void {
+  #sendText(conn: Connection, text: string, droppable: boolean): boolean {
     const ws = conn.ws;
-    if (ws.readyState !== WebSocket.OPEN) return;
+    if (ws.readyState !== WebSocket.OPEN) return false;
     if (!this.#keepsUp(conn)) {
-      if (droppable || ws.bufferedAmount > HARD_BUFFERED_BYTES) return;
+      if (droppable || ws.bufferedAmount > HARD_BUFFERED_BYTES) return false;
     }
     ws.send(text);
+    return true;
   }
 
   /** False when the client is behind (over MAX_BUFFERED_BYTES); closes it when it has been for too long. */

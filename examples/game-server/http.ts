@@ -38,6 +38,18 @@ const maintenanceBody = z.strictObject({
   startsAt: isoDate.transform((v) => new Date(v).toISOString()).optional(),
 });
 
+/** `POST /ops/notice`: an announcement to players; `endsAt` may not come before `startsAt`. */
+const noticeBody = z
+  .strictObject({
+    message: z.string().min(1).max(500, 'at most 500 characters'),
+    startsAt: isoDate.transform((v) => new Date(v).toISOString()).optional(),
+    endsAt: isoDate.transform((v) => new Date(v).toISOString()).optional(),
+  })
+  .refine((b) => b.startsAt === undefined || b.endsAt === undefined || b.endsAt >= b.startsAt, {
+    path: ['endsAt'],
+    message: 'must not be before startsAt',
+  });
+
 const drainBody = z.strictObject({
   message: z.string().min(1).max(500, 'at most 500 characters').optional(),
   deadlineSeconds: z.number().int().min(1).max(3600).default(30),
@@ -115,6 +127,7 @@ export interface OpsHandlerOptions {
 const ROUTES: Readonly<Record<string, 'GET' | 'POST'>> = {
   '/ops/status': 'GET',
   '/ops/maintenance': 'POST',
+  '/ops/notice': 'POST',
   '/ops/drain': 'POST',
   '/ops/diagnostics/cpu-profile': 'POST',
   '/ops/diagnostics/heap-snapshot': 'POST',
@@ -181,6 +194,11 @@ export function createRequestHandler(
         refuseWhenShuttingDown();
         game.setMaintenance(body);
         return sendJson(res, 200, game.status());
+      }
+      case '/ops/notice': {
+        const body = parse(noticeBody, await readJson(req, false));
+        refuseWhenShuttingDown();
+        return sendJson(res, 200, { delivered: game.announce(body) });
       }
       case '/ops/drain': {
         const body = parse(drainBody, await readJson(req, true));

@@ -93,6 +93,19 @@ const maintenanceSchema = z.object({
 });
 export type MaintenanceState = z.infer<typeof maintenanceSchema>;
 
+/**
+ * An announcement (`POST /ops/notice`): information for players, e.g. maintenance tomorrow at 04:00;
+ * nothing changes on the server, logins stay open.
+ */
+const announcementSchema = z.object({
+  type: z.literal('notice'),
+  kind: z.literal('announcement'),
+  message: z.string(),
+  startsAt: z.string().nullable(),
+  endsAt: z.string().nullable(),
+});
+export type Announcement = z.infer<typeof announcementSchema>;
+
 /** Everything the server sends; bots validate with it. */
 export const serverMessageSchema = z.discriminatedUnion('type', [
   z.object({
@@ -119,7 +132,10 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
     text: z.string(),
     scope: z.enum(['all', 'near']),
   }),
-  maintenanceSchema.extend({ type: z.literal('notice'), kind: z.literal('maintenance') }),
+  z.discriminatedUnion('kind', [
+    maintenanceSchema.extend({ type: z.literal('notice'), kind: z.literal('maintenance') }),
+    announcementSchema,
+  ]),
   z.object({
     type: z.literal('drain'),
     message: z.string(),

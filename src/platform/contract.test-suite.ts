@@ -341,6 +341,29 @@ export function describePlatformContract(
         },
         testMs,
       );
+
+      it(
+        'rotates logs on demand, or says why not, and loses no line',
+        async (ctx) => {
+          if (!fx.makeErrorLines) {
+            ctx.skip();
+            return;
+          }
+          const names = (await p.instances()).map((i) => i.name);
+          await fx.makeErrorLines(names[0]!, 2);
+          const before = await p.countLines({ pattern: pattern() });
+          const rotation = await p.rotateLogs();
+          expect(Array.isArray(rotation.rotated)).toBe(true);
+          for (const name of rotation.rotated) expect(names).toContain(name);
+          if (rotation.rotated.length === 0) expect(rotation.note ?? '').not.toBe('');
+          // Every line written before is still read and counted, wherever it now lives.
+          expect((await p.countLines({ pattern: pattern() })).perInstance).toEqual(before.perInstance);
+          await fx.makeErrorLines(names[0]!, 1);
+          const after = await p.countLines({ pattern: pattern(), names: [names[0]!] });
+          expect(after.perInstance[names[0]!]).toBe(before.perInstance[names[0]!]! + 1);
+        },
+        testMs,
+      );
     });
 
     it(

@@ -13,7 +13,13 @@ import {
   NotFoundError,
   UnavailableError,
 } from '../core/index.ts';
-import type { DiagnosticKind, GameServerClient, GameStatus } from './game-client.ts';
+import {
+  checkNotice,
+  type DiagnosticKind,
+  type GameServerClient,
+  type GameStatus,
+  type NoticeInput,
+} from './game-client.ts';
 import type { AutoscalerStatus, Instance, InstanceFilter, Platform } from './port.ts';
 
 /** Game servers asked at once: a fleet of hundreds is read in a few rounds, never hundreds of sockets. */
@@ -72,6 +78,69 @@ export interface DrainResult {
   waitedMs: number;
 }
 
+export interface NoticeResult {
+  /** `ok`: every ready instance said how many it told; `partial`: some did not (named in `instances`). */
+  status: 'ok' | 'partial';
+  /** Players told, over the instances that answered. */
+  delivered: number;
+  instances: Array<PerInstanceOutcome & { delivered?: number }>;
+}
+
+export interface DrainPlayersInput {
+  /**
+   * How long players may leave by themselves (the gate is already closed); then the instances that still
+   * have players (or did not answer) are drained through the contract. 0 drains them at once.
+   */
+  deadlineMs: number;
+  /** Warning the players still there at the deadline get before they are saved and disconnected. @default 30 */
+  kickNoticeSeconds?: number;
+  /** Between two counts of the players online. @default 250 */
+  pollMs?: number;
+  /** What players are told at the deadline. @default the server's own drain message */
+  message?: string;
+  /**
+   * How long to wait for the instances to empty after asking them to drain (they disconnect everyone at
+   * `kickNoticeSeconds`). @default kickNoticeSeconds + 30 s
+   */
+  kickWaitMs?: number;
+  signal?: AbortSignal;
+  /** After every count: the players online over the instances that answered, and each instance's state. */
+  onProgress?: (playersRemaining: number, instances: readonly DrainingInstance[]) => void;
+}
+
+/** One instance during {@link Fleet.drainPlayers}. */
+export interface DrainingInstance extends PerInstanceOutcome {
+  /** Players online at the last count (absent when it did not answer: unknown, never 0). */
+  playersRemaining?: number;
+  /** It was asked to drain (`POST /ops/drain`): it refuses logins until restarted. */
+  drained: boolean;
+}
+
+export interface DrainPlayersResult {
+  /**
+   * `empty`: every instance said 0 players. `timeout`: players remained after the deadline and the wait
+   * that follows the drain. `partial`: some instance did not answer (at the end), so nobody can say it
+   * is empty (named in `instances`).
+   */
+  status: 'empty' | 'timeout' | 'partial';
+  /** Players online at the first count (over the instances that answered). */
+  playersAtStart: number;
+  playersRemaining: number;
+  /** The deadline came with players online (or instances silent) and they were asked to drain. */
+  kicked: boolean;
+  /** Players online when the deadline came, then told to leave and saved and disconnected. */
+  playersKicked: number;
+  waitedMs: number;
+  /** When the count reached 0 (ISO 8601), for status `empty`. */
+  emptyAt?: string;
+  instances: DrainingInstance[];
+  /**
+   * Instances asked to drain: they refuse logins until restarted (a version update restarts them, or
+   * `fleet.restart-drained`).
+   */
+  needsRestart: string[];
+}
+
 export interface Artefact {
   instance: string;
   kind: DiagnosticKind;
@@ -127,6 +196,20 @@ export interface Fleet {
     kind: DiagnosticKind,
     options?: { seconds?: number; signal?: AbortSignal },
   ): Promise<Artefact>;
+  /**
+   * An announcement to every player of every ready instance (`POST /ops/notice`), logins left open. An
+   * instance that does not answer is named in the result; it never fails the others.
+   * @throws InputError naming the field, before any instance is told
+   */
+  notice(input: NoticeInput, signal?: AbortSignal): Promise<NoticeResult>;
+  /**
+   * Waits for players to leave once the gate is closed (maintenance): counts the players online every
+   * `pollMs` and returns as soon as every instance says 0; at `deadlineMs` asks the instances that still
+   * have players, or did not answer, to drain (they tell their players, then save and disconnect them at
+   * `kickNoticeSeconds`), and waits for 0 again, bounded by `kickWaitMs`. Time comes from the clock.
+   * @throws InputError for bad input, before anything is asked
+   */
+  drainPlayers(input: DrainPlayersInput): Promise<DrainPlayersResult>;
 }
 
 export function createFleet(deps: FleetDeps): Fleet {
@@ -290,6 +373,126 @@ export function createFleet(deps: FleetDeps): Fleet {
       }
     },
 
+    async notice(input, signal) {
+      const body = checkNotice(input);
+      const ready = (await platform.instances()).filter((i) => i.ready);
+      const opts = signal ? { signal } : {};
+      const instances = await mapLimit(ready, CONCURRENCY, async (i) => {
+        if (i.opsUrl === undefined) return { instance: i.name, ok: false, error: 'no address' };
+        try {
+          const { delivered } = await game.notice(i.opsUrl, body, opts);
+          return { instance: i.name, ok: true, delivered };
+        } catch (err) {
+          return { instance: i.name, ok: false, error: errorMessage(err) };
+        }
+      });
+      return {
+        status: instances.every((i) => i.ok) ? 'ok' : 'partial',
+        delivered: instances.reduce((n, i) => n + (i.delivered ?? 0), 0),
+        instances,
+      };
+    },
+
+    async drainPlayers(input) {
+      const kickNoticeSeconds = input.kickNoticeSeconds ?? 30;
+      const pollMs = input.pollMs ?? 250;
+      if (!Number.isInteger(input.deadlineMs) || input.deadlineMs < 0)
+        throw new InputError(`deadlineMs: an integer of 0 or more (got ${input.deadlineMs})`);
+      if (!Number.isInteger(kickNoticeSeconds) || kickNoticeSeconds < 1 || kickNoticeSeconds > 3600)
+        throw new InputError(`kickNoticeSeconds: an integer from 1 to 3600 (got ${kickNoticeSeconds})`);
+      if (!Number.isInteger(pollMs) || pollMs < 10 || pollMs > 60_000)
+        throw new InputError(`pollMs: an integer from 10 to 60000 (got ${pollMs})`);
+      if (input.message !== undefined && (input.message.length < 1 || input.message.length > 500))
+        throw new InputError('message: 1 to 500 characters');
+      const kickWaitMs = input.kickWaitMs ?? (kickNoticeSeconds + 30) * 1000;
+      if (!Number.isInteger(kickWaitMs) || kickWaitMs < 0)
+        throw new InputError(`kickWaitMs: an integer of 0 or more (got ${kickWaitMs})`);
+      const signal = input.signal;
+      const opts = signal ? { signal } : {};
+      const started = clock.now().getTime();
+      // Listed once: the gate is closed, so an instance that comes up later has nobody on it.
+      const targets = (await platform.instances()).filter(isLive);
+      const state = new Map<string, DrainingInstance & { opsUrl: string | undefined }>(
+        targets.map((i) => [
+          i.name,
+          {
+            instance: i.name,
+            ok: false,
+            error: i.opsUrl === undefined ? `no address yet (${i.phase})` : 'not asked yet',
+            drained: false,
+            opsUrl: i.opsUrl,
+          },
+        ]),
+      );
+      let playersAtStart: number | undefined;
+      let kickedAt: number | undefined;
+      let playersKicked = 0;
+      for (;;) {
+        await mapLimit([...state.values()], CONCURRENCY, async (s) => {
+          if (s.opsUrl === undefined) return;
+          try {
+            s.playersRemaining = (await game.status(s.opsUrl, opts)).playersOnline;
+            s.ok = true;
+            delete s.error;
+          } catch (err) {
+            // Gone quiet mid-drain: its players are unknown, never 0.
+            s.ok = false;
+            s.error = errorMessage(err);
+            delete s.playersRemaining;
+          }
+        });
+        throwIfAborted(signal);
+        const now = clock.now().getTime();
+        const all = [...state.values()];
+        const total = all.reduce((n, s) => n + (s.playersRemaining ?? 0), 0);
+        const unsure = all.some((s) => !s.ok);
+        playersAtStart ??= total;
+        const report = all.map(({ opsUrl: _opsUrl, ...s }) => ({ ...s }));
+        input.onProgress?.(total, report);
+        const finish = (status: DrainPlayersResult['status']): DrainPlayersResult => ({
+          status,
+          playersAtStart: playersAtStart ?? 0,
+          playersRemaining: total,
+          kicked: kickedAt !== undefined,
+          playersKicked,
+          waitedMs: now - started,
+          ...(status === 'empty' ? { emptyAt: new Date(now).toISOString() } : {}),
+          instances: report,
+          needsRestart: report.filter((s) => s.drained).map((s) => s.instance),
+        });
+        if (total === 0 && !unsure) return finish('empty');
+        if (kickedAt !== undefined && now - kickedAt >= kickWaitMs)
+          return finish(unsure ? 'partial' : 'timeout');
+        if (kickedAt === undefined && now - started >= input.deadlineMs) {
+          kickedAt = now;
+          playersKicked = total;
+        }
+        if (kickedAt !== undefined) {
+          // The instances with players, or that did not say (asked again on each round until they
+          // take it): an empty one keeps its logins for later.
+          const ask = all.filter(
+            (s) => !s.drained && s.opsUrl !== undefined && (s.playersRemaining ?? 1) > 0,
+          );
+          await mapLimit(ask, CONCURRENCY, async (s) => {
+            try {
+              await game.drain(
+                s.opsUrl!,
+                { deadlineSeconds: kickNoticeSeconds, ...(input.message ? { message: input.message } : {}) },
+                opts,
+              );
+              s.drained = true;
+            } catch (err) {
+              s.ok = false;
+              s.error = `asked to drain: ${errorMessage(err)}`;
+            }
+          });
+          throwIfAborted(signal);
+        }
+        await sleep(pollMs, signal);
+        throwIfAborted(signal);
+      }
+    },
+
     async diagnostics(name, kind, options = {}) {
       const [instance] = await platform.instances({ names: [name] });
       if (!instance) throw new NotFoundError(`no instance named "${name}" on ${platform.describe()}`);
@@ -301,6 +504,11 @@ export function createFleet(deps: FleetDeps): Fleet {
       return storeArtefact(deps.artefactDir, name, kind, file.stream, clock);
     },
   };
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted)
+    throw signal.reason instanceof Error ? signal.reason : new UnavailableError('drain aborted');
 }
 
 /** An instance whose process runs (ready or not yet): it may have players and must be told. */

@@ -1,6 +1,6 @@
 /**
  * The client gameops uses to talk to one game server over the game-server contract
- * (docs/game-server-contract.md): status, maintenance, drain, diagnostics and metrics.
+ * (docs/game-server-contract.md): status, maintenance, notices, drain, diagnostics and metrics.
  *
  * Every answer is size-capped and validated. Failures are errors of the gameops taxonomy naming the
  * server's URL (never the token) and what happened:
@@ -93,6 +93,10 @@ export type GameStatus = z.infer<typeof statusSchema>;
 const drainResponseSchema = statusSchema.extend({ playersRemaining: z.number().int().nonnegative() });
 export type DrainResponse = z.infer<typeof drainResponseSchema>;
 
+/** `POST /ops/notice`: how many players were told. */
+const noticeResponseSchema = z.object({ delivered: z.number().int().nonnegative() });
+export type NoticeResponse = z.infer<typeof noticeResponseSchema>;
+
 const errorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 export interface MaintenanceInput {
@@ -101,6 +105,16 @@ export interface MaintenanceInput {
   message?: string;
   /** ISO 8601. */
   startsAt?: string;
+}
+
+/** An announcement to players (`POST /ops/notice`): logins stay open. */
+export interface NoticeInput {
+  /** 1 to 500 characters. */
+  message: string;
+  /** ISO 8601: when what is announced starts (e.g. the maintenance window). */
+  startsAt?: string;
+  /** ISO 8601: when it ends; not before `startsAt`. */
+  endsAt?: string;
 }
 
 export interface DrainInput {
@@ -152,6 +166,8 @@ export interface GameMetricsSummary {
 export interface GameServerClient {
   status(opsUrl: string, options?: RequestOptions): Promise<GameStatus>;
   setMaintenance(opsUrl: string, input: MaintenanceInput, options?: RequestOptions): Promise<GameStatus>;
+  /** Tells every connected player `input.message` without closing logins. */
+  notice(opsUrl: string, input: NoticeInput, options?: RequestOptions): Promise<NoticeResponse>;
   drain(opsUrl: string, input?: DrainInput, options?: RequestOptions): Promise<DrainResponse>;
   diagnostics(opsUrl: string, kind: DiagnosticKind, options?: DiagnosticOptions): Promise<DiagnosticFile>;
   metrics(opsUrl: string, options?: RequestOptions): Promise<GameMetricsSummary>;
@@ -372,6 +388,31 @@ function dispositionFilename(header: string | null): string | undefined {
   return safe === '' ? undefined : safe;
 }
 
+/**
+ * A notice as the contract wants it (times in UTC), or an InputError naming the field. Shared by the
+ * client and the fleet, so a fleet-wide notice is refused before any instance is told.
+ */
+export function checkNotice(input: NoticeInput): NoticeInput {
+  if (typeof input.message !== 'string' || input.message.length < 1 || input.message.length > 500)
+    throw new InputError('notice message: 1 to 500 characters');
+  const time = (field: 'startsAt' | 'endsAt'): string | undefined => {
+    const value = input[field];
+    if (value === undefined) return undefined;
+    if (!Number.isFinite(Date.parse(value)))
+      throw new InputError(`notice ${field}: "${excerpt(value, 40)}" is not an ISO 8601 time`);
+    return new Date(value).toISOString();
+  };
+  const startsAt = time('startsAt');
+  const endsAt = time('endsAt');
+  if (startsAt !== undefined && endsAt !== undefined && endsAt < startsAt)
+    throw new InputError(`notice endsAt: ${endsAt} is before startsAt ${startsAt}`);
+  return {
+    message: input.message,
+    ...(startsAt !== undefined ? { startsAt } : {}),
+    ...(endsAt !== undefined ? { endsAt } : {}),
+  };
+}
+
 export function createGameServerClient(options: GameServerClientOptions): GameServerClient {
   const fetchImpl = options.fetch ?? globalThis.fetch;
   const secrets = [options.token];
@@ -517,6 +558,11 @@ export function createGameServerClient(options: GameServerClientOptions): GameSe
         ...(input.startsAt !== undefined ? { startsAt: new Date(input.startsAt).toISOString() } : {}),
       };
       return requestJson(opsUrl, 'POST', 'ops/maintenance', statusSchema, body, requestOptions);
+    },
+
+    async notice(opsUrl, input, requestOptions = {}) {
+      const body = checkNotice(input);
+      return requestJson(opsUrl, 'POST', 'ops/notice', noticeResponseSchema, body, requestOptions);
     },
 
     async drain(opsUrl, input = {}, requestOptions = {}) {

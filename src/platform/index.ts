@@ -9,6 +9,7 @@ export type {
   LogQuery,
   LogLine,
   LineCount,
+  LogRotation,
   RolloutProgress,
   WaitOptions,
   RestartOptions,
@@ -31,7 +32,11 @@ export type {
   DrainResult,
   Artefact,
   PerInstanceOutcome,
+  NoticeResult,
+  DrainPlayersInput,
+  DrainPlayersResult,
+  DrainingInstance,
 } from './fleet.ts';
 export { createGameServerClient } from './game-client.ts';
-export type { GameServerClient, GameStatus, DiagnosticKind } from './game-client.ts';
+export type { GameServerClient, GameStatus, DiagnosticKind, NoticeInput } from './game-client.ts';
 export { countLinesMatching } from './lines.ts';

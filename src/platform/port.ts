@@ -106,6 +106,14 @@ export interface LineCount {
   bytesScanned: number;
 }
 
+/** What {@link Platform.rotateLogs} did. */
+export interface LogRotation {
+  /** Instances whose log was rotated, in the order of `instances`. */
+  rotated: string[];
+  /** Why nothing was (or could be) rotated from here, e.g. the kubelet rotates container logs. */
+  note?: string;
+}
+
 /** What a wait is doing now; given to `onProgress` and kept in errors' `details`. */
 export interface RolloutProgress {
   /** e.g. `scale`, `restart`, `set-version`, `rollback`. */
@@ -199,6 +207,14 @@ export interface Platform {
   logs(query: LogQuery): AsyncIterable<LogLine>;
   /** Counts lines containing `pattern` (a plain substring, e.g. `"level":"error"` or `ERROR`). */
   countLines(query: Omit<LogQuery, 'follow' | 'tail'> & { pattern: string }): Promise<LineCount>;
+
+  /**
+   * Rotates the game servers' logs now (maintenance): every instance's non-empty log is rotated, keeping
+   * the configured number of old files; nothing is lost (`logs`/`countLines` still read rotated lines).
+   * A platform that rotates logs itself returns `rotated: []` and says so in `note`.
+   * @throws ConflictError when a rotation of this fleet is already running and does not end soon
+   */
+  rotateLogs(): Promise<LogRotation>;
 
   /** Sets the number of instances and waits until that many are ready. */
   scale(replicas: number, options?: WaitOptions): Promise<RolloutResult>;

@@ -118,7 +118,7 @@ test('maintenance: every player sees the notice, new logins are refused, players
   await events(run, 8, (e) => e.type === 'login');
   expect((await status(s)).playersOnline).toBe(8);
 
-  const noticed = events(run, 8, (e) => e.type === 'notice' && e.enabled);
+  const noticed = events(run, 8, (e) => e.type === 'notice' && e.kind === 'maintenance' && e.enabled);
   const on = await post(s, '/ops/maintenance', {
     enabled: true,
     message: 'Back at 10:00',
@@ -161,7 +161,7 @@ test('maintenance: every player sees the notice, new logins are refused, players
       })
     ).status,
   ).toBe(200);
-  const reopened = events(run, 8, (e) => e.type === 'notice' && !e.enabled);
+  const reopened = events(run, 8, (e) => e.type === 'notice' && e.kind === 'maintenance' && !e.enabled);
   const off = await post(s, '/ops/maintenance', { enabled: false });
   expect(await off.json()).toMatchObject({
     acceptingLogins: true,

@@ -45,6 +45,7 @@ import type {
   Instance,
   InstanceFilter,
   LineCount,
+  LogRotation,
   LogLine,
   LogQuery,
   NodeUsage,
@@ -699,6 +700,21 @@ export class KubernetesPlatform implements Platform {
       return;
     }
     for await (const line of splitLines(stream.chunks)) yield { instance: options.pod, line };
+  }
+
+  /**
+   * Nothing to rotate from outside: containers write to stdout and the kubelet rotates their logs by
+   * itself (`containerLogMaxSize`, `containerLogMaxFiles` in its configuration). Says so rather than
+   * pretending.
+   */
+  async rotateLogs(): Promise<LogRotation> {
+    this.#open();
+    return Promise.resolve({
+      rotated: [],
+      note:
+        `the kubelet rotates the container logs of ${this.describe()} itself ` +
+        '(its containerLogMaxSize and containerLogMaxFiles settings); nothing to rotate from gameops',
+    });
   }
 
   async countLines(query: Omit<LogQuery, 'follow' | 'tail'> & { pattern: string }): Promise<LineCount> {

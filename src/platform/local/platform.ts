@@ -37,6 +37,7 @@ import type {
   Instance,
   InstanceFilter,
   LineCount,
+  LogRotation,
   LogLine,
   LogQuery,
   Platform,
@@ -171,6 +172,8 @@ export function createLocalPlatform(options: LocalPlatformOptions): LocalPlatfor
 
 const NAME = /^game-(0|[1-9]\d{0,3})$/;
 const STATE_LOCK_WAIT_MS = 15_000;
+/** How long `rotateLogs` waits for a supervisor round that is rotating. */
+const ROTATE_LOCK_WAIT_MS = 5000;
 const POLL_MS = 150;
 /** Instances whose logs countLines reads at once. */
 const COUNT_CONCURRENCY = 16;
@@ -959,6 +962,19 @@ class LocalFleet implements LocalPlatform {
     entry.nextAttemptAt = new Date(now.getTime() + delay).toISOString();
   }
 
+  /**
+   * Rotates every instance's non-empty log now (maintenance), under the rotate lock the supervisor
+   * shares: a supervisor round rotating at the same moment is waited for (up to 5 s).
+   */
+  async rotateLogs(): Promise<LogRotation> {
+    const lock = await this.#rotateLock.acquire('rotate', ROTATE_LOCK_WAIT_MS);
+    try {
+      return { rotated: await this.#rotateHeld(1) };
+    } finally {
+      await lock.release();
+    }
+  }
+
   async #rotateLogs(): Promise<string[]> {
     let lock: HeldLock;
     try {
@@ -967,26 +983,30 @@ class LocalFleet implements LocalPlatform {
       return [];
     }
     try {
-      const state = await this.#state();
-      const rotated: string[] = [];
-      const byIndex = new Map(state.instances.map((e) => [e.index, e]));
-      for (const index of range(Math.max(state.replicas, ...state.instances.map((e) => e.index + 1)))) {
-        const name = instanceName(index);
-        const file = logFileOf(this.#logDir, name);
-        const entry = byIndex.get(index);
-        if (
-          entry?.pid !== undefined &&
-          entry.startTime !== undefined &&
-          isSameProcess(procStatSync(entry.pid), entry.startTime)
-        )
-          await this.#checkLogFile(name, file, entry.pid);
-        const { maxBytes, keep } = this.#config.logs;
-        if (await rotateIfNeeded(file, maxBytes, keep)) rotated.push(name);
-      }
-      return rotated;
+      return await this.#rotateHeld(this.#config.logs.maxBytes);
     } finally {
       await lock.release();
     }
+  }
+
+  /** Rotates the logs that reached `maxBytes` (1: every non-empty one); the rotate lock is held. */
+  async #rotateHeld(maxBytes: number): Promise<string[]> {
+    const state = await this.#state();
+    const rotated: string[] = [];
+    const byIndex = new Map(state.instances.map((e) => [e.index, e]));
+    for (const index of range(Math.max(state.replicas, ...state.instances.map((e) => e.index + 1)))) {
+      const name = instanceName(index);
+      const file = logFileOf(this.#logDir, name);
+      const entry = byIndex.get(index);
+      if (
+        entry?.pid !== undefined &&
+        entry.startTime !== undefined &&
+        isSameProcess(procStatSync(entry.pid), entry.startTime)
+      )
+        await this.#checkLogFile(name, file, entry.pid);
+      if (await rotateIfNeeded(file, maxBytes, this.#config.logs.keep)) rotated.push(name);
+    }
+    return rotated;
   }
 
   /** Pids already warned about writing to a log file that is not the one at its path (renamed away). */

@@ -1,6 +1,7 @@
 /**
  * Fleet actions (runbook §3.1, §3.2): status, usage ranked by CPU and memory, autoscaler status, scaling,
- * rolling restarts, diagnostics kept as artefacts, the traffic gate, and memory trends (Prometheus when
+ * rolling restarts, diagnostics kept as artefacts, the traffic gate, maintenance (players' notices, drain
+ * with a deadline, restarting drained instances, log rotation), and memory trends (Prometheus when
  * configured, otherwise sampled from the platform). And the `fleet.cpu` check the high-cpu runbook waits on.
  */
 import { join } from 'node:path';
@@ -11,7 +12,10 @@ import {
   storeArtefact,
   type Artefact,
   type Fleet,
+  type DrainPlayersResult,
   type Instance,
+  type LogRotation,
+  type NoticeResult,
   type RolloutProgress,
   type UsageReport,
 } from '../../platform/index.ts';
@@ -406,6 +410,195 @@ const gateAction: ActionDefinition<z.infer<typeof gateArgs>> = {
 };
 
 // -----------------------------------------------------------------------------------------------------
+// Maintenance: notices, drain with a deadline, restarting drained instances, log rotation
+
+const noticeArgs = z.strictObject({
+  message: z.string().min(1).max(500),
+  startsAt: z.iso.datetime({ offset: true }).optional(),
+  endsAt: z.iso.datetime({ offset: true }).optional(),
+});
+
+const noticeAction: ActionDefinition<z.infer<typeof noticeArgs>, NoticeResult> = {
+  name: 'fleet.notice',
+  description:
+    'Tells every player of every ready instance a message (e.g. maintenance ahead) without closing logins.',
+  effect: 'mutating',
+  idempotent: false,
+  args: noticeArgs,
+  target: (_args, services) => `players of ${target(services)}`,
+  async run(args, ctx) {
+    const fleet = await servicesOf(ctx).fleet();
+    const result = await fleet.notice(
+      {
+        message: args.message,
+        ...(args.startsAt !== undefined ? { startsAt: args.startsAt } : {}),
+        ...(args.endsAt !== undefined ? { endsAt: args.endsAt } : {}),
+      },
+      ctx.signal,
+    );
+    ctx.log(`notice delivered to ${result.delivered} player(s) on ${result.instances.length} instance(s)`);
+    if (result.status === 'partial') ctx.log(`not told: ${failures(result.instances)}`);
+    return result;
+  },
+  // No verify: a notice leaves nothing to check; sent twice, players read it twice.
+};
+
+/** `game-1 (no answer), game-3 (…)`: the instances that failed, for a log line. */
+function failures(instances: ReadonlyArray<{ instance: string; ok: boolean; error?: string }>): string {
+  return instances
+    .filter((i) => !i.ok)
+    .map((i) => `${i.instance} (${i.error ?? 'no answer'})`)
+    .join(', ');
+}
+
+const drainPlayersArgs = z.strictObject({
+  deadlineMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(6 * 3_600_000)
+    .optional()
+    .describe(
+      'How long players may leave by themselves (ms); default: maintenance.drain.deadline. 0: at once.',
+    ),
+  kickNoticeSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(600)
+    .optional()
+    .describe(
+      'Warning before the players still there are saved and disconnected; default: maintenance.drain.kickNotice.',
+    ),
+  message: z.string().min(1).max(500).optional().describe('What those players are told.'),
+});
+
+/** Log a count that did not change at most this often while draining. */
+const DRAIN_LOG_EVERY_MS = 10_000;
+
+const drainPlayersAction: ActionDefinition<z.infer<typeof drainPlayersArgs>, DrainPlayersResult> = {
+  name: 'fleet.drain-players',
+  description:
+    'Waits until no player is online (the gate closed before); at the deadline the instances still holding players tell them, then save and disconnect them. Fails when players remain or an instance does not answer.',
+  effect: 'mutating',
+  idempotent: true,
+  args: drainPlayersArgs,
+  target: (_args, services) => `players of ${target(services)}`,
+  async run(args, ctx) {
+    const services = servicesOf(ctx);
+    const fleet = await services.fleet();
+    const defaults = services.config.maintenance.drain;
+    const deadlineMs = args.deadlineMs ?? defaults.deadline;
+    const kickNoticeSeconds = args.kickNoticeSeconds ?? defaults.kickNotice;
+    ctx.log(
+      `waiting up to ${Math.round(deadlineMs / 1000)} s for players to leave; then ${kickNoticeSeconds} s of notice before the rest are disconnected`,
+    );
+    let lastCount: number | undefined;
+    let lastLogAt = 0;
+    const result = await fleet.drainPlayers({
+      deadlineMs,
+      kickNoticeSeconds,
+      ...(args.message !== undefined ? { message: args.message } : {}),
+      signal: ctx.signal,
+      onProgress: (remaining, instances) => {
+        const now = ctx.clock.now().getTime();
+        if (remaining === lastCount && now - lastLogAt < DRAIN_LOG_EVERY_MS) return;
+        lastCount = remaining;
+        lastLogAt = now;
+        const silent = instances.filter((i) => !i.ok).length;
+        const busy = instances.filter((i) => (i.playersRemaining ?? 0) > 0).length;
+        ctx.log(
+          `${remaining} player(s) online on ${busy} instance(s)${silent > 0 ? `; ${silent} instance(s) not answering` : ''}`,
+        );
+      },
+    });
+    if (result.kicked)
+      ctx.log(
+        `deadline reached: ${result.playersKicked} player(s) told to leave, then saved and disconnected; ` +
+          `${result.needsRestart.join(', ') || 'no instance'} refuse(s) logins until restarted`,
+      );
+    if (result.status === 'empty') {
+      ctx.log(
+        `no player online after ${Math.round(result.waitedMs / 100) / 10} s (${result.playersAtStart} at start)`,
+      );
+      return result;
+    }
+    const where =
+      result.status === 'partial'
+        ? `instance(s) not answering: ${failures(result.instances)}`
+        : `players remain on ${result.instances
+            .filter((i) => (i.playersRemaining ?? 0) > 0)
+            .map((i) => `${i.instance} (${i.playersRemaining})`)
+            .join(', ')}`;
+    throw new UnavailableError(
+      `${target(services)} is not empty after ${Math.round(result.waitedMs / 1000)} s: ${result.playersRemaining} player(s) online; ${where}`,
+      { details: { drain: result } },
+    );
+  },
+};
+
+const restartDrainedArgs = z.strictObject({ timeoutMs: timeoutArg });
+
+const restartDrainedAction: ActionDefinition<z.infer<typeof restartDrainedArgs>> = {
+  name: 'fleet.restart-drained',
+  description:
+    'Restarts only the instances that were drained (they refuse logins until restarted), one at a time; a closed gate is told to them again.',
+  effect: 'mutating',
+  idempotent: true,
+  args: restartDrainedArgs,
+  target: (_args, services) => `drained instances of ${target(services)}`,
+  async run(args, ctx) {
+    const fleet = await servicesOf(ctx).fleet();
+    const status = await fleet.status({ signal: ctx.signal });
+    const drained = status.instances.filter((i) => i.game?.draining === true).map((i) => i.name);
+    const unknown = status.instances.filter((i) => i.gameProblem !== undefined).map((i) => i.name);
+    if (unknown.length > 0)
+      ctx.log(`not answering, so not known to be drained (left alone): ${unknown.join(', ')}`);
+    if (drained.length === 0) {
+      ctx.log('no instance is draining: nothing to restart');
+      return { restarted: [], notAnswering: unknown };
+    }
+    ctx.log(`restarting ${drained.length} drained instance(s): ${drained.join(', ')}`);
+    const result = await fleet.platform.restart({
+      maxUnavailable: 1,
+      filter: { names: drained },
+      signal: ctx.signal,
+      onProgress: progressLogger(ctx),
+      ...(args.timeoutMs !== undefined ? { timeoutMs: args.timeoutMs } : {}),
+    });
+    const gate = await fleet.gateAfterRollout(ctx.signal);
+    if (gate.gateProblem) ctx.log(`the gate could not be re-applied: ${gate.gateProblem}`);
+    return { restarted: drained, notAnswering: unknown, rollout: result, ...gate };
+  },
+  async verify(_args, ctx) {
+    const status = await (await servicesOf(ctx).fleet()).status({ signal: ctx.signal });
+    return status.instances.some((i) => i.game?.draining === true || i.gameProblem !== undefined)
+      ? 'not-done'
+      : 'done';
+  },
+};
+
+const rotateLogsAction: ActionDefinition<Record<string, never>, LogRotation> = {
+  name: 'fleet.rotate-logs',
+  description:
+    "Rotates the game servers' logs now, keeping the configured number of old files (local); on Kubernetes the kubelet rotates them, and the result says so.",
+  effect: 'mutating',
+  idempotent: true,
+  args: z.strictObject({}),
+  target: (_args, services) => `game-server logs of ${target(services)}`,
+  async run(_args, ctx) {
+    const fleet = await servicesOf(ctx).fleet();
+    const result = await fleet.platform.rotateLogs();
+    ctx.log(
+      result.rotated.length > 0
+        ? `rotated the logs of ${result.rotated.join(', ')}`
+        : `no log rotated${result.note ? `: ${result.note}` : ' (every log is empty)'}`,
+    );
+    return result;
+  },
+};
+
+// -----------------------------------------------------------------------------------------------------
 // Memory trends
 
 export interface MemoryPoint {
@@ -717,6 +910,10 @@ export const fleetActions: ActionDefinition[] = [
   restartAction,
   diagnosticsAction,
   gateAction,
+  noticeAction,
+  drainPlayersAction,
+  restartDrainedAction,
+  rotateLogsAction,
   sampleAction,
   trendAction,
 ];
