@@ -30,8 +30,8 @@ export interface DbMaintenanceSteps {
 }
 
 /**
- * The `db.plan` step and the task steps (`<prefix>-optimize`, `-analyze`, `-add-partitions`, `-rotate`,
- * `-purge`, `-query-cache`), each run only when the plan found work for it, with the plan's lists as
+ * The `db.plan` step and the task steps (`<prefix>-add-partitions`, `-rotate`, `-purge`, `-optimize`,
+ * `-analyze`, `-query-cache`: purges and drops first, then the rebuilds and statistics they call for), each run only when the plan found work for it, with the plan's lists as
  * arguments: an approval placed after the plan step binds the exact tables, partition names and purge
  * cutoffs (an approval placed before it would see the arguments as pending, and be asked again once
  * they are known). The actions check every argument against the live schema again when they run.
@@ -50,20 +50,6 @@ export function dbMaintenanceSteps(options: DbMaintenanceStepsOptions | string =
     args: {},
   };
   const taskSteps: StepInput[] = [
-    {
-      id: `${prefix}-optimize`,
-      title: 'Rebuild fragmented tables (OPTIMIZE TABLE)',
-      when: when('optimize.tables'),
-      action: 'db.optimize',
-      args: { tables: out('optimize.tables') },
-    },
-    {
-      id: `${prefix}-analyze`,
-      title: 'Refresh statistics (ANALYZE TABLE)',
-      when: when('analyze.tables'),
-      action: 'db.analyze',
-      args: { tables: out('analyze.tables') },
-    },
     {
       id: `${prefix}-add-partitions`,
       title: 'Create future partitions',
@@ -84,6 +70,20 @@ export function dbMaintenanceSteps(options: DbMaintenanceStepsOptions | string =
       when: when('purge'),
       action: 'db.purge',
       args: { rules: out('purge') },
+    },
+    {
+      id: `${prefix}-optimize`,
+      title: 'Rebuild fragmented tables (OPTIMIZE TABLE)',
+      when: when('optimize.tables'),
+      action: 'db.optimize',
+      args: { tables: out('optimize.tables') },
+    },
+    {
+      id: `${prefix}-analyze`,
+      title: 'Refresh statistics (ANALYZE TABLE)',
+      when: when('analyze.tables'),
+      action: 'db.analyze',
+      args: { tables: out('analyze.tables') },
     },
     {
       id: `${prefix}-query-cache`,

@@ -1,0 +1,422 @@
+/**
+ * The database maintenance plan (runbook §4.2): from an inspection, `maintenance.db` and the time, what
+ * to rebuild, analyse, partition, archive and drop, purge, and whether to flush the query cache, each
+ * with its reason, the statements for the dry run and approval, and one summary line. Pure and
+ * JSON-able: it is the output of the `db.plan` step, and the task steps take their arguments from it.
+ *
+ * Names come only from the inspection (the live schema) and the config; a configured table, column or
+ * partitioning the server does not have is an InputError naming the config field.
+ */
+import type { GameopsConfig } from '../../config/index.ts';
+import { InputError } from '../../core/index.ts';
+import type { Inspection, NamedTableInfo, PartitionInfo, TableInfo } from './inspect.ts';
+import {
+  addUnits,
+  boundInstant,
+  boundKindOf,
+  boundSql,
+  nextBoundary,
+  partitionName,
+  periodStart,
+  utcDateTime,
+  type BoundKind,
+  type PartitionUnit,
+} from './periods.ts';
+import { formatBytes } from '../../checks/thresholds.ts';
+
+export type DbMaintenanceConfig = GameopsConfig['maintenance']['db'];
+
+export interface TableRef {
+  database: string;
+  table: string;
+}
+
+/** One table as the plan saw it, and what it decided. */
+export interface TableReport extends TableRef {
+  engine: string | null;
+  rows: number;
+  dataBytes: number;
+  indexBytes: number;
+  freeBytes: number;
+  /** freeBytes / (data + index + free); 0 for an empty table. */
+  freeFraction: number;
+  optimize: boolean;
+  /** Why it is (or is not) rebuilt. */
+  reason: string;
+}
+
+export interface NewPartition {
+  name: string;
+  /** The bound as written in `VALUES LESS THAN (…)`. */
+  lessThan: string;
+  /** The UTC instant of the bound (exclusive end of the partition), ISO 8601. */
+  until: string;
+}
+
+/** Future partitions of one table: `ADD PARTITION`, or `REORGANIZE PARTITION <catch-all>` when it has one. */
+export interface AddPartitionsTarget extends TableRef {
+  partitions: NewPartition[];
+  /** The MAXVALUE partition split to make room (data kept), or null. */
+  reorganize: string | null;
+}
+
+/** A partition past retention: archived, verified, then dropped. */
+export interface RotateTarget extends TableRef {
+  partition: string;
+  /** Its bound as stored (`PARTITION_DESCRIPTION`). */
+  lessThan: string;
+  /** The UTC instant before which all its rows lie, ISO 8601. */
+  until: string;
+  /** Rows (estimate at plan time). */
+  rows: number;
+}
+
+export interface PurgeTarget extends TableRef {
+  column: string;
+  /** `YYYY-MM-DD HH:MM:SS` (UTC): rows with column < cutoff go. Fixed at plan time. */
+  cutoff: string;
+  batchSize: number;
+}
+
+export interface DbPlan {
+  database: string;
+  server: { version: string; flavour: string };
+  /** When the plan was made (ISO 8601). */
+  at: string;
+  tables: TableReport[];
+  optimize: { tables: TableRef[] };
+  analyze: { tables: TableRef[] };
+  addPartitions: AddPartitionsTarget[];
+  rotate: RotateTarget[];
+  purge: PurgeTarget[];
+  queryCache: { flush: boolean; reason: string };
+  /** Every statement that would change something, in the order the steps run them. */
+  statements: string[];
+  /** True when any task has something to do. */
+  work: boolean;
+  summary: string;
+  notes: string[];
+}
+
+/** `db`.`table`. Names were checked against the live schema (information_schema) before they get here. */
+export function qualified(ref: TableRef): string {
+  return `${quoteName(ref.database)}.${quoteName(ref.table)}`;
+}
+
+/** A backtick-quoted identifier (backticks doubled). */
+export function quoteName(name: string): string {
+  return `\`${name.replace(/`/g, '``')}\``;
+}
+
+const plainName = (ref: TableRef): string => `${ref.database}.${ref.table}`;
+
+/** The named table `db.table` of the inspection. */
+function named(inspection: Inspection, database: string, table: string): NamedTableInfo | undefined {
+  return inspection.named.find((t) => t.database === database && t.table === table);
+}
+
+/** How a partitioned table's bounds are written, and its column; InputError naming `field` otherwise. */
+export function partitioning(
+  info: NamedTableInfo | undefined,
+  field: string,
+  database: string,
+  table: string,
+): { kind: BoundKind; column: string } {
+  if (!info?.exists) throw new InputError(`${field}: ${table} is not a table of ${database}`);
+  const first = info.partitions[0];
+  const found = boundKindOf(
+    first?.method ?? null,
+    first?.expression ?? null,
+    (column) => info.columns.find((c) => c.name.toLowerCase() === column.toLowerCase())?.type,
+  );
+  if ('problem' in found) throw new InputError(`${field}: ${database}.${table} ${found.problem}`);
+  return found;
+}
+
+/** Partitions with their bound instants (null: MAXVALUE). */
+export function boundsOf(
+  info: NamedTableInfo,
+  kind: BoundKind,
+): Array<{ partition: PartitionInfo; until: number | null }> {
+  return info.partitions.map((partition) => ({
+    partition,
+    until: boundInstant(
+      partition.description ?? 'MAXVALUE',
+      kind,
+      `${info.database}.${info.table} partition ${partition.name}`,
+    ),
+  }));
+}
+
+/**
+ * The partitions to add so that periods up to `ahead` units after the current one exist: one per unit
+ * from the highest finite bound on, named after the period each covers. Existing names are never reused.
+ */
+export function futurePartitions(
+  bounds: ReadonlyArray<{ partition: PartitionInfo; until: number | null }>,
+  unit: PartitionUnit,
+  ahead: number,
+  kind: BoundKind,
+  now: number,
+): NewPartition[] {
+  const current = periodStart(now, unit);
+  const target = addUnits(current, unit, ahead + 1);
+  const finite = bounds.flatMap((b) => (b.until === null ? [] : [b.until]));
+  const names = new Set(bounds.map((b) => b.partition.name.toLowerCase()));
+  let from = finite.length > 0 ? Math.max(...finite) : current;
+  const out: NewPartition[] = [];
+  while (from < target) {
+    const until = from === periodStart(from, unit) ? addUnits(from, unit, 1) : nextBoundary(from, unit);
+    let name = partitionName(addUnits(until, unit, -1), unit);
+    for (let n = 2; names.has(name.toLowerCase()); n++)
+      name = `${partitionName(addUnits(until, unit, -1), unit)}_${n}`;
+    names.add(name.toLowerCase());
+    out.push({ name, lessThan: boundSql(until, kind), until: new Date(until).toISOString() });
+    from = until;
+  }
+  return out;
+}
+
+/**
+ * Works out the plan. `now` is the injected clock's time; the purge cutoffs and the retention limit are
+ * computed from it once.
+ * @throws InputError naming the config field when a configured table, column or partitioning is not what
+ *   the live schema has.
+ */
+export function planMaintenance(inspection: Inspection, config: DbMaintenanceConfig, now: Date): DbPlan {
+  const nowMs = now.getTime();
+  const notes = [...inspection.notes];
+  const statements: string[] = [];
+  const db = inspection.database;
+  const { optimize: opt } = config;
+
+  // --- tables in scope for OPTIMIZE / ANALYZE
+  const ofDb = inspection.tables.filter((t) => t.database === db);
+  let scope: TableInfo[] = ofDb;
+  if (opt.tables) {
+    scope = opt.tables.map((name, i) => {
+      const found = ofDb.find((t) => t.table === name);
+      if (!found)
+        throw new InputError(`maintenance.db.optimize.tables[${i}]: ${name} is not a table of ${db}`);
+      return found;
+    });
+  }
+  const tables: TableReport[] = scope.map((t) => report(t, opt.minFreeFraction, opt.minFreeBytes));
+
+  // --- partitions
+  const addPartitions: AddPartitionsTarget[] = [];
+  const rotate: RotateTarget[] = [];
+  config.partitions.forEach((p, i) => {
+    const database = p.database ?? db;
+    const info = named(inspection, database, p.table);
+    const { kind } = partitioning(info, `maintenance.db.partitions[${i}].table`, database, p.table);
+    const bounds = boundsOf(info!, kind);
+    const ref = { database, table: p.table };
+    const adds = futurePartitions(bounds, p.unit, p.ahead, kind, nowMs);
+    const catchAll = bounds.find((b) => b.until === null)?.partition.name ?? null;
+    if (adds.length > 0) {
+      addPartitions.push({ ...ref, partitions: adds, reorganize: catchAll });
+      statements.push(addPartitionsSql({ ...ref, partitions: adds, reorganize: catchAll }));
+    }
+    const limit = addUnits(periodStart(nowMs, p.unit), p.unit, -p.retain);
+    const old = bounds.filter((b) => b.until !== null && b.until <= limit);
+    // Never every partition: MySQL refuses to drop the last one (and a table needs somewhere to put rows).
+    const remaining = bounds.length + adds.length - old.length;
+    if (remaining < 1) old.pop();
+    for (const b of old) {
+      const target: RotateTarget = {
+        ...ref,
+        partition: b.partition.name,
+        lessThan: b.partition.description ?? '',
+        until: new Date(b.until!).toISOString(),
+        rows: b.partition.rows,
+      };
+      rotate.push(target);
+      statements.push(
+        `-- archive ${plainName(ref)} PARTITION (${target.partition}) (≈${target.rows} rows, all before ${target.until}) to the backup storage, read it back and compare rows and checksum; then:`,
+        `ALTER TABLE ${qualified(ref)} DROP PARTITION ${quoteName(target.partition)}`,
+      );
+    }
+  });
+
+  // --- purge
+  const purge: PurgeTarget[] = config.purge.map((rule, i) => {
+    const database = rule.database ?? db;
+    const info = named(inspection, database, rule.table);
+    if (!info?.exists)
+      throw new InputError(`maintenance.db.purge[${i}].table: ${rule.table} is not a table of ${database}`);
+    const column = info.columns.find((c) => c.name.toLowerCase() === rule.column.toLowerCase());
+    if (!column)
+      throw new InputError(
+        `maintenance.db.purge[${i}].column: ${rule.column} is not a column of ${database}.${rule.table}`,
+      );
+    if (!['datetime', 'timestamp', 'date'].includes(column.type))
+      throw new InputError(
+        `maintenance.db.purge[${i}].column: ${database}.${rule.table}.${column.name} is ${column.type}, not DATETIME, TIMESTAMP or DATE`,
+      );
+    if (!info.indexedColumns.some((c) => c.toLowerCase() === column.name.toLowerCase()))
+      notes.push(`${database}.${rule.table}.${column.name} leads no index: each purge batch scans the table`);
+    const target: PurgeTarget = {
+      database,
+      table: rule.table,
+      column: column.name,
+      cutoff: utcDateTime(nowMs - rule.olderThan),
+      batchSize: rule.batchSize,
+    };
+    statements.push(purgeSqlText(target, info.primaryKey));
+    return target;
+  });
+
+  // --- optimize and analyze (after the purges and drops, which free space and change statistics)
+  const optimizeTables = tables.filter((t) => t.optimize).map(({ database, table }) => ({ database, table }));
+  for (const t of optimizeTables) statements.push(`OPTIMIZE TABLE ${qualified(t)}`);
+  const analyzeKeys = new Set<string>();
+  const analyzeTables: TableRef[] = [];
+  const addAnalyze = (ref: TableRef): void => {
+    const key = plainName(ref);
+    if (analyzeKeys.has(key) || optimizeTables.some((t) => plainName(t) === key)) return;
+    analyzeKeys.add(key);
+    analyzeTables.push({ database: ref.database, table: ref.table });
+  };
+  // The tables whose rows change (a rebuilt table is analysed by its rebuild); the others' statistics
+  // are what InnoDB's persistent statistics keep up to date by themselves.
+  for (const t of [...rotate, ...purge]) addAnalyze(t);
+  if (analyzeTables.length > 0) statements.push(`ANALYZE TABLE ${analyzeTables.map(qualified).join(', ')}`);
+
+  // --- query cache
+  const qc = inspection.server.queryCache;
+  const queryCache = queryCacheDecision(inspection.server.flavour, inspection.server.version, qc);
+  if (queryCache.flush) statements.push('FLUSH QUERY CACHE');
+
+  const plan: DbPlan = {
+    database: db,
+    server: { version: inspection.server.version, flavour: inspection.server.flavour },
+    at: now.toISOString(),
+    tables,
+    optimize: { tables: optimizeTables },
+    analyze: { tables: analyzeTables },
+    addPartitions,
+    rotate,
+    purge,
+    queryCache,
+    statements,
+    work: false,
+    summary: '',
+    notes,
+  };
+  plan.work =
+    optimizeTables.length + analyzeTables.length + addPartitions.length + rotate.length + purge.length > 0 ||
+    queryCache.flush;
+  plan.summary = summarise(plan);
+  return plan;
+}
+
+/** Whether a rebuild is worth it, and why (both thresholds; free space trusted only in an own tablespace). */
+function report(t: TableInfo, minFraction: number, minBytes: number): TableReport {
+  const total = t.dataBytes + t.indexBytes + t.freeBytes;
+  const freeFraction = total > 0 ? t.freeBytes / total : 0;
+  const base = {
+    database: t.database,
+    table: t.table,
+    engine: t.engine,
+    rows: t.rows,
+    dataBytes: t.dataBytes,
+    indexBytes: t.indexBytes,
+    freeBytes: t.freeBytes,
+    freeFraction: Math.round(freeFraction * 10_000) / 10_000,
+  };
+  const pct = (f: number): string => `${(f * 100).toFixed(1)} %`;
+  const skip = (reason: string): TableReport => ({ ...base, optimize: false, reason });
+  if (t.engine === null) return skip('no storage engine (a view or a broken table)');
+  if (t.engine.toLowerCase() === 'innodb' && t.ownTablespace === false)
+    return skip(
+      'in a shared tablespace: DATA_FREE is the tablespace’s free space, not the table’s, and a rebuild would not return it',
+    );
+  if (t.engine.toLowerCase() === 'innodb' && t.ownTablespace === null)
+    return skip('whether it has its own tablespace is unknown: its DATA_FREE is not trusted');
+  if (freeFraction < minFraction)
+    return skip(`free ${pct(freeFraction)} (${formatBytes(t.freeBytes)}) is below ${pct(minFraction)}`);
+  if (t.freeBytes < minBytes)
+    return skip(
+      `free ${formatBytes(t.freeBytes)} is below ${formatBytes(minBytes)} (${pct(freeFraction)} free)`,
+    );
+  return {
+    ...base,
+    optimize: true,
+    reason: `free ${formatBytes(t.freeBytes)} (${pct(freeFraction)}) ≥ ${pct(minFraction)} and ≥ ${formatBytes(minBytes)}`,
+  };
+}
+
+/**
+ * FLUSH QUERY CACHE (defragments the cache; the entries stay) only where the server has a query cache
+ * that is on. RESET QUERY CACHE is never planned: the server already drops the entries of every table a
+ * purge or drop changed, and emptying the whole cache would make every other query miss at reopening.
+ */
+export function queryCacheDecision(
+  flavour: string,
+  version: string,
+  qc: { present: boolean; type: string | null; sizeBytes: number },
+): { flush: boolean; reason: string } {
+  if (!qc.present)
+    return {
+      flush: false,
+      reason:
+        flavour === 'MySQL' && /^([89]|\d{2,})\./.test(version)
+          ? 'MySQL 8.0 removed the query cache'
+          : 'the server has no query cache (have_query_cache is not YES)',
+    };
+  if (qc.type === null || /^(off|0)$/i.test(qc.type))
+    return { flush: false, reason: 'query_cache_type is OFF' };
+  if (qc.sizeBytes <= 0) return { flush: false, reason: 'query_cache_size is 0' };
+  return {
+    flush: true,
+    reason: `query_cache_type is ${qc.type}, ${formatBytes(qc.sizeBytes)}: defragment it`,
+  };
+}
+
+/** `ALTER TABLE … ADD PARTITION (…)`, or `REORGANIZE PARTITION <catch-all> INTO (…, <catch-all>)`. */
+export function addPartitionsSql(target: AddPartitionsTarget): string {
+  const defs = target.partitions.map(
+    (p) => `PARTITION ${quoteName(p.name)} VALUES LESS THAN (${p.lessThan})`,
+  );
+  if (target.reorganize === null)
+    return `ALTER TABLE ${qualified(target)} ADD PARTITION (${defs.join(', ')})`;
+  const catchAll = quoteName(target.reorganize);
+  return (
+    `ALTER TABLE ${qualified(target)} REORGANIZE PARTITION ${catchAll} INTO ` +
+    `(${[...defs, `PARTITION ${catchAll} VALUES LESS THAN MAXVALUE`].join(', ')})`
+  );
+}
+
+/** The purge statement as shown (with the cutoff inline: it is a value computed here, not input). */
+function purgeSqlText(target: PurgeTarget, primaryKey: readonly string[]): string {
+  const order = (primaryKey.length > 0 ? primaryKey : [target.column]).map(quoteName).join(', ');
+  return (
+    `DELETE FROM ${qualified(target)} WHERE ${quoteName(target.column)} < '${target.cutoff}' ORDER BY ${order} ` +
+    `LIMIT ${target.batchSize} -- repeated, one short transaction each, until fewer rows go`
+  );
+}
+
+function summarise(plan: DbPlan): string {
+  const parts: string[] = [];
+  if (plan.rotate.length > 0)
+    parts.push(
+      `archive then drop ${plan.rotate.length} partition(s) (${plan.rotate.map((r) => `${plainName(r)}.${r.partition} ≈${r.rows} rows`).join(', ')})`,
+    );
+  if (plan.addPartitions.length > 0)
+    parts.push(
+      `add ${plan.addPartitions.map((a) => `${a.partitions.map((p) => p.name).join(', ')} to ${plainName(a)}`).join('; ')}`,
+    );
+  if (plan.purge.length > 0)
+    parts.push(
+      `purge ${plan.purge.map((p) => `${plainName(p)} rows with ${p.column} < ${p.cutoff} UTC`).join(', ')}`,
+    );
+  if (plan.optimize.tables.length > 0)
+    parts.push(`OPTIMIZE ${plan.optimize.tables.map(plainName).join(', ')}`);
+  else parts.push('no table fragmented enough to OPTIMIZE');
+  if (plan.analyze.tables.length > 0) parts.push(`ANALYZE ${plan.analyze.tables.length} table(s)`);
+  parts.push(
+    plan.queryCache.flush ? 'FLUSH QUERY CACHE' : `no query cache flush (${plan.queryCache.reason})`,
+  );
+  return `Database maintenance of ${plan.database} on ${plan.server.flavour} ${plan.server.version}: ${parts.join('; ')}.`;
+}

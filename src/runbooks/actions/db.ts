@@ -1,0 +1,373 @@
+/**
+ * Database maintenance actions (runbook §4.2) over src/maintenance/db: `db.plan` (read-only) works out
+ * what to do from the live schema and `maintenance.db`; the others each do one kind of it with the plan's
+ * lists as arguments (so an approval binds exact tables, partition names and cutoffs), checking every
+ * name against the live schema and the config again when they run. Connections: the configured `mysql`
+ * section, one per action, closed after it.
+ */
+import { z } from 'zod';
+import { loadIdentities } from '../../backups/keys.ts';
+import { openObjectStore } from '../../backups/storage/index.ts';
+import type { GameopsConfig } from '../../config/index.ts';
+import { InputError } from '../../core/index.ts';
+import {
+  keySegment,
+  rotatePartition,
+  type ArchiveStorage,
+  type RotationResult,
+} from '../../maintenance/db/archive.ts';
+import {
+  addPartitions,
+  analyzeTables,
+  flushQueryCache,
+  liveTable,
+  optimizeTables,
+  purgeRows,
+  type AddPartitionsResult,
+  type PurgeResult,
+} from '../../maintenance/db/execute.ts';
+import { inspectDatabase } from '../../maintenance/db/inspect.ts';
+import { addUnits, periodStart, utcDateTime } from '../../maintenance/db/periods.ts';
+import { boundsOf, partitioning, planMaintenance, type DbPlan } from '../../maintenance/db/plan.ts';
+import type { ActionDefinition, StepContext } from '../model.ts';
+import { mysqlServer } from './mysql.ts';
+import { maybeServices, servicesOf } from './services.ts';
+
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9_$]{1,64}$/, 'a MySQL name: letters, digits, "_" and "$", at most 64');
+const tableRef = z.strictObject({ database: name, table: name });
+type TableRef = z.infer<typeof tableRef>;
+
+function server(services: unknown): string {
+  return mysqlServer(maybeServices(services)?.config);
+}
+
+const list = (refs: ReadonlyArray<TableRef>): string =>
+  refs.map((r) => `${r.database}.${r.table}`).join(', ');
+const stepOptions = (ctx: StepContext) => ({ signal: ctx.signal, log: (line: string) => ctx.log(line) });
+
+/** The game schema (`mysql.database`). */
+function gameDatabase(config: GameopsConfig): string {
+  if (!config.mysql)
+    throw new InputError(
+      'no database is configured: add a `mysql:` section (host, user, password) to the config',
+    );
+  return config.mysql.database;
+}
+
+// -----------------------------------------------------------------------------------------------------
+
+const planAction: ActionDefinition<Record<string, never>, DbPlan> = {
+  name: 'db.plan',
+  description:
+    'Inspects the game schema (engine, rows, sizes, free space per table; partitions of the configured tables; the ' +
+    'server and its query cache) and works out maintenance.db: tables to OPTIMIZE (both free-space thresholds) and ' +
+    'ANALYZE, future partitions, partitions past retention to archive and drop, purge cutoffs, the query cache flush.',
+  effect: 'read-only',
+  idempotent: true,
+  args: z.strictObject({}),
+  target: (_args, services) => `maintenance of ${server(services)}`,
+  async run(_args, ctx) {
+    const { config } = servicesOf(ctx);
+    const database = gameDatabase(config);
+    const db = config.maintenance.db;
+    const plan = await servicesOf(ctx).mysql(ctx.signal, async (client) =>
+      planMaintenance(
+        await inspectDatabase(client, database, db, { signal: ctx.signal }),
+        db,
+        ctx.clock.now(),
+      ),
+    );
+    for (const t of plan.tables)
+      ctx.log(`${t.database}.${t.table}: ${t.optimize ? 'OPTIMIZE' : 'skip'}: ${t.reason}`);
+    for (const note of plan.notes) ctx.log(`note: ${note}`);
+    ctx.log(plan.summary);
+    return plan;
+  },
+};
+
+const tablesArgs = z.strictObject({ tables: z.array(tableRef).min(1).max(1000) });
+
+const optimizeAction: ActionDefinition<z.infer<typeof tablesArgs>> = {
+  name: 'db.optimize',
+  description:
+    'OPTIMIZE TABLE each table in turn (InnoDB rebuilds and analyses it), with its size and free space before and after.',
+  effect: 'mutating',
+  idempotent: true,
+  args: tablesArgs,
+  target: (args, services) => `tables ${list(args.tables)} of ${server(services)}`,
+  async run(args, ctx) {
+    return servicesOf(ctx).mysql(ctx.signal, async (client) => ({
+      tables: await optimizeTables(client, args.tables, stepOptions(ctx)),
+    }));
+  },
+};
+
+const analyzeAction: ActionDefinition<z.infer<typeof tablesArgs>> = {
+  name: 'db.analyze',
+  description: 'ANALYZE TABLE each table in turn (refreshes the optimizer statistics).',
+  effect: 'mutating',
+  idempotent: true,
+  args: tablesArgs,
+  target: (args, services) => `tables ${list(args.tables)} of ${server(services)}`,
+  async run(args, ctx) {
+    return servicesOf(ctx).mysql(ctx.signal, async (client) => ({
+      tables: await analyzeTables(client, args.tables, stepOptions(ctx)),
+    }));
+  },
+};
+
+const newPartition = z.strictObject({
+  name: z
+    .string()
+    .regex(/^p_\d{4}_\d{2}(_\d{2})?(_\d+)?$/, 'a partition name made by db.plan: p_YYYY_MM or p_YYYY_MM_DD'),
+  lessThan: z
+    .string()
+    .regex(/^(TO_DAYS\('\d{4}-\d{2}-\d{2}'\)|\d{1,12}|'\d{4}-\d{2}-\d{2}')$/, 'a bound made by db.plan'),
+  until: z.iso.datetime(),
+});
+const addArgs = z.strictObject({
+  tables: z
+    .array(
+      tableRef.extend({
+        partitions: z.array(newPartition).min(1).max(400),
+        reorganize: name.nullable().optional().describe('Informative: the live MAXVALUE partition is used.'),
+      }),
+    )
+    .min(1)
+    .max(100),
+});
+
+const addPartitionsAction: ActionDefinition<z.infer<typeof addArgs>, { tables: AddPartitionsResult[] }> = {
+  name: 'db.add-partitions',
+  description:
+    'Creates future partitions (ALTER TABLE … ADD PARTITION, or REORGANIZE of the MAXVALUE partition, keeping its ' +
+    'rows); partitions that exist with the same bound are skipped.',
+  effect: 'mutating',
+  idempotent: true,
+  args: addArgs,
+  target: (args, services) =>
+    `partitions ${args.tables.map((t) => `${t.database}.${t.table} (${t.partitions.map((p) => p.name).join(', ')})`).join('; ')} of ${server(services)}`,
+  async run(args, ctx) {
+    const { config } = servicesOf(ctx);
+    for (const t of args.tables) configuredPartitioning(config, t);
+    return servicesOf(ctx).mysql(ctx.signal, async (client) => {
+      const tables: AddPartitionsResult[] = [];
+      for (const t of args.tables) tables.push(await addPartitions(client, t, stepOptions(ctx)));
+      return { tables };
+    });
+  },
+};
+
+/** The `maintenance.db.partitions` entry of a table. @throws InputError when the table is not configured. */
+function configuredPartitioning(config: GameopsConfig, ref: TableRef) {
+  const database = gameDatabase(config);
+  const entry = config.maintenance.db.partitions.find(
+    (p) => p.table === ref.table && (p.database ?? database) === ref.database,
+  );
+  if (!entry)
+    throw new InputError(
+      `${ref.database}.${ref.table} is not in maintenance.db.partitions: gameops only partitions and rotates configured tables`,
+    );
+  return entry;
+}
+
+const rotateTarget = tableRef.extend({
+  partition: name,
+  lessThan: z.string().max(100).optional(),
+  until: z.string().max(40).optional(),
+  rows: z.number().int().min(0).optional(),
+});
+const rotateArgs = z.strictObject({ partitions: z.array(rotateTarget).min(1).max(1000) });
+type RotateArgs = z.infer<typeof rotateArgs>;
+
+/** The archive storage of `backups:`. @throws InputError when backups or its identity are not configured. */
+async function archiveStorage(config: GameopsConfig): Promise<ArchiveStorage> {
+  const backups = config.backups;
+  if (!backups)
+    throw new InputError(
+      'partition rotation needs backups: configured (storage and encryption): a partition is never dropped without an archive',
+    );
+  if (!backups.encryption.identity)
+    throw new InputError(
+      'partition rotation needs backups.encryption.identity: the archive is read back and verified before the partition is dropped',
+    );
+  return {
+    store: openObjectStore(backups.storage),
+    recipients: backups.encryption.recipients,
+    identities: await loadIdentities(backups.encryption.identity),
+    level: backups.compressionLevel,
+    prefix: `archives/${keySegment(config.service.name)}/${keySegment(config.service.environment)}`,
+  };
+}
+
+/** Archives already written for a partition (a resumed run skips partitions archived and dropped). */
+async function archivesOf(storage: ArchiveStorage, ref: TableRef & { partition: string }): Promise<string[]> {
+  const prefix = `${storage.prefix}/${keySegment(ref.database)}/${keySegment(ref.table)}/${keySegment(ref.partition)}-`;
+  const keys: string[] = [];
+  for await (const o of storage.store.list(prefix)) keys.push(o.key);
+  return keys;
+}
+
+const rotateAction: ActionDefinition<
+  RotateArgs,
+  { rotated: Array<RotationResult | { database: string; table: string; partition: string; skipped: string }> }
+> = {
+  name: 'db.rotate-partitions',
+  description:
+    'For each partition (past retention, of a table in maintenance.db.partitions): export its rows in one snapshot to ' +
+    'the backup storage (NDJSON, zstd, age, SHA-256), read the archive back and compare row count and checksum with ' +
+    'the server’s, re-count the partition, and only then DROP PARTITION. Never drops an unexported or unverified partition.',
+  effect: 'destructive',
+  idempotent: false,
+  args: rotateArgs,
+  target: (args, services) =>
+    `partitions ${args.partitions.map((p) => `${p.database}.${p.table}.${p.partition}`).join(', ')} of ${server(services)}`,
+  async run(args, ctx) {
+    const { config } = servicesOf(ctx);
+    const storage = await archiveStorage(config);
+    try {
+      return await servicesOf(ctx).mysql(ctx.signal, async (client) => {
+        const rotated = [];
+        for (const p of args.partitions) {
+          const entry = configuredPartitioning(config, p);
+          const info = await liveTable(client, p, ctx.signal);
+          const { kind } = partitioning(info, 'table', p.database, p.table);
+          const bound = boundsOf(info, kind).find((b) => b.partition.name === p.partition);
+          if (!bound) {
+            const archived = await archivesOf(storage, p);
+            if (archived.length > 0) {
+              ctx.log(
+                `${p.database}.${p.table} partition ${p.partition} is gone and archived (${archived.join(', ')}): skipped`,
+              );
+              rotated.push({ ...p, skipped: 'already archived and dropped' });
+              continue;
+            }
+            throw new InputError(
+              `${p.partition} is not a partition of ${p.database}.${p.table} (it has ${info.partitions.map((x) => x.name).join(', ') || 'none'})`,
+            );
+          }
+          const limit = addUnits(
+            periodStart(ctx.clock.now().getTime(), entry.unit),
+            entry.unit,
+            -entry.retain,
+          );
+          if (bound.until === null || bound.until > limit)
+            throw new InputError(
+              `${p.database}.${p.table} partition ${p.partition} holds rows up to ${bound.until === null ? 'MAXVALUE' : new Date(bound.until).toISOString()}, ` +
+                `within the retention (${entry.retain} ${entry.unit}(s), before ${new Date(limit).toISOString()}): not rotated`,
+            );
+          rotated.push(
+            await rotatePartition(client, info, p, {
+              storage,
+              clock: ctx.clock,
+              signal: ctx.signal,
+              log: (line) => ctx.log(line),
+            }),
+          );
+        }
+        return { rotated };
+      });
+    } finally {
+      await storage.store.close();
+    }
+  },
+  /** Done when every partition is gone and has an archive; not done when all are still there. */
+  async verify(args, ctx) {
+    const { config } = servicesOf(ctx);
+    const storage = await archiveStorage(config);
+    try {
+      return await servicesOf(ctx).mysql(ctx.signal, async (client) => {
+        let gone = 0;
+        for (const p of args.partitions) {
+          const info = await liveTable(client, p, ctx.signal);
+          if (info.partitions.some((x) => x.name === p.partition)) continue;
+          if ((await archivesOf(storage, p)).length === 0) return 'unknown' as const;
+          gone += 1;
+        }
+        // Some gone (archived) and some not: running again skips the archived ones and rotates the rest.
+        return gone === args.partitions.length ? ('done' as const) : ('not-done' as const);
+      });
+    } finally {
+      await storage.store.close();
+    }
+  },
+};
+
+const purgeArgs = z.strictObject({
+  rules: z
+    .array(
+      tableRef.extend({
+        column: name,
+        cutoff: z.string().regex(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/, 'YYYY-MM-DD HH:MM:SS (UTC)'),
+        batchSize: z.number().int().min(1).max(100_000),
+      }),
+    )
+    .min(1)
+    .max(100),
+});
+
+const purgeAction: ActionDefinition<z.infer<typeof purgeArgs>, { rules: PurgeResult[] }> = {
+  name: 'db.purge',
+  description:
+    'Deletes rows older than each rule’s cutoff (fixed by db.plan) in batches of batchSize, each its own short ' +
+    'transaction ordered by the primary key; a batch blocked on locks gives up after a few seconds. Reports rows and batches.',
+  effect: 'destructive',
+  idempotent: true,
+  args: purgeArgs,
+  target: (args, services) =>
+    `rows of ${args.rules.map((r) => `${r.database}.${r.table} with ${r.column} < ${r.cutoff} UTC`).join(', ')} of ${server(services)}`,
+  async run(args, ctx) {
+    const { config } = servicesOf(ctx);
+    const database = gameDatabase(config);
+    const now = ctx.clock.now().getTime();
+    for (const r of args.rules) {
+      const rule = config.maintenance.db.purge.find(
+        (c) =>
+          c.table === r.table &&
+          (c.database ?? database) === r.database &&
+          c.column.toLowerCase() === r.column.toLowerCase(),
+      );
+      if (!rule)
+        throw new InputError(
+          `${r.database}.${r.table}.${r.column} is not a rule of maintenance.db.purge: not purged`,
+        );
+      const latest = utcDateTime(now - rule.olderThan);
+      if (r.cutoff > latest)
+        throw new InputError(
+          `${r.database}.${r.table}: cutoff ${r.cutoff} is later than the configured ${latest} (older than the rule allows): not purged`,
+        );
+    }
+    return servicesOf(ctx).mysql(ctx.signal, async (client) => {
+      const rules: PurgeResult[] = [];
+      for (const r of args.rules) rules.push(await purgeRows(client, r, stepOptions(ctx)));
+      return { rules };
+    });
+  },
+};
+
+const queryCacheAction: ActionDefinition<Record<string, never>> = {
+  name: 'db.query-cache',
+  description:
+    'FLUSH QUERY CACHE (defragments it; entries stay) where the server has a query cache turned on; otherwise ' +
+    'nothing, with the reason (MySQL 8.0 removed it; query_cache_type OFF). Never RESET QUERY CACHE.',
+  effect: 'mutating',
+  idempotent: true,
+  args: z.strictObject({}),
+  target: (_args, services) => `query cache of ${server(services)}`,
+  async run(_args, ctx) {
+    return servicesOf(ctx).mysql(ctx.signal, (client) => flushQueryCache(client, stepOptions(ctx)));
+  },
+};
+
+/** The database maintenance actions. */
+export const dbActions: ActionDefinition[] = [
+  planAction,
+  optimizeAction,
+  analyzeAction,
+  addPartitionsAction,
+  rotateAction,
+  purgeAction,
+  queryCacheAction,
+] as ActionDefinition[];
