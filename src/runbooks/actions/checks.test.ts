@@ -146,7 +146,7 @@ describe('generic actions', () => {
     const effects = Object.fromEntries(
       catalog
         .actions()
-        .filter((a) => !a.name.startsWith('backup.'))
+        .filter((a) => !a.name.startsWith('backup.') && !a.name.startsWith('maintenance.'))
         .map((a) => [a.name, `${a.effect}${a.idempotent ? '' : ' once'}`]),
     );
     // Backups (issue #6): a restore is destructive (approval), the rest reads or writes only backups.
@@ -165,6 +165,25 @@ describe('generic actions', () => {
       'backup.prune': 'mutating',
       'backup.latest': 'read-only',
       'backup.restore-plan': 'read-only',
+    });
+    // Planned maintenance (issue #7): every change can be run again (a resumed run finds what it made),
+    // except the completion notice.
+    expect(
+      Object.fromEntries(
+        catalog
+          .actions()
+          .filter((a) => a.name.startsWith('maintenance.'))
+          .map((a) => [a.name, `${a.effect}${a.idempotent ? '' : ' once'}`]),
+      ),
+    ).toEqual({
+      'maintenance.preflight': 'read-only',
+      'maintenance.summarize': 'read-only',
+      'maintenance.silence': 'mutating',
+      'maintenance.unsilence': 'mutating',
+      'maintenance.reopen': 'mutating',
+      'maintenance.update': 'mutating',
+      'maintenance.revert-version': 'mutating',
+      'maintenance.announce': 'mutating once',
     });
     expect(effects).toEqual({
       noop: 'read-only',
@@ -198,6 +217,7 @@ describe('generic actions', () => {
       ...CHECK_NAMES.map((n) => `daily.${n}`),
       'fleet.cpu',
       'fleet.ready',
+      'maintenance.window-open',
     ]);
     expect(() => createCatalog({ actions: [catalog.action('noop')!] })).toThrow(/two actions are named noop/);
   });

@@ -9,6 +9,7 @@ import { backupActions } from './backup.ts';
 import { checkActions, dailyCheckDefinitions } from './checks.ts';
 import { fleetActions, fleetChecks } from './fleet.ts';
 import { genericActions } from './generic.ts';
+import { maintenanceActions, maintenanceChecks } from './maintenance.ts';
 import { mysqlActions } from './mysql.ts';
 import { notifyActions } from './notify.ts';
 import { prometheusActions } from './prometheus.ts';
@@ -32,13 +33,19 @@ export function createCatalog(
     ...checkActions,
     ...notifyActions,
     ...backupActions,
+    ...maintenanceActions,
     ...(extra.actions ?? []),
   ];
   for (const action of all) {
     if (actions.has(action.name)) throw new ConflictError(`two actions are named ${action.name}`);
     actions.set(action.name, action);
   }
-  for (const check of [...dailyCheckDefinitions, ...fleetChecks, ...(extra.checks ?? [])]) {
+  for (const check of [
+    ...dailyCheckDefinitions,
+    ...fleetChecks,
+    ...maintenanceChecks,
+    ...(extra.checks ?? []),
+  ]) {
     if (checks.has(check.name)) throw new ConflictError(`two checks are named ${check.name}`);
     checks.set(check.name, check);
   }
