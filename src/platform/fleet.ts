@@ -463,15 +463,16 @@ export function createFleet(deps: FleetDeps): Fleet {
         if (total === 0 && !unsure) return finish('empty');
         if (kickedAt !== undefined && now - kickedAt >= kickWaitMs)
           return finish(unsure ? 'partial' : 'timeout');
-        if (kickedAt === undefined && now - started >= input.deadlineMs) {
+        const deadlineNow = kickedAt === undefined && now - started >= input.deadlineMs;
+        if (deadlineNow) {
           kickedAt = now;
           playersKicked = total;
         }
         if (kickedAt !== undefined) {
-          // The instances with players, or that did not say (asked again on each round until they
-          // take it): an empty one keeps its logins for later.
+          // The instances with players, and at the deadline those that did not say; later rounds ask
+          // again any that answers with players and has not taken it. An empty one keeps its logins.
           const ask = all.filter(
-            (s) => !s.drained && s.opsUrl !== undefined && (s.playersRemaining ?? 1) > 0,
+            (s) => !s.drained && s.opsUrl !== undefined && (s.playersRemaining ?? (deadlineNow ? 1 : 0)) > 0,
           );
           await mapLimit(ask, CONCURRENCY, async (s) => {
             try {
