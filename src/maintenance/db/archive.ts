@@ -111,11 +111,14 @@ function scalarText(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** One row as an NDJSON line (with the newline). */
+/** The alias of column `i` in the export's SELECT (never a column name: ORDER BY must see the columns). */
+const alias = (i: number): string => `c${i}`;
+
+/** One row (as the export selects it: `c0`, `c1`… in column order) as an NDJSON line with its newline. */
 export function encodeRow(columns: readonly ColumnInfo[], row: Record<string, unknown>): string {
   const out: Record<string, ArchivedValue> = {};
-  for (const c of columns) {
-    const v = row[c.name];
+  for (const [i, c] of columns.entries()) {
+    const v = row[alias(i)];
     if (v === null || v === undefined) out[c.name] = null;
     else if (Buffer.isBuffer(v))
       out[c.name] = isBinaryColumn(c) ? { base64: v.toString('base64') } : v.toString('utf8');
@@ -149,10 +152,10 @@ function keysetAfter(
   const ors = key.map((c, i) => {
     const ands = key.slice(0, i).map((p, j) => {
       params.push(value(j));
-      return `${quoteName(p.name)} = ?`;
+      return `src.${quoteName(p.name)} = ?`;
     });
     params.push(value(i));
-    return `(${[...ands, `${quoteName(c.name)} > ?`].join(' AND ')})`;
+    return `(${[...ands, `src.${quoteName(c.name)} > ?`].join(' AND ')})`;
   });
   return { sql: ors.join(' OR '), params };
 }
@@ -230,6 +233,8 @@ export interface RotateOptions {
   clock: Clock;
   signal: AbortSignal;
   log: (line: string) => void;
+  /** Rows per export page (default {@link EXPORT_PAGE_ROWS}). */
+  pageRows?: number;
   /** Called between export, verify and drop (tests damage the archive here). */
   onPhase?: (phase: 'exported' | 'verified', archive: ArchiveRecord) => Promise<void> | void;
 }
@@ -253,6 +258,7 @@ export async function exportPartition(
       `${info.database}.${info.table} has no primary key: the partition export pages by it`,
     );
   const keyIndex = key.map((k) => columns.indexOf(k));
+  const pageRows = options.pageRows ?? EXPORT_PAGE_ROWS;
   const started = performance.now();
   const objectKey = [
     storage.prefix,
@@ -275,14 +281,15 @@ export async function exportPartition(
     await client.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ', [], q);
     await client.query('START TRANSACTION WITH CONSISTENT SNAPSHOT', [], q);
     summary = await partitionSummary(client, ref, partition, columns, signal);
-    const select = columns.map((c) => `${exportExpression(c)} AS ${quoteName(c.name)}`).join(', ');
-    const order = key.map((k) => quoteName(k.name)).join(', ');
-    const from = `${qualified(ref)} PARTITION (${quoteName(partition)})`;
+    const select = columns.map((c, i) => `${exportExpression(c)} AS ${alias(i)}`).join(', ');
+    // Qualified with the table's alias: ORDER BY and WHERE name the columns, never the SELECT's aliases.
+    const order = key.map((k) => `src.${quoteName(k.name)}`).join(', ');
+    const from = `${qualified(ref)} PARTITION (${quoteName(partition)}) AS src`;
     let last: string[] | undefined;
     for (;;) {
       const after = last ? keysetAfter(key, last) : undefined;
       const rows = await client.query(
-        `SELECT ${select} FROM ${from}${after ? ` WHERE ${after.sql}` : ''} ORDER BY ${order} LIMIT ${EXPORT_PAGE_ROWS}`,
+        `SELECT ${select} FROM ${from}${after ? ` WHERE ${after.sql}` : ''} ORDER BY ${order} LIMIT ${pageRows}`,
         after?.params ?? [],
         q,
       );
@@ -290,9 +297,9 @@ export async function exportPartition(
         await writer.write(Buffer.from(rows.map((r) => encodeRow(columns, r)).join('')));
         exported += rows.length;
         const lastRow = rows[rows.length - 1]!;
-        last = keyIndex.map((i) => String(lastRow[columns[i]!.name]));
+        last = keyIndex.map((i) => String(lastRow[alias(i)]));
       }
-      if (rows.length < EXPORT_PAGE_ROWS) break;
+      if (rows.length < pageRows) break;
     }
     await client.query('COMMIT', [], q);
     if (exported !== summary.rows)

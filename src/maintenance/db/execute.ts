@@ -24,7 +24,12 @@ import { boundSql } from './periods.ts';
 export interface ExecOptions {
   signal: AbortSignal;
   log: (line: string) => void;
+  /** Purges: called after each batch with the rows removed so far. */
+  onBatch?: (rows: number, batches: number) => void;
 }
+
+/** A purge logs its progress every this many batches. */
+const PURGE_LOG_EVERY = 100;
 
 /** Deadline of one OPTIMIZE, ANALYZE or ALTER (a rebuild of a large table takes long). */
 const DDL_MS = 6 * 60 * 60_000;
@@ -261,6 +266,9 @@ export async function purgeRows(
     }
     batches += 1;
     rows += affected;
+    options.onBatch?.(rows, batches);
+    if (batches % PURGE_LOG_EVERY === 0)
+      options.log(`${where}: ${rows} rows removed in ${batches} batches so far`);
     if (affected < target.batchSize) break;
   }
   options.log(

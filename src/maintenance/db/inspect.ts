@@ -101,7 +101,9 @@ const num = (v: unknown): number => {
 const str = (v: unknown): string | null => {
   if (v === null || v === undefined) return null;
   if (Buffer.isBuffer(v)) return v.toString('utf8');
-  return typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint' ? String(v) : JSON.stringify(v);
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint'
+    ? String(v)
+    : JSON.stringify(v);
 };
 
 /** The server facts: flavour, version, file-per-table, query cache. */
