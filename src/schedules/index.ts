@@ -6,14 +6,20 @@ import type { GameopsConfig } from '../config/index.ts';
 import type { RunService } from '../runbooks/model.ts';
 import type { Store } from '../store/index.ts';
 import { resolveSchedules } from './resolve.ts';
-import { createScheduler, type Scheduler, type SchedulerLog, type SetTimer } from './scheduler.ts';
+import {
+  createScheduler,
+  type Scheduler,
+  type SchedulerLog,
+  type SchedulerOptions,
+  type SetTimer,
+} from './scheduler.ts';
 
 export { canonicalTimeZone, parseCron } from './cron.ts';
 export type { CronSchedule } from './cron.ts';
 export { DEFAULT_DAILY_CHECK, resolveSchedules } from './resolve.ts';
 export type { ResolvedSchedule } from './resolve.ts';
 export { createScheduler, lateness, occurrenceKey, scheduleActor } from './scheduler.ts';
-export type { Scheduler, SchedulerLog, SchedulerOptions, SetTimer } from './scheduler.ts';
+export type { HoldOff, Scheduler, SchedulerLog, SchedulerOptions, SetTimer } from './scheduler.ts';
 export { scheduleStatuses } from './status.ts';
 export type { ScheduleStatus, ScheduleStatusReport } from './status.ts';
 
@@ -30,6 +36,8 @@ export interface StartSchedulerDeps {
   clock: Clock;
   log: SchedulerLog;
   setTimer?: SetTimer;
+  /** Holds scheduled runs off during maintenance windows (src/app/maintenance.ts `maintenanceHoldOff`). */
+  holdOff?: SchedulerOptions['holdOff'];
 }
 
 /**
@@ -48,6 +56,7 @@ export async function startScheduler(deps: StartSchedulerDeps): Promise<Schedule
     clock: deps.clock,
     log: deps.log,
     ...(deps.setTimer ? { setTimer: deps.setTimer } : {}),
+    ...(deps.holdOff ? { holdOff: deps.holdOff } : {}),
     ...(runs.wake ? { onStarted: () => runs.wake?.() } : {}),
   });
   await scheduler.start();

@@ -26,7 +26,7 @@ import type {
 } from '../runbooks/model.ts';
 import { openStore, type Store, type StoreOptions } from '../store/index.ts';
 import { resolveSchedules, type ResolvedSchedule } from './resolve.ts';
-import { createScheduler, type Scheduler, type SchedulerLog } from './scheduler.ts';
+import { createScheduler, type Scheduler, type SchedulerLog, type SchedulerOptions } from './scheduler.ts';
 import { scheduleStatuses } from './status.ts';
 
 const MINUTE = 60_000;
@@ -206,6 +206,7 @@ describe.each([
     runs?: ReturnType<typeof recordingRuns>;
     service?: string;
     maxSleepMs?: number;
+    holdOff?: SchedulerOptions['holdOff'];
   }) {
     const storeOptions = options.storeOptions ?? (await place());
     const store = options.store ?? (await open(storeOptions));
@@ -226,6 +227,7 @@ describe.each([
       log: logged.log,
       setTimer: timers.setTimer,
       maxSleepMs: options.maxSleepMs ?? HOUR,
+      ...(options.holdOff ? { holdOff: options.holdOff } : {}),
     });
     schedulers.push(scheduler);
     return { store, storeOptions, clock, timers, runs, scope, scheduler, ...logged };
@@ -297,6 +299,103 @@ describe.each([
       'schedule:morning@2026-01-02T00:00:00.000Z',
       'schedule:morning@2026-01-03T00:00:00.000Z',
     ]);
+  });
+
+  /** A maintenance window 08:30–10:00 UTC on 2026-01-02 holding off every schedule (as serve's answer does). */
+  const windowHold: SchedulerOptions['holdOff'] = (_schedule, now) =>
+    Promise.resolve(
+      now >= new Date('2026-01-02T08:30:00Z') && now < new Date('2026-01-02T10:00:00Z')
+        ? { until: new Date('2026-01-02T10:00:00Z'), reason: 'maintenance window mw-20260102T0830Z-weekly' }
+        : undefined,
+    );
+  const utcNine = () =>
+    schedulesOf({
+      defaultSchedules: false,
+      schedules: [{ name: 'nine', runbook: 'daily-check', cron: '0 9 * * *' }],
+    });
+
+  it('hold-off: an occurrence inside a maintenance window is recorded held and started once when the window ends', async () => {
+    const s = await setup({ schedules: utcNine(), at: '2026-01-02T08:00:00Z', holdOff: windowHold });
+    await s.scheduler.start();
+    await s.timers.advanceTo('2026-01-02T09:00:00Z', [s.scheduler]);
+    expect(s.runs.calls).toHaveLength(0);
+    expect(await s.store.scheduleFires.latest(s.scope, 'nine')).toMatchObject({
+      occurrence: '2026-01-02T09:00:00.000Z',
+      outcome: 'held',
+    });
+    expect(s.messages('info')).toContain(
+      'schedule nine: occurrence 2026-01-02T09:00:00.000Z held off by maintenance window mw-20260102T0830Z-weekly until 2026-01-02T10:00:00.000Z',
+    );
+    // The timer wakes at the window's end (not an hour of capped sleep later).
+    expect(s.scheduler.nextWake()?.toISOString()).toBe('2026-01-02T10:00:00.000Z');
+    await s.timers.advanceTo('2026-01-02T10:00:00Z', [s.scheduler]);
+    expect(s.runs.calls).toHaveLength(1);
+    expect(s.runs.calls[0]?.input).toMatchObject({
+      idempotencyKey: 'schedule:nine@2026-01-02T09:00:00.000Z',
+      reason:
+        'schedule nine (0 9 * * * UTC) occurrence 2026-01-02T09:00:00.000Z, held off by maintenance window mw-20260102T0830Z-weekly until 2026-01-02T10:00:00.000Z',
+    });
+    // An hour late, and still started: no grace applies to a held occurrence; never a second time.
+    await s.timers.advanceTo('2026-01-02T12:00:00Z', [s.scheduler]);
+    expect(s.runs.calls).toHaveLength(1);
+    expect(await s.store.scheduleFires.count(s.scope, 'nine', 'missed')).toBe(0);
+    expect((await s.store.scheduleFires.latest(s.scope, 'nine'))?.runId).toBe(s.runs.runIds()[0]);
+  });
+
+  it('hold-off across a restart: the next scheduler starts the held occurrence once, after the window', async () => {
+    const first = await setup({ schedules: utcNine(), at: '2026-01-02T08:59:00Z', holdOff: windowHold });
+    await first.scheduler.start();
+    await first.timers.advanceTo('2026-01-02T09:00:00Z', [first.scheduler]);
+    await first.scheduler.stop();
+    await close(first.store);
+    expect(first.runs.calls).toHaveLength(0);
+
+    const again = await setup({
+      schedules: utcNine(),
+      at: '2026-01-02T09:30:00Z',
+      storeOptions: first.storeOptions,
+      service: first.scope.service,
+      runs: first.runs,
+      holdOff: windowHold,
+    });
+    const other = await setup({
+      schedules: utcNine(),
+      at: '2026-01-02T09:30:00Z',
+      store: again.store,
+      service: first.scope.service,
+      runs: first.runs,
+      holdOff: windowHold,
+    });
+    await Promise.all([again.scheduler.start(), other.scheduler.start()]);
+    expect(first.runs.calls).toHaveLength(0);
+    await Promise.all([
+      again.timers.advanceTo('2026-01-02T10:00:01Z', [again.scheduler]),
+      other.timers.advanceTo('2026-01-02T10:00:01Z', [other.scheduler]),
+    ]);
+    // Both schedulers may ask the engine; the occurrence's key makes it one run.
+    expect(new Set(first.runs.calls.map((c) => c.input.idempotencyKey))).toEqual(
+      new Set(['schedule:nine@2026-01-02T09:00:00.000Z']),
+    );
+    expect(first.runs.runIds()).toHaveLength(1);
+    // The restarted scheduler asked the hold-off again, so the run still says which window held it.
+    expect(first.runs.calls[0]?.input.reason).toContain(
+      'held off by maintenance window mw-20260102T0830Z-weekly until 2026-01-02T10:00:00.000Z',
+    );
+    expect(await again.store.scheduleFires.unstarted(again.scope, undefined, 'held')).toEqual([]);
+  });
+
+  it('hold-off that cannot answer holds nothing: the occurrence fires as usual, and why is logged', async () => {
+    const s = await setup({
+      schedules: utcNine(),
+      at: '2026-01-02T08:59:00Z',
+      holdOff: () => Promise.reject(new UnavailableError('store down')),
+    });
+    await s.scheduler.start();
+    await s.timers.advanceTo('2026-01-02T09:00:00Z', [s.scheduler]);
+    expect(s.runs.calls).toHaveLength(1);
+    expect(s.messages('error')[0]).toMatch(
+      /could not ask whether a maintenance window holds it off \(store down\); not held/,
+    );
   });
 
   it('a restart right after firing does not fire again', async () => {

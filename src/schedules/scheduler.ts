@@ -12,6 +12,11 @@
  * runs once if it is at most `grace` late (or a minute, whichever is more), and the others are recorded
  * as `missed`, one row each. A schedule seen for the first time does not backfill.
  *
+ * With `holdOff` (serve passes the maintenance windows' answer), an occurrence that comes due while its
+ * runbook is held off is recorded as `held` (not missed: no grace applies) and started when the hold ends,
+ * with the same idempotency key, by whichever scheduler of the service sees the end first, also after a
+ * restart; the timer wakes at the hold's end.
+ *
  * Time is injected (a Clock and a timer function). Sleeps are at most `maxSleepMs` and are re-computed
  * from the clock on waking, so a suspend or a clock step never skips an occurrence silently.
  */
@@ -49,6 +54,19 @@ export interface SchedulerOptions {
   maxSleepMs?: number;
   /** Called after a run was started (the engine's `wake`, so its worker picks the run up at once). */
   onStarted?: (runId: string) => void;
+  /**
+   * Whether a schedule's due occurrence must wait (a maintenance window is open and its runbook is held
+   * off): until when, and why (named in the run's reason). Asked again for held occurrences on each tick;
+   * undefined releases them. A hold-off that fails is logged and the occurrence fires as usual.
+   */
+  holdOff?: (schedule: ResolvedSchedule, now: Date) => Promise<HoldOff | undefined>;
+}
+
+/** Why and until when a schedule's occurrences wait. */
+export interface HoldOff {
+  until: Date;
+  /** e.g. `maintenance window mw-20261203T0400Z-weekly`. */
+  reason: string;
 }
 
 export interface Scheduler {
@@ -113,6 +131,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const setTimer = options.setTimer ?? realTimer;
   const maxSleepMs = options.maxSleepMs ?? DEFAULT_MAX_SLEEP_MS;
   const states = new Map<string, State>();
+  /** Held occurrences (`<schedule>@<occurrence>`) and their hold, for the reason and the wake-up. */
+  const holds = new Map<string, HoldOff>();
   let cancelTimer: (() => void) | undefined;
   let wakeAt: Date | undefined;
   let running: Promise<void> = Promise.resolve();
@@ -122,10 +142,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const lateLimit = (s: ResolvedSchedule): number => Math.max(s.graceMs, ON_TIME_MS);
 
   /** Starts (or re-starts, with the same key) the run of a claimed occurrence. */
-  async function startRun(s: ResolvedSchedule, occurrence: Date, lateMs: number): Promise<void> {
+  async function startRun(
+    s: ResolvedSchedule,
+    occurrence: Date,
+    lateMs: number,
+    heldBy?: string,
+  ): Promise<void> {
     const key = occurrenceKey(s.name, occurrence);
     const late = lateMs >= 1000 ? `late by ${lateness(lateMs)}` : undefined;
-    const reason = `schedule ${s.name} (${s.cron.expression} ${s.cron.timezone}) occurrence ${occurrence.toISOString()}${late ? `, ${late}` : ''}`;
+    const reason =
+      `schedule ${s.name} (${s.cron.expression} ${s.cron.timezone}) occurrence ${occurrence.toISOString()}` +
+      (heldBy ? `, ${heldBy}` : late ? `, ${late}` : '');
     const fields = { schedule: s.name, runbook: s.runbook, occurrence: occurrence.toISOString() };
     try {
       const run = await runs.start(
@@ -181,7 +208,16 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         );
     }
     if (missed.length < occurrences.length) {
-      if (await fires.claim(scope, s.name, latest, 'fired', now)) await startRun(s, latest, lateMs);
+      const hold = await askHoldOff(s, now);
+      if (hold) {
+        if (await fires.claim(scope, s.name, latest, 'held', now)) {
+          holds.set(heldKey(s.name, latest), hold);
+          log.info(
+            { schedule: s.name, occurrence: latest.toISOString(), until: hold.until.toISOString() },
+            `schedule ${s.name}: occurrence ${latest.toISOString()} held off by ${hold.reason} until ${hold.until.toISOString()}`,
+          );
+        }
+      } else if (await fires.claim(scope, s.name, latest, 'fired', now)) await startRun(s, latest, lateMs);
       else
         log.debug(
           { schedule: s.name, occurrence: latest.toISOString() },
@@ -189,6 +225,50 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         );
     }
     state.cursor = latest;
+  }
+
+  /** The hold-off of a schedule at `now`; one that fails to answer holds nothing (logged). */
+  async function askHoldOff(s: ResolvedSchedule, now: Date): Promise<HoldOff | undefined> {
+    if (!options.holdOff) return undefined;
+    try {
+      return await options.holdOff(s, now);
+    } catch (err) {
+      log.error(
+        { schedule: s.name, err: errorMessage(err) },
+        `schedule ${s.name}: could not ask whether a maintenance window holds it off (${errorMessage(err)}); not held`,
+      );
+      return undefined;
+    }
+  }
+
+  /** Starts held occurrences whose hold has ended (this scheduler's or an earlier one's). */
+  async function releaseHeld(now: Date): Promise<void> {
+    if (!options.holdOff) return;
+    const rows: ScheduleFire[] = await fires.unstarted(scope, undefined, 'held');
+    const seen = new Set<string>();
+    for (const row of rows) {
+      const key = heldKey(row.schedule, new Date(row.occurrence));
+      seen.add(key);
+      const state = states.get(row.schedule);
+      if (!state?.schedule.enabled) continue;
+      const hold = await askHoldOff(state.schedule, now);
+      if (hold) {
+        holds.set(key, hold);
+        continue;
+      }
+      const was = holds.get(key);
+      holds.delete(key);
+      const occurrence = new Date(row.occurrence);
+      const heldBy = was
+        ? `held off by ${was.reason} until ${was.until.toISOString()}`
+        : 'held off by a maintenance window until it ended';
+      log.info(
+        { schedule: row.schedule, occurrence: row.occurrence },
+        `schedule ${row.schedule}: occurrence ${row.occurrence} ${heldBy}; starting it`,
+      );
+      await startRun(state.schedule, occurrence, now.getTime() - occurrence.getTime(), heldBy);
+    }
+    for (const key of holds.keys()) if (!seen.has(key)) holds.delete(key);
   }
 
   /** Starts the runs of occurrences claimed by a scheduler that stopped before starting them. */
@@ -226,6 +306,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const at = schedule.cron.next(now);
       if (at && (!next || at < next)) next = at;
     }
+    for (const { until } of holds.values()) {
+      const at = new Date(Math.max(until.getTime(), now.getTime() + 1000));
+      if (!next || at < next) next = at;
+    }
     const delay = Math.min(maxSleepMs, Math.max(0, (next?.getTime() ?? Infinity) - now.getTime()));
     wakeAt = new Date(now.getTime() + delay);
     cancelTimer = setTimer(delay, () => {
@@ -238,6 +322,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const now = clock.now();
     try {
       await recoverOrphans(now, atStart);
+      await releaseHeld(now);
       for (const state of states.values()) if (state.schedule.enabled) await settle(state, now);
     } catch (err) {
       // The store is down, most likely: nothing was lost (cursors only move after a success); the next
@@ -295,6 +380,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       await running;
     },
   };
+}
+
+function heldKey(schedule: string, occurrence: Date): string {
+  return `${schedule}@${occurrence.toISOString()}`;
 }
 
 /** A lateness for people: `45s`, `12m`, `1h05m`, `2d3h` (whole units, at most two). */

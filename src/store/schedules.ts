@@ -9,9 +9,11 @@ import type { ScheduleFiresTable, StoreDatabase } from './schema.ts';
  * - `missed`: it passed while gameops was down (or suspended) and was too old to run;
  * - `seen`: not an occurrence but an instant the scheduler saw the schedule without firing it (the first
  *   time, or while disabled): occurrences up to it are never backfilled, and those after it that pass
- *   while gameops is down count as missed.
+ *   while gameops is down count as missed;
+ * - `held`: it came while a maintenance window was open and its runbook is held off (maintenance.holdOff):
+ *   it is started when the window ends (`runId` once the run exists), however late that is.
  */
-export type ScheduleOutcome = 'fired' | 'missed' | 'seen';
+export type ScheduleOutcome = 'fired' | 'missed' | 'seen' | 'held';
 
 /** One row of `schedule_fires`. Instants are canonical ISO-8601 UTC. */
 export interface ScheduleFire {
@@ -42,17 +44,17 @@ export interface ScheduleFireRepo {
   ): Promise<boolean>;
   /** Records many `missed` occurrences of one schedule, skipping those already recorded; returns how many were new. */
   recordMissed(scope: RunScope, schedule: string, occurrences: Date[], at: Date): Promise<number>;
-  /** Notes the run a `fired` occurrence started (first writer wins; the idempotency key makes them equal). */
+  /** Notes the run a `fired` or `held` occurrence started (first writer wins; the idempotency key makes them equal). */
   setRun(scope: RunScope, schedule: string, occurrence: Date, runId: string): Promise<void>;
   /**
-   * Turns a `fired` occurrence whose run was never started (gameops stopped in between) into `missed`,
-   * when it is too old to start now. Returns false when it has a run by now.
+   * Turns a `fired` (or `held`) occurrence whose run was never started (gameops stopped in between, or its
+   * run cannot be started) into `missed`. Returns false when it has a run by now.
    */
   abandon(scope: RunScope, schedule: string, occurrence: Date): Promise<boolean>;
   /** The newest recorded row of a schedule (of `outcome` when given). */
   latest(scope: RunScope, schedule: string, outcome?: ScheduleOutcome): Promise<ScheduleFire | undefined>;
-  /** `fired` occurrences with no run yet, oldest first, of `schedule` when given. */
-  unstarted(scope: RunScope, schedule?: string): Promise<ScheduleFire[]>;
+  /** `fired` (or `outcome`) occurrences with no run yet, oldest first, of `schedule` when given. */
+  unstarted(scope: RunScope, schedule?: string, outcome?: 'fired' | 'held'): Promise<ScheduleFire[]>;
   /** A schedule's rows, newest first, at most `limit` (capped at 1000). @default limit 50 */
   list(
     scope: RunScope,
@@ -67,7 +69,7 @@ const LIST_LIMIT_DEFAULT = 50;
 const LIST_LIMIT_MAX = 1000;
 /** Rows per INSERT when recording many misses (SQLite allows 32766 bound values; 7 columns each). */
 const INSERT_CHUNK = 500;
-const OUTCOMES: readonly string[] = ['fired', 'missed', 'seen'];
+const OUTCOMES: readonly string[] = ['fired', 'missed', 'seen', 'held'];
 
 type Row = Selectable<ScheduleFiresTable>;
 
@@ -136,7 +138,7 @@ export function createScheduleFireRepo(db: Kysely<StoreDatabase>, call: StoreCal
           .where('environment', '=', scope.environment)
           .where('schedule', '=', schedule)
           .where('occurrence', '=', at)
-          .where('outcome', '=', 'fired')
+          .where('outcome', 'in', ['fired', 'held'])
           .where('run_id', 'is', null)
           .execute(),
       );
@@ -152,7 +154,7 @@ export function createScheduleFireRepo(db: Kysely<StoreDatabase>, call: StoreCal
           .where('environment', '=', scope.environment)
           .where('schedule', '=', schedule)
           .where('occurrence', '=', at)
-          .where('outcome', '=', 'fired')
+          .where('outcome', 'in', ['fired', 'held'])
           .where('run_id', 'is', null)
           .executeTakeFirst(),
       );
@@ -168,14 +170,14 @@ export function createScheduleFireRepo(db: Kysely<StoreDatabase>, call: StoreCal
       return row && fromRow(row);
     },
 
-    async unstarted(scope, schedule) {
+    async unstarted(scope, schedule, outcome = 'fired') {
       const rows = await call('reading occurrences whose run was not started', () => {
         let query = db
           .selectFrom('schedule_fires')
           .selectAll()
           .where('service', '=', scope.service)
           .where('environment', '=', scope.environment)
-          .where('outcome', '=', 'fired')
+          .where('outcome', '=', outcome)
           .where('run_id', 'is', null);
         if (schedule !== undefined) query = query.where('schedule', '=', schedule);
         return query.orderBy('occurrence', 'asc').limit(LIST_LIMIT_MAX).execute();
