@@ -478,6 +478,22 @@ describe('db maintenance on a real MariaDB', () => {
     expect(noCache).toEqual({ flushed: false, reason: 'query_cache_type is OFF' });
   });
 
+  it('with the query cache turned on, the plan flushes it and db.query-cache runs FLUSH QUERY CACHE', async () => {
+    // The shared server's cache is OFF; turned on for this test only (MariaDB allows it at run time).
+    await sql('SET GLOBAL query_cache_type = ON');
+    try {
+      const withCache = await act<DbPlan>('db.plan', {});
+      expect(withCache.queryCache.flush).toBe(true);
+      expect(withCache.statements).toContain('FLUSH QUERY CACHE');
+      expect(withCache.statements.some((s) => /RESET QUERY CACHE/.test(s))).toBe(false);
+      const out = await act<{ flushed: boolean; reason: string }>('db.query-cache', {});
+      expect(out.flushed).toBe(true);
+      expect(out.reason).toMatch(/^query_cache_type is ON/);
+    } finally {
+      await sql('SET GLOBAL query_cache_type = OFF');
+    }
+  });
+
   it('an unreachable database (closed port) and one that never answers: UnavailableError within the timeout, nothing archived', async () => {
     const before = storedFiles().length;
     const closed = makeConfig({ port: await closedPort(), connectTimeout: 1000 });
