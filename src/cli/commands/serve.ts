@@ -10,7 +10,7 @@ interface ServeOptions {
 export function serveCommand(): Command {
   return new Command('serve')
     .description(
-      "Run the gameops server: the HTTP API, /metrics, alert intake and paging (escalations, status-update reminders) and the local platform's supervisor (restarts crashed game servers; they keep running when gameops stops). `npm start` runs this.",
+      "Run the gameops server: the HTTP API, /metrics, alert intake and paging (escalations, status-update reminders), runbook schedules, maintenance windows (notices, their runs; scheduled backups held off during them) and the local platform's supervisor (restarts crashed game servers; they keep running when gameops stops). `npm start` runs this.",
     )
     .option('--host <address>', 'address to listen on (default: server.host, 127.0.0.1)')
     .option('--port <port>', 'port to listen on (default: server.port, 8787; 0 picks a free one)')
@@ -21,6 +21,7 @@ export function serveCommand(): Command {
         await import('../../app/index.ts');
       const { buildServer, UNCONFIGURED_HINT } = await import('../../server/index.ts');
       const { startScheduler } = await import('../../schedules/index.ts');
+      const { maintenanceHoldOff, workMaintenance } = await import('../../app/maintenance.ts');
       const resources = await bootstrap({
         store: 'required',
         metrics: true,
@@ -44,6 +45,8 @@ export function serveCommand(): Command {
           runs: await openRunbooks(resources),
           clock: resources.clock,
           log,
+          // Runbooks of maintenance.holdOff (backups, DB maintenance) wait while a maintenance window is open.
+          holdOff: maintenanceHoldOff(resources),
         });
       } catch (err) {
         await server.close();
@@ -85,6 +88,8 @@ export function serveCommand(): Command {
       const runbookWork = workRunbooks(resources, working.signal);
       // Incident response: alerts processed, pages delivered and escalated, status updates reminded.
       const opsWork = workOps(resources, working.signal);
+      // Maintenance windows: recurring ones materialised, notices sent, their runs started and followed.
+      const maintenanceWork = workMaintenance(resources, working.signal);
 
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
@@ -99,7 +104,7 @@ export function serveCommand(): Command {
       await scheduler.stop();
       supervision.abort();
       working.abort();
-      await Promise.all([supervising, runbookWork, opsWork]);
+      await Promise.all([supervising, runbookWork, opsWork, maintenanceWork]);
       // The local admin token stops working with serve (revoked while the store is still open).
       await published?.unpublish().catch((err: unknown) => {
         log.warn({ err }, 'could not revoke the local admin token at shutdown; the next serve revokes it');
