@@ -299,12 +299,14 @@ export function summarize(args: z.infer<typeof summarizeArgs>): SummaryOutput {
   ];
   if (preflight.update)
     parts.push(`version ${preflight.previousVersion ?? '?'} → ${preflight.version ?? '?'}`);
+  else if (args.tasks.includes('update'))
+    parts.push(`version ${preflight.version ?? '?'} (the fleet runs it already: no rollout)`);
   parts.push(
     `${preflight.playersOnline} player(s) online now (they are asked to leave, then saved and disconnected)`,
   );
   const db = args.dbPlan ?? undefined;
   if (db?.summary) parts.push(`database: ${db.summary}`);
-  return { approval: preflight.update || db?.work === true, summary: `${parts.join('; ')}.` };
+  return { approval: args.tasks.includes('update') || db?.work === true, summary: `${parts.join('; ')}.` };
 }
 
 const summarizeAction: ActionDefinition<z.infer<typeof summarizeArgs>, SummaryOutput> = {
@@ -636,6 +638,10 @@ const updateAction: ActionDefinition<z.infer<typeof updateArgs>> = {
   target: (args, services) => `${fleetOf(services)}: version ${args.previousVersion} → ${args.version}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
+    if (await onVersion(fleet, args.version)) {
+      ctx.log(`the fleet runs ${args.version} already: nothing to roll`);
+      return { version: args.version, changed: false };
+    }
     try {
       const result = await rollTo(fleet, args.version, ctx, {
         timeoutMs: args.timeoutMs,
@@ -644,7 +650,7 @@ const updateAction: ActionDefinition<z.infer<typeof updateArgs>> = {
       ctx.log(
         `the fleet runs ${args.version} (${result.replicas} instance(s) in ${formatDuration(result.durationMs)})`,
       );
-      return result;
+      return { ...result, changed: true };
     } catch (err) {
       // Stopped from outside (cancel, shutdown): whoever drives the run next decides (verify, recovery).
       if (ctx.signal.aborted) throw err;
