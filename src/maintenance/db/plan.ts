@@ -177,13 +177,45 @@ export function futurePartitions(
   return out;
 }
 
+export interface PlanOptions {
+  /**
+   * Purge rules (`db.table.column`) found to have no row older than their cutoff (`purgeCutoffs` gives the
+   * cutoffs to ask about): left out of the plan, with a note.
+   */
+  nothingToPurge?: ReadonlySet<string>;
+}
+
+/** The cutoff of each purge rule at `now`, keyed `db.table.column`: what to ask the server before planning. */
+export function purgeCutoffs(
+  database: string,
+  config: DbMaintenanceConfig,
+  now: Date,
+): Array<PurgeTarget & { key: string }> {
+  return config.purge.map((rule) => {
+    const db = rule.database ?? database;
+    return {
+      key: `${db}.${rule.table}.${rule.column}`,
+      database: db,
+      table: rule.table,
+      column: rule.column,
+      cutoff: utcDateTime(now.getTime() - rule.olderThan),
+      batchSize: rule.batchSize,
+    };
+  });
+}
+
 /**
  * Works out the plan. `now` is the injected clock's time; the purge cutoffs and the retention limit are
  * computed from it once.
  * @throws InputError naming the config field when a configured table, column or partitioning is not what
  *   the live schema has.
  */
-export function planMaintenance(inspection: Inspection, config: DbMaintenanceConfig, now: Date): DbPlan {
+export function planMaintenance(
+  inspection: Inspection,
+  config: DbMaintenanceConfig,
+  now: Date,
+  options: PlanOptions = {},
+): DbPlan {
   const nowMs = now.getTime();
   const notes = [...inspection.notes];
   const statements: string[] = [];
@@ -240,7 +272,8 @@ export function planMaintenance(inspection: Inspection, config: DbMaintenanceCon
   });
 
   // --- purge
-  const purge: PurgeTarget[] = config.purge.map((rule, i) => {
+  const purge: PurgeTarget[] = [];
+  config.purge.forEach((rule, i) => {
     const database = rule.database ?? db;
     const info = named(inspection, database, rule.table);
     if (!info?.exists)
@@ -263,8 +296,14 @@ export function planMaintenance(inspection: Inspection, config: DbMaintenanceCon
       cutoff: utcDateTime(nowMs - rule.olderThan),
       batchSize: rule.batchSize,
     };
+    if (options.nothingToPurge?.has(`${database}.${rule.table}.${rule.column}`)) {
+      notes.push(
+        `${database}.${rule.table}: no row with ${column.name} < ${target.cutoff} UTC, nothing to purge`,
+      );
+      return;
+    }
     statements.push(purgeSqlText(target, info.primaryKey));
-    return target;
+    purge.push(target);
   });
 
   // --- optimize and analyze (after the purges and drops, which free space and change statistics)

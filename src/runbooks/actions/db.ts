@@ -28,7 +28,15 @@ import {
 } from '../../maintenance/db/execute.ts';
 import { inspectDatabase } from '../../maintenance/db/inspect.ts';
 import { addUnits, periodStart, utcDateTime } from '../../maintenance/db/periods.ts';
-import { boundsOf, partitioning, planMaintenance, type DbPlan } from '../../maintenance/db/plan.ts';
+import {
+  boundsOf,
+  partitioning,
+  planMaintenance,
+  purgeCutoffs,
+  qualified,
+  quoteName,
+  type DbPlan,
+} from '../../maintenance/db/plan.ts';
 import type { ActionDefinition, StepContext } from '../model.ts';
 import { mysqlServer } from './mysql.ts';
 import { maybeServices, servicesOf } from './services.ts';
@@ -72,13 +80,25 @@ const planAction: ActionDefinition<Record<string, never>, DbPlan> = {
     const { config } = servicesOf(ctx);
     const database = gameDatabase(config);
     const db = config.maintenance.db;
-    const plan = await servicesOf(ctx).mysql(ctx.signal, async (client) =>
-      planMaintenance(
-        await inspectDatabase(client, database, db, { signal: ctx.signal }),
-        db,
-        ctx.clock.now(),
-      ),
-    );
+    const now = ctx.clock.now();
+    const plan = await servicesOf(ctx).mysql(ctx.signal, async (client) => {
+      const inspection = await inspectDatabase(client, database, db, { signal: ctx.signal });
+      // Checked against the live schema first (InputError naming the rule); then, per rule, whether any row
+      // is older than the cutoff (one index probe), so a purge with nothing to do asks no approval.
+      planMaintenance(inspection, db, now);
+      const nothingToPurge = new Set<string>();
+      // TIMESTAMP columns compare in the session's zone: cutoffs are UTC.
+      await client.query("SET SESSION time_zone = '+00:00'", [], { signal: ctx.signal });
+      for (const rule of purgeCutoffs(database, db, now)) {
+        const found = await client.query(
+          `SELECT 1 AS x FROM ${qualified(rule)} WHERE ${quoteName(rule.column)} < ? LIMIT 1`,
+          [rule.cutoff],
+          { signal: ctx.signal, timeoutMs: 60_000 },
+        );
+        if (found.length === 0) nothingToPurge.add(rule.key);
+      }
+      return planMaintenance(inspection, db, now, { nothingToPurge });
+    });
     for (const t of plan.tables)
       ctx.log(`${t.database}.${t.table}: ${t.optimize ? 'OPTIMIZE' : 'skip'}: ${t.reason}`);
     for (const note of plan.notes) ctx.log(`note: ${note}`);
