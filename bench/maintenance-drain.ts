@@ -4,7 +4,8 @@
  *
  * A local fleet of reference game servers (MariaDB and Redis from the test harness) with N players who
  * log in, and once the gate is closed leave by themselves after a random time within a few seconds
- * (they ignore drain messages: what is measured is waiting, not kicking). Each round, an in-process engine
+ * (they ignore drain messages: what is measured is waiting, not kicking); the window is shifted by a
+ * random part of a second each round, so the last departure is not in step with either way's polls. Each round, an in-process engine
  * (`openRunbooks`, the store of the config) runs a two-step runbook, `fleet.drain-players` then `noop`;
  * an independent poller asks every instance `GET /ops/status` every 20 ms and notes the instant the
  * players online reach 0. The figure is the `noop` step's `startedAt` minus that instant: the poller's
@@ -16,7 +17,7 @@
  * engine step (so it flatters the baseline by the engine's step overhead, a few ms). Its instances refuse
  * logins afterwards and are restarted between rounds.
  *
- *   node bench/maintenance-drain.ts         # BENCH_PLAYERS=20 BENCH_ROUNDS=5 BENCH_INSTANCES=2
+ *   node bench/maintenance-drain.ts         # BENCH_PLAYERS=20 BENCH_ROUNDS=8 BENCH_INSTANCES=2
  *
  * Figures only: nothing here passes or fails a build.
  */
@@ -38,7 +39,7 @@ import { freePortBlock } from '../src/platform/local/test-support.ts';
 import { median } from './stats.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 20);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 const INSTANCES = Number(process.env.BENCH_INSTANCES ?? 2);
 /** Players leave between these many ms after the gate closes. */
 const LEAVE_MIN_MS = 500;
@@ -146,8 +147,10 @@ try {
       }),
     );
     await fleet.setGate({ closed: true, message: 'maintenance (bench)' });
+    // A random shift per round, so the last departure does not fall in step with either way's polls.
+    const shift = Math.random() * 1000;
     for (const ws of sockets) {
-      const after = LEAVE_MIN_MS + Math.random() * (LEAVE_MAX_MS - LEAVE_MIN_MS);
+      const after = shift + LEAVE_MIN_MS + Math.random() * (LEAVE_MAX_MS - LEAVE_MIN_MS);
       setTimeout(() => ws.send(JSON.stringify({ type: 'leave' })), after);
     }
   }
@@ -204,7 +207,7 @@ try {
     `p50 ${median(xs).toFixed(0)} ms  max ${Math.max(...xs).toFixed(0)} ms  min ${Math.min(...xs).toFixed(0)} ms  (n=${xs.length})`;
   process.stdout.write(
     [
-      `gameops bench: maintenance drain, ${PLAYERS} players on ${INSTANCES} reference game servers leaving within ${LEAVE_MIN_MS / 1000}–${LEAVE_MAX_MS / 1000} s (node ${process.version})`,
+      `gameops bench: maintenance drain, ${PLAYERS} players on ${INSTANCES} reference game servers leaving ${LEAVE_MIN_MS / 1000}–${LEAVE_MAX_MS / 1000} s after a random 0–1 s shift (node ${process.version})`,
       `  players online = 0 → next step starts (fleet.drain-players, 250 ms polls)  ${line(newGaps)}   target < 1 s`,
       `    baseline: Fleet.drain (1 s polls) returns                               ${line(oldGaps)}`,
       `  (0 seen by an independent poller every ${POLL_MS} ms, so figures are up to ~${POLL_MS} ms short; load average ${loadavg()

@@ -3,13 +3,15 @@
  * player while logins stay open, bad bodies are refused naming the field, the token is required, the
  * game-server client sends it, and bots count announcements apart from maintenance notices.
  */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startBots, type BotEvent } from '../../examples/game-server/bot-runner.ts';
 import { secret } from '../../src/core/index.ts';
 import { createGameServerClient } from '../../src/platform/game-client.ts';
 import { services } from '../harness/index.ts';
-import { loginPlayer, type TestPlayer } from './player.ts';
-import { startGameServer, type GameServerProcess } from './server-process.ts';
+import { eventually, loginPlayer, type TestPlayer } from './player.ts';
+import { REPO_ROOT, startGameServer, type GameServerProcess } from './server-process.ts';
 
 let server: GameServerProcess;
 
@@ -152,6 +154,55 @@ describe('POST /ops/notice', () => {
       await run.stop();
     }
   });
+});
+
+test('gameops-bots --events prints each announcement as a JSON line and counts it by kind in the summary', async () => {
+  const child = spawn(path.join(REPO_ROOT, 'bin/gameops-bots'), [
+    '--players',
+    '2',
+    '--duration',
+    '3s',
+    '--url',
+    server.wsUrl,
+    '--name-prefix',
+    'cli',
+    '--events',
+    '--json',
+  ]);
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  await eventually('2 bots online', async () => {
+    const status = (await (await server.ops('/ops/status')).json()) as { playersOnline: number };
+    return status.playersOnline === 2;
+  });
+  expect(await (await post('/ops/notice', { message: 'Patch at 04:00' })).json()).toEqual({ delivered: 2 });
+  expect(await exited).toBe(0);
+  const lines = stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const notices = lines.filter((l) => (l['event'] as { type?: string } | undefined)?.type === 'notice');
+  expect(notices.map((l) => l['event'])).toEqual([
+    {
+      type: 'notice',
+      bot: expect.any(Number) as unknown,
+      kind: 'announcement',
+      message: 'Patch at 04:00',
+      startsAt: null,
+      endsAt: null,
+    },
+    {
+      type: 'notice',
+      bot: expect.any(Number) as unknown,
+      kind: 'announcement',
+      message: 'Patch at 04:00',
+      startsAt: null,
+      endsAt: null,
+    },
+  ]);
+  // The last line is the summary.
+  expect(lines.at(-1)).toMatchObject({ noticesSeen: 2, noticesByKind: { announcement: 2 } });
 });
 
 function waitFor(
