@@ -3,6 +3,7 @@ import { errorMessage, GameopsError, InputError, VERSION } from '../core/index.t
 import { alertsCommand } from './commands/alerts.ts';
 import { auditCommand } from './commands/audit.ts';
 import { backupCommand } from './commands/backup.ts';
+import { maintenanceCommand } from './commands/maintenance.ts';
 import { checkCommand } from './commands/check.ts';
 import { configCommand } from './commands/config.ts';
 import { fleetCommand } from './commands/fleet.ts';
@@ -61,6 +62,7 @@ export function buildProgram(): Command {
     oncallCommand(),
     alertsCommand(),
     backupCommand(),
+    maintenanceCommand(),
   ])
     program.addCommand(sub.exitOverride());
   for (const sub of program.commands) for (const leaf of sub.commands) leaf.exitOverride();

@@ -15,6 +15,7 @@ import { guardOrigin } from './origin.ts';
 import { alertRoutes } from './routes/alerts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { backupRoutes } from './routes/backups.ts';
+import { maintenanceRoutes } from './routes/maintenance.ts';
 import { checkRoutes } from './routes/checks.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -88,6 +89,7 @@ export async function buildServer(resources: Resources): Promise<GameopsServer> 
   await app.register(oncallRoutes(context));
   await app.register(alertRoutes(context));
   await app.register(backupRoutes(context));
+  await app.register(maintenanceRoutes(context));
   app.get('/api/openapi.json', { schema: { hide: true } }, () => app.swagger());
   await app.ready();
 

@@ -1,0 +1,183 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { openMaintenance } from '../../app/maintenance.ts';
+import { checkWindowId } from '../../maintenance/time.ts';
+import { MAINTENANCE_TASKS } from '../../maintenance/types.ts';
+import type { ServerContext } from '../context.ts';
+import { actorOf } from '../auth.ts';
+import { errorSchema } from '../schemas.ts';
+import { planSchema } from './runbooks.ts';
+
+/*
+ * Maintenance windows over HTTP (runbook §4.1): list, show, plan (or a dry run: the maintenance run's
+ * steps, the notices and the player-minutes estimate, nothing recorded) and cancel. Reading needs viewer;
+ * planning and cancelling operator (routeAccess's default for changes). The server's loop sends the
+ * notices and starts the runs.
+ */
+
+const isoTime = z.string().describe('ISO 8601 UTC');
+const stateSchema = z.enum(['scheduled', 'running', 'completed', 'failed', 'held', 'cancelled']);
+
+export const windowSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    origin: z.enum(['adhoc', 'recurring']),
+    startsAt: isoTime,
+    endsAt: isoTime,
+    timezone: z.string().describe("The game's time zone the times are shown in."),
+    tasks: z.array(z.enum(MAINTENANCE_TASKS)),
+    version: z.string().optional(),
+    message: z.string().optional(),
+    hold: z.boolean().describe('On failure keep maintenance on (no compensation).'),
+    state: stateSchema,
+    runId: z.string().optional(),
+    createdBy: z.string(),
+    createdAt: isoTime,
+    updatedAt: isoTime,
+    reason: z.string().optional(),
+  })
+  .meta({ id: 'MaintenanceWindow' });
+
+const noticeSchema = z.object({
+  windowId: z.string(),
+  key: z.string().describe('T-24h, T-60m, T-10m, T-1m, cancelled'),
+  dueAt: isoTime,
+  sentAt: isoTime,
+  status: z.enum(['sending', 'sent', 'partial', 'failed']),
+  detail: z.unknown().describe('What players and each channel got.'),
+});
+
+const estimateSchema = z
+  .object({
+    currentPlayers: z.number().optional(),
+    lastWeekPlayers: z.number().optional(),
+    lastWeekSource: z.enum(['prometheus', 'check-runs']).optional(),
+    players: z.number(),
+    durationMinutes: z.number(),
+    playerMinutes: z.number(),
+    summary: z.string(),
+    notes: z.array(z.string()),
+  })
+  .meta({ id: 'PlayerMinutesEstimate' });
+
+const plannedSchema = z
+  .object({
+    window: windowSchema,
+    stored: z.boolean().describe('False for a dry run: nothing was recorded.'),
+    runStartsAt: isoTime.describe(
+      'When the maintenance run starts (maintenance.leadTime before the window).',
+    ),
+    estimate: estimateSchema,
+    plan: planSchema.describe(
+      "The maintenance runbook's steps with this window's parameters (effect, approval, compensation).",
+    ),
+    notices: z.array(z.object({ key: z.string(), at: isoTime })),
+  })
+  .meta({ id: 'MaintenancePlan' });
+
+const idParams = z.object({ id: z.string().min(1).max(200) });
+
+const errors = {
+  400: errorSchema,
+  401: errorSchema,
+  403: errorSchema,
+  404: errorSchema,
+  409: errorSchema,
+  503: errorSchema,
+};
+
+/** Maintenance windows over HTTP. */
+export function maintenanceRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
+  const service = () => openMaintenance(ctx.resources);
+
+  return async (app) => {
+    app.get(
+      '/api/maintenance/windows',
+      {
+        schema: {
+          summary: 'Maintenance windows ending in the last 7 days or later (all with all=true), by start.',
+          querystring: z.strictObject({
+            all: z.enum(['true', 'false']).default('false'),
+            limit: z.coerce.number().int().min(1).max(1000).default(200),
+          }),
+          response: { 200: z.object({ windows: z.array(windowSchema) }), ...errors },
+        },
+      },
+      async (request) => {
+        const { all, limit } = request.query;
+        const windows = await (
+          await service()
+        ).list(all === 'true' ? { since: new Date(0), limit } : { limit });
+        return { windows };
+      },
+    );
+
+    app.get(
+      '/api/maintenance/windows/:id',
+      {
+        schema: {
+          summary: 'One window and the notices sent for it. 400 for a malformed id, 404 for an unknown one.',
+          params: idParams,
+          response: { 200: z.object({ window: windowSchema, notices: z.array(noticeSchema) }), ...errors },
+        },
+      },
+      async (request) => (await service()).get(checkWindowId(request.params.id)),
+    );
+
+    app.post(
+      '/api/maintenance/windows',
+      {
+        schema: {
+          summary:
+            'Plan a window (operator): 201 with the window, the estimate of player-minutes lost, the notices and ' +
+            "the maintenance run's steps; with dryRun 200 and nothing recorded. 400 names the field (a start in the " +
+            'past, an end not after it, over 24 h, update without version, an unknown version); 409 names the ' +
+            'window it overlaps.',
+          body: z.strictObject({
+            startsAt: z
+              .string()
+              .min(1)
+              .max(60)
+              .describe("ISO 8601 with an offset, or 'YYYY-MM-DD HH:mm' in the game's time zone."),
+            endsAt: z.string().min(1).max(60),
+            tasks: z.array(z.enum(MAINTENANCE_TASKS)).min(1).max(MAINTENANCE_TASKS.length).optional(),
+            version: z.string().min(1).max(128).optional(),
+            message: z.string().min(1).max(500).optional(),
+            name: z.string().min(1).max(64).optional(),
+            hold: z.boolean().optional(),
+            dryRun: z.boolean().default(false),
+          }),
+          response: { 200: plannedSchema, 201: plannedSchema, ...errors },
+        },
+      },
+      async (request, reply) => {
+        const { dryRun, ...input } = request.body;
+        const planned = await (await service()).plan(input, actorOf(request), { dryRun });
+        if (!dryRun)
+          void reply
+            .code(201)
+            .header('location', `/api/maintenance/windows/${encodeURIComponent(planned.window.id)}`);
+        return planned;
+      },
+    );
+
+    app.post(
+      '/api/maintenance/windows/:id/cancel',
+      {
+        schema: {
+          summary:
+            "Cancel a window (operator): a scheduled one at once; a running one only while its run has changed nothing (the engine's cancel does not compensate). 409 otherwise, saying why.",
+          params: idParams,
+          body: z.strictObject({ reason: z.string().trim().min(1).max(500) }),
+          response: { 200: z.object({ window: windowSchema }), ...errors },
+        },
+      },
+      async (request) => ({
+        window: await (
+          await service()
+        ).cancel(checkWindowId(request.params.id), actorOf(request), request.body.reason),
+      }),
+    );
+  };
+}
