@@ -102,6 +102,7 @@ describe('openRunbooks', () => {
       'backup-restore',
       'backup-verify',
       'daily-check',
+      'db-maintenance',
       'hello',
       'high-cpu',
       'memory-leak',

@@ -146,7 +146,10 @@ describe('generic actions', () => {
     const effects = Object.fromEntries(
       catalog
         .actions()
-        .filter((a) => !a.name.startsWith('backup.') && !a.name.startsWith('maintenance.'))
+        .filter(
+          (a) =>
+            !a.name.startsWith('backup.') && !a.name.startsWith('maintenance.') && !a.name.startsWith('db.'),
+        )
         .map((a) => [a.name, `${a.effect}${a.idempotent ? '' : ' once'}`]),
     );
     // Backups (issue #6): a restore is destructive (approval), the rest reads or writes only backups.
@@ -165,6 +168,23 @@ describe('generic actions', () => {
       'backup.prune': 'mutating',
       'backup.latest': 'read-only',
       'backup.restore-plan': 'read-only',
+    });
+    // Database maintenance (issue #7): rotation and purge are destructive (approval), rotation runs once.
+    expect(
+      Object.fromEntries(
+        catalog
+          .actions()
+          .filter((a) => a.name.startsWith('db.'))
+          .map((a) => [a.name, `${a.effect}${a.idempotent ? '' : ' once'}`]),
+      ),
+    ).toEqual({
+      'db.plan': 'read-only',
+      'db.optimize': 'mutating',
+      'db.analyze': 'mutating',
+      'db.add-partitions': 'mutating',
+      'db.rotate-partitions': 'destructive once',
+      'db.purge': 'destructive',
+      'db.query-cache': 'mutating',
     });
     // Planned maintenance (issue #7): every change can be run again (a resumed run finds what it made),
     // except the completion notice.

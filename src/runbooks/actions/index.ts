@@ -7,6 +7,7 @@ import { ConflictError } from '../../core/index.ts';
 import type { ActionDefinition, Catalog, CheckDefinition } from '../model.ts';
 import { backupActions } from './backup.ts';
 import { checkActions, dailyCheckDefinitions } from './checks.ts';
+import { dbActions } from './db.ts';
 import { fleetActions, fleetChecks } from './fleet.ts';
 import { genericActions } from './generic.ts';
 import { maintenanceActions, maintenanceChecks } from './maintenance.ts';
@@ -33,6 +34,7 @@ export function createCatalog(
     ...checkActions,
     ...notifyActions,
     ...backupActions,
+    ...dbActions,
     ...maintenanceActions,
     ...(extra.actions ?? []),
   ];

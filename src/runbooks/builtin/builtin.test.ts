@@ -27,12 +27,15 @@ describe('built-in runbooks', () => {
       'backup-restore',
       'backup-verify',
       'daily-check',
+      'db-maintenance',
       'high-cpu',
       'memory-leak',
       'slow-queries',
     ]);
     for (const [name, runbook] of compiled)
-      expect(runbook.runBy, name).toEqual(name.startsWith('backup') ? ['operator'] : ['responder']);
+      expect(runbook.runBy, name).toEqual(
+        name.startsWith('backup') || name === 'db-maintenance' ? ['operator'] : ['responder'],
+      );
   });
 
   it('daily-check: the eight daily checks in one parallel group, then the record of all their outputs', () => {

@@ -8,11 +8,13 @@ import {
   backupVerifyRunbook,
 } from './backup.ts';
 import { dailyCheckRunbook } from './daily-check.ts';
+import { dbMaintenanceRunbook } from './db-maintenance.ts';
 import { highCpuRunbook } from './high-cpu.ts';
 import { memoryLeakRunbook } from './memory-leak.ts';
 import { slowQueriesRunbook } from './slow-queries.ts';
 
 export { backupDrillRunbook, backupPruneRunbook, backupRestoreRunbook, backupRunbook, backupVerifyRunbook };
+export { dbMaintenanceRunbook };
 export { dailyCheckRunbook, highCpuRunbook, memoryLeakRunbook, slowQueriesRunbook };
 
 /** Every built-in runbook as written; compile each with `compileRunbook(input, catalog, { kind: 'builtin' })`. */
@@ -27,5 +29,6 @@ export function builtinRunbooks(): RunbookInput[] {
     backupRestoreRunbook(),
     backupVerifyRunbook(),
     backupPruneRunbook(),
+    dbMaintenanceRunbook(),
   ];
 }
