@@ -135,8 +135,9 @@ export interface DrainPlayersResult {
   emptyAt?: string;
   instances: DrainingInstance[];
   /**
-   * Instances asked to drain: they refuse logins until restarted (a version update restarts them, or
-   * `fleet.restart-drained`).
+   * Instances that took the drain: they refuse logins until restarted (a version update restarts them,
+   * or `fleet.restart-drained`). One whose answer was lost (it went quiet) may have taken it too:
+   * `fleet.restart-drained` goes by what each instance's status says.
    */
   needsRestart: string[];
 }
