@@ -105,6 +105,8 @@ describe('openRunbooks', () => {
       'db-maintenance',
       'hello',
       'high-cpu',
+      'maintenance',
+      'maintenance-reopen',
       'memory-leak',
       'slow-queries',
     ]);

@@ -29,12 +29,16 @@ describe('built-in runbooks', () => {
       'daily-check',
       'db-maintenance',
       'high-cpu',
+      'maintenance',
+      'maintenance-reopen',
       'memory-leak',
       'slow-queries',
     ]);
     for (const [name, runbook] of compiled)
       expect(runbook.runBy, name).toEqual(
-        name.startsWith('backup') || name === 'db-maintenance' ? ['operator'] : ['responder'],
+        name.startsWith('backup') || name.startsWith('maintenance') || name === 'db-maintenance'
+          ? ['operator']
+          : ['responder'],
       );
   });
 

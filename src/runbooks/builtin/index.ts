@@ -10,12 +10,14 @@ import {
 import { dailyCheckRunbook } from './daily-check.ts';
 import { dbMaintenanceRunbook } from './db-maintenance.ts';
 import { highCpuRunbook } from './high-cpu.ts';
+import { maintenanceReopenRunbook, maintenanceRunbook } from './maintenance.ts';
 import { memoryLeakRunbook } from './memory-leak.ts';
 import { slowQueriesRunbook } from './slow-queries.ts';
 
 export { backupDrillRunbook, backupPruneRunbook, backupRestoreRunbook, backupRunbook, backupVerifyRunbook };
 export { dbMaintenanceRunbook };
 export { dailyCheckRunbook, highCpuRunbook, memoryLeakRunbook, slowQueriesRunbook };
+export { maintenanceReopenRunbook, maintenanceRunbook };
 
 /** Every built-in runbook as written; compile each with `compileRunbook(input, catalog, { kind: 'builtin' })`. */
 export function builtinRunbooks(): RunbookInput[] {
@@ -29,6 +31,8 @@ export function builtinRunbooks(): RunbookInput[] {
     backupRestoreRunbook(),
     backupVerifyRunbook(),
     backupPruneRunbook(),
+    maintenanceRunbook(),
+    maintenanceReopenRunbook(),
     dbMaintenanceRunbook(),
   ];
 }
