@@ -1,0 +1,153 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
+import { bootstrap, shutdown } from '../../app/index.ts';
+import { buildProgram } from '../main.ts';
+
+function config() {
+  return cliConfig('gameops-maintenance-cli-', (dir) =>
+    [
+      'service: { name: test-game, environment: test }',
+      `database: { dataDir: ${join(dir, 'data')} }`,
+      'maintenance: { timezone: Asia/Seoul }',
+      '',
+    ].join('\n'),
+  );
+}
+
+describe('gameops maintenance: parsing and help', () => {
+  it('--help names every subcommand and option', () => {
+    const maintenance = buildProgram().commands.find((c) => c.name() === 'maintenance')!;
+    expect(maintenance.commands.map((c) => c.name())).toEqual(['plan', 'list', 'show', 'cancel']);
+    const plan = maintenance.commands.find((c) => c.name() === 'plan')!.helpInformation();
+    for (const option of [
+      '--start <time>',
+      '--end <time>',
+      '--version',
+      '--tasks <list>',
+      '--message',
+      '--hold',
+      '--dry-run',
+      '--json',
+    ])
+      expect(plan).toContain(option);
+    expect(maintenance.commands.find((c) => c.name() === 'cancel')!.helpInformation()).toContain(
+      '--reason <text>',
+    );
+  });
+
+  it('refuses a bad id or task before anything runs (exit 3)', async () => {
+    const cases: Array<[string[], string]> = [
+      [['maintenance', 'show', '../../etc'], '"../../etc" is not a maintenance window id'],
+      [['maintenance', 'cancel', 'mw-bad', '--reason', 'x'], '"mw-bad" is not a maintenance window id'],
+      [
+        [
+          'maintenance',
+          'plan',
+          '--start',
+          '2099-12-03 04:00',
+          '--end',
+          '2099-12-03 05:00',
+          '--tasks',
+          'db,reboot',
+        ],
+        '--tasks: "reboot" is not one of db, logs, update',
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const res = await gameops(args, { GAMEOPS_CONFIG: '/nonexistent/gameops.yaml' });
+      expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(3);
+      expect(res.stderr).toContain(message);
+    }
+  });
+});
+
+describe('gameops maintenance in this process', () => {
+  it('plan --dry-run prints every step, the notices in UTC and the game zone, and the player-minutes estimate; plan, list, show, cancel', async () => {
+    const { path } = config();
+    const env = { GAMEOPS_CONFIG: path };
+    const dry = await gameops(
+      ['maintenance', 'plan', '--start', '2099-12-03 04:00', '--end', '2099-12-03 06:00', '--dry-run'],
+      env,
+    );
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('Maintenance window (dry run: nothing was recorded)');
+    expect(dry.stdout).toContain(
+      '2099-12-02 19:00 UTC (2099-12-03 04:00 GMT+9) – 2099-12-02 21:00 UTC (2099-12-03 06:00 GMT+9) (120 min)',
+    );
+    expect(dry.stdout).toContain(
+      'Player-minutes lost: ≈ 0 player-minutes (0 players × 120 min; no player count could be read)',
+    );
+    expect(dry.stdout).toContain('  T-24h  2099-12-01 19:00 UTC (2099-12-02 04:00 GMT+9)');
+    expect(dry.stdout).toContain('Plan for maintenance v');
+    expect(dry.stdout).toMatch(/mutating/);
+    expect(dry.stdout).toContain('Dry run: nothing was run.');
+
+    const planned = await gameops(
+      [
+        'maintenance',
+        'plan',
+        '--start',
+        '2099-12-03T04:00:00+09:00',
+        '--end',
+        '2099-12-03T05:00:00+09:00',
+        '--message',
+        'Back at 05:00\u001b[2J',
+        '--json',
+      ],
+      env,
+    );
+    expect(planned.code, planned.stderr).toBe(0);
+    const { window } = JSON.parse(planned.stdout) as { window: { id: string; message: string } };
+    expect(window.message).toBe('Back at 05:00\u001b[2J');
+
+    const shown = await gameops(['maintenance', 'show', window.id], env);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(`${window.id}  scheduled`);
+    // Outside text is escaped, never sent raw to the terminal.
+    expect(shown.stdout).toContain("players' notice: Back at 05:00\\x1b[2J");
+    expect(shown.stdout).not.toContain('\u001b');
+
+    const cancelled = await gameops(['maintenance', 'cancel', window.id, '--reason', 'patch not ready'], env);
+    expect(cancelled.code, cancelled.stderr).toBe(0);
+    expect(cancelled.stdout).toContain(`${window.id} cancelled: cancelled by`);
+  });
+});
+
+describe('gameops maintenance through the server', () => {
+  it('lists and plans through the API with the caller token; a viewer may read but not plan', async () => {
+    const { path } = config();
+    const resources = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    const operator = await serveForCli(resources, 'operator', 'alice');
+    try {
+      const env = { GAMEOPS_CONFIG: path, ...operator.env };
+      const planned = await gameops(
+        ['maintenance', 'plan', '--start', '2099-12-03 04:00', '--end', '2099-12-03 06:00'],
+        env,
+      );
+      expect(planned.code, planned.stderr).toBe(0);
+      expect(planned.stdout).toMatch(
+        /^Maintenance window mw-20991202T1900Z-[0-9a-f]{6} planned \(scheduled\)/,
+      );
+      const listed = await gameops(['maintenance', 'list'], env);
+      expect(listed.stdout).toContain('2099-12-02 19:00 UTC (2099-12-03 04:00 GMT+9)');
+      const windows = await resources.store!.maintenance.list({ service: 'test-game', environment: 'test' });
+      expect(windows.map((w) => w.createdBy)).toEqual(['alice']);
+    } finally {
+      await operator.close();
+    }
+    const viewer = await serveForCli(resources, 'viewer', 'bob');
+    try {
+      const env = { GAMEOPS_CONFIG: path, ...viewer.env };
+      const refused = await gameops(
+        ['maintenance', 'plan', '--start', '2099-12-04 04:00', '--end', '2099-12-04 06:00'],
+        env,
+      );
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/operator/);
+    } finally {
+      await viewer.close();
+      await shutdown(resources);
+    }
+  });
+});
