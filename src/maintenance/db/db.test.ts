@@ -15,7 +15,7 @@ import { closedPort, services, startSilentServer } from '../../../test/harness/i
 import { loadIdentities } from '../../backups/keys.ts';
 import { openObjectStore } from '../../backups/storage/index.ts';
 import { parseConfigText, readEnv, type GameopsConfig } from '../../config/index.ts';
-import { withMysql, type MysqlClient } from '../../connectors/mysql.ts';
+import { connectMysql, withMysql, type MysqlClient } from '../../connectors/mysql.ts';
 import { ConflictError, InputError, ManualClock, UnavailableError } from '../../core/index.ts';
 import { createCatalog } from '../../runbooks/actions/index.ts';
 import { createRunbookServices, resourcesFor, stepContext } from '../../runbooks/actions/test-support.ts';
@@ -260,6 +260,11 @@ describe('db maintenance on a real MariaDB', () => {
       { table: 'player_sessions', column: 'nope', olderThan: 3_600_000, batchSize: 5 },
     ];
     await expect(act('db.plan', {}, missing)).rejects.toThrow(/purge\[0\]\.column: nope is not a column of/);
+    // Partitions are due for rotation but backups are not configured: said by the plan, before any approval.
+    const bare = { ...makeConfig({}), backups: undefined } as GameopsConfig;
+    await expect(act('db.plan', {}, bare)).rejects.toThrow(
+      'partition rotation needs backups: configured (storage and encryption): a partition is never dropped without an archive',
+    );
   });
 
   it('adds the future partitions by reorganising pmax, keeping its rows; a second run adds nothing', async () => {
@@ -455,6 +460,40 @@ describe('db maintenance on a real MariaDB', () => {
     );
     expect(rest).toMatchObject({ rows: 40, batches: 5, stopped: false });
     expect(await count('player_sessions')).toBe(11);
+  });
+
+  it('a purge batch blocked by another transaction gives up within the lock wait, naming the table; nothing half-done', async () => {
+    await sql(
+      `INSERT INTO player_sessions (player_id, last_activity) SELECT seq, '2026-01-01 00:00:00' FROM seq_1_to_4`,
+    );
+    const holder = await connectMysql(config.mysql!);
+    try {
+      await holder.query('START TRANSACTION');
+      await holder.query(
+        "SELECT id FROM player_sessions WHERE last_activity < '2026-02-01' ORDER BY id LIMIT 1 FOR UPDATE",
+      );
+      const err = await withMysql(config.mysql!, undefined, (c) =>
+        purgeRows(c, plan.purge[0]!, {
+          signal: AbortSignal.timeout(30_000),
+          log: () => undefined,
+          lockWaitSeconds: 1,
+        }),
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConflictError);
+      expect((err as Error).message).toMatch(
+        new RegExp(
+          `^${DB}\\.player_sessions: a purge batch waited more than 1 s for row locks .*; 0 rows removed in 0 batch`,
+        ),
+      );
+      expect(await count('player_sessions')).toBe(15);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.close();
+    }
+    const rest = await withMysql(config.mysql!, undefined, (c) =>
+      purgeRows(c, plan.purge[0]!, { signal: AbortSignal.timeout(30_000), log: () => undefined }),
+    );
+    expect(rest.rows).toBe(4);
   });
 
   it('OPTIMIZE rebuilds the fragmented table (the InnoDB recreate note is logged as info) and reports bytes before/after', async () => {

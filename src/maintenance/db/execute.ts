@@ -24,6 +24,8 @@ import { boundSql } from './periods.ts';
 export interface ExecOptions {
   signal: AbortSignal;
   log: (line: string) => void;
+  /** Purges: seconds a batch waits for row locks (default {@link PURGE_LOCK_WAIT_SECONDS}). */
+  lockWaitSeconds?: number;
   /** Purges: called after each batch with the rows removed so far. */
   onBatch?: (rows: number, batches: number) => void;
 }
@@ -233,10 +235,11 @@ export async function purgeRows(
   if (!/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(target.cutoff))
     throw new InputError(`purge cutoff ${JSON.stringify(target.cutoff)} is not YYYY-MM-DD HH:MM:SS`);
   const order = (info.primaryKey.length > 0 ? info.primaryKey : [column.name]).map(quoteName).join(', ');
-  const q = { signal: options.signal, timeoutMs: (PURGE_LOCK_WAIT_SECONDS + 60) * 1000 };
+  const lockWait = options.lockWaitSeconds ?? PURGE_LOCK_WAIT_SECONDS;
+  const q = { signal: options.signal, timeoutMs: (lockWait + 60) * 1000 };
   // TIMESTAMP columns compare in the session's zone: the cutoff is UTC.
   await client.query("SET SESSION time_zone = '+00:00'", [], q);
-  await client.query('SET SESSION innodb_lock_wait_timeout = ?', [PURGE_LOCK_WAIT_SECONDS], q);
+  await client.query('SET SESSION innodb_lock_wait_timeout = ?', [lockWait], q);
   await client.query('SET SESSION autocommit = 1', [], q);
   const sql = `DELETE FROM ${qualified(target)} WHERE ${quoteName(column.name)} < ? ORDER BY ${order} LIMIT ${target.batchSize}`;
   let rows = 0;
@@ -258,7 +261,7 @@ export async function purgeRows(
       }
       if (err instanceof GameopsError && /lock wait timeout/i.test(err.message))
         throw new ConflictError(
-          `${where}: a purge batch waited more than ${PURGE_LOCK_WAIT_SECONDS} s for row locks (another transaction holds them); ` +
+          `${where}: a purge batch waited more than ${lockWait} s for row locks (another transaction holds them); ` +
             `${rows} rows removed in ${batches} batch(es) so far; run it again to continue`,
           { cause: err, details: { table: where, rows, batches } },
         );

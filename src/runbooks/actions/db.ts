@@ -99,6 +99,8 @@ const planAction: ActionDefinition<Record<string, never>, DbPlan> = {
       }
       return planMaintenance(inspection, db, now, { nothingToPurge });
     });
+    // Said before the approval rather than by a failed rotate step after the other steps ran.
+    if (plan.rotate.length > 0) archiveConfig(config);
     for (const t of plan.tables)
       ctx.log(`${t.database}.${t.table}: ${t.optimize ? 'OPTIMIZE' : 'skip'}: ${t.reason}`);
     for (const note of plan.notes) ctx.log(`note: ${note}`);
@@ -202,8 +204,8 @@ const rotateTarget = tableRef.extend({
 const rotateArgs = z.strictObject({ partitions: z.array(rotateTarget).min(1).max(1000) });
 type RotateArgs = z.infer<typeof rotateArgs>;
 
-/** The archive storage of `backups:`. @throws InputError when backups or its identity are not configured. */
-async function archiveStorage(config: GameopsConfig): Promise<ArchiveStorage> {
+/** `backups:` as rotation needs it. @throws InputError when backups or its identity are not configured. */
+function archiveConfig(config: GameopsConfig): NonNullable<GameopsConfig['backups']> {
   const backups = config.backups;
   if (!backups)
     throw new InputError(
@@ -213,6 +215,12 @@ async function archiveStorage(config: GameopsConfig): Promise<ArchiveStorage> {
     throw new InputError(
       'partition rotation needs backups.encryption.identity: the archive is read back and verified before the partition is dropped',
     );
+  return backups;
+}
+
+/** The archive storage of `backups:`. @throws InputError when backups or its identity are not configured. */
+async function archiveStorage(config: GameopsConfig): Promise<ArchiveStorage> {
+  const backups = archiveConfig(config);
   return {
     store: openObjectStore(backups.storage),
     recipients: backups.encryption.recipients,
