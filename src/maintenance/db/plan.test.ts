@@ -373,6 +373,26 @@ describe('planMaintenance (pure)', () => {
     );
   });
 
+  it('a dry run works everything out and marks nothing to run', () => {
+    const plan = planMaintenance(inspection(), config(), NOW, { dryRun: true });
+    expect(plan.rotate).toHaveLength(1);
+    expect(plan.statements.length).toBeGreaterThan(0);
+    expect(plan.run).toEqual({
+      addPartitions: false,
+      rotate: false,
+      purge: false,
+      optimize: false,
+      analyze: false,
+      queryCache: false,
+    });
+    expect(plan.work).toBe(false);
+    expect(planMaintenance(inspection(), config(), NOW).run).toMatchObject({
+      rotate: true,
+      purge: true,
+      optimize: true,
+    });
+  });
+
   it('nothing to do: work is false (the runbook asks no approval)', () => {
     const plan = planMaintenance(
       inspection({ named: [], tables: [table('players')] }),

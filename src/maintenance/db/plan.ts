@@ -92,7 +92,18 @@ export interface DbPlan {
   queryCache: { flush: boolean; reason: string };
   /** Every statement that would change something, in the order the steps run them. */
   statements: string[];
-  /** True when any task has something to do. */
+  /** A dry run: everything above is what would be done, and nothing is (every `run` flag is false). */
+  dryRun: boolean;
+  /** Which task steps run: each true when it has something to do and this is not a dry run. */
+  run: {
+    addPartitions: boolean;
+    rotate: boolean;
+    purge: boolean;
+    optimize: boolean;
+    analyze: boolean;
+    queryCache: boolean;
+  };
+  /** True when any task step runs (the approval is asked only then). */
   work: boolean;
   summary: string;
   notes: string[];
@@ -183,6 +194,8 @@ export interface PlanOptions {
    * cutoffs to ask about): left out of the plan, with a note.
    */
   nothingToPurge?: ReadonlySet<string>;
+  /** Work everything out, run nothing (every `run` flag false). */
+  dryRun?: boolean;
 }
 
 /** The cutoff of each purge rule at `now`, keyed `db.table.column`: what to ask the server before planning. */
@@ -327,6 +340,15 @@ export function planMaintenance(
   const queryCache = queryCacheDecision(inspection.server.flavour, inspection.server.version, qc);
   if (queryCache.flush) statements.push('FLUSH QUERY CACHE');
 
+  const go = options.dryRun !== true;
+  const run = {
+    addPartitions: go && addPartitions.length > 0,
+    rotate: go && rotate.length > 0,
+    purge: go && purge.length > 0,
+    optimize: go && optimizeTables.length > 0,
+    analyze: go && analyzeTables.length > 0,
+    queryCache: go && queryCache.flush,
+  };
   const plan: DbPlan = {
     database: db,
     server: { version: inspection.server.version, flavour: inspection.server.flavour },
@@ -339,13 +361,12 @@ export function planMaintenance(
     purge,
     queryCache,
     statements,
-    work: false,
+    dryRun: !go,
+    run,
+    work: Object.values(run).some(Boolean),
     summary: '',
     notes,
   };
-  plan.work =
-    optimizeTables.length + analyzeTables.length + addPartitions.length + rotate.length + purge.length > 0 ||
-    queryCache.flush;
   plan.summary = summarise(plan);
   return plan;
 }
@@ -457,5 +478,5 @@ function summarise(plan: DbPlan): string {
   parts.push(
     plan.queryCache.flush ? 'FLUSH QUERY CACHE' : `no query cache flush (${plan.queryCache.reason})`,
   );
-  return `Database maintenance of ${plan.database} on ${plan.server.flavour} ${plan.server.version}: ${parts.join('; ')}.`;
+  return `${plan.dryRun ? 'Dry run (nothing is done): d' : 'D'}atabase maintenance of ${plan.database} on ${plan.server.flavour} ${plan.server.version}: ${parts.join('; ')}.`;
 }

@@ -66,7 +66,14 @@ function gameDatabase(config: GameopsConfig): string {
 
 // -----------------------------------------------------------------------------------------------------
 
-const planAction: ActionDefinition<Record<string, never>, DbPlan> = {
+const planArgs = z.strictObject({
+  dryRun: z
+    .boolean()
+    .default(false)
+    .describe('Work everything out, mark nothing to run (every run flag false).'),
+});
+
+const planAction: ActionDefinition<z.infer<typeof planArgs>, DbPlan> = {
   name: 'db.plan',
   description:
     'Inspects the game schema (engine, rows, sizes, free space per table; partitions of the configured tables; the ' +
@@ -74,9 +81,9 @@ const planAction: ActionDefinition<Record<string, never>, DbPlan> = {
     'ANALYZE, future partitions, partitions past retention to archive and drop, purge cutoffs, the query cache flush.',
   effect: 'read-only',
   idempotent: true,
-  args: z.strictObject({}),
+  args: planArgs,
   target: (_args, services) => `maintenance of ${server(services)}`,
-  async run(_args, ctx) {
+  async run(args, ctx) {
     const { config } = servicesOf(ctx);
     const database = gameDatabase(config);
     const db = config.maintenance.db;
@@ -97,13 +104,14 @@ const planAction: ActionDefinition<Record<string, never>, DbPlan> = {
         );
         if (found.length === 0) nothingToPurge.add(rule.key);
       }
-      return planMaintenance(inspection, db, now, { nothingToPurge });
+      return planMaintenance(inspection, db, now, { nothingToPurge, dryRun: args.dryRun });
     });
     // Said before the approval rather than by a failed rotate step after the other steps ran.
     if (plan.rotate.length > 0) archiveConfig(config);
     for (const t of plan.tables)
       ctx.log(`${t.database}.${t.table}: ${t.optimize ? 'OPTIMIZE' : 'skip'}: ${t.reason}`);
     for (const note of plan.notes) ctx.log(`note: ${note}`);
+    for (const statement of plan.statements) ctx.log(`${plan.dryRun ? 'would run' : 'to run'}: ${statement}`);
     ctx.log(plan.summary);
     return plan;
   },

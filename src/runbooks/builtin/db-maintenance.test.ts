@@ -36,7 +36,8 @@ describe('db-maintenance runbook (shape)', () => {
     );
     const rotate = runbook.steps.find((s) => s.id === 'db-rotate') as ActionStep;
     expect(rotate.args).toEqual({ partitions: '${{ steps.db-plan.output.rotate }}' });
-    expect(rotate.when).toEqual({ value: '${{ steps.db-plan.output.rotate }}', op: 'truthy' });
+    expect(rotate.when).toEqual({ value: '${{ steps.db-plan.output.run.rotate }}', op: 'truthy' });
+    expect((runbook.steps[0] as ActionStep).args).toEqual({ dryRun: '${{ params.dryRun }}' });
     expect(runbook.runBy).toEqual(['operator']);
     const catalog = createCatalog();
     expect(catalog.action('db.rotate-partitions')).toMatchObject({
@@ -121,6 +122,27 @@ describe('db-maintenance runbook on a real MariaDB', () => {
 
   const step = (view: RunView, id: string) => view.steps.find((s) => s.id === id)!;
 
+  it('dryRun: the plan step logs every statement that would run; no approval, every task skipped, nothing changed', async () => {
+    const started = await engine.start(
+      { runbook: 'db-maintenance', params: { dryRun: true }, trigger: 'cli' },
+      admin,
+    );
+    const view = (await engine.runUntilIdle({ runId: started.id }))!;
+    expect(view.status).toBe('succeeded');
+    expect(step(view, 'approve').status).toBe('skipped');
+    for (const id of TASKS) expect(step(view, id).status, id).toBe('skipped');
+    const events = await engine.events(view.id, 0, admin, { waitMs: 0 });
+    const lines = events.filter((e) => e.type === 'log').map((e) => e.message ?? '');
+    expect(lines).toContain(`would run: ALTER TABLE \`${db}\`.\`game_logs\` DROP PARTITION \`p_2026_07\``);
+    expect(
+      lines.some((l) => l.startsWith(`would run: DELETE FROM \`${db}\`.\`player_sessions\` WHERE`)),
+    ).toBe(true);
+    expect((step(view, 'db-plan').output as { summary: string }).summary).toMatch(
+      /^Dry run \(nothing is done\): database maintenance of/,
+    );
+    expect(Number((await sql('SELECT COUNT(*) AS n FROM game_logs'))[0]!['n'])).toBe(150);
+  });
+
   it('stops at the approval naming the partitions and cutoffs; after approval adds, archives and drops, purges', async () => {
     const started = await engine.start({ runbook: 'db-maintenance', params: {}, trigger: 'cli' }, admin);
     const waiting = (await engine.runUntilIdle({ runId: started.id }))!;
@@ -168,7 +190,7 @@ describe('db-maintenance runbook on a real MariaDB', () => {
     const parts = await sql(
       `SELECT PARTITION_NAME AS p FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = '${db}' AND TABLE_NAME = 'game_logs' ORDER BY PARTITION_ORDINAL_POSITION`,
     );
-    expect(parts.map((r) => r['p'])).toEqual(['p_2026_09', 'p_2026_10', 'p_2026_11', 'p_2026_12']);
+    expect(parts.map((r) => String(r['p']))).toEqual(['p_2026_09', 'p_2026_10', 'p_2026_11', 'p_2026_12']);
     expect(step(done, 'db-purge').output).toMatchObject({ rules: [{ rows: 57, batches: 20 }] });
     expect(Number((await sql('SELECT COUNT(*) AS n FROM player_sessions'))[0]!['n'])).toBe(30);
 

@@ -1,7 +1,8 @@
 /**
  * Runbook §4.2: database maintenance, on MySQL 8 and MariaDB. One read-only plan (what helps, from the
  * live schema and `maintenance.db`), one approval covering every statement that changes something, then
- * one step per kind of work, each skipped when the plan found nothing to do. The `maintenance` runbook
+ * one step per kind of work, each skipped when the plan found nothing to do (or with `dryRun`, which only
+ * plans and logs the statements). The `maintenance` runbook
  * (§4.1) embeds the same plan and task steps after its own approval (`dbMaintenanceSteps`).
  */
 import { z } from 'zod';
@@ -14,6 +15,8 @@ export interface DbMaintenanceStepsOptions {
   prefix?: string;
   /** What the plan step needs (default: the step before it in the list it is placed in). */
   needs?: string[];
+  /** The plan step's `dryRun` argument: a value or a template such as `${{ params.dryRun }}` (default false). */
+  dryRun?: boolean | string;
 }
 
 /** The plan step, the task steps after it (in order) and the ids an approval must cover. */
@@ -24,7 +27,8 @@ export interface DbMaintenanceSteps {
   covers: string[];
   /**
    * The plan step's id (`<prefix>-plan`): `${{ steps.<id>.output.summary }}` for an approval message,
-   * `${{ steps.<id>.output.work }}` (true when any task step has something to do) for its condition.
+   * `${{ steps.<id>.output.work }}` (true when any task step will run: something to do, not a dry run)
+   * for its condition.
    */
   planId: string;
 }
@@ -38,7 +42,7 @@ export interface DbMaintenanceSteps {
  * A string argument is taken as the prefix.
  */
 export function dbMaintenanceSteps(options: DbMaintenanceStepsOptions | string = {}): DbMaintenanceSteps {
-  const { prefix = 'db', needs } = typeof options === 'string' ? { prefix: options } : options;
+  const { prefix = 'db', needs, dryRun } = typeof options === 'string' ? { prefix: options } : options;
   const planId = `${prefix}-plan`;
   const out = (path: string): string => `\${{ steps.${planId}.output.${path} }}`;
   const when = (path: string) => ({ value: out(path), op: 'truthy' as const });
@@ -47,48 +51,48 @@ export function dbMaintenanceSteps(options: DbMaintenanceStepsOptions | string =
     title: 'Plan database maintenance',
     ...(needs ? { needs } : {}),
     action: 'db.plan',
-    args: {},
+    args: dryRun === undefined ? {} : { dryRun },
   };
   const taskSteps: StepInput[] = [
     {
       id: `${prefix}-add-partitions`,
       title: 'Create future partitions',
-      when: when('addPartitions'),
+      when: when('run.addPartitions'),
       action: 'db.add-partitions',
       args: { tables: out('addPartitions') },
     },
     {
       id: `${prefix}-rotate`,
       title: 'Archive, verify and drop old partitions',
-      when: when('rotate'),
+      when: when('run.rotate'),
       action: 'db.rotate-partitions',
       args: { partitions: out('rotate') },
     },
     {
       id: `${prefix}-purge`,
       title: 'Purge stale rows in batches',
-      when: when('purge'),
+      when: when('run.purge'),
       action: 'db.purge',
       args: { rules: out('purge') },
     },
     {
       id: `${prefix}-optimize`,
       title: 'Rebuild fragmented tables (OPTIMIZE TABLE)',
-      when: when('optimize.tables'),
+      when: when('run.optimize'),
       action: 'db.optimize',
       args: { tables: out('optimize.tables') },
     },
     {
       id: `${prefix}-analyze`,
       title: 'Refresh statistics (ANALYZE TABLE)',
-      when: when('analyze.tables'),
+      when: when('run.analyze'),
       action: 'db.analyze',
       args: { tables: out('analyze.tables') },
     },
     {
       id: `${prefix}-query-cache`,
       title: 'Flush the query cache',
-      when: when('queryCache.flush'),
+      when: when('run.queryCache'),
       action: 'db.query-cache',
       args: {},
     },
@@ -98,7 +102,7 @@ export function dbMaintenanceSteps(options: DbMaintenanceStepsOptions | string =
 
 /** Runbook §4.2 on its own: plan, one approval for everything that changes the database, the work. */
 export function dbMaintenanceRunbook(): RunbookInput {
-  const { planStep, taskSteps, covers, planId } = dbMaintenanceSteps();
+  const { planStep, taskSteps, covers, planId } = dbMaintenanceSteps({ dryRun: '${{ params.dryRun }}' });
   return defineRunbook({
     name: 'db-maintenance',
     version: '1',
@@ -111,7 +115,14 @@ export function dbMaintenanceRunbook(): RunbookInput {
       'One approval covers every statement; each step is skipped when the plan found nothing for it.',
     runBy: ['operator'],
     tags: ['database', 'maintenance'],
-    params: z.object({}),
+    params: z.object({
+      dryRun: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Plan only: log every statement that would run (the plan step’s output), run none, ask no approval.',
+        ),
+    }),
     steps: [
       planStep,
       {
