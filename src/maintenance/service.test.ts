@@ -440,6 +440,14 @@ describe('maintenance tick', () => {
     expect(
       logs.filter((l) => l.includes('recurring maintenance weekly at 2026-12-02T19:00:00.000Z skipped')),
     ).toHaveLength(1);
+    // The ad-hoc window is cancelled: the occurrence is planned when it is tried again (10 minutes on).
+    await service.cancel(windows[0]!.id, alice, 'moved to the weekly window');
+    clock.advance(10 * 60_000);
+    await service.tick(clock.now());
+    expect((await store.maintenance.list(scope, { states: ['scheduled'] })).map((w) => w.id)).toEqual([
+      'mw-20261202T1900Z-weekly',
+      'mw-20261209T1900Z-weekly',
+    ]);
   });
 });
 

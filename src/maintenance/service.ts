@@ -54,6 +54,8 @@ export const PAST_TOLERANCE_MS = 60_000;
 export const MAX_WINDOW_MS = 24 * 3_600_000;
 /** Recurring windows are materialised this far ahead (a week of notices, and a day more). */
 export const RECURRING_HORIZON_MS = 8 * 86_400_000;
+/** A recurring occurrence that overlapped another window is tried again this often. */
+const RETRY_SKIPPED_MS = 10 * 60_000;
 /** The window listing's default look-back. */
 const LIST_SINCE_MS = 7 * 86_400_000;
 /** Errors that trying again cannot fix: the window is marked failed instead of retried every tick. */
@@ -211,8 +213,11 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
   const timezone = settings.timezone ?? config.runbooks.timezone;
   const scope: RunScope = { service: config.service.name, environment: config.service.environment };
   const repo = store.maintenance;
-  /** Recurring occurrences already logged as skipped (overlapping another window): logged once. */
-  const skipped = new Set<string>();
+  /**
+   * Recurring occurrences skipped because they overlap another window, and when: tried again every
+   * RETRY_SKIPPED_MS (the other window may be cancelled), logged once.
+   */
+  const skipped = new Map<string, number>();
   let recurring: RecurringEntry[] | undefined;
 
   function recurringWindows(): RecurringEntry[] {
@@ -456,7 +461,9 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     for (const { name, cron, durationMs, entry } of entries) {
       for (let at = cron.next(now); at && at < horizon; at = cron.next(at)) {
         const id = recurringWindowId(at, name);
-        if (known.has(id) || skipped.has(id)) continue;
+        const skippedAt = skipped.get(id);
+        if (known.has(id) || (skippedAt !== undefined && now.getTime() - skippedAt < RETRY_SKIPPED_MS))
+          continue;
         const startsAt = at.toISOString();
         const endsAt = new Date(at.getTime() + durationMs).toISOString();
         try {
@@ -480,14 +487,16 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
             MAINTENANCE_ACTOR,
           );
           known.add(id);
+          skipped.delete(id);
           log.info(
             { window: id, startsAt, endsAt },
             `maintenance window ${id} scheduled (recurring ${name})`,
           );
         } catch (err) {
           if (!(err instanceof ConflictError)) throw err;
-          skipped.add(id);
-          if (/exists already/.test(err.message)) continue;
+          const logged = skipped.has(id);
+          skipped.set(id, now.getTime());
+          if (logged || /exists already/.test(err.message)) continue;
           log.warn(
             { window: id, recurring: name, err: err.message },
             `recurring maintenance ${name} at ${startsAt} skipped: ${err.message}`,
@@ -495,6 +504,13 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
         }
       }
     }
+  }
+
+  async function detail(id: string): Promise<WindowDetail> {
+    checkWindowId(id);
+    const window = await repo.get(scope, id);
+    if (!window) throw new NotFoundError(`no maintenance window ${id} (gameops maintenance list shows them)`);
+    return { window, notices: await repo.notices(id) };
   }
 
   async function tickWindow(w: MaintenanceWindow, now: Date): Promise<void> {
@@ -606,16 +622,10 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
       return repo.list(scope, { endsAfter: since, limit: options.limit ?? 200 });
     },
 
-    async get(id) {
-      checkWindowId(id);
-      const window = await repo.get(scope, id);
-      if (!window)
-        throw new NotFoundError(`no maintenance window ${id} (gameops maintenance list shows them)`);
-      return { window, notices: await repo.notices(id) };
-    },
+    get: detail,
 
     async cancel(id, actor, reason) {
-      const { window } = await this.get(id);
+      const { window } = await detail(id);
       if (window.state === 'scheduled') {
         const done = await repo.transition(
           scope,
