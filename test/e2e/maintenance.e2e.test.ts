@@ -1,9 +1,12 @@
 /**
  * Planned maintenance end to end (issue #7, "Tests"), as an operator does it: the `gameops` CLI as real
- * processes (`gameops run maintenance -p …`, then `gameops runs approve … --yes`), a local fleet of two
- * reference game servers against the harness's MariaDB and Redis with bot players connected, gameops's
+ * processes, a local fleet of two reference game servers against the harness's MariaDB and Redis with bot players connected, gameops's
  * game database on the same MariaDB (a partitioned game_logs, player_sessions), backups on the
  * filesystem, the harness's Alertmanager and a webhook channel.
+ *
+ * (b) is started by hand (`gameops run maintenance -p …`, then `gameops runs approve … --yes`); (a) as
+ * users plan windows: `gameops maintenance plan` (a dry run, then for real) with `gameops serve` starting
+ * the run and the operator approving it from the CLI through the server.
  *
  * (b) first, on 1.0.0: an update to `broken` (it cannot reach its database and exits) fails readiness;
  * the fleet is back on 1.0.0, logins open, the silence gone, the run failed naming the version.
@@ -15,9 +18,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { services } from '../harness/index.ts';
+import { freePort, services } from '../harness/index.ts';
 import { destroyFleet } from '../../src/platform/local/test-support.ts';
-import type { RunView } from '../../src/runbooks/model.ts';
+import type { WindowDetail } from '../../src/maintenance/service.ts';
+import type { Plan, RunView } from '../../src/runbooks/model.ts';
+import { startServe, waitFor } from './ops.support.ts';
 import { query, setUpMaintenance, type MaintenanceSetup } from './maintenance.support.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
@@ -176,7 +181,70 @@ describe('end to end: planned maintenance on a local fleet with bots', () => {
   it('(a) a full window: notice, drain, verified backup, partitions archived and dropped, sessions purged, 1.1.0, health, reopen', async () => {
     botEvents = [];
     setup.notices.length = 0;
-    const view = await maintain(['tasks=["db","logs","update"]', 'version=1.1.0']);
+    // As users do it: the window planned (a dry run first), `gameops serve` starting its run, an operator
+    // approving it from the CLI (through the server).
+    const now = new Date();
+    const window = [
+      '--start',
+      now.toISOString(),
+      '--end',
+      new Date(now.getTime() + 3_600_000).toISOString(),
+      '--tasks',
+      'db,logs,update',
+      // `--version 1.1.0` (two words) is taken by the program's own --version (prints gameops's version).
+      '--version=1.1.0',
+      '--json',
+    ];
+    const dry = await gameops('maintenance', 'plan', ...window, '--dry-run');
+    expect(dry.code, dry.stderr).toBe(0);
+    const dryPlan = (JSON.parse(dry.stdout) as { stored: boolean; plan: Plan }).plan;
+    const planned = Object.fromEntries(dryPlan.steps.map((s) => [s.id, s]));
+    expect(planned['approve']?.kind).toBe('approval');
+    expect(planned['db-rotate']?.approvedBy).toBe('approve');
+    expect(planned['update']).toMatchObject({
+      approvedBy: 'approve',
+      compensation: { action: 'maintenance.revert-version' },
+    });
+    expect(planned['close']?.compensation?.action).toBe('maintenance.reopen');
+    const serve = await startServe({
+      config: setup.path,
+      port: await freePort(),
+      logFile: join(setup.dir, 'serve.log'),
+    });
+    let view: RunView;
+    let windowState: string;
+    try {
+      const plannedRun = await gameops('maintenance', 'plan', ...window);
+      expect(plannedRun.code, plannedRun.stderr).toBe(0);
+      const windowId = (JSON.parse(plannedRun.stdout) as { window: { id: string } }).window.id;
+      const show = async () =>
+        (JSON.parse((await gameops('maintenance', 'show', windowId, '--json')).stdout) as WindowDetail)
+          .window;
+      const runId = await waitFor('the window to start its run', async () => (await show()).runId, {
+        timeoutMs: 30_000,
+        detail: () => serve.logTail(),
+      });
+      const runView = async () =>
+        JSON.parse((await gameops('runs', 'show', runId, '--json')).stdout) as RunView;
+      await waitFor('the approval request', async () => (await runView()).status === 'waiting', {
+        timeoutMs: 30_000,
+        detail: () => serve.logTail(),
+      });
+      const approved = await gameops('runs', 'approve', runId, 'approve', '--yes');
+      expect(approved.code, approved.stderr).not.toBe(2);
+      windowState = await waitFor(
+        'the window to end',
+        async () => {
+          const w = await show();
+          return ['completed', 'failed', 'held'].includes(w.state) ? w.state : undefined;
+        },
+        { timeoutMs: 90_000, everyMs: 500, detail: () => serve.logTail() },
+      );
+      view = await runView();
+    } finally {
+      await serve.stop();
+    }
+    expect(windowState).toBe('completed');
     const byId = Object.fromEntries(view.steps.map((s) => [s.id, s]));
     expect(view.status, `${view.reason} ${JSON.stringify(view.steps.filter((s) => s.error))}`).toBe(
       'succeeded',
