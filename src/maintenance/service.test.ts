@@ -18,6 +18,7 @@ import type {
 import { openStore, type Store } from '../store/index.ts';
 import { estimatePlayerMinutes } from './estimate.ts';
 import {
+  checkRecurringWindows,
   createMaintenanceService,
   type MaintenanceDeps,
   type MaintenanceFleet,
@@ -448,6 +449,21 @@ describe('maintenance tick', () => {
       'mw-20261202T1900Z-weekly',
       'mw-20261209T1900Z-weekly',
     ]);
+  });
+});
+
+describe('recurring windows config', () => {
+  it('a bad cron or time zone is refused naming the entry (serve checks at start)', () => {
+    const bad = config({
+      recurring: [
+        { name: 'ok', cron: '0 4 * * 4', duration: '2h' },
+        { name: 'typo', cron: '0 4 * * FUNDAY', duration: '2h' },
+      ],
+    });
+    expect(() => checkRecurringWindows(bad)).toThrow(
+      /^maintenance.recurring: maintenance.recurring\[1\].cron: "0 4 \* \* FUNDAY" is not a valid cron expression/,
+    );
+    expect(() => checkRecurringWindows(config())).not.toThrow();
   });
 });
 

@@ -54,6 +54,8 @@ export const PAST_TOLERANCE_MS = 60_000;
 export const MAX_WINDOW_MS = 24 * 3_600_000;
 /** Recurring windows are materialised this far ahead (a week of notices, and a day more). */
 export const RECURRING_HORIZON_MS = 8 * 86_400_000;
+/** The longest in-game notice (POST /ops/notice, docs/game-server-contract.md). */
+const MAX_NOTICE_CHARS = 500;
 /** A recurring occurrence that overlapped another window is tried again this often. */
 const RETRY_SKIPPED_MS = 10 * 60_000;
 /** The window listing's default look-back. */
@@ -200,6 +202,26 @@ export function windowRunKey(id: string): string {
   return `maintenance:${id}`;
 }
 
+/**
+ * Checks every enabled `maintenance.recurring` entry's cron and time zone, for `gameops serve` to refuse a
+ * config it cannot use at start (as it does for runbook schedules) instead of logging it every tick.
+ * @throws InputError naming each bad entry's field and value.
+ */
+export function checkRecurringWindows(config: Pick<GameopsConfig, 'maintenance' | 'runbooks'>): void {
+  const timezone = config.maintenance.timezone ?? config.runbooks.timezone;
+  const problems: string[] = [];
+  config.maintenance.recurring.forEach((entry, i) => {
+    if (!entry.enabled) return;
+    try {
+      parseCron(entry.cron, entry.timezone ?? timezone, `maintenance.recurring[${i}]`);
+    } catch (err) {
+      problems.push(errorMessage(err));
+    }
+  });
+  if (problems.length > 0)
+    throw new InputError(`maintenance.recurring: ${problems.join('; ')}`, { details: { problems } });
+}
+
 interface RecurringEntry {
   name: string;
   cron: CronSchedule;
@@ -284,7 +306,9 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     const text =
       w.message ??
       `The game is closed for maintenance from ${zonedTime(w.startsAt, w.timezone)} to ${zonedTime(w.endsAt, w.timezone)}.`;
-    return `${lead}${text}`;
+    const full = `${lead}${text}`;
+    // The game-server contract takes at most 500 characters.
+    return full.length > MAX_NOTICE_CHARS ? `${full.slice(0, MAX_NOTICE_CHARS - 1)}…` : full;
   }
 
   function noticeLead(key: string): string {

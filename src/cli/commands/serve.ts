@@ -38,6 +38,8 @@ export function serveCommand(): Command {
         // Incident response (alert routes, suppression windows, on-call schedules, policies): a config it
         // cannot use stops serve here, naming it, instead of failing every Alertmanager webhook later.
         await openOps(resources);
+        // Recurring maintenance windows whose cron or time zone is wrong stop serve here, naming them.
+        (await import('../../maintenance/service.ts')).checkRecurringWindows(config);
         scheduler = await startScheduler({
           config,
           configured: loaded.configured,
