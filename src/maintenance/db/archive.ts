@@ -21,7 +21,8 @@
  *
  * Drop: the partition is counted and hashed again; a difference from the export (rows written into an
  * old partition since) refuses the drop. Then, under `LOCK TABLES … WRITE` (no writer between the last
- * count and the drop), counted once more and `ALTER TABLE … DROP PARTITION`.
+ * count and the drop), counted once more and `ALTER TABLE … DROP PARTITION`. The lock is waited for at most
+ * `lock_wait_timeout` seconds (see locks.ts): the game's queries never queue long behind the drop.
  */
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -31,6 +32,7 @@ import { silentProgress, type ObjectRecord, type ObjectStore } from '../../backu
 import type { MysqlClient } from '../../connectors/mysql.ts';
 import { ConflictError, GameopsError, InputError, type Clock } from '../../core/index.ts';
 import type { ColumnInfo, NamedTableInfo } from './inspect.ts';
+import { boundLockWait, DDL_LOCK_WAIT_SECONDS, withLockWait } from './locks.ts';
 import { qualified, quoteName, type RotateTarget, type TableRef } from './plan.ts';
 
 const BINARY_TYPES = new Set([
@@ -233,6 +235,8 @@ export interface RotateOptions {
   clock: Clock;
   signal: AbortSignal;
   log: (line: string) => void;
+  /** Seconds the drop waits for the table's lock (default {@link DDL_LOCK_WAIT_SECONDS}). */
+  lockWaitSeconds?: number;
   /** Rows per export page (default {@link EXPORT_PAGE_ROWS}). */
   pageRows?: number;
   /** Called between export, verify and drop (tests damage the archive here). */
@@ -307,6 +311,7 @@ export async function exportPartition(
         `${info.database}.${info.table} partition ${partition}: ${exported} rows exported but the snapshot counted ${summary.rows}`,
       );
   } catch (err) {
+    await client.query('ROLLBACK', [], { timeoutMs: 5000 }).catch(() => undefined);
     await writer.abort(err instanceof Error ? err : new Error(String(err)));
     throw err;
   }
@@ -380,6 +385,7 @@ export async function dropIfUnchanged(
   partition: string,
   archive: ArchiveRecord,
   signal: AbortSignal,
+  lockWaitSeconds?: number,
 ): Promise<void> {
   const ref = { database: info.database, table: info.table };
   const q = { signal, timeoutMs: STATEMENT_MS };
@@ -392,7 +398,11 @@ export async function dropIfUnchanged(
   const again = await partitionSummary(client, ref, partition, info.columns, signal);
   if (again.rows !== archive.rows || again.checksum !== archive.checksum)
     throw changed(again.rows, again.rows === archive.rows ? ', rows changed' : '');
-  await client.query(`LOCK TABLES ${qualified(ref)} WRITE`, [], q);
+  const seconds = lockWaitSeconds ?? DDL_LOCK_WAIT_SECONDS;
+  await boundLockWait(client, seconds, signal);
+  await withLockWait(`${info.database}.${info.table}`, seconds, () =>
+    client.query(`LOCK TABLES ${qualified(ref)} WRITE`, [], q),
+  );
   try {
     const rows = await client.query(
       `SELECT COUNT(*) AS n FROM ${qualified(ref)} PARTITION (${quoteName(partition)})`,
@@ -401,7 +411,9 @@ export async function dropIfUnchanged(
     );
     const n = Number(rows[0]?.['n'] ?? 0);
     if (n !== archive.rows) throw changed(n, '');
-    await client.query(`ALTER TABLE ${qualified(ref)} DROP PARTITION ${quoteName(partition)}`, [], q);
+    await withLockWait(`${info.database}.${info.table}`, seconds, () =>
+      client.query(`ALTER TABLE ${qualified(ref)} DROP PARTITION ${quoteName(partition)}`, [], q),
+    );
   } finally {
     await client.query('UNLOCK TABLES', [], q).catch((err: unknown) => {
       if (!(err instanceof GameopsError)) throw err;
@@ -431,7 +443,7 @@ export async function rotatePartition(
   );
   await options.onPhase?.('verified', archive);
   const dropStarted = performance.now();
-  await dropIfUnchanged(client, info, partition, archive, options.signal);
+  await dropIfUnchanged(client, info, partition, archive, options.signal, options.lockWaitSeconds);
   const dropMs = Math.round(performance.now() - dropStarted);
   options.log(`${where}: dropped in ${dropMs} ms`);
   return { database: info.database, table: info.table, partition, archive, verifyMs, dropMs, dropped: true };

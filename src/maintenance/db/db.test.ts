@@ -360,6 +360,39 @@ describe('db maintenance on a real MariaDB', () => {
     await sql(`DELETE FROM game_logs WHERE message = 'late'`);
   });
 
+  it('a long transaction holding the table: the drop gives up within the lock wait (game queries never queue long), nothing dropped', async () => {
+    const holder = await connectMysql(config.mysql!);
+    try {
+      await holder.query('START TRANSACTION');
+      await holder.query('SELECT COUNT(*) AS n FROM game_logs');
+      const info = await withMysql(config.mysql!, undefined, (c) =>
+        liveTable(c, { database: DB, table: 'game_logs' }, AbortSignal.timeout(30_000)),
+      );
+      const err = await withMysql(config.mysql!, undefined, async (c: MysqlClient) =>
+        rotatePartition(
+          c,
+          info,
+          { partition: 'p_2026_07' },
+          {
+            storage: await storage(),
+            clock: new ManualClock(NOW),
+            signal: AbortSignal.timeout(30_000),
+            log: () => undefined,
+            lockWaitSeconds: 1,
+          },
+        ),
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConflictError);
+      expect((err as Error).message).toBe(
+        `${DB}.game_logs: waited 1 s for the table lock (another session holds it: a long transaction?); the statement gave up and changed nothing; run it again when the table is free`,
+      );
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.close();
+    }
+    expect(await count('game_logs', 'p_2026_07')).toBe(40);
+  });
+
   it('rotates: archive → verify → drop; the archive decrypts with the identity and holds every row as it was', async () => {
     const rows = await sql<{ id: number; message: string | null; amount: string; payload: string | null }>(
       'SELECT id, message, CAST(amount AS CHAR) AS amount, HEX(payload) AS payload FROM game_logs PARTITION (p_2026_05) ORDER BY id',

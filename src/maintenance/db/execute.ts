@@ -20,11 +20,15 @@ import {
   type TableRef,
 } from './plan.ts';
 import { boundSql } from './periods.ts';
+import { boundLockWait, DDL_LOCK_WAIT_SECONDS, withLockWait } from './locks.ts';
 
 export interface ExecOptions {
   signal: AbortSignal;
   log: (line: string) => void;
-  /** Purges: seconds a batch waits for row locks (default {@link PURGE_LOCK_WAIT_SECONDS}). */
+  /**
+   * Seconds a statement waits for locks: row locks of a purge batch (default {@link PURGE_LOCK_WAIT_SECONDS}),
+   * the table's metadata lock of OPTIMIZE, ANALYZE and ALTER (default {@link DDL_LOCK_WAIT_SECONDS}).
+   */
   lockWaitSeconds?: number;
   /** Purges: called after each batch with the rows removed so far. */
   onBatch?: (rows: number, batches: number) => void;
@@ -74,7 +78,11 @@ async function adminStatement(
   ref: TableRef,
   options: ExecOptions,
 ): Promise<Array<{ type: string; text: string }>> {
-  const rows = await client.query(sql, [], { signal: options.signal, timeoutMs: DDL_MS });
+  const seconds = options.lockWaitSeconds ?? DDL_LOCK_WAIT_SECONDS;
+  await boundLockWait(client, seconds, options.signal);
+  const rows = await withLockWait(`${ref.database}.${ref.table}`, seconds, () =>
+    client.query(sql, [], { signal: options.signal, timeoutMs: DDL_MS }),
+  );
   const messages = rows.map((r) => ({
     type: String(r['Msg_type'] ?? ''),
     text: String(r['Msg_text'] ?? ''),
@@ -192,7 +200,11 @@ export async function addPartitions(
     partitions: wanted,
     reorganize: catchAll,
   });
-  await client.query(statement, [], { signal: options.signal, timeoutMs: DDL_MS });
+  const seconds = options.lockWaitSeconds ?? DDL_LOCK_WAIT_SECONDS;
+  await boundLockWait(client, seconds, options.signal);
+  await withLockWait(where, seconds, () =>
+    client.query(statement, [], { signal: options.signal, timeoutMs: DDL_MS }),
+  );
   options.log(
     `${where}: added ${wanted.map((p) => p.name).join(', ')}${catchAll ? ` (reorganised ${catchAll})` : ''}`,
   );
