@@ -327,7 +327,7 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
     );
     expect((await fleet.gate()).closed).toBe(true);
     const opened = await run(services, 'maintenance.reopen', { window, hold: false });
-    expect(opened.output).toMatchObject({ held: false, gate: { closed: false } });
+    expect(opened.output).toMatchObject({ held: false, gate: { closed: false }, restarted: [] });
     expect((await fleet.gate()).closed).toBe(false);
     // The mini game server has no gate endpoint: the instances that did not confirm are named.
     expect(opened.lines[0]).toMatch(

@@ -550,6 +550,11 @@ const unsilenceAction: ActionDefinition<z.infer<typeof unsilenceArgs>, Unsilence
 // -----------------------------------------------------------------------------------------------------
 // Reopening (the compensation of closing the gate)
 
+/** Rollout progress to the step log. */
+function progressLogger(ctx: StepContext): (p: RolloutProgress) => void {
+  return (p) => ctx.log(`${p.operation}: ${p.message}`);
+}
+
 const reopenArgs = z.strictObject({
   window: windowArg,
   hold: z.boolean().default(false),
@@ -558,8 +563,8 @@ const reopenArgs = z.strictObject({
 const reopenAction: ActionDefinition<z.infer<typeof reopenArgs>> = {
   name: 'maintenance.reopen',
   description:
-    'Opens the traffic gate after a failed maintenance window (maintenance mode off), unless hold: then ' +
-    'maintenance stays on and the step log says how to reopen once fixed.',
+    'Opens the traffic gate after a failed maintenance window (maintenance mode off) and restarts the instances ' +
+    'a drain left refusing logins, unless hold: then maintenance stays on and the step log says how to reopen.',
   effect: 'mutating',
   idempotent: true,
   args: reopenArgs,
@@ -582,12 +587,28 @@ const reopenAction: ActionDefinition<z.infer<typeof reopenArgs>> = {
           .join(', ')}`,
       );
     else ctx.log('gate open: maintenance mode off, logins accepted');
-    return { held: false, ...result };
+    // A drain that failed (players left after the deadline, an instance silent) is never compensated, yet
+    // the instances it reached refuse logins until restarted: opening the gate alone would not reopen them.
+    const draining = (await fleet.status({ signal: ctx.signal })).instances
+      .filter((i) => i.game?.draining === true)
+      .map((i) => i.name);
+    if (draining.length > 0) {
+      ctx.log(`restarting ${draining.length} instance(s) still draining: ${draining.join(', ')}`);
+      await fleet.platform.restart({
+        maxUnavailable: 1,
+        filter: { names: draining },
+        signal: ctx.signal,
+        onProgress: progressLogger(ctx),
+      });
+    }
+    return { held: false, ...result, restarted: draining };
   },
   async verify(args, ctx) {
     if (args.hold) return 'done';
-    const gate = await (await servicesOf(ctx).fleet()).gate();
-    return gate.closed ? 'not-done' : 'done';
+    const fleet = await servicesOf(ctx).fleet();
+    if ((await fleet.gate()).closed) return 'not-done';
+    const status = await fleet.status({ signal: ctx.signal });
+    return status.instances.some((i) => i.game?.draining === true) ? 'not-done' : 'done';
   },
 };
 
@@ -599,10 +620,6 @@ const updateArgs = z.strictObject({
   previousVersion: versionArg.describe('What the fleet runs now, and goes back to when the update fails.'),
   timeoutMs: timeoutArg,
 });
-
-function progressLogger(ctx: StepContext): (p: RolloutProgress) => void {
-  return (p) => ctx.log(`${p.operation}: ${p.message}`);
-}
 
 /** Versions and readiness of every instance, for verify. */
 async function onVersion(fleet: Fleet, version: string): Promise<boolean> {

@@ -390,6 +390,32 @@ describe('maintenance runbook run by the engine (fake actions that record their 
     ]);
   });
 
+  it('a backup that fails verification stops the window before any task; the drain, gate and silence are undone', async () => {
+    clock.set(START);
+    const { calls, idle } = await start({ tasks: ['logs'] }, ['backup.verify']);
+    const view = await idle();
+    expect(view.status).toBe('failed');
+    expect(view.reason).toMatch(/fake backup\.verify failed/);
+    expect(actionsOf(calls).slice(actionsOf(calls).indexOf('backup.verify'))).toEqual([
+      'backup.verify',
+      'fleet.restart-drained',
+      'maintenance.reopen',
+      'maintenance.unsilence',
+    ]);
+  });
+
+  it('a drain that fails (players still online after the deadline) is not undone itself; the gate and silence are', async () => {
+    clock.set(START);
+    const { calls, idle } = await start({ tasks: ['logs'] }, ['fleet.drain-players']);
+    const view = await idle();
+    expect(view.status).toBe('failed');
+    expect(actionsOf(calls).slice(actionsOf(calls).indexOf('fleet.drain-players'))).toEqual([
+      'fleet.drain-players',
+      'maintenance.reopen',
+      'maintenance.unsilence',
+    ]);
+  });
+
   it('preflight failing stops the window before anything changed (no undo to run)', async () => {
     clock.set(START);
     const { calls, idle } = await start({ tasks: ['logs'] }, ['maintenance.preflight']);
