@@ -99,6 +99,7 @@ describe('gameops maintenance in this process', () => {
     );
     expect(planned.code, planned.stderr).toBe(0);
     const { window } = JSON.parse(planned.stdout) as { window: { id: string; message: string } };
+    expect(planned.stderr).toContain('no gameops serve is running for this data directory');
     expect(window.message).toBe('Back at 05:00\u001b[2J');
 
     const shown = await gameops(['maintenance', 'show', window.id], env);

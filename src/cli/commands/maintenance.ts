@@ -108,7 +108,14 @@ async function withWindows<T>(command: Command, work: (windows: Windows) => Prom
       timezone: service.timezone,
       plan: async ({ dryRun, ...input }) => {
         mayChange(actor, 'plan maintenance');
-        return service.plan(input, actor, { dryRun: dryRun === true });
+        const planned = await service.plan(input, actor, { dryRun: dryRun === true });
+        // In this process with the embedded store, no server is running for it (it would hold the store).
+        if (planned.stored && !config.database.url)
+          process.stderr.write(
+            'gameops: note: no gameops serve is running for this data directory: the notices are sent and the ' +
+              'maintenance run is started while `gameops serve` runs\n',
+          );
+        return planned;
       },
       list: (all) => service.list(all ? { since: new Date(0), limit: 1000 } : {}),
       show: (id) => service.get(id),
@@ -229,8 +236,8 @@ Examples:
     .command('plan')
     .description(
       'Check and record a window: the start not in the past (a minute ago counts as now), the end after it, ' +
-        'at most 24 hours, no overlap with a scheduled or running window, a version (with the update task) the ' +
-        'platform knows. Prints the estimate of player-minutes lost and the notices; --dry-run also prints ' +
+        'at most 24 hours, no overlap with a scheduled or running window, a version only with the update task ' +
+        '(on the local platform, one of platform.versions; Kubernetes checks the image tag when it rolls). Prints the estimate of player-minutes lost and the notices; --dry-run also prints ' +
         'every step of the maintenance run (effect, approval, compensation) and records nothing.',
     )
     .requiredOption('--start <time>', 'when the game closes')
