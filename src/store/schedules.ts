@@ -11,7 +11,7 @@ import type { ScheduleFiresTable, StoreDatabase } from './schema.ts';
  *   time, or while disabled): occurrences up to it are never backfilled, and those after it that pass
  *   while gameops is down count as missed;
  * - `held`: it came while a maintenance window was open and its runbook is held off (maintenance.holdOff):
- *   it is started when the window ends (`runId` once the run exists), however late that is.
+ *   it is started when the window ends, however late that is, and is `fired` (with its run) from then on.
  */
 export type ScheduleOutcome = 'fired' | 'missed' | 'seen' | 'held';
 
@@ -44,7 +44,10 @@ export interface ScheduleFireRepo {
   ): Promise<boolean>;
   /** Records many `missed` occurrences of one schedule, skipping those already recorded; returns how many were new. */
   recordMissed(scope: RunScope, schedule: string, occurrences: Date[], at: Date): Promise<number>;
-  /** Notes the run a `fired` or `held` occurrence started (first writer wins; the idempotency key makes them equal). */
+  /**
+   * Notes the run a `fired` or `held` occurrence started (first writer wins; the idempotency key makes them
+   * equal); a held one becomes `fired`.
+   */
   setRun(scope: RunScope, schedule: string, occurrence: Date, runId: string): Promise<void>;
   /**
    * Turns a `fired` (or `held`) occurrence whose run was never started (gameops stopped in between, or its
@@ -133,7 +136,8 @@ export function createScheduleFireRepo(db: Kysely<StoreDatabase>, call: StoreCal
       await call(`noting the run of occurrence ${at} of schedule ${schedule}`, () =>
         db
           .updateTable('schedule_fires')
-          .set({ run_id: runId })
+          // A held occurrence whose run starts counts as fired from then on (schedules list shows it).
+          .set({ run_id: runId, outcome: 'fired' })
           .where('service', '=', scope.service)
           .where('environment', '=', scope.environment)
           .where('schedule', '=', schedule)
