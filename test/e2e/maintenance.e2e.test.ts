@@ -272,6 +272,16 @@ describe('end to end: planned maintenance on a local fleet with bots', () => {
     ).toBeGreaterThanOrEqual(PLAYERS);
     expect(botEvents.filter((e) => e.type === 'drain').length, seen).toBeGreaterThan(0);
     expect(byId['drain']?.output).toMatchObject({ status: 'empty', kicked: true });
+    // The game servers saved every player they let go: sessions ended by the drain, none lost.
+    const saved = await waitFor('the game servers to save the drained sessions', async () => {
+      const [row] = await query<{ n: number }>(
+        setup.gameDatabase,
+        `SELECT COUNT(*) AS n FROM player_sessions WHERE end_reason IN ('drain', 'kicked') AND ended_at >= ?`,
+        [now],
+      );
+      return (row?.n ?? 0) >= PLAYERS ? row!.n : undefined;
+    });
+    expect(saved).toBeGreaterThanOrEqual(PLAYERS);
 
     // Old partitions: archived (objects in the backup storage), then gone from the table; recent ones kept.
     const archived = files(join(setup.storage, 'archives'));

@@ -22,6 +22,8 @@ export interface MaintenanceSetup {
   basePort: number;
   /** gameops's game database (`mysql.database`). */
   database: string;
+  /** The reference game servers' own database (their player_sessions: who left how). */
+  gameDatabase: string;
   /** The filesystem backup storage. */
   storage: string;
   /** Partitions of game_logs past retention (archived then dropped by task db). */
@@ -123,6 +125,8 @@ export async function setUpMaintenance(): Promise<MaintenanceSetup> {
   if (!text.includes(`GAME_MYSQL_PORT: "${deadPort}"`) || !text.includes('tickBudgetMs'))
     throw new Error('the reference fleet config changed: version broken or the tick budget not set');
   writeFileSync(path, text);
+  const gameDatabase = /GAME_MYSQL_DATABASE: (\S+)/.exec(text)?.[1];
+  if (gameDatabase === undefined) throw new Error('the reference fleet config names no game database');
 
   const database = `maint_${randomBytes(4).toString('hex')}`;
   const oldPartitions = await createGameDatabase(database);
@@ -159,6 +163,7 @@ export async function setUpMaintenance(): Promise<MaintenanceSetup> {
     dataDir: written.dataDir,
     basePort: written.basePort,
     database,
+    gameDatabase,
     storage,
     oldPartitions,
     notices,

@@ -335,6 +335,26 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
     );
   });
 
+  it('preflight with no instance running: an update is refused (the version to go back to is unknown)', async () => {
+    const fleet = await openFleet(resources);
+    await fleet.platform.scale(0, { timeoutMs: 30_000 });
+    const { err } = await fails(services, 'maintenance.preflight', {
+      startsAt: '2026-12-03T04:00:00Z',
+      endsAt: '2026-12-03T06:00:00Z',
+      tasks: ['update'],
+      version: 'v2',
+    });
+    expect(err.message).toMatch(
+      /no instance runs, so the current version is unknown and a failed update to v2 could not be undone/,
+    );
+    const logsOnly = await run(services, 'maintenance.preflight', {
+      startsAt: '2026-12-03T04:00:00Z',
+      endsAt: '2026-12-03T06:00:00Z',
+      tasks: ['logs'],
+    });
+    expect(logsOnly.output).toMatchObject({ previousVersion: null, instances: 0, update: false });
+  });
+
   it('announce: every notices channel is told; one that fails is logged and the others still are', async () => {
     hooks = [];
     const told = await run(services, 'maintenance.announce', { message: 'Maintenance is over.' }, 'run_done');
