@@ -27,10 +27,5 @@ export type {
   StoredStep,
 } from './runs.ts';
 export type { BackupRepo, BackupSetRecord, BackupState, BeginBackupInput } from './backups.ts';
-export type {
-  MaintenanceNotice,
-  MaintenanceRepo,
-  NoticeStatus,
-  WindowPatch,
-} from './maintenance.ts';
+export type { MaintenanceNotice, MaintenanceRepo, NoticeStatus, WindowPatch } from './maintenance.ts';
 export { OPEN_WINDOW_STATES } from './maintenance.ts';

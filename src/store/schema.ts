@@ -150,11 +150,7 @@ export interface ScheduleFiresTable {
 
 /** Every table; the incident-response domains (issue #5) declare theirs beside their repos. */
 export interface StoreDatabase
-  extends IncidentTables,
-    OncallTables,
-    AlertTables,
-    BackupTables,
-    MaintenanceTables {
+  extends IncidentTables, OncallTables, AlertTables, BackupTables, MaintenanceTables {
   check_runs: CheckRunsTable;
   runs: RunsTable;
   run_steps: RunStepsTable;
