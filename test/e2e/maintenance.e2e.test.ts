@@ -10,6 +10,7 @@
  *
  * (b) first, on 1.0.0: an update to `broken` (it cannot reach its database and exits) fails readiness;
  * the fleet is back on 1.0.0, logins open, the silence gone, the run failed naming the version.
+ * (c) the same with hold: maintenance stays on (gate closed, alerts silenced) until `maintenance-reopen`.
  * (a) then, the full window: bots told and drained (the rest saved and disconnected at the deadline),
  * backup taken and verified, old partitions archived → verified → dropped, stale sessions purged, 1.1.0
  * rolled out, the daily check passed, logins open, the silence expired, the notice sent; bots back in.
@@ -175,6 +176,24 @@ describe('end to end: planned maintenance on a local fleet with bots', () => {
     expect(silences).toHaveLength(1);
     expect(silences[0]?.status.state).toBe('expired');
     // Players come back.
+    expect((await waitForPlayers(PLAYERS)).totals.playersOnline).toBe(PLAYERS);
+  }, 120_000);
+
+  it('(c) with hold the failed window keeps maintenance on (gate closed, alerts silenced) until maintenance-reopen', async () => {
+    const view = await maintain(['tasks=["update"]', 'version=broken', 'hold=true']);
+    expect(view.status).toBe('failed');
+    expect(view.reason).toMatch(/update to version broken failed/);
+    let fleet = await status();
+    expect(fleet.versions).toEqual(['1.0.0']);
+    expect(fleet.gate.closed).toBe(true);
+    expect((await silencesOf(view.id)).map((s) => s.status.state)).toEqual(['active']);
+
+    const reopened = await gameops('run', 'maintenance-reopen', '-p', `run=${view.id}`, '--json');
+    const after = JSON.parse(reopened.stdout) as RunView;
+    expect(after.status, reopened.stderr).toBe('succeeded');
+    fleet = await status();
+    expect(fleet.gate.closed).toBe(false);
+    expect((await silencesOf(view.id)).map((s) => s.status.state)).toEqual(['expired']);
     expect((await waitForPlayers(PLAYERS)).totals.playersOnline).toBe(PLAYERS);
   }, 120_000);
 
