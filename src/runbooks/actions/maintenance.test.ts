@@ -174,9 +174,6 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
       readyInstances: 2,
       playersOnline: 0,
       update: true,
-      logs: true,
-      db: false,
-      backup: true,
       alertmanager: true,
       summary: '0 player(s) online on 2/2 ready instance(s), version v1 → v2',
     });

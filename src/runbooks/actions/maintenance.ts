@@ -112,13 +112,8 @@ export interface PreflightOutput {
   playersOnline: number;
   /** Whether the gate was closed already (an earlier window held, an incident). */
   gateClosed: boolean;
-  /** What the later steps' conditions use. */
-  db: boolean;
-  logs: boolean;
   /** `update` asked for and the fleet not already on the version. */
   update: boolean;
-  /** A verified backup is taken first: any task asked for. */
-  backup: boolean;
   alertmanager: boolean;
   notes: string[];
   summary: string;
@@ -243,10 +238,7 @@ const preflightAction: ActionDefinition<z.infer<typeof preflightArgs>, Preflight
       readyInstances,
       playersOnline,
       gateClosed,
-      db: tasks.has('db'),
-      logs: tasks.has('logs'),
       update,
-      backup: tasks.size > 0,
       alertmanager: config.alertmanager !== undefined,
       notes,
       summary,
