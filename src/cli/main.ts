@@ -69,10 +69,34 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * `gameops maintenance plan --version 1.4.0`: the program's own `--version` (print gameops's version) takes
+ * that flag wherever it stands, so after `maintenance plan` it is handed on as `--version=1.4.0`, which
+ * only that command's option takes (the window's game-server version).
+ */
+export function windowVersionArgs(argv: readonly string[]): string[] {
+  const plan = argv.findIndex((arg, i) => arg === 'maintenance' && argv[i + 1] === 'plan');
+  if (plan < 0) return [...argv];
+  const out = argv.slice(0, plan + 2);
+  for (let i = plan + 2; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (arg === '--version' && next !== undefined && !next.startsWith('-')) {
+      out.push(`--version=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(windowVersionArgs(argv), { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
 import { bootstrap, shutdown } from '../../app/index.ts';
-import { buildProgram } from '../main.ts';
+import { buildProgram, windowVersionArgs } from '../main.ts';
 
 function config() {
   return cliConfig('gameops-maintenance-cli-', (dir) =>
@@ -36,6 +36,31 @@ describe('gameops maintenance: parsing and help', () => {
     );
   });
 
+  it("hands `--version X` after `maintenance plan` to the window, leaving gameops's own --version alone elsewhere", () => {
+    expect(
+      windowVersionArgs(['-c', 'g.yaml', 'maintenance', 'plan', '--version', '1.4.0', '--hold']),
+    ).toEqual(['-c', 'g.yaml', 'maintenance', 'plan', '--version=1.4.0', '--hold']);
+    expect(windowVersionArgs(['--version'])).toEqual(['--version']);
+    expect(windowVersionArgs(['maintenance', 'plan', '--version'])).toEqual([
+      'maintenance',
+      'plan',
+      '--version',
+    ]);
+    expect(windowVersionArgs(['maintenance', 'list', '--version', '2'])).toEqual([
+      'maintenance',
+      'list',
+      '--version',
+      '2',
+    ]);
+    expect(windowVersionArgs(['maintenance', 'plan', '--', '--version', '2'])).toEqual([
+      'maintenance',
+      'plan',
+      '--',
+      '--version',
+      '2',
+    ]);
+  });
+
   it('refuses a bad id or task before anything runs (exit 3)', async () => {
     const cases: Array<[string[], string]> = [
       [['maintenance', 'show', '../../etc'], '"../../etc" is not a maintenance window id'],
@@ -66,12 +91,24 @@ describe('gameops maintenance in this process', () => {
   it('plan --dry-run prints every step, the notices in UTC and the game zone, and the player-minutes estimate; plan, list, show, cancel', async () => {
     const { path } = config();
     const env = { GAMEOPS_CONFIG: path };
+    // `--version X` is the window's version here, not gameops's own --version.
     const dry = await gameops(
-      ['maintenance', 'plan', '--start', '2099-12-03 04:00', '--end', '2099-12-03 06:00', '--dry-run'],
+      [
+        'maintenance',
+        'plan',
+        '--start',
+        '2099-12-03 04:00',
+        '--end',
+        '2099-12-03 06:00',
+        '--version',
+        '1.4.0',
+        '--dry-run',
+      ],
       env,
     );
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toContain('Maintenance window (dry run: nothing was recorded)');
+    expect(dry.stdout).toContain('tasks: db, logs, update (version 1.4.0)');
     expect(dry.stdout).toContain(
       '2099-12-02 19:00 UTC (2099-12-03 04:00 GMT+9) – 2099-12-02 21:00 UTC (2099-12-03 06:00 GMT+9) (120 min)',
     );
