@@ -417,7 +417,7 @@ describe('config: hostile files', () => {
     }
   });
 
-  it('refuses a mapping of more than 10,000 keys quickly (1 MiB of keys)', () => {
+  it('refuses a mapping of more than 10,000 keys (1 MiB of keys)', () => {
     const lines = ['service: { name: g }', 'x:'];
     let size = 30;
     for (let i = 0; size < 1024 * 1024 - 40; i++) {
@@ -427,9 +427,9 @@ describe('config: hostile files', () => {
     }
     const text = `${lines.join('\n')}\n`;
     expect(Buffer.byteLength(text)).toBeLessThanOrEqual(1024 * 1024);
-    const started = performance.now();
+    // No timing assertion (they fail on a loaded machine): a quadratic check of 1 MiB of keys takes
+    // minutes, so the test's own timeout is what catches one.
     const { problems } = problemOf(text);
-    expect(performance.now() - started).toBeLessThan(5_000);
     expect(problems).toEqual([
       {
         field: 'x',
@@ -448,9 +448,8 @@ describe('config: hostile files', () => {
     });
     const text = `service: { name: g }\n${maps.join('\n')}\n`;
     expect(Buffer.byteLength(text)).toBeLessThanOrEqual(1024 * 1024);
-    const started = performance.now();
+    // Quadratic duplicate detection would take minutes here: the test's timeout catches it.
     const { message, problems } = problemOf(text);
-    expect(performance.now() - started).toBeLessThan(5_000);
     expect(problems).toHaveLength(9);
     expect(problems.map((p) => [p.field, p.line, p.message])).toEqual(
       Array.from({ length: 9 }, (_, m) => [`m${m}.k0`, m + 2, `duplicate key (first at line ${m + 2})`]),
