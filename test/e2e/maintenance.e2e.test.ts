@@ -210,8 +210,8 @@ describe('end to end: planned maintenance on a local fleet with bots', () => {
       new Date(now.getTime() + 3_600_000).toISOString(),
       '--tasks',
       'db,logs,update',
-      // `--version 1.1.0` (two words) is taken by the program's own --version (prints gameops's version).
-      '--version=1.1.0',
+      '--version',
+      '1.1.0',
       '--json',
     ];
     const dry = await gameops('maintenance', 'plan', ...window, '--dry-run');
