@@ -127,11 +127,8 @@ describe('end to end: planned maintenance on a local fleet with bots', () => {
     setup = await setUpMaintenance();
     const up = await gameops('fleet', 'scale', '2', '--json');
     expect(up.code, up.stderr).toBe(0);
-    // The daily check (the health gate) wants every backed-up component proven restorable.
-    const backup = await gameops('backup', 'create', '--json');
-    expect(backup.code, backup.stderr).toBe(0);
-    const drill = await gameops('backup', 'drill', '--json');
-    expect(drill.code, drill.stderr).toBe(0);
+    // No backup was ever drilled here: the health gate reports the backups check but does not undo the
+    // window for it (it judges the service, and the run makes its own verified set).
     const urls = [0, 1].flatMap((i) => ['--url', `ws://127.0.0.1:${setup.basePort + i}/play`]);
     bots = spawn(
       BOTS,
@@ -330,7 +327,7 @@ describe('end to end: planned maintenance on a local fleet with bots', () => {
     expect(fleet.gate.closed).toBe(false);
     const silences = await silencesOf(view.id);
     expect(silences.map((s) => s.status.state)).toEqual(['expired']);
-    expect(setup.notices.some((n) => n.includes('logins are open again and the daily check passed'))).toBe(
+    expect(setup.notices.some((n) => n.includes('logins are open again and the health checks passed'))).toBe(
       true,
     );
     // Bots log in again.

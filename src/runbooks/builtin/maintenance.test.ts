@@ -321,7 +321,7 @@ describe('maintenance runbook run by the engine (fake actions that record their 
     expect(byStep['unsilence']).toMatchObject({ silenceId: 'sil-1', suppressionId: 'sw-1', hold: false });
     expect(byStep['done']?.['message']).toMatch(
       new RegExp(
-        `^Maintenance of window ${WINDOW} is over: logins are open again and the daily check passed\\.`,
+        `^Maintenance of window ${WINDOW} is over: logins are open again and the health checks passed\\.`,
       ),
     );
     expect(view.steps.filter((s) => s.status === 'skipped').map((s) => s.id)).toEqual(

@@ -103,16 +103,24 @@ function unsilenceArgs(hold: boolean | string) {
 }
 
 /**
- * The daily check (runbook §1.1) as the health gate: every check at once; a `fail` (or a check that
- * cannot measure) fails its step and the run puts the service back, warnings pass. With the gate still
- * closed the game check only warns ("in maintenance"), so maintenance itself never fails it.
+ * The daily checks that judge whether the service is back (database, Redis, disk, fleet, logs, game). Not
+ * `alerts` (it sees what fired during the window itself, silenced) nor `backups` (it judges drills and the
+ * age of sets, not whether players can come back; this run has just made a verified set): they are for
+ * the next daily check, and would otherwise undo a good window.
+ */
+export const HEALTH_CHECKS: readonly string[] = CHECK_NAMES.filter((n) => n !== 'alerts' && n !== 'backups');
+
+/**
+ * The health gate: those checks at once; a `fail` (or a check that cannot measure) fails its step and the
+ * run puts the service back; warnings pass. With the gate still closed the game check only warns ("in
+ * maintenance"), so maintenance itself never fails it.
  */
 function healthSteps(): Step[] {
   return [
     {
       id: 'health',
       title: 'Daily check must pass',
-      parallel: CHECK_NAMES.map((name) => ({
+      parallel: HEALTH_CHECKS.map((name) => ({
         id: name,
         title: `${name} check`,
         check: `daily.${name}`,
@@ -126,7 +134,7 @@ function healthSteps(): Step[] {
       action: 'daily.record',
       args: {
         runId: '${{ run.id }}',
-        results: CHECK_NAMES.map((name) => `\${{ steps.health.${name}.output }}`),
+        results: HEALTH_CHECKS.map((name) => `\${{ steps.health.${name}.output }}`),
       },
     },
   ];
@@ -334,7 +342,7 @@ export function maintenanceRunbook(): RunbookInput {
         action: 'maintenance.announce',
         args: {
           message:
-            'Maintenance of ${{ steps.preflight.output.label }} is over: logins are open again and the daily check ' +
+            'Maintenance of ${{ steps.preflight.output.label }} is over: logins are open again and the health checks ' +
             'passed. Before it: ${{ steps.preflight.output.summary }}. Run ${{ run.id }}.',
         },
       },
