@@ -306,11 +306,11 @@ export function maintenanceRunbook(): RunbookInput {
         },
       },
       {
-        // Instances the deadline emptied refuse logins until restarted; an update replaced them already
-        // (the action restarts only those still draining).
+        // Instances the deadline emptied refuse logins until restarted; an update replaced them already.
+        // Always run (the action restarts only instances that say they are draining): after a crash the
+        // drain step runs again, finds nobody left and says kicked: false, though the first attempt kicked.
         id: 'restart-drained',
         title: 'Restart the drained instances',
-        when: truthy(out('drain', 'kicked')),
         onFailure: 'compensate',
         action: 'fleet.restart-drained',
         args: {},
