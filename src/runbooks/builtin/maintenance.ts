@@ -165,7 +165,8 @@ export function maintenanceRunbook(): RunbookInput {
       'waits for the window to start, silences alerts and suppresses paging, closes logins (maintenance mode), ' +
       'drains players (saved and disconnected at maintenance.drain.deadline), takes a backup set and verifies it ' +
       'before any task, runs the tasks (database maintenance, log rotation, version update: a failing version ' +
-      'is rolled back at once), restarts drained instances, requires the daily check to pass (warnings pass), ' +
+      'is rolled back at once), restarts drained instances, requires the daily checks of the service (database, Redis, disk, fleet, ' +
+      'logs, game; warnings pass) to pass, ' +
       'reopens, ends the silences and tells maintenance.notices.channels. A failure puts the service back ' +
       '(previous version, drained instances restarted, logins open, silences ended) unless hold: then ' +
       'maintenance stays on until `gameops run maintenance-reopen`.',
