@@ -401,6 +401,173 @@ describe.each([
     );
   });
 
+  /** A window 08:30–10:10 UTC: off the quarter-hours, so the newest held occurrence (10:00) is not superseded at its end. */
+  const longWindowHold: SchedulerOptions['holdOff'] = (_schedule, now) =>
+    Promise.resolve(
+      now >= new Date('2026-01-02T08:30:00Z') && now < new Date('2026-01-02T10:10:00Z')
+        ? { until: new Date('2026-01-02T10:10:00Z'), reason: 'maintenance window mw-long' }
+        : undefined,
+    );
+  const quarterly = (extra: Record<string, unknown> = {}) =>
+    schedulesOf({
+      defaultSchedules: false,
+      schedules: [{ name: 'often', runbook: 'daily-check', cron: '*/15 * * * *', grace: '5m', ...extra }],
+    });
+
+  it('hold-off coalesces: a schedule more frequent than the window starts once at its end (the newest), once across a restart and two instances', async () => {
+    const first = await setup({
+      schedules: quarterly(),
+      at: '2026-01-02T08:00:00Z',
+      holdOff: longWindowHold,
+    });
+    await first.scheduler.start();
+    await first.timers.advanceTo('2026-01-02T09:50:00Z', [first.scheduler]);
+    expect(first.runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:often@2026-01-02T08:15:00.000Z',
+    ]);
+    expect(await first.store.scheduleFires.unstarted(first.scope, 'often', 'held')).toHaveLength(6);
+    await first.scheduler.stop();
+    // Restarted as two instances while the window is still open.
+    const a = await setup({
+      schedules: quarterly(),
+      at: '2026-01-02T09:55:00Z',
+      store: first.store,
+      service: first.scope.service,
+      runs: first.runs,
+      holdOff: longWindowHold,
+    });
+    const b = await setup({
+      schedules: quarterly(),
+      at: '2026-01-02T09:55:00Z',
+      store: first.store,
+      service: first.scope.service,
+      runs: first.runs,
+      holdOff: longWindowHold,
+    });
+    await Promise.all([a.scheduler.start(), b.scheduler.start()]);
+    await Promise.all([
+      a.timers.advanceTo('2026-01-02T10:20:00Z', [a.scheduler]),
+      b.timers.advanceTo('2026-01-02T10:20:00Z', [b.scheduler]),
+    ]);
+    // 08:30 … 10:00 were held (7); only 10:00 starts, at 10:10; 10:15 fires as usual.
+    expect(new Set(first.runs.calls.map((c) => c.input.idempotencyKey))).toEqual(
+      new Set([
+        'schedule:often@2026-01-02T08:15:00.000Z',
+        'schedule:often@2026-01-02T10:00:00.000Z',
+        'schedule:often@2026-01-02T10:15:00.000Z',
+      ]),
+    );
+    expect(first.runs.runIds()).toHaveLength(3);
+    const missed = await a.store.scheduleFires.list(a.scope, 'often', { outcome: 'missed' });
+    expect(missed.map((m) => m.occurrence.slice(11, 16))).toEqual([
+      '09:45',
+      '09:30',
+      '09:15',
+      '09:00',
+      '08:45',
+      '08:30',
+    ]);
+    expect(await a.store.scheduleFires.unstarted(a.scope, undefined, 'held')).toEqual([]);
+    const warned = [...a.messages('warn'), ...b.messages('warn')].filter((m) => m.includes('coalesced'));
+    expect(warned.length).toBeGreaterThan(0);
+    expect(warned[0]).toMatch(
+      /^schedule often: \d older held occurrences? coalesced into 2026-01-02T10:00:00.000Z \(recorded as missed\)$/,
+    );
+  });
+
+  it('hold-off: held occurrences superseded at the window end, held too long, or of a disabled schedule become missed', async () => {
+    // The window ends at 10:00, an occurrence of */15: that occurrence fires, the six held ones do not.
+    const s = await setup({ schedules: quarterly(), at: '2026-01-02T08:20:00Z', holdOff: windowHold });
+    await s.scheduler.start();
+    await s.timers.advanceTo('2026-01-02T10:05:00Z', [s.scheduler]);
+    expect(s.runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:often@2026-01-02T10:00:00.000Z',
+    ]);
+    expect(await s.store.scheduleFires.count(s.scope, 'often', 'missed')).toBe(6);
+    expect(s.messages('warn')).toContain(
+      'schedule often: 6 held occurrences recorded as missed: occurrence 2026-01-02T10:00:00.000Z has come due since',
+    );
+
+    // Held at 09:00, then gameops is down when the window ends at 10:00 and back at 12:00: beyond the grace.
+    const down = await setup({ schedules: utcNine(), at: '2026-01-02T08:59:00Z', holdOff: windowHold });
+    await down.scheduler.start();
+    await down.timers.advanceTo('2026-01-02T09:10:00Z', [down.scheduler]);
+    await down.scheduler.stop();
+    const back = await setup({
+      schedules: schedulesOf({
+        defaultSchedules: false,
+        schedules: [{ name: 'nine', runbook: 'daily-check', cron: '0 9 * * *', grace: '30m' }],
+      }),
+      at: '2026-01-02T12:00:00Z',
+      store: down.store,
+      service: down.scope.service,
+      runs: down.runs,
+      holdOff: windowHold,
+    });
+    await back.scheduler.start();
+    expect(down.runs.calls).toHaveLength(0);
+    expect(await back.store.scheduleFires.latest(back.scope, 'nine')).toMatchObject({
+      occurrence: '2026-01-02T09:00:00.000Z',
+      outcome: 'missed',
+    });
+    expect(back.messages('warn')).toContain(
+      'schedule nine: 1 held occurrence recorded as missed: its hold ended at 2026-01-02T09:00:00.000Z, more than the grace of 30m ago',
+    );
+
+    // Held, then the schedule is disabled: never started, even once enabled again weeks later.
+    const held = await setup({ schedules: utcNine(), at: '2026-01-02T08:59:00Z', holdOff: windowHold });
+    await held.scheduler.start();
+    await held.timers.advanceTo('2026-01-02T09:10:00Z', [held.scheduler]);
+    await held.scheduler.stop();
+    const disabled = await setup({
+      schedules: schedulesOf({
+        defaultSchedules: false,
+        schedules: [{ name: 'nine', runbook: 'daily-check', cron: '0 9 * * *', enabled: false }],
+      }),
+      at: '2026-01-02T09:20:00Z',
+      store: held.store,
+      service: held.scope.service,
+      runs: held.runs,
+      holdOff: windowHold,
+    });
+    await disabled.scheduler.start();
+    expect(disabled.messages('warn')).toContain(
+      'schedule nine: 1 held occurrence recorded as missed: the schedule is disabled',
+    );
+    await disabled.scheduler.stop();
+    const enabled = await setup({
+      schedules: utcNine(),
+      at: '2026-01-20T08:00:00Z',
+      store: held.store,
+      service: held.scope.service,
+      runs: held.runs,
+      holdOff: windowHold,
+    });
+    await enabled.scheduler.start();
+    expect(held.runs.calls).toHaveLength(0);
+    expect(await enabled.store.scheduleFires.unstarted(enabled.scope, undefined, 'held')).toEqual([]);
+  });
+
+  it('hold-off: an orphaned fired occurrence found while a window is open is held, and started once when it ends', async () => {
+    const s = await setup({ schedules: utcNine(), at: '2026-01-02T09:05:00Z', holdOff: windowHold });
+    // A scheduler claimed 09:00 (before the window was planned) and stopped before starting its run.
+    const nine = new Date('2026-01-02T09:00:00Z');
+    await s.store.scheduleFires.claim(s.scope, 'nine', nine, 'fired', nine);
+    await s.scheduler.start();
+    expect(s.runs.calls).toHaveLength(0);
+    expect(await s.store.scheduleFires.latest(s.scope, 'nine')).toMatchObject({ outcome: 'held' });
+    expect(s.messages('info')).toContain(
+      'schedule nine: occurrence 2026-01-02T09:00:00.000Z was claimed but its run not started; now held off by maintenance window mw-20260102T0830Z-weekly until 2026-01-02T10:00:00.000Z',
+    );
+    await s.timers.advanceTo('2026-01-02T11:00:00Z', [s.scheduler]);
+    expect(s.runs.calls.map((c) => c.input.idempotencyKey)).toEqual([
+      'schedule:nine@2026-01-02T09:00:00.000Z',
+    ]);
+    expect(s.runs.calls[0]?.input.reason).toContain(
+      'held off by maintenance window mw-20260102T0830Z-weekly',
+    );
+  });
+
   it('a restart right after firing does not fire again', async () => {
     const first = await setup({ schedules: seoul(), at: '2026-01-01T23:00:00Z' });
     await first.scheduler.start();

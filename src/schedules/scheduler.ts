@@ -15,7 +15,9 @@
  * With `holdOff` (serve passes the maintenance windows' answer), an occurrence that comes due while its
  * runbook is held off is recorded as `held` (not missed: no grace applies) and started when the hold ends,
  * with the same idempotency key, by whichever scheduler of the service sees the end first, also after a
- * restart; the timer wakes at the hold's end.
+ * restart; the timer wakes at the hold's end. Only the newest held occurrence of a schedule starts (the
+ * older ones are coalesced into it and recorded missed), and none when the hold ended more than the grace
+ * ago or the schedule is disabled. An orphaned `fired` occurrence asks the hold-off too before it starts.
  *
  * Time is injected (a Clock and a timer function). Sleeps are at most `maxSleepMs` and are re-computed
  * from the clock on waking, so a suspend or a clock step never skips an occurrence silently.
@@ -241,37 +243,98 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     }
   }
 
-  /** Starts held occurrences whose hold has ended (this scheduler's or an earlier one's). */
+  /**
+   * Settles held occurrences whose hold has ended (this scheduler's or an earlier one's). Per schedule,
+   * only the newest starts: the older ones are coalesced into it (recorded missed, so a `*\/15` backup
+   * held by a two-hour window runs once, not nine times). None starts when a later occurrence has come due
+   * since (the normal firing handles it), when the hold ended more than the grace ago (gameops was not
+   * running then), or when the schedule is disabled or no longer configured. Older rows are recorded
+   * missed before the newest starts, so a crash in between never leaves an older one to start later; each
+   * row changes once (`abandon` is conditional), whichever scheduler of the service gets there first.
+   */
   async function releaseHeld(now: Date): Promise<void> {
     if (!options.holdOff) return;
     const rows: ScheduleFire[] = await fires.unstarted(scope, undefined, 'held');
+    const bySchedule = new Map<string, ScheduleFire[]>();
+    for (const row of rows) bySchedule.set(row.schedule, [...(bySchedule.get(row.schedule) ?? []), row]);
     const seen = new Set<string>();
-    for (const row of rows) {
-      const key = heldKey(row.schedule, new Date(row.occurrence));
-      seen.add(key);
-      const state = states.get(row.schedule);
-      if (!state?.schedule.enabled) continue;
-      const hold = await askHoldOff(state.schedule, now);
-      if (hold) {
-        holds.set(key, hold);
+    for (const [name, held] of bySchedule) {
+      const keys = held.map((row) => heldKey(name, new Date(row.occurrence)));
+      const state = states.get(name);
+      if (!state?.schedule.enabled) {
+        for (const key of keys) holds.delete(key);
+        const missed = await abandonAll(name, held);
+        if (missed > 0)
+          log.warn(
+            { schedule: name, missed },
+            `schedule ${name}: ${countOf(missed, 'held occurrence')} recorded as missed: the schedule is ${state ? 'disabled' : 'no longer configured'}`,
+          );
         continue;
       }
-      const was = holds.get(key);
-      holds.delete(key);
-      const occurrence = new Date(row.occurrence);
+      const s = state.schedule;
+      const hold = await askHoldOff(s, now);
+      if (hold) {
+        for (const key of keys) {
+          seen.add(key);
+          holds.set(key, hold);
+        }
+        continue;
+      }
+      // held is oldest first (unstarted's order), and not empty.
+      const newest = held[held.length - 1] as ScheduleFire;
+      const occurrence = new Date(newest.occurrence);
+      const was = keys.map((key) => holds.get(key)).findLast((h) => h !== undefined);
+      for (const key of keys) holds.delete(key);
+      // When the hold ended: as this process last heard it (a window may end early); when it did not hear
+      // it (gameops was down at the end), the last time an occurrence was recorded held, the latest known.
+      const endedAt = was
+        ? Math.min(was.until.getTime(), now.getTime())
+        : Math.max(...held.map((row) => Date.parse(row.recordedAt)));
+      const next = s.cron.next(occurrence);
+      const why =
+        next !== undefined && next <= now
+          ? `occurrence ${next.toISOString()} has come due since`
+          : now.getTime() - endedAt > lateLimit(s)
+            ? `its hold ended at ${new Date(endedAt).toISOString()}, more than the grace of ${lateness(lateLimit(s))} ago`
+            : undefined;
+      const older = why === undefined ? held.slice(0, -1) : held;
+      const coalesced = await abandonAll(name, older);
+      if (coalesced > 0)
+        log.warn(
+          {
+            schedule: name,
+            missed: coalesced,
+            first: older[0]?.occurrence,
+            last: older.at(-1)?.occurrence,
+          },
+          why === undefined
+            ? `schedule ${name}: ${countOf(coalesced, 'older held occurrence')} coalesced into ${newest.occurrence} (recorded as missed)`
+            : `schedule ${name}: ${countOf(coalesced, 'held occurrence')} recorded as missed: ${why}`,
+        );
+      if (why !== undefined) continue;
       const heldBy = was
         ? `held off by ${was.reason} until ${was.until.toISOString()}`
         : 'held off by a maintenance window until it ended';
       log.info(
-        { schedule: row.schedule, occurrence: row.occurrence },
-        `schedule ${row.schedule}: occurrence ${row.occurrence} ${heldBy}; starting it`,
+        { schedule: name, occurrence: newest.occurrence },
+        `schedule ${name}: occurrence ${newest.occurrence} ${heldBy}; starting it`,
       );
-      await startRun(state.schedule, occurrence, now.getTime() - occurrence.getTime(), heldBy);
+      await startRun(s, occurrence, now.getTime() - occurrence.getTime(), heldBy);
     }
     for (const key of holds.keys()) if (!seen.has(key)) holds.delete(key);
   }
 
-  /** Starts the runs of occurrences claimed by a scheduler that stopped before starting them. */
+  /** Records unstarted rows of one schedule as missed; returns how many this call changed. */
+  async function abandonAll(schedule: string, rows: ScheduleFire[]): Promise<number> {
+    let changed = 0;
+    for (const row of rows) if (await fires.abandon(scope, schedule, new Date(row.occurrence))) changed++;
+    return changed;
+  }
+
+  /**
+   * Starts the runs of occurrences claimed by a scheduler that stopped before starting them, unless the
+   * runbook is held off now: then the occurrence is recorded held and waits like one held when it came due.
+   */
   async function recoverOrphans(now: Date, atStart: boolean): Promise<void> {
     const orphans: ScheduleFire[] = await fires.unstarted(scope);
     for (const row of orphans) {
@@ -282,6 +345,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const occurrence = new Date(row.occurrence);
       const lateMs = now.getTime() - occurrence.getTime();
       if (lateMs <= lateLimit(state.schedule)) {
+        const hold = await askHoldOff(state.schedule, now);
+        if (hold) {
+          if (await fires.hold(scope, row.schedule, occurrence, now)) {
+            holds.set(heldKey(row.schedule, occurrence), hold);
+            log.info(
+              { schedule: row.schedule, occurrence: row.occurrence, until: hold.until.toISOString() },
+              `schedule ${row.schedule}: occurrence ${row.occurrence} was claimed but its run not started; now held off by ${hold.reason} until ${hold.until.toISOString()}`,
+            );
+          }
+          continue;
+        }
         log.warn(
           { schedule: row.schedule, occurrence: row.occurrence },
           `schedule ${row.schedule}: occurrence ${row.occurrence} was claimed but its run not started; starting it`,
@@ -380,6 +454,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       await running;
     },
   };
+}
+
+/** `1 held occurrence`, `3 held occurrences`. */
+function countOf(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 function heldKey(schedule: string, occurrence: Date): string {

@@ -11,7 +11,9 @@ import type { ScheduleFiresTable, StoreDatabase } from './schema.ts';
  *   time, or while disabled): occurrences up to it are never backfilled, and those after it that pass
  *   while gameops is down count as missed;
  * - `held`: it came while a maintenance window was open and its runbook is held off (maintenance.holdOff):
- *   it is started when the window ends, however late that is, and is `fired` (with its run) from then on.
+ *   when the window ends the newest of a schedule's held occurrences is started (and is `fired`, with its
+ *   run, from then on) and the older ones become `missed` (coalesced into it); all become `missed` when the
+ *   window ended more than the schedule's grace ago or the schedule is disabled or gone.
  */
 export type ScheduleOutcome = 'fired' | 'missed' | 'seen' | 'held';
 
@@ -54,6 +56,11 @@ export interface ScheduleFireRepo {
    * run cannot be started) into `missed`. Returns false when it has a run by now.
    */
   abandon(scope: RunScope, schedule: string, occurrence: Date): Promise<boolean>;
+  /**
+   * Turns a `fired` occurrence whose run was never started into `held` (a maintenance window opened before
+   * its run started), recorded at `at`. Returns false when it has a run by now or is not `fired`.
+   */
+  hold(scope: RunScope, schedule: string, occurrence: Date, at: Date): Promise<boolean>;
   /** The newest recorded row of a schedule (of `outcome` when given). */
   latest(scope: RunScope, schedule: string, outcome?: ScheduleOutcome): Promise<ScheduleFire | undefined>;
   /** `fired` (or `outcome`) occurrences with no run yet, oldest first, of `schedule` when given. */
@@ -159,6 +166,24 @@ export function createScheduleFireRepo(db: Kysely<StoreDatabase>, call: StoreCal
           .where('schedule', '=', schedule)
           .where('occurrence', '=', at)
           .where('outcome', 'in', ['fired', 'held'])
+          .where('run_id', 'is', null)
+          .executeTakeFirst(),
+      );
+      return Number(result.numUpdatedRows) > 0;
+    },
+
+    async hold(scope, schedule, occurrence, at) {
+      const when = iso(occurrence, 'occurrence');
+      const recordedAt = iso(at, 'at');
+      const result = await call(`recording occurrence ${when} of schedule ${schedule} as held`, () =>
+        db
+          .updateTable('schedule_fires')
+          .set({ outcome: 'held', recorded_at: recordedAt })
+          .where('service', '=', scope.service)
+          .where('environment', '=', scope.environment)
+          .where('schedule', '=', schedule)
+          .where('occurrence', '=', when)
+          .where('outcome', '=', 'fired')
           .where('run_id', 'is', null)
           .executeTakeFirst(),
       );
