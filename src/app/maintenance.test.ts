@@ -35,7 +35,14 @@ describe('maintenance in the process (serve wiring)', () => {
         alice,
       );
       const holdOff = maintenanceHoldOff(resources);
+      // From leadTime before the start (the run starts then).
+      expect(await holdOff(schedule('backup'), clock.now())).toEqual({
+        until: new Date('2099-12-02T20:00:00.000Z'),
+        reason: `maintenance window ${window.id}`,
+      });
+      clock.set('2099-12-02T17:59:00Z');
       expect(await holdOff(schedule('backup'), clock.now())).toBeUndefined();
+      clock.set('2099-12-02T18:30:00Z');
 
       // The loop's first tick (the run is due: leadTime before the start) starts the maintenance run on
       // the real engine, with the window's parameters; the engine's worker is not running here.
@@ -55,12 +62,26 @@ describe('maintenance in the process (serve wiring)', () => {
       clock.set('2099-12-02T19:10:00Z');
       expect(await holdOff(schedule('backup'), clock.now())).toEqual({
         until: new Date('2099-12-02T20:00:00.000Z'),
-        reason: `maintenance window ${window.id}`,
+        reason: `maintenance window ${window.id} (running)`,
       });
       expect(await holdOff(schedule('db-maintenance'), clock.now())).toBeDefined();
       // Not listed in maintenance.holdOff: runs as usual.
       expect(await holdOff(schedule('daily-check'), clock.now())).toBeUndefined();
+      // Past the planned end while its run has not ended: still held off, a minute at a time.
       clock.set('2099-12-02T20:00:00Z');
+      expect(await holdOff(schedule('backup'), clock.now())).toEqual({
+        until: new Date('2099-12-02T20:01:00.000Z'),
+        reason: `maintenance window ${window.id} (running)`,
+      });
+      // The run (it changed nothing: no worker ran it) is cancelled by the tick after the end.
+      await service.tick(clock.now());
+      expect((await openRunbooks(resources).then((r) => r.get(running.runId!, alice))).status).toBe(
+        'cancelled',
+      );
+      expect((await service.get(window.id)).window).toMatchObject({
+        state: 'cancelled',
+        reason: expect.stringMatching(/^the window ended before its run .* changed anything/),
+      });
       expect(await holdOff(schedule('backup'), clock.now())).toBeUndefined();
     } finally {
       await shutdown(resources);

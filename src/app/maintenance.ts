@@ -16,6 +16,9 @@ import { openRunbooks } from './runbooks.ts';
  */
 const services = new WeakMap<Resources, Promise<MaintenanceService>>();
 
+/** A window still active after its planned end (its run going on, held) holds off this long at a time. */
+const HOLD_OFF_RECHECK_MS = 60_000;
+
 /** How often serve's maintenance loop ticks (notices are due to the minute; runs start to the second). */
 export const MAINTENANCE_TICK_MS = 1_000;
 
@@ -62,7 +65,9 @@ async function createFor(resources: Resources): Promise<MaintenanceService> {
 
 /**
  * The scheduler's hold-off (`maintenance.holdOff`): a schedule whose runbook is listed waits while a
- * maintenance window is open, until its end.
+ * maintenance window is active (from `leadTime` before its start; while its run goes on past the planned
+ * end; while it is held), until its end, or a minute on when the end has passed and it is still active
+ * (asked again then).
  */
 export function maintenanceHoldOff(
   resources: Resources,
@@ -72,7 +77,11 @@ export function maintenanceHoldOff(
     if (!held.has(schedule.runbook)) return undefined;
     const window = await (await openMaintenance(resources)).activeWindow(now);
     if (!window) return undefined;
-    return { until: new Date(window.endsAt), reason: `maintenance window ${window.id}` };
+    const until = Math.max(Date.parse(window.endsAt), now.getTime() + HOLD_OFF_RECHECK_MS);
+    return {
+      until: new Date(until),
+      reason: `maintenance window ${window.id}${window.state === 'scheduled' ? '' : ` (${window.state})`}`,
+    };
   };
 }
 

@@ -1053,6 +1053,17 @@ export const maintenanceSchema = z
       .default(['backup', 'backup-verify', 'backup-drill', 'backup-prune', 'db-maintenance'])
       .describe('Runbooks whose scheduled runs are held off during a window and started when it ends.'),
     recurring: z.array(recurringWindowSchema).default([]),
+    playersSelector: z
+      .string()
+      .max(500)
+      .regex(
+        /^(?:[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"(?:\s*,\s*(?!$)|\s*$))*$/,
+        'PromQL label matchers such as job="game",env="production"',
+      )
+      .default('')
+      .describe(
+        'Label matchers of game_players_connected summed for the estimate (e.g. job="game",env="production"); default: every series.',
+      ),
     db: z
       .strictObject({
         optimize: z

@@ -55,9 +55,37 @@ export function dueNotice(
   return latest;
 }
 
-/** The notices a window will send from `now` on, assuming nothing was claimed: what a plan shows. */
-export function upcomingNotices(startsAt: Date, beforeMs: readonly number[], now: Date): DueNotice[] {
+/**
+ * The notices a window will send from `now` on, assuming nothing was claimed: what a plan shows. The
+ * offsets still to come at their times, and first (when an offset's time has passed already) the latest
+ * such one sent at once: its `at` is `now` and `atOnce` true.
+ */
+export function upcomingNotices(
+  startsAt: Date,
+  beforeMs: readonly number[],
+  now: Date,
+): Array<DueNotice & { atOnce?: boolean }> {
   const schedule = noticeSchedule(startsAt, beforeMs);
   const first = dueNotice(startsAt, beforeMs, new Set(), now);
-  return schedule.filter((n) => Date.parse(n.at) > now.getTime() || n.key === first?.key);
+  return [
+    ...(first ? [{ key: first.key, at: now.toISOString(), atOnce: true }] : []),
+    ...schedule.filter((n) => Date.parse(n.at) > now.getTime()),
+  ];
+}
+
+/**
+ * What players read before a window: `Maintenance in 5 hours: ` from the time left (`start − now`), not
+ * the offset's name, so a notice sent late (a window planned 5 h ahead sends its `T-24h` at once) says
+ * the truth. Hours from two hours up, minutes below (rounded), `less than a minute` at the end.
+ */
+export function leadText(startsAt: Date, now: Date): string {
+  const left = startsAt.getTime() - now.getTime();
+  if (left <= 0) return '';
+  if (left >= 2 * HOUR_MS - MINUTE_MS / 2 && Math.round(left / HOUR_MS) >= 2) {
+    const hours = Math.round(left / HOUR_MS);
+    return `Maintenance in ${hours} hours: `;
+  }
+  const minutes = Math.round(left / MINUTE_MS);
+  if (minutes < 1) return 'Maintenance in less than a minute: ';
+  return `Maintenance in ${minutes} minute${minutes === 1 ? '' : 's'}: `;
 }

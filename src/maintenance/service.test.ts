@@ -74,7 +74,7 @@ function fakeRuns() {
         needs: [],
       },
       {
-        id: 'gate',
+        id: 'close',
         kind: 'action',
         title: 'Maintenance on',
         action: 'fleet.gate',
@@ -84,7 +84,7 @@ function fakeRuns() {
       },
     ],
   });
-  const runs: Pick<RunService, 'plan' | 'start' | 'get' | 'cancel'> = {
+  const runs: Pick<RunService, 'plan' | 'start' | 'get' | 'cancel' | 'list'> = {
     plan: (input) => Promise.resolve(plan(input.params)),
     start(input, actor) {
       const existing = input.idempotencyKey && byKey.get(input.idempotencyKey);
@@ -101,7 +101,7 @@ function fakeRuns() {
         createdAt: '2026-12-01T00:00:00.000Z',
         params: input.params,
         definitionHash: 'h',
-        steps: ['preflight', 'gate'].map((s) => ({
+        steps: ['preflight', 'close'].map((s) => ({
           id: s,
           kind: 'action',
           status: 'pending',
@@ -114,6 +114,16 @@ function fakeRuns() {
       return Promise.resolve(view);
     },
     get: (id) => Promise.resolve(views.get(id)!),
+    list: (filter) =>
+      Promise.resolve(
+        [...views.values()]
+          .filter(
+            (v) =>
+              (!filter.runbook || v.runbook === filter.runbook) &&
+              (!filter.status || filter.status.includes(v.status)),
+          )
+          .reverse(),
+      ),
     cancel(id) {
       cancelled.push(id);
       const view = views.get(id)!;
@@ -132,7 +142,24 @@ function fakeRuns() {
     if (reason) view.reason = reason;
     for (const step of view.steps) step.status = steps[step.id] ?? step.status;
   };
-  return { runs, started, cancelled, set };
+  /** A run started by hand (e.g. maintenance-reopen), already in `status`. */
+  const add = (runbook: string, params: Record<string, unknown>, status: RunStatus, createdAt: string) => {
+    const id = `run-${views.size + 1}`;
+    views.set(id, {
+      id,
+      runbook,
+      version: '1',
+      status,
+      trigger: 'cli',
+      requestedBy: alice,
+      createdAt,
+      params,
+      definitionHash: 'h',
+      steps: [],
+    });
+    return id;
+  };
+  return { runs, started, cancelled, set, add, views };
 }
 
 /** A stand-in fleet (the notice endpoint is H2's `Fleet.notice`): records what players were told. */
@@ -336,14 +363,14 @@ describe('maintenance tick', () => {
       'Maintenance in 10 minutes',
       'Maintenance in 1 minute',
     ]);
-    expect((await store.maintenance.notices(window.id)).map((n) => [n.key, n.status])).toEqual([
+    expect((await store.maintenance.notices(scope, window.id)).map((n) => [n.key, n.status])).toEqual([
       ['T-24h', 'sent'],
       ['T-60m', 'sent'],
       ['T-10m', 'sent'],
       ['T-1m', 'sent'],
     ]);
     expect(await service.activeWindow(clock.now())).toMatchObject({ id: window.id });
-    runs.set('run-1', 'succeeded', { preflight: 'succeeded', gate: 'succeeded' });
+    runs.set('run-1', 'succeeded', { preflight: 'succeeded', close: 'succeeded' });
     await at('2026-12-03T04:40:00Z');
     expect((await service.get(window.id)).window.state).toBe('completed');
     expect(await service.activeWindow(clock.now())).toBeUndefined();
@@ -358,7 +385,8 @@ describe('maintenance tick', () => {
       alice,
     );
     await service.tick(clock.now());
-    expect(fleet.notices.map((n) => n.message.split(':')[0])).toEqual(['Maintenance in 60 minutes']);
+    // T-60m is due (its time has passed), sent at once, telling the time actually left.
+    expect(fleet.notices.map((n) => n.message.split(':')[0])).toEqual(['Maintenance in 30 minutes']);
     expect(fleet.notices[0]?.message).toContain('from 2026-12-03 13:00 GMT+9 to 2026-12-03 14:00 GMT+9');
     const again = createMaintenanceService({
       config: config(),
@@ -373,14 +401,14 @@ describe('maintenance tick', () => {
     clock.set('2026-12-03T03:52:00Z');
     await Promise.all([service.tick(clock.now()), again.tick(clock.now())]);
     expect(fleet.notices.map((n) => n.message.split(':')[0])).toEqual([
-      'Maintenance in 60 minutes',
-      'Maintenance in 10 minutes',
+      'Maintenance in 30 minutes',
+      'Maintenance in 8 minutes',
     ]);
     // Never a notice at or after the start.
     clock.set('2026-12-03T04:00:30Z');
     await service.tick(clock.now());
     expect(fleet.notices).toHaveLength(2);
-    expect((await store.maintenance.notices(window.id)).map((n) => n.key)).toEqual(['T-60m', 'T-10m']);
+    expect((await store.maintenance.notices(scope, window.id)).map((n) => n.key)).toEqual(['T-60m', 'T-10m']);
   });
 
   it('a failed run marks the window failed, or held when it holds; a run that cannot start fails the window', async () => {
@@ -392,10 +420,10 @@ describe('maintenance tick', () => {
     );
     clock.set('2026-12-01T01:30:00Z');
     await service.tick(clock.now());
+    runs.set('run-1', 'failed', { preflight: 'succeeded', close: 'succeeded' }, 'drain: players remained');
     clock.set('2026-12-01T03:30:00Z');
     await service.tick(clock.now());
-    runs.set('run-1', 'failed', {}, 'drain: players remained');
-    runs.set('run-2', 'failed', {}, 'update: readiness failed');
+    runs.set('run-2', 'failed', { preflight: 'succeeded', close: 'succeeded' }, 'update: readiness failed');
     await service.tick(clock.now());
     expect((await service.get(a.window.id)).window).toMatchObject({
       state: 'failed',
@@ -500,10 +528,10 @@ describe('maintenance cancel', () => {
     const b = await service.plan({ startsAt: '2026-12-01T01:30:00Z', endsAt: '2026-12-01T02:00:00Z' }, alice);
     clock.set('2026-12-01T01:30:00Z');
     await service.tick(clock.now());
-    runs.set('run-2', 'running', { preflight: 'succeeded', gate: 'succeeded' });
+    runs.set('run-2', 'running', { preflight: 'succeeded', close: 'succeeded' });
     const err = await rejection(service.cancel(b.window.id, alice, 'stop'));
     expect(err).toBeInstanceOf(ConflictError);
-    expect(err?.message).toContain('has already changed the service (gate succeeded)');
+    expect(err?.message).toContain('has already changed the service (close succeeded)');
     expect(runs.cancelled).toEqual(['run-1']);
     expect((await service.get(b.window.id)).window.state).toBe('running');
   });
@@ -538,7 +566,12 @@ describe('player-minutes estimate', () => {
     await store.checkRuns.record(run('near', '2026-11-26T04:20:00.000Z', 40));
     await store.checkRuns.record(run('nearer', '2026-11-26T03:50:00.000Z', 30));
     const withHistory = await estimatePlayerMinutes(
-      { scope, checkRuns: store.checkRuns, currentPlayers: () => Promise.resolve(5) },
+      {
+        scope,
+        now: new Date('2026-12-01T00:00:00Z'),
+        checkRuns: store.checkRuns,
+        currentPlayers: () => Promise.resolve(5),
+      },
       span,
     );
     expect(withHistory).toMatchObject({
@@ -555,6 +588,7 @@ describe('player-minutes estimate', () => {
     const none = await estimatePlayerMinutes(
       {
         scope,
+        now: new Date('2026-12-09T00:00:00Z'),
         checkRuns: store.checkRuns,
         currentPlayers: () => Promise.reject(new Error('fleet unreachable')),
       },
@@ -598,7 +632,12 @@ describe('player-minutes estimate', () => {
       const port = (server.address() as { port: number }).port;
       const prometheus = createPrometheusClient({ url: `http://127.0.0.1:${port}` });
       const result = await estimatePlayerMinutes(
-        { scope, prometheus, currentPlayers: () => Promise.resolve(7) },
+        {
+          scope,
+          now: new Date('2026-12-01T00:00:00Z'),
+          prometheus,
+          currentPlayers: () => Promise.resolve(7),
+        },
         span,
       );
       expect(result).toMatchObject({
@@ -614,10 +653,15 @@ describe('player-minutes estimate', () => {
     }
     const dead = createPrometheusClient({ url: 'http://127.0.0.1:1' });
     const fallback = await estimatePlayerMinutes(
-      { scope, prometheus: dead, currentPlayers: () => Promise.resolve(7) },
+      {
+        scope,
+        now: new Date('2026-12-01T00:00:00Z'),
+        prometheus: dead,
+        currentPlayers: () => Promise.resolve(7),
+      },
       span,
     );
     expect(fallback).toMatchObject({ players: 7, playerMinutes: 210 });
-    expect(fallback.notes[0]).toMatch(/^Prometheus could not be asked for last week's players: /);
+    expect(fallback.notes[0]).toMatch(/^Prometheus could not be asked for the players last week: /);
   });
 });

@@ -5,9 +5,17 @@
  *
  * Everything happens on the injected clock, in `tick(now)` (serve's background loop calls it about every
  * second) and in the calls people make. What must happen once is claimed in the store first: a notice by
- * its row (exactly once across restarts and instances; a process that dies while sending leaves it
- * `sending`, never sent twice), a run by its idempotency key `maintenance:<window id>`, a state change by
- * a conditional update.
+ * its row (each attempt once across restarts and instances; a `failed` one is tried again, and one a dead
+ * process left `sending` for 2 minutes, until the next offset is due), a window's run by moving the window
+ * `scheduled → running` with no run id yet (a conditional update: a cancel in between wins, and a run
+ * started for a window cancelled meanwhile is cancelled), then the run by its idempotency key
+ * `maintenance:<window id>`.
+ *
+ * A run starts only while enough of the window remains (REQUIRED_REMAINING: half the window, at least the
+ * drain deadline and 10 minutes, at most the whole window); a window restarted later is missed. Two
+ * windows' runs never overlap: spans are compared from `leadTime` before each start, and a run does not
+ * start while another window of the scope is running. Players who were told of a window hear when it
+ * ends without having started (cancelled, missed, failed before logins closed).
  */
 import { z } from 'zod';
 import {
@@ -26,8 +34,8 @@ import { TERMINAL_RUN_STATUSES } from '../runbooks/model.ts';
 import { parseCron, type CronSchedule } from '../schedules/cron.ts';
 import type { MaintenanceNotice, RunScope, Store } from '../store/index.ts';
 import { OPEN_WINDOW_STATES } from '../store/index.ts';
-import { estimatePlayerMinutes } from './estimate.ts';
-import { dueNotice, upcomingNotices } from './notices.ts';
+import { estimatePlayerMinutes, type CurrentPlayers } from './estimate.ts';
+import { dueNotice, leadText, upcomingNotices } from './notices.ts';
 import {
   adhocWindowId,
   bothZones,
@@ -60,6 +68,18 @@ const MAX_NOTICE_CHARS = 500;
 const RETRY_SKIPPED_MS = 10 * 60_000;
 /** The window listing's default look-back. */
 const LIST_SINCE_MS = 7 * 86_400_000;
+/** A run needs at least this much of its window left beyond the drain deadline (see requiredRemainingMs). */
+const AFTER_DRAIN_MS = 10 * 60_000;
+/** A held window is checked for a succeeded `maintenance-reopen` run this often. */
+const HELD_CHECK_MS = 30_000;
+/** The runbook that ends a held window (src/runbooks/builtin/maintenance.ts). */
+export const REOPEN_RUNBOOK = 'maintenance-reopen';
+/** The `maintenance` runbook's step that closes logins: before it, a run has changed nothing players see. */
+const CLOSE_STEP = 'close';
+/** Step states of a step that has not been tried (nothing changed by it). */
+const UNTRIED: readonly string[] = ['pending', 'skipped', 'cancelled', 'waiting'];
+/** States of the windows a tick follows. */
+const FOLLOWED_STATES: readonly WindowState[] = ['scheduled', 'running', 'held'];
 /** Errors that trying again cannot fix: the window is marked failed instead of retried every tick. */
 const NON_RETRYABLE: readonly string[] = [
   ErrorCode.input,
@@ -70,7 +90,9 @@ const NON_RETRYABLE: readonly string[] = [
 
 /** What the service needs of the fleet: players online, and telling players (the game-server contract). */
 export interface MaintenanceFleet {
-  status(filter?: { signal?: AbortSignal }): Promise<{ totals: { playersOnline: number } }>;
+  status(filter?: { signal?: AbortSignal }): Promise<{
+    totals: { playersOnline: number; notAnswering?: number; instances?: number; ready?: number };
+  }>;
   notice(
     input: { message: string; startsAt?: string; endsAt?: string },
     signal?: AbortSignal,
@@ -91,7 +113,7 @@ export interface MaintenanceDeps {
   config: Pick<GameopsConfig, 'maintenance' | 'runbooks' | 'service' | 'platform'>;
   store: Pick<Store, 'maintenance' | 'checkRuns'>;
   clock: Clock;
-  runs: Pick<RunService, 'plan' | 'start' | 'get' | 'cancel'>;
+  runs: Pick<RunService, 'plan' | 'start' | 'get' | 'cancel' | 'list'>;
   /** The fleet, when a platform is configured. */
   fleet?: (() => Promise<MaintenanceFleet>) | undefined;
   /** Stakeholders' channels (`maintenance.notices.channels`). */
@@ -156,7 +178,11 @@ export interface MaintenanceService {
    * running ones to their end state. Each window is isolated (one failing is logged). Never throws.
    */
   tick(now: Date): Promise<void>;
-  /** The window in progress at `now` (scheduled or running, start ≤ now < end), for the scheduler's hold-off. */
+  /**
+   * The window in progress at `now`, for the scheduler's hold-off: one whose run is going (`running`,
+   * whatever its planned end), one `held` (maintenance mode stays on until reopened), or a scheduled one
+   * from `leadTime` before its start (its run starts then) until its end.
+   */
   activeWindow(now: Date): Promise<MaintenanceWindow | undefined>;
 }
 
@@ -195,6 +221,17 @@ export function runParams(window: MaintenanceWindow): MaintenanceRunParams {
     message: window.message ?? null,
     hold: window.hold,
   };
+}
+
+/**
+ * How much of a window must remain for its run to start: half the window, and at least the drain
+ * deadline plus 10 minutes (players drain, then the tasks need some time), but never more than the whole
+ * window (a short window still starts on time). A run started later would close logins past the
+ * announced end: the window is missed instead.
+ */
+export function requiredRemainingMs(window: MaintenanceWindow, drainDeadlineMs: number): number {
+  const length = Date.parse(window.endsAt) - Date.parse(window.startsAt);
+  return Math.min(length, Math.max(length / 2, drainDeadlineMs + AFTER_DRAIN_MS));
 }
 
 /** The run's idempotency key: one run per window, whoever starts it. */
@@ -240,6 +277,10 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
    * RETRY_SKIPPED_MS (the other window may be cancelled), logged once.
    */
   const skipped = new Map<string, number>();
+  /** Windows whose run waits for another running window (logged once). */
+  const waiting = new Set<string>();
+  /** When each held window was last checked for a reopen run. */
+  const heldChecked = new Map<string, number>();
   let recurring: RecurringEntry[] | undefined;
 
   function recurringWindows(): RecurringEntry[] {
@@ -275,24 +316,33 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     // Kubernetes: the image tag is checked by the rollout itself (platform.verifyImageTag), not here.
   }
 
+  /** A scheduled or running window whose [start − leadTime, end] meets this one's. */
   async function overlapping(startsAt: string, endsAt: string): Promise<MaintenanceWindow | undefined> {
     const open = await repo.list(scope, {
       states: OPEN_WINDOW_STATES,
-      endsAfter: new Date(startsAt),
-      startsBefore: new Date(endsAt),
+      endsAfter: new Date(Date.parse(startsAt) - settings.leadTime),
+      startsBefore: new Date(Date.parse(endsAt) + settings.leadTime),
       limit: 1,
     });
     return open[0];
   }
 
-  function estimate(startsAt: Date, endsAt: Date): Promise<PlayerMinutesEstimate> {
+  function estimate(startsAt: Date, endsAt: Date, now: Date): Promise<PlayerMinutesEstimate> {
     const fleet = deps.fleet;
     return estimatePlayerMinutes(
       {
         scope,
+        now,
+        playersSelector: settings.playersSelector,
         currentPlayers: fleet
-          ? async () =>
-              (await (await fleet()).status({ signal: AbortSignal.timeout(5000) })).totals.playersOnline
+          ? async (): Promise<CurrentPlayers> => {
+              const { totals } = await (await fleet()).status({ signal: AbortSignal.timeout(5000) });
+              return {
+                players: totals.playersOnline,
+                notAnswering: totals.notAnswering,
+                instances: totals.instances,
+              };
+            }
           : undefined,
         prometheus: deps.prometheus,
         checkRuns: store.checkRuns,
@@ -309,13 +359,6 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     const full = `${lead}${text}`;
     // The game-server contract takes at most 500 characters.
     return full.length > MAX_NOTICE_CHARS ? `${full.slice(0, MAX_NOTICE_CHARS - 1)}…` : full;
-  }
-
-  function noticeLead(key: string): string {
-    const m = /^T-(\d+)([hms])$/.exec(key);
-    if (!m) return '';
-    const unit = { h: 'hour', m: 'minute', s: 'second' }[m[2] as 'h' | 'm' | 's'];
-    return `Maintenance in ${m[1]} ${unit}${m[1] === '1' ? '' : 's'}: `;
   }
 
   /** Sends one claimed notice to players and stakeholders, and records what happened. */
@@ -362,7 +405,7 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     }
     detail.channels = channels;
     const status = failed === 0 ? 'sent' : ok === 0 ? 'failed' : 'partial';
-    await repo.finishNotice(w.id, key, status, detail);
+    await repo.finishNotice(scope, w.id, key, status, detail);
     const fields = { window: w.id, notice: key, status, ...detail };
     if (status === 'sent') log.info(fields, `maintenance window ${w.id}: notice ${key} sent`);
     else
@@ -373,11 +416,29 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
   }
 
   async function sendDueNotice(w: MaintenanceWindow, now: Date): Promise<void> {
-    const claimed = new Set((await repo.notices(w.id)).map((n) => n.key));
-    const due = dueNotice(new Date(w.startsAt), settings.notices.before, claimed, now);
+    // Only a notice that went out (or in part) blocks: a failed or abandoned one is tried again while it
+    // is the latest due (claimNotice decides when, one claimer per attempt).
+    const done = new Set(
+      (await repo.notices(scope, w.id))
+        .filter((n) => n.status === 'sent' || n.status === 'partial')
+        .map((n) => n.key),
+    );
+    const due = dueNotice(new Date(w.startsAt), settings.notices.before, done, now);
     if (!due) return;
-    if (!(await repo.claimNotice(w.id, due.key, new Date(due.at)))) return;
-    const lead = noticeLead(due.key);
+    const claim = await repo.claimNotice(scope, w.id, due.key, new Date(due.at), { retry: true });
+    if (!claim.claimed) return;
+    if (claim.retryOf === 'stale')
+      log.warn(
+        { window: w.id, notice: due.key, attempt: claim.attempts },
+        `maintenance window ${w.id}: notice ${due.key} was left sending (a process stopped while sending it); sending it again`,
+      );
+    else if (claim.retryOf === 'failed')
+      log.info(
+        { window: w.id, notice: due.key, attempt: claim.attempts },
+        `maintenance window ${w.id}: notice ${due.key} failed before; trying again (attempt ${claim.attempts})`,
+      );
+    // The time left, not the offset's name: a notice sent late says the truth.
+    const lead = leadText(new Date(w.startsAt), now);
     await send(
       w,
       due.key,
@@ -389,10 +450,16 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     );
   }
 
+  /**
+   * Tells players and channels that a window will not happen, when a notice before it went out (or may
+   * have: one left sending). Every path that ends a window before its run closed logins calls it.
+   */
   async function sendCancelledNotice(w: MaintenanceWindow, reason: string): Promise<void> {
-    const before = (await repo.notices(w.id)).filter((n) => n.key.startsWith('T-'));
+    const before = (await repo.notices(scope, w.id)).filter(
+      (n) => n.key.startsWith('T-') && n.status !== 'failed',
+    );
     if (before.length === 0) return;
-    if (!(await repo.claimNotice(w.id, 'cancelled', clock.now()))) return;
+    if (!(await repo.claimNotice(scope, w.id, 'cancelled', clock.now())).claimed) return;
     await send(
       w,
       'cancelled',
@@ -402,20 +469,96 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     );
   }
 
-  /** Records the end state of a window whose run has finished. */
-  async function follow(w: MaintenanceWindow): Promise<void> {
+  /** Ends a window that has not started (`from`), telling whoever heard of it. */
+  async function endUnstarted(
+    w: MaintenanceWindow,
+    from: readonly WindowState[],
+    state: 'cancelled' | 'failed',
+    reason: string,
+    action: string,
+    options: { ifRunId?: string | null } = {},
+  ): Promise<MaintenanceWindow | undefined> {
+    const done = await repo.transition(
+      scope,
+      w.id,
+      from,
+      { state, reason },
+      MAINTENANCE_ACTOR,
+      action,
+      options,
+    );
+    if (!done) return undefined;
+    log.warn({ window: w.id, state, reason }, `maintenance window ${w.id} ${state}: ${reason}`);
+    await sendCancelledNotice(done, reason);
+    return done;
+  }
+
+  /** The run's steps that changed (or may have changed) the service: what a cancel cannot undo. */
+  async function changedSteps(run: RunView, w: MaintenanceWindow, actor: Actor) {
+    const plan = await runs
+      .plan({ runbook: run.runbook, params: { ...runParams(w) } }, actor)
+      .catch(() => undefined);
+    const changing = new Set(
+      plan?.steps.filter((s) => s.effect !== undefined && s.effect !== 'read-only').map((s) => s.id),
+    );
+    return run.steps.filter(
+      (s) =>
+        (s.status === 'succeeded' || s.status === 'running' || s.status === 'needs-verification') &&
+        (plan ? changing.has(s.id) : s.kind === 'action'),
+    );
+  }
+
+  /**
+   * The window's state after its run ended, from the run's steps: whether logins were closed (the
+   * `close` step was tried) and whether putting the service back failed.
+   */
+  function endState(w: MaintenanceWindow, run: RunView): { state: WindowState; reason: string | null } {
+    const reopen = `gameops run ${REOPEN_RUNBOOK} -p window=${w.id}`;
+    if (run.status === 'succeeded') return { state: 'completed', reason: null };
+    const close = run.steps.find((s) => s.id === CLOSE_STEP);
+    // Without a close step (an unexpected runbook) assume the worst: it may have changed something.
+    const closed = close === undefined || !UNTRIED.includes(close.status);
+    const why = run.reason ?? `run ${run.id} ${run.status}`;
+    if (run.status === 'cancelled')
+      return closed
+        ? {
+            state: 'held',
+            reason:
+              `run ${run.id} was cancelled after logins were closed (${why}): maintenance mode is still on; ` +
+              `put the service back with ${reopen}`,
+          }
+        : { state: 'cancelled', reason: why };
+    if (!closed) return { state: 'failed', reason: why };
+    const compensationFailed =
+      /COMPENSATION FAILED/.test(why) ||
+      run.steps.some(
+        (s) => s.compensation?.status === 'failed' || s.compensation?.status === 'needs-verification',
+      );
+    if (compensationFailed)
+      return {
+        state: 'held',
+        reason: `putting the service back failed, it is not known to be back (${why}); check it and run ${reopen}`,
+      };
+    return { state: w.hold ? 'held' : 'failed', reason: why };
+  }
+
+  /** Follows a running window's run: records its end state; cancels one that changed nothing by the end. */
+  async function follow(w: MaintenanceWindow, now: Date): Promise<void> {
     if (!w.runId) return;
     const run = await runs.get(w.runId, MAINTENANCE_ACTOR);
-    if (!TERMINAL_RUN_STATUSES.includes(run.status)) return;
-    const state: WindowState =
-      run.status === 'succeeded'
-        ? 'completed'
-        : run.status === 'cancelled'
-          ? 'cancelled'
-          : w.hold
-            ? 'held'
-            : 'failed';
-    const reason = run.status === 'succeeded' ? null : (run.reason ?? `run ${run.id} ${run.status}`);
+    if (!TERMINAL_RUN_STATUSES.includes(run.status)) {
+      if (now.getTime() < Date.parse(w.endsAt)) return;
+      // The window is over and the run has changed nothing yet (an approval nobody gave, a preflight
+      // still retrying): starting now would close logins after the announced end.
+      if ((await changedSteps(run, w, MAINTENANCE_ACTOR)).length > 0) return;
+      const reason =
+        `the window ended before its run ${run.id} changed anything (${run.reason ?? run.status}); ` +
+        'the run was cancelled, nothing was done';
+      await runs.cancel(run.id, MAINTENANCE_ACTOR, `maintenance window ${w.id} ended: ${reason}`);
+      await endUnstarted(w, ['running'], 'cancelled', reason, 'maintenance.missed', { ifRunId: run.id });
+      return;
+    }
+    const { state, reason } = endState(w, run);
     const done = await repo.transition(
       scope,
       w.id,
@@ -423,60 +566,171 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
       { state, reason },
       MAINTENANCE_ACTOR,
       `maintenance.${state}`,
+      { ifRunId: run.id },
     );
-    if (done) {
-      const fields = { window: w.id, runId: run.id, state, ...(reason ? { reason } : {}) };
-      if (state === 'completed') log.info(fields, `maintenance window ${w.id} completed (run ${run.id})`);
-      else
-        log.warn(fields, `maintenance window ${w.id} ${state} (run ${run.id}${reason ? `: ${reason}` : ''})`);
+    if (!done) return;
+    const fields = { window: w.id, runId: run.id, state, ...(reason ? { reason } : {}) };
+    if (state === 'completed') log.info(fields, `maintenance window ${w.id} completed (run ${run.id})`);
+    else
+      log.warn(fields, `maintenance window ${w.id} ${state} (run ${run.id}${reason ? `: ${reason}` : ''})`);
+    const close = run.steps.find((s) => s.id === CLOSE_STEP);
+    if ((state === 'failed' || state === 'cancelled') && close && UNTRIED.includes(close.status))
+      await sendCancelledNotice(done, reason ?? `run ${run.id} ${run.status}`);
+  }
+
+  /** A held window ends (completed) once a `maintenance-reopen` run for it (or its run) has succeeded. */
+  async function followHeld(w: MaintenanceWindow, now: Date): Promise<void> {
+    const last = heldChecked.get(w.id);
+    if (last !== undefined && now.getTime() - last < HELD_CHECK_MS) return;
+    heldChecked.set(w.id, now.getTime());
+    const reopens = await runs.list(
+      { runbook: REOPEN_RUNBOOK, status: ['succeeded'], limit: 20 },
+      MAINTENANCE_ACTOR,
+    );
+    for (const summary of reopens) {
+      if (summary.createdAt < w.updatedAt) continue;
+      const run = await runs.get(summary.id, MAINTENANCE_ACTOR);
+      const params = run.params as { window?: unknown; run?: unknown };
+      if (params.window !== w.id && (w.runId === undefined || params.run !== w.runId)) continue;
+      const reason = `held (${w.reason ?? 'maintenance stayed on'}), then reopened by run ${run.id}`;
+      const done = await repo.transition(
+        scope,
+        w.id,
+        ['held'],
+        { state: 'completed', reason },
+        MAINTENANCE_ACTOR,
+        'maintenance.reopened',
+      );
+      if (done) {
+        heldChecked.delete(w.id);
+        log.info({ window: w.id, runId: run.id }, `maintenance window ${w.id} completed: ${reason}`);
+      }
+      return;
     }
   }
 
+  /**
+   * Starts a window's run: checks enough of it remains and no other window runs, claims the window
+   * (`scheduled → running` with no run id), starts the run (its idempotency key makes a retry, or another
+   * instance, get the same run), then records the run id. A window cancelled meanwhile gets its run
+   * cancelled (it has only read so far: it waits for the start).
+   */
   async function startRun(w: MaintenanceWindow, now: Date): Promise<void> {
+    let claimed = w;
+    if (w.state === 'scheduled') {
+      const remaining = Date.parse(w.endsAt) - Math.max(now.getTime(), Date.parse(w.startsAt));
+      const required = requiredRemainingMs(w, settings.drain.deadline);
+      if (remaining < required) {
+        const reason =
+          remaining <= 0
+            ? 'missed: gameops was not running during the window; nothing was done'
+            : `missed: only ${Math.round(remaining / 60_000)} of the window's minutes remained when gameops could ` +
+              `start it (it needs ${Math.round(required / 60_000)}: the drain deadline and the tasks would close ` +
+              'logins past the announced end); nothing was done';
+        await endUnstarted(w, ['scheduled'], 'cancelled', reason, 'maintenance.missed');
+        return;
+      }
+      const running = (await repo.list(scope, { states: ['running'], limit: 5 })).find((o) => o.id !== w.id);
+      if (running) {
+        if (!waiting.has(w.id))
+          log.warn(
+            { window: w.id, other: running.id },
+            `maintenance window ${w.id}: its run waits for window ${running.id}, still running`,
+          );
+        waiting.add(w.id);
+        return;
+      }
+      waiting.delete(w.id);
+      const moved = await repo.transition(
+        scope,
+        w.id,
+        ['scheduled'],
+        { state: 'running', runId: null },
+        MAINTENANCE_ACTOR,
+        'maintenance.start',
+        { ifRunId: null },
+      );
+      // Cancelled (or claimed by another instance) since this tick read it.
+      if (!moved) return;
+      claimed = moved;
+    }
     let run: RunView;
     try {
       run = await runs.start(
         {
           runbook: MAINTENANCE_RUNBOOK,
-          params: { ...runParams(w) },
+          params: { ...runParams(claimed) },
           trigger: 'schedule',
-          idempotencyKey: windowRunKey(w.id),
-          reason: `maintenance window ${w.id} (${w.startsAt}–${w.endsAt})`,
+          idempotencyKey: windowRunKey(claimed.id),
+          reason: `maintenance window ${claimed.id} (${claimed.startsAt}–${claimed.endsAt})`,
         },
         MAINTENANCE_ACTOR,
       );
     } catch (err) {
       const error = toGameopsError(err);
+      // Left running with no run id: the next tick tries again (same idempotency key).
       if (!NON_RETRYABLE.includes(error.code)) throw error;
-      const reason = `the maintenance run could not be started: ${error.message}`;
-      await repo.transition(
-        scope,
-        w.id,
-        ['scheduled'],
-        { state: 'failed', reason },
-        MAINTENANCE_ACTOR,
+      await endUnstarted(
+        claimed,
+        ['running'],
+        'failed',
+        `the maintenance run could not be started: ${error.message}`,
         'maintenance.failed',
+        { ifRunId: null },
       );
-      log.error({ window: w.id, err: error.message }, `maintenance window ${w.id} failed: ${reason}`);
       return;
     }
-    const moved = await repo.transition(
+    const recorded = await repo.transition(
       scope,
-      w.id,
-      ['scheduled'],
-      { state: 'running', runId: run.id },
+      claimed.id,
+      ['running'],
+      { runId: run.id },
       MAINTENANCE_ACTOR,
-      'maintenance.start',
+      'maintenance.run',
+      { ifRunId: null },
     );
-    if (moved)
+    if (recorded) {
       log.info(
         { window: w.id, runId: run.id, late: now.getTime() > Date.parse(w.startsAt) },
         `maintenance window ${w.id}: run ${run.id} started`,
       );
+      return;
+    }
+    const current = await repo.get(scope, w.id);
+    if (current?.runId === run.id) return; // another instance recorded the same run
+    if (!TERMINAL_RUN_STATUSES.includes(run.status))
+      await runs.cancel(
+        run.id,
+        MAINTENANCE_ACTOR,
+        `maintenance window ${w.id} is ${current?.state ?? 'gone'}: its run is not wanted`,
+      );
+    log.warn(
+      { window: w.id, runId: run.id, state: current?.state },
+      `maintenance window ${w.id} was ${current?.state ?? 'removed'} while its run ${run.id} started: the run is cancelled`,
+    );
+  }
+
+  /**
+   * Cancels the scheduled occurrences of recurring windows that the config no longer plans: the entry is
+   * gone, disabled (or its cron unusable), or its cron does not give that start any more.
+   */
+  async function dropUnplanned(entries: readonly RecurringEntry[], now: Date): Promise<void> {
+    const planned = await repo.list(scope, { states: ['scheduled'], endsAfter: now, limit: 1000 });
+    for (const w of planned) {
+      if (w.origin !== 'recurring') continue;
+      const start = Date.parse(w.startsAt);
+      const entry = entries.find((e) => e.name === w.name);
+      if (entry && entry.cron.next(new Date(start - 1))?.getTime() === start) continue;
+      const reason = entry
+        ? `maintenance.recurring ${w.name} no longer plans ${w.startsAt} (its cron changed)`
+        : `maintenance.recurring ${w.name} is no longer configured (removed or disabled)`;
+      await endUnstarted(w, ['scheduled'], 'cancelled', reason, 'maintenance.unplanned');
+    }
   }
 
   async function materialise(now: Date): Promise<void> {
     const entries = recurringWindows();
+    await dropUnplanned(entries, now);
     if (entries.length === 0) return;
     const horizon = new Date(now.getTime() + RECURRING_HORIZON_MS);
     const known = new Set(
@@ -509,6 +763,7 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
               updatedAt: startsAt,
             },
             MAINTENANCE_ACTOR,
+            { leadMs: settings.leadTime },
           );
           known.add(id);
           skipped.delete(id);
@@ -520,7 +775,11 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
           if (!(err instanceof ConflictError)) throw err;
           const logged = skipped.has(id);
           skipped.set(id, now.getTime());
-          if (logged || /exists already/.test(err.message)) continue;
+          const details = (err.details ?? {}) as { exists?: boolean; startsAt?: string; endsAt?: string };
+          // The same occurrence (read before the horizon moved, or planned by another instance) is fine;
+          // a row of that id with other times is not this window and is said once.
+          if (logged || (details.exists && details.startsAt === startsAt && details.endsAt === endsAt))
+            continue;
           log.warn(
             { window: id, recurring: name, err: err.message },
             `recurring maintenance ${name} at ${startsAt} skipped: ${err.message}`,
@@ -534,27 +793,15 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     checkWindowId(id);
     const window = await repo.get(scope, id);
     if (!window) throw new NotFoundError(`no maintenance window ${id} (gameops maintenance list shows them)`);
-    return { window, notices: await repo.notices(id) };
+    return { window, notices: await repo.notices(scope, id) };
   }
 
   async function tickWindow(w: MaintenanceWindow, now: Date): Promise<void> {
+    if (w.state === 'held') return followHeld(w, now);
     const start = Date.parse(w.startsAt);
-    if (w.state === 'scheduled' && now.getTime() >= Date.parse(w.endsAt)) {
-      const reason = 'missed: gameops was not running during the window; nothing was done';
-      await repo.transition(
-        scope,
-        w.id,
-        ['scheduled'],
-        { state: 'cancelled', reason },
-        MAINTENANCE_ACTOR,
-        'maintenance.missed',
-      );
-      log.warn({ window: w.id }, `maintenance window ${w.id} ${reason}`);
-      return;
-    }
-    if (now.getTime() < start) await sendDueNotice(w, now);
+    if (now.getTime() < start && now.getTime() < Date.parse(w.endsAt)) await sendDueNotice(w, now);
     if (w.state === 'scheduled' && now.getTime() >= start - settings.leadTime) await startRun(w, now);
-    else if (w.state === 'running') await follow(w);
+    else if (w.state === 'running') await (w.runId ? follow(w, now) : startRun(w, now));
   }
 
   return {
@@ -628,9 +875,11 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
         );
       const [plan, estimated] = await Promise.all([
         runs.plan({ runbook: MAINTENANCE_RUNBOOK, params: { ...runParams(window) } }, actor),
-        estimate(startsAt, endsAt),
+        estimate(startsAt, endsAt, now),
       ]);
-      const stored = options.dryRun ? window : await repo.create(scope, window, actor);
+      const stored = options.dryRun
+        ? window
+        : await repo.create(scope, window, actor, { leadMs: settings.leadTime });
       return {
         window: stored,
         stored: !options.dryRun,
@@ -665,29 +914,36 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
         }
         // Its run started meanwhile: cancelled as a running one below.
       }
-      const current = (await repo.get(scope, id)) ?? window;
+      let current = (await repo.get(scope, id)) ?? window;
+      if (current.state === 'running' && !current.runId) {
+        // Claimed, its run being started: cancelling the window wins; the starter cancels its run.
+        const done = await repo.transition(
+          scope,
+          id,
+          ['running'],
+          { state: 'cancelled', reason: `cancelled by ${actor.name}: ${reason}` },
+          actor,
+          'maintenance.cancel',
+          { ifRunId: null },
+        );
+        if (done) {
+          await sendCancelledNotice(done, reason);
+          return done;
+        }
+        current = (await repo.get(scope, id)) ?? current;
+      }
       if (current.state !== 'running' || !current.runId)
         throw new ConflictError(
           `maintenance window ${id} is ${current.state}; only a scheduled or running window can be cancelled`,
         );
       const run = await runs.get(current.runId, actor);
       if (TERMINAL_RUN_STATUSES.includes(run.status)) {
-        await follow(current);
+        await follow(current, clock.now());
         throw new ConflictError(
           `maintenance window ${id}'s run ${run.id} has already ${run.status}; nothing to cancel`,
         );
       }
-      const plan = await runs
-        .plan({ runbook: run.runbook, params: { ...runParams(current) } }, actor)
-        .catch(() => undefined);
-      const changing = new Set(
-        plan?.steps.filter((s) => s.effect !== undefined && s.effect !== 'read-only').map((s) => s.id),
-      );
-      const changed = run.steps.filter(
-        (s) =>
-          (s.status === 'succeeded' || s.status === 'running' || s.status === 'needs-verification') &&
-          (plan ? changing.has(s.id) : s.kind === 'action'),
-      );
+      const changed = await changedSteps(run, current, actor);
       if (changed.length > 0)
         throw new ConflictError(
           `maintenance window ${id}'s run ${run.id} has already changed the service (${changed.map((s) => `${s.id} ${s.status}`).join(', ')}); ` +
@@ -703,6 +959,7 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
         { state: 'cancelled', reason: `cancelled by ${actor.name}: ${reason}` },
         actor,
         'maintenance.cancel',
+        { ifRunId: run.id },
       );
       const result = done ?? (await repo.get(scope, id)) ?? current;
       await sendCancelledNotice(result, reason);
@@ -720,7 +977,7 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
       }
       let open: MaintenanceWindow[];
       try {
-        open = await repo.list(scope, { states: OPEN_WINDOW_STATES, limit: 1000 });
+        open = await repo.list(scope, { states: FOLLOWED_STATES, limit: 1000 });
       } catch (err) {
         log.error({ err: errorMessage(err) }, `maintenance windows could not be read: ${errorMessage(err)}`);
         return;
@@ -738,14 +995,18 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     },
 
     async activeWindow(now) {
-      const iso = now.toISOString();
+      const at = now.getTime();
       const open = await repo.list(scope, {
-        states: OPEN_WINDOW_STATES,
-        endsAfter: now,
-        startsBefore: new Date(now.getTime() + 1),
-        limit: 5,
+        states: FOLLOWED_STATES,
+        startsBefore: new Date(at + settings.leadTime + 1),
+        limit: 100,
       });
-      return open.find((w) => w.startsAt <= iso && iso < w.endsAt);
+      return open.find(
+        (w) =>
+          w.state === 'running' ||
+          w.state === 'held' ||
+          (Date.parse(w.startsAt) - settings.leadTime <= at && at < Date.parse(w.endsAt)),
+      );
     },
   };
 }

@@ -71,7 +71,7 @@ function sameDate(text: string, ms: number): boolean {
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
-/** `2026-12-03 04:00 GMT+9` in `timeZone` (`UTC` shows as `2026-12-03 04:00 UTC`). */
+/** `2026-12-03 04:00 GMT+9` in `timeZone` (a zero offset, UTC or London in winter, shows as `UTC`). */
 export function zonedTime(at: Date | string, timeZone: string): string {
   let f = formatters.get(timeZone);
   if (!f) {
@@ -90,7 +90,8 @@ export function zonedTime(at: Date | string, timeZone: string): string {
   const parts = f.formatToParts(typeof at === 'string' ? new Date(at) : at);
   const p = (t: Intl.DateTimeFormatPartTypes): string => parts.find((x) => x.type === t)?.value ?? '';
   const name = p('timeZoneName');
-  const zone = timeZone === 'UTC' || timeZone === 'Etc/UTC' ? 'UTC' : name;
+  // Node names a zero offset `GMT+0` (for UTC itself too): people read `UTC`.
+  const zone = name === 'GMT+0' || name === 'GMT' || name === 'GMT-0' ? 'UTC' : name;
   return `${p('year')}-${p('month')}-${p('day')} ${p('hour')}:${p('minute')} ${zone}`;
 }
 

@@ -175,23 +175,95 @@ describe.each(storeBackends(cleanups))('maintenance windows ($backend)', ({ back
     const store = await open(options);
     const due = new Date('2026-12-02T04:00:00Z');
     const claims = await Promise.all(
-      [1, 2, 3].map(() => store.maintenance.claimNotice('mw-x', 'T-24h', due)),
+      [1, 2, 3].map(() => store.maintenance.claimNotice(scope, 'mw-x', 'T-24h', due, { retry: true })),
     );
-    expect(claims.filter(Boolean)).toHaveLength(1);
-    await store.maintenance.finishNotice('mw-x', 'T-24h', 'partial', { players: 3 });
+    expect(claims.filter((c) => c.claimed)).toHaveLength(1);
+    await store.maintenance.finishNotice(scope, 'mw-x', 'T-24h', 'partial', { players: 3 });
     if (backend === 'postgres') {
       const other = await open(options);
-      expect(await other.maintenance.claimNotice('mw-x', 'T-24h', due)).toBe(false);
+      expect((await other.maintenance.claimNotice(scope, 'mw-x', 'T-24h', due)).claimed).toBe(false);
     }
     await store.close();
     const reopened = await open(options);
-    expect(await reopened.maintenance.claimNotice('mw-x', 'T-24h', due)).toBe(false);
-    expect(await reopened.maintenance.claimNotice('mw-x', 'T-60m', new Date('2026-12-03T03:00:00Z'))).toBe(
-      true,
-    );
-    expect(await reopened.maintenance.notices('mw-x')).toMatchObject([
-      { key: 'T-24h', status: 'partial', detail: { players: 3 }, dueAt: '2026-12-02T04:00:00.000Z' },
+    expect(
+      (await reopened.maintenance.claimNotice(scope, 'mw-x', 'T-24h', due, { retry: true })).claimed,
+    ).toBe(false);
+    expect(
+      (await reopened.maintenance.claimNotice(scope, 'mw-x', 'T-60m', new Date('2026-12-03T03:00:00Z')))
+        .claimed,
+    ).toBe(true);
+    expect(await reopened.maintenance.notices(scope, 'mw-x')).toMatchObject([
+      {
+        key: 'T-24h',
+        status: 'partial',
+        detail: { players: 3 },
+        dueAt: '2026-12-02T04:00:00.000Z',
+        attempts: 1,
+      },
       { key: 'T-60m', status: 'sending', detail: null },
     ]);
+  });
+
+  it('claims a failed notice again after 30 s and an abandoned one after 2 min, one claimer per attempt', async () => {
+    const store = await open(await place());
+    clock.set('2026-12-01T00:00:00Z');
+    const due = new Date('2026-12-01T00:00:00Z');
+    expect((await store.maintenance.claimNotice(scope, 'mw-r', 'T-10m', due)).claimed).toBe(true);
+    await store.maintenance.finishNotice(scope, 'mw-r', 'T-10m', 'failed', { players: { error: 'down' } });
+    // Too soon, or not asked to retry: not claimed.
+    expect((await store.maintenance.claimNotice(scope, 'mw-r', 'T-10m', due, { retry: true })).claimed).toBe(
+      false,
+    );
+    clock.advance(31_000);
+    expect((await store.maintenance.claimNotice(scope, 'mw-r', 'T-10m', due)).claimed).toBe(false);
+    const retries = await Promise.all(
+      [1, 2, 3].map(() => store.maintenance.claimNotice(scope, 'mw-r', 'T-10m', due, { retry: true })),
+    );
+    expect(retries.filter((c) => c.claimed)).toEqual([{ claimed: true, retryOf: 'failed', attempts: 2 }]);
+    // Left sending (the process died): claimed again only once it is 2 minutes old.
+    clock.advance(60_000);
+    expect((await store.maintenance.claimNotice(scope, 'mw-r', 'T-10m', due, { retry: true })).claimed).toBe(
+      false,
+    );
+    clock.advance(61_000);
+    expect(await store.maintenance.claimNotice(scope, 'mw-r', 'T-10m', due, { retry: true })).toEqual({
+      claimed: true,
+      retryOf: 'stale',
+      attempts: 3,
+    });
+    // Another scope's notice of the same window id is its own.
+    const other = { service: 'game', environment: 'staging' };
+    expect((await store.maintenance.claimNotice(other, 'mw-r', 'T-10m', due)).claimed).toBe(true);
+    expect((await store.maintenance.notices(other, 'mw-r')).map((n) => n.attempts)).toEqual([1]);
+  });
+
+  it('keeps window ids per scope (two environments, one recurring entry) and compares spans from the lead time', async () => {
+    const store = await open(await place());
+    const staging = { service: 'game', environment: 'staging' };
+    const w = window('mw-20261210T0400Z-weekly', '2026-12-10T04:00:00.000Z', '2026-12-10T06:00:00.000Z', {
+      origin: 'recurring',
+    });
+    await store.maintenance.create(scope, w, alice);
+    await store.maintenance.create(staging, w, alice);
+    const again = await store.maintenance.create(scope, w, alice).catch((e: unknown) => e as ConflictError);
+    expect(again).toBeInstanceOf(ConflictError);
+    expect((again as ConflictError).details).toMatchObject({ exists: true, startsAt: w.startsAt });
+    expect(
+      await store.maintenance.transition(
+        staging,
+        w.id,
+        ['scheduled'],
+        { state: 'cancelled' },
+        alice,
+        'maintenance.cancel',
+      ),
+    ).toMatchObject({ state: 'cancelled' });
+    expect((await store.maintenance.get(scope, w.id))?.state).toBe('scheduled');
+    // Back to back: its run (an hour before) would overlap the window before it.
+    const next = window('mw-20261210T0630Z-aaaaaa', '2026-12-10T06:30:00.000Z', '2026-12-10T07:00:00.000Z');
+    await expect(store.maintenance.create(scope, next, alice, { leadMs: 3_600_000 })).rejects.toThrow(
+      /overlaps window mw-20261210T0400Z-weekly/,
+    );
+    expect((await store.maintenance.create(scope, next, alice, { leadMs: 1_800_000 })).id).toBe(next.id);
   });
 });

@@ -15,10 +15,14 @@ import type { StoreDatabase } from './schema.ts';
  *   checked against them inside its insert's transaction, under a row lock of the scope's counter, so
  *   two concurrent plans of overlapping spans (one process or two sharing PostgreSQL) end with exactly
  *   one window.
- * - `maintenance_notices`: one row per notice of a window (`T-24h`, `T-60m`, `cancelled`...). A notice
- *   is claimed by inserting its row (primary key (window_id, key)) before it is sent, so it is sent at
- *   most once across restarts and instances; its status says what the send did (`sending` while a
- *   process is at it or died at it, then `sent`, `partial` or `failed`).
+ *   Ids are unique per scope (primary key (service, environment, id)): two environments sharing one
+ *   PostgreSQL with the same recurring entry each get their own occurrence.
+ * - `maintenance_notices`: one row per notice of a window (`T-24h`, `T-60m`, `cancelled`...), of the same
+ *   scope. A notice is claimed by inserting its row (primary key (service, environment, window_id, key))
+ *   before it is sent, so each attempt is made at most once across restarts and instances; its status says
+ *   what the send did (`sending` while a process is at it or died at it, then `sent`, `partial` or
+ *   `failed`). A `failed` attempt, or one left `sending` by a process that died, is claimed again by a
+ *   conditional update (one claimer wins) and its `attempts` counted.
  */
 export interface MaintenanceTables {
   maintenance_windows: MaintenanceWindowsTable;
@@ -51,6 +55,8 @@ export interface MaintenanceWindowsTable {
 }
 
 export interface MaintenanceNoticesTable {
+  service: string;
+  environment: string;
   window_id: string;
   key: string;
   due_at: string;
@@ -59,13 +65,15 @@ export interface MaintenanceNoticesTable {
   status: string;
   /** JSON: what each audience got (players delivered, channels). */
   detail: string | null;
+  /** How many times it was claimed (1, then one more per retry). */
+  attempts: number;
 }
 
 export const maintenanceMigration: Migration = {
   async up(db: Kysely<unknown>): Promise<void> {
     await db.schema
       .createTable('maintenance_windows')
-      .addColumn('id', 'text', (col) => col.primaryKey())
+      .addColumn('id', 'text', (col) => col.notNull())
       .addColumn('service', 'text', (col) => col.notNull())
       .addColumn('environment', 'text', (col) => col.notNull())
       .addColumn('name', 'text', (col) => col.notNull())
@@ -83,6 +91,7 @@ export const maintenanceMigration: Migration = {
       .addColumn('created_at', 'text', (col) => col.notNull())
       .addColumn('updated_at', 'text', (col) => col.notNull())
       .addColumn('reason', 'text')
+      .addPrimaryKeyConstraint('maintenance_windows_pkey', ['service', 'environment', 'id'])
       .execute();
     await db.schema
       .createIndex('maintenance_windows_scope_starts_idx')
@@ -91,13 +100,16 @@ export const maintenanceMigration: Migration = {
       .execute();
     await db.schema
       .createTable('maintenance_notices')
+      .addColumn('service', 'text', (col) => col.notNull())
+      .addColumn('environment', 'text', (col) => col.notNull())
       .addColumn('window_id', 'text', (col) => col.notNull())
       .addColumn('key', 'text', (col) => col.notNull())
       .addColumn('due_at', 'text', (col) => col.notNull())
       .addColumn('sent_at', 'text', (col) => col.notNull())
       .addColumn('status', 'text', (col) => col.notNull())
       .addColumn('detail', 'text')
-      .addPrimaryKeyConstraint('maintenance_notices_pkey', ['window_id', 'key'])
+      .addColumn('attempts', 'integer', (col) => col.notNull().defaultTo(1))
+      .addPrimaryKeyConstraint('maintenance_notices_pkey', ['service', 'environment', 'window_id', 'key'])
       .execute();
   },
 };
@@ -114,7 +126,21 @@ export interface MaintenanceNotice {
   sentAt: string;
   status: NoticeStatus;
   detail: unknown;
+  attempts: number;
 }
+
+/** What claiming a notice got: `claimed` false when someone else holds it or it went out already. */
+export interface NoticeClaim {
+  claimed: boolean;
+  /** A retry: the earlier attempt `failed`, or was left `sending` (a process died at it). */
+  retryOf?: 'failed' | 'stale' | undefined;
+  attempts: number;
+}
+
+/** A `failed` notice is tried again after this long (not every tick). */
+export const NOTICE_RETRY_MS = 30_000;
+/** A notice left `sending` this long was abandoned by a process that died: it is claimed again. */
+export const NOTICE_STALE_MS = 2 * 60_000;
 
 /** What may change on a window after it is planned. */
 export interface WindowPatch {
@@ -127,9 +153,16 @@ export interface MaintenanceRepo {
   /**
    * Records a new window, refusing one that overlaps a `scheduled` or `running` window of the same scope
    * (checked in the insert's transaction, so of two concurrent overlapping plans exactly one is recorded).
-   * @throws ConflictError naming the other window and its times; or when the id exists already.
+   * Spans are compared from `leadMs` before each start (the run starts then: two runs never overlap).
+   * @throws ConflictError naming the other window and its times; or when the id exists already in the
+   *   scope (details.exists true).
    */
-  create(scope: RunScope, window: MaintenanceWindow, actor: Actor): Promise<MaintenanceWindow>;
+  create(
+    scope: RunScope,
+    window: MaintenanceWindow,
+    actor: Actor,
+    options?: { leadMs?: number },
+  ): Promise<MaintenanceWindow>;
   get(scope: RunScope, id: string): Promise<MaintenanceWindow | undefined>;
   /**
    * Windows of the scope by start time (oldest first), those ending after `endsAfter` and starting before
@@ -141,7 +174,8 @@ export interface MaintenanceRepo {
   ): Promise<MaintenanceWindow[]>;
   /**
    * Changes a window that is in one of `from` (a conditional update: of two concurrent transitions one
-   * wins), audited as `action` by `actor`. @returns the window after, or undefined when it was not in `from`.
+   * wins), and whose run id is `ifRunId` when given (null: none yet), audited as `action` by `actor`.
+   * @returns the window after, or undefined when it was not in `from` (or had another run id).
    * @throws NotFoundError when there is no such window.
    */
   transition(
@@ -151,21 +185,30 @@ export interface MaintenanceRepo {
     patch: WindowPatch,
     actor: Actor,
     action: string,
+    options?: { ifRunId?: string | null },
   ): Promise<MaintenanceWindow | undefined>;
   /**
-   * Claims notice `key` of a window (status `sending`). @returns true when this call claimed it; false
-   * when it was claimed before (by this process, an earlier one, or another instance).
+   * Claims notice `key` of a window (status `sending`): a new row, or a conditional update of one that
+   * `failed` more than NOTICE_RETRY_MS ago or was left `sending` more than NOTICE_STALE_MS ago (when
+   * `retry`). Of concurrent claimers exactly one wins each attempt.
    */
-  claimNotice(windowId: string, key: string, dueAt: Date): Promise<boolean>;
+  claimNotice(
+    scope: RunScope,
+    windowId: string,
+    key: string,
+    dueAt: Date,
+    options?: { retry?: boolean },
+  ): Promise<NoticeClaim>;
   /** Records what sending a claimed notice did. */
   finishNotice(
+    scope: RunScope,
     windowId: string,
     key: string,
     status: Exclude<NoticeStatus, 'sending'>,
     detail: unknown,
   ): Promise<void>;
   /** The notices of a window, by due time. */
-  notices(windowId: string): Promise<MaintenanceNotice[]>;
+  notices(scope: RunScope, windowId: string): Promise<MaintenanceNotice[]>;
 }
 
 type Row = Selectable<MaintenanceWindowsTable>;
@@ -212,6 +255,13 @@ export function createMaintenanceRepo(
   call: StoreCall,
   clock: Clock,
 ): MaintenanceRepo {
+  const noticeRows = (scope: RunScope, windowId: string) =>
+    db
+      .selectFrom('maintenance_notices')
+      .selectAll()
+      .where('service', '=', scope.service)
+      .where('environment', '=', scope.environment)
+      .where('window_id', '=', windowId);
   const inScope = (scope: RunScope) =>
     db
       .selectFrom('maintenance_windows')
@@ -219,7 +269,8 @@ export function createMaintenanceRepo(
       .where('service', '=', scope.service)
       .where('environment', '=', scope.environment);
   return {
-    create(scope, window, actor) {
+    create(scope, window, actor, options = {}) {
+      const leadMs = Math.max(0, options.leadMs ?? 0);
       return call(`planning maintenance window ${window.id}`, () =>
         db.transaction().execute(async (tx) => {
           // Taking the scope's counter row (insert if absent, then update) holds its row lock until the
@@ -238,21 +289,33 @@ export function createMaintenanceRepo(
             .execute();
           const existing = await tx
             .selectFrom('maintenance_windows')
-            .select('id')
+            .select(['id', 'state', 'starts_at', 'ends_at'])
+            .where('service', '=', scope.service)
+            .where('environment', '=', scope.environment)
             .where('id', '=', window.id)
             .executeTakeFirst();
           if (existing)
-            throw new ConflictError(`maintenance window ${window.id} exists already`, {
-              details: { window: window.id },
-            });
+            throw new ConflictError(
+              `maintenance window ${window.id} exists already (${existing.state}, ${existing.starts_at}–${existing.ends_at})`,
+              {
+                details: {
+                  window: window.id,
+                  exists: true,
+                  state: existing.state,
+                  startsAt: existing.starts_at,
+                  endsAt: existing.ends_at,
+                },
+              },
+            );
           const other = await tx
             .selectFrom('maintenance_windows')
             .selectAll()
             .where('service', '=', scope.service)
             .where('environment', '=', scope.environment)
             .where('state', 'in', [...OPEN_WINDOW_STATES])
-            .where('starts_at', '<', window.endsAt)
-            .where('ends_at', '>', window.startsAt)
+            // [start − lead, end] of both: s2 − lead < e1 and s1 − lead < e2.
+            .where('starts_at', '<', new Date(Date.parse(window.endsAt) + leadMs).toISOString())
+            .where('ends_at', '>', new Date(Date.parse(window.startsAt) - leadMs).toISOString())
             .orderBy('starts_at')
             .executeTakeFirst();
           if (other)
@@ -314,6 +377,8 @@ export function createMaintenanceRepo(
             await tx
               .selectFrom('maintenance_windows')
               .selectAll()
+              .where('service', '=', scope.service)
+              .where('environment', '=', scope.environment)
               .where('id', '=', window.id)
               .executeTakeFirstOrThrow(),
           );
@@ -343,7 +408,7 @@ export function createMaintenanceRepo(
       });
     },
 
-    transition(scope, id, from, patch, actor, action) {
+    transition(scope, id, from, patch, actor, action, options = {}) {
       return call(`updating maintenance window ${id}`, () =>
         db.transaction().execute(async (tx) => {
           const row = await tx
@@ -355,7 +420,7 @@ export function createMaintenanceRepo(
             .executeTakeFirst();
           if (!row) throw new NotFoundError(`no maintenance window ${id}`);
           const at = clock.now();
-          const updated = await tx
+          let update = tx
             .updateTable('maintenance_windows')
             .set({
               ...(patch.state !== undefined ? { state: patch.state } : {}),
@@ -363,9 +428,13 @@ export function createMaintenanceRepo(
               ...(patch.reason !== undefined ? { reason: patch.reason } : {}),
               updated_at: at.toISOString(),
             })
+            .where('service', '=', scope.service)
+            .where('environment', '=', scope.environment)
             .where('id', '=', id)
-            .where('state', 'in', [...from])
-            .executeTakeFirst();
+            .where('state', 'in', [...from]);
+          if (options.ifRunId === null) update = update.where('run_id', 'is', null);
+          else if (options.ifRunId !== undefined) update = update.where('run_id', '=', options.ifRunId);
+          const updated = await update.executeTakeFirst();
           if (Number(updated.numUpdatedRows) !== 1) return undefined;
           await appendAudit(
             tx,
@@ -386,6 +455,8 @@ export function createMaintenanceRepo(
             await tx
               .selectFrom('maintenance_windows')
               .selectAll()
+              .where('service', '=', scope.service)
+              .where('environment', '=', scope.environment)
               .where('id', '=', id)
               .executeTakeFirstOrThrow(),
           );
@@ -393,45 +464,70 @@ export function createMaintenanceRepo(
       );
     },
 
-    claimNotice(windowId, key, dueAt) {
+    claimNotice(scope, windowId, key, dueAt, options = {}) {
       return call(`claiming notice ${key} of maintenance window ${windowId}`, async () => {
+        const now = clock.now();
         const inserted = await db
           .insertInto('maintenance_notices')
           .values({
+            service: scope.service,
+            environment: scope.environment,
             window_id: windowId,
             key,
             due_at: dueAt.toISOString(),
-            sent_at: clock.now().toISOString(),
+            sent_at: now.toISOString(),
             status: 'sending',
             detail: null,
+            attempts: 1,
           })
-          .onConflict((oc) => oc.columns(['window_id', 'key']).doNothing())
+          .onConflict((oc) => oc.columns(['service', 'environment', 'window_id', 'key']).doNothing())
           .returning('key')
           .execute();
-        return inserted.length > 0;
+        if (inserted.length > 0) return { claimed: true, attempts: 1 };
+        const row = await noticeRows(scope, windowId).where('key', '=', key).executeTakeFirst();
+        if (!row || !options.retry) return { claimed: false, attempts: row ? Number(row.attempts) : 0 };
+        const failedBefore = new Date(now.getTime() - NOTICE_RETRY_MS).toISOString();
+        const staleBefore = new Date(now.getTime() - NOTICE_STALE_MS).toISOString();
+        const retryOf =
+          row.status === 'failed' && row.sent_at < failedBefore
+            ? 'failed'
+            : row.status === 'sending' && row.sent_at < staleBefore
+              ? 'stale'
+              : undefined;
+        if (!retryOf) return { claimed: false, attempts: Number(row.attempts) };
+        // Conditional on the attempt read: of two concurrent claimers of the same attempt one wins.
+        const updated = await db
+          .updateTable('maintenance_notices')
+          .set({ status: 'sending', sent_at: now.toISOString(), attempts: Number(row.attempts) + 1 })
+          .where('service', '=', scope.service)
+          .where('environment', '=', scope.environment)
+          .where('window_id', '=', windowId)
+          .where('key', '=', key)
+          .where('status', '=', row.status)
+          .where('attempts', '=', Number(row.attempts))
+          .executeTakeFirst();
+        return Number(updated.numUpdatedRows) === 1
+          ? { claimed: true, retryOf, attempts: Number(row.attempts) + 1 }
+          : { claimed: false, attempts: Number(row.attempts) + 1 };
       });
     },
 
-    finishNotice(windowId, key, status, detail) {
+    finishNotice(scope, windowId, key, status, detail) {
       return call(`recording notice ${key} of maintenance window ${windowId}`, async () => {
         await db
           .updateTable('maintenance_notices')
           .set({ status, detail: JSON.stringify(detail), sent_at: clock.now().toISOString() })
+          .where('service', '=', scope.service)
+          .where('environment', '=', scope.environment)
           .where('window_id', '=', windowId)
           .where('key', '=', key)
           .execute();
       });
     },
 
-    notices(windowId) {
+    notices(scope, windowId) {
       return call(`reading the notices of maintenance window ${windowId}`, async () => {
-        const rows = await db
-          .selectFrom('maintenance_notices')
-          .selectAll()
-          .where('window_id', '=', windowId)
-          .orderBy('due_at')
-          .orderBy('key')
-          .execute();
+        const rows = await noticeRows(scope, windowId).orderBy('due_at').orderBy('key').execute();
         return rows.map((r) => ({
           windowId: r.window_id,
           key: r.key,
@@ -439,6 +535,7 @@ export function createMaintenanceRepo(
           sentAt: r.sent_at,
           status: (NOTICE_STATUSES.includes(r.status) ? r.status : 'failed') as NoticeStatus,
           detail: parseJson<unknown>(r.detail, null),
+          attempts: Number(r.attempts),
         }));
       });
     },
