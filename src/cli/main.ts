@@ -69,10 +69,22 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Options of `maintenance plan` that take a value: their value is handed on as it is, whatever it looks like. */
+const PLAN_VALUE_OPTIONS: ReadonlySet<string> = new Set([
+  '--start',
+  '--end',
+  '--tasks',
+  '--message',
+  '--name',
+]);
+
 /**
  * `gameops maintenance plan --version 1.4.0`: the program's own `--version` (print gameops's version) takes
  * that flag wherever it stands, so after `maintenance plan` it is handed on as `--version=1.4.0`, which
- * only that command's option takes (the window's game-server version).
+ * only that command's option takes (the window's game-server version). There, a `--version` with no
+ * value (last, or before another option) and `-V` are refused: printing gameops's version and exiting 0
+ * would look as if the window had been planned.
+ * @throws InputError naming --version (or -V) when it stands after `maintenance plan` without a value.
  */
 export function windowVersionArgs(argv: readonly string[]): string[] {
   const plan = argv.findIndex((arg, i) => arg === 'maintenance' && argv[i + 1] === 'plan');
@@ -85,9 +97,20 @@ export function windowVersionArgs(argv: readonly string[]): string[] {
       out.push(...argv.slice(i));
       break;
     }
-    if (arg === '--version' && next !== undefined && !next.startsWith('-')) {
+    if (PLAN_VALUE_OPTIONS.has(arg) && next !== undefined) {
+      out.push(arg, next);
+      i++;
+    } else if (arg === '--version') {
+      if (next === undefined || next.startsWith('-'))
+        throw new InputError(
+          "maintenance plan --version: missing value (the window's game-server version, e.g. --version 1.4.0)",
+        );
       out.push(`--version=${next}`);
       i++;
+    } else if (arg.startsWith('-V')) {
+      throw new InputError(
+        "maintenance plan: -V is gameops's own version; the window's game-server version is --version <version>",
+      );
     } else out.push(arg);
   }
   return out;

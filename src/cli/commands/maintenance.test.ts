@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
 import { bootstrap, shutdown } from '../../app/index.ts';
+import { VERSION } from '../../core/index.ts';
 import { buildProgram, windowVersionArgs } from '../main.ts';
+import { renderWindowList } from './maintenance.ts';
 
 function config() {
   return cliConfig('gameops-maintenance-cli-', (dir) =>
@@ -41,11 +43,21 @@ describe('gameops maintenance: parsing and help', () => {
       windowVersionArgs(['-c', 'g.yaml', 'maintenance', 'plan', '--version', '1.4.0', '--hold']),
     ).toEqual(['-c', 'g.yaml', 'maintenance', 'plan', '--version=1.4.0', '--hold']);
     expect(windowVersionArgs(['--version'])).toEqual(['--version']);
-    expect(windowVersionArgs(['maintenance', 'plan', '--version'])).toEqual([
+    expect(windowVersionArgs(['maintenance', 'plan', '--message', '--version', '--version', '2'])).toEqual([
       'maintenance',
       'plan',
+      '--message',
       '--version',
+      '--version=2',
     ]);
+    for (const args of [
+      ['maintenance', 'plan', '--start', 'x', '--version'],
+      ['maintenance', 'plan', '--version', '--dry-run'],
+    ])
+      expect(() => windowVersionArgs(args)).toThrow('maintenance plan --version: missing value');
+    expect(() => windowVersionArgs(['maintenance', 'plan', '-V', '1.4.0'])).toThrow(
+      "-V is gameops's own version",
+    );
     expect(windowVersionArgs(['maintenance', 'list', '--version', '2'])).toEqual([
       'maintenance',
       'list',
@@ -59,6 +71,39 @@ describe('gameops maintenance: parsing and help', () => {
       '--version',
       '2',
     ]);
+  });
+
+  it("gameops --version and -V still print gameops's version (exit 0)", async () => {
+    for (const flag of ['--version', '-V']) {
+      const res = await gameops([flag]);
+      expect(res.code, res.stderr).toBe(0);
+      expect(res.stdout.trim()).toBe(VERSION);
+    }
+  });
+
+  it('list says when the list was cut (newest first with --all)', () => {
+    const w = {
+      id: 'mw-20991202T1900Z-abcdef',
+      name: 'maintenance',
+      origin: 'adhoc',
+      startsAt: '2099-12-02T19:00:00.000Z',
+      endsAt: '2099-12-02T21:00:00.000Z',
+      timezone: 'Asia/Seoul',
+      tasks: ['db'],
+      hold: false,
+      state: 'scheduled',
+      createdBy: 'alice',
+      createdAt: '2099-12-01T00:00:00.000Z',
+      updatedAt: '2099-12-01T00:00:00.000Z',
+    } as const;
+    const windows = [{ ...w, tasks: [...w.tasks] }];
+    expect(renderWindowList({ windows, truncated: true }, 'Asia/Seoul', true)).toMatch(
+      /\n\(only the newest 1 windows are shown; older ones exist\)$/,
+    );
+    expect(renderWindowList({ windows, truncated: true }, 'Asia/Seoul', false)).toMatch(
+      /\n\(only the first 1 windows are shown; later ones exist\)$/,
+    );
+    expect(renderWindowList({ windows, truncated: false }, 'Asia/Seoul', true)).not.toContain('only the');
   });
 
   it('refuses a bad id or task before anything runs (exit 3)', async () => {
@@ -78,6 +123,16 @@ describe('gameops maintenance: parsing and help', () => {
         ],
         '--tasks: "reboot" is not one of db, logs, update',
       ],
+      // --version with no value after `maintenance plan` is an error, never gameops's version and exit 0.
+      [
+        ['maintenance', 'plan', '--start', '2099-12-03 04:00', '--end', '2099-12-03 05:00', '--version'],
+        'maintenance plan --version: missing value',
+      ],
+      [
+        ['maintenance', 'plan', '--start', '2099-12-03 04:00', '--version', '--dry-run'],
+        'maintenance plan --version: missing value',
+      ],
+      [['maintenance', 'plan', '-V', '1.4.0'], "-V is gameops's own version"],
     ];
     for (const [args, message] of cases) {
       const res = await gameops(args, { GAMEOPS_CONFIG: '/nonexistent/gameops.yaml' });
