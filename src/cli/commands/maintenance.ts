@@ -66,9 +66,19 @@ function mayChange(actor: Actor, what: string): void {
     throw new NotAllowedError(`${actor.name} (${actor.role}) may not ${what}: it needs operator or admin`);
 }
 
+/** A list of windows, and whether more exist than it holds. */
+interface WindowList {
+  windows: MaintenanceWindow[];
+  truncated: boolean;
+}
+
+/** How many windows `gameops maintenance list` shows at most. */
+const LIST_LIMIT = 1000;
+
 interface Windows {
   plan(body: PlanBody): Promise<PlannedWindow>;
-  list(all: boolean): Promise<MaintenanceWindow[]>;
+  /** Every window newest first (`all`), else from the last 7 days on oldest first; truncated: more exist. */
+  list(all: boolean): Promise<WindowList>;
   show(id: string): Promise<WindowDetail>;
   cancel(id: string, reason: string): Promise<MaintenanceWindow>;
   /** The game's time zone (times are shown in it beside UTC). */
@@ -87,11 +97,10 @@ async function withWindows<T>(command: Command, work: (windows: Windows) => Prom
         timezone,
         plan: async (body) => (await remote.send('POST', '/api/maintenance/windows', body)) as PlannedWindow,
         list: async (all) =>
-          (
-            (await remote.send('GET', `/api/maintenance/windows${all ? '?all=true' : ''}`)) as {
-              windows: MaintenanceWindow[];
-            }
-          ).windows,
+          (await remote.send(
+            'GET',
+            `/api/maintenance/windows?limit=${LIST_LIMIT}${all ? '&all=true' : ''}`,
+          )) as WindowList,
         show: async (id) =>
           (await remote.send('GET', `/api/maintenance/windows/${encodeURIComponent(id)}`)) as WindowDetail,
         cancel: async (id, reason) =>
@@ -117,7 +126,10 @@ async function withWindows<T>(command: Command, work: (windows: Windows) => Prom
           );
         return planned;
       },
-      list: (all) => service.list(all ? { since: new Date(0), limit: 1000 } : {}),
+      list: async (all) => {
+        const { newestWindows, upcomingWindows } = await import('../../server/routes/maintenance.ts');
+        return all ? newestWindows((o) => service.list(o), LIST_LIMIT) : upcomingWindows(service, LIST_LIMIT);
+      },
       show: (id) => service.get(id),
       cancel: async (id, reason) => {
         mayChange(actor, 'cancel maintenance');
@@ -174,20 +186,31 @@ export function renderPlanned(p: PlannedWindow, zone: string): string {
   return lines.join('\n');
 }
 
-/** `gameops maintenance list` as text. */
-export function renderWindowList(windows: readonly MaintenanceWindow[], zone: string): string {
+/** `gameops maintenance list` as text, saying when the list was cut. */
+export function renderWindowList(list: WindowList, zone: string, all: boolean): string {
+  const { windows, truncated } = list;
   if (windows.length === 0) return 'no maintenance windows (gameops maintenance plan creates one)';
-  return table(
-    ['ID', 'STATE', 'STARTS', 'ENDS', 'TASKS', 'RUN'],
-    windows.map((w) => [
-      w.id,
-      w.state,
-      bothZones(w.startsAt, zone),
-      bothZones(w.endsAt, zone),
-      w.tasks.join(',') + (w.version ? ` ${w.version}` : ''),
-      w.runId ?? '-',
-    ]),
-  );
+  const cut = truncated
+    ? [
+        all
+          ? `(only the newest ${windows.length} windows are shown; older ones exist)`
+          : `(only the first ${windows.length} windows are shown; later ones exist)`,
+      ]
+    : [];
+  return [
+    table(
+      ['ID', 'STATE', 'STARTS', 'ENDS', 'TASKS', 'RUN'],
+      windows.map((w) => [
+        w.id,
+        w.state,
+        bothZones(w.startsAt, zone),
+        bothZones(w.endsAt, zone),
+        w.tasks.join(',') + (w.version ? ` ${w.version}` : ''),
+        w.runId ?? '-',
+      ]),
+    ),
+    ...cut,
+  ].join('\n');
 }
 
 /** `gameops maintenance show` as text. */
@@ -275,13 +298,13 @@ Examples:
     .description(
       'Windows ending in the last 7 days or later, by start: id, state, times (UTC and the game zone), tasks, run.',
     )
-    .option('--all', 'every window, however old')
+    .option('--all', 'every window, however old, newest first (at most 1000; the output says when cut)')
     .option('--json', 'print the windows as JSON')
     .action(async (o: { all?: boolean; json?: boolean }, cmd: Command) => {
       await withWindows(cmd, async (windows) => {
         const list = await windows.list(o.all === true);
-        if (o.json) writeJson({ windows: list });
-        else process.stdout.write(`${renderWindowList(list, windows.timezone)}\n`);
+        if (o.json) writeJson(list);
+        else process.stdout.write(`${renderWindowList(list, windows.timezone, o.all === true)}\n`);
       });
     });
 

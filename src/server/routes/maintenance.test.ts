@@ -5,7 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authHeaders } from '../../../test/support/auth.ts';
 import { bootstrapIn } from '../../../test/support/backups.ts';
 import { shutdown, type Resources } from '../../app/index.ts';
+import { openMaintenance } from '../../app/maintenance.ts';
+import type { MaintenanceWindow } from '../../maintenance/types.ts';
 import { buildServer, type GameopsServer } from '../index.ts';
+import { newestWindows } from './maintenance.ts';
 
 describe('maintenance API', () => {
   let dir: string;
@@ -39,7 +42,7 @@ describe('maintenance API', () => {
     expect((await call('GET', '/api/maintenance/windows')).statusCode).toBe(401);
     const list = await call('GET', '/api/maintenance/windows', 'viewer');
     expect(list.statusCode).toBe(200);
-    expect(list.json()).toEqual({ windows: [] });
+    expect(list.json()).toEqual({ windows: [], truncated: false });
     expect((await call('POST', '/api/maintenance/windows', 'viewer', span)).statusCode).toBe(403);
     expect(
       (
@@ -70,7 +73,10 @@ describe('maintenance API', () => {
     expect(body.plan.runbook).toBe('maintenance');
     expect(body.plan.steps.some((s) => s.effect === 'mutating')).toBe(true);
     expect(body.notices.map((n) => n.key)).toEqual(['T-24h', 'T-60m', 'T-10m', 'T-1m']);
-    expect((await call('GET', '/api/maintenance/windows', 'viewer')).json()).toEqual({ windows: [] });
+    expect((await call('GET', '/api/maintenance/windows', 'viewer')).json()).toEqual({
+      windows: [],
+      truncated: false,
+    });
   });
 
   it('plans, shows, refuses an overlap (409 naming it) and bad input (400 naming the field), cancels', async () => {
@@ -131,6 +137,64 @@ describe('maintenance API', () => {
     expect(
       (await call('POST', `/api/maintenance/windows/${window.id}/cancel`, 'operator', {})).statusCode,
     ).toBe(400);
+  });
+
+  it('all=true lists newest first and says when the list was cut; paging reads past a full page', async () => {
+    const scope = {
+      service: resources.config.service.name,
+      environment: resources.config.service.environment,
+    };
+    const actor = { id: 'local:test', name: 'test', role: 'admin', kind: 'local' } as const;
+    const past = (day: string, suffix: string): MaintenanceWindow => ({
+      id: `mw-2020${day.replace('-', '')}T0400Z-${suffix}`,
+      name: 'maintenance',
+      origin: 'adhoc',
+      startsAt: `2020-${day}T04:00:00.000Z`,
+      endsAt: `2020-${day}T05:00:00.000Z`,
+      timezone: 'Asia/Seoul',
+      tasks: ['db'],
+      hold: false,
+      state: 'completed',
+      createdBy: 'test',
+      createdAt: '2019-12-01T00:00:00.000Z',
+      updatedAt: '2019-12-01T00:00:00.000Z',
+    });
+    for (const w of [past('01-01', 'aaaaaa'), past('01-08', 'bbbbbb'), past('01-15', 'cccccc')])
+      await resources.store!.maintenance.create(scope, w, actor);
+    const all = (await call('GET', '/api/maintenance/windows?all=true', 'viewer')).json<{
+      windows: MaintenanceWindow[];
+      truncated: boolean;
+    }>();
+    expect(all.truncated).toBe(false);
+    const starts = all.windows.map((w) => w.startsAt);
+    expect(starts).toEqual([...starts].sort().reverse());
+    expect(starts.slice(-3)).toEqual([
+      '2020-01-15T04:00:00.000Z',
+      '2020-01-08T04:00:00.000Z',
+      '2020-01-01T04:00:00.000Z',
+    ]);
+    const cut = (await call('GET', '/api/maintenance/windows?all=true&limit=2', 'viewer')).json<{
+      windows: MaintenanceWindow[];
+      truncated: boolean;
+    }>();
+    expect(cut).toEqual({ windows: all.windows.slice(0, 2), truncated: true });
+
+    // Pages of two windows each still read them all, newest first (each page from the last one's start).
+    const service = await openMaintenance(resources);
+    const paged = await newestWindows((o) => service.list(o), 100, 2);
+    expect(paged.truncated).toBe(false);
+    expect(paged.windows.map((w) => w.id)).toEqual(all.windows.map((w) => w.id));
+    // More windows at one start than a page holds: the paging cannot get past them and says the list was cut.
+    await resources.store!.maintenance.create(scope, past('01-15', 'dddddd'), actor);
+    expect((await newestWindows((o) => service.list(o), 100, 2)).truncated).toBe(true);
+    const bigger = await newestWindows((o) => service.list(o), 100, 3);
+    expect(bigger.truncated).toBe(false);
+    expect(bigger.windows.map((w) => w.id).slice(-4)).toEqual([
+      'mw-20200115T0400Z-dddddd',
+      'mw-20200115T0400Z-cccccc',
+      'mw-20200108T0400Z-bbbbbb',
+      'mw-20200101T0400Z-aaaaaa',
+    ]);
   });
 
   it('is described in the OpenAPI document', async () => {

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { openMaintenance } from '../../app/maintenance.ts';
 import { checkWindowId } from '../../maintenance/time.ts';
-import { MAINTENANCE_TASKS } from '../../maintenance/types.ts';
+import type { MaintenanceService } from '../../maintenance/service.ts';
+import { MAINTENANCE_TASKS, type MaintenanceWindow } from '../../maintenance/types.ts';
 import type { ServerContext } from '../context.ts';
 import { actorOf } from '../auth.ts';
 import { errorSchema } from '../schemas.ts';
@@ -96,20 +97,23 @@ export function maintenanceRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       '/api/maintenance/windows',
       {
         schema: {
-          summary: 'Maintenance windows ending in the last 7 days or later (all with all=true), by start.',
+          summary:
+            'Maintenance windows ending in the last 7 days or later, oldest first; with all=true every window, ' +
+            'newest first. truncated says that more windows exist than were answered (at most limit).',
           querystring: z.strictObject({
             all: z.enum(['true', 'false']).default('false'),
             limit: z.coerce.number().int().min(1).max(1000).default(200),
           }),
-          response: { 200: z.object({ windows: z.array(windowSchema) }), ...errors },
+          response: {
+            200: z.object({ windows: z.array(windowSchema), truncated: z.boolean() }),
+            ...errors,
+          },
         },
       },
       async (request) => {
         const { all, limit } = request.query;
-        const windows = await (
-          await service()
-        ).list(all === 'true' ? { since: new Date(0), limit } : { limit });
-        return { windows };
+        const svc = await service();
+        return all === 'true' ? newestWindows((o) => svc.list(o), limit) : upcomingWindows(svc, limit);
       },
     );
 
@@ -180,4 +184,57 @@ export function maintenanceRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       }),
     );
   };
+}
+
+/** The most windows the store answers at once (its list's cap). */
+const STORE_PAGE = 1000;
+/** `all=true` reads at most this many pages (20,000 windows: centuries of weekly maintenance). */
+const MAX_PAGES = 20;
+
+/** Windows from now on (and the last 7 days), oldest first, at most `limit`; truncated when more exist. */
+export async function upcomingWindows(
+  service: Pick<MaintenanceService, 'list'>,
+  limit: number,
+): Promise<{ windows: MaintenanceWindow[]; truncated: boolean }> {
+  const windows = await service.list({ limit: Math.min(limit + 1, STORE_PAGE) });
+  return {
+    windows: windows.slice(0, limit),
+    truncated: windows.length > limit || windows.length === STORE_PAGE,
+  };
+}
+
+/**
+ * Every window, newest first, at most `limit`; truncated when more exist. The service lists oldest first
+ * (by start) from an end time on, so this pages from the last page's latest start: a window starting at
+ * or after it ends after it, and every window starting before it was on the page (ids seen are skipped).
+ */
+export async function newestWindows(
+  list: MaintenanceService['list'],
+  limit: number,
+  pageSize = STORE_PAGE,
+): Promise<{ windows: MaintenanceWindow[]; truncated: boolean }> {
+  const byId = new Map<string, MaintenanceWindow>();
+  let since = new Date(0);
+  let complete = false;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const windows = await list({ since, limit: pageSize });
+    let added = 0;
+    for (const w of windows)
+      if (!byId.has(w.id)) {
+        byId.set(w.id, w);
+        added++;
+      }
+    const last = windows.at(-1);
+    if (windows.length < pageSize || last === undefined) {
+      complete = true;
+      break;
+    }
+    // A page of windows all seen already (a page's worth start at, or span, one instant): stop, said as cut.
+    if (added === 0) break;
+    since = new Date(last.startsAt);
+  }
+  const windows = [...byId.values()].sort(
+    (a, b) => b.startsAt.localeCompare(a.startsAt) || b.id.localeCompare(a.id),
+  );
+  return { windows: windows.slice(0, limit), truncated: !complete || windows.length > limit };
 }
