@@ -1,11 +1,20 @@
 /**
- * Partition rotation (runbook §4.2): archive → verify → drop, and never a drop without a verified archive.
+ * Partition rotation (runbook §4.2): move out → archive → verify → drop, and never a drop without a
+ * verified archive.
+ *
+ * Move out: the partition's rows leave the live table first, by `ALTER TABLE t EXCHANGE PARTITION p WITH
+ * TABLE s`, an atomic metadata swap with an empty non-partitioned copy of the table (`CREATE TABLE s LIKE
+ * t`, `REMOVE PARTITIONING`). The staging table's name is fixed per partition ({@link stagingTable}) and its
+ * comment says whose rows it holds, so a resumed run finds it. Nothing writes to it: what is exported is
+ * exactly what is dropped, and no lock on the live table is held longer than the swap itself.
  *
  * Export: in one consistent snapshot (`START TRANSACTION WITH CONSISTENT SNAPSHOT`) the server counts the
- * partition's rows and sums a 64-bit hash of each row, then the rows are read in primary-key pages
- * (bounded memory whatever the partition's size) and written as NDJSON through the backups' object
- * pipeline (zstd, age to `backups.encryption.recipients`, SHA-256 of plain and stored bytes) to
- * `archives/<service>/<env>/<db>/<table>/<partition>-<UTC stamp>.ndjson.zst.age`.
+ * staging table's rows and sums a 64-bit hash of each row, then the rows are read in primary-key pages
+ * sized by bytes (the largest row, measured by the same scan, bounds how many rows one page may hold) and
+ * written as NDJSON through the backups' object pipeline (zstd, age to `backups.encryption.recipients`,
+ * SHA-256 of plain and stored bytes) to `archives/<service>/<env>/<db>/<table>/<partition>-<UTC stamp>.ndjson.zst.age`.
+ * The session's time zone is UTC (`+00:00`) for the whole rotation: TIMESTAMP values are archived in UTC,
+ * and the manifest says so.
  *
  * Encoding, one JSON object per row, keys in column order: NULL is null; every other value is the text
  * the server gives for `CAST(col AS CHAR CHARACTER SET utf8mb4)` (numbers, decimals, big integers, dates
@@ -17,21 +26,39 @@
  * archived values; count and sum must equal the server's. The row hash is `MD5` of the row's columns
  * (`<byte length>:<bytes>` or `N` for NULL, joined by `|`) over the same expressions the export selects,
  * so the server and the archive reader compute it from the same bytes (the backups' `checksumQuery`
- * hashes a form that cannot be rebuilt from exported values, hence this variant).
+ * hashes a form that cannot be rebuilt from exported values, hence this variant). A verified archive gets
+ * a manifest next to it (`….manifest.json`: key, rows, checksum, SHA-256, bound, time zone); only an
+ * archive with a manifest counts as archived (resume, `verify()`). An archive that fails verification is
+ * deleted and the rows are swapped back into the partition.
  *
- * Drop: the partition is counted and hashed again; a difference from the export (rows written into an
- * old partition since) refuses the drop. Then, under `LOCK TABLES … WRITE` (no writer between the last
- * count and the drop), counted once more and `ALTER TABLE … DROP PARTITION`. The lock is waited for at most
- * `lock_wait_timeout` seconds (see locks.ts): the game's queries never queue long behind the drop.
+ * Drop: under `LOCK TABLES … WRITE`, the partition (empty since the swap) is checked to still be empty
+ * (one row read, whatever its size) and dropped; rows the game wrote into it since are kept and the step
+ * says so. Then the staging table is summed once more against the manifest and dropped. Every lock is
+ * waited for at most `lock_wait_timeout` seconds (see locks.ts): the game's queries never queue long.
+ *
+ * Crash and resume: every state between two statements is recognised by {@link rotationState} (partition
+ * there or not, staging table absent, empty or holding rows, manifests) and a run finds its way on from
+ * it; {@link rotationVerdict} is what the action's `verify()` answers for it.
  */
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+import { z } from 'zod';
 import { openObjectWriter, readObject } from '../../backups/codec.ts';
 import type { AgeIdentities } from '../../backups/keys.ts';
 import { silentProgress, type ObjectRecord, type ObjectStore } from '../../backups/types.ts';
 import type { MysqlClient } from '../../connectors/mysql.ts';
-import { ConflictError, GameopsError, InputError, type Clock } from '../../core/index.ts';
-import type { ColumnInfo, NamedTableInfo } from './inspect.ts';
+import {
+  ConflictError,
+  errorMessage,
+  GameopsError,
+  InputError,
+  NotAllowedError,
+  NotFoundError,
+  UnavailableError,
+  type Clock,
+} from '../../core/index.ts';
+import type { ColumnInfo, NamedTableInfo, PartitionInfo } from './inspect.ts';
 import { boundLockWait, DDL_LOCK_WAIT_SECONDS, withLockWait } from './locks.ts';
 import { qualified, quoteName, type RotateTarget, type TableRef } from './plan.ts';
 
@@ -55,10 +82,22 @@ const BINARY_TYPES = new Set([
 ]);
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
 
-/** Rows per page of the export. */
+/** Most rows per page of the export. */
 export const EXPORT_PAGE_ROWS = 5000;
-/** Deadline of one statement of a rotation (a page, the checksum, the drop). */
+/**
+ * About the most NDJSON bytes per page of the export: a page is held about three times (driver rows,
+ * encoded text, buffer), so this bounds the export's memory whatever the rows' sizes (one row larger than
+ * this is still read whole).
+ */
+export const EXPORT_PAGE_BYTES = 8 * 1024 * 1024;
+/** The session time zone of a rotation: TIMESTAMP columns are exported (and hashed) in UTC. */
+export const ARCHIVE_TIME_ZONE = '+00:00';
+/** Deadline of one statement of a rotation (a page, the checksum, the swap, the drop). */
 const STATEMENT_MS = 10 * 60_000;
+/** A manifest is a few hundred bytes; anything far larger is not one. */
+const MANIFEST_MAX_BYTES = 1024 * 1024;
+const ARCHIVE_SUFFIX = '.ndjson.zst.age';
+const MANIFEST_SUFFIX = '.manifest.json';
 
 export function isBinaryColumn(c: ColumnInfo): boolean {
   return BINARY_TYPES.has(c.type) || c.charset === 'binary';
@@ -70,27 +109,31 @@ export function exportExpression(c: ColumnInfo): string {
   return isBinaryColumn(c) ? `CAST(${q} AS BINARY)` : `CAST(${q} AS CHAR CHARACTER SET utf8mb4)`;
 }
 
-/** `SELECT COUNT(*) AS n, <sum of 64-bit row hashes> AS h FROM … PARTITION (p)`. */
-export function partitionChecksumSql(
-  ref: TableRef,
-  partition: string,
-  columns: readonly ColumnInfo[],
-): string {
+/** `FROM` target: a partition of the live table, or the whole (staging) table. */
+function source(ref: TableRef, partition?: string): string {
+  return `${qualified(ref)}${partition === undefined ? '' : ` PARTITION (${quoteName(partition)})`}`;
+}
+
+/**
+ * `SELECT COUNT(*) AS n, <sum of 64-bit row hashes> AS h, <longest row's bytes> AS m FROM <from>`: one scan
+ * gives the count and checksum the archive is verified against and the row size the export pages by.
+ */
+export function checksumSql(from: string, columns: readonly ColumnInfo[]): string {
   const parts = columns.map((c) => {
     const e = exportExpression(c);
     return `IFNULL(CONCAT(LENGTH(${e}), ':', ${e}), 'N')`;
   });
   const row = `CONCAT_WS('|', ${parts.join(', ')})`;
   return (
-    `SELECT COUNT(*) AS n, CAST(IFNULL(SUM(CAST(CONV(SUBSTRING(MD5(${row}), 1, 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) AS h ` +
-    `FROM ${qualified(ref)} PARTITION (${quoteName(partition)})`
+    `SELECT COUNT(*) AS n, CAST(IFNULL(SUM(CAST(CONV(SUBSTRING(MD5(${row}), 1, 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) AS h, ` +
+    `IFNULL(MAX(LENGTH(${row})), 0) AS m FROM ${from}`
   );
 }
 
 /** An exported value: text, binary, or NULL. */
 export type ArchivedValue = string | { base64: string } | null;
 
-/** The 64-bit hash of one row as the server computes it in {@link partitionChecksumSql}. */
+/** The 64-bit hash of one row as the server computes it in {@link checksumSql}. */
 export function rowHash(values: readonly ArchivedValue[]): bigint {
   const pieces: Buffer[] = [];
   values.forEach((v, i) => {
@@ -144,13 +187,19 @@ function decodeRow(columns: readonly ColumnInfo[], line: string, n: number): Arc
   });
 }
 
-/** The WHERE of the page after `last` (primary key values as exported), and its parameters. */
+/**
+ * The WHERE of the page after `last` (primary key values as the export selected them: Buffers for binary
+ * columns, compared byte by byte; text otherwise), and its parameters.
+ */
 function keysetAfter(
   key: readonly ColumnInfo[],
-  last: readonly string[],
+  last: readonly unknown[],
 ): { sql: string; params: unknown[] } {
   const params: unknown[] = [];
-  const value = (i: number): unknown => (INTEGER_TYPES.has(key[i]!.type) ? BigInt(last[i]!) : last[i]);
+  const value = (i: number): unknown => {
+    const v = last[i];
+    return INTEGER_TYPES.has(key[i]!.type) && typeof v === 'string' ? BigInt(v) : v;
+  };
   const ors = key.map((c, i) => {
     const ands = key.slice(0, i).map((p, j) => {
       params.push(value(j));
@@ -162,25 +211,27 @@ function keysetAfter(
   return { sql: ors.join(' OR '), params };
 }
 
-/** What the server said about a partition in one snapshot. */
+/** What the server said about a partition or the staging table in one snapshot. */
 export interface PartitionSummary {
   rows: number;
   /** Decimal sum of the rows' 64-bit hashes. */
   checksum: string;
+  /** Bytes of the longest row as hashed (its values' bytes and separators). */
+  maxRowBytes: number;
 }
 
-export async function partitionSummary(
+async function summarize(
   client: MysqlClient,
-  ref: TableRef,
-  partition: string,
+  from: string,
   columns: readonly ColumnInfo[],
   signal: AbortSignal,
 ): Promise<PartitionSummary> {
-  const rows = await client.query(partitionChecksumSql(ref, partition, columns), [], {
-    signal,
-    timeoutMs: STATEMENT_MS,
-  });
-  return { rows: Number(rows[0]?.['n'] ?? 0), checksum: String(rows[0]?.['h'] ?? '0') };
+  const rows = await client.query(checksumSql(from, columns), [], { signal, timeoutMs: STATEMENT_MS });
+  return {
+    rows: Number(rows[0]?.['n'] ?? 0),
+    checksum: String(rows[0]?.['h'] ?? '0'),
+    maxRowBytes: Number(rows[0]?.['m'] ?? 0),
+  };
 }
 
 /** Where archives go and how they are written and read back. */
@@ -207,6 +258,23 @@ function stamp(at: Date): string {
     .replace(/\.\d+Z$/, 'Z');
 }
 
+/**
+ * The staging table of a partition, in the table's database: `gameops_rot_<partition>_<hash>` (at most 64
+ * characters; the hash is of `db.table.partition`), the same for every run so a resumed one finds it.
+ */
+export function stagingTable(ref: TableRef, partition: string): TableRef {
+  const hash = createHash('sha256')
+    .update(`${ref.database}.${ref.table}.${partition}`)
+    .digest('hex')
+    .slice(0, 10);
+  return { database: ref.database, table: `gameops_rot_${partition.slice(0, 30)}_${hash}` };
+}
+
+/** The comment a staging table carries: whose rows it holds (a table without it is never touched). */
+export function stagingComment(ref: TableRef, partition: string): string {
+  return `gameops rotation of ${ref.database}.${ref.table} partition ${partition}`.slice(0, 1000);
+}
+
 export interface ArchiveRecord {
   key: string;
   rows: number;
@@ -220,41 +288,141 @@ export interface ArchiveRecord {
   checksum: string;
   columns: string[];
   exportMs: number;
+  /** Pages read, and the NDJSON bytes of the largest (what the export held in memory at once). */
+  pages: number;
+  largestPageBytes: number;
+}
+
+const manifestSchema = z.object({
+  format: z.literal('gameops-partition-archive/1'),
+  database: z.string(),
+  table: z.string(),
+  partition: z.string(),
+  /** `PARTITION_DESCRIPTION` when the rows were moved out (null: not known, a resumed staging table). */
+  lessThan: z.string().nullable(),
+  key: z.string(),
+  rows: z.number().int().min(0),
+  checksum: z.string().regex(/^\d+$/),
+  storedBytes: z.number().int().min(0),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  plainBytes: z.number().int().min(0),
+  plainSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  columns: z.array(z.string()),
+  /** The session time zone TIMESTAMP values were exported in. */
+  timeZone: z.string(),
+  exportedAt: z.iso.datetime(),
+  verifiedAt: z.iso.datetime(),
+});
+/** Written next to an archive once it is verified: what makes it count as archived. */
+export type ArchiveManifest = z.infer<typeof manifestSchema>;
+
+/** `<prefix>/<db>/<table>/<partition>-`: every archive and manifest of a partition starts so. */
+function partitionPrefix(storage: ArchiveStorage, ref: TableRef, partition: string): string {
+  return `${storage.prefix}/${keySegment(ref.database)}/${keySegment(ref.table)}/${keySegment(partition)}-`;
+}
+
+const manifestKeyOf = (archiveKey: string): string =>
+  `${archiveKey.slice(0, -ARCHIVE_SUFFIX.length)}${MANIFEST_SUFFIX}`;
+
+/**
+ * The manifests of a partition's verified archives whose archive object is still stored with its size.
+ * A manifest that cannot be read or is not one is left out (and said in `log`).
+ */
+export async function archiveManifests(
+  storage: ArchiveStorage,
+  ref: TableRef,
+  partition: string,
+  signal: AbortSignal,
+  log: (line: string) => void = () => undefined,
+): Promise<ArchiveManifest[]> {
+  const found: ArchiveManifest[] = [];
+  for await (const o of storage.store.list(partitionPrefix(storage, ref, partition))) {
+    if (!o.key.endsWith(MANIFEST_SUFFIX)) continue;
+    let manifest: ArchiveManifest;
+    try {
+      if (o.size > MANIFEST_MAX_BYTES) throw new Error(`${o.size} bytes`);
+      const chunks: Buffer[] = [];
+      for await (const chunk of await storage.store.get(o.key, { signal }))
+        chunks.push(Buffer.from(chunk as Uint8Array));
+      manifest = manifestSchema.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+    } catch (err) {
+      if (signal.aborted) throw err;
+      log(`${o.key} is not a readable archive manifest (${errorMessage(err)}): ignored`);
+      continue;
+    }
+    if (
+      manifest.database !== ref.database ||
+      manifest.table !== ref.table ||
+      manifest.partition !== partition
+    )
+      continue;
+    const archive = await storage.store.head(manifest.key);
+    if (archive?.size !== manifest.storedBytes) {
+      log(
+        `${o.key}: its archive ${manifest.key} is ${archive ? `${archive.size} bytes, not ${manifest.storedBytes}` : 'missing'}: not counted`,
+      );
+      continue;
+    }
+    found.push(manifest);
+  }
+  return found;
+}
+
+/** An archive key of the partition not used yet (`-2`, `-3`… when a run in the same second wrote one). */
+async function freshArchiveKey(
+  storage: ArchiveStorage,
+  ref: TableRef,
+  partition: string,
+  at: Date,
+): Promise<string> {
+  const base = `${partitionPrefix(storage, ref, partition)}${stamp(at)}`;
+  for (let n = 1; n <= 1000; n++) {
+    const key = `${base}${n === 1 ? '' : `-${n}`}${ARCHIVE_SUFFIX}`;
+    if (!(await storage.store.head(key)) && !(await storage.store.head(manifestKeyOf(key)))) return key;
+  }
+  throw new ConflictError(`${base}${ARCHIVE_SUFFIX}: 1000 archives of this partition in one second`);
 }
 
 export interface RotationResult extends TableRef {
   partition: string;
   archive: ArchiveRecord;
+  /** True when a manifest from an interrupted run already covered the staged rows (nothing exported). */
+  resumed: boolean;
   verifyMs: number;
   dropMs: number;
   dropped: true;
 }
+
+export type RotationPhase = 'exchanged' | 'exported' | 'verified' | 'partition-dropped';
 
 export interface RotateOptions {
   storage: ArchiveStorage;
   clock: Clock;
   signal: AbortSignal;
   log: (line: string) => void;
-  /** Seconds the drop waits for the table's lock (default {@link DDL_LOCK_WAIT_SECONDS}). */
+  /** Seconds each lock of the live table is waited for (default {@link DDL_LOCK_WAIT_SECONDS}). */
   lockWaitSeconds?: number;
-  /** Rows per export page (default {@link EXPORT_PAGE_ROWS}). */
+  /** Most rows per export page (default {@link EXPORT_PAGE_ROWS}). */
   pageRows?: number;
-  /** Called between export, verify and drop (tests damage the archive here). */
-  onPhase?: (phase: 'exported' | 'verified', archive: ArchiveRecord) => Promise<void> | void;
+  /** About the most NDJSON bytes per export page (default {@link EXPORT_PAGE_BYTES}). */
+  pageBytes?: number;
+  /** Called after each phase (tests damage the archive or stop the connection here). */
+  onPhase?: (phase: RotationPhase, archive: ArchiveRecord | undefined) => Promise<void> | void;
 }
 
 /**
- * Exports `partition` of `info` to the archive storage (one snapshot: count, checksum, rows).
- * @throws InputError when the table has no primary key (the export pages by it).
+ * Exports every row of `from` (the staging table) to `objectKey` in one snapshot: count, checksum, rows.
+ * @throws InputError when the table has no primary key (the export pages by it), ConflictError when
+ * the rows read differ in number from the snapshot's count.
  */
-export async function exportPartition(
+async function exportRows(
   client: MysqlClient,
   info: NamedTableInfo,
-  partition: string,
+  from: TableRef,
+  objectKey: string,
   options: RotateOptions,
 ): Promise<ArchiveRecord> {
   const { storage, signal } = options;
-  const ref = { database: info.database, table: info.table };
   const columns = info.columns;
   const key = info.primaryKey.map((name) => columns.find((c) => c.name === name)!);
   if (key.length === 0)
@@ -262,14 +430,9 @@ export async function exportPartition(
       `${info.database}.${info.table} has no primary key: the partition export pages by it`,
     );
   const keyIndex = key.map((k) => columns.indexOf(k));
-  const pageRows = options.pageRows ?? EXPORT_PAGE_ROWS;
+  const maxRows = options.pageRows ?? EXPORT_PAGE_ROWS;
+  const pageBytes = options.pageBytes ?? EXPORT_PAGE_BYTES;
   const started = performance.now();
-  const objectKey = [
-    storage.prefix,
-    keySegment(info.database),
-    keySegment(info.table),
-    `${keySegment(partition)}-${stamp(options.clock.now())}.ndjson.zst.age`,
-  ].join('/');
   const writer = openObjectWriter(storage.store, {
     key: objectKey,
     name: objectKey,
@@ -281,34 +444,43 @@ export async function exportPartition(
   const q = { signal, timeoutMs: STATEMENT_MS };
   let summary: PartitionSummary;
   let exported = 0;
+  let pages = 0;
+  let largestPageBytes = 0;
   try {
     await client.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ', [], q);
     await client.query('START TRANSACTION WITH CONSISTENT SNAPSHOT', [], q);
-    summary = await partitionSummary(client, ref, partition, columns, signal);
+    summary = await summarize(client, qualified(from), columns, signal);
+    // A row's NDJSON: its bytes, base64 (4/3) for binary values, plus names and quotes.
+    const rowBytes =
+      Math.ceil(summary.maxRowBytes * 1.4) + columns.reduce((n, c) => n + c.name.length + 8, 2);
+    const pageRows = Math.max(1, Math.min(maxRows, Math.floor(pageBytes / rowBytes)));
     const select = columns.map((c, i) => `${exportExpression(c)} AS ${alias(i)}`).join(', ');
     // Qualified with the table's alias: ORDER BY and WHERE name the columns, never the SELECT's aliases.
     const order = key.map((k) => `src.${quoteName(k.name)}`).join(', ');
-    const from = `${qualified(ref)} PARTITION (${quoteName(partition)}) AS src`;
-    let last: string[] | undefined;
+    let last: unknown[] | undefined;
     for (;;) {
       const after = last ? keysetAfter(key, last) : undefined;
       const rows = await client.query(
-        `SELECT ${select} FROM ${from}${after ? ` WHERE ${after.sql}` : ''} ORDER BY ${order} LIMIT ${pageRows}`,
+        `SELECT ${select} FROM ${qualified(from)} AS src${after ? ` WHERE ${after.sql}` : ''} ORDER BY ${order} LIMIT ${pageRows}`,
         after?.params ?? [],
         q,
       );
       if (rows.length > 0) {
-        await writer.write(Buffer.from(rows.map((r) => encodeRow(columns, r)).join('')));
+        const page = Buffer.from(rows.map((r) => encodeRow(columns, r)).join(''));
+        pages += 1;
+        largestPageBytes = Math.max(largestPageBytes, page.length);
+        await writer.write(page);
         exported += rows.length;
         const lastRow = rows[rows.length - 1]!;
-        last = keyIndex.map((i) => String(lastRow[alias(i)]));
+        // Binary key values stay Buffers: as text they would lose bytes that are not UTF-8.
+        last = keyIndex.map((i): unknown => lastRow[alias(i)]);
       }
       if (rows.length < pageRows) break;
     }
     await client.query('COMMIT', [], q);
     if (exported !== summary.rows)
       throw new ConflictError(
-        `${info.database}.${info.table} partition ${partition}: ${exported} rows exported but the snapshot counted ${summary.rows}`,
+        `${info.database}.${info.table}: ${exported} rows exported from ${from.table} but the snapshot counted ${summary.rows}`,
       );
   } catch (err) {
     await client.query('ROLLBACK', [], { timeoutMs: 5000 }).catch(() => undefined);
@@ -326,6 +498,8 @@ export async function exportPartition(
     checksum: summary.checksum,
     columns: columns.map((c) => c.name),
     exportMs: Math.round(performance.now() - started),
+    pages,
+    largestPageBytes,
   };
 }
 
@@ -374,77 +548,354 @@ export async function verifyArchive(
     );
 }
 
-/**
- * Drops `partition` only if it still holds exactly what was archived: counted and hashed again, then
- * counted under a write lock immediately before the drop.
- * @throws ConflictError naming the partition and both counts when it changed.
- */
-export async function dropIfUnchanged(
-  client: MysqlClient,
-  info: NamedTableInfo,
-  partition: string,
-  archive: ArchiveRecord,
-  signal: AbortSignal,
-  lockWaitSeconds?: number,
-): Promise<void> {
-  const ref = { database: info.database, table: info.table };
-  const q = { signal, timeoutMs: STATEMENT_MS };
-  const changed = (now: number, what: string): ConflictError =>
-    new ConflictError(
-      `${info.database}.${info.table} partition ${partition} changed since it was archived (${archive.rows} rows ` +
-        `archived, ${now} now${what}): not dropped; the archive ${archive.key} is kept`,
-      { details: { table: `${info.database}.${info.table}`, partition, archived: archive.rows, now } },
-    );
-  const again = await partitionSummary(client, ref, partition, info.columns, signal);
-  if (again.rows !== archive.rows || again.checksum !== archive.checksum)
-    throw changed(again.rows, again.rows === archive.rows ? ', rows changed' : '');
-  const seconds = lockWaitSeconds ?? DDL_LOCK_WAIT_SECONDS;
-  await boundLockWait(client, seconds, signal);
-  await withLockWait(`${info.database}.${info.table}`, seconds, () =>
-    client.query(`LOCK TABLES ${qualified(ref)} WRITE`, [], q),
-  );
-  try {
-    const rows = await client.query(
-      `SELECT COUNT(*) AS n FROM ${qualified(ref)} PARTITION (${quoteName(partition)})`,
-      [],
-      q,
-    );
-    const n = Number(rows[0]?.['n'] ?? 0);
-    if (n !== archive.rows) throw changed(n, '');
-    await withLockWait(`${info.database}.${info.table}`, seconds, () =>
-      client.query(`ALTER TABLE ${qualified(ref)} DROP PARTITION ${quoteName(partition)}`, [], q),
-    );
-  } finally {
-    await client.query('UNLOCK TABLES', [], q).catch((err: unknown) => {
-      if (!(err instanceof GameopsError)) throw err;
-    });
-  }
+/** Where a rotation of one partition stands (what a resumed run or `verify()` goes by). */
+export interface RotationState {
+  /** The partition in the live table, or undefined when it is gone. */
+  partition: PartitionInfo | undefined;
+  /** The staging table: absent, empty, or holding the partition's rows (moved out, not yet dropped). */
+  staging: 'absent' | 'empty' | 'rows';
+  /** Manifests of verified archives of the partition. */
+  manifests: ArchiveManifest[];
 }
 
-/** Archive → verify → drop one partition (checked against the live schema by the caller). */
+/**
+ * Reads the state of a partition's rotation from the live schema and the archive storage.
+ * @throws ConflictError when a table with the staging table's name exists and is not gameops's.
+ */
+export async function rotationState(
+  client: MysqlClient,
+  storage: ArchiveStorage,
+  info: NamedTableInfo,
+  partition: string,
+  signal: AbortSignal,
+  log?: (line: string) => void,
+): Promise<RotationState> {
+  const ref = { database: info.database, table: info.table };
+  const staging = stagingTable(ref, partition);
+  const q = { signal, timeoutMs: 60_000 };
+  const found = await client.query(
+    'SELECT TABLE_COMMENT AS c FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
+    [staging.database, staging.table],
+    q,
+  );
+  let state: RotationState['staging'] = 'absent';
+  if (found.length > 0) {
+    if (String(found[0]!['c'] ?? '') !== stagingComment(ref, partition))
+      throw new ConflictError(
+        `${staging.database}.${staging.table} exists but is not gameops's staging table for ${info.database}.${info.table} ` +
+          `partition ${partition} (its comment differs): rename it; the partition is not rotated`,
+      );
+    const any = await client.query(`SELECT 1 AS x FROM ${qualified(staging)} LIMIT 1`, [], q);
+    state = any.length > 0 ? 'rows' : 'empty';
+  }
+  return {
+    partition: info.partitions.find((p) => p.name === partition),
+    staging: state,
+    manifests: await archiveManifests(storage, ref, partition, signal, log),
+  };
+}
+
+/**
+ * What `verify()` says of a partition's rotation: done when the partition is gone, no rows wait in its
+ * staging table and a verified archive (manifest) exists; not done while the partition or staged rows
+ * are there (running again goes on from there); unknown when the partition is gone without a verified
+ * archive (dropped by something else, or the archive was removed).
+ */
+export function rotationVerdict(state: RotationState): 'done' | 'not-done' | 'unknown' {
+  if (state.partition || state.staging === 'rows') return 'not-done';
+  return state.manifests.length > 0 ? 'done' : 'unknown';
+}
+
+/** Rows the live partition may hold above the approved estimate (`TABLE_ROWS`, rough for InnoDB). */
+export function approvedRowLimit(approved: number): number {
+  return approved * 2 + 1000;
+}
+
+/** The error `err` with `note` added to its message (same class, code and details). */
+function withNote(err: unknown, note: string): Error {
+  if (!(err instanceof GameopsError)) return err instanceof Error ? err : new Error(String(err));
+  const message = `${err.message}; ${note}`;
+  const options = { cause: err, details: err.details };
+  if (err instanceof InputError) return new InputError(message, options);
+  if (err instanceof ConflictError) return new ConflictError(message, options);
+  if (err instanceof UnavailableError) return new UnavailableError(message, options);
+  if (err instanceof NotFoundError) return new NotFoundError(message, options);
+  if (err instanceof NotAllowedError) return new NotAllowedError(message, options);
+  return new GameopsError(err.code, message, options);
+}
+
+/**
+ * Move out → archive → verify → drop one partition (checked against the live schema, configuration and
+ * retention by the caller), going on from wherever an interrupted run stopped. With the approved bound
+ * and row estimate (`lessThan`, `rows`, as db.plan gives them) the partition must still have that bound
+ * and not hold far more rows ({@link approvedRowLimit}).
+ * @throws InputError when the partition is neither there nor staged, ConflictError when it differs from
+ * the approval, a lock is not had in time, the archive fails verification (the rows are swapped back
+ * into the partition when they can be, else they wait in the staging table for a run again), or rows
+ * were written into the partition while it was being archived (they stay; run again).
+ */
 export async function rotatePartition(
   client: MysqlClient,
   info: NamedTableInfo,
-  target: Pick<RotateTarget, 'partition'>,
+  target: Pick<RotateTarget, 'partition'> & Partial<Pick<RotateTarget, 'lessThan' | 'rows'>>,
   options: RotateOptions,
 ): Promise<RotationResult> {
   const { partition } = target;
-  const where = `${info.database}.${info.table} partition ${partition}`;
-  const archive = await exportPartition(client, info, partition, options);
-  options.log(
-    `${where}: ${archive.rows} rows exported to ${archive.key} (${archive.plainBytes} bytes plain, ${archive.storedBytes} stored) in ${archive.exportMs} ms`,
-  );
-  await options.onPhase?.('exported', archive);
-  const verifyStarted = performance.now();
-  await verifyArchive(options.storage, archive, info.columns, options.signal);
-  const verifyMs = Math.round(performance.now() - verifyStarted);
-  options.log(
-    `${where}: archive read back and verified (${archive.rows} rows, checksum ${archive.checksum}) in ${verifyMs} ms`,
-  );
-  await options.onPhase?.('verified', archive);
+  const { signal, storage, log } = options;
+  const ref = { database: info.database, table: info.table };
+  const table = `${info.database}.${info.table}`;
+  const where = `${table} partition ${partition}`;
+  const staging = stagingTable(ref, partition);
+  const stagingName = `${staging.database}.${staging.table}`;
+  const q = { signal, timeoutMs: STATEMENT_MS };
+  const seconds = options.lockWaitSeconds ?? DDL_LOCK_WAIT_SECONDS;
+  const locked = <T>(name: string, work: () => Promise<T>): Promise<T> => withLockWait(name, seconds, work);
+  const unlock = () =>
+    client.query('UNLOCK TABLES', [], q).catch((err: unknown) => {
+      if (!(err instanceof GameopsError)) throw err;
+    });
+
+  await client.query('SET SESSION time_zone = ?', [ARCHIVE_TIME_ZONE], q);
+  await boundLockWait(client, seconds, signal);
+  let state = await rotationState(client, storage, info, partition, signal, log);
+  if (state.staging === 'empty') {
+    // Left by a run stopped before its swap, or after swapping the rows back: holds nothing.
+    await client.query(`DROP TABLE ${qualified(staging)}`, [], q);
+    log(`${stagingName}: empty staging table of an earlier run dropped`);
+    state = { ...state, staging: 'absent' };
+  }
+  const live = state.partition;
+  if (!live && state.staging === 'absent')
+    throw new InputError(
+      `${partition} is not a partition of ${table} (it has ${info.partitions.map((x) => x.name).join(', ') || 'none'})` +
+        (state.manifests.length > 0
+          ? ` and is archived (${state.manifests.map((m) => m.key).join(', ')})`
+          : ' and has no verified archive'),
+    );
+
+  if (state.staging === 'absent') {
+    // live is defined here. The approval binds the bound and the size, not only the name.
+    if (target.lessThan !== undefined && (live!.description ?? '') !== target.lessThan)
+      throw new ConflictError(
+        `${where} is now VALUES LESS THAN (${live!.description ?? '?'}), the approval was for (${target.lessThan}): ` +
+          'not rotated; plan again',
+        { details: { table, partition, approved: target.lessThan, live: live!.description } },
+      );
+    if (target.rows !== undefined) {
+      const counted = await client.query(`SELECT COUNT(*) AS n FROM ${source(ref, partition)}`, [], q);
+      const n = Number(counted[0]?.['n'] ?? 0);
+      if (n > approvedRowLimit(target.rows))
+        throw new ConflictError(
+          `${where} holds ${n} rows, far more than the ≈${target.rows} approved (at most ${approvedRowLimit(target.rows)} ` +
+            'accepted): not rotated; plan again',
+          { details: { table, partition, approved: target.rows, live: n } },
+        );
+    }
+    await client.query(`CREATE TABLE ${qualified(staging)} LIKE ${qualified(ref)}`, [], q);
+    try {
+      await client.query(
+        `ALTER TABLE ${qualified(staging)} COMMENT = ? REMOVE PARTITIONING`,
+        [stagingComment(ref, partition)],
+        q,
+      );
+      // An atomic swap: from here the rows are out of the live table, and nothing writes to them.
+      await locked(table, () =>
+        client.query(
+          `ALTER TABLE ${qualified(ref)} EXCHANGE PARTITION ${quoteName(partition)} WITH TABLE ${qualified(staging)}`,
+          [],
+          q,
+        ),
+      );
+    } catch (err) {
+      await client
+        .query(`DROP TABLE IF EXISTS ${qualified(staging)}`, [], { timeoutMs: 10_000 })
+        .catch(() => undefined);
+      throw err;
+    }
+    log(`${where}: rows moved out to the staging table ${stagingName}`);
+    await options.onPhase?.('exchanged', undefined);
+  } else {
+    log(
+      `${where}: rows of an interrupted run found in the staging table ${stagingName}: going on from there`,
+    );
+  }
+
+  // Archive and verify the staged rows, unless a manifest of an interrupted run covers them already.
+  let archive: ArchiveRecord | undefined;
+  let resumed = false;
+  let verifyMs = 0;
+  try {
+    if (state.manifests.length > 0) {
+      const now = await summarize(client, qualified(staging), info.columns, signal);
+      const m = state.manifests.find((x) => x.rows === now.rows && x.checksum === now.checksum);
+      if (m) {
+        archive = { ...m, exportMs: 0, pages: 0, largestPageBytes: 0 };
+        resumed = true;
+        log(`${where}: the staged rows are already archived and verified (${m.key})`);
+      }
+    }
+    if (!archive) {
+      const key = await freshArchiveKey(storage, ref, partition, options.clock.now());
+      const exportedAt = options.clock.now().toISOString();
+      archive = await exportRows(client, info, staging, key, options);
+      log(
+        `${where}: ${archive.rows} rows exported to ${archive.key} (${archive.plainBytes} bytes plain, ${archive.storedBytes} stored, ` +
+          `${archive.pages} pages, largest ${archive.largestPageBytes} bytes) in ${archive.exportMs} ms`,
+      );
+      await options.onPhase?.('exported', archive);
+      const verifyStarted = performance.now();
+      try {
+        await verifyArchive(storage, archive, info.columns, signal);
+      } catch (err) {
+        await storage.store.delete(archive.key).catch(() => undefined);
+        throw withNote(err, `the archive ${archive.key} is deleted`);
+      }
+      verifyMs = Math.round(performance.now() - verifyStarted);
+      const manifest: ArchiveManifest = {
+        format: 'gameops-partition-archive/1',
+        database: info.database,
+        table: info.table,
+        partition,
+        lessThan: live?.description ?? target.lessThan ?? null,
+        key: archive.key,
+        rows: archive.rows,
+        checksum: archive.checksum,
+        storedBytes: archive.storedBytes,
+        sha256: archive.sha256,
+        plainBytes: archive.plainBytes,
+        plainSha256: archive.plainSha256,
+        columns: archive.columns,
+        timeZone: ARCHIVE_TIME_ZONE,
+        exportedAt,
+        verifiedAt: options.clock.now().toISOString(),
+      };
+      await storage.store.put(
+        manifestKeyOf(archive.key),
+        Readable.from([Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)]),
+        { signal },
+      );
+      log(
+        `${where}: archive read back and verified (${archive.rows} rows, checksum ${archive.checksum}) in ${verifyMs} ms; manifest written`,
+      );
+      await options.onPhase?.('verified', archive);
+      await discardUnverified(storage, ref, partition, log);
+    }
+  } catch (err) {
+    throw withNote(err, await putBack());
+  }
+
+  // Drop the partition (empty since the swap) under a write lock, unless rows were written into it since.
   const dropStarted = performance.now();
-  await dropIfUnchanged(client, info, partition, archive, options.signal, options.lockWaitSeconds);
+  let late = false;
+  if ((await liveTablePartitions(client, ref, signal)).includes(partition)) {
+    await locked(table, () => client.query(`LOCK TABLES ${qualified(ref)} WRITE`, [], q));
+    try {
+      const any = await client.query(`SELECT 1 AS x FROM ${source(ref, partition)} LIMIT 1`, [], q);
+      late = any.length > 0;
+      if (!late)
+        await locked(table, () =>
+          client.query(`ALTER TABLE ${qualified(ref)} DROP PARTITION ${quoteName(partition)}`, [], q),
+        );
+    } finally {
+      await unlock();
+    }
+  }
+  await options.onPhase?.('partition-dropped', archive);
+  // The staged rows are the archived ones (nothing writes to the staging table; checked all the same).
+  const final = await summarize(client, qualified(staging), info.columns, signal);
+  if (final.rows !== archive.rows || final.checksum !== archive.checksum)
+    throw new ConflictError(
+      `${stagingName} changed since it was archived (${archive.rows} rows archived in ${archive.key}, ${final.rows} now): kept, not dropped`,
+      { details: { staging: stagingName, archived: archive.rows, now: final.rows } },
+    );
+  await client.query(`DROP TABLE ${qualified(staging)}`, [], q);
   const dropMs = Math.round(performance.now() - dropStarted);
-  options.log(`${where}: dropped in ${dropMs} ms`);
-  return { database: info.database, table: info.table, partition, archive, verifyMs, dropMs, dropped: true };
+  if (late)
+    throw new ConflictError(
+      `${where}: rows were written into it after its ${archive.rows} rows were moved out and archived (${archive.key}): ` +
+        'the partition is kept with the new rows, not dropped; run the step again to archive them',
+      { details: { table, partition, archived: archive.rows, key: archive.key } },
+    );
+  log(`${where}: dropped (and the staging table ${stagingName}) in ${dropMs} ms`);
+  return {
+    database: info.database,
+    table: info.table,
+    partition,
+    archive,
+    resumed,
+    verifyMs,
+    dropMs,
+    dropped: true,
+  };
+
+  /**
+   * After a failure with the rows staged: swap them back into the partition when it is still there and
+   * empty (under a write lock on both tables), and drop the then empty staging table. Says where the
+   * rows are.
+   */
+  async function putBack(): Promise<string> {
+    try {
+      if (signal.aborted) throw new Error('the step was stopped');
+      const current = await liveTablePartitions(client, ref, signal);
+      if (!current.includes(partition))
+        return `the rows wait in the staging table ${stagingName}: run the step again to archive them`;
+      await locked(table, () =>
+        client.query(`LOCK TABLES ${qualified(ref)} WRITE, ${qualified(staging)} WRITE`, [], q),
+      );
+      try {
+        const any = await client.query(`SELECT 1 AS x FROM ${source(ref, partition)} LIMIT 1`, [], q);
+        if (any.length > 0)
+          return (
+            `rows were written into ${partition} meanwhile, so the archived rows could not be swapped back: they wait in the ` +
+            `staging table ${stagingName}; run the step again to archive them`
+          );
+        await client.query(
+          `ALTER TABLE ${qualified(ref)} EXCHANGE PARTITION ${quoteName(partition)} WITH TABLE ${qualified(staging)}`,
+          [],
+          q,
+        );
+      } finally {
+        await unlock();
+      }
+      const left = await client.query(`SELECT 1 AS x FROM ${qualified(staging)} LIMIT 1`, [], q);
+      if (left.length === 0) await client.query(`DROP TABLE ${qualified(staging)}`, [], q);
+      return `the rows are back in ${where}, nothing was dropped`;
+    } catch (err) {
+      return `the rows wait in the staging table ${stagingName} (they could not be swapped back: ${errorMessage(err)}): run the step again to archive them`;
+    }
+  }
+}
+
+/** The partition names of a table now (information_schema). */
+async function liveTablePartitions(
+  client: MysqlClient,
+  ref: TableRef,
+  signal: AbortSignal,
+): Promise<string[]> {
+  const rows = await client.query(
+    'SELECT PARTITION_NAME AS p FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND PARTITION_NAME IS NOT NULL',
+    [ref.database, ref.table],
+    { signal, timeoutMs: 60_000 },
+  );
+  return rows.map((r) => String(r['p']));
+}
+
+/** Deletes the partition's archive objects no manifest names (left by interrupted or failed runs). */
+async function discardUnverified(
+  storage: ArchiveStorage,
+  ref: TableRef,
+  partition: string,
+  log: (line: string) => void,
+): Promise<void> {
+  const keys: string[] = [];
+  const named = new Set<string>();
+  for await (const o of storage.store.list(partitionPrefix(storage, ref, partition))) {
+    if (o.key.endsWith(ARCHIVE_SUFFIX)) keys.push(o.key);
+    if (o.key.endsWith(MANIFEST_SUFFIX))
+      named.add(`${o.key.slice(0, -MANIFEST_SUFFIX.length)}${ARCHIVE_SUFFIX}`);
+  }
+  for (const key of keys.filter((k) => !named.has(k))) {
+    await storage.store.delete(key);
+    log(`${key}: archive without a manifest (an interrupted or failed run) deleted`);
+  }
 }

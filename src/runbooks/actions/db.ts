@@ -13,6 +13,8 @@ import { InputError } from '../../core/index.ts';
 import {
   keySegment,
   rotatePartition,
+  rotationState,
+  rotationVerdict,
   type ArchiveStorage,
   type RotationResult,
 } from '../../maintenance/db/archive.ts';
@@ -238,23 +240,17 @@ async function archiveStorage(config: GameopsConfig): Promise<ArchiveStorage> {
   };
 }
 
-/** Archives already written for a partition (a resumed run skips partitions archived and dropped). */
-async function archivesOf(storage: ArchiveStorage, ref: TableRef & { partition: string }): Promise<string[]> {
-  const prefix = `${storage.prefix}/${keySegment(ref.database)}/${keySegment(ref.table)}/${keySegment(ref.partition)}-`;
-  const keys: string[] = [];
-  for await (const o of storage.store.list(prefix)) keys.push(o.key);
-  return keys;
-}
-
 const rotateAction: ActionDefinition<
   RotateArgs,
   { rotated: Array<RotationResult | { database: string; table: string; partition: string; skipped: string }> }
 > = {
   name: 'db.rotate-partitions',
   description:
-    'For each partition (past retention, of a table in maintenance.db.partitions): export its rows in one snapshot to ' +
-    'the backup storage (NDJSON, zstd, age, SHA-256), read the archive back and compare row count and checksum with ' +
-    'the server’s, re-count the partition, and only then DROP PARTITION. Never drops an unexported or unverified partition.',
+    'For each partition (past retention, of a table in maintenance.db.partitions, still with the approved bound and ' +
+    'about the approved rows): swap its rows out to a staging table (EXCHANGE PARTITION), export them in one snapshot ' +
+    'to the backup storage (NDJSON, zstd, age, SHA-256), read the archive back and compare row count and checksum with ' +
+    'the server’s, write the archive’s manifest, and only then DROP PARTITION (empty by then) and the staging table. ' +
+    'Never drops an unexported or unverified partition; an interrupted run goes on from where it stopped.',
   effect: 'destructive',
   idempotent: false,
   args: rotateArgs,
@@ -272,17 +268,32 @@ const rotateAction: ActionDefinition<
           const { kind } = partitioning(info, 'table', p.database, p.table);
           const bound = boundsOf(info, kind).find((b) => b.partition.name === p.partition);
           if (!bound) {
-            const archived = await archivesOf(storage, p);
-            if (archived.length > 0) {
+            // Gone: archived and dropped before (a verified archive's manifest says so), or an interrupted
+            // run left its rows in the staging table (rotatePartition goes on from there).
+            const state = await rotationState(client, storage, info, p.partition, ctx.signal, (line) =>
+              ctx.log(line),
+            );
+            if (state.staging !== 'rows') {
+              if (state.manifests.length === 0)
+                throw new InputError(
+                  `${p.partition} is not a partition of ${p.database}.${p.table} (it has ${info.partitions.map((x) => x.name).join(', ') || 'none'}) ` +
+                    'and has no verified archive (no manifest): not rotated',
+                );
               ctx.log(
-                `${p.database}.${p.table} partition ${p.partition} is gone and archived (${archived.join(', ')}): skipped`,
+                `${p.database}.${p.table} partition ${p.partition} is gone and archived (${state.manifests.map((m) => m.key).join(', ')}): skipped`,
               );
               rotated.push({ ...p, skipped: 'already archived and dropped' });
               continue;
             }
-            throw new InputError(
-              `${p.partition} is not a partition of ${p.database}.${p.table} (it has ${info.partitions.map((x) => x.name).join(', ') || 'none'})`,
+            rotated.push(
+              await rotatePartition(client, info, p, {
+                storage,
+                clock: ctx.clock,
+                signal: ctx.signal,
+                log: (line) => ctx.log(line),
+              }),
             );
+            continue;
           }
           const limit = addUnits(
             periodStart(ctx.clock.now().getTime(), entry.unit),
@@ -309,21 +320,27 @@ const rotateAction: ActionDefinition<
       await storage.store.close();
     }
   },
-  /** Done when every partition is gone and has an archive; not done when all are still there. */
+  /**
+   * Done when every partition is gone, with no rows left in its staging table and a verified archive
+   * (manifest); not done while any partition or staged rows remain (running again goes on from there);
+   * unknown when a partition is gone without a verified archive.
+   */
   async verify(args, ctx) {
     const { config } = servicesOf(ctx);
     const storage = await archiveStorage(config);
     try {
       return await servicesOf(ctx).mysql(ctx.signal, async (client) => {
-        let gone = 0;
+        let done = 0;
         for (const p of args.partitions) {
           const info = await liveTable(client, p, ctx.signal);
-          if (info.partitions.some((x) => x.name === p.partition)) continue;
-          if ((await archivesOf(storage, p)).length === 0) return 'unknown' as const;
-          gone += 1;
+          const verdict = rotationVerdict(
+            await rotationState(client, storage, info, p.partition, ctx.signal),
+          );
+          if (verdict === 'unknown') return verdict;
+          if (verdict === 'done') done += 1;
         }
-        // Some gone (archived) and some not: running again skips the archived ones and rotates the rest.
-        return gone === args.partitions.length ? ('done' as const) : ('not-done' as const);
+        // Some done and some not: running again skips the archived ones and goes on with the rest.
+        return done === args.partitions.length ? ('done' as const) : ('not-done' as const);
       });
     } finally {
       await storage.store.close();
