@@ -7,6 +7,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { services } from '../../test/harness/index.ts';
 import { z } from 'zod';
 import { type GameopsError, ManualClock, secret } from '../core/index.ts';
+import { MAINTENANCE_ACTOR } from '../maintenance/service.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { actors, gate, journal, runbook, testCatalog, testEngine } from './engine.fixture.ts';
 import type { Runbook, RunView, StepState } from './model.ts';
@@ -352,6 +353,29 @@ describe('runbook engine: start, pause and resume', () => {
       timeoutMs: 60_000,
     },
   );
+
+  it('idempotency keys: maintenance: keys are the maintenance window service’s (its actor), refused to anyone else', async () => {
+    const { engine } = await setup([rb]);
+    const key = 'maintenance:mw-20991202T1900Z-abcdef';
+    for (const actor of [actors.alice, { ...actors.alice, kind: 'local' as const }]) {
+      const squat = await rejection(
+        engine.start({ runbook: 'one', params: { n: 1 }, trigger: 'cli', idempotencyKey: key }, actor),
+      );
+      expect(squat.code).toBe('input');
+      expect(squat.message).toBe(
+        `idempotencyKey "${key}": keys starting with maintenance: are reserved for the maintenance window service`,
+      );
+    }
+    const first = await engine.start(
+      { runbook: 'one', params: { n: 1 }, trigger: 'schedule', idempotencyKey: key },
+      MAINTENANCE_ACTOR,
+    );
+    const again = await engine.start(
+      { runbook: 'one', params: { n: 1 }, trigger: 'schedule', idempotencyKey: key },
+      MAINTENANCE_ACTOR,
+    );
+    expect(again.id).toBe(first.id);
+  });
 
   it('idempotency keys: schedule: keys are the scheduler’s; a key reused with other parameters is a conflict', async () => {
     const { engine } = await setup([rb]);

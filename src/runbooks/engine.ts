@@ -144,6 +144,15 @@ const EVENTS_PAGE = 1_000;
 const MAX_PARALLEL_STEPS = 16;
 /** How long shutdown waits for running steps to return before leaving them to recovery. */
 const SHUTDOWN_GRACE_MS = 10_000;
+/**
+ * Idempotency-key prefixes only schedule actors may use: the scheduler's occurrence keys and the
+ * maintenance window service's run keys (`maintenance:<window id>`, MAINTENANCE_ACTOR of kind schedule).
+ * Anyone else taking such a key would get, or pre-empt, the run of an occurrence or a window.
+ */
+const RESERVED_KEY_PREFIXES: ReadonlyArray<{ prefix: string; owner: string }> = [
+  { prefix: 'schedule:', owner: 'the scheduler' },
+  { prefix: 'maintenance:', owner: 'the maintenance window service' },
+];
 
 /** The actor of transitions the engine makes on its own. */
 /** The error code of a step whose attempt was stopped while it ran: it may or may not have taken effect. */
@@ -274,9 +283,10 @@ class RunbookEngine implements Engine {
     this.#o.policy.check(actor, { action: 'run', runbook });
     const params = validateParams(runbook, input.params ?? {});
     this.#checkArgs(runbook.steps, params, actor.name);
-    if (input.idempotencyKey?.startsWith('schedule:') && actor.kind !== 'schedule') {
+    const reserved = RESERVED_KEY_PREFIXES.find(({ prefix }) => input.idempotencyKey?.startsWith(prefix));
+    if (reserved && actor.kind !== 'schedule') {
       throw new InputError(
-        `idempotencyKey "${input.idempotencyKey}": keys starting with schedule: are reserved for the scheduler`,
+        `idempotencyKey "${input.idempotencyKey}": keys starting with ${reserved.prefix} are reserved for ${reserved.owner}`,
         { details: { field: 'idempotencyKey' } },
       );
     }
