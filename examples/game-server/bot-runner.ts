@@ -133,6 +133,27 @@ export const DEFAULT_PING_INTERVAL_MS = 5000;
 const ACTIVITY_INTERVAL_MS = 50;
 const CLOSE_WAIT_MS = 5000;
 
+/** Distinct notices remembered so each is logged once; past this the oldest is forgotten. */
+const MAX_NOTICES_REMEMBERED = 1000;
+
+/**
+ * C0 and C1 controls, and the invisible characters that rearrange what a terminal shows (bidi marks,
+ * embeddings, overrides and isolates; line and paragraph separators): the set gameops's own output
+ * escapes (src/cli/render.ts), kept here because the example server does not depend on gameops.
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+/** Text from a server made safe for a terminal: control and direction characters shown as escapes. */
+export function printable(text: string): string {
+  return text.replace(CONTROL_CHARS, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
 export function startBots(options: BotOptions): BotRun {
   if (options.urls.length === 0) throw new Error('give at least one --url');
   const random = options.random ?? Math.random;
@@ -143,7 +164,9 @@ export function startBots(options: BotOptions): BotRun {
   const pingIntervalMs = options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
   const backoffMs = options.backoffMs ?? 250;
   const rampMs = options.rampMs ?? 0;
-  const log = options.log ?? (() => undefined);
+  const rawLog = options.log ?? (() => undefined);
+  // What servers send (notices, drain messages) is outside text: escaped before it reaches a terminal.
+  const log = (line: string): void => rawLog(printable(line));
   const events = new EventEmitter<{ event: [BotEvent] }>();
   const started = performance.now();
   const noticesLogged = new Set<string>();
@@ -282,6 +305,9 @@ export function startBots(options: BotOptions): BotRun {
   /** Logs a notice's text once for the whole run, however many bots received it. */
   function logOnce(key: string, line: string): void {
     if (noticesLogged.has(key)) return;
+    // Bounded: a server announcing something new every second must not grow the run's memory.
+    if (noticesLogged.size >= MAX_NOTICES_REMEMBERED)
+      noticesLogged.delete(noticesLogged.values().next().value!);
     noticesLogged.add(key);
     log(line);
   }

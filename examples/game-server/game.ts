@@ -46,8 +46,11 @@ import { World, type Avatar } from './world.ts';
 export interface GameStore {
   sessionStarted(id: string, player: string, startedAt: Date): void;
   sessionEnded(session: SessionRecord, reason: EndReason, at: Date): void;
-  savePlayer(player: string, x: number, y: number): void;
+  /** Saves a position; resolves true once it is written, false if it is dropped or never written. */
+  savePlayer(player: string, x: number, y: number): Promise<boolean>;
   loadPlayer(player: string): Promise<{ x: number; y: number } | undefined>;
+  /** Writes not yet in the databases (queued or being written). */
+  pendingWrites(): number;
 }
 
 interface SessionRecord {
@@ -98,6 +101,8 @@ export interface GameStatus {
   startedAt: string;
   uptimeSeconds: number;
   playersOnline: number;
+  /** Session and position writes not yet in MySQL/Redis: a player who left is saved once this is 0. */
+  pendingWrites: number;
   sessions: number;
   sessionsTotal: number;
   acceptingLogins: boolean;
@@ -135,6 +140,12 @@ export const SLOW_CLIENT_MS = 5000;
 export const DUPLICATE_PROBE_MS = 2000;
 /** A socket closed by the server is cut if its close handshake has not finished after this long. */
 const CLOSE_GRACE_MS = 1000;
+/**
+ * How long a leaving player's `bye` waits for their position to be written: within it the bye says
+ * `saved: true`; past it `saved: false` (the write stays queued). Below the shutdown's 1 s socket wait,
+ * so a shutdown's byes go out before the sockets are cut.
+ */
+const BYE_SAVE_WAIT_MS = 750;
 /** At most this many WARN lines about bad input per BAD_INPUT_LOG_WINDOW_MS (the rest are counted). */
 const BAD_INPUT_LOG_LINES = 20;
 const BAD_INPUT_LOG_WINDOW_MS = 10_000;
@@ -245,6 +256,7 @@ export class Game {
       startedAt: this.#startedAt.toISOString(),
       uptimeSeconds: Math.round((this.#now().getTime() - this.#startedAt.getTime()) / 100) / 10,
       playersOnline: this.#playing.size,
+      pendingWrites: this.#store.pendingWrites(),
       sessions: this.#conns.size,
       sessionsTotal: this.#sessionsTotal,
       acceptingLogins: this.#refusal() === undefined,
@@ -350,11 +362,9 @@ export class Game {
   #kickAll(reason: EndReason, code: CloseCode): void {
     const kicked = this.#playing.size;
     for (const conn of [...this.#conns.values()]) {
-      if (conn.state === 'playing') {
-        this.#endSession(conn, reason);
-        this.#send(conn, { type: 'bye', reason, saved: true });
-      }
-      this.#close(conn, code, reason);
+      const saved = this.#endSession(conn, reason);
+      if (saved) this.#byeOnceSaved(conn, reason, saved, code, reason);
+      else this.#close(conn, code, reason);
     }
     if (kicked > 0) this.#log.info({ kicked, reason }, `disconnected ${kicked} players (${reason})`);
   }
@@ -496,8 +506,9 @@ export class Game {
         { conn: conn.id, player: conn.name, malformed: conn.malformed },
         `${conn.malformed} malformed messages from a player in all; connection closed`,
       );
+    // The socket is gone: nobody to tell whether the save was written (it is counted in pendingWrites).
     if (conn.state === 'playing')
-      this.#endSession(conn, this.#shuttingDown !== undefined ? 'shutdown' : 'disconnect');
+      void this.#endSession(conn, this.#shuttingDown !== undefined ? 'shutdown' : 'disconnect');
     if (conn.name !== undefined && this.#byName.get(conn.name) === conn) this.#byName.delete(conn.name);
     conn.state = 'closed';
     this.#conns.delete(conn.id);
@@ -690,9 +701,9 @@ export class Game {
   #replace(old: Connection): void {
     this.#log.info({ conn: old.id }, 'a session that stopped answering was taken over by a new login');
     this.#log.debug({ conn: old.id, player: old.name }, 'session replaced');
-    this.#endSession(old, 'replaced');
-    this.#send(old, { type: 'bye', reason: 'replaced', saved: true });
-    this.#close(old, CloseCode.replaced, 'replaced by a newer login');
+    const saved = this.#endSession(old, 'replaced');
+    if (saved) this.#byeOnceSaved(old, 'replaced', saved, CloseCode.replaced, 'replaced by a newer login');
+    else this.#close(old, CloseCode.replaced, 'replaced by a newer login');
   }
 
   /** Pings every connection; cuts those that missed two pongs in a row. */
@@ -721,21 +732,46 @@ export class Game {
 
   /** The player asked to save and leave. */
   #leave(conn: Connection): void {
-    if (conn.state === 'playing') {
-      const reason: EndReason = this.#shuttingDown ? 'shutdown' : this.#drain ? 'drain' : 'leave';
-      this.#endSession(conn, reason);
-      this.#send(conn, { type: 'bye', reason, saved: true });
-    }
-    this.#close(conn, CloseCode.normal, 'bye');
+    const reason: EndReason = this.#shuttingDown ? 'shutdown' : this.#drain ? 'drain' : 'leave';
+    const saved = this.#endSession(conn, reason);
+    if (saved) this.#byeOnceSaved(conn, reason, saved, CloseCode.normal, 'bye');
+    else this.#close(conn, CloseCode.normal, 'bye');
   }
 
-  /** Ends a playing session: out of the world, position saved, session row ended, presence removed. */
-  #endSession(conn: Connection, reason: EndReason): void {
-    if (conn.state !== 'playing' || !conn.session || !conn.avatar) return;
+  /**
+   * Sends `bye` once the player's position is written (`saved: true`), or with `saved: false` when it is
+   * not written within BYE_SAVE_WAIT_MS (a database down: the write stays queued and counted in
+   * `pendingWrites`), then closes. The player is out of the game already: `playersOnline` does not wait.
+   */
+  #byeOnceSaved(
+    conn: Connection,
+    reason: EndReason,
+    saved: Promise<boolean>,
+    code: CloseCode,
+    closeReason: string,
+  ): void {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), BYE_SAVE_WAIT_MS);
+    });
+    void Promise.race([saved, bound]).then((written) => {
+      clearTimeout(timer);
+      this.#send(conn, { type: 'bye', reason, saved: written });
+      this.#close(conn, code, closeReason);
+    });
+  }
+
+  /**
+   * Ends a playing session: out of the world, position saved, session row ended, presence removed.
+   * Returns whether the position gets written (see {@link GameStore.savePlayer}), or undefined when the
+   * connection was not playing.
+   */
+  #endSession(conn: Connection, reason: EndReason): Promise<boolean> | undefined {
+    if (conn.state !== 'playing' || !conn.session || !conn.avatar) return undefined;
     this.#world.remove(conn.id);
     this.#playing.delete(conn);
     if (conn.name !== undefined && this.#byName.get(conn.name) === conn) this.#byName.delete(conn.name);
-    this.#store.savePlayer(conn.session.player, round1(conn.avatar.x), round1(conn.avatar.y));
+    const saved = this.#store.savePlayer(conn.session.player, round1(conn.avatar.x), round1(conn.avatar.y));
     this.#store.sessionEnded(conn.session, reason, this.#now());
     conn.state = 'closed';
     this.#metrics.playersConnected.set(this.#playing.size);
@@ -744,6 +780,7 @@ export class Game {
       for (const resolve of this.#emptyWaiters) resolve();
       this.#emptyWaiters.clear();
     }
+    return saved;
   }
 
   /** Starts the close handshake, and cuts the socket if the client does not finish it in time. */
@@ -771,6 +808,8 @@ export class Game {
     if (ws.readyState !== WebSocket.OPEN) return false;
     if (!this.#keepsUp(conn)) {
       if (droppable || ws.bufferedAmount > HARD_BUFFERED_BYTES) return false;
+      // #keepsUp may just have closed it (4007): a send now would never arrive, nor count as delivered.
+      if (ws.readyState !== WebSocket.OPEN) return false;
     }
     ws.send(text);
     return true;

@@ -20,6 +20,7 @@ import {
 import type { Game } from './game.ts';
 import type { Logger } from './log.ts';
 import type { GameMetrics } from './metrics.ts';
+import { playerMessageSchema } from './protocol.ts';
 
 export const MAX_BODY_BYTES = 64 * 1024;
 /** A diagnostic download may always take this long… */
@@ -33,7 +34,7 @@ const isoDate = z.iso.datetime({ offset: true, message: 'an ISO 8601 date-time, 
 
 const maintenanceBody = z.strictObject({
   enabled: z.boolean(),
-  message: z.string().min(1).max(500, 'at most 500 characters').optional(),
+  message: playerMessageSchema.optional(),
   // Kept in UTC, so the same instant in another zone is the same state (idempotency).
   startsAt: isoDate.transform((v) => new Date(v).toISOString()).optional(),
 });
@@ -41,7 +42,7 @@ const maintenanceBody = z.strictObject({
 /** `POST /ops/notice`: an announcement to players; `endsAt` may not come before `startsAt`. */
 const noticeBody = z
   .strictObject({
-    message: z.string().min(1).max(500, 'at most 500 characters'),
+    message: playerMessageSchema,
     startsAt: isoDate.transform((v) => new Date(v).toISOString()).optional(),
     endsAt: isoDate.transform((v) => new Date(v).toISOString()).optional(),
   })
@@ -51,7 +52,7 @@ const noticeBody = z
   });
 
 const drainBody = z.strictObject({
-  message: z.string().min(1).max(500, 'at most 500 characters').optional(),
+  message: playerMessageSchema.optional(),
   deadlineSeconds: z.number().int().min(1).max(3600).default(30),
 });
 

@@ -58,7 +58,15 @@ interface SessionRow {
 type RedisOp =
   | { kind: 'present'; player: string }
   | { kind: 'absent'; player: string }
-  | { kind: 'save'; player: string; x: number; y: number; at: Date };
+  | {
+      kind: 'save';
+      player: string;
+      x: number;
+      y: number;
+      at: Date;
+      /** Told true once written, false when dropped (queue full) or still unwritten at exit. */
+      done: (written: boolean) => void;
+    };
 
 /** Short description of a driver error: its code in words when it is a socket error. */
 export function describeDriverError(err: unknown): string {
@@ -245,6 +253,14 @@ export class Persistence {
     return this.#sessions.size + this.#redisOps.length;
   }
 
+  /**
+   * Writes not yet in MySQL or Redis: waiting plus being written (`pendingWrites` in `/ops/status`). A
+   * player who left is only safe once this is 0: gameops waits for it before a maintenance backup.
+   */
+  pendingWrites(): number {
+    return this.pending + this.#mysql.inFlight + this.#redis.inFlight;
+  }
+
   sessionStarted(id: string, player: string, startedAt: Date): void {
     this.#sessions.set(id, { id, player, startedAt, endedAt: null, endReason: null });
     this.#redisOps.push({ kind: 'present', player });
@@ -266,9 +282,11 @@ export class Persistence {
   }
 
   /** Saves a player's position (restored at the next login). */
-  savePlayer(player: string, x: number, y: number): void {
-    this.#redisOps.push({ kind: 'save', player, x, y, at: this.#now() });
-    this.#trimRedis();
+  savePlayer(player: string, x: number, y: number): Promise<boolean> {
+    return new Promise<boolean>((done) => {
+      this.#redisOps.push({ kind: 'save', player, x, y, at: this.#now(), done });
+      this.#trimRedis();
+    });
   }
 
   /** The saved position, or undefined (none saved, or Redis did not answer: the player spawns anew). */
@@ -435,6 +453,7 @@ export class Persistence {
       );
       const failed = (results ?? []).find(([err]) => err !== null);
       if (failed?.[0]) throw failed[0];
+      for (const op of ops) if (op.kind === 'save') op.done(true);
     } catch (err) {
       this.#error(
         'redis',
@@ -461,7 +480,7 @@ export class Persistence {
   #trimRedis(): void {
     const over = this.#redisOps.length - this.#maxPending;
     if (over <= 0) return;
-    this.#redisOps.splice(0, over);
+    for (const op of this.#redisOps.splice(0, over)) if (op.kind === 'save') op.done(false);
     this.#error(
       'overflow-redis',
       `Redis queue full: dropped the ${over} oldest presence/state changes`,
@@ -471,7 +490,7 @@ export class Persistence {
 
   /** Waiting writes, the batches being written included. */
   #updateGauge(): void {
-    this.#o.metrics.persistenceQueue.set(this.pending + this.#mysql.inFlight + this.#redis.inFlight);
+    this.#o.metrics.persistenceQueue.set(this.pendingWrites());
   }
 
   /** Logs at ERROR and counts, at most one line per kind every 10 s (with how many were suppressed). */
@@ -494,12 +513,13 @@ export class Persistence {
     clearInterval(this.#flushTimer);
     clearInterval(this.#refreshTimer);
     const deadline = Date.now() + timeoutMs;
-    const unwritten = (): number => this.pending + this.#mysql.inFlight + this.#redis.inFlight;
+    const unwritten = (): number => this.pendingWrites();
     // A failed flush keeps its writes; try again until the deadline.
     while (unwritten() > 0 && Date.now() < deadline) {
       await within(Math.max(1, deadline - Date.now()), 'final flush', this.flush()).catch(() => undefined);
       if (unwritten() > 0) await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    for (const op of this.#redisOps) if (op.kind === 'save') op.done(false);
     if (unwritten() > 0)
       this.#o.log.error(
         { pending: unwritten() },

@@ -60,21 +60,41 @@ export const playerNameSchema = z
   .regex(/^[A-Za-z0-9_-]{1,32}$/, '1 to 32 letters, digits, "_" or "-"');
 
 const step = z.number().min(-MAX_STEP).max(MAX_STEP);
-/** True when `text` has a C0 control character or DEL. */
+/**
+ * True when `text` has a character that must not reach a player's screen: a C0 or C1 control character
+ * (newline included: chat and notices are one line), DEL, or an invisible direction mark or override
+ * (U+061C, U+200E/F, U+2028–202E, U+2066–2069) that makes text read other than it is written.
+ */
 export function hasControlCharacters(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
-    if (code < 0x20 || code === 0x7f) return true;
+    if (
+      code < 0x20 ||
+      (code >= 0x7f && code <= 0x9f) ||
+      code === 0x061c ||
+      code === 0x200e ||
+      code === 0x200f ||
+      (code >= 0x2028 && code <= 0x202e) ||
+      (code >= 0x2066 && code <= 0x2069)
+    )
+      return true;
   }
   return false;
 }
+
+/** A message players read (maintenance, notice, drain): 1 to 500 characters, one line, nothing hidden. */
+export const playerMessageSchema = z
+  .string()
+  .min(1)
+  .max(500, 'at most 500 characters')
+  .refine((text) => !hasControlCharacters(text), 'no control or text-direction characters (one line)');
 
 // No control characters in chat: they would reach other players' screens.
 const chatText = z
   .string()
   .min(1)
   .max(MAX_CHAT_CHARS)
-  .refine((text) => !hasControlCharacters(text), 'no control characters');
+  .refine((text) => !hasControlCharacters(text), 'no control or text-direction characters');
 
 export const clientMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('login'), name: playerNameSchema }),

@@ -343,7 +343,7 @@ export function describePlatformContract(
       );
 
       it(
-        'rotates logs on demand, or says why not, and loses no line',
+        'rotates logs on demand, or says why not; lines written before it (an idle writer) are all still read',
         async (ctx) => {
           if (!fx.makeErrorLines) {
             ctx.skip();

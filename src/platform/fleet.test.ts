@@ -59,6 +59,20 @@ describe('fleet: gate and drain on instances that do not answer', () => {
     const drained = await fleet.drain({ deadlineSeconds: 1, waitMs: 0 });
     expect(drained.status).toBe('partial');
     expect(drained.instances).toEqual([expect.objectContaining({ instance: 'game-0', ok: false })]);
+
+    // A notice does not skip it (and say ok): it is named, not told.
+    const notice = await fleet.notice({ message: 'maintenance at 10:00' });
+    expect(notice).toMatchObject({ status: 'partial', delivered: 0 });
+    expect(notice.instances).toEqual([expect.objectContaining({ instance: 'game-0', ok: false })]);
+    // Looking for drained instances asks it too: silent, so not known to be anything.
+    const found = await fleet.drainedInstances();
+    expect(found.draining).toEqual([]);
+    expect(found.notAnswering).toEqual([expect.objectContaining({ instance: 'game-0', ok: false })]);
+    // Text players would read is refused before any instance is asked, naming the field.
+    await expect(fleet.notice({ message: 'a\u202eb' })).rejects.toThrow(/^notice message: .*U\+202E/);
+    await expect(fleet.setGate({ closed: true, message: 'two\nlines' })).rejects.toThrow(/^message: /);
+    await expect(fleet.setGate({ closed: true, startsAt: 'Nov 26' })).rejects.toThrow(/^startsAt: /);
+    await expect(fleet.drainPlayers({ deadlineMs: 0, message: 'x\u2066' })).rejects.toThrow(/^message: /);
   }, 30_000);
 });
 

@@ -14,7 +14,9 @@ import {
   UnavailableError,
 } from '../core/index.ts';
 import {
+  checkIsoTime,
   checkNotice,
+  checkPlayerText,
   type DiagnosticKind,
   type GameServerClient,
   type GameStatus,
@@ -79,7 +81,10 @@ export interface DrainResult {
 }
 
 export interface NoticeResult {
-  /** `ok`: every ready instance said how many it told; `partial`: some did not (named in `instances`). */
+  /**
+   * `ok`: every live instance (ready or not) said how many it told; `partial`: some did not, or had no
+   * address yet (named in `instances`).
+   */
   status: 'ok' | 'partial';
   /** Players told, over the instances that answered. */
   delivered: number;
@@ -112,24 +117,53 @@ export interface DrainPlayersInput {
 export interface DrainingInstance extends PerInstanceOutcome {
   /** Players online at the last count (absent when it did not answer: unknown, never 0). */
   playersRemaining?: number;
+  /**
+   * Writes (sessions, saved positions) not yet in the databases at the last count. Absent when it did not
+   * answer, or its server does not report `pendingWrites` (optional in the contract): then unknown.
+   */
+  pendingWrites?: number;
+  /** On its way out (a terminating pod): waited for while it answers, since it may still have players. */
+  terminating?: boolean;
+  /** No longer listed by the platform (its process ended): not waited for. */
+  gone?: boolean;
   /** It was asked to drain (`POST /ops/drain`): it refuses logins until restarted. */
   drained: boolean;
 }
 
 export interface DrainPlayersResult {
   /**
-   * `empty`: every instance said 0 players. `timeout`: players remained after the deadline and the wait
-   * that follows the drain. `partial`: some instance did not answer (at the end), so nobody can say it
-   * is empty (named in `instances`).
+   * `empty`: every instance waited for said 0 players and 0 pending writes (the last logouts are saved).
+   * `timeout`: players or unwritten saves remained after the deadline and the wait that follows the drain
+   * (each instance's `playersRemaining` and `pendingWrites` say where). `partial`: some instance did not
+   * answer (at the end), so nobody can say it is empty (named in `instances`).
    */
   status: 'empty' | 'timeout' | 'partial';
-  /** Players online at the first count (over the instances that answered). */
+  /** Players online at the first count over the instances that answered: a lower bound when `silentAtStart` > 0. */
   playersAtStart: number;
+  /** Instances that did not answer the first count (their players are not in `playersAtStart`). */
+  silentAtStart: number;
   playersRemaining: number;
+  /** Writes not yet in the databases at the last count, over the instances that report them. */
+  pendingWrites: number;
+  /**
+   * Instances that answered without `pendingWrites` (a server of another make: the field is optional in
+   * the contract): their players are counted but whether their last saves are written is not known.
+   */
+  pendingWritesUnknown: string[];
   /** The deadline came with players online (or instances silent) and they were asked to drain. */
   kicked: boolean;
-  /** Players online when the deadline came, then told to leave and saved and disconnected. */
+  /**
+   * Players online when the deadline came, then told to leave and saved and disconnected: a lower bound
+   * when `silentAtKick` > 0.
+   */
   playersKicked: number;
+  /** Instances that did not answer when the deadline came. */
+  silentAtKick: number;
+  /**
+   * Instances listed but not waited for: no address yet (a pending pod has no process serving players;
+   * it is reported, never waited on forever), gone, or exiting and no longer answering.
+   */
+  notWaitedFor: string[];
   waitedMs: number;
   /** When the count reached 0 (ISO 8601), for status `empty`. */
   emptyAt?: string;
@@ -198,8 +232,9 @@ export interface Fleet {
     options?: { seconds?: number; signal?: AbortSignal },
   ): Promise<Artefact>;
   /**
-   * An announcement to every player of every ready instance (`POST /ops/notice`), logins left open. An
-   * instance that does not answer is named in the result; it never fails the others.
+   * An announcement to every player of every live instance, ready or not (`POST /ops/notice`), logins
+   * left open. An instance that does not answer, or has no address yet, is named in the result
+   * (`ok: false`); it never fails the others.
    * @throws InputError naming the field, before any instance is told
    */
   notice(input: NoticeInput, signal?: AbortSignal): Promise<NoticeResult>;
@@ -211,6 +246,17 @@ export interface Fleet {
    * @throws InputError for bad input, before anything is asked
    */
   drainPlayers(input: DrainPlayersInput): Promise<DrainPlayersResult>;
+  /**
+   * Which instances are draining (they refuse logins until restarted): asks every live instance with an
+   * address, ready or not (a drained one may be momentarily failing its probe); those that did not answer
+   * or have no address yet are in `notAnswering`, never taken for "not draining".
+   */
+  drainedInstances(signal?: AbortSignal): Promise<DrainedInstances>;
+}
+
+export interface DrainedInstances {
+  draining: string[];
+  notAnswering: PerInstanceOutcome[];
 }
 
 export function createFleet(deps: FleetDeps): Fleet {
@@ -229,15 +275,7 @@ export function createFleet(deps: FleetDeps): Fleet {
       if (i.opsUrl === undefined)
         return { instance: i.name, ok: false, error: `no address yet (${i.phase})` };
       try {
-        await game.setMaintenance(
-          i.opsUrl,
-          {
-            enabled: state.closed,
-            ...(state.message ? { message: state.message } : {}),
-            ...(state.startsAt ? { startsAt: state.startsAt } : {}),
-          },
-          signal ? { signal } : {},
-        );
+        await game.setMaintenance(i.opsUrl, gateInput(state), signal ? { signal } : {});
         return { instance: i.name, ok: true };
       } catch (err) {
         return { instance: i.name, ok: false, error: errorMessage(err) };
@@ -287,11 +325,8 @@ export function createFleet(deps: FleetDeps): Fleet {
     gate,
 
     async setGate(input, signal) {
-      if (input.message !== undefined && (input.message.length === 0 || input.message.length > 500))
-        throw new InputError('message: 1 to 500 characters');
-      if (input.startsAt !== undefined && !Number.isFinite(Date.parse(input.startsAt)))
-        throw new InputError(`startsAt: "${input.startsAt}" is not an ISO 8601 time`);
-      const startsAt = input.startsAt ? new Date(input.startsAt).toISOString() : undefined;
+      if (input.message !== undefined) checkPlayerText('message', input.message);
+      const startsAt = input.startsAt ? checkIsoTime('startsAt', input.startsAt) : undefined;
       // The record first: an instance that starts while we are telling the others reads it.
       await platform.patchConfig({
         [MAINTENANCE_KEY]: input.closed ? 'true' : null,
@@ -319,6 +354,7 @@ export function createFleet(deps: FleetDeps): Fleet {
       const deadlineSeconds = input.deadlineSeconds ?? 30;
       if (!Number.isInteger(deadlineSeconds) || deadlineSeconds < 1 || deadlineSeconds > 3600)
         throw new InputError(`deadlineSeconds: an integer from 1 to 3600 (got ${deadlineSeconds})`);
+      if (input.message !== undefined) checkPlayerText('message', input.message);
       const waitMs = input.waitMs ?? (deadlineSeconds + 30) * 1000;
       // Every live instance, ready or not (a slow one still has players); one without an address yet is
       // reported, never taken for empty.
@@ -376,10 +412,13 @@ export function createFleet(deps: FleetDeps): Fleet {
 
     async notice(input, signal) {
       const body = checkNotice(input);
-      const ready = (await platform.instances()).filter((i) => i.ready);
+      // Every live instance, ready or not (one slow to pass its probe still has players); one without an
+      // address cannot be told and is named, never skipped.
+      const live = (await platform.instances()).filter(isLive);
       const opts = signal ? { signal } : {};
-      const instances = await mapLimit(ready, CONCURRENCY, async (i) => {
-        if (i.opsUrl === undefined) return { instance: i.name, ok: false, error: 'no address' };
+      const instances = await mapLimit(live, CONCURRENCY, async (i) => {
+        if (i.opsUrl === undefined)
+          return { instance: i.name, ok: false, error: `no address yet (${i.phase})` };
         try {
           const { delivered } = await game.notice(i.opsUrl, body, opts);
           return { instance: i.name, ok: true, delivered };
@@ -403,36 +442,72 @@ export function createFleet(deps: FleetDeps): Fleet {
         throw new InputError(`kickNoticeSeconds: an integer from 1 to 3600 (got ${kickNoticeSeconds})`);
       if (!Number.isInteger(pollMs) || pollMs < 10 || pollMs > 60_000)
         throw new InputError(`pollMs: an integer from 10 to 60000 (got ${pollMs})`);
-      if (input.message !== undefined && (input.message.length < 1 || input.message.length > 500))
-        throw new InputError('message: 1 to 500 characters');
+      if (input.message !== undefined) checkPlayerText('message', input.message);
       const kickWaitMs = input.kickWaitMs ?? (kickNoticeSeconds + 30) * 1000;
       if (!Number.isInteger(kickWaitMs) || kickWaitMs < 0)
         throw new InputError(`kickWaitMs: an integer of 0 or more (got ${kickWaitMs})`);
       const signal = input.signal;
       const opts = signal ? { signal } : {};
       const started = clock.now().getTime();
-      // Listed once: the gate is closed, so an instance that comes up later has nobody on it.
-      const targets = (await platform.instances()).filter(isLive);
-      const state = new Map<string, DrainingInstance & { opsUrl: string | undefined }>(
-        targets.map((i) => [
-          i.name,
-          {
+      const recorded = await gate();
+      type Tracked = DrainingInstance & { opsUrl: string | undefined; seenAt: number; told: boolean };
+      const state = new Map<string, Tracked>();
+      let firstRound = true;
+      let playersAtStart: number | undefined;
+      let silentAtStart = 0;
+      let kickedAt: number | undefined;
+      let playersKicked = 0;
+      let silentAtKick = 0;
+      for (;;) {
+        // Listed every round: an instance that comes up (or gets its address) during the drain is asked
+        // too, and told the gate when first seen (it started not knowing).
+        const listed = (await platform.instances()).filter(
+          (i) => isLive(i) || (i.phase === 'stopped' && i.opsUrl !== undefined),
+        );
+        const listedNames = new Set(listed.map((i) => i.name));
+        const listedAt = clock.now().getTime();
+        for (const i of listed) {
+          const known = state.get(i.name);
+          if (known) {
+            // A new address is a new process (or a pod that just got one): it must be told the gate.
+            if (known.opsUrl !== i.opsUrl) known.told = false;
+            known.opsUrl = i.opsUrl;
+            known.terminating = i.phase === 'stopped';
+            delete known.gone;
+            continue;
+          }
+          state.set(i.name, {
             instance: i.name,
             ok: false,
             error: i.opsUrl === undefined ? `no address yet (${i.phase})` : 'not asked yet',
             drained: false,
             opsUrl: i.opsUrl,
-          },
-        ]),
-      );
-      let playersAtStart: number | undefined;
-      let kickedAt: number | undefined;
-      let playersKicked = 0;
-      for (;;) {
+            seenAt: listedAt,
+            // Those listed at the start with an address were told by whoever closed the gate.
+            told: firstRound && i.opsUrl !== undefined,
+            ...(i.phase === 'stopped' ? { terminating: true } : {}),
+          });
+        }
+        for (const s of state.values()) if (!listedNames.has(s.instance)) s.gone = true;
+        firstRound = false;
         await mapLimit([...state.values()], CONCURRENCY, async (s) => {
-          if (s.opsUrl === undefined) return;
+          if (s.gone) return;
+          if (s.opsUrl === undefined) {
+            s.ok = false;
+            s.error = 'no address yet (pending): it cannot have players, so it is not waited for';
+            delete s.playersRemaining;
+            delete s.pendingWrites;
+            return;
+          }
           try {
-            s.playersRemaining = (await game.status(s.opsUrl, opts)).playersOnline;
+            if (!s.told && recorded.closed) {
+              await game.setMaintenance(s.opsUrl, gateInput(recorded), opts);
+              s.told = true;
+            }
+            const answer = await game.status(s.opsUrl, opts);
+            s.playersRemaining = answer.playersOnline;
+            if (answer.pendingWrites !== undefined) s.pendingWrites = answer.pendingWrites;
+            else delete s.pendingWrites;
             s.ok = true;
             delete s.error;
           } catch (err) {
@@ -440,40 +515,59 @@ export function createFleet(deps: FleetDeps): Fleet {
             s.ok = false;
             s.error = errorMessage(err);
             delete s.playersRemaining;
+            delete s.pendingWrites;
           }
         });
         throwIfAborted(signal);
         const now = clock.now().getTime();
         const all = [...state.values()];
-        const total = all.reduce((n, s) => n + (s.playersRemaining ?? 0), 0);
-        const unsure = all.some((s) => !s.ok);
-        playersAtStart ??= total;
-        const report = all.map(({ opsUrl: _opsUrl, ...s }) => ({ ...s }));
+        // What is waited for: every instance with an address that is listed and not on its way out, and
+        // an exiting one while it still answers. One without an address has no process serving players;
+        // one that is gone, or exiting and silent, flushed on its way out (its shutdown does).
+        const waitedFor = all.filter((s) => !s.gone && s.opsUrl !== undefined && (!s.terminating || s.ok));
+        const total = waitedFor.reduce((n, s) => n + (s.playersRemaining ?? 0), 0);
+        const pendingWrites = waitedFor.reduce((n, s) => n + (s.pendingWrites ?? 0), 0);
+        const silent = waitedFor.filter((s) => !s.ok).length;
+        if (playersAtStart === undefined) {
+          playersAtStart = total;
+          silentAtStart = silent;
+        }
+        const report = all.map(
+          ({ opsUrl: _opsUrl, seenAt: _seenAt, told: _told, ...s }): DrainingInstance => ({ ...s }),
+        );
         input.onProgress?.(total, report);
         const finish = (status: DrainPlayersResult['status']): DrainPlayersResult => ({
           status,
           playersAtStart: playersAtStart ?? 0,
+          silentAtStart,
           playersRemaining: total,
+          pendingWrites,
+          pendingWritesUnknown: waitedFor
+            .filter((s) => s.ok && s.pendingWrites === undefined)
+            .map((s) => s.instance),
           kicked: kickedAt !== undefined,
           playersKicked,
+          silentAtKick,
           waitedMs: now - started,
           ...(status === 'empty' ? { emptyAt: new Date(now).toISOString() } : {}),
           instances: report,
+          notWaitedFor: all.filter((s) => !waitedFor.includes(s)).map((s) => s.instance),
           needsRestart: report.filter((s) => s.drained).map((s) => s.instance),
         });
-        if (total === 0 && !unsure) return finish('empty');
+        if (total === 0 && pendingWrites === 0 && silent === 0) return finish('empty');
         if (kickedAt !== undefined && now - kickedAt >= kickWaitMs)
-          return finish(unsure ? 'partial' : 'timeout');
+          return finish(silent > 0 ? 'partial' : 'timeout');
         const deadlineNow = kickedAt === undefined && now - started >= input.deadlineMs;
         if (deadlineNow) {
           kickedAt = now;
           playersKicked = total;
+          silentAtKick = silent;
         }
         if (kickedAt !== undefined) {
           // The instances with players, and at the deadline those that did not say; later rounds ask
           // again any that answers with players and has not taken it. An empty one keeps its logins.
-          const ask = all.filter(
-            (s) => !s.drained && s.opsUrl !== undefined && (s.playersRemaining ?? (deadlineNow ? 1 : 0)) > 0,
+          const ask = waitedFor.filter(
+            (s) => !s.drained && (s.playersRemaining ?? (deadlineNow ? 1 : 0)) > 0,
           );
           await mapLimit(ask, CONCURRENCY, async (s) => {
             try {
@@ -495,6 +589,26 @@ export function createFleet(deps: FleetDeps): Fleet {
       }
     },
 
+    async drainedInstances(signal) {
+      const live = (await platform.instances()).filter(isLive);
+      const opts = signal ? { signal } : {};
+      const answers = await mapLimit(live, CONCURRENCY, async (i) => {
+        if (i.opsUrl === undefined)
+          return { instance: i.name, ok: false, error: `no address yet (${i.phase})` };
+        try {
+          return { instance: i.name, ok: true, draining: (await game.status(i.opsUrl, opts)).draining };
+        } catch (err) {
+          return { instance: i.name, ok: false, error: errorMessage(err) };
+        }
+      });
+      return {
+        draining: answers.filter((a) => a.ok && a.draining === true).map((a) => a.instance),
+        notAnswering: answers
+          .filter((a) => !a.ok)
+          .map((a) => ({ instance: a.instance, ok: false, ...(a.error ? { error: a.error } : {}) })),
+      };
+    },
+
     async diagnostics(name, kind, options = {}) {
       const [instance] = await platform.instances({ names: [name] });
       if (!instance) throw new NotFoundError(`no instance named "${name}" on ${platform.describe()}`);
@@ -505,6 +619,15 @@ export function createFleet(deps: FleetDeps): Fleet {
       const file = await game.diagnostics(instance.opsUrl, kind, options);
       return storeArtefact(deps.artefactDir, name, kind, file.stream, clock);
     },
+  };
+}
+
+/** The body of `POST /ops/maintenance` for a gate state. */
+function gateInput(state: GateState): { enabled: boolean; message?: string; startsAt?: string } {
+  return {
+    enabled: state.closed,
+    ...(state.message ? { message: state.message } : {}),
+    ...(state.startsAt ? { startsAt: state.startsAt } : {}),
   };
 }
 

@@ -61,6 +61,11 @@ const statusSchema = z.object({
   startedAt: z.string().optional(),
   uptimeSeconds: z.number().nonnegative(),
   playersOnline: z.number().int().nonnegative(),
+  /**
+   * Writes (sessions, saved positions) not yet in the server's databases. Optional: a server that does not
+   * report it is taken as unknown, and a drain says so (`pendingWritesUnknown`).
+   */
+  pendingWrites: z.number().int().nonnegative().optional(),
   sessions: z.number().int().nonnegative(),
   sessionsTotal: z.number().int().nonnegative().optional(),
   acceptingLogins: z.boolean(),
@@ -389,21 +394,65 @@ function dispositionFilename(header: string | null): string | undefined {
 }
 
 /**
+ * The first character of `text` that must not reach a player's screen, as `U+XXXX`: C0 and C1 control
+ * characters (a newline too: a notice is one line), DEL, and the invisible direction marks and overrides
+ * (U+061C, U+200E/F, U+2028–202E, U+2066–2069) that make a message read other than it is written. The
+ * reference server refuses the same set (its chat check, `hasControlCharacters` in its protocol).
+ */
+export function unsafeCharacter(text: string): string | undefined {
+  for (const c of text) {
+    const code = c.codePointAt(0)!;
+    if (
+      code < 0x20 ||
+      (code >= 0x7f && code <= 0x9f) ||
+      code === 0x061c ||
+      code === 0x200e ||
+      code === 0x200f ||
+      (code >= 0x2028 && code <= 0x202e) ||
+      (code >= 0x2066 && code <= 0x2069)
+    )
+      return `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  }
+  return undefined;
+}
+
+/**
+ * A message shown to players (notice, maintenance, drain): 1 to 500 characters on one line, nothing
+ * {@link unsafeCharacter} refuses. @throws InputError naming `field`
+ */
+export function checkPlayerText(field: string, text: unknown): string {
+  if (typeof text !== 'string' || text.length < 1 || text.length > 500)
+    throw new InputError(`${field}: 1 to 500 characters`);
+  const bad = unsafeCharacter(text);
+  if (bad !== undefined)
+    throw new InputError(
+      `${field}: control and text-direction characters are not allowed (found ${bad}); one line of text`,
+    );
+  return text;
+}
+
+const isoTime = z.iso.datetime({ offset: true });
+
+/**
+ * An ISO 8601 date-time with its offset (`2026-11-27T04:00:00Z`, `…+02:00`), as the server accepts it,
+ * in UTC. @throws InputError naming `field`
+ */
+export function checkIsoTime(field: string, value: string): string {
+  if (!isoTime.safeParse(value).success)
+    throw new InputError(
+      `${field}: "${excerpt(value, 40)}" is not an ISO 8601 date-time with offset (e.g. 2026-11-27T04:00:00Z)`,
+    );
+  return new Date(value).toISOString();
+}
+
+/**
  * A notice as the contract wants it (times in UTC), or an InputError naming the field. Shared by the
  * client and the fleet, so a fleet-wide notice is refused before any instance is told.
  */
 export function checkNotice(input: NoticeInput): NoticeInput {
-  if (typeof input.message !== 'string' || input.message.length < 1 || input.message.length > 500)
-    throw new InputError('notice message: 1 to 500 characters');
-  const time = (field: 'startsAt' | 'endsAt'): string | undefined => {
-    const value = input[field];
-    if (value === undefined) return undefined;
-    if (!Number.isFinite(Date.parse(value)))
-      throw new InputError(`notice ${field}: "${excerpt(value, 40)}" is not an ISO 8601 time`);
-    return new Date(value).toISOString();
-  };
-  const startsAt = time('startsAt');
-  const endsAt = time('endsAt');
+  checkPlayerText('notice message', input.message);
+  const startsAt = input.startsAt === undefined ? undefined : checkIsoTime('notice startsAt', input.startsAt);
+  const endsAt = input.endsAt === undefined ? undefined : checkIsoTime('notice endsAt', input.endsAt);
   if (startsAt !== undefined && endsAt !== undefined && endsAt < startsAt)
     throw new InputError(`notice endsAt: ${endsAt} is before startsAt ${startsAt}`);
   return {
@@ -546,16 +595,13 @@ export function createGameServerClient(options: GameServerClientOptions): GameSe
     },
 
     async setMaintenance(opsUrl, input, requestOptions = {}) {
-      if (input.message !== undefined && (input.message.length < 1 || input.message.length > 500))
-        throw new InputError('maintenance message: 1 to 500 characters');
-      if (input.startsAt !== undefined && !Number.isFinite(Date.parse(input.startsAt)))
-        throw new InputError(
-          `maintenance startsAt: "${excerpt(input.startsAt, 40)}" is not an ISO 8601 time`,
-        );
+      if (input.message !== undefined) checkPlayerText('maintenance message', input.message);
       const body = {
         enabled: input.enabled,
         ...(input.message !== undefined ? { message: input.message } : {}),
-        ...(input.startsAt !== undefined ? { startsAt: new Date(input.startsAt).toISOString() } : {}),
+        ...(input.startsAt !== undefined
+          ? { startsAt: checkIsoTime('maintenance startsAt', input.startsAt) }
+          : {}),
       };
       return requestJson(opsUrl, 'POST', 'ops/maintenance', statusSchema, body, requestOptions);
     },
@@ -566,8 +612,7 @@ export function createGameServerClient(options: GameServerClientOptions): GameSe
     },
 
     async drain(opsUrl, input = {}, requestOptions = {}) {
-      if (input.message !== undefined && (input.message.length < 1 || input.message.length > 500))
-        throw new InputError('drain message: 1 to 500 characters');
+      if (input.message !== undefined) checkPlayerText('drain message', input.message);
       const seconds = input.deadlineSeconds;
       if (seconds !== undefined && (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600))
         throw new InputError(`drain deadlineSeconds: an integer from 1 to 3600 (got ${seconds})`);

@@ -37,6 +37,6 @@ export type {
   DrainPlayersResult,
   DrainingInstance,
 } from './fleet.ts';
-export { createGameServerClient } from './game-client.ts';
+export { checkPlayerText, createGameServerClient, unsafeCharacter } from './game-client.ts';
 export type { GameServerClient, GameStatus, DiagnosticKind, NoticeInput } from './game-client.ts';
 export { countLinesMatching } from './lines.ts';

@@ -209,9 +209,13 @@ export interface Platform {
   countLines(query: Omit<LogQuery, 'follow' | 'tail'> & { pattern: string }): Promise<LineCount>;
 
   /**
-   * Rotates the game servers' logs now (maintenance): every instance's non-empty log is rotated, keeping
-   * the configured number of old files; nothing is lost (`logs`/`countLines` still read rotated lines).
-   * A platform that rotates logs itself returns `rotated: []` and says so in `note`.
+   * Rotates the game servers' logs now (maintenance). Per platform:
+   * - local: every instance's non-empty log is rotated (copy, then truncate: the server keeps its file
+   *   descriptor), keeping the configured number of old files; `logs`/`countLines` still read rotated
+   *   lines. A line written in the instant between the last copy and the truncation can be lost under a
+   *   busy writer; maintenance rotates after the drain, when the servers are idle, where nothing is.
+   * - Kubernetes: the kubelet rotates container logs itself: `rotated: []` and a `note` saying so, once
+   *   the Deployment is known to exist (NotFoundError otherwise).
    * @throws ConflictError when a rotation of this fleet is already running and does not end soon
    */
   rotateLogs(): Promise<LogRotation>;

@@ -103,6 +103,54 @@ describe('POST /ops/notice', () => {
     expect((await server.ops('/ops/notice')).status).toBe(405);
   });
 
+  test('messages players read refuse control and text-direction characters, naming the field', async () => {
+    const texts = [
+      'one\ntwo',
+      'bell\u0007',
+      'c1\u0085',
+      'del\u007f',
+      'exe\u202etxt',
+      'iso\u2066x',
+      'rlm\u200f',
+    ];
+    for (const text of texts)
+      for (const path of ['/ops/notice', '/ops/maintenance', '/ops/drain']) {
+        const res = await post(
+          path,
+          path === '/ops/maintenance' ? { enabled: true, message: text } : { message: text },
+        );
+        expect(res.status, `${path} ${JSON.stringify(text)}`).toBe(400);
+        const error = ((await res.json()) as { error: { message: string } }).error;
+        expect(error.message).toMatch(/^message: no control or text-direction characters/);
+      }
+    // Nothing was changed by the refused requests.
+    expect(await (await server.ops('/ops/status')).json()).toMatchObject({
+      maintenance: { enabled: false },
+      draining: false,
+    });
+    // gameops refuses the same before asking, and times the way the server does (not Date.parse).
+    const client = createGameServerClient({ token: secret(server.token, 'inline'), timeoutMs: 5000 });
+    await expect(client.notice(server.opsUrl, { message: 'a\u202eb' })).rejects.toMatchObject({
+      code: 'input',
+      message: expect.stringMatching(/^notice message: .*U\+202E/) as unknown,
+    });
+    await expect(client.drain(server.opsUrl, { message: 'a\nb' })).rejects.toThrow(
+      /^drain message: .*U\+000A/,
+    );
+    await expect(client.setMaintenance(server.opsUrl, { enabled: true, message: 'x\u0085' })).rejects.toThrow(
+      /^maintenance message: /,
+    );
+    for (const startsAt of ['1', 'Nov 26', '2026-11-27'])
+      await expect(client.notice(server.opsUrl, { message: 'hi', startsAt })).rejects.toThrow(
+        /^notice startsAt: .* is not an ISO 8601 date-time with offset/,
+      );
+    expect((await (await server.ops('/ops/status')).json()) as Record<string, unknown>).toMatchObject({
+      maintenance: { enabled: false },
+      draining: false,
+      pendingWrites: expect.any(Number) as unknown,
+    });
+  });
+
   test('the game-server client sends it and refuses bad input before asking', async () => {
     const client = createGameServerClient({ token: secret(server.token, 'inline'), timeoutMs: 5000 });
     expect(await client.notice(server.opsUrl, { message: 'nobody here' })).toEqual({ delivered: 0 });

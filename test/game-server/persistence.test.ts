@@ -76,15 +76,18 @@ test('MySQL and Redis frozen: the game keeps ticking, and the writes land when t
   // A login still works: the saved position cannot be read (Redis times out), so the player spawns anew.
   const second = await loginPlayer(server.wsUrl, 'during-freeze');
   expect(second.welcome.name).toBe('during-freeze');
-  // Leaving is answered at once; the session's end waits in memory.
+  // Leaving is answered without waiting long, honestly: the position is not written (saved: false); the
+  // session's end and the save wait in memory, and /ops/status counts them.
   first.player.send({ type: 'leave' });
-  expect(await first.player.next('bye')).toMatchObject({ reason: 'leave', saved: true });
+  expect(await first.player.next('bye')).toMatchObject({ reason: 'leave', saved: false });
   await eventually('writes queued', async () => ((await queued()) > 0 ? true : undefined));
   const status = (await (await server.ops('/ops/status')).json()) as {
     playersOnline: number;
+    pendingWrites: number;
     ticksPerSecond: number;
   };
   expect(status.playersOnline).toBe(1);
+  expect(status.pendingWrites).toBeGreaterThan(0);
   expect(status.ticksPerSecond).toBeGreaterThan(25);
   // The failures are logged as errors (the Redis writes time out; the MySQL batch just waits).
   await server.waitForLog((l) => l.level === 'ERROR' && /Redis/.test(l.msg ?? ''), { since });
@@ -103,6 +106,8 @@ test('MySQL and Redis frozen: the game keeps ticking, and the writes land when t
     ['during-freeze', null],
   ]);
   await eventually('the queue drained', async () => ((await queued()) === 0 ? true : undefined), 20_000);
+  const after = (await (await server.ops('/ops/status')).json()) as { pendingWrites: number };
+  expect(after.pendingWrites).toBe(0);
   const presence = server.redis();
   try {
     expect(await presence.get('presence:during-freeze')).toBe(server.instance);

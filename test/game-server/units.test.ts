@@ -10,6 +10,7 @@ import {
   readGameConfig,
   scrubSecrets,
 } from '../../examples/game-server/config.ts';
+import { printable } from '../../examples/game-server/bot-runner.ts';
 import { createLogger } from '../../examples/game-server/log.ts';
 import { percentiles, TickLoop, TickWindow, type TickInfo } from '../../examples/game-server/loop.ts';
 import { createMetrics } from '../../examples/game-server/metrics.ts';
@@ -136,9 +137,20 @@ describe('protocol', () => {
     expect(tooFar.success).toBe(false);
     expect(describeIssue(tooFar.error!)).toMatch(/^dx: /);
     const control = clientMessageSchema.safeParse({ type: 'chat', text: 'a\u0007b' });
-    expect(describeIssue(control.error!)).toBe('text: no control characters');
+    expect(describeIssue(control.error!)).toBe('text: no control or text-direction characters');
+    for (const text of ['a\nb', 'a\u0085b', 'a\u202eb', 'a\u2066b', 'a\u200fb', 'a\u061cb', 'a\u007fb'])
+      expect(clientMessageSchema.safeParse({ type: 'chat', text }).success, JSON.stringify(text)).toBe(false);
+    expect(clientMessageSchema.safeParse({ type: 'chat', text: 'héllo — ☃ 日本' }).success).toBe(true);
     expect(clientMessageSchema.safeParse({ type: 'login', name: 'a b' }).success).toBe(false);
     expect(clientMessageSchema.safeParse({ type: 'move', dx: 1, dy: 1, extra: 1 }).success).toBe(false);
+  });
+});
+
+describe('bot-runner output', () => {
+  test('text from a server is escaped before it reaches a terminal', () => {
+    expect(printable('Back \u001b[2Jsoon\u0007')).toBe('Back \\x1b[2Jsoon\\x07');
+    expect(printable('abc\u202edcba\u2066x\u0085')).toBe('abc\\u202edcba\\u2066x\\x85');
+    expect(printable('Maintenance 04:00–06:00 ☃')).toBe('Maintenance 04:00–06:00 ☃');
   });
 });
 

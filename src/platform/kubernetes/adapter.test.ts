@@ -156,7 +156,12 @@ describe('API failures (API stand-in)', () => {
     const f = await fleet({ configMap: false, rbac: false });
     const p = f.platform;
     const missing = f.newPlatform({}, { deployment: 'no-such-deployment' });
-    for (const call of [() => missing.instances(), () => missing.scale(3), () => missing.setVersion('v2')]) {
+    for (const call of [
+      () => missing.instances(),
+      () => missing.scale(3),
+      () => missing.setVersion('v2'),
+      () => missing.rotateLogs(),
+    ]) {
       const err = await rejection(call());
       expect(err).toBeInstanceOf(NotFoundError);
       expect(err.message).toContain('deployment game/no-such-deployment not found');

@@ -705,16 +705,17 @@ export class KubernetesPlatform implements Platform {
   /**
    * Nothing to rotate from outside: containers write to stdout and the kubelet rotates their logs by
    * itself (`containerLogMaxSize`, `containerLogMaxFiles` in its configuration). Says so rather than
-   * pretending.
+   * pretending, once the Deployment is known to exist (a wrong name is a NotFoundError, not a success).
    */
   async rotateLogs(): Promise<LogRotation> {
     this.#open();
-    return Promise.resolve({
+    await this.#deployment();
+    return {
       rotated: [],
       note:
         `the kubelet rotates the container logs of ${this.describe()} itself ` +
         '(its containerLogMaxSize and containerLogMaxFiles settings); nothing to rotate from gameops',
-    });
+    };
   }
 
   async countLines(query: Omit<LogQuery, 'follow' | 'tail'> & { pattern: string }): Promise<LineCount> {

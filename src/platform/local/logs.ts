@@ -70,7 +70,9 @@ export async function listLogFiles(logFile: string): Promise<LogFile[]> {
  * Rotates `logFile` when it reached `maxBytes`: `.log.<keep-1>` → `.log.<keep>` (the oldest is dropped)
  * … `.log` → `.log.1`, copy-then-truncate, because the game server keeps its O_APPEND descriptor (its
  * next write lands at the new end). Lines written between the last copy and the truncation are lost;
- * the copy is topped up until the size stops moving to keep that window to microseconds.
+ * the copy is topped up until the size stops moving to keep that window to microseconds, but under a fast
+ * writer some lines still fall in it (measured: 1,373 of 200,000 lines over 183 rotations). Maintenance
+ * rotates after the drain, when servers are idle.
  *
  * Nothing is followed through a symlink: the live file is opened O_NOFOLLOW (a symlink in its place is
  * not rotated, so not copied nor truncated), and the copy is written to a new temp file that is then

@@ -11,7 +11,10 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { Redis } from 'ioredis';
 import { startBots, type BotRun } from '../../../examples/game-server/bot-runner.ts';
+import { startFreezableProxy, type FreezableProxy } from '../../../test/game-server/tcp-proxy.ts';
+import { services as harness } from '../../../test/harness/index.ts';
 import { writeReferenceFleetConfig, type ReferenceFleetConfig } from '../../../test/support/fleet.ts';
 import type { Resources } from '../../app/bootstrap.ts';
 import { ManualClock } from '../../core/index.ts';
@@ -40,6 +43,8 @@ function action(name: string): ActionDefinition {
 async function player(url: string, name: string, obeyDrain: boolean) {
   const ws = new WebSocket(url);
   const seen: string[] = [];
+  /** `saved` of each `bye`. */
+  const byes: boolean[] = [];
   await new Promise<void>((resolve, reject) => {
     ws.once('error', reject);
     ws.once('open', () => ws.send(JSON.stringify({ type: 'login', name })));
@@ -47,19 +52,20 @@ async function player(url: string, name: string, obeyDrain: boolean) {
       const message = JSON.parse(data.toString()) as { type: string; kind?: string };
       if (message.type !== 'snapshot')
         seen.push(message.kind ? `${message.type}:${message.kind}` : message.type);
+      if (message.type === 'bye') byes.push((message as { saved?: boolean }).saved === true);
       if (message.type === 'welcome') resolve();
       if (message.type === 'refused') reject(new Error(`${name} was refused a login`));
       if (message.type === 'drain' && obeyDrain) ws.send(JSON.stringify({ type: 'leave' }));
     });
   });
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
-  return { seen, closed, leave: () => ws.send(JSON.stringify({ type: 'leave' })), ws };
+  return { seen, byes, closed, leave: () => ws.send(JSON.stringify({ type: 'leave' })), ws };
 }
 
-/** Resolves when a line matching `pattern` has been logged by the step. */
-async function logged(ctx: TestStep, pattern: RegExp): Promise<void> {
+/** Resolves when more than `already` lines matching `pattern` have been logged by the step. */
+async function logged(ctx: TestStep, pattern: RegExp, already = 0): Promise<void> {
   for (let i = 0; i < 400; i++) {
-    if (ctx.lines.some((l) => pattern.test(l))) return;
+    if (ctx.lines.filter((l) => pattern.test(l)).length > already) return;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`no line matching ${String(pattern)}; logged: ${ctx.lines.join(' | ')}`);
@@ -69,6 +75,9 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
   let written: ReferenceFleetConfig;
   let resources: Resources;
   let services: RunbookServices;
+  /** Between the game servers and Redis: frozen, their writes hang (a hung Redis) without touching the shared one. */
+  let redisProxy: FreezableProxy;
+  let keyPrefix: string;
   const clock = new ManualClock(Date.now());
   const wsUrl = (i: number) => `ws://127.0.0.1:${written.basePort + i}/play`;
 
@@ -89,10 +98,17 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
 
   beforeAll(async () => {
     written = await writeReferenceFleetConfig({ prefix: 'rbmaint' });
+    const { redis } = harness();
+    redisProxy = await startFreezableProxy({ host: redis.host, port: redis.port });
+    const text = readFileSync(written.path, 'utf8');
+    keyPrefix = /GAME_REDIS_KEY_PREFIX: "([^"]+)"/.exec(text)![1]!;
     // A silent instance is given up on after half a second, not five.
     writeFileSync(
       written.path,
-      readFileSync(written.path, 'utf8').replace('requestTimeout: 5s', 'requestTimeout: 500ms'),
+      text
+        .replace('requestTimeout: 5s', 'requestTimeout: 500ms')
+        .replace(`GAME_REDIS_HOST: "${redis.host}"`, 'GAME_REDIS_HOST: "127.0.0.1"')
+        .replace(`GAME_REDIS_PORT: "${redis.port}"`, `GAME_REDIS_PORT: "${redisProxy.port}"`),
     );
     resources = await resourcesFromFile(written.path, clock);
     services = createRunbookServices(resources);
@@ -100,8 +116,10 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
   });
 
   afterAll(async () => {
+    redisProxy?.thaw();
     if (resources) await shutdown(resources);
     if (written) await destroyFleet(written.dataDir);
+    await redisProxy?.close();
   });
 
   it('fleet.notice tells every bot of every instance, logins stay open', async () => {
@@ -175,6 +193,60 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
     expect(action('fleet.drain-players').args.safeParse({ deadlineMs: -1 }).error?.issues[0]?.path).toEqual([
       'deadlineMs',
     ]);
+  });
+
+  it('empty only once the leavers are saved: a hung Redis keeps the drain waiting, then it times out naming the writes', async () => {
+    await run('fleet.gate', { closed: false });
+    const saver = await player(wsUrl(0), 'saver', false);
+    await run('fleet.gate', { closed: true, message: 'maintenance' });
+    redisProxy.freeze();
+    try {
+      const ctx = stepContext(services);
+      const failure = run('fleet.drain-players', { deadlineMs: 60_000, kickNoticeSeconds: 1 }, ctx).catch(
+        (err: unknown) => err,
+      );
+      await logged(ctx, /^1 player\(s\) online on 1 instance/);
+      saver.leave();
+      expect(await saver.closed).toBe(1000);
+      // Out of the game at once, but told honestly that the save is not written.
+      expect(saver.byes).toEqual([false]);
+      const pending = /^0 player\(s\) online on 0 instance\(s\); \d+ write\(s\) not yet saved/;
+      await logged(ctx, pending);
+      // The deadline (nobody to drain), then the wait after it: the writes never land.
+      clock.advance(60_000);
+      await logged(ctx, pending, ctx.lines.filter((l) => pending.test(l)).length);
+      clock.advance(31_000);
+      const err = (await failure) as {
+        code: string;
+        message: string;
+        details: { drain: DrainPlayersResult };
+      };
+      expect(err.code).toBe('unavailable');
+      expect(err.message).toMatch(/0 player\(s\) online, [1-9]\d* write\(s\) not saved/);
+      expect(err.message).toMatch(/game-0 \(0 player\(s\), [1-9]\d* write\(s\) pending\)/);
+      expect(err.details.drain).toMatchObject({ status: 'timeout', playersRemaining: 0, needsRestart: [] });
+      expect(err.details.drain.pendingWritesUnknown).toEqual([]);
+    } finally {
+      redisProxy.thaw();
+    }
+    // Redis back: the writes land, and only then is the fleet empty.
+    const ctx = stepContext(services);
+    const result = await run<DrainPlayersResult>('fleet.drain-players', { deadlineMs: 60_000 }, ctx);
+    expect(result).toMatchObject({ status: 'empty', pendingWrites: 0, playersRemaining: 0, kicked: false });
+    expect(ctx.lines.join('\n')).toMatch(/no player online and every save written/);
+    const { redis } = harness();
+    const check = new Redis({
+      host: redis.host,
+      port: redis.port,
+      password: redis.password,
+      lazyConnect: true,
+    });
+    try {
+      await check.connect();
+      expect(await check.hget(`${keyPrefix}player:saver`, 'savedAt')).not.toBeNull();
+    } finally {
+      check.disconnect();
+    }
   });
 
   it('at the deadline, players still online are told, saved and disconnected; only their instance is drained', async () => {

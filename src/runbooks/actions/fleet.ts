@@ -10,6 +10,7 @@ import type { GameopsConfig } from '../../config/index.ts';
 import { errorMessage, InputError, NotFoundError, sleep, UnavailableError } from '../../core/index.ts';
 import {
   storeArtefact,
+  unsafeCharacter,
   type Artefact,
   type Fleet,
   type DrainPlayersResult,
@@ -370,9 +371,23 @@ const diagnosticsAction: ActionDefinition<z.infer<typeof diagnosticsArgs>, Artef
   },
 };
 
+/** A message players read (gate, notice, drain): one line, no control or text-direction characters. */
+const playerText = z
+  .string()
+  .min(1)
+  .max(500)
+  .superRefine((text, ctx) => {
+    const bad = unsafeCharacter(text);
+    if (bad !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        message: `control and text-direction characters are not allowed (found ${bad}); one line of text`,
+      });
+  });
+
 const gateArgs = z.strictObject({
   closed: z.boolean(),
-  message: z.string().min(1).max(500).optional(),
+  message: playerText.optional(),
   startsAt: z.iso.datetime({ offset: true }).optional(),
 });
 
@@ -413,7 +428,7 @@ const gateAction: ActionDefinition<z.infer<typeof gateArgs>> = {
 // Maintenance: notices, drain with a deadline, restarting drained instances, log rotation
 
 const noticeArgs = z.strictObject({
-  message: z.string().min(1).max(500),
+  message: playerText,
   startsAt: z.iso.datetime({ offset: true }).optional(),
   endsAt: z.iso.datetime({ offset: true }).optional(),
 });
@@ -470,7 +485,7 @@ const drainPlayersArgs = z.strictObject({
     .describe(
       'Warning before the players still there are saved and disconnected; default: maintenance.drain.kickNotice.',
     ),
-  message: z.string().min(1).max(500).optional().describe('What those players are told.'),
+  message: playerText.optional().describe('What those players are told.'),
 });
 
 /** Log a count that did not change at most this often while draining. */
@@ -493,7 +508,8 @@ const drainPlayersAction: ActionDefinition<z.infer<typeof drainPlayersArgs>, Dra
     ctx.log(
       `waiting up to ${Math.round(deadlineMs / 1000)} s for players to leave; then ${kickNoticeSeconds} s of notice before the rest are disconnected`,
     );
-    let lastCount: number | undefined;
+    // Logged when the count, whether saves are pending, or the silent instances change; else every 10 s.
+    let lastKey: string | undefined;
     let lastLogAt = 0;
     const result = await fleet.drainPlayers({
       deadlineMs,
@@ -502,36 +518,53 @@ const drainPlayersAction: ActionDefinition<z.infer<typeof drainPlayersArgs>, Dra
       signal: ctx.signal,
       onProgress: (remaining, instances) => {
         const now = ctx.clock.now().getTime();
-        if (remaining === lastCount && now - lastLogAt < DRAIN_LOG_EVERY_MS) return;
-        lastCount = remaining;
-        lastLogAt = now;
-        const silent = instances.filter((i) => !i.ok).length;
+        const silent = instances.filter((i) => !i.ok && !i.gone).length;
         const busy = instances.filter((i) => (i.playersRemaining ?? 0) > 0).length;
+        const writes = instances.reduce((n, i) => n + (i.pendingWrites ?? 0), 0);
+        const key = `${remaining}/${writes > 0}/${silent}`;
+        if (key === lastKey && now - lastLogAt < DRAIN_LOG_EVERY_MS) return;
+        lastKey = key;
+        lastLogAt = now;
         ctx.log(
-          `${remaining} player(s) online on ${busy} instance(s)${silent > 0 ? `; ${silent} instance(s) not answering` : ''}`,
+          `${remaining} player(s) online on ${busy} instance(s)${writes > 0 ? `; ${writes} write(s) not yet saved` : ''}${silent > 0 ? `; ${silent} instance(s) not answering` : ''}`,
         );
       },
     });
     if (result.kicked)
       ctx.log(
-        `deadline reached: ${result.playersKicked} player(s) told to leave, then saved and disconnected; ` +
+        `deadline reached: ${result.silentAtKick > 0 ? 'at least ' : ''}${result.playersKicked} player(s) told to leave, then saved and disconnected; ` +
           `${result.needsRestart.join(', ') || 'no instance'} refuse(s) logins until restarted`,
       );
-    if (result.status === 'empty') {
+    if (result.notWaitedFor.length > 0)
       ctx.log(
-        `no player online after ${Math.round(result.waitedMs / 100) / 10} s (${result.playersAtStart} at start)`,
+        `not waited for: ${failures(result.instances.filter((i) => result.notWaitedFor.includes(i.instance)))}`,
       );
+    if (result.status === 'empty') {
+      const atStart =
+        result.silentAtStart > 0
+          ? `at least ${result.playersAtStart} at start, ${result.silentAtStart} instance(s) silent then`
+          : `${result.playersAtStart} at start`;
+      ctx.log(
+        `no player online and every save written after ${Math.round(result.waitedMs / 100) / 10} s (${atStart})`,
+      );
+      if (result.pendingWritesUnknown.length > 0)
+        ctx.log(
+          `accepted without knowing whether the last saves are written (the server does not report pendingWrites): ${result.pendingWritesUnknown.join(', ')}`,
+        );
       return result;
     }
     const where =
       result.status === 'partial'
-        ? `instance(s) not answering: ${failures(result.instances)}`
-        : `players remain on ${result.instances
-            .filter((i) => (i.playersRemaining ?? 0) > 0)
-            .map((i) => `${i.instance} (${i.playersRemaining})`)
+        ? `instance(s) not answering: ${failures(result.instances.filter((i) => !result.notWaitedFor.includes(i.instance)))}`
+        : `players or unsaved writes remain on ${result.instances
+            .filter((i) => (i.playersRemaining ?? 0) > 0 || (i.pendingWrites ?? 0) > 0)
+            .map(
+              (i) =>
+                `${i.instance} (${i.playersRemaining ?? 0} player(s), ${i.pendingWrites ?? 0} write(s) pending)`,
+            )
             .join(', ')}`;
     throw new UnavailableError(
-      `${target(services)} is not empty after ${Math.round(result.waitedMs / 1000)} s: ${result.playersRemaining} player(s) online; ${where}`,
+      `${target(services)} is not empty after ${Math.round(result.waitedMs / 1000)} s: ${result.playersRemaining} player(s) online, ${result.pendingWrites} write(s) not saved; ${where}`,
       { details: { drain: result } },
     );
   },
@@ -549,11 +582,14 @@ const restartDrainedAction: ActionDefinition<z.infer<typeof restartDrainedArgs>>
   target: (_args, services) => `drained instances of ${target(services)}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
-    const status = await fleet.status({ signal: ctx.signal });
-    const drained = status.instances.filter((i) => i.game?.draining === true).map((i) => i.name);
-    const unknown = status.instances.filter((i) => i.gameProblem !== undefined).map((i) => i.name);
+    // Every live instance is asked, ready or not: a drained one may be momentarily failing its probe.
+    const found = await fleet.drainedInstances(ctx.signal);
+    const drained = found.draining;
+    const unknown = found.notAnswering.map((i) => i.instance);
     if (unknown.length > 0)
-      ctx.log(`not answering, so not known to be drained (left alone): ${unknown.join(', ')}`);
+      ctx.log(
+        `not answering, so not known to be drained (left alone; verify stays not done): ${failures(found.notAnswering)}`,
+      );
     if (drained.length === 0) {
       ctx.log('no instance is draining: nothing to restart');
       return { restarted: [], notAnswering: unknown };
@@ -571,10 +607,9 @@ const restartDrainedAction: ActionDefinition<z.infer<typeof restartDrainedArgs>>
     return { restarted: drained, notAnswering: unknown, rollout: result, ...gate };
   },
   async verify(_args, ctx) {
-    const status = await (await servicesOf(ctx).fleet()).status({ signal: ctx.signal });
-    return status.instances.some((i) => i.game?.draining === true || i.gameProblem !== undefined)
-      ? 'not-done'
-      : 'done';
+    // Done only when every live instance answered and none is draining: a silent one may be drained.
+    const found = await (await servicesOf(ctx).fleet()).drainedInstances(ctx.signal);
+    return found.draining.length > 0 || found.notAnswering.length > 0 ? 'not-done' : 'done';
   },
 };
 

@@ -581,9 +581,15 @@ const reopenAction: ActionDefinition<z.infer<typeof reopenArgs>> = {
     else ctx.log('gate open: maintenance mode off, logins accepted');
     // A drain that failed (players left after the deadline, an instance silent) is never compensated, yet
     // the instances it reached refuse logins until restarted: opening the gate alone would not reopen them.
-    const draining = (await fleet.status({ signal: ctx.signal })).instances
-      .filter((i) => i.game?.draining === true)
-      .map((i) => i.name);
+    // Every live instance is asked, ready or not (a drained one may be momentarily failing its probe).
+    const found = await fleet.drainedInstances(ctx.signal);
+    const draining = found.draining;
+    if (found.notAnswering.length > 0)
+      ctx.log(
+        `not answering, so not known to be drained: ${found.notAnswering
+          .map((i) => `${i.instance} (${i.error ?? 'no answer'})`)
+          .join(', ')}`,
+      );
     if (draining.length > 0) {
       ctx.log(`restarting ${draining.length} instance(s) still draining: ${draining.join(', ')}`);
       await fleet.platform.restart({
@@ -599,8 +605,8 @@ const reopenAction: ActionDefinition<z.infer<typeof reopenArgs>> = {
     if (args.hold) return 'done';
     const fleet = await servicesOf(ctx).fleet();
     if ((await fleet.gate()).closed) return 'not-done';
-    const status = await fleet.status({ signal: ctx.signal });
-    return status.instances.some((i) => i.game?.draining === true) ? 'not-done' : 'done';
+    const found = await fleet.drainedInstances(ctx.signal);
+    return found.draining.length > 0 || found.notAnswering.length > 0 ? 'not-done' : 'done';
   },
 };
 
