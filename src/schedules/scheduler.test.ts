@@ -548,6 +548,27 @@ describe.each([
     expect(await enabled.store.scheduleFires.unstarted(enabled.scope, undefined, 'held')).toEqual([]);
   });
 
+  it('hold-off: a held occurrence whose start fails at the window end (engine unavailable) is started on the next tick', async () => {
+    let failure: Error | undefined;
+    const runs = recordingRuns(() => failure);
+    const s = await setup({ schedules: utcNine(), at: '2026-01-02T08:59:00Z', holdOff: windowHold, runs });
+    await s.scheduler.start();
+    await s.timers.advanceTo('2026-01-02T09:30:00Z', [s.scheduler]);
+    failure = new UnavailableError('store at x is not answering');
+    await s.timers.advanceTo('2026-01-02T10:00:00Z', [s.scheduler]);
+    expect(runs.runIds()).toHaveLength(0);
+    // It keeps its hold (the timer wakes a second later), and lateness counts from the window's end.
+    expect(s.scheduler.nextWake()?.toISOString()).toBe('2026-01-02T10:00:01.000Z');
+    failure = undefined;
+    await s.timers.advanceTo('2026-01-02T10:00:30Z', [s.scheduler]);
+    expect(runs.runIds()).toHaveLength(1);
+    expect(await s.store.scheduleFires.latest(s.scope, 'nine')).toMatchObject({
+      occurrence: '2026-01-02T09:00:00.000Z',
+      outcome: 'fired',
+      runId: runs.runIds()[0],
+    });
+  });
+
   it('hold-off: an orphaned fired occurrence found while a window is open is held, and started once when it ends', async () => {
     const s = await setup({ schedules: utcNine(), at: '2026-01-02T09:05:00Z', holdOff: windowHold });
     // A scheduler claimed 09:00 (before the window was planned) and stopped before starting its run.

@@ -143,13 +143,16 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   const lateLimit = (s: ResolvedSchedule): number => Math.max(s.graceMs, ON_TIME_MS);
 
-  /** Starts (or re-starts, with the same key) the run of a claimed occurrence. */
+  /**
+   * Starts (or re-starts, with the same key) the run of a claimed occurrence.
+   * @returns false when it could not start for a reason that may pass (it stays to be tried again).
+   */
   async function startRun(
     s: ResolvedSchedule,
     occurrence: Date,
     lateMs: number,
     heldBy?: string,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const key = occurrenceKey(s.name, occurrence);
     const late = lateMs >= 1000 ? `late by ${lateness(lateMs)}` : undefined;
     const reason =
@@ -167,6 +170,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         `schedule ${s.name}: started run ${run.id}${late ? ` (${late})` : ''}`,
       );
       options.onStarted?.(run.id);
+      return true;
     } catch (err) {
       const error = toGameopsError(err);
       if (NON_RETRYABLE.includes(error.code)) {
@@ -176,11 +180,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           { ...fields, err: error.message },
           `schedule ${s.name}: could not start runbook ${s.runbook}; occurrence recorded as missed: ${error.message}`,
         );
+        return true;
       } else {
         log.error(
           { ...fields, err: error.message },
           `schedule ${s.name}: could not start runbook ${s.runbook} (tried again later while within grace): ${error.message}`,
         );
+        return false;
       }
     }
   }
@@ -253,7 +259,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
    * row changes once (`abandon` is conditional), whichever scheduler of the service gets there first.
    */
   async function releaseHeld(now: Date): Promise<void> {
-    if (!options.holdOff) return;
+    // Also without a hold-off (no longer configured): rows held earlier are settled, not left held.
     const rows: ScheduleFire[] = await fires.unstarted(scope, undefined, 'held');
     const bySchedule = new Map<string, ScheduleFire[]>();
     for (const row of rows) bySchedule.set(row.schedule, [...(bySchedule.get(row.schedule) ?? []), row]);
@@ -284,7 +290,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const newest = held[held.length - 1] as ScheduleFire;
       const occurrence = new Date(newest.occurrence);
       const was = keys.map((key) => holds.get(key)).findLast((h) => h !== undefined);
-      for (const key of keys) holds.delete(key);
+      for (const key of keys.slice(0, -1)) holds.delete(key);
+      // The newest keeps its hold while it is held: a start that fails (engine unavailable) is tried
+      // again on the next tick, late counted from the hold's end, not from when it was held.
+      const newestKey = keys[keys.length - 1] as string;
+      if (was) holds.set(newestKey, was);
+      seen.add(newestKey);
       // When the hold ended: as this process last heard it (a window may end early); when it did not hear
       // it (gameops was down at the end), the last time an occurrence was recorded held, the latest known.
       const endedAt = was
@@ -311,7 +322,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
             ? `schedule ${name}: ${countOf(coalesced, 'older held occurrence')} coalesced into ${newest.occurrence} (recorded as missed)`
             : `schedule ${name}: ${countOf(coalesced, 'held occurrence')} recorded as missed: ${why}`,
         );
-      if (why !== undefined) continue;
+      if (why !== undefined) {
+        holds.delete(newestKey);
+        continue;
+      }
       const heldBy = was
         ? `held off by ${was.reason} until ${was.until.toISOString()}`
         : 'held off by a maintenance window until it ended';
@@ -319,7 +333,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         { schedule: name, occurrence: newest.occurrence },
         `schedule ${name}: occurrence ${newest.occurrence} ${heldBy}; starting it`,
       );
-      await startRun(s, occurrence, now.getTime() - occurrence.getTime(), heldBy);
+      if (await startRun(s, occurrence, now.getTime() - occurrence.getTime(), heldBy))
+        holds.delete(newestKey);
     }
     for (const key of holds.keys()) if (!seen.has(key)) holds.delete(key);
   }
