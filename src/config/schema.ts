@@ -973,6 +973,13 @@ export const partitionedTableSchema = z.strictObject({
     .describe(
       'Partitions (units) kept before the current one; older ones are archived, verified, then dropped.',
     ),
+  zone: z
+    .literal('UTC')
+    .optional()
+    .describe(
+      'Set when a DATETIME/DATE partition column holds UTC although the server time_zone is not UTC; otherwise ' +
+        'such a table is only rotated on a UTC server (bounds are UTC days and months).',
+    ),
 });
 
 /** Stale rows purged in bounded batches (runbook §4.2). */
@@ -984,6 +991,16 @@ export const purgeRuleSchema = z.strictObject({
     'Rows older than this go.',
   ),
   batchSize: z.number().int().min(1).max(100_000).default(5000).describe('Rows per DELETE (short locks).'),
+  zone: timeZoneSchema
+    .optional()
+    .describe(
+      'The zone a DATETIME/DATE column holds (e.g. Europe/Paris, +02:00): the cutoff is written in it. Default: ' +
+        "the server's time_zone, which must then be UTC (TIMESTAMP columns are always compared in UTC).",
+    ),
+  allowScan: z
+    .boolean()
+    .default(false)
+    .describe('Purge even though the column leads no index (each batch then scans the table).'),
 });
 
 /** A recurring maintenance window (e.g. every Thursday 04:00–06:00 in the game's time zone). */
@@ -1080,6 +1097,14 @@ export const maintenanceSchema = z
               .min(0)
               .default(64 * 1024 * 1024)
               .describe('...and at least this many bytes free.'),
+            maxBytes: z
+              .number()
+              .int()
+              .min(0)
+              .default(10 * 1024 * 1024 * 1024)
+              .describe(
+                'Never rebuild a table (or partitions) larger than this (data + index) in one window.',
+              ),
             tables: z
               .array(sqlIdentifier)
               .optional()

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createConnection, type Connection as CoreConnection, type RowDataPacket } from 'mysql2';
 import type { Connection as PromiseConnection } from 'mysql2/promise';
 import type { MysqlConfig } from '../config/index.ts';
@@ -47,7 +48,9 @@ export interface MysqlProcess {
 export interface MysqlQueryOptions {
   signal?: AbortSignal;
   /**
-   * Per-query deadline; on expiry the connection is destroyed (the server may still finish the statement).
+   * Per-query deadline. On expiry (or when `signal` aborts) the socket is destroyed and the statement is
+   * stopped on the server (`KILL CONNECTION` from a side connection, waited for up to a few seconds): a
+   * dropped socket alone leaves it running.
    * @default 10000
    */
   timeoutMs?: number;
@@ -86,6 +89,25 @@ export interface MysqlConnectOptions {
   connectTimeoutMs?: number;
   /** @default 10000 */
   queryTimeoutMs?: number;
+  /**
+   * Whether an aborted or timed-out query is killed on the server (see `MysqlQueryOptions.timeoutMs`);
+   * false for the side connection that does the killing.
+   * @default true
+   */
+  killOnAbort?: boolean;
+}
+
+/** Bounds of stopping an interrupted statement: the side connection, and the wait for its thread to go. */
+const KILL_CONNECT_MS = 3000;
+const KILL_WAIT_MS = 5000;
+const KILL_POLL_MS = 100;
+
+/** What became of an interrupted statement on the server. */
+export interface ServerStop {
+  /** True when its thread is gone (or never was): the statement no longer runs. */
+  stopped: boolean;
+  /** For messages: `stopped on the server (KILL CONNECTION 12)`, or why it may still run. */
+  text: string;
 }
 
 /** How a MySQL config is named in messages: the socket path or `host:port`. */
@@ -142,7 +164,13 @@ export async function connectMysql(
     if (options.signal?.aborted && err === options.signal.reason) throw err;
     throw mysqlError(err, config, 'connect');
   }
-  return new Client(config, core, core.promise(), options.queryTimeoutMs ?? 10_000);
+  return new Client(
+    config,
+    core,
+    core.promise(),
+    options.queryTimeoutMs ?? 10_000,
+    options.killOnAbort ?? true,
+  );
 }
 
 /** Runs `work` with a fresh connection and always closes it, even when `work` throws or the signal aborts. */
@@ -156,6 +184,57 @@ export async function withMysql<T>(
     return await work(client);
   } finally {
     await client.close();
+  }
+}
+
+/**
+ * Stops what thread `threadId` runs: `KILL CONNECTION` from a side connection (same config and user, who
+ * may always kill its own threads), then waits up to {@link KILL_WAIT_MS} for the thread to leave the
+ * process list (a killed ALTER rolls back first). Never throws: what happened is in the answer.
+ */
+export async function stopOnServer(config: MysqlConfig, threadId: number): Promise<ServerStop> {
+  const method = `KILL CONNECTION ${threadId}`;
+  let side: MysqlClient;
+  try {
+    side = await connectMysql(config, {
+      connectTimeoutMs: KILL_CONNECT_MS,
+      queryTimeoutMs: KILL_CONNECT_MS,
+      killOnAbort: false,
+    });
+  } catch (err) {
+    return {
+      stopped: false,
+      text: `could not connect to stop it on the server (${describeError(err)}): it may still run as thread ${threadId}`,
+    };
+  }
+  try {
+    try {
+      await side.query('KILL CONNECTION ?', [threadId]);
+    } catch (err) {
+      // ER_NO_SUCH_THREAD: it ended (and its connection with it) before the kill.
+      if (errorCode(err) !== 'ER_NO_SUCH_THREAD' && !/unknown thread id/i.test(describeError(err)))
+        return {
+          stopped: false,
+          text: `${method} failed (${describeError(err)}): it may still run`,
+        };
+    }
+    for (let waited = 0; ; waited += KILL_POLL_MS) {
+      const rows = await side.query(
+        'SELECT COMMAND AS command, STATE AS state FROM information_schema.PROCESSLIST WHERE ID = ?',
+        [threadId],
+      );
+      if (rows.length === 0) return { stopped: true, text: `stopped on the server (${method})` };
+      if (waited >= KILL_WAIT_MS)
+        return {
+          stopped: false,
+          text: `thread ${threadId} is still there ${KILL_WAIT_MS} ms after ${method} (${String(rows[0]?.['command'] ?? '')} ${String(rows[0]?.['state'] ?? '')}): it may still run or roll back`,
+        };
+      await delay(KILL_POLL_MS);
+    }
+  } catch (err) {
+    return { stopped: false, text: `checking ${method} failed (${describeError(err)}): it may still run` };
+  } finally {
+    await side.close();
   }
 }
 
@@ -174,17 +253,25 @@ class Client implements MysqlClient {
   readonly #core: CoreConnection;
   readonly #conn: PromiseConnection;
   readonly #timeoutMs: number;
+  readonly #killOnAbort: boolean;
   /** Aborted when the connection is closed or destroyed, so that no query promise is left pending. */
   readonly #lifetime = new AbortController();
   #closed = false;
 
-  constructor(config: MysqlConfig, core: CoreConnection, conn: PromiseConnection, timeoutMs: number) {
+  constructor(
+    config: MysqlConfig,
+    core: CoreConnection,
+    conn: PromiseConnection,
+    timeoutMs: number,
+    killOnAbort: boolean,
+  ) {
     this.target = mysqlTarget(config);
     this.threadId = core.threadId;
     this.#config = config;
     this.#core = core;
     this.#conn = conn;
     this.#timeoutMs = timeoutMs;
+    this.#killOnAbort = killOnAbort;
   }
 
   async query<T extends RowDataPacket = RowDataPacket>(
@@ -202,11 +289,20 @@ class Client implements MysqlClient {
       );
       return rows;
     } catch (err) {
-      if (options.signal?.aborted && err === options.signal.reason) throw err;
-      if (deadline.aborted)
-        throw new UnavailableError(`${what}: query did not answer within ${timeoutMs} ms`, {
-          details: { target: this.target, timeoutMs },
-        });
+      const callerAborted = options.signal?.aborted === true && err === options.signal.reason;
+      if (callerAborted || deadline.aborted) {
+        // The socket is gone, the statement is not: stop it before saying it stopped.
+        const stop = this.#killOnAbort
+          ? await stopOnServer(this.#config, this.threadId)
+          : { stopped: false, text: 'not stopped on the server' };
+        if (callerAborted) throw err;
+        throw new UnavailableError(
+          `${what}: query did not answer within ${timeoutMs} ms; ${stop.text}; whether it took effect is unknown`,
+          {
+            details: { target: this.target, timeoutMs, serverStopped: stop.stopped, outcome: 'unknown' },
+          },
+        );
+      }
       if (this.#lifetime.signal.aborted)
         throw new UnavailableError(`${what}: connection closed while the query ran`, {
           details: { target: this.target },

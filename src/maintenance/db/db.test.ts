@@ -53,7 +53,13 @@ function makeConfig(mysql: Record<string, unknown>, extra: Record<string, unknow
         partitions: [{ table: 'game_logs', unit: 'month', ahead: 2, retain: 3 }],
         purge: [
           { table: 'player_sessions', column: 'last_activity', olderThan: '30d', batchSize: 7 },
-          { table: 'temporary_data', column: 'created_at', olderThan: '7d', batchSize: 1000 },
+          {
+            table: 'temporary_data',
+            column: 'created_at',
+            olderThan: '7d',
+            batchSize: 1000,
+            allowScan: true,
+          },
         ],
       },
     },
@@ -218,14 +224,18 @@ describe('db maintenance on a real MariaDB', () => {
         table: 'player_sessions',
         column: 'last_activity',
         cutoff: '2026-10-27 12:00:00',
+        zone: 'UTC',
         batchSize: 7,
+        cascades: [],
       },
       {
         database: DB,
         table: 'temporary_data',
         column: 'created_at',
         cutoff: '2026-11-19 12:00:00',
+        zone: 'UTC',
         batchSize: 1000,
+        cascades: [],
       },
     ]);
     expect(plan.analyze.tables.map((t) => t.table)).toEqual([
@@ -257,7 +267,7 @@ describe('db maintenance on a real MariaDB', () => {
     );
     missing.maintenance.db.partitions = [];
     missing.maintenance.db.purge = [
-      { table: 'player_sessions', column: 'nope', olderThan: 3_600_000, batchSize: 5 },
+      { table: 'player_sessions', column: 'nope', olderThan: 3_600_000, batchSize: 5, allowScan: false },
     ];
     await expect(act('db.plan', {}, missing)).rejects.toThrow(/purge\[0\]\.column: nope is not a column of/);
     // Partitions are due for rotation but backups are not configured: said by the plan, before any approval.

@@ -5,17 +5,19 @@
  * and every identifier is backtick-quoted; values are placeholders.
  */
 import type { MysqlClient } from '../../connectors/mysql.ts';
-import { ConflictError, GameopsError, InputError } from '../../core/index.ts';
+import { ConflictError, GameopsError, InputError, UnavailableError } from '../../core/index.ts';
 import { freshStatistics, inspectDatabase, serverInfo, tableInfos, type NamedTableInfo } from './inspect.ts';
 import {
   addPartitionsSql,
   boundsOf,
+  optimizeSql,
+  purgeBatchSql,
   partitioning,
   qualified,
   queryCacheDecision,
-  quoteName,
   type AddPartitionsTarget,
   type NewPartition,
+  type OptimizeTarget,
   type PurgeTarget,
   type TableRef,
 } from './plan.ts';
@@ -32,6 +34,34 @@ export interface ExecOptions {
   lockWaitSeconds?: number;
   /** Purges: called after each batch with the rows removed so far. */
   onBatch?: (rows: number, batches: number) => void;
+}
+
+/** What a purge checks the target against (from `maintenance.db.purge`). */
+export interface PurgeRuleOptions {
+  /** The rule's `zone`, if any: a DATETIME/DATE cutoff must be written in it (else the server must be UTC). */
+  zone?: string | undefined;
+  /** The rule's `allowScan`: a column that leads no index is refused without it. */
+  allowScan?: boolean | undefined;
+}
+
+/**
+ * A DDL statement whose deadline passed or whose run was stopped: the connector killed it on the server
+ * (or says it could not), but it may have committed just before. An UnavailableError with outcome unknown.
+ */
+async function ddl(client: MysqlClient, sql: string, what: string, signal: AbortSignal): Promise<unknown[]> {
+  try {
+    return await client.query(sql, [], { signal, timeoutMs: DDL_MS });
+  } catch (err) {
+    if (err instanceof UnavailableError && err.details?.['outcome'] === 'unknown')
+      throw new UnavailableError(
+        `${what}: outcome unknown (check the table before running it again): ${err.message}`,
+        {
+          cause: err,
+          details: { ...err.details, outcome: 'unknown' },
+        },
+      );
+    throw err;
+  }
 }
 
 /** A purge logs its progress every this many batches. */
@@ -80,12 +110,13 @@ async function adminStatement(
 ): Promise<Array<{ type: string; text: string }>> {
   const seconds = options.lockWaitSeconds ?? DDL_LOCK_WAIT_SECONDS;
   await boundLockWait(client, seconds, options.signal);
-  const rows = await withLockWait(`${ref.database}.${ref.table}`, seconds, () =>
-    client.query(sql, [], { signal: options.signal, timeoutMs: DDL_MS }),
-  );
-  const messages = rows.map((r) => ({
-    type: String(r['Msg_type'] ?? ''),
-    text: String(r['Msg_text'] ?? ''),
+  const rows = (await withLockWait(`${ref.database}.${ref.table}`, seconds, () =>
+    ddl(client, sql, `${sql.split(' ')[0]} of ${ref.database}.${ref.table}`, options.signal),
+  )) as Array<Record<string, unknown>>;
+  // ALTER TABLE … REBUILD PARTITION answers with an OK packet, not rows.
+  const messages = (Array.isArray(rows) ? rows : []).map((r) => ({
+    type: typeof r['Msg_type'] === 'string' ? r['Msg_type'] : '',
+    text: typeof r['Msg_text'] === 'string' ? r['Msg_text'] : '',
   }));
   for (const m of messages) {
     // InnoDB answers OPTIMIZE with "Table does not support optimize, doing recreate + analyze instead" (a
@@ -97,19 +128,30 @@ async function adminStatement(
   return messages;
 }
 
-/** `OPTIMIZE TABLE`, one table at a time, with the size and free space before and after. */
+/**
+ * `OPTIMIZE TABLE`, one table at a time, or `ALTER TABLE … REBUILD PARTITION` of the named partitions
+ * (checked against the live table), with the size and free space before and after.
+ */
 export async function optimizeTables(
   client: MysqlClient,
-  tables: readonly TableRef[],
+  tables: readonly OptimizeTarget[],
   options: ExecOptions,
 ): Promise<OptimizeResult[]> {
-  const { flavour } = await client.serverVersion({ signal: options.signal });
-  await freshStatistics(client, flavour, { signal: options.signal });
+  const version = await client.serverVersion({ signal: options.signal });
+  await freshStatistics(client, version, { signal: options.signal });
   const before = [];
-  for (const t of tables) before.push(await sizeOf(client, t, options.signal));
+  for (const t of tables) {
+    if (t.partitions) {
+      const live = await liveTable(client, t, options.signal);
+      for (const p of t.partitions)
+        if (!live.partitions.some((x) => x.name === p))
+          throw new InputError(`${p} is not a partition of ${t.database}.${t.table}`);
+    }
+    before.push(await sizeOf(client, t, options.signal));
+  }
   const results: OptimizeResult[] = [];
   for (const [i, t] of tables.entries()) {
-    const messages = await adminStatement(client, `OPTIMIZE TABLE ${qualified(t)}`, t, options);
+    const messages = await adminStatement(client, optimizeSql(t), t, options);
     const after = await sizeOf(client, t, options.signal);
     const b = before[i]!;
     const result = {
@@ -203,7 +245,7 @@ export async function addPartitions(
   const seconds = options.lockWaitSeconds ?? DDL_LOCK_WAIT_SECONDS;
   await boundLockWait(client, seconds, options.signal);
   await withLockWait(where, seconds, () =>
-    client.query(statement, [], { signal: options.signal, timeoutMs: DDL_MS }),
+    ddl(client, statement, `adding partitions to ${where}`, options.signal),
   );
   options.log(
     `${where}: added ${wanted.map((p) => p.name).join(', ')}${catchAll ? ` (reorganised ${catchAll})` : ''}`,
@@ -231,29 +273,62 @@ export const PURGE_LOCK_WAIT_SECONDS = 5;
 
 /**
  * Deletes rows older than the cutoff in batches of `batchSize`, each its own autocommitted statement
- * (ordered by the primary key, so each takes short locks on a key range), until a batch removes fewer.
+ * (ordered by the purge column, which must lead an index unless the rule allows a scan, so each batch reads
+ * and locks only its own rows; READ COMMITTED, so no gap locks), until a batch removes fewer.
+ * A DATETIME/DATE cutoff must be in the rule's zone (or UTC on a UTC server); a DATE column takes a date.
  * A batch that waits on locks longer than {@link PURGE_LOCK_WAIT_SECONDS} fails (ConflictError with the
  * rows removed so far; running it again continues). Stops between batches when the signal aborts.
  */
 export async function purgeRows(
   client: MysqlClient,
-  target: PurgeTarget,
-  options: ExecOptions,
+  target: Pick<PurgeTarget, 'database' | 'table' | 'column' | 'cutoff' | 'batchSize'> & { zone?: string },
+  options: ExecOptions & PurgeRuleOptions,
 ): Promise<PurgeResult> {
   const info = await liveTable(client, target, options.signal);
   const where = `${target.database}.${target.table}`;
   const column = info.columns.find((c) => c.name.toLowerCase() === target.column.toLowerCase());
   if (!column) throw new InputError(`${target.column} is not a column of ${where}`);
-  if (!/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(target.cutoff))
-    throw new InputError(`purge cutoff ${JSON.stringify(target.cutoff)} is not YYYY-MM-DD HH:MM:SS`);
-  const order = (info.primaryKey.length > 0 ? info.primaryKey : [column.name]).map(quoteName).join(', ');
+  const isDate = column.type === 'date';
+  if (!(isDate ? /^\d{4}-\d{2}-\d{2}$/ : /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/).test(target.cutoff))
+    throw new InputError(
+      `purge cutoff ${JSON.stringify(target.cutoff)} of ${where}.${column.name} (${column.type.toUpperCase()}) is not ${isDate ? 'YYYY-MM-DD' : 'YYYY-MM-DD HH:MM:SS'}`,
+    );
+  if (
+    !info.indexedColumns.some((c) => c.toLowerCase() === column.name.toLowerCase()) &&
+    options.allowScan !== true
+  )
+    throw new InputError(
+      `${where}.${column.name} leads no index: every purge batch would scan (and lock) the table; add an index on it, or set allowScan: true on the rule`,
+    );
   const lockWait = options.lockWaitSeconds ?? PURGE_LOCK_WAIT_SECONDS;
   const q = { signal: options.signal, timeoutMs: (lockWait + 60) * 1000 };
-  // TIMESTAMP columns compare in the session's zone: the cutoff is UTC.
+  const zone = target.zone ?? 'UTC';
+  if (column.type === 'timestamp') {
+    if (zone !== 'UTC')
+      throw new InputError(`${where}.${column.name} is TIMESTAMP: its cutoff is UTC, not ${zone}`);
+  } else {
+    const server = await serverInfo(client, { signal: options.signal });
+    const expected = options.zone ?? (server.timeZone.utc ? 'UTC' : undefined);
+    if (expected === undefined)
+      throw new InputError(
+        `${where}.${column.name} is ${column.type.toUpperCase()} and the server's time_zone is ${server.timeZone.zone}, not UTC: set zone on its purge rule`,
+      );
+    if (zone !== expected)
+      throw new InputError(
+        `${where}.${column.name}: the cutoff is in ${zone}, the rule's values are in ${expected}: not purged`,
+      );
+  }
+  // TIMESTAMP columns compare in the session's zone: their cutoff is UTC.
   await client.query("SET SESSION time_zone = '+00:00'", [], q);
   await client.query('SET SESSION innodb_lock_wait_timeout = ?', [lockWait], q);
   await client.query('SET SESSION autocommit = 1', [], q);
-  const sql = `DELETE FROM ${qualified(target)} WHERE ${quoteName(column.name)} < ? ORDER BY ${order} LIMIT ${target.batchSize}`;
+  // READ COMMITTED: a batch locks the rows it deletes, not the gaps around them. InnoDB refuses writes under
+  // it with statement-based binary logging: there the default isolation stays.
+  const binlog = await client.query('SELECT @@log_bin AS on_, @@binlog_format AS format', [], q);
+  if (!(Number(binlog[0]?.['on_']) === 1 && /^statement$/i.test(String(binlog[0]?.['format'] ?? ''))))
+    await client.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', [], q);
+  else options.log(`${where}: binlog_format is STATEMENT: the purge runs in REPEATABLE READ`);
+  const sql = purgeBatchSql({ ...target, column: column.name });
   let rows = 0;
   let batches = 0;
   let stopped = false;
@@ -287,7 +362,7 @@ export async function purgeRows(
     if (affected < target.batchSize) break;
   }
   options.log(
-    `${where}: ${rows} rows with ${column.name} < ${target.cutoff} UTC removed in ${batches} batch(es)${stopped ? ' (stopped)' : ''}`,
+    `${where}: ${rows} rows with ${column.name} < ${target.cutoff} ${zone} removed in ${batches} batch(es)${stopped ? ' (stopped)' : ''}`,
   );
   return {
     database: target.database,

@@ -25,6 +25,8 @@ export interface TableInfo {
    */
   ownTablespace: boolean | null;
   partitioned: boolean;
+  /** Per partition of a partitioned table (subpartitions folded), in ordinal order; empty otherwise. */
+  partitions: PartitionInfo[];
 }
 
 export interface ColumnInfo {
@@ -46,6 +48,10 @@ export interface PartitionInfo {
   /** `TABLE_ROWS` of the partition (an estimate for InnoDB). */
   rows: number;
   dataBytes: number;
+  /** `INDEX_LENGTH` of the partition. */
+  indexBytes: number;
+  /** `DATA_FREE` of the partition (its own tablespace's free space with file-per-table). */
+  freeBytes: number;
 }
 
 /** A table named by the config (partitions or purge): what the plan checks names against. */
@@ -60,6 +66,11 @@ export interface NamedTableInfo {
   indexedColumns: string[];
   /** Partitions in ordinal order (subpartitions folded); empty when not partitioned. */
   partitions: PartitionInfo[];
+  /**
+   * Foreign keys of other tables that reference this one with `ON DELETE CASCADE` or `SET NULL`: a delete
+   * here changes rows there. `db.table (constraint, CASCADE)`.
+   */
+  cascades: string[];
 }
 
 export interface QueryCacheInfo {
@@ -76,6 +87,11 @@ export interface ServerInfo {
   /** `innodb_file_per_table`. */
   filePerTable: boolean;
   queryCache: QueryCacheInfo;
+  /**
+   * The zone DATETIME/DATE values written with NOW() are in: `@@global.time_zone`, or `@@system_time_zone`
+   * when that is SYSTEM; `utc` when it is UTC (or +00:00).
+   */
+  timeZone: { zone: string; utc: boolean };
 }
 
 export interface Inspection {
@@ -114,9 +130,13 @@ export async function serverInfo(client: MysqlClient, options: InspectOptions = 
     options,
   );
   const on = (v: string | undefined): boolean => /^(on|yes|1)$/i.test(v ?? '');
+  const tz = await client.query('SELECT @@global.time_zone AS tz, @@system_time_zone AS sys', [], options);
+  const global = str(tz[0]?.['tz']) ?? 'SYSTEM';
+  const zone = /^system$/i.test(global) ? (str(tz[0]?.['sys']) ?? 'SYSTEM') : global;
   return {
     version,
     flavour,
+    timeZone: { zone, utc: isUtcZone(zone) },
     filePerTable: on(vars['innodb_file_per_table']),
     queryCache: {
       present: on(vars['have_query_cache']),
@@ -126,16 +146,27 @@ export async function serverInfo(client: MysqlClient, options: InspectOptions = 
   };
 }
 
+/** Whether a server zone name is UTC: `UTC`, `GMT`, `Etc/UTC`, `Universal`, `+00:00`... */
+export function isUtcZone(zone: string): boolean {
+  return /^(utc|gmt|z|zulu|universal|etc\/(utc|gmt|universal|zulu)|[+-]0?0:00)$/i.test(zone.trim());
+}
+
 /**
  * MySQL 8 caches `information_schema.TABLES` statistics for a day (`information_schema_stats_expiry`);
- * maintenance needs them current. MariaDB has no such cache (nor the variable).
+ * maintenance needs them current. MariaDB and MySQL/Percona 5.7 have no such cache (nor the variable):
+ * set only on MySQL 8+, and an "unknown system variable" answer is taken as "no cache" too.
  */
 export async function freshStatistics(
   client: MysqlClient,
-  flavour: MysqlFlavour,
+  server: { flavour: MysqlFlavour; version: string },
   options: InspectOptions = {},
 ): Promise<void> {
-  if (flavour === 'MySQL') await client.query('SET SESSION information_schema_stats_expiry = 0', [], options);
+  if (server.flavour !== 'MySQL' || Number(/^(\d+)\./.exec(server.version)?.[1] ?? 0) < 8) return;
+  try {
+    await client.query('SET SESSION information_schema_stats_expiry = 0', [], options);
+  } catch (err) {
+    if (options.signal?.aborted || !/unknown system variable/i.test(String(err))) throw err;
+  }
 }
 
 /** Base tables of `databases` with sizes and free space (`only`: just these names in the first database). */
@@ -154,6 +185,23 @@ export async function tableInfos(
     [...databases],
     options,
   );
+  const parts = await client.query(
+    `SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, PARTITION_NAME AS name, PARTITION_METHOD AS method,
+            PARTITION_EXPRESSION AS expr, PARTITION_DESCRIPTION AS descr, PARTITION_ORDINAL_POSITION AS ord,
+            TABLE_ROWS AS n, DATA_LENGTH AS data, INDEX_LENGTH AS idx, DATA_FREE AS free
+       FROM information_schema.PARTITIONS
+      WHERE TABLE_SCHEMA IN (${databases.map(() => '?').join(', ')}) AND PARTITION_NAME IS NOT NULL
+      ORDER BY TABLE_SCHEMA, TABLE_NAME, PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION`,
+    [...databases],
+    options,
+  );
+  const byTable = new Map<string, PartitionInfo[]>();
+  for (const p of parts) {
+    const key = `${String(p['db'])}.${String(p['t'])}`;
+    const list = byTable.get(key) ?? [];
+    byTable.set(key, list);
+    foldPartition(list, p);
+  }
   return rows.map((r) => ({
     database: String(r['db']),
     table: String(r['t']),
@@ -164,7 +212,32 @@ export async function tableInfos(
     freeBytes: num(r['free']),
     ownTablespace: null,
     partitioned: /partitioned/i.test(str(r['opts']) ?? ''),
+    partitions: byTable.get(`${String(r['db'])}.${String(r['t'])}`) ?? [],
   }));
+}
+
+/** Adds one `information_schema.PARTITIONS` row to `list` (a subpartition adds to its partition). */
+function foldPartition(list: PartitionInfo[], p: Record<string, unknown>): void {
+  const name = String(p['name']);
+  const seen = list.find((x) => x.name === name);
+  if (seen) {
+    seen.rows += num(p['n']);
+    seen.dataBytes += num(p['data']);
+    seen.indexBytes += num(p['idx']);
+    seen.freeBytes += num(p['free']);
+    return;
+  }
+  list.push({
+    name,
+    method: str(p['method']) ?? '',
+    expression: str(p['expr']),
+    description: str(p['descr']),
+    ordinal: num(p['ord']),
+    rows: num(p['n']),
+    dataBytes: num(p['data']),
+    indexBytes: num(p['idx']),
+    freeBytes: num(p['free']),
+  });
 }
 
 /**
@@ -227,7 +300,16 @@ async function namedTable(
       )
     ).length > 0;
   if (!exists)
-    return { database, table, exists, columns: [], primaryKey: [], indexedColumns: [], partitions: [] };
+    return {
+      database,
+      table,
+      exists,
+      columns: [],
+      primaryKey: [],
+      indexedColumns: [],
+      partitions: [],
+      cascades: [],
+    };
   const keys = await client.query(
     `SELECT INDEX_NAME AS idx, COLUMN_NAME AS col, SEQ_IN_INDEX AS seq
        FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
@@ -236,32 +318,24 @@ async function namedTable(
   );
   const parts = await client.query(
     `SELECT PARTITION_NAME AS name, PARTITION_METHOD AS method, PARTITION_EXPRESSION AS expr,
-            PARTITION_DESCRIPTION AS descr, PARTITION_ORDINAL_POSITION AS ord, TABLE_ROWS AS n, DATA_LENGTH AS data
+            PARTITION_DESCRIPTION AS descr, PARTITION_ORDINAL_POSITION AS ord, TABLE_ROWS AS n, DATA_LENGTH AS data,
+            INDEX_LENGTH AS idx, DATA_FREE AS free
        FROM information_schema.PARTITIONS
       WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND PARTITION_NAME IS NOT NULL
       ORDER BY PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION`,
     [database, table],
     options,
   );
-  const partitions = new Map<string, PartitionInfo>();
-  for (const p of parts) {
-    const name = String(p['name']);
-    const seen = partitions.get(name);
-    if (seen) {
-      seen.rows += num(p['n']);
-      seen.dataBytes += num(p['data']);
-      continue;
-    }
-    partitions.set(name, {
-      name,
-      method: str(p['method']) ?? '',
-      expression: str(p['expr']),
-      description: str(p['descr']),
-      ordinal: num(p['ord']),
-      rows: num(p['n']),
-      dataBytes: num(p['data']),
-    });
-  }
+  const partitions: PartitionInfo[] = [];
+  for (const p of parts) foldPartition(partitions, p);
+  const refs = await client.query(
+    `SELECT CONSTRAINT_SCHEMA AS db, TABLE_NAME AS t, CONSTRAINT_NAME AS c, DELETE_RULE AS r
+       FROM information_schema.REFERENTIAL_CONSTRAINTS
+      WHERE UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? AND DELETE_RULE IN ('CASCADE', 'SET NULL')
+      ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME`,
+    [database, table],
+    options,
+  );
   return {
     database,
     table,
@@ -273,7 +347,10 @@ async function namedTable(
     })),
     primaryKey: keys.filter((k) => k['idx'] === 'PRIMARY').map((k) => String(k['col'])),
     indexedColumns: [...new Set(keys.filter((k) => num(k['seq']) === 1).map((k) => String(k['col'])))],
-    partitions: [...partitions.values()],
+    partitions,
+    cascades: refs.map(
+      (r) => `${String(r['db'])}.${String(r['t'])} (${String(r['c'])}, ON DELETE ${String(r['r'])})`,
+    ),
   };
 }
 
@@ -294,7 +371,7 @@ export async function inspectDatabase(
   options: InspectOptions = {},
 ): Promise<Inspection> {
   const server = await serverInfo(client, options);
-  await freshStatistics(client, server.flavour, options);
+  await freshStatistics(client, server, options);
   const pairs = new Map<string, { database: string; table: string }>();
   for (const t of [...named.partitions, ...named.purge]) {
     const db = t.database ?? database;

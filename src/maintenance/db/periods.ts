@@ -120,3 +120,24 @@ export function boundKindOf(
     };
   return { kind: m[1]!.toLowerCase() as BoundKind, column: m[2]! };
 }
+
+/**
+ * `YYYY-MM-DD HH:MM:SS` of an instant on the wall clock of `zone` (an IANA name or `+HH:MM`): how a
+ * DATETIME written with NOW() by a server in that zone reads. `UTC` is {@link utcDateTime}.
+ */
+export function zonedDateTime(ms: number, zone: string): string {
+  if (zone === 'UTC') return utcDateTime(ms);
+  const parts = new Intl.DateTimeFormat('en-CA', {
+    timeZone: zone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  }).formatToParts(new Date(ms));
+  const get = (type: Intl.DateTimeFormatPartTypes): string =>
+    parts.find((p) => p.type === type)?.value ?? '00';
+  return `${get('year')}-${get('month')}-${get('day')} ${get('hour')}:${get('minute')}:${get('second')}`;
+}

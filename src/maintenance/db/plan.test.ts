@@ -12,7 +12,13 @@ import {
   type BoundKind,
   type PartitionUnit,
 } from './periods.ts';
-import { futurePartitions, planMaintenance, queryCacheDecision, type DbMaintenanceConfig } from './plan.ts';
+import {
+  futurePartitions,
+  MAX_NEW_PARTITIONS,
+  planMaintenance,
+  queryCacheDecision,
+  type DbMaintenanceConfig,
+} from './plan.ts';
 
 const MB = 1024 * 1024;
 const NOW = new Date('2026-11-26T12:00:00Z');
@@ -28,6 +34,7 @@ function table(name: string, over: Partial<TableInfo> = {}): TableInfo {
     freeBytes: 0,
     ownTablespace: true,
     partitioned: false,
+    partitions: [],
     ...over,
   };
 }
@@ -61,6 +68,8 @@ function monthly(
       ordinal: i + 1,
       rows: 100,
       dataBytes: MB,
+      indexBytes: 0,
+      freeBytes: 0,
     });
   }
   if (maxvalue)
@@ -72,6 +81,8 @@ function monthly(
       ordinal: months + 1,
       rows: 0,
       dataBytes: 0,
+      indexBytes: 0,
+      freeBytes: 0,
     });
   return parts;
 }
@@ -88,6 +99,7 @@ function logsTable(partitions: PartitionInfo[], type = 'datetime'): NamedTableIn
     primaryKey: ['id', 'created_at'],
     indexedColumns: ['id'],
     partitions,
+    cascades: [],
   };
 }
 
@@ -103,6 +115,7 @@ const sessions: NamedTableInfo = {
   primaryKey: ['id'],
   indexedColumns: ['id', 'last_activity'],
   partitions: [],
+  cascades: [],
 };
 
 function inspection(over: Partial<Inspection> = {}): Inspection {
@@ -113,6 +126,7 @@ function inspection(over: Partial<Inspection> = {}): Inspection {
       flavour: 'MariaDB',
       filePerTable: true,
       queryCache: { present: true, type: 'OFF', sizeBytes: MB },
+      timeZone: { zone: 'UTC', utc: true },
     },
     tables: [
       table('players'),
@@ -129,10 +143,16 @@ function inspection(over: Partial<Inspection> = {}): Inspection {
 
 function config(over: Partial<DbMaintenanceConfig> = {}): DbMaintenanceConfig {
   return {
-    optimize: { minFreeFraction: 0.2, minFreeBytes: 64 * MB },
+    optimize: { minFreeFraction: 0.2, minFreeBytes: 64 * MB, maxBytes: 10 * 1024 * MB },
     partitions: [{ table: 'game_logs', unit: 'month', ahead: 3, retain: 12 }],
     purge: [
-      { table: 'player_sessions', column: 'last_activity', olderThan: 30 * 86_400_000, batchSize: 5000 },
+      {
+        table: 'player_sessions',
+        column: 'last_activity',
+        olderThan: 30 * 86_400_000,
+        batchSize: 5000,
+        allowScan: false,
+      },
     ],
     ...over,
   };
@@ -178,7 +198,7 @@ describe('periods (pure)', () => {
 });
 
 describe('future partitions (pure, property)', () => {
-  it('are contiguous from the highest bound, one unit each, up to `ahead` units past the current one, with fresh names', () => {
+  it('are contiguous from the highest bound (one catch-up partition up to the current period), one unit each, up to `ahead` units past the current one, with fresh names', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 0, max: 30 }),
@@ -197,11 +217,13 @@ describe('future partitions (pure, property)', () => {
           const added = futurePartitions(bounds, 'month', ahead, kind, now);
           const highest = Math.max(...bounds.flatMap((b) => (b.until === null ? [] : [b.until])));
           const target = addUnits(periodStart(now, 'month'), 'month', ahead + 1);
+          const current = periodStart(now, 'month');
           let previous = highest;
           for (const p of added) {
             const until = Date.parse(p.until);
-            expect(until).toBe(addUnits(previous, 'month', 1));
-            expect(p.name).toBe(partitionName(previous, 'month'));
+            const start = previous < current ? current : previous;
+            expect(until).toBe(addUnits(start, 'month', 1));
+            expect(p.name).toBe(partitionName(start, 'month'));
             expect(p.lessThan).toBe(boundSql(until, kind));
             previous = until;
           }
@@ -251,12 +273,14 @@ describe('planMaintenance (pure)', () => {
         table: 'player_sessions',
         column: 'last_activity',
         cutoff: '2026-10-27 12:00:00',
+        zone: 'UTC',
         batchSize: 5000,
+        cascades: [],
       },
     ]);
     expect(plan.analyze.tables.map((t) => t.table)).toEqual(['game_logs', 'player_sessions']);
     expect(plan.summary).toMatch(
-      /^Database maintenance of gamedb on MariaDB 10\.11\.6-MariaDB: archive then drop 1 partition/,
+      /^Database maintenance of gamedb on MariaDB 10\.11\.6-MariaDB \(time_zone UTC\): archive then drop 1 partition/,
     );
     expect(JSON.parse(JSON.stringify(plan))).toEqual(plan);
   });
@@ -295,6 +319,8 @@ describe('planMaintenance (pure)', () => {
       ordinal: i + 1,
       rows: 5,
       dataBytes: 0,
+      indexBytes: 0,
+      freeBytes: 0,
     }));
     const info = {
       ...logsTable(days, 'timestamp'),
@@ -305,22 +331,8 @@ describe('planMaintenance (pure)', () => {
       config({ partitions: [{ table: 'game_logs', unit: 'day', ahead: 1, retain: 5 }] }),
       NOW,
     );
+    // The highest bound (2026-11-23) is before today: one catch-up partition covers the gap and today.
     expect(plan.addPartitions[0]!.partitions).toEqual([
-      {
-        name: 'p_2026_11_23',
-        lessThan: String(Date.parse('2026-11-24') / 1000),
-        until: '2026-11-24T00:00:00.000Z',
-      },
-      {
-        name: 'p_2026_11_24',
-        lessThan: String(Date.parse('2026-11-25') / 1000),
-        until: '2026-11-25T00:00:00.000Z',
-      },
-      {
-        name: 'p_2026_11_25',
-        lessThan: String(Date.parse('2026-11-26') / 1000),
-        until: '2026-11-26T00:00:00.000Z',
-      },
       {
         name: 'p_2026_11_26',
         lessThan: String(Date.parse('2026-11-27') / 1000),
@@ -358,14 +370,26 @@ describe('planMaintenance (pure)', () => {
     expect(() =>
       planMaintenance(
         inspection(),
-        config({ optimize: { minFreeFraction: 0.2, minFreeBytes: 0, tables: ['nope'] } }),
+        config({
+          optimize: { minFreeFraction: 0.2, minFreeBytes: 0, maxBytes: 10 * 1024 * MB, tables: ['nope'] },
+        }),
         NOW,
       ),
     ).toThrow('maintenance.db.optimize.tables[0]: nope is not a table of gamedb');
     expect(() =>
       planMaintenance(
         inspection(),
-        config({ purge: [{ table: 'player_sessions', column: 'name', olderThan: 3_600_000, batchSize: 1 }] }),
+        config({
+          purge: [
+            {
+              table: 'player_sessions',
+              column: 'name',
+              olderThan: 3_600_000,
+              batchSize: 1,
+              allowScan: false,
+            },
+          ],
+        }),
         NOW,
       ),
     ).toThrow(
@@ -457,5 +481,108 @@ describe('archive row encoding (pure)', () => {
     // NULL and the text "N" differ; so do '' and NULL.
     expect(rowHash([null])).not.toBe(rowHash(['N']));
     expect(rowHash([''])).not.toBe(rowHash([null]));
+  });
+});
+
+describe('database maintenance safety (pure)', () => {
+  const GB = 1024 * MB;
+
+  it('a partitioned table is rebuilt partition by partition: past ones past both thresholds, within maxBytes', () => {
+    // Preallocated extents in every partition make table-level DATA_FREE look fragmented (≈ 70 %).
+    const parts = monthly('2026-07-01', 6).map((p) => ({ ...p, dataBytes: 2 * MB, freeBytes: 5 * MB }));
+    parts[0] = { ...parts[0]!, dataBytes: 100 * MB, freeBytes: 200 * MB }; // p_2026_07: really fragmented
+    parts[1] = { ...parts[1]!, dataBytes: 3 * GB, freeBytes: 2 * GB }; // p_2026_08: fragmented but large
+    parts[4] = { ...parts[4]!, dataBytes: 10 * MB, freeBytes: 900 * MB }; // p_2026_11: current, written to
+    const logs = table('game_logs', {
+      partitioned: true,
+      partitions: parts,
+      dataBytes: 3200 * MB,
+      freeBytes: 3200 * MB,
+    });
+    const cfg = config({
+      optimize: { minFreeFraction: 0.2, minFreeBytes: 64 * MB, maxBytes: 2 * GB },
+      partitions: [],
+      purge: [],
+    });
+    const plan = planMaintenance(inspection({ tables: [logs], named: [] }), cfg, NOW);
+    expect(plan.tables[0]).toMatchObject({ optimize: true, partitions: ['p_2026_07'] });
+    expect(plan.tables[0]!.reason).toContain('p_2026_08 left out: above maintenance.db.optimize.maxBytes 2');
+    expect(plan.optimize.tables).toEqual([
+      { database: 'gamedb', table: 'game_logs', partitions: ['p_2026_07'] },
+    ]);
+    expect(plan.statements).toContain('ALTER TABLE `gamedb`.`game_logs` REBUILD PARTITION `p_2026_07`');
+    // REBUILD PARTITION does not refresh the statistics: analysed after.
+    expect(plan.analyze.tables).toEqual([{ database: 'gamedb', table: 'game_logs' }]);
+    // Only preallocated extents (a few MB a partition, 70 % of a small one): below minFreeBytes, nothing rebuilt.
+    const quiet = monthly('2026-07-01', 6).map((p) => ({ ...p, dataBytes: 2 * MB, freeBytes: 5 * MB }));
+    const calm = planMaintenance(
+      inspection({ tables: [{ ...logs, partitions: quiet }], named: [] }),
+      cfg,
+      NOW,
+    );
+    expect(calm.tables[0]).toMatchObject({ optimize: false });
+    // Hash partitions: which are past cannot be told.
+    const hashed = planMaintenance(
+      inspection({
+        tables: [{ ...logs, partitions: parts.map((p) => ({ ...p, method: 'HASH', expression: 'id' })) }],
+        named: [],
+      }),
+      cfg,
+      NOW,
+    );
+    expect(hashed.tables[0]!.reason).toMatch(/^partitioned, and is partitioned by HASH, not by RANGE/);
+    // A plain table larger than maxBytes is not rebuilt, and says why.
+    const big = planMaintenance(
+      inspection({ tables: [table('huge', { dataBytes: 20 * GB, freeBytes: 10 * GB })], named: [] }),
+      cfg,
+      NOW,
+    );
+    expect(big.tables[0]).toMatchObject({ optimize: false });
+    expect(big.tables[0]!.reason).toMatch(/above maintenance\.db\.optimize\.maxBytes 2(\.0)? GiB/);
+  });
+
+  it('an old highest bound gives one catch-up partition (not one per missed month), with a note; never more than the cap', () => {
+    const plan = planMaintenance(
+      inspection({ named: [logsTable(monthly('2019-01-01', 2)), sessions] }),
+      config({ partitions: [{ table: 'game_logs', unit: 'month', ahead: 2, retain: 12 }] }),
+      NOW,
+    );
+    expect(plan.addPartitions[0]!.partitions.map((p) => [p.name, p.until])).toEqual([
+      ['p_2026_11', '2026-12-01T00:00:00.000Z'],
+      ['p_2026_12', '2027-01-01T00:00:00.000Z'],
+      ['p_2027_01', '2027-02-01T00:00:00.000Z'],
+    ]);
+    expect(plan.notes).toContain(
+      'gamedb.game_logs: its highest partition bound (2019-03-01T00:00:00.000Z) is before the current month: one catch-up partition p_2026_11 covers the gap',
+    );
+    const daily = futurePartitions([], 'day', 366, 'to_days', NOW.getTime());
+    expect(daily.length).toBeLessThanOrEqual(MAX_NEW_PARTITIONS);
+  });
+
+  it('a DATE column is purged with a date cutoff (only whole days past the retention)', () => {
+    const dated: NamedTableInfo = {
+      ...sessions,
+      columns: [...sessions.columns, { name: 'day', type: 'date', charset: null }],
+      indexedColumns: [...sessions.indexedColumns, 'day'],
+    };
+    const plan = planMaintenance(
+      inspection({ named: [logsTable(monthly('2025-10-01', 14)), dated] }),
+      config({
+        purge: [
+          {
+            table: 'player_sessions',
+            column: 'day',
+            olderThan: 30 * 86_400_000,
+            batchSize: 10,
+            allowScan: false,
+          },
+        ],
+      }),
+      NOW,
+    );
+    expect(plan.purge[0]).toMatchObject({ column: 'day', cutoff: '2026-10-27', zone: 'UTC' });
+    expect(plan.statements).toContain(
+      "DELETE FROM `gamedb`.`player_sessions` WHERE `day` < '2026-10-27' ORDER BY `day` LIMIT 10 -- UTC; repeated, one short transaction each, until fewer rows go",
+    );
   });
 });

@@ -18,7 +18,7 @@ import {
   nextBoundary,
   partitionName,
   periodStart,
-  utcDateTime,
+  zonedDateTime,
   type BoundKind,
   type PartitionUnit,
 } from './periods.ts';
@@ -41,9 +41,22 @@ export interface TableReport extends TableRef {
   /** freeBytes / (data + index + free); 0 for an empty table. */
   freeFraction: number;
   optimize: boolean;
+  /**
+   * Partitioned tables: the partitions rebuilt (`ALTER TABLE … REBUILD PARTITION`), judged one by one from
+   * their own free space; the current and future ones are never rebuilt. Absent for whole-table OPTIMIZE.
+   */
+  partitions?: string[];
   /** Why it is (or is not) rebuilt. */
   reason: string;
 }
+
+/** A table to rebuild: whole (`OPTIMIZE TABLE`) or only `partitions` (`REBUILD PARTITION`). */
+export interface OptimizeTarget extends TableRef {
+  partitions?: string[];
+}
+
+/** At most this many partitions are added to one table in one run (the `db.add-partitions` limit). */
+export const MAX_NEW_PARTITIONS = 400;
 
 export interface NewPartition {
   name: string;
@@ -73,18 +86,26 @@ export interface RotateTarget extends TableRef {
 
 export interface PurgeTarget extends TableRef {
   column: string;
-  /** `YYYY-MM-DD HH:MM:SS` (UTC): rows with column < cutoff go. Fixed at plan time. */
+  /**
+   * Rows with column < cutoff go. Fixed at plan time: `YYYY-MM-DD HH:MM:SS`, or `YYYY-MM-DD` for a DATE
+   * column (the whole day must be past the retention), on the wall clock of `zone`.
+   */
   cutoff: string;
+  /** The zone the cutoff is written in: `UTC` for TIMESTAMP columns, else the rule's (or the server's UTC). */
+  zone: string;
   batchSize: number;
+  /** Tables whose rows a delete here changes (`ON DELETE CASCADE`/`SET NULL` foreign keys), for the approval. */
+  cascades: string[];
 }
 
 export interface DbPlan {
   database: string;
-  server: { version: string; flavour: string };
+  /** The server; `timeZone` is the zone DATETIME values written with NOW() are in (shown for the purges). */
+  server: { version: string; flavour: string; timeZone: string };
   /** When the plan was made (ISO 8601). */
   at: string;
   tables: TableReport[];
-  optimize: { tables: TableRef[] };
+  optimize: { tables: OptimizeTarget[] };
   analyze: { tables: TableRef[] };
   addPartitions: AddPartitionsTarget[];
   rotate: RotateTarget[];
@@ -161,7 +182,9 @@ export function boundsOf(
 
 /**
  * The partitions to add so that periods up to `ahead` units after the current one exist: one per unit
- * from the highest finite bound on, named after the period each covers. Existing names are never reused.
+ * from the highest finite bound on, named after the period each covers. When the highest bound lies before
+ * the current period, one catch-up partition covers the gap up to the end of the current period (rather
+ * than one per missed unit). Never more than {@link MAX_NEW_PARTITIONS}. Existing names are never reused.
  */
 export function futurePartitions(
   bounds: ReadonlyArray<{ partition: PartitionInfo; until: number | null }>,
@@ -176,8 +199,13 @@ export function futurePartitions(
   const names = new Set(bounds.map((b) => b.partition.name.toLowerCase()));
   let from = finite.length > 0 ? Math.max(...finite) : current;
   const out: NewPartition[] = [];
-  while (from < target) {
-    const until = from === periodStart(from, unit) ? addUnits(from, unit, 1) : nextBoundary(from, unit);
+  while (from < target && out.length < MAX_NEW_PARTITIONS) {
+    const until =
+      from < current
+        ? addUnits(current, unit, 1)
+        : from === periodStart(from, unit)
+          ? addUnits(from, unit, 1)
+          : nextBoundary(from, unit);
     let name = partitionName(addUnits(until, unit, -1), unit);
     for (let n = 2; names.has(name.toLowerCase()); n++)
       name = `${partitionName(addUnits(until, unit, -1), unit)}_${n}`;
@@ -196,25 +224,6 @@ export interface PlanOptions {
   nothingToPurge?: ReadonlySet<string>;
   /** Work everything out, run nothing (every `run` flag false). */
   dryRun?: boolean;
-}
-
-/** The cutoff of each purge rule at `now`, keyed `db.table.column`: what to ask the server before planning. */
-export function purgeCutoffs(
-  database: string,
-  config: DbMaintenanceConfig,
-  now: Date,
-): Array<PurgeTarget & { key: string }> {
-  return config.purge.map((rule) => {
-    const db = rule.database ?? database;
-    return {
-      key: `${db}.${rule.table}.${rule.column}`,
-      database: db,
-      table: rule.table,
-      column: rule.column,
-      cutoff: utcDateTime(now.getTime() - rule.olderThan),
-      batchSize: rule.batchSize,
-    };
-  });
 }
 
 /**
@@ -246,7 +255,7 @@ export function planMaintenance(
       return found;
     });
   }
-  const tables: TableReport[] = scope.map((t) => report(t, opt.minFreeFraction, opt.minFreeBytes));
+  const tables: TableReport[] = scope.map((t) => report(t, opt, nowMs));
 
   // --- partitions
   const addPartitions: AddPartitionsTarget[] = [];
@@ -254,10 +263,32 @@ export function planMaintenance(
   config.partitions.forEach((p, i) => {
     const database = p.database ?? db;
     const info = named(inspection, database, p.table);
-    const { kind } = partitioning(info, `maintenance.db.partitions[${i}].table`, database, p.table);
+    const { kind, column } = partitioning(info, `maintenance.db.partitions[${i}].table`, database, p.table);
+    const columnType = info!.columns.find((c) => c.name.toLowerCase() === column.toLowerCase())?.type;
+    // TO_DAYS and RANGE COLUMNS bounds are dates of the values as written: UTC days only on a UTC server
+    // (UNIX_TIMESTAMP partitions a TIMESTAMP column, which is UTC whatever the zone).
+    if (
+      kind !== 'unix_timestamp' &&
+      columnType !== 'timestamp' &&
+      !inspection.server.timeZone.utc &&
+      p.zone !== 'UTC'
+    )
+      throw new InputError(
+        `maintenance.db.partitions[${i}]: ${database}.${p.table} is partitioned by the ${columnType ?? 'DATE/DATETIME'} column ${column}, ` +
+          `and the server's time_zone is ${inspection.server.timeZone.zone}, not UTC: its partition bounds (UTC days) would ` +
+          `drop rows up to the zone's offset early. Set zone: UTC on the entry only if the application writes UTC into ${column}.`,
+      );
     const bounds = boundsOf(info!, kind);
     const ref = { database, table: p.table };
     const adds = futurePartitions(bounds, p.unit, p.ahead, kind, nowMs);
+    const highestFinite = Math.max(-Infinity, ...bounds.flatMap((b) => (b.until === null ? [] : [b.until])));
+    if (adds.length > 0 && highestFinite < periodStart(nowMs, p.unit))
+      notes.push(
+        `${plainName(ref)}: its highest partition bound (${new Date(highestFinite).toISOString()}) is before the current ${p.unit}: ` +
+          `one catch-up partition ${adds[0]!.name} covers the gap`,
+      );
+    if (adds.length >= MAX_NEW_PARTITIONS)
+      notes.push(`${plainName(ref)}: only ${MAX_NEW_PARTITIONS} new partitions in one run`);
     const catchAll = bounds.find((b) => b.until === null)?.partition.name ?? null;
     if (adds.length > 0) {
       addPartitions.push({ ...ref, partitions: adds, reorganize: catchAll });
@@ -300,39 +331,61 @@ export function planMaintenance(
       throw new InputError(
         `maintenance.db.purge[${i}].column: ${database}.${rule.table}.${column.name} is ${column.type}, not DATETIME, TIMESTAMP or DATE`,
       );
-    if (!info.indexedColumns.some((c) => c.toLowerCase() === column.name.toLowerCase()))
+    if (!info.indexedColumns.some((c) => c.toLowerCase() === column.name.toLowerCase())) {
+      if (rule.allowScan !== true)
+        throw new InputError(
+          `maintenance.db.purge[${i}].column: ${database}.${rule.table}.${column.name} leads no index: every purge batch ` +
+            'would scan (and lock) the table; add an index on it, or set allowScan: true on the rule',
+        );
       notes.push(`${database}.${rule.table}.${column.name} leads no index: each purge batch scans the table`);
+    }
+    const zone = purgeZone(
+      column.type,
+      rule.zone,
+      inspection.server.timeZone,
+      `maintenance.db.purge[${i}]`,
+      `${database}.${rule.table}.${column.name}`,
+    );
     const target: PurgeTarget = {
       database,
       table: rule.table,
       column: column.name,
-      cutoff: utcDateTime(nowMs - rule.olderThan),
+      cutoff: purgeCutoff(nowMs - rule.olderThan, column.type, zone),
+      zone,
       batchSize: rule.batchSize,
+      cascades: info.cascades,
     };
+    if (info.cascades.length > 0)
+      notes.push(
+        `${database}.${rule.table}: purged rows also change rows of ${info.cascades.join(', ')} (foreign keys on delete)`,
+      );
     if (options.nothingToPurge?.has(`${database}.${rule.table}.${rule.column}`)) {
       notes.push(
-        `${database}.${rule.table}: no row with ${column.name} < ${target.cutoff} UTC, nothing to purge`,
+        `${database}.${rule.table}: no row with ${column.name} < ${target.cutoff} ${zone}, nothing to purge`,
       );
       return;
     }
-    statements.push(purgeSqlText(target, info.primaryKey));
+    statements.push(purgeSqlText(target));
     purge.push(target);
   });
 
   // --- optimize and analyze (after the purges and drops, which free space and change statistics)
-  const optimizeTables = tables.filter((t) => t.optimize).map(({ database, table }) => ({ database, table }));
-  for (const t of optimizeTables) statements.push(`OPTIMIZE TABLE ${qualified(t)}`);
+  const optimizeTables: OptimizeTarget[] = tables
+    .filter((t) => t.optimize)
+    .map(({ database, table, partitions }) => ({ database, table, ...(partitions ? { partitions } : {}) }));
+  for (const t of optimizeTables) statements.push(optimizeSql(t));
   const analyzeKeys = new Set<string>();
   const analyzeTables: TableRef[] = [];
   const addAnalyze = (ref: TableRef): void => {
     const key = plainName(ref);
-    if (analyzeKeys.has(key) || optimizeTables.some((t) => plainName(t) === key)) return;
+    // OPTIMIZE analyses the table it rebuilds; REBUILD PARTITION does not.
+    if (analyzeKeys.has(key) || optimizeTables.some((t) => !t.partitions && plainName(t) === key)) return;
     analyzeKeys.add(key);
     analyzeTables.push({ database: ref.database, table: ref.table });
   };
   // The tables whose rows change (a rebuilt table is analysed by its rebuild); the others' statistics
   // are what InnoDB's persistent statistics keep up to date by themselves.
-  for (const t of [...rotate, ...purge]) addAnalyze(t);
+  for (const t of [...rotate, ...purge, ...optimizeTables.filter((o) => o.partitions)]) addAnalyze(t);
   if (analyzeTables.length > 0) statements.push(`ANALYZE TABLE ${analyzeTables.map(qualified).join(', ')}`);
 
   // --- query cache
@@ -351,7 +404,11 @@ export function planMaintenance(
   };
   const plan: DbPlan = {
     database: db,
-    server: { version: inspection.server.version, flavour: inspection.server.flavour },
+    server: {
+      version: inspection.server.version,
+      flavour: inspection.server.flavour,
+      timeZone: inspection.server.timeZone.zone,
+    },
     at: now.toISOString(),
     tables,
     optimize: { tables: optimizeTables },
@@ -371,8 +428,50 @@ export function planMaintenance(
   return plan;
 }
 
-/** Whether a rebuild is worth it, and why (both thresholds; free space trusted only in an own tablespace). */
-function report(t: TableInfo, minFraction: number, minBytes: number): TableReport {
+/** The zone a purge cutoff is written in. @throws InputError for DATETIME/DATE on a non-UTC server without `zone`. */
+function purgeZone(
+  type: string,
+  ruleZone: string | undefined,
+  server: { zone: string; utc: boolean },
+  field: string,
+  where: string,
+): string {
+  // TIMESTAMP is stored in UTC and compared in the session's zone, which the purge sets to +00:00.
+  if (type === 'timestamp') return 'UTC';
+  if (ruleZone) return ruleZone;
+  if (server.utc) return 'UTC';
+  throw new InputError(
+    `${field}.zone: ${where} is ${type.toUpperCase()} and the server's time_zone is ${server.zone}, not UTC: ` +
+      'say which zone its values are written in (e.g. the server zone as an IANA name or +HH:MM; UTC if the application writes UTC)',
+  );
+}
+
+/** The cutoff of a purge at the instant `ms`: a date for DATE columns (only whole past days), in `zone`. */
+export function purgeCutoff(ms: number, type: string, zone: string): string {
+  const wall = zonedDateTime(ms, zone);
+  return type === 'date' ? wall.slice(0, 10) : wall;
+}
+
+/** `OPTIMIZE TABLE`, or `ALTER TABLE … REBUILD PARTITION …` for a partitioned table. */
+export function optimizeSql(target: OptimizeTarget): string {
+  return target.partitions
+    ? `ALTER TABLE ${qualified(target)} REBUILD PARTITION ${target.partitions.map(quoteName).join(', ')}`
+    : `OPTIMIZE TABLE ${qualified(target)}`;
+}
+
+const pct = (f: number): string => `${(f * 100).toFixed(1)} %`;
+
+/**
+ * Whether a rebuild is worth it, and why (both thresholds; free space trusted only in an own tablespace;
+ * nothing larger than `maxBytes`). A partitioned table's DATA_FREE sums every partition's preallocated
+ * extents: it is judged partition by partition instead, past partitions only (the current one is written to,
+ * the future ones are empty).
+ */
+function report(
+  t: TableInfo,
+  opt: { minFreeFraction: number; minFreeBytes: number; maxBytes: number },
+  nowMs: number,
+): TableReport {
   const total = t.dataBytes + t.indexBytes + t.freeBytes;
   const freeFraction = total > 0 ? t.freeBytes / total : 0;
   const base = {
@@ -385,7 +484,6 @@ function report(t: TableInfo, minFraction: number, minBytes: number): TableRepor
     freeBytes: t.freeBytes,
     freeFraction: Math.round(freeFraction * 10_000) / 10_000,
   };
-  const pct = (f: number): string => `${(f * 100).toFixed(1)} %`;
   const skip = (reason: string): TableReport => ({ ...base, optimize: false, reason });
   if (t.engine === null) return skip('no storage engine (a view or a broken table)');
   if (t.engine.toLowerCase() === 'innodb' && t.ownTablespace === false)
@@ -394,16 +492,82 @@ function report(t: TableInfo, minFraction: number, minBytes: number): TableRepor
     );
   if (t.engine.toLowerCase() === 'innodb' && t.ownTablespace === null)
     return skip('whether it has its own tablespace is unknown: its DATA_FREE is not trusted');
-  if (freeFraction < minFraction)
-    return skip(`free ${pct(freeFraction)} (${formatBytes(t.freeBytes)}) is below ${pct(minFraction)}`);
-  if (t.freeBytes < minBytes)
+  if (t.partitioned) return partitionReport(t, opt, nowMs, base);
+  if (freeFraction < opt.minFreeFraction)
     return skip(
-      `free ${formatBytes(t.freeBytes)} is below ${formatBytes(minBytes)} (${pct(freeFraction)} free)`,
+      `free ${pct(freeFraction)} (${formatBytes(t.freeBytes)}) is below ${pct(opt.minFreeFraction)}`,
+    );
+  if (t.freeBytes < opt.minFreeBytes)
+    return skip(
+      `free ${formatBytes(t.freeBytes)} is below ${formatBytes(opt.minFreeBytes)} (${pct(freeFraction)} free)`,
+    );
+  const size = t.dataBytes + t.indexBytes;
+  if (size > opt.maxBytes)
+    return skip(
+      `free ${formatBytes(t.freeBytes)} (${pct(freeFraction)}), but ${formatBytes(size)} of data and indexes is above ` +
+        `maintenance.db.optimize.maxBytes ${formatBytes(opt.maxBytes)}: too long a rebuild for one window`,
     );
   return {
     ...base,
     optimize: true,
-    reason: `free ${formatBytes(t.freeBytes)} (${pct(freeFraction)}) ≥ ${pct(minFraction)} and ≥ ${formatBytes(minBytes)}`,
+    reason: `free ${formatBytes(t.freeBytes)} (${pct(freeFraction)}) ≥ ${pct(opt.minFreeFraction)} and ≥ ${formatBytes(opt.minFreeBytes)}`,
+  };
+}
+
+/** {@link report} of a partitioned table: which past partitions pass both thresholds, within `maxBytes`. */
+function partitionReport(
+  t: TableInfo,
+  opt: { minFreeFraction: number; minFreeBytes: number; maxBytes: number },
+  nowMs: number,
+  base: Omit<TableReport, 'optimize' | 'reason'>,
+): TableReport {
+  const skip = (reason: string): TableReport => ({ ...base, optimize: false, reason });
+  const first = t.partitions[0];
+  // Column types are not needed to read TO_DAYS/UNIX_TIMESTAMP bounds; RANGE COLUMNS bounds are read as dates.
+  const found = boundKindOf(first?.method ?? null, first?.expression ?? null, () => 'date');
+  if ('problem' in found)
+    return skip(`partitioned, and ${found.problem}: which partitions are past cannot be told, not rebuilt`);
+  let past: PartitionInfo[];
+  try {
+    past = t.partitions.filter((p) => {
+      const until = boundInstant(
+        p.description ?? 'MAXVALUE',
+        found.kind,
+        `${t.database}.${t.table} ${p.name}`,
+      );
+      return until !== null && until <= nowMs;
+    });
+  } catch {
+    return skip('partitioned by bounds gameops cannot read as dates: not rebuilt');
+  }
+  const worth = past.filter((p) => {
+    const total = p.dataBytes + p.indexBytes + p.freeBytes;
+    return total > 0 && p.freeBytes / total >= opt.minFreeFraction && p.freeBytes >= opt.minFreeBytes;
+  });
+  if (worth.length === 0)
+    return skip(
+      `partitioned: no past partition has free ≥ ${pct(opt.minFreeFraction)} and ≥ ${formatBytes(opt.minFreeBytes)} ` +
+        '(table DATA_FREE sums every partition’s preallocated extents; the current and future partitions are never rebuilt)',
+    );
+  const chosen: PartitionInfo[] = [];
+  let size = 0;
+  for (const p of worth) {
+    if (size + p.dataBytes + p.indexBytes > opt.maxBytes) continue;
+    chosen.push(p);
+    size += p.dataBytes + p.indexBytes;
+  }
+  const left = worth.filter((p) => !chosen.includes(p)).map((p) => p.name);
+  const capped =
+    left.length > 0
+      ? `; ${left.join(', ')} left out: above maintenance.db.optimize.maxBytes ${formatBytes(opt.maxBytes)}`
+      : '';
+  if (chosen.length === 0) return skip(`partitions ${left.join(', ')} are fragmented${capped}`);
+  const free = chosen.reduce((n, p) => n + p.freeBytes, 0);
+  return {
+    ...base,
+    optimize: true,
+    partitions: chosen.map((p) => p.name),
+    reason: `REBUILD PARTITION ${chosen.map((p) => p.name).join(', ')}: free ${formatBytes(free)} in them, each ≥ ${pct(opt.minFreeFraction)} and ≥ ${formatBytes(opt.minFreeBytes)}${capped}`,
   };
 }
 
@@ -448,12 +612,22 @@ export function addPartitionsSql(target: AddPartitionsTarget): string {
   );
 }
 
+/**
+ * One purge batch: ordered by the purge column, which leads an index, so each batch reads (and locks) only
+ * the rows it deletes instead of range-scanning and sorting every stale row by the primary key.
+ */
+export function purgeBatchSql(
+  target: Pick<PurgeTarget, 'database' | 'table' | 'column' | 'batchSize'>,
+): string {
+  const col = quoteName(target.column);
+  return `DELETE FROM ${qualified(target)} WHERE ${col} < ? ORDER BY ${col} LIMIT ${target.batchSize}`;
+}
+
 /** The purge statement as shown (with the cutoff inline: it is a value computed here, not input). */
-function purgeSqlText(target: PurgeTarget, primaryKey: readonly string[]): string {
-  const order = (primaryKey.length > 0 ? primaryKey : [target.column]).map(quoteName).join(', ');
+function purgeSqlText(target: PurgeTarget): string {
   return (
-    `DELETE FROM ${qualified(target)} WHERE ${quoteName(target.column)} < '${target.cutoff}' ORDER BY ${order} ` +
-    `LIMIT ${target.batchSize} -- repeated, one short transaction each, until fewer rows go`
+    `${purgeBatchSql(target).replace('?', `'${target.cutoff}'`)} -- ${target.zone}; repeated, one short transaction each, until fewer rows go` +
+    (target.cascades.length > 0 ? `; also deletes or nulls rows of ${target.cascades.join(', ')}` : '')
   );
 }
 
@@ -469,14 +643,22 @@ function summarise(plan: DbPlan): string {
     );
   if (plan.purge.length > 0)
     parts.push(
-      `purge ${plan.purge.map((p) => `${plainName(p)} rows with ${p.column} < ${p.cutoff} UTC`).join(', ')}`,
+      `purge ${plan.purge
+        .map(
+          (p) =>
+            `${plainName(p)} rows with ${p.column} < ${p.cutoff} ${p.zone}` +
+            (p.cascades.length > 0 ? ` (and, by foreign keys, rows of ${p.cascades.join(', ')})` : ''),
+        )
+        .join(', ')}`,
     );
   if (plan.optimize.tables.length > 0)
-    parts.push(`OPTIMIZE ${plan.optimize.tables.map(plainName).join(', ')}`);
+    parts.push(
+      `OPTIMIZE ${plan.optimize.tables.map((t) => (t.partitions ? `${plainName(t)} (partitions ${t.partitions.join(', ')})` : plainName(t))).join(', ')}`,
+    );
   else parts.push('no table fragmented enough to OPTIMIZE');
   if (plan.analyze.tables.length > 0) parts.push(`ANALYZE ${plan.analyze.tables.length} table(s)`);
   parts.push(
     plan.queryCache.flush ? 'FLUSH QUERY CACHE' : `no query cache flush (${plan.queryCache.reason})`,
   );
-  return `${plan.dryRun ? 'Dry run (nothing is done): d' : 'D'}atabase maintenance of ${plan.database} on ${plan.server.flavour} ${plan.server.version}: ${parts.join('; ')}.`;
+  return `${plan.dryRun ? 'Dry run (nothing is done): d' : 'D'}atabase maintenance of ${plan.database} on ${plan.server.flavour} ${plan.server.version} (time_zone ${plan.server.timeZone}): ${parts.join('; ')}.`;
 }

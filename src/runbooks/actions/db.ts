@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { loadIdentities } from '../../backups/keys.ts';
 import { openObjectStore } from '../../backups/storage/index.ts';
 import type { GameopsConfig } from '../../config/index.ts';
-import { InputError } from '../../core/index.ts';
+import { ConflictError, InputError } from '../../core/index.ts';
 import {
   keySegment,
   rotatePartition,
@@ -29,12 +29,12 @@ import {
   type PurgeResult,
 } from '../../maintenance/db/execute.ts';
 import { inspectDatabase } from '../../maintenance/db/inspect.ts';
-import { addUnits, periodStart, utcDateTime } from '../../maintenance/db/periods.ts';
+import { addUnits, periodStart } from '../../maintenance/db/periods.ts';
 import {
   boundsOf,
   partitioning,
   planMaintenance,
-  purgeCutoffs,
+  purgeCutoff,
   qualified,
   quoteName,
   type DbPlan,
@@ -73,7 +73,36 @@ const planArgs = z.strictObject({
     .boolean()
     .default(false)
     .describe('Work everything out, mark nothing to run (every run flag false).'),
+  duringPlay: z
+    .boolean()
+    .optional()
+    .describe(
+      'false: refuse (before any approval) a plan that rebuilds, reorganises, drops or purges while the traffic gate ' +
+        'is open; true: allowed during play. Unset: not checked (the maintenance runbook runs the work behind its closed gate).',
+    ),
 });
+
+/** Refuses work that rebuilds, reorganises, drops or purges while players are on (the gate is open). */
+async function requireClosedGate(plan: DbPlan, ctx: StepContext): Promise<void> {
+  const heavy = plan.run.optimize || plan.run.addPartitions || plan.run.purge || plan.run.rotate;
+  if (!heavy) return;
+  let closed: boolean;
+  try {
+    closed = (await (await servicesOf(ctx).fleet()).gate()).closed;
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    throw new ConflictError(
+      `database maintenance would rebuild, reorganise, drop or purge, and whether the traffic gate is closed cannot be told ` +
+        `(${err instanceof Error ? err.message : String(err)}): run it with duringPlay: true to do it anyway, or inside a maintenance window`,
+      { cause: err },
+    );
+  }
+  if (!closed)
+    throw new ConflictError(
+      'database maintenance would rebuild, reorganise, drop or purge while the traffic gate is open (players on): ' +
+        'run it inside a maintenance window (the maintenance runbook), close the gate, or set duringPlay: true',
+    );
+}
 
 const planAction: ActionDefinition<z.infer<typeof planArgs>, DbPlan> = {
   name: 'db.plan',
@@ -94,22 +123,23 @@ const planAction: ActionDefinition<z.infer<typeof planArgs>, DbPlan> = {
       const inspection = await inspectDatabase(client, database, db, { signal: ctx.signal });
       // Checked against the live schema first (InputError naming the rule); then, per rule, whether any row
       // is older than the cutoff (one index probe), so a purge with nothing to do asks no approval.
-      planMaintenance(inspection, db, now);
+      const first = planMaintenance(inspection, db, now);
       const nothingToPurge = new Set<string>();
-      // TIMESTAMP columns compare in the session's zone: cutoffs are UTC.
+      // TIMESTAMP columns compare in the session's zone: their cutoffs are UTC (DATETIME ones are in their zone).
       await client.query("SET SESSION time_zone = '+00:00'", [], { signal: ctx.signal });
-      for (const rule of purgeCutoffs(database, db, now)) {
+      for (const rule of first.purge) {
         const found = await client.query(
           `SELECT 1 AS x FROM ${qualified(rule)} WHERE ${quoteName(rule.column)} < ? LIMIT 1`,
           [rule.cutoff],
           { signal: ctx.signal, timeoutMs: 60_000 },
         );
-        if (found.length === 0) nothingToPurge.add(rule.key);
+        if (found.length === 0) nothingToPurge.add(`${rule.database}.${rule.table}.${rule.column}`);
       }
       return planMaintenance(inspection, db, now, { nothingToPurge, dryRun: args.dryRun });
     });
     // Said before the approval rather than by a failed rotate step after the other steps ran.
     if (plan.rotate.length > 0) archiveConfig(config);
+    if (args.duringPlay === false) await requireClosedGate(plan, ctx);
     for (const t of plan.tables)
       ctx.log(`${t.database}.${t.table}: ${t.optimize ? 'OPTIMIZE' : 'skip'}: ${t.reason}`);
     for (const note of plan.notes) ctx.log(`note: ${note}`);
@@ -120,15 +150,23 @@ const planAction: ActionDefinition<z.infer<typeof planArgs>, DbPlan> = {
 };
 
 const tablesArgs = z.strictObject({ tables: z.array(tableRef).min(1).max(1000) });
+const optimizeArgs = z.strictObject({
+  tables: z
+    .array(tableRef.extend({ partitions: z.array(name).min(1).max(1000).optional() }))
+    .min(1)
+    .max(1000),
+});
 
-const optimizeAction: ActionDefinition<z.infer<typeof tablesArgs>> = {
+const optimizeAction: ActionDefinition<z.infer<typeof optimizeArgs>> = {
   name: 'db.optimize',
   description:
-    'OPTIMIZE TABLE each table in turn (InnoDB rebuilds and analyses it), with its size and free space before and after.',
+    'OPTIMIZE TABLE each table in turn (InnoDB rebuilds and analyses it), or ALTER TABLE … REBUILD PARTITION of the ' +
+    'named partitions of a partitioned table, with its size and free space before and after.',
   effect: 'mutating',
   idempotent: true,
-  args: tablesArgs,
-  target: (args, services) => `tables ${list(args.tables)} of ${server(services)}`,
+  args: optimizeArgs,
+  target: (args, services) =>
+    `tables ${args.tables.map((t) => `${t.database}.${t.table}${t.partitions ? ` (partitions ${t.partitions.join(', ')})` : ''}`).join(', ')} of ${server(services)}`,
   async run(args, ctx) {
     return servicesOf(ctx).mysql(ctx.signal, async (client) => ({
       tables: await optimizeTables(client, args.tables, stepOptions(ctx)),
@@ -353,8 +391,20 @@ const purgeArgs = z.strictObject({
     .array(
       tableRef.extend({
         column: name,
-        cutoff: z.string().regex(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/, 'YYYY-MM-DD HH:MM:SS (UTC)'),
+        cutoff: z
+          .string()
+          .regex(
+            /^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?$/,
+            'YYYY-MM-DD HH:MM:SS (YYYY-MM-DD for a DATE column)',
+          ),
+        zone: z
+          .string()
+          .min(1)
+          .max(64)
+          .default('UTC')
+          .describe('The zone the cutoff is written in (from db.plan).'),
         batchSize: z.number().int().min(1).max(100_000),
+        cascades: z.array(z.string().max(300)).max(100).optional().describe('Informative (from db.plan).'),
       }),
     )
     .min(1)
@@ -364,18 +414,19 @@ const purgeArgs = z.strictObject({
 const purgeAction: ActionDefinition<z.infer<typeof purgeArgs>, { rules: PurgeResult[] }> = {
   name: 'db.purge',
   description:
-    'Deletes rows older than each rule’s cutoff (fixed by db.plan) in batches of batchSize, each its own short ' +
-    'transaction ordered by the primary key; a batch blocked on locks gives up after a few seconds. Reports rows and batches.',
+    'Deletes rows older than each rule’s cutoff (fixed by db.plan, in the zone of its values) in batches of batchSize, ' +
+    'each its own short READ COMMITTED transaction ordered by the indexed purge column; a batch blocked on locks gives ' +
+    'up after a few seconds. Reports rows and batches.',
   effect: 'destructive',
   idempotent: true,
   args: purgeArgs,
   target: (args, services) =>
-    `rows of ${args.rules.map((r) => `${r.database}.${r.table} with ${r.column} < ${r.cutoff} UTC`).join(', ')} of ${server(services)}`,
+    `rows of ${args.rules.map((r) => `${r.database}.${r.table} with ${r.column} < ${r.cutoff} ${r.zone}`).join(', ')} of ${server(services)}`,
   async run(args, ctx) {
     const { config } = servicesOf(ctx);
     const database = gameDatabase(config);
     const now = ctx.clock.now().getTime();
-    for (const r of args.rules) {
+    const rules = args.rules.map((r) => {
       const rule = config.maintenance.db.purge.find(
         (c) =>
           c.table === r.table &&
@@ -386,16 +437,25 @@ const purgeAction: ActionDefinition<z.infer<typeof purgeArgs>, { rules: PurgeRes
         throw new InputError(
           `${r.database}.${r.table}.${r.column} is not a rule of maintenance.db.purge: not purged`,
         );
-      const latest = utcDateTime(now - rule.olderThan);
+      // Whether the zone is the right one for the column is checked against the live server by purgeRows.
+      const latest = purgeCutoff(now - rule.olderThan, r.cutoff.length === 10 ? 'date' : 'datetime', r.zone);
       if (r.cutoff > latest)
         throw new InputError(
-          `${r.database}.${r.table}: cutoff ${r.cutoff} is later than the configured ${latest} (older than the rule allows): not purged`,
+          `${r.database}.${r.table}: cutoff ${r.cutoff} ${r.zone} is later than the configured ${latest} (older than the rule allows): not purged`,
         );
-    }
+      return { target: r, rule };
+    });
     return servicesOf(ctx).mysql(ctx.signal, async (client) => {
-      const rules: PurgeResult[] = [];
-      for (const r of args.rules) rules.push(await purgeRows(client, r, stepOptions(ctx)));
-      return { rules };
+      const results: PurgeResult[] = [];
+      for (const { target, rule } of rules)
+        results.push(
+          await purgeRows(client, target, {
+            ...stepOptions(ctx),
+            zone: rule.zone,
+            allowScan: rule.allowScan,
+          }),
+        );
+      return { rules: results };
     });
   },
 };

@@ -37,7 +37,10 @@ describe('db-maintenance runbook (shape)', () => {
     const rotate = runbook.steps.find((s) => s.id === 'db-rotate') as ActionStep;
     expect(rotate.args).toEqual({ partitions: '${{ steps.db-plan.output.rotate }}' });
     expect(rotate.when).toEqual({ value: '${{ steps.db-plan.output.run.rotate }}', op: 'truthy' });
-    expect((runbook.steps[0] as ActionStep).args).toEqual({ dryRun: '${{ params.dryRun }}' });
+    expect((runbook.steps[0] as ActionStep).args).toEqual({
+      dryRun: '${{ params.dryRun }}',
+      duringPlay: '${{ params.duringPlay }}',
+    });
     expect(runbook.runBy).toEqual(['operator']);
     const catalog = createCatalog();
     expect(catalog.action('db.rotate-partitions')).toMatchObject({
@@ -144,7 +147,10 @@ describe('db-maintenance runbook on a real MariaDB', () => {
   });
 
   it('stops at the approval naming the partitions and cutoffs; after approval adds, archives and drops, purges', async () => {
-    const started = await engine.start({ runbook: 'db-maintenance', params: {}, trigger: 'cli' }, admin);
+    const started = await engine.start(
+      { runbook: 'db-maintenance', params: { duringPlay: true }, trigger: 'cli' },
+      admin,
+    );
     const waiting = (await engine.runUntilIdle({ runId: started.id }))!;
     expect(waiting.status, JSON.stringify(waiting.steps.map((s) => [s.id, s.status, s.error]))).toBe(
       'waiting',
@@ -195,7 +201,10 @@ describe('db-maintenance runbook on a real MariaDB', () => {
     expect(Number((await sql('SELECT COUNT(*) AS n FROM player_sessions'))[0]!['n'])).toBe(30);
 
     // Run again: nothing left to do, no approval asked, every task skipped.
-    const again = await engine.start({ runbook: 'db-maintenance', params: {}, trigger: 'cli' }, admin);
+    const again = await engine.start(
+      { runbook: 'db-maintenance', params: { duringPlay: true }, trigger: 'cli' },
+      admin,
+    );
     const idle = (await engine.runUntilIdle({ runId: again.id }))!;
     expect(idle.status, JSON.stringify(step(idle, 'db-plan').output)).toBe('succeeded');
     expect(step(idle, 'approve').status).toBe('skipped');

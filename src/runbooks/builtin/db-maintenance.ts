@@ -17,6 +17,12 @@ export interface DbMaintenanceStepsOptions {
   needs?: string[];
   /** The plan step's `dryRun` argument: a value or a template such as `${{ params.dryRun }}` (default false). */
   dryRun?: boolean | string;
+  /**
+   * The plan step's `duringPlay` argument: false (or a template) makes the plan refuse, before any approval,
+   * to rebuild, reorganise, drop or purge while the traffic gate is open. Default: unset, not checked: the
+   * maintenance runbook places the task steps after it has closed the gate.
+   */
+  duringPlay?: boolean | string;
 }
 
 /** The plan step, the task steps after it (in order) and the ids an approval must cover. */
@@ -42,7 +48,12 @@ export interface DbMaintenanceSteps {
  * A string argument is taken as the prefix.
  */
 export function dbMaintenanceSteps(options: DbMaintenanceStepsOptions | string = {}): DbMaintenanceSteps {
-  const { prefix = 'db', needs, dryRun } = typeof options === 'string' ? { prefix: options } : options;
+  const {
+    prefix = 'db',
+    needs,
+    dryRun,
+    duringPlay,
+  } = typeof options === 'string' ? ({ prefix: options } as DbMaintenanceStepsOptions) : options;
   const planId = `${prefix}-plan`;
   const out = (path: string): string => `\${{ steps.${planId}.output.${path} }}`;
   const when = (path: string) => ({ value: out(path), op: 'truthy' as const });
@@ -51,7 +62,10 @@ export function dbMaintenanceSteps(options: DbMaintenanceStepsOptions | string =
     title: 'Plan database maintenance',
     ...(needs ? { needs } : {}),
     action: 'db.plan',
-    args: dryRun === undefined ? {} : { dryRun },
+    args: {
+      ...(dryRun === undefined ? {} : { dryRun }),
+      ...(duringPlay === undefined ? {} : { duringPlay }),
+    },
   };
   const taskSteps: StepInput[] = [
     {
@@ -102,7 +116,10 @@ export function dbMaintenanceSteps(options: DbMaintenanceStepsOptions | string =
 
 /** Runbook §4.2 on its own: plan, one approval for everything that changes the database, the work. */
 export function dbMaintenanceRunbook(): RunbookInput {
-  const { planStep, taskSteps, covers, planId } = dbMaintenanceSteps({ dryRun: '${{ params.dryRun }}' });
+  const { planStep, taskSteps, covers, planId } = dbMaintenanceSteps({
+    dryRun: '${{ params.dryRun }}',
+    duringPlay: '${{ params.duringPlay }}',
+  });
   return defineRunbook({
     name: 'db-maintenance',
     version: '1',
@@ -121,6 +138,13 @@ export function dbMaintenanceRunbook(): RunbookInput {
         .default(false)
         .describe(
           'Plan only: log every statement that would run (the plan step’s output), run none, ask no approval.',
+        ),
+      duringPlay: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Allow rebuilds, partition changes, drops and purges while players are on. Default: refused unless the ' +
+            'traffic gate is closed (maintenance mode on).',
         ),
     }),
     steps: [
