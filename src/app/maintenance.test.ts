@@ -80,7 +80,7 @@ describe('maintenance in the process (serve wiring)', () => {
       );
       expect((await service.get(window.id)).window).toMatchObject({
         state: 'cancelled',
-        reason: expect.stringMatching(/^the window ended before its run .* changed anything/),
+        reason: expect.stringMatching(/^the window ended before its run .* changed anything/) as string,
       });
       expect(await holdOff(schedule('backup'), clock.now())).toBeUndefined();
     } finally {

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { dueNotice, noticeKey, noticeSchedule, upcomingNotices } from './notices.ts';
+import { dueNotice, leadText, noticeKey, noticeSchedule, upcomingNotices } from './notices.ts';
+import { zonedTime } from './time.ts';
 
 const MIN = 60_000;
 const DEFAULT = [24 * 60 * MIN, 60 * MIN, 10 * MIN, MIN];
@@ -19,7 +20,11 @@ describe('maintenance notices', () => {
 
   it('a window planned 30 minutes ahead shows T-60m now, then T-10m and T-1m', () => {
     const now = new Date(start.getTime() - 30 * MIN);
-    expect(upcomingNotices(start, DEFAULT, now).map((n) => n.key)).toEqual(['T-60m', 'T-10m', 'T-1m']);
+    expect(upcomingNotices(start, DEFAULT, now)).toEqual([
+      { key: 'T-60m', at: now.toISOString(), atOnce: true },
+      { key: 'T-10m', at: '2026-12-03T03:50:00.000Z' },
+      { key: 'T-1m', at: '2026-12-03T03:59:00.000Z' },
+    ]);
     expect(dueNotice(start, DEFAULT, new Set(), now)?.key).toBe('T-60m');
     expect(dueNotice(start, DEFAULT, new Set(['T-60m']), now)).toBeUndefined();
     expect(dueNotice(start, DEFAULT, new Set(), start)).toBeUndefined();
@@ -56,5 +61,20 @@ describe('maintenance notices', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('says the time left, not the offset: hours from two hours, minutes below; a zero offset is UTC', () => {
+    const before = (ms: number) => leadText(start, new Date(start.getTime() - ms));
+    expect(before(24 * 60 * MIN)).toBe('Maintenance in 24 hours: ');
+    expect(before(5 * 60 * MIN + 7 * MIN)).toBe('Maintenance in 5 hours: ');
+    expect(before(119 * MIN + 50_000)).toBe('Maintenance in 2 hours: ');
+    expect(before(100 * MIN)).toBe('Maintenance in 100 minutes: ');
+    expect(before(12 * MIN + 10_000)).toBe('Maintenance in 12 minutes: ');
+    expect(before(MIN)).toBe('Maintenance in 1 minute: ');
+    expect(before(20_000)).toBe('Maintenance in less than a minute: ');
+    expect(before(0)).toBe('');
+    expect(zonedTime(start, 'UTC')).toBe('2026-12-03 04:00 UTC');
+    expect(zonedTime(start, 'Europe/London')).toBe('2026-12-03 04:00 UTC');
+    expect(zonedTime(start, 'Asia/Seoul')).toBe('2026-12-03 13:00 GMT+9');
   });
 });

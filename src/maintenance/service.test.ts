@@ -665,3 +665,354 @@ describe('player-minutes estimate', () => {
     expect(fallback.notes[0]).toMatch(/^Prometheus could not be asked for the players last week: /);
   });
 });
+
+describe('maintenance windows under review (issue #7 defects)', () => {
+  it('a cancel while the tick sends a notice wins: no run starts; a cancel while the run starts cancels that run', async () => {
+    const { service, clock, runs, fleet } = await setup();
+    const { window } = await service.plan(
+      { startsAt: '2026-12-01T00:30:00Z', endsAt: '2026-12-01T01:30:00Z' },
+      alice,
+    );
+    // The tick read the window scheduled, then sends T-60m (due: the window is 30 minutes ahead); it is
+    // cancelled meanwhile.
+    const notice = fleet.fleet.notice.bind(fleet.fleet);
+    fleet.fleet.notice = async (input, signal) => {
+      if (fleet.notices.length === 0) await service.cancel(window.id, alice, 'not today');
+      return notice(input, signal);
+    };
+    await service.tick(clock.now());
+    expect(runs.started).toHaveLength(0);
+    expect((await service.get(window.id)).window).toMatchObject({ state: 'cancelled', runId: undefined });
+
+    // Cancelled between the claim and recording the run: the run started is cancelled.
+    const b = await service.plan({ startsAt: '2026-12-01T02:00:00Z', endsAt: '2026-12-01T03:00:00Z' }, alice);
+    const start = runs.runs.start.bind(runs.runs);
+    runs.runs.start = async (input, actor) => {
+      expect((await service.get(b.window.id)).window).toMatchObject({ state: 'running', runId: undefined });
+      await service.cancel(b.window.id, alice, 'changed our mind');
+      return start(input, actor);
+    };
+    clock.set('2026-12-01T01:00:00Z');
+    await service.tick(clock.now());
+    expect(runs.started).toHaveLength(1);
+    expect(runs.cancelled).toEqual(['run-1']);
+    expect((await service.get(b.window.id)).window).toMatchObject({
+      state: 'cancelled',
+      reason: 'cancelled by alice: changed our mind',
+      runId: undefined,
+    });
+  });
+
+  it('tells the time left in a late notice, plans only future notices and one at once, shows UTC', async () => {
+    const { service, clock, fleet, sent } = await setup({ maintenance: { timezone: 'UTC' } });
+    const planned = await service.plan(
+      { startsAt: '2026-12-01T05:00:00Z', endsAt: '2026-12-01T06:00:00Z' },
+      alice,
+    );
+    expect(planned.notices).toEqual([
+      { key: 'T-24h', at: '2026-12-01T00:00:00.000Z', atOnce: true },
+      { key: 'T-60m', at: '2026-12-01T04:00:00.000Z' },
+      { key: 'T-10m', at: '2026-12-01T04:50:00.000Z' },
+      { key: 'T-1m', at: '2026-12-01T04:59:00.000Z' },
+    ]);
+    await service.tick(clock.now());
+    expect(fleet.notices[0]?.message).toBe(
+      'Maintenance in 5 hours: The game is closed for maintenance from 2026-12-01 05:00 UTC to 2026-12-01 06:00 UTC.',
+    );
+    expect(sent[0]?.message).toMatch(/^Maintenance in 5 hours: game \(production\) maintenance window /);
+    // A restart 12 minutes before the start sends the latest offset due (T-60m), saying 12 minutes.
+    clock.set('2026-12-01T04:48:00Z');
+    await service.tick(clock.now());
+    expect(fleet.notices[1]?.message).toMatch(/^Maintenance in 12 minutes: /);
+    expect(fleet.notices).toHaveLength(2);
+  });
+
+  it('a window restarted too late is missed and players told; a run still waiting for approval at the end is cancelled', async () => {
+    const { service, clock, runs, fleet, sent } = await setup({ maintenance: { leadTime: '5m' } });
+    const a = await service.plan({ startsAt: '2026-12-01T01:00:00Z', endsAt: '2026-12-01T02:00:00Z' }, alice);
+    await service.tick(clock.now()); // T-60m
+    clock.set('2026-12-01T01:45:00Z'); // gameops was down: 15 of 60 minutes remain, 30 are needed
+    await service.tick(clock.now());
+    expect(runs.started).toHaveLength(0);
+    expect((await service.get(a.window.id)).window).toMatchObject({
+      state: 'cancelled',
+      reason: expect.stringMatching(
+        /^missed: only 15 of the window's minutes remained .* needs 30/,
+      ) as string,
+    });
+    expect(fleet.notices.map((n) => n.message)).toEqual([
+      expect.stringMatching(/^Maintenance in 60 minutes: /),
+      'The maintenance planned for 2026-12-01 10:00 GMT+9 is cancelled.',
+    ]);
+    expect(sent[1]?.message).toMatch(/is CANCELLED: missed: only 15/);
+
+    const b = await service.plan({ startsAt: '2026-12-01T03:00:00Z', endsAt: '2026-12-01T04:00:00Z' }, alice);
+    clock.set('2026-12-01T02:56:00Z');
+    await service.tick(clock.now());
+    runs.set('run-1', 'waiting', { preflight: 'succeeded' }, 'waiting for approval (approve)');
+    clock.set('2026-12-01T03:59:59Z');
+    await service.tick(clock.now());
+    expect(runs.cancelled).toEqual([]);
+    clock.set('2026-12-01T04:00:00Z');
+    await service.tick(clock.now());
+    expect(runs.cancelled).toEqual(['run-1']);
+    expect((await service.get(b.window.id)).window).toMatchObject({
+      state: 'cancelled',
+      reason: expect.stringMatching(
+        /^the window ended before its run run-1 changed anything \(waiting for approval/,
+      ) as string,
+    });
+    expect(fleet.notices.at(-1)?.message).toBe(
+      'The maintenance planned for 2026-12-01 12:00 GMT+9 is cancelled.',
+    );
+  });
+
+  it('back-to-back windows: spans compared from the lead time; a run waits while another window runs', async () => {
+    const { service, clock, runs, logs } = await setup({ maintenance: { leadTime: '5m' } });
+    const a = await service.plan({ startsAt: '2026-12-01T01:00:00Z', endsAt: '2026-12-01T02:00:00Z' }, alice);
+    const overlap = await rejection(
+      service.plan({ startsAt: '2026-12-01T02:04:00Z', endsAt: '2026-12-01T03:00:00Z' }, alice),
+    );
+    expect(overlap).toBeInstanceOf(ConflictError);
+    const b = await service.plan({ startsAt: '2026-12-01T02:05:00Z', endsAt: '2026-12-01T03:00:00Z' }, alice);
+    clock.set('2026-12-01T00:55:00Z');
+    await service.tick(clock.now());
+    runs.set('run-1', 'running', { preflight: 'succeeded', close: 'succeeded' });
+    clock.set('2026-12-01T02:01:00Z');
+    await service.tick(clock.now());
+    expect(runs.started).toHaveLength(1);
+    expect(logs).toContain(
+      `maintenance window ${b.window.id}: its run waits for window ${a.window.id}, still running`,
+    );
+    runs.set('run-1', 'succeeded');
+    clock.set('2026-12-01T02:03:00Z');
+    await service.tick(clock.now());
+    expect((await service.get(a.window.id)).window.state).toBe('completed');
+    expect((await service.get(b.window.id)).window).toMatchObject({ state: 'running', runId: 'run-2' });
+  });
+
+  it("window states from the run's steps: failed before close, compensation failed, cancelled after close, held then reopened", async () => {
+    const { service, clock, runs, fleet } = await setup();
+    const plan = (h: number, hold = false) =>
+      service.plan(
+        {
+          startsAt: `2026-12-0${1 + Math.floor(h / 24)}T${String(h % 24).padStart(2, '0')}:00:00Z`,
+          endsAt: `2026-12-0${1 + Math.floor(h / 24)}T${String(h % 24).padStart(2, '0')}:50:00Z`,
+          hold,
+        },
+        alice,
+      );
+    const settle = async (
+      iso: string,
+      status: RunStatus,
+      steps: Record<string, StepState['status']>,
+      reason?: string,
+    ) => {
+      clock.set(iso);
+      await service.tick(clock.now());
+      runs.set(`run-${runs.started.length}`, status, steps, reason);
+      await service.tick(clock.now());
+    };
+    const a = await plan(2, true);
+    await settle(
+      '2026-12-01T01:10:00Z',
+      'failed',
+      { preflight: 'failed' },
+      'preflight: backups not configured',
+    );
+    expect((await service.get(a.window.id)).window).toMatchObject({ state: 'failed' });
+    expect(fleet.notices.at(-1)?.message).toMatch(/is cancelled\.$/);
+
+    const b = await plan(4);
+    await settle(
+      '2026-12-01T03:10:00Z',
+      'failed',
+      { preflight: 'succeeded', close: 'succeeded' },
+      'drain failed; COMPENSATION FAILED: close: gate did not open',
+    );
+    expect((await service.get(b.window.id)).window).toMatchObject({
+      state: 'held',
+      reason: expect.stringMatching(
+        /^putting the service back failed, it is not known to be back .* gameops run maintenance-reopen -p window=/,
+      ) as string,
+    });
+
+    const c = await plan(6);
+    await settle(
+      '2026-12-01T05:10:00Z',
+      'cancelled',
+      { preflight: 'succeeded', close: 'succeeded' },
+      'cancelled by bob',
+    );
+    const held = (await service.get(c.window.id)).window;
+    expect(held).toMatchObject({
+      state: 'held',
+      reason: expect.stringContaining(
+        `maintenance mode is still on; put the service back with gameops run maintenance-reopen -p window=${c.window.id}`,
+      ) as string,
+    });
+    expect(await service.activeWindow(new Date('2026-12-02T00:00:00Z'))).toMatchObject({ id: b.window.id });
+
+    // A reopen of another window, and one that failed, do not end it; a succeeded one for it does.
+    runs.add('maintenance-reopen', { window: b.window.id, run: null }, 'failed', '2026-12-01T06:00:00.000Z');
+    clock.set('2026-12-01T06:00:00Z');
+    await service.tick(clock.now());
+    expect((await service.get(c.window.id)).window.state).toBe('held');
+    runs.add(
+      'maintenance-reopen',
+      { window: c.window.id, run: null },
+      'succeeded',
+      '2026-12-01T06:00:10.000Z',
+    );
+    clock.set('2026-12-01T06:00:10Z');
+    await service.tick(clock.now());
+    expect((await service.get(c.window.id)).window.state).toBe('held'); // checked every 30 s
+    clock.set('2026-12-01T06:00:30Z');
+    await service.tick(clock.now());
+    expect((await service.get(c.window.id)).window).toMatchObject({
+      state: 'completed',
+      reason: expect.stringMatching(
+        /^held \(run run-3 was cancelled after logins were closed.*\), then reopened by run run-5$/,
+      ) as string,
+    });
+  });
+
+  it('tries a failed notice again until the next offset is due, and one left sending by a dead process', async () => {
+    const { service, clock, fleet, store, logs } = await setup({
+      maintenance: { notices: { before: ['60m', '10m'], channels: [] } },
+    });
+    const { window } = await service.plan(
+      { startsAt: '2026-12-01T03:00:00Z', endsAt: '2026-12-01T04:00:00Z' },
+      alice,
+    );
+    let down = 2;
+    const notice = fleet.fleet.notice.bind(fleet.fleet);
+    fleet.fleet.notice = (input, signal) =>
+      down-- > 0 ? Promise.reject(new Error('fleet down')) : notice(input, signal);
+    const at = async (iso: string) => {
+      clock.set(iso);
+      await service.tick(clock.now());
+    };
+    await at('2026-12-01T02:00:00Z');
+    await at('2026-12-01T02:00:10Z'); // failed 10 s ago: not yet
+    expect(
+      (await store.maintenance.notices(scope, window.id)).map((n) => [n.key, n.status, n.attempts]),
+    ).toEqual([['T-60m', 'failed', 1]]);
+    await at('2026-12-01T02:00:31Z');
+    await at('2026-12-01T02:01:02Z');
+    expect(
+      (await store.maintenance.notices(scope, window.id)).map((n) => [n.key, n.status, n.attempts]),
+    ).toEqual([['T-60m', 'sent', 3]]);
+    expect(fleet.notices).toHaveLength(1);
+    expect(logs).toContain(
+      `maintenance window ${window.id}: notice T-60m failed before; trying again (attempt 2)`,
+    );
+
+    // T-10m: a process claimed it and died. Two minutes on it is sent again, said in the log.
+    clock.set('2026-12-01T02:50:00Z');
+    expect(
+      (await store.maintenance.claimNotice(scope, window.id, 'T-10m', new Date('2026-12-01T02:50:00Z')))
+        .claimed,
+    ).toBe(true);
+    await at('2026-12-01T02:51:00Z');
+    expect(fleet.notices).toHaveLength(1);
+    await at('2026-12-01T02:52:01Z');
+    expect(fleet.notices).toHaveLength(2);
+    expect(fleet.notices[1]?.message).toMatch(/^Maintenance in 8 minutes: /);
+    expect(logs.some((l) => l.includes('notice T-10m was left sending'))).toBe(true);
+  });
+
+  it('cancels scheduled recurring occurrences the config no longer plans, telling whoever heard of them', async () => {
+    const weekly = { name: 'weekly', cron: '0 4 * * 4', duration: '2h' };
+    const first = await setup({
+      maintenance: { leadTime: '5m', recurring: [weekly] },
+      at: '2026-12-02T18:30:00Z',
+    });
+    await first.service.tick(first.clock.now()); // materialises; T-60m of 12-02T19:00Z goes out
+    expect(first.fleet.notices).toHaveLength(1);
+    const deps = (maintenance: Record<string, unknown>): MaintenanceDeps => ({
+      config: config({ leadTime: '5m', ...maintenance }),
+      store: first.store,
+      clock: first.clock,
+      runs: first.runs.runs,
+      fleet: () => Promise.resolve(first.fleet.fleet),
+      notifier: { send: () => Promise.resolve() },
+      log: { info: () => undefined, warn: () => undefined, error: () => undefined },
+    });
+    // The cron moved to Friday: Thursday's occurrences are cancelled, Friday's planned.
+    const moved = createMaintenanceService(deps({ recurring: [{ ...weekly, cron: '0 4 * * 5' }] }));
+    await moved.tick(first.clock.now());
+    const states = async () =>
+      (await first.store.maintenance.list(scope)).map((w) => [w.id, w.state, w.reason ?? '']);
+    expect(await states()).toEqual([
+      [
+        'mw-20261202T1900Z-weekly',
+        'cancelled',
+        'maintenance.recurring weekly no longer plans 2026-12-02T19:00:00.000Z (its cron changed)',
+      ],
+      ['mw-20261203T1900Z-weekly', 'scheduled', ''],
+      ['mw-20261209T1900Z-weekly', 'cancelled', expect.stringContaining('its cron changed')],
+    ]);
+    expect(first.fleet.notices.at(-1)?.message).toBe(
+      'The maintenance planned for 2026-12-03 04:00 GMT+9 is cancelled.',
+    );
+    // Disabled: the rest go too.
+    await createMaintenanceService(deps({ recurring: [{ ...weekly, enabled: false }] })).tick(
+      first.clock.now(),
+    );
+    expect((await first.store.maintenance.list(scope, { states: ['scheduled'] })).map((w) => w.id)).toEqual(
+      [],
+    );
+  });
+
+  it('the estimate: nobody answering is unknown, not 0; partial answers noted; a window 10 days ahead looks 2 weeks back; the selector is summed', async () => {
+    const span = { startsAt: new Date('2026-12-11T04:00:00Z'), endsAt: new Date('2026-12-11T05:00:00Z') };
+    const now = new Date('2026-12-01T00:00:00Z');
+    const none = await estimatePlayerMinutes(
+      { scope, now, currentPlayers: () => Promise.resolve({ players: 0, notAnswering: 3, instances: 3 }) },
+      span,
+    );
+    expect(none.currentPlayers).toBeUndefined();
+    expect(none.notes).toContain('players online now unknown: none of the 3 game server(s) answered');
+    expect(none.summary).toMatch(/no player count could be read/);
+    const partial = await estimatePlayerMinutes(
+      { scope, now, currentPlayers: () => Promise.resolve({ players: 8, notAnswering: 1, instances: 3 }) },
+      span,
+    );
+    expect(partial).toMatchObject({ currentPlayers: 8, players: 8 });
+    expect(partial.notes).toContain(
+      'players online now: 1 of 3 game server(s) did not answer; their players are not counted',
+    );
+
+    let asked: URLSearchParams | undefined;
+    const server: Server = createServer((req, res) => {
+      asked = new URL(req.url ?? '/', 'http://x').searchParams;
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({
+          status: 'success',
+          data: { resultType: 'matrix', result: [{ metric: {}, values: [[1, '40']] }] },
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const prometheus = createPrometheusClient({ url: `http://127.0.0.1:${port}` });
+      const result = await estimatePlayerMinutes(
+        { scope, now, prometheus, playersSelector: 'env="production"' },
+        span,
+      );
+      expect(asked?.get('query')).toBe('sum(game_players_connected{env="production"})');
+      expect(asked?.get('start')).toBe(String(Date.parse('2026-11-27T04:00:00Z') / 1000));
+      expect(result).toMatchObject({ lastWeekPlayers: 40, players: 40 });
+      expect(result.summary).toContain('same hours 2 weeks earlier, Prometheus');
+      expect(result.notes).toContain(
+        'players 2 weeks earlier: sum(game_players_connected{env="production"})',
+      );
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    expect(() => config({ playersSelector: 'env="x"}) or vector(1' })).toThrow(/playersSelector/);
+  });
+});
