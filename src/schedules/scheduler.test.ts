@@ -511,7 +511,7 @@ describe.each([
       outcome: 'missed',
     });
     expect(back.messages('warn')).toContain(
-      'schedule nine: 1 held occurrence recorded as missed: its hold ended at 2026-01-02T09:00:00.000Z, more than the grace of 30m ago',
+      'schedule nine: 1 held occurrence recorded as missed: it was last seen held (gameops was not running when the hold ended) at 2026-01-02T09:00:00.000Z, more than the grace of 30m ago',
     );
 
     // Held, then the schedule is disabled: never started, even once enabled again weeks later.

@@ -306,7 +306,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         next !== undefined && next <= now
           ? `occurrence ${next.toISOString()} has come due since`
           : now.getTime() - endedAt > lateLimit(s)
-            ? `its hold ended at ${new Date(endedAt).toISOString()}, more than the grace of ${lateness(lateLimit(s))} ago`
+            ? `${was ? 'its hold ended at' : 'it was last seen held (gameops was not running when the hold ended) at'} ` +
+              `${new Date(endedAt).toISOString()}, more than the grace of ${lateness(lateLimit(s))} ago`
             : undefined;
       const older = why === undefined ? held.slice(0, -1) : held;
       const coalesced = await abandonAll(name, older);
