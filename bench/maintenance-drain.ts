@@ -8,13 +8,16 @@
  * random part of a second each round, so the last departure is not in step with either way's polls. Each round, an in-process engine
  * (`openRunbooks`, the store of the config) runs a two-step runbook, `fleet.drain-players` then `noop`;
  * an independent poller asks every instance `GET /ops/status` every 20 ms and notes the instant the
- * players online reach 0. The figure is the `noop` step's `startedAt` minus that instant: the poller's
- * own period and request make it up to ~20 ms short, so a round where drain-players saw the 0 first can
- * print a small negative figure.
+ * players online reach 0, and the instant the fleet is empty: 0 players and 0 `pendingWrites` (the last
+ * logouts written, which is what drain-players waits for). The figure is the `noop` step's `startedAt`
+ * minus the empty instant: the poller's own period and request make it up to ~20 ms short, so a round
+ * where drain-players saw it first can print a small negative figure. The time from 0 players to empty
+ * (the saves being written) is printed too.
  *
  * Baseline, in the same run and measured the same way: the old way, `Fleet.drain` (which asks every
  * instance to drain and polls each second), called directly; the figure is when it returned, before any
- * engine step (so it flatters the baseline by the engine's step overhead, a few ms). Its instances refuse
+ * engine step (so it flatters the baseline by the engine's step overhead, a few ms). It does not wait for
+ * the writes: a negative figure is it returning before the last saves were written. Its instances refuse
  * logins afterwards and are restarted between rounds.
  *
  *   node bench/maintenance-drain.ts         # BENCH_PLAYERS=20 BENCH_ROUNDS=8 BENCH_INSTANCES=2
@@ -55,6 +58,14 @@ await ensurePackages();
 const [db, redis] = await Promise.all([startMariaDB(), startRedis({ password: randomSecret() })]);
 const dir = mkdtempSync(join(tmpdir(), 'gameops-bench-drain-'));
 let resources: Awaited<ReturnType<typeof bootstrap>> | undefined;
+interface Watcher {
+  /** Wall-clock ms when the players online reached 0, and when the pending writes did too after it. */
+  done: Promise<{ zeroAt: number; emptyAt: number }>;
+  stop: () => void;
+}
+/** Every watcher started: stopped in `finally`, so none polls a fleet that is being scaled to 0. */
+const watchers = new Set<Watcher>();
+
 try {
   const database = `drainbench_${randomBytes(4).toString('hex')}`;
   const root = await mysql.createConnection({
@@ -155,49 +166,77 @@ try {
     }
   }
 
-  /** Polls every instance every 20 ms; resolves with the wall-clock ms when the players online reach 0. */
-  function zeroWatcher(): { zeroAt: Promise<number>; stop: () => void } {
+  /** Polls every instance every 20 ms until 0 players and 0 pending writes (NaN when stopped first). */
+  function zeroWatcher(): Watcher {
     let stopped = false;
-    const zeroAt = (async () => {
+    const done = (async () => {
+      let zeroAt = Number.NaN;
       while (!stopped) {
-        const counts = await Promise.all(
-          opsUrls.map(async (url) => {
-            const res = await fetch(`${url}/ops/status`, { headers: { authorization: `Bearer ${token}` } });
-            return ((await res.json()) as { playersOnline: number }).playersOnline;
-          }),
-        );
-        if (counts.every((n) => n === 0)) return Date.now();
+        let counts: Array<{ playersOnline: number; pendingWrites?: number }>;
+        try {
+          counts = await Promise.all(
+            opsUrls.map(async (url) => {
+              const res = await fetch(`${url}/ops/status`, {
+                headers: { authorization: `Bearer ${token}` },
+              });
+              return (await res.json()) as { playersOnline: number; pendingWrites?: number };
+            }),
+          );
+        } catch (err) {
+          // Stopped meanwhile (the fleet going away): no figure, and no unhandled rejection.
+          if (stopped) break;
+          throw err;
+        }
+        const now = Date.now();
+        if (counts.every((c) => c.playersOnline === 0)) {
+          if (Number.isNaN(zeroAt)) zeroAt = now;
+          if (counts.every((c) => (c.pendingWrites ?? 0) === 0)) return { zeroAt, emptyAt: now };
+        } else zeroAt = Number.NaN;
         await sleep(POLL_MS);
       }
-      return Number.NaN;
+      return { zeroAt, emptyAt: Number.NaN };
     })();
-    return { zeroAt, stop: () => (stopped = true) };
+    const watcher: Watcher = {
+      done,
+      stop: () => {
+        stopped = true;
+        watchers.delete(watcher);
+      },
+    };
+    watchers.add(watcher);
+    return watcher;
   }
 
   const newGaps: number[] = [];
   const oldGaps: number[] = [];
+  const saveDelays: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     // New: fleet.drain-players then noop, through the engine.
     await populate(`n${round}`);
     const watcher = zeroWatcher();
     const started = await engine.start({ runbook: 'drain-bench', params: {}, trigger: 'cli' }, actor);
     const view = await engine.runUntilIdle({ runId: started.id });
-    const zeroAt = await watcher.zeroAt;
+    const { zeroAt, emptyAt } = await watcher.done;
+    watcher.stop();
     if (view?.status !== 'succeeded') throw new Error(`the run ended ${view?.status}: ${view?.reason}`);
     const next = view.steps.find((s) => s.id === 'next');
-    const gap = Date.parse(next!.startedAt!) - zeroAt;
+    const gap = Date.parse(next!.startedAt!) - emptyAt;
     newGaps.push(gap);
-    say(`round ${round + 1}: drain-players → noop ${gap} ms after 0 players`);
+    saveDelays.push(emptyAt - zeroAt);
+    say(
+      `round ${round + 1}: drain-players → noop ${gap} ms after empty (0 players, then saves written ${emptyAt - zeroAt} ms later)`,
+    );
 
     // Old: Fleet.drain polling each second, measured the same way.
     await populate(`o${round}`);
     const oldWatcher = zeroWatcher();
     await fleet.drain({ deadlineSeconds: 3600, waitMs: 60_000 });
     const returnedAt = Date.now();
-    const oldGap = returnedAt - (await oldWatcher.zeroAt);
+    const oldGap = returnedAt - (await oldWatcher.done).emptyAt;
+    oldWatcher.stop();
     oldGaps.push(oldGap);
     say(
-      `round ${round + 1}: Fleet.drain returned ${oldGap} ms after 0 players; restarting the drained instances`,
+      `round ${round + 1}: Fleet.drain returned ${oldGap} ms after empty; restarting the drained instances`,
     );
     await fleet.platform.restart({ maxUnavailable: 1 });
   }
@@ -208,8 +247,9 @@ try {
   process.stdout.write(
     [
       `gameops bench: maintenance drain, ${PLAYERS} players on ${INSTANCES} reference game servers leaving ${LEAVE_MIN_MS / 1000}–${LEAVE_MAX_MS / 1000} s after a random 0–1 s shift (node ${process.version})`,
-      `  players online = 0 → next step starts (fleet.drain-players, 250 ms polls)  ${line(newGaps)}   target < 1 s`,
-      `    baseline: Fleet.drain (1 s polls) returns                               ${line(oldGaps)}`,
+      `  empty (0 players, 0 pendingWrites) → next step starts (fleet.drain-players, 250 ms polls)  ${line(newGaps)}   target < 1 s`,
+      `    baseline: Fleet.drain (1 s polls, players only) returns                               ${line(oldGaps)}`,
+      `  0 players → 0 pendingWrites (the last saves written)                                    ${line(saveDelays)}`,
       `  (0 seen by an independent poller every ${POLL_MS} ms, so figures are up to ~${POLL_MS} ms short; load average ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')} on ${cpus().length} cores)`,
@@ -217,6 +257,7 @@ try {
     ].join('\n'),
   );
 } finally {
+  for (const watcher of [...watchers]) watcher.stop();
   if (resources) {
     // Never leave game servers running, whatever failed.
     const opened = resources;
