@@ -9,6 +9,8 @@ import type { ResolvedSchedule } from '../schedules/resolve.ts';
 import { shutdown } from './index.ts';
 import { maintenanceHoldOff, openMaintenance, workMaintenance } from './maintenance.ts';
 import { openRunbooks } from './runbooks.ts';
+import { createCatalog } from '../runbooks/actions/index.ts';
+import { createRunbookServices, stepContext } from '../runbooks/actions/test-support.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -84,6 +86,51 @@ describe('maintenance in the process (serve wiring)', () => {
       });
       expect(await holdOff(schedule('backup'), clock.now())).toBeUndefined();
     } finally {
+      await shutdown(resources);
+    }
+  });
+
+  it("the maintenance run's preflight refuses a window that is no longer scheduled or running (the store, through services)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gameops-maintenance-app-'));
+    dirs.push(dir);
+    const clock = new ManualClock('2099-12-02T10:00:00Z');
+    const resources = await bootstrapIn(dir, ['maintenance: { timezone: UTC, leadTime: 5m }'], {
+      clock,
+      logLevel: 'silent',
+    });
+    const services = createRunbookServices(resources);
+    try {
+      const service = await openMaintenance(resources);
+      const { window } = await service.plan(
+        { startsAt: '2099-12-03 04:00', endsAt: '2099-12-03 05:00' },
+        alice,
+      );
+      const preflight = createCatalog().action('maintenance.preflight')!;
+      const attempt = () =>
+        preflight
+          .run(
+            preflight.args.parse({
+              window: window.id,
+              startsAt: window.startsAt,
+              endsAt: window.endsAt,
+              tasks: [],
+            }),
+            stepContext(services),
+          )
+          .then(
+            () => '',
+            (err: unknown) => (err as Error).message,
+          );
+      // No platform here: refused for that, not for the window.
+      expect(await attempt()).not.toContain(`window ${window.id}`);
+      await service.cancel(window.id, alice, 'patch not ready');
+      expect(await attempt()).toMatch(
+        new RegExp(
+          `^maintenance cannot start \\(nothing was changed\\): window ${window.id}: it is cancelled \\(cancelled by alice: patch not ready\\)`,
+        ),
+      );
+    } finally {
+      await services.close();
       await shutdown(resources);
     }
   });

@@ -179,6 +179,20 @@ const preflightAction: ActionDefinition<z.infer<typeof preflightArgs>, Preflight
       missing.push('version: task update needs the version to roll to');
     if (!tasks.has('update') && args.version !== null)
       missing.push(`version ${args.version}: given, but tasks do not include update`);
+    if (args.window !== null) {
+      // The window service starts this run for a window it has claimed; a window cancelled (or ended,
+      // or serving another run) since then must not get a maintenance run. One the store does not know
+      // (started by hand naming a window) is only noted.
+      const scope = { service: config.service.name, environment: config.service.environment };
+      const window = await services.store?.maintenance.get(scope, args.window);
+      if (!window) notes.push(`window ${args.window}: not a planned window of this store`);
+      else if (window.state !== 'scheduled' && window.state !== 'running')
+        missing.push(
+          `window ${args.window}: it is ${window.state}${window.reason ? ` (${window.reason})` : ''}`,
+        );
+      else if (window.runId !== undefined && window.runId !== ctx.runId)
+        missing.push(`window ${args.window}: it is served by run ${window.runId}`);
+    }
     let fleet: Fleet | undefined;
     try {
       fleet = await services.fleet();
