@@ -397,6 +397,23 @@ describe('partition rotation guards on a real MariaDB', () => {
     expect(out.archive.pages).toBeGreaterThanOrEqual(Math.ceil(out.archive.plainBytes / (64 * 1024)));
   });
 
+  it('a staging table left by CREATE TABLE … LIKE alone (stopped before its next statement) is dropped and the rotation goes on; a table of that name holding other rows is never touched', async () => {
+    const s = stagingTable({ database: DB, table: 'bin2_logs' }, 'p_2026_05');
+    await sql(`CREATE TABLE \`${s.table}\` LIKE bin2_logs`);
+    await sql(`INSERT INTO bin2_logs VALUES (x'01', x'02030405', '2026-05-02 00:00:00', 7)`);
+    const out = await rotate('bin2_logs', 'p_2026_05');
+    expect(out.archive.rows).toBe(1);
+    expect(await staged('bin2_logs', 'p_2026_05')).toBeNull();
+    const t = stagingTable({ database: DB, table: 'bin2_logs' }, 'p_2026_06');
+    await sql(`CREATE TABLE \`${t.table}\` (id INT PRIMARY KEY)`);
+    await sql(`INSERT INTO \`${t.table}\` VALUES (1)`);
+    await expect(rotate('bin2_logs', 'p_2026_06')).rejects.toThrow(
+      `${DB}.${t.table} exists but is not gameops's staging table for ${DB}.bin2_logs partition p_2026_06 (its comment differs): rename it; the partition is not rotated`,
+    );
+    expect(await count(t.table)).toBe(1);
+    expect(await partitionsOf('bin2_logs')).toContain('p_2026_06');
+  });
+
   describe('the database connection dies in the middle of a rotation (KILL from a root connection)', () => {
     /** Rotates ev_logs `partition` on its own connection, killed after `phase`; the error. */
     async function killedAt(partition: string, phase: RotationPhase): Promise<unknown> {

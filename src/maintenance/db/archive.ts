@@ -29,7 +29,8 @@
  * hashes a form that cannot be rebuilt from exported values, hence this variant). A verified archive gets
  * a manifest next to it (`….manifest.json`: key, rows, checksum, SHA-256, bound, time zone); only an
  * archive with a manifest counts as archived (resume, `verify()`). An archive that fails verification is
- * deleted and the rows are swapped back into the partition.
+ * deleted and the rows are swapped back into the partition; one left by a run stopped before its
+ * verification has no manifest, never counts, and is left in the store (nothing is deleted by guesswork).
  *
  * Drop: under `LOCK TABLES … WRITE`, the partition (empty since the swap) is checked to still be empty
  * (one row read, whatever its size) and dropped; rows the game wrote into it since are kept and the step
@@ -580,13 +581,18 @@ export async function rotationState(
   );
   let state: RotationState['staging'] = 'absent';
   if (found.length > 0) {
-    if (String(found[0]!['c'] ?? '') !== stagingComment(ref, partition))
+    const any = await client.query(`SELECT 1 AS x FROM ${qualified(staging)} LIMIT 1`, [], q);
+    state = any.length > 0 ? 'rows' : 'empty';
+    // Without the comment it is ours only as `CREATE TABLE … LIKE` left it (a run stopped before its next
+    // statement): still partitioned, and empty.
+    if (
+      String(found[0]!['c'] ?? '') !== stagingComment(ref, partition) &&
+      (state === 'rows' || (await liveTablePartitions(client, staging, signal)).length === 0)
+    )
       throw new ConflictError(
         `${staging.database}.${staging.table} exists but is not gameops's staging table for ${info.database}.${info.table} ` +
           `partition ${partition} (its comment differs): rename it; the partition is not rotated`,
       );
-    const any = await client.query(`SELECT 1 AS x FROM ${qualified(staging)} LIMIT 1`, [], q);
-    state = any.length > 0 ? 'rows' : 'empty';
   }
   return {
     partition: info.partitions.find((p) => p.name === partition),
@@ -707,8 +713,14 @@ export async function rotatePartition(
         ),
       );
     } catch (err) {
+      // The swap did not happen (or its answer was lost): the staging table goes only if it is empty.
       await client
-        .query(`DROP TABLE IF EXISTS ${qualified(staging)}`, [], { timeoutMs: 10_000 })
+        .query(`SELECT 1 AS x FROM ${qualified(staging)} LIMIT 1`, [], { timeoutMs: 10_000 })
+        .then((any) =>
+          any.length === 0
+            ? client.query(`DROP TABLE ${qualified(staging)}`, [], { timeoutMs: 10_000 })
+            : undefined,
+        )
         .catch(() => undefined);
       throw err;
     }
@@ -778,7 +790,6 @@ export async function rotatePartition(
         `${where}: archive read back and verified (${archive.rows} rows, checksum ${archive.checksum}) in ${verifyMs} ms; manifest written`,
       );
       await options.onPhase?.('verified', archive);
-      await discardUnverified(storage, ref, partition, log);
     }
   } catch (err) {
     throw withNote(err, await putBack());
@@ -878,24 +889,4 @@ async function liveTablePartitions(
     { signal, timeoutMs: 60_000 },
   );
   return rows.map((r) => String(r['p']));
-}
-
-/** Deletes the partition's archive objects no manifest names (left by interrupted or failed runs). */
-async function discardUnverified(
-  storage: ArchiveStorage,
-  ref: TableRef,
-  partition: string,
-  log: (line: string) => void,
-): Promise<void> {
-  const keys: string[] = [];
-  const named = new Set<string>();
-  for await (const o of storage.store.list(partitionPrefix(storage, ref, partition))) {
-    if (o.key.endsWith(ARCHIVE_SUFFIX)) keys.push(o.key);
-    if (o.key.endsWith(MANIFEST_SUFFIX))
-      named.add(`${o.key.slice(0, -MANIFEST_SUFFIX.length)}${ARCHIVE_SUFFIX}`);
-  }
-  for (const key of keys.filter((k) => !named.has(k))) {
-    await storage.store.delete(key);
-    log(`${key}: archive without a manifest (an interrupted or failed run) deleted`);
-  }
 }
