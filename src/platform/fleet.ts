@@ -458,12 +458,14 @@ export function createFleet(deps: FleetDeps): Fleet {
       let kickedAt: number | undefined;
       let playersKicked = 0;
       let silentAtKick = 0;
-      for (;;) {
-        // Listed every round: an instance that comes up (or gets its address) during the drain is asked
-        // too, and told the gate when first seen (it started not knowing).
-        const listed = (await platform.instances()).filter(
+      const listLive = async (): Promise<Instance[]> =>
+        (await platform.instances()).filter(
           (i) => isLive(i) || (i.phase === 'stopped' && i.opsUrl !== undefined),
         );
+      let relisting: Promise<void> | undefined;
+      let freshList: Instance[] | undefined;
+      /** Merges a listing: new instances and new addresses; those no longer listed are gone. */
+      const merge = (listed: Instance[], first: boolean): void => {
         const listedNames = new Set(listed.map((i) => i.name));
         const listedAt = clock.now().getTime();
         for (const i of listed) {
@@ -484,11 +486,35 @@ export function createFleet(deps: FleetDeps): Fleet {
             opsUrl: i.opsUrl,
             seenAt: listedAt,
             // Those listed at the start with an address were told by whoever closed the gate.
-            told: firstRound && i.opsUrl !== undefined,
+            told: first && i.opsUrl !== undefined,
             ...(i.phase === 'stopped' ? { terminating: true } : {}),
           });
         }
         for (const s of state.values()) if (!listedNames.has(s.instance)) s.gone = true;
+      };
+      for (;;) {
+        // Listed again every round: an instance that comes up (or gets its address) during the drain is
+        // asked too, and told the gate when first seen (it started not knowing). The first listing is
+        // waited for; later ones run beside the polls (a listing can take a probe timeout when an instance
+        // is silent) and the newest finished one is merged at the start of a round.
+        let listed: Instance[] | undefined;
+        if (firstRound) listed = await listLive();
+        else {
+          listed = freshList;
+          freshList = undefined;
+        }
+        relisting ??= listLive()
+          .then(
+            (l) => {
+              freshList = l;
+            },
+            // A listing that failed changes nothing: the instances known are polled; the next one retries.
+            () => undefined,
+          )
+          .finally(() => {
+            relisting = undefined;
+          });
+        if (listed) merge(listed, firstRound);
         firstRound = false;
         await mapLimit([...state.values()], CONCURRENCY, async (s) => {
           if (s.gone) return;

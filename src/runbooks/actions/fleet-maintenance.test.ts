@@ -249,6 +249,36 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
     }
   });
 
+  it('an instance that comes up during the drain is listed, polled and closed too', async () => {
+    await run('fleet.gate', { closed: false });
+    const early = await player(wsUrl(0), 'early', false);
+    await run('fleet.gate', { closed: true, message: 'maintenance' });
+    const ctx = stepContext(services);
+    const draining = run<DrainPlayersResult>('fleet.drain-players', { deadlineMs: 600_000 }, ctx);
+    await logged(ctx, /^1 player\(s\) online on 1 instance/);
+    const fleet = await services.fleet();
+    try {
+      await fleet.platform.scale(3);
+      const [added] = await fleet.platform.instances({ names: ['game-2'] });
+      expect((await fleet.game.status(added!.opsUrl!)).maintenance.enabled).toBe(true);
+      early.leave();
+      const result = await draining;
+      expect(result).toMatchObject({
+        status: 'empty',
+        playersAtStart: 1,
+        silentAtStart: 0,
+        notWaitedFor: [],
+      });
+      expect(result.instances.map((i) => [i.instance, i.ok, i.playersRemaining])).toEqual([
+        ['game-0', true, 0],
+        ['game-1', true, 0],
+        ['game-2', true, 0],
+      ]);
+    } finally {
+      await fleet.platform.scale(2);
+    }
+  });
+
   it('at the deadline, players still online are told, saved and disconnected; only their instance is drained', async () => {
     await run('fleet.gate', { closed: false });
     const stays = await player(wsUrl(1), 'stays', false);
