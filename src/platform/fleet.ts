@@ -64,7 +64,7 @@ export interface PerInstanceOutcome {
 
 export interface GateResult {
   gate: GateState;
-  /** `ok`: every ready instance confirmed; `partial`: some did not (named in `instances`). */
+  /** `ok`: every live instance (ready or not) confirmed; `partial`: some did not (named in `instances`). */
   status: 'ok' | 'partial';
   instances: PerInstanceOutcome[];
 }
@@ -210,7 +210,7 @@ export interface Fleet {
     input: { closed: boolean; message?: string; startsAt?: string },
     signal?: AbortSignal,
   ): Promise<GateResult>;
-  /** Sends the recorded gate to every ready instance. */
+  /** Sends the recorded gate to every live instance, ready or not. */
   reapplyGate(signal?: AbortSignal): Promise<GateResult>;
   /**
    * What every caller does after a scale, restart or rollout (ADR 0006): when the gate is closed, tell the

@@ -436,7 +436,7 @@ const noticeArgs = z.strictObject({
 const noticeAction: ActionDefinition<z.infer<typeof noticeArgs>, NoticeResult> = {
   name: 'fleet.notice',
   description:
-    'Tells every player of every ready instance a message (e.g. maintenance ahead) without closing logins.',
+    'Tells every player of every live instance (ready or not) a one-line message (e.g. maintenance ahead) without closing logins; an instance not told is named.',
   effect: 'mutating',
   idempotent: false,
   args: noticeArgs,
