@@ -437,7 +437,12 @@ const purgeAction: ActionDefinition<z.infer<typeof purgeArgs>, { rules: PurgeRes
         throw new InputError(
           `${r.database}.${r.table}.${r.column} is not a rule of maintenance.db.purge: not purged`,
         );
-      // Whether the zone is the right one for the column is checked against the live server by purgeRows.
+      // UTC (TIMESTAMP columns, UTC servers) or the rule's zone; which one the column needs is checked
+      // against the live server by purgeRows.
+      if (r.zone !== 'UTC' && r.zone !== rule.zone)
+        throw new InputError(
+          `${r.database}.${r.table}.${r.column}: cutoff zone ${r.zone} is neither UTC nor the rule's zone (${rule.zone ?? 'none'}): not purged`,
+        );
       const latest = purgeCutoff(now - rule.olderThan, r.cutoff.length === 10 ? 'date' : 'datetime', r.zone);
       if (r.cutoff > latest)
         throw new InputError(
