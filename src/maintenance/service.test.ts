@@ -767,6 +767,34 @@ describe('maintenance windows under review (issue #7 defects)', () => {
     );
   });
 
+  it('a window claimed by a process that died before starting its run: started on restart, or missed when too late', async () => {
+    const { service, store, clock, runs } = await setup({ maintenance: { leadTime: '5m' } });
+    const a = await service.plan({ startsAt: '2026-12-01T01:00:00Z', endsAt: '2026-12-01T02:00:00Z' }, alice);
+    const b = await service.plan({ startsAt: '2026-12-01T03:00:00Z', endsAt: '2026-12-01T04:00:00Z' }, alice);
+    const claim = (id: string) =>
+      store.maintenance.transition(
+        scope,
+        id,
+        ['scheduled'],
+        { state: 'running' },
+        alice,
+        'maintenance.start',
+      );
+    await claim(a.window.id);
+    await claim(b.window.id);
+    clock.set('2026-12-01T00:56:00Z');
+    await service.tick(clock.now());
+    expect((await service.get(a.window.id)).window).toMatchObject({ state: 'running', runId: 'run-1' });
+    runs.set('run-1', 'succeeded');
+    clock.set('2026-12-01T03:50:00Z');
+    await service.tick(clock.now());
+    expect(runs.started).toHaveLength(1);
+    expect((await service.get(b.window.id)).window).toMatchObject({
+      state: 'cancelled',
+      reason: expect.stringMatching(/^missed: only 10 of the window's minutes remained/) as string,
+    });
+  });
+
   it('back-to-back windows: spans compared from the lead time; a run waits while another window runs', async () => {
     const { service, clock, runs, logs } = await setup({ maintenance: { leadTime: '5m' } });
     const a = await service.plan({ startsAt: '2026-12-01T01:00:00Z', endsAt: '2026-12-01T02:00:00Z' }, alice);

@@ -279,6 +279,8 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
   const skipped = new Map<string, number>();
   /** Windows whose run waits for another running window (logged once). */
   const waiting = new Set<string>();
+  /** Runs still going past their window's end after changing the service (followed, not cancelled). */
+  const overran = new Set<string>();
   /** When each held window was last checked for a reopen run. */
   const heldChecked = new Map<string, number>();
   let recurring: RecurringEntry[] | undefined;
@@ -547,10 +549,13 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     if (!w.runId) return;
     const run = await runs.get(w.runId, MAINTENANCE_ACTOR);
     if (!TERMINAL_RUN_STATUSES.includes(run.status)) {
-      if (now.getTime() < Date.parse(w.endsAt)) return;
+      if (now.getTime() < Date.parse(w.endsAt) || overran.has(run.id)) return;
       // The window is over and the run has changed nothing yet (an approval nobody gave, a preflight
       // still retrying): starting now would close logins after the announced end.
-      if ((await changedSteps(run, w, MAINTENANCE_ACTOR)).length > 0) return;
+      if ((await changedSteps(run, w, MAINTENANCE_ACTOR)).length > 0) {
+        overran.add(run.id); // it runs on past the end; asked once
+        return;
+      }
       const reason =
         `the window ended before its run ${run.id} changed anything (${run.reason ?? run.status}); ` +
         'the run was cancelled, nothing was done';
@@ -617,19 +622,20 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
    */
   async function startRun(w: MaintenanceWindow, now: Date): Promise<void> {
     let claimed = w;
+    const remaining = Date.parse(w.endsAt) - Math.max(now.getTime(), Date.parse(w.startsAt));
+    const required = requiredRemainingMs(w, settings.drain.deadline);
+    if (remaining < required) {
+      // Also a window claimed before a crash whose run was never started: too late now.
+      const reason =
+        remaining <= 0
+          ? 'missed: gameops was not running during the window; nothing was done'
+          : `missed: only ${Math.round(remaining / 60_000)} of the window's minutes remained when gameops could ` +
+            `start it (it needs ${Math.round(required / 60_000)}: the drain deadline and the tasks would close ` +
+            'logins past the announced end); nothing was done';
+      await endUnstarted(w, [w.state], 'cancelled', reason, 'maintenance.missed', { ifRunId: null });
+      return;
+    }
     if (w.state === 'scheduled') {
-      const remaining = Date.parse(w.endsAt) - Math.max(now.getTime(), Date.parse(w.startsAt));
-      const required = requiredRemainingMs(w, settings.drain.deadline);
-      if (remaining < required) {
-        const reason =
-          remaining <= 0
-            ? 'missed: gameops was not running during the window; nothing was done'
-            : `missed: only ${Math.round(remaining / 60_000)} of the window's minutes remained when gameops could ` +
-              `start it (it needs ${Math.round(required / 60_000)}: the drain deadline and the tasks would close ` +
-              'logins past the announced end); nothing was done';
-        await endUnstarted(w, ['scheduled'], 'cancelled', reason, 'maintenance.missed');
-        return;
-      }
       const running = (await repo.list(scope, { states: ['running'], limit: 5 })).find((o) => o.id !== w.id);
       if (running) {
         if (!waiting.has(w.id))
@@ -800,8 +806,11 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     if (w.state === 'held') return followHeld(w, now);
     const start = Date.parse(w.startsAt);
     if (now.getTime() < start && now.getTime() < Date.parse(w.endsAt)) await sendDueNotice(w, now);
-    if (w.state === 'scheduled' && now.getTime() >= start - settings.leadTime) await startRun(w, now);
-    else if (w.state === 'running') await (w.runId ? follow(w, now) : startRun(w, now));
+    const due = now.getTime() >= start - settings.leadTime;
+    if (w.state === 'scheduled' && due) await startRun(w, now);
+    else if (w.state === 'running' && w.runId) await follow(w, now);
+    // Claimed (by a process that stopped before starting the run): start it, or mark it missed.
+    else if (w.state === 'running' && due) await startRun(w, now);
   }
 
   return {
