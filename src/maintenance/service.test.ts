@@ -984,6 +984,36 @@ describe('maintenance windows under review (issue #7 defects)', () => {
     expect(first.fleet.notices.at(-1)?.message).toBe(
       'The maintenance planned for 2026-12-03 04:00 GMT+9 is cancelled.',
     );
+    // A row of an occurrence's id with other times (planned by hand under that id) is not this window: said once.
+    const logs: string[] = [];
+    await first.store.maintenance.create(
+      scope,
+      {
+        id: 'mw-20261210T1900Z-weekly',
+        name: 'weekly',
+        origin: 'recurring',
+        startsAt: '2026-12-10T19:00:00.000Z',
+        endsAt: '2026-12-10T19:30:00.000Z',
+        timezone: 'Asia/Seoul',
+        tasks: ['logs'],
+        hold: false,
+        state: 'cancelled',
+        createdBy: 'alice',
+        createdAt: '',
+        updatedAt: '',
+      },
+      alice,
+    );
+    const logged = createMaintenanceService({
+      ...deps({ recurring: [{ ...weekly, cron: '0 4 * * 5' }] }),
+      log: { info: () => undefined, warn: (_, m) => logs.push(m), error: (_, m) => logs.push(m) },
+    });
+    first.clock.set('2026-12-03T00:00:00Z');
+    await logged.tick(first.clock.now());
+    await logged.tick(first.clock.now());
+    expect(logs).toEqual([
+      'recurring maintenance weekly at 2026-12-10T19:00:00.000Z skipped: maintenance window mw-20261210T1900Z-weekly exists already (cancelled, 2026-12-10T19:00:00.000Z–2026-12-10T19:30:00.000Z), not 2026-12-10T19:00:00.000Z–2026-12-10T21:00:00.000Z',
+    ]);
     // Disabled: the rest go too.
     await createMaintenanceService(deps({ recurring: [{ ...weekly, enabled: false }] })).tick(
       first.clock.now(),

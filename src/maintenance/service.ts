@@ -279,6 +279,8 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
   const skipped = new Map<string, number>();
   /** Windows whose run waits for another running window (logged once). */
   const waiting = new Set<string>();
+  /** Recurring occurrence ids taken by a window with other times (logged once). */
+  const mismatched = new Set<string>();
   /** Runs still going past their window's end after changing the service (followed, not cancelled). */
   const overran = new Set<string>();
   /** When each held window was last checked for a reopen run. */
@@ -739,19 +741,31 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     await dropUnplanned(entries, now);
     if (entries.length === 0) return;
     const horizon = new Date(now.getTime() + RECURRING_HORIZON_MS);
-    const known = new Set(
-      (await repo.list(scope, { endsAfter: now, startsBefore: horizon, limit: 1000 })).map((w) => w.id),
+    const known = new Map(
+      (await repo.list(scope, { endsAfter: now, startsBefore: horizon, limit: 1000 })).map((w) => [w.id, w]),
     );
     for (const { name, cron, durationMs, entry } of entries) {
       for (let at = cron.next(now); at && at < horizon; at = cron.next(at)) {
         const id = recurringWindowId(at, name);
-        const skippedAt = skipped.get(id);
-        if (known.has(id) || (skippedAt !== undefined && now.getTime() - skippedAt < RETRY_SKIPPED_MS))
-          continue;
         const startsAt = at.toISOString();
         const endsAt = new Date(at.getTime() + durationMs).toISOString();
+        const existing = known.get(id);
+        if (existing) {
+          // The same occurrence: fine. A window of that id with other times is not this one: said once.
+          if ((existing.startsAt !== startsAt || existing.endsAt !== endsAt) && !mismatched.has(id)) {
+            mismatched.add(id);
+            log.warn(
+              { window: id, recurring: name, state: existing.state },
+              `recurring maintenance ${name} at ${startsAt} skipped: maintenance window ${id} exists already ` +
+                `(${existing.state}, ${existing.startsAt}–${existing.endsAt}), not ${startsAt}–${endsAt}`,
+            );
+          }
+          continue;
+        }
+        const skippedAt = skipped.get(id);
+        if (skippedAt !== undefined && now.getTime() - skippedAt < RETRY_SKIPPED_MS) continue;
         try {
-          await repo.create(
+          const created = await repo.create(
             scope,
             {
               id,
@@ -771,7 +785,7 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
             MAINTENANCE_ACTOR,
             { leadMs: settings.leadTime },
           );
-          known.add(id);
+          known.set(id, created);
           skipped.delete(id);
           log.info(
             { window: id, startsAt, endsAt },
