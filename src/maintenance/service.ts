@@ -143,8 +143,11 @@ export interface PlannedWindow {
   estimate: PlayerMinutesEstimate;
   /** The `maintenance` runbook's steps with these parameters. */
   plan: Plan;
-  /** The notices that will be sent, earliest first. */
-  notices: DueNotice[];
+  /**
+   * The notices that will be sent, earliest first: those still to come at their times, and first the
+   * latest one whose time has passed already, sent at once (`atOnce`, `at` now), telling the time left.
+   */
+  notices: Array<DueNotice & { atOnce?: boolean }>;
 }
 
 export interface WindowDetail {
