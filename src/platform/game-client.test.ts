@@ -369,7 +369,7 @@ describe('misbehaving servers', () => {
       ],
       [
         () => game.setMaintenance('http://127.0.0.1:1', { enabled: true, startsAt: 'soon' }),
-        /not an ISO 8601 time/,
+        /not an ISO 8601 date-time with offset/,
       ],
       [() => game.drain('http://127.0.0.1:1', { deadlineSeconds: 0 }), /an integer from 1 to 3600/],
       [
