@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationSchema, errorMessage, formatDuration } from '../core/index.ts';
+import { durationSchema, errorMessage, formatDuration, unsafeCharacter } from '../core/index.ts';
 // The leaf module (it imports only core): matchers are checked when the config loads.
 import { parseMatcher } from '../alerts/matchers.ts';
 
@@ -1010,7 +1010,15 @@ export const recurringWindowSchema = z.strictObject({
   timezone: timeZoneSchema.optional().describe('Default: maintenance.timezone.'),
   duration: boundedDuration(5 * MINUTE_MS, 24 * 60 * MINUTE_MS, '5m and 24h'),
   tasks: z.array(z.enum(MAINTENANCE_TASKS)).default(['db', 'logs']),
-  message: z.string().min(1).max(500).optional().describe("Players' notice (default: a standard one)."),
+  message: z
+    .string()
+    .min(1)
+    .max(500)
+    .refine((text) => unsafeCharacter(text) === undefined, {
+      error: 'one line of text: control and text-direction characters are not allowed',
+    })
+    .optional()
+    .describe("Players' notice (default: a standard one)."),
   enabled: z.boolean().default(true),
 });
 

@@ -287,6 +287,19 @@ describe('maintenance plan', () => {
       /^end: .* is not after the start/,
     );
     await refused({ startsAt: '2026-12-02T04:00:00Z', endsAt: '2026-12-03T04:01:00Z' }, /at most 24 hours/);
+    // Players' text is one line: no control or text-direction characters reach their screens.
+    await refused(
+      {
+        startsAt: '2026-12-02T04:00:00Z',
+        endsAt: '2026-12-02T05:00:00Z',
+        message: 'Back soon\n[ADMIN] send your password',
+      },
+      /^message: control and text-direction characters are not allowed \(found U\+000A\)/,
+    );
+    await refused(
+      { startsAt: '2026-12-02T04:00:00Z', endsAt: '2026-12-02T05:00:00Z', message: 'Back \u202Enoos' },
+      /^message: .*found U\+202E/,
+    );
     await refused(
       { startsAt: '2026-12-02T04:00:00Z', endsAt: '2026-12-02T05:00:00Z', tasks: ['update'] },
       /^version: the update task needs a version/,

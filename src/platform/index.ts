@@ -37,6 +37,7 @@ export type {
   DrainPlayersResult,
   DrainingInstance,
 } from './fleet.ts';
-export { checkPlayerText, createGameServerClient, unsafeCharacter } from './game-client.ts';
+export { checkPlayerText, createGameServerClient } from './game-client.ts';
+export { unsafeCharacter } from '../core/index.ts';
 export type { GameServerClient, GameStatus, DiagnosticKind, NoticeInput } from './game-client.ts';
 export { countLinesMatching } from './lines.ts';
