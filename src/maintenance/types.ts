@@ -20,10 +20,12 @@ export const WINDOW_ID_PATTERN = /^mw-\d{8}T\d{4}Z-[a-z0-9][a-z0-9._-]{0,63}$/;
 
 /**
  * - `scheduled`: planned, its run not started yet.
- * - `running`: its `maintenance` run exists and has not ended (it may be waiting for the start, or an approval).
+ * - `running`: claimed by the window service (its run being started), or its `maintenance` run exists and has
+ *   not ended (it may be waiting for the start, or an approval).
  * - `completed`: the run succeeded (service back).
  * - `failed`: the run failed and put the service back (compensation).
- * - `held`: the run failed and the operator chose to hold: maintenance stays on until someone reopens.
+ * - `held`: the service is not known to be back: the run failed with hold, a compensation failed, or the run
+ *   was cancelled after logins closed. Maintenance stays on until a `maintenance-reopen` run succeeds.
  * - `cancelled`: cancelled before or during the run (a started run is cancelled and compensated).
  */
 export type WindowState = 'scheduled' | 'running' | 'completed' | 'failed' | 'held' | 'cancelled';
