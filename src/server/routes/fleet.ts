@@ -414,7 +414,7 @@ export function fleetRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       {
         schema: {
           summary:
-            'Close or open the traffic gate: recorded in the game config, then told to every ready instance ' +
+            'Close or open the traffic gate: recorded in the game config, then told to every live instance (ready or not) ' +
             '(closed: new logins refused, connected players keep playing). `partial` names instances that did not confirm.',
           body: z.strictObject({
             closed: z.boolean(),
@@ -669,7 +669,7 @@ export function fleetRoutes(ctx: ServerContext): FastifyPluginAsyncZod {
       {
         schema: {
           summary:
-            'Ask every ready instance to empty (new logins refused, players saved and disconnected at the ' +
+            'Ask every live instance (ready or not) to empty (new logins refused, players saved and disconnected at the ' +
             'deadline) and wait until no player is left. Cannot be undone. One drain at a time.',
           querystring: waitQuery,
           body: z
