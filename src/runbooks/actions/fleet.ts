@@ -26,7 +26,8 @@ import { maybeServices, servicesOf, type RunbookServices } from './services.ts';
 const MAX_REPLICAS = 1000;
 const instanceName = z.string().min(1).max(253);
 const namesArg = z.array(instanceName).min(1).max(1000).optional();
-const timeoutArg = z
+/** A rollout's timeout argument (fleet and maintenance actions that roll instances). */
+export const rolloutTimeoutArg = z
   .number()
   .int()
   .min(1000)
@@ -42,7 +43,8 @@ export function fleetTarget(config: GameopsConfig | undefined): string {
   return `local fleet in ${join(config.database.dataDir, 'fleet')}`;
 }
 
-function target(services: unknown): string {
+/** {@link fleetTarget} of the services an action's `target` is given. */
+export function fleetTargetOf(services: unknown): string {
   return fleetTarget(maybeServices(services)?.config);
 }
 
@@ -51,7 +53,8 @@ function throwIfAborted(ctx: StepContext): void {
     throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new UnavailableError('aborted');
 }
 
-function progressLogger(ctx: StepContext): (p: RolloutProgress) => void {
+/** Rollout progress to the step log. */
+export function progressLogger(ctx: StepContext): (p: RolloutProgress) => void {
   return (p) => ctx.log(`${p.operation}: ${p.message}`);
 }
 
@@ -112,7 +115,7 @@ const statusAction: ActionDefinition<z.infer<typeof statusArgs>> = {
   effect: 'read-only',
   idempotent: true,
   args: statusArgs,
-  target: (_args, services) => target(services),
+  target: (_args, services) => fleetTargetOf(services),
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     return fleet.status({ ...(args.names ? { names: args.names } : {}), signal: ctx.signal });
@@ -137,7 +140,7 @@ const usageAction: ActionDefinition<z.infer<typeof usageArgs>, UsageOutput> = {
   effect: 'read-only',
   idempotent: true,
   args: usageArgs,
-  target: (_args, services) => target(services),
+  target: (_args, services) => fleetTargetOf(services),
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     const report = await fleet.platform.usage(args.names ? { names: args.names } : undefined);
@@ -160,7 +163,7 @@ const autoscalerAction: ActionDefinition<Record<string, never>> = {
   effect: 'read-only',
   idempotent: true,
   args: z.strictObject({}),
-  target: (_args, services) => target(services),
+  target: (_args, services) => fleetTargetOf(services),
   async run(_args, ctx) {
     return (await servicesOf(ctx).fleet()).platform.autoscaler();
   },
@@ -213,7 +216,7 @@ const planScaleAction: ActionDefinition<z.infer<typeof planScaleArgs>, ScalePlan
   effect: 'read-only',
   idempotent: true,
   args: planScaleArgs,
-  target: (_args, services) => target(services),
+  target: (_args, services) => fleetTargetOf(services),
   async run(args, ctx) {
     const services = servicesOf(ctx);
     const fleet = await services.fleet();
@@ -245,7 +248,7 @@ async function replicaState(
 
 const scaleArgs = z.strictObject({
   replicas: z.number().int().min(0).max(MAX_REPLICAS),
-  timeoutMs: timeoutArg,
+  timeoutMs: rolloutTimeoutArg,
 });
 
 const scaleAction: ActionDefinition<z.infer<typeof scaleArgs>> = {
@@ -255,7 +258,7 @@ const scaleAction: ActionDefinition<z.infer<typeof scaleArgs>> = {
   effect: 'mutating',
   idempotent: true,
   args: scaleArgs,
-  target: (_args, services) => target(services),
+  target: (_args, services) => fleetTargetOf(services),
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     const result = await fleet.platform.scale(args.replicas, {
@@ -279,7 +282,7 @@ const restartArgs = z.strictObject({
     .literal(1)
     .default(1)
     .describe('Instances down at once: one, each waiting for readiness before the next.'),
-  timeoutMs: timeoutArg,
+  timeoutMs: rolloutTimeoutArg,
 });
 
 const restartAction: ActionDefinition<z.infer<typeof restartArgs>> = {
@@ -290,7 +293,7 @@ const restartAction: ActionDefinition<z.infer<typeof restartArgs>> = {
   idempotent: false,
   args: restartArgs,
   target: (args, services) =>
-    `${target(services)}${args.names ? ` (instances ${args.names.join(', ')})` : ''}`,
+    `${fleetTargetOf(services)}${args.names ? ` (instances ${args.names.join(', ')})` : ''}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     const result = await fleet.platform.restart({
@@ -365,7 +368,7 @@ const diagnosticsAction: ActionDefinition<z.infer<typeof diagnosticsArgs>, Artef
   effect: 'read-only',
   idempotent: true,
   args: diagnosticsArgs,
-  target: (args, services) => `instance ${args.instance} of ${target(services)}`,
+  target: (args, services) => `instance ${args.instance} of ${fleetTargetOf(services)}`,
   async run(args, ctx) {
     return takeDiagnostic(servicesOf(ctx), ctx, args);
   },
@@ -398,7 +401,7 @@ const gateAction: ActionDefinition<z.infer<typeof gateArgs>> = {
   effect: 'mutating',
   idempotent: true,
   args: gateArgs,
-  target: (_args, services) => `traffic gate of ${target(services)}`,
+  target: (_args, services) => `traffic gate of ${fleetTargetOf(services)}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     const result = await fleet.setGate(
@@ -409,13 +412,7 @@ const gateAction: ActionDefinition<z.infer<typeof gateArgs>> = {
       },
       ctx.signal,
     );
-    if (result.status === 'partial')
-      ctx.log(
-        `not every instance confirmed: ${result.instances
-          .filter((i) => !i.ok)
-          .map((i) => `${i.instance} (${i.error ?? 'no answer'})`)
-          .join(', ')}`,
-      );
+    if (result.status === 'partial') ctx.log(`not every instance confirmed: ${failures(result.instances)}`);
     return result;
   },
   async verify(args, ctx) {
@@ -440,7 +437,7 @@ const noticeAction: ActionDefinition<z.infer<typeof noticeArgs>, NoticeResult> =
   effect: 'mutating',
   idempotent: false,
   args: noticeArgs,
-  target: (_args, services) => `players of ${target(services)}`,
+  target: (_args, services) => `players of ${fleetTargetOf(services)}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     const result = await fleet.notice(
@@ -459,7 +456,9 @@ const noticeAction: ActionDefinition<z.infer<typeof noticeArgs>, NoticeResult> =
 };
 
 /** `game-1 (no answer), game-3 (…)`: the instances that failed, for a log line. */
-function failures(instances: ReadonlyArray<{ instance: string; ok: boolean; error?: string }>): string {
+export function failures(
+  instances: ReadonlyArray<{ instance: string; ok: boolean; error?: string }>,
+): string {
   return instances
     .filter((i) => !i.ok)
     .map((i) => `${i.instance} (${i.error ?? 'no answer'})`)
@@ -498,7 +497,7 @@ const drainPlayersAction: ActionDefinition<z.infer<typeof drainPlayersArgs>, Dra
   effect: 'mutating',
   idempotent: true,
   args: drainPlayersArgs,
-  target: (_args, services) => `players of ${target(services)}`,
+  target: (_args, services) => `players of ${fleetTargetOf(services)}`,
   async run(args, ctx) {
     const services = servicesOf(ctx);
     const fleet = await services.fleet();
@@ -564,13 +563,13 @@ const drainPlayersAction: ActionDefinition<z.infer<typeof drainPlayersArgs>, Dra
             )
             .join(', ')}`;
     throw new UnavailableError(
-      `${target(services)} is not empty after ${Math.round(result.waitedMs / 1000)} s: ${result.playersRemaining} player(s) online, ${result.pendingWrites} write(s) not saved; ${where}`,
+      `${fleetTargetOf(services)} is not empty after ${Math.round(result.waitedMs / 1000)} s: ${result.playersRemaining} player(s) online, ${result.pendingWrites} write(s) not saved; ${where}`,
       { details: { drain: result } },
     );
   },
 };
 
-const restartDrainedArgs = z.strictObject({ timeoutMs: timeoutArg });
+const restartDrainedArgs = z.strictObject({ timeoutMs: rolloutTimeoutArg });
 
 const restartDrainedAction: ActionDefinition<z.infer<typeof restartDrainedArgs>> = {
   name: 'fleet.restart-drained',
@@ -579,7 +578,7 @@ const restartDrainedAction: ActionDefinition<z.infer<typeof restartDrainedArgs>>
   effect: 'mutating',
   idempotent: true,
   args: restartDrainedArgs,
-  target: (_args, services) => `drained instances of ${target(services)}`,
+  target: (_args, services) => `drained instances of ${fleetTargetOf(services)}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     // Every live instance is asked, ready or not: a drained one may be momentarily failing its probe.
@@ -620,7 +619,7 @@ const rotateLogsAction: ActionDefinition<Record<string, never>, LogRotation> = {
   effect: 'mutating',
   idempotent: true,
   args: z.strictObject({}),
-  target: (_args, services) => `game-server logs of ${target(services)}`,
+  target: (_args, services) => `game-server logs of ${fleetTargetOf(services)}`,
   async run(_args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     const result = await fleet.platform.rotateLogs();
@@ -742,7 +741,7 @@ const sampleAction: ActionDefinition<z.infer<typeof sampleArgs>, MemoryTrend> = 
   effect: 'read-only',
   idempotent: true,
   args: sampleArgs,
-  target: (_args, services) => target(services),
+  target: (_args, services) => fleetTargetOf(services),
   async run(args, ctx) {
     return sampleMemory(await servicesOf(ctx).fleet(), ctx, args);
   },
@@ -798,7 +797,7 @@ const trendAction: ActionDefinition<z.infer<typeof trendArgs>, MemoryTrend> = {
   effect: 'read-only',
   idempotent: true,
   args: trendArgs,
-  target: (_args, services) => target(services),
+  target: (_args, services) => fleetTargetOf(services),
   async run(args, ctx) {
     const services = servicesOf(ctx);
     const fleet = await services.fleet();

@@ -19,10 +19,10 @@ import {
   UnavailableError,
 } from '../../core/index.ts';
 import { MAINTENANCE_TASKS, WINDOW_ID_PATTERN } from '../../maintenance/types.ts';
-import type { Fleet, RolloutProgress } from '../../platform/index.ts';
+import type { Fleet } from '../../platform/index.ts';
 import type { ActionDefinition, CheckDefinition, CheckOutcome, StepContext } from '../model.ts';
 import { actorOfRun } from './backup.ts';
-import { fleetTarget } from './fleet.ts';
+import { failures, fleetTargetOf, progressLogger, rolloutTimeoutArg } from './fleet.ts';
 import { maybeServices, servicesOf, type RunbookServices } from './services.ts';
 
 /** Matchers silenced when `maintenance.silence.matchers` is empty: every alert. */
@@ -42,17 +42,6 @@ const runIdArg = z
 const isoTime = z.iso.datetime({ offset: true });
 const versionArg = z.string().min(1).max(128);
 const tasksArg = z.array(z.enum(MAINTENANCE_TASKS)).max(MAINTENANCE_TASKS.length);
-const timeoutArg = z
-  .number()
-  .int()
-  .min(1000)
-  .max(6 * 3_600_000)
-  .optional()
-  .describe('How long the rollout may take (ms); default: the platform config rolloutTimeout.');
-
-function fleetOf(services: unknown): string {
-  return fleetTarget(maybeServices(services)?.config);
-}
 
 /** The label a window's silences and suppression carry: `window mw-…` or `run <id>` for a run started by hand. */
 function label(window: string | null, runId: string): string {
@@ -162,7 +151,7 @@ const preflightAction: ActionDefinition<z.infer<typeof preflightArgs>, Preflight
   effect: 'read-only',
   idempotent: true,
   args: preflightArgs,
-  target: (_args, services) => fleetOf(services),
+  target: (_args, services) => fleetTargetOf(services),
   async run(args, ctx) {
     const services = servicesOf(ctx);
     const { config } = services;
@@ -556,11 +545,6 @@ const unsilenceAction: ActionDefinition<z.infer<typeof unsilenceArgs>, Unsilence
 // -----------------------------------------------------------------------------------------------------
 // Reopening (the compensation of closing the gate)
 
-/** Rollout progress to the step log. */
-function progressLogger(ctx: StepContext): (p: RolloutProgress) => void {
-  return (p) => ctx.log(`${p.operation}: ${p.message}`);
-}
-
 const reopenArgs = z.strictObject({
   window: windowArg,
   hold: z.boolean().default(false),
@@ -574,7 +558,7 @@ const reopenAction: ActionDefinition<z.infer<typeof reopenArgs>> = {
   effect: 'mutating',
   idempotent: true,
   args: reopenArgs,
-  target: (_args, services) => `traffic gate of ${fleetOf(services)}`,
+  target: (_args, services) => `traffic gate of ${fleetTargetOf(services)}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     if (args.hold) {
@@ -587,10 +571,7 @@ const reopenAction: ActionDefinition<z.infer<typeof reopenArgs>> = {
     const result = await fleet.setGate({ closed: false }, ctx.signal);
     if (result.status === 'partial')
       ctx.log(
-        `gate open in the game config, but not every instance confirmed: ${result.instances
-          .filter((i) => !i.ok)
-          .map((i) => `${i.instance} (${i.error ?? 'no answer'})`)
-          .join(', ')}`,
+        `gate open in the game config, but not every instance confirmed: ${failures(result.instances)}`,
       );
     else ctx.log('gate open: maintenance mode off, logins accepted');
     // A drain that failed (players left after the deadline, an instance silent) is never compensated, yet
@@ -630,7 +611,7 @@ const reopenAction: ActionDefinition<z.infer<typeof reopenArgs>> = {
 const updateArgs = z.strictObject({
   version: versionArg,
   previousVersion: versionArg.describe('What the fleet runs now, and goes back to when the update fails.'),
-  timeoutMs: timeoutArg,
+  timeoutMs: rolloutTimeoutArg,
 });
 
 /** Versions and readiness of every instance, for verify. */
@@ -664,7 +645,7 @@ const updateAction: ActionDefinition<z.infer<typeof updateArgs>> = {
   effect: 'mutating',
   idempotent: true,
   args: updateArgs,
-  target: (args, services) => `${fleetOf(services)}: version ${args.previousVersion} → ${args.version}`,
+  target: (args, services) => `${fleetTargetOf(services)}: version ${args.previousVersion} → ${args.version}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     if (await onVersion(fleet, args.version)) {
@@ -710,7 +691,7 @@ const updateAction: ActionDefinition<z.infer<typeof updateArgs>> = {
 const revertArgs = z.strictObject({
   version: versionArg.describe('The version the update rolled to.'),
   previousVersion: versionArg.describe('The version to put back.'),
-  timeoutMs: timeoutArg,
+  timeoutMs: rolloutTimeoutArg,
 });
 
 const revertAction: ActionDefinition<z.infer<typeof revertArgs>> = {
@@ -721,7 +702,7 @@ const revertAction: ActionDefinition<z.infer<typeof revertArgs>> = {
   effect: 'mutating',
   idempotent: true,
   args: revertArgs,
-  target: (args, services) => `${fleetOf(services)}: version ${args.version} → ${args.previousVersion}`,
+  target: (args, services) => `${fleetTargetOf(services)}: version ${args.version} → ${args.previousVersion}`,
   async run(args, ctx) {
     const fleet = await servicesOf(ctx).fleet();
     if (await onVersion(fleet, args.previousVersion)) {
