@@ -20,4 +20,4 @@ export { VERSION } from './version.ts';
 export { mapLimit } from './concurrency.ts';
 export { sleep } from './sleep.ts';
 export { isTimeZone, zoneOffsetAt } from './zone.ts';
-export { unsafeCharacter } from './text.ts';
+export { playerTextSchema, unsafeCharacter } from './text.ts';

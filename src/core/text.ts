@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * The first character of `text` that must not reach a player's screen, as `U+XXXX`: C0 and C1 control
  * characters (a newline too: a notice is one line), DEL, and the invisible direction marks and overrides
@@ -20,3 +22,17 @@ export function unsafeCharacter(text: string): string | undefined {
   }
   return undefined;
 }
+
+/** A message players read (gate, notice, drain, a window's message): one line, nothing {@link unsafeCharacter} finds. */
+export const playerTextSchema = z
+  .string()
+  .min(1)
+  .max(500)
+  .superRefine((text, ctx) => {
+    const bad = unsafeCharacter(text);
+    if (bad !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        message: `control and text-direction characters are not allowed (found ${bad}); one line of text`,
+      });
+  });

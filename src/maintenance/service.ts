@@ -26,7 +26,7 @@ import {
   InputError,
   NotFoundError,
   toGameopsError,
-  unsafeCharacter,
+  playerTextSchema,
 } from '../core/index.ts';
 import type { GameopsConfig } from '../config/index.ts';
 import type { PrometheusClient } from '../connectors/prometheus.ts';
@@ -201,19 +201,6 @@ export const MAINTENANCE_ACTOR: Actor = {
 const nameSchema = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lower-case letters, digits, ".", "_" and "-", at most 64');
-/** Players' text: one line, nothing that would reach their screens as control or direction characters. */
-const playerText = z
-  .string()
-  .min(1)
-  .max(500)
-  .superRefine((text, ctx) => {
-    const bad = unsafeCharacter(text);
-    if (bad !== undefined)
-      ctx.addIssue({
-        code: 'custom',
-        message: `control and text-direction characters are not allowed (found ${bad}); one line of text`,
-      });
-  });
 const planInputSchema = z.strictObject({
   startsAt: z.string().min(1).max(60),
   endsAt: z.string().min(1).max(60),
@@ -222,7 +209,7 @@ const planInputSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/, 'letters, digits, ".", "_", "+" and "-", at most 128')
     .optional(),
-  message: playerText.optional(),
+  message: playerTextSchema.optional(),
   name: nameSchema.optional(),
   hold: z.boolean().optional(),
 });

@@ -7,10 +7,16 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { GameopsConfig } from '../../config/index.ts';
-import { errorMessage, InputError, NotFoundError, sleep, UnavailableError } from '../../core/index.ts';
+import {
+  errorMessage,
+  InputError,
+  NotFoundError,
+  playerTextSchema,
+  sleep,
+  UnavailableError,
+} from '../../core/index.ts';
 import {
   storeArtefact,
-  unsafeCharacter,
   type Artefact,
   type Fleet,
   type DrainPlayersResult,
@@ -374,23 +380,9 @@ const diagnosticsAction: ActionDefinition<z.infer<typeof diagnosticsArgs>, Artef
   },
 };
 
-/** A message players read (gate, notice, drain): one line, no control or text-direction characters. */
-const playerText = z
-  .string()
-  .min(1)
-  .max(500)
-  .superRefine((text, ctx) => {
-    const bad = unsafeCharacter(text);
-    if (bad !== undefined)
-      ctx.addIssue({
-        code: 'custom',
-        message: `control and text-direction characters are not allowed (found ${bad}); one line of text`,
-      });
-  });
-
 const gateArgs = z.strictObject({
   closed: z.boolean(),
-  message: playerText.optional(),
+  message: playerTextSchema.optional(),
   startsAt: z.iso.datetime({ offset: true }).optional(),
 });
 
@@ -425,7 +417,7 @@ const gateAction: ActionDefinition<z.infer<typeof gateArgs>> = {
 // Maintenance: notices, drain with a deadline, restarting drained instances, log rotation
 
 const noticeArgs = z.strictObject({
-  message: playerText,
+  message: playerTextSchema,
   startsAt: z.iso.datetime({ offset: true }).optional(),
   endsAt: z.iso.datetime({ offset: true }).optional(),
 });
@@ -484,7 +476,7 @@ const drainPlayersArgs = z.strictObject({
     .describe(
       'Warning before the players still there are saved and disconnected; default: maintenance.drain.kickNotice.',
     ),
-  message: playerText.optional().describe('What those players are told.'),
+  message: playerTextSchema.optional().describe('What those players are told.'),
 });
 
 /** Log a count that did not change at most this often while draining. */
