@@ -19,5 +19,6 @@ export { secret, isSecret, maskSecrets } from './secret.ts';
 export { VERSION } from './version.ts';
 export { mapLimit } from './concurrency.ts';
 export { sleep } from './sleep.ts';
-export { isTimeZone, zoneOffsetAt } from './zone.ts';
+export type { WallClock } from './zone.ts';
+export { isTimeZone, wallClock, zoneOffsetAt } from './zone.ts';
 export { playerTextSchema, unsafeCharacter } from './text.ts';

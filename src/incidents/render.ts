@@ -1,3 +1,4 @@
+import { wallClock } from '../core/index.ts';
 import type { IncidentView, StatusDraft, TimelineEntry } from './model.ts';
 
 /*
@@ -5,34 +6,11 @@ import type { IncidentView, StatusDraft, TimelineEntry } from './model.ts';
  * the service's display zone.
  */
 
-/** One formatter per time zone: building an Intl.DateTimeFormat costs far more than using one. */
-const formats = new Map<string, Intl.DateTimeFormat>();
-
-function formatIn(timeZone: string): Intl.DateTimeFormat {
-  let format = formats.get(timeZone);
-  if (!format) {
-    format = new Intl.DateTimeFormat('en-CA', {
-      timeZone,
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      second: '2-digit',
-      hourCycle: 'h23',
-    });
-    formats.set(timeZone, format);
-  }
-  return format;
-}
-
 /** `2026-03-01 19:05` in `timeZone` (with the date) or `19:05` (without). */
 export function zoned(iso: string, timeZone: string, withDate = true): string {
-  const parts = formatIn(timeZone).formatToParts(new Date(iso));
-  const part = (type: Intl.DateTimeFormatPartTypes): string =>
-    parts.find((p) => p.type === type)?.value ?? '';
-  const time = `${part('hour')}:${part('minute')}`;
-  return withDate ? `${part('year')}-${part('month')}-${part('day')} ${time}` : time;
+  const w = wallClock(iso, timeZone);
+  const time = `${w.hour}:${w.minute}`;
+  return withDate ? `${w.year}-${w.month}-${w.day} ${time}` : time;
 }
 
 /** The date part (`2026-03-01`) in `timeZone`. */

@@ -3,7 +3,7 @@
  * in the game's time zone) and shown to them (UTC and the game's zone side by side).
  */
 import { randomBytes } from 'node:crypto';
-import { InputError, zoneOffsetAt } from '../core/index.ts';
+import { InputError, wallClock, zoneOffsetAt } from '../core/index.ts';
 import { instantOf } from '../oncall/rotation.ts';
 import { WINDOW_ID_PATTERN } from './types.ts';
 
@@ -69,30 +69,13 @@ function sameDate(text: string, ms: number): boolean {
   return local.getUTCFullYear() === y && local.getUTCMonth() === mo - 1 && local.getUTCDate() === d;
 }
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
 /** `2026-12-03 04:00 GMT+9` in `timeZone` (a zero offset, UTC or London in winter, shows as `UTC`). */
 export function zonedTime(at: Date | string, timeZone: string): string {
-  let f = formatters.get(timeZone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-CA', {
-      timeZone,
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      hourCycle: 'h23',
-      timeZoneName: 'shortOffset',
-    });
-    formatters.set(timeZone, f);
-  }
-  const parts = f.formatToParts(typeof at === 'string' ? new Date(at) : at);
-  const p = (t: Intl.DateTimeFormatPartTypes): string => parts.find((x) => x.type === t)?.value ?? '';
-  const name = p('timeZoneName');
+  const w = wallClock(at, timeZone);
+  const name = w.offsetName;
   // Node names a zero offset `GMT+0` (for UTC itself too): people read `UTC`.
   const zone = name === 'GMT+0' || name === 'GMT' || name === 'GMT-0' ? 'UTC' : name;
-  return `${p('year')}-${p('month')}-${p('day')} ${p('hour')}:${p('minute')} ${zone}`;
+  return `${w.year}-${w.month}-${w.day} ${w.hour}:${w.minute} ${zone}`;
 }
 
 /** `2026-12-03 04:00 UTC (13:00 GMT+9)`: UTC first, then the game's zone when it is not UTC. */

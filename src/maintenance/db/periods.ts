@@ -4,7 +4,7 @@
  * `RANGE (TO_DAYS(col))`, `RANGE (UNIX_TIMESTAMP(col))` and `RANGE COLUMNS (col)` on a date column.
  * Every bound is compared as the UTC instant it stands for. Pure.
  */
-import { InputError } from '../../core/index.ts';
+import { InputError, wallClock } from '../../core/index.ts';
 
 export type PartitionUnit = 'day' | 'month';
 
@@ -127,17 +127,6 @@ export function boundKindOf(
  */
 export function zonedDateTime(ms: number, zone: string): string {
   if (zone === 'UTC') return utcDateTime(ms);
-  const parts = new Intl.DateTimeFormat('en-CA', {
-    timeZone: zone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-  }).formatToParts(new Date(ms));
-  const get = (type: Intl.DateTimeFormatPartTypes): string =>
-    parts.find((p) => p.type === type)?.value ?? '00';
-  return `${get('year')}-${get('month')}-${get('day')} ${get('hour')}:${get('minute')}:${get('second')}`;
+  const w = wallClock(ms, zone);
+  return `${w.year}-${w.month}-${w.day} ${w.hour}:${w.minute}:${w.second}`;
 }
