@@ -3,6 +3,7 @@ import type { Migration } from 'kysely/migration';
 import { type Clock, ConflictError, NotFoundError } from '../core/index.ts';
 import type { Actor } from '../runbooks/model.ts';
 import { appendAudit } from './audit.ts';
+import { parseJson } from './json.ts';
 import type { StoreCall } from './check-runs.ts';
 import type { StoreDatabase } from './schema.ts';
 
@@ -233,15 +234,6 @@ export interface BackupRepo {
 type Row = Selectable<BackupSetsTable>;
 
 const SYSTEM_ACTOR: Actor = { id: 'system', name: 'gameops', role: 'admin', kind: 'system' };
-
-function parseJson<T>(text: string | null, fallback: T): T {
-  if (text === null) return fallback;
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return fallback;
-  }
-}
 
 function toRecord(row: Row): BackupSetRecord {
   return {

@@ -4,6 +4,7 @@ import { type Clock, ConflictError, NotFoundError } from '../core/index.ts';
 import type { MaintenanceTask, MaintenanceWindow, WindowState } from '../maintenance/types.ts';
 import type { Actor } from '../runbooks/model.ts';
 import { appendAudit } from './audit.ts';
+import { parseJson } from './json.ts';
 import type { RunScope, StoreCall } from './check-runs.ts';
 import type { StoreDatabase } from './schema.ts';
 
@@ -217,15 +218,6 @@ const LIST_DEFAULT = 200;
 const LIST_MAX = 1000;
 const NOTICE_STATUSES: readonly string[] = ['sending', 'sent', 'partial', 'failed'];
 
-function parseJson<T>(text: string | null, fallback: T): T {
-  if (text === null) return fallback;
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return fallback;
-  }
-}
-
 function toWindow(row: Row): MaintenanceWindow {
   return {
     id: row.id,
@@ -262,8 +254,9 @@ export function createMaintenanceRepo(
       .where('service', '=', scope.service)
       .where('environment', '=', scope.environment)
       .where('window_id', '=', windowId);
-  const inScope = (scope: RunScope) =>
-    db
+  /** The scope's windows, read through `on` (a transaction, or the store). */
+  const inScope = (scope: RunScope, on: Kysely<StoreDatabase> = db) =>
+    on
       .selectFrom('maintenance_windows')
       .selectAll()
       .where('service', '=', scope.service)
@@ -307,11 +300,7 @@ export function createMaintenanceRepo(
                 },
               },
             );
-          const other = await tx
-            .selectFrom('maintenance_windows')
-            .selectAll()
-            .where('service', '=', scope.service)
-            .where('environment', '=', scope.environment)
+          const other = await inScope(scope, tx)
             .where('state', 'in', [...OPEN_WINDOW_STATES])
             // [start − lead, end] of both: s2 − lead < e1 and s1 − lead < e2.
             .where('starts_at', '<', new Date(Date.parse(window.endsAt) + leadMs).toISOString())
@@ -373,15 +362,7 @@ export function createMaintenanceRepo(
             },
             at,
           );
-          return toWindow(
-            await tx
-              .selectFrom('maintenance_windows')
-              .selectAll()
-              .where('service', '=', scope.service)
-              .where('environment', '=', scope.environment)
-              .where('id', '=', window.id)
-              .executeTakeFirstOrThrow(),
-          );
+          return toWindow(await inScope(scope, tx).where('id', '=', window.id).executeTakeFirstOrThrow());
         }),
       );
     },
@@ -411,13 +392,7 @@ export function createMaintenanceRepo(
     transition(scope, id, from, patch, actor, action, options = {}) {
       return call(`updating maintenance window ${id}`, () =>
         db.transaction().execute(async (tx) => {
-          const row = await tx
-            .selectFrom('maintenance_windows')
-            .selectAll()
-            .where('id', '=', id)
-            .where('service', '=', scope.service)
-            .where('environment', '=', scope.environment)
-            .executeTakeFirst();
+          const row = await inScope(scope, tx).where('id', '=', id).executeTakeFirst();
           if (!row) throw new NotFoundError(`no maintenance window ${id}`);
           const at = clock.now();
           let update = tx
@@ -451,15 +426,7 @@ export function createMaintenanceRepo(
             },
             at,
           );
-          return toWindow(
-            await tx
-              .selectFrom('maintenance_windows')
-              .selectAll()
-              .where('service', '=', scope.service)
-              .where('environment', '=', scope.environment)
-              .where('id', '=', id)
-              .executeTakeFirstOrThrow(),
-          );
+          return toWindow(await inScope(scope, tx).where('id', '=', id).executeTakeFirstOrThrow());
         }),
       );
     },
