@@ -9,28 +9,11 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeReferenceFleetConfig } from '../support/fleet.ts';
 import { destroyFleet } from '../../src/platform/local/test-support.ts';
+import { runProcess as run } from '../support/process.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const MAIN = join(REPO, 'src/cli/main.ts');
 const BOTS = join(REPO, 'examples/game-server/bots.ts');
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], cwd: string): Promise<Result> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
 
 interface FleetJson {
   instances: Array<{ name: string; ready: boolean; version: string; game?: { playersOnline: number } }>;
@@ -44,7 +27,8 @@ describe('end to end: a local fleet of reference game servers with bot players',
   let basePort = 0;
   let bots: ChildProcess | undefined;
   let botsOutput = '';
-  const gameops = (...args: string[]) => run(process.execPath, [MAIN, ...args, '--config', configPath], dir);
+  const gameops = (...args: string[]) =>
+    run(process.execPath, [MAIN, ...args, '--config', configPath], { cwd: dir });
   const status = async (): Promise<FleetJson> => {
     const res = await gameops('fleet', 'status', '--json');
     // 0: all ready, 1: some not ready or not answering, 2: none ready (an empty fleet).

@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, services } from '../harness/index.ts';
 import { destroyFleet } from '../../src/platform/local/test-support.ts';
+import { runProcess as run } from '../support/process.ts';
 import type { WindowDetail } from '../../src/maintenance/service.ts';
 import type { Plan, RunView } from '../../src/runbooks/model.ts';
 import { startServe, waitFor } from './ops.support.ts';
@@ -30,24 +31,6 @@ const REPO = resolve(import.meta.dirname, '../..');
 const MAIN = join(REPO, 'src/cli/main.ts');
 const BOTS = join(REPO, 'bin/gameops-bots');
 const PLAYERS = 8;
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], cwd: string): Promise<Result> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
 
 interface FleetJson {
   instances: Array<{ name: string; ready: boolean; version: string; game?: { playersOnline: number } }>;
@@ -85,7 +68,7 @@ describe('end to end: planned maintenance on a local fleet with bots', () => {
   let bots: ChildProcess | undefined;
   let botEvents: BotEvent[] = [];
   const gameops = (...args: string[]) =>
-    run(process.execPath, [MAIN, ...args, '--config', setup.path], setup.dir);
+    run(process.execPath, [MAIN, ...args, '--config', setup.path], { cwd: setup.dir });
   const status = async (): Promise<FleetJson> => {
     const res = await gameops('fleet', 'status', '--json');
     return JSON.parse(res.stdout) as FleetJson;

@@ -4,7 +4,6 @@
  * `gameops serve` process, the CLI as a process, an SMTP server and a webhook receiver that record what
  * gameops sends them, and polling.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SMTPServer } from 'smtp-server';
 import { logTail, spawnServer, stopServer, waitUntilReady, type ServerProcess } from '../harness/proc.ts';
+import { runProcess, type ProcessResult } from '../support/process.ts';
 
 /** The CLI's entry point (run from source, like bin/gameops does on an edited tree). */
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -79,26 +79,11 @@ export async function startServe(options: {
   };
 }
 
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type CliResult = ProcessResult;
 
 /** Runs the gameops CLI as a separate process (argument array, no shell). */
 export function gameops(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      env: gameopsEnv(env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runProcess(process.execPath, [MAIN, ...args], { env: gameopsEnv(env) });
 }
 
 /**
