@@ -926,15 +926,19 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
 
     async cancel(id, actor, reason) {
       const { window } = await detail(id);
-      if (window.state === 'scheduled') {
-        const done = await repo.transition(
+      /** The window cancelled if it is still in `from` (and, given `ifRunId`, still has that run). */
+      const cancelFrom = (from: readonly WindowState[], ifRunId?: string | null) =>
+        repo.transition(
           scope,
           id,
-          ['scheduled'],
+          from,
           { state: 'cancelled', reason: `cancelled by ${actor.name}: ${reason}` },
           actor,
           'maintenance.cancel',
+          ifRunId === undefined ? {} : { ifRunId },
         );
+      if (window.state === 'scheduled') {
+        const done = await cancelFrom(['scheduled']);
         if (done) {
           await sendCancelledNotice(done, reason);
           return done;
@@ -944,15 +948,7 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
       let current = (await repo.get(scope, id)) ?? window;
       if (current.state === 'running' && !current.runId) {
         // Claimed, its run being started: cancelling the window wins; the starter cancels its run.
-        const done = await repo.transition(
-          scope,
-          id,
-          ['running'],
-          { state: 'cancelled', reason: `cancelled by ${actor.name}: ${reason}` },
-          actor,
-          'maintenance.cancel',
-          { ifRunId: null },
-        );
+        const done = await cancelFrom(['running'], null);
         if (done) {
           await sendCancelledNotice(done, reason);
           return done;
@@ -979,15 +975,7 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
           { details: { window: id, runId: run.id, changed: changed.map((s) => s.id) } },
         );
       await runs.cancel(run.id, actor, `maintenance window ${id} cancelled: ${reason}`);
-      const done = await repo.transition(
-        scope,
-        id,
-        ['running'],
-        { state: 'cancelled', reason: `cancelled by ${actor.name}: ${reason}` },
-        actor,
-        'maintenance.cancel',
-        { ifRunId: run.id },
-      );
+      const done = await cancelFrom(['running'], run.id);
       const result = done ?? (await repo.get(scope, id)) ?? current;
       await sendCancelledNotice(result, reason);
       return result;

@@ -297,6 +297,12 @@ const rotateAction: ActionDefinition<
   async run(args, ctx) {
     const { config } = servicesOf(ctx);
     const storage = await archiveStorage(config);
+    const rotation = {
+      storage,
+      clock: ctx.clock,
+      signal: ctx.signal,
+      log: (line: string) => ctx.log(line),
+    };
     try {
       return await servicesOf(ctx).mysql(ctx.signal, async (client) => {
         const rotated = [];
@@ -323,14 +329,7 @@ const rotateAction: ActionDefinition<
               rotated.push({ ...p, skipped: 'already archived and dropped' });
               continue;
             }
-            rotated.push(
-              await rotatePartition(client, info, p, {
-                storage,
-                clock: ctx.clock,
-                signal: ctx.signal,
-                log: (line) => ctx.log(line),
-              }),
-            );
+            rotated.push(await rotatePartition(client, info, p, rotation));
             continue;
           }
           const limit = addUnits(
@@ -343,14 +342,7 @@ const rotateAction: ActionDefinition<
               `${p.database}.${p.table} partition ${p.partition} holds rows up to ${bound.until === null ? 'MAXVALUE' : new Date(bound.until).toISOString()}, ` +
                 `within the retention (${entry.retain} ${entry.unit}(s), before ${new Date(limit).toISOString()}): not rotated`,
             );
-          rotated.push(
-            await rotatePartition(client, info, p, {
-              storage,
-              clock: ctx.clock,
-              signal: ctx.signal,
-              log: (line) => ctx.log(line),
-            }),
-          );
+          rotated.push(await rotatePartition(client, info, p, rotation));
         }
         return { rotated };
       });
