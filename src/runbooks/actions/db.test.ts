@@ -7,11 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { testConfig } from '../../checks/test-support.ts';
 import { ManualClock } from '../../core/index.ts';
-import { createCatalog } from './index.ts';
-import { createRunbookServices, resourcesFor, stepContext } from './test-support.ts';
+import { catalogAction, createRunbookServices, resourcesFor, stepContext } from './test-support.ts';
 
-const catalog = createCatalog();
-const action = (name: string) => catalog.action(name)!;
 const config = testConfig({ mysql: { host: 'db.internal', port: 3306, user: 'ops', password: 'pw' } });
 const services = createRunbookServices(
   resourcesFor(config, { clock: new ManualClock('2026-11-26T12:00:00Z') }),
@@ -19,13 +16,13 @@ const services = createRunbookServices(
 
 describe('db actions (no server)', () => {
   it('refuse names that are not MySQL names, and bounds or cutoffs db.plan does not make, naming the field', () => {
-    const rotate = action('db.rotate-partitions').args;
+    const rotate = catalogAction('db.rotate-partitions').args;
     const bad = rotate.safeParse({
       partitions: [{ database: 'gamedb', table: 'game_logs', partition: 'p1`; DROP TABLE x; --' }],
     });
     expect(bad.error?.issues[0]?.path).toEqual(['partitions', 0, 'partition']);
     expect(rotate.safeParse({ partitions: [] }).success).toBe(false);
-    const add = action('db.add-partitions').args;
+    const add = catalogAction('db.add-partitions').args;
     const injected = add.safeParse({
       tables: [
         {
@@ -42,7 +39,7 @@ describe('db actions (no server)', () => {
       ],
     });
     expect(injected.error?.issues[0]?.path).toEqual(['tables', 0, 'partitions', 0, 'lessThan']);
-    const purge = action('db.purge').args;
+    const purge = catalogAction('db.purge').args;
     const cutoff = purge.safeParse({
       rules: [
         {
@@ -56,19 +53,19 @@ describe('db actions (no server)', () => {
     });
     expect(cutoff.error?.issues[0]?.path).toEqual(['rules', 0, 'cutoff']);
     expect(
-      action('db.optimize').args.safeParse({ tables: [{ database: 'gamedb', table: 'a b' }] }).success,
+      catalogAction('db.optimize').args.safeParse({ tables: [{ database: 'gamedb', table: 'a b' }] }).success,
     ).toBe(false);
   });
 
   it('targets name every table, partition and cutoff (what the approval hash binds)', () => {
     expect(
-      action('db.rotate-partitions').target(
+      catalogAction('db.rotate-partitions').target(
         { partitions: [{ database: 'gamedb', table: 'game_logs', partition: 'p_2025_10' }] },
         services,
       ),
     ).toBe('partitions gamedb.game_logs.p_2025_10 of MySQL/MariaDB at db.internal:3306');
     expect(
-      action('db.purge').target(
+      catalogAction('db.purge').target(
         {
           rules: [
             {
@@ -86,13 +83,13 @@ describe('db actions (no server)', () => {
       'rows of gamedb.player_sessions with last_activity < 2026-10-27 12:00:00 UTC of MySQL/MariaDB at db.internal:3306',
     );
     expect(
-      action('db.optimize').target({ tables: [{ database: 'gamedb', table: 'inventory' }] }, services),
+      catalogAction('db.optimize').target({ tables: [{ database: 'gamedb', table: 'inventory' }] }, services),
     ).toBe('tables gamedb.inventory of MySQL/MariaDB at db.internal:3306');
   });
 
   it('refuse before connecting: rotation without backups, a table not configured for partitions, a purge not configured', async () => {
     const ctx = stepContext(services);
-    const rotate = action('db.rotate-partitions');
+    const rotate = catalogAction('db.rotate-partitions');
     await expect(
       rotate.run(
         rotate.args.parse({
@@ -101,7 +98,7 @@ describe('db actions (no server)', () => {
         ctx,
       ),
     ).rejects.toThrow(/partition rotation needs backups: configured/);
-    const add = action('db.add-partitions');
+    const add = catalogAction('db.add-partitions');
     await expect(
       add.run(
         add.args.parse({
@@ -118,7 +115,7 @@ describe('db actions (no server)', () => {
         ctx,
       ),
     ).rejects.toThrow('gamedb.game_logs is not in maintenance.db.partitions');
-    const purge = action('db.purge');
+    const purge = catalogAction('db.purge');
     await expect(
       purge.run(
         purge.args.parse({

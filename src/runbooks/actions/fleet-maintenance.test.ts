@@ -20,24 +20,15 @@ import type { Resources } from '../../app/bootstrap.ts';
 import { ManualClock } from '../../core/index.ts';
 import type { DrainPlayersResult, FleetStatus, LogRotation, NoticeResult } from '../../platform/index.ts';
 import { destroyFleet } from '../../platform/local/test-support.ts';
-import type { ActionDefinition } from '../model.ts';
-import { createCatalog } from './index.ts';
 import type { RunbookServices } from './services.ts';
 import {
+  catalogAction,
   createRunbookServices,
   resourcesFromFile,
   shutdown,
   stepContext,
   type TestStep,
 } from './test-support.ts';
-
-const catalog = createCatalog();
-
-function action(name: string): ActionDefinition {
-  const found = catalog.action(name);
-  if (!found) throw new Error(`no action ${name}`);
-  return found;
-}
 
 /** A player who logs in and stays until told `leave()`; with `obeyDrain`, leaves when asked to drain. */
 async function player(url: string, name: string, obeyDrain: boolean) {
@@ -82,7 +73,7 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
   const wsUrl = (i: number) => `ws://127.0.0.1:${written.basePort + i}/play`;
 
   async function run<T>(name: string, args: unknown, ctx: TestStep = stepContext(services)): Promise<T> {
-    const def = action(name);
+    const def = catalogAction(name);
     return (await def.run(def.args.parse(args), ctx)) as T;
   }
 
@@ -150,7 +141,7 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
       const status = await run<FleetStatus>('fleet.status', {});
       expect(status.instances.every((i) => i.game?.acceptingLogins === true)).toBe(true);
       // Bad input never reaches an instance.
-      expect(action('fleet.notice').args.safeParse({ message: '' }).error?.issues[0]?.path).toEqual([
+      expect(catalogAction('fleet.notice').args.safeParse({ message: '' }).error?.issues[0]?.path).toEqual([
         'message',
       ]);
       await expect(
@@ -190,9 +181,9 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
       false,
       false,
     ]);
-    expect(action('fleet.drain-players').args.safeParse({ deadlineMs: -1 }).error?.issues[0]?.path).toEqual([
-      'deadlineMs',
-    ]);
+    expect(
+      catalogAction('fleet.drain-players').args.safeParse({ deadlineMs: -1 }).error?.issues[0]?.path,
+    ).toEqual(['deadlineMs']);
   });
 
   it('empty only once the leavers are saved: a hung Redis keeps the drain waiting, then it times out naming the writes', async () => {
@@ -349,7 +340,7 @@ describe('fleet maintenance actions on a local reference fleet with players', ()
   });
 
   it('fleet.restart-drained restarts only drained instances and tells them the gate again', async () => {
-    const restartDrained = action('fleet.restart-drained');
+    const restartDrained = catalogAction('fleet.restart-drained');
     expect(await restartDrained.verify!({}, stepContext(services))).toBe('not-done');
     const before = await run<FleetStatus>('fleet.status', {});
     const drained = before.instances.filter((i) => i.game?.draining).map((i) => i.name);

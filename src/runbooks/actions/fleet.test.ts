@@ -12,11 +12,12 @@ import { writeReferenceFleetConfig, type ReferenceFleetConfig } from '../../../t
 import type { Resources } from '../../app/bootstrap.ts';
 import type { Artefact, AutoscalerStatus, FleetStatus, GateResult } from '../../platform/index.ts';
 import { destroyFleet } from '../../platform/local/test-support.ts';
-import type { ActionDefinition, CheckOutcome } from '../model.ts';
+import type { CheckOutcome } from '../model.ts';
 import type { CpuValues, MemoryTrend, ScalePlan, UsageOutput } from './fleet.ts';
 import { createCatalog } from './index.ts';
 import type { RunbookServices } from './services.ts';
 import {
+  catalogAction,
   createRunbookServices,
   resourcesFromFile,
   shutdown,
@@ -26,12 +27,6 @@ import {
 
 const catalog = createCatalog();
 
-function action(name: string): ActionDefinition {
-  const found = catalog.action(name);
-  if (!found) throw new Error(`no action ${name}`);
-  return found;
-}
-
 describe('fleet and prometheus actions on a local reference fleet', () => {
   let written: ReferenceFleetConfig;
   let prometheus: PrometheusHandle;
@@ -40,7 +35,7 @@ describe('fleet and prometheus actions on a local reference fleet', () => {
   const runId = `fleet-test-${Date.now()}`;
 
   async function run<T>(name: string, args: unknown, ctx: TestStep = stepContext(services, { runId })) {
-    const def = action(name);
+    const def = catalogAction(name);
     return (await def.run(def.args.parse(args), ctx)) as T;
   }
 
@@ -120,8 +115,8 @@ describe('fleet and prometheus actions on a local reference fleet', () => {
       code: 'not_found',
     });
     expect(
-      action('fleet.diagnostics').args.safeParse({ instance: 'game-0', kind: 'core-dump' }).error?.issues[0]
-        ?.path,
+      catalogAction('fleet.diagnostics').args.safeParse({ instance: 'game-0', kind: 'core-dump' }).error
+        ?.issues[0]?.path,
     ).toEqual(['kind']);
   });
 
@@ -160,7 +155,7 @@ describe('fleet and prometheus actions on a local reference fleet', () => {
       from: 'param',
     });
 
-    const scale = action('fleet.scale');
+    const scale = catalogAction('fleet.scale');
     expect(await scale.verify!(scale.args.parse({ replicas: 3 }), stepContext(services))).toBe('not-done');
     const ctx = stepContext(services, { runId });
     const result = await run<{ replicas: number }>('fleet.scale', { replicas: 3 }, ctx);
@@ -188,10 +183,10 @@ describe('fleet and prometheus actions on a local reference fleet', () => {
     expect(result.instances[0]!.startedAt).not.toBe(before.startedAt);
     expect(ctx.lines.join('\n')).toMatch(/restart: .*1 at a time/);
     // One at a time, always.
-    expect(action('fleet.restart').args.safeParse({ maxUnavailable: 2 }).error?.issues[0]?.path).toEqual([
-      'maxUnavailable',
-    ]);
-    expect('verify' in action('fleet.restart')).toBe(false);
+    expect(
+      catalogAction('fleet.restart').args.safeParse({ maxUnavailable: 2 }).error?.issues[0]?.path,
+    ).toEqual(['maxUnavailable']);
+    expect('verify' in catalogAction('fleet.restart')).toBe(false);
   });
 
   it('memory: sampled from the platform, and from Prometheus when it scrapes the fleet', async () => {
@@ -222,7 +217,9 @@ describe('fleet and prometheus actions on a local reference fleet', () => {
     });
     expect(missing.source).toBe('sampled');
     expect(missing.note).toContain('has no no_such_metric_bytes series');
-    expect(action('fleet.memory-trend').args.safeParse({ metric: 'up) or vector(1' }).success).toBe(false);
+    expect(catalogAction('fleet.memory-trend').args.safeParse({ metric: 'up) or vector(1' }).success).toBe(
+      false,
+    );
   });
 
   it('prometheus.query and prometheus.range against the real Prometheus; a bad query is an input error', async () => {
@@ -257,7 +254,7 @@ describe('fleet and prometheus actions on a local reference fleet', () => {
     const closed = await run<GateResult>('fleet.gate', { closed: true, message: 'maintenance drill' });
     expect(closed.status).toBe('ok');
     expect(closed.instances.every((i) => i.ok)).toBe(true);
-    const gate = action('fleet.gate');
+    const gate = catalogAction('fleet.gate');
     expect(await gate.verify!(gate.args.parse({ closed: true }), stepContext(services))).toBe('done');
     expect(await gate.verify!(gate.args.parse({ closed: false }), stepContext(services))).toBe('not-done');
     await run('fleet.gate', { closed: false });

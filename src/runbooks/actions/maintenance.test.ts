@@ -17,24 +17,17 @@ import { openFleet } from '../../app/fleet.ts';
 import { openOps } from '../../app/ops.ts';
 import { ManualClock } from '../../core/index.ts';
 import { destroyFleet } from '../../platform/local/test-support.ts';
-import type { ActionDefinition } from '../model.ts';
 import { createCatalog } from './index.ts';
 import { isMaintenanceComment, reopenCommand, silenceComment, summarize } from './maintenance.ts';
 import { testConfig } from '../../checks/test-support.ts';
-import { createRunbookServices, resourcesFor, stepContext } from './test-support.ts';
+import { catalogAction, createRunbookServices, resourcesFor, stepContext } from './test-support.ts';
 import type { RunbookServices } from './services.ts';
 
 const catalog = createCatalog();
 
-function action(name: string): ActionDefinition {
-  const found = catalog.action(name);
-  if (!found) throw new Error(`no action ${name}`);
-  return found;
-}
-
 /** Runs an action as a step would: arguments parsed by its schema, a fresh step context. */
 async function run(services: RunbookServices, name: string, args: unknown, runId?: string) {
-  const a = action(name);
+  const a = catalogAction(name);
   const ctx = stepContext(services, runId ? { runId } : {});
   const output = await a.run(a.args.parse(args), ctx);
   return { output: output as Record<string, unknown>, lines: ctx.lines, ctx };
@@ -45,7 +38,7 @@ async function fails(
   name: string,
   args: unknown,
 ): Promise<{ err: Error; lines: string[] }> {
-  const a = action(name);
+  const a = catalogAction(name);
   const ctx = stepContext(services);
   const err = await a.run(a.args.parse(args), ctx).then(
     () => new Error('expected a failure'),
@@ -229,7 +222,7 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
     const again = await run(services, 'maintenance.silence', { window, endsAt }, 'run_silence');
     expect(again.output).toMatchObject({ silenceId: out.silenceId, suppressionId: out.suppressionId });
     expect(again.lines.join('\n')).toMatch(/paging suppression found.*\n.*silence found/);
-    const silenceAction = action('maintenance.silence');
+    const silenceAction = catalogAction('maintenance.silence');
     expect(
       await silenceAction.verify!(
         silenceAction.args.parse({ window, endsAt }),
@@ -251,7 +244,7 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
     const twice = await run(services, 'maintenance.unsilence', args);
     expect(twice.output).toEqual({ held: false, expired: [], ended: [] });
     expect(twice.lines).toContain(`silence ${out.silenceId} had expired already`);
-    const unsilence = action('maintenance.unsilence');
+    const unsilence = catalogAction('maintenance.unsilence');
     expect(await unsilence.verify!(unsilence.args.parse(args), stepContext(services))).toBe('done');
     expect(unsilence.args.safeParse({}).error?.issues[0]?.message).toMatch(/give the window or the run/);
   });
@@ -285,7 +278,7 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
     expect(await versions()).toEqual(['v2']);
     // The new instances were told the gate is closed (the mini server answers with 404: it has no gate).
     expect(good.output['gate']).toMatchObject({ gate: { closed: true }, instances: [{}, {}] });
-    const update = action('maintenance.update');
+    const update = catalogAction('maintenance.update');
     expect(
       await update.verify!(
         update.args.parse({ version: 'v2', previousVersion: 'v1' }),

@@ -9,20 +9,11 @@ import { connectMysql, withMysql, type MysqlClient } from '../../connectors/mysq
 import { slowLogTop, statementDigest } from '../../connectors/mysql-ops.ts';
 import type { KillOutcome, LongQuery, SlowLogTop, ZeroCardinalityIndex } from '../../connectors/mysql-ops.ts';
 import type { GameopsConfig } from '../../config/index.ts';
-import { createCatalog } from './index.ts';
-import { createRunbookServices, resourcesFor, stepContext } from './test-support.ts';
-
-const catalog = createCatalog();
-
-function action(name: string) {
-  const found = catalog.action(name);
-  if (!found) throw new Error(`no action ${name}`);
-  return found;
-}
+import { catalogAction, createRunbookServices, resourcesFor, stepContext } from './test-support.ts';
 
 /** Runs an action as the engine would: arguments through its schema first. */
 async function run<T>(config: GameopsConfig, name: string, args: unknown): Promise<T> {
-  const def = action(name);
+  const def = catalogAction(name);
   const services = createRunbookServices(resourcesFor(config));
   return (await def.run(def.args.parse(args), stepContext(services))) as T;
 }
@@ -86,7 +77,7 @@ describe('mysql actions against a real MariaDB', () => {
       expect(JSON.stringify(process)).not.toContain('fullStatement');
 
       const killArgs = { id: client.threadId, user: process.user, statementDigest: process.statementDigest };
-      const kill = action('mysql.kill-query');
+      const kill = catalogAction('mysql.kill-query');
       const services = createRunbookServices(resourcesFor(config));
       expect(await kill.verify!(kill.args.parse(killArgs), stepContext(services))).toBe('not-done');
       const outcome = await run<KillOutcome>(config, 'mysql.kill-query', killArgs);
@@ -163,7 +154,7 @@ describe('mysql actions against a real MariaDB', () => {
   });
 
   it('kill-query arguments: the id must be a positive integer, and the statement must be named', () => {
-    const args = action('mysql.kill-query').args;
+    const args = catalogAction('mysql.kill-query').args;
     for (const id of ['12; DROP TABLE players', 1.5, -3, 0, '7']) {
       const parsed = args.safeParse({ id, user: 'game', statementPrefix: 'SELECT' });
       expect(parsed.success, String(id)).toBe(false);

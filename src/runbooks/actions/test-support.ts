@@ -4,7 +4,8 @@ import { createLogger } from '../../app/log.ts';
 import { readEnv, type GameopsConfig } from '../../config/index.ts';
 import { systemClock, type Clock } from '../../core/index.ts';
 import type { Store } from '../../store/index.ts';
-import type { StepContext } from '../model.ts';
+import type { ActionDefinition, StepContext } from '../model.ts';
+import { createCatalog } from './index.ts';
 import { createRunbookServices, type RunbookServices } from './services.ts';
 
 /** Resources around an already loaded config (no config file), with an optional store. */
@@ -35,6 +36,15 @@ export async function resourcesFromFile(path: string, clock?: Clock): Promise<Re
 }
 
 export { shutdown };
+
+const catalog = createCatalog();
+
+/** The built-in action `name`; throws when the catalog has none (a test naming an action that is gone). */
+export function catalogAction(name: string): ActionDefinition {
+  const found = catalog.action(name);
+  if (!found) throw new Error(`no action ${name}`);
+  return found;
+}
 
 export interface TestStep extends StepContext {
   /** Lines the step logged. */
