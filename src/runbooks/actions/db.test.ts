@@ -73,6 +73,7 @@ describe('db actions (no server)', () => {
               table: 'player_sessions',
               column: 'last_activity',
               cutoff: '2026-10-27 12:00:00',
+              zone: 'UTC',
               batchSize: 5000,
             },
           ],
