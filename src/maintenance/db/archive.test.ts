@@ -6,7 +6,7 @@
  * re-run and `verify()` that follow.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { zstdDecompressSync } from 'node:zlib';
@@ -14,8 +14,6 @@ import { Decrypter } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupKey, type BackupKey } from '../../../test/support/backups.ts';
 import { services } from '../../../test/harness/index.ts';
-import { loadIdentities } from '../../backups/keys.ts';
-import { openObjectStore } from '../../backups/storage/index.ts';
 import { parseConfigText, readEnv, type GameopsConfig } from '../../config/index.ts';
 import { connectMysql, withMysql, type MysqlClient } from '../../connectors/mysql.ts';
 import { ConflictError, InputError, ManualClock, UnavailableError } from '../../core/index.ts';
@@ -30,6 +28,7 @@ import {
   type RotationResult,
 } from './archive.ts';
 import { liveTable } from './execute.ts';
+import { archiveStorageOf, countRows, filesUnder, partitionNames, sqlOn } from './test-support.ts';
 
 const NOW = '2026-11-26T12:00:00Z';
 const DB = `arc_${randomBytes(4).toString('hex')}`;
@@ -62,26 +61,10 @@ function makeConfig(): GameopsConfig {
   return parseConfigText(JSON.stringify(doc), 'test.yaml', readEnv({ P: mariadb.password })).config;
 }
 
-async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
-  return withMysql(config.mysql!, undefined, (c) => c.query(text, params, { timeoutMs: 60_000 })) as Promise<
-    T[]
-  >;
-}
-
-async function count(table: string, partition?: string): Promise<number> {
-  const rows = await sql(
-    `SELECT COUNT(*) AS n FROM \`${table}\`${partition ? ` PARTITION (${partition})` : ''}`,
-  );
-  return Number(rows[0]!['n']);
-}
-
-async function partitionsOf(table: string): Promise<string[]> {
-  const rows = await sql(
-    'SELECT PARTITION_NAME AS p FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY PARTITION_ORDINAL_POSITION',
-    [DB, table],
-  );
-  return rows.map((r) => String(r['p']));
-}
+const sql = <T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> =>
+  sqlOn<T>(config, text, params);
+const count = (table: string, partition?: string): Promise<number> => countRows(config, table, partition);
+const partitionsOf = (table: string): Promise<string[]> => partitionNames(config, DB, table);
 
 /** Rows of the partition's staging table, or null when it does not exist. */
 async function staged(table: string, partition: string): Promise<number | null> {
@@ -95,22 +78,10 @@ async function staged(table: string, partition: string): Promise<number | null> 
 
 /** Stored objects of a table's partition, relative to the store. */
 function stored(table: string, partition: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries: string[];
-    try {
-      entries = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.push(relative(join(dir, 'store'), p));
-    }
-  };
-  walk(join(dir, 'store', 'archives', 'test-game', 'arc', DB, table));
-  return out.filter((k) => k.split('/').pop()!.startsWith(`${partition}-`)).sort();
+  return filesUnder(join(dir, 'store', 'archives', 'test-game', 'arc', DB, table))
+    .map((p) => relative(join(dir, 'store'), p))
+    .filter((k) => k.split('/').pop()!.startsWith(`${partition}-`))
+    .sort();
 }
 
 /** The archive's rows, decrypted (age library) and decompressed (zstd): independent of the codec's reader. */
@@ -125,16 +96,7 @@ async function archivedRows(archiveKey: string): Promise<Array<Record<string, un
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-async function storage(): Promise<ArchiveStorage> {
-  const backups = config.backups!;
-  return {
-    store: openObjectStore(backups.storage),
-    recipients: backups.encryption.recipients,
-    identities: await loadIdentities(backups.encryption.identity),
-    level: 3,
-    prefix: 'archives/test-game/arc',
-  };
-}
+const storage = (): Promise<ArchiveStorage> => archiveStorageOf(config, 'archives/test-game/arc');
 
 /** rotatePartition on `client` (a fresh connection when none is given). */
 async function rotate(

@@ -4,7 +4,7 @@
  * compact one. Rotation is archive → verify → drop with the real object pipeline on a filesystem store.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,8 +12,6 @@ import { Decrypter } from 'age-encryption';
 import { zstdDecompressSync } from 'node:zlib';
 import { backupKey, type BackupKey } from '../../../test/support/backups.ts';
 import { closedPort, services, startSilentServer } from '../../../test/harness/index.ts';
-import { loadIdentities } from '../../backups/keys.ts';
-import { openObjectStore } from '../../backups/storage/index.ts';
 import { parseConfigText, readEnv, type GameopsConfig } from '../../config/index.ts';
 import { connectMysql, withMysql, type MysqlClient } from '../../connectors/mysql.ts';
 import { ConflictError, InputError, ManualClock, UnavailableError } from '../../core/index.ts';
@@ -21,6 +19,7 @@ import { createCatalog } from '../../runbooks/actions/index.ts';
 import { createRunbookServices, resourcesFor, stepContext } from '../../runbooks/actions/test-support.ts';
 import { rotatePartition, type ArchiveStorage } from './archive.ts';
 import { liveTable, purgeRows } from './execute.ts';
+import { archiveStorageOf, countRows, filesUnder, partitionNames, sqlOn } from './test-support.ts';
 import { inspectDatabase } from './inspect.ts';
 import type { DbPlan } from './plan.ts';
 
@@ -68,26 +67,10 @@ function makeConfig(mysql: Record<string, unknown>, extra: Record<string, unknow
   return parseConfigText(JSON.stringify(doc), 'test.yaml', readEnv({ P: mariadb.password })).config;
 }
 
-async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
-  return withMysql(config.mysql!, undefined, (c) => c.query(text, params, { timeoutMs: 60_000 })) as Promise<
-    T[]
-  >;
-}
-
-async function count(table: string, partition?: string): Promise<number> {
-  const rows = await sql(
-    `SELECT COUNT(*) AS n FROM \`${table}\`${partition ? ` PARTITION (${partition})` : ''}`,
-  );
-  return Number(rows[0]!['n']);
-}
-
-async function partitions(): Promise<string[]> {
-  const rows = await sql(
-    'SELECT PARTITION_NAME AS p FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY PARTITION_ORDINAL_POSITION',
-    [DB, 'game_logs'],
-  );
-  return rows.map((r) => String(r['p']));
-}
+const sql = <T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> =>
+  sqlOn<T>(config, text, params);
+const count = (table: string, partition?: string): Promise<number> => countRows(config, table, partition);
+const partitions = (): Promise<string[]> => partitionNames(config, DB, 'game_logs');
 
 /** Runs an action as the engine would (arguments through its schema), on a fake clock at NOW. */
 async function act<T>(name: string, args: unknown, cfg: GameopsConfig = config): Promise<T> {
@@ -97,35 +80,8 @@ async function act<T>(name: string, args: unknown, cfg: GameopsConfig = config):
   return (await def.run(def.args.parse(args), ctx)) as T;
 }
 
-function storedFiles(): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries: string[];
-    try {
-      entries = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.push(p);
-    }
-  };
-  walk(join(dir, 'store'));
-  return out;
-}
-
-async function storage(): Promise<ArchiveStorage> {
-  const backups = config.backups!;
-  return {
-    store: openObjectStore(backups.storage),
-    recipients: backups.encryption.recipients,
-    identities: await loadIdentities(backups.encryption.identity),
-    level: 3,
-    prefix: 'archives/test-game/test',
-  };
-}
+const storedFiles = (): string[] => filesUnder(join(dir, 'store'));
+const storage = (): Promise<ArchiveStorage> => archiveStorageOf(config, 'archives/test-game/test');
 
 const monthBound = (y: number, m: number): string => `TO_DAYS('${y}-${String(m).padStart(2, '0')}-01')`;
 
