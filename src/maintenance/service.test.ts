@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseConfigText, readEnv } from '../config/index.ts';
-import { createPrometheusClient } from '../connectors/prometheus.ts';
+import { createPrometheusClient, type PrometheusClient } from '../connectors/prometheus.ts';
 import { ConflictError, InputError, ManualClock, NotFoundError } from '../core/index.ts';
 import type {
   Actor,
@@ -217,6 +217,35 @@ const rejection = (p: Promise<unknown>) =>
     () => undefined,
     (e: unknown) => e as Error,
   );
+
+/**
+ * A stand-in for Prometheus answering its HTTP API's shape with one series of `values`: the harness
+ * Prometheus only scrapes (remote write is off), so it cannot be given last week's samples. `use` gets a
+ * client of it and the query parameters it was last asked.
+ */
+async function withPrometheusStandIn(
+  values: Array<[number, string]>,
+  use: (prometheus: PrometheusClient, asked: () => URLSearchParams | undefined) => Promise<void>,
+): Promise<void> {
+  let asked: URLSearchParams | undefined;
+  const server: Server = createServer((req, res) => {
+    asked = new URL(req.url ?? '/', 'http://x').searchParams;
+    res.setHeader('content-type', 'application/json');
+    res.end(
+      JSON.stringify({
+        status: 'success',
+        data: { resultType: 'matrix', result: [{ metric: {}, values }] },
+      }),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (server.address() as { port: number }).port;
+    await use(createPrometheusClient({ url: `http://127.0.0.1:${port}` }), () => asked);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
 
 describe('maintenance plan', () => {
   it('reads wall-clock times in the game zone, plans the run, the notices and the estimate; a dry run stores nothing', async () => {
@@ -614,56 +643,33 @@ describe('player-minutes estimate', () => {
     ]);
   });
 
-  // A stand-in for Prometheus answering its HTTP API's shape: the harness Prometheus only scrapes (remote
-  // write is off), so it cannot be given last week's samples.
   it("uses Prometheus's average over the same span last week; a Prometheus that fails is a note", async () => {
-    let asked: URLSearchParams | undefined;
-    const server: Server = createServer((req, res) => {
-      asked = new URL(req.url ?? '/', 'http://x').searchParams;
-      res.setHeader('content-type', 'application/json');
-      res.end(
-        JSON.stringify({
-          status: 'success',
-          data: {
-            resultType: 'matrix',
-            result: [
-              {
-                metric: {},
-                values: [
-                  [1, '100'],
-                  [2, '120'],
-                  [3, 'NaN'],
-                ],
-              },
-            ],
+    await withPrometheusStandIn(
+      [
+        [1, '100'],
+        [2, '120'],
+        [3, 'NaN'],
+      ],
+      async (prometheus, asked) => {
+        const result = await estimatePlayerMinutes(
+          {
+            scope,
+            now: new Date('2026-12-01T00:00:00Z'),
+            prometheus,
+            currentPlayers: () => Promise.resolve(7),
           },
-        }),
-      );
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const port = (server.address() as { port: number }).port;
-      const prometheus = createPrometheusClient({ url: `http://127.0.0.1:${port}` });
-      const result = await estimatePlayerMinutes(
-        {
-          scope,
-          now: new Date('2026-12-01T00:00:00Z'),
-          prometheus,
-          currentPlayers: () => Promise.resolve(7),
-        },
-        span,
-      );
-      expect(result).toMatchObject({
-        lastWeekPlayers: 110,
-        lastWeekSource: 'prometheus',
-        players: 110,
-        playerMinutes: 3300,
-      });
-      expect(asked?.get('query')).toBe('sum(game_players_connected)');
-      expect(asked?.get('start')).toBe(String(Date.parse('2026-11-26T04:00:00Z') / 1000));
-    } finally {
-      await new Promise((resolve) => server.close(resolve));
-    }
+          span,
+        );
+        expect(result).toMatchObject({
+          lastWeekPlayers: 110,
+          lastWeekSource: 'prometheus',
+          players: 110,
+          playerMinutes: 3300,
+        });
+        expect(asked()?.get('query')).toBe('sum(game_players_connected)');
+        expect(asked()?.get('start')).toBe(String(Date.parse('2026-11-26T04:00:00Z') / 1000));
+      },
+    );
     const dead = createPrometheusClient({ url: 'http://127.0.0.1:1' });
     const fallback = await estimatePlayerMinutes(
       {
@@ -1055,35 +1061,19 @@ describe('maintenance windows under review (issue #7 defects)', () => {
       'players online now: 1 of 3 game server(s) did not answer; their players are not counted',
     );
 
-    let asked: URLSearchParams | undefined;
-    const server: Server = createServer((req, res) => {
-      asked = new URL(req.url ?? '/', 'http://x').searchParams;
-      res.setHeader('content-type', 'application/json');
-      res.end(
-        JSON.stringify({
-          status: 'success',
-          data: { resultType: 'matrix', result: [{ metric: {}, values: [[1, '40']] }] },
-        }),
-      );
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const port = (server.address() as { port: number }).port;
-      const prometheus = createPrometheusClient({ url: `http://127.0.0.1:${port}` });
+    await withPrometheusStandIn([[1, '40']], async (prometheus, asked) => {
       const result = await estimatePlayerMinutes(
         { scope, now, prometheus, playersSelector: 'env="production"' },
         span,
       );
-      expect(asked?.get('query')).toBe('sum(game_players_connected{env="production"})');
-      expect(asked?.get('start')).toBe(String(Date.parse('2026-11-27T04:00:00Z') / 1000));
+      expect(asked()?.get('query')).toBe('sum(game_players_connected{env="production"})');
+      expect(asked()?.get('start')).toBe(String(Date.parse('2026-11-27T04:00:00Z') / 1000));
       expect(result).toMatchObject({ lastWeekPlayers: 40, players: 40 });
       expect(result.summary).toContain('same hours 2 weeks earlier, Prometheus');
       expect(result.notes).toContain(
         'players 2 weeks earlier: sum(game_players_connected{env="production"})',
       );
-    } finally {
-      await new Promise((resolve) => server.close(resolve));
-    }
+    });
     expect(() => config({ playersSelector: 'env="x"}) or vector(1' })).toThrow(/playersSelector/);
   });
 });
