@@ -43,33 +43,18 @@ export const gameCheck: Check = {
       players += s.playersOnline;
       worstP99 = Math.max(worstP99, s.tickLagMs.p99);
       rows.push({ name: a.name, ...s });
-      if (s.tickLagMs.p99 >= budget * 0.8)
-        findings.push({
-          status: s.tickLagMs.p99 >= budget ? CheckStatus.fail : CheckStatus.warn,
-          subject: a.name,
-          message: `tick lag p99 ${s.tickLagMs.p99.toFixed(1)} ms against a ${budget} ms budget`,
-          value: s.tickLagMs.p99,
-          threshold: budget,
-        });
-      if (s.maintenance.enabled || s.draining || !s.acceptingLogins)
-        findings.push({
-          status: CheckStatus.warn,
-          subject: a.name,
-          message: s.draining
-            ? 'draining'
-            : s.maintenance.enabled
-              ? `in maintenance${s.maintenance.message ? `: ${s.maintenance.message}` : ''}`
-              : 'refusing new logins',
-        });
+      findings.push(...serverFindings(a.name, s, budget));
     }
     const answered = answers.length - answers.filter((a) => 'problem' in a).length;
+    const closed = rows.filter((r) => r.maintenance?.enabled === true).length;
     return {
       status: worstOf([CheckStatus.ok, ...findings.map((f) => f.status)]),
       summary:
         instances.length === 0
           ? 'no ready game servers to ask'
           : `${players} players online on ${answered}/${instances.length} game servers, ` +
-            `worst tick lag p99 ${worstP99.toFixed(1)} ms (budget ${budget} ms)`,
+            `worst tick lag p99 ${worstP99.toFixed(1)} ms (budget ${budget} ms)` +
+            (closed > 0 ? `; ${closed} in maintenance (logins closed)` : ''),
       values: {
         playersOnline: players,
         servers: instances.length,
@@ -83,3 +68,38 @@ export const gameCheck: Check = {
     };
   },
 };
+
+/**
+ * What one game server's status says: tick lag against the budget, and whether it takes players. A server
+ * in maintenance mode (the traffic gate closed) with nobody on it is what maintenance itself makes, so it
+ * is `ok` (the maintenance run's health gate would otherwise always end with warnings); players still on a
+ * closed server, a drain, or logins refused without maintenance mode still warn.
+ */
+export function serverFindings(name: string, s: GameServerStatus, budget: number): Finding[] {
+  const findings: Finding[] = [];
+  if (s.tickLagMs.p99 >= budget * 0.8)
+    findings.push({
+      status: s.tickLagMs.p99 >= budget ? CheckStatus.fail : CheckStatus.warn,
+      subject: name,
+      message: `tick lag p99 ${s.tickLagMs.p99.toFixed(1)} ms against a ${budget} ms budget`,
+      value: s.tickLagMs.p99,
+      threshold: budget,
+    });
+  if (s.maintenance.enabled && !s.draining && s.playersOnline === 0)
+    findings.push({
+      status: CheckStatus.ok,
+      subject: name,
+      message: `in maintenance: 0 players, logins closed${s.maintenance.message ? ` (${s.maintenance.message})` : ''}`,
+    });
+  else if (s.maintenance.enabled || s.draining || !s.acceptingLogins)
+    findings.push({
+      status: CheckStatus.warn,
+      subject: name,
+      message: s.draining
+        ? 'draining'
+        : s.maintenance.enabled
+          ? `in maintenance with ${s.playersOnline} players still on${s.maintenance.message ? `: ${s.maintenance.message}` : ''}`
+          : 'refusing new logins',
+    });
+  return findings;
+}

@@ -112,8 +112,8 @@ export const HEALTH_CHECKS: readonly string[] = CHECK_NAMES.filter((n) => n !== 
 
 /**
  * The health gate: those checks at once; a `fail` (or a check that cannot measure) fails its step and the
- * run puts the service back; warnings pass. With the gate still closed the game check only warns ("in
- * maintenance"), so maintenance itself never fails it.
+ * run puts the service back; warnings pass. With the gate still closed and nobody on, the game check says
+ * ok ("in maintenance: 0 players, logins closed"), so maintenance itself neither fails it nor warns.
  */
 function healthSteps(): Step[] {
   return [
