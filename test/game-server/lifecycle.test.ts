@@ -3,10 +3,10 @@
  * own server: a drain or a shutdown is for good.
  */
 import { afterEach, expect, test } from 'vitest';
-import { startBots, type BotEvent, type BotRun } from '../../examples/game-server/bot-runner.ts';
+import { startBots, type BotRun } from '../../examples/game-server/bot-runner.ts';
 import { parsePrometheusText } from '../../src/platform/game-client.ts';
 import { services } from '../harness/index.ts';
-import { connectPlayer, eventually, loginPlayer } from './player.ts';
+import { botEvents as events, connectPlayer, eventually, loginPlayer } from './player.ts';
 import {
   deleteKeys,
   startGameServer,
@@ -30,32 +30,6 @@ function bots(options: Parameters<typeof startBots>[0]): BotRun {
   const run = startBots(options);
   cleanups.push(() => run.stop());
   return run;
-}
-
-/** Resolves once `count` events match (counting from now). */
-function events(
-  run: BotRun,
-  count: number,
-  match: (event: BotEvent) => boolean,
-  timeoutMs = 15_000,
-): Promise<BotEvent[]> {
-  return new Promise((resolve, reject) => {
-    const seen: BotEvent[] = [];
-    const timer = setTimeout(() => {
-      run.events.off('event', listener);
-      reject(new Error(`saw ${seen.length} of ${count} expected bot events within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const listener = (event: BotEvent): void => {
-      if (!match(event)) return;
-      seen.push(event);
-      if (seen.length === count) {
-        clearTimeout(timer);
-        run.events.off('event', listener);
-        resolve(seen);
-      }
-    };
-    run.events.on('event', listener);
-  });
 }
 
 interface Status {

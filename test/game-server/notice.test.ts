@@ -6,11 +6,11 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startBots, type BotEvent } from '../../examples/game-server/bot-runner.ts';
+import { startBots } from '../../examples/game-server/bot-runner.ts';
 import { secret } from '../../src/core/index.ts';
 import { createGameServerClient } from '../../src/platform/game-client.ts';
 import { services } from '../harness/index.ts';
-import { eventually, loginPlayer, type TestPlayer } from './player.ts';
+import { botEvents, eventually, loginPlayer, type TestPlayer } from './player.ts';
 import { REPO_ROOT, startGameServer, type GameServerProcess } from './server-process.ts';
 
 let server: GameServerProcess;
@@ -179,8 +179,8 @@ describe('POST /ops/notice', () => {
       log: (line) => lines.push(line),
     });
     try {
-      await waitFor(run, 3, (e) => e.type === 'login');
-      const told = waitFor(run, 3, (e) => e.type === 'notice' && e.kind === 'announcement');
+      await botEvents(run, 3, (e) => e.type === 'login', 10_000);
+      const told = botEvents(run, 3, (e) => e.type === 'notice' && e.kind === 'announcement', 10_000);
       expect(
         await (await post('/ops/notice', { message: 'Back soon', endsAt: '2026-11-27T06:00:00Z' })).json(),
       ).toEqual({
@@ -252,27 +252,3 @@ test('gameops-bots --events prints each announcement as a JSON line and counts i
   // The last line is the summary.
   expect(lines.at(-1)).toMatchObject({ noticesSeen: 2, noticesByKind: { announcement: 2 } });
 });
-
-function waitFor(
-  run: ReturnType<typeof startBots>,
-  count: number,
-  match: (event: BotEvent) => boolean,
-): Promise<BotEvent[]> {
-  return new Promise((resolve, reject) => {
-    const seen: BotEvent[] = [];
-    const timer = setTimeout(() => {
-      run.events.off('event', listener);
-      reject(new Error(`saw ${seen.length} of ${count} expected bot events`));
-    }, 10_000);
-    const listener = (event: BotEvent): void => {
-      if (!match(event)) return;
-      seen.push(event);
-      if (seen.length === count) {
-        clearTimeout(timer);
-        run.events.off('event', listener);
-        resolve(seen);
-      }
-    };
-    run.events.on('event', listener);
-  });
-}

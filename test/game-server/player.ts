@@ -3,6 +3,7 @@
  * test can await "the next message of type X" and the close code.
  */
 import { WebSocket, type ClientOptions } from 'ws';
+import type { BotEvent, BotRun } from '../../examples/game-server/bot-runner.ts';
 import { rawText, serverMessageSchema, type ServerMessage } from '../../examples/game-server/protocol.ts';
 
 type Of<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
@@ -113,4 +114,30 @@ export async function eventually<T>(
       );
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
+}
+
+/** Resolves once `count` events of a bot run match (counting from now); rejects after `timeoutMs`. */
+export function botEvents(
+  run: BotRun,
+  count: number,
+  match: (event: BotEvent) => boolean,
+  timeoutMs = 15_000,
+): Promise<BotEvent[]> {
+  return new Promise((resolve, reject) => {
+    const seen: BotEvent[] = [];
+    const timer = setTimeout(() => {
+      run.events.off('event', listener);
+      reject(new Error(`saw ${seen.length} of ${count} expected bot events within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const listener = (event: BotEvent): void => {
+      if (!match(event)) return;
+      seen.push(event);
+      if (seen.length === count) {
+        clearTimeout(timer);
+        run.events.off('event', listener);
+        resolve(seen);
+      }
+    };
+    run.events.on('event', listener);
+  });
 }
