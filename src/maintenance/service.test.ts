@@ -342,6 +342,14 @@ describe('maintenance plan', () => {
       /^version: "9.9.9" is not one of platform.versions \(1.0.0, 1.1.0\)/,
     );
     await refused(
+      { startsAt: '2027-12-02T04:00:00Z', endsAt: '2027-12-02T05:00:00Z' },
+      /^start: 2027-12-02 04:00 UTC .* is more than a year ahead .*; check the year/,
+    );
+    await refused(
+      { startsAt: '2026-12-02T04:00:00Z', endsAt: '2026-12-02T04:04:00Z' },
+      /^end: the window lasts 240 seconds; a window is at least 5 minutes/,
+    );
+    await refused(
       { startsAt: 'tomorrow', endsAt: '2026-12-02T05:00:00Z' },
       /^start: "tomorrow" is not a time/,
     );
@@ -554,6 +562,9 @@ describe('maintenance cancel', () => {
     expect(sent[1]?.message).toContain('is CANCELLED: patch not ready');
     expect(await rejection(service.cancel(window.id, alice, 'again'))).toBeInstanceOf(ConflictError);
     expect(await rejection(service.cancel('nope', alice, 'x'))).toBeInstanceOf(InputError);
+    const control = await rejection(service.cancel(window.id, alice, 'bad\u001b[2Jreason'));
+    expect(control).toBeInstanceOf(InputError);
+    expect(control?.message).toMatch(/^reason: control .* not allowed \(found U\+001B\)/);
     expect(await rejection(service.cancel('mw-20261201T1200Z-ffffff', alice, 'x'))).toBeInstanceOf(
       NotFoundError,
     );
@@ -821,6 +832,10 @@ describe('maintenance windows under review (issue #7 defects)', () => {
       service.plan({ startsAt: '2026-12-01T02:04:00Z', endsAt: '2026-12-01T03:00:00Z' }, alice),
     );
     expect(overlap).toBeInstanceOf(ConflictError);
+    // It says why a window starting after the other ends still overlaps: its run starts leadTime before.
+    expect(overlap?.message).toContain(
+      "a window's run starts maintenance.leadTime (5m) before it, so its run starts at 2026-12-01 01:59 UTC",
+    );
     const b = await service.plan({ startsAt: '2026-12-01T02:05:00Z', endsAt: '2026-12-01T03:00:00Z' }, alice);
     clock.set('2026-12-01T00:55:00Z');
     await service.tick(clock.now());

@@ -27,6 +27,7 @@ import {
   NotFoundError,
   toGameopsError,
   playerTextSchema,
+  unsafeCharacter,
 } from '../core/index.ts';
 import type { GameopsConfig } from '../config/index.ts';
 import type { PrometheusClient } from '../connectors/prometheus.ts';
@@ -61,6 +62,10 @@ export const MAINTENANCE_RUNBOOK = 'maintenance';
 export const PAST_TOLERANCE_MS = 60_000;
 /** The longest window. */
 export const MAX_WINDOW_MS = 24 * 3_600_000;
+/** The shortest window (as for recurring ones, `maintenance.recurring[].duration`): a drain alone takes longer. */
+export const MIN_WINDOW_MS = 5 * 60_000;
+/** The furthest start: a window a year or more ahead is a typo (a wrong year), not a plan. */
+export const MAX_AHEAD_MS = 366 * 86_400_000;
 /** Recurring windows are materialised this far ahead (a week of notices, and a day more). */
 export const RECURRING_HORIZON_MS = 8 * 86_400_000;
 /** The longest in-game notice (POST /ops/notice, docs/game-server-contract.md). */
@@ -851,6 +856,11 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
           { details: { field: 'start' } },
         );
       if (startsAt < now) startsAt = now;
+      if (startsAt.getTime() - now.getTime() > MAX_AHEAD_MS)
+        throw new InputError(
+          `start: ${bothZones(startsAt, timezone)} is more than a year ahead (now ${bothZones(now, timezone)}); check the year`,
+          { details: { field: 'start' } },
+        );
       if (endsAt <= startsAt)
         throw new InputError(
           `end: ${bothZones(endsAt, timezone)} is not after the start ${bothZones(startsAt, timezone)}`,
@@ -861,6 +871,11 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
       if (endsAt.getTime() - startsAt.getTime() > MAX_WINDOW_MS)
         throw new InputError(
           `end: the window lasts ${Math.round((endsAt.getTime() - startsAt.getTime()) / 60_000)} minutes; a window is at most 24 hours`,
+          { details: { field: 'end' } },
+        );
+      if (endsAt.getTime() - startsAt.getTime() < MIN_WINDOW_MS)
+        throw new InputError(
+          `end: the window lasts ${Math.round((endsAt.getTime() - startsAt.getTime()) / 1000)} seconds; a window is at least 5 minutes`,
           { details: { field: 'end' } },
         );
       const tasks: MaintenanceTask[] = p.tasks ?? (p.version ? ['db', 'logs', 'update'] : ['db', 'logs']);
@@ -897,7 +912,11 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
         throw new ConflictError(
           `the window ${bothZones(window.startsAt, timezone)} – ${bothZones(window.endsAt, timezone)} overlaps ` +
             `maintenance window ${other.id} ("${other.name}", ${other.state}, ${bothZones(other.startsAt, timezone)} – ` +
-            `${bothZones(other.endsAt, timezone)}); cancel it first (gameops maintenance cancel ${other.id}) or pick another time`,
+            `${bothZones(other.endsAt, timezone)}): a window's run starts maintenance.leadTime ` +
+            `(${Math.round(settings.leadTime / 60_000)}m) before it, so its run starts at ` +
+            `${bothZones(new Date(Date.parse(window.startsAt) - settings.leadTime), timezone)} and the other's at ` +
+            `${bothZones(new Date(Date.parse(other.startsAt) - settings.leadTime), timezone)}, and runs never overlap; ` +
+            `cancel it first (gameops maintenance cancel ${other.id}) or pick another time`,
           { details: { window: other.id, startsAt: other.startsAt, endsAt: other.endsAt } },
         );
       const [plan, estimated] = await Promise.all([
@@ -925,6 +944,13 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
     get: detail,
 
     async cancel(id, actor, reason) {
+      // Kept with the window, shown and sent to the channels: one line, as the players' message.
+      const bad = unsafeCharacter(reason);
+      if (bad !== undefined)
+        throw new InputError(
+          `reason: control and text-direction characters are not allowed (found ${bad}); one line of text`,
+          { details: { field: 'reason' } },
+        );
       const { window } = await detail(id);
       /** The window cancelled if it is still in `from` (and, given `ifRunId`, still has that run). */
       const cancelFrom = (from: readonly WindowState[], ifRunId?: string | null) =>
