@@ -29,23 +29,34 @@ export interface WindowSpan {
 
 /**
  * Compiles the configured windows.
- * @throws InputError naming `alerts.suppressions[i]…` (matcher, cron, time zone).
+ * @throws InputError naming every bad `alerts.suppressions[i]…` (matcher, cron, time zone), not just the first.
  */
 export function compileWindows(windows: GameopsConfig['alerts']['suppressions']): ConfigWindow[] {
-  return windows.map((w, i) => {
+  const problems: string[] = [];
+  const compiled = windows.flatMap((w, i): ConfigWindow[] => {
     const field = `alerts.suppressions[${i}]`;
-    const base = {
-      name: w.name,
-      matchers: parseMatchers(w.matchers, `${field}.matchers`),
-      matcherTexts: w.matchers,
-      durationMs: w.duration,
-    };
-    if (w.cron !== undefined) return { ...base, recurring: parseCron(w.cron, w.timezone, field) };
-    if (w.start !== undefined) return { ...base, startMs: Date.parse(w.start) };
-    throw new InputError(`${field}: needs exactly one of cron (recurring) or start (one-off)`, {
-      details: { field },
-    });
+    try {
+      const base = {
+        name: w.name,
+        matchers: parseMatchers(w.matchers, `${field}.matchers`),
+        matcherTexts: w.matchers,
+        durationMs: w.duration,
+      };
+      if (w.cron !== undefined) return [{ ...base, recurring: parseCron(w.cron, w.timezone, field) }];
+      if (w.start !== undefined) return [{ ...base, startMs: Date.parse(w.start) }];
+      throw new InputError(`${field}: needs exactly one of cron (recurring) or start (one-off)`, {
+        details: { field },
+      });
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      problems.push(err.message);
+      return [];
+    }
   });
+  if (problems.length === 1) throw new InputError(problems[0] ?? '', { details: { problems } });
+  if (problems.length > 1)
+    throw new InputError(`alerts.suppressions: ${problems.join('; ')}`, { details: { problems } });
+  return compiled;
 }
 
 /** The occurrence of the window that covers `at`, if one does. */

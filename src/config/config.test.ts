@@ -713,6 +713,20 @@ ${people}oncall:
     expect(problem?.message).toMatch(/at least one participant/);
   });
 
+  it('refuses a recurring maintenance window that would update and a notice offset given twice, naming them', () => {
+    const { problems } = problemOf(`service: { name: my-game }
+maintenance:
+  notices: { before: [24h, 60m, 1h] }
+  recurring:
+    - { name: thursday, cron: "0 4 * * 4", duration: 2h, tasks: [db, update] }
+`);
+    const byField = Object.fromEntries(problems.map((p) => [p.field, p.message]));
+    expect(byField['maintenance.recurring[0].tasks[1]']).toMatch(
+      /db or logs: a recurring window gives no version/,
+    );
+    expect(byField['maintenance.notices.before']).toMatch(/an offset is given twice/);
+  });
+
   it('refuses a suppression window that is both recurring and one-off, and a duplicate channel name', () => {
     const { problems } = problemOf(`service: { name: my-game }
 notifications:

@@ -1009,7 +1009,14 @@ export const recurringWindowSchema = z.strictObject({
   cron: z.string().min(1).max(200).describe('When it starts: five-field cron in timezone, e.g. "0 4 * * 4".'),
   timezone: timeZoneSchema.optional().describe('Default: maintenance.timezone.'),
   duration: boundedDuration(5 * MINUTE_MS, 24 * 60 * MINUTE_MS, '5m and 24h'),
-  tasks: z.array(z.enum(MAINTENANCE_TASKS)).default(['db', 'logs']),
+  tasks: z
+    .array(
+      z.enum(MAINTENANCE_TASKS).exclude(['update'], {
+        error:
+          'db or logs: a recurring window gives no version to update to (plan an update with gameops maintenance plan --version)',
+      }),
+    )
+    .default(['db', 'logs']),
   message: z
     .string()
     .min(1)
@@ -1038,6 +1045,9 @@ export const maintenanceSchema = z
           .array(boundedDuration(MINUTE_MS, 7 * DAY_MS, '1m and 7d'))
           .min(1)
           .max(10)
+          .refine((offsets) => new Set(offsets).size === offsets.length, {
+            error: 'an offset is given twice (each notice is sent once)',
+          })
           .prefault(['24h', '60m', '10m', '1m'])
           .describe('Notices to players and stakeholders this long before the start.'),
         channels: z

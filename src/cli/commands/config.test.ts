@@ -54,3 +54,58 @@ describe('gameops config check: backups keys', () => {
     expect(mismatch.stderr).not.toContain('AGE-SECRET-KEY');
   });
 });
+
+describe('gameops config check: what serve would refuse, and what would silently do nothing', () => {
+  function plain(name: string, lines: string[]): string {
+    const path = join(dir, name);
+    writeFileSync(
+      path,
+      ['service: { name: g }', `database: { dataDir: ${join(dir, 'data')} }`, ...lines].join('\n'),
+    );
+    return path;
+  }
+
+  it('names every bad maintenance.recurring and alerts.suppressions cron, one that never fires too', async () => {
+    const bad = await gameops([
+      'config',
+      'check',
+      '--config',
+      plain('crons.yaml', [
+        'maintenance:',
+        '  recurring:',
+        "    - { name: words, cron: 'every thursday', duration: 2h }",
+        "    - { name: hour, cron: '0 25 * * 4', duration: 2h }",
+        "    - { name: feb31, cron: '0 4 31 2 *', duration: 2h }",
+        "    - { name: fine, cron: '0 4 * * 4', duration: 2h }",
+        'alerts:',
+        '  suppressions:',
+        "    - { name: ok, cron: '0 4 * * 4', duration: 2h, matchers: ['service=\"g\"'] }",
+        "    - { name: never, cron: '0 4 30 2 *', duration: 2h, matchers: ['service=\"g\"'] }",
+      ]),
+    ]);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).not.toContain('is valid');
+    expect(bad.stderr).toContain('maintenance.recurring[0].cron');
+    expect(bad.stderr).toContain('maintenance.recurring[1].cron');
+    expect(bad.stderr).toMatch(
+      /maintenance\.recurring\[2\]\.cron: "0 4 31 2 \*" is not a valid cron expression: never occurs/,
+    );
+    expect(bad.stderr).not.toContain('maintenance.recurring[3]');
+    expect(bad.stderr).toMatch(
+      /alerts\.suppressions\[1\]\.cron: "0 4 30 2 \*" is not a valid cron expression: never occurs/,
+    );
+    expect(bad.stderr).not.toContain('alerts.suppressions[0]');
+  });
+
+  it('flags a maintenance.holdOff runbook that does not exist, suggesting the one meant', async () => {
+    const typo = await gameops([
+      'config',
+      'check',
+      '--config',
+      plain('holdoff.yaml', ['maintenance: { holdOff: [bakup, db-maintenance] }']),
+    ]);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(/maintenance\.holdOff\[0\]: unknown runbook "bakup" \(did you mean backup/);
+    expect(typo.stderr).not.toContain('holdOff[1]');
+  });
+});

@@ -4,7 +4,7 @@ import { cliConfig, gameops, serveForCli } from '../../../test/support/cli.ts';
 import { bootstrap, shutdown } from '../../app/index.ts';
 import { VERSION } from '../../core/index.ts';
 import { buildProgram, windowVersionArgs } from '../main.ts';
-import { renderWindowList } from './maintenance.ts';
+import { renderWindow, renderWindowList } from './maintenance.ts';
 
 function config() {
   return cliConfig('gameops-maintenance-cli-', (dir) =>
@@ -104,6 +104,26 @@ describe('gameops maintenance: parsing and help', () => {
       /\n\(only the first 1 windows are shown; later ones exist\)$/,
     );
     expect(renderWindowList({ windows, truncated: false }, 'Asia/Seoul', true)).not.toContain('only the');
+  });
+
+  it('show gives when the window was planned as it gives other times (UTC, then the game zone)', () => {
+    const window = {
+      id: 'mw-20991202T1900Z-abcdef',
+      name: 'maintenance',
+      origin: 'adhoc' as const,
+      startsAt: '2099-12-02T19:00:00.000Z',
+      endsAt: '2099-12-02T21:00:00.000Z',
+      timezone: 'Asia/Seoul',
+      tasks: ['db' as const],
+      hold: false,
+      state: 'scheduled' as const,
+      createdBy: 'alice',
+      createdAt: '2099-12-01T20:59:46.539Z',
+      updatedAt: '2099-12-01T20:59:46.539Z',
+    };
+    expect(renderWindow({ window, notices: [] }, 'Asia/Seoul')).toContain(
+      'planned by alice at 2099-12-01 20:59 UTC (2099-12-02 05:59 GMT+9)',
+    );
   });
 
   it('refuses a bad id or task before anything runs (exit 3)', async () => {

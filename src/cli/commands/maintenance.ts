@@ -219,7 +219,7 @@ export function renderWindow(d: WindowDetail, zone: string): string {
   const lines = [
     `${printable(w.id)}  ${w.state}  (${w.origin === 'recurring' ? `recurring ${printable(w.name)}` : printable(w.name)})`,
     ...windowLines(w, zone),
-    `  planned by ${printable(w.createdBy)} at ${w.createdAt}`,
+    `  planned by ${printable(w.createdBy)} at ${bothZones(w.createdAt, zone)}`,
     ...(w.runId ? [`  run: ${printable(w.runId)} (gameops runs show ${printable(w.runId)})`] : []),
     ...(w.reason ? [`  reason: ${printable(w.reason)}`] : []),
     d.notices.length === 0 ? '  notices: none sent yet' : '  notices:',
