@@ -22,10 +22,13 @@ export function warnInvalid(
 }
 
 export function runbooksCommand(): Command {
-  const runbooks = new Command('runbooks').description(
-    'The runbooks gameops knows: the built-in ones (daily-check, high-cpu, memory-leak, slow-queries) and ' +
-      'the YAML files in runbooks.dir. `gameops run <runbook>` runs one.',
-  );
+  const runbooks = new Command('runbooks')
+    .summary('The runbooks gameops knows (built-in and runbooks.dir): list, show, validate')
+    .description(
+      'The runbooks gameops knows: the built-in ones (daily-check, high-cpu, memory-leak, slow-queries, ' +
+        'backup, backup-verify, backup-drill, backup-prune, backup-restore, maintenance, maintenance-reopen, ' +
+        'db-maintenance) and the YAML files in runbooks.dir. `gameops run <runbook>` runs one.',
+    );
 
   runbooks
     .command('list')
