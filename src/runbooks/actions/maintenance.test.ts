@@ -353,4 +353,98 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
     expect(told.lines.join('\n')).toMatch(/could not tell broken: /);
     expect(hooks.some((h) => h.includes('Maintenance is over.'))).toBe(true);
   });
+
+  it('reopen-target: refuses an unknown or scheduled window and a run that is not an ended maintenance run; a held window and an ended run pass', async () => {
+    const store = resources.store!;
+    const scope = {
+      service: resources.config.service.name,
+      environment: resources.config.service.environment,
+    };
+    const actor = { id: 'local:alice', name: 'alice', role: 'operator', kind: 'local' } as const;
+    const now = new Date().toISOString();
+    const planned = (id: string, startsAt: string) =>
+      store.maintenance.create(
+        scope,
+        {
+          id,
+          name: 'maintenance',
+          origin: 'adhoc',
+          startsAt,
+          endsAt: new Date(Date.parse(startsAt) + 3_600_000).toISOString(),
+          timezone: 'UTC',
+          tasks: ['logs'],
+          hold: true,
+          state: 'scheduled',
+          createdBy: 'alice',
+          createdAt: now,
+          updatedAt: now,
+        },
+        actor,
+      );
+    const insert = (id: string, runbook: string, status: 'running' | 'failed') =>
+      store.runs.transaction('test run', (tx) =>
+        tx.insertRun(
+          {
+            id,
+            ...scope,
+            runbook,
+            version: '1',
+            definitionHash: 'x',
+            params: {},
+            status,
+            trigger: 'cli',
+            requestedBy: actor,
+            createdAt: now,
+            paused: false,
+            cancelRequested: false,
+            compensating: false,
+            eventSeq: 0,
+            revision: 0,
+            updatedAt: now,
+          },
+          {},
+        ),
+      );
+    await insert('run_reopen_ended', 'maintenance', 'failed');
+    await insert('run_reopen_active', 'maintenance', 'running');
+    await insert('run_reopen_other', 'daily-check', 'failed');
+
+    const unknown = await fails(services, 'maintenance.reopen-target', {
+      window: 'mw-20301203T0400Z-000000',
+    });
+    expect(unknown.err).toMatchObject({ code: 'not_found' });
+    expect(unknown.err.message).toMatch(/^window mw-20301203T0400Z-000000: no such maintenance window/);
+
+    const scheduled = await planned('mw-20301204T0400Z-aaaaaa', '2030-12-04T04:00:00.000Z');
+    const early = await fails(services, 'maintenance.reopen-target', { window: scheduled.id });
+    expect(early.err).toMatchObject({ code: 'conflict' });
+    expect(early.err.message).toMatch(/it is scheduled; only a held or failed window/);
+
+    const held = await planned('mw-20301205T0400Z-bbbbbb', '2030-12-05T04:00:00.000Z');
+    await store.maintenance.transition(
+      scope,
+      held.id,
+      ['scheduled'],
+      { state: 'held', reason: 'db task failed' },
+      actor,
+      'maintenance.held',
+    );
+    const ok = await run(services, 'maintenance.reopen-target', {
+      window: held.id,
+      runId: 'run_reopen_ended',
+    });
+    expect(ok.output).toEqual({
+      window: { id: held.id, state: 'held' },
+      run: 'run_reopen_ended (failed)',
+    });
+
+    for (const [runId, pattern] of [
+      ['run_nope', /^run run_nope: no run run_nope in /],
+      ['run_reopen_active', /run run_reopen_active is still running; it reopens itself/],
+      ['run_reopen_other', /is a daily-check run, not a maintenance run/],
+    ] as const) {
+      const refused = await fails(services, 'maintenance.reopen-target', { window: null, runId });
+      expect(refused.err.message, runId).toMatch(pattern);
+    }
+  });
 });

@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import type { GameopsConfig } from '../../config/index.ts';
 import {
+  ConflictError,
   errorMessage,
   formatDuration,
   InputError,
@@ -21,6 +22,7 @@ import {
 import { MAINTENANCE_TASKS, WINDOW_ID_PATTERN } from '../../maintenance/types.ts';
 import type { Fleet } from '../../platform/index.ts';
 import type { ActionDefinition, CheckDefinition, CheckOutcome, StepContext } from '../model.ts';
+import { TERMINAL_RUN_STATUSES } from '../model.ts';
 import { actorOfRun } from './backup.ts';
 import { failures, fleetTargetOf, progressLogger, rolloutTimeoutArg } from './fleet.ts';
 import { maybeServices, servicesOf, type RunbookServices } from './services.ts';
@@ -606,6 +608,80 @@ const reopenAction: ActionDefinition<z.infer<typeof reopenArgs>> = {
 };
 
 // -----------------------------------------------------------------------------------------------------
+// What maintenance-reopen may reopen
+
+const reopenTargetArgs = z
+  .strictObject({ window: windowArg, runId: runIdArg.nullable().default(null) })
+  .refine((a) => a.window !== null || a.runId !== null, {
+    message: 'give the held window or run to reopen',
+    path: ['window'],
+  });
+
+/** The maintenance runbook (src/runbooks/builtin/maintenance.ts). */
+const MAINTENANCE_RUNBOOK_NAME = 'maintenance';
+
+/** A maintenance run that has ended: `<id> (<status>)`, or why it is not one to reopen after. */
+async function endedMaintenanceRun(services: RunbookServices, runId: string, what: string): Promise<string> {
+  const run = await services.store!.runs.getRun(runId);
+  const { name: service, environment } = services.config.service;
+  if (!run || run.service !== service || run.environment !== environment)
+    throw new NotFoundError(`${what}: no run ${runId} in ${service}/${environment} (gameops runs list)`);
+  if (run.runbook !== MAINTENANCE_RUNBOOK_NAME)
+    throw new ConflictError(
+      `${what}: run ${runId} is a ${run.runbook} run, not a maintenance run; nothing to reopen after it`,
+    );
+  if (!TERMINAL_RUN_STATUSES.includes(run.status))
+    throw new ConflictError(
+      `${what}: run ${runId} is still ${run.status}; it reopens itself when it ends (or cancel it: gameops runs cancel ${runId})`,
+    );
+  return `${runId} (${run.status})`;
+}
+
+const reopenTargetAction: ActionDefinition<z.infer<typeof reopenTargetArgs>> = {
+  name: 'maintenance.reopen-target',
+  description:
+    'Before maintenance-reopen changes anything: the window must be held, failed, or running with a maintenance ' +
+    'run that has ended (the game possibly left closed); the run must be a maintenance run that has ended. ' +
+    'Fails naming why otherwise: reopening is not a way to open logins by hand.',
+  effect: 'read-only',
+  idempotent: true,
+  args: reopenTargetArgs,
+  target: (args) => `maintenance ${args.window ?? `run ${args.runId ?? ''}`}`,
+  async run(args, ctx) {
+    const services = servicesOf(ctx);
+    if (!services.store)
+      throw new UnavailableError('the store is not open: the window or run to reopen cannot be checked');
+    const { name: service, environment } = services.config.service;
+    let window: { id: string; state: string } | undefined;
+    let run: string | undefined;
+    if (args.window !== null) {
+      const w = await services.store.maintenance.get({ service, environment }, args.window);
+      if (!w)
+        throw new NotFoundError(
+          `window ${args.window}: no such maintenance window in ${service}/${environment} (gameops maintenance list)`,
+        );
+      const why = `window ${w.id}`;
+      if (w.state === 'running') {
+        if (!w.runId) throw new ConflictError(`${why}: it is running and its run has not started yet`);
+        run = await endedMaintenanceRun(services, w.runId, why);
+      } else if (w.state !== 'held' && w.state !== 'failed')
+        throw new ConflictError(
+          `${why}: it is ${w.state}${w.reason ? ` (${w.reason})` : ''}; only a held or failed window (or a running one ` +
+            'whose run has ended) is reopened',
+        );
+      window = { id: w.id, state: w.state };
+    }
+    if (args.runId !== null) run = await endedMaintenanceRun(services, args.runId, `run ${args.runId}`);
+    ctx.log(
+      `reopening ${[window ? `window ${window.id} (${window.state})` : '', run ? `after run ${run}` : '']
+        .filter(Boolean)
+        .join(' ')}`,
+    );
+    return { window: window ?? null, run: run ?? null };
+  },
+};
+
+// -----------------------------------------------------------------------------------------------------
 // Version update
 
 const updateArgs = z.strictObject({
@@ -772,6 +848,7 @@ export const maintenanceActions: ActionDefinition[] = [
   silenceAction,
   unsilenceAction,
   reopenAction,
+  reopenTargetAction,
   updateAction,
   revertAction,
   announceAction,

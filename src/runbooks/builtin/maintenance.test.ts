@@ -144,8 +144,9 @@ describe('maintenance runbook: shape', () => {
     expect(issue({ tasks: ['backup'] })?.[0]).toMatch(/^tasks\.0: /);
   });
 
-  it('maintenance-reopen: gate open, drained instances restarted, the window or run silences ended', () => {
+  it('maintenance-reopen: the window or run checked first, gate open, drained instances restarted, the window or run silences ended', () => {
     expect(reopen.steps.map((s) => [s.id, (s as ActionStep).action])).toEqual([
+      ['target', 'maintenance.reopen-target'],
       ['open', 'fleet.gate'],
       ['restart-drained', 'fleet.restart-drained'],
       ['unsilence', 'maintenance.unsilence'],

@@ -358,7 +358,9 @@ export function maintenanceReopenRunbook(): RunbookInput {
     version: '1',
     title: 'Reopen after held maintenance',
     description:
-      'After a maintenance run failed with hold (maintenance left on for a person to fix): opens logins ' +
+      'After a maintenance run failed with hold (maintenance left on for a person to fix): checks first that the ' +
+      'window is held, failed, or running with an ended run (or the run is a maintenance run that ended), and ' +
+      'refuses an unknown or scheduled window before changing anything; then opens logins ' +
       '(maintenance mode off), restarts the instances a drain left refusing logins, and ends the silences and ' +
       'paging suppression of the window (or of the run, for one started by hand).',
     runBy: ['operator'],
@@ -380,6 +382,12 @@ export function maintenanceReopenRunbook(): RunbookInput {
         path: ['window'],
       }),
     steps: [
+      {
+        id: 'target',
+        title: 'Check the window or run is one to reopen',
+        action: 'maintenance.reopen-target',
+        args: { window: '${{ params.window }}', runId: '${{ params.run }}' },
+      },
       {
         id: 'open',
         title: 'Open logins (maintenance mode off)',
