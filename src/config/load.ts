@@ -54,6 +54,13 @@ export type LocalPlatformConfig = Omit<Extract<Platform, { kind: 'local' }>, 'se
 export type KubernetesPlatformConfig = Extract<Platform, { kind: 'kubernetes' }>;
 export type PlatformConfig = LocalPlatformConfig | KubernetesPlatformConfig;
 export type GameConfigSection = WithSecret<ParsedConfig['game'], 'opsToken'>;
+type Maintenance = ParsedConfig['maintenance'];
+/** `maintenance:` with the maintenance database user's password resolved. */
+export type MaintenanceConfig = Omit<Maintenance, 'db'> & {
+  db: Omit<Maintenance['db'], 'mysql'> & {
+    mysql?: WithSecret<NonNullable<Maintenance['db']['mysql']>, 'password'>;
+  };
+};
 
 /** The validated config with every secret reference resolved to a masked Secret. */
 export interface GameopsConfig extends Omit<
@@ -67,7 +74,9 @@ export interface GameopsConfig extends Omit<
   | 'notifications'
   | 'platform'
   | 'game'
+  | 'maintenance'
 > {
+  maintenance: MaintenanceConfig;
   platform?: PlatformConfig;
   game: GameConfigSection;
   mysql?: MysqlConfig;
@@ -444,6 +453,7 @@ function resolveSecrets(
     notifications,
     platform,
     game,
+    maintenance,
     ...rest
   } = parsed;
   const config: GameopsConfig = {
@@ -464,6 +474,22 @@ function resolveSecrets(
     ...(backups ? { backups: resolveBackups(backups, cwd, ref) } : {}),
     ...(platform ? { platform: resolvePlatform(platform, cwd, ref) } : {}),
     game: { ...game, opsToken: ref(game.opsToken, ['game', 'opsToken']) },
+    maintenance: {
+      ...maintenance,
+      db: {
+        optimize: maintenance.db.optimize,
+        partitions: maintenance.db.partitions,
+        purge: maintenance.db.purge,
+        ...(maintenance.db.mysql
+          ? {
+              mysql: {
+                ...maintenance.db.mysql,
+                password: ref(maintenance.db.mysql.password, ['maintenance', 'db', 'mysql', 'password']),
+              },
+            }
+          : {}),
+      },
+    },
     notifications: {
       allowPrivate: notifications.allowPrivate,
       channels: notifications.channels.map((c, i): ResolvedChannel => {

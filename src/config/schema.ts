@@ -1136,6 +1136,15 @@ export const maintenanceSchema = z
           .describe(
             'e.g. player_sessions.last_activity older than 30d; temporary_data.created_at older than 7d.',
           ),
+        mysql: z
+          .strictObject({
+            user: z.string().min(1),
+            password: secretRefSchema.optional(),
+          })
+          .optional()
+          .describe(
+            'A maintenance user over the mysql connection (default: mysql.user, a monitoring user): ALTER, CREATE, DROP, INSERT, LOCK TABLES, SELECT on the partitioned tables; DELETE on purged ones; RELOAD to flush the query cache.',
+          ),
       })
       .prefault({}),
   })

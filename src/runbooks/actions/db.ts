@@ -39,6 +39,8 @@ import {
   quoteName,
   type DbPlan,
 } from '../../maintenance/db/plan.ts';
+import { checkPrivileges, privilegeError, requiredPrivileges } from '../../maintenance/db/privileges.ts';
+import { withMysql, type MysqlClient } from '../../connectors/mysql.ts';
 import type { ActionDefinition, StepContext } from '../model.ts';
 import { mysqlServer } from './mysql.ts';
 import { maybeServices, servicesOf } from './services.ts';
@@ -64,6 +66,18 @@ function gameDatabase(config: GameopsConfig): string {
       'no database is configured: add a `mysql:` section (host, user, password) to the config',
     );
   return config.mysql.database;
+}
+
+/**
+ * A connection for database maintenance: as `maintenance.db.mysql` (a maintenance user) over the `mysql`
+ * connection when that is set, else as `mysql.user`.
+ */
+async function maintenanceMysql<T>(ctx: StepContext, work: (client: MysqlClient) => Promise<T>): Promise<T> {
+  const services = servicesOf(ctx);
+  const as = services.config.maintenance.db.mysql;
+  const mysql = services.config.mysql;
+  if (!as || !mysql) return services.mysql(ctx.signal, (client) => work(client));
+  return withMysql({ ...mysql, user: as.user, password: as.password }, ctx.signal, work);
 }
 
 // -----------------------------------------------------------------------------------------------------
@@ -93,14 +107,14 @@ async function requireClosedGate(plan: DbPlan, ctx: StepContext): Promise<void> 
     if (ctx.signal.aborted) throw err;
     throw new ConflictError(
       `database maintenance would rebuild, reorganise, drop or purge, and whether the traffic gate is closed cannot be told ` +
-        `(${err instanceof Error ? err.message : String(err)}): run it with duringPlay: true to do it anyway, or inside a maintenance window`,
+        `(${err instanceof Error ? err.message : String(err)}): run it with duringPlay: true (-p duringPlay=true) to do it anyway, or inside a maintenance window`,
       { cause: err },
     );
   }
   if (!closed)
     throw new ConflictError(
       'database maintenance would rebuild, reorganise, drop or purge while the traffic gate is open (players on): ' +
-        'run it inside a maintenance window (the maintenance runbook), close the gate, or set duringPlay: true',
+        'run it inside a maintenance window (the maintenance runbook), close the gate, or run it with duringPlay: true (-p duringPlay=true)',
     );
 }
 
@@ -119,7 +133,7 @@ const planAction: ActionDefinition<z.infer<typeof planArgs>, DbPlan> = {
     const database = gameDatabase(config);
     const db = config.maintenance.db;
     const now = ctx.clock.now();
-    const plan = await servicesOf(ctx).mysql(ctx.signal, async (client) => {
+    const plan = await maintenanceMysql(ctx, async (client) => {
       const inspection = await inspectDatabase(client, database, db, { signal: ctx.signal });
       // Checked against the live schema first (InputError naming the rule); then, per rule, whether any row
       // is older than the cutoff (one index probe), so a purge with nothing to do asks no approval.
@@ -135,7 +149,17 @@ const planAction: ActionDefinition<z.infer<typeof planArgs>, DbPlan> = {
         );
         if (found.length === 0) nothingToPurge.add(`${rule.database}.${rule.table}.${rule.column}`);
       }
-      return planMaintenance(inspection, db, now, { nothingToPurge, dryRun: args.dryRun });
+      const planned = planMaintenance(inspection, db, now, { nothingToPurge, dryRun: args.dryRun });
+      // Before any approval (and in a window, before the game closes): a user without the grants is told
+      // now, not by a denied ALTER after the approval. A dry run notes it instead.
+      const privileges = await checkPrivileges(client, requiredPrivileges(planned), { signal: ctx.signal });
+      if (privileges.note) planned.notes.push(privileges.note);
+      if (privileges.missing.length > 0) {
+        const error = privilegeError(privileges.user, privileges.missing);
+        if (!args.dryRun) throw error;
+        planned.notes.push(`would fail: ${error.message}`);
+      }
+      return planned;
     });
     // Said before the approval rather than by a failed rotate step after the other steps ran.
     if (plan.rotate.length > 0) archiveConfig(config);
@@ -168,7 +192,7 @@ const optimizeAction: ActionDefinition<z.infer<typeof optimizeArgs>> = {
   target: (args, services) =>
     `tables ${args.tables.map((t) => `${t.database}.${t.table}${t.partitions ? ` (partitions ${t.partitions.join(', ')})` : ''}`).join(', ')} of ${server(services)}`,
   async run(args, ctx) {
-    return servicesOf(ctx).mysql(ctx.signal, async (client) => ({
+    return maintenanceMysql(ctx, async (client) => ({
       tables: await optimizeTables(client, args.tables, stepOptions(ctx)),
     }));
   },
@@ -182,7 +206,7 @@ const analyzeAction: ActionDefinition<z.infer<typeof tablesArgs>> = {
   args: tablesArgs,
   target: (args, services) => `tables ${list(args.tables)} of ${server(services)}`,
   async run(args, ctx) {
-    return servicesOf(ctx).mysql(ctx.signal, async (client) => ({
+    return maintenanceMysql(ctx, async (client) => ({
       tables: await analyzeTables(client, args.tables, stepOptions(ctx)),
     }));
   },
@@ -222,7 +246,7 @@ const addPartitionsAction: ActionDefinition<z.infer<typeof addArgs>, { tables: A
   async run(args, ctx) {
     const { config } = servicesOf(ctx);
     for (const t of args.tables) configuredPartitioning(config, t);
-    return servicesOf(ctx).mysql(ctx.signal, async (client) => {
+    return maintenanceMysql(ctx, async (client) => {
       const tables: AddPartitionsResult[] = [];
       for (const t of args.tables) tables.push(await addPartitions(client, t, stepOptions(ctx)));
       return { tables };
@@ -304,7 +328,7 @@ const rotateAction: ActionDefinition<
       log: (line: string) => ctx.log(line),
     };
     try {
-      return await servicesOf(ctx).mysql(ctx.signal, async (client) => {
+      return await maintenanceMysql(ctx, async (client) => {
         const rotated = [];
         for (const p of args.partitions) {
           const entry = configuredPartitioning(config, p);
@@ -359,7 +383,7 @@ const rotateAction: ActionDefinition<
     const { config } = servicesOf(ctx);
     const storage = await archiveStorage(config);
     try {
-      return await servicesOf(ctx).mysql(ctx.signal, async (client) => {
+      return await maintenanceMysql(ctx, async (client) => {
         let done = 0;
         for (const p of args.partitions) {
           const info = await liveTable(client, p, ctx.signal);
@@ -442,7 +466,7 @@ const purgeAction: ActionDefinition<z.infer<typeof purgeArgs>, { rules: PurgeRes
         );
       return { target: r, rule };
     });
-    return servicesOf(ctx).mysql(ctx.signal, async (client) => {
+    return maintenanceMysql(ctx, async (client) => {
       const results: PurgeResult[] = [];
       for (const { target, rule } of rules)
         results.push(
@@ -467,7 +491,7 @@ const queryCacheAction: ActionDefinition<Record<string, never>> = {
   args: z.strictObject({}),
   target: (_args, services) => `query cache of ${server(services)}`,
   async run(_args, ctx) {
-    return servicesOf(ctx).mysql(ctx.signal, (client) => flushQueryCache(client, stepOptions(ctx)));
+    return maintenanceMysql(ctx, (client) => flushQueryCache(client, stepOptions(ctx)));
   },
 };
 
