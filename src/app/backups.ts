@@ -5,7 +5,7 @@ import type { BackupService, DrillReport } from '../backups/service.ts';
 import { BACKUP_ID_PATTERN, type ComponentKind, type Manifest } from '../backups/types.ts';
 import { formatBytes } from '../checks/thresholds.ts';
 import type { BackupSetRecord } from '../store/index.ts';
-import type { Resources } from './bootstrap.ts';
+import { openOnce, type Resources } from './bootstrap.ts';
 import { openFleet } from './fleet.ts';
 
 /**
@@ -30,13 +30,7 @@ const sending = new WeakMap<Resources, Set<Promise<void>>>();
  * @throws InputError when `backups` is not configured; UnavailableError when there is no store.
  */
 export async function openBackups(resources: Resources): Promise<BackupService> {
-  let opening = services.get(resources);
-  if (!opening) {
-    opening = createFor(resources);
-    services.set(resources, opening);
-    opening.catch(() => services.delete(resources));
-  }
-  return opening;
+  return openOnce(services, resources, createFor);
 }
 
 /**

@@ -112,6 +112,24 @@ export async function bootstrap(options: BootstrapOptions): Promise<Resources> {
   return { config, loaded, clock, log, metrics, store, storeProblem };
 }
 
+/**
+ * What `create` opens for `resources`, once: callers arriving together share the opening, and a failed
+ * one is forgotten so that the next caller tries again. `cache` is the opener's own.
+ */
+export function openOnce<T>(
+  cache: WeakMap<Resources, Promise<T>>,
+  resources: Resources,
+  create: (resources: Resources) => Promise<T>,
+): Promise<T> {
+  let opening = cache.get(resources);
+  if (!opening) {
+    opening = create(resources);
+    cache.set(resources, opening);
+    opening.catch(() => cache.delete(resources));
+  }
+  return opening;
+}
+
 /** Releases what bootstrap opened. Safe to call twice. */
 export async function shutdown(resources: Resources): Promise<void> {
   const store = resources.store;

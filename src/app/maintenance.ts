@@ -3,7 +3,7 @@ import { errorMessage, sleep, UnavailableError } from '../core/index.ts';
 import type { MaintenanceService } from '../maintenance/service.ts';
 import type { HoldOff } from '../schedules/scheduler.ts';
 import type { ResolvedSchedule } from '../schedules/resolve.ts';
-import type { Resources } from './bootstrap.ts';
+import { openOnce, type Resources } from './bootstrap.ts';
 import { openFleet } from './fleet.ts';
 import { openRunbooks } from './runbooks.ts';
 
@@ -27,13 +27,7 @@ export const MAINTENANCE_TICK_MS = 1_000;
  * @throws UnavailableError when there is no store (windows live there).
  */
 export async function openMaintenance(resources: Resources): Promise<MaintenanceService> {
-  let opening = services.get(resources);
-  if (!opening) {
-    opening = createFor(resources);
-    services.set(resources, opening);
-    opening.catch(() => services.delete(resources));
-  }
-  return opening;
+  return openOnce(services, resources, createFor);
 }
 
 async function createFor(resources: Resources): Promise<MaintenanceService> {
