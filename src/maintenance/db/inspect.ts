@@ -101,6 +101,8 @@ export interface Inspection {
   /** Every base table of the databases inspected (the game schema and those the config names). */
   tables: TableInfo[];
   named: NamedTableInfo[];
+  /** Databases inspected (the game schema, those the config names) that do not exist on the server. */
+  missingDatabases?: string[];
   notes: string[];
 }
 
@@ -392,5 +394,12 @@ export async function inspectDatabase(
   }
   const namedInfos: NamedTableInfo[] = [];
   for (const p of pairs.values()) namedInfos.push(await namedTable(client, p.database, p.table, options));
-  return { database, server, tables, named: namedInfos, notes };
+  const schemata = await client.query(
+    `SELECT SCHEMA_NAME AS db FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN (${databases.map(() => '?').join(', ')})`,
+    databases,
+    options,
+  );
+  const present = new Set(schemata.map((r) => String(r['db'])));
+  const missingDatabases = databases.filter((d) => !present.has(d));
+  return { database, server, tables, named: namedInfos, missingDatabases, notes };
 }

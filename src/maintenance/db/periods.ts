@@ -55,11 +55,30 @@ export function utcDateTime(ms: number): string {
   return `${utcDate(ms)} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
 }
 
-/** The name gameops gives the partition of the period starting at `start`: `p_2026_12` or `p_2026_12_01`. */
-export function partitionName(start: number, unit: PartitionUnit): string {
+/** How period partitions are named: `p_2026_12` / `p_2026_12_01` (default) or `p202612` / `p20261201`. */
+export type PartitionNaming = 'underscore' | 'compact';
+
+/**
+ * The name gameops gives the partition of the period starting at `start`: `p_2026_12` or `p_2026_12_01`,
+ * or with `compact` naming `p202612` or `p20261201`.
+ */
+export function partitionName(
+  start: number,
+  unit: PartitionUnit,
+  naming: PartitionNaming = 'underscore',
+): string {
   const d = new Date(start);
-  const month = `p_${d.getUTCFullYear()}_${pad(d.getUTCMonth() + 1)}`;
-  return unit === 'month' ? month : `${month}_${pad(d.getUTCDate())}`;
+  const [y, m, day] = [String(d.getUTCFullYear()), pad(d.getUTCMonth() + 1), pad(d.getUTCDate())];
+  if (naming === 'compact') return unit === 'month' ? `p${y}${m}` : `p${y}${m}${day}`;
+  return unit === 'month' ? `p_${y}_${m}` : `p_${y}_${m}_${day}`;
+}
+
+/**
+ * The naming a table's existing period partitions (those with a finite bound) follow: `compact` when every
+ * one is `pYYYYMM` or `pYYYYMMDD`, else the default (also for a mix, or names of another kind).
+ */
+export function partitionNaming(names: readonly string[]): PartitionNaming {
+  return names.length > 0 && names.every((n) => /^p\d{6}(\d{2})?$/i.test(n)) ? 'compact' : 'underscore';
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   boundSql,
   nextBoundary,
   partitionName,
+  partitionNaming,
   periodStart,
   zonedDateTime,
   type BoundKind,
@@ -147,6 +148,18 @@ function named(inspection: Inspection, database: string, table: string): NamedTa
   return inspection.named.find((t) => t.database === database && t.table === table);
 }
 
+/**
+ * `field: table is not a table of database`, or, when the database itself does not exist on the server,
+ * says that.
+ */
+function notATable(inspection: Inspection, field: string, database: string, table: string): InputError {
+  return inspection.missingDatabases?.includes(database)
+    ? new InputError(
+        `${field}: the database ${database} (of ${database}.${table}) does not exist on the server`,
+      )
+    : new InputError(`${field}: ${table} is not a table of ${database}`);
+}
+
 /** How a partitioned table's bounds are written, and its column; InputError naming `field` otherwise. */
 export function partitioning(
   info: NamedTableInfo | undefined,
@@ -197,6 +210,8 @@ export function futurePartitions(
   const target = addUnits(current, unit, ahead + 1);
   const finite = bounds.flatMap((b) => (b.until === null ? [] : [b.until]));
   const names = new Set(bounds.map((b) => b.partition.name.toLowerCase()));
+  // New partitions follow the table's existing naming (`p202612` next to `p202611`).
+  const naming = partitionNaming(bounds.filter((b) => b.until !== null).map((b) => b.partition.name));
   let from = finite.length > 0 ? Math.max(...finite) : current;
   const out: NewPartition[] = [];
   while (from < target && out.length < MAX_NEW_PARTITIONS) {
@@ -206,9 +221,9 @@ export function futurePartitions(
         : from === periodStart(from, unit)
           ? addUnits(from, unit, 1)
           : nextBoundary(from, unit);
-    let name = partitionName(addUnits(until, unit, -1), unit);
+    let name = partitionName(addUnits(until, unit, -1), unit, naming);
     for (let n = 2; names.has(name.toLowerCase()); n++)
-      name = `${partitionName(addUnits(until, unit, -1), unit)}_${n}`;
+      name = `${partitionName(addUnits(until, unit, -1), unit, naming)}_${n}`;
     names.add(name.toLowerCase());
     out.push({ name, lessThan: boundSql(until, kind), until: new Date(until).toISOString() });
     from = until;
@@ -250,8 +265,7 @@ export function planMaintenance(
   if (opt.tables) {
     scope = opt.tables.map((name, i) => {
       const found = ofDb.find((t) => t.table === name);
-      if (!found)
-        throw new InputError(`maintenance.db.optimize.tables[${i}]: ${name} is not a table of ${db}`);
+      if (!found) throw notATable(inspection, `maintenance.db.optimize.tables[${i}]`, db, name);
       return found;
     });
   }
@@ -263,8 +277,10 @@ export function planMaintenance(
   config.partitions.forEach((p, i) => {
     const database = p.database ?? db;
     const info = named(inspection, database, p.table);
-    const { kind, column } = partitioning(info, `maintenance.db.partitions[${i}].table`, database, p.table);
-    const columnType = info!.columns.find((c) => c.name.toLowerCase() === column.toLowerCase())?.type;
+    const field = `maintenance.db.partitions[${i}].table`;
+    if (!info?.exists) throw notATable(inspection, field, database, p.table);
+    const { kind, column } = partitioning(info, field, database, p.table);
+    const columnType = info.columns.find((c) => c.name.toLowerCase() === column.toLowerCase())?.type;
     // TO_DAYS and RANGE COLUMNS bounds are dates of the values as written: UTC days only on a UTC server
     // (UNIX_TIMESTAMP partitions a TIMESTAMP column, which is UTC whatever the zone).
     if (
@@ -278,7 +294,7 @@ export function planMaintenance(
           `and the server's time_zone is ${inspection.server.timeZone.zone}, not UTC: its partition bounds (UTC days) would ` +
           `drop rows up to the zone's offset early. Set zone: UTC on the entry only if the application writes UTC into ${column}.`,
       );
-    const bounds = boundsOf(info!, kind);
+    const bounds = boundsOf(info, kind);
     const ref = { database, table: p.table };
     const adds = futurePartitions(bounds, p.unit, p.ahead, kind, nowMs);
     const highestFinite = Math.max(-Infinity, ...bounds.flatMap((b) => (b.until === null ? [] : [b.until])));
@@ -320,8 +336,7 @@ export function planMaintenance(
   config.purge.forEach((rule, i) => {
     const database = rule.database ?? db;
     const info = named(inspection, database, rule.table);
-    if (!info?.exists)
-      throw new InputError(`maintenance.db.purge[${i}].table: ${rule.table} is not a table of ${database}`);
+    if (!info?.exists) throw notATable(inspection, `maintenance.db.purge[${i}].table`, database, rule.table);
     const column = info.columns.find((c) => c.name.toLowerCase() === rule.column.toLowerCase());
     if (!column)
       throw new InputError(

@@ -13,7 +13,7 @@ import { backupKey } from '../../../test/support/backups.ts';
 import { services } from '../../../test/harness/index.ts';
 import { parseConfigText, readEnv, type GameopsConfig } from '../../config/index.ts';
 import { withMysql } from '../../connectors/mysql.ts';
-import { ManualClock, NotAllowedError } from '../../core/index.ts';
+import { InputError, ManualClock, NotAllowedError } from '../../core/index.ts';
 import { createCatalog } from '../../runbooks/actions/index.ts';
 import { createRunbookServices, resourcesFor, stepContext } from '../../runbooks/actions/test-support.ts';
 import type { DbPlan } from './plan.ts';
@@ -29,7 +29,12 @@ const catalog = createCatalog();
 let dir: string;
 let root: GameopsConfig;
 
-async function configAs(user?: string): Promise<GameopsConfig> {
+async function configAs(
+  user?: string,
+  purge: Array<Record<string, unknown>> = [
+    { table: 'sessions', column: 'seen', olderThan: '30d', batchSize: 100 },
+  ],
+): Promise<GameopsConfig> {
   const { mariadb } = services();
   const key = await backupKey();
   writeFileSync(join(dir, 'backup.key'), `${key.identity}\n`, { mode: 0o600 });
@@ -49,8 +54,11 @@ async function configAs(user?: string): Promise<GameopsConfig> {
     maintenance: {
       db: {
         optimize: { tables: ['sessions'] },
-        partitions: [{ table: 'logs', unit: 'month', ahead: 2, retain: 3 }],
-        purge: [{ table: 'sessions', column: 'seen', olderThan: '30d', batchSize: 100 }],
+        partitions: [
+          { table: 'logs', unit: 'month', ahead: 2, retain: 3 },
+          { table: 'compact_logs', unit: 'month', ahead: 2, retain: 12 },
+        ],
+        purge,
         ...(user ? { mysql: { user, password: 'env:MP' } } : {}),
       },
     },
@@ -79,6 +87,13 @@ beforeAll(async () => {
          PARTITION p_2026_06 VALUES LESS THAN (TO_DAYS('2026-07-01')),
          PARTITION p_2026_07 VALUES LESS THAN (TO_DAYS('2026-08-01')),
          PARTITION p_2026_12 VALUES LESS THAN (TO_DAYS('2027-01-01')))`,
+  );
+  await sql(
+    `CREATE TABLE compact_logs (id INT NOT NULL, created_at DATETIME NOT NULL, PRIMARY KEY (id, created_at)) ENGINE=InnoDB
+       PARTITION BY RANGE (TO_DAYS(created_at)) (
+         PARTITION p202610 VALUES LESS THAN (TO_DAYS('2026-11-01')),
+         PARTITION p202611 VALUES LESS THAN (TO_DAYS('2026-12-01')),
+         PARTITION pmax VALUES LESS THAN MAXVALUE)`,
   );
   await sql(`INSERT INTO logs VALUES (1, '2026-06-10'), (2, '2026-07-10'), (3, '2026-11-10')`);
   await sql(`CREATE TABLE sessions (id INT PRIMARY KEY, seen DATETIME NOT NULL, KEY (seen)) ENGINE=InnoDB`);
@@ -126,5 +141,26 @@ describe('db.plan privilege check', () => {
     expect(result.rotate.map((r) => r.partition)).toEqual(['p_2026_06', 'p_2026_07']);
     expect(result.purge.map((p) => p.table)).toEqual(['sessions']);
     expect(result.notes.join('\n')).not.toContain('would fail');
+  });
+});
+
+describe('db.plan names', () => {
+  it("new partitions follow the table's pYYYYMM naming; the p_YYYY_MM table keeps its own", async () => {
+    const result = await plan(await configAs(MAINTAINER));
+    const added = (table: string): string[] =>
+      result.addPartitions.find((a) => a.table === table)?.partitions.map((p) => p.name) ?? [];
+    expect(added('compact_logs')).toEqual(['p202612', 'p202701']);
+    expect(added('logs')).toEqual(['p_2027_01']);
+  });
+
+  it('a purge rule on a database that does not exist says so (not "not a table")', async () => {
+    const cfg = await configAs(MAINTAINER, [
+      { database: `nope_${HEX}`, table: 'game_logs', column: 'at', olderThan: '30d' },
+    ]);
+    const err = await plan(cfg).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toBe(
+      `maintenance.db.purge[0].table: the database nope_${HEX} (of nope_${HEX}.game_logs) does not exist on the server`,
+    );
   });
 });

@@ -215,7 +215,10 @@ const analyzeAction: ActionDefinition<z.infer<typeof tablesArgs>> = {
 const newPartition = z.strictObject({
   name: z
     .string()
-    .regex(/^p_\d{4}_\d{2}(_\d{2})?(_\d+)?$/, 'a partition name made by db.plan: p_YYYY_MM or p_YYYY_MM_DD'),
+    .regex(
+      /^p(_\d{4}_\d{2}(_\d{2})?|\d{6}(\d{2})?)(_\d+)?$/,
+      'a partition name made by db.plan: p_YYYY_MM, p_YYYY_MM_DD, pYYYYMM or pYYYYMMDD',
+    ),
   lessThan: z
     .string()
     .regex(/^(TO_DAYS\('\d{4}-\d{2}-\d{2}'\)|\d{1,12}|'\d{4}-\d{2}-\d{2}')$/, 'a bound made by db.plan'),
