@@ -291,7 +291,11 @@ describe('maintenance runbook run by the engine (fake actions that record their 
     let view = await idle();
     expect(view.status).toBe('running');
     expect(view.steps.find((s) => s.id === 'approve')?.status).toBe('skipped');
-    expect(view.steps.find((s) => s.id === 'wait-start')).toMatchObject({ status: 'waiting' });
+    // One message per poll, the same each time: no countdown, not said twice.
+    expect(view.steps.find((s) => s.id === 'wait-start')).toMatchObject({
+      status: 'waiting',
+      error: { message: `the window opens at ${START}` },
+    });
     expect(actionsOf(calls)).toEqual(['maintenance.preflight']);
 
     clock.set(START);

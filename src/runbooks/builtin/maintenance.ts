@@ -221,6 +221,8 @@ export function maintenanceRunbook(): RunbookInput {
         id: 'wait-start',
         title: 'Wait for the window to start',
         wait: {
+          // The check measures (values.open) and this assertion alone judges: one "the window opens at …"
+          // per poll, without a countdown, not the check's summary and the assertion's message both.
           until: {
             check: 'maintenance.window-open',
             args: { startsAt: '${{ params.startsAt }}' },
