@@ -503,7 +503,11 @@ describe('maintenance tick', () => {
       at: '2026-12-02T00:00:00Z',
     });
     // Thursday 2026-12-03 04:00 KST is taken by an ad-hoc window.
-    await service.plan({ startsAt: '2026-12-03 05:00', endsAt: '2026-12-03 07:00' }, alice);
+    const adhoc = await service.plan({ startsAt: '2026-12-03 05:00', endsAt: '2026-12-03 07:00' }, alice);
+    // The plan says which occurrence it takes the place of.
+    expect(adhoc.replaces).toEqual([
+      { name: 'weekly', startsAt: '2026-12-02T19:00:00.000Z', endsAt: '2026-12-02T21:00:00.000Z' },
+    ]);
     await service.tick(clock.now());
     await service.tick(clock.now());
     const windows = await store.maintenance.list(scope);

@@ -154,6 +154,11 @@ export interface PlannedWindow {
    * latest one whose time has passed already, sent at once (`atOnce`, `at` now), telling the time left.
    */
   notices: Array<DueNotice & { atOnce?: boolean }>;
+  /**
+   * Occurrences of `maintenance.recurring` this window takes the place of: not planned yet, their runs'
+   * spans meet this one's, so serve skips them (and plans them if this window is cancelled).
+   */
+  replaces: Array<{ name: string; startsAt: string; endsAt: string }>;
 }
 
 export interface WindowDetail {
@@ -327,6 +332,25 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
         { details: { field: 'version', value: version } },
       );
     // Kubernetes: the image tag is checked by the rollout itself (platform.verifyImageTag), not here.
+  }
+
+  /** Recurring occurrences not recorded yet whose [start − leadTime, end] meets this one's: serve skips them. */
+  async function replacedOccurrences(startsAt: Date, endsAt: Date): Promise<PlannedWindow['replaces']> {
+    const out: PlannedWindow['replaces'] = [];
+    const from = startsAt.getTime() - settings.leadTime;
+    const until = endsAt.getTime() + settings.leadTime;
+    for (const { name, cron, durationMs } of recurringWindows()) {
+      for (let at = cron.next(new Date(from - durationMs)); at && at.getTime() < until; at = cron.next(at)) {
+        if (at.getTime() + durationMs <= from) continue;
+        if (await repo.get(scope, recurringWindowId(at, name))) continue;
+        out.push({
+          name,
+          startsAt: at.toISOString(),
+          endsAt: new Date(at.getTime() + durationMs).toISOString(),
+        });
+      }
+    }
+    return out;
   }
 
   /** A scheduled or running window whose [start − leadTime, end] meets this one's. */
@@ -919,9 +943,10 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
             `cancel it first (gameops maintenance cancel ${other.id}) or pick another time`,
           { details: { window: other.id, startsAt: other.startsAt, endsAt: other.endsAt } },
         );
-      const [plan, estimated] = await Promise.all([
+      const [plan, estimated, replaces] = await Promise.all([
         runs.plan({ runbook: MAINTENANCE_RUNBOOK, params: { ...runParams(window) } }, actor),
         estimate(startsAt, endsAt, now),
+        replacedOccurrences(startsAt, endsAt),
       ]);
       const stored = options.dryRun
         ? window
@@ -933,6 +958,7 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
         estimate: estimated,
         plan,
         notices: upcomingNotices(startsAt, settings.notices.before, now),
+        replaces,
       };
     },
 
