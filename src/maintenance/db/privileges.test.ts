@@ -17,7 +17,7 @@ import { InputError, ManualClock, NotAllowedError } from '../../core/index.ts';
 import { createCatalog } from '../../runbooks/actions/index.ts';
 import { createRunbookServices, resourcesFor, stepContext } from '../../runbooks/actions/test-support.ts';
 import type { DbPlan } from './plan.ts';
-import { sqlOn } from './test-support.ts';
+import { partitionNames, sqlOn } from './test-support.ts';
 
 const NOW = '2026-11-26T12:00:00Z';
 const HEX = randomBytes(4).toString('hex');
@@ -151,6 +151,22 @@ describe('db.plan names', () => {
       result.addPartitions.find((a) => a.table === table)?.partitions.map((p) => p.name) ?? [];
     expect(added('compact_logs')).toEqual(['p202612', 'p202701']);
     expect(added('logs')).toEqual(['p_2027_01']);
+    // The add step, as the maintenance user, takes those names and adds them.
+    const def = catalog.action('db.add-partitions')!;
+    const cfg = await configAs(MAINTAINER);
+    const clock = new ManualClock(NOW);
+    const ctx = stepContext(createRunbookServices(resourcesFor(cfg, { clock })), { clock });
+    await def.run(
+      def.args.parse({ tables: result.addPartitions.filter((a) => a.table === 'compact_logs') }),
+      ctx,
+    );
+    expect(await partitionNames(root, DB, 'compact_logs')).toEqual([
+      'p202610',
+      'p202611',
+      'p202612',
+      'p202701',
+      'pmax',
+    ]);
   });
 
   it('a purge rule on a database that does not exist says so (not "not a table")', async () => {

@@ -80,6 +80,47 @@ async function maintenanceMysql<T>(ctx: StepContext, work: (client: MysqlClient)
   return withMysql({ ...mysql, user: as.user, password: as.password }, ctx.signal, work);
 }
 
+/**
+ * What `db.plan` works out, read-only, on `client`: the inspection, the purge probes, the plan and the
+ * privilege check (a dry run notes missing privileges, otherwise NotAllowedError).
+ * @throws InputError naming the `maintenance.db` field that does not match the live schema.
+ */
+async function planOn(
+  client: MysqlClient,
+  config: GameopsConfig,
+  database: string,
+  now: Date,
+  { signal, dryRun }: { signal: AbortSignal; dryRun: boolean },
+): Promise<DbPlan> {
+  const db = config.maintenance.db;
+  const inspection = await inspectDatabase(client, database, db, { signal });
+  // Checked against the live schema first (InputError naming the rule); then, per rule, whether any row
+  // is older than the cutoff (one index probe), so a purge with nothing to do asks no approval.
+  const first = planMaintenance(inspection, db, now);
+  const nothingToPurge = new Set<string>();
+  // TIMESTAMP columns compare in the session's zone: their cutoffs are UTC (DATETIME ones are in their zone).
+  await client.query("SET SESSION time_zone = '+00:00'", [], { signal });
+  for (const rule of first.purge) {
+    const found = await client.query(
+      `SELECT 1 AS x FROM ${qualified(rule)} WHERE ${quoteName(rule.column)} < ? LIMIT 1`,
+      [rule.cutoff],
+      { signal, timeoutMs: 60_000 },
+    );
+    if (found.length === 0) nothingToPurge.add(`${rule.database}.${rule.table}.${rule.column}`);
+  }
+  const planned = planMaintenance(inspection, db, now, { nothingToPurge, dryRun });
+  // Before any approval (and in a window, before the game closes): a user without the grants is told
+  // now, not by a denied ALTER after the approval. A dry run notes it instead.
+  const privileges = await checkPrivileges(client, requiredPrivileges(planned), { signal });
+  if (privileges.note) planned.notes.push(privileges.note);
+  if (privileges.missing.length > 0) {
+    const error = privilegeError(privileges.user, privileges.missing);
+    if (!dryRun) throw error;
+    planned.notes.push(`would fail: ${error.message}`);
+  }
+  return planned;
+}
+
 // -----------------------------------------------------------------------------------------------------
 
 const planArgs = z.strictObject({
@@ -131,36 +172,10 @@ const planAction: ActionDefinition<z.infer<typeof planArgs>, DbPlan> = {
   async run(args, ctx) {
     const { config } = servicesOf(ctx);
     const database = gameDatabase(config);
-    const db = config.maintenance.db;
     const now = ctx.clock.now();
-    const plan = await maintenanceMysql(ctx, async (client) => {
-      const inspection = await inspectDatabase(client, database, db, { signal: ctx.signal });
-      // Checked against the live schema first (InputError naming the rule); then, per rule, whether any row
-      // is older than the cutoff (one index probe), so a purge with nothing to do asks no approval.
-      const first = planMaintenance(inspection, db, now);
-      const nothingToPurge = new Set<string>();
-      // TIMESTAMP columns compare in the session's zone: their cutoffs are UTC (DATETIME ones are in their zone).
-      await client.query("SET SESSION time_zone = '+00:00'", [], { signal: ctx.signal });
-      for (const rule of first.purge) {
-        const found = await client.query(
-          `SELECT 1 AS x FROM ${qualified(rule)} WHERE ${quoteName(rule.column)} < ? LIMIT 1`,
-          [rule.cutoff],
-          { signal: ctx.signal, timeoutMs: 60_000 },
-        );
-        if (found.length === 0) nothingToPurge.add(`${rule.database}.${rule.table}.${rule.column}`);
-      }
-      const planned = planMaintenance(inspection, db, now, { nothingToPurge, dryRun: args.dryRun });
-      // Before any approval (and in a window, before the game closes): a user without the grants is told
-      // now, not by a denied ALTER after the approval. A dry run notes it instead.
-      const privileges = await checkPrivileges(client, requiredPrivileges(planned), { signal: ctx.signal });
-      if (privileges.note) planned.notes.push(privileges.note);
-      if (privileges.missing.length > 0) {
-        const error = privilegeError(privileges.user, privileges.missing);
-        if (!args.dryRun) throw error;
-        planned.notes.push(`would fail: ${error.message}`);
-      }
-      return planned;
-    });
+    const plan = await maintenanceMysql(ctx, (client) =>
+      planOn(client, config, database, now, { signal: ctx.signal, dryRun: args.dryRun }),
+    );
     // Said before the approval rather than by a failed rotate step after the other steps ran.
     if (plan.rotate.length > 0) archiveConfig(config);
     if (args.duringPlay === false) await requireClosedGate(plan, ctx);
