@@ -64,8 +64,6 @@ export const PAST_TOLERANCE_MS = 60_000;
 export const MAX_WINDOW_MS = 24 * 3_600_000;
 /** The shortest window (as for recurring ones, `maintenance.recurring[].duration`): a drain alone takes longer. */
 export const MIN_WINDOW_MS = 5 * 60_000;
-/** The furthest start: a window a year or more ahead is a typo (a wrong year), not a plan. */
-export const MAX_AHEAD_MS = 366 * 86_400_000;
 /** Recurring windows are materialised this far ahead (a week of notices, and a day more). */
 export const RECURRING_HORIZON_MS = 8 * 86_400_000;
 /** The longest in-game notice (POST /ops/notice, docs/game-server-contract.md). */
@@ -880,11 +878,6 @@ export function createMaintenanceService(deps: MaintenanceDeps): MaintenanceServ
           { details: { field: 'start' } },
         );
       if (startsAt < now) startsAt = now;
-      if (startsAt.getTime() - now.getTime() > MAX_AHEAD_MS)
-        throw new InputError(
-          `start: ${bothZones(startsAt, timezone)} is more than a year ahead (now ${bothZones(now, timezone)}); check the year`,
-          { details: { field: 'start' } },
-        );
       if (endsAt <= startsAt)
         throw new InputError(
           `end: ${bothZones(endsAt, timezone)} is not after the start ${bothZones(startsAt, timezone)}`,
