@@ -74,6 +74,9 @@ const plannedSchema = z
       "The maintenance runbook's steps with this window's parameters (effect, approval, compensation).",
     ),
     notices: z.array(z.object({ key: z.string(), at: isoTime })),
+    replaces: z
+      .array(z.object({ name: z.string(), startsAt: isoTime, endsAt: isoTime }))
+      .describe('Occurrences of maintenance.recurring this window takes the place of (serve skips them).'),
   })
   .meta({ id: 'MaintenancePlan' });
 
