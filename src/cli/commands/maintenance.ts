@@ -176,6 +176,15 @@ export function renderPlanned(p: PlannedWindow, zone: string): string {
       ? 'Notices: none before the start (too late for every configured notice)'
       : 'Notices (players in game, and maintenance.notices.channels):',
     ...p.notices.map((n) => `  ${n.key.padEnd(6)} ${bothZones(n.at, zone)}`),
+    ...(p.replaces.length > 0
+      ? [
+          '',
+          'Takes the place of (maintenance.recurring, skipped while this window stands):',
+          ...p.replaces.map(
+            (r) => `  ${printable(r.name)} ${bothZones(r.startsAt, zone)} – ${bothZones(r.endsAt, zone)}`,
+          ),
+        ]
+      : []),
   ];
   if (!p.stored) lines.push('', renderPlan(p.plan));
   else
