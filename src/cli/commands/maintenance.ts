@@ -268,7 +268,7 @@ Examples:
     .command('plan')
     .description(
       'Check and record a window: the start not in the past (a minute ago counts as now), the end after it, ' +
-        'at least 5 minutes and at most 24 hours, starting within a year, no overlap with a scheduled or running ' +
+        'at least 5 minutes and at most 24 hours, no overlap with a scheduled or running ' +
         "window (each counted from its run's start, maintenance.leadTime before it: a window right after another " +
         'needs leadTime between them), a version only with the update task ' +
         '(on the local platform, one of platform.versions; Kubernetes checks the image tag when it rolls). Prints the estimate of player-minutes lost and the notices; --dry-run also prints ' +
