@@ -201,6 +201,7 @@ describe('generic actions', () => {
       'maintenance.silence': 'mutating',
       'maintenance.unsilence': 'mutating',
       'maintenance.reopen': 'mutating',
+      'maintenance.reopen-target': 'read-only',
       'maintenance.update': 'mutating',
       'maintenance.revert-version': 'mutating',
       'maintenance.announce': 'mutating once',
