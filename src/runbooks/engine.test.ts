@@ -574,6 +574,10 @@ describe.each(['sqlite', 'postgres'] as const)('runbook engine on %s', (backend)
     }
     expect(step(view, 'cool').status).toBe('failed');
     expect(step(view, 'cool').error?.message).toContain('did not hold within 60000 ms');
+    // Six polls with the same reason are told once (the first claim, its "not yet"), then the failure:
+    // a long wait does not flood `runs follow` nor the audit log.
+    const told = (await engine.events(hot.id, 0, actors.viewer)).filter((e) => e.stepId === 'cool');
+    expect(told.map((e) => e.status)).toEqual(['running', 'waiting', 'failed']);
   });
 
   it('sends notify messages through the notifier', async () => {

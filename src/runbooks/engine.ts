@@ -1454,9 +1454,13 @@ class RunbookEngine implements Engine {
         : mode === 'verify'
           ? `asking ${what} whether attempt ${attempt} took effect`
           : `attempt ${attempt}: ${what}`;
+    // A wait polls again and again (every intervalMs, for as long as an hour): its repeated claims are not
+    // told as events or audit records, only the first one and what changes (see the 'poll' outcome).
+    const repeatPoll = mode === 'poll' && state.status === 'waiting' && state.attempt > 0;
     t.patchStep(def.id, patch, {
       message,
-      force: true,
+      force: !repeatPoll,
+      quiet: repeatPoll,
       data: {
         attempt,
         fence,
@@ -1756,7 +1760,12 @@ class RunbookEngine implements Engine {
             notBefore: new Date(t.now.getTime() + interval).toISOString(),
             error: verdict.error ?? null,
           },
-          { guard, message: `not yet: ${verdict.error?.message ?? ''}` },
+          // Told once per reason: a poll whose reason did not change is not an event again.
+          {
+            guard,
+            message: `not yet: ${verdict.error?.message ?? ''}`,
+            quiet: state.error?.message === verdict.error?.message,
+          },
         );
         return true;
       }
