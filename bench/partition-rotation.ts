@@ -212,12 +212,12 @@ async function main(): Promise<void> {
       );
       console.log('  gameops rotation (archive → verify → drop)');
       console.log(
-        `    export (snapshot, count+checksum, pages, zstd+age)  ${ms(a.exportMs).padStart(7)}   ${rate(a.rows, a.exportMs)}; ${mib(a.plainBytes)} plain → ${mib(a.storedBytes)} stored (${((100 * a.storedBytes) / a.plainBytes).toFixed(1)} %)`,
+        `    export (swap out, count+checksum, pages, zstd+age)  ${ms(a.exportMs).padStart(7)}   ${rate(a.rows, a.exportMs)}; ${mib(a.plainBytes)} plain → ${mib(a.storedBytes)} stored (${((100 * a.storedBytes) / a.plainBytes).toFixed(1)} %)`,
       );
       console.log(
         `    verify (read back, decrypt, count, checksum)        ${ms(result.verifyMs).padStart(7)}   ${rate(a.rows, result.verifyMs)}`,
       );
-      console.log(`    drop (re-checksum, lock, re-count, DROP PARTITION)  ${ms(result.dropMs).padStart(7)}`);
+      console.log(`    drop (lock, still empty, DROP PARTITION, staging)   ${ms(result.dropMs).padStart(7)}`);
       console.log(
         `    total                                               ${ms(totalMs).padStart(7)}   ${a.rows.toLocaleString('en')} rows; dropped: ${Number(after[0]!['n']) === 0}`,
       );
