@@ -1,24 +1,56 @@
 import { Command, CommanderError, Option } from 'commander';
+import { z } from 'zod';
 import { errorMessage, GameopsError, InputError, VERSION } from '../core/index.ts';
-import { alertsCommand } from './commands/alerts.ts';
-import { auditCommand } from './commands/audit.ts';
-import { backupCommand } from './commands/backup.ts';
-import { maintenanceCommand } from './commands/maintenance.ts';
-import { checkCommand } from './commands/check.ts';
-import { configCommand } from './commands/config.ts';
-import { fleetCommand } from './commands/fleet.ts';
-import { incidentCommand } from './commands/incident.ts';
-import { oncallCommand } from './commands/oncall.ts';
-import { runCommand } from './commands/run.ts';
-import { runbooksCommand } from './commands/runbooks.ts';
-import { runsCommand } from './commands/runs.ts';
-import { schedulesCommand } from './commands/schedules.ts';
-import { serveCommand } from './commands/serve.ts';
-import { tokensCommand } from './commands/tokens.ts';
 import { EXIT_CODES_HELP, ExitCode } from './exit.ts';
 
-/** Builds the `gameops` command tree. Exported for tests. */
-export function buildProgram(): Command {
+/**
+ * Every top-level command, in the order `--help` lists them, and the module that defines it. A command
+ * line loads only the module of the command it names: each one reaches different parts of gameops (the
+ * store, the runbook engine, the platform clients), and a one-off `gameops check daily` should not pay
+ * for loading the rest.
+ */
+const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Command>]> = [
+  ['check', async () => (await import('./commands/check.ts')).checkCommand()],
+  ['config', async () => (await import('./commands/config.ts')).configCommand()],
+  ['fleet', async () => (await import('./commands/fleet.ts')).fleetCommand()],
+  ['runbooks', async () => (await import('./commands/runbooks.ts')).runbooksCommand()],
+  ['run', async () => (await import('./commands/run.ts')).runCommand()],
+  ['runs', async () => (await import('./commands/runs.ts')).runsCommand()],
+  ['schedules', async () => (await import('./commands/schedules.ts')).schedulesCommand()],
+  ['serve', async () => (await import('./commands/serve.ts')).serveCommand()],
+  ['tokens', async () => (await import('./commands/tokens.ts')).tokensCommand()],
+  ['audit', async () => (await import('./commands/audit.ts')).auditCommand()],
+  ['incident', async () => (await import('./commands/incident.ts')).incidentCommand()],
+  ['oncall', async () => (await import('./commands/oncall.ts')).oncallCommand()],
+  ['alerts', async () => (await import('./commands/alerts.ts')).alertsCommand()],
+  ['backup', async () => (await import('./commands/backup.ts')).backupCommand()],
+  ['maintenance', async () => (await import('./commands/maintenance.ts')).maintenanceCommand()],
+];
+
+/** Root options that take a value: the command name is the first word that is neither one nor its value. */
+const ROOT_VALUE_OPTIONS: ReadonlySet<string> = new Set(['-c', '--config', '--log-level']);
+
+/**
+ * The top-level command that `argv` names, when it names one; undefined for `--help`, `help <command>`,
+ * no command or an unknown one (those need every command: to list them, or to suggest the closest).
+ */
+export function commandNamed(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return undefined;
+    if (ROOT_VALUE_OPTIONS.has(arg)) i++;
+    else if (!arg.startsWith('-')) return COMMANDS.some(([name]) => name === arg) ? arg : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Builds the `gameops` command tree: with `only`, the root and that one command (what a command line
+ * needs); without, every command. Exported for tests.
+ */
+export async function buildProgram(only?: string): Promise<Command> {
+  const selected = COMMANDS.filter(([name]) => only === undefined || name === only);
+  const commands = await Promise.all(selected.map(([, load]) => load()));
   const program = new Command('gameops')
     .description(
       'Operations for online game services: health checks, runbooks, incidents, backups, maintenance.',
@@ -47,24 +79,7 @@ export function buildProgram(): Command {
       `${EXIT_CODES_HELP}\n\nEnvironment: GAMEOPS_CONFIG, DATABASE_URL (PostgreSQL store), GAMEOPS_DATA_DIR, GAMEOPS_TOKEN (act as that API token), GAMEOPS_URL (use that server's API), NO_COLOR.`,
     )
     .exitOverride();
-  for (const sub of [
-    checkCommand(),
-    configCommand(),
-    fleetCommand(),
-    runbooksCommand(),
-    runCommand(),
-    runsCommand(),
-    schedulesCommand(),
-    serveCommand(),
-    tokensCommand(),
-    auditCommand(),
-    incidentCommand(),
-    oncallCommand(),
-    alertsCommand(),
-    backupCommand(),
-    maintenanceCommand(),
-  ])
-    program.addCommand(sub.exitOverride());
+  for (const sub of commands) program.addCommand(sub.exitOverride());
   for (const sub of program.commands) for (const leaf of sub.commands) leaf.exitOverride();
   return program;
 }
@@ -117,9 +132,14 @@ export function windowVersionArgs(argv: readonly string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
   try {
-    await program.parseAsync(windowVersionArgs(argv), { from: 'user' });
+    const args = windowVersionArgs(argv);
+    const command = commandNamed(args);
+    // zod compiles a parser for each object schema on its first use, which pays off only in a process
+    // that parses the same shapes many times: the server. A one-off command interprets them instead.
+    if (command !== 'serve') z.config({ jitless: true });
+    const program = await buildProgram(command);
+    await program.parseAsync(args, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -8,8 +8,8 @@ import { bootstrap, shutdown } from '../../app/index.ts';
 import { buildProgram } from '../main.ts';
 
 describe('gameops backup: parsing and help', () => {
-  it('--help names every subcommand and the id shape', () => {
-    const backup = buildProgram().commands.find((c) => c.name() === 'backup')!;
+  it('--help names every subcommand and the id shape', async () => {
+    const backup = (await buildProgram()).commands.find((c) => c.name() === 'backup')!;
     expect(backup.commands.map((c) => c.name())).toEqual([
       'create',
       'list',

@@ -18,8 +18,8 @@ function config() {
 }
 
 describe('gameops maintenance: parsing and help', () => {
-  it('--help names every subcommand and option', () => {
-    const maintenance = buildProgram().commands.find((c) => c.name() === 'maintenance')!;
+  it('--help names every subcommand and option', async () => {
+    const maintenance = (await buildProgram()).commands.find((c) => c.name() === 'maintenance')!;
     expect(maintenance.commands.map((c) => c.name())).toEqual(['plan', 'list', 'show', 'cancel']);
     const plan = maintenance.commands.find((c) => c.name() === 'plan')!.helpInformation();
     for (const option of [
