@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
-import { createConnection, type Connection as CoreConnection, type RowDataPacket } from 'mysql2';
+import type { Connection as CoreConnection, RowDataPacket } from 'mysql2';
 import type { Connection as PromiseConnection } from 'mysql2/promise';
 import type { MysqlConfig } from '../config/index.ts';
 import { InputError, maskSecrets, UnavailableError, type GameopsError } from '../core/index.ts';
@@ -138,6 +138,9 @@ export async function connectMysql(
   options: MysqlConnectOptions = {},
 ): Promise<MysqlClient> {
   const target = mysqlTarget(config);
+  // The driver loads on the first connection, not with this module: a process that never connects does
+  // not pay for it, and one that does loads it while its other work waits on the network.
+  const { createConnection } = (await import('mysql2')).default;
   const core = createConnection({
     ...(config.socketPath ? { socketPath: config.socketPath } : { host: config.host, port: config.port }),
     user: config.user,

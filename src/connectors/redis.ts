@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/index.ts';
 import { InputError, maskSecrets, UnavailableError, type GameopsError } from '../core/index.ts';
 import { abortable, describeError } from './failures.ts';
@@ -164,6 +164,8 @@ export async function connectRedis(
   config: RedisConfig,
   options: RedisConnectOptions = {},
 ): Promise<RedisClient> {
+  // Loaded on the first connection (see connectMysql).
+  const { Redis } = (await import('ioredis')).default;
   const redis = new Redis({
     host: config.host,
     port: config.port,

@@ -20,7 +20,6 @@ import { storeError, type StoreTarget } from './errors.ts';
 import { storeMigrator } from './migrations.ts';
 import { type RunRepo, createRunRepo } from './runs.ts';
 import { createTokenRepo, type TokenRepo } from './tokens.ts';
-import { openPostgres } from './postgres.ts';
 import { type ScheduleFireRepo, createScheduleFireRepo } from './schedules.ts';
 import type { StoreDatabase } from './schema.ts';
 import { openSqlite } from './sqlite.ts';
@@ -83,6 +82,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const url = isSecret(options.url) ? options.url.reveal() : options.url;
   let connection: BackendConnection;
   if (url) {
+    // The PostgreSQL driver loads only for a PostgreSQL store: a one-off command on the embedded store
+    // does not pay for it.
+    const { openPostgres } = await import('./postgres.ts');
     connection = openPostgres(url, {
       connectTimeoutMs: positive(options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 'connectTimeoutMs'),
       statementTimeoutMs: positive(
