@@ -1,9 +1,8 @@
 import { z } from 'zod';
 import type { AlertmanagerConfig } from '../config/index.ts';
 import { InputError, maskSecrets, NotFoundError, UnavailableError } from '../core/index.ts';
-import { describeError } from './failures.ts';
 import { httpAuth } from './http-auth.ts';
-import { BodyTooLargeError, fetchCapped, readCapped } from './http-body.ts';
+import { requestCapped } from './http-body.ts';
 
 /** The fields of an Alertmanager API v2 alert that gameops uses; unknown fields are dropped. */
 const alertSchema = z.object({
@@ -158,7 +157,7 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
       new UnavailableError(maskSecrets(`Alertmanager at ${target}: ${message}`, secrets), {
         details: { target, ...details },
       });
-    const { response, body } = await fetchCapped(url, {
+    const response = await requestCapped(url, {
       headers,
       maxBytes: MAX_BODY_BYTES,
       timeoutMs,
@@ -166,6 +165,7 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
       request: `GET ${url.pathname}`,
       fail,
     });
+    const { body } = response;
     if (!response.ok)
       throw fail(
         `GET ${url.pathname} answered ${response.status} ${response.statusText}: ${body.slice(0, 200)}`,
@@ -194,23 +194,17 @@ export function createAlertmanagerClient(config: AlertmanagerConfig): Alertmanag
       new UnavailableError(maskSecrets(`Alertmanager at ${target}: ${message}`, secrets), {
         details: { target },
       });
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-    try {
-      const response = await fetch(url, {
-        method,
-        headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal,
-        redirect: 'error',
-      });
-      return { status: response.status, text: await readCapped(response, 1024 * 1024) };
-    } catch (err) {
-      if (err instanceof BodyTooLargeError) throw fail(`${request} answered more than 1 MiB`);
-      if (options.signal?.aborted && err === options.signal.reason) throw err;
-      if (deadline.aborted) throw fail(`${request} did not answer within ${timeoutMs} ms`);
-      throw fail(`${request} failed: ${describeError(err)}`);
-    }
+    const answer = await requestCapped(url, {
+      method,
+      headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      maxBytes: 1024 * 1024,
+      timeoutMs,
+      signal: options.signal,
+      request,
+      fail,
+    });
+    return { status: answer.status, text: answer.body };
   }
 
   function validate<T>(schema: z.ZodType<T>, value: unknown, path: string): T {

@@ -3,7 +3,7 @@ import type { PrometheusConfig } from '../config/index.ts';
 import { InputError, maskSecrets, UnavailableError } from '../core/index.ts';
 import { alertmanagerTarget } from './alertmanager.ts';
 import { httpAuth } from './http-auth.ts';
-import { fetchCapped } from './http-body.ts';
+import { requestCapped } from './http-body.ts';
 
 /** The most a response may hold: a range query over a large fleet stays far below; a hostile server does not. */
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
@@ -99,7 +99,7 @@ export function createPrometheusClient(config: PrometheusConfig): PrometheusClie
     const timeoutMs = options.timeoutMs ?? 10_000;
     const fail = (message: string, details: Record<string, unknown> = {}): UnavailableError =>
       new UnavailableError(maskSecrets(`${what}: ${message}`, secrets), { details: { target, ...details } });
-    const { response, body } = await fetchCapped(url, {
+    const response = await requestCapped(url, {
       headers,
       maxBytes: MAX_BODY_BYTES,
       timeoutMs,
@@ -107,6 +107,7 @@ export function createPrometheusClient(config: PrometheusConfig): PrometheusClie
       request: `GET /${path}`,
       fail,
     });
+    const { body } = response;
     let json: unknown;
     try {
       json = JSON.parse(body);
