@@ -7,9 +7,29 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 const root = join(import.meta.dirname, '..');
+
+/**
+ * zod's namespace re-exports every message locale (`z.locales`: half of zod's code) so none can be
+ * dropped; every command would load them. gameops speaks English only (zod's default locale, which its
+ * schemas register themselves), so the bundle's `z.locales` holds `en` alone.
+ */
+const zodEnglishOnly: Plugin = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]node_modules[\\/]zod[\\/]/.test(args.importer)
+        ? { path: join(args.resolveDir, '../locales/en.js'), namespace: 'zod-locales' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'zod-locales' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(args.path)};`,
+      resolveDir: root,
+    }));
+  },
+};
 const outdir = join(root, 'dist');
 rmSync(outdir, { recursive: true, force: true });
 const result = await build({
@@ -29,6 +49,7 @@ const result = await build({
   banner: {
     js: "import { createRequire as __gameopsCreateRequire } from 'node:module'; const require = __gameopsCreateRequire(import.meta.url);",
   },
+  plugins: [zodEnglishOnly],
   logLevel: 'warning',
   metafile: true,
 });
