@@ -181,6 +181,9 @@ export async function connectRedis(
     reconnectOnError: null,
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
+    // No INFO on connect to wait for a dataset still loading: callers ask INFO themselves (the check reports
+    // `loading`), and a command that needs the data gets Redis's own LOADING error instead of a wait.
+    enableReadyCheck: false,
     // After stream.end(), how long to wait for the server to close before destroying the socket.
     disconnectTimeout: 200,
     connectionName: 'gameops',
