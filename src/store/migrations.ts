@@ -192,6 +192,18 @@ const migrations: Record<string, Migration> = {
   '006_alerts': alertsMigration,
   '007_backups': backupsMigration,
   '008_maintenance': maintenanceMigration,
+  // Listing a scope's runs newest first (every daily check reads the previous run this way) walks this
+  // index and stops at the limit. Without it the database sorted every stored run of the scope, whole
+  // rows included, so each check read more the longer gameops had been keeping runs.
+  '009_check_runs_listing': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createIndex('check_runs_scope_started_at_id_idx')
+        .on('check_runs')
+        .columns(['service', 'environment', 'started_at', 'id'])
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

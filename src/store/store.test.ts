@@ -117,6 +117,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
       '006_alerts',
       '007_backups',
       '008_maintenance',
+      '009_check_runs_listing',
     ]);
 
     const reopened = await open(p.options);
@@ -131,6 +132,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
       '006_alerts',
       '007_backups',
       '008_maintenance',
+      '009_check_runs_listing',
     ]);
     const indexes =
       backend === 'sqlite'
@@ -138,6 +140,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
         : await p.query("SELECT indexname AS name FROM pg_indexes WHERE tablename = 'check_runs'");
     expect(indexes.map((row) => row.name)).toContain('check_runs_kind_started_at_idx');
     expect(indexes.map((row) => row.name)).toContain('check_runs_scope_kind_started_at_idx');
+    expect(indexes.map((row) => row.name)).toContain('check_runs_scope_started_at_id_idx');
   });
 
   it('upgrades a database that has only migration 001, keeping its runs', async () => {
@@ -165,6 +168,7 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
         '006_alerts',
         '007_backups',
         '008_maintenance',
+        '009_check_runs_listing',
       ],
     );
   });
@@ -370,6 +374,23 @@ describe.each(backends)('store on $backend', ({ backend, place }) => {
     const err = await rejection(openStore(p.options));
     expect(err.code).toBe('conflict');
     expect(err.message).toContain('has migration 999_from_the_future, which this gameops does not know');
+  });
+});
+
+describe('store on sqlite: listing runs', () => {
+  it("walks the scope's index newest first instead of sorting every stored run", async () => {
+    const p = sqlitePlace(cleanups);
+    const store = await open(p.options);
+    for (const run of hourly(3)) await store.checkRuns.record(run);
+    await store.close();
+    // The statement `checkRuns.list` sends for a scope (what every daily check reads its previous run with).
+    const plan = await p.query(
+      "EXPLAIN QUERY PLAN SELECT * FROM check_runs WHERE service = 'dragon-realm' AND environment = 'prod' " +
+        "AND started_at >= '2026-01-01T00:00:00.000Z' ORDER BY started_at DESC, id DESC LIMIT 1",
+    );
+    const detail = plan.map((row) => String(row['detail'])).join('\n');
+    expect(detail).toContain('check_runs_scope_started_at_id_idx');
+    expect(detail).not.toContain('TEMP B-TREE');
   });
 });
 
@@ -671,5 +692,6 @@ async function backTo001(query: (text: string) => Promise<unknown>): Promise<voi
   ])
     await query(`DROP TABLE ${table}`);
   await query('DROP INDEX check_runs_scope_kind_started_at_idx');
+  await query('DROP INDEX check_runs_scope_started_at_id_idx');
   await query("DELETE FROM kysely_migration WHERE name <> '001_check_runs'");
 }
