@@ -20,14 +20,7 @@ import type { Platform } from '../platform/index.ts';
 import type { Actor } from '../runbooks/model.ts';
 import type { BackupSetRecord, Store } from '../store/index.ts';
 import { openObjectWriter, readObject, verifyObject } from './codec.ts';
-import { backupFiles, drillFiles, restoreFiles } from './components/files.ts';
 import { backupMysql, drillMysql, mysqlVerification, restoreMysql } from './components/mysql.ts';
-import {
-  backupPlatformConfig,
-  drillPlatformConfig,
-  restorePlatformConfig,
-} from './components/platform-config.ts';
-import { backupRedis, drillRedis, restoreRedis } from './components/redis.ts';
 import { type AgeIdentities, checkIdentityFor, checkRecipients, loadIdentities } from './keys.ts';
 import { lastCheckPassed, planRetention, type RetentionDecision } from './retention.ts';
 import { writeWholeObject } from './object-write.ts';
@@ -157,6 +150,14 @@ export interface BackupServiceDeps {
   /** Told about a failed backup (the app wires notifications and metrics to it). */
   onFailure?: ((set: BackupSetRecord) => void) | undefined;
 }
+
+/*
+ * The Redis, files and platform-config components load on first use: a MySQL backup has no use for
+ * ioredis or tar, and every module loaded stays in the process's memory for the whole backup.
+ */
+const redisComponent = () => import('./components/redis.ts');
+const filesComponent = () => import('./components/files.ts');
+const platformConfigComponent = () => import('./components/platform-config.ts');
 
 const MANIFEST = 'manifest.json';
 const DEFAULT_LEASE_MS = 60_000;
@@ -627,16 +628,20 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
       case 'redis': {
         const redis = config.redis;
         if (!redis) throw new InputError('no `redis:` section is configured');
+        const { backupRedis } = await redisComponent();
         return backupRedis({ redis, samples: backups.redis.samples }, ctx);
       }
       case 'kubernetes': {
         if (!deps.platform) throw new InputError('no `platform:` section is configured');
+        const { backupPlatformConfig } = await platformConfigComponent();
         return backupPlatformConfig(await deps.platform(), ctx, {
           encrypted: backups.encryption.recipients.length > 0,
         });
       }
-      case 'files':
+      case 'files': {
+        const { backupFiles } = await filesComponent();
         return backupFiles(backups.files.paths, ctx);
+      }
     }
   };
 
@@ -694,11 +699,11 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
       case 'mysql':
         return drillMysql(component, backupMysqlConfig(), ctx, { parallel: backups.mysql.parallel });
       case 'redis':
-        return drillRedis(component, ctx);
+        return (await redisComponent()).drillRedis(component, ctx);
       case 'kubernetes':
-        return drillPlatformConfig(component, ctx);
+        return (await platformConfigComponent()).drillPlatformConfig(component, ctx);
       case 'files':
-        return drillFiles(component, ctx);
+        return (await filesComponent()).drillFiles(component, ctx);
     }
   };
 
@@ -782,11 +787,13 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
           const redis = target?.redis ?? config.redis;
           if (!redis)
             throw new InputError("no Redis to restore into: configure `redis:` or the target's redis");
+          const { restoreRedis } = await redisComponent();
           return restoreRedis(component, redis, ctx, { via: backups.redis.restoreVia });
         }
         case 'kubernetes': {
           if (target) throw new InputError("the platform's config is restored to the original platform only");
           if (!deps.platform) throw new InputError('no `platform:` section is configured');
+          const { restorePlatformConfig } = await platformConfigComponent();
           return restorePlatformConfig(component, await deps.platform(), ctx);
         }
         case 'files':
@@ -794,7 +801,11 @@ export function createBackupService(deps: BackupServiceDeps): BackupService {
             throw new InputError(
               `restore target "${target.name}" has no filesRoot: set backups.targets[].filesRoot (a target never falls back to the production paths)`,
             );
-          return restoreFiles(component, target?.filesRoot ? { root: target.filesRoot } : {}, ctx);
+          return (await filesComponent()).restoreFiles(
+            component,
+            target?.filesRoot ? { root: target.filesRoot } : {},
+            ctx,
+          );
       }
     });
     const report: RestoreComponentReport = {

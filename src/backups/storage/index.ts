@@ -10,12 +10,15 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../../app/log.ts';
 import type { StorageConfig } from '../../config/load.ts';
 import { assertNever, errorMessage, GameopsError, InputError, type Clock } from '../../core/index.ts';
-import type { ObjectStore } from '../types.ts';
+import type { Readable } from 'node:stream';
+import type { ObjectInfo, ObjectStore, PutOptions, StoredObject } from '../types.ts';
 import { FilesystemObjectStore } from './filesystem.ts';
-import { S3ObjectStore, type S3StoreOptions } from './s3.ts';
+import type { S3StoreOptions } from './s3.ts';
 
 export { FilesystemObjectStore } from './filesystem.ts';
-export { S3ObjectStore, type S3StoreOptions } from './s3.ts';
+export type { S3StoreOptions } from './s3.ts';
+
+type S3Config = Extract<StorageConfig, { kind: 's3' }>;
 
 /** The longest key accepted (S3 allows 1024 bytes; the S3 prefix and filesystem root need room too). */
 export const MAX_OBJECT_KEY_LENGTH = 900;
@@ -103,9 +106,86 @@ export function openObjectStore(config: StorageConfig, options: OpenObjectStoreO
     case 'filesystem':
       return new FilesystemObjectStore(config.path);
     case 's3':
-      return new S3ObjectStore(config, options);
+      return new LazyS3ObjectStore(config, options);
     default:
       return assertNever(config, 'storage kind');
+  }
+}
+
+/** `s3://bucket/prefix (endpoint)`: how an S3 store names itself in messages. */
+export function describeS3(config: S3Config): string {
+  return `s3://${config.bucket}/${config.prefix} (${config.endpoint ?? `AWS S3 ${config.region}`})`;
+}
+
+/**
+ * @throws InputError when only one of accessKeyId / secretAccessKey is set.
+ */
+export function checkS3Credentials(config: S3Config): void {
+  if ((config.accessKeyId === undefined) !== (config.secretAccessKey === undefined)) {
+    throw new InputError(
+      'backups.storage: set both accessKeyId and secretAccessKey, or neither (then the AWS SDK credential chain is used)',
+    );
+  }
+}
+
+/**
+ * The S3 store, with the AWS SDK (about 20 MB of a process's memory) loaded by the first operation
+ * rather than by every command that can open a store: the config is checked at once, as the store's
+ * constructor does.
+ */
+class LazyS3ObjectStore implements ObjectStore {
+  readonly #config: S3Config;
+  readonly #options: OpenObjectStoreOptions;
+  #store: Promise<ObjectStore> | undefined;
+
+  constructor(config: S3Config, options: OpenObjectStoreOptions) {
+    checkS3Credentials(config);
+    this.#config = config;
+    this.#options = options;
+  }
+
+  #open(): Promise<ObjectStore> {
+    this.#store ??= import('./s3.ts').then(
+      ({ S3ObjectStore }) => new S3ObjectStore(this.#config, this.#options),
+    );
+    return this.#store;
+  }
+
+  describe(): string {
+    return describeS3(this.#config);
+  }
+
+  async put(
+    key: string,
+    body: Readable | AsyncIterable<Uint8Array>,
+    options?: PutOptions,
+  ): Promise<StoredObject> {
+    return (await this.#open()).put(key, body, options);
+  }
+
+  async get(key: string, options?: { signal?: AbortSignal | undefined }): Promise<Readable> {
+    return (await this.#open()).get(key, options);
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    return (await this.#open()).head(key);
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    yield* (await this.#open()).list(prefix);
+  }
+
+  async delete(key: string): Promise<void> {
+    return (await this.#open()).delete(key);
+  }
+
+  async discardIncomplete(prefix: string): Promise<number> {
+    return (await this.#open()).discardIncomplete(prefix);
+  }
+
+  async close(): Promise<void> {
+    // Never opened: there is no client to close (and no SDK to load for nothing).
+    if (this.#store !== undefined) await (await this.#store).close();
   }
 }
 

@@ -39,7 +39,14 @@ import {
   type Secret,
 } from '../../core/index.ts';
 import type { ObjectInfo, ObjectStore, PutOptions, StoredObject } from '../types.ts';
-import { checkObjectKey, checkObjectPrefix, MeasuredBody, putFailure } from './index.ts';
+import {
+  checkObjectKey,
+  checkObjectPrefix,
+  checkS3Credentials,
+  describeS3,
+  MeasuredBody,
+  putFailure,
+} from './index.ts';
 
 type S3Config = Extract<StorageConfig, { kind: 's3' }>;
 
@@ -123,11 +130,7 @@ export class S3ObjectStore implements ObjectStore {
     this.#listPageSize = options.listPageSize;
     this.#endpoint = config.endpoint ?? `AWS S3 ${config.region}`;
     this.#secrets = [config.accessKeyId, config.secretAccessKey];
-    if ((config.accessKeyId === undefined) !== (config.secretAccessKey === undefined)) {
-      throw new InputError(
-        'backups.storage: set both accessKeyId and secretAccessKey, or neither (then the AWS SDK credential chain is used)',
-      );
-    }
+    checkS3Credentials(config);
     const clientConfig: S3ClientConfig = {
       region: config.region,
       forcePathStyle: config.forcePathStyle,
@@ -155,7 +158,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   describe(): string {
-    return `s3://${this.#config.bucket}/${this.#config.prefix} (${this.#endpoint})`;
+    return describeS3(this.#config);
   }
 
   /**
