@@ -28,6 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
 import { Decrypter, Encrypter } from 'age-encryption';
 import { ErrorCode, errorMessage, GameopsError, InputError } from '../core/index.ts';
+import { streamed } from './garbage.ts';
 import { wrongKeyMessage, type AgeIdentities } from './keys.ts';
 import {
   silentProgress,
@@ -384,7 +385,9 @@ export function openObjectWriter(store: ObjectStore, args: ObjectWriteArgs): Obj
       plainHash.update(chunk);
       plainSize += chunk.length;
       args.progress.add(chunk.length);
-      if (!zstd.write(chunk)) await waitForDrain();
+      const accepted = zstd.write(chunk);
+      streamed(chunk.length);
+      if (!accepted) await waitForDrain();
       throwIfFailed();
     },
 
@@ -612,7 +615,7 @@ export function readObject(
         record.plainSha256,
         (what) => objectError(key, what),
         'plain',
-        () => {},
+        streamed,
       );
       streams.push(decrypted, decompress, plainCheck);
       tag(stored, 'read');
