@@ -45,7 +45,9 @@ export const alertsCheck: Check = {
     const alerts = raw
       .map((a) => toActiveAlert(a, failSeverities, warnSeverities))
       .sort(
-        (a, b) => severityRank(b.status) - severityRank(a.status) || a.startsAt.localeCompare(b.startsAt),
+        // ISO-8601 instants order as plain strings; localeCompare would load ICU's collator (~6 ms the
+        // first time in a process) for nothing.
+        (a, b) => severityRank(b.status) - severityRank(a.status) || compareText(a.startsAt, b.startsAt),
       );
 
     const bySeverity: Record<string, number> = {};
@@ -117,6 +119,10 @@ function toActiveAlert(
         ? CheckStatus.warn
         : CheckStatus.ok,
   };
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function severityRank(status: CheckStatus): number {
