@@ -4,10 +4,17 @@ import { InputError, maskSecrets, NotFoundError, UnavailableError } from '../cor
 import { httpAuth } from './http-auth.ts';
 import { requestCapped } from './http-body.ts';
 
+/**
+ * Labels and annotations: any names, string values. Written as an object with a catch-all rather than
+ * `z.record(z.string(), z.string())`: it accepts and returns the same (JSON keys are strings anyway) in
+ * about half the time, which is most of validating 1,000 alerts (issue #2).
+ */
+const stringMap = z.object({}).catchall(z.string());
+
 /** The fields of an Alertmanager API v2 alert that gameops uses; unknown fields are dropped. */
 const alertSchema = z.object({
-  labels: z.record(z.string(), z.string()),
-  annotations: z.record(z.string(), z.string()).default({}),
+  labels: stringMap,
+  annotations: stringMap.default({}),
   startsAt: z.string(),
   endsAt: z.string().optional(),
   fingerprint: z.string(),
@@ -17,7 +24,7 @@ const alertSchema = z.object({
 const alertsSchema = z.array(alertSchema);
 const alertGroupsSchema = z.array(
   z.object({
-    labels: z.record(z.string(), z.string()),
+    labels: stringMap,
     receiver: z.object({ name: z.string() }),
     alerts: alertsSchema,
   }),
