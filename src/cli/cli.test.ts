@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHECK_NAMES } from '../checks/index.ts';
@@ -183,14 +183,27 @@ describe('gameops check daily (real servers, real process)', () => {
 });
 
 describe('the bundled CLI (dist/, what bin/gameops runs after setup)', () => {
-  it('runs the daily check the same way as the sources', async () => {
+  it('runs the daily check the same way as the sources, the second time from its code cache', async () => {
     const bundle = join(import.meta.dirname, '../../dist/gameops.mjs');
     expect(existsSync(bundle), 'dist/gameops.mjs is built by `npm run setup` and `npm test`').toBe(true);
     const { path } = writeTestConfig();
-    const res = await gameops(['check', 'daily', '--json', '--config', path], { entry: bundle });
-    const run = JSON.parse(res.stdout) as { results: Array<{ name: string; status: string }> };
-    expect(run.results.map((r) => r.name).sort()).toEqual([...CHECK_NAMES].sort());
-    expect(run.results.find((r) => r.name === 'database')?.status).not.toBe('error');
+    const cache = mkdtempSync(join(tmpdir(), 'gameops-cli-code-cache-'));
+    try {
+      const env = { GAMEOPS_CODE_CACHE: cache };
+      for (const round of ['first', 'cached']) {
+        const res = await gameops(['check', 'daily', '--json', '--config', path], { entry: bundle, env });
+        expect(res.stderr, round).toBe('');
+        const run = JSON.parse(res.stdout) as { results: Array<{ name: string; status: string }> };
+        expect(run.results.map((r) => r.name).sort()).toEqual([...CHECK_NAMES].sort());
+        expect(run.results.find((r) => r.name === 'database')?.status).not.toBe('error');
+      }
+      // One cache directory (this Node and build), with the `check` command's files in it.
+      const [build] = readdirSync(cache);
+      expect(build).toMatch(new RegExp(`^${process.version}-${process.arch}-[0-9a-f]{12}$`));
+      expect(readdirSync(join(cache, build!, 'check'))).toContain('gameops.cjs.v8');
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
   });
 });
 

@@ -152,16 +152,24 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
+/**
+ * Runs the command line `argv` and exits the process with its exit code: what `bin/gameops` does, from the
+ * sources or from the bundle in dist/.
+ */
+export async function runCli(argv: string[]): Promise<never> {
   // A reader that goes away (`gameops check daily | head -2`) is not an error of ours.
   for (const stream of [process.stdout, process.stderr])
     stream.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
       throw err;
     });
-  const code = await main(process.argv.slice(2));
+  const code = await main(argv);
   // Exit now rather than when the event loop drains: a DNS lookup that cannot be cancelled (an
   // unreachable resolver) would otherwise keep a finished command alive for minutes. Writes to
   // stdout/stderr are synchronous for files, pipes and terminals on Linux, so nothing is lost.
   process.exit(code);
 }
+
+// The bundle (scripts/build.ts) sets `import.meta.main` to true: it has no top-level await, so that
+// its modules can run as scripts with a full V8 code cache (see src/cli/code-cache.ts).
+if (import.meta.main) void runCli(process.argv.slice(2));
