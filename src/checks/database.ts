@@ -1,4 +1,12 @@
-import { connectMysql, mysqlTarget, type MysqlClient, type MysqlProcess } from '../connectors/index.ts';
+import {
+  connectMysql,
+  mysqlFlavour,
+  mysqlTarget,
+  type MysqlClient,
+  type MysqlProcess,
+  type MysqlQueryOptions,
+  type MysqlServerVersion,
+} from '../connectors/index.ts';
 import { formatDuration, GameopsError } from '../core/index.ts';
 import { previousNumber } from './previous.ts';
 import { CheckStatus, worstOf } from './statuses.ts';
@@ -47,8 +55,7 @@ export const databaseCheck: Check = {
 async function measure(client: MysqlClient, ctx: CheckContext, user: string): Promise<Outcome> {
   const t = ctx.config.checks.thresholds.database;
   const options = { signal: ctx.signal, timeoutMs: ctx.config.checks.timeout };
-  const version = await client.serverVersion(options);
-  const variables = await client.globalVariables(['max_connections'], options);
+  const { version, maxConnections } = await versionAndMaxConnections(client, options);
   const status = await client.globalStatus(options);
   const processes = await client.processlist(options);
   const processPrivilege = await client.hasProcessPrivilege(options);
@@ -62,7 +69,6 @@ async function measure(client: MysqlClient, ctx: CheckContext, user: string): Pr
       message: `user ${user} lacks the PROCESS privilege: only its own queries are visible, long queries of others cannot be seen`,
     });
 
-  const maxConnections = Number(variables['max_connections']);
   const connected = status.threadsConnected;
   const connectionsPercent =
     connected === undefined || !(maxConnections > 0) ? undefined : percentOf(connected, maxConnections);
@@ -159,6 +165,28 @@ async function measure(client: MysqlClient, ctx: CheckContext, user: string): Pr
     summary: summarize(values, version.flavour, shortVersion(version.version)),
     values,
     findings,
+  };
+}
+
+/**
+ * What `serverVersion()` and `globalVariables(['max_connections'])` would say, in one round trip instead of
+ * two. max_connections is a global-only variable, so `@@GLOBAL.max_connections` is the value SHOW GLOBAL
+ * VARIABLES lists.
+ */
+async function versionAndMaxConnections(
+  client: MysqlClient,
+  options: MysqlQueryOptions,
+): Promise<{ version: MysqlServerVersion; maxConnections: number }> {
+  const rows = await client.query(
+    'SELECT VERSION() AS version, @@version_comment AS comment, @@GLOBAL.max_connections AS maxConnections',
+    [],
+    options,
+  );
+  const version = String(rows[0]?.['version'] ?? 'unknown');
+  const comment = String(rows[0]?.['comment'] ?? '');
+  return {
+    version: { version, comment, flavour: mysqlFlavour(version, comment) },
+    maxConnections: Number(rows[0]?.['maxConnections']),
   };
 }
 
