@@ -13,6 +13,7 @@ import { createLogger, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Fleet } from '../platform/index.ts';
 import type { CheckRun } from '../checks/index.ts';
+import type { KeptConnections } from '../checks/daily.ts';
 import type { Engine } from '../runbooks/engine.ts';
 import type { Ops } from './ops.ts';
 
@@ -36,6 +37,8 @@ export interface Resources {
    * last pruned: the store is this process's alone, so they need not be read back every cycle.
    */
   dailyHistory?: { runs: CheckRun[]; prunedAt: number | undefined } | undefined;
+  /** The MySQL and Redis connections the daily check keeps between runs in the server (src/app/daily.ts). */
+  dailyConnections?: KeptConnections | undefined;
   /** The game-server fleet, once opened by `openFleet` (never at bootstrap: most commands do not need it). */
   fleet?: Fleet | undefined;
   /** The fleet being opened (shared by callers that arrive together). */
@@ -141,6 +144,9 @@ export async function shutdown(resources: Resources): Promise<void> {
   if (resources.engine || resources.engineOpening)
     await (await import('./runbooks.ts')).closeRunbooks(resources);
   await (await import('./backups.ts')).closeBackups(resources);
+  const kept = resources.dailyConnections;
+  resources.dailyConnections = undefined;
+  await kept?.close();
   resources.store = undefined;
   resources.fleet = undefined;
   resources.fleetOpening = undefined;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../core/index.ts';
 import { writeTestConfig } from '../../test/support/config.ts';
+import type { MysqlClient, RedisClient } from '../connectors/index.ts';
 import { bootstrap, runAndRecordDailyCheck, shutdown } from './index.ts';
 
 /** A config with no game services (only the disk check measures), on a shared data directory. */
@@ -68,5 +69,41 @@ describe('recording daily checks', () => {
     writeFileSync(path, text);
     const third = await runOnce(path, clock);
     expect(third.run.results.find((r) => r.name === 'database')?.values['slowQueriesBaseline']).toBe(false);
+  });
+
+  it('the server keeps its MySQL and Redis connections between runs and shutdown closes them; the CLI keeps none', async () => {
+    const { path } = writeTestConfig();
+    const cli = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    try {
+      await runAndRecordDailyCheck(cli, 'cli');
+      expect(cli.dailyConnections).toBeUndefined();
+    } finally {
+      await shutdown(cli);
+    }
+
+    const server = await bootstrap({ configPath: path, store: 'required', logLevel: 'silent' });
+    const { config } = server;
+    const timeout = config.checks.timeout;
+    let kept: { mysql: MysqlClient | undefined; redis: RedisClient | undefined } | undefined;
+    try {
+      const first = await runAndRecordDailyCheck(server, 'api');
+      expect(first.run.results.find((r) => r.name === 'database')?.status).not.toBe('error');
+      const second = await runAndRecordDailyCheck(server, 'schedule');
+      expect(second.run.results.find((r) => r.name === 'redis')?.status).not.toBe('error');
+      const connections = server.dailyConnections!;
+      kept = {
+        mysql: connections.take('mysql', config.mysql!, timeout),
+        redis: connections.take('redis', config.redis!, timeout),
+      };
+      expect(kept.mysql?.usable).toBe(true);
+      expect(kept.redis?.usable).toBe(true);
+      await connections.keep('mysql', config.mysql!, timeout, kept.mysql!);
+      await connections.keep('redis', config.redis!, timeout, kept.redis!);
+    } finally {
+      await shutdown(server);
+    }
+    expect(server.dailyConnections).toBeUndefined();
+    expect(kept.mysql?.usable).toBe(false);
+    expect(kept.redis?.usable).toBe(false);
   });
 });

@@ -1,5 +1,7 @@
 import { errorMessage } from '../core/index.ts';
 import { runDailyCheck, type CheckRun } from '../checks/index.ts';
+// Not re-exported by the checks' index: only the server keeps connections.
+import { KeptConnections } from '../checks/daily.ts';
 import type { Resources } from './bootstrap.ts';
 import { openFleet } from './fleet.ts';
 
@@ -51,6 +53,9 @@ export async function runAndRecordDailyCheck(
       platformProblem = errorMessage(err);
     }
   }
+  // A long-running process (the server: API and schedule triggers) keeps its MySQL and Redis connections
+  // between runs; a one-off `gameops check daily` connects per run. shutdown() closes them.
+  const kept = trigger === 'cli' ? undefined : (resources.dailyConnections ??= new KeptConnections());
   const run = await runDailyCheck({
     config,
     clock,
@@ -61,6 +66,7 @@ export async function runAndRecordDailyCheck(
     ...(platformProblem ? { platformProblem } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
+    ...(kept ? { kept } : {}),
   });
   resources.metrics?.observeCheckRun(run);
   let recorded = false;

@@ -31,11 +31,27 @@ export const databaseCheck: Check = {
   async run(ctx) {
     const mysql = ctx.config.mysql;
     if (!mysql) return { status: CheckStatus.skipped, summary: 'not configured', values: {}, findings: [] };
+    const timeoutMs = ctx.config.checks.timeout;
+    // The server keeps its connection between checks (see KeptConnections).
+    const kept = ctx.kept?.take('mysql', mysql, timeoutMs);
+    if (kept) {
+      try {
+        const outcome = await measure(kept, ctx, mysql.user);
+        await ctx.kept?.keep('mysql', mysql, timeoutMs, kept);
+        return outcome;
+      } catch (err) {
+        kept.destroy();
+        // The check's deadline or the caller's abort: no time is left to try again.
+        if (ctx.signal.aborted) throw err;
+        // It may have died while idle, unnoticed (server restarted, wait_timeout, network): once more on a
+        // new connection, which reports whatever is wrong the way a first connection would.
+      }
+    }
     let client: MysqlClient;
     try {
       client = await connectMysql(mysql, {
         signal: ctx.signal,
-        connectTimeoutMs: Math.min(mysql.connectTimeout, ctx.config.checks.timeout),
+        connectTimeoutMs: Math.min(mysql.connectTimeout, timeoutMs),
       });
     } catch (err) {
       // "Too many connections" is the very condition this check looks for: report it as a failure, not as
@@ -44,11 +60,16 @@ export const databaseCheck: Check = {
         return tooManyConnections(mysqlTarget(mysql), err.message);
       throw err;
     }
+    let outcome: Outcome;
     try {
-      return await measure(client, ctx, mysql.user);
-    } finally {
+      outcome = await measure(client, ctx, mysql.user);
+    } catch (err) {
       await client.close();
+      throw err;
     }
+    if (ctx.kept) await ctx.kept.keep('mysql', mysql, timeoutMs, client);
+    else await client.close();
+    return outcome;
   },
 };
 

@@ -28,16 +28,37 @@ export const redisCheck: Check = {
     const redis = ctx.config.redis;
     if (!redis) return { status: CheckStatus.skipped, summary: 'not configured', values: {}, findings: [] };
     const timeout = ctx.config.checks.timeout;
+    // The server keeps its connection between checks (see KeptConnections).
+    const kept = ctx.kept?.take('redis', redis, timeout);
+    if (kept) {
+      try {
+        const outcome = await measure(kept, ctx);
+        await ctx.kept?.keep('redis', redis, timeout, kept);
+        return outcome;
+      } catch (err) {
+        // Dropped at once, without waiting for a polite QUIT (close() never throws).
+        void kept.close();
+        // The check's deadline or the caller's abort: no time is left to try again.
+        if (ctx.signal.aborted) throw err;
+        // It may have died while idle, unnoticed (server restarted, `timeout`, CLIENT KILL, network): once
+        // more on a new connection, which reports whatever is wrong the way a first connection would.
+      }
+    }
     const client = await connectRedis(redis, {
       signal: ctx.signal,
       connectTimeoutMs: timeout,
       commandTimeoutMs: timeout,
     });
+    let outcome: Outcome;
     try {
-      return await measure(client, ctx);
-    } finally {
+      outcome = await measure(client, ctx);
+    } catch (err) {
       await client.close();
+      throw err;
     }
+    if (ctx.kept) await ctx.kept.keep('redis', redis, timeout, client);
+    else await client.close();
+    return outcome;
   },
 };
 

@@ -61,6 +61,11 @@ export interface MysqlClient {
   readonly target: string;
   /** The server's id for this connection (what `CONNECTION_ID()` returns). */
   readonly threadId: number;
+  /**
+   * False once the connection is closed or destroyed, or the server or the network ended it (a restart,
+   * `wait_timeout`, `KILL`): a connection kept between uses is not worth trying then.
+   */
+  readonly usable: boolean;
   query<T extends RowDataPacket = RowDataPacket>(
     sql: string,
     params?: unknown[],
@@ -260,6 +265,8 @@ class Client implements MysqlClient {
   /** Aborted when the connection is closed or destroyed, so that no query promise is left pending. */
   readonly #lifetime = new AbortController();
   #closed = false;
+  /** The server or the network ended the connection. */
+  #ended = false;
 
   constructor(
     config: MysqlConfig,
@@ -275,6 +282,15 @@ class Client implements MysqlClient {
     this.#conn = conn;
     this.#timeoutMs = timeoutMs;
     this.#killOnAbort = killOnAbort;
+    const ended = (): void => {
+      this.#ended = true;
+    };
+    core.on('end', ended);
+    core.on('error', ended);
+  }
+
+  get usable(): boolean {
+    return !this.#closed && !this.#ended;
   }
 
   async query<T extends RowDataPacket = RowDataPacket>(

@@ -119,6 +119,11 @@ export interface RedisLatencySample {
 export interface RedisClient {
   /** `host:port`, for messages. */
   readonly target: string;
+  /**
+   * False once the connection is closed, or the server or the network ended it (a restart, `timeout`,
+   * `CLIENT KILL`): a connection kept between uses is not worth trying then.
+   */
+  readonly usable: boolean;
   info(options?: { signal?: AbortSignal }): Promise<RedisInfo>;
   ping(options?: { signal?: AbortSignal }): Promise<void>;
   /**
@@ -224,11 +229,16 @@ class Client implements RedisClient {
   readonly target: string;
   readonly #config: RedisConfig;
   readonly #redis: Redis;
+  #closed = false;
 
   constructor(config: RedisConfig, redis: Redis) {
     this.target = redisTarget(config);
     this.#config = config;
     this.#redis = redis;
+  }
+
+  get usable(): boolean {
+    return !this.#closed && this.#redis.status === 'ready';
   }
 
   async #call<T>(doing: string, work: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
@@ -279,6 +289,7 @@ class Client implements RedisClient {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     const redis = this.#redis;
     if (redis.status === 'ready') {
       let timer: NodeJS.Timeout | undefined;
