@@ -12,8 +12,7 @@ import { localActor } from '../identity/local.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Fleet } from '../platform/index.ts';
-import type { CheckRun } from '../checks/index.ts';
-import type { KeptConnections } from '../checks/daily.ts';
+import type { CheckRun, KeptConnections } from '../checks/index.ts';
 import type { Engine } from '../runbooks/engine.ts';
 import type { Ops } from './ops.ts';
 

@@ -1,7 +1,5 @@
 import { errorMessage } from '../core/index.ts';
-import { runDailyCheck, type CheckRun } from '../checks/index.ts';
-// Not re-exported by the checks' index: only the server keeps connections.
-import { KeptConnections } from '../checks/daily.ts';
+import { KeptConnections, runDailyCheck, type CheckRun } from '../checks/index.ts';
 import type { Resources } from './bootstrap.ts';
 import { openFleet } from './fleet.ts';
 

@@ -12,6 +12,7 @@ export type {
 } from './types.ts';
 export { runDailyCheck, runChecksSequentially, dailyChecks } from './daily.ts';
 export type { DailyCheckOptions } from './daily.ts';
+export { KeptConnections } from './kept-connections.ts';
 export { databaseCheck } from './database.ts';
 export { redisCheck } from './redis.ts';
 export { diskCheck } from './disk.ts';

@@ -2,6 +2,7 @@ import type { Clock } from '../core/index.ts';
 import type { GameopsConfig } from '../config/index.ts';
 import type { Platform } from '../platform/port.ts';
 import type { BackupRepo } from '../store/backups.ts';
+import type { KeptConnections } from './kept-connections.ts';
 import type { CheckStatus } from './statuses.ts';
 
 /** One thing a check found worth reporting: a threshold crossed, a restart, a long query. */
@@ -55,6 +56,8 @@ export interface CheckContext {
   platformProblem?: string | undefined;
   /** The backup catalog (the store's), for the backups check; undefined when the store is not open. */
   backupCatalog?: Pick<BackupRepo, 'list' | 'restorable' | 'reapAbandoned'> | undefined;
+  /** Connections kept between checks by a long-running process (the server); undefined: connect per check. */
+  kept?: KeptConnections | undefined;
 }
 
 /** What the game check needs from a game server. */
