@@ -552,6 +552,14 @@ describe('MySQL backup consistency and failures', () => {
       "ERROR 1153 (08S01) at line 3: Got a packet bigger than 'max_allowed_packet' bytes",
     );
     expect(loaderMessage('mariadb: unknown option --x\n')).toBe('mariadb: unknown option --x');
+    expect(loaderMessage("ERROR at line 7: Unknown command '\\q'.\n")).toBe(
+      "ERROR at line 7: Unknown command '\\q'.",
+    );
+    // Nothing recognisable: said, not shown, and never mistaken for no output at all.
+    expect(loaderMessage("(1,'alice@example.com')\nsomething else\n")).toBe(
+      '2 other line(s) of output, not shown (they may hold row data)',
+    );
+    expect(loaderMessage('')).toBe('');
   });
 
   it('hashes rows with MD5 unless CRC32+CRC32C is asked for (older backups compare as they were made)', () => {

@@ -232,9 +232,12 @@ export function loaderMessage(stderr: string): string {
   const lines = stderr
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => /^(?:ERROR \d+|ERROR:|mariadb: |mysql: )/.test(l))
+    // `ERROR 1153 (08S01) at line 3: …`, `ERROR: …`, and the client's own `ERROR at line 7: …`.
+    .filter((l) => /^(?:ERROR(?: \d+| at line \d+)?[ :(]|mariadb: |mysql: )/.test(l))
     .map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l));
-  return lines.slice(0, 5).join('; ');
+  if (lines.length > 0) return lines.slice(0, 5).join('; ');
+  const withheld = stderr.split('\n').filter((l) => l.trim() !== '').length;
+  return withheld > 0 ? `${withheld} other line(s) of output, not shown (they may hold row data)` : '';
 }
 
 /** Bounded stderr: the first 16 KiB, password masked. */
