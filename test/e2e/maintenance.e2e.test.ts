@@ -19,7 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, services } from '../harness/index.ts';
+import { freePort } from '../harness/index.ts';
 import { destroyFleet } from '../../src/platform/local/test-support.ts';
 import { runProcess as run } from '../support/process.ts';
 import type { WindowDetail } from '../../src/maintenance/service.ts';
@@ -82,7 +82,7 @@ describe('end to end: planned maintenance on a local fleet with bots', () => {
     return fleet;
   };
   const silencesOf = async (runId: string): Promise<Silence[]> => {
-    const res = await fetch(`${services().alertmanager.url}/api/v2/silences`);
+    const res = await fetch(`${setup.alertmanagerUrl}/api/v2/silences`);
     return ((await res.json()) as Silence[]).filter((s) => s.comment.includes(`(run ${runId})`));
   };
   /** Starts the maintenance run, approves it as the operator (one approval), and returns the final run. */

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { backupKey } from '../support/backups.ts';
 import { writeReferenceFleetConfig } from '../support/fleet.ts';
-import { closedPort, services } from '../harness/index.ts';
+import { closedPort, services, startAlertmanager } from '../harness/index.ts';
 
 export interface MaintenanceSetup {
   path: string;
@@ -30,6 +30,11 @@ export interface MaintenanceSetup {
   oldPartitions: string[];
   /** Messages the webhook channel received. */
   notices: string[];
+  /**
+   * This run's own Alertmanager: a maintenance window silences every alert by default, which would
+   * silence the alerts other test files expect active on the shared one.
+   */
+  alertmanagerUrl: string;
   close(): Promise<void>;
 }
 
@@ -130,7 +135,8 @@ export async function setUpMaintenance(): Promise<MaintenanceSetup> {
 
   const database = `maint_${randomBytes(4).toString('hex')}`;
   const oldPartitions = await createGameDatabase(database);
-  const { mariadb, alertmanager } = services();
+  const { mariadb } = services();
+  const alertmanager = await startAlertmanager();
   const key = await backupKey();
   writeFileSync(join(dir, 'backup.key'), `${key.identity}\n`, { mode: 0o600 });
   const storage = join(dir, 'backups');
@@ -167,7 +173,11 @@ export async function setUpMaintenance(): Promise<MaintenanceSetup> {
     storage,
     oldPartitions,
     notices,
-    close: () => new Promise<void>((r) => receiver.close(() => r())),
+    alertmanagerUrl: alertmanager.url,
+    close: async () => {
+      await new Promise<void>((r) => receiver.close(() => r()));
+      await alertmanager.stop();
+    },
   };
 }
 

@@ -155,7 +155,8 @@ describe('shared servers from the global setup', () => {
     const after = await getAlerts(alertmanager.url, { harness_run: run });
     const warning = after.find((a) => a.labels.alertname === 'HarnessWarning')!;
     expect(warning.status.state).toBe('suppressed');
-    expect(warning.status.silencedBy).toEqual([silenceId]);
+    // Another test's silence may match it too (the Alertmanager is shared): ours must be among them.
+    expect(warning.status.silencedBy).toContain(silenceId);
     expect(after.find((a) => a.labels.alertname === 'HarnessCritical')!.status.state).toBe('active');
   });
 

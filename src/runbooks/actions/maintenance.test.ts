@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupKey, backupsSection } from '../../../test/support/backups.ts';
 import { writeMiniFleetConfig } from '../../../test/support/fleet.ts';
-import { closedPort, services as harness } from '../../../test/harness/index.ts';
+import { closedPort, startAlertmanager, type AlertmanagerHandle } from '../../../test/harness/index.ts';
 import { bootstrap, shutdown, type Resources } from '../../app/index.ts';
 import { openFleet } from '../../app/fleet.ts';
 import { openOps } from '../../app/ops.ts';
@@ -108,6 +108,9 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
   let dataDir = '';
   let hooks: string[] = [];
   let receiver: Server;
+  // An Alertmanager of its own: `maintenance.silence` silences every alert by default, which would silence
+  // the alerts other test files expect active on the shared one.
+  let am: AlertmanagerHandle;
   const window = 'mw-20261203T0400Z-abc123';
 
   beforeAll(async () => {
@@ -121,13 +124,14 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
     });
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
     const port = (receiver.address() as AddressInfo).port;
+    am = await startAlertmanager();
     const written = await writeMiniFleetConfig();
     dataDir = written.dataDir;
     const dir = mkdtempSync(join(tmpdir(), 'gameops-maint-actions-'));
     appendFileSync(
       written.path,
       [
-        `alertmanager: { url: "${harness().alertmanager.url}" }`,
+        `alertmanager: { url: "${am.url}" }`,
         ...backupsSection(dir, await backupKey(), { storage: join(dir, 'store'), files: [dir] }),
         'notifications:',
         '  allowPrivate: ["127.0.0.1"]',
@@ -150,6 +154,7 @@ describe('maintenance actions on a local fleet, Alertmanager and the store', () 
     if (resources) await shutdown(resources);
     if (dataDir) await destroyFleet(dataDir);
     receiver?.close();
+    await am?.stop();
   });
 
   it("preflight: the fleet, its version, players and the players' notice; refuses what is missing, naming it", async () => {
